@@ -1,0 +1,62 @@
+import { ConfigError, type ConfigReader, type ModelConfig } from '../config.ts';
+
+/** Fields every Llama-style family reads the same way; families override the flags. */
+export function parseLlamaStyle(
+  r: ConfigReader,
+  flags: {
+    /** Fixed attention biases (Qwen2: q/k/v yes, o no), or 'config' to read `attention_bias` for q/k/v/o. */
+    attnBias: { qkv: boolean; o: boolean } | 'config';
+    qkNorm: boolean;
+    ropeThetaDefault: number;
+    tieDefault: boolean;
+  },
+): ModelConfig {
+  const hiddenSize = r.int('hidden_size');
+  const numHeads = r.int('num_attention_heads');
+  const numKvHeads = r.int('num_key_value_heads', numHeads);
+  if (numHeads === 0 || numKvHeads === 0 || hiddenSize === 0) {
+    throw new ConfigError(r.file, 'hidden_size, num_attention_heads and num_key_value_heads must be positive');
+  }
+  const headDim = r.has('head_dim') ? r.int('head_dim') : hiddenSize / numHeads;
+  if (!Number.isInteger(headDim)) {
+    throw new ConfigError(r.file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
+  }
+  if (numHeads % numKvHeads !== 0) {
+    throw new ConfigError(r.file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  }
+  if (headDim % 2 !== 0) throw new ConfigError(r.file, `head_dim ${headDim} must be even for rotary embeddings`);
+  const useSliding = r.bool('use_sliding_window', r.has('sliding_window') && !r.has('use_sliding_window'));
+  const sw = useSliding && r.has('sliding_window') ? r.int('sliding_window') : null;
+  const attnBias = flags.attnBias === 'config' ? r.bool('attention_bias', false) : null;
+  return {
+    modelType: r.str('model_type') ?? '',
+    hiddenSize,
+    intermediateSize: r.int('intermediate_size'),
+    numLayers: r.int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: r.int('vocab_size'),
+    rmsNormEps: r.num('rms_norm_eps', 1e-6),
+    ropeTheta: r.num('rope_theta', flags.ropeThetaDefault),
+    ropeScaling: r.ropeScaling(),
+    maxPositionEmbeddings: r.int('max_position_embeddings', 32768),
+    tieWordEmbeddings: r.bool('tie_word_embeddings', flags.tieDefault),
+    qkvBias: attnBias ?? (flags.attnBias as { qkv: boolean }).qkv,
+    oBias: attnBias ?? (flags.attnBias as { o: boolean }).o,
+    mlpBias: r.bool('mlp_bias', false),
+    qkNorm: flags.qkNorm,
+    slidingWindow: sw,
+    torchDtype: r.str('torch_dtype') ?? r.str('dtype'),
+    bosTokenId: r.has('bos_token_id') ? r.int('bos_token_id') : null,
+    eosTokenIds: r.intList('eos_token_id'),
+    raw: r.raw,
+  };
+}
+
+export const HF_NAMES = {
+  layerPrefix: (i: number) => `model.layers.${i}.`,
+  embedName: 'model.embed_tokens.weight',
+  finalNormName: 'model.norm.weight',
+  lmHeadName: 'lm_head.weight',
+} as const;

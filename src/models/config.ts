@@ -1,0 +1,148 @@
+/**
+ * A Hugging Face `config.json`, parsed and validated once into the fields the engine uses.
+ * Family-specific defaults and quirks live in each ArchSpec (src/models/arch/*), not here.
+ */
+
+export type RopeScaling =
+  | { type: 'default' }
+  | { type: 'linear'; factor: number }
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
+
+export interface ModelConfig {
+  modelType: string;
+  hiddenSize: number; // D
+  intermediateSize: number; // I
+  numLayers: number; // L
+  numHeads: number; // H
+  numKvHeads: number; // Hkv (GQA when < H)
+  headDim: number; // hd
+  vocabSize: number; // V
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry a bias (Qwen2). */
+  qkvBias: boolean;
+  /** o_proj and MLP projections carry a bias (Llama `attention_bias`/`mlp_bias`); rare. */
+  oBias: boolean;
+  mlpBias: boolean;
+  /** Per-head RMSNorm on q and k before RoPE (Qwen3). */
+  qkNorm: boolean;
+  /** Sliding-window attention span in tokens, or null for full attention. */
+  slidingWindow: number | null;
+  /** The dtype the checkpoint declares (`torch_dtype`/`dtype`), informational. */
+  torchDtype: string | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  /** The raw JSON, kept so writers can copy it unchanged. */
+  raw: Record<string, unknown>;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(`${file}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Typed field access with errors naming the file and the key. */
+export class ConfigReader {
+  constructor(
+    readonly file: string,
+    readonly raw: Record<string, unknown>,
+  ) {}
+
+  has(key: string): boolean {
+    return this.raw[key] !== undefined && this.raw[key] !== null;
+  }
+
+  int(key: string, fallback?: number): number {
+    const v = this.raw[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(this.file, `missing required integer "${key}"`);
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+      throw new ConfigError(this.file, `"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  num(key: string, fallback?: number): number {
+    const v = this.raw[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(this.file, `missing required number "${key}"`);
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new ConfigError(this.file, `"${key}" must be a finite number, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw new ConfigError(this.file, `"${key}" must be a boolean, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  str(key: string): string | null {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') throw new ConfigError(this.file, `"${key}" must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** `eos_token_id` may be an int or a list of ints. */
+  intList(key: string): number[] {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return [];
+    const arr = Array.isArray(v) ? v : [v];
+    for (const x of arr) {
+      if (typeof x !== 'number' || !Number.isInteger(x)) {
+        throw new ConfigError(this.file, `"${key}" must be an integer or a list of integers, got ${JSON.stringify(v)}`);
+      }
+    }
+    return arr as number[];
+  }
+
+  ropeScaling(): RopeScaling {
+    const rs = this.raw['rope_scaling'];
+    if (rs === undefined || rs === null) return { type: 'default' };
+    if (typeof rs !== 'object' || Array.isArray(rs)) {
+      throw new ConfigError(this.file, `"rope_scaling" must be an object, got ${JSON.stringify(rs)}`);
+    }
+    const r = new ConfigReader(this.file, rs as Record<string, unknown>);
+    const type = r.str('rope_type') ?? r.str('type') ?? 'default';
+    switch (type) {
+      case 'default':
+        return { type: 'default' };
+      case 'linear':
+        return { type: 'linear', factor: r.num('factor') };
+      case 'llama3':
+        return {
+          type: 'llama3',
+          factor: r.num('factor'),
+          lowFreqFactor: r.num('low_freq_factor'),
+          highFreqFactor: r.num('high_freq_factor'),
+          originalMaxPositionEmbeddings: r.int('original_max_position_embeddings'),
+        };
+      default:
+        throw new ConfigError(
+          this.file,
+          `rope_scaling type "${type}" is not supported (supported: default, linear, llama3)`,
+        );
+    }
+  }
+}
