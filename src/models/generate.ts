@@ -1,0 +1,145 @@
+/**
+ * Batched autoregressive generation with a KV cache.
+ *
+ * Prompts are prefilled together (left-padded); each step appends one token per live sequence.
+ * Finished sequences leave the batch (their cache rows are dropped), so long stragglers don't
+ * pay for the finished ones. Every request has its own PRNG stream, so results do not depend on
+ * batch composition.
+ */
+import type { DecodeStream, RacTokenizer } from '../io/tokenizer.ts';
+import type { Engine } from './engine.ts';
+import { Rng, sampleToken, validateSampling, type SamplingParams } from './sampling.ts';
+
+export type FinishReason = 'stop' | 'length';
+
+export interface GenerationRequest {
+  /** Prompt token ids (already chat-templated if wanted). */
+  prompt: number[];
+  /** PRNG stream for this request (e.g. prompt index × n + sample index). */
+  stream: number;
+}
+
+export interface GenerateOptions extends SamplingParams {
+  maxNewTokens: number;
+  seed: number;
+  /** Generation stops after any of these ids (the id is kept in `ids`, not in `text`). */
+  eosTokenIds: number[];
+  /** Generation stops when the text contains one of these (text is cut before it). */
+  stopStrings?: string[];
+  /** Max sequences decoded together. */
+  batchSize?: number;
+  onProgress?: (p: GenerateProgress) => void;
+  /** Called as each request finishes (for streaming results to disk). */
+  onComplete?: (index: number, c: Completion) => void | Promise<void>;
+}
+
+export interface GenerateProgress {
+  done: number;
+  total: number;
+  active: number;
+  newTokens: number;
+}
+
+export interface Completion {
+  ids: number[];
+  text: string;
+  finishReason: FinishReason;
+  /** Index of the first stop string matched, when finishReason is 'stop' by a stop string. */
+  stop?: string;
+}
+
+interface Live {
+  index: number;
+  rng: Rng;
+  ids: number[];
+  text: string;
+  stream: DecodeStream | null;
+}
+
+export function validateGenerateOptions(o: GenerateOptions): void {
+  validateSampling(o);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) throw new Error(`max new tokens must be a positive integer, got ${o.maxNewTokens}`);
+  if (!Number.isInteger(o.seed)) throw new Error(`seed must be an integer, got ${o.seed}`);
+  if (o.batchSize !== undefined && (!Number.isInteger(o.batchSize) || o.batchSize < 1)) {
+    throw new Error(`batch size must be a positive integer, got ${o.batchSize}`);
+  }
+}
+
+export async function generate(
+  engine: Engine,
+  tokenizer: RacTokenizer | null,
+  requests: GenerationRequest[],
+  opts: GenerateOptions,
+): Promise<Completion[]> {
+  validateGenerateOptions(opts);
+  const stops = opts.stopStrings?.filter((s) => s.length > 0) ?? [];
+  if (stops.length > 0 && !tokenizer) throw new Error('stop strings need a tokenizer');
+  const V = engine.config.vocabSize;
+  const eos = new Set(opts.eosTokenIds);
+  const results: Completion[] = new Array(requests.length);
+  const batchSize = opts.batchSize ?? 16;
+  let done = 0;
+  let newTokens = 0;
+
+  const finish = async (l: Live, reason: FinishReason, stop?: string) => {
+    let text = l.text;
+    if (tokenizer && l.stream) text += l.stream.flush();
+    if (stop !== undefined) text = text.slice(0, text.indexOf(stop));
+    const c: Completion = { ids: l.ids, text, finishReason: reason };
+    if (stop !== undefined) c.stop = stop;
+    results[l.index] = c;
+    done++;
+    await opts.onComplete?.(l.index, c);
+  };
+
+  // Longest prompts together wastes the least padding.
+  const order = requests.map((_, i) => i).sort((a, b) => requests[b]!.prompt.length - requests[a]!.prompt.length || a - b);
+  for (let b0 = 0; b0 < order.length; b0 += batchSize) {
+    const idx = order.slice(b0, b0 + batchSize);
+    let live: Live[] = idx.map((i) => ({
+      index: i,
+      rng: new Rng(opts.seed, requests[i]!.stream),
+      ids: [],
+      text: '',
+      stream: tokenizer ? tokenizer.decodeStream() : null,
+    }));
+    const { lastLogits, cache } = await engine.prefill(idx.map((i) => requests[i]!.prompt));
+    let logits = lastLogits;
+    for (let step = 0; live.length > 0; step++) {
+      const next: number[] = [];
+      const keep: number[] = [];
+      const still: Live[] = [];
+      for (let r = 0; r < live.length; r++) {
+        const l = live[r]!;
+        const tok = sampleToken(logits, r * V, V, opts, l.rng);
+        l.ids.push(tok);
+        newTokens++;
+        if (eos.has(tok)) {
+          await finish(l, 'stop');
+          continue;
+        }
+        const prevLen = l.text.length;
+        if (l.stream) l.text += l.stream.push(tok);
+        // Only the new text (plus an overlap) can complete a stop string.
+        const hit = l.text.length > prevLen ? stops.find((s) => l.text.indexOf(s, Math.max(0, prevLen - s.length + 1)) >= 0) : undefined;
+        if (hit !== undefined) {
+          await finish(l, 'stop', hit);
+          continue;
+        }
+        if (l.ids.length >= opts.maxNewTokens) {
+          await finish(l, 'length');
+          continue;
+        }
+        next.push(tok);
+        keep.push(r);
+        still.push(l);
+      }
+      opts.onProgress?.({ done, total: requests.length, active: still.length, newTokens });
+      if (still.length === 0) break;
+      if (still.length < live.length) cache.select(keep);
+      live = still;
+      logits = await engine.decode(cache, next);
+    }
+  }
+  return results;
+}

@@ -1,0 +1,152 @@
+/**
+ * ONNX graphs for Llama-style decoder models, built from a ModelConfig.
+ *
+ * One decoder-layer graph serves every layer: the layer's weights are graph INPUTS, so a single
+ * session runs layer 0..L-1 in turn and pruned weights are fed back without a rebuild.
+ * Variants:
+ *   past    — takes past_key/past_value (B, Hkv, P, hd) and attends over P + T keys (decode)
+ *   present — returns present_key/present_value (B, Hkv, P+T, hd) for the KV cache
+ *   capture — also returns, per Linear input group, XᵀX (width, width) summed over the tokens
+ *             of the batch with row weights `token_weight` (0 for padding, √w for weighted rows)
+ *
+ * Shapes (B batch, T new tokens, S = P + T keys, D hidden, H heads, Hkv kv heads, G = H/Hkv):
+ *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9)
+ */
+import { GraphBuilder, type Value } from '../runtime/graph.ts';
+import type { ModelConfig } from './config.ts';
+import { groupWidth, INPUT_GROUPS, type InputGroup, type LinearName, type ArchSpec } from './spec.ts';
+
+export interface LayerGraphVariant {
+  past: boolean;
+  present: boolean;
+  capture: boolean;
+}
+
+/** Names of the per-layer weight inputs, fixed across architectures. */
+export function weightInputName(kind: 'w' | 'b', name: string): string {
+  return `${kind}_${name}`;
+}
+
+export function captureOutputName(g: InputGroup): string {
+  return `xtx_${g}`;
+}
+
+export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphVariant): Uint8Array {
+  const D = cfg.hiddenSize;
+  const H = cfg.numHeads;
+  const Hkv = cfg.numKvHeads;
+  const G = H / Hkv;
+  const hd = cfg.headDim;
+  const g = new GraphBuilder(`decoder_layer${v.past ? '_past' : ''}${v.capture ? '_capture' : ''}`);
+
+  const hidden = g.input('hidden', 'float32', ['B', 'T', D]); // (B, T, D)
+  const cos = g.input('cos', 'float32', ['B', 'T', hd]); // (B, T, hd)
+  const sin = g.input('sin', 'float32', ['B', 'T', hd]);
+  const mask = g.input('mask', 'float32', ['B', 1, 1, 'T', 'S']); // (B, 1, 1, T, S)
+  const pastK = v.past ? g.input('past_key', 'float32', ['B', Hkv, 'P', hd]) : null;
+  const pastV = v.past ? g.input('past_value', 'float32', ['B', Hkv, 'P', hd]) : null;
+  const tokenWeight = v.capture ? g.input('token_weight', 'float32', ['N', 1]) : null; // (B·T, 1)
+
+  const W = {} as Record<LinearName, Value>;
+  const bias = {} as Partial<Record<LinearName, Value>>;
+  for (const l of spec.linears(cfg)) {
+    W[l.name] = g.input(weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
+    if (l.bias) bias[l.name] = g.input(weightInputName('b', l.name), 'float32', [l.rows]);
+  }
+  const norms: Record<string, Value> = {};
+  for (const n of spec.norms(cfg)) norms[n.name] = g.input(weightInputName('w', n.name), 'float32', [n.size]);
+
+  const captured: Partial<Record<InputGroup, Value>> = {};
+  const capture = (grp: InputGroup, x2d: Value) => {
+    if (!tokenWeight) return;
+    const xw = g.mul(x2d, tokenWeight); // (N, width), padded rows zeroed
+    captured[grp] = g.gemm(xw, xw, null, { transA: true }); // (width, width)
+  };
+  // y = x·Wᵀ (+ b): Gemm reads the HF (out, in) weight as is.
+  const linear = (x2d: Value, name: LinearName) => g.gemm(x2d, W[name], bias[name] ?? null, { transB: true });
+
+  const x = g.reshape(hidden, [-1, D]); // (N, D)
+  const xn = g.rmsNorm(x, norms['input_layernorm']!, cfg.rmsNormEps);
+  capture('attn_in', xn);
+  let q = linear(xn, 'q_proj'); // (N, H·hd)
+  let k = linear(xn, 'k_proj'); // (N, Hkv·hd)
+  const vv = linear(xn, 'v_proj');
+
+  // q → (B, T, Hkv, G, hd) → (B, Hkv, G, T, hd); k, v → (B, T, Hkv, hd) → (B, Hkv, T, hd)
+  q = g.reshape(q, g.shapeFrom(hidden, 2, [Hkv, G, hd]));
+  k = g.reshape(k, g.shapeFrom(hidden, 2, [Hkv, hd]));
+  let vh = g.reshape(vv, g.shapeFrom(hidden, 2, [Hkv, hd]));
+  if (cfg.qkNorm) {
+    q = g.rmsNorm(q, norms['q_norm']!, cfg.rmsNormEps);
+    k = g.rmsNorm(k, norms['k_norm']!, cfg.rmsNormEps);
+  }
+  q = g.transpose(q, [0, 2, 3, 1, 4]);
+  k = g.transpose(k, [0, 2, 1, 3]);
+  vh = g.transpose(vh, [0, 2, 1, 3]);
+
+  // RoPE, HF rotate-half: x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]
+  const half = hd / 2;
+  const rope = (t: Value, cs: Value, sn: Value) => {
+    const x1 = g.slice(t, [0], [half], [-1]);
+    const x2 = g.slice(t, [half], [hd], [-1]);
+    const rot = g.concat([g.neg(x2), x1], -1);
+    return g.add(g.mul(t, cs), g.mul(rot, sn));
+  };
+  const cos5 = g.reshape(cos, g.shapeFrom(cos, 1, [1, 1, -1, hd])); // (B, 1, 1, T, hd)
+  const sin5 = g.reshape(sin, g.shapeFrom(sin, 1, [1, 1, -1, hd]));
+  const cos4 = g.reshape(cos, g.shapeFrom(cos, 1, [1, -1, hd])); // (B, 1, T, hd)
+  const sin4 = g.reshape(sin, g.shapeFrom(sin, 1, [1, -1, hd]));
+  q = rope(q, cos5, sin5);
+  k = rope(k, cos4, sin4);
+
+  const kAll = pastK ? g.concat([pastK, k], 2) : k; // (B, Hkv, S, hd)
+  const vAll = pastV ? g.concat([pastV, vh], 2) : vh;
+
+  // scores: (B, Hkv, G·T, hd) · (B, Hkv, hd, S) → (B, Hkv, G·T, S)
+  const qs = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
+  const q4 = g.reshape(qs, g.shapeFrom(hidden, 1, [Hkv, -1, hd]));
+  const scores = g.matmul(q4, g.transpose(kAll, [0, 1, 3, 2]));
+  // (B, Hkv, G, T, S) + mask (B, 1, 1, T, S)
+  const maskTS = g.slice(g.shape(mask), [3], [5], [0]); // [T, S]
+  const batch = g.slice(g.shape(hidden), [0], [1], [0]); // [B]
+  const s5 = g.reshape(scores, g.concat([batch, g.constI64([Hkv, G]), maskTS], 0));
+  const probs = g.softmax(g.add(s5, mask), -1);
+  const p4 = g.reshape(probs, g.concat([batch, g.constI64([Hkv, -1]), g.slice(maskTS, [1], [2], [0])], 0));
+  const ctx = g.matmul(p4, vAll); // (B, Hkv, G·T, hd)
+  // → (B, Hkv, G, T, hd) → (B, T, Hkv, G, hd) → (N, H·hd)
+  const ctx5 = g.reshape(ctx, g.shapeFrom(hidden, 1, [Hkv, G, -1, hd]));
+  const ctx2d = g.reshape(g.transpose(ctx5, [0, 3, 1, 2, 4]), [-1, H * hd]);
+  capture('attn_out', ctx2d);
+  const attnOut = linear(ctx2d, 'o_proj');
+  const h1 = g.add(x, attnOut); // (N, D)
+
+  const hn = g.rmsNorm(h1, norms['post_attention_layernorm']!, cfg.rmsNormEps);
+  capture('mlp_in', hn);
+  const act = g.mul(g.silu(linear(hn, 'gate_proj')), linear(hn, 'up_proj')); // (N, I)
+  capture('mlp_out', act);
+  const h2 = g.add(h1, linear(act, 'down_proj'));
+
+  g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'out', 'float32', ['B', 'T', D]);
+  if (v.present) {
+    g.output(kAll, 'present_key', 'float32', ['B', Hkv, 'S', hd]);
+    g.output(vAll, 'present_value', 'float32', ['B', Hkv, 'S', hd]);
+  }
+  if (v.capture) {
+    for (const grp of INPUT_GROUPS) {
+      const width = groupWidth(cfg, grp);
+      g.output(captured[grp]!, captureOutputName(grp), 'float32', [width, width]);
+    }
+  }
+  return g.build();
+}
+
+/** Final RMSNorm + LM head: hidden (N, D) → logits (N, V). */
+export function buildHeadGraph(cfg: ModelConfig): Uint8Array {
+  const g = new GraphBuilder('lm_head');
+  const h = g.input('hidden', 'float32', ['N', cfg.hiddenSize]);
+  const nw = g.input('w_norm', 'float32', [cfg.hiddenSize]);
+  const lm = g.input('w_lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]);
+  const logits = g.gemm(g.rmsNorm(h, nw, cfg.rmsNormEps), lm, null, { transB: true });
+  g.output(logits, 'logits', 'float32', ['N', cfg.vocabSize]);
+  return g.build();
+}

@@ -1,0 +1,148 @@
+/**
+ * A loaded checkpoint bound to its ArchSpec: every expected tensor is checked against the config
+ * once at open time (name and shape), and weights are read lazily, one layer at a time, widened
+ * to f32.
+ */
+import { CheckpointError, openCheckpointDir } from '../io/checkpoint.ts';
+import { findNonFinite, type SafetensorsModel } from '../io/safetensors.ts';
+import { resolveArch } from './arch/index.ts';
+import type { ModelConfig } from './config.ts';
+import type { ArchSpec, LayerWeights, LinearName, NormName } from './spec.ts';
+
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+}
+
+export type Warn = (message: string) => void;
+
+export class Model {
+  private embedCache: Float32Array | null = null;
+
+  private constructor(
+    readonly dir: string,
+    readonly spec: ArchSpec,
+    readonly config: ModelConfig,
+    readonly tensors: SafetensorsModel,
+    private readonly warn: Warn,
+  ) {}
+
+  /** Open and validate a HF model directory. */
+  static open(dir: string, opts: { warn?: Warn } = {}): Model {
+    const ck = openCheckpointDir(dir);
+    try {
+      const { spec, config } = resolveArch(ck.configPath, ck.configRaw);
+      const m = new Model(ck.dir, spec, config, ck.tensors, opts.warn ?? ((s) => process.stderr.write(`warning: ${s}\n`)));
+      m.validate();
+      return m;
+    } catch (e) {
+      ck.tensors.close();
+      throw e;
+    }
+  }
+
+  /** Whether the LM head reads the embedding matrix. */
+  get tiedHead(): boolean {
+    return this.config.tieWordEmbeddings || !this.tensors.has(this.spec.lmHeadName);
+  }
+
+  /** Every tensor the architecture expects, with its shape from config.json. */
+  expectedTensors(): ExpectedTensor[] {
+    const { spec, config: c } = this;
+    const out: ExpectedTensor[] = [{ name: spec.embedName, shape: [c.vocabSize, c.hiddenSize] }];
+    for (let i = 0; i < c.numLayers; i++) {
+      const p = spec.layerPrefix(i);
+      for (const l of spec.linears(c)) {
+        out.push({ name: `${p}${l.module}.weight`, shape: [l.rows, l.cols] });
+        if (l.bias) out.push({ name: `${p}${l.module}.bias`, shape: [l.rows] });
+      }
+      for (const n of spec.norms(c)) out.push({ name: `${p}${n.module}.weight`, shape: [n.size] });
+    }
+    out.push({ name: spec.finalNormName, shape: [c.hiddenSize] });
+    if (!c.tieWordEmbeddings) out.push({ name: spec.lmHeadName, shape: [c.vocabSize, c.hiddenSize] });
+    return out;
+  }
+
+  private validate(): void {
+    const where = (name: string) => `${this.dir}/${this.tensors.shardOf(name)}`;
+    for (const t of this.expectedTensors()) {
+      if (!this.tensors.has(t.name)) {
+        // Some tied checkpoints omit lm_head; others list it though tie_word_embeddings is set.
+        throw new CheckpointError(`${this.dir}: missing tensor "${t.name}" expected by config.json (${this.config.modelType})`);
+      }
+      const info = this.tensors.info(t.name);
+      if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+        throw new CheckpointError(
+          `${where(t.name)}: tensor "${t.name}" has shape [${info.shape.join(', ')}] but config.json implies [${t.shape.join(', ')}]`,
+        );
+      }
+      if (!['F32', 'F16', 'BF16'].includes(info.dtype)) {
+        throw new CheckpointError(`${where(t.name)}: tensor "${t.name}" has dtype ${info.dtype}; rac reads F32, F16 and BF16 weights`);
+      }
+    }
+  }
+
+  /** Read one tensor widened to f32; non-finite values produce a warning naming the tensor. */
+  read(name: string): Float32Array {
+    const data = this.tensors.readF32(name);
+    const bad = findNonFinite(data);
+    if (bad >= 0) this.warn(`${this.dir}/${this.tensors.shardOf(name)}: tensor "${name}" has a non-finite value (${data[bad]}) at flat index ${bad}`);
+    return data;
+  }
+
+  tensorName(layer: number, module: string, kind: 'weight' | 'bias' = 'weight'): string {
+    return `${this.spec.layerPrefix(layer)}${module}.${kind}`;
+  }
+
+  /** Layer i's weights, f32, HF layout. */
+  layerWeights(i: number): LayerWeights {
+    if (!Number.isInteger(i) || i < 0 || i >= this.config.numLayers) {
+      throw new RangeError(`layer ${i} out of range [0, ${this.config.numLayers})`);
+    }
+    const linears = {} as Record<LinearName, Float32Array>;
+    const biases: Partial<Record<LinearName, Float32Array>> = {};
+    const norms: Partial<Record<NormName, Float32Array>> = {};
+    for (const l of this.spec.linears(this.config)) {
+      linears[l.name] = this.read(this.tensorName(i, l.module));
+      if (l.bias) biases[l.name] = this.read(this.tensorName(i, l.module, 'bias'));
+    }
+    for (const n of this.spec.norms(this.config)) norms[n.name] = this.read(this.tensorName(i, n.module));
+    return { linears, biases, norms };
+  }
+
+  /** Embedding matrix (V, D), cached: it serves both lookup and a tied head. */
+  embedding(): Float32Array {
+    this.embedCache ??= this.read(this.spec.embedName);
+    return this.embedCache;
+  }
+
+  lmHead(): Float32Array {
+    return this.tiedHead ? this.embedding() : this.read(this.spec.lmHeadName);
+  }
+
+  finalNorm(): Float32Array {
+    return this.read(this.spec.finalNormName);
+  }
+
+  /** Parameter count of the stored tensors (a tied head counted once). */
+  parameterCount(): number {
+    let n = 0;
+    for (const name of this.tensors.names()) n += this.tensors.info(name).shape.reduce((a, b) => a * b, 1);
+    return n;
+  }
+
+  /** Number of tensors per dtype. */
+  dtypeCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const name of this.tensors.names()) {
+      const d = this.tensors.info(name).dtype;
+      out[d] = (out[d] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  close(): void {
+    this.tensors.close();
+    this.embedCache = null;
+  }
+}

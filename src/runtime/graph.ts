@@ -1,0 +1,226 @@
+/**
+ * A small typed ONNX graph builder: one method per op, named values, no string soup.
+ * Produces a serialized ModelProto (bytes) that src/runtime/session.ts hands to onnxruntime.
+ *
+ * Opset 17 (default domain) keeps every op here on ORT's well-trodden CPU and CUDA kernels;
+ * ORT's graph optimizer fuses the primitive RMSNorm / GELU-free patterns we emit.
+ */
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+
+export const OPSET = 17;
+export const IR_VERSION = 8;
+
+export type ElemType = 'float32' | 'int64' | 'int32' | 'bool';
+
+const ELEM: Record<ElemType, number> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  int64: onnx.TensorProto.DataType.INT64,
+  int32: onnx.TensorProto.DataType.INT32,
+  bool: onnx.TensorProto.DataType.BOOL,
+};
+
+/** A symbolic dimension (string) or a fixed one (number). */
+export type Dim = number | string;
+
+/** A named value in the graph. */
+export class Value {
+  constructor(
+    readonly g: GraphBuilder,
+    readonly name: string,
+  ) {}
+}
+
+type Attr = number | number[] | string | { floats: number[] } | { float: number };
+
+function attrProto(name: string, v: Attr): onnxProto.onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(v) };
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new Error(`attribute ${name}: use {float: x} for non-integer ${v}`);
+    return { name, type: T.INT, i: v };
+  }
+  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
+  if ('floats' in v) return { name, type: T.FLOATS, floats: v.floats };
+  return { name, type: T.FLOAT, f: v.float };
+}
+
+export class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly inits: onnxProto.onnx.ITensorProto[] = [];
+  private readonly names = new Set<string>();
+  private counter = 0;
+
+  constructor(readonly graphName: string) {}
+
+  private fresh(hint: string): string {
+    let name: string;
+    do name = `${hint}_${this.counter++}`;
+    while (this.names.has(name));
+    this.names.add(name);
+    return name;
+  }
+
+  private claim(name: string): string {
+    if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate value name "${name}"`);
+    this.names.add(name);
+    return name;
+  }
+
+  private valueInfo(name: string, elem: ElemType, shape: Dim[]): onnxProto.onnx.IValueInfoProto {
+    return {
+      name,
+      type: {
+        tensorType: {
+          elemType: ELEM[elem],
+          shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        },
+      },
+    };
+  }
+
+  /** Declare a graph input. */
+  input(name: string, elem: ElemType, shape: Dim[]): Value {
+    this.inputs.push(this.valueInfo(this.claim(name), elem, shape));
+    return new Value(this, name);
+  }
+
+  /** Declare `v` as a graph output named `name` (an Identity is inserted when names differ). */
+  output(v: Value, name: string, elem: ElemType = 'float32', shape?: Dim[]): void {
+    let outName = v.name;
+    if (v.name !== name) {
+      this.nodes.push({ opType: 'Identity', input: [v.name], output: [this.claim(name)], name: this.fresh('identity') });
+      outName = name;
+    }
+    const info = shape ? this.valueInfo(outName, elem, shape) : { name: outName, type: { tensorType: { elemType: ELEM[elem] } } };
+    this.outputs.push(info);
+  }
+
+  /** A float32 constant (stored as an initializer). */
+  constF32(values: number[] | Float32Array, dims: number[], hint = 'cf'): Value {
+    const name = this.fresh(hint);
+    this.inits.push({ name, dataType: ELEM.float32, dims, floatData: Array.from(values) });
+    return new Value(this, name);
+  }
+
+  /** An int64 constant (stored as an initializer); shapes, axes, indices. */
+  constI64(values: number[], dims: number[] = [values.length], hint = 'ci'): Value {
+    const name = this.fresh(hint);
+    this.inits.push({ name, dataType: ELEM.int64, dims, int64Data: values });
+    return new Value(this, name);
+  }
+
+  scalar(x: number): Value {
+    return this.constF32([x], [], 'scalar');
+  }
+
+  /** Emit a node; returns its outputs. */
+  node(opType: string, inputs: (Value | null)[], attrs: Record<string, Attr> = {}, nOut = 1, hint?: string): Value[] {
+    const outs = Array.from({ length: nOut }, () => this.fresh(hint ?? opType.toLowerCase()));
+    this.nodes.push({
+      opType,
+      name: this.fresh(`n_${opType}`),
+      input: inputs.map((v) => (v ? v.name : '')),
+      output: outs,
+      attribute: Object.entries(attrs).map(([k, v]) => attrProto(k, v)),
+    });
+    return outs.map((n) => new Value(this, n));
+  }
+
+  op(opType: string, inputs: (Value | null)[], attrs: Record<string, Attr> = {}, hint?: string): Value {
+    return this.node(opType, inputs, attrs, 1, hint)[0]!;
+  }
+
+  // ---- typed wrappers ------------------------------------------------------------------------
+  add(a: Value, b: Value): Value {
+    return this.op('Add', [a, b]);
+  }
+  sub(a: Value, b: Value): Value {
+    return this.op('Sub', [a, b]);
+  }
+  mul(a: Value, b: Value): Value {
+    return this.op('Mul', [a, b]);
+  }
+  div(a: Value, b: Value): Value {
+    return this.op('Div', [a, b]);
+  }
+  neg(a: Value): Value {
+    return this.op('Neg', [a]);
+  }
+  sqrt(a: Value): Value {
+    return this.op('Sqrt', [a]);
+  }
+  sigmoid(a: Value): Value {
+    return this.op('Sigmoid', [a]);
+  }
+  matmul(a: Value, b: Value): Value {
+    return this.op('MatMul', [a, b]);
+  }
+  /** Y = A·op(B) + C for 2-D A; transB reads B as (n, k) — an HF Linear weight (out, in) as is. */
+  gemm(a: Value, b: Value, c: Value | null, opts: { transA?: boolean; transB?: boolean } = {}): Value {
+    return this.op('Gemm', c ? [a, b, c] : [a, b], { transA: opts.transA ? 1 : 0, transB: opts.transB ? 1 : 0 });
+  }
+  reshape(x: Value, shape: number[] | Value): Value {
+    const s = shape instanceof Value ? shape : this.constI64(shape);
+    return this.op('Reshape', [x, s]);
+  }
+  transpose(x: Value, perm: number[]): Value {
+    return this.op('Transpose', [x], { perm });
+  }
+  softmax(x: Value, axis = -1): Value {
+    return this.op('Softmax', [x], { axis });
+  }
+  concat(xs: Value[], axis: number): Value {
+    return this.op('Concat', xs, { axis });
+  }
+  slice(x: Value, starts: number[], ends: number[], axes: number[]): Value {
+    return this.op('Slice', [x, this.constI64(starts), this.constI64(ends), this.constI64(axes)]);
+  }
+  shape(x: Value): Value {
+    return this.op('Shape', [x]);
+  }
+  reduceMean(x: Value, axes: number[], keepdims = true): Value {
+    return this.op('ReduceMean', [x], { axes, keepdims: keepdims ? 1 : 0 });
+  }
+  gather(x: Value, indices: Value, axis = 0): Value {
+    return this.op('Gather', [x, indices], { axis });
+  }
+
+  // ---- composite helpers -----------------------------------------------------------------
+  /** x·sigmoid(x) */
+  silu(x: Value): Value {
+    return this.mul(x, this.sigmoid(x));
+  }
+
+  /** HF RMSNorm over the last axis: x / sqrt(mean(x²) + eps) · w. */
+  rmsNorm(x: Value, w: Value, eps: number): Value {
+    const ms = this.reduceMean(this.mul(x, x), [-1]);
+    const inv = this.div(this.scalar(1), this.sqrt(this.add(ms, this.scalar(eps))));
+    return this.mul(this.mul(x, inv), w);
+  }
+
+  /** Concatenate the leading `axes` of `ref`'s runtime shape with fixed trailing dims. */
+  shapeFrom(ref: Value, leading: number, trailing: number[]): Value {
+    const s = this.slice(this.shape(ref), [0], [leading], [0]);
+    return this.concat([s, this.constI64(trailing)], 0);
+  }
+
+  build(): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: IR_VERSION,
+      producerName: 'rac',
+      opsetImport: [{ domain: '', version: OPSET }],
+      graph: {
+        name: this.graphName,
+        node: this.nodes,
+        input: this.inputs,
+        output: this.outputs,
+        initializer: this.inits,
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The one door to onnxruntime-node: every other module calls `createSession` / `Session.run`
+ * with plain typed arrays, and never imports onnxruntime itself.
+ */
+import ort from 'onnxruntime-node';
+
+export type Provider = 'cpu' | 'cuda';
+
+export interface RuntimeOptions {
+  /** Intra-op threads (0 = onnxruntime's default: one per physical core). */
+  threads: number;
+  provider: Provider;
+}
+
+let defaults: RuntimeOptions = {
+  threads: Number(process.env.RAC_THREADS ?? 0) || 0,
+  provider: (process.env.RAC_PROVIDER as Provider | undefined) ?? 'cpu',
+};
+
+/** Set process-wide defaults (the CLI's --threads / --provider). */
+export function setRuntimeDefaults(opts: Partial<RuntimeOptions>): void {
+  if (opts.provider !== undefined && opts.provider !== 'cpu' && opts.provider !== 'cuda') {
+    throw new Error(`unknown execution provider "${String(opts.provider)}" (supported: cpu, cuda)`);
+  }
+  if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 0)) {
+    throw new Error(`threads must be a non-negative integer, got ${opts.threads}`);
+  }
+  defaults = { ...defaults, ...opts };
+}
+
+export function runtimeDefaults(): RuntimeOptions {
+  return { ...defaults };
+}
+
+export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+
+/** A tensor as the rest of rac sees it: data plus dims, no onnxruntime types. */
+export interface HostTensor<T extends TensorData = TensorData> {
+  data: T;
+  dims: readonly number[];
+}
+
+function typeOf(data: TensorData): 'float32' | 'int64' | 'int32' | 'bool' {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Int32Array) return 'int32';
+  return 'bool';
+}
+
+export class Session {
+  private constructor(
+    private readonly inner: ort.InferenceSession,
+    readonly name: string,
+  ) {}
+
+  static async create(name: string, model: Uint8Array, opts: Partial<RuntimeOptions> = {}): Promise<Session> {
+    const o = { ...defaults, ...opts };
+    const so: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionProviders: [o.provider],
+      intraOpNumThreads: o.threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      enableCpuMemArena: true,
+    };
+    try {
+      return new Session(await ort.InferenceSession.create(model, so), name);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (o.provider === 'cuda') {
+        throw new Error(
+          `could not create the ${name} session on the CUDA provider: ${msg}\n` +
+            `(install onnxruntime-node's CUDA files as the README's "GPU" section describes, or use --provider cpu)`,
+        );
+      }
+      throw new Error(`could not create the ${name} session: ${msg}`);
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.inner.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.inner.outputNames;
+  }
+
+  /** Run with feeds fitted to the session's inputs; unknown feed names are an error. */
+  async run(feeds: Record<string, HostTensor>, outputs?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const name of this.inner.inputNames) {
+      const f = feeds[name];
+      if (!f) throw new Error(`${this.name}: missing input "${name}"`);
+      ortFeeds[name] = new ort.Tensor(typeOf(f.data), f.data, f.dims as number[]);
+    }
+    for (const name of Object.keys(feeds)) {
+      if (!this.inner.inputNames.includes(name)) throw new Error(`${this.name}: unexpected input "${name}"`);
+    }
+    const res = outputs ? await this.inner.run(ortFeeds, outputs as string[]) : await this.inner.run(ortFeeds);
+    const out: Record<string, HostTensor> = {};
+    for (const [k, t] of Object.entries(res)) {
+      out[k] = { data: t.data as TensorData, dims: t.dims };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.inner.release();
+  }
+}
