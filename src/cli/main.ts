@@ -1,0 +1,42 @@
+/**
+ * rac — Reasoning-Aware Compression. Commands parse arguments and call library functions only.
+ * Exit codes: 0 ok · 1 runtime failure (bad file, model error) · 2 usage error.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { register as generate } from './commands/generate.ts';
+import { register as info } from './commands/info.ts';
+import { register as logits } from './commands/logits.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('rac')
+    .description('Reasoning-Aware Compression: prune reasoning LLMs calibrated on their own chains of thought')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const reg of [info, generate, logits]) reg(program);
+  for (const c of program.commands) c.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit 0; usage errors were printed by commander
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`rac: error: ${msg}\n`);
+    if (process.env.RAC_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

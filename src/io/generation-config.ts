@@ -1,0 +1,120 @@
+/**
+ * `generation_config.json` of an HF model directory: stop ids and the sampling defaults the model
+ * ships with. Missing ids fall back to `config.json` (eos_token_id, bos_token_id, pad_token_id).
+ */
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface GenerationConfig {
+  /** Every id that ends generation (HF allows an int or a list); may be empty. */
+  eosTokenIds: number[];
+  bosTokenId?: number;
+  padTokenId?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  doSample?: boolean;
+  maxNewTokens?: number;
+}
+
+export class GenerationConfigError extends Error {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(`${file}: ${message}`);
+    this.name = 'GenerationConfigError';
+  }
+}
+
+function readJsonObject(path: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new GenerationConfigError(path, `cannot parse JSON (${(e as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new GenerationConfigError(path, 'expected a JSON object');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function isId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+/** eos_token_id: int | int[] | null/absent (→ undefined). */
+function eosIds(file: string, v: unknown): number[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (isId(v)) return [v];
+  if (Array.isArray(v) && v.every(isId)) return [...new Set(v)];
+  throw new GenerationConfigError(file, `"eos_token_id" must be an integer or a list of integers, got ${JSON.stringify(v)}`);
+}
+
+function optId(file: string, raw: Record<string, unknown>, key: string): number | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  // Some configs write a one-element list for bos/pad too.
+  if (Array.isArray(v) && v.length === 1 && isId(v[0])) return v[0];
+  if (!isId(v)) throw new GenerationConfigError(file, `"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optNumber(file: string, raw: Record<string, unknown>, key: string): number | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new GenerationConfigError(file, `"${key}" must be a number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function optInt(file: string, raw: Record<string, unknown>, key: string): number | undefined {
+  const v = optNumber(file, raw, key);
+  if (v !== undefined && !Number.isInteger(v)) {
+    throw new GenerationConfigError(file, `"${key}" must be an integer, got ${v}`);
+  }
+  return v;
+}
+
+function optBool(file: string, raw: Record<string, unknown>, key: string): boolean | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new GenerationConfigError(file, `"${key}" must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * Reads `dir/generation_config.json` when present; ids it lacks come from `configJson` (or, when
+ * not given, `dir/config.json` if present). Malformed JSON or fields → error naming the file.
+ */
+export function loadGenerationConfig(dir: string, configJson?: Record<string, unknown>): GenerationConfig {
+  const genPath = join(dir, 'generation_config.json');
+  const gen = existsSync(genPath) ? readJsonObject(genPath) : {};
+
+  const cfgPath = join(dir, 'config.json');
+  let cfg: Record<string, unknown> = {};
+  if (configJson) cfg = configJson;
+  else if (existsSync(cfgPath)) cfg = readJsonObject(cfgPath);
+
+  const out: GenerationConfig = {
+    eosTokenIds: eosIds(genPath, gen.eos_token_id) ?? eosIds(cfgPath, cfg.eos_token_id) ?? [],
+  };
+  const bos = optId(genPath, gen, 'bos_token_id') ?? optId(cfgPath, cfg, 'bos_token_id');
+  const pad = optId(genPath, gen, 'pad_token_id') ?? optId(cfgPath, cfg, 'pad_token_id');
+  if (bos !== undefined) out.bosTokenId = bos;
+  if (pad !== undefined) out.padTokenId = pad;
+  const temperature = optNumber(genPath, gen, 'temperature');
+  const topP = optNumber(genPath, gen, 'top_p');
+  const topK = optInt(genPath, gen, 'top_k');
+  const doSample = optBool(genPath, gen, 'do_sample');
+  const maxNewTokens = optInt(genPath, gen, 'max_new_tokens');
+  if (temperature !== undefined) out.temperature = temperature;
+  if (topP !== undefined) out.topP = topP;
+  if (topK !== undefined) out.topK = topK;
+  if (doSample !== undefined) out.doSample = doSample;
+  if (maxNewTokens !== undefined) out.maxNewTokens = maxNewTokens;
+  return out;
+}

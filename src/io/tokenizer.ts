@@ -1,0 +1,282 @@
+/**
+ * The tokenizer of an HF model directory: `tokenizer.json` + `tokenizer_config.json`, run by
+ * @huggingface/tokenizers (encode/decode) and @huggingface/jinja (chat template).
+ *
+ * HF semantics kept here:
+ * - `encode` adds special tokens by default, as `tokenizer.encode` does in transformers: whatever
+ *   the post-processor adds (Llama-3's TemplateProcessing adds BOS; Qwen's ByteLevel adds nothing),
+ *   and — as LlamaTokenizerFast rebuilds its post-processor from them — BOS/EOS when
+ *   tokenizer_config.json sets `add_bos_token`/`add_eos_token` true. Text produced by the chat
+ *   template already carries its special tokens: encode it with `{ addSpecialTokens: false }`
+ *   (what `apply_chat_template(tokenize=True)` does).
+ * - the chat template gets `messages`, `add_generation_prompt`, the special-token strings and
+ *   `raise_exception`, plus any `extra` keys (e.g. `enable_thinking`).
+ */
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as hfTokenizers from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+
+// The package's .d.ts files use extensionless relative imports, which NodeNext resolution cannot
+// follow (`Tokenizer` arrives as `any`), so the surface used here is typed by hand.
+interface HfTokenizer {
+  encode(text: string, options: { add_special_tokens: boolean }): { ids: number[] };
+  decode(ids: number[], options: { skip_special_tokens: boolean }): string;
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+  get_vocab(withAddedTokens: boolean): Map<string, number>;
+}
+const { Tokenizer } = hfTokenizers as unknown as {
+  Tokenizer: new (tokenizerJson: object, config: object) => HfTokenizer;
+};
+
+export class TokenizerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenizerError';
+  }
+}
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface ChatTemplateOptions {
+  addGenerationPrompt?: boolean;
+  /** Extra template variables, passed through unchanged (e.g. `{ enable_thinking: false }`). */
+  extra?: Record<string, unknown>;
+}
+
+/** Incremental detokenizer: `push` returns only text that is complete (no dangling UTF-8). */
+export interface DecodeStream {
+  /** Adds one token id; returns the text it completes ('' while a character is unfinished). */
+  push(id: number): string;
+  /** Returns the text still held back (possibly ending in U+FFFD); later pushes continue after it. */
+  flush(): string;
+  /** All ids pushed so far. */
+  readonly ids: readonly number[];
+}
+
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special?: boolean;
+}
+
+function readJsonFile(path: string, what: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new TokenizerError(`${path}: ${code === 'ENOENT' ? `missing ${what}` : `cannot read (${String(e)})`}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new TokenizerError(`${path}: invalid JSON (${(e as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new TokenizerError(`${path}: expected a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** A special token in tokenizer_config.json: a string, an AddedToken object, or null. */
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') {
+    return (v as { content: string }).content;
+  }
+  return undefined;
+}
+
+export class RacTokenizer {
+  readonly eosToken: string | undefined;
+  readonly bosToken: string | undefined;
+  readonly padToken: string | undefined;
+  readonly unkToken: string | undefined;
+  readonly eosTokenId: number | undefined;
+  readonly bosTokenId: number | undefined;
+  readonly padTokenId: number | undefined;
+  readonly unkTokenId: number | undefined;
+  /** Max id + 1 over the model vocab and the added tokens. */
+  readonly vocabSize: number;
+  /** Ids of special added tokens and of the tokens tokenizer_config.json names as special. */
+  readonly specialIds: Set<number>;
+  /** The chat template source, or undefined when the model has none. */
+  readonly chatTemplate: string | undefined;
+
+  private template: Template | undefined;
+  private readonly addBos: boolean;
+  private readonly addEos: boolean;
+
+  private constructor(
+    readonly dir: string,
+    private readonly tok: HfTokenizer,
+    readonly tokenizerJson: Record<string, unknown>,
+    readonly config: Record<string, unknown>,
+    chatTemplate: string | undefined,
+  ) {
+    this.chatTemplate = chatTemplate;
+    this.eosToken = tokenString(config.eos_token);
+    this.bosToken = tokenString(config.bos_token);
+    this.padToken = tokenString(config.pad_token);
+    this.unkToken = tokenString(config.unk_token);
+    this.eosTokenId = this.eosToken === undefined ? undefined : this.tokenToId(this.eosToken);
+    this.bosTokenId = this.bosToken === undefined ? undefined : this.tokenToId(this.bosToken);
+    this.padTokenId = this.padToken === undefined ? undefined : this.tokenToId(this.padToken);
+    this.unkTokenId = this.unkToken === undefined ? undefined : this.tokenToId(this.unkToken);
+    this.addBos = config.add_bos_token === true;
+    this.addEos = config.add_eos_token === true;
+
+    let maxId = -1;
+    for (const id of tok.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+
+    this.specialIds = new Set<number>();
+    for (const t of (tokenizerJson.added_tokens ?? []) as AddedTokenJson[]) {
+      if (t.special) this.specialIds.add(t.id);
+    }
+    const named = [config.eos_token, config.bos_token, config.pad_token, config.unk_token];
+    const additional = Array.isArray(config.additional_special_tokens) ? config.additional_special_tokens : [];
+    for (const v of [...named, ...additional]) {
+      const s = tokenString(v);
+      const id = s === undefined ? undefined : this.tokenToId(s);
+      if (id !== undefined) this.specialIds.add(id);
+    }
+  }
+
+  /** Loads `tokenizer.json` and `tokenizer_config.json` (both required) from a model directory. */
+  static async load(dir: string): Promise<RacTokenizer> {
+    const tjPath = join(dir, 'tokenizer.json');
+    const cfgPath = join(dir, 'tokenizer_config.json');
+    const tokenizerJson = readJsonFile(tjPath, 'tokenizer.json');
+    const config = readJsonFile(cfgPath, 'tokenizer_config.json');
+    let tok: HfTokenizer;
+    try {
+      tok = new Tokenizer(tokenizerJson, config);
+    } catch (e) {
+      throw new TokenizerError(`${tjPath}: unsupported tokenizer (${(e as Error).message})`);
+    }
+    const chatTemplate = RacTokenizer.findChatTemplate(dir, config, cfgPath);
+    return new RacTokenizer(dir, tok, tokenizerJson, config, chatTemplate);
+  }
+
+  /** `chat_template` as a string or a `[{name, template}]` list ("default"), else chat_template.jinja. */
+  private static findChatTemplate(dir: string, config: Record<string, unknown>, cfgPath: string): string | undefined {
+    const ct = config.chat_template;
+    if (typeof ct === 'string') return ct;
+    if (Array.isArray(ct)) {
+      const entries = ct as { name?: unknown; template?: unknown }[];
+      const pick = entries.find((e) => e?.name === 'default') ?? (entries.length === 1 ? entries[0] : undefined);
+      if (!pick || typeof pick.template !== 'string') {
+        throw new TokenizerError(`${cfgPath}: chat_template list has no "default" entry`);
+      }
+      return pick.template;
+    }
+    if (ct !== undefined && ct !== null) {
+      throw new TokenizerError(`${cfgPath}: chat_template must be a string or a list of {name, template}`);
+    }
+    const jinjaPath = join(dir, 'chat_template.jinja');
+    if (existsSync(jinjaPath)) return readFileSync(jinjaPath, 'utf8');
+    return undefined;
+  }
+
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    const add = opts.addSpecialTokens ?? true;
+    const ids = this.tok.encode(text, { add_special_tokens: add }).ids;
+    if (add) {
+      if (this.addBos && this.bosTokenId !== undefined && ids[0] !== this.bosTokenId) ids.unshift(this.bosTokenId);
+      if (this.addEos && this.eosTokenId !== undefined && ids[ids.length - 1] !== this.eosTokenId) {
+        ids.push(this.eosTokenId);
+      }
+    }
+    return ids;
+  }
+
+  /** Ids without a token (e.g. padded embedding rows) decode to ''. */
+  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0) throw new TokenizerError(`decode: invalid token id ${id}`);
+    }
+    return this.tok.decode(ids as number[], { skip_special_tokens: opts.skipSpecialTokens ?? false });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.tok.id_to_token(id);
+  }
+
+  /** Renders the chat template with HF's globals; returns the prompt text. */
+  applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTemplateOptions = {}): string {
+    if (this.chatTemplate === undefined) {
+      throw new TokenizerError(
+        `${join(this.dir, 'tokenizer_config.json')}: no chat_template (and no chat_template.jinja beside it)`,
+      );
+    }
+    if (!this.template) {
+      try {
+        this.template = new Template(this.chatTemplate);
+      } catch (e) {
+        throw new TokenizerError(`${join(this.dir, 'tokenizer_config.json')}: cannot parse chat_template (${(e as Error).message})`);
+      }
+    }
+    const vars: Record<string, unknown> = {
+      messages: messages.map((m) => ({ ...m })),
+      add_generation_prompt: opts.addGenerationPrompt ?? false,
+      bos_token: this.bosToken,
+      eos_token: this.eosToken,
+      pad_token: this.padToken,
+      unk_token: this.unkToken,
+      ...(opts.extra ?? {}),
+    };
+    // raise_exception is a global of @huggingface/jinja already (it throws Error(message)), and
+    // the library refuses to redeclare it, so template errors are wrapped here instead.
+    delete vars.raise_exception;
+    try {
+      return this.template.render(vars);
+    } catch (e) {
+      throw new TokenizerError(`chat template of ${this.dir}: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Incremental detokenizer (prefix/read offsets, as HF's DecodeStream): the concatenation of
+   * every `push` result plus `flush()` equals `decode(ids)`. A window whose text ends in U+FFFD
+   * is held back until the next tokens complete the character.
+   */
+  decodeStream(opts: { skipSpecialTokens?: boolean } = {}): DecodeStream {
+    const ids: number[] = [];
+    let prefixOffset = 0;
+    let readOffset = 0;
+    const dec = (slice: number[]): string => this.decode(slice, opts);
+    return {
+      ids,
+      push: (id: number): string => {
+        ids.push(id);
+        const prefixText = dec(ids.slice(prefixOffset, readOffset));
+        const newText = dec(ids.slice(prefixOffset));
+        if (newText.length > prefixText.length && !newText.endsWith('\uFFFD')) {
+          prefixOffset = readOffset;
+          readOffset = ids.length;
+          return newText.slice(prefixText.length);
+        }
+        return '';
+      },
+      flush: (): string => {
+        const prefixText = dec(ids.slice(prefixOffset, readOffset));
+        const newText = dec(ids.slice(prefixOffset));
+        prefixOffset = readOffset = ids.length;
+        return newText.slice(prefixText.length);
+      },
+    };
+  }
+}
