@@ -1,0 +1,223 @@
+// Hostile programs in the sandbox: each must be graded a failure and contained, host unharmed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { runTests, type Program } from '../../src/tasks/code.ts';
+import { runInSandbox, sandboxAvailable, sandboxPython, SANDBOX_UID } from '../../src/tasks/sandbox.ts';
+
+const isRoot = process.platform === 'linux' && process.getuid?.() === 0;
+const skip = isRoot ? false : 'the sandbox needs root (unshare + setpriv); it fails closed otherwise';
+const LIMITS = { wallMs: 3000, cpuSeconds: 2, memoryMb: 512 };
+const AB_TESTS = [
+  { input: '2 3\n', output: '5\n' },
+  { input: '-7 7', output: '0' },
+  { input: '1000000000 1000000000\n', output: '2000000000' },
+];
+const py = (code: string): Program => ({ lang: 'python', code });
+const REPO = process.cwd();
+
+/** Processes of the sandbox uid still alive (host /proc scan). */
+function sandboxProcesses(): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (statSync(join('/proc', name)).uid === SANDBOX_UID) pids.push(Number(name));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return pids;
+}
+
+async function noLeftovers(): Promise<number[]> {
+  for (let i = 0; i < 40; i++) {
+    const left = sandboxProcesses();
+    if (left.length === 0) return left;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return sandboxProcesses();
+}
+
+test('fails closed without root', { skip: isRoot ? 'running as root' : false }, async () => {
+  assert.equal((await sandboxAvailable()).ok, false);
+  const r = await runTests(py('print(5)'), [{ input: '', output: '5' }], LIMITS);
+  assert.equal(r.passed, false);
+  assert.match(r.results[0]!.detail ?? '', /root/);
+});
+
+test('sandbox self-check: uid nobody, only loopback, private empty cwd', { skip }, async () => {
+  assert.deepEqual(await sandboxAvailable(), { ok: true });
+  const r = await runInSandbox({
+    files: [{ name: 'main.py', content: 'import os\nprint(os.getuid(), os.getgid(), os.getgroups(), sorted(os.listdir(".")), os.getcwd())' }],
+    argv: [sandboxPython()!, '-I', '-S', 'main.py'],
+    limits: LIMITS,
+  });
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "65534 65534 [] ['main.py'] /tmp/w");
+});
+
+test('correct A+B passes; off-by-one is graded wrong', { skip }, async () => {
+  const ok = await runTests(py('a, b = map(int, input().split())\nprint(a + b)'), AB_TESTS, LIMITS);
+  assert.equal(ok.passed, true, JSON.stringify(ok.results));
+  assert.deepEqual(ok.results.map((r) => r.status), ['ok', 'ok', 'ok']);
+  const bad = await runTests(py('a, b = map(int, input().split())\nprint(a + b + 1)'), AB_TESTS, LIMITS);
+  assert.equal(bad.passed, false);
+  assert.deepEqual(bad.results.map((r) => r.status), ['wrong', 'wrong', 'wrong']);
+  const crash = await runTests(py('raise SystemExit(3)'), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(crash.results[0]!.status, 'runtime_error');
+  const stop = await runTests(py('print(5)'), AB_TESTS, LIMITS, { stopOnFirstFailure: true });
+  assert.deepEqual(stop.results.map((r) => r.status), ['ok', 'wrong']);
+  assert.equal(stop.passed, false);
+  const none = await runTests(null, AB_TESTS, LIMITS);
+  assert.equal(none.passed, false);
+});
+
+test('C++: A+B compiles and passes; a compile error is graded compile_error', { skip }, async () => {
+  const cpp = '#include <iostream>\nint main(){long long a,b;std::cin>>a>>b;std::cout<<a+b<<"\\n";}';
+  const ok = await runTests({ lang: 'cpp', code: cpp }, AB_TESTS, LIMITS);
+  assert.equal(ok.passed, true, JSON.stringify(ok.results));
+  const bad = await runTests({ lang: 'cpp', code: 'int main( { return 0; }' }, AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(bad.results[0]!.status, 'compile_error');
+});
+
+test('infinite loop is killed by the CPU/wall limit within ~2-3 s', { skip }, async () => {
+  const t0 = performance.now();
+  const r = await runTests(py('while True:\n    pass'), AB_TESTS.slice(0, 1), LIMITS);
+  const took = performance.now() - t0;
+  assert.equal(r.results[0]!.status, 'timeout');
+  assert.ok(took < 4000, `took ${took} ms`);
+  const sleeper = await runTests(py('import time\ntime.sleep(60)'), AB_TESTS.slice(0, 1), { ...LIMITS, wallMs: 1500 });
+  assert.equal(sleeper.results[0]!.status, 'timeout');
+  assert.ok(sleeper.results[0]!.ms < 3000);
+  assert.deepEqual(await noLeftovers(), []);
+});
+
+test('fork bomb is contained and leaves no process behind', { skip }, async () => {
+  const t0 = performance.now();
+  const bomb = 'import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass';
+  const r = await runTests(py(bomb), AB_TESTS.slice(0, 1), { ...LIMITS, wallMs: 2000 });
+  assert.notEqual(r.results[0]!.status, 'ok');
+  assert.ok(performance.now() - t0 < 6000);
+  assert.deepEqual(await noLeftovers(), [], 'no process of uid 65534 survives');
+  // The plain form from the brief, and a setsid()-daemon that tries to outlive the run.
+  const plain = await runTests(py('import os\nwhile True: os.fork()'), AB_TESTS.slice(0, 1), { ...LIMITS, wallMs: 2000 });
+  assert.notEqual(plain.results[0]!.status, 'ok');
+  const daemon = 'import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(120)\n    os._exit(0)\nprint(5)';
+  const d = await runTests(py(daemon), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(d.results[0]!.status, 'ok');
+  assert.deepEqual(await noLeftovers(), [], 'the daemon was killed with the run');
+  // The host can still fork afterwards (no exhausted process table).
+  const after = await runTests(py('print(5)'), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(after.results[0]!.status, 'ok');
+});
+
+test('memory bomb fails with a memory error, not a host OOM', { skip }, async () => {
+  const r = await runTests(py('x = bytearray(10 * 1024**3)\nprint(5)'), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(r.results[0]!.status, 'memory');
+  const grow = await runTests(py('a = []\nwhile True:\n    a.append(bytearray(50 * 1024**2))'), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(grow.results[0]!.status, 'memory');
+  const cpp = '#include <vector>\n#include <cstdio>\nint main(){std::vector<char> v(10ULL<<30, 1); printf("%d\\n", (int)v[12345]);}';
+  const c = await runTests({ lang: 'cpp', code: cpp }, AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(c.results[0]!.status, 'memory', JSON.stringify(c.results));
+});
+
+test('no network: sockets to 127.0.0.1 (a live host server) and 1.1.1.1 fail', { skip }, async () => {
+  let connections = 0;
+  const server = createServer((s) => {
+    connections++;
+    s.end('5\n');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const local = `import socket\ns = socket.create_connection(("127.0.0.1", ${port}), timeout=1)\nprint(s.recv(10).decode().strip())`;
+    const r1 = await runTests(py(local), AB_TESTS.slice(0, 1), LIMITS);
+    assert.equal(r1.results[0]!.status, 'runtime_error');
+    const remote = 'import socket\ns = socket.create_connection(("1.1.1.1", 80), timeout=1)\nprint(5)';
+    const r2 = await runTests(py(remote), AB_TESTS.slice(0, 1), LIMITS);
+    assert.equal(r2.results[0]!.status, 'runtime_error');
+    const dns = 'import socket\nsocket.getaddrinfo("example.com", 80)\nprint(5)';
+    const r3 = await runTests(py(dns), AB_TESTS.slice(0, 1), LIMITS);
+    assert.equal(r3.results[0]!.status, 'runtime_error');
+    assert.equal(connections, 0, 'the host server saw no connection');
+  } finally {
+    server.close();
+  }
+});
+
+test('writes outside the work dir do not reach the host', { skip }, async () => {
+  const tag = randomBytes(6).toString('hex');
+  const tmpTarget = `/tmp/rac-sandbox-escape-${tag}`;
+  const repoTarget = join(REPO, `rac-sandbox-escape-${tag}`);
+  const shmTarget = `/dev/shm/rac-sandbox-escape-${tag}`;
+  const varTarget = `/var/tmp/rac-sandbox-escape-${tag}`;
+  const code = [
+    'import os',
+    `for p in [${JSON.stringify(tmpTarget)}, ${JSON.stringify(shmTarget)}]:`,
+    '    open(p, "w").write("x")  # private tmpfs inside the sandbox',
+    `for p in [${JSON.stringify(varTarget)}, ${JSON.stringify(repoTarget)}]:`,
+    '    try:',
+    '        open(p, "w").write("x")',
+    '    except OSError:',
+    '        pass',
+    `open(${JSON.stringify(repoTarget)}, "w").write("x")`,
+    'print(5)',
+  ].join('\n');
+  const r = await runTests(py(code), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(r.results[0]!.status, 'runtime_error');
+  for (const p of [tmpTarget, repoTarget, shmTarget, varTarget]) assert.equal(existsSync(p), false, `${p} must not exist`);
+  // Even the repo is invisible inside the sandbox.
+  const peek = await runInSandbox({
+    files: [{ name: 'main.py', content: `import os\nprint(os.listdir(${JSON.stringify(REPO)}))` }],
+    argv: [sandboxPython()!, '-I', '-S', 'main.py'],
+    limits: LIMITS,
+  });
+  assert.equal(peek.stdout.trim(), '[]');
+});
+
+test("the parent's environment does not leak into the program", { skip }, async () => {
+  const secret = `rac-secret-${randomBytes(8).toString('hex')}`;
+  process.env.RAC_SANDBOX_TEST_SECRET = secret;
+  try {
+    const code = [
+      'import os',
+      'out = [repr(dict(os.environ))]',
+      'for pid in os.listdir("/proc"):',
+      '    if pid.isdigit():',
+      '        try:',
+      '            out.append(open(f"/proc/{pid}/environ", "rb").read().decode("latin1"))',
+      '        except OSError:',
+      '            pass',
+      'print("\\n".join(out))',
+    ].join('\n');
+    const r = await runInSandbox({ files: [{ name: 'main.py', content: code }], argv: [sandboxPython()!, '-I', '-S', 'main.py'], limits: LIMITS });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.ok(r.stdout.length > 0);
+    assert.ok(!r.stdout.includes(secret), 'secret visible in the sandbox');
+    assert.ok(!r.stdout.includes('RAC_SANDBOX_TEST_SECRET'));
+    const graded = await runTests(py('import os\nprint(os.environ.get("RAC_SANDBOX_TEST_SECRET", "none"))'), [{ input: '', output: secret }], LIMITS);
+    assert.equal(graded.results[0]!.status, 'wrong');
+  } finally {
+    delete process.env.RAC_SANDBOX_TEST_SECRET;
+  }
+});
+
+test('output flood is cut at the cap and graded wrong', { skip }, async () => {
+  const r = await runTests(py('while True:\n    print("x" * 10000)'), AB_TESTS.slice(0, 1), LIMITS);
+  assert.equal(r.results[0]!.status, 'wrong');
+  assert.match(r.results[0]!.detail ?? '', /output limit/);
+});
+
+test('parallel runs under the concurrency limit all pass, temp dirs cleaned up', { skip }, async () => {
+  const before = new Set(readdirSync('/tmp').filter((n) => n.startsWith('rac-sbx-')));
+  const tests = Array.from({ length: 8 }, (_, i) => ({ input: `${i} ${i}\n`, output: `${2 * i}\n` }));
+  const r = await runTests(py('a, b = map(int, input().split())\nprint(a + b)'), tests, LIMITS);
+  assert.equal(r.passed, true, JSON.stringify(r.results));
+  const after = readdirSync('/tmp').filter((n) => n.startsWith('rac-sbx-') && !before.has(n));
+  assert.deepEqual(after, []);
+  assert.deepEqual(await noLeftovers(), []);
+});
