@@ -8,12 +8,10 @@
  */
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
-import { buildHeadGraph, buildLayerGraph, weightInputName } from './graphs.ts';
+import { attentionMask, embedRows, leftPad, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
+import { buildHeadGraph, buildLayerGraph } from './graphs.ts';
 import type { Model } from './model.ts';
-import { ropeCosSin } from './rope.ts';
 import type { LayerWeights } from './spec.ts';
-
-export const MASK_NEG = -1e9;
 
 /** Per-layer KV cache for a left-padded batch. */
 export class KvCache {
@@ -55,8 +53,6 @@ export interface PrefillResult {
   cache: KvCache;
 }
 
-type Feeds = Record<string, HostTensor>;
-
 export class Engine {
   private layerFeeds: Feeds[];
   private headFeeds: Feeds;
@@ -97,77 +93,12 @@ export class Engine {
   }
 
   private weightFeeds(w: LayerWeights): Feeds {
-    const f: Feeds = {};
-    for (const l of this.model.spec.linears(this.config)) {
-      f[weightInputName('w', l.name)] = { data: w.linears[l.name], dims: [l.rows, l.cols] };
-      if (l.bias) f[weightInputName('b', l.name)] = { data: w.biases[l.name]!, dims: [l.rows] };
-    }
-    for (const n of this.model.spec.norms(this.config)) {
-      f[weightInputName('w', n.name)] = { data: w.norms[n.name]!, dims: [n.size] };
-    }
-    return f;
+    return weightFeeds(this.model.spec, this.config, w);
   }
 
   /** Embedding rows for ids: (ids.length, D). */
   embed(ids: ArrayLike<number>): Float32Array {
-    const D = this.config.hiddenSize;
-    const V = this.config.vocabSize;
-    const E = this.model.embedding();
-    const out = new Float32Array(ids.length * D);
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} out of range [0, ${V})`);
-      out.set(E.subarray(id * D, (id + 1) * D), i * D);
-    }
-    return out;
-  }
-
-  /** cos/sin (B, T, hd) for a (B, T) grid of position ids. */
-  private rope(positions: Int32Array, B: number, T: number): { cos: HostTensor; sin: HostTensor } {
-    const { cos, sin } = ropeCosSin(this.config, positions);
-    const hd = this.config.headDim;
-    return { cos: { data: cos, dims: [B, T, hd] }, sin: { data: sin, dims: [B, T, hd] } };
-  }
-
-  /**
-   * Additive mask (B, 1, 1, T, S) for T queries at columns S−T..S−1: key j is visible to query
-   * column c iff j ≤ c, key j is a real token, and (sliding window) c − j < window.
-   */
-  private mask(valid: Uint8Array[], T: number, S: number): HostTensor {
-    const B = valid.length;
-    const win = this.config.slidingWindow;
-    const m = new Float32Array(B * T * S).fill(MASK_NEG);
-    for (let b = 0; b < B; b++) {
-      const vb = valid[b]!;
-      for (let t = 0; t < T; t++) {
-        const c = S - T + t;
-        const row = (b * T + t) * S;
-        const lo = win ? Math.max(0, c - win + 1) : 0;
-        for (let j = lo; j <= c; j++) if (vb[j]) m[row + j] = 0;
-      }
-    }
-    return { data: m, dims: [B, 1, 1, T, S] };
-  }
-
-  /** Left-pad a batch; returns ids (B·T), validity and HF position ids (cumsum − 1, pads at 1). */
-  static leftPad(seqs: number[][], padId = 0): { ids: Int32Array; valid: Uint8Array[]; positions: Int32Array; T: number } {
-    const B = seqs.length;
-    const T = Math.max(1, ...seqs.map((s) => s.length));
-    const ids = new Int32Array(B * T).fill(padId);
-    const positions = new Int32Array(B * T).fill(1);
-    const valid: Uint8Array[] = [];
-    seqs.forEach((s, b) => {
-      if (s.length === 0) throw new Error(`sequence ${b} is empty`);
-      const off = T - s.length;
-      const v = new Uint8Array(T);
-      for (let t = 0; t < s.length; t++) {
-        ids[b * T + off + t] = s[t]!;
-        positions[b * T + off + t] = t;
-        v[off + t] = 1;
-      }
-      valid.push(v);
-    });
-    return { ids, valid, positions, T };
+    return embedRows(this.model.embedding(), this.config, ids);
   }
 
   /** Run all decoder layers over hidden (B, T, D); with a cache, appends to it. */
@@ -182,8 +113,8 @@ export class Engine {
   ): Promise<{ hidden: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
     const c = this.config;
     const S = (cache ? cache.S : 0) + T;
-    const { cos, sin } = this.rope(positions, B, T);
-    const mask = this.mask(valid, T, S);
+    const { cos, sin } = ropeFeeds(c, positions, B, T);
+    const mask = attentionMask(valid, T, S, c.slidingWindow);
     const keys: Float32Array[] = [];
     const values: Float32Array[] = [];
     let h = hidden;
@@ -225,7 +156,7 @@ export class Engine {
 
   /** Teacher-forced forward; returns per sequence its logits (len, V) for every real token. */
   async forward(seqs: number[][]): Promise<Float32Array[]> {
-    const { ids, valid, positions, T } = Engine.leftPad(seqs);
+    const { ids, valid, positions, T } = leftPad(seqs);
     const B = seqs.length;
     const V = this.config.vocabSize;
     const D = this.config.hiddenSize;
@@ -241,7 +172,7 @@ export class Engine {
 
   /** Prefill prompts (left-padded) and return the last-token logits and a KV cache. */
   async prefill(seqs: number[][]): Promise<PrefillResult> {
-    const { ids, valid, positions, T } = Engine.leftPad(seqs);
+    const { ids, valid, positions, T } = leftPad(seqs);
     const B = seqs.length;
     const D = this.config.hiddenSize;
     const { hidden, keys, values } = await this.layers(this.embed(ids), B, T, positions, valid, null, true);
