@@ -2,22 +2,22 @@
  * rac — Reasoning-Aware Compression. Commands parse arguments and call library functions only.
  * Exit codes: 0 ok · 1 runtime failure (bad file, model error) · 2 usage error.
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { RAC_VERSION } from '../version.ts';
 import { register as generate } from './commands/generate.ts';
 import { register as info } from './commands/info.ts';
 import { register as logits } from './commands/logits.ts';
+import { register as prune } from './commands/prune.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command()
     .name('rac')
     .description('Reasoning-Aware Compression: prune reasoning LLMs calibrated on their own chains of thought')
-    .version(pkg.version)
+    .version(RAC_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const reg of [info, generate, logits]) reg(program);
+  for (const reg of [info, generate, logits, prune]) reg(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }
@@ -39,4 +39,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A closed pipe (`rac … | head`) ends the command quietly.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
 process.exitCode = await main(process.argv.slice(2));

@@ -3,8 +3,10 @@
  * once at open time (name and shape), and weights are read lazily, one layer at a time, widened
  * to f32.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { CheckpointError, openCheckpointDir } from '../io/checkpoint.ts';
-import { findNonFinite, type SafetensorsModel } from '../io/safetensors.ts';
+import { findNonFinite, INDEX_FILE, SINGLE_FILE, type SafetensorsModel } from '../io/safetensors.ts';
 import { resolveArch } from './arch/index.ts';
 import type { ModelConfig } from './config.ts';
 import type { ArchSpec, LayerWeights, LinearName, NormName } from './spec.ts';
@@ -68,7 +70,7 @@ export class Model {
     for (const t of this.expectedTensors()) {
       if (!this.tensors.has(t.name)) {
         // Some tied checkpoints omit lm_head; others list it though tie_word_embeddings is set.
-        throw new CheckpointError(`${this.dir}: missing tensor "${t.name}" expected by config.json (${this.config.modelType})`);
+        throw new CheckpointError(`${this.weightsFile()}: missing tensor "${t.name}" expected by config.json (${this.config.modelType})`);
       }
       const info = this.tensors.info(t.name);
       if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
@@ -80,6 +82,12 @@ export class Model {
         throw new CheckpointError(`${where(t.name)}: tensor "${t.name}" has dtype ${info.dtype}; rac reads F32, F16 and BF16 weights`);
       }
     }
+  }
+
+  /** The file that lists the tensors: the shard index when sharded, else the single safetensors file. */
+  private weightsFile(): string {
+    const index = join(this.dir, INDEX_FILE);
+    return existsSync(index) ? index : join(this.dir, this.tensors.shards[0] ?? SINGLE_FILE);
   }
 
   /** Read one tensor widened to f32; non-finite values produce a warning naming the tensor. */

@@ -36,6 +36,12 @@ export interface RandomCheckpointOptions {
   shards?: number;
   /** Weight scale multiplier (default 1): init std = scale / sqrt(fan_in). */
   scale?: number;
+  /**
+   * Anisotropic activations, as in trained LLMs: RMSNorm weights spread log-uniformly over
+   * [e^-a, e^a] with a few outlier channels ×8, and correlated embedding dimensions. Linear
+   * inputs are then far from white noise (what pruning tests need). 0 = off (default).
+   */
+  anisotropy?: number;
 }
 
 const CORPUS = [
@@ -132,6 +138,7 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
   tensors.push({ name: spec.finalNormName, shape: [hidden], init: 'norm', fanIn: 1 });
   if (!config.tieWordEmbeddings) tensors.push({ name: spec.lmHeadName, shape: [vocab, hidden], init: 'normal', fanIn: hidden });
 
+  const aniso = o.anisotropy ?? 0;
   const dtype = o.dtype ?? 'F32';
   const out = resolve(dir);
   const tmp = `${out}.tmp-${process.pid}`;
@@ -151,6 +158,20 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
       const data = new Float32Array(n);
       const std = t.init === 'normal' ? scale / Math.sqrt(t.fanIn) : 0.1;
       for (let j = 0; j < n; j++) data[j] = (t.init === 'norm' ? 1 : 0) + std * gaussian(rng);
+      if (aniso > 0 && t.init === 'norm') {
+        for (let j = 0; j < n; j++) data[j] = Math.exp(aniso * (2 * rng.next() - 1)) * (j % 17 === 3 ? 8 : 1);
+      }
+      if (aniso > 0 && t.name === spec.embedName) {
+        // mix each row with a few shared directions: correlated dimensions
+        const k = 4;
+        const dirs = Array.from({ length: k }, () => Float32Array.from({ length: hidden }, () => gaussian(rng)));
+        for (let r = 0; r < vocab; r++) {
+          for (let d = 0; d < k; d++) {
+            const c = gaussian(rng) * 1.5;
+            for (let j = 0; j < hidden; j++) data[r * hidden + j]! += c * dirs[d]![j]!;
+          }
+        }
+      }
       w.writeF32(t.name, data);
       weightMap[t.name] = file;
     }

@@ -111,8 +111,11 @@ export function sampleToken(logits: Float32Array, offset: number, V: number, p: 
   cand.sort((a, b) => w[b]! - w[a]! || a - b);
   if (cand.length > k) cand.length = k;
   if (p.topP < 1) {
+    // The nucleus is relative to the top-k mass, or to the whole vocabulary without top-k (cand
+    // may then hold only the tokens above the threshold, not the tail).
     let kmass = 0;
-    for (const i of cand) kmass += w[i]!;
+    if (k < V) for (const i of cand) kmass += w[i]!;
+    else kmass = total;
     const target = p.topP * kmass;
     let cum = 0;
     let cut = cand.length;

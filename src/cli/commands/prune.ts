@@ -1,0 +1,142 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { parsePattern, parseSparsity, type SparsityTarget } from '../../compress/masks.ts';
+import { RacTokenizer } from '../../io/tokenizer.ts';
+import { Model } from '../../models/model.ts';
+import { readCalibJsonl } from '../../pipeline/calib.ts';
+import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
+import { RAC_VERSION } from '../../version.ts';
+import { addRuntimeOptions, applyRuntime, float, int, printJson, type RuntimeFlags } from '../common.ts';
+import { formatDuration } from '../progress.ts';
+
+interface Opts extends RuntimeFlags {
+  model: string;
+  method: PruneMethod;
+  sparsity?: string;
+  pattern?: string;
+  calib: string;
+  calibTokens: number;
+  maxSeqLen: number;
+  overflow: 'truncate' | 'split';
+  batchTokens: number;
+  linears: LinearScope;
+  layers: string;
+  trueSequential?: boolean;
+  magnitudeScope: 'layer' | 'row';
+  blocksize: number;
+  percdamp: number;
+  memoryLimitMb: number;
+  errorStats: boolean;
+  out: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+function choice<T extends string>(name: string, values: readonly T[]) {
+  return (v: string): T => {
+    if (!values.includes(v as T)) throw new InvalidArgumentError(`${name} must be one of ${values.join(', ')}, got "${v}"`);
+    return v as T;
+  };
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('prune')
+    .description('prune a checkpoint layer by layer (magnitude | Wanda | SparseGPT) and write the pruned checkpoint')
+    .requiredOption('--model <dir>', 'input model directory')
+    .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude', choice('method', PRUNE_METHODS))
+    .option('--sparsity <s>', 'unstructured sparsity in [0, 1), e.g. 0.5')
+    .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
+    .requiredOption('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight"')
+    .option('--calib-tokens <n>', 'calibration token budget (0 = the whole file)', int('calib-tokens'), 0)
+    .option('--max-seq-len <n>', 'longest calibration sequence', int('max-seq-len', 1), 2048)
+    .option('--overflow <mode>', 'longer sequences: truncate | split', choice('overflow', ['truncate', 'split'] as const), 'truncate')
+    .option('--batch-tokens <n>', 'padded tokens per calibration batch', int('batch-tokens', 1), 4096)
+    .option('--linears <scope>', 'which Linears: all | attn | mlp', choice('linears', ['all', 'attn', 'mlp'] as const), 'all')
+    .option('--layers <sel>', 'which layers: all | first | middle | last | indices and ranges (0,3-5)', 'all')
+    .option('--true-sequential', 're-capture MLP inputs after pruning attention')
+    .option('--magnitude-scope <scope>', 'magnitude threshold per layer | row', choice('magnitude-scope', ['layer', 'row'] as const), 'layer')
+    .option('--blocksize <n>', 'SparseGPT block size', int('blocksize', 1), 128)
+    .option('--percdamp <x>', 'SparseGPT damping, fraction of mean(diag H)', float('percdamp', 0, 1), 0.01)
+    .option('--memory-limit-mb <n>', 'hidden states kept in memory per store before spilling to disk', int('memory-limit-mb', 1), 4096)
+    .option('--no-error-stats', 'skip the per-Linear output error (saves one GEMM pass per Linear)')
+    .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
+    .option('--overwrite', 'replace --out if it exists')
+    .option('--json', 'print the summary (rac.json) as JSON');
+  addRuntimeOptions(cmd).action(async (o: Opts) => {
+    if ((o.sparsity === undefined) === (o.pattern === undefined)) throw new InvalidArgumentError('give exactly one of --sparsity or --pattern');
+    let target: SparsityTarget;
+    try {
+      target = o.pattern !== undefined ? { kind: 'nm', ...parsePattern(o.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(o.sparsity!) };
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+    applyRuntime(o);
+    const model = Model.open(o.model);
+    try {
+      const layers = parseLayerSelection(o.layers, model.config.numLayers);
+      const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
+      const calib = readCalibJsonl(o.calib, tokenizer, model.config.vocabSize, { tokenBudget: o.calibTokens, maxSeqLen: o.maxSeqLen, overflow: o.overflow });
+      const L = model.config.numLayers;
+      if (!o.quiet) {
+        process.stderr.write(
+          `prune: ${o.method} ${o.pattern ?? `sparsity ${o.sparsity}`} on ${model.config.modelType} (${L} layers), ` +
+            `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences\n`,
+        );
+      }
+      const t0 = performance.now();
+      const summary = await pruneCheckpoint(
+        model,
+        calib,
+        o.out,
+        {
+          method: o.method,
+          target,
+          linears: o.linears,
+          layers,
+          trueSequential: o.trueSequential,
+          magnitudeScope: o.magnitudeScope,
+          blocksize: o.blocksize,
+          percdamp: o.percdamp,
+          batchTokens: o.batchTokens,
+          memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
+          errorStats: o.errorStats,
+          overwrite: o.overwrite,
+          onProgress: (e) => {
+            if (o.quiet || e.phase !== 'done' || !e.report) return;
+            const r = e.report;
+            const el = (performance.now() - t0) / 1000;
+            const eta = (el / (e.layer + 1)) * (L - e.layer - 1);
+            const lin = Object.values(r.linears);
+            const sp = lin.length ? lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0) : 0;
+            process.stderr.write(
+              `layer ${e.layer + 1}/${L}: ${r.pruned ? `sparsity ${(100 * sp).toFixed(2)}%` : 'kept'} in ${r.seconds.total.toFixed(2)}s ` +
+                `(capture ${r.seconds.capture.toFixed(2)}, prune ${r.seconds.prune.toFixed(2)}, recompute ${r.seconds.recompute.toFixed(2)}) · ` +
+                `elapsed ${formatDuration(el)} · ETA ${formatDuration(eta)}\n`,
+            );
+          },
+        },
+        RAC_VERSION,
+      );
+      if (o.json) return printJson(summary);
+      const rows = summary.layers.map((r) => {
+        const lin = Object.values(r.linears);
+        const z = lin.reduce((a, x) => a + x!.zeros, 0);
+        const n = lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
+        const err = lin.reduce((a, x) => a + (x!.output_error ?? 0), 0);
+        const norm = lin.reduce((a, x) => a + (x!.output_norm ?? 0), 0);
+        const loss = lin.reduce((a, x) => a + (x!.loss ?? 0), 0);
+        return [String(r.layer), r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept', norm ? (err / norm).toExponential(3) : '-', loss ? loss.toExponential(3) : '-', r.seconds.total.toFixed(2)];
+      });
+      const head = ['layer', 'sparsity', 'rel.out.err', 'obs.loss', 'seconds'];
+      const wd = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+      const fmt = (r: string[]) => r.map((c, i) => c.padStart(wd[i]!)).join('  ') + '\n';
+      process.stdout.write(fmt(head));
+      for (const r of rows) process.stdout.write(fmt(r));
+      process.stdout.write(
+        `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`,
+      );
+    } finally {
+      model.close();
+    }
+  });
+}

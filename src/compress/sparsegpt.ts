@@ -1,0 +1,179 @@
+/**
+ * SparseGPT: Massive Language Models Can Be Accurately Pruned in One-Shot (Frantar & Alistarh 2023),
+ * https://arxiv.org/abs/2301.00774 — semantics of `SparseGPT.fasterprune` in
+ * https://github.com/IST-DASLab/sparsegpt (sparsegpt.py).
+ *
+ * Lifecycle, per Linear W (rows, cols) with H (cols, cols) = 2/n·Σ xᵀx from calibration:
+ *   1. dead columns (H_jj = 0): use H_jj = 1 and set W[:, j] = 0;
+ *   2. damp: H + λ·mean(diag H)·I with λ = percdamp; a failed Cholesky retries with
+ *      λ ← min(2λ, maxDamp) until λ = maxDamp has failed too, then throws;
+ *   3. U upper with UᵀU = H⁻¹ (`inverseUpperFactor`, the reversed-order Cholesky route);
+ *   4. for column blocks of B: choose the block's mask (unstructured: exactly
+ *      floor(s·rows·B) entries with smallest w²/U_jj², ties → lower row-major index;
+ *      N:M: at each group start, per row the n smallest w²/U_jj² of the group, from the
+ *      current, already-updated weights), walk the columns: q = masked w,
+ *      err = (w − q)/U_jj, W[:, j+1:end] −= err·U[j, j+1:end]; then the lazy batch update
+ *      W[:, end:] −= Err_block·U[block, end:] as one GEMM;
+ *   5. report loss Σ (w − q)²/U_jj²/2 and the realised sparsity. Masked weights are exact zeros.
+ * Differences from the reference, on purpose: the unstructured mask holds exactly
+ * floor(s·numel) entries (the reference's `tmp <= sorted[int(numel·s)]` takes one more, or more
+ * on ties); sparsity 0 returns W untouched (the reference would still prune one weight per block).
+ */
+import type { Gemm } from './gemm.ts';
+import { inverseUpperFactor, NotPositiveDefiniteError } from './linalg.ts';
+import {
+  reportFor,
+  selectSmallest,
+  selectSmallestInGroup,
+  validateTarget,
+  validateWeight,
+  type PruneReport,
+  type SparsityTarget,
+} from './masks.ts';
+
+export interface SparseGPTOptions {
+  /** Columns per block of the lazy batch update and of the unstructured mask (default 128). */
+  blocksize?: number;
+  /** Initial relative damping λ (default 0.01). */
+  percdamp?: number;
+  /** Largest λ tried after doubling (default 0.5). */
+  maxDamp?: number;
+  /** Diagonal block size of the blocked Cholesky / triangular inverse (default 128). */
+  linalgBlockSize?: number;
+}
+
+/**
+ * Prune W (rows, cols), row-major f32, in place. H (cols, cols) symmetric f32 is not modified.
+ * Sparsity 0 leaves W bit-identical. Throws when H cannot be made PD with λ ≤ maxDamp.
+ */
+export async function sparsegptPrune(
+  W: Float32Array,
+  rows: number,
+  cols: number,
+  H: Float32Array,
+  target: SparsityTarget,
+  gemm: Gemm,
+  opts: SparseGPTOptions = {},
+): Promise<PruneReport> {
+  const t0 = performance.now();
+  validateWeight(W, rows, cols, 'sparsegptPrune');
+  validateTarget(target, cols);
+  if (H.length !== cols * cols) throw new RangeError(`sparsegptPrune: H has ${H.length} elements, expected cols² = ${cols}²`);
+  const B = opts.blocksize ?? 128;
+  const percdamp = opts.percdamp ?? 0.01;
+  const maxDamp = opts.maxDamp ?? 0.5;
+  if (!Number.isInteger(B) || B < 1) throw new RangeError(`sparsegptPrune: blocksize must be a positive integer, got ${B}`);
+  if (!(percdamp > 0) || !Number.isFinite(percdamp)) throw new RangeError(`sparsegptPrune: percdamp must be > 0, got ${percdamp}`);
+  if (!(maxDamp >= percdamp) || !Number.isFinite(maxDamp)) {
+    throw new RangeError(`sparsegptPrune: maxDamp must be finite and ≥ percdamp (${percdamp}), got ${maxDamp}`);
+  }
+  if (target.kind === 'nm' && B % target.m !== 0) {
+    throw new RangeError(`sparsegptPrune: blocksize ${B} must be a multiple of M = ${target.m} so N:M groups do not straddle blocks`);
+  }
+  const seconds = () => (performance.now() - t0) / 1000;
+  if (target.kind === 'unstructured' && target.sparsity === 0) return reportFor(W, { loss: 0, seconds: seconds() });
+
+  // 1. Dead columns.
+  const diag = new Float64Array(cols); // (cols) diagonal of H after the dead-column fix
+  let diagSum = 0;
+  for (let j = 0; j < cols; j++) {
+    const h = H[j * cols + j];
+    if (!Number.isFinite(h)) throw new RangeError(`sparsegptPrune: H[${j}, ${j}] is ${h}`);
+    if (h === 0) {
+      diag[j] = 1;
+      for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
+    } else {
+      diag[j] = h;
+    }
+    diagSum += diag[j];
+  }
+  const meanDiag = diagSum / cols;
+
+  // 2–3. Damping with retries, U with UᵀU = (H + damp·I)⁻¹.
+  let lambda = percdamp;
+  let retries = 0;
+  let U: Float32Array; // (cols, cols) upper
+  for (;;) {
+    const damped = new Float64Array(cols);
+    for (let j = 0; j < cols; j++) damped[j] = diag[j] + lambda * meanDiag;
+    try {
+      U = await inverseUpperFactor(H, cols, gemm, { diagonal: damped, blockSize: opts.linalgBlockSize });
+      for (let i = 0; i < U.length; i++) if (!Number.isFinite(U[i])) throw new NotPositiveDefiniteError(Math.floor(i / cols), U[i]);
+      break;
+    } catch (e) {
+      if (!(e instanceof NotPositiveDefiniteError)) throw e;
+      if (lambda >= maxDamp) {
+        throw new Error(
+          `sparsegptPrune: Cholesky of the damped Hessian failed for every damping up to ${maxDamp}·mean(diag H) ` +
+            `(${retries + 1} attempts, last: ${e.message}); H (${cols}×${cols}) is not positive semi-definite`,
+        );
+      }
+      lambda = Math.min(2 * lambda, maxDamp);
+      retries++;
+    }
+  }
+
+  // 4. Column blocks.
+  let loss = 0;
+  const W1 = new Float64Array(rows * B); // (rows, count) working copy of W[:, i1:i2]
+  const tmp = new Float64Array(rows * B); // (rows, count) scores w²/U_jj²
+  const mask = new Uint8Array(rows * B); // (rows, count) 1 = prune
+  for (let i1 = 0; i1 < cols; i1 += B) {
+    const i2 = Math.min(i1 + B, cols);
+    const count = i2 - i1;
+    const U1 = new Float64Array(count * count); // (count, count) = U[i1:i2, i1:i2]
+    for (let a = 0; a < count; a++) for (let b = a; b < count; b++) U1[a * count + b] = U[(i1 + a) * cols + i1 + b];
+    for (let r = 0; r < rows; r++) for (let c = 0; c < count; c++) W1[r * count + c] = W[r * cols + i1 + c];
+    const Err1 = new Float32Array(rows * count); // (rows, count)
+    mask.fill(0);
+    if (target.kind === 'unstructured') {
+      const scores = tmp.subarray(0, rows * count);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < count; c++) {
+          const d = U1[c * count + c];
+          const w = W1[r * count + c];
+          scores[r * count + c] = (w * w) / (d * d);
+        }
+      }
+      selectSmallest(scores, Math.floor(target.sparsity * rows * count), mask);
+    }
+    for (let j = 0; j < count; j++) {
+      if (target.kind === 'nm' && j % target.m === 0) {
+        for (let r = 0; r < rows; r++) {
+          for (let c = j; c < j + target.m; c++) {
+            const d = U1[c * count + c];
+            const w = W1[r * count + c];
+            tmp[r * count + c] = (w * w) / (d * d);
+          }
+          selectSmallestInGroup(tmp, r * count + j, target.m, target.n, mask);
+        }
+      }
+      const d = U1[j * count + j];
+      const Uj = j * count;
+      for (let r = 0; r < rows; r++) {
+        const o = r * count;
+        const w = W1[o + j];
+        const q = mask[o + j] ? 0 : w;
+        W[r * cols + i1 + j] = q;
+        if (q === w) continue; // err = 0: nothing to propagate
+        const err = (w - q) / d;
+        loss += (err * err) / 2;
+        Err1[o + j] = err;
+        for (let c = j + 1; c < count; c++) W1[o + c] -= err * U1[Uj + c];
+      }
+    }
+    // Lazy batch update of all later columns: W[:, i2:] −= Err1 · U[i1:i2, i2:].
+    if (i2 < cols) {
+      const rest = cols - i2;
+      const Ub = new Float32Array(count * rest); // (count, rest)
+      for (let a = 0; a < count; a++) Ub.set(U.subarray((i1 + a) * cols + i2, (i1 + a + 1) * cols), a * rest);
+      const P = await gemm.matmul(Err1, Ub, rows, count, rest); // (rows, rest)
+      for (let r = 0; r < rows; r++) {
+        const o = r * cols + i2;
+        const p = r * rest;
+        for (let c = 0; c < rest; c++) W[o + c] -= P[p + c];
+      }
+    }
+  }
+  return reportFor(W, { loss, damp: lambda, retries, seconds: seconds() });
+}

@@ -1,0 +1,107 @@
+/**
+ * Writes a modified copy of a checkpoint in the input's exact layout: same shard files, same
+ * tensor order, names, shapes, dtypes and safetensors metadata; tensors not rewritten are copied
+ * byte for byte; config, tokenizer and index files copied unchanged. Everything goes to a temp
+ * directory beside the destination, renamed into place by `finish()` — an interrupted run never
+ * leaves a half-written model at the destination.
+ */
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
+import { INDEX_FILE, SafetensorsWriter, type SafetensorsModel } from './safetensors.ts';
+
+export class CheckpointWriter {
+  private readonly writers = new Map<string, SafetensorsWriter>();
+  private readonly written = new Set<string>();
+  private done = false;
+
+  private constructor(
+    readonly src: SafetensorsModel,
+    readonly outDir: string,
+    readonly tmpDir: string,
+  ) {}
+
+  /**
+   * Start writing a copy of `src` (a model directory) to `outDir`. `outDir` must not exist unless
+   * `overwrite` (then it is replaced only at `finish()`).
+   */
+  static begin(src: SafetensorsModel, outDir: string, opts: { overwrite?: boolean } = {}): CheckpointWriter {
+    const out = resolve(outDir);
+    if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
+    if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
+    mkdirSync(dirname(out), { recursive: true });
+    const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+    mkdirSync(tmp);
+    const w = new CheckpointWriter(src, out, tmp);
+    try {
+      for (const shard of src.shards) {
+        const f = src.shard(shard);
+        const entries = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
+        w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
+      }
+    } catch (e) {
+      w.abort();
+      throw e;
+    }
+    return w;
+  }
+
+  private writerOf(name: string): SafetensorsWriter {
+    if (this.done) throw new Error('checkpoint writer already finished');
+    if (!this.src.has(name)) throw new CheckpointError(`${this.src.dir}: no tensor "${name}" to write`);
+    if (this.written.has(name)) throw new Error(`tensor "${name}" written twice`);
+    this.written.add(name);
+    return this.writers.get(this.src.shardOf(name))!;
+  }
+
+  /** Write f32 data narrowed to the tensor's stored dtype (F32/F16/BF16). */
+  writeF32(name: string, data: Float32Array): void {
+    this.writerOf(name).writeF32(name, data);
+  }
+
+  /** Copy a tensor's stored bytes unchanged. */
+  copy(name: string): void {
+    this.writerOf(name).write(name, this.src.readRaw(name));
+  }
+
+  isWritten(name: string): boolean {
+    return this.written.has(name);
+  }
+
+  /**
+   * Copy every tensor not written yet, close the shards, copy the sidecar files, write `extra`
+   * files (e.g. rac.json), then rename the temp directory into place.
+   */
+  finish(extra: Record<string, string> = {}): void {
+    try {
+      for (const name of this.src.names()) if (!this.written.has(name)) this.copy(name);
+      for (const w of this.writers.values()) w.close();
+      this.writers.clear();
+      for (const f of [...SIDECAR_FILES, INDEX_FILE]) {
+        const p = join(this.src.dir, f);
+        if (existsSync(p)) copyFileSync(p, join(this.tmpDir, f));
+      }
+      for (const [name, content] of Object.entries(extra)) writeFileSync(join(this.tmpDir, name), content);
+      if (existsSync(this.outDir)) rmSync(this.outDir, { recursive: true, force: true });
+      renameSync(this.tmpDir, this.outDir);
+      this.done = true;
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  /** Discard everything written so far. */
+  abort(): void {
+    for (const w of this.writers.values()) {
+      try {
+        w.abort();
+      } catch {
+        /* already failing */
+      }
+    }
+    this.writers.clear();
+    rmSync(this.tmpDir, { recursive: true, force: true });
+    this.done = true;
+  }
+}

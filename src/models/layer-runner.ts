@@ -1,0 +1,67 @@
+/**
+ * One decoder layer at a time, weights supplied per call: the pruning pipeline's engine.
+ * Two sessions serve every layer: a plain forward, and a capture forward that also returns, per
+ * Linear input group, XᵀX over the batch's real tokens (rows scaled by √weight; padding rows 0).
+ */
+import { runtimeDefaults, Session, type RuntimeOptions } from '../runtime/session.ts';
+import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
+import type { ModelConfig } from './config.ts';
+import { buildLayerGraph, captureOutputName } from './graphs.ts';
+import { INPUT_GROUPS, type ArchSpec, type InputGroup, type LayerWeights } from './spec.ts';
+
+export type BatchLayout = Pick<PaddedBatch, 'valid' | 'positions' | 'B' | 'T'>;
+
+export class LayerRunner {
+  private constructor(
+    readonly spec: ArchSpec,
+    readonly config: ModelConfig,
+    private readonly plain: Session,
+    private readonly capturing: Session,
+  ) {}
+
+  static async create(spec: ArchSpec, config: ModelConfig, opts: Partial<RuntimeOptions> = {}): Promise<LayerRunner> {
+    const o = { ...runtimeDefaults(), ...opts };
+    const [plain, capturing] = await Promise.all([
+      Session.create('decoder layer', buildLayerGraph(spec, config, { past: false, present: false, capture: false }), o),
+      Session.create('decoder layer (capture)', buildLayerGraph(spec, config, { past: false, present: false, capture: true }), o),
+    ]);
+    return new LayerRunner(spec, config, plain, capturing);
+  }
+
+  weightFeeds(w: LayerWeights): Feeds {
+    return weightFeeds(this.spec, this.config, w);
+  }
+
+  private feeds(w: Feeds, hidden: Float32Array, b: BatchLayout): Feeds {
+    const c = this.config;
+    if (hidden.length !== b.B * b.T * c.hiddenSize) {
+      throw new RangeError(`hidden has ${hidden.length} values, expected B·T·D = ${b.B}·${b.T}·${c.hiddenSize}`);
+    }
+    const { cos, sin } = ropeFeeds(c, b.positions, b.B, b.T);
+    return { ...w, hidden: { data: hidden, dims: [b.B, b.T, c.hiddenSize] }, cos, sin, mask: attentionMask(b.valid, b.T, b.T, c.slidingWindow) };
+  }
+
+  /** The layer's output (B, T, D). */
+  async forward(w: Feeds, hidden: Float32Array, b: BatchLayout): Promise<Float32Array> {
+    const out = await this.plain.run(this.feeds(w, hidden, b));
+    return out['out']!.data as Float32Array;
+  }
+
+  /**
+   * The layer's output and, per input group, XᵀX (width, width) summed over real tokens with
+   * row weights `rowWeight` (B·T): 0 for padding, √w for a sequence of weight w.
+   */
+  async capture(w: Feeds, hidden: Float32Array, b: BatchLayout, rowWeight: Float32Array): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
+    if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
+    const feeds = this.feeds(w, hidden, b);
+    feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
+    const res = await this.capturing.run(feeds);
+    const xtx = {} as Record<InputGroup, Float32Array>;
+    for (const g of INPUT_GROUPS) xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
+    return { out: res['out']!.data as Float32Array, xtx };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.plain.release(), this.capturing.release()]);
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * The sequential layer-wise pruning pipeline (SparseGPT's `llama_sequential`, one visible loop):
+ *
+ *   embed calibration batches → for each decoder layer l:
+ *     capture: forward layer l (dense weights) on its inputs, accumulating XᵀX per Linear group
+ *     prune:   solve every selected Linear (magnitude | Wanda | SparseGPT), in place
+ *              (true-sequential: re-capture the MLP inputs after the attention Linears are pruned)
+ *     recompute: forward layer l with the PRUNED weights — the next layer's inputs
+ *     write:   layer l's tensors into the output checkpoint (pruned ones narrowed to their dtype)
+ *
+ * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
+ * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
+ */
+import type { Gemm } from '../compress/gemm.ts';
+import { magnitudePrune } from '../compress/magnitude.ts';
+import type { PruneReport, SparsityTarget } from '../compress/masks.ts';
+import { outputErrorGemm } from '../compress/metrics.ts';
+import { sparsegptPrune } from '../compress/sparsegpt.ts';
+import { wandaPrune } from '../compress/wanda.ts';
+import { CheckpointWriter } from '../io/checkpoint-writer.ts';
+import { embedRows, leftPad } from '../models/batch.ts';
+import { LayerRunner } from '../models/layer-runner.ts';
+import type { Model } from '../models/model.ts';
+import { groupWidth, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
+import { createOrtGemm } from '../runtime/gemm.ts';
+import type { RuntimeOptions } from '../runtime/session.ts';
+import { makeBatches, type CalibSet } from './calib.ts';
+import { HiddenStore } from './hidden-store.ts';
+
+export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude';
+export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
+export type LinearScope = 'all' | 'attn' | 'mlp';
+
+export interface PruneOptions {
+  method: PruneMethod;
+  target: SparsityTarget;
+  /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
+  linears: LinearScope;
+  /** Selected layer indices (default: every layer). */
+  layers?: number[];
+  /** Re-capture the MLP inputs after pruning the attention Linears. */
+  trueSequential?: boolean;
+  magnitudeScope?: 'layer' | 'row';
+  blocksize?: number;
+  percdamp?: number;
+  /** Padded tokens per calibration batch (B·T). */
+  batchTokens: number;
+  /** Bytes of hidden states kept in memory per store before spilling to disk. */
+  memoryLimitBytes?: number;
+  /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
+  errorStats?: boolean;
+  overwrite?: boolean;
+  runtime?: Partial<RuntimeOptions>;
+  onProgress?: (e: PruneProgress) => void;
+}
+
+export interface PruneProgress {
+  layer: number;
+  layers: number;
+  phase: 'capture' | 'prune' | 'recompute' | 'write' | 'done';
+  batch?: number;
+  batches?: number;
+  linear?: LinearName;
+  report?: LayerReport;
+}
+
+export interface LinearReport {
+  rows: number;
+  cols: number;
+  zeros: number;
+  sparsity: number;
+  /** SparseGPT's OBS loss Σ (w − q)²/U_jj²/2. */
+  loss?: number;
+  /** ‖XWᵀ − XŴᵀ‖²_F / n over the calibration tokens. */
+  output_error?: number;
+  /** ‖XWᵀ‖²_F / n, to read output_error relative to the signal. */
+  output_norm?: number;
+  damp?: number;
+  retries?: number;
+  seconds: number;
+}
+
+export interface LayerReport {
+  layer: number;
+  pruned: boolean;
+  linears: Partial<Record<LinearName, LinearReport>>;
+  seconds: { capture: number; prune: number; recompute: number; write: number; total: number };
+}
+
+export interface PruneSummary {
+  rac_version: string;
+  created: string;
+  source_model: string;
+  architecture: string;
+  method: PruneMethod;
+  sparsity?: number;
+  pattern?: string;
+  options: Record<string, unknown>;
+  calibration: Record<string, unknown> & { tokens: number; sequences: number };
+  layers: LayerReport[];
+  totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
+}
+
+const GROUP_OF_SCOPE: Record<LinearScope, (l: LinearSpec) => boolean> = {
+  all: () => true,
+  attn: (l) => l.group === 'attn_in' || l.group === 'attn_out',
+  mlp: (l) => l.group === 'mlp_in' || l.group === 'mlp_out',
+};
+
+/** Reference-style depth selections: first/middle/last third of the layers. */
+export function parseLayerSelection(spec: string, numLayers: number): number[] {
+  const third = Math.ceil(numLayers / 3);
+  const named: Record<string, [number, number]> = {
+    all: [0, numLayers],
+    first: [0, third],
+    middle: [third, Math.min(numLayers, 2 * third)],
+    last: [Math.min(numLayers, 2 * third), numLayers],
+  };
+  const out = new Set<number>();
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const n = named[part];
+    if (n) {
+      for (let i = n[0]; i < n[1]; i++) out.add(i);
+      continue;
+    }
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) throw new Error(`bad layer selection "${part}" (use all, first, middle, last, an index or a range like 4-11)`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (a > b || b >= numLayers) throw new Error(`layer range "${part}" is outside [0, ${numLayers - 1}]`);
+    for (let i = a; i <= b; i++) out.add(i);
+  }
+  if (out.size === 0) throw new Error(`layer selection "${spec}" selects no layer`);
+  return [...out].sort((x, y) => x - y);
+}
+
+function describeTarget(t: SparsityTarget): { sparsity?: number; pattern?: string } {
+  return t.kind === 'nm' ? { pattern: `${t.n}:${t.m}` } : { sparsity: t.sparsity };
+}
+
+/** Prune `model` with `calib` and write the result to `outDir`. */
+export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: string, opts: PruneOptions, version: string): Promise<PruneSummary> {
+  const t0 = performance.now();
+  const { spec, config: cfg } = model;
+  const L = cfg.numLayers;
+  const selected = new Set(opts.layers ?? Array.from({ length: L }, (_, i) => i));
+  for (const i of selected) if (!Number.isInteger(i) || i < 0 || i >= L) throw new Error(`layer ${i} is outside [0, ${L})`);
+  const linearSpecs = spec.linears(cfg).filter(GROUP_OF_SCOPE[opts.linears]);
+  if (calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  const D = cfg.hiddenSize;
+  const batches = makeBatches(calib.sequences, opts.batchTokens);
+  const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
+  // Row weights: √w for real tokens, 0 for padding.
+  const rowWeights = padded.map((pb, bi) => {
+    const rw = new Float32Array(pb.B * pb.T);
+    pb.valid.forEach((v, b) => {
+      const sw = Math.sqrt(batches[bi]![b]!.weight);
+      v.forEach((x, t) => (rw[b * pb.T + t] = x ? sw : 0));
+    });
+    return rw;
+  });
+  const weightedTokens = batches.flat().reduce((a, s) => a + s.weight * s.ids.length, 0);
+
+  const sizes = padded.map((pb) => pb.B * pb.T * D);
+  const memory = opts.memoryLimitBytes ?? 4 * 2 ** 30;
+  let input = new HiddenStore(sizes, memory);
+  let output = new HiddenStore(sizes, memory);
+  const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite });
+  const runner = await LayerRunner.create(spec, cfg, opts.runtime);
+  const gemm = createOrtGemm(opts.runtime);
+  const reports: LayerReport[] = [];
+  try {
+    const E = model.embedding();
+    padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+
+    for (let l = 0; l < L; l++) {
+      const tl = performance.now();
+      const sec = { capture: 0, prune: 0, recompute: 0, write: 0, total: 0 };
+      const w = model.layerWeights(l);
+      const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: sec };
+      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
+        opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
+
+      if (selected.has(l)) {
+        const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
+        const mlp = linearSpecs.filter((x) => GROUP_OF_SCOPE.mlp(x));
+        const stages = opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
+        for (const stage of stages) {
+          let tc = performance.now();
+          const groups = [...new Set(stage.map((x) => x.group))];
+          const H = await captureHessians(runner, w, input, padded, rowWeights, groups, cfg, (b) => progress('capture', { batch: b, batches: padded.length }));
+          sec.capture += (performance.now() - tc) / 1000;
+          tc = performance.now();
+          for (const ls of stage) {
+            progress('prune', { linear: ls.name });
+            rep.linears[ls.name] = await pruneLinear(w.linears[ls.name], ls, H.get(ls.group)!, weightedTokens, opts, gemm);
+          }
+          sec.prune += (performance.now() - tc) / 1000;
+        }
+      }
+
+      let tr = performance.now();
+      const feeds = runner.weightFeeds(w);
+      for (let b = 0; b < padded.length; b++) {
+        output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+        progress('recompute', { batch: b + 1, batches: padded.length });
+      }
+      sec.recompute = (performance.now() - tr) / 1000;
+
+      tr = performance.now();
+      writeLayer(writer, model, l, w, new Set(selected.has(l) ? linearSpecs.map((x) => x.name) : []));
+      sec.write = (performance.now() - tr) / 1000;
+      sec.total = (performance.now() - tl) / 1000;
+      reports.push(rep);
+      progress('done', { report: rep });
+      [input, output] = [output, input];
+    }
+
+    let zeros = 0;
+    let weights = 0;
+    let count = 0;
+    for (const r of reports) {
+      for (const lr of Object.values(r.linears)) {
+        zeros += lr!.zeros;
+        weights += lr!.rows * lr!.cols;
+        count++;
+      }
+    }
+    const summary: PruneSummary = {
+      rac_version: version,
+      created: new Date().toISOString(),
+      source_model: model.dir,
+      architecture: cfg.modelType,
+      method: opts.method,
+      ...describeTarget(opts.target),
+      options: {
+        linears: opts.linears,
+        layers: [...selected].sort((a, b) => a - b),
+        true_sequential: !!opts.trueSequential,
+        ...(opts.method === 'sparsegpt' ? { blocksize: opts.blocksize ?? 128, percdamp: opts.percdamp ?? 0.01 } : {}),
+        ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
+        batch_tokens: opts.batchTokens,
+        hessian_scale: '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens',
+        embeddings_and_lm_head: 'untouched',
+      },
+      calibration: { ...calib.source, tokens: calib.tokens, sequences: calib.sequences.length },
+      layers: reports,
+      totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
+    };
+    writer.finish({ 'rac.json': JSON.stringify(summary, null, 2) + '\n' });
+    return summary;
+  } catch (e) {
+    writer.abort();
+    throw e;
+  } finally {
+    input.close();
+    output.close();
+    await runner.release();
+    await gemm.release();
+  }
+}
+
+/** Σ over batches of XᵀX for the requested groups (f32 accumulation of f32 batch sums). */
+async function captureHessians(
+  runner: LayerRunner,
+  w: LayerWeights,
+  input: HiddenStore,
+  padded: ReturnType<typeof leftPad>[],
+  rowWeights: Float32Array[],
+  groups: InputGroup[],
+  cfg: Model['config'],
+  onBatch: (b: number) => void,
+): Promise<Map<InputGroup, Float32Array>> {
+  const H = new Map<InputGroup, Float32Array>();
+  for (const g of groups) H.set(g, new Float32Array(groupWidth(cfg, g) ** 2));
+  const feeds = runner.weightFeeds(w);
+  for (let b = 0; b < padded.length; b++) {
+    const { xtx } = await runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!);
+    for (const g of groups) {
+      const acc = H.get(g)!;
+      const x = xtx[g];
+      for (let i = 0; i < acc.length; i++) acc[i]! += x[i]!;
+    }
+    onBatch(b + 1);
+  }
+  return H;
+}
+
+/** Prune one Linear in place given its group's XᵀX sum; returns its report. */
+async function pruneLinear(
+  W: Float32Array,
+  ls: LinearSpec,
+  xtx: Float32Array,
+  n: number,
+  opts: PruneOptions,
+  gemm: Gemm,
+): Promise<LinearReport> {
+  const t0 = performance.now();
+  const { rows, cols } = ls;
+  const original = opts.errorStats === false ? null : W.slice();
+  let r: PruneReport;
+  switch (opts.method) {
+    case 'magnitude':
+      r = magnitudePrune(W, rows, cols, opts.target, { scope: opts.magnitudeScope ?? 'layer' });
+      break;
+    case 'wanda': {
+      const diag = new Float64Array(cols);
+      for (let j = 0; j < cols; j++) diag[j] = xtx[j * cols + j]!;
+      r = wandaPrune(W, rows, cols, diag, opts.target);
+      break;
+    }
+    case 'sparsegpt': {
+      const H = new Float32Array(xtx.length);
+      const s = 2 / n;
+      for (let i = 0; i < H.length; i++) H[i] = xtx[i]! * s;
+      r = await sparsegptPrune(W, rows, cols, H, opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
+      break;
+    }
+  }
+  const out: LinearReport = { rows, cols, zeros: r.zeros, sparsity: r.sparsity, seconds: 0 };
+  if (r.loss !== undefined) out.loss = r.loss;
+  if (r.damp !== undefined) out.damp = r.damp;
+  if (r.retries !== undefined) out.retries = r.retries;
+  if (original) {
+    const Hn = new Float32Array(xtx.length);
+    for (let i = 0; i < Hn.length; i++) Hn[i] = xtx[i]! / n;
+    out.output_error = await outputErrorGemm(original, W, Hn, rows, cols, gemm);
+    out.output_norm = await outputErrorGemm(original, new Float32Array(W.length), Hn, rows, cols, gemm);
+  }
+  out.seconds = (performance.now() - t0) / 1000;
+  return out;
+}
+
+/** Write layer l's tensors: pruned Linears from `w`, everything else copied byte for byte. */
+function writeLayer(writer: CheckpointWriter, model: Model, l: number, w: LayerWeights, pruned: Set<LinearName>): void {
+  for (const ls of model.spec.linears(model.config)) {
+    const name = model.tensorName(l, ls.module);
+    if (pruned.has(ls.name)) writer.writeF32(name, w.linears[ls.name]);
+    else writer.copy(name);
+  }
+}
