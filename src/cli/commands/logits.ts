@@ -39,8 +39,12 @@ export function register(program: Command): void {
       const bad = ids.find((i) => i >= V);
       if (bad !== undefined) throw new InvalidArgumentError(`token id ${bad} is outside the vocabulary (${V})`);
       const engine = await Engine.load(model);
-      const [logits] = await engine.forward([ids]);
-      await engine.release();
+      let logits: Float32Array | undefined;
+      try {
+        [logits] = await engine.forward([ids]);
+      } finally {
+        await engine.release();
+      }
       const T = ids.length;
       printJson({
         ids,
