@@ -15,6 +15,8 @@ export interface PruneReport {
   damp?: number; // SparseGPT: the relative damping λ finally used (H += λ·mean(diag H)·I)
   retries?: number; // SparseGPT: failed Cholesky attempts before success
   seconds?: number;
+  /** SparseGPT: seconds spent in damping + factorization (U), the rest being the OBS sweep. */
+  factorSeconds?: number;
 }
 
 /** "0.5" or 0.5 → 0.5, validated in [0, 1). */

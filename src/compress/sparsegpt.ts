@@ -90,6 +90,7 @@ export async function sparsegptPrune(
   const meanDiag = diagSum / cols;
 
   // 2–3. Damping with retries, U with UᵀU = (H + damp·I)⁻¹.
+  const tf = performance.now();
   let lambda = percdamp;
   let retries = 0;
   let U: Float32Array; // (cols, cols) upper
@@ -112,6 +113,8 @@ export async function sparsegptPrune(
       retries++;
     }
   }
+
+  const factorSeconds = (performance.now() - tf) / 1000;
 
   // 4. Column blocks.
   let loss = 0;
@@ -175,5 +178,5 @@ export async function sparsegptPrune(
       }
     }
   }
-  return reportFor(W, { loss, damp: lambda, retries, seconds: seconds() });
+  return reportFor(W, { loss, damp: lambda, retries, seconds: seconds(), factorSeconds });
 }

@@ -22,7 +22,7 @@ import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
 import { groupWidth, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
-import { createOrtGemm } from '../runtime/gemm.ts';
+import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
 import { HiddenStore } from './hidden-store.ts';
@@ -77,6 +77,9 @@ export interface LinearReport {
   output_norm?: number;
   damp?: number;
   retries?: number;
+  /** SparseGPT: seconds in damping + factorization, and in the OBS sweep. */
+  factor_seconds?: number;
+  sweep_seconds?: number;
   seconds: number;
 }
 
@@ -84,7 +87,8 @@ export interface LayerReport {
   layer: number;
   pruned: boolean;
   linears: Partial<Record<LinearName, LinearReport>>;
-  seconds: { capture: number; prune: number; recompute: number; write: number; total: number };
+  /** capture: forward + XᵀX graph; hessian: accumulating and scaling H in JS; factor/sweep: SparseGPT's U and OBS sweep. */
+  seconds: { capture: number; hessian: number; prune: number; factor: number; sweep: number; recompute: number; write: number; total: number };
 }
 
 export interface PruneSummary {
@@ -163,19 +167,23 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
 
   const sizes = padded.map((pb) => pb.B * pb.T * D);
   const memory = opts.memoryLimitBytes ?? 4 * 2 ** 30;
-  let input = new HiddenStore(sizes, memory);
-  let output = new HiddenStore(sizes, memory);
+  // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
   const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite });
-  const runner = await LayerRunner.create(spec, cfg, opts.runtime);
-  const gemm = createOrtGemm(opts.runtime);
+  const stores: HiddenStore[] = [];
+  let runner: LayerRunner | null = null;
+  let gemm: OrtGemm | null = null;
   const reports: LayerReport[] = [];
   try {
+    stores.push(new HiddenStore(sizes, memory), new HiddenStore(sizes, memory));
+    let [input, output] = stores as [HiddenStore, HiddenStore];
+    runner = await LayerRunner.create(spec, cfg, opts.runtime);
+    gemm = createOrtGemm(opts.runtime);
     const E = model.embedding();
     padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
 
     for (let l = 0; l < L; l++) {
       const tl = performance.now();
-      const sec = { capture: 0, prune: 0, recompute: 0, write: 0, total: 0 };
+      const sec = { capture: 0, hessian: 0, prune: 0, factor: 0, sweep: 0, recompute: 0, write: 0, total: 0 };
       const w = model.layerWeights(l);
       const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: sec };
       const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
@@ -187,13 +195,17 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
         const stages = opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
         for (const stage of stages) {
           let tc = performance.now();
+          const hessianBefore = sec.hessian;
           const groups = [...new Set(stage.map((x) => x.group))];
-          const H = await captureHessians(runner, w, input, padded, rowWeights, groups, cfg, (b) => progress('capture', { batch: b, batches: padded.length }));
-          sec.capture += (performance.now() - tc) / 1000;
+          const H = await captureHessians(runner, w, input, padded, rowWeights, groups, cfg, sec, (b) => progress('capture', { batch: b, batches: padded.length }));
+          sec.capture += (performance.now() - tc) / 1000 - (sec.hessian - hessianBefore);
           tc = performance.now();
           for (const ls of stage) {
             progress('prune', { linear: ls.name });
-            rep.linears[ls.name] = await pruneLinear(w.linears[ls.name], ls, H.get(ls.group)!, weightedTokens, opts, gemm);
+            const lr = await pruneLinear(w.linears[ls.name], ls, H.get(ls.group)!, weightedTokens, opts, gemm);
+            rep.linears[ls.name] = lr;
+            sec.factor += lr.factor_seconds ?? 0;
+            sec.sweep += lr.sweep_seconds ?? 0;
           }
           sec.prune += (performance.now() - tc) / 1000;
         }
@@ -253,10 +265,9 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
     writer.abort();
     throw e;
   } finally {
-    input.close();
-    output.close();
-    await runner.release();
-    await gemm.release();
+    for (const st of stores) st.close();
+    await runner?.release();
+    await gemm?.release();
   }
 }
 
@@ -269,6 +280,7 @@ async function captureHessians(
   rowWeights: Float32Array[],
   groups: InputGroup[],
   cfg: Model['config'],
+  sec: { hessian: number },
   onBatch: (b: number) => void,
 ): Promise<Map<InputGroup, Float32Array>> {
   const H = new Map<InputGroup, Float32Array>();
@@ -276,11 +288,13 @@ async function captureHessians(
   const feeds = runner.weightFeeds(w);
   for (let b = 0; b < padded.length; b++) {
     const { xtx } = await runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!);
+    const th = performance.now();
     for (const g of groups) {
       const acc = H.get(g)!;
       const x = xtx[g];
       for (let i = 0; i < acc.length; i++) acc[i]! += x[i]!;
     }
+    sec.hessian += (performance.now() - th) / 1000;
     onBatch(b + 1);
   }
   return H;
@@ -321,6 +335,10 @@ async function pruneLinear(
   if (r.loss !== undefined) out.loss = r.loss;
   if (r.damp !== undefined) out.damp = r.damp;
   if (r.retries !== undefined) out.retries = r.retries;
+  if (r.factorSeconds !== undefined) {
+    out.factor_seconds = r.factorSeconds;
+    out.sweep_seconds = (r.seconds ?? 0) - r.factorSeconds;
+  }
   if (original) {
     const Hn = new Float32Array(xtx.length);
     for (let i = 0; i < Hn.length; i++) Hn[i] = xtx[i]! / n;

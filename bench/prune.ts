@@ -1,0 +1,110 @@
+/**
+ * Pruning benchmarks.
+ * prune_layer: SparseGPT 50% on one decoder layer with Qwen2-1.5B dimensions and 16,384
+ *   calibration tokens, through the real pipeline; seconds per phase and
+ *   efficiency = (flops of the phases ÷ seconds) ÷ gemm_peak of the same run.
+ * prune_rss: peak RSS of `rac prune` on a 4-layer and a 16-layer model of the same width
+ *   (child processes, so each peak is its own), and their ratio.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Model } from '../src/models/model.ts';
+import { writeRandomCheckpoint } from '../src/models/random.ts';
+import { pruneCheckpoint } from '../src/pipeline/prune.ts';
+import { emit } from './common.ts';
+import { QWEN2_1_5B_LAYER } from './prefill.ts';
+
+const root = new URL('..', import.meta.url).pathname;
+
+function calibFile(path: string, tokens: number, seqLen: number, vocab: number): void {
+  const lines: string[] = [];
+  let s = 12345;
+  for (let done = 0; done < tokens; done += seqLen) {
+    const ids = Array.from({ length: Math.min(seqLen, tokens - done) }, () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return (s >>> 8) % vocab;
+    });
+    lines.push(JSON.stringify({ input_ids: ids }));
+  }
+  writeFileSync(path, lines.join('\n') + '\n');
+}
+
+export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 16384, seqLen = 2048): Promise<void> {
+  const ck = join(dir, 'model');
+  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
+  const model = Model.open(ck);
+  const c = model.config;
+  const seqs = [];
+  let s = 7;
+  for (let done = 0; done < tokens; done += seqLen) {
+    seqs.push({ ids: Array.from({ length: seqLen }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % 400), weight: 1 });
+  }
+  const t0 = performance.now();
+  const summary = await pruneCheckpoint(
+    model,
+    { sequences: seqs, tokens, source: { kind: 'synthetic' } },
+    join(dir, 'out'),
+    { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false },
+    'bench',
+  );
+  const wall = (performance.now() - t0) / 1000;
+  model.close();
+  const sec = summary.layers[0]!.seconds;
+  const D = c.hiddenSize;
+  const I = c.intermediateSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const linParams = D * (q + 2 * kv) + q * D + 3 * D * I;
+  const forward = 2 * tokens * linParams + 4 * c.numHeads * c.headDim * tokens * seqLen; // full T×T attention as computed
+  const xtx = 2 * tokens * (D * D + q * q + D * D + I * I);
+  const hessianAdds = (tokens / 4096) * (2 * D * D + q * q + I * I);
+  // per Linear: factorization (Cholesky n³/3 + triangular inverse n³/3), lazy updates rows·cols², in-block walk rows·cols·B
+  const linears = [
+    [q, D], [kv, D], [kv, D], [D, q], [I, D], [I, D], [D, I],
+  ] as const;
+  let factor = 0;
+  let sweep = 0;
+  for (const [rows, cols] of linears) {
+    factor += (2 * cols ** 3) / 3;
+    sweep += rows * cols * cols + rows * cols * 128;
+  }
+  const phases = { capture: sec.capture, hessian: sec.hessian, factorization: sec.factor, obs_sweep: sec.sweep, recompute: sec.recompute };
+  const flops = forward + xtx + hessianAdds + factor + sweep + forward;
+  const seconds = Object.values(phases).reduce((a, b) => a + b, 0);
+  const gflops = flops / seconds / 1e9;
+  emit({
+    name: 'prune_layer',
+    tokens,
+    seconds: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +v.toFixed(3)])),
+    total_seconds: +seconds.toFixed(2),
+    wall_seconds: +wall.toFixed(2),
+    gflop: +(flops / 1e9).toFixed(1),
+    gflops: +gflops.toFixed(2),
+    efficiency: +(gflops / gemmGflops).toFixed(3),
+  });
+}
+
+/** Peak RSS (KiB) of a pruning run in its own process (bench/prune-child.ts reports maxRSS). */
+function peakRssKiB(model: string, calib: string, out: string): number {
+  const res = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/prune-child.ts'), model, calib, out], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (res.status !== 0) throw new Error(`prune child failed (exit ${res.status})`);
+  return Number(res.stdout.trim());
+}
+
+export function benchPruneRss(dir: string): void {
+  const widths = { hidden: 1024, intermediate: 2816, heads: 8, kvHeads: 2 };
+  mkdirSync(dir, { recursive: true });
+  const calib = join(dir, 'calib.jsonl');
+  calibFile(calib, 4096, 512, 400);
+  const peaks: Record<number, number> = {};
+  for (const layers of [4, 16]) {
+    const ck = join(dir, `rss-${layers}`);
+    writeRandomCheckpoint(ck, { family: 'qwen2', layers, ...widths, tokenizerVocab: 512, seed: 9 });
+    peaks[layers] = peakRssKiB(ck, calib, join(dir, `rss-out-${layers}`)) / 1024;
+  }
+  emit({ name: 'prune_rss', hidden: widths.hidden, rss_mib_4_layers: +peaks[4]!.toFixed(1), rss_mib_16_layers: +peaks[16]!.toFixed(1), ratio: +(peaks[16]! / peaks[4]!).toFixed(3) });
+}

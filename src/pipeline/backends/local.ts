@@ -1,0 +1,83 @@
+/** The local onnxruntime engine as a GenerationBackend. */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { generate } from '../../models/generate.ts';
+import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../backend.ts';
+import { closeModel, loadModel, type LoadedModel } from '../loaded.ts';
+import type { RuntimeOptions } from '../../runtime/session.ts';
+
+/**
+ * Identity of the weights, cheap even for a multi-GB model: sha256 over config.json, every shard's
+ * size and its bytes at 16 evenly spaced 4 KiB windows (the header included).
+ */
+export function modelFingerprint(lm: LoadedModel): string {
+  const h = createHash('sha256');
+  h.update(readFileSync(join(lm.model.dir, 'config.json')));
+  const buf = Buffer.alloc(4096);
+  for (const shard of lm.model.tensors.shards) {
+    const path = join(lm.model.dir, shard);
+    const size = statSync(path).size;
+    h.update(`${shard}:${size};`);
+    const fd = openSync(path, 'r');
+    try {
+      for (let k = 0; k < 16; k++) {
+        const pos = Math.floor(((size - buf.length) * k) / 15);
+        const n = readSync(fd, buf, 0, buf.length, Math.max(0, pos));
+        h.update(buf.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return `sha256:${h.digest('hex').slice(0, 16)}`;
+}
+
+export class LocalBackend implements GenerationBackend {
+  readonly name = 'local';
+  private constructor(
+    readonly lm: LoadedModel,
+    readonly fingerprint: string,
+    private readonly batchSize: number,
+  ) {}
+
+  static async open(dir: string, opts: { batchSize?: number; runtime?: Partial<RuntimeOptions> } = {}): Promise<LocalBackend> {
+    const lm = await loadModel(dir, opts.runtime);
+    return new LocalBackend(lm, modelFingerprint(lm), opts.batchSize ?? 16);
+  }
+
+  async generate(requests: BackendRequest[], s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
+    const flat = requests.flatMap((r, ri) => Array.from({ length: r.n }, (_, i) => ({ ri, i, prompt: r.prompt, stream: streamOf(r.index, r.n, i) })));
+    const pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));
+    let done = 0;
+    await generate(
+      this.lm.engine,
+      this.lm.tokenizer,
+      flat.map((f) => ({ prompt: f.prompt, stream: f.stream })),
+      {
+        temperature: s.temperature,
+        topP: s.topP,
+        topK: s.topK,
+        maxNewTokens: s.maxNewTokens,
+        seed: s.seed,
+        stopStrings: s.stopStrings,
+        eosTokenIds: this.lm.eosTokenIds,
+        batchSize: this.batchSize,
+        onProgress: (p) => hooks.onProgress?.({ done, total: requests.length, newTokens: p.newTokens }),
+        onComplete: async (k, c) => {
+          const f = flat[k]!;
+          const p = pending[f.ri]!;
+          p.out[f.i] = { ids: c.ids, text: c.text, finishReason: c.finishReason };
+          if (--p.left === 0) {
+            done++;
+            await hooks.onResult(requests[f.ri]!, p.out);
+          }
+        },
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    await closeModel(this.lm);
+  }
+}
