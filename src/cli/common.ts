@@ -41,6 +41,14 @@ export function applyRuntime(flags: RuntimeFlags): void {
   });
 }
 
+/**
+ * A usage error found inside an action (not by commander's parsing): printed with the usage hint,
+ * exit code 2. (An error thrown from an action would reach main() as a silent CommanderError.)
+ */
+export function usage(cmd: Command, message: string): never {
+  return cmd.error(`error: ${message}`, { exitCode: 2, code: 'rac.usage' });
+}
+
 export function printJson(x: unknown): void {
   process.stdout.write(JSON.stringify(x) + '\n');
 }

@@ -120,7 +120,9 @@ export function readCalibJsonl(path: string, tokenizer: TextEncoder | null, voca
       throw new CalibError(`${where}: expected "input_ids" (array) or "text" (string)`);
     }
     raw.push({ ids, weight });
-    rawTokens += ids.length;
+    // Count what the row will contribute: truncation keeps at most maxSeqLen of it (counting the
+    // full length would stop reading before the budget is filled when rows are long).
+    rawTokens += limits.overflow === 'split' ? ids.length : Math.min(ids.length, limits.maxSeqLen);
   }
   if (raw.length === 0) throw new CalibError(`${file}: no calibration rows`);
   const { sequences, tokens } = limitSequences(raw, limits);

@@ -3,7 +3,7 @@ import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Engine } from '../../models/engine.ts';
 import { Model } from '../../models/model.ts';
 import { argmax } from '../../models/sampling.ts';
-import { addRuntimeOptions, applyRuntime, printJson, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, applyRuntime, printJson, usage, type RuntimeFlags } from '../common.ts';
 
 interface Opts extends RuntimeFlags {
   model: string;
@@ -29,15 +29,15 @@ export function register(program: Command): void {
     .option('--ids <list>', 'input token ids, comma-separated', parseIds)
     .option('--json', 'print JSON (the default and only format)');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
-    if ((o.text === undefined) === (o.ids === undefined)) throw new InvalidArgumentError('give exactly one of --text or --ids');
+    if ((o.text === undefined) === (o.ids === undefined)) usage(cmd, 'give exactly one of --text or --ids');
     applyRuntime(o);
     const model = Model.open(o.model);
     try {
       const ids = o.ids ?? (await RacTokenizer.load(model.dir)).encode(o.text!);
-      if (ids.length === 0) throw new InvalidArgumentError('the input is empty');
+      if (ids.length === 0) usage(cmd, 'the input is empty');
       const V = model.config.vocabSize;
       const bad = ids.find((i) => i >= V);
-      if (bad !== undefined) throw new InvalidArgumentError(`token id ${bad} is outside the vocabulary (${V})`);
+      if (bad !== undefined) usage(cmd, `token id ${bad} is outside the vocabulary (${V})`);
       const engine = await Engine.load(model);
       let logits: Float32Array | undefined;
       try {

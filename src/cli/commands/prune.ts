@@ -5,7 +5,7 @@ import { Model } from '../../models/model.ts';
 import { readCalibJsonl } from '../../pipeline/calib.ts';
 import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
-import { addRuntimeOptions, applyRuntime, float, int, printJson, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
 import { formatDuration } from '../progress.ts';
 
 interface Opts extends RuntimeFlags {
@@ -63,12 +63,12 @@ export function register(program: Command): void {
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
-    if ((o.sparsity === undefined) === (o.pattern === undefined)) throw new InvalidArgumentError('give exactly one of --sparsity or --pattern');
+    if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
     let target: SparsityTarget;
     try {
       target = o.pattern !== undefined ? { kind: 'nm', ...parsePattern(o.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(o.sparsity!) };
     } catch (e) {
-      throw new InvalidArgumentError((e as Error).message);
+      return usage(cmd, (e as Error).message);
     }
     applyRuntime(o);
     const model = Model.open(o.model);

@@ -1,0 +1,123 @@
+/** `rac prune` end to end (four spawns): JSON summary, usage and file errors, layer/Linear scope. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Model } from '../../src/models/model.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { entries, minZerosPerGroup, randomSequences, readAll, readSummary, tensorHashes, zerosIn } from '../helpers/prune.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CK = { family: 'qwen2', seed: 101, hidden: 64, layers: 3 } as const;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function rac(...args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [join(ROOT, 'bin/rac.js'), ...args],
+      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 60_000 },
+      (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** A calibration file of input_ids and text rows, ~2,400 tokens before the budget. */
+function calibFile(vocab: number): string {
+  const f = join(tempDir('cli-calib'), 'calib.jsonl');
+  const rows = randomSequences(vocab, 30, 40, 120, 12).map((s, i) => JSON.stringify(i % 5 === 4 ? { text: `Step ${i}: 4 + 5 = 9. The answer is \\boxed{${i}}.` } : { input_ids: s.ids }));
+  writeFileSync(f, rows.join('\n') + '\n');
+  return f;
+}
+
+describe('rac prune', { concurrency: 2 }, () => {
+  const dir = checkpoint(CK);
+  const m = Model.open(dir);
+  const { spec, config } = m;
+  const V = config.vocabSize;
+  m.close();
+  const calib = calibFile(V);
+
+  it('--pattern 2:4 --json: exit 0, the summary on stdout equals rac.json, every group has 2 zeros', async () => {
+    const out = join(tempDir('cli'), 'out');
+    const r = await rac('prune', '--model', dir, '--method', 'sparsegpt', '--pattern', '2:4', '--calib', calib, '--calib-tokens', '1500', '--max-seq-len', '64', '--batch-tokens', '512', '--out', out, '--json', '--threads', '1');
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 1, 'stdout must be one JSON line');
+    const s = JSON.parse(lines[0]!) as ReturnType<typeof readSummary>;
+    assert.deepEqual(s, readSummary(out));
+    assert.equal(s.method, 'sparsegpt');
+    assert.equal(s.pattern, '2:4');
+    assert.equal(s.calibration.tokens, 1500);
+    assert.equal(s.calibration['file'], resolve(calib));
+    assert.equal(s.calibration['rows'], 'input_ids+text');
+    assert.equal(s.totals.pruned_linears, 21);
+    assert.equal(s.totals.sparsity, 0.5);
+    // progress per layer with an ETA on stderr
+    for (let l = 1; l <= 3; l++) assert.match(r.stderr, new RegExp(`layer ${l}/3: sparsity 50\\.00% .*ETA`));
+    const t = readAll(out);
+    for (let l = 0; l < 3; l++) {
+      for (const ls of spec.linears(config)) {
+        const W = t.get(`model.layers.${l}.${ls.module}.weight`)!.data;
+        assert.equal(minZerosPerGroup(W, ls.rows, ls.cols, 4), 2, `layer ${l} ${ls.name}`);
+      }
+    }
+  });
+
+  it('--sparsity and --pattern together: exit 2 with a usage message, nothing written', async () => {
+    const out = join(tempDir('cli'), 'out');
+    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--pattern', '2:4', '--calib', calib, '--out', out);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /exactly one of --sparsity or --pattern/);
+    assert.deepEqual(entries(join(out, '..')), []);
+  });
+
+  it('a missing calibration file: exit 1, one line naming it', async () => {
+    const out = join(tempDir('cli'), 'out');
+    const missing = join(tempDir('cli'), 'nope.jsonl');
+    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', missing, '--out', out);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, `rac: error: ${missing}: file not found\n`);
+    assert.deepEqual(entries(join(out, '..')), []);
+  });
+
+  it('--layers last --linears mlp: only layer 2 gate/up/down change; a table on stdout', async () => {
+    const out = join(tempDir('cli'), 'out');
+    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--layers', 'last', '--linears', 'mlp', '--out', out, '--threads', '1', '--quiet');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '', '--quiet prints no progress');
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^\s*layer\s+sparsity\s+rel\.out\.err\s+obs\.loss\s+seconds$/);
+    assert.match(lines[1]!, /^\s*0\s+kept\s/);
+    assert.match(lines[2]!, /^\s*1\s+kept\s/);
+    assert.match(lines[3]!, /^\s*2\s+0\.5000\s/);
+    assert.match(lines[4]!, /^pruned 3 Linears to 50\.00% sparsity/);
+    const pruned = new Set(['gate_proj', 'up_proj', 'down_proj'].map((n) => spec.linears(config).find((l) => l.name === n)!).map((l) => `model.layers.2.${l.module}.weight`));
+    const hi = tensorHashes(dir);
+    const ho = tensorHashes(out);
+    const t = readAll(out);
+    for (const [n, h] of hi) {
+      if (!pruned.has(n)) {
+        assert.equal(ho.get(n), h, `${n} must be untouched`);
+        continue;
+      }
+      const W = t.get(n)!.data;
+      const [rows, cols] = t.get(n)!.shape as [number, number];
+      for (let r0 = 0; r0 < rows; r0++) assert.equal(zerosIn(W, r0 * cols, (r0 + 1) * cols), cols / 2, `${n} row ${r0}`);
+    }
+    const s = readSummary(out);
+    assert.deepEqual(s.options['layers'], [2]);
+    assert.equal(s.options['linears'], 'mlp');
+    assert.deepEqual(Object.keys(s.layers[2]!.linears).sort(), ['down_proj', 'gate_proj', 'up_proj']);
+    assert.equal(readFileSync(join(out, 'config.json'), 'utf8'), readFileSync(join(dir, 'config.json'), 'utf8'));
+  });
+});

@@ -1,0 +1,107 @@
+/** Shared helpers for the pruning-pipeline tests: synthetic calibration sets, hashes, mask checks. */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SafetensorsModel } from '../../src/io/safetensors.ts';
+import { Rng } from '../../src/models/sampling.ts';
+import type { CalibSequence, CalibSet } from '../../src/pipeline/calib.ts';
+import type { PruneSummary } from '../../src/pipeline/prune.ts';
+
+/** `n` sequences of random ids in [0, vocab), lengths uniform in [minLen, maxLen], weight 1. */
+export function randomSequences(vocab: number, n: number, minLen: number, maxLen: number, seed: number): CalibSequence[] {
+  const rng = new Rng(seed, 0xca1b);
+  return Array.from({ length: n }, () => {
+    const len = minLen + Math.floor(rng.next() * (maxLen - minLen + 1));
+    return { ids: Array.from({ length: len }, () => Math.floor(rng.next() * vocab)), weight: 1 };
+  });
+}
+
+export function calibSet(sequences: CalibSequence[]): CalibSet {
+  return { sequences, tokens: sequences.reduce((a, s) => a + s.ids.length, 0), source: { kind: 'test' } };
+}
+
+export function sha256(b: Uint8Array | string): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+export function fileHash(path: string): string {
+  return sha256(readFileSync(path));
+}
+
+/** sha256 of every tensor's stored bytes, by name. */
+export function tensorHashes(dir: string): Map<string, string> {
+  const m = SafetensorsModel.open(dir);
+  try {
+    return new Map(m.names().map((n) => [n, sha256(m.readRaw(n))]));
+  } finally {
+    m.close();
+  }
+}
+
+/** Every tensor of a checkpoint widened to f32, plus dtype and shard, by name. */
+export function readAll(dir: string): Map<string, { data: Float32Array; dtype: string; shape: number[]; shard: string }> {
+  const m = SafetensorsModel.open(dir);
+  try {
+    const out = new Map<string, { data: Float32Array; dtype: string; shape: number[]; shard: string }>();
+    for (const n of m.names()) {
+      const i = m.info(n);
+      out.set(n, { data: m.readF32(n), dtype: i.dtype, shape: [...i.shape], shard: m.shardOf(n) });
+    }
+    return out;
+  } finally {
+    m.close();
+  }
+}
+
+export function shardFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
+}
+
+/** Entries of `dir` (missing → []). */
+export function entries(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
+export function readSummary(dir: string): PruneSummary {
+  return JSON.parse(readFileSync(join(dir, 'rac.json'), 'utf8')) as PruneSummary;
+}
+
+export function zerosIn(W: Float32Array, from = 0, to = W.length): number {
+  let z = 0;
+  for (let i = from; i < to; i++) if (W[i] === 0) z++;
+  return z;
+}
+
+/** Zeros per row, per column block [c0, c1). */
+export function zerosInBlock(W: Float32Array, rows: number, cols: number, c0: number, c1: number): number {
+  let z = 0;
+  for (let r = 0; r < rows; r++) for (let c = c0; c < c1; c++) if (W[r * cols + c] === 0) z++;
+  return z;
+}
+
+/** The smallest zero count over all groups of m consecutive columns of every row. */
+export function minZerosPerGroup(W: Float32Array, rows: number, cols: number, m: number): number {
+  let min = Infinity;
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < cols; g += m) {
+      let z = 0;
+      for (let c = g; c < g + m; c++) if (W[r * cols + c] === 0) z++;
+      min = Math.min(min, z);
+    }
+  }
+  return min;
+}
+
+/** max |a − b| / max |b| */
+export function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return m === 0 ? d : d / m;
+}
