@@ -1,6 +1,8 @@
 /**
- * `npm run bench`: one JSON object per line. Ratios are measured against figures taken in the
- * same run (gemm_peak), so they hold on any machine. Filter with names: `npm run bench -- prefill`.
+ * `npm run bench`: one JSON object per line. Ratios are against figures measured in the same
+ * run: gemm_peak is measured at the start and again right before each benchmark, and each
+ * efficiency divides by the best peak seen so far (so a busy machine cannot inflate a ratio).
+ * Filter by name: `npm run bench -- prefill prune_layer`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,12 +14,19 @@ import { benchPruneLayer, benchPruneRss } from './prune.ts';
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 const dir = mkdtempSync(join(tmpdir(), 'rac-bench-'));
+let best = 0;
+const peak = async (): Promise<number> => {
+  const p = await gemmPeak();
+  best = Math.max(best, p.gflops);
+  return best;
+};
 try {
-  const peak = await gemmPeak();
-  emit({ name: 'gemm_peak', gflops: +peak.gflops.toFixed(2), m: peak.m, k: peak.k, n: peak.n });
-  if (want('prefill')) await benchPrefill(join(dir, 'prefill'), peak.gflops);
-  if (want('prune_layer')) await benchPruneLayer(join(dir, 'prune_layer'), peak.gflops);
+  await peak();
+  emit({ name: 'gemm_peak', gflops: +best.toFixed(2), m: 2048, k: 1536, n: 8960 });
+  if (want('prefill')) await benchPrefill(join(dir, 'prefill'), await peak());
+  if (want('prune_layer')) await benchPruneLayer(join(dir, 'prune_layer'), await peak());
   if (want('prune_rss')) benchPruneRss(join(dir, 'prune_rss'));
+  emit({ name: 'gemm_peak_final', gflops: +best.toFixed(2), note: 'best of all gemm_peak measurements in this run' });
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
