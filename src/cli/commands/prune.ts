@@ -2,18 +2,27 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parsePattern, parseSparsity, type SparsityTarget } from '../../compress/masks.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
-import { readCalibJsonl } from '../../pipeline/calib.ts';
+import { readCalibJsonl, type CalibSet } from '../../pipeline/calib.ts';
+import { buildCalibSet, CALIB_MODES, parseSourceMap, type CalibMode } from '../../pipeline/calib-modes.ts';
 import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
 import { formatDuration } from '../progress.ts';
 
-interface Opts extends RuntimeFlags {
+interface Opts extends RuntimeFlags, DatasetFlags {
   model: string;
   method: PruneMethod;
   sparsity?: string;
   pattern?: string;
-  calib: string;
+  calib?: string;
+  calibMode?: CalibMode;
+  traces?: string[];
+  textFiles?: string[];
+  textField: string;
+  mix?: string;
+  mixWeights?: string;
+  pack?: boolean;
   calibTokens: number;
   maxSeqLen: number;
   overflow: 'truncate' | 'split';
@@ -46,8 +55,16 @@ export function register(program: Command): void {
     .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude', choice('method', PRUNE_METHODS))
     .option('--sparsity <s>', 'unstructured sparsity in [0, 1), e.g. 0.5')
     .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
-    .requiredOption('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight"')
-    .option('--calib-tokens <n>', 'calibration token budget (0 = the whole file)', int('calib-tokens'), 0)
+    .option('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight" (or use --calib-mode)')
+    .option('--calib-mode <mode>', 'build the calibration set: prompt (--dataset) | rac (--traces) | text (--text-files) | mix (--mix)', choice('calib-mode', CALIB_MODES))
+    .option('--dataset <file>', 'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated')
+    .option('--traces <files...>', 'traces JSONL for --calib-mode rac (rac trace or SGLang RAC rows)')
+    .option('--text-files <files...>', 'plain text (.txt/.md) or JSONL/JSON with a text field, for --calib-mode text')
+    .option('--text-field <name>', 'text field of JSONL/JSON text files', 'text')
+    .option('--mix <shares>', 'for --calib-mode mix: token shares of the budget, e.g. rac:0.75,text:0.25')
+    .option('--mix-weights <weights>', 'per-source sequence weights, e.g. rac:1,text:0.5 (rows scaled by √w in XᵀX)')
+    .option('--pack', 'concatenate documents (eos-separated) into max-seq-len chunks (--calib-mode)')
+    .option('--calib-tokens <n>', 'calibration token budget, equal across modes when comparing them (0 = everything)', int('calib-tokens'), 0)
     .option('--max-seq-len <n>', 'longest calibration sequence', int('max-seq-len', 1), 2048)
     .option('--overflow <mode>', 'longer sequences: truncate | split', choice('overflow', ['truncate', 'split'] as const), 'truncate')
     .option('--batch-tokens <n>', 'padded tokens per calibration batch', int('batch-tokens', 1), 4096)
@@ -62,8 +79,36 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON');
+  addPromptOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
+    if ((o.calib === undefined) === (o.calibMode === undefined)) usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
+    const needs: Record<CalibMode, [keyof Opts, string][]> = {
+      prompt: [['dataset', '--dataset']],
+      rac: [['traces', '--traces']],
+      text: [['textFiles', '--text-files']],
+      mix: [['mix', '--mix']],
+    };
+    if (o.calibMode) for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) usage(cmd, `--calib-mode ${o.calibMode} needs ${flag}`);
+    let mix: ReturnType<typeof parseSourceMap> | undefined;
+    let weights: ReturnType<typeof parseSourceMap> | undefined;
+    let system: string | undefined;
+    let templateFlags: Record<string, unknown> = {};
+    try {
+      mix = o.mix !== undefined ? parseSourceMap(o.mix, '--mix') : undefined;
+      weights = o.mixWeights !== undefined ? parseSourceMap(o.mixWeights, '--mix-weights') : undefined;
+      system = systemOf(o);
+      templateFlags = templateFlagsOf(o);
+    } catch (e) {
+      return usage(cmd, (e as Error).message);
+    }
+    if (o.calibMode === 'mix') {
+      if (o.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
+      for (const [k, flag] of [['prompt', '--dataset'], ['rac', '--traces'], ['text', '--text-files']] as const) {
+        const key = ({ prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const)[k];
+        if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
+      }
+    }
     let target: SparsityTarget;
     try {
       target = o.pattern !== undefined ? { kind: 'nm', ...parsePattern(o.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(o.sparsity!) };
@@ -75,12 +120,32 @@ export function register(program: Command): void {
     try {
       const layers = parseLayerSelection(o.layers, model.config.numLayers);
       const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
-      const calib = readCalibJsonl(o.calib, tokenizer, model.config.vocabSize, { tokenBudget: o.calibTokens, maxSeqLen: o.maxSeqLen, overflow: o.overflow });
+      let calib: CalibSet;
+      if (o.calibMode) {
+        calib = await buildCalibSet(
+          o.calibMode,
+          {
+            ...(o.dataset !== undefined ? { dataset: { path: o.dataset, promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit, system, templateFlags } } : {}),
+            ...(o.traces ? { traces: o.traces } : {}),
+            ...(o.textFiles ? { textFiles: o.textFiles } : {}),
+            textField: o.textField,
+            ...(mix ? { mix } : {}),
+            ...(weights ? { weights } : {}),
+          },
+          { tokenizer, vocabSize: model.config.vocabSize },
+          { tokenBudget: o.calibTokens, maxSeqLen: o.maxSeqLen, overflow: o.overflow, pack: !!o.pack },
+        );
+      } else {
+        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, { tokenBudget: o.calibTokens, maxSeqLen: o.maxSeqLen, overflow: o.overflow });
+      }
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
           `prune: ${o.method} ${o.pattern ?? `sparsity ${o.sparsity}`} on ${model.config.modelType} (${L} layers), ` +
-            `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences\n`,
+            `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
+            (o.calibMode ? ` (${o.calibMode}${typeof calib.source['decode_share'] === 'number' ? `, decode share ${(100 * (calib.source['decode_share'] as number)).toFixed(1)}%` : ''})` : '') +
+            (calib.source['exhausted'] === true ? ` — the calibration data ran out before the ${o.calibTokens}-token budget` : '') +
+            '\n',
         );
       }
       const t0 = performance.now();

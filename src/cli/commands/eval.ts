@@ -1,0 +1,150 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { parseTemplateFlag } from '../../io/datasets.ts';
+import { RacTokenizer } from '../../io/tokenizer.ts';
+import type { GenerationBackend } from '../../pipeline/backend.ts';
+import { BACKENDS, openBackend, type BackendKind } from '../../pipeline/backends/index.ts';
+import type { PromptFormat } from '../../pipeline/backends/openai.ts';
+import { EVAL_TASKS, runEval, type EvalTask } from '../../pipeline/eval.ts';
+import { addRuntimeOptions, applyRuntime, float, int, type RuntimeFlags } from '../common.ts';
+import { progress } from '../progress.ts';
+
+interface Opts extends RuntimeFlags {
+  model: string;
+  dataset: string;
+  task: EvalTask;
+  promptColumn?: string;
+  answerColumn: string;
+  idColumn?: string;
+  templateFlag?: string[];
+  testsColumn: string;
+  familyColumn: string;
+  system?: string;
+  samples: number;
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  stop?: string[];
+  limit?: number;
+  batchSize: number;
+  out: string;
+  backend: BackendKind;
+  baseUrl?: string;
+  apiKeyEnv?: string;
+  servedModel?: string;
+  concurrency?: number;
+  promptFormat?: PromptFormat | 'auto';
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('sample K completions per problem, grade them, and report accuracy, pass@k and generated length (resumable)')
+    .requiredOption('--model <dir>', 'model directory (its tokenizer renders prompts; `rac report` reads <dir>/rac.json)')
+    .requiredOption('--dataset <file>', 'problems: JSONL, JSON or Parquet rows')
+    .requiredOption('--task <task>', 'grader: math | code | tiny', (v: string) => {
+      if (!(EVAL_TASKS as readonly string[]).includes(v)) throw new InvalidArgumentError(`task must be one of ${EVAL_TASKS.join(', ')}, got "${v}"`);
+      return v as EvalTask;
+    })
+    .requiredOption('--out <file>', 'results.json (samples are logged to <out>.samples.jsonl as they finish)')
+    .option('--prompt-column <c>', 'prompt column (default: the first of problem, prompt, question)')
+    .option('--answer-column <c>', 'gold answer column (math, tiny)', 'answer')
+    .option('--id-column <c>', 'problem id column (default: id when unique, else the row number)')
+    .option('--tests-column <c>', 'stdin/stdout tests column (code)', 'tests')
+    .option('--family-column <c>', 'family column for per-family metrics', 'family')
+    .option('--system <text>', 'system message')
+    .option('--template-flag <key=value...>', 'chat template variables, e.g. enable_thinking=false')
+    .option('--samples <k>', 'completions per problem', int('samples', 1), 1)
+    .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), 2048)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), 0.6)
+    .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), 0.95)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), 0)
+    .option('--seed <s>', 'sampling seed', int('seed'), 0)
+    .option('--stop <text...>', 'stop strings')
+    .option('--limit <n>', 'evaluate only the first n problems', int('limit', 1))
+    .option('--batch-size <b>', 'sequences decoded together (local backend)', int('batch-size', 1), 16)
+    .option('--backend <name>', 'generation backend: local | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp, rac serve)', (v: string) => {
+      if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
+      return v as BackendKind;
+    }, 'local' as BackendKind)
+    .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
+    .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
+    .option('--served-model <name>', 'model name on the server (openai backend)')
+    .option('--concurrency <n>', 'requests in flight (openai backend)', int('concurrency', 1))
+    .option('--prompt-format <f>', 'openai backend: send prompts as ids | text | auto (probe the server)', (v: string) => {
+      if (v !== 'ids' && v !== 'text' && v !== 'auto') throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
+      return v as PromptFormat | 'auto';
+    })
+    .option('--json', 'print the metrics as one JSON object on stdout');
+  addRuntimeOptions(cmd).action(async (o: Opts) => {
+    applyRuntime(o);
+    const tok = await RacTokenizer.load(o.model);
+    const backend: GenerationBackend = await openBackend(o.backend, {
+      model: o.model,
+      batchSize: o.batchSize,
+      ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
+      ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
+      ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
+      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+      ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
+      log: (line) => {
+        if (!o.quiet) process.stderr.write(`${line}\n`);
+      },
+    });
+    try {
+      let bar: ReturnType<typeof progress> | null = null;
+      const t0 = performance.now();
+      const res = await runEval(
+        {
+          model: o.model,
+          dataset: o.dataset,
+          task: o.task,
+          columns: {
+            ...(o.promptColumn !== undefined ? { prompt: o.promptColumn } : {}),
+            ...(o.idColumn !== undefined ? { id: o.idColumn } : {}),
+            answer: o.answerColumn,
+            tests: o.testsColumn,
+            family: o.familyColumn,
+          },
+          ...(o.system !== undefined ? { system: o.system } : {}),
+          ...(o.templateFlag?.length ? { templateExtra: Object.fromEntries(o.templateFlag.map(parseTemplateFlag)) } : {}),
+          samples: o.samples,
+          sampling: { temperature: o.temperature, topP: o.topP, topK: o.topK, maxNewTokens: o.maxNewTokens, seed: o.seed, ...(o.stop ? { stopStrings: o.stop } : {}) },
+          ...(o.limit !== undefined ? { limit: o.limit } : {}),
+          out: o.out,
+        },
+        backend,
+        tok,
+        {
+          log: (m) => {
+            if (!o.quiet) process.stderr.write(`rac eval: ${m}\n`);
+          },
+          onProgress: (p) => {
+            bar ??= progress('eval', p.total, { quiet: o.quiet, unit: 'problems', extra: ' | {tps} tokens/s' });
+            const s = (performance.now() - t0) / 1000;
+            bar.update(p.done, { tps: s > 0 ? (p.newTokens / s).toFixed(1) : '0' });
+          },
+        },
+      );
+      (bar as ReturnType<typeof progress> | null)?.stop();
+      const m = res.metrics;
+      if (o.json) process.stdout.write(JSON.stringify(m) + '\n');
+      else {
+        const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+        const passk = Object.entries(m.pass_at_k).map(([k, v]) => `pass@${k} ${pct(v)}`).join(', ');
+        process.stdout.write(
+          `${res.dataset.problems} problems × ${res.sampling.samples} samples: accuracy ${pct(m.accuracy)} (${passk})\n` +
+            `mean tokens ${m.mean_tokens.all.toFixed(1)} (correct ${m.mean_tokens.correct?.toFixed(1) ?? '–'}, incorrect ${m.mean_tokens.incorrect?.toFixed(1) ?? '–'}), ` +
+            `think ${m.mean_think_tokens.toFixed(1)}, truncated ${pct(m.truncated)}, closed </think> ${pct(m.closed_think)}, boxed ${pct(m.boxed)}\n` +
+            `hesitations: wait ${m.hesitations.wait}, but wait ${m.hesitations.but_wait}, alternatively ${m.hesitations.alternatively}, hmm ${m.hesitations.hmm} ` +
+            `(${m.hesitations.per_1k_tokens.toFixed(2)} per 1k tokens)\n` +
+            `${m.wall_seconds.toFixed(1)}s, ${m.tokens_per_second.toFixed(1)} tokens/s → ${o.out}\n`,
+        );
+      }
+    } finally {
+      await backend.close();
+    }
+  });
+}

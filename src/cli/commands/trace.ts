@@ -1,0 +1,154 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { loadDataset, renderPrompt } from '../../io/datasets.ts';
+import { RacTokenizer } from '../../io/tokenizer.ts';
+import type { GenerationBackend } from '../../pipeline/backend.ts';
+import { BACKENDS, openBackend } from '../../pipeline/backends/index.ts';
+import type { PromptFormat } from '../../pipeline/backends/openai.ts';
+import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../pipeline/trace.ts';
+import { RAC_VERSION } from '../../version.ts';
+import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
+import { formatDuration } from '../progress.ts';
+
+interface Opts extends RuntimeFlags, DatasetFlags {
+  model: string;
+  dataset: string;
+  n: number;
+  maxNewTokens: number;
+  tokenBudget: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  stop?: string[];
+  batchSize: number;
+  out: string;
+  backend: string;
+  baseUrl?: string;
+  apiKeyEnv?: string;
+  servedModel?: string;
+  concurrency?: number;
+  promptFormat?: PromptFormat | 'auto';
+  json?: boolean;
+}
+
+/** The backend named by --backend, through the backend factory. */
+function openTraceBackend(o: Opts): Promise<GenerationBackend> {
+  return openBackend(o.backend, {
+    model: o.model,
+    batchSize: o.batchSize,
+    ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
+    ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
+    ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
+    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
+    log: (line) => {
+      if (!o.quiet) process.stderr.write(`${line}\n`);
+    },
+  });
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('trace')
+    .description("sample the dense model's own completions for dataset prompts into traces.jsonl (resumable; stops at a token budget)")
+    .requiredOption('--model <dir>', 'model directory (its tokenizer and chat template render the prompts)')
+    .requiredOption('--dataset <file>', 'prompts: JSONL, JSON or Parquet rows')
+    .requiredOption('--out <file>', 'traces JSONL (appended; a manifest is written beside it as <out>.manifest.json)');
+  addPromptOptions(cmd)
+    .option('--n <n>', 'completions per prompt', int('n', 1), 2)
+    .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), 8192)
+    .option('--token-budget <n>', 'stop submitting prompts once prompt+completion tokens written reach this (0 = whole dataset)', int('token-budget'), 1_000_000)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), 0.6)
+    .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), 0.95)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), 0)
+    .option('--seed <s>', 'sampling seed (sample i of prompt r uses stream r·n+i)', int('seed'), 0)
+    .option('--stop <text...>', 'stop strings')
+    .option('--batch-size <b>', 'sequences generated together (one wave; local backend batch)', int('batch-size', 1), 16)
+    .option('--backend <name>', 'generation backend: local | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp, rac serve)', (v: string) => {
+      if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
+      return v;
+    }, 'local')
+    .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
+    .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
+    .option('--served-model <name>', 'model name on the server (openai backend)')
+    .option('--concurrency <n>', 'requests in flight (openai backend; keep --batch-size ≥ it)', int('concurrency', 1))
+    .option('--prompt-format <f>', 'openai backend: send prompts as ids | text | auto (probe the server)', (v: string) => {
+      if (v !== 'ids' && v !== 'text' && v !== 'auto') throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
+      return v as PromptFormat | 'auto';
+    })
+    .option('--json', 'print the final manifest as JSON on stdout');
+  addRuntimeOptions(cmd).action(async (o: Opts) => {
+    let system: string | undefined;
+    let templateFlags: Record<string, unknown>;
+    try {
+      system = systemOf(o);
+      templateFlags = templateFlagsOf(o);
+    } catch (e) {
+      if (e instanceof InvalidArgumentError) return usage(cmd, e.message);
+      throw e;
+    }
+    applyRuntime(o);
+    const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
+    const tokenizer = await RacTokenizer.load(o.model);
+    const backend = await openTraceBackend(o);
+    try {
+      const settings: TraceSettings = {
+        dataset: { sha256: data.sha256, prompt_column: data.promptColumn, id_column: data.idColumn ?? null },
+        system: system ?? null,
+        template_flags: templateFlags,
+        n: o.n,
+        max_new_tokens: o.maxNewTokens,
+        temperature: o.temperature,
+        top_p: o.topP,
+        top_k: o.topK,
+        seed: o.seed,
+        stop: o.stop ?? [],
+      };
+      const prompts: TracePrompt[] = data.rows.map((row) => ({
+        id: row.id,
+        index: row.index,
+        ...(row.answer !== undefined ? { answer: row.answer } : {}),
+        render: () => renderPrompt(tokenizer, row, { system, templateFlags }),
+      }));
+      let last = 0;
+      const quiet = !!o.quiet;
+      if (!quiet) process.stderr.write(`trace: ${data.rows.length} prompts × ${o.n} from ${data.file} on ${backend.name} (${backend.fingerprint}) → ${o.out}\n`);
+      const m = await runTrace({
+        out: o.out,
+        backend,
+        prompts,
+        settings,
+        tokenBudget: o.tokenBudget,
+        batchSize: o.batchSize,
+        dataset: { file: data.file, rows: data.rows.length },
+        version: RAC_VERSION,
+        onProgress: (p) => {
+          if (quiet) return;
+          const now = Date.now();
+          if (now - last < 2000) return;
+          last = now;
+          const total = p.promptTokens + p.decodeTokens;
+          const tps = p.seconds > 0 ? p.sessionDecodeTokens / p.seconds : 0;
+          // ETA from this session's rate of written tokens (prompt+completion) towards the target.
+          const rate = p.seconds > 0 ? (p.sessionDecodeTokens > 0 ? tps * (total / Math.max(1, p.decodeTokens)) : 0) : 0;
+          const eta = rate > 0 ? Math.max(0, p.targetTokens - total) / rate : NaN;
+          const target = Number.isFinite(p.targetTokens) ? Math.round(p.targetTokens) : '?';
+          process.stderr.write(
+            `trace: ${total}/${target} tokens · ${p.records} records · ${tps.toFixed(1)} decode tok/s · elapsed ${formatDuration(p.seconds)} · ETA ${formatDuration(eta)}\n`,
+          );
+        },
+      });
+      const share = (100 * m.decode_share).toFixed(1);
+      if (o.json) printJson(m);
+      else
+        process.stdout.write(
+        `${m.counts.records} records (${m.counts.complete_prompts} complete prompts) · ${m.tokens.total} tokens: ${m.tokens.prompt} prompt + ${m.tokens.decode} decode · ` +
+          `decode share ${share}% · stopped: ${m.status === 'budget' ? 'token budget reached' : 'dataset exhausted'} → ${o.out} (manifest ${manifestPath(o.out)})\n`,
+      );
+      if (!quiet) process.stderr.write(`decode share ${share}%: the activation mass prompt-only calibration never sees\n`);
+    } finally {
+      await backend.close();
+    }
+  });
+}
