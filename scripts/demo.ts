@@ -1,21 +1,71 @@
 #!/usr/bin/env -S npx tsx
 /**
- * `npm run demo`: the main job on a model the project makes. For now: write a random-weight
- * Qwen2 checkpoint, describe it, and generate from it with the local engine.
+ * `npm run demo`: the mission on the shipped tiny reasoner (models/tiny-reasoner).
+ *   1. calibration prompts and held-out evaluation problems from the tiny task generators
+ *      (disjoint by construction: a hash of each problem decides its split);
+ *   2. `rac run`: the dense model's own traces → SparseGPT with prompt-only, RAC and text
+ *      calibration (equal token budgets), Wanda and magnitude, at two sparsities → evaluation of
+ *      the dense and every pruned model → table, report.html and summary.json in demo-out/.
+ * A rerun resumes: finished steps are skipped.
  */
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeRandomCheckpoint } from '../src/models/random.ts';
+import { parseArgs } from 'node:util';
+import { FAMILIES, generateSplit } from '../src/tasks/tiny/index.ts';
 
+const { values } = parseArgs({
+  options: {
+    out: { type: 'string', default: 'demo-out' },
+    'eval-per-family': { type: 'string', default: '200' },
+    sparsity: { type: 'string', default: '0.5,0.7' },
+  },
+});
 const root = new URL('..', import.meta.url).pathname;
-const out = join(root, 'demo-out');
-const model = join(out, 'random-qwen2');
-console.error(`demo: writing a random Qwen2 checkpoint to ${model}`);
-writeRandomCheckpoint(model, { family: 'qwen2', layers: 4, hidden: 128, heads: 4, kvHeads: 2, seed: 0 });
-const rac = (...args: string[]) => {
-  console.error(`\n$ rac ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, [join(root, 'bin/rac.js'), ...args], { stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+const model = join(root, 'models', 'tiny-reasoner');
+if (!existsSync(join(model, 'model.safetensors'))) {
+  console.error(`demo: ${model} is missing; run \`npm run train:tiny-reasoner\` to make it`);
+  process.exit(1);
+}
+const out = join(root, values.out!);
+const data = join(out, 'data');
+mkdirSync(data, { recursive: true });
+
+const writeJsonl = (path: string, rows: object[]) => {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  renameSync(tmp, path);
 };
-rac('info', '--model', model);
-rac('generate', '--model', model, '--chat', '--prompt', 'What is 12 + 30?', '--max-new-tokens', '32', '--temperature', '0');
+const interleave = <T>(lists: T[][]): T[] => {
+  const outList: T[] = [];
+  for (let i = 0; i < Math.max(...lists.map((l) => l.length)); i++) for (const l of lists) if (i < l.length) outList.push(l[i]!);
+  return outList;
+};
+const strip = ({ id, family, prompt, answer }: { id: string; family: string; prompt: string; answer: string }) => ({ id, family, prompt, answer });
+const perFamily = Number(values['eval-per-family']);
+// Calibration prompts: traces use the first ones (up to the trace budget); prompt-only
+// calibration draws as many as it needs to fill the same token budget.
+writeJsonl(join(data, 'calib.jsonl'), interleave(FAMILIES.map((f) => generateSplit('calib', f, 400, 1).map(strip))));
+writeJsonl(join(data, 'eval.jsonl'), interleave(FAMILIES.map((f) => generateSplit('eval', f, perFamily, 2).map(strip))));
+// Plain text (the C4 stand-in): English prose unrelated to the tasks, the project's README.
+copyFileSync(join(root, 'README.md'), join(data, 'text.md'));
+
+const sparsities = values.sparsity!.split(',').map(Number);
+const recipe = {
+  model,
+  out: '.',
+  task: 'tiny',
+  datasets: { calib: 'data/calib.jsonl', eval: 'data/eval.jsonl', text: ['data/text.md'] },
+  trace: { n: 2, max_new_tokens: 512, temperature: 0.6, top_p: 0.95, seed: 0, token_budget: 48000, batch_size: 64 },
+  calibration: { tokens: 16384, max_seq_len: 512, batch_tokens: 8192 },
+  prune: [
+    { method: 'sparsegpt', calib: ['prompt', 'rac', 'text'], sparsity: sparsities },
+    { method: 'wanda', calib: ['prompt', 'rac'], sparsity: sparsities },
+    { method: 'magnitude', sparsity: sparsities },
+  ],
+  eval: { samples: 1, max_new_tokens: 512, temperature: 0, top_p: 1, seed: 0, batch_size: 100 },
+};
+writeFileSync(join(out, 'recipe.json'), JSON.stringify(recipe, null, 2) + '\n');
+console.error(`demo: recipe → ${join(out, 'recipe.json')}`);
+const r = spawnSync(process.execPath, [join(root, 'bin/rac.js'), 'run', '--config', join(out, 'recipe.json')], { stdio: 'inherit' });
+process.exit(r.status ?? 1);

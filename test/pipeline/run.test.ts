@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadRecipe, RecipeError, runRecipe } from '../../src/pipeline/run.ts';
+import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+
+function study(): string {
+  const d = tempDir('run');
+  const rows = (split: 'calib' | 'eval', n: number) =>
+    FAMILIES.flatMap((f) => generateSplit(split, f, n, 1))
+      .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
+      .join('\n') + '\n';
+  writeFileSync(join(d, 'calib.jsonl'), rows('calib', 12));
+  writeFileSync(join(d, 'eval.jsonl'), rows('eval', 3));
+  writeFileSync(join(d, 'text.txt'), 'Plain prose about nothing in particular, for calibration. '.repeat(80));
+  const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64 });
+  writeFileSync(
+    join(d, 'recipe.yaml'),
+    `model: ${model}
+out: out
+task: tiny
+datasets: {calib: calib.jsonl, eval: eval.jsonl, text: [text.txt]}
+trace: {n: 2, max_new_tokens: 12, token_budget: 800, batch_size: 8}
+calibration: {tokens: 600, max_seq_len: 96, batch_tokens: 1024}
+prune:
+  - {method: sparsegpt, calib: [prompt, rac, text], sparsity: 0.5}
+  - {method: magnitude, pattern: '2:4'}
+eval: {samples: 1, max_new_tokens: 12, temperature: 0, top_p: 1, batch_size: 8}
+`,
+  );
+  return join(d, 'recipe.yaml');
+}
+
+describe('rac run', () => {
+  it('runs the study, writes summary.json in the documented shape, and a rerun skips every step', async () => {
+    const recipe = loadRecipe(study());
+    const log1: string[] = [];
+    const r1 = await runRecipe(recipe, { log: (l) => log1.push(l) }, 'test');
+    const s = JSON.parse(readFileSync(r1.summary, 'utf8'));
+    assert.equal(s.eval_problems, 6);
+    assert.equal(typeof s.dense.accuracy, 'number');
+    assert.equal(typeof s.dense.mean_tokens, 'number');
+    const rows = s.rows as { method: string; calib: string | null; sparsity?: number; pattern?: string; calib_tokens: number | null; accuracy: number; mean_tokens: number }[];
+    assert.deepEqual(rows.map((r) => `${r.method}/${r.calib}/${r.sparsity ?? r.pattern}`).sort(), ['magnitude/null/2:4', 'sparsegpt/prompt/0.5', 'sparsegpt/rac/0.5', 'sparsegpt/text/0.5']);
+    for (const r of rows.filter((x) => x.method === 'sparsegpt')) assert.equal(r.calib_tokens, 600, 'equal calibration budgets across modes');
+    assert.ok(existsSync(r1.report));
+    assert.equal(r1.results.length, 5);
+
+    const log2: string[] = [];
+    const r2 = await runRecipe(recipe, { log: (l) => log2.push(l) }, 'test');
+    assert.equal(log2.filter((l) => l.includes('skipped')).length, 4 + 5, log2.join('\n'));
+    assert.deepEqual(JSON.parse(readFileSync(r2.summary, 'utf8')).rows, s.rows);
+  });
+
+  it('rejects a bad recipe with the file and the problem', () => {
+    const p = study();
+    writeFileSync(p, readFileSync(p, 'utf8').replace('method: magnitude', 'method: obs'));
+    assert.throws(() => loadRecipe(p), (e: unknown) => e instanceof RecipeError && e.message.includes(p) && /prune\[1\]\.method/.test(e.message));
+    writeFileSync(p, 'model: x\nunknown_key: 1\n');
+    assert.throws(() => loadRecipe(p), /unknown key "unknown_key"/);
+  });
+});
