@@ -64,6 +64,24 @@ export function attentionMask(valid: readonly Uint8Array[], T: number, S: number
   return { data: m, dims: [B, 1, 1, T, S] };
 }
 
+/**
+ * Additive mask (B, 1, 1, 1, C + 1) for one new token per sequence attending to a KV cache of
+ * capacity C with S filled slots (`valid[b]` of length S) plus itself at column C. Slots ≥ S are
+ * masked; with a sliding window, cache slot j is visible iff S − j < window.
+ */
+export function decodeMask(valid: readonly Uint8Array[], S: number, C: number, window: number | null): HostTensor {
+  const B = valid.length;
+  const W = C + 1;
+  const m = new Float32Array(B * W).fill(MASK_NEG);
+  const lo = window ? Math.max(0, S - window + 1) : 0;
+  for (let b = 0; b < B; b++) {
+    const vb = valid[b]!;
+    for (let j = lo; j < S; j++) if (vb[j]) m[b * W + j] = 0;
+    m[b * W + C] = 0;
+  }
+  return { data: m, dims: [B, 1, 1, 1, W] };
+}
+
 /** cos/sin feeds (B, T, hd) for a (B, T) grid of position ids. */
 export function ropeFeeds(cfg: ModelConfig, positions: Int32Array, B: number, T: number): { cos: HostTensor; sin: HostTensor } {
   const { cos, sin } = ropeCosSin(cfg, positions);

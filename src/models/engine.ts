@@ -8,22 +8,30 @@
  */
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
-import { attentionMask, embedRows, leftPad, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
+import { attentionMask, decodeMask, embedRows, leftPad, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
 import { buildHeadGraph, buildLayerGraph } from './graphs.ts';
 import type { Model } from './model.ts';
 import type { LayerWeights } from './spec.ts';
 
-/** Per-layer KV cache for a left-padded batch. */
+/**
+ * Per-layer KV cache for a left-padded batch, at a capacity C ≥ S filled slots. Keys are stored
+ * transposed, (B, Hkv, hd, C), values (B, Hkv, C, hd): the decode graph reads both in place (no
+ * per-step copy of the cache) and the engine writes each step's new keys and values into slot S.
+ */
 export class KvCache {
   constructor(
-    /** Per layer: keys and values (B, Hkv, S, hd). */
-    public keys: Float32Array[],
+    /** Per layer: keys (B, Hkv, hd, C). */
+    public keysT: Float32Array[],
+    /** Per layer: values (B, Hkv, C, hd). */
     public values: Float32Array[],
-    /** Per sequence: which of the S columns hold real tokens. */
+    /** Per sequence: which of the S filled slots hold real tokens (length S). */
     public valid: Uint8Array[],
     /** Per sequence: position id of its next token. */
     public nextPos: number[],
+    /** Filled slots. */
     public S: number,
+    /** Allocated slots. */
+    public C: number,
     readonly Hkv: number,
     readonly hd: number,
   ) {}
@@ -32,15 +40,68 @@ export class KvCache {
     return this.valid.length;
   }
 
+  /** An empty cache for B sequences and L layers with capacity C. */
+  static allocate(L: number, B: number, Hkv: number, hd: number, C: number): KvCache {
+    const n = B * Hkv * hd * C;
+    return new KvCache(
+      Array.from({ length: L }, () => new Float32Array(n)),
+      Array.from({ length: L }, () => new Float32Array(n)),
+      Array.from({ length: B }, () => new Uint8Array(0)),
+      new Array<number>(B).fill(0),
+      0,
+      C,
+      Hkv,
+      hd,
+    );
+  }
+
+  /** Write T new keys/values per sequence, (B, Hkv, T, hd) each, at slots S..S+T−1 of layer l. */
+  write(l: number, newKey: Float32Array, newValue: Float32Array, T: number): void {
+    const { Hkv, hd, C, S } = this;
+    if (S + T > C) throw new Error(`KV cache overflow: ${S} + ${T} > capacity ${C}`);
+    const kT = this.keysT[l]!;
+    const v = this.values[l]!;
+    const B = this.batch;
+    for (let bh = 0; bh < B * Hkv; bh++) {
+      const src = bh * T * hd;
+      const kBase = bh * hd * C; // (hd, C) block
+      const vBase = bh * C * hd; // (C, hd) block
+      for (let t = 0; t < T; t++) {
+        const row = src + t * hd;
+        v.set(newValue.subarray(row, row + hd), vBase + (S + t) * hd);
+        for (let d = 0; d < hd; d++) kT[kBase + d * C + S + t] = newKey[row + d]!;
+      }
+    }
+  }
+
+  /** Grow the capacity to at least `need` slots (amortized: ×1.5, in multiples of 64). */
+  reserve(need: number): void {
+    if (need <= this.C) return;
+    const C2 = Math.ceil(Math.max(need, this.C * 1.5) / 64) * 64;
+    const { Hkv, hd, C } = this;
+    const B = this.batch;
+    this.keysT = this.keysT.map((kT) => {
+      const out = new Float32Array(B * Hkv * hd * C2);
+      for (let r = 0; r < B * Hkv * hd; r++) out.set(kT.subarray(r * C, r * C + this.S), r * C2);
+      return out;
+    });
+    this.values = this.values.map((v) => {
+      const out = new Float32Array(B * Hkv * C2 * hd);
+      for (let bh = 0; bh < B * Hkv; bh++) out.set(v.subarray(bh * C * hd, bh * C * hd + this.S * hd), bh * C2 * hd);
+      return out;
+    });
+    this.C = C2;
+  }
+
   /** Keep only the listed sequences (in that order), dropping the rest from every layer. */
   select(rows: number[]): void {
-    const per = this.Hkv * this.S * this.hd;
+    const per = this.Hkv * this.hd * this.C;
     const pick = (a: Float32Array) => {
       const out = new Float32Array(rows.length * per);
       rows.forEach((r, i) => out.set(a.subarray(r * per, (r + 1) * per), i * per));
       return out;
     };
-    this.keys = this.keys.map(pick);
+    this.keysT = this.keysT.map(pick);
     this.values = this.values.map(pick);
     this.valid = rows.map((r) => this.valid[r]!);
     this.nextPos = rows.map((r) => this.nextPos[r]!);
@@ -101,41 +162,36 @@ export class Engine {
     return embedRows(this.model.embedding(), this.config, ids);
   }
 
-  /** Run all decoder layers over hidden (B, T, D); with a cache, appends to it. */
+  /**
+   * Run all decoder layers over hidden (B, T, D). With `cache`, the T new tokens attend to its S
+   * filled slots plus themselves, and their keys/values are appended to it (capacity permitting).
+   */
   private async layers(
     hidden: Float32Array,
     B: number,
     T: number,
     positions: Int32Array,
-    valid: Uint8Array[],
+    mask: HostTensor,
     cache: KvCache | null,
-    keepPresent: boolean,
-  ): Promise<{ hidden: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
+    usePast: boolean,
+  ): Promise<Float32Array> {
     const c = this.config;
-    const S = (cache ? cache.S : 0) + T;
     const { cos, sin } = ropeFeeds(c, positions, B, T);
-    const mask = attentionMask(valid, T, S, c.slidingWindow);
-    const keys: Float32Array[] = [];
-    const values: Float32Array[] = [];
     let h = hidden;
     for (let l = 0; l < c.numLayers; l++) {
       const feeds: Feeds = { ...this.layerFeeds[l]!, hidden: { data: h, dims: [B, T, c.hiddenSize] }, cos, sin, mask };
       let out: Record<string, HostTensor>;
-      if (cache) {
-        const pd = [B, c.numKvHeads, cache.S, c.headDim];
-        feeds['past_key'] = { data: cache.keys[l]!, dims: pd };
-        feeds['past_value'] = { data: cache.values[l]!, dims: pd };
+      if (cache && usePast) {
+        feeds['past_key_t'] = { data: cache.keysT[l]!, dims: [B, c.numKvHeads, c.headDim, cache.C] };
+        feeds['past_value'] = { data: cache.values[l]!, dims: [B, c.numKvHeads, cache.C, c.headDim] };
         out = await this.decodeSession.run(feeds);
       } else {
-        out = await this.prefillSession.run(feeds, keepPresent ? undefined : ['out']);
+        out = await this.prefillSession.run(feeds, cache ? undefined : ['out']);
       }
       h = out['out']!.data as Float32Array;
-      if (keepPresent) {
-        keys.push(out['present_key']!.data as Float32Array);
-        values.push(out['present_value']!.data as Float32Array);
-      }
+      if (cache) cache.write(l, out['new_key']!.data as Float32Array, out['new_value']!.data as Float32Array, T);
     }
-    return { hidden: h, keys, values };
+    return h;
   }
 
   /** Logits (rows, V) of hidden rows (rows, D), in chunks to bound memory. */
@@ -160,7 +216,7 @@ export class Engine {
     const B = seqs.length;
     const V = this.config.vocabSize;
     const D = this.config.hiddenSize;
-    const { hidden } = await this.layers(this.embed(ids), B, T, positions, valid, null, false);
+    const hidden = await this.layers(this.embed(ids), B, T, positions, attentionMask(valid, T, T, this.config.slidingWindow), null, false);
     const out: Float32Array[] = [];
     for (let b = 0; b < B; b++) {
       const len = seqs[b]!.length;
@@ -170,15 +226,22 @@ export class Engine {
     return out;
   }
 
-  /** Prefill prompts (left-padded) and return the last-token logits and a KV cache. */
-  async prefill(seqs: number[][]): Promise<PrefillResult> {
+  /**
+   * Prefill prompts (left-padded) and return the last-token logits and a KV cache with room for
+   * `reserve` more tokens (it grows as needed).
+   */
+  async prefill(seqs: number[][], reserve = 64): Promise<PrefillResult> {
     const { ids, valid, positions, T } = leftPad(seqs);
     const B = seqs.length;
-    const D = this.config.hiddenSize;
-    const { hidden, keys, values } = await this.layers(this.embed(ids), B, T, positions, valid, null, true);
+    const c = this.config;
+    const D = c.hiddenSize;
+    const cache = KvCache.allocate(c.numLayers, B, c.numKvHeads, c.headDim, Math.ceil((T + Math.max(1, reserve)) / 64) * 64);
+    const hidden = await this.layers(this.embed(ids), B, T, positions, attentionMask(valid, T, T, c.slidingWindow), cache, false);
+    cache.S = T;
+    cache.valid = valid;
+    cache.nextPos = seqs.map((s) => s.length);
     const last = new Float32Array(B * D);
     for (let b = 0; b < B; b++) last.set(hidden.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
-    const cache = new KvCache(keys, values, valid, seqs.map((s) => s.length), T, this.config.numKvHeads, this.config.headDim);
     return { lastLogits: await this.head(last, B), cache };
   }
 
@@ -186,17 +249,16 @@ export class Engine {
   async decode(cache: KvCache, tokens: number[]): Promise<Float32Array> {
     const B = cache.batch;
     if (tokens.length !== B) throw new Error(`decode: ${tokens.length} tokens for a batch of ${B}`);
+    cache.reserve(cache.S + 1);
     const positions = Int32Array.from(cache.nextPos);
-    const valid = cache.valid.map((v) => {
+    const mask = decodeMask(cache.valid, cache.S, cache.C, this.config.slidingWindow);
+    const hidden = await this.layers(this.embed(tokens), B, 1, positions, mask, cache, true);
+    cache.valid = cache.valid.map((v) => {
       const nv = new Uint8Array(v.length + 1);
       nv.set(v);
       nv[v.length] = 1;
       return nv;
     });
-    const { hidden, keys, values } = await this.layers(this.embed(tokens), B, 1, positions, valid, cache, true);
-    cache.keys = keys;
-    cache.values = values;
-    cache.valid = valid;
     cache.S += 1;
     cache.nextPos = cache.nextPos.map((p) => p + 1);
     return this.head(hidden, B);

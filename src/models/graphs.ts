@@ -4,13 +4,15 @@
  * One decoder-layer graph serves every layer: the layer's weights are graph INPUTS, so a single
  * session runs layer 0..L-1 in turn and pruned weights are fed back without a rebuild.
  * Variants:
- *   past    — takes past_key/past_value (B, Hkv, P, hd) and attends over P + T keys (decode)
- *   present — returns present_key/present_value (B, Hkv, P+T, hd) for the KV cache
+ *   past    — takes the KV cache at capacity C, keys transposed past_key_t (B, Hkv, hd, C) and
+ *             past_value (B, Hkv, C, hd), read in place, and attends over C + T keys (decode);
+ *             slots not yet filled are masked
+ *   present — returns the new tokens' new_key/new_value (B, Hkv, T, hd) for the cache
  *   capture — also returns, per Linear input group, XᵀX (width, width) summed over the tokens
  *             of the batch with row weights `token_weight` (0 for padding, √w for weighted rows)
  *
- * Shapes (B batch, T new tokens, S = P + T keys, D hidden, H heads, Hkv kv heads, G = H/Hkv):
- *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9)
+ * Shapes (B batch, T new tokens, C cached slots, D hidden, H heads, Hkv kv heads, G = H/Hkv):
+ *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9), S = C + T
  */
 import { GraphBuilder, type Value } from '../runtime/graph.ts';
 import type { ModelConfig } from './config.ts';
@@ -43,8 +45,8 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const cos = g.input('cos', 'float32', ['B', 'T', hd]); // (B, T, hd)
   const sin = g.input('sin', 'float32', ['B', 'T', hd]);
   const mask = g.input('mask', 'float32', ['B', 1, 1, 'T', 'S']); // (B, 1, 1, T, S)
-  const pastK = v.past ? g.input('past_key', 'float32', ['B', Hkv, 'P', hd]) : null;
-  const pastV = v.past ? g.input('past_value', 'float32', ['B', Hkv, 'P', hd]) : null;
+  const pastK = v.past ? g.input('past_key_t', 'float32', ['B', Hkv, hd, 'C']) : null; // keys, transposed
+  const pastV = v.past ? g.input('past_value', 'float32', ['B', Hkv, 'C', hd]) : null;
   const tokenWeight = v.capture ? g.input('token_weight', 'float32', ['N', 1]) : null; // (B·T, 1)
 
   const W = {} as Record<LinearName, Value>;
@@ -99,20 +101,28 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   q = rope(q, cos5, sin5);
   k = rope(k, cos4, sin4);
 
-  const kAll = pastK ? g.concat([pastK, k], 2) : k; // (B, Hkv, S, hd)
-  const vAll = pastV ? g.concat([pastV, vh], 2) : vh;
-
-  // scores: (B, Hkv, G·T, hd) · (B, Hkv, hd, S) → (B, Hkv, G·T, S)
+  // scores: (B, Hkv, G·T, hd) · keysᵀ. With a past, the cache is read in place: keys pre-transposed
+  // (B, Hkv, hd, C) and values (B, Hkv, C, hd) at capacity C (unused slots masked), so a decode
+  // step copies no cache; the new tokens' keys and values are scored separately and concatenated.
   const qs = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
   const q4 = g.reshape(qs, g.shapeFrom(hidden, 1, [Hkv, -1, hd]));
-  const scores = g.matmul(q4, g.transpose(kAll, [0, 1, 3, 2]));
+  const sNew = g.matmul(q4, g.transpose(k, [0, 1, 3, 2])); // (B, Hkv, G·T, T)
+  const scores = pastK ? g.concat([g.matmul(q4, pastK), sNew], -1) : sNew; // (B, Hkv, G·T, C+T)
   // (B, Hkv, G, T, S) + mask (B, 1, 1, T, S)
   const maskTS = g.slice(g.shape(mask), [3], [5], [0]); // [T, S]
   const batch = g.slice(g.shape(hidden), [0], [1], [0]); // [B]
   const s5 = g.reshape(scores, g.concat([batch, g.constI64([Hkv, G]), maskTS], 0));
   const probs = g.softmax(g.add(s5, mask), -1);
   const p4 = g.reshape(probs, g.concat([batch, g.constI64([Hkv, -1]), g.slice(maskTS, [1], [2], [0])], 0));
-  const ctx = g.matmul(p4, vAll); // (B, Hkv, G·T, hd)
+  let ctx: Value; // (B, Hkv, G·T, hd)
+  if (pastV) {
+    const C = g.slice(g.shape(pastV), [2], [3], [0]); // [C]
+    const pPast = g.op('Slice', [p4, g.constI64([0]), C, g.constI64([-1])]);
+    const pNew = g.op('Slice', [p4, C, g.constI64([Number.MAX_SAFE_INTEGER]), g.constI64([-1])]);
+    ctx = g.add(g.matmul(pPast, pastV), g.matmul(pNew, vh));
+  } else {
+    ctx = g.matmul(p4, vh);
+  }
   // → (B, Hkv, G, T, hd) → (B, T, Hkv, G, hd) → (N, H·hd)
   const ctx5 = g.reshape(ctx, g.shapeFrom(hidden, 1, [Hkv, G, -1, hd]));
   const ctx2d = g.reshape(g.transpose(ctx5, [0, 3, 1, 2, 4]), [-1, H * hd]);
@@ -128,8 +138,9 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
 
   g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'out', 'float32', ['B', 'T', D]);
   if (v.present) {
-    g.output(kAll, 'present_key', 'float32', ['B', Hkv, 'S', hd]);
-    g.output(vAll, 'present_value', 'float32', ['B', Hkv, 'S', hd]);
+    // the new tokens' keys and values (B, Hkv, T, hd); the engine appends them to its cache
+    g.output(k, 'new_key', 'float32', ['B', Hkv, 'T', hd]);
+    g.output(vh, 'new_value', 'float32', ['B', Hkv, 'T', hd]);
   }
   if (v.capture) {
     for (const grp of INPUT_GROUPS) {
