@@ -17,6 +17,20 @@ export interface GenerationRequest {
   prompt: number[];
   /** PRNG stream for this request (e.g. prompt index × n + sample index). */
   stream: number;
+  /**
+   * Per-request overrides of the options' sampling settings, so requests with different settings
+   * can share a batch (e.g. `rac serve`); each sequence samples from its own PRNG either way.
+   */
+  sampling?: Partial<RequestSampling>;
+  /** When aborted, the sequence leaves the batch at the next step (its Completion has `aborted`). */
+  signal?: AbortSignal;
+}
+
+/** The settings a request may override. */
+export interface RequestSampling extends SamplingParams {
+  maxNewTokens: number;
+  seed: number;
+  stopStrings?: string[];
 }
 
 export interface GenerateOptions extends SamplingParams {
@@ -31,6 +45,12 @@ export interface GenerateOptions extends SamplingParams {
   onProgress?: (p: GenerateProgress) => void;
   /** Called as each request finishes (for streaming results to disk). */
   onComplete?: (index: number, c: Completion) => void | Promise<void>;
+  /**
+   * Called for every sampled token (eos included) before the request's onComplete: `text` is
+   * the newly completed text ('' while a character is unfinished, and for eos). The deltas may
+   * run past a stop string; the Completion's text is cut before it.
+   */
+  onToken?: (index: number, id: number, text: string) => void;
 }
 
 export interface GenerateProgress {
@@ -46,11 +66,17 @@ export interface Completion {
   finishReason: FinishReason;
   /** Index of the first stop string matched, when finishReason is 'stop' by a stop string. */
   stop?: string;
+  /** Set when the request's signal ended it early (finishReason is then 'length'). */
+  aborted?: boolean;
 }
 
 interface Live {
   index: number;
   rng: Rng;
+  params: SamplingParams;
+  maxNewTokens: number;
+  stops: string[];
+  signal: AbortSignal | undefined;
   ids: number[];
   text: string;
   stream: DecodeStream | null;
@@ -72,8 +98,23 @@ export async function generate(
   opts: GenerateOptions,
 ): Promise<Completion[]> {
   validateGenerateOptions(opts);
-  const stops = opts.stopStrings?.filter((s) => s.length > 0) ?? [];
-  if (stops.length > 0 && !tokenizer) throw new Error('stop strings need a tokenizer');
+  const stopsOf = (ss: string[] | undefined) => ss?.filter((s) => s.length > 0) ?? [];
+  const shared = { params: opts as SamplingParams, maxNewTokens: opts.maxNewTokens, seed: opts.seed, stops: stopsOf(opts.stopStrings) };
+  const settings = requests.map((r) => {
+    const o = r.sampling;
+    if (!o) return shared;
+    const m: RequestSampling = {
+      temperature: o.temperature ?? opts.temperature,
+      topP: o.topP ?? opts.topP,
+      topK: o.topK ?? opts.topK,
+      maxNewTokens: o.maxNewTokens ?? opts.maxNewTokens,
+      seed: o.seed ?? opts.seed,
+      stopStrings: o.stopStrings ?? opts.stopStrings,
+    };
+    validateGenerateOptions({ ...m, eosTokenIds: [] });
+    return { params: m as SamplingParams, maxNewTokens: m.maxNewTokens, seed: m.seed, stops: stopsOf(m.stopStrings) };
+  });
+  if (!tokenizer && settings.some((s) => s.stops.length > 0)) throw new Error('stop strings need a tokenizer');
   const V = engine.config.vocabSize;
   const eos = new Set(opts.eosTokenIds);
   const results: Completion[] = new Array(requests.length);
@@ -81,12 +122,13 @@ export async function generate(
   let done = 0;
   let newTokens = 0;
 
-  const finish = async (l: Live, reason: FinishReason, stop?: string) => {
+  const finish = async (l: Live, reason: FinishReason, stop?: string, aborted = false) => {
     let text = l.text;
     if (tokenizer && l.stream) text += l.stream.flush();
     if (stop !== undefined) text = text.slice(0, text.indexOf(stop));
     const c: Completion = { ids: l.ids, text, finishReason: reason };
     if (stop !== undefined) c.stop = stop;
+    if (aborted) c.aborted = true;
     results[l.index] = c;
     done++;
     await opts.onComplete?.(l.index, c);
@@ -96,14 +138,25 @@ export async function generate(
   const order = requests.map((_, i) => i).sort((a, b) => requests[b]!.prompt.length - requests[a]!.prompt.length || a - b);
   for (let b0 = 0; b0 < order.length; b0 += batchSize) {
     const idx = order.slice(b0, b0 + batchSize);
-    let live: Live[] = idx.map((i) => ({
-      index: i,
-      rng: new Rng(opts.seed, requests[i]!.stream),
-      ids: [],
-      text: '',
-      stream: tokenizer ? tokenizer.decodeStream() : null,
-    }));
-    const { lastLogits, cache } = await engine.prefill(idx.map((i) => requests[i]!.prompt));
+    let live: Live[] = [];
+    for (const i of idx) {
+      const st = settings[i]!;
+      const l: Live = {
+        index: i,
+        rng: new Rng(st.seed, requests[i]!.stream),
+        params: st.params,
+        maxNewTokens: st.maxNewTokens,
+        stops: st.stops,
+        signal: requests[i]!.signal,
+        ids: [],
+        text: '',
+        stream: tokenizer ? tokenizer.decodeStream() : null,
+      };
+      if (l.signal?.aborted) await finish(l, 'length', undefined, true);
+      else live.push(l);
+    }
+    if (live.length === 0) continue;
+    const { lastLogits, cache } = await engine.prefill(live.map((l) => requests[l.index]!.prompt));
     let logits = lastLogits;
     for (let step = 0; live.length > 0; step++) {
       const next: number[] = [];
@@ -111,22 +164,28 @@ export async function generate(
       const still: Live[] = [];
       for (let r = 0; r < live.length; r++) {
         const l = live[r]!;
-        const tok = sampleToken(logits, r * V, V, opts, l.rng);
+        if (l.signal?.aborted) {
+          await finish(l, 'length', undefined, true);
+          continue;
+        }
+        const tok = sampleToken(logits, r * V, V, l.params, l.rng);
         l.ids.push(tok);
         newTokens++;
         if (eos.has(tok)) {
+          opts.onToken?.(l.index, tok, '');
           await finish(l, 'stop');
           continue;
         }
         const prevLen = l.text.length;
         if (l.stream) l.text += l.stream.push(tok);
+        opts.onToken?.(l.index, tok, l.text.slice(prevLen));
         // Only the new text (plus an overlap) can complete a stop string.
-        const hit = l.text.length > prevLen ? stops.find((s) => l.text.indexOf(s, Math.max(0, prevLen - s.length + 1)) >= 0) : undefined;
+        const hit = l.text.length > prevLen ? l.stops.find((s) => l.text.indexOf(s, Math.max(0, prevLen - s.length + 1)) >= 0) : undefined;
         if (hit !== undefined) {
           await finish(l, 'stop', hit);
           continue;
         }
-        if (l.ids.length >= opts.maxNewTokens) {
+        if (l.ids.length >= l.maxNewTokens) {
           await finish(l, 'length');
           continue;
         }

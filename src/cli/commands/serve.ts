@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { startServer } from '../../serve/server.ts';
+import { addRuntimeOptions, applyRuntime, int, type RuntimeFlags } from '../common.ts';
+
+interface Opts extends RuntimeFlags {
+  model: string;
+  host: string;
+  port: number;
+  maxBatch: number;
+  servedModelName?: string;
+  batchWindowMs: number;
+  shutdownGrace: number;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description('serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions)')
+    .requiredOption('--model <dir>', 'model directory')
+    .option('--host <addr>', 'address to bind (loopback by default; anything else exposes the server)', '127.0.0.1')
+    .option('--port <n>', 'port (0 = any free port)', int('port'), 8000)
+    .option('--max-batch <n>', 'most sequences decoded together', int('max-batch', 1), 16)
+    .option('--served-model-name <name>', "model name in /v1/models and requests (default: the directory's name)")
+    .option('--batch-window-ms <ms>', 'how long a request waits for others to share its batch', int('batch-window-ms'), 5)
+    .option('--shutdown-grace <s>', 'on SIGINT/SIGTERM, seconds running requests may finish before they are aborted', int('shutdown-grace'), 10);
+  addRuntimeOptions(cmd).action(async (o: Opts) => {
+    applyRuntime(o);
+    const log = (line: string) => {
+      if (!o.quiet) process.stderr.write(`rac serve: ${line}\n`);
+    };
+    if (!LOOPBACK.has(o.host)) log(`warning: binding ${o.host}, which is not loopback; there is no authentication`);
+    const server = await startServer({
+      model: o.model,
+      host: o.host,
+      port: o.port,
+      maxBatch: o.maxBatch,
+      servedModelName: o.servedModelName,
+      batchWindowMs: o.batchWindowMs,
+      shutdownGraceMs: o.shutdownGrace * 1000,
+      log,
+    });
+    // Always printed (even with --quiet): scripts read the address from it (port 0).
+    process.stderr.write(`rac serve: model "${server.modelName}" at ${server.url}/v1\n`);
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
+    log(`${signal}: shutting down`);
+    await server.close();
+    log('stopped');
+  });
+}

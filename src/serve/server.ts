@@ -1,0 +1,383 @@
+/**
+ * `rac serve`: an OpenAI-compatible HTTP server (node:http) over the local onnxruntime engine.
+ *
+ *   GET  /v1/models, /v1/models/{id}
+ *   POST /v1/completions        prompt: string | string[] | number[] | number[][]
+ *   POST /v1/chat/completions   messages through the model's chat template
+ *   GET  /health, /rac/stats
+ *
+ * Both POST endpoints answer JSON or, with `stream: true`, server-sent events (`data: {...}` chunks
+ * then `data: [DONE]`). Every choice carries its completion token ids in `token_ids` (a rac
+ * extension, named as vLLM's `return_token_ids` answer). Concurrent requests are decoded together
+ * (see batcher.ts). Errors are OpenAI-style: `{"error": {"message", "type", "param", "code"}}`.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { basename, resolve } from 'node:path';
+import type { Completion } from '../models/generate.ts';
+import { closeModel, loadModel, type LoadedModel } from '../pipeline/loaded.ts';
+import type { RuntimeOptions } from '../runtime/session.ts';
+import { Batcher, type BatchStats, type Sequence } from './batcher.ts';
+import { HttpError, parseBody, parseChat, parseCompletion, type JobSpec, type ModelLimits } from './protocol.ts';
+
+export interface ServeOptions {
+  /** Model directory (loaded here and released on close). */
+  model: string;
+  /** An already loaded model to serve instead (not released on close). */
+  loaded?: LoadedModel;
+  /** Default 127.0.0.1 (loopback). */
+  host?: string;
+  /** Default 8000; 0 picks a free port. */
+  port?: number;
+  /** Most sequences decoded together (default 16). */
+  maxBatch?: number;
+  /** How long the first queued request waits for others to join its batch (default 5 ms). */
+  batchWindowMs?: number;
+  /** Name in /v1/models and in requests' `model` (default: the model directory's name). */
+  servedModelName?: string;
+  /** Largest request body (default 8 MiB; larger → 413). */
+  maxBodyBytes?: number;
+  /** On close, how long running requests may finish before they are aborted (default 10 s). */
+  shutdownGraceMs?: number;
+  runtime?: Partial<RuntimeOptions>;
+  /** One line per notable event (default: none). */
+  log?: (line: string) => void;
+}
+
+export interface ServerStats extends BatchStats {
+  /** Generation requests accepted (completions + chat). */
+  requests: number;
+  /** Requests answered with an error status. */
+  errors: number;
+  /** Requests in progress. */
+  active: number;
+}
+
+export interface RunningServer {
+  /** e.g. http://127.0.0.1:8000 (the OpenAI base URL is url + '/v1'). */
+  url: string;
+  host: string;
+  port: number;
+  modelName: string;
+  stats: ServerStats;
+  /** Stops accepting, lets running requests finish (grace period, then aborts), releases the model. */
+  close(): Promise<void>;
+}
+
+const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers });
+  res.end(data);
+};
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolvePromise, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new HttpError(413, `request body exceeds ${limit} bytes`, null, 'request_too_large'));
+      req.resume();
+      return;
+    }
+    const parts: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > limit) {
+        over = true;
+        reject(new HttpError(413, `request body exceeds ${limit} bytes`, null, 'request_too_large'));
+        return;
+      }
+      parts.push(c);
+    });
+    req.on('end', () => {
+      if (!over) resolvePromise(Buffer.concat(parts));
+    });
+    req.on('error', reject);
+  });
+}
+
+const notAllowed = (method: string, path: string, allow: string) =>
+  Object.assign(new HttpError(405, `method ${method} is not allowed on ${path} (use ${allow})`, null, 'method_not_allowed'), { allow });
+
+/**
+ * Text that can be sent now. With stop strings, a token's text may complete one (and be cut from
+ * the final text), so it waits for the next token, and a tail that could still begin a stop string
+ * is held back as well; the final text always starts with everything sent.
+ */
+class HeldText {
+  private full = '';
+  private sent = 0;
+  constructor(
+    private readonly stops: boolean,
+    private readonly hold: number,
+  ) {}
+  push(delta: string): string {
+    if (!this.stops) {
+      this.sent += delta.length;
+      return delta;
+    }
+    let safe = this.full.length - this.hold;
+    this.full += delta;
+    if (safe > 0 && /[\uD800-\uDBFF]/.test(this.full[safe - 1]!)) safe--; // never split a surrogate pair
+    if (safe <= this.sent) return '';
+    const out = this.full.slice(this.sent, safe);
+    this.sent = safe;
+    return out;
+  }
+  /** The rest of the final text. */
+  finish(finalText: string): string {
+    return finalText.slice(this.sent);
+  }
+}
+
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const host = opts.host ?? '127.0.0.1';
+  const maxBatch = opts.maxBatch ?? 16;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`max batch must be a positive integer, got ${maxBatch}`);
+  const log = opts.log ?? (() => {});
+  const owned = !opts.loaded;
+  const lm = opts.loaded ?? (await loadModel(opts.model, opts.runtime));
+  const modelName = opts.servedModelName ?? basename(resolve(opts.model));
+  const limits: ModelLimits = {
+    tokenizer: lm.tokenizer,
+    generation: lm.generation,
+    vocabSize: lm.engine.config.vocabSize,
+    contextLength: lm.engine.config.maxPositionEmbeddings,
+  };
+  const maxBody = opts.maxBodyBytes ?? 8 << 20;
+  const created = Math.floor(Date.now() / 1000);
+  const batcher = new Batcher(lm, maxBatch, opts.batchWindowMs ?? 5);
+  const shutdown = new AbortController();
+  const counters = { requests: 0, errors: 0, active: 0 };
+  let closing = false;
+  const inflight = new Set<Promise<void>>();
+
+  const modelCard = () => ({ id: modelName, object: 'model', created, owned_by: 'rac', root: resolve(opts.model), max_model_len: limits.contextLength });
+
+  const sendError = (res: ServerResponse, e: unknown) => {
+    counters.errors++;
+    const err = e instanceof HttpError ? e : new HttpError(500, e instanceof Error ? e.message : String(e), null, 'internal_error');
+    if (err.status >= 500 && !(e instanceof HttpError)) log(`error: ${err.message}`);
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (err.status === 405) headers.allow = (e as { allow?: string }).allow ?? 'POST';
+    if (err.status === 413 || closing) headers.connection = 'close';
+    json(res, err.status, err.toJSON(), headers);
+  };
+
+  /** Runs one parsed job through the batcher and writes the response. */
+  const runJob = (spec: JobSpec, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const id = `${spec.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
+    const object = spec.kind === 'chat' ? 'chat.completion' : 'text_completion';
+    const seed = spec.seed ?? randomInt(2 ** 32);
+    const client = new AbortController();
+    const signal = AbortSignal.any([client.signal, shutdown.signal]);
+    res.on('close', () => {
+      if (!res.writableFinished) client.abort();
+    });
+    const total = spec.prompts.length * spec.n;
+    const results = new Array<Completion>(total);
+    const hold = Math.max(0, ...spec.stop.map((s) => s.length - 1));
+    const held = Array.from({ length: total }, () => new HeldText(spec.stop.length > 0, hold));
+    const promptTokens = spec.prompts.reduce((a, p) => a + p.length, 0);
+    let left = total;
+    let finished = false;
+
+    const chunk = (choice: Record<string, unknown>) => {
+      const base = { id, object: spec.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName };
+      res.write(`data: ${JSON.stringify({ ...base, choices: [choice] })}\n\n`);
+    };
+    const streamChoice = (index: number, text: string, tokenIds: number[], finishReason: string | null, extra: Record<string, unknown> = {}) =>
+      spec.kind === 'chat'
+        ? { index, delta: text === '' && finishReason !== null ? {} : { content: text }, logprobs: null, finish_reason: finishReason, token_ids: tokenIds, ...extra }
+        : { index, text, logprobs: null, finish_reason: finishReason, token_ids: tokenIds, ...extra };
+
+    if (spec.stream) {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: closing ? 'close' : 'keep-alive' });
+      if (spec.kind === 'chat') {
+        for (let k = 0; k < total; k++) chunk({ index: k, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
+      }
+    }
+
+    return new Promise<void>((done) => {
+      const end = (err?: Error) => {
+        if (finished) return;
+        finished = true;
+        if (err) {
+          const status = shutdown.signal.aborted || closing ? 503 : 500;
+          const he = err instanceof HttpError ? err : new HttpError(status, err.message, null, status === 503 ? 'shutting_down' : 'internal_error');
+          if (spec.stream && res.headersSent) {
+            counters.errors++;
+            if (!res.writableEnded) {
+              res.write(`data: ${JSON.stringify(he.toJSON())}\n\n`);
+              res.end('data: [DONE]\n\n');
+            }
+          } else sendError(res, he);
+          done();
+          return;
+        }
+        const completionTokens = results.reduce((a, c) => a + c.ids.length, 0);
+        const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+        if (spec.stream) {
+          if (spec.includeUsage) {
+            res.write(`data: ${JSON.stringify({ id, object: spec.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName, choices: [], usage })}\n\n`);
+          }
+          res.end('data: [DONE]\n\n');
+        } else {
+          const choices = results.map((c, index) =>
+            spec.kind === 'chat'
+              ? { index, message: { role: 'assistant', content: c.text }, logprobs: null, finish_reason: c.finishReason, stop_reason: c.stop ?? null, token_ids: c.ids }
+              : { index, text: c.text, logprobs: null, finish_reason: c.finishReason, stop_reason: c.stop ?? null, token_ids: c.ids },
+          );
+          json(res, 200, { id, object, created: Math.floor(Date.now() / 1000), model: modelName, choices, usage }, closing ? { connection: 'close' } : {});
+        }
+        done();
+      };
+
+      const seqs: Sequence[] = [];
+      for (let p = 0; p < spec.prompts.length; p++) {
+        for (let i = 0; i < spec.n; i++) {
+          const k = p * spec.n + i;
+          let pendingIds: number[] = [];
+          seqs.push({
+            prompt: spec.prompts[p]!,
+            stream: spec.streamBase + k,
+            sampling: { temperature: spec.temperature, topP: spec.topP, topK: spec.topK, maxNewTokens: spec.maxTokens, seed, stopStrings: spec.stop },
+            signal,
+            onToken: (tok, text) => {
+              if (!spec.stream || finished) return;
+              pendingIds.push(tok);
+              const out = held[k]!.push(text);
+              if (out !== '') {
+                chunk(streamChoice(k, out, pendingIds, null));
+                pendingIds = [];
+              }
+            },
+            onDone: (c) => {
+              if (finished) return;
+              if (c.aborted) {
+                end(new Error(shutdown.signal.aborted ? 'server is shutting down' : 'request aborted'));
+                return;
+              }
+              results[k] = c;
+              if (spec.stream) chunk(streamChoice(k, held[k]!.finish(c.text), pendingIds, c.finishReason, { stop_reason: c.stop ?? null }));
+              pendingIds = [];
+              if (--left === 0) end();
+            },
+          });
+        }
+      }
+      if (!req.socket || req.socket.destroyed) client.abort();
+      batcher.submit({ seqs, fail: (e) => end(e) });
+    });
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    if (closing) throw new HttpError(503, 'server is shutting down', null, 'shutting_down');
+    if (path === '/v1/models' || path.startsWith('/v1/models/')) {
+      if (method !== 'GET') throw notAllowed(method, path, 'GET');
+      if (path === '/v1/models') {
+        json(res, 200, { object: 'list', data: [modelCard()] });
+        return;
+      }
+      const name = decodeURIComponent(path.slice('/v1/models/'.length));
+      if (name !== modelName) throw new HttpError(404, `model '${name}' does not exist`, 'model', 'model_not_found');
+      json(res, 200, modelCard());
+      return;
+    }
+    if (path === '/health' || path === '/rac/stats') {
+      if (method !== 'GET') throw notAllowed(method, path, 'GET');
+      if (path === '/health') {
+        res.writeHead(200, { 'content-length': 0 }).end();
+        return;
+      }
+      json(res, 200, { ...batcher.stats, ...counters });
+      return;
+    }
+    if (path === '/v1/completions' || path === '/v1/chat/completions') {
+      if (method !== 'POST') throw notAllowed(method, path, 'POST');
+      const body = parseBody(await readBody(req, maxBody));
+      if (body.model !== undefined && body.model !== null && body.model !== modelName) {
+        throw new HttpError(404, `the model '${String(body.model)}' does not exist (this server serves '${modelName}')`, 'model', 'model_not_found');
+      }
+      const spec = path === '/v1/completions' ? parseCompletion(body, limits) : parseChat(body, limits);
+      counters.requests++;
+      counters.active++;
+      try {
+        await runJob(spec, req, res);
+      } finally {
+        counters.active--;
+      }
+      return;
+    }
+    throw new HttpError(404, `no route ${method} ${path}`, null, 'not_found');
+  };
+
+  const server: Server = createServer((req, res) => {
+    const p = handle(req, res).catch((e) => {
+      // A body still arriving would otherwise be read as the next request.
+      if (e instanceof HttpError && e.status === 413) res.shouldKeepAlive = false;
+      sendError(res, e);
+    });
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+  });
+  server.keepAliveTimeout = 5000;
+  server.requestTimeout = 0; // generations may be long
+
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(opts.port ?? 8000, host, () => {
+      server.off('error', fail);
+      ok();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${urlHost}:${addr.port}`;
+
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      closing = true;
+      const serverClosed = new Promise<void>((ok) => server.close(() => ok()));
+      server.closeIdleConnections();
+      const grace = opts.shutdownGraceMs ?? 10_000;
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((ok) => {
+        timer = setTimeout(ok, grace);
+      });
+      await Promise.race([Promise.all([...inflight]), graceOver]);
+      clearTimeout(timer);
+      if (inflight.size > 0) {
+        log(`aborting ${inflight.size} request(s) still running after ${grace} ms`);
+        shutdown.abort();
+      }
+      await batcher.close();
+      await Promise.all([...inflight]);
+      server.closeAllConnections();
+      await serverClosed;
+      if (owned) await closeModel(lm);
+    })();
+    return closed;
+  };
+
+  return {
+    url,
+    host: addr.address,
+    port: addr.port,
+    modelName,
+    get stats(): ServerStats {
+      return { ...batcher.stats, ...counters };
+    },
+    close,
+  };
+}
