@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as hfTokenizers from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
+import { bytesToUnicode } from './bpe.ts';
 
 // The package's .d.ts files use extensionless relative imports, which NodeNext resolution cannot
 // follow (`Tokenizer` arrives as `any`), so the surface used here is typed by hand.
@@ -92,6 +93,27 @@ function tokenString(v: unknown): string | undefined {
     return (v as { content: string }).content;
   }
   return undefined;
+}
+
+/**
+ * Incremental decoding for byte-level BPE without per-token library calls: each id maps to its
+ * bytes and a streaming UTF-8 decoder holds back unfinished characters. Equals `decode(ids)`.
+ */
+function byteLevelStream(table: (Uint8Array | null)[], special: Set<number>, skipSpecial: boolean): DecodeStream {
+  const ids: number[] = [];
+  const dec = new TextDecoder('utf-8', { fatal: false });
+  return {
+    ids,
+    push(id: number): string {
+      ids.push(id);
+      const b = table[id];
+      if (!b || (skipSpecial && special.has(id))) return '';
+      return dec.decode(b, { stream: true });
+    },
+    flush(): string {
+      return dec.decode();
+    },
+  };
 }
 
 export class RacTokenizer {
@@ -248,12 +270,46 @@ export class RacTokenizer {
     }
   }
 
+  private byteTableCache: (Uint8Array | null)[] | null | undefined;
+
+  /**
+   * Per-id bytes when decoding is plain byte-level BPE (ByteLevel decoder, no normalizer, no
+   * clean-up of tokenization spaces), else null: then streaming goes through the library.
+   */
+  private byteTable(): (Uint8Array | null)[] | null {
+    if (this.byteTableCache !== undefined) return this.byteTableCache;
+    this.byteTableCache = null;
+    const tj = this.tokenizerJson as { decoder?: { type?: string }; model?: { type?: string; vocab?: Record<string, number> }; added_tokens?: { id: number; content: string }[] };
+    if (tj.decoder?.type !== 'ByteLevel' || tj.model?.type !== 'BPE' || !tj.model.vocab) return null;
+    if (this.config.clean_up_tokenization_spaces === true) return null;
+    const { byteToChar } = bytesToUnicode();
+    const charToByte = new Map<string, number>();
+    byteToChar.forEach((c, b) => charToByte.set(c, b));
+    const table: (Uint8Array | null)[] = new Array(this.vocabSize).fill(null);
+    const enc = new TextEncoder();
+    for (const [tok, id] of Object.entries(tj.model.vocab)) {
+      const out = new Uint8Array(tok.length);
+      let n = 0;
+      for (const ch of tok) {
+        const b = charToByte.get(ch);
+        if (b === undefined) return null; // not a byte-level vocabulary after all
+        out[n++] = b;
+      }
+      table[id] = out.subarray(0, n);
+    }
+    for (const t of tj.added_tokens ?? []) table[t.id] = enc.encode(t.content);
+    this.byteTableCache = table;
+    return table;
+  }
+
   /**
    * Incremental detokenizer (prefix/read offsets, as HF's DecodeStream): the concatenation of
    * every `push` result plus `flush()` equals `decode(ids)`. A window whose text ends in U+FFFD
    * is held back until the next tokens complete the character.
    */
   decodeStream(opts: { skipSpecialTokens?: boolean } = {}): DecodeStream {
+    const bytes = this.byteTable();
+    if (bytes) return byteLevelStream(bytes, this.specialIds, !!opts.skipSpecialTokens);
     const ids: number[] = [];
     let prefixOffset = 0;
     let readOffset = 0;
