@@ -16,8 +16,8 @@
  *   alternatively  "alternatively"
  *   hmm            "hmm", "hmmm", … (two or more m's)
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import type { ChatMessage, RacTokenizer } from '../io/tokenizer.ts';
 import { thinkSpan, gradeTiny } from '../tasks/boxed.ts';
@@ -26,6 +26,7 @@ import { gradeMath } from '../tasks/math.ts';
 import { passAtK } from '../tasks/passk.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from './backend.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 
 export type EvalTask = 'math' | 'code' | 'tiny';
 export const EVAL_TASKS: readonly EvalTask[] = ['math', 'code', 'tiny'];
@@ -403,17 +404,6 @@ export function readSampleLog(path: string): SampleRecord[] {
   return out;
 }
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
 
 // ---------------------------------------------------------------------------------------------
 // The run
@@ -479,7 +469,7 @@ export async function runEval(cfg: EvalConfig, backend: GenerationBackend, tok: 
     }
   } else {
     if (existsSync(sPath)) throw new Error(`${sPath} exists without a manifest; delete it or use another --out`);
-    writeAtomic(mPath, JSON.stringify(manifest, null, 2) + '\n');
+    writeFileAtomic(mPath, JSON.stringify(manifest, null, 2) + '\n');
   }
 
   const records = readSampleLog(sPath);
@@ -572,6 +562,6 @@ export async function runEval(cfg: EvalConfig, backend: GenerationBackend, tok: 
       text: r.text,
     })),
   };
-  writeAtomic(out, JSON.stringify(results, null, 2) + '\n');
+  writeFileAtomic(out, JSON.stringify(results, null, 2) + '\n');
   return results;
 }

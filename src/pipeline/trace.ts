@@ -19,11 +19,12 @@
  * The budget: once the prompt+completion tokens of the written records reach it, no new prompt is
  * submitted; requests already in flight (one wave) are finished and written.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from './backend.ts';
 import { streamOf } from './backend.ts';
 import type { RenderedPrompt } from '../io/datasets.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 
 export class TraceError extends Error {
   constructor(message: string) {
@@ -187,17 +188,6 @@ export function settingsDiff(a: unknown, b: unknown, prefix = ''): string[] {
   return stable(a) === stable(b) ? [] : [prefix || '(root)'];
 }
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
 
 function writeAll(fd: number, data: Buffer): void {
   let off = 0;
@@ -318,7 +308,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceManifest> {
   // Temp manifests of runs killed while writing one are stale.
   const tmpPrefix = `.${basename(mpath)}.tmp-`;
   for (const f of readdirSync(dirname(mpath))) if (f.startsWith(tmpPrefix)) rmSync(join(dirname(mpath), f), { force: true });
-  writeAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
+  writeFileAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
 
   // ---- what is left, in dataset order
   const todo = opts.prompts.filter((p) => (done.get(p.id)?.size ?? 0) < s.n);
@@ -408,7 +398,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceManifest> {
       inFlightEstimate = 0;
       fsyncSync(fd);
       sinceSync = 0;
-      writeAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
+      writeFileAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
       progress();
     }
     if (submitted >= todo.length && promptTokens + decodeTokens >= budget) status = 'budget';
@@ -420,7 +410,7 @@ export async function runTrace(opts: TraceOptions): Promise<TraceManifest> {
     }
   }
   const m = manifest(status);
-  writeAtomic(mpath, JSON.stringify(m, null, 2) + '\n');
+  writeFileAtomic(mpath, JSON.stringify(m, null, 2) + '\n');
   return m;
 }
 

@@ -3,11 +3,11 @@
  * network — with the results table and the plots: accuracy vs sparsity per calibration mode
  * (dense as a reference line), mean generated tokens vs sparsity, accuracy vs mean length.
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { RAC_VERSION } from '../version.ts';
 import { claimChecks, groupRows, loadReportInput, summarize, xSparsity, type ReportGroup, type ReportRow } from './data.ts';
 import { chart, esc, type RefLine, type Series } from './svg.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 
 const CALIB_COLORS: Record<string, string> = { prompt: '#d62728', rac: '#2ca02c', text: '#1f77b4', mix: '#9467bd' };
 const CALIB_LABELS: Record<string, string> = { prompt: 'prompt-only', rac: 'RAC (own CoT)', text: 'text', mix: 'mix' };
@@ -198,17 +198,6 @@ ${body}
 `;
 }
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
 
 export interface BuildReportResult {
   rows: ReportRow[];
@@ -220,9 +209,9 @@ export interface BuildReportResult {
 export function buildReport(inputs: string[], out: string, opts: ReportOptions & { summary?: string } = {}): BuildReportResult {
   const rows = inputs.flatMap((f) => loadReportInput(f));
   const html = renderReport(rows, opts);
-  writeAtomic(resolve(out), html);
+  writeFileAtomic(resolve(out), html);
   const groups = groupRows(rows);
   const summary = summarize(groups);
-  if (opts.summary) writeAtomic(resolve(opts.summary), JSON.stringify(summary, null, 2) + '\n');
+  if (opts.summary) writeFileAtomic(resolve(opts.summary), JSON.stringify(summary, null, 2) + '\n');
   return { rows, groups, summary };
 }

@@ -2,13 +2,12 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parseTemplateFlag } from '../../io/datasets.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import type { GenerationBackend } from '../../pipeline/backend.ts';
-import { BACKENDS, openBackend, type BackendKind } from '../../pipeline/backends/index.ts';
-import type { PromptFormat } from '../../pipeline/backends/openai.ts';
+import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
 import { EVAL_TASKS, runEval, type EvalTask } from '../../pipeline/eval.ts';
 import { addRuntimeOptions, applyRuntime, float, int, type RuntimeFlags } from '../common.ts';
 import { progress } from '../progress.ts';
 
-interface Opts extends RuntimeFlags {
+interface Opts extends RuntimeFlags, BackendFlags {
   model: string;
   dataset: string;
   task: EvalTask;
@@ -29,12 +28,6 @@ interface Opts extends RuntimeFlags {
   limit?: number;
   batchSize: number;
   out: string;
-  backend: BackendKind;
-  baseUrl?: string;
-  apiKeyEnv?: string;
-  servedModel?: string;
-  concurrency?: number;
-  promptFormat?: PromptFormat | 'auto';
   json?: boolean;
 }
 
@@ -65,34 +58,11 @@ export function register(program: Command): void {
     .option('--stop <text...>', 'stop strings')
     .option('--limit <n>', 'evaluate only the first n problems', int('limit', 1))
     .option('--batch-size <b>', 'sequences decoded together (local backend)', int('batch-size', 1), 16)
-    .option('--backend <name>', 'generation backend: local | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp, rac serve)', (v: string) => {
-      if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
-      return v as BackendKind;
-    }, 'local' as BackendKind)
-    .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
-    .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
-    .option('--served-model <name>', 'model name on the server (openai backend)')
-    .option('--concurrency <n>', 'requests in flight (openai backend)', int('concurrency', 1))
-    .option('--prompt-format <f>', 'openai backend: send prompts as ids | text | auto (probe the server)', (v: string) => {
-      if (v !== 'ids' && v !== 'text' && v !== 'auto') throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
-      return v as PromptFormat | 'auto';
-    })
     .option('--json', 'print the metrics as one JSON object on stdout');
-  addRuntimeOptions(cmd).action(async (o: Opts) => {
+  addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     applyRuntime(o);
     const tok = await RacTokenizer.load(o.model);
-    const backend: GenerationBackend = await openBackend(o.backend, {
-      model: o.model,
-      batchSize: o.batchSize,
-      ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
-      ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
-      ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
-      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-      ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
-      log: (line) => {
-        if (!o.quiet) process.stderr.write(`${line}\n`);
-      },
-    });
+    const backend: GenerationBackend = await openBackendFromFlags(o);
     try {
       let bar: ReturnType<typeof progress> | null = null;
       const t0 = performance.now();

@@ -1,16 +1,14 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadDataset, renderPrompt } from '../../io/datasets.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
-import type { GenerationBackend } from '../../pipeline/backend.ts';
-import { BACKENDS, openBackend } from '../../pipeline/backends/index.ts';
-import type { PromptFormat } from '../../pipeline/backends/openai.ts';
 import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../pipeline/trace.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
 import { formatDuration } from '../progress.ts';
 
-interface Opts extends RuntimeFlags, DatasetFlags {
+interface Opts extends RuntimeFlags, DatasetFlags, BackendFlags {
   model: string;
   dataset: string;
   n: number;
@@ -23,29 +21,7 @@ interface Opts extends RuntimeFlags, DatasetFlags {
   stop?: string[];
   batchSize: number;
   out: string;
-  backend: string;
-  baseUrl?: string;
-  apiKeyEnv?: string;
-  servedModel?: string;
-  concurrency?: number;
-  promptFormat?: PromptFormat | 'auto';
   json?: boolean;
-}
-
-/** The backend named by --backend, through the backend factory. */
-function openTraceBackend(o: Opts): Promise<GenerationBackend> {
-  return openBackend(o.backend, {
-    model: o.model,
-    batchSize: o.batchSize,
-    ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
-    ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
-    ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
-    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-    ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
-    log: (line) => {
-      if (!o.quiet) process.stderr.write(`${line}\n`);
-    },
-  });
 }
 
 export function register(program: Command): void {
@@ -65,20 +41,8 @@ export function register(program: Command): void {
     .option('--seed <s>', 'sampling seed (sample i of prompt r uses stream r·n+i)', int('seed'), 0)
     .option('--stop <text...>', 'stop strings')
     .option('--batch-size <b>', 'sequences generated together (one wave; local backend batch)', int('batch-size', 1), 16)
-    .option('--backend <name>', 'generation backend: local | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp, rac serve)', (v: string) => {
-      if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
-      return v;
-    }, 'local')
-    .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
-    .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
-    .option('--served-model <name>', 'model name on the server (openai backend)')
-    .option('--concurrency <n>', 'requests in flight (openai backend; keep --batch-size ≥ it)', int('concurrency', 1))
-    .option('--prompt-format <f>', 'openai backend: send prompts as ids | text | auto (probe the server)', (v: string) => {
-      if (v !== 'ids' && v !== 'text' && v !== 'auto') throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
-      return v as PromptFormat | 'auto';
-    })
     .option('--json', 'print the final manifest as JSON on stdout');
-  addRuntimeOptions(cmd).action(async (o: Opts) => {
+  addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     let system: string | undefined;
     let templateFlags: Record<string, unknown>;
     try {
@@ -91,7 +55,7 @@ export function register(program: Command): void {
     applyRuntime(o);
     const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
     const tokenizer = await RacTokenizer.load(o.model);
-    const backend = await openTraceBackend(o);
+    const backend = await openBackendFromFlags(o);
     try {
       const settings: TraceSettings = {
         dataset: { sha256: data.sha256, prompt_column: data.promptColumn, id_column: data.idColumn ?? null },

@@ -1,0 +1,50 @@
+/** --backend and the OpenAI-compatible server options shared by `rac trace` and `rac eval`. */
+import { InvalidArgumentError, type Command } from 'commander';
+import type { GenerationBackend } from '../pipeline/backend.ts';
+import { BACKENDS, openBackend, type BackendKind } from '../pipeline/backends/index.ts';
+import type { PromptFormat } from '../pipeline/backends/openai.ts';
+import { int } from './common.ts';
+
+export interface BackendFlags {
+  model: string;
+  batchSize: number;
+  backend: BackendKind;
+  baseUrl?: string;
+  apiKeyEnv?: string;
+  servedModel?: string;
+  concurrency?: number;
+  promptFormat?: PromptFormat | 'auto';
+  quiet?: boolean;
+}
+
+export function addBackendOptions(cmd: Command): Command {
+  return cmd
+    .option('--backend <name>', 'generation backend: local | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp, rac serve)', (v: string) => {
+      if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
+      return v as BackendKind;
+    }, 'local' as BackendKind)
+    .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
+    .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
+    .option('--served-model <name>', 'model name on the server (openai backend)')
+    .option('--concurrency <n>', 'requests in flight (openai backend; keep --batch-size ≥ it)', int('concurrency', 1))
+    .option('--prompt-format <f>', 'openai backend: send prompts as ids | text | auto (probe the server)', (v: string) => {
+      if (v !== 'ids' && v !== 'text' && v !== 'auto') throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
+      return v as PromptFormat | 'auto';
+    });
+}
+
+/** The backend named by --backend, through the backend factory. */
+export function openBackendFromFlags(o: BackendFlags): Promise<GenerationBackend> {
+  return openBackend(o.backend, {
+    model: o.model,
+    batchSize: o.batchSize,
+    ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
+    ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
+    ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
+    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
+    log: (line) => {
+      if (!o.quiet) process.stderr.write(`${line}\n`);
+    },
+  });
+}
