@@ -4,10 +4,16 @@
  */
 import { Command, CommanderError } from 'commander';
 import { RAC_VERSION } from '../version.ts';
+import { register as evaluate } from './commands/eval.ts';
+import { register as exportGguf } from './commands/export-gguf.ts';
 import { register as generate } from './commands/generate.ts';
 import { register as info } from './commands/info.ts';
 import { register as logits } from './commands/logits.ts';
 import { register as prune } from './commands/prune.ts';
+import { register as report } from './commands/report.ts';
+import { register as run } from './commands/run.ts';
+import { register as serve } from './commands/serve.ts';
+import { register as trace } from './commands/trace.ts';
 
 
 export function buildProgram(): Command {
@@ -17,7 +23,7 @@ export function buildProgram(): Command {
     .version(RAC_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const reg of [info, generate, logits, prune]) reg(program);
+  for (const reg of [info, generate, logits, trace, prune, evaluate, report, run, exportGguf, serve]) reg(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }
