@@ -17,12 +17,13 @@ import { FAMILIES, generateSplit } from '../src/tasks/tiny/index.ts';
 const { values } = parseArgs({
   options: {
     out: { type: 'string', default: 'demo-out' },
+    model: { type: 'string' },
     'eval-per-family': { type: 'string', default: '200' },
     sparsity: { type: 'string', default: '0.5,0.7' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
-const model = join(root, 'models', 'tiny-reasoner');
+const model = values.model ?? join(root, 'models', 'tiny-reasoner');
 if (!existsSync(join(model, 'model.safetensors'))) {
   console.error(`demo: ${model} is missing; run \`npm run train:tiny-reasoner\` to make it`);
   process.exit(1);
@@ -56,14 +57,14 @@ const recipe = {
   out: '.',
   task: 'tiny',
   datasets: { calib: 'data/calib.jsonl', eval: 'data/eval.jsonl', text: ['data/text.md'] },
-  trace: { n: 2, max_new_tokens: 512, temperature: 0.6, top_p: 0.95, seed: 0, token_budget: 48000, batch_size: 64 },
+  trace: { n: 2, max_new_tokens: 512, temperature: 0.6, top_p: 0.95, seed: 0, token_budget: 48000, batch_size: 128 },
   calibration: { tokens: 16384, max_seq_len: 512, batch_tokens: 8192 },
   prune: [
     { method: 'sparsegpt', calib: ['prompt', 'rac', 'text'], sparsity: sparsities },
-    { method: 'wanda', calib: ['prompt', 'rac'], sparsity: sparsities },
+    { method: 'wanda', calib: ['rac'], sparsity: sparsities },
     { method: 'magnitude', sparsity: sparsities },
   ],
-  eval: { samples: 1, max_new_tokens: 512, temperature: 0, top_p: 1, seed: 0, batch_size: 100 },
+  eval: { samples: 1, max_new_tokens: 400, temperature: 0, top_p: 1, seed: 0, batch_size: 200 },
 };
 writeFileSync(join(out, 'recipe.json'), JSON.stringify(recipe, null, 2) + '\n');
 console.error(`demo: recipe → ${join(out, 'recipe.json')}`);
