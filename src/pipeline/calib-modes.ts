@@ -23,6 +23,7 @@ import { readFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { CalibError, validateLimits, type CalibSequence, type CalibSet } from './calib.ts';
 import { loadDataset, renderPrompt, type LoadDatasetOptions } from '../io/datasets.ts';
+import { jsonlObjects } from '../io/jsonl.ts';
 import type { RacTokenizer } from '../io/tokenizer.ts';
 
 export const CALIB_MODES = ['prompt', 'rac', 'text', 'mix'] as const;
@@ -244,22 +245,8 @@ export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: Cal
   let rows = 0;
   function* docs(): Generator<Doc> {
     for (const f of files) {
-      const text = f.bytes.toString('utf8');
       // A torn last line (a trace run still going or killed) is ignored.
-      const end = text.lastIndexOf('\n');
-      const lines = (end >= 0 ? text.slice(0, end) : text).split('\n');
-      for (let i = 0; i < lines.length; i++) {
-        const line = lines[i]!.trim();
-        if (!line) continue;
-        const where = `${f.file}:${i + 1}`;
-        let v: unknown;
-        try {
-          v = JSON.parse(line);
-        } catch (e) {
-          throw new CalibError(`${where}: invalid JSON (${(e as Error).message})`);
-        }
-        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CalibError(`${where}: expected a JSON object per line`);
-        const row = v as Record<string, unknown>;
+      for (const { row, where } of jsonlObjects(f.bytes.toString('utf8'), f.file, { ignoreTornTail: true, error: (m) => new CalibError(m) })) {
         const { ids, promptLen } = traceRowIds(row, ctx.vocabSize, where);
         const w = row['weight'] ?? 1;
         if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
@@ -285,18 +272,8 @@ export function buildTextComponent(paths: string[], textField: string, ctx: Cali
       const ext = extname(f.file).toLowerCase();
       const text = f.bytes.toString('utf8');
       if (ext === '.jsonl' || ext === '.ndjson') {
-        const lines = text.split('\n');
-        for (let i = 0; i < lines.length; i++) {
-          const line = lines[i]!.trim();
-          if (!line) continue;
-          const where = `${f.file}:${i + 1}`;
-          let v: unknown;
-          try {
-            v = JSON.parse(line);
-          } catch (e) {
-            throw new CalibError(`${where}: invalid JSON (${(e as Error).message})`);
-          }
-          const t = (v as Record<string, unknown> | null)?.[textField];
+        for (const { row, where } of jsonlObjects(text, f.file, { error: (m) => new CalibError(m) })) {
+          const t = row[textField];
           if (typeof t !== 'string') throw new CalibError(`${where}: no string field "${textField}" (use --text-field)`);
           yield { ids: tok.encode(t), promptLen: 0, weight };
         }

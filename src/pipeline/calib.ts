@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { jsonlObjects } from '../io/jsonl.ts';
 
 export interface CalibSequence {
   ids: number[];
@@ -82,22 +83,11 @@ export function readCalibJsonl(path: string, tokenizer: TextEncoder | null, voca
   }
   validateLimits(limits);
   const raw: CalibSequence[] = [];
-  const lines = text.split('\n');
   let kinds = new Set<string>();
   let rawTokens = 0;
   const budget = limits.tokenBudget > 0 ? limits.tokenBudget : Infinity;
-  for (let i = 0; i < lines.length && rawTokens < budget * 2 + limits.maxSeqLen; i++) {
-    const line = lines[i]!.trim();
-    if (!line) continue;
-    const where = `${file}:${i + 1}`;
-    let row: unknown;
-    try {
-      row = JSON.parse(line);
-    } catch (e) {
-      throw new CalibError(`${where}: invalid JSON (${(e as Error).message})`);
-    }
-    if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new CalibError(`${where}: expected a JSON object per line`);
-    const r = row as Record<string, unknown>;
+  for (const { row: r, where } of jsonlObjects(text, file, { error: (m) => new CalibError(m) })) {
+    if (rawTokens >= budget * 2 + limits.maxSeqLen) break;
     const weight = r['weight'] ?? 1;
     if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(weight)}`);
     let ids: number[];
