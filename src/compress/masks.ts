@@ -93,10 +93,9 @@ export function selectSmallest(scores: Float64Array, k: number, mask: Uint8Array
     mask.fill(1, offset, offset + len);
     return;
   }
-  const sorted = Float64Array.from(scores).sort();
-  const thresh = sorted[k - 1];
+  const thresh = kthSmallest(Float64Array.from(scores), k - 1);
   let below = 0;
-  for (let i = 0; i < k; i++) if (sorted[i] < thresh) below++;
+  for (let i = 0; i < len; i++) if (scores[i] < thresh) below++;
   let ties = k - below; // how many entries equal to thresh to take, in index order
   for (let i = 0; i < len; i++) {
     const v = scores[i];
@@ -106,6 +105,41 @@ export function selectSmallest(scores: Float64Array, k: number, mask: Uint8Array
       ties--;
     }
   }
+}
+
+/** The value of rank `k` (0-based) of `a`, by quickselect (median of three); reorders `a`. O(n). */
+export function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    // median of three to a[hi]
+    if (a[mid] < a[lo]) swap(a, mid, lo);
+    if (a[hi] < a[lo]) swap(a, hi, lo);
+    if (a[mid] < a[hi]) swap(a, mid, hi);
+    const pivot = a[hi];
+    let i = lo;
+    for (let j = lo; j < hi; j++) {
+      if (a[j] < pivot) swap(a, i++, j);
+    }
+    swap(a, i, hi);
+    // a[lo..i-1] < pivot = a[i] ≤ a[i+1..hi]; many equal values fall right, so skip a run of them
+    if (k === i) return a[i];
+    if (k < i) hi = i - 1;
+    else {
+      let e = i + 1;
+      while (e <= hi && a[e] === pivot) e++;
+      if (k < e) return pivot;
+      lo = e;
+    }
+  }
+  return a[lo];
+}
+
+function swap(a: Float64Array, i: number, j: number): void {
+  const t = a[i];
+  a[i] = a[j];
+  a[j] = t;
 }
 
 /**

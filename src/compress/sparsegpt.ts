@@ -40,6 +40,8 @@ export interface SparseGPTOptions {
   maxDamp?: number;
   /** Diagonal block size of the blocked Cholesky / triangular inverse (default 128). */
   linalgBlockSize?: number;
+  /** Columns walked in JS between inner GEMM updates inside a block (default 16). */
+  subBlock?: number;
 }
 
 /**
@@ -60,6 +62,8 @@ export async function sparsegptPrune(
   validateTarget(target, cols);
   if (H.length !== cols * cols) throw new RangeError(`sparsegptPrune: H has ${H.length} elements, expected cols² = ${cols}²`);
   const B = opts.blocksize ?? 128;
+  // Inner sub-block of the column walk: a multiple of M for N:M, so groups never straddle it.
+  const sb = target.kind === 'nm' ? target.m * Math.max(1, Math.round((opts.subBlock ?? 16) / target.m)) : (opts.subBlock ?? 16);
   const percdamp = opts.percdamp ?? 0.01;
   const maxDamp = opts.maxDamp ?? 0.5;
   if (!Number.isInteger(B) || B < 1) throw new RangeError(`sparsegptPrune: blocksize must be a positive integer, got ${B}`);
@@ -140,29 +144,50 @@ export async function sparsegptPrune(
       }
       selectSmallest(scores, Math.floor(target.sparsity * rows * count), mask);
     }
-    for (let j = 0; j < count; j++) {
-      if (target.kind === 'nm' && j % target.m === 0) {
-        for (let r = 0; r < rows; r++) {
-          for (let c = j; c < j + target.m; c++) {
-            const d = U1[c * count + c];
-            const w = W1[r * count + c];
-            tmp[r * count + c] = (w * w) / (d * d);
+    // Walk the block's columns in sub-blocks of `sb`: inside a sub-block the OBS updates run in
+    // JS; the rest of the block gets each sub-block's errors in one GEMM (a second, inner level
+    // of the same lazy batching), so the JS work is O(rows·cols·sb) instead of O(rows·cols·B).
+    for (let j0 = 0; j0 < count; j0 += sb) {
+      const j1 = Math.min(j0 + sb, count);
+      for (let j = j0; j < j1; j++) {
+        if (target.kind === 'nm' && j % target.m === 0) {
+          for (let r = 0; r < rows; r++) {
+            for (let c = j; c < j + target.m; c++) {
+              const d = U1[c * count + c];
+              const w = W1[r * count + c];
+              tmp[r * count + c] = (w * w) / (d * d);
+            }
+            selectSmallestInGroup(tmp, r * count + j, target.m, target.n, mask);
           }
-          selectSmallestInGroup(tmp, r * count + j, target.m, target.n, mask);
+        }
+        const d = U1[j * count + j];
+        const Uj = j * count;
+        for (let r = 0; r < rows; r++) {
+          const o = r * count;
+          const w = W1[o + j];
+          const q = mask[o + j] ? 0 : w;
+          W[r * cols + i1 + j] = q;
+          if (q === w) continue; // err = 0: nothing to propagate
+          const err = (w - q) / d;
+          loss += (err * err) / 2;
+          Err1[o + j] = err;
+          for (let c = j + 1; c < j1; c++) W1[o + c] -= err * U1[Uj + c];
         }
       }
-      const d = U1[j * count + j];
-      const Uj = j * count;
-      for (let r = 0; r < rows; r++) {
-        const o = r * count;
-        const w = W1[o + j];
-        const q = mask[o + j] ? 0 : w;
-        W[r * cols + i1 + j] = q;
-        if (q === w) continue; // err = 0: nothing to propagate
-        const err = (w - q) / d;
-        loss += (err * err) / 2;
-        Err1[o + j] = err;
-        for (let c = j + 1; c < count; c++) W1[o + c] -= err * U1[Uj + c];
+      if (j1 < count) {
+        // W1[:, j1:count] −= Err1[:, j0:j1] · U1[j0:j1, j1:count]
+        const w = j1 - j0;
+        const rest = count - j1;
+        const E = new Float32Array(rows * w); // (rows, w)
+        for (let r = 0; r < rows; r++) for (let c = 0; c < w; c++) E[r * w + c] = Err1[r * count + j0 + c];
+        const Us = new Float32Array(w * rest); // (w, rest)
+        for (let a = 0; a < w; a++) for (let c = 0; c < rest; c++) Us[a * rest + c] = U1[(j0 + a) * count + j1 + c];
+        const P = await gemm.matmul(E, Us, rows, w, rest); // (rows, rest)
+        for (let r = 0; r < rows; r++) {
+          const o = r * count + j1;
+          const p = r * rest;
+          for (let c = 0; c < rest; c++) W1[o + c] -= P[p + c];
+        }
       }
     }
     // Lazy batch update of all later columns: W[:, i2:] −= Err1 · U[i1:i2, i2:].
