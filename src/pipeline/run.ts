@@ -341,6 +341,13 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
         },
         backend,
         tokenizer,
+        {
+          onProgress: (p) => {
+            if (Date.now() - lastLog < 10_000) return;
+            lastLog = Date.now();
+            log(`      (${i + 1}/${evals.length}) ${e.name}: ${p.done}/${p.total} problems, ${p.newTokens} tokens, ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+          },
+        },
       );
       log(
         `      (${i + 1}/${evals.length}) ${e.name}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, ` +
