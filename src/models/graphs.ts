@@ -161,3 +161,14 @@ export function buildHeadGraph(cfg: ModelConfig): Uint8Array {
   g.output(logits, 'logits', 'float32', ['N', cfg.vocabSize]);
   return g.build();
 }
+
+/** XᵀX of the LM head's input: final RMSNorm of hidden (N, D), rows weighted → (D, D). */
+export function buildHeadCaptureGraph(cfg: ModelConfig): Uint8Array {
+  const g = new GraphBuilder('lm_head_capture');
+  const h = g.input('hidden', 'float32', ['N', cfg.hiddenSize]);
+  const nw = g.input('w_norm', 'float32', [cfg.hiddenSize]);
+  const tw = g.input('token_weight', 'float32', ['N', 1]);
+  const xw = g.mul(g.rmsNorm(h, nw, cfg.rmsNormEps), tw);
+  g.output(g.gemm(xw, xw, null, { transA: true }), 'xtx', 'float32', [cfg.hiddenSize, cfg.hiddenSize]);
+  return g.build();
+}

@@ -6,7 +6,7 @@
 import { runtimeDefaults, Session, type RuntimeOptions } from '../runtime/session.ts';
 import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
 import type { ModelConfig } from './config.ts';
-import { buildLayerGraph, captureOutputName } from './graphs.ts';
+import { buildHeadCaptureGraph, buildLayerGraph, captureOutputName } from './graphs.ts';
 import { INPUT_GROUPS, type ArchSpec, type InputGroup, type LayerWeights } from './spec.ts';
 
 export type BatchLayout = Pick<PaddedBatch, 'valid' | 'positions' | 'B' | 'T'>;
@@ -17,6 +17,7 @@ export class LayerRunner {
     readonly config: ModelConfig,
     private readonly plain: Session,
     private readonly capturing: Session,
+    private readonly runtime: Partial<RuntimeOptions>,
   ) {}
 
   static async create(spec: ArchSpec, config: ModelConfig, opts: Partial<RuntimeOptions> = {}): Promise<LayerRunner> {
@@ -25,7 +26,7 @@ export class LayerRunner {
       Session.create('decoder layer', buildLayerGraph(spec, config, { past: false, present: false, capture: false }), o),
       Session.create('decoder layer (capture)', buildLayerGraph(spec, config, { past: false, present: false, capture: true }), o),
     ]);
-    return new LayerRunner(spec, config, plain, capturing);
+    return new LayerRunner(spec, config, plain, capturing, o);
   }
 
   weightFeeds(w: LayerWeights): Feeds {
@@ -61,7 +62,23 @@ export class LayerRunner {
     return { out: res['out']!.data as Float32Array, xtx };
   }
 
+  private headCapture: Session | null = null;
+
+  /** XᵀX (D, D) of the LM head's input (final-normed hidden rows (N, D), weighted by rowWeight). */
+  async captureHead(normW: Float32Array, hidden: Float32Array, rowWeight: Float32Array): Promise<Float32Array> {
+    const D = this.config.hiddenSize;
+    const N = rowWeight.length;
+    if (hidden.length !== N * D) throw new RangeError(`hidden has ${hidden.length} values, expected ${N}·${D}`);
+    this.headCapture ??= await Session.create('lm head (capture)', buildHeadCaptureGraph(this.config), this.runtime);
+    const res = await this.headCapture.run({
+      hidden: { data: hidden, dims: [N, D] },
+      w_norm: { data: normW, dims: [D] },
+      token_weight: { data: rowWeight, dims: [N, 1] },
+    });
+    return res['xtx']!.data as Float32Array;
+  }
+
   async release(): Promise<void> {
-    await Promise.all([this.plain.release(), this.capturing.release()]);
+    await Promise.all([this.plain.release(), this.capturing.release(), this.headCapture?.release()]);
   }
 }

@@ -47,6 +47,11 @@ export interface PruneOptions {
   batchTokens: number;
   /** Bytes of hidden states kept in memory per store before spilling to disk. */
   memoryLimitBytes?: number;
+  /**
+   * Also prune lm_head, calibrated on the final-normed hidden states of the pruned model. Refused
+   * for tied embeddings (it would prune the embedding table too). Default false.
+   */
+  pruneLmHead?: boolean;
   /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
   errorStats?: boolean;
   overwrite?: boolean;
@@ -102,6 +107,7 @@ export interface PruneSummary {
   options: Record<string, unknown>;
   calibration: Record<string, unknown> & { tokens: number; sequences: number };
   layers: LayerReport[];
+  lm_head?: LinearReport;
   totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
 }
 
@@ -150,6 +156,9 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
   const selected = new Set(opts.layers ?? Array.from({ length: L }, (_, i) => i));
   for (const i of selected) if (!Number.isInteger(i) || i < 0 || i >= L) throw new Error(`layer ${i} is outside [0, ${L})`);
   const linearSpecs = spec.linears(cfg).filter(GROUP_OF_SCOPE[opts.linears]);
+  if (opts.pruneLmHead && model.tiedHead) {
+    throw new Error(`${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`);
+  }
   if (calib.sequences.length === 0) throw new Error('the calibration set is empty');
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);
@@ -228,15 +237,29 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       [input, output] = [output, input];
     }
 
+    let lmHead: LinearReport | undefined;
+    if (opts.pruneLmHead) {
+      const D = cfg.hiddenSize;
+      const normW = model.finalNorm();
+      const xtx = new Float32Array(D * D);
+      for (let b = 0; b < padded.length; b++) {
+        const part = await runner.captureHead(normW, input.get(b), rowWeights[b]!);
+        for (let i = 0; i < xtx.length; i++) xtx[i]! += part[i]!;
+      }
+      const W = model.read(spec.lmHeadName);
+      const ls: LinearSpec = { name: 'lm_head' as LinearName, module: 'lm_head', group: 'mlp_in', rows: cfg.vocabSize, cols: D, bias: false };
+      lmHead = await pruneLinear(W, ls, xtx, weightedTokens, opts, gemm);
+      writer.writeF32(spec.lmHeadName, W);
+    }
+
     let zeros = 0;
     let weights = 0;
     let count = 0;
-    for (const r of reports) {
-      for (const lr of Object.values(r.linears)) {
-        zeros += lr!.zeros;
-        weights += lr!.rows * lr!.cols;
-        count++;
-      }
+    for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
+      if (!lr) continue;
+      zeros += lr.zeros;
+      weights += lr.rows * lr.cols;
+      count++;
     }
     const summary: PruneSummary = {
       rac_version: version,
@@ -253,10 +276,12 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
         ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
         batch_tokens: opts.batchTokens,
         hessian_scale: '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens',
-        embeddings_and_lm_head: 'untouched',
+        embeddings: 'untouched',
+        lm_head: opts.pruneLmHead ? 'pruned' : 'untouched',
       },
       calibration: { ...calib.source, tokens: calib.tokens, sequences: calib.sequences.length },
       layers: reports,
+      ...(lmHead ? { lm_head: lmHead } : {}),
       totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
     };
     writer.finish({ 'rac.json': JSON.stringify(summary, null, 2) + '\n' });

@@ -431,3 +431,24 @@ describe('crash safety', () => {
     await assert.rejects(prune(dir(), calib, dir(), { method: 'magnitude', target: HALF, overwrite: true }), /must differ from the input/);
   });
 });
+
+describe('lm_head pruning (asked for)', () => {
+  it('prunes an untied lm_head to the exact target, leaves the embeddings byte-identical, and refuses a tied head', async () => {
+    const dir = checkpoint(LLAMA);
+    const out = join(tempDir('lmhead'), 'out');
+    const calib = calibFor(dir, 5);
+    const s = await prune(dir, calib, out, { method: 'wanda', target: HALF, pruneLmHead: true });
+    assert.ok(s.lm_head, 'rac.json reports lm_head');
+    const before = tensorHashes(dir);
+    const after = tensorHashes(out);
+    assert.equal(after.get('model.embed_tokens.weight'), before.get('model.embed_tokens.weight'));
+    assert.notEqual(after.get('lm_head.weight'), before.get('lm_head.weight'));
+    const W = readAll(out).get('lm_head.weight')!;
+    const [V, D] = W.shape;
+    for (let r = 0; r < V!; r++) assert.equal(zerosIn(W.data, r * D!, (r + 1) * D!), D! / 2, `row ${r}`);
+    assert.equal(s.lm_head!.zeros, (V! * D!) / 2);
+
+    const tied = checkpoint({ family: 'qwen2', seed: 23, hidden: 64, layers: 1, tied: true });
+    await assert.rejects(prune(tied, calibFor(tied, 6), join(tempDir('lmhead-tied'), 'out'), { method: 'wanda', target: HALF, pruneLmHead: true }), /tied to the embeddings/);
+  });
+});

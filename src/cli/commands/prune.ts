@@ -35,6 +35,7 @@ interface Opts extends RuntimeFlags, DatasetFlags {
   percdamp: number;
   memoryLimitMb: number;
   errorStats: boolean;
+  pruneLmHead?: boolean;
   out: string;
   overwrite?: boolean;
   json?: boolean;
@@ -75,6 +76,7 @@ export function register(program: Command): void {
     .option('--blocksize <n>', 'SparseGPT block size', int('blocksize', 1), 128)
     .option('--percdamp <x>', 'SparseGPT damping, fraction of mean(diag H)', float('percdamp', 0, 1), 0.01)
     .option('--memory-limit-mb <n>', 'hidden states kept in memory per store before spilling to disk', int('memory-limit-mb', 1), 4096)
+    .option('--prune-lm-head', 'also prune lm_head, calibrated on the final hidden states (untied heads only)')
     .option('--no-error-stats', 'skip the per-Linear output error (saves one GEMM pass per Linear)')
     .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
     .option('--overwrite', 'replace --out if it exists')
@@ -165,6 +167,7 @@ export function register(program: Command): void {
           batchTokens: o.batchTokens,
           memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
           errorStats: o.errorStats,
+          pruneLmHead: o.pruneLmHead,
           overwrite: o.overwrite,
           onProgress: (e) => {
             if (o.quiet || e.phase !== 'done' || !e.report) return;
