@@ -211,7 +211,7 @@ test('output flood is cut at the cap and graded wrong', { skip }, async () => {
   // A generous wall limit: the flood reaches the 1 MiB cap in milliseconds, so a timeout here
   // would only mean a loaded machine was slow to start the sandbox.
   const r = await runTests(py('while True:\n    print("x" * 10000)'), AB_TESTS.slice(0, 1), { ...LIMITS, wallMs: 15_000 });
-  assert.equal(r.results[0]!.status, 'wrong');
+  assert.equal(r.results[0]!.status, 'wrong', JSON.stringify(r.results[0]));
   assert.match(r.results[0]!.detail ?? '', /output limit/);
 });
 
