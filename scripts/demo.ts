@@ -4,7 +4,7 @@
  *   1. calibration prompts and held-out evaluation problems from the tiny task generators
  *      (disjoint by construction: a hash of each problem decides its split);
  *   2. `rac run`: the dense model's own traces → SparseGPT with prompt-only, RAC and text
- *      calibration (equal token budgets), Wanda and magnitude, at two sparsities → evaluation of
+ *      calibration (equal token budgets), Wanda and magnitude, at the paper's 40% and 50% → evaluation of
  *      the dense and every pruned model → table, report.html and summary.json in demo-out/.
  * A rerun resumes: finished steps are skipped.
  */
@@ -19,7 +19,7 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'demo-out' },
     model: { type: 'string' },
     'eval-per-family': { type: 'string', default: '200' },
-    sparsity: { type: 'string', default: '0.5,0.7' },
+    sparsity: { type: 'string', default: '0.4,0.5' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
