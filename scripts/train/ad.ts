@@ -29,6 +29,12 @@ interface TapeNode {
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
+function transposeSquare(m: Float32Array, n: number): Float32Array {
+  const t = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = m[i * n + j]!;
+  return t;
+}
+
 export class Tape {
   readonly g: GraphBuilder;
   private readonly nodes: TapeNode[] = [];
@@ -232,14 +238,16 @@ export class Tape {
     const g = this.g;
     const hd = x.shape[x.shape.length - 1]!;
     const half = hd / 2;
-    const rot = (t: Value) => {
-      const [a, b] = g.node('Split', [t, g.constI64([half, half])], { axis: -1 }, 2, 'split');
-      return g.concat([g.neg(b!), a!], -1);
-    };
-    const rotT = (t: Value) => {
-      const [a, b] = g.node('Split', [t, g.constI64([half, half])], { axis: -1 }, 2, 'split');
-      return g.concat([b!, g.neg(a!)], -1);
-    };
+    // rotate_half as a matmul: rot(x) = x·R with R[i+half, i] = −1, R[i, i+half] = 1 (x row vector);
+    // its transpose maps [z1, z2] → [z2, −z1].
+    const R = new Float32Array(hd * hd);
+    for (let i = 0; i < half; i++) {
+      R[(i + half) * hd + i] = -1;
+      R[i * hd + i + half] = 1;
+    }
+    const Rv = g.constF32(R, [hd, hd], 'rot');
+    const rot = (t: Value) => g.matmul(t, Rv);
+    const rotT = (t: Value) => g.matmul(t, g.constF32(transposeSquare(R, hd), [hd, hd], 'rotT'));
     const y = this.make(g.add(g.mul(x.v, cos), g.mul(rot(x.v), sin)), x.shape, x.needsGrad);
     if (y.needsGrad) this.record([y], [x], ([dy]) => [[x, g.add(g.mul(dy!, cos), rotT(g.mul(dy!, sin)))]]);
     return y;
@@ -263,7 +271,8 @@ export class Tape {
         const out: Contribution[] = [];
         if (v.needsGrad) out.push([v, g.matmul(g.transpose(p, [0, 1, 3, 2]), dy!)]); // (B,Hkv,T,hd)
         const dp = g.matmul(dy!, g.transpose(v.v, [0, 1, 3, 2])); // (B, Hkv, GT, T)
-        const rs = this.reduceSum(g.mul(dp, p), [-1], true);
+        // Σ_j p_ij·dp_ij = Σ_j p_ij (dctx_i·v_j) = dctx_i·ctx_i: a reduction over hd, not T.
+        const rs = this.reduceSum(g.mul(dy!, ctx), [-1], true); // (B, Hkv, GT, 1)
         const ds = g.mul(p, g.sub(dp, rs)); // (B, Hkv, GT, T)
         if (q.needsGrad) out.push([q, g.matmul(ds, k.v)]);
         if (k.needsGrad) out.push([k, g.matmul(g.transpose(ds, [0, 1, 3, 2]), q.v)]);

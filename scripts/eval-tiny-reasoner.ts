@@ -1,0 +1,91 @@
+/**
+ * Evaluate a tiny-reasoner HF directory with rac's own engine on held-out `eval` problems.
+ *
+ *   npx tsx scripts/eval-tiny-reasoner.ts --model models/tiny-reasoner [--n 500] [--temperature T]
+ *       [--top-p 0.95] [--seed 0] [--batch 64] [--threads 0] [--json out.json]
+ *
+ * Without --temperature it runs both greedy (T=0) and sampled (T=0.6, top-p 0.95). Prints, per
+ * family and mode: accuracy (gradeTiny: last \boxed{} exact match), fraction of completions that
+ * close </think> and then give a boxed answer, mean prompt / completion lengths in tokens.
+ */
+import { writeFileSync } from 'node:fs';
+import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
+import { FAMILIES, type Family } from '../src/tasks/tiny/index.ts';
+import { evaluateFamily, GREEDY, SAMPLED, type Mode, type ModeResult } from './train/evaluate.ts';
+
+interface Args {
+  model: string;
+  n: number;
+  temperature: number | null;
+  topP: number;
+  seed: number;
+  batch: number;
+  threads: number;
+  json: string | null;
+  families: Family[];
+  showErrors: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { model: '', n: 500, temperature: null, topP: 0.95, seed: 0, batch: 64, threads: 0, json: null, families: [...FAMILIES], showErrors: 0 };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${k} needs a value`);
+      return v;
+    };
+    if (k === '--model') a.model = val();
+    else if (k === '--n') a.n = Number(val());
+    else if (k === '--temperature') a.temperature = Number(val());
+    else if (k === '--top-p') a.topP = Number(val());
+    else if (k === '--seed') a.seed = Number(val());
+    else if (k === '--batch') a.batch = Number(val());
+    else if (k === '--threads') a.threads = Number(val());
+    else if (k === '--json') a.json = val();
+    else if (k === '--show-errors') a.showErrors = Number(val());
+    else if (k === '--families') a.families = val().split(',') as Family[];
+    else throw new Error(`unknown argument ${k}`);
+  }
+  if (!a.model) throw new Error('--model DIR is required');
+  return a;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const m = await loadModel(args.model, args.threads ? { threads: args.threads } : {});
+  const modes: Mode[] =
+    args.temperature === null
+      ? [GREEDY, SAMPLED]
+      : [{ mode: args.temperature === 0 ? 'greedy' : 'sampled', temperature: args.temperature, topP: args.temperature === 0 ? 1 : args.topP }];
+  const results: ModeResult[] = [];
+  try {
+    for (const family of args.families) {
+      for (const mode of modes) {
+        const r = await evaluateFamily(m, family, args.n, mode, args.seed, args.batch);
+        results.push(r);
+        console.log(
+          `${family.padEnd(6)} ${mode.mode.padEnd(8)} T=${mode.temperature} top_p=${mode.topP}  n=${r.n}  accuracy ${(100 * r.accuracy).toFixed(1)}%  ` +
+            `closed+boxed ${(100 * r.closedBoxed).toFixed(1)}%  truncated ${(100 * r.truncated).toFixed(1)}%  ` +
+            `prompt ${r.meanPromptTokens.toFixed(1)} tok  completion ${r.meanCompletionTokens.toFixed(1)} tok  (${r.seconds.toFixed(0)} s)`,
+        );
+        for (const e of r.errors.slice(0, args.showErrors)) console.log(`--- wrong (want ${e.problem.answer}):\n${e.problem.prompt}\n${e.text}\n`);
+      }
+    }
+  } finally {
+    await closeModel(m);
+  }
+  // Overall mean lengths (both families, greedy) and the completion/prompt ratio.
+  for (const mode of modes) {
+    const rs = results.filter((r) => r.mode === mode.mode);
+    const p = rs.reduce((s, r) => s + r.meanPromptTokens, 0) / rs.length;
+    const c = rs.reduce((s, r) => s + r.meanCompletionTokens, 0) / rs.length;
+    console.log(`${mode.mode}: mean prompt ${p.toFixed(1)} tok, mean completion ${c.toFixed(1)} tok, ratio ${(c / p).toFixed(2)}×`);
+  }
+  if (args.json) writeFileSync(args.json, JSON.stringify({ model: args.model, n: args.n, seed: args.seed, results: results.map(({ errors: _e, ...r }) => r) }, null, 2) + '\n');
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  process.exit(1);
+});

@@ -1,0 +1,286 @@
+/**
+ * Train rac's tiny reasoning model (issue 4) from scratch on the project's own ONNX graphs
+ * (forward + hand-derived backward in one graph, see scripts/train/), then export the
+ * Hugging Face directory.
+ *
+ *   npx tsx scripts/train-tiny-reasoner.ts [--out models/tiny-reasoner] [--work /work/tiny-train]
+ *       [--steps N] [--resume] [--seed 0] [--threads 0] [--stop-after N] [--export]
+ *
+ * Deterministic: fixed seed, data order a pure function of (seed, position in the stream).
+ * Resumable: a checkpoint (params, Adam moments, step, data cursor) is written atomically to
+ * <work>/checkpoint.bin every few minutes and on Ctrl-C / SIGTERM; --resume continues exactly
+ * where it stopped. Each checkpoint also refreshes <work>/latest (an HF export for evaluation).
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { RacTokenizer } from '../src/io/tokenizer.ts';
+import { setRuntimeDefaults } from '../src/runtime/session.ts';
+import { createRng, hashSeed } from '../src/tasks/rng.ts';
+import type { TinyProblem } from '../src/tasks/tiny/index.ts';
+import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './train/checkpoint.ts';
+import { batchFeeds, encodeExample, makeTokenizer, packBatch, permutation, ropeTable, trainPool, type Example, type PackState } from './train/data.ts';
+import { exportHf } from './train/export.ts';
+import { initParams, paramSpecs, Params, type TinyConfig } from './train/model.ts';
+import { AdamW, DEFAULT_OPTIM, lrAt } from './train/optim.ts';
+import { StepRunner } from './train/step.ts';
+
+interface Args {
+  out: string;
+  work: string;
+  steps: number | null;
+  resume: boolean;
+  seed: number;
+  threads: number;
+  /** Stop (with a checkpoint) after this many steps in this invocation (tests). */
+  stopAfter: number | null;
+  /** Model/batch overrides for a fresh run (tests); a resumed run keeps the checkpoint's. */
+  model: Partial<Omit<TinyConfig, 'vocab'>>;
+  batch: number | null;
+  seq: number | null;
+  quiet: boolean;
+  /** Export the checkpoint as it stands to --out and exit (no training). */
+  exportOnly: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    out: 'models/tiny-reasoner',
+    work: '/work/tiny-train',
+    steps: null,
+    resume: false,
+    seed: 0,
+    threads: 0,
+    stopAfter: null,
+    model: {},
+    batch: null,
+    seq: null,
+    quiet: false,
+    exportOnly: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${k} needs a value`);
+      return v;
+    };
+    if (k === '--out') a.out = val();
+    else if (k === '--work') a.work = val();
+    else if (k === '--steps') a.steps = Number(val());
+    else if (k === '--resume') a.resume = true;
+    else if (k === '--seed') a.seed = Number(val());
+    else if (k === '--threads') a.threads = Number(val());
+    else if (k === '--stop-after') a.stopAfter = Number(val());
+    else if (k === '--hidden') a.model.hidden = Number(val());
+    else if (k === '--layers') a.model.layers = Number(val());
+    else if (k === '--heads') a.model.heads = Number(val());
+    else if (k === '--kv-heads') a.model.kvHeads = Number(val());
+    else if (k === '--intermediate') a.model.intermediate = Number(val());
+    else if (k === '--batch') a.batch = Number(val());
+    else if (k === '--seq') a.seq = Number(val());
+    else if (k === '--quiet') a.quiet = true;
+    else if (k === '--export') a.exportOnly = true;
+    else throw new Error(`unknown argument ${k}`);
+  }
+  if (a.steps !== null && (!Number.isInteger(a.steps) || a.steps < 1)) throw new Error('--steps must be a positive integer');
+  return a;
+}
+
+/** The model trained here (≈0.78M parameters). */
+const TINY_REASONER: Omit<TinyConfig, 'vocab'> = {
+  hidden: 128,
+  layers: 4,
+  heads: 4,
+  kvHeads: 2,
+  intermediate: 352,
+  ropeTheta: 10000,
+  eps: 1e-6,
+};
+const BATCH = 7;
+const SEQ = 448;
+const DEFAULT_STEPS = 6000;
+const TOKENIZER_VOCAB = 512;
+const CHECKPOINT_SECONDS = 300;
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.threads) setRuntimeDefaults({ threads: args.threads });
+  const work = resolve(args.work);
+  mkdirSync(work, { recursive: true });
+  const ckptFile = join(work, 'checkpoint.bin');
+  const tokDir = join(work, 'tokenizer');
+  const log = (s: string) => {
+    if (!args.quiet) console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+  };
+
+  let meta: CheckpointMeta;
+  let params: Params;
+  let opt: AdamW;
+  const tok: RacTokenizer = existsSync(join(tokDir, 'tokenizer.json')) && args.resume ? await RacTokenizer.load(tokDir) : await makeTokenizer(tokDir, args.seed, TOKENIZER_VOCAB);
+  if (args.resume && existsSync(ckptFile)) {
+    const c = loadCheckpoint(ckptFile);
+    meta = c.meta;
+    if (args.steps !== null && args.steps !== meta.totalSteps) {
+      log(`total steps ${meta.totalSteps} → ${args.steps}`);
+      meta.totalSteps = args.steps;
+    }
+    params = new Params(paramSpecs(meta.cfg), c.params);
+    opt = new AdamW(meta.optim, params.specs, params.size, c.m, c.v);
+    log(`resumed at step ${meta.step}/${meta.totalSteps} (${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min)`);
+  } else {
+    if (args.resume) log('no checkpoint found; starting from scratch');
+    const cfg: TinyConfig = { ...TINY_REASONER, ...args.model, vocab: tok.vocabSize };
+    const totalSteps = args.steps ?? DEFAULT_STEPS;
+    const initRng = createRng(hashSeed('rac-tiny-reasoner-init', args.seed));
+    params = initParams(paramSpecs(cfg), () => initRng.next());
+    opt = new AdamW(DEFAULT_OPTIM, params.specs, params.size);
+    meta = {
+      version: 1,
+      cfg,
+      optim: DEFAULT_OPTIM,
+      seed: args.seed,
+      batch: args.batch ?? BATCH,
+      seq: args.seq ?? SEQ,
+      // ≈12 examples per step; one pass over the pool covers the run.
+      poolPerFamily: Math.ceil((totalSteps * 13) / 2),
+      step: 0,
+      totalSteps,
+      pack: { cursor: 0, deferred: [] },
+      tokensSeen: 0,
+      targetTokensSeen: 0,
+      trainSeconds: 0,
+      size: params.size,
+    };
+  }
+  const { cfg, batch: B, seq: T } = meta;
+  if (tok.vocabSize !== cfg.vocab) throw new Error(`tokenizer has ${tok.vocabSize} ids, model ${cfg.vocab}`);
+  const padId = tok.padTokenId!;
+  if (args.exportOnly) {
+    if (!args.resume) throw new Error('--export needs --resume (it exports the checkpoint in --work)');
+    writeSummary(work, meta, params.size);
+    exportHf(args.out, cfg, params, tokDir, { steps: String(meta.step), tokens_seen: String(meta.tokensSeen) });
+    log(`exported step ${meta.step} to ${resolve(args.out)}`);
+    return;
+  }
+  log(`model: D=${cfg.hidden} L=${cfg.layers} H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} V=${cfg.vocab}, ${params.size} params; batch ${B}×${T}`);
+
+  // ---- data stream: index i → problem (epoch-wise permutation of the pool) -------------------
+  const t0 = Date.now();
+  const pool: TinyProblem[] = trainPool(meta.poolPerFamily, meta.seed);
+  log(`train pool: ${pool.length} problems in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const perms = new Map<number, Uint32Array>();
+  const problemAt = (i: number): TinyProblem => {
+    const e = Math.floor(i / pool.length);
+    let p = perms.get(e);
+    if (!p) {
+      const r = createRng(hashSeed('rac-tiny-reasoner-order', meta.seed, e));
+      perms.set(e, (p = permutation(pool.length, () => r.next())));
+    }
+    return pool[p[i % pool.length]!]!;
+  };
+  const memo = new Map<number, Example>();
+  const exampleAt = (i: number): Example => {
+    let ex = memo.get(i);
+    if (!ex) {
+      ex = encodeExample(tok, problemAt(i));
+      memo.set(i, ex);
+    }
+    return ex;
+  };
+  const rope = ropeTable(cfg, T);
+  const nextBatch = (state: PackState) => {
+    const { packing, next } = packBatch(state, (i) => exampleAt(i).ids.length, B, T, 32);
+    for (const k of memo.keys()) if (k < next.cursor - 64 && !next.deferred.includes(k)) memo.delete(k);
+    const fb = batchFeeds(cfg, packing.map((r) => r.map(exampleAt)), T, padId, rope);
+    return { ...fb, next };
+  };
+
+  const runner = await StepRunner.create(cfg, { batch: B, seq: T });
+  const grad = new Float32Array(params.size);
+  let stop = false;
+  const onSignal = (sig: string) => {
+    if (stop) process.exit(130);
+    log(`${sig}: finishing the current step, then saving a checkpoint`);
+    stop = true;
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const save = () => {
+    const t = Date.now();
+    saveCheckpoint(ckptFile, { meta, params: params.flat, m: opt.m, v: opt.v });
+    exportHf(join(work, 'latest'), cfg, params, tokDir);
+    log(`checkpoint at step ${meta.step} (${Date.now() - t} ms)`);
+  };
+
+  let lastSave = Date.now();
+  let winLoss = 0;
+  let winSteps = 0;
+  let winTokens = 0;
+  let winStart = Date.now();
+  let pending = nextBatch(meta.pack);
+  const stopAt = args.stopAfter === null ? Infinity : meta.step + args.stopAfter;
+  while (meta.step < meta.totalSteps && !stop && meta.step < stopAt) {
+    const stepStart = Date.now();
+    const cur = pending;
+    const runP = runner.run(params, cur.feeds, grad);
+    // Prepare the next batch while ORT computes this one.
+    pending = nextBatch(cur.next);
+    const { loss } = await runP;
+    if (!Number.isFinite(loss)) throw new Error(`non-finite loss at step ${meta.step}; checkpoint left at step ${meta.step}`);
+    const gnorm = AdamW.clip(grad, meta.optim.clip);
+    const lr = lrAt(meta.optim, meta.step, meta.totalSteps);
+    opt.update(params.flat, grad, meta.step, lr);
+    meta.step++;
+    meta.pack = cur.next;
+    meta.tokensSeen += cur.tokens;
+    meta.targetTokensSeen += cur.targets;
+    meta.trainSeconds += (Date.now() - stepStart) / 1000;
+    winLoss += loss;
+    winSteps++;
+    winTokens += cur.tokens;
+    if (meta.step % 20 === 0 || meta.step === meta.totalSteps) {
+      const dt = (Date.now() - winStart) / 1000;
+      log(
+        `step ${meta.step}/${meta.totalSteps} loss ${(winLoss / winSteps).toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)} ` +
+          `${(winTokens / dt).toFixed(0)} tok/s, ${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min`,
+      );
+      winLoss = winSteps = winTokens = 0;
+      winStart = Date.now();
+    }
+    if (Date.now() - lastSave > CHECKPOINT_SECONDS * 1000) {
+      save();
+      lastSave = Date.now();
+    }
+  }
+  save();
+  await runner.release();
+  if (meta.step < meta.totalSteps) {
+    log(`stopped at step ${meta.step}; continue with --resume`);
+    process.exit(0);
+  }
+  writeSummary(work, meta, params.size);
+  exportHf(args.out, cfg, params, tokDir, { steps: String(meta.step), tokens_seen: String(meta.tokensSeen) });
+  log(`done: ${meta.step} steps, ${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min; exported to ${resolve(args.out)}`);
+}
+
+function writeSummary(work: string, meta: CheckpointMeta, params: number): void {
+  const summary = {
+    params,
+    steps: meta.step,
+    totalSteps: meta.totalSteps,
+    tokensSeen: meta.tokensSeen,
+    targetTokensSeen: meta.targetTokensSeen,
+    trainMinutes: meta.trainSeconds / 60,
+    config: meta.cfg,
+    batch: [meta.batch, meta.seq],
+    optim: meta.optim,
+    seed: meta.seed,
+  };
+  writeFileSync(join(work, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  process.exit(1);
+});
