@@ -21,9 +21,9 @@ const N = 32;
 /** Issue 4's quality bar. */
 const BAR = 0.9;
 /** Regression floors on these N problems (the committed model's greedy accuracy on them, minus slack). */
-const FLOOR: Record<Family, number> = { arith: __ARITH_FLOOR__, trace: __TRACE_FLOOR__ };
+const FLOOR: Record<Family, number> = { arith: 0.9, trace: 0.15 };
 /** Set to false once the committed model meets the bar. */
-const BELOW_BAR = __BELOW_BAR__;
+const BELOW_BAR = true;
 
 let results: Promise<Record<Family, ModeResult>> | null = null;
 function evaluate(): Promise<Record<Family, ModeResult>> {
