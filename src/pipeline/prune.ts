@@ -198,7 +198,13 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
         opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
 
-      if (selected.has(l)) {
+      // Magnitude needs no statistics; capture only when the error report asks for them.
+      const needStats = opts.method !== 'magnitude' || opts.errorStats !== false;
+      if (selected.has(l) && !needStats) {
+        const tp = performance.now();
+        for (const ls of linearSpecs) rep.linears[ls.name] = await pruneLinear(w.linears[ls.name], ls, null, weightedTokens, opts, gemm);
+        sec.prune += (performance.now() - tp) / 1000;
+      } else if (selected.has(l)) {
         const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
         const mlp = linearSpecs.filter((x) => GROUP_OF_SCOPE.mlp(x));
         const stages = opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
@@ -329,29 +335,31 @@ async function captureHessians(
 async function pruneLinear(
   W: Float32Array,
   ls: LinearSpec,
-  xtx: Float32Array,
+  /** The group's XᵀX; null only for magnitude without error statistics. */
+  xtx: Float32Array | null,
   n: number,
   opts: PruneOptions,
   gemm: Gemm,
 ): Promise<LinearReport> {
   const t0 = performance.now();
   const { rows, cols } = ls;
-  const original = opts.errorStats === false ? null : W.slice();
+  const original = opts.errorStats === false || !xtx ? null : W.slice();
   let r: PruneReport;
+  if (!xtx && opts.method !== 'magnitude') throw new Error(`${opts.method} needs calibration statistics`);
   switch (opts.method) {
     case 'magnitude':
       r = magnitudePrune(W, rows, cols, opts.target, { scope: opts.magnitudeScope ?? 'layer' });
       break;
     case 'wanda': {
       const diag = new Float64Array(cols);
-      for (let j = 0; j < cols; j++) diag[j] = xtx[j * cols + j]!;
+      for (let j = 0; j < cols; j++) diag[j] = xtx![j * cols + j]!;
       r = wandaPrune(W, rows, cols, diag, opts.target);
       break;
     }
     case 'sparsegpt': {
-      const H = new Float32Array(xtx.length);
+      const H = new Float32Array(xtx!.length);
       const s = 2 / n;
-      for (let i = 0; i < H.length; i++) H[i] = xtx[i]! * s;
+      for (let i = 0; i < H.length; i++) H[i] = xtx![i]! * s;
       r = await sparsegptPrune(W, rows, cols, H, opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
       break;
     }
@@ -364,7 +372,7 @@ async function pruneLinear(
     out.factor_seconds = r.factorSeconds;
     out.sweep_seconds = (r.seconds ?? 0) - r.factorSeconds;
   }
-  if (original) {
+  if (original && xtx) {
     const Hn = new Float32Array(xtx.length);
     for (let i = 0; i < Hn.length; i++) Hn[i] = xtx[i]! / n;
     out.output_error = await outputErrorGemm(original, W, Hn, rows, cols, gemm);

@@ -209,7 +209,6 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   const vocabSize = dense.config.vocabSize;
   dense.close();
   const tokenizer = await RacTokenizer.load(recipe.model);
-  const denseId = await withBackend(recipe, recipe.model, 1, async (b) => b.fingerprint);
 
   // 1. On-policy traces of the dense model on the calibration prompts.
   const calibData = await loadDataset(recipe.datasets.calib, { promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn });
@@ -225,17 +224,19 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
     seed: recipe.trace.seed,
     stop: [],
   };
-  const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
-  mkdirSync(dirname(tracesPath), { recursive: true });
   const prompts: TracePrompt[] = calibData.rows.map((row) => ({
     id: row.id,
     index: row.index,
     render: () => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags }),
   }));
-  log(`[1/4] traces: dense model on ${calibData.rows.length} calibration prompts × ${recipe.trace.n}, budget ${recipe.trace.tokenBudget} tokens → ${tracesPath}`);
   let lastLog = 0;
-  const traces = await withBackend(recipe, recipe.model, recipe.trace.batchSize, (backend) =>
-    runTrace({
+  // One dense backend serves both its fingerprint (which names every derived output) and the traces.
+  const { denseId, tracesPath, traces } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, async (backend) => {
+    const denseId = backend.fingerprint;
+    const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
+    mkdirSync(dirname(tracesPath), { recursive: true });
+    log(`[1/4] traces: dense model on ${calibData.rows.length} calibration prompts × ${recipe.trace.n}, budget ${recipe.trace.tokenBudget} tokens → ${tracesPath}`);
+    const traces = await runTrace({
       out: tracesPath,
       backend,
       prompts,
@@ -249,8 +250,9 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
         lastLog = Date.now();
         log(`      ${p.promptTokens + p.decodeTokens} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`);
       },
-    }),
-  );
+    });
+    return { denseId, tracesPath, traces };
+  });
   log(`      ${traces.counts.records} traces, ${traces.tokens.total} tokens, decode share ${(100 * traces.decode_share).toFixed(1)}%`);
 
   // 2. Pruning: method × target × calibration mode, each into a content-addressed directory.

@@ -452,3 +452,17 @@ describe('lm_head pruning (asked for)', () => {
     await assert.rejects(prune(tied, calibFor(tied, 6), join(tempDir('lmhead-tied'), 'out'), { method: 'wanda', target: HALF, pruneLmHead: true }), /tied to the embeddings/);
   });
 });
+
+describe('magnitude without error statistics', () => {
+  it('skips the capture pass and still prunes exactly', async () => {
+    const dir = checkpoint(LLAMA);
+    const s = await prune(dir, calibFor(dir, 8), join(tempDir('mag-nostats'), 'out'), { method: 'magnitude', target: HALF, errorStats: false });
+    for (const r of s.layers) {
+      assert.equal(r.seconds.capture, 0, `layer ${r.layer} ran a capture pass`);
+      for (const lr of Object.values(r.linears)) {
+        assert.equal(lr!.zeros, (lr!.rows * lr!.cols) / 2);
+        assert.equal(lr!.output_error, undefined);
+      }
+    }
+  });
+});
