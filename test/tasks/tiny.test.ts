@@ -226,21 +226,35 @@ function checkTraceScratch(p: TinyProblem): void {
       [...state].map(([n, v]) => [n, v]),
       `state after line ${k + 1}: ${line}`,
     );
-    // The computed value right before " ; state" is the new value of the target.
-    const vm = /= (\d+) ; state/.exec(line);
-    assert.ok(vm, line);
-    assert.equal(Number(vm[1]), state.get(target));
-    // Substitutions: `x op y = vx op vy` uses the values from the previous state.
-    const bm = /^line \d+: [a-z] = (\w+) ([-+*]) (\w+) = (\d+) ([-+*]) (\d+) = \d+ ;/.exec(line);
+    // The assignment right before " ; state" is the target's new value.
+    const am = / ; ([a-z])=(\d+) ; state/.exec(line);
+    assert.ok(am, line);
+    assert.equal(am[1], target, line);
+    assert.equal(Number(am[2]), state.get(target));
+    // Fetches `x=v` carry the values of the previous state; the bare numbers repeat them.
+    const prev = k === 0 ? new Map<string, number>() : (run.states[k - 1] as Map<string, number>);
+    const operand = (t: string, f: string, n: string) => {
+      if (/^\d+$/.test(t)) {
+        assert.equal(f, t, `literal operand in ${line}`);
+      } else {
+        assert.equal(f, `${t}=${prev.get(t)}`, `fetched operand in ${line}`);
+      }
+      assert.equal(Number(n), /^\d+$/.test(t) ? Number(t) : prev.get(t), `operand value in ${line}`);
+    };
+    const bm = /^line \d+: [a-z] = (\w+) ([-+*]) (\w+) ; (\S+) \2 (\S+) = (\d+) \2 (\d+) = (\d+) ;/.exec(line);
+    const um = /^line \d+: [a-z] = ([a-z]) ; (\S+) = (\d+) ;/.exec(line);
     if (bm) {
-      const prev = k === 0 ? new Map<string, number>() : (run.states[k - 1] as Map<string, number>);
-      const sub = (t: string) => (/^\d+$/.test(t) ? Number(t) : prev.get(t));
-      assert.equal(Number(bm[4]), sub(bm[1] as string), `left operand value in ${line}`);
-      assert.equal(Number(bm[6]), sub(bm[3] as string), `right operand value in ${line}`);
+      operand(bm[1]!, bm[4]!, bm[6]!);
+      operand(bm[3]!, bm[5]!, bm[7]!);
+      assert.equal(Number(bm[8]), state.get(target), `result in ${line}`);
+    } else if (um) {
+      operand(um[1]!, um[2]!, um[3]!);
+    } else {
+      assert.match(line, /^line \d+: [a-z] = \d+ ; [a-z]=\d+ ; state/, `literal assignment ${line}`);
     }
   });
   const printVar = p.prompt.split('\n')[run.nLines]!.slice(6, 7);
-  assert.equal(lines[run.nLines], `print(${printVar}) = ${run.printed}`);
+  assert.equal(lines[run.nLines], `print(${printVar}) ; ${printVar}=${run.printed}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,6 +389,11 @@ test('trace programs: 2–4 variables, 3–6 lines, bounded values, faithful sta
   const p = ps[0] as TinyProblem;
   const bad = { ...p, completion: p.completion.replace(/state (\w)=(\d+)/, (_m, n, v) => `state ${n}=${Number(v) + 1}`) };
   assert.throws(() => checkTraceScratch(bad));
+  // …or a fetched value (`x=v` before the bare numbers) that is not the previous state's.
+  const q = ps.find((r) => /line 2: [a-z] = [a-z] [-+*] /.test(r.completion))!;
+  const badFetch = { ...q, completion: q.completion.replace(/(line 2: [a-z] = [a-z] [-+*] \w+ ; [a-z]=)(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`) };
+  assert.notEqual(badFetch.completion, q.completion);
+  assert.throws(() => checkTraceScratch(badFetch));
 });
 
 test('completions carry the reasoning: mean completion ≥ 3× mean prompt length per family', () => {

@@ -3,21 +3,29 @@
  * small literals and previously assigned variables, then `print(v)`), solved by writing the
  * variable states line by line:
  *
- *   prompt:                     completion scratchpad:
- *   a = 4                       line 1: a = 4 ; state a=4
- *   b = a * 3                   line 2: b = a * 3 = 4 * 3 = 12 ; state a=4 b=12
- *   c = b - 7                   line 3: c = b - 7 = 12 - 7 = 5 ; state a=4 b=12 c=5
- *   a = c + a                   line 4: a = c + a = 5 + 4 = 9 ; state a=9 b=12 c=5
- *   print(a)                    print(a) = 9
+ *   prompt:          completion scratchpad:
+ *   a = 4            line 1: a = 4 ; a=4 ; state a=4
+ *   b = a * 3        line 2: b = a * 3 ; a=4 * 3 = 4 * 3 = 12 ; b=12 ; state a=4 b=12
+ *   c = b - 7        line 3: c = b - 7 ; b=12 - 7 = 12 - 7 = 5 ; c=5 ; state a=4 b=12 c=5
+ *   a = c + a        line 4: a = c + a ; c=5 + a=4 = 5 + 4 = 9 ; a=9 ; state a=9 b=12 c=5
+ *   print(a)         print(a) ; a=9
  *   What does it print?
  *
  * Learnability choices for a tiny model:
  *  - Each step first copies the statement (the program line after the one copied last; program
- *    lines are distinct so this copy is unambiguous), then substitutes values found by content
- *    lookup in the most recent `state` list (`a=` → its value), then does ONE small operation.
+ *    lines are distinct so this copy is unambiguous), then rewrites it with every variable
+ *    fetched as `name=value`, then the bare numbers, then does ONE small operation, then writes
+ *    the assignment `target=value`, then the full state.
+ *  - One rule finds every value: the value of `x` is what follows the most recent `x=`. Writing
+ *    `x=` and copying what followed its last occurrence is an induction-head pattern (match the
+ *    previous two tokens, copy the next), which small transformers learn readily; the earlier
+ *    format (substitute `x` straight into `x + 3 = 5 + 3`) asked for a composed lookup (which
+ *    variable sits four tokens back, then where is its value) and a 0.78M model mostly learned
+ *    "copy the most recent number" instead (21.6% held-out). The state line is then a pure
+ *    copy under the same rule (the assignment just written is the most recent `target=`).
  *  - The state is rewritten in full after every line, always in order of first assignment, so
- *    each variable's current value is at most one line back (recency + content = easy attention)
- *    and the final print is a lookup in the last state.
+ *    each variable's current value is at most one line back and the final print is a lookup
+ *    in the last state.
  *  - All values stay in [0, 99] by construction (subtraction only when it stays ≥ 0, products
  *    ≤ 99): the family tests state tracking; multi-digit arithmetic is the `arith` family's job,
  *    and one-shot sums/products of two-digit numbers are within reach of a 4-layer model.
@@ -81,6 +89,7 @@ export function solveTrace(p: TraceProgram): TraceSolution {
     if (v === undefined) throw new Error(`trace: ${o.name} used before assignment`);
     return v;
   };
+  const fetch = (o: Operand): string => (o.kind === 'lit' ? String(o.value) : `${o.name}=${val(o)}`);
   const scratch: string[] = [];
   p.lines.forEach((l, i) => {
     const e = l.expr;
@@ -88,20 +97,20 @@ export function solveTrace(p: TraceProgram): TraceSolution {
     let v: number;
     if (e.kind === 'atom') {
       v = val(e.x);
-      if (e.x.kind === 'var') text += ` = ${v}`;
+      if (e.x.kind === 'var') text += ` ; ${fetch(e.x)} = ${v}`;
     } else {
       const xv = val(e.x);
       const yv = val(e.y);
       v = applyOp(xv, e.op, yv);
-      text += ` = ${xv} ${e.op} ${yv} = ${v}`;
+      text += ` ; ${fetch(e.x)} ${e.op} ${fetch(e.y)} = ${xv} ${e.op} ${yv} = ${v}`;
     }
     env.set(l.target, v);
     const state = [...env].map(([k, x]) => `${k}=${x}`).join(' ');
-    scratch.push(`${text} ; state ${state}`);
+    scratch.push(`${text} ; ${l.target}=${v} ; state ${state}`);
   });
   const out = env.get(p.print);
   if (out === undefined) throw new Error(`trace: print(${p.print}) of an unassigned variable`);
-  scratch.push(`print(${p.print}) = ${out}`);
+  scratch.push(`print(${p.print}) ; ${p.print}=${out}`);
   return { answer: String(out), scratch };
 }
 
