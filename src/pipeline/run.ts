@@ -49,7 +49,7 @@ export interface Recipe {
   calibration: { tokens: number; maxSeqLen: number; batchTokens: number; mix?: Record<string, number> };
   prune: PruneSpec[];
   eval: { samples: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; limit?: number; batchSize: number };
-  backend: Omit<OpenBackendOptions, 'backend' | 'model'> & { backend: 'local' | 'openai' };
+  backend: Omit<OpenBackendOptions, 'backend' | 'model' | 'gguf'> & { backend: 'local' | 'llama.cpp' | 'openai' };
 }
 
 type Obj = Record<string, unknown>;
@@ -119,8 +119,11 @@ export function loadRecipe(path: string): Recipe {
     if (!['all', 'attn', 'mlp'].includes(linears)) fail(`${where}.linears must be all, attn or mlp`);
     return { method, calib: method === 'magnitude' ? [] : calib, targets, linears };
   });
-  const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'openai';
-  if (backendKind !== 'local' && backendKind !== 'openai') fail('"backend.kind" must be local or openai');
+  const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
+  if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai') fail('"backend.kind" must be local, llama.cpp or openai');
+  // A recipe generates with several models (dense, then every pruned one): the llama.cpp backend
+  // exports each model directory to a temporary GGUF, so a fixed GGUF file cannot be named.
+  if (be['gguf'] !== undefined) fail('"backend.gguf": a recipe runs several models; the llama.cpp backend exports each one to a temporary GGUF (remove "gguf")');
   return {
     file,
     model: p(r['model'], 'model'),
