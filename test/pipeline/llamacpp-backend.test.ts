@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { LlamaCppBackend } from '../../src/pipeline/backends/llamacpp.ts';
 import { readTraceFile, type TraceRecord } from '../../src/pipeline/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
@@ -126,6 +127,29 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(b.accuracy, a.accuracy);
     const per = (f: string) => (JSON.parse(readFileSync(f, 'utf8')) as { samples: unknown }).samples;
     assert.deepEqual(per(join(dir, 'ev-llama.json')), per(join(dir, 'ev-local.json')));
+  });
+
+  it('API: the context is sized to the work and grows; bad prompts are refused; the GGUF has its own fingerprint', async () => {
+    const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
+    const b = await LlamaCppBackend.open({ model, parallel: 2, threads: 1 });
+    try {
+      assert.equal(b.contextSize, null, 'no context before the first call');
+      const got: number[][] = [];
+      const settings = { temperature: 0, topP: 1, topK: 0, maxNewTokens: 8, seed: 0 };
+      const hooks = { onResult: (_r: unknown, c: { ids: number[] }[]) => void got.push(...c.map((x) => x.ids)) };
+      await b.generate([{ index: 0, prompt: [1, 2, 3], promptText: '', n: 3 }], settings, hooks);
+      assert.equal(got.length, 3);
+      for (const ids of got) assert.equal(ids.length, 8);
+      const first = b.contextSize!;
+      assert.ok(first >= 11 && first < 2048, `context ${first} tokens for 3 + 8`);
+      await b.generate([{ index: 1, prompt: [4, 5], promptText: '', n: 1 }], { ...settings, maxNewTokens: first + 100 }, hooks);
+      assert.ok(b.contextSize! >= first + 102, `context grew to ${b.contextSize}`);
+      await assert.rejects(b.generate([{ index: 2, prompt: [1, 1_000_000], promptText: '', n: 1 }], settings, hooks), /token id 1000000, outside .*vocabulary/);
+      await assert.rejects(b.generate([{ index: 3, prompt: [], promptText: '', n: 1 }], settings, hooks), /empty prompt/);
+      assert.match(b.fingerprint, /^sha256:[0-9a-f]{16}$/);
+    } finally {
+      await b.close();
+    }
   });
 
   it('a recipe names the llama.cpp backend but not a fixed GGUF', async () => {

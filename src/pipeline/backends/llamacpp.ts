@@ -70,7 +70,7 @@ export async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
     const code = (e as { code?: string }).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND')
       throw new LlamaCppUnavailableError(
-        `the llama.cpp backend needs the node-llama-cpp package, which rac does not install by default (~700 MB with its GPU binaries): ` +
+        `the llama.cpp backend needs the node-llama-cpp package, a development dependency of rac that production installs (--omit=dev) leave out: ` +
           `run \`npm install --no-save node-llama-cpp@${NODE_LLAMA_CPP_VERSION}\` in rac's directory (see README, "llama.cpp")`,
       );
     throw e;
@@ -134,10 +134,13 @@ function llamaTextStream(lm: LlamaModel): TextStream {
 export class LlamaCppBackend implements GenerationBackend {
   readonly name = 'llama.cpp';
 
+  private ctx: LlamaContext | null = null;
+
   private constructor(
     private readonly llama: Llama,
     private readonly lm: LlamaModel,
-    private readonly ctx: LlamaContext,
+    private readonly vocabSize: number,
+    private readonly ctxOptions: { contextSize: number | null; threads: number | undefined },
     readonly fingerprint: string,
     readonly gguf: string,
     private readonly tokenizer: RacTokenizer | null,
@@ -190,16 +193,11 @@ export class LlamaCppBackend implements GenerationBackend {
     try {
       llama = await nlc.getLlama({ gpu: 'auto', build: 'never', logLevel: nlc.LlamaLogLevel.error });
       const lm = await llama.loadModel({ modelPath: gguf });
-      const ctx = await lm.createContext({
-        contextSize: o.contextSize ?? lm.trainContextSize,
-        sequences: parallel,
-        ...(o.threads !== undefined && o.threads > 0 ? { threads: { ideal: o.threads, min: 1 } } : {}),
-        flashAttention: false,
-        // f32 KV cache: the same arithmetic as rac's engine (llama.cpp's default is f16).
-        experimentalKvCacheKeyType: 'F32',
-        experimentalKvCacheValueType: 'F32',
-      });
-      return new LlamaCppBackend(llama, lm, ctx, ggufFingerprint(gguf), gguf, tokenizer, eos, parallel, tempDir);
+      const vocabSize = lm.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+      if (tokenizer && vocabSize > 0 && tokenizer.vocabSize > vocabSize)
+        throw new Error(`${gguf}: its vocabulary has ${vocabSize} tokens, fewer than ${o.model}'s tokenizer (${tokenizer.vocabSize}); is it the same model?`);
+      const ctxOptions = { contextSize: o.contextSize ?? null, threads: o.threads !== undefined && o.threads > 0 ? o.threads : undefined };
+      return new LlamaCppBackend(llama, lm, vocabSize, ctxOptions, ggufFingerprint(gguf), gguf, tokenizer, eos, parallel, tempDir);
     } catch (e) {
       await llama?.dispose();
       if (tempDir) rmSync(tempDir, { recursive: true, force: true });
@@ -207,9 +205,34 @@ export class LlamaCppBackend implements GenerationBackend {
     }
   }
 
-  /** Tokens per sequence. */
-  get contextSize(): number {
-    return this.ctx.contextSize;
+  /** Tokens per sequence of the current context (null before the first generate()). */
+  get contextSize(): number | null {
+    return this.ctx?.contextSize ?? null;
+  }
+
+  /**
+   * The context, created on first use with room for the longest prompt of the call plus its
+   * generation budget (capped by the GGUF's training context; --context-size fixes it), and
+   * recreated larger when a later call needs more: a real model's full context × `parallel`
+   * sequences of f32 KV cache would not fit in memory.
+   */
+  private async context(need: number): Promise<LlamaContext> {
+    const train = this.lm.trainContextSize;
+    const fixed = this.ctxOptions.contextSize;
+    if (this.ctx && (fixed !== null || this.ctx.contextSize >= Math.min(need, train))) return this.ctx;
+    const size = fixed ?? Math.min(train, Math.max(need, this.ctx ? 2 * this.ctx.contextSize : 0));
+    if (this.ctx) await this.ctx.dispose();
+    this.ctx = null;
+    this.ctx = await this.lm.createContext({
+      contextSize: size,
+      sequences: this.parallel,
+      ...(this.ctxOptions.threads !== undefined ? { threads: { ideal: this.ctxOptions.threads, min: 1 } } : {}),
+      flashAttention: false,
+      // f32 KV cache: the same arithmetic as rac's engine (llama.cpp's default is f16).
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+    });
+    return this.ctx;
   }
 
   private isEos(t: number): boolean {
@@ -219,10 +242,17 @@ export class LlamaCppBackend implements GenerationBackend {
   async generate(requests: BackendRequest[], s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
     validateGenerateOptions({ ...s, eosTokenIds: [] });
     const stops = (s.stopStrings ?? []).filter((x) => x.length > 0);
+    if (requests.length === 0) return;
     for (const r of requests) {
       if (r.prompt.length === 0) throw new Error(`llama.cpp: request ${r.index} has an empty prompt`);
-      if (r.prompt.length >= this.ctx.contextSize)
-        throw new Error(`llama.cpp: request ${r.index}'s prompt has ${r.prompt.length} tokens; the context holds ${this.ctx.contextSize} per sequence (--context-size)`);
+      const bad = this.vocabSize > 0 ? r.prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= this.vocabSize) : undefined;
+      if (bad !== undefined) throw new Error(`llama.cpp: request ${r.index}'s prompt has token id ${bad}, outside ${this.gguf}'s vocabulary of ${this.vocabSize}`);
+    }
+    const longest = Math.max(...requests.map((r) => r.prompt.length));
+    const ctx = await this.context(longest + s.maxNewTokens);
+    for (const r of requests) {
+      if (r.prompt.length >= ctx.contextSize)
+        throw new Error(`llama.cpp: request ${r.index}'s prompt has ${r.prompt.length} tokens; the context holds ${ctx.contextSize} per sequence (--context-size)`);
     }
     const jobs = requests.flatMap((r, ri) => Array.from({ length: r.n }, (_, i) => ({ ri, i })));
     const pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));
@@ -234,50 +264,48 @@ export class LlamaCppBackend implements GenerationBackend {
     // One sequence per worker for the whole call, cleared between requests.
     const one = async (seq: LlamaSequence, req: BackendRequest, sample: number): Promise<BackendCompletion> => {
       await seq.clearHistory();
-      {
-        const text = this.tokenizer ? this.tokenizer.decodeStream() : llamaTextStream(this.lm);
-        const ids: number[] = [];
-        let out = '';
-        let finish: BackendCompletion['finishReason'] = 'length';
-        let stopAt = -1;
-        const room = Math.min(s.maxNewTokens, this.ctx.contextSize - req.prompt.length);
-        const gen = seq.evaluate(req.prompt as Token[], {
-          temperature: s.temperature,
-          topK: s.topK,
-          topP: s.topP,
-          minP: 0,
-          seed: llamaSeed(s.seed, streamOf(req.index, req.n, sample)),
-          yieldEogToken: true,
-        });
-        for await (const t of gen) {
-          ids.push(t);
-          newTokens++;
-          if (this.isEos(t)) {
-            finish = 'stop';
-            break;
-          }
-          const prev = out.length;
-          out += text.push(t);
-          if (stops.length && out.length > prev) {
-            for (const st of stops) {
-              const at = out.indexOf(st, Math.max(0, prev - st.length + 1));
-              if (at >= 0) {
-                stopAt = at;
-                break;
-              }
-            }
-            if (stopAt >= 0) {
-              finish = 'stop';
+      const text = this.tokenizer ? this.tokenizer.decodeStream() : llamaTextStream(this.lm);
+      const ids: number[] = [];
+      let out = '';
+      let finish: BackendCompletion['finishReason'] = 'length';
+      let stopAt = -1;
+      const room = Math.min(s.maxNewTokens, ctx.contextSize - req.prompt.length);
+      const gen = seq.evaluate(req.prompt as Token[], {
+        temperature: s.temperature,
+        topK: s.topK,
+        topP: s.topP,
+        minP: 0,
+        seed: llamaSeed(s.seed, streamOf(req.index, req.n, sample)),
+        yieldEogToken: true,
+      });
+      for await (const t of gen) {
+        ids.push(t);
+        newTokens++;
+        if (this.isEos(t)) {
+          finish = 'stop';
+          break;
+        }
+        const prev = out.length;
+        out += text.push(t);
+        if (stops.length && out.length > prev) {
+          for (const st of stops) {
+            const at = out.indexOf(st, Math.max(0, prev - st.length + 1));
+            if (at >= 0) {
+              stopAt = at;
               break;
             }
           }
-          if (ids.length >= room) break;
-          if (failure) break;
+          if (stopAt >= 0) {
+            finish = 'stop';
+            break;
+          }
         }
-        if (stopAt < 0) out += text.flush();
-        else out = out.slice(0, stopAt);
-        return { ids, text: out, finishReason: finish };
+        if (ids.length >= room) break;
+        if (failure) break;
       }
+      if (stopAt < 0) out += text.flush();
+      else out = out.slice(0, stopAt);
+      return { ids, text: out, finishReason: finish };
     };
 
     const worker = async (seq: LlamaSequence) => {
@@ -298,7 +326,7 @@ export class LlamaCppBackend implements GenerationBackend {
         }
       }
     };
-    const seqs = Array.from({ length: Math.min(this.parallel, jobs.length) }, () => this.ctx.getSequence());
+    const seqs = Array.from({ length: Math.min(this.parallel, jobs.length) }, () => ctx.getSequence());
     try {
       await Promise.all(seqs.map(worker));
     } finally {
@@ -309,7 +337,7 @@ export class LlamaCppBackend implements GenerationBackend {
 
   async close(): Promise<void> {
     try {
-      await this.ctx.dispose();
+      await this.ctx?.dispose();
       await this.lm.dispose();
       await this.llama.dispose();
     } finally {
