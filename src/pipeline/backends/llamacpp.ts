@@ -20,9 +20,10 @@
  * imported on first use, and a missing package is a clear error saying what to install.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { updateWithFileSample } from '../../io/file-sample-hash.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { loadGenerationConfig } from '../../io/generation-config.ts';
 import { resolveArch } from '../../models/arch/index.ts';
@@ -80,19 +81,7 @@ export async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
 /** Identity of a GGUF file: sha256 over its size and 16 evenly spaced 4 KiB windows. */
 export function ggufFingerprint(path: string): string {
   const h = createHash('sha256');
-  const size = statSync(path).size;
-  h.update(`gguf:${size};`);
-  const buf = Buffer.alloc(4096);
-  const fd = openSync(path, 'r');
-  try {
-    for (let k = 0; k < 16; k++) {
-      const pos = Math.max(0, Math.floor(((size - buf.length) * k) / 15));
-      const n = readSync(fd, buf, 0, buf.length, pos);
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    closeSync(fd);
-  }
+  updateWithFileSample(h, path, 'gguf');
   return `sha256:${h.digest('hex').slice(0, 16)}`;
 }
 

@@ -1,7 +1,8 @@
 /** The local onnxruntime engine as a GenerationBackend. */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { updateWithFileSample } from '../../io/file-sample-hash.ts';
 import { generate } from '../../models/generate.ts';
 import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../backend.ts';
 import { closeModel, loadModel, type LoadedModel } from '../loaded.ts';
@@ -14,22 +15,7 @@ import type { RuntimeOptions } from '../../runtime/session.ts';
 export function modelFingerprint(lm: LoadedModel): string {
   const h = createHash('sha256');
   h.update(readFileSync(join(lm.model.dir, 'config.json')));
-  const buf = Buffer.alloc(4096);
-  for (const shard of lm.model.tensors.shards) {
-    const path = join(lm.model.dir, shard);
-    const size = statSync(path).size;
-    h.update(`${shard}:${size};`);
-    const fd = openSync(path, 'r');
-    try {
-      for (let k = 0; k < 16; k++) {
-        const pos = Math.floor(((size - buf.length) * k) / 15);
-        const n = readSync(fd, buf, 0, buf.length, Math.max(0, pos));
-        h.update(buf.subarray(0, n));
-      }
-    } finally {
-      closeSync(fd);
-    }
-  }
+  for (const shard of lm.model.tensors.shards) updateWithFileSample(h, join(lm.model.dir, shard), shard);
   return `sha256:${h.digest('hex').slice(0, 16)}`;
 }
 
