@@ -21,7 +21,7 @@ const N = 32;
 /** Issue 4's quality bar. */
 const BAR = 0.9;
 /** Regression floors on these N problems (the committed model's greedy accuracy on them, minus slack). */
-const FLOOR: Record<Family, number> = { arith: 0.9, trace: 0.15 };
+const FLOOR: Record<Family, number> = { arith: 0.9, trace: 0.25 };
 /** Set to false once the committed model meets the bar. */
 const BELOW_BAR = true;
 
