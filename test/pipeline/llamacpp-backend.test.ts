@@ -152,6 +152,38 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     }
   });
 
+  it('rac run with backend llama.cpp: every model exported on the fly, the same summary as the local backend', async () => {
+    const d = tempDir('llamacpp-run');
+    const rows = (split: 'calib' | 'eval', n: number) =>
+      (['arith', 'trace'] as const).flatMap((f) => generateSplit(split, f, n, 1)).map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer })).join('\n') + '\n';
+    writeFileSync(join(d, 'calib.jsonl'), rows('calib', 6));
+    writeFileSync(join(d, 'eval.jsonl'), rows('eval', 3));
+    const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64, tied: false });
+    const recipe = (backend: string, out: string) =>
+      [
+        `model: ${model}`,
+        `out: ${out}`,
+        'task: tiny',
+        'datasets: {calib: calib.jsonl, eval: eval.jsonl}',
+        'trace: {n: 1, max_new_tokens: 12, token_budget: 400, batch_size: 8, temperature: 0}',
+        'calibration: {tokens: 300, max_seq_len: 96, batch_tokens: 1024}',
+        'prune: [{method: sparsegpt, calib: [prompt, rac], sparsity: 0.5}]',
+        'eval: {samples: 1, max_new_tokens: 12, temperature: 0, top_p: 1, batch_size: 8}',
+        `backend: ${backend}`,
+        '',
+      ].join('\n');
+    writeFileSync(join(d, 'local.yaml'), recipe('{kind: local}', 'local-out'));
+    writeFileSync(join(d, 'llama.yaml'), recipe('{kind: llama.cpp, threads: 1, concurrency: 4}', 'llama-out'));
+    await ok(['run', '-q', '--threads', '1', '--config', join(d, 'local.yaml')]);
+    await ok(['run', '-q', '--threads', '1', '--config', join(d, 'llama.yaml')]);
+    const summary = (o: string) => JSON.parse(readFileSync(join(d, o, 'summary.json'), 'utf8')) as { dense: unknown; rows: { accuracy: number; mean_tokens: number }[] };
+    const a = summary('local-out');
+    const b = summary('llama-out');
+    assert.equal(b.rows.length, 2);
+    assert.deepEqual(b.dense, a.dense);
+    assert.deepEqual(b.rows.map((r) => [r.accuracy, r.mean_tokens]), a.rows.map((r) => [r.accuracy, r.mean_tokens]));
+  });
+
   it('a recipe names the llama.cpp backend but not a fixed GGUF', async () => {
     const recipe = join(dir, 'recipe.yaml');
     writeFileSync(recipe, ['model: m', 'datasets: {calib: c.jsonl, eval: e.jsonl}', 'prune: [{method: magnitude, sparsity: 0.5}]', 'backend: {kind: llama.cpp, gguf: x.gguf}', ''].join('\n'));
