@@ -390,7 +390,9 @@ async function rawRun(t: Tools, req: SandboxRequest): Promise<SandboxResult> {
     };
 
     child.stdout!.on('data', (d: Buffer) => {
-      if (outBytes >= maxOut) return;
+      if (outputLimitExceeded) return;
+      // Any byte past the cap is over it — including a chunk arriving after one that filled the
+      // cap exactly (pipes deliver 64 KiB chunks, and the default cap is 16 of them).
       const room = maxOut - outBytes;
       if (d.length > room) {
         out.push(d.subarray(0, room));

@@ -215,6 +215,24 @@ test('output flood is cut at the cap and graded wrong', { skip }, async () => {
   assert.match(r.results[0]!.detail ?? '', /output limit/);
 });
 
+test('output that fills the cap exactly, then goes on, is cut at the cap (pipe chunks land on the boundary)', { skip }, async () => {
+  const python = sandboxPython()!;
+  const cap = 64 * 1024; // one pipe chunk: the first read fills it exactly
+  const flood = await runInSandbox({
+    argv: [python, '-c', 'import os\nwhile True:\n    os.write(1, b"x" * 65536)'],
+    files: [],
+    limits: { ...LIMITS, wallMs: 15_000, maxOutputBytes: cap },
+  });
+  assert.equal(flood.outputLimitExceeded, true, JSON.stringify({ ...flood, stdout: flood.stdout.length }));
+  assert.equal(flood.stdout.length, cap);
+  assert.equal(flood.timedOut, false);
+  // Exactly the cap and then exit: at the cap is not over it.
+  const exact = await runInSandbox({ argv: [python, '-c', 'import os\nos.write(1, b"x" * 65536)'], files: [], limits: { ...LIMITS, maxOutputBytes: cap } });
+  assert.equal(exact.outputLimitExceeded, false);
+  assert.equal(exact.exitCode, 0);
+  assert.equal(exact.stdout.length, cap);
+});
+
 test('parallel runs under the concurrency limit all pass, temp dirs cleaned up', { skip }, async () => {
   const before = new Set(readdirSync('/tmp').filter((n) => n.startsWith('rac-sbx-')));
   const tests = Array.from({ length: 8 }, (_, i) => ({ input: `${i} ${i}\n`, output: `${2 * i}\n` }));
