@@ -27,7 +27,7 @@ export function addBackendOptions(cmd: Command): Command {
       return v as BackendKind;
     }, 'local' as BackendKind)
     .option('--gguf <file>', 'llama.cpp backend: the GGUF to run (default: --model exported to a temporary f32 GGUF)')
-    .option('--context-size <n>', 'llama.cpp backend: tokens per sequence (default: the GGUF\'s training context)', int('context-size', 2))
+    .option('--context-size <n>', 'llama.cpp backend: tokens per sequence (default: longest prompt + --max-new-tokens, up to the GGUF\'s context length)', int('context-size', 2))
     .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
     .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
     .option('--served-model <name>', 'model name on the server (openai backend)')

@@ -27,7 +27,7 @@ export interface OpenBackendOptions {
   exportDtype?: GgufDtype;
   /** llama.cpp: threads (default: all cores). */
   threads?: number;
-  /** llama.cpp: tokens per sequence (default: the GGUF's training context). */
+  /** llama.cpp: tokens per sequence (default: the longest prompt + budget, up to the GGUF's context_length). */
   contextSize?: number;
   /** local: sequences decoded together (default 16). */
   batchSize?: number;

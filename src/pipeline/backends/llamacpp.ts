@@ -52,7 +52,7 @@ export interface LlamaCppBackendOptions {
   parallel?: number;
   /** llama.cpp threads (default: node-llama-cpp's choice, all cores). */
   threads?: number;
-  /** Tokens per sequence (default: the GGUF's training context). */
+  /** Tokens per sequence (default: the longest prompt + budget of each call, up to the GGUF's context_length). */
   contextSize?: number;
   log?: (line: string) => void;
 }
