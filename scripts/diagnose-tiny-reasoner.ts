@@ -12,6 +12,7 @@
  */
 import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
 import { generateSplit } from '../src/tasks/tiny/index.ts';
+import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 
 export type Role = 'stmt' | 'fetch' | 'subst' | 'result' | 'assign' | 'state' | 'print' | 'other';
 
@@ -54,15 +55,12 @@ export function traceRoles(text: string): Role[] {
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const arg = (k: string, d: string) => {
-    const i = argv.indexOf(k);
-    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : d;
-  };
-  const dir = arg('--model', '');
+  const S = { type: 'string' } as const;
+  const v = parseFlags(process.argv.slice(2), { model: S, n: S, threads: S });
+  const dir = stringFlag(v, 'model');
   if (!dir) throw new Error('--model DIR is required');
-  const n = Number(arg('--n', '100'));
-  const m = await loadModel(dir, { threads: Number(arg('--threads', '1')) });
+  const n = numberFlag(v, 'n', 100);
+  const m = await loadModel(dir, { threads: numberFlag(v, 'threads', 1) });
   const stats = new Map<Role, [number, number]>();
   try {
     const V = m.model.config.vocabSize;

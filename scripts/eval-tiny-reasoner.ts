@@ -11,6 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
 import { FAMILIES, type Family } from '../src/tasks/tiny/index.ts';
+import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { evaluateFamily, GREEDY, SAMPLED, type Mode, type ModeResult } from './train/evaluate.ts';
 
 interface Args {
@@ -27,26 +28,21 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { model: '', n: 500, temperature: null, topP: 0.95, seed: 0, batch: 64, threads: 0, json: null, families: [...FAMILIES], showErrors: 0 };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value`);
-      return v;
-    };
-    if (k === '--model') a.model = val();
-    else if (k === '--n') a.n = Number(val());
-    else if (k === '--temperature') a.temperature = Number(val());
-    else if (k === '--top-p') a.topP = Number(val());
-    else if (k === '--seed') a.seed = Number(val());
-    else if (k === '--batch') a.batch = Number(val());
-    else if (k === '--threads') a.threads = Number(val());
-    else if (k === '--json') a.json = val();
-    else if (k === '--show-errors') a.showErrors = Number(val());
-    else if (k === '--families') a.families = val().split(',') as Family[];
-    else throw new Error(`unknown argument ${k}`);
-  }
+  const S = { type: 'string' } as const;
+  const v = parseFlags(argv, { model: S, n: S, temperature: S, 'top-p': S, seed: S, batch: S, threads: S, json: S, families: S, 'show-errors': S });
+  const families = stringFlag(v, 'families');
+  const a: Args = {
+    model: stringFlag(v, 'model') ?? '',
+    n: numberFlag(v, 'n', 500),
+    temperature: numberFlag(v, 'temperature', null),
+    topP: numberFlag(v, 'top-p', 0.95),
+    seed: numberFlag(v, 'seed', 0),
+    batch: numberFlag(v, 'batch', 64),
+    threads: numberFlag(v, 'threads', 0),
+    json: stringFlag(v, 'json') ?? null,
+    families: families === undefined ? [...FAMILIES] : (families.split(',') as Family[]),
+    showErrors: numberFlag(v, 'show-errors', 0),
+  };
   if (!a.model) throw new Error('--model DIR is required');
   return a;
 }

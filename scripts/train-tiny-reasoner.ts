@@ -19,6 +19,7 @@ import { createRng, hashSeed } from '../src/tasks/rng.ts';
 import type { TinyProblem } from '../src/tasks/tiny/index.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './train/checkpoint.ts';
 import { batchFeeds, encodeExample, makeTokenizer, packBatch, permutation, ropeTable, trainPool, type Example, type PackState } from './train/data.ts';
+import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { exportHf } from './train/export.ts';
 import { initParams, paramSpecs, Params, type TinyConfig } from './train/model.ts';
 import { AdamW, DEFAULT_OPTIM, lrAt } from './train/optim.ts';
@@ -42,46 +43,34 @@ interface Args {
   exportOnly: boolean;
 }
 
+const STRING = { type: 'string' } as const;
+const BOOLEAN = { type: 'boolean' } as const;
+
 function parseArgs(argv: string[]): Args {
-  const a: Args = {
-    out: 'models/tiny-reasoner',
-    work: '/work/tiny-train',
-    steps: null,
-    resume: false,
-    seed: 0,
-    threads: 0,
-    stopAfter: null,
-    model: {},
-    batch: null,
-    seq: null,
-    quiet: false,
-    exportOnly: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value`);
-      return v;
-    };
-    if (k === '--out') a.out = val();
-    else if (k === '--work') a.work = val();
-    else if (k === '--steps') a.steps = Number(val());
-    else if (k === '--resume') a.resume = true;
-    else if (k === '--seed') a.seed = Number(val());
-    else if (k === '--threads') a.threads = Number(val());
-    else if (k === '--stop-after') a.stopAfter = Number(val());
-    else if (k === '--hidden') a.model.hidden = Number(val());
-    else if (k === '--layers') a.model.layers = Number(val());
-    else if (k === '--heads') a.model.heads = Number(val());
-    else if (k === '--kv-heads') a.model.kvHeads = Number(val());
-    else if (k === '--intermediate') a.model.intermediate = Number(val());
-    else if (k === '--batch') a.batch = Number(val());
-    else if (k === '--seq') a.seq = Number(val());
-    else if (k === '--quiet') a.quiet = true;
-    else if (k === '--export') a.exportOnly = true;
-    else throw new Error(`unknown argument ${k}`);
+  const v = parseFlags(argv, {
+    out: STRING, work: STRING, steps: STRING, resume: BOOLEAN, seed: STRING, threads: STRING, 'stop-after': STRING,
+    hidden: STRING, layers: STRING, heads: STRING, 'kv-heads': STRING, intermediate: STRING, batch: STRING, seq: STRING,
+    quiet: BOOLEAN, export: BOOLEAN,
+  });
+  const model: Args['model'] = {};
+  for (const [flag, key] of [['hidden', 'hidden'], ['layers', 'layers'], ['heads', 'heads'], ['kv-heads', 'kvHeads'], ['intermediate', 'intermediate']] as const) {
+    const n = numberFlag(v, flag, null);
+    if (n !== null) model[key] = n;
   }
+  const a: Args = {
+    out: stringFlag(v, 'out') ?? 'models/tiny-reasoner',
+    work: stringFlag(v, 'work') ?? '/work/tiny-train',
+    steps: numberFlag(v, 'steps', null),
+    resume: v['resume'] === true,
+    seed: numberFlag(v, 'seed', 0),
+    threads: numberFlag(v, 'threads', 0),
+    stopAfter: numberFlag(v, 'stop-after', null),
+    model,
+    batch: numberFlag(v, 'batch', null),
+    seq: numberFlag(v, 'seq', null),
+    quiet: v['quiet'] === true,
+    exportOnly: v['export'] === true,
+  };
   if (a.steps !== null && (!Number.isInteger(a.steps) || a.steps < 1)) throw new Error('--steps must be a positive integer');
   return a;
 }

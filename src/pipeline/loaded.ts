@@ -14,16 +14,20 @@ export interface LoadedModel {
   eosTokenIds: number[];
 }
 
+/** The ids generation stops on: generation_config's eos ids, config.json's, and the tokenizer's eos (sorted, distinct). */
+export function stopTokenIds(generationEos: readonly number[], configEos: readonly number[], tokenizerEos: number | undefined): number[] {
+  const eos = new Set<number>([...generationEos, ...configEos]);
+  if (tokenizerEos !== undefined) eos.add(tokenizerEos);
+  return [...eos].sort((a, b) => a - b);
+}
+
 export async function loadModel(dir: string, runtime: Partial<RuntimeOptions> = {}): Promise<LoadedModel> {
   const model = Model.open(dir);
   try {
     const tokenizer = await RacTokenizer.load(model.dir);
     const generation = loadGenerationConfig(model.dir, model.config.raw);
-    const eos = new Set<number>(generation.eosTokenIds);
-    for (const id of model.config.eosTokenIds) eos.add(id);
-    if (tokenizer.eosTokenId !== undefined) eos.add(tokenizer.eosTokenId);
     const engine = await Engine.load(model, runtime);
-    return { model, engine, tokenizer, generation, eosTokenIds: [...eos].sort((a, b) => a - b) };
+    return { model, engine, tokenizer, generation, eosTokenIds: stopTokenIds(generation.eosTokenIds, model.config.eosTokenIds, tokenizer.eosTokenId) };
   } catch (e) {
     model.close();
     throw e;

@@ -30,6 +30,7 @@ import { loadGenerationConfig } from '../../io/generation-config.ts';
 import { resolveArch } from '../../models/arch/index.ts';
 import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../backend.ts';
 import { exportGguf, type GgufDtype } from '../export-gguf.ts';
+import { stopTokenIds } from '../loaded.ts';
 import { validateGenerateOptions } from '../../models/generate.ts';
 
 export const NODE_LLAMA_CPP_VERSION = '3.21.1';
@@ -167,16 +168,18 @@ export class LlamaCppBackend implements GenerationBackend {
     let eos: Set<number> | null = null;
     if (o.model) {
       tokenizer = await RacTokenizer.load(o.model);
-      eos = new Set<number>();
+      // The local backend's stop ids, read without loading the weights (a tokenizer-only
+      // directory is fine next to a --gguf).
       const configPath = join(o.model, 'config.json');
+      let ids: number[];
       if (existsSync(configPath)) {
         const raw = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
         const { config } = resolveArch(configPath, raw);
-        for (const id of loadGenerationConfig(o.model, raw).eosTokenIds) eos.add(id);
-        for (const id of config.eosTokenIds) eos.add(id);
+        ids = stopTokenIds(loadGenerationConfig(o.model, raw).eosTokenIds, config.eosTokenIds, tokenizer.eosTokenId);
+      } else {
+        ids = stopTokenIds([], [], tokenizer.eosTokenId);
       }
-      if (tokenizer.eosTokenId !== undefined) eos.add(tokenizer.eosTokenId);
-      if (eos.size === 0) eos = null;
+      eos = ids.length > 0 ? new Set(ids) : null;
     }
 
     let llama: Llama | null = null;
