@@ -5,9 +5,10 @@
  *   npx tsx scripts/diagnose-tiny-reasoner.ts --model models/tiny-reasoner [--n 100] [--threads 1]
  *
  * Roles (see src/tasks/tiny/trace.ts for the line format
- * `line k: T = X op Y ; x=v op y=w = v op w = r ; T=r ; state …`, then `print(x) ; x=v`):
- * stmt (the statement copied from the prompt), fetch (a value after `x=` in the fetch), subst (the
- * bare numbers), result, assign (`T=r`), state (state values), print (the printed value), other.
+ * `line k: t = x op y ; Xv op Yw = v op w = r ; Tr ; state …`, then `print(x) ; Xv`):
+ * stmt (the statement copied from the prompt), fetch (a value after its binding name `X` in the
+ * fetch), subst (the bare numbers), result, assign (`Tr`), state (state values), print (the
+ * printed value), other.
  * A token's role is the role of its first character.
  */
 import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
@@ -30,16 +31,16 @@ export function traceRoles(text: string): Role[] {
       let p0 = sep + 3;
       parts.forEach((p, i) => {
         const values = (r: Role) => {
-          for (const m of p.matchAll(/=(\d+)/g)) set(p0 + m.index + 1, p0 + m.index + 1 + m[1]!.length, r);
+          for (const m of p.matchAll(/[A-Z](\d+)/g)) set(p0 + m.index + 1, p0 + m.index + 1 + m[1]!.length, r);
         };
         if (p.startsWith('state ')) values('state');
         else if (i === parts.length - 2) values('assign');
         else {
-          // `x=v op y=w = v op w = r` (binary) or `x=v = v` (copy); a literal-only line has no fetch part.
+          // `Xv op Yw = v op w = r` (binary) or `Xv = v` (copy); a literal-only line has no fetch part.
           const segs = p.split(' = ');
           let q = p0;
           segs.forEach((sg, si) => {
-            if (si === 0) for (const m of sg.matchAll(/=(\d+)/g)) roles.fill('fetch', off + q + m.index + 1, off + q + m.index + 1 + m[1]!.length);
+            if (si === 0) for (const m of sg.matchAll(/[A-Z](\d+)/g)) roles.fill('fetch', off + q + m.index + 1, off + q + m.index + 1 + m[1]!.length);
             else roles.fill(si === segs.length - 1 && segs.length > 2 ? 'result' : 'subst', off + q, off + q + sg.length);
             q += sg.length + 3;
           });
@@ -47,7 +48,7 @@ export function traceRoles(text: string): Role[] {
         p0 += p.length + 3;
       });
     }
-    const pm = /^print\([a-z]\) ; [a-z]=(\d+)$/.exec(line);
+    const pm = /^print\([a-z]\) ; [A-Z](\d+)$/.exec(line);
     if (pm) set(line.length - pm[1]!.length, line.length, 'print');
     off += line.length + 1;
   }

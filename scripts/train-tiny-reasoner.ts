@@ -87,7 +87,7 @@ const TINY_REASONER: Omit<TinyConfig, 'vocab'> = {
 };
 const BATCH = 7;
 const SEQ = 448;
-const DEFAULT_STEPS = 6500;
+const DEFAULT_STEPS = 9000;
 const TOKENIZER_VOCAB = 512;
 const CHECKPOINT_SECONDS = 300;
 

@@ -220,24 +220,24 @@ function checkTraceScratch(p: TinyProblem): void {
     const target = (prog[k] as string)[0] as string;
     const sm = / ; state (.*)$/.exec(line);
     assert.ok(sm, line);
-    const written = (sm[1] as string).split(' ').map((kv) => kv.split('=') as [string, string]);
+    const written = (sm[1] as string).split(' ').map((kv) => /^([A-Z])(\d+)$/.exec(kv) ?? assert.fail(`binding ${kv} in ${line}`));
     assert.deepEqual(
-      written.map(([n, v]) => [n, Number(v)]),
+      written.map(([, n, v]) => [n!.toLowerCase(), Number(v)]),
       [...state].map(([n, v]) => [n, v]),
       `state after line ${k + 1}: ${line}`,
     );
     // The assignment right before " ; state" is the target's new value.
-    const am = / ; ([a-z])=(\d+) ; state/.exec(line);
+    const am = / ; ([A-Z])(\d+) ; state/.exec(line);
     assert.ok(am, line);
-    assert.equal(am[1], target, line);
+    assert.equal(am[1], target.toUpperCase(), line);
     assert.equal(Number(am[2]), state.get(target));
-    // Fetches `x=v` carry the values of the previous state; the bare numbers repeat them.
+    // Fetches `Xv` carry the values of the previous state; the bare numbers repeat them.
     const prev = k === 0 ? new Map<string, number>() : (run.states[k - 1] as Map<string, number>);
     const operand = (t: string, f: string, n: string) => {
       if (/^\d+$/.test(t)) {
         assert.equal(f, t, `literal operand in ${line}`);
       } else {
-        assert.equal(f, `${t}=${prev.get(t)}`, `fetched operand in ${line}`);
+        assert.equal(f, `${t.toUpperCase()}${prev.get(t)}`, `fetched operand in ${line}`);
       }
       assert.equal(Number(n), /^\d+$/.test(t) ? Number(t) : prev.get(t), `operand value in ${line}`);
     };
@@ -250,11 +250,11 @@ function checkTraceScratch(p: TinyProblem): void {
     } else if (um) {
       operand(um[1]!, um[2]!, um[3]!);
     } else {
-      assert.match(line, /^line \d+: [a-z] = \d+ ; [a-z]=\d+ ; state/, `literal assignment ${line}`);
+      assert.match(line, /^line \d+: [a-z] = \d+ ; [A-Z]\d+ ; state/, `literal assignment ${line}`);
     }
   });
   const printVar = p.prompt.split('\n')[run.nLines]!.slice(6, 7);
-  assert.equal(lines[run.nLines], `print(${printVar}) ; ${printVar}=${run.printed}`);
+  assert.equal(lines[run.nLines], `print(${printVar}) ; ${printVar.toUpperCase()}${run.printed}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,11 +387,12 @@ test('trace programs: 2–4 variables, 3–6 lines, bounded values, faithful sta
   assert.deepEqual([...ops].sort(), [' * ', ' + ', ' - ']);
   // The checker can fail: corrupt a state value.
   const p = ps[0] as TinyProblem;
-  const bad = { ...p, completion: p.completion.replace(/state (\w)=(\d+)/, (_m, n, v) => `state ${n}=${Number(v) + 1}`) };
+  const bad = { ...p, completion: p.completion.replace(/state ([A-Z])(\d+)/, (_m, n, v) => `state ${n}${Number(v) + 1}`) };
+  assert.notEqual(bad.completion, p.completion);
   assert.throws(() => checkTraceScratch(bad));
-  // …or a fetched value (`x=v` before the bare numbers) that is not the previous state's.
+  // …or a fetched value (`Xv` before the bare numbers) that is not the previous state's.
   const q = ps.find((r) => /line 2: [a-z] = [a-z] [-+*] /.test(r.completion))!;
-  const badFetch = { ...q, completion: q.completion.replace(/(line 2: [a-z] = [a-z] [-+*] \w+ ; [a-z]=)(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`) };
+  const badFetch = { ...q, completion: q.completion.replace(/(line 2: [a-z] = [a-z] [-+*] \w+ ; [A-Z])(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`) };
   assert.notEqual(badFetch.completion, q.completion);
   assert.throws(() => checkTraceScratch(badFetch));
 });

@@ -30,7 +30,7 @@ test('traceRoles labels statements, fetched values, numbers, results, assignment
     }
     return out;
   };
-  assert.match(text, /line 2: b = a \* 3 ; a=4 \* 3 = 4 \* 3 = 12 ; b=12 ; state a=4 b=12/);
+  assert.match(text, /line 2: b = a \* 3 ; A4 \* 3 = 4 \* 3 = 12 ; B12 ; state A4 B12/);
   assert.deepEqual(spans('stmt'), ['a = 4', 'b = a * 3', 'a = b']);
   assert.deepEqual(spans('fetch'), ['4', '12']);
   assert.deepEqual(spans('subst'), ['4 * 3', '12']);

@@ -4,25 +4,27 @@
  * variable states line by line:
  *
  *   prompt:          completion scratchpad:
- *   a = 4            line 1: a = 4 ; a=4 ; state a=4
- *   b = a * 3        line 2: b = a * 3 ; a=4 * 3 = 4 * 3 = 12 ; b=12 ; state a=4 b=12
- *   c = b - 7        line 3: c = b - 7 ; b=12 - 7 = 12 - 7 = 5 ; c=5 ; state a=4 b=12 c=5
- *   a = c + a        line 4: a = c + a ; c=5 + a=4 = 5 + 4 = 9 ; a=9 ; state a=9 b=12 c=5
- *   print(a)         print(a) ; a=9
+ *   a = 4            line 1: a = 4 ; A4 ; state A4
+ *   b = a * 3        line 2: b = a * 3 ; A4 * 3 = 4 * 3 = 12 ; B12 ; state A4 B12
+ *   c = b - 7        line 3: c = b - 7 ; B12 - 7 = 12 - 7 = 5 ; C5 ; state A4 B12 C5
+ *   a = c + a        line 4: a = c + a ; C5 + A4 = 5 + 4 = 9 ; A9 ; state A9 B12 C5
+ *   print(a)         print(a) ; A9
  *   What does it print?
  *
  * Learnability choices for a tiny model:
  *  - Each step first copies the statement (the program line after the one copied last; program
  *    lines are distinct so this copy is unambiguous), then rewrites it with every variable
- *    fetched as `name=value`, then the bare numbers, then does ONE small operation, then writes
- *    the assignment `target=value`, then the full state.
- *  - One rule finds every value: the value of `x` is what follows the most recent `x=`. Writing
- *    `x=` and copying what followed its last occurrence is an induction-head pattern (match the
- *    previous two tokens, copy the next), which small transformers learn readily; the earlier
- *    format (substitute `x` straight into `x + 3 = 5 + 3`) asked for a composed lookup (which
- *    variable sits four tokens back, then where is its value) and a 0.78M model mostly learned
- *    "copy the most recent number" instead (21.6% held-out). The state line is then a pure
- *    copy under the same rule (the assignment just written is the most recent `target=`).
+ *    fetched as a binding `C5` (the name upper-cased, then its value), then the bare numbers,
+ *    then does ONE small operation, then writes the assignment as a binding, then the full state.
+ *  - One rule finds every value: the value of `c` is what follows the most recent ` C`. The
+ *    upper-case name is a token of its own (` C`; the statement's ` c` is another), so the
+ *    lookup is a first-order induction-head pattern (find the last occurrence of the current
+ *    token, copy the token after it), the pattern small transformers learn most readily.
+ *    History: substituting `c` straight into `c + 3 = 5 + 3` asked for a composed lookup and a
+ *    0.78M model mostly copied the most recent number (21.6% held-out); fetching as `c=5`
+ *    (the value two tokens after the name, `=` shared by every binding) got copies and sums
+ *    right but retrieved only 85% of fetched values (36.6% held-out). The state line is a pure
+ *    copy under the same rule (the assignment just written is the most recent binding).
  *  - The state is rewritten in full after every line, always in order of first assignment, so
  *    each variable's current value is at most one line back and the final print is a lookup
  *    in the last state.
@@ -80,6 +82,15 @@ export interface TraceSolution {
   scratch: string[];
 }
 
+/**
+ * A variable's value in the scratchpad: the name in upper case, then the digits (`C5` for c = 5).
+ * Under the Qwen pre-tokenizer ` C` is one token, used nowhere else, and the value's first digit
+ * is the very next token.
+ */
+export function binding(name: string, value: number): string {
+  return `${name.toUpperCase()}${value}`;
+}
+
 /** Run the program, writing the state after every line. Throws on use before assignment. */
 export function solveTrace(p: TraceProgram): TraceSolution {
   const env = new Map<string, number>(); // insertion order = order of first assignment
@@ -89,7 +100,7 @@ export function solveTrace(p: TraceProgram): TraceSolution {
     if (v === undefined) throw new Error(`trace: ${o.name} used before assignment`);
     return v;
   };
-  const fetch = (o: Operand): string => (o.kind === 'lit' ? String(o.value) : `${o.name}=${val(o)}`);
+  const fetch = (o: Operand): string => (o.kind === 'lit' ? String(o.value) : binding(o.name, val(o)));
   const scratch: string[] = [];
   p.lines.forEach((l, i) => {
     const e = l.expr;
@@ -105,12 +116,12 @@ export function solveTrace(p: TraceProgram): TraceSolution {
       text += ` ; ${fetch(e.x)} ${e.op} ${fetch(e.y)} = ${xv} ${e.op} ${yv} = ${v}`;
     }
     env.set(l.target, v);
-    const state = [...env].map(([k, x]) => `${k}=${x}`).join(' ');
-    scratch.push(`${text} ; ${l.target}=${v} ; state ${state}`);
+    const state = [...env].map(([k, x]) => binding(k, x)).join(' ');
+    scratch.push(`${text} ; ${binding(l.target, v)} ; state ${state}`);
   });
   const out = env.get(p.print);
   if (out === undefined) throw new Error(`trace: print(${p.print}) of an unassigned variable`);
-  scratch.push(`print(${p.print}) ; ${p.print}=${out}`);
+  scratch.push(`print(${p.print}) ; ${binding(p.print, out)}`);
   return { answer: String(out), scratch };
 }
 
