@@ -233,8 +233,58 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
     render: () => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags }),
   }));
   let lastLog = 0;
-  // One dense backend serves both its fingerprint (which names every derived output) and the traces.
-  const { denseId, tracesPath, traces } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, async (backend) => {
+  // Evaluation of one model (the dense one or a pruned one) on the held-out problems, cached by
+  // the backend's fingerprint and the evaluation settings.
+  const evalSha = fileSha(recipe.datasets.eval);
+  const evalTotal = 1 + recipe.prune.reduce((n, spec) => n + spec.targets.length * Math.max(1, spec.calib.length), 0);
+  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
+    const tag = `(${i + 1}/${evalTotal}) ${name}`;
+    const file = join(out, 'evals', `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`);
+    if (existsSync(file)) {
+      log(`      ${tag}: evaluated before, skipped`);
+      return file;
+    }
+    mkdirSync(dirname(file), { recursive: true });
+    const t0 = performance.now();
+    const r = await runEval(
+      {
+        model: dir,
+        dataset: recipe.datasets.eval,
+        task: recipe.task,
+        columns: {
+          ...(recipe.datasets.promptColumn ? { prompt: recipe.datasets.promptColumn } : {}),
+          ...(recipe.datasets.answerColumn ? { answer: recipe.datasets.answerColumn } : {}),
+          ...(recipe.datasets.idColumn ? { id: recipe.datasets.idColumn } : {}),
+        },
+        ...(recipe.system ? { system: recipe.system } : {}),
+        templateExtra: recipe.templateFlags,
+        samples: recipe.eval.samples,
+        sampling: { temperature: recipe.eval.temperature, topP: recipe.eval.topP, topK: recipe.eval.topK, maxNewTokens: recipe.eval.maxNewTokens, seed: recipe.eval.seed },
+        ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
+        out: file,
+      },
+      backend,
+      tokenizer,
+      {
+        onProgress: (p) => {
+          if (Date.now() - lastLog < 10_000) return;
+          lastLog = Date.now();
+          log(`      ${tag}: ${p.done}/${p.total} problems, ${p.newTokens} tokens, ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+        },
+      },
+    );
+    log(`      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    return file;
+  };
+  const evalScope = `${recipe.datasets.eval}${recipe.eval.limit ? ` (first ${recipe.eval.limit} problems)` : ''}`;
+  const evaluateDense = (backend: GenerationBackend): Promise<string> => {
+    log(`      dense model on ${evalScope}`);
+    return evaluateWith(backend, 'dense', recipe.model, 0);
+  };
+
+  // One dense backend serves its fingerprint (which names every derived output), the traces and
+  // the dense evaluation: the dense model is opened (or, for llama.cpp, exported) once.
+  const { denseId, tracesPath, traces, denseEval } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, async (backend) => {
     const denseId = backend.fingerprint;
     const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
     mkdirSync(dirname(tracesPath), { recursive: true });
@@ -254,9 +304,11 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
         log(`      ${p.promptTokens + p.decodeTokens} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`);
       },
     });
-    return { denseId, tracesPath, traces };
+    log(`      ${traces.counts.records} traces, ${traces.tokens.total} tokens, decode share ${(100 * traces.decode_share).toFixed(1)}%`);
+    // The backend's batch size is fixed when it opens: reuse it when evaluation asks for the same.
+    const denseEval = recipe.eval.batchSize === recipe.trace.batchSize ? await evaluateDense(backend) : null;
+    return { denseId, tracesPath, traces, denseEval };
   });
-  log(`      ${traces.counts.records} traces, ${traces.tokens.total} tokens, decode share ${(100 * traces.decode_share).toFixed(1)}%`);
 
   // 2. Pruning: method × target × calibration mode, each into a content-addressed directory.
   const textShas = recipe.datasets.text.map(fileSha);
@@ -313,55 +365,10 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
     }
   }
 
-  // 3. Evaluation of the dense and every pruned model on the held-out problems.
-  const evalSha = fileSha(recipe.datasets.eval);
-  const evals = [{ name: 'dense', dir: recipe.model }, ...jobs.map((j) => ({ name: j.name, dir: j.dir }))];
-  log(`[3/4] evaluation: ${evals.length} models on ${recipe.datasets.eval}${recipe.eval.limit ? ` (first ${recipe.eval.limit} problems)` : ''}`);
-  const results: string[] = [];
-  for (const [i, e] of evals.entries()) {
-    const res = await withBackend(recipe, e.dir, recipe.eval.batchSize, async (backend) => {
-      const file = join(out, 'evals', `${e.name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`);
-      if (existsSync(file)) {
-        log(`      (${i + 1}/${evals.length}) ${e.name}: done before, skipped`);
-        return { file, r: JSON.parse(readFileSync(file, 'utf8')) as EvalResults };
-      }
-      mkdirSync(dirname(file), { recursive: true });
-      const t0 = performance.now();
-      const r = await runEval(
-        {
-          model: e.dir,
-          dataset: recipe.datasets.eval,
-          task: recipe.task,
-          columns: {
-            ...(recipe.datasets.promptColumn ? { prompt: recipe.datasets.promptColumn } : {}),
-            ...(recipe.datasets.answerColumn ? { answer: recipe.datasets.answerColumn } : {}),
-            ...(recipe.datasets.idColumn ? { id: recipe.datasets.idColumn } : {}),
-          },
-          ...(recipe.system ? { system: recipe.system } : {}),
-          templateExtra: recipe.templateFlags,
-          samples: recipe.eval.samples,
-          sampling: { temperature: recipe.eval.temperature, topP: recipe.eval.topP, topK: recipe.eval.topK, maxNewTokens: recipe.eval.maxNewTokens, seed: recipe.eval.seed },
-          ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
-          out: file,
-        },
-        backend,
-        tokenizer,
-        {
-          onProgress: (p) => {
-            if (Date.now() - lastLog < 10_000) return;
-            lastLog = Date.now();
-            log(`      (${i + 1}/${evals.length}) ${e.name}: ${p.done}/${p.total} problems, ${p.newTokens} tokens, ${((performance.now() - t0) / 1000).toFixed(0)}s`);
-          },
-        },
-      );
-      log(
-        `      (${i + 1}/${evals.length}) ${e.name}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, ` +
-          `truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
-      );
-      return { file, r };
-    });
-    results.push(res.file);
-  }
+  // 3. Evaluation of every pruned model (and of the dense one, unless step 1 did it).
+  log(`[3/4] evaluation: ${jobs.length} pruned models${denseEval === null ? ' and the dense one' : ''} on ${evalScope}`);
+  const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, evaluateDense))];
+  for (const [i, j] of jobs.entries()) results.push(await withBackend(recipe, j.dir, recipe.eval.batchSize, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)));
 
   // 4. Report and summary.
   const report = join(out, 'report.html');

@@ -47,11 +47,20 @@ describe('rac run', () => {
     for (const r of rows.filter((x) => x.method === 'sparsegpt')) assert.equal(r.calib_tokens, 600, 'equal calibration budgets across modes');
     assert.ok(existsSync(r1.report));
     assert.equal(r1.results.length, 5);
+    // The dense model is evaluated by the backend that wrote its traces (same batch size), before pruning.
+    const denseAt = log1.findIndex((l) => /\(1\/5\) dense: accuracy/.test(l));
+    assert.ok(denseAt > 0 && denseAt < log1.findIndex((l) => l.startsWith('[2/4]')), log1.join('\n'));
 
     const log2: string[] = [];
     const r2 = await runRecipe(recipe, { log: (l) => log2.push(l) }, 'test');
     assert.equal(log2.filter((l) => l.includes('skipped')).length, 4 + 5, log2.join('\n'));
     assert.deepEqual(JSON.parse(readFileSync(r2.summary, 'utf8')).rows, s.rows);
+
+    // With another evaluation batch size the dense model gets its own backend in step 3.
+    const log3: string[] = [];
+    await runRecipe({ ...recipe, eval: { ...recipe.eval, batchSize: 4 } }, { log: (l) => log3.push(l) }, 'test');
+    const dense3 = log3.findIndex((l) => /\(1\/5\) dense: accuracy/.test(l));
+    assert.ok(dense3 > log3.findIndex((l) => l.startsWith('[3/4]')), log3.join('\n'));
   });
 
   it('rejects a bad recipe with the file and the problem', () => {
