@@ -415,6 +415,21 @@ export interface EvalHooks {
 
 export const DEFAULT_CODE_LIMITS: SandboxLimits = { wallMs: 10_000, cpuSeconds: 5, memoryMb: 1024 };
 
+/** Per-test sandbox limits for the `code` task: the given ones over DEFAULT_CODE_LIMITS. */
+export function codeLimits(o: { wallSeconds?: number; cpuSeconds?: number; memoryMb?: number }): SandboxLimits {
+  const check = (v: number | undefined, what: string) => {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`${what} must be a positive number, got ${v}`);
+  };
+  check(o.wallSeconds, 'code wall-clock limit (seconds)');
+  check(o.cpuSeconds, 'code CPU limit (seconds)');
+  check(o.memoryMb, 'code memory limit (MiB)');
+  return {
+    wallMs: o.wallSeconds !== undefined ? Math.round(o.wallSeconds * 1000) : DEFAULT_CODE_LIMITS.wallMs,
+    cpuSeconds: o.cpuSeconds ?? DEFAULT_CODE_LIMITS.cpuSeconds,
+    memoryMb: o.memoryMb ?? DEFAULT_CODE_LIMITS.memoryMb,
+  };
+}
+
 async function grade(task: EvalTask, p: EvalProblem, text: string, limits: SandboxLimits): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
   if (task === 'tiny') return gradeTiny(text, p.answer!);
   if (task === 'math') return gradeMath(text, p.answer!);

@@ -17,7 +17,8 @@ import { Model } from '../models/model.ts';
 import type { GenerationBackend } from './backend.ts';
 import { openBackend, type OpenBackendOptions } from './backends/index.ts';
 import { buildCalibSet, type CalibMode } from './calib-modes.ts';
-import { runEval, type EvalResults, type EvalTask } from './eval.ts';
+import { codeLimits, runEval, type EvalResults, type EvalTask } from './eval.ts';
+import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from './prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { buildReport } from '../report/html.ts';
@@ -48,7 +49,7 @@ export interface Recipe {
   trace: { n: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; tokenBudget: number; batchSize: number };
   calibration: { tokens: number; maxSeqLen: number; batchTokens: number; mix?: Record<string, number> };
   prune: PruneSpec[];
-  eval: { samples: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; limit?: number; batchSize: number };
+  eval: { samples: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; limit?: number; batchSize: number; codeLimits?: SandboxLimits };
   backend: Omit<OpenBackendOptions, 'backend' | 'model' | 'gguf'> & { backend: 'local' | 'llama.cpp' | 'openai' };
 }
 
@@ -77,9 +78,11 @@ export function loadRecipe(path: string): Recipe {
     if (typeof v !== 'string' || !v) fail(`"${what}" must be a path`);
     return isAbsolute(v as string) ? (v as string) : join(base, v as string);
   };
-  const sub = (k: string): Obj => {
+  const sub = (k: string, known: readonly string[]): Obj => {
     const v = r[k] ?? {};
     if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${k}" must be a mapping`);
+    // A misspelt setting must not silently fall back to its default.
+    for (const key of Object.keys(v as Obj)) if (!known.includes(key)) fail(`"${k}": unknown key "${key}" (known: ${known.join(', ')})`);
     return v as Obj;
   };
   const num = (o: Obj, k: string, def: number, where: string, int = false): number => {
@@ -89,12 +92,12 @@ export function loadRecipe(path: string): Recipe {
   };
   const task = (r['task'] ?? 'tiny') as EvalTask;
   if (!['math', 'code', 'tiny'].includes(task)) fail(`"task" must be math, code or tiny`);
-  const ds = sub('datasets');
+  const ds = sub('datasets', ['calib', 'eval', 'text', 'prompt_column', 'answer_column', 'id_column']);
   const text = ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
-  const tr = sub('trace');
-  const ca = sub('calibration');
-  const ev = sub('eval');
-  const be = sub('backend');
+  const tr = sub('trace', ['n', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'token_budget', 'batch_size']);
+  const ca = sub('calibration', ['tokens', 'max_seq_len', 'batch_tokens', 'mix']);
+  const ev = sub('eval', ['samples', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'limit', 'batch_size', 'code_limits']);
+  const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
   const prune = r['prune'];
   if (!Array.isArray(prune) || prune.length === 0) fail('"prune" must be a non-empty list of {method, calib, sparsity | pattern}');
   const specs: PruneSpec[] = (prune as unknown[]).map((x, i) => {
@@ -165,9 +168,29 @@ export function loadRecipe(path: string): Recipe {
       seed: num(ev, 'seed', 0, 'eval', true),
       ...(ev['limit'] !== undefined ? { limit: num(ev, 'limit', 0, 'eval', true) } : {}),
       batchSize: num(ev, 'batch_size', 16, 'eval', true),
+      ...(ev['code_limits'] !== undefined ? { codeLimits: recipeCodeLimits(ev['code_limits'], fail) } : {}),
     },
     backend: { ...(be as object), backend: backendKind } as Recipe['backend'],
   };
+}
+
+/** Keys of a recipe's `backend` mapping: the kind and openBackend's options a recipe may set. */
+const RECIPE_BACKEND_KEYS = ['kind', 'backend', 'gguf', 'exportDtype', 'threads', 'contextSize', 'baseUrl', 'apiKeyEnv', 'servedModel', 'concurrency', 'promptFormat', 'tokenizer', 'timeoutMs', 'maxAttempts', 'backoffMs'] as const;
+
+/** `eval.code_limits: {wall_seconds, cpu_seconds, memory_mb}` (each optional) → sandbox limits. */
+function recipeCodeLimits(v: unknown, fail: (m: string) => never): SandboxLimits {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('"eval.code_limits" must be a mapping {wall_seconds, cpu_seconds, memory_mb}');
+  const o = v as Obj;
+  const known = ['wall_seconds', 'cpu_seconds', 'memory_mb'];
+  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`"eval.code_limits": unknown key "${k}" (known: ${known.join(', ')})`);
+  const pos = (k: string): number | undefined => {
+    const x = o[k];
+    if (x === undefined) return undefined;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0) fail(`"eval.code_limits.${k}" must be a positive number`);
+    return x as number;
+  };
+  const [wallSeconds, cpuSeconds, memoryMb] = known.map(pos);
+  return codeLimits({ ...(wallSeconds !== undefined ? { wallSeconds } : {}), ...(cpuSeconds !== undefined ? { cpuSeconds } : {}), ...(memoryMb !== undefined ? { memoryMb } : {}) });
 }
 
 export function hashOf(x: unknown): string {
@@ -261,6 +284,7 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
         samples: recipe.eval.samples,
         sampling: { temperature: recipe.eval.temperature, topP: recipe.eval.topP, topK: recipe.eval.topK, maxNewTokens: recipe.eval.maxNewTokens, seed: recipe.eval.seed },
         ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
+        ...(recipe.eval.codeLimits ? { codeLimits: recipe.eval.codeLimits } : {}),
         out: file,
       },
       backend,

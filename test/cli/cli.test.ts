@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import { argmax } from '../../src/models/sampling.ts';
 import { closeModel, loadModel } from '../../src/pipeline/loaded.ts';
-import { checkpoint } from '../helpers/checkpoints.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, editJson, pokeF32, truncateBy } from '../helpers/corrupt.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -59,6 +59,7 @@ describe('rac CLI', { concurrency: 2 }, () => {
     ['info', ['--model', '--json']],
     ['generate', ['--model', '--prompt', '--chat', '--max-new-tokens', '--temperature', '--top-p', '--top-k', '--seed', '--stop', '--json', '--threads']],
     ['logits', ['--model', '--text', '--ids', '--json']],
+    ['eval', ['--model', '--dataset', '--task', '--samples', '--code-wall-seconds', '--code-cpu-seconds', '--code-memory-mb']],
   ] as const) {
     it(`${cmd} --help exits 0 and lists its options`, async () => {
       const r = await rac(cmd, '--help');
@@ -190,6 +191,23 @@ describe('rac CLI', { concurrency: 2 }, () => {
     } finally {
       await closeModel(lm);
     }
+  });
+
+  it('eval --task code: sandbox limits from the flags reach the manifest; a non-positive limit is a usage error', async () => {
+    const dir = checkpoint(MAIN);
+    const d = tempDir('cli-code-limits');
+    const ds = join(d, 'code.jsonl');
+    writeFileSync(ds, `${JSON.stringify({ id: 'p', prompt: 'Double n.', tests: [{ input: '2\n', output: '4\n' }] })}\n`);
+    const out = join(d, 'r.json');
+    const base = ['eval', '-q', '--threads', '1', '--model', dir, '--dataset', ds, '--task', 'code', '--temperature', '0', '--max-new-tokens', '4', '--out', out];
+    const bad = await rac(...base, '--code-cpu-seconds', '0');
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /code-cpu-seconds/);
+    assert.ok(!existsSync(out));
+    const r = await rac(...base, '--code-wall-seconds', '2.5', '--code-cpu-seconds', '1.5', '--code-memory-mb', '300', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const manifest = JSON.parse(readFileSync(`${out}.manifest.json`, 'utf8')) as { code_limits: unknown };
+    assert.deepEqual(manifest.code_limits, { wallMs: 2500, cpuSeconds: 1.5, memoryMb: 300 });
   });
 
   it('usage errors exit 2: missing --model, bad --temperature', async () => {

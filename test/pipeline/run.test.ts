@@ -69,5 +69,29 @@ describe('rac run', () => {
     assert.throws(() => loadRecipe(p), (e: unknown) => e instanceof RecipeError && e.message.includes(p) && /prune\[1\]\.method/.test(e.message));
     writeFileSync(p, 'model: x\nunknown_key: 1\n');
     assert.throws(() => loadRecipe(p), /unknown key "unknown_key"/);
+    // eval.code_limits: partial limits over the defaults; absent, nothing is added (result names stay put).
+    const q = study();
+    assert.equal(loadRecipe(q).eval.codeLimits, undefined);
+    const withLimits = readFileSync(q, 'utf8').replace('top_p: 1, batch_size: 8}\n', 'top_p: 1, batch_size: 8, code_limits: {cpu_seconds: 2, memory_mb: 512}}\n');
+    assert.notEqual(withLimits, readFileSync(q, 'utf8'));
+    writeFileSync(q, withLimits);
+    assert.deepEqual(loadRecipe(q).eval.codeLimits, { wallMs: 10_000, cpuSeconds: 2, memoryMb: 512 });
+    writeFileSync(q, withLimits.replace('cpu_seconds: 2', 'cpu_secs: 2'));
+    assert.throws(() => loadRecipe(q), (e: unknown) => e instanceof RecipeError && e.message.includes(q) && /code_limits.*unknown key "cpu_secs"/.test(e.message));
+    writeFileSync(q, withLimits.replace('cpu_seconds: 2', 'cpu_seconds: 0'));
+    assert.throws(() => loadRecipe(q), /eval\.code_limits\.cpu_seconds" must be a positive number/);
+    // A misspelt setting in any section is refused rather than silently defaulted.
+    const good = readFileSync(study(), 'utf8');
+    for (const [from, to, where] of [
+      ['token_budget: 800', 'token_budgt: 800', 'trace'],
+      ['batch_tokens: 1024', 'batch_token: 1024', 'calibration'],
+      ['max_new_tokens: 12, temperature: 0', 'max_new_token: 12, temperature: 0', 'eval'],
+      ['text: [text.txt]', 'texts: [text.txt]', 'datasets'],
+    ] as const) {
+      writeFileSync(q, good.replace(from, to));
+      assert.throws(() => loadRecipe(q), new RegExp(`"${where}": unknown key "${to.split(':')[0]}"`), where);
+    }
+    writeFileSync(q, `${good}backend: {kind: openai, base_url: http://127.0.0.1:1}\n`);
+    assert.throws(() => loadRecipe(q), /"backend": unknown key "base_url"/);
   });
 });

@@ -3,7 +3,7 @@ import { parseTemplateFlag } from '../../io/datasets.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import type { GenerationBackend } from '../../pipeline/backend.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
-import { EVAL_TASKS, runEval, type EvalTask } from '../../pipeline/eval.ts';
+import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, runEval, type EvalTask } from '../../pipeline/eval.ts';
 import { addRuntimeOptions, applyRuntime, float, int, type RuntimeFlags } from '../common.ts';
 import { progress } from '../progress.ts';
 
@@ -27,6 +27,9 @@ interface Opts extends RuntimeFlags, BackendFlags {
   stop?: string[];
   limit?: number;
   batchSize: number;
+  codeWallSeconds: number;
+  codeCpuSeconds: number;
+  codeMemoryMb: number;
   out: string;
   json?: boolean;
 }
@@ -58,6 +61,9 @@ export function register(program: Command): void {
     .option('--stop <text...>', 'stop strings')
     .option('--limit <n>', 'evaluate only the first n problems', int('limit', 1))
     .option('--batch-size <b>', 'sequences decoded together (local backend)', int('batch-size', 1), 16)
+    .option('--code-wall-seconds <s>', 'code: wall-clock limit per test run', float('code-wall-seconds', 0.001, 86_400), DEFAULT_CODE_LIMITS.wallMs / 1000)
+    .option('--code-cpu-seconds <s>', 'code: CPU-time limit per test run', float('code-cpu-seconds', 0.001, 86_400), DEFAULT_CODE_LIMITS.cpuSeconds)
+    .option('--code-memory-mb <m>', 'code: address-space limit per test run, MiB', float('code-memory-mb', 16, 1 << 20), DEFAULT_CODE_LIMITS.memoryMb)
     .option('--json', 'print the metrics as one JSON object on stdout');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     applyRuntime(o);
@@ -83,6 +89,7 @@ export function register(program: Command): void {
           samples: o.samples,
           sampling: { temperature: o.temperature, topP: o.topP, topK: o.topK, maxNewTokens: o.maxNewTokens, seed: o.seed, ...(o.stop ? { stopStrings: o.stop } : {}) },
           ...(o.limit !== undefined ? { limit: o.limit } : {}),
+          codeLimits: codeLimits({ wallSeconds: o.codeWallSeconds, cpuSeconds: o.codeCpuSeconds, memoryMb: o.codeMemoryMb }),
           out: o.out,
         },
         backend,
