@@ -11,6 +11,8 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
 import { magnitudePrune } from '../compress/magnitude.ts';
 import type { PruneReport, SparsityTarget } from '../compress/masks.ts';
@@ -26,6 +28,7 @@ import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
 import { HiddenStore } from './hidden-store.ts';
+import { prunedModelCard } from './model-card.ts';
 
 export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude';
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
@@ -290,7 +293,11 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       ...(lmHead ? { lm_head: lmHead } : {}),
       totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
     };
-    writer.finish({ 'rac.json': JSON.stringify(summary, null, 2) + '\n' });
+    const card = join(model.dir, 'README.md');
+    writer.finish({
+      'rac.json': JSON.stringify(summary, null, 2) + '\n',
+      'README.md': prunedModelCard(summary, existsSync(card) ? readFileSync(card, 'utf8') : null),
+    });
     return summary;
   } catch (e) {
     writer.abort();

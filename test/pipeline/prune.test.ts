@@ -16,7 +16,8 @@ import type { LinearName } from '../../src/models/spec.ts';
 import type { CalibSet } from '../../src/pipeline/calib.ts';
 import { parseLayerSelection, pruneCheckpoint, type LinearScope, type PruneMethod, type PruneOptions, type PruneSummary } from '../../src/pipeline/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { readHeader } from '../helpers/corrupt.ts';
+import { copyCheckpoint, readHeader } from '../helpers/corrupt.ts';
+import { splitFrontMatter } from '../../src/pipeline/model-card.ts';
 import {
   calibSet,
   entries,
@@ -464,5 +465,34 @@ describe('magnitude without error statistics', () => {
         assert.equal(lr!.output_error, undefined);
       }
     }
+  });
+});
+
+describe('model card of a pruned model', () => {
+  it('says what was pruned and how, keeps the source card (front matter on top) below it', async () => {
+    const dir = copyCheckpoint(checkpoint(LLAMA), 'card-src');
+    const original = '---\nlicense: mit\ntags: [reasoning]\n---\n\n# Source model\n\nDense accuracy: 83.2%.\n';
+    writeFileSync(join(dir, 'README.md'), original);
+    const out = join(tempDir('card'), 'out');
+    const s = await prune(dir, calibFor(dir, 8), out, { method: 'magnitude', target: HALF, errorStats: false });
+    const card = readFileSync(join(out, 'README.md'), 'utf8');
+    assert.ok(card.startsWith('---\nlicense: mit\ntags: [reasoning]\n---\n\n# Pruned with rac: magnitude, 50.00% unstructured\n'), card);
+    assert.ok(card.includes(`| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (50.00%) |`), card);
+    assert.match(card, /\| calibration \| none/);
+    assert.ok(card.endsWith('## Original model card\n\n# Source model\n\nDense accuracy: 83.2%.\n'), card);
+    assert.equal(card.split('---\n').length, 3, 'the front matter appears once');
+    // Without a source card: the header only.
+    const out2 = join(tempDir('card2'), 'out');
+    await prune(checkpoint(LLAMA), calibFor(dir, 8), out2, { method: 'sparsegpt', target: { kind: 'nm', n: 2, m: 4 } });
+    const card2 = readFileSync(join(out2, 'README.md'), 'utf8');
+    assert.match(card2, /^# Pruned with rac: sparsegpt, 2:4 semi-structured \(N:M\)\n/);
+    assert.match(card2, /\| calibration \| test; [\d,]+ tokens in 24 sequences \|/);
+    assert.ok(!card2.includes('Original model card'));
+  });
+
+  it('splitFrontMatter: only a leading --- block is front matter', () => {
+    assert.deepEqual(splitFrontMatter('---\na: 1\n---\nbody\n---\nmore'), { frontMatter: '---\na: 1\n---\n', body: 'body\n---\nmore' });
+    assert.deepEqual(splitFrontMatter('# Title\n---\na: 1\n---\n'), { frontMatter: null, body: '# Title\n---\na: 1\n---\n' });
+    assert.deepEqual(splitFrontMatter('---\r\na: 1\r\n---\r\nx'), { frontMatter: '---\r\na: 1\r\n---\n', body: 'x' });
   });
 });

@@ -1,0 +1,57 @@
+/**
+ * The README.md of a pruned model directory: what was done to it (method, target, zeros,
+ * calibration), then the source model's own card under "Original model card". The source card's
+ * YAML front matter (license, tags, … as the Hugging Face Hub reads it) stays at the very top;
+ * its figures describe the dense model, which the header says.
+ */
+import type { PruneSummary } from './prune.ts';
+
+const CALIB_WHAT: Record<string, string> = {
+  prompt: 'chat-templated prompts only (prompt-only calibration)',
+  rac: "prompt + the dense model's own chain-of-thought traces (reasoning-aware calibration)",
+  text: 'plain text',
+  mix: 'a weighted mix of sources',
+};
+
+/** Split `---\n…\n---\n` YAML front matter off a Markdown card. */
+export function splitFrontMatter(card: string): { frontMatter: string | null; body: string } {
+  const m = /^---\r?\n([\s\S]*?)\r?\n---[ \t]*(?:\r?\n|$)/.exec(card);
+  return m ? { frontMatter: m[0].replace(/\s*$/, '\n'), body: card.slice(m[0].length) } : { frontMatter: null, body: card };
+}
+
+export function prunedModelCard(s: PruneSummary, originalCard: string | null): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const target = s.pattern !== undefined ? `${s.pattern} semi-structured (N:M)` : `${pct(s.sparsity ?? 0)} unstructured`;
+  const c = s.calibration;
+  const mode = typeof c['mode'] === 'string' ? (c['mode'] as string) : null;
+  const calib =
+    s.method === 'magnitude' || c.tokens === 0
+      ? 'none (magnitude pruning reads only the weights)'
+      : `${mode ? `\`${mode}\`: ${CALIB_WHAT[mode] ?? mode}` : String(c['kind'] ?? 'calibration set')}; ${c.tokens.toLocaleString('en-US')} tokens in ${c.sequences.toLocaleString('en-US')} sequences` +
+        (typeof c['decode_share'] === 'number' ? `, ${pct(c['decode_share'] as number)} of them generated (trace) tokens` : '');
+  const o = s.options;
+  const { frontMatter, body } = originalCard === null ? { frontMatter: null, body: '' } : splitFrontMatter(originalCard);
+  const lines = [
+    ...(frontMatter ? [frontMatter] : []),
+    `# Pruned with rac: ${s.method}, ${target}`,
+    '',
+    `A pruned copy of \`${s.source_model}\`, written by rac ${s.rac_version} on ${s.created.slice(0, 10)}. Only the weights of the`,
+    'pruned linear layers differ from the source; config, tokenizer and chat template are the same.',
+    '',
+    '| | |',
+    '|---|---|',
+    `| architecture | \`${s.architecture}\` |`,
+    `| method | ${s.method} |`,
+    `| target | ${target} |`,
+    `| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (${pct(s.totals.sparsity)}) |`,
+    `| linear layers | ${String(o['linears'] ?? 'all')}; embeddings ${String(o['embeddings'] ?? 'untouched')}, lm_head ${String(o['lm_head'] ?? 'untouched')} |`,
+    `| calibration | ${calib} |`,
+    '',
+    'Weights are stored dense (zeros included), in the source dtype. `rac.json` beside this file has the',
+    'full record: settings, calibration inputs with their sha256, and the reconstruction error of every',
+    `layer. Measure this model with \`rac eval\`${originalCard !== null ? '; any accuracy figures in the original card below are the dense model’s' : ''}.`,
+    '',
+  ];
+  if (originalCard !== null) lines.push('## Original model card', '', body.replace(/^\s+/, ''));
+  return lines.join('\n').replace(/\n*$/, '\n');
+}
