@@ -416,7 +416,7 @@ export interface EvalHooks {
 export const DEFAULT_CODE_LIMITS: SandboxLimits = { wallMs: 10_000, cpuSeconds: 5, memoryMb: 1024 };
 
 /** Per-test sandbox limits for the `code` task: the given ones over DEFAULT_CODE_LIMITS. */
-export function codeLimits(o: { wallSeconds?: number; cpuSeconds?: number; memoryMb?: number }): SandboxLimits {
+export function codeLimits(o: { wallSeconds?: number | undefined; cpuSeconds?: number | undefined; memoryMb?: number | undefined }): SandboxLimits {
   const check = (v: number | undefined, what: string) => {
     if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`${what} must be a positive number, got ${v}`);
   };

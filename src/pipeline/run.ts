@@ -17,7 +17,7 @@ import { Model } from '../models/model.ts';
 import type { GenerationBackend } from './backend.ts';
 import { openBackend, type OpenBackendOptions } from './backends/index.ts';
 import { buildCalibSet, type CalibMode } from './calib-modes.ts';
-import { codeLimits, runEval, type EvalResults, type EvalTask } from './eval.ts';
+import { codeLimits, runEval, type EvalTask } from './eval.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from './prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
@@ -78,13 +78,7 @@ export function loadRecipe(path: string): Recipe {
     if (typeof v !== 'string' || !v) fail(`"${what}" must be a path`);
     return isAbsolute(v as string) ? (v as string) : join(base, v as string);
   };
-  const sub = (k: string, known: readonly string[]): Obj => {
-    const v = r[k] ?? {};
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${k}" must be a mapping`);
-    // A misspelt setting must not silently fall back to its default.
-    for (const key of Object.keys(v as Obj)) if (!known.includes(key)) fail(`"${k}": unknown key "${key}" (known: ${known.join(', ')})`);
-    return v as Obj;
-  };
+  const sub = (k: string, known: readonly string[]): Obj => mapping(r[k] ?? {}, k, known, fail);
   const num = (o: Obj, k: string, def: number, where: string, int = false): number => {
     const v = o[k] ?? def;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) fail(`"${where}.${k}" must be a ${int ? 'non-negative integer' : 'number ≥ 0'}`);
@@ -177,12 +171,17 @@ export function loadRecipe(path: string): Recipe {
 /** Keys of a recipe's `backend` mapping: the kind and openBackend's options a recipe may set. */
 const RECIPE_BACKEND_KEYS = ['kind', 'backend', 'gguf', 'exportDtype', 'threads', 'contextSize', 'baseUrl', 'apiKeyEnv', 'servedModel', 'concurrency', 'promptFormat', 'tokenizer', 'timeoutMs', 'maxAttempts', 'backoffMs'] as const;
 
+/** A recipe mapping at `where` with only `known` keys: a misspelt setting must not silently fall back to its default. */
+function mapping(v: unknown, where: string, known: readonly string[], fail: (m: string) => never): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${where}" must be a mapping (keys: ${known.join(', ')})`);
+  for (const key of Object.keys(v as Obj)) if (!known.includes(key)) fail(`"${where}": unknown key "${key}" (known: ${known.join(', ')})`);
+  return v as Obj;
+}
+
 /** `eval.code_limits: {wall_seconds, cpu_seconds, memory_mb}` (each optional) → sandbox limits. */
 function recipeCodeLimits(v: unknown, fail: (m: string) => never): SandboxLimits {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('"eval.code_limits" must be a mapping {wall_seconds, cpu_seconds, memory_mb}');
-  const o = v as Obj;
   const known = ['wall_seconds', 'cpu_seconds', 'memory_mb'];
-  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`"eval.code_limits": unknown key "${k}" (known: ${known.join(', ')})`);
+  const o = mapping(v, 'eval.code_limits', known, fail);
   const pos = (k: string): number | undefined => {
     const x = o[k];
     if (x === undefined) return undefined;
@@ -190,7 +189,7 @@ function recipeCodeLimits(v: unknown, fail: (m: string) => never): SandboxLimits
     return x as number;
   };
   const [wallSeconds, cpuSeconds, memoryMb] = known.map(pos);
-  return codeLimits({ ...(wallSeconds !== undefined ? { wallSeconds } : {}), ...(cpuSeconds !== undefined ? { cpuSeconds } : {}), ...(memoryMb !== undefined ? { memoryMb } : {}) });
+  return codeLimits({ wallSeconds, cpuSeconds, memoryMb });
 }
 
 export function hashOf(x: unknown): string {
@@ -259,7 +258,11 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   // Evaluation of one model (the dense one or a pruned one) on the held-out problems, cached by
   // the backend's fingerprint and the evaluation settings.
   const evalSha = fileSha(recipe.datasets.eval);
-  const evalTotal = 1 + recipe.prune.reduce((n, spec) => n + spec.targets.length * Math.max(1, spec.calib.length), 0);
+  // The pruned models to make: method × target × calibration mode (named once the traces exist).
+  const plans = recipe.prune.flatMap((spec) =>
+    spec.targets.flatMap((target) => (spec.calib.length ? spec.calib : [null]).map((calib: CalibMode | null) => ({ spec, target, calib }))),
+  );
+  const evalTotal = 1 + plans.length;
   const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
     const tag = `(${i + 1}/${evalTotal}) ${name}`;
     const file = join(out, 'evals', `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`);
@@ -337,23 +340,18 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   // 2. Pruning: method × target × calibration mode, each into a content-addressed directory.
   const textShas = recipe.datasets.text.map(fileSha);
   const traceSha = fileSha(tracesPath);
-  const jobs: { name: string; dir: string; spec: PruneSpec; target: SparsityTarget; calib: CalibMode | null }[] = [];
-  for (const spec of recipe.prune) {
-    for (const target of spec.targets) {
-      for (const calib of spec.calib.length ? spec.calib : [null]) {
-        const key = {
-          model: denseId,
-          method: spec.method,
-          target,
-          linears: spec.linears,
-          calib,
-          calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: recipe.calibration, tflags: recipe.templateFlags, system: recipe.system ?? null },
-        };
-        const name = `${spec.method}-${calib ?? 'nocalib'}-${targetLabel(target)}`;
-        jobs.push({ name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib });
-      }
-    }
-  }
+  const jobs = plans.map(({ spec, target, calib }) => {
+    const key = {
+      model: denseId,
+      method: spec.method,
+      target,
+      linears: spec.linears,
+      calib,
+      calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: recipe.calibration, tflags: recipe.templateFlags, system: recipe.system ?? null },
+    };
+    const name = `${spec.method}-${calib ?? 'nocalib'}-${targetLabel(target)}`;
+    return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib };
+  });
   log(`[2/4] pruning: ${jobs.length} models`);
   for (const [i, j] of jobs.entries()) {
     if (existsSync(join(j.dir, 'rac.json'))) {
