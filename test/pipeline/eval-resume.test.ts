@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateSplit } from '../../src/tasks/tiny.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { killChild, waitFor } from '../helpers/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RAC = join(ROOT, 'bin/rac.js');
@@ -53,14 +54,12 @@ describe('rac eval resume', () => {
     const log = `${out}.samples.jsonl`;
     const child = spawn(process.execPath, [RAC, ...args(out)], { cwd: ROOT, stdio: 'ignore' });
     const exited = new Promise<void>((res) => child.on('exit', () => res()));
-    const t0 = Date.now();
     let seen = 0;
-    while (Date.now() - t0 < 50_000) {
-      seen = lineCount(log);
-      if (seen >= 2) break;
-      await new Promise((r) => setTimeout(r, 10));
+    try {
+      await waitFor('2 recorded samples', () => (seen = lineCount(log)) >= 2 || child.exitCode !== null, { timeoutMs: 50_000 });
+    } finally {
+      killChild(child);
     }
-    child.kill('SIGKILL');
     await exited;
     const after = lineCount(log);
     assert.ok(seen >= 2, 'the child recorded samples before the kill');

@@ -5,14 +5,15 @@
  * corrupt line.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { manifestPath, readTraceFile, type TraceManifest, type TraceRecord } from '../../src/pipeline/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { killChild, waitFor } from '../helpers/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PROMPTS = 24;
@@ -24,9 +25,11 @@ function start(args: string[]) {
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
+  // 'close' comes after 'exit' once stdout and stderr are drained: the output is complete.
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((done) =>
-    child.on('exit', (code, signal) => setTimeout(() => done({ code, signal, stdout, stderr }), 20)),
+    child.on('close', (code, signal) => done({ code, signal, stdout, stderr })),
   );
+  children.push(child);
   return { child, exit };
 }
 
@@ -44,17 +47,16 @@ function completeLines(path: string): number {
 
 async function killWhen(args: string[], out: string, atLeast: number): Promise<number> {
   const { child, exit } = start(args);
-  const deadline = Date.now() + 45_000;
-  while (completeLines(out) < atLeast) {
-    if (child.exitCode !== null) break;
-    if (Date.now() > deadline) throw new Error('rac trace made no progress');
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(`${atLeast} records in ${out}`, () => completeLines(out) >= atLeast || child.exitCode !== null, { timeoutMs: 45_000 });
   child.kill('SIGKILL');
   const r = await exit;
   assert.equal(r.signal, 'SIGKILL', `the child must die by SIGKILL mid-run (exit ${r.code}); stderr: ${r.stderr}`);
   return completeLines(out);
 }
+
+/** Every child this file started, killed when the file's tests end (a failed assertion included). */
+const children: ChildProcess[] = [];
+after(() => children.forEach(killChild));
 
 describe('rac trace: kill -9 and resume', () => {
   it('two SIGKILLs mid-run, then the same command completes: records equal an uninterrupted run', async () => {

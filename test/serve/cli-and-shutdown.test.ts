@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
 import { startServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -64,38 +65,52 @@ describe('rac serve shutdown', { timeout: 60_000 }, () => {
   });
 
   it('lets a running request finish within the grace period', async () => {
-    const server = await startServer({ model: lm.model.dir, loaded: lm, port: 0, shutdownGraceMs: 20_000 });
-    const pending = fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Hello', max_tokens: 40, temperature: 0 }) });
-    await new Promise((ok) => setTimeout(ok, 50));
-    assert.equal(server.stats.active, 1);
-    await server.close();
-    const r = await pending;
-    assert.equal(r.status, 200);
-    assert.equal(((await r.json()) as { choices: unknown[] }).choices.length, 1);
-    await assert.rejects(fetch(`${server.url}/v1/models`));
+    // No eos ids: the request runs its 200 tokens, long enough to be seen running.
+    const server = await startServer({ model: lm.model.dir, loaded: { ...lm, eosTokenIds: [] }, port: 0, shutdownGraceMs: 20_000 });
+    let closed = false;
+    try {
+      const pending = fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Hello', max_tokens: 200, temperature: 0 }) });
+      pending.catch(() => {}); // awaited below; a failure before that must not become an unhandled rejection
+      await waitFor('the request to reach the server', () => server.stats.active === 1);
+      await server.close();
+      closed = true;
+      const r = await pending;
+      assert.equal(r.status, 200);
+      const body = (await r.json()) as { choices: { token_ids: number[]; finish_reason: string }[] };
+      assert.equal(body.choices.length, 1);
+      assert.equal(body.choices[0]!.token_ids.length, 200, 'the request ran to its end during the grace period');
+      assert.equal(body.choices[0]!.finish_reason, 'length');
+      await assert.rejects(fetch(`${server.url}/v1/models`));
+    } finally {
+      if (!closed) await server.close();
+    }
   });
 
   it('aborts a running (streaming) request once the grace period is over', async () => {
     // No eos ids: the request would run to its 3000 tokens.
     const server = await startServer({ model: lm.model.dir, loaded: { ...lm, eosTokenIds: [] }, port: 0, shutdownGraceMs: 0 });
-    const res = await fetch(`${server.url}/v1/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ prompt: 'Hello', max_tokens: 3000, temperature: 0, stream: true }),
-    });
-    assert.equal(res.status, 200);
-    const reader = res.body!.getReader();
-    await reader.read(); // the first chunk: generation is running
-    const t0 = Date.now();
-    await server.close();
-    assert.ok(Date.now() - t0 < 10_000);
-    let rest = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      rest += Buffer.from(value).toString();
+    try {
+      const res = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ prompt: 'Hello', max_tokens: 3000, temperature: 0, stream: true }),
+      });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      await reader.read(); // the first chunk: generation is running
+      const t0 = Date.now();
+      await server.close();
+      assert.ok(Date.now() - t0 < 10_000);
+      let rest = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        rest += Buffer.from(value).toString();
+      }
+      assert.match(rest, /"code":"shutting_down"/);
+      assert.match(rest, /data: \[DONE\]\n\n$/);
+      assert.equal(server.stats.batches, 1);
+    } finally {
+      await server.close(); // a no-op once closed; releases the port when an assertion above failed
     }
-    assert.match(rest, /"code":"shutting_down"/);
-    assert.match(rest, /data: \[DONE\]\n\n$/);
-    assert.equal(server.stats.batches, 1);
   });
 });
