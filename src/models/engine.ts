@@ -1,17 +1,18 @@
 /**
- * The inference engine: a checkpoint's weights in memory (f32) run through three ONNX sessions —
- * the decoder layer without past (prefill), the decoder layer with past (decode) and the head.
- * JS does only O(tokens·D) work: embedding lookup, masks, RoPE tables, cache bookkeeping.
+ * The inference engine: a checkpoint's weights (f32) run through ONNX sessions — per decoder
+ * layer one session of the layer graph with a KV past, its weights baked in as initializers (a
+ * prefill or a teacher-forced forward passes an empty past), and the head. JS does only
+ * O(tokens·D) work: embedding lookup, masks, RoPE tables, cache bookkeeping.
  *
  * Batches are LEFT-padded: sequence b's real tokens end at the last column, so every sequence's
  * next token is appended at the same column and one (B, 1) decode step serves the whole batch.
  */
+import { bakeInputs, MAX_BAKED_BYTES } from '../runtime/graph.ts';
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
 import { attentionMask, decodeMask, embedRows, leftPad, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
 import { buildHeadGraph, buildLayerGraph } from './graphs.ts';
 import type { Model } from './model.ts';
-import type { LayerWeights } from './spec.ts';
 
 /**
  * Per-layer KV cache for a left-padded batch, at a capacity C ≥ S filled slots. Keys are stored
@@ -114,47 +115,95 @@ export interface PrefillResult {
   cache: KvCache;
 }
 
-export class Engine {
-  private layerFeeds: Feeds[];
-  private headFeeds: Feeds;
+/** One decoder layer's session; `feeds` holds its weights when they are inputs, not baked in. */
+interface LayerSession {
+  session: Session;
+  feeds: Feeds | null;
+}
 
+/** The LM head over vocabulary rows [v0, v1); `feeds` as for a layer. */
+interface HeadChunk {
+  session: Session;
+  v0: number;
+  v1: number;
+  feeds: Feeds | null;
+}
+
+/** How the engine holds its weights (see Engine.load). */
+export interface EngineOptions extends Partial<RuntimeOptions> {
+  /**
+   * Bake each layer's (and the head's) weights into its session as initializers, so onnxruntime
+   * pre-packs them once (default true). A layer whose weights would pass MAX_BAKED_BYTES keeps them
+   * as inputs of one shared session; the head is split over the vocabulary to stay under it.
+   */
+  bakeWeights?: boolean;
+  /** Largest baked session (default MAX_BAKED_BYTES; smaller values exercise the split paths in tests). */
+  bakeLimitBytes?: number;
+}
+
+export class Engine {
   private constructor(
     readonly model: Model,
     readonly config: ModelConfig,
-    private readonly prefillSession: Session,
-    private readonly decodeSession: Session,
-    private readonly headSession: Session,
-    layers: LayerWeights[],
-  ) {
-    this.layerFeeds = layers.map((w) => this.weightFeeds(w));
-    const c = config;
-    this.headFeeds = {
-      w_norm: { data: model.finalNorm(), dims: [c.hiddenSize] },
-      w_lm_head: { data: model.lmHead(), dims: [c.vocabSize, c.hiddenSize] },
+    private readonly layerSessions: LayerSession[],
+    private readonly headChunks: HeadChunk[],
+    private readonly sessions: Session[],
+  ) {}
+
+  /**
+   * Build the sessions: one decoder-layer graph with a KV past (a prefill is the same graph with
+   * an empty past) and the head. With baked weights (the default) every layer gets its own
+   * session holding its weights as initializers: onnxruntime then pre-packs each weight matrix
+   * once instead of packing it on every run, and the engine keeps no JS copy of layer weights.
+   * Sessions are created one layer at a time, so load-time memory stays one layer above the total.
+   */
+  static async load(model: Model, opts: EngineOptions = {}): Promise<Engine> {
+    const { spec, config: c } = model;
+    const { bakeWeights = true, bakeLimitBytes = MAX_BAKED_BYTES, ...runtime } = opts;
+    const o = { ...runtimeDefaults(), ...runtime };
+    const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
+    const sessions: Session[] = [];
+    const open = async (name: string, bytes: Uint8Array) => {
+      const s = await Session.create(name, bytes, o);
+      sessions.push(s);
+      return s;
     };
-  }
-
-  /** Load every layer's weights (f32) and build the sessions. */
-  static async load(model: Model, opts: Partial<RuntimeOptions> = {}): Promise<Engine> {
-    const { spec, config } = model;
-    const o = { ...runtimeDefaults(), ...opts };
-    const [prefill, decode, head] = await Promise.all([
-      Session.create('decoder layer (prefill)', buildLayerGraph(spec, config, { past: false, present: true, capture: false }), o),
-      Session.create('decoder layer (decode)', buildLayerGraph(spec, config, { past: true, present: true, capture: false }), o),
-      Session.create('lm head', buildHeadGraph(config), o),
-    ]);
-    const layers: LayerWeights[] = [];
-    for (let i = 0; i < config.numLayers; i++) layers.push(model.layerWeights(i));
-    return new Engine(model, config, prefill, decode, head, layers);
-  }
-
-  /** Replace layer i's weights (e.g. after pruning); no session rebuild. */
-  setLayerWeights(i: number, w: LayerWeights): void {
-    this.layerFeeds[i] = this.weightFeeds(w);
-  }
-
-  private weightFeeds(w: LayerWeights): Feeds {
-    return weightFeeds(this.model.spec, this.config, w);
+    try {
+      let shared: Session | null = null;
+      const layerSessions: LayerSession[] = [];
+      for (let i = 0; i < c.numLayers; i++) {
+        const feeds = weightFeeds(spec, c, model.layerWeights(i));
+        if (bakeWeights && feedBytes(feeds) <= bakeLimitBytes) {
+          layerSessions.push({ session: await open(`decoder layer ${i}`, bakeInputs(layerGraph, asConstants(feeds))), feeds: null });
+        } else {
+          shared ??= await open('decoder layer', layerGraph);
+          layerSessions.push({ session: shared, feeds });
+        }
+      }
+      const headGraph = buildHeadGraph(c);
+      const norm = model.finalNorm();
+      const lm = model.lmHead();
+      const D = c.hiddenSize;
+      const V = c.vocabSize;
+      const headChunks: HeadChunk[] = [];
+      if (bakeWeights) {
+        const chunks = Math.ceil((V * D * 4) / bakeLimitBytes);
+        const per = Math.ceil(V / chunks);
+        for (let v0 = 0; v0 < V; v0 += per) {
+          const v1 = Math.min(V, v0 + per);
+          const g = v1 - v0 === V ? headGraph : buildHeadGraph({ ...c, vocabSize: v1 - v0 });
+          const consts = { w_norm: { data: norm, dims: [D] }, w_lm_head: { data: lm.subarray(v0 * D, v1 * D), dims: [v1 - v0, D] } };
+          headChunks.push({ session: await open(`lm head ${v0}..${v1}`, bakeInputs(g, consts)), v0, v1, feeds: null });
+        }
+      } else {
+        const feeds: Feeds = { w_norm: { data: norm, dims: [D] }, w_lm_head: { data: lm, dims: [V, D] } };
+        headChunks.push({ session: await open('lm head', headGraph), v0: 0, v1: V, feeds });
+      }
+      return new Engine(model, c, layerSessions, headChunks, sessions);
+    } catch (e) {
+      await Promise.all(sessions.map((s) => s.release()));
+      throw e;
+    }
   }
 
   /** Embedding rows for ids: (ids.length, D). */
@@ -163,8 +212,9 @@ export class Engine {
   }
 
   /**
-   * Run all decoder layers over hidden (B, T, D). With `cache`, the T new tokens attend to its S
-   * filled slots plus themselves, and their keys/values are appended to it (capacity permitting).
+   * Run all decoder layers over hidden (B, T, D). With `cache` and `usePast`, the T new tokens
+   * attend to its S filled slots plus themselves; without, to themselves only (an empty past).
+   * With `cache`, their keys/values are appended to it (capacity permitting).
    */
   private async layers(
     hidden: Float32Array,
@@ -177,17 +227,22 @@ export class Engine {
   ): Promise<Float32Array> {
     const c = this.config;
     const { cos, sin } = ropeFeeds(c, positions, B, T);
+    const emptyK: HostTensor = { data: new Float32Array(0), dims: [B, c.numKvHeads, c.headDim, 0] };
+    const emptyV: HostTensor = { data: new Float32Array(0), dims: [B, c.numKvHeads, 0, c.headDim] };
     let h = hidden;
     for (let l = 0; l < c.numLayers; l++) {
-      const feeds: Feeds = { ...this.layerFeeds[l]!, hidden: { data: h, dims: [B, T, c.hiddenSize] }, cos, sin, mask };
-      let out: Record<string, HostTensor>;
-      if (cache && usePast) {
-        feeds['past_key_t'] = { data: cache.keysT[l]!, dims: [B, c.numKvHeads, c.headDim, cache.C] };
-        feeds['past_value'] = { data: cache.values[l]!, dims: [B, c.numKvHeads, cache.C, c.headDim] };
-        out = await this.decodeSession.run(feeds);
-      } else {
-        out = await this.prefillSession.run(feeds, cache ? undefined : ['out']);
-      }
+      const { session, feeds: weights } = this.layerSessions[l]!;
+      const past = cache && usePast;
+      const feeds: Feeds = {
+        ...weights,
+        hidden: { data: h, dims: [B, T, c.hiddenSize] },
+        cos,
+        sin,
+        mask,
+        past_key_t: past ? { data: cache.keysT[l]!, dims: [B, c.numKvHeads, c.headDim, cache.C] } : emptyK,
+        past_value: past ? { data: cache.values[l]!, dims: [B, c.numKvHeads, cache.C, c.headDim] } : emptyV,
+      };
+      const out = await session.run(feeds, cache ? undefined : ['out']);
       h = out['out']!.data as Float32Array;
       if (cache) cache.write(l, out['new_key']!.data as Float32Array, out['new_value']!.data as Float32Array, T);
     }
@@ -201,11 +256,12 @@ export class Engine {
     const out = new Float32Array(rows * V);
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const n = Math.min(chunkRows, rows - r0);
-      const res = await this.headSession.run({
-        ...this.headFeeds,
-        hidden: { data: hidden.subarray(r0 * D, (r0 + n) * D), dims: [n, D] },
-      });
-      out.set(res['logits']!.data as Float32Array, r0 * V);
+      const x: HostTensor = { data: hidden.subarray(r0 * D, (r0 + n) * D), dims: [n, D] };
+      for (const { session, v0, v1, feeds } of this.headChunks) {
+        const logits = (await session.run({ ...feeds, hidden: x }))['logits']!.data as Float32Array;
+        if (v1 - v0 === V) out.set(logits, r0 * V);
+        else for (let r = 0; r < n; r++) out.set(logits.subarray(r * (v1 - v0), (r + 1) * (v1 - v0)), (r0 + r) * V + v0);
+      }
     }
     return out;
   }
@@ -265,6 +321,22 @@ export class Engine {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.prefillSession.release(), this.decodeSession.release(), this.headSession.release()]);
+    await Promise.all(this.sessions.map((s) => s.release()));
   }
 }
+
+/** Bytes of float32 data in a set of feeds. */
+function feedBytes(feeds: Feeds): number {
+  return Object.values(feeds).reduce((n, t) => n + t.data.byteLength, 0);
+}
+
+/** Feeds as bakeInputs' constants (every weight feed is float32). */
+function asConstants(feeds: Feeds): Record<string, { data: Float32Array; dims: readonly number[] }> {
+  const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+  for (const [k, t] of Object.entries(feeds)) {
+    if (!(t.data instanceof Float32Array)) throw new Error(`weight ${k} is not float32`);
+    out[k] = { data: t.data, dims: t.dims };
+  }
+  return out;
+}
+

@@ -224,3 +224,33 @@ export class GraphBuilder {
     return onnx.ModelProto.encode(model).finish();
   }
 }
+
+/** Largest serialized graph onnxruntime accepts from memory: protobuf's 2 GiB cap, less headroom. */
+export const MAX_BAKED_BYTES = 1.75 * 2 ** 30;
+
+/**
+ * The model `bytes` with the named float32 inputs turned into initializers holding `constants`
+ * (raw little-endian data). onnxruntime pre-packs constant MatMul/Gemm weights once at session
+ * creation, which weights fed as inputs miss on every run. The caller keeps the
+ * total under MAX_BAKED_BYTES.
+ */
+export function bakeInputs(bytes: Uint8Array, constants: Record<string, { data: Float32Array; dims: readonly number[] }>): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph!;
+  const declared = new Set((graph.input ?? []).map((i) => i.name!));
+  for (const name of Object.keys(constants)) {
+    if (!declared.has(name)) throw new Error(`graph ${graph.name}: no input "${name}" to bake`);
+  }
+  graph.input = (graph.input ?? []).filter((i) => !(i.name! in constants));
+  graph.initializer = [
+    ...(graph.initializer ?? []),
+    ...Object.entries(constants).map(([name, t]) => ({
+      name,
+      dataType: ELEM.float32,
+      dims: [...t.dims],
+      rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+    })),
+  ];
+  return onnx.ModelProto.encode(model).finish();
+}
+

@@ -10,11 +10,14 @@ export interface RuntimeOptions {
   /** Intra-op threads (0 = onnxruntime's default: one per physical core). */
   threads: number;
   provider: Provider;
+  /** Let idle intra-op threads spin-wait (onnxruntime's default; rac's is off, RAC_SPIN=1 turns it on). */
+  spinning: boolean;
 }
 
 let defaults: RuntimeOptions = {
   threads: Number(process.env.RAC_THREADS ?? 0) || 0,
   provider: (process.env.RAC_PROVIDER as Provider | undefined) ?? 'cpu',
+  spinning: process.env.RAC_SPIN === '1',
 };
 
 /** Set process-wide defaults (the CLI's --threads / --provider). */
@@ -62,6 +65,10 @@ export class Session {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       enableCpuMemArena: true,
+      // Idle pool threads sleep instead of spin-waiting for the next run: the engine holds one
+      // session per layer, each with its own pool, and on a shared machine spinning pools take
+      // the cores the running session needs (decode measured about 2x slower with spinning on 2 shared cores).
+      extra: { session: { intra_op: { allow_spinning: o.spinning ? '1' : '0' }, inter_op: { allow_spinning: o.spinning ? '1' : '0' } } },
     };
     try {
       return new Session(await ort.InferenceSession.create(model, so), name);

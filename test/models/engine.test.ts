@@ -66,4 +66,26 @@ describe('ORT engine vs plain TypeScript reference', () => {
       }
     }
   });
+
+  it('weights as inputs, a head split over the vocabulary and the baked default give the same logits', async () => {
+    const model = Model.open(checkpoint({ family: 'qwen2', seed: 1 }));
+    const V = model.config.vocabSize;
+    const D = model.config.hiddenSize;
+    const baked = await Engine.load(model, { threads: 1 });
+    engines.push(baked);
+    const inputs = await Engine.load(model, { threads: 1, bakeWeights: false });
+    engines.push(inputs);
+    // a limit below one layer's weights and a third of the head: layers fall back to inputs, the
+    // head is baked in three vocabulary chunks
+    const split = await Engine.load(model, { threads: 1, bakeLimitBytes: Math.ceil((V * D * 4) / 3) + 1 });
+    engines.push(split);
+    const want = await inputs.forward(SEQS);
+    for (const [name, e] of [['baked', baked], ['split', split]] as const) {
+      const got = await e.forward(SEQS);
+      for (let b = 0; b < SEQS.length; b++) assert.ok(maxAbsDiff(got[b]!, want[b]!) <= 1e-5, `${name}, sequence ${b}`);
+      const a = await e.prefill([SEQS[1]!, SEQS[2]!]);
+      const r = await inputs.prefill([SEQS[1]!, SEQS[2]!]);
+      assert.ok(maxAbsDiff(await e.decode(a.cache, [8, 9]), await inputs.decode(r.cache, [8, 9])) <= 1e-5, `${name}, decode`);
+    }
+  });
 });
