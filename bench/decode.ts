@@ -1,9 +1,10 @@
 /**
  * Decode throughput of rac's engine and of llama.cpp (node-llama-cpp, the same model exported to
  * an f32 GGUF) in the same run, on the same threads (2 each), greedy:
- * - 1 stream: one sequence;
- * - 8 streams: rac decodes a batch of 8 through generate(); llama.cpp runs 8 sequences of one
- *   context, evaluated together (node-llama-cpp batches concurrent sequences into one decode).
+ * - 1, 8, 32 and 128 streams after 32-token prompts, and 1 and 8 streams after 2,048-token
+ *   prompts (long context: attention over the cache dominates): rac decodes the streams as one
+ *   batch through generate(); llama.cpp runs them as sequences of one context, evaluated together
+ *   (node-llama-cpp batches concurrent sequences into one decode).
  * Model: Qwen2-0.5B layer dimensions (hidden 896, intermediate 4864, 14 heads, 2 KV heads,
  * head dim 64, q/k/v bias, tied embeddings), 4 layers, vocabulary cut to 32k; f32 weights in
  * both engines and an f32 KV cache in llama.cpp (its default is f16), no flash attention.
@@ -23,19 +24,28 @@ const THREADS = Number(process.env.RAC_BENCH_DECODE_THREADS ?? 2);
 const PROMPT = 32;
 const NEW_TOKENS = 32;
 const REPS = 2;
+/** [streams, prompt tokens]: short prompts at 1–128 streams, then 2,048 tokens already in the cache. */
+const CASES: [number, number][] = [
+  [1, PROMPT],
+  [8, PROMPT],
+  [32, PROMPT],
+  [128, PROMPT],
+  [1, 2048],
+  [8, 2048],
+];
 
-function prompts(n: number): number[][] {
-  return Array.from({ length: n }, (_, s) => Array.from({ length: PROMPT }, (_, t) => (t * 31 + s * 17 + 3) % 500));
+function prompts(n: number, len: number): number[][] {
+  return Array.from({ length: n }, (_, s) => Array.from({ length: len }, (_, t) => (t * 31 + s * 17 + 3) % 500));
 }
 
-async function racDecode(engine: Engine, streams: number): Promise<number> {
+async function racDecode(engine: Engine, streams: number, len: number): Promise<number> {
   let first = 0;
   let last = 0;
   let steps = 0;
   await generate(
     engine,
     null,
-    prompts(streams).map((prompt, i) => ({ prompt, stream: i })),
+    prompts(streams, len).map((prompt, i) => ({ prompt, stream: i })),
     {
       maxNewTokens: NEW_TOKENS,
       seed: 0,
@@ -60,9 +70,9 @@ type NodeLlamaCpp = typeof import('node-llama-cpp');
 type Token = import('node-llama-cpp').Token;
 type LlamaModel = Awaited<ReturnType<Awaited<ReturnType<NodeLlamaCpp['getLlama']>>['loadModel']>>;
 
-async function llamaDecode(lm: LlamaModel, streams: number): Promise<number> {
+async function llamaDecode(lm: LlamaModel, streams: number, len: number): Promise<number> {
   const ctx = await lm.createContext({
-    contextSize: 256,
+    contextSize: streams * (len + NEW_TOKENS + 16),
     sequences: streams,
     threads: { ideal: THREADS, min: THREADS },
     flashAttention: false,
@@ -73,7 +83,7 @@ async function llamaDecode(lm: LlamaModel, streams: number): Promise<number> {
     const firsts: number[] = [];
     const lasts: number[] = [];
     await Promise.all(
-      prompts(streams).map(async (prompt) => {
+      prompts(streams, len).map(async (prompt) => {
         const seq = ctx.getSequence();
         let n = 0;
         for await (const _ of seq.evaluate(prompt as Token[], { temperature: 0, yieldEogToken: true })) {
@@ -111,13 +121,13 @@ export async function benchDecode(dir: string): Promise<void> {
 
   const model = Model.open(ckpt);
   const engine = await Engine.load(model, { threads: THREADS });
-  const rac: Record<number, number> = {};
+  const rac = new Map<string, number>();
   try {
-    for (const streams of [1, 8]) {
+    for (const [streams, len] of CASES) {
       let best = 0;
-      for (let r = 0; r < REPS; r++) best = Math.max(best, await racDecode(engine, streams));
-      rac[streams] = best;
-      emit({ name: 'decode', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), ...dims });
+      for (let r = 0; r < REPS; r++) best = Math.max(best, await racDecode(engine, streams, len));
+      rac.set(`${streams}/${len}`, best);
+      emit({ name: 'decode', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), ...dims, prompt: len });
     }
   } finally {
     await engine.release();
@@ -129,11 +139,11 @@ export async function benchDecode(dir: string): Promise<void> {
   try {
     const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
     try {
-      for (const streams of [1, 8]) {
+      for (const [streams, len] of CASES) {
         let best = 0;
-        for (let r = 0; r < REPS; r++) best = Math.max(best, await llamaDecode(lm, streams));
-        emit({ name: 'decode', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), ...dims, kv_cache: 'f32' });
-        emit({ name: 'decode_ratio', streams, rac_over_llamacpp: +(rac[streams]! / best).toFixed(3) });
+        for (let r = 0; r < REPS; r++) best = Math.max(best, await llamaDecode(lm, streams, len));
+        emit({ name: 'decode', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), ...dims, prompt: len, kv_cache: 'f32' });
+        emit({ name: 'decode_ratio', streams, prompt: len, rac_over_llamacpp: +(rac.get(`${streams}/${len}`)! / best).toFixed(3) });
       }
     } finally {
       await lm.dispose();

@@ -1,11 +1,23 @@
-/** Child process for prune_rss: prune MODEL with CALIB into OUT, print peak RSS (KiB). */
+/**
+ * Child process for the RSS benchmarks: prune MODEL with CALIB into OUT (SparseGPT 50%) and print
+ * the peak RSS (KiB) — with `--json`, one JSON line `{max_rss_kib, layer_seconds: [...]}` where
+ * layer_seconds are each layer's phase totals from the pruning summary.
+ */
 import { Model } from '../src/models/model.ts';
 import { readCalibJsonl } from '../src/pipeline/calib.ts';
 import { pruneCheckpoint } from '../src/pipeline/prune.ts';
 
-const [model, calib, out] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const [model, calib, out] = args.filter((a) => a !== '--json');
 const m = Model.open(model!);
 const set = readCalibJsonl(calib!, null, m.config.vocabSize, { tokenBudget: 0, maxSeqLen: 4096 });
-await pruneCheckpoint(m, set, out!, { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false, overwrite: true }, 'bench');
+const summary = await pruneCheckpoint(m, set, out!, { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false, overwrite: true }, 'bench');
 m.close();
-process.stdout.write(String(process.resourceUsage().maxRSS) + '\n');
+const maxRss = process.resourceUsage().maxRSS;
+if (json) {
+  const layerSeconds = summary.layers.map((l) => l.seconds.capture + l.seconds.hessian + l.seconds.factor + l.seconds.sweep + l.seconds.recompute);
+  process.stdout.write(JSON.stringify({ max_rss_kib: maxRss, layer_seconds: layerSeconds, total_seconds: summary.totals.seconds }) + '\n');
+} else {
+  process.stdout.write(String(maxRss) + '\n');
+}

@@ -5,6 +5,10 @@
  *   efficiency = (flops of the phases ÷ seconds) ÷ gemm_peak of the same run.
  * prune_rss: peak RSS of `rac prune` on a 4-layer and a 16-layer model of the same width
  *   (child processes, so each peak is its own), and their ratio.
+ * prune_real (opt-in, tens of minutes): a real-size model — Qwen2-1.5B's full shape (28 layers,
+ *   vocabulary 151,936, BF16 weights, random values) — pruned by SparseGPT 50% with the same
+ *   16,384 tokens in a child process: peak RSS and the per-layer time as a ratio to prune_layer's
+ *   layer measured in the same run.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -30,7 +34,8 @@ function calibFile(path: string, tokens: number, seqLen: number, vocab: number):
   writeFileSync(path, lines.join('\n') + '\n');
 }
 
-export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 16384, seqLen = 2048): Promise<void> {
+/** Returns the layer's seconds in its phases (capture through recompute), for prune_real's ratio. */
+export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 16384, seqLen = 2048): Promise<number> {
   const ck = join(dir, 'model');
   writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
   const model = Model.open(ck);
@@ -83,6 +88,7 @@ export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 
     gflops: +gflops.toFixed(2),
     efficiency: +(gflops / gemmGflops).toFixed(3),
   });
+  return seconds;
 }
 
 /** Peak RSS (KiB) of a pruning run in its own process (bench/prune-child.ts reports maxRSS). */
@@ -108,3 +114,34 @@ export function benchPruneRss(dir: string): void {
   }
   emit({ name: 'prune_rss', hidden: widths.hidden, rss_mib_4_layers: +peaks[4]!.toFixed(1), rss_mib_16_layers: +peaks[16]!.toFixed(1), ratio: +(peaks[16]! / peaks[4]!).toFixed(3) });
 }
+
+export function benchPruneReal(dir: string, layerSeconds: number | null, tokens = 16384): void {
+  mkdirSync(dir, { recursive: true });
+  const ck = join(dir, 'model');
+  const t0 = performance.now();
+  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 28, ...QWEN2_1_5B_LAYER, tied: true, dtype: 'BF16', tokenizerVocab: 512, vocabPad: 151936 - 512, shards: 4, anisotropy: 1, seed: 5 });
+  const writeSeconds = (performance.now() - t0) / 1000;
+  const calib = join(dir, 'calib.jsonl');
+  calibFile(calib, tokens, 2048, 400);
+  const res = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/prune-child.ts'), '--json', ck, calib, join(dir, 'out')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 20,
+  });
+  if (res.status !== 0) throw new Error(`prune_real child failed (exit ${res.status})`);
+  const r = JSON.parse(res.stdout.trim()) as { max_rss_kib: number; layer_seconds: number[]; total_seconds: number };
+  const sorted = [...r.layer_seconds].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  emit({
+    name: 'prune_real',
+    model: 'Qwen2-1.5B shape (28 layers, hidden 1536, intermediate 8960, vocab 151936, bf16, random)',
+    tokens,
+    checkpoint_write_seconds: +writeSeconds.toFixed(1),
+    peak_rss_gib: +(r.max_rss_kib / 2 ** 20).toFixed(2),
+    layer_seconds_median: +median.toFixed(2),
+    layer_seconds_max: +sorted[sorted.length - 1]!.toFixed(2),
+    total_seconds: +r.total_seconds.toFixed(1),
+    ...(layerSeconds ? { prune_layer_seconds: +layerSeconds.toFixed(2), layer_ratio: +(median / layerSeconds).toFixed(3) } : {}),
+  });
+}
+

@@ -2,7 +2,8 @@
  * `npm run bench`: one JSON object per line. Ratios are against figures measured in the same
  * run: gemm_peak is measured at the start and again right before each benchmark, and each
  * efficiency divides by the best peak seen so far (so a busy machine cannot inflate a ratio).
- * Filter by name: `npm run bench -- prefill prune_layer`.
+ * Filter by name: `npm run bench -- prefill prune_layer`. `prune_real` (a real-size model, tens
+ * of minutes) runs only when named: `npm run bench -- prune_layer prune_real`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,10 +11,11 @@ import { join } from 'node:path';
 import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
 import { benchPrefill } from './prefill.ts';
-import { benchPruneLayer, benchPruneRss } from './prune.ts';
+import { benchPruneLayer, benchPruneReal, benchPruneRss } from './prune.ts';
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
+const named = (name: string) => only.includes(name);
 const dir = mkdtempSync(join(tmpdir(), 'rac-bench-'));
 let best = 0;
 const peak = async (): Promise<number> => {
@@ -26,8 +28,10 @@ try {
   emit({ name: 'gemm_peak', gflops: +best.toFixed(2), m: 2048, k: 1536, n: 8960 });
   if (want('prefill')) await benchPrefill(join(dir, 'prefill'), await peak());
   if (want('decode')) await benchDecode(join(dir, 'decode'));
-  if (want('prune_layer')) await benchPruneLayer(join(dir, 'prune_layer'), await peak());
+  let layerSeconds: number | null = null;
+  if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
   if (want('prune_rss')) benchPruneRss(join(dir, 'prune_rss'));
+  if (named('prune_real')) benchPruneReal(join(dir, 'prune_real'), layerSeconds);
   emit({ name: 'gemm_peak_final', gflops: +best.toFixed(2), note: 'best of all gemm_peak measurements in this run' });
 } finally {
   rmSync(dir, { recursive: true, force: true });
