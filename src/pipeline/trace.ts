@@ -25,6 +25,7 @@ import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSett
 import { streamOf } from './backend.ts';
 import type { RenderedPrompt } from '../io/datasets.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { lockOutput } from '../io/lock.ts';
 
 export class TraceError extends Error {
   constructor(message: string) {
@@ -207,8 +208,20 @@ function samplingOf(s: TraceSettings, stream: number): TraceRecord['sampling'] {
   };
 }
 
-/** Generate traces into `opts.out`, resuming what is there. Returns the final manifest. */
+/**
+ * Generate traces into `opts.out`, resuming what is there. Returns the final manifest. Holds the
+ * output's lock (`<out>.lock`) throughout: a second writer on the same --out is refused.
+ */
 export async function runTrace(opts: TraceOptions): Promise<TraceManifest> {
+  const lock = lockOutput(resolve(opts.out), 'traces');
+  try {
+    return await runTraceLocked(opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   const out = resolve(opts.out);
   const mpath = manifestPath(out);
   const s = opts.settings;
