@@ -44,7 +44,8 @@ function processStart(pid: number): string | null {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -75,7 +76,7 @@ function readLock(path: string): LockInfo | null | 'absent' {
 /** Whether the lock's owner is still running (false: the lock is stale). */
 function held(info: LockInfo): boolean {
   if (info.host !== hostname()) return true; // cannot check another host's processes
-  if (!alive(info.pid)) return false;
+  if (!pidAlive(info.pid)) return false;
   const now = processStart(info.pid);
   // The pid was reused by a process started later than the lock's owner.
   if (info.start !== null && now !== null && now !== info.start) return false;
