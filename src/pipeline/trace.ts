@@ -26,6 +26,7 @@ import { streamOf } from './backend.ts';
 import type { RenderedPrompt } from '../io/datasets.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { lockOutput } from '../io/lock.ts';
+import { decodeUtf8 } from '../io/jsonl.ts';
 
 export class TraceError extends Error {
   constructor(message: string) {
@@ -150,7 +151,7 @@ export function readTraceFile(path: string): ReadTraces {
   }
   const last = buf.lastIndexOf(0x0a);
   const validBytes = last + 1;
-  const text = buf.subarray(0, validBytes).toString('utf8');
+  const text = decodeUtf8(buf.subarray(0, validBytes), file, (m) => new TraceError(m));
   const records: TraceRecord[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
