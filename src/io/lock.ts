@@ -4,11 +4,12 @@
 // written to a temp file first and hard-linked into place: link(2) fails with EEXIST when a lock is
 // there (like O_EXCL), and the lock never exists half-written. A lock whose owner is gone (no such
 // pid, or the pid now belongs to a process started at another time) is stale and taken over; a lock
-// from another host cannot be checked and is refused. Released by `release()`; a process killed
-// while holding it leaves a stale lock that the next run takes over.
+// from another host cannot be checked and is refused. Released by `release()` or on SIGINT/SIGTERM;
+// a process killed by SIGKILL leaves a stale lock that the next run takes over.
 import { linkSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { pidAlive, removeOnSignal } from './temp-cleanup.ts';
 
 export class LockError extends Error {
   override name = 'LockError';
@@ -41,16 +42,6 @@ function processStart(pid: number): string | null {
     return rest[19] ?? null; // field 22 overall
   } catch {
     return null;
-  }
-}
-
-/** Whether a process with this pid exists (EPERM: it exists, owned by someone else). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -128,12 +119,15 @@ export function lockOutput(target: string, what = 'output'): OutputLock {
   } finally {
     rmSync(tmp, { force: true });
   }
+  // SIGINT/SIGTERM remove the lock too (SIGKILL leaves it: stale, taken over by the next run).
+  const onSignal = removeOnSignal(path);
   let released = false;
   return {
     path,
     release() {
       if (released) return;
       released = true;
+      onSignal.release();
       const info = readLock(path);
       if (info !== 'absent' && info !== null && info.pid === me.pid && info.host === me.host && info.start === me.start) {
         rmSync(path, { force: true });

@@ -1,10 +1,19 @@
-// Temp directories that must not outlive the process: removed on SIGINT/SIGTERM (then the signal
+// Temp directories (and lock files) that must not outlive the process: removed on SIGINT/SIGTERM (then the signal
 // is re-raised, so the process still dies by it) and at exit. SIGKILL cannot be caught: the next
 // run removes the directories whose owner process is gone (`removeStaleTempDirs`), which is why
 // their names carry the owner's pid.
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { pidAlive } from './lock.ts';
+
+/** Whether a process with this pid exists (EPERM: it exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 const live = new Set<string>();
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;

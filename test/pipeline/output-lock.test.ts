@@ -126,6 +126,25 @@ describe('rac trace / rac eval: one writer per --out', () => {
     assert.equal(new Set(recs.map((r) => `${r.prompt_id}/${r.sample}`)).size, recs.length, 'no record written twice');
   });
 
+  it('trace: SIGTERM removes the lock (the process still dies by the signal)', async () => {
+    const work = tempDir('trace-lock-term');
+    const ds = join(work, 'prompts.jsonl');
+    writeFileSync(ds, generateSplit('calib', 'arith', 4000, 4).map((p) => JSON.stringify({ id: p.id, prompt: p.prompt })).join('\n') + '\n');
+    const out = join(work, 'traces.jsonl');
+    const run = start(['trace', '-q', '--model', model, '--dataset', ds, '--n', '1', '--max-new-tokens', '48', '--token-budget', '0', '--threads', '1', '--out', out]);
+    try {
+      await waitFor('the first record', () => lines(out) >= 1, run.child);
+      assert.ok(existsSync(lockPath(out)));
+      run.child.kill('SIGTERM');
+      const r = await run.exit;
+      assert.equal(r.signal, 'SIGTERM', r.stderr);
+      assert.equal(existsSync(lockPath(out)), false, 'the lock is gone');
+    } finally {
+      run.child.kill('SIGKILL');
+      await run.exit;
+    }
+  });
+
   it('eval: a second process on the same --out fails with one line; a stale lock is taken over', async () => {
     const work = tempDir('eval-lock');
     const ds = join(work, 'tiny.jsonl');
