@@ -3,12 +3,14 @@
  * tensor order, names, shapes, dtypes and safetensors metadata; tensors not rewritten are copied
  * byte for byte; config, tokenizer and index files copied unchanged. Everything goes to a temp
  * directory beside the destination, renamed into place by `finish()` — an interrupted run never
- * leaves a half-written model at the destination.
+ * leaves a half-written model at the destination: the temp dir is removed on SIGINT/SIGTERM, and
+ * one left by a killed run (its pid gone) is removed by the next `begin()` for the same output.
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
 import { INDEX_FILE, SafetensorsWriter, type SafetensorsModel } from './safetensors.ts';
+import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
 export class CheckpointWriter {
   private readonly writers = new Map<string, SafetensorsWriter>();
@@ -18,7 +20,9 @@ export class CheckpointWriter {
   private constructor(
     readonly src: SafetensorsModel,
     readonly outDir: string,
+    /** The temp dir (and everything put in it, e.g. hidden-state spill files) goes on SIGINT/SIGTERM. */
     readonly tmpDir: string,
+    private readonly cleanup: { release(): void },
   ) {}
 
   /**
@@ -30,9 +34,12 @@ export class CheckpointWriter {
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
     if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
     mkdirSync(dirname(out), { recursive: true });
-    const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+    // Temp dirs of runs killed (SIGKILL, power loss) before they could remove them.
+    const prefix = `.${basename(out)}.tmp-`;
+    removeStaleTempDirs(dirname(out), prefix);
+    const tmp = join(dirname(out), `${prefix}${process.pid}-${Date.now().toString(36)}`);
     mkdirSync(tmp);
-    const w = new CheckpointWriter(src, out, tmp);
+    const w = new CheckpointWriter(src, out, tmp, removeOnSignal(tmp));
     try {
       for (const shard of src.shards) {
         const f = src.shard(shard);
@@ -84,6 +91,7 @@ export class CheckpointWriter {
       for (const [name, content] of Object.entries(extra)) writeFileSync(join(this.tmpDir, name), content);
       if (existsSync(this.outDir)) rmSync(this.outDir, { recursive: true, force: true });
       renameSync(this.tmpDir, this.outDir);
+      this.cleanup.release();
       this.done = true;
     } catch (e) {
       this.abort();
@@ -102,6 +110,7 @@ export class CheckpointWriter {
     }
     this.writers.clear();
     rmSync(this.tmpDir, { recursive: true, force: true });
+    this.cleanup.release();
     this.done = true;
   }
 }

@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { decodeUtf8 } from './jsonl.ts';
 import { extname, resolve } from 'node:path';
 import type { ChatMessage, RacTokenizer } from './tokenizer.ts';
 
@@ -201,12 +202,12 @@ export async function loadDataset(path: string, opts: LoadDatasetOptions = {}): 
   let columns: string[] | undefined;
   let total: number;
   if (format === 'jsonl') {
-    const r = readJsonlRows(file, bytes.toString('utf8'), limit);
+    const r = readJsonlRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)), limit);
     rawRows = r.rows;
     total = r.total;
     where = (i) => r.where[i]!;
   } else if (format === 'json') {
-    const all = readJsonRows(file, bytes.toString('utf8'));
+    const all = readJsonRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)));
     total = all.length;
     rawRows = all.slice(0, Math.min(all.length, limit));
     where = (i) => `${file}: row ${i}`;

@@ -16,6 +16,72 @@ export interface JsonlRow {
 }
 
 /**
+ * Index of the first byte that is not part of a well-formed UTF-8 sequence (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or -1 when all of it is UTF-8.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      if (b === 0xe0) lo = 0xa0;
+      if (b === 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      if (b === 0xf0) lo = 0x90;
+      if (b === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k];
+      if (c === undefined || c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes UTF-8 text, refusing malformed bytes (which a lenient decoder silently turns into
+ * U+FFFD): the error names the file, the line and the byte offset. A leading BOM is dropped.
+ */
+export function decodeUtf8(bytes: Uint8Array, file: string, error: (message: string) => Error = (m) => new JsonlError(m)): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    let line = 1;
+    for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) line++;
+    const hex = (bytes[at] ?? 0).toString(16).padStart(2, '0');
+    throw error(`${file}:${line}: invalid UTF-8 (byte 0x${hex} at offset ${at}); the file must be UTF-8 text`);
+  }
+}
+
+/**
+ * `jsonlObjects` over the bytes of a file, decoded strictly as UTF-8. With `ignoreTornTail`, the
+ * bytes after the last '\n' (a torn write, possibly cut inside a character) are left out first.
+ */
+export function jsonlObjectsFromBytes(
+  bytes: Uint8Array,
+  file: string,
+  opts: { ignoreTornTail?: boolean; error?: (message: string) => Error } = {},
+): Generator<JsonlRow> {
+  const body = opts.ignoreTornTail ? bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1) : bytes;
+  return jsonlObjects(decodeUtf8(body, file, opts.error), file, opts);
+}
+
+/**
  * The objects of a JSONL text, in order; blank lines skipped. With `ignoreTornTail`, a last line
  * without its '\n' (a writer still running, or killed mid-write) is left out instead of parsed.
  */

@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { CalibError, validateLimits, type CalibSequence, type CalibSet } from './calib.ts';
 import { loadDataset, renderPrompt, type LoadDatasetOptions } from '../io/datasets.ts';
-import { jsonlObjects } from '../io/jsonl.ts';
+import { decodeUtf8, jsonlObjects, jsonlObjectsFromBytes } from '../io/jsonl.ts';
 import type { RacTokenizer } from '../io/tokenizer.ts';
 
 export const CALIB_MODES = ['prompt', 'rac', 'text', 'mix'] as const;
@@ -246,7 +246,7 @@ export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: Cal
   function* docs(): Generator<Doc> {
     for (const f of files) {
       // A torn last line (a trace run still going or killed) is ignored.
-      for (const { row, where } of jsonlObjects(f.bytes.toString('utf8'), f.file, { ignoreTornTail: true, error: (m) => new CalibError(m) })) {
+      for (const { row, where } of jsonlObjectsFromBytes(f.bytes, f.file, { ignoreTornTail: true, error: (m) => new CalibError(m) })) {
         const { ids, promptLen } = traceRowIds(row, ctx.vocabSize, where);
         const w = row['weight'] ?? 1;
         if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
@@ -270,7 +270,7 @@ export function buildTextComponent(paths: string[], textField: string, ctx: Cali
   function* docs(): Generator<Doc> {
     for (const f of files) {
       const ext = extname(f.file).toLowerCase();
-      const text = f.bytes.toString('utf8');
+      const text = decodeUtf8(f.bytes, f.file, (m) => new CalibError(m));
       if (ext === '.jsonl' || ext === '.ndjson') {
         for (const { row, where } of jsonlObjects(text, f.file, { error: (m) => new CalibError(m) })) {
           const t = row[textField];

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { jsonlObjects } from '../io/jsonl.ts';
+import { decodeUtf8, jsonlObjects } from '../io/jsonl.ts';
 
 export interface CalibSequence {
   ids: number[];
@@ -74,13 +74,14 @@ export function limitSequences(raw: CalibSequence[], l: CalibLimits): { sequence
 /** Read a calibration JSONL file (rows of input_ids or text, optional weight). */
 export function readCalibJsonl(path: string, tokenizer: TextEncoder | null, vocabSize: number, limits: CalibLimits): CalibSet {
   const file = resolve(path);
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CalibError(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`);
   }
+  const text = decodeUtf8(bytes, file, (m) => new CalibError(m));
   validateLimits(limits);
   const raw: CalibSequence[] = [];
   let kinds = new Set<string>();

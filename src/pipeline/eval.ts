@@ -27,6 +27,7 @@ import { passAtK } from '../tasks/passk.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from './backend.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { lockOutput } from '../io/lock.ts';
 
 export type EvalTask = 'math' | 'code' | 'tiny';
 export const EVAL_TASKS: readonly EvalTask[] = ['math', 'code', 'tiny'];
@@ -449,6 +450,16 @@ async function grade(task: EvalTask, p: EvalProblem, text: string, limits: Sandb
  * think tokens; the backend generates.
  */
 export async function runEval(cfg: EvalConfig, backend: GenerationBackend, tok: RacTokenizer, hooks: EvalHooks = {}): Promise<EvalResults> {
+  // One writer per output: the sample log is appended, a second process would double it.
+  const lock = lockOutput(resolve(cfg.out), 'evaluation output');
+  try {
+    return await runEvalLocked(cfg, backend, tok, hooks);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: RacTokenizer, hooks: EvalHooks): Promise<EvalResults> {
   if (!Number.isInteger(cfg.samples) || cfg.samples < 1) throw new Error(`samples must be ≥ 1, got ${cfg.samples}`);
   const out = resolve(cfg.out);
   const loaded = await loadEvalProblems(cfg.dataset, cfg.task, cfg.columns ?? {}, cfg.limit);

@@ -186,7 +186,8 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
   let gemm: OrtGemm | null = null;
   const reports: LayerReport[] = [];
   try {
-    stores.push(new HiddenStore(sizes, memory), new HiddenStore(sizes, memory));
+    // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
+    stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
     let [input, output] = stores as [HiddenStore, HiddenStore];
     runner = await LayerRunner.create(spec, cfg, opts.runtime);
     gemm = createOrtGemm(opts.runtime);
@@ -294,6 +295,7 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
     };
     const card = join(model.dir, 'README.md');
+    for (const st of stores) st.close(); // before the temp dir becomes the output
     writer.finish({
       'rac.json': JSON.stringify(summary, null, 2) + '\n',
       'README.md': prunedModelCard(summary, existsSync(card) ? readFileSync(card, 'utf8') : null),

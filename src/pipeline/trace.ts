@@ -25,6 +25,8 @@ import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSett
 import { streamOf } from './backend.ts';
 import type { RenderedPrompt } from '../io/datasets.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { lockOutput } from '../io/lock.ts';
+import { decodeUtf8 } from '../io/jsonl.ts';
 
 export class TraceError extends Error {
   constructor(message: string) {
@@ -149,7 +151,7 @@ export function readTraceFile(path: string): ReadTraces {
   }
   const last = buf.lastIndexOf(0x0a);
   const validBytes = last + 1;
-  const text = buf.subarray(0, validBytes).toString('utf8');
+  const text = decodeUtf8(buf.subarray(0, validBytes), file, (m) => new TraceError(m));
   const records: TraceRecord[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -207,8 +209,20 @@ function samplingOf(s: TraceSettings, stream: number): TraceRecord['sampling'] {
   };
 }
 
-/** Generate traces into `opts.out`, resuming what is there. Returns the final manifest. */
+/**
+ * Generate traces into `opts.out`, resuming what is there. Returns the final manifest. Holds the
+ * output's lock (`<out>.lock`) throughout: a second writer on the same --out is refused.
+ */
 export async function runTrace(opts: TraceOptions): Promise<TraceManifest> {
+  const lock = lockOutput(resolve(opts.out), 'traces');
+  try {
+    return await runTraceLocked(opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   const out = resolve(opts.out);
   const mpath = manifestPath(out);
   const s = opts.settings;

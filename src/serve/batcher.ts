@@ -3,6 +3,10 @@
  * (and while a batch runs) are decoded together, up to `maxBatch` sequences. Sampling settings are
  * per sequence, so requests with different temperatures, seeds or stop strings share a batch and
  * each gets exactly what it would get alone.
+ *
+ * A batch takes sequences round-robin over the queued requests, one from each in turn, so a
+ * request of many sequences is spread over several batches and a small request queued behind it
+ * runs in the next batch instead of waiting for all of it.
  */
 import { generate, type Completion, type RequestSampling } from '../models/generate.ts';
 import type { LoadedModel } from '../pipeline/loaded.ts';
@@ -34,8 +38,14 @@ export interface BatchStats {
   running: boolean;
 }
 
+interface Queued {
+  job: Job;
+  /** Index of the job's next sequence not yet in a batch. */
+  next: number;
+}
+
 export class Batcher {
-  private queue: Job[] = [];
+  private queue: Queued[] = [];
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
   private closed = false;
@@ -52,7 +62,8 @@ export class Batcher {
       job.fail(new Error('server is shutting down'));
       return;
     }
-    this.queue.push(job);
+    if (job.seqs.length === 0) return;
+    this.queue.push({ job, next: 0 });
     this.stats.queued = this.queue.length;
     this.schedule(this.windowMs);
   }
@@ -71,21 +82,32 @@ export class Batcher {
   }
 
   private async runBatch(): Promise<void> {
-    const jobs: Job[] = [];
-    let n = 0;
-    while (this.queue.length > 0) {
-      const k = this.queue[0]!.seqs.length;
-      if (jobs.length > 0 && n + k > this.maxBatch) break;
-      jobs.push(this.queue.shift()!);
-      n += k;
+    const seqs: Sequence[] = [];
+    const jobSet = new Set<Job>();
+    while (seqs.length < this.maxBatch && this.queue.length > 0) {
+      for (let i = 0; i < this.queue.length && seqs.length < this.maxBatch; ) {
+        const q = this.queue[i]!;
+        if (q.job.seqs[q.next]!.signal.aborted) {
+          // Client gone or shutdown: the rest of the job is not worth a batch slot.
+          this.queue.splice(i, 1);
+          if (!jobSet.has(q.job)) q.job.fail(new Error('request aborted'));
+          continue;
+        }
+        seqs.push(q.job.seqs[q.next++]!);
+        jobSet.add(q.job);
+        if (q.next === q.job.seqs.length) this.queue.splice(i, 1);
+        else i++;
+      }
     }
     this.stats.queued = this.queue.length;
+    if (seqs.length === 0) return;
+    const jobs = [...jobSet];
+    const n = seqs.length;
     this.stats.running = true;
     this.stats.batches++;
     this.stats.sequences += n;
     this.stats.lastBatch = { requests: jobs.length, sequences: n };
     this.stats.maxBatchRequests = Math.max(this.stats.maxBatchRequests, jobs.length);
-    const seqs = jobs.flatMap((j) => j.seqs);
     const first = seqs[0]!.sampling;
     try {
       await generate(
@@ -102,6 +124,9 @@ export class Batcher {
       );
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
+      // The failed jobs' sequences still queued are dropped with them.
+      this.queue = this.queue.filter((q) => !jobSet.has(q.job));
+      this.stats.queued = this.queue.length;
       for (const j of jobs) j.fail(err);
     }
   }
@@ -116,7 +141,7 @@ export class Batcher {
     const q = this.queue;
     this.queue = [];
     this.stats.queued = 0;
-    for (const j of q) j.fail(new Error('server is shutting down'));
+    for (const j of q) j.job.fail(new Error('server is shutting down'));
     await this.current;
   }
 

@@ -56,9 +56,54 @@ export interface ModelLimits {
   vocabSize: number;
   /** Prompt + completion tokens must fit in this. */
   contextLength: number;
+  /** Per-request bounds (default: `defaultRequestLimits(contextLength)`). */
+  request?: RequestLimits;
+}
+
+/** What one request may ask for: checked before any prompt is tokenized or queued. */
+export interface RequestLimits {
+  /** Prompts in one /v1/completions request (`prompt` as an array). */
+  maxPrompts: number;
+  /** Σ over the request's sequences (prompts × n) of prompt tokens + max_tokens. */
+  maxRequestTokens: number;
+  /** Characters of one prompt string (or rendered chat) that are tokenized at all. */
+  maxPromptChars: number;
+}
+
+/**
+ * A prompt string longer than this many characters per context token is refused untokenized: it
+ * cannot fit (tokens of natural text and code average 3–5 characters), and tokenizing megabytes
+ * would hold the event loop for seconds.
+ */
+export const PROMPT_CHARS_PER_TOKEN = 16;
+
+export function defaultRequestLimits(contextLength: number): RequestLimits {
+  return { maxPrompts: 64, maxRequestTokens: 128 * contextLength, maxPromptChars: PROMPT_CHARS_PER_TOKEN * contextLength };
+}
+
+const requestLimits = (lim: ModelLimits): RequestLimits => lim.request ?? defaultRequestLimits(lim.contextLength);
+
+/** Lets other requests (and /health) run between the tokenizations of a request's prompts. */
+const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
+
+function checkChars(length: number, what: string, param: string, lim: ModelLimits): void {
+  const max = requestLimits(lim).maxPromptChars;
+  if (length > max) {
+    throw bad(
+      `${what} has ${length} characters; prompts over ${max} characters are refused before tokenization (the model's context is ${lim.contextLength} tokens)`,
+      param,
+      'prompt_too_long',
+    );
+  }
 }
 
 type Body = Record<string, unknown>;
+
+/** Stop strings per request and characters per stop string. */
+const MAX_STOP = 64;
+const MAX_STOP_CHARS = 1024;
+/** Messages per chat request. */
+const MAX_MESSAGES = 4096;
 
 function has(b: Body, k: string): boolean {
   return b[k] !== undefined && b[k] !== null;
@@ -127,6 +172,8 @@ function common(b: Body, lim: ModelLimits, kind: JobSpec['kind'], prompts: numbe
     if (typeof s === 'string') stop = [s];
     else if (Array.isArray(s) && s.every((x) => typeof x === 'string')) stop = s as string[];
     else throw bad("'stop' must be a string or an array of strings", 'stop');
+    if (stop.length > MAX_STOP) throw bad(`'stop' has ${stop.length} strings; at most ${MAX_STOP} are accepted`, 'stop');
+    if (stop.some((x) => x.length > MAX_STOP_CHARS)) throw bad(`'stop' strings may have at most ${MAX_STOP_CHARS} characters`, 'stop');
     stop = stop.filter((x) => x.length > 0);
   }
   const stream = bool(b, 'stream', false);
@@ -144,12 +191,13 @@ function common(b: Body, lim: ModelLimits, kind: JobSpec['kind'], prompts: numbe
   if (b.echo === true) throw bad("'echo' is not supported by rac serve", 'echo', 'unsupported');
   if (has(b, 'suffix')) throw bad("'suffix' is not supported by rac serve", 'suffix', 'unsupported');
 
+  // (a loop, not Math.max(...): a spread of millions of arguments overflows the stack)
+  let longest = 0;
+  let promptTokens = 0;
   for (const p of prompts) {
-    for (const id of p) {
-      if (id < 0 || id >= lim.vocabSize) throw bad(`token id ${id} is out of range [0, ${lim.vocabSize})`, 'prompt');
-    }
+    if (p.length > longest) longest = p.length;
+    promptTokens += p.length;
   }
-  const longest = Math.max(...prompts.map((p) => p.length));
   const maxKey = kind === 'chat' && has(b, 'max_completion_tokens') ? 'max_completion_tokens' : 'max_tokens';
   let maxTokens = int(b, maxKey, 1, 1 << 30);
   if (maxTokens === undefined) maxTokens = kind === 'completion' ? 16 : lim.contextLength - longest;
@@ -159,6 +207,20 @@ function common(b: Body, lim: ModelLimits, kind: JobSpec['kind'], prompts: numbe
       maxKey,
       'context_length_exceeded',
     );
+  }
+  const { maxRequestTokens } = requestLimits(lim);
+  const requestTokens = n * (promptTokens + prompts.length * maxTokens);
+  if (requestTokens > maxRequestTokens) {
+    throw bad(
+      `the request asks for ${requestTokens} tokens (${prompts.length} prompt(s) × n=${n}, prompt tokens + ${maxKey} each); at most ${maxRequestTokens} tokens per request are accepted`,
+      'prompt',
+      'request_too_large',
+    );
+  }
+  for (const p of prompts) {
+    for (const id of p) {
+      if (id < 0 || id >= lim.vocabSize) throw bad(`token id ${id} is out of range [0, ${lim.vocabSize})`, 'prompt');
+    }
   }
   return {
     kind,
@@ -177,14 +239,31 @@ function common(b: Body, lim: ModelLimits, kind: JobSpec['kind'], prompts: numbe
   };
 }
 
-/** POST /v1/completions: prompt as a string, strings, token ids, or lists of token ids. */
-export function parseCompletion(b: Body, lim: ModelLimits): JobSpec {
+/**
+ * POST /v1/completions: prompt as a string, strings, token ids, or lists of token ids. The prompt
+ * count and each string's length are checked before anything is tokenized; strings are tokenized
+ * one at a time with the event loop free in between.
+ */
+export async function parseCompletion(b: Body, lim: ModelLimits): Promise<JobSpec> {
   const p = b.prompt;
   let prompts: number[][];
-  const enc = (s: string) => lim.tokenizer.encode(s);
-  if (typeof p === 'string') prompts = [enc(p)];
+  const { maxPrompts } = requestLimits(lim);
+  // An array whose first entry is a number is one prompt of token ids; any other array is a list.
+  if (Array.isArray(p) && p.length > maxPrompts && typeof p[0] !== 'number') {
+    throw bad(`'prompt' has ${p.length} prompts; at most ${maxPrompts} per request are accepted`, 'prompt', 'too_many_prompts');
+  }
+  const encodeAll = async (strings: string[]): Promise<number[][]> => {
+    strings.forEach((s, i) => checkChars(s.length, strings.length === 1 ? "'prompt'" : `prompt ${i}`, 'prompt', lim));
+    const out: number[][] = [];
+    for (const s of strings) {
+      if (out.length > 0) await yieldLoop();
+      out.push(lim.tokenizer.encode(s));
+    }
+    return out;
+  };
+  if (typeof p === 'string') prompts = await encodeAll([p]);
   else if (isIdArray(p)) prompts = [p];
-  else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')) prompts = (p as string[]).map(enc);
+  else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')) prompts = await encodeAll(p as string[]);
   else if (Array.isArray(p) && p.length > 0 && p.every(isIdArray)) prompts = p as number[][];
   else throw bad("'prompt' must be a string, an array of strings, an array of token ids, or an array of such arrays (none empty)", 'prompt');
   if (prompts.some((x) => x.length === 0)) throw bad("'prompt' tokenizes to no tokens", 'prompt');
@@ -192,9 +271,10 @@ export function parseCompletion(b: Body, lim: ModelLimits): JobSpec {
 }
 
 /** POST /v1/chat/completions: messages through the model's chat template (generation prompt added). */
-export function parseChat(b: Body, lim: ModelLimits): JobSpec {
+export async function parseChat(b: Body, lim: ModelLimits): Promise<JobSpec> {
   const ms = b.messages;
   if (!Array.isArray(ms) || ms.length === 0) throw bad("'messages' must be a non-empty array", 'messages');
+  if (ms.length > MAX_MESSAGES) throw bad(`'messages' has ${ms.length} messages; at most ${MAX_MESSAGES} are accepted`, 'messages', 'too_many_messages');
   const messages: ChatMessage[] = ms.map((m, i) => {
     if (m === null || typeof m !== 'object' || Array.isArray(m)) throw bad(`messages[${i}] must be an object`, 'messages');
     const o = m as Body;
@@ -215,6 +295,10 @@ export function parseChat(b: Body, lim: ModelLimits): JobSpec {
     } else throw bad(`messages[${i}].content must be a string or an array of text parts`, 'messages');
     return { ...o, role: o.role, content };
   });
+  // Content that cannot fit is refused before the template renders it.
+  let chars = 0;
+  for (const m of messages) chars += m.content.length;
+  checkChars(chars, "the messages' content", 'messages', lim);
   let extra: Record<string, unknown> = {};
   if (has(b, 'chat_template_kwargs')) {
     const k = b.chat_template_kwargs;
@@ -228,6 +312,7 @@ export function parseChat(b: Body, lim: ModelLimits): JobSpec {
   } catch (e) {
     throw bad(`cannot apply the chat template: ${(e as Error).message}`, 'messages');
   }
+  checkChars(text.length, 'the rendered chat prompt', 'messages', lim);
   const ids = lim.tokenizer.encode(text, { addSpecialTokens: false });
   if (ids.length === 0) throw bad('the chat template rendered an empty prompt', 'messages');
   return common(b, lim, 'chat', [ids]);

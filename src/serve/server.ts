@@ -19,7 +19,10 @@ import type { Completion } from '../models/generate.ts';
 import { closeModel, loadModel, type LoadedModel } from '../pipeline/loaded.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { Batcher, type BatchStats, type Sequence } from './batcher.ts';
-import { HttpError, parseBody, parseChat, parseCompletion, type JobSpec, type ModelLimits } from './protocol.ts';
+import { defaultRequestLimits, HttpError, parseBody, parseChat, parseCompletion, type JobSpec, type ModelLimits, type RequestLimits } from './protocol.ts';
+
+/** After the grace period and the abort, how long aborted requests get to send their 503. */
+const ABORT_DRAIN_MS = 2000;
 
 export interface ServeOptions {
   /** Model directory (loaded here and released on close). */
@@ -36,8 +39,14 @@ export interface ServeOptions {
   batchWindowMs?: number;
   /** Name in /v1/models and in requests' `model` (default: the model directory's name). */
   servedModelName?: string;
-  /** Largest request body (default 8 MiB; larger → 413). */
+  /** Largest request body (default 8 MiB; larger → 413, by Content-Length or while reading). */
   maxBodyBytes?: number;
+  /** Prompts per /v1/completions request (default 64; more → 400 too_many_prompts). */
+  maxPromptsPerRequest?: number;
+  /** Σ over a request's sequences of prompt tokens + max_tokens (default 128 × the context; more → 400 request_too_large). */
+  maxRequestTokens?: number;
+  /** Characters of one prompt string tokenized at all (default 16 × the context; longer → 400 prompt_too_long). */
+  maxPromptChars?: number;
   /** On close, how long running requests may finish before they are aborted (default 10 s). */
   shutdownGraceMs?: number;
   runtime?: Partial<RuntimeOptions>;
@@ -52,6 +61,8 @@ export interface ServerStats extends BatchStats {
   errors: number;
   /** Requests in progress. */
   active: number;
+  /** Requests whose body is still being received. */
+  reading: number;
 }
 
 export interface RunningServer {
@@ -71,31 +82,45 @@ const json = (res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(data);
 };
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads a request body of at most `limit` bytes: refused at once by its Content-Length, else as
+ * soon as the bytes received pass the limit. Rejects when the connection closes first or the
+ * server aborts (shutdown), so a client that never finishes its body holds nothing.
+ */
+function readBody(req: IncomingMessage, limit: number, abort: AbortSignal): Promise<Buffer> {
   return new Promise((resolvePromise, reject) => {
+    const tooLarge = () => new HttpError(413, `request body exceeds ${limit} bytes (the server's --max-body-mb)`, null, 'request_too_large');
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
-      reject(new HttpError(413, `request body exceeds ${limit} bytes`, null, 'request_too_large'));
+      reject(tooLarge());
       req.resume();
       return;
     }
     const parts: Buffer[] = [];
     let size = 0;
-    let over = false;
+    let settled = false;
+    const settle = (e: Error | null) => {
+      if (settled) return;
+      settled = true;
+      abort.removeEventListener('abort', onAbort);
+      if (e) reject(e);
+      else resolvePromise(Buffer.concat(parts));
+    };
+    const onAbort = () => settle(new HttpError(503, 'server is shutting down', null, 'shutting_down'));
+    if (abort.aborted) return onAbort();
+    abort.addEventListener('abort', onAbort);
     req.on('data', (c: Buffer) => {
-      if (over) return;
+      if (settled) return;
       size += c.length;
       if (size > limit) {
-        over = true;
-        reject(new HttpError(413, `request body exceeds ${limit} bytes`, null, 'request_too_large'));
+        settle(tooLarge());
         return;
       }
       parts.push(c);
     });
-    req.on('end', () => {
-      if (!over) resolvePromise(Buffer.concat(parts));
-    });
-    req.on('error', reject);
+    req.on('end', () => settle(null));
+    req.on('close', () => settle(new HttpError(400, 'the connection closed before the request body was complete', null, 'incomplete_body')));
+    req.on('error', (e) => settle(e));
   });
 }
 
@@ -141,17 +166,28 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const owned = !opts.loaded;
   const lm = opts.loaded ?? (await loadModel(opts.model, opts.runtime));
   const modelName = opts.servedModelName ?? basename(resolve(opts.model));
+  const contextLength = lm.engine.config.maxPositionEmbeddings;
+  const defaults = defaultRequestLimits(contextLength);
+  const request: RequestLimits = {
+    maxPrompts: opts.maxPromptsPerRequest ?? defaults.maxPrompts,
+    maxRequestTokens: opts.maxRequestTokens ?? defaults.maxRequestTokens,
+    maxPromptChars: opts.maxPromptChars ?? defaults.maxPromptChars,
+  };
+  for (const [k, v] of Object.entries(request)) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a positive integer, got ${v}`);
+  }
   const limits: ModelLimits = {
     tokenizer: lm.tokenizer,
     generation: lm.generation,
     vocabSize: lm.engine.config.vocabSize,
-    contextLength: lm.engine.config.maxPositionEmbeddings,
+    contextLength,
+    request,
   };
   const maxBody = opts.maxBodyBytes ?? 8 << 20;
   const created = Math.floor(Date.now() / 1000);
   const batcher = new Batcher(lm, maxBatch, opts.batchWindowMs ?? 5);
   const shutdown = new AbortController();
-  const counters = { requests: 0, errors: 0, active: 0 };
+  const counters = { requests: 0, errors: 0, active: 0, reading: 0 };
   let closing = false;
   const inflight = new Set<Promise<void>>();
 
@@ -183,9 +219,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
     const total = spec.prompts.length * spec.n;
     const results = new Array<Completion>(total);
-    const hold = Math.max(0, ...spec.stop.map((s) => s.length - 1));
+    let hold = 0;
+    for (const st of spec.stop) hold = Math.max(hold, st.length - 1);
     const held = Array.from({ length: total }, () => new HeldText(spec.stop.length > 0, hold));
-    const promptTokens = spec.prompts.reduce((a, p) => a + p.length, 0);
+    let promptTokens = 0;
+    for (const p of spec.prompts) promptTokens += p.length;
     let left = total;
     let finished = false;
 
@@ -304,11 +342,18 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
     if (path === '/v1/completions' || path === '/v1/chat/completions') {
       if (method !== 'POST') throw notAllowed(method, path, 'POST');
-      const body = parseBody(await readBody(req, maxBody));
+      counters.reading++;
+      let raw: Buffer;
+      try {
+        raw = await readBody(req, maxBody, shutdown.signal);
+      } finally {
+        counters.reading--;
+      }
+      const body = parseBody(raw);
       if (body.model !== undefined && body.model !== null && body.model !== modelName) {
         throw new HttpError(404, `the model '${String(body.model)}' does not exist (this server serves '${modelName}')`, 'model', 'model_not_found');
       }
-      const spec = path === '/v1/completions' ? parseCompletion(body, limits) : parseChat(body, limits);
+      const spec = path === '/v1/completions' ? await parseCompletion(body, limits) : await parseChat(body, limits);
       counters.requests++;
       counters.active++;
       try {
@@ -362,8 +407,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         shutdown.abort();
       }
       await batcher.close();
-      await Promise.all([...inflight]);
+      // Aborted requests answer 503 at once; whatever is still open after a short drain (e.g. a
+      // client that sent headers and part of a body) has its socket destroyed.
+      let drain: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...inflight]), new Promise<void>((ok) => (drain = setTimeout(ok, ABORT_DRAIN_MS)))]);
+      clearTimeout(drain);
       server.closeAllConnections();
+      await Promise.all([...inflight]);
       await serverClosed;
       if (owned) await closeModel(lm);
     })();

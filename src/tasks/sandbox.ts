@@ -10,7 +10,9 @@
 // in /tmp/w (a tmpfs copy of its files, or — for compilation — a bind of the host work dir).
 // The new network namespace has only a down loopback: no network at all. When the ns init
 // process dies, the kernel kills every process left in the PID namespace, so fork bombs and
-// setsid() escapes are torn down with it.
+// setsid() escapes are torn down with it. Descriptors rac itself inherited without
+// close-on-exec (e.g. a shell's `exec 40>>file` around `rac eval`) are closed before the
+// program runs: it starts with only stdin, stdout and stderr.
 //
 // Fails closed: when the isolation cannot be set up (not root, unshare refused, tools
 // missing) nothing is run and the result carries `sandboxError`.
@@ -38,6 +40,12 @@ export interface SandboxLimits {
   maxOutputBytes?: number;
   /** RLIMIT_FSIZE in MiB and size of the private /tmp tmpfs. Default 64. */
   maxFileMb?: number;
+  /**
+   * RLIMIT_STACK in MiB. Default 8 (the usual Linux default). glibc reserves this much address
+   * space for every thread's stack, so with a large value a few threads exhaust the address-space
+   * limit (256 MiB allowed only 3 Python threads under 1 GiB).
+   */
+  stackMb?: number;
 }
 
 export interface SandboxFile {
@@ -146,29 +154,44 @@ interface Tools {
   setpriv: string;
   prlimit: string;
   sh: string;
+  /** Runs the setup script: dash cannot close descriptors above 9, bash can. */
+  bash: string;
 }
 
 function tools(): Tools | string {
   const out: Partial<Tools> = {};
   const missing: string[] = [];
-  for (const name of ['unshare', 'setpriv', 'prlimit', 'sh'] as const) {
+  for (const name of ['unshare', 'setpriv', 'prlimit', 'sh', 'bash'] as const) {
     const p = findTool(name);
     if (p) out[name] = p;
     else missing.push(name);
   }
   if (missing.length > 0) {
-    return `sandbox tools missing: ${missing.join(', ')} (install the Debian package util-linux)`;
+    return `sandbox tools missing: ${missing.join(', ')} (install the Debian packages util-linux and bash)`;
   }
   return out as Tools;
 }
 
-// The setup script runs as root inside the new namespaces, then runs the program as nobody.
+// The setup script runs (bash) as root inside the new namespaces, then runs the program as nobody.
 // $1 = mode (tmpfs|bind), $2 = tmpfs size MiB, $3 = colon-separated paths to hide, rest = argv.
 const SETUP_SCRIPT = `
 set -u
 set -f
 die() { echo "rac-sandbox: $*" >&2; exit ${SETUP_FAILED}; }
 mode=$1; tmpmb=$2; hide=$3; shift 3
+# Close every inherited descriptor but stdin/stdout/stderr and the status pipe (3, closed for the
+# program below), then check that none is left: fail closed rather than hand one to the program.
+set +f
+for fd in /proc/self/fd/*; do
+  fd=\${fd##*/}
+  case $fd in 0|1|2|3) ;; *) eval "exec $fd>&-" ;; esac
+done
+for fd in /proc/self/fd/*; do
+  fd=\${fd##*/}
+  # (the listing includes the directory's own descriptor, closed by now: dup it to test)
+  case $fd in 0|1|2|3) ;; *) { true >&"$fd"; } 2>/dev/null && die "cannot close the inherited descriptor $fd" ;; esac
+done
+set -f
 mount -o remount,bind,ro / || die "cannot remount / read-only"
 for m in $(awk '{print $5}' /proc/self/mountinfo); do
   [ "$m" = / ] || mount -o remount,bind,ro "$m" 2>/dev/null || true
@@ -307,6 +330,7 @@ async function rawRun(t: Tools, req: SandboxRequest): Promise<SandboxResult> {
   const cpu = Math.max(1, Math.ceil(limits.cpuSeconds));
   const asBytes = Math.max(16, Math.floor(limits.memoryMb)) * 1024 * 1024;
   const nproc = Math.max(1, Math.floor(limits.maxProcesses ?? 64));
+  const stackBytes = Math.min(asBytes, Math.max(1, Math.floor(limits.stackMb ?? 8)) * 1024 * 1024);
 
   const dir = await mkdtemp(join(tmpdir(), 'rac-sbx-'));
   try {
@@ -334,7 +358,7 @@ async function rawRun(t: Tools, req: SandboxRequest): Promise<SandboxResult> {
       `--fsize=${fileMb * 1024 * 1024}`,
       '--nofile=64',
       '--core=0',
-      `--stack=${Math.min(asBytes, 256 * 1024 * 1024)}`,
+      `--stack=${stackBytes}`,
       '--',
       ...req.argv,
     ];
@@ -347,7 +371,7 @@ async function rawRun(t: Tools, req: SandboxRequest): Promise<SandboxResult> {
       '--propagation',
       'private',
       '--mount-proc',
-      t.sh,
+      t.bash,
       '-c',
       SETUP_SCRIPT,
       'rac-sandbox',
@@ -360,7 +384,9 @@ async function rawRun(t: Tools, req: SandboxRequest): Promise<SandboxResult> {
     const started = performance.now();
     const child = spawn(t.unshare, args, {
       cwd: dir,
-      env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', HOME: '/tmp/w' },
+      // MALLOC_ARENA_MAX: glibc gives every new thread its own malloc arena, a 64 MiB
+      // address-space reservation each, so 14 threads exhausted a 1 GiB limit (with 8 MiB stacks).
+      env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', HOME: '/tmp/w', MALLOC_ARENA_MAX: '2' },
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       detached: true,
     });

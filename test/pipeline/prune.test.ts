@@ -305,11 +305,17 @@ describe('hidden states spilled to disk', () => {
           method: 'sparsegpt',
           target: HALF,
           memoryLimitBytes: limit,
-          onProgress: () => entries(tmp).forEach((f) => seen.add(f)),
+          // Spill dirs live inside the output's temp dir (.out.tmp-PID-*), none in the system temp dir.
+          onProgress: () => {
+            entries(tmp).forEach((f) => seen.add(`tmpdir/${f}`));
+            for (const t of entries(join(out, '..')).filter((f) => f.startsWith('.out.tmp-'))) entries(join(out, '..', t)).forEach((f) => seen.add(f));
+          },
         });
         const spills = [...seen].filter((f) => f.startsWith('rac-hidden-'));
         assert.equal(spills.length, limit === 0 ? 2 : 0, `spill dirs seen: ${[...seen].join(', ')}`);
+        assert.deepEqual([...seen].filter((f) => f.startsWith('tmpdir/rac-hidden-')), [], 'no spill dir in the system temp dir');
         assert.deepEqual(entries(tmp).filter((f) => f.startsWith('rac-hidden-')), [], 'spill dirs left behind');
+        assert.deepEqual(entries(out).filter((f) => f.startsWith('rac-hidden-')), [], 'spill dirs moved into the output');
       });
     }
     for (const f of shardFiles(dir)) assert.equal(fileHash(join(outDisk, f)), fileHash(join(outMem, f)), f);

@@ -2,9 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_CODE_LIMITS as DEFAULT_LIMITS } from '../../src/pipeline/eval.ts';
 import { runTests, type Program } from '../../src/tasks/code.ts';
 import { runInSandbox, sandboxAvailable, sandboxPython, SANDBOX_UID } from '../../src/tasks/sandbox.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -240,4 +243,89 @@ test('parallel runs under the concurrency limit all pass, temp dirs cleaned up',
   const after = readdirSync('/tmp').filter((n) => n.startsWith('rac-sbx-') && !before.has(n));
   assert.deepEqual(after, []);
   assert.deepEqual(await noLeftovers(), []);
+});
+
+test('descriptors inherited by rac (fd 40 on a 0600 file, fd 251) are closed before the program runs', { skip }, async () => {
+  // A shell redirection around rac (`exec 40>>file`) leaves non-close-on-exec descriptors in
+  // rac's process; a child rac with them at 40 and 251 runs one sandboxed program.
+  const dir = mkdtempSync(join(tmpdir(), 'rac-sbx-fd-'));
+  const secret = join(dir, 'secret');
+  writeFileSync(secret, 'root only\n', { mode: 0o600 });
+  const wfd = openSync(secret, 'a');
+  const rfd = openSync(secret, 'r');
+  const code = [
+    'import os',
+    'out = {}',
+    'try:',
+    '    os.write(40, b"written by the sandbox\\n")',
+    '    out["write40"] = "ok"',
+    'except OSError as e:',
+    '    out["write40"] = e.errno',
+    'try:',
+    '    os.fstat(251)',
+    '    out["fstat251"] = "ok"',
+    'except OSError as e:',
+    '    out["fstat251"] = e.errno',
+    'opened = []',
+    'for fd in range(3, 1024):',
+    '    try:',
+    '        os.fstat(fd)',
+    '        opened.append(fd)',
+    '    except OSError:',
+    '        pass',
+    'out["open"] = opened',
+    'print(__import__("json").dumps(out))',
+  ].join('\n');
+  const driver = [
+    `const { runInSandbox, sandboxPython } = await import(${JSON.stringify(join(REPO, 'src/tasks/sandbox.ts'))});`,
+    `const r = await runInSandbox({ files: [{ name: 'main.py', content: ${JSON.stringify(code)} }], argv: [sandboxPython(), '-I', '-S', 'main.py'], limits: ${JSON.stringify(LIMITS)} });`,
+    'process.stdout.write(JSON.stringify(r));',
+  ].join('\n');
+  const stdio: (number | 'pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe'];
+  for (let i = 3; i < 252; i++) stdio.push('ignore');
+  stdio[40] = wfd;
+  stdio[251] = rfd;
+  let child: ReturnType<typeof spawn> | undefined;
+  try {
+    child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', driver], { cwd: REPO, stdio });
+    const chunks: Buffer[] = [];
+    const errs: Buffer[] = [];
+    child.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    child.stderr!.on('data', (d: Buffer) => errs.push(d));
+    const code0 = await new Promise<number | null>((resolve) => child!.on('close', resolve));
+    assert.equal(code0, 0, Buffer.concat(errs).toString());
+    const r = JSON.parse(Buffer.concat(chunks).toString()) as { exitCode: number; stdout: string; stderr: string };
+    assert.equal(r.exitCode, 0, r.stderr);
+    const seen = JSON.parse(r.stdout) as { write40: unknown; fstat251: unknown; open: number[] };
+    assert.deepEqual(seen, { write40: 9, fstat251: 9, open: [] }, 'EBADF for both; no descriptor above 2 open');
+    assert.equal(readFileSync(secret, 'utf8'), 'root only\n');
+  } finally {
+    child?.kill('SIGKILL');
+    closeSync(wfd);
+    closeSync(rfd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a Python program starts and joins 16 threads under the default limits', { skip }, async () => {
+  const code = [
+    'import threading',
+    'done = []',
+    'all_alive = threading.Barrier(17)  # all 16 threads exist at once',
+    'def work(i):',
+    '    all_alive.wait(timeout=5)',
+    '    done.append(sum(range(1000 * i)))',
+    'ts = [threading.Thread(target=work, args=(i,)) for i in range(16)]',
+    'for t in ts:',
+    '    t.start()',
+    'all_alive.wait(timeout=5)',
+    'for t in ts:',
+    '    t.join()',
+    'print(len(done))',
+  ].join('\n');
+  // Under the grading defaults (2 GiB address space) and the tighter 512 MiB of these tests.
+  for (const limits of [DEFAULT_LIMITS, LIMITS]) {
+    const r = await runTests(py(code), [{ input: '', output: '16' }], limits);
+    assert.equal(r.passed, true, JSON.stringify({ memoryMb: limits.memoryMb, results: r.results }));
+  }
 });

@@ -10,6 +10,10 @@ interface Opts extends RuntimeFlags {
   servedModelName?: string;
   batchWindowMs: number;
   shutdownGrace: number;
+  maxBodyMb: number;
+  maxPrompts: number;
+  maxRequestTokens?: number;
+  maxPromptChars?: number;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
@@ -24,7 +28,11 @@ export function register(program: Command): void {
     .option('--max-batch <n>', 'most sequences decoded together', int('max-batch', 1), 16)
     .option('--served-model-name <name>', "model name in /v1/models and requests (default: the directory's name)")
     .option('--batch-window-ms <ms>', 'how long a request waits for others to share its batch', int('batch-window-ms'), 5)
-    .option('--shutdown-grace <s>', 'on SIGINT/SIGTERM, seconds running requests may finish before they are aborted', int('shutdown-grace'), 10);
+    .option('--shutdown-grace <s>', 'on SIGINT/SIGTERM, seconds running requests may finish before they are aborted', int('shutdown-grace'), 10)
+    .option('--max-body-mb <n>', 'largest request body in MiB (larger → 413)', int('max-body-mb', 1), 8)
+    .option('--max-prompts <n>', 'prompts per /v1/completions request', int('max-prompts', 1), 64)
+    .option('--max-request-tokens <n>', 'Σ over a request\'s sequences of prompt tokens + max_tokens (default 128 × the context)', int('max-request-tokens', 1))
+    .option('--max-prompt-chars <n>', 'longest prompt string tokenized at all (default 16 × the context)', int('max-prompt-chars', 1));
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     applyRuntime(o);
     const log = (line: string) => {
@@ -39,6 +47,10 @@ export function register(program: Command): void {
       servedModelName: o.servedModelName,
       batchWindowMs: o.batchWindowMs,
       shutdownGraceMs: o.shutdownGrace * 1000,
+      maxBodyBytes: o.maxBodyMb * 2 ** 20,
+      maxPromptsPerRequest: o.maxPrompts,
+      ...(o.maxRequestTokens !== undefined ? { maxRequestTokens: o.maxRequestTokens } : {}),
+      ...(o.maxPromptChars !== undefined ? { maxPromptChars: o.maxPromptChars } : {}),
       log,
     });
     // Always printed (even with --quiet): scripts read the address from it (port 0).
