@@ -5,9 +5,10 @@
  * directory beside the destination, renamed into place by `finish()` — an interrupted run never
  * leaves a half-written model at the destination.
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
+import { ModelFileError, modelDirRoots, modelFilePath, readModelFile } from './model-file.ts';
 import { INDEX_FILE, SafetensorsWriter, type SafetensorsModel } from './safetensors.ts';
 
 export class CheckpointWriter {
@@ -29,6 +30,11 @@ export class CheckpointWriter {
     const out = resolve(outDir);
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
     if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
+    // The side files are copied at finish(); a symlink out of the directory or a FIFO is refused now, before any work.
+    asCheckpointError(() => {
+      const roots = modelDirRoots(src.dir);
+      for (const f of [...SIDECAR_FILES, INDEX_FILE]) modelFilePath(src.dir, f, roots);
+    });
     mkdirSync(dirname(out), { recursive: true });
     const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Date.now().toString(36)}`);
     mkdirSync(tmp);
@@ -78,8 +84,8 @@ export class CheckpointWriter {
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
       for (const f of [...SIDECAR_FILES, INDEX_FILE]) {
-        const p = join(this.src.dir, f);
-        if (existsSync(p)) copyFileSync(p, join(this.tmpDir, f));
+        const bytes = asCheckpointError(() => readModelFile(this.src.dir, f));
+        if (bytes !== undefined) writeFileSync(join(this.tmpDir, f), bytes);
       }
       for (const [name, content] of Object.entries(extra)) writeFileSync(join(this.tmpDir, name), content);
       if (existsSync(this.outDir)) rmSync(this.outDir, { recursive: true, force: true });
@@ -103,5 +109,14 @@ export class CheckpointWriter {
     this.writers.clear();
     rmSync(this.tmpDir, { recursive: true, force: true });
     this.done = true;
+  }
+}
+
+function asCheckpointError<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new CheckpointError(e.message);
+    throw e;
   }
 }

@@ -13,11 +13,11 @@
  *   `raise_exception`, plus any `extra` keys (e.g. `enable_thinking`).
  */
 
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as hfTokenizers from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { bytesToUnicode } from './bpe.ts';
+import { excerpt, ModelFileError, readModelJson, readModelText } from './model-file.ts';
 
 // The package's .d.ts files use extensionless relative imports, which NodeNext resolution cannot
 // follow (`Tokenizer` arrives as `any`), so the surface used here is typed by hand.
@@ -66,20 +66,20 @@ interface AddedTokenJson {
   special?: boolean;
 }
 
-function readJsonFile(path: string, what: string): Record<string, unknown> {
-  let text: string;
+/** Reads a model file through model-file.ts (no symlink escape, regular files only), as a TokenizerError. */
+function modelFile<T>(read: () => T): T {
   try {
-    text = readFileSync(path, 'utf8');
+    return read();
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new TokenizerError(`${path}: ${code === 'ENOENT' ? `missing ${what}` : `cannot read (${String(e)})`}`);
+    if (e instanceof ModelFileError) throw new TokenizerError(e.message);
+    throw e;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new TokenizerError(`${path}: invalid JSON (${(e as Error).message})`);
-  }
+}
+
+function readJsonFile(dir: string, name: string): Record<string, unknown> {
+  const path = join(dir, name);
+  const parsed = modelFile(() => readModelJson(dir, name));
+  if (parsed === undefined) throw new TokenizerError(`${path}: missing ${name}`);
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new TokenizerError(`${path}: expected a JSON object`);
   }
@@ -176,13 +176,13 @@ export class RacTokenizer {
   static async load(dir: string): Promise<RacTokenizer> {
     const tjPath = join(dir, 'tokenizer.json');
     const cfgPath = join(dir, 'tokenizer_config.json');
-    const tokenizerJson = readJsonFile(tjPath, 'tokenizer.json');
-    const config = readJsonFile(cfgPath, 'tokenizer_config.json');
+    const tokenizerJson = readJsonFile(dir, 'tokenizer.json');
+    const config = readJsonFile(dir, 'tokenizer_config.json');
     let tok: HfTokenizer;
     try {
       tok = new Tokenizer(tokenizerJson, config);
     } catch (e) {
-      throw new TokenizerError(`${tjPath}: unsupported tokenizer (${(e as Error).message})`);
+      throw new TokenizerError(`${tjPath}: unsupported tokenizer (${excerpt((e as Error).message, 80)})`);
     }
     const chatTemplate = RacTokenizer.findChatTemplate(dir, config, cfgPath);
     return new RacTokenizer(dir, tok, tokenizerJson, config, chatTemplate);
@@ -203,9 +203,7 @@ export class RacTokenizer {
     if (ct !== undefined && ct !== null) {
       throw new TokenizerError(`${cfgPath}: chat_template must be a string or a list of {name, template}`);
     }
-    const jinjaPath = join(dir, 'chat_template.jinja');
-    if (existsSync(jinjaPath)) return readFileSync(jinjaPath, 'utf8');
-    return undefined;
+    return modelFile(() => readModelText(dir, 'chat_template.jinja'));
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
