@@ -93,7 +93,7 @@ function optBool(file: string, raw: Record<string, unknown>, key: string): boole
  * Reads `dir/generation_config.json` when present; ids it lacks come from `configJson` (or, when
  * not given, `dir/config.json` if present). Malformed JSON or fields → error naming the file.
  */
-export function loadGenerationConfig(dir: string, configJson?: Record<string, unknown>): GenerationConfig {
+export function loadGenerationConfig(dir: string, configJson?: Record<string, unknown>, vocabSize?: number): GenerationConfig {
   const genPath = join(dir, 'generation_config.json');
   const gen = readJsonObject(dir, 'generation_config.json') ?? {};
 
@@ -103,6 +103,15 @@ export function loadGenerationConfig(dir: string, configJson?: Record<string, un
   const out: GenerationConfig = {
     eosTokenIds: eosIds(genPath, gen.eos_token_id) ?? eosIds(cfgPath, cfg.eos_token_id) ?? [],
   };
+  if (vocabSize !== undefined) {
+    // Ids the model can never produce (or embed) are a broken file, not a stop condition.
+    for (const key of ['eos_token_id', 'bos_token_id', 'pad_token_id']) {
+      const v = gen[key];
+      for (const id of Array.isArray(v) ? v : [v]) {
+        if (isId(id) && id >= vocabSize) throw new GenerationConfigError(genPath, `"${key}" ${id} is outside the model's vocabulary [0, ${vocabSize})`);
+      }
+    }
+  }
   const bos = optId(genPath, gen, 'bos_token_id') ?? optId(cfgPath, cfg, 'bos_token_id');
   const pad = optId(genPath, gen, 'pad_token_id') ?? optId(cfgPath, cfg, 'pad_token_id');
   if (bos !== undefined) out.bosTokenId = bos;

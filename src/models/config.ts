@@ -92,6 +92,13 @@ export class ConfigReader {
     return v;
   }
 
+  /** A finite number > 0. */
+  positive(key: string, fallback?: number): number {
+    const v = this.num(key, fallback);
+    if (!(v > 0)) throw new ConfigError(this.file, `"${key}" must be a positive number, got ${v}`);
+    return v;
+  }
+
   bool(key: string, fallback: boolean): boolean {
     const v = this.raw[key];
     if (v === undefined || v === null) return fallback;
@@ -131,13 +138,13 @@ export class ConfigReader {
       case 'default':
         return { type: 'default' };
       case 'linear':
-        return { type: 'linear', factor: r.num('factor') };
+        return { type: 'linear', factor: r.positive('factor') };
       case 'llama3':
         return {
           type: 'llama3',
-          factor: r.num('factor'),
-          lowFreqFactor: r.num('low_freq_factor'),
-          highFreqFactor: r.num('high_freq_factor'),
+          factor: r.positive('factor'),
+          lowFreqFactor: r.positive('low_freq_factor'),
+          highFreqFactor: r.positive('high_freq_factor'),
           originalMaxPositionEmbeddings: r.int('original_max_position_embeddings'),
         };
       default:

@@ -91,6 +91,21 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   }
 }
 
+/** Refuses a logits row holding NaN or +Inf (or nothing above -Inf): no token can be sampled from it. */
+function checkLogits(logits: Float32Array, offset: number, V: number, request: number, step: number): void {
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) {
+    const x = logits[offset + i]!;
+    if (Number.isNaN(x) || x === Infinity) {
+      throw new Error(
+        `the model's logits are not finite (${x} for token ${i}, request ${request}, new token ${step + 1}): the weights hold non-finite values or config.json's values overflow the computation`,
+      );
+    }
+    if (x > max) max = x;
+  }
+  if (max === -Infinity) throw new Error(`the model's logits are all -Infinity (request ${request}, new token ${step + 1}): no token can be sampled`);
+}
+
 export async function generate(
   engine: Engine,
   tokenizer: RacTokenizer | null,
@@ -168,6 +183,7 @@ export async function generate(
           await finish(l, 'length', undefined, true);
           continue;
         }
+        checkLogits(logits, r * V, V, l.index, step);
         const tok = sampleToken(logits, r * V, V, l.params, l.rng);
         l.ids.push(tok);
         newTokens++;
