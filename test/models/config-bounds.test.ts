@@ -53,6 +53,7 @@ describe('config.json bounds', () => {
       ['max_position_embeddings', 0, /must be a positive integer, got 0/],
       ['max_position_embeddings', -5, /must be a non-negative integer/],
       ['num_hidden_layers', 0, /must be a positive integer/],
+      ['max_position_embeddings', 1e12, /"max_position_embeddings" 1000000000000 is implausibly large \(limit 2147483647\)/],
       ['vocab_size', 0, /must be a positive integer/],
       ['intermediate_size', 0, /must be a positive integer/],
       ['eos_token_id', 1_000_000, /"eos_token_id" 1000000 is outside the vocabulary \[0, \d+\)/],

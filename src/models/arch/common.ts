@@ -2,6 +2,8 @@ import { describeValue } from '../../io/model-file.ts';
 import { ConfigError, type ConfigReader, type ModelConfig } from '../config.ts';
 
 /** `hidden_act` values the engine computes (graphs.ts and reference.ts use SiLU). */
+const MAX_SIZE = 2 ** 31 - 1;
+
 export const SUPPORTED_ACTIVATIONS: readonly string[] = ['silu', 'swish'];
 
 /** Fields every Llama-style family reads the same way; families override the flags. */
@@ -18,6 +20,8 @@ export function parseLlamaStyle(
   const pos = (key: string, fallback?: number): number => {
     const v = r.int(key, fallback);
     if (v < 1) throw new ConfigError(r.file, `"${key}" must be a positive integer, got ${v}`);
+    // Positions are int32 and GGUF stores these as u32: anything larger is not a real model.
+    if (v > MAX_SIZE) throw new ConfigError(r.file, `"${key}" ${v} is implausibly large (limit ${MAX_SIZE})`);
     return v;
   };
   const posNum = (key: string, fallback: number): number => {
