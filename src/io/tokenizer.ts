@@ -268,6 +268,21 @@ export class RacTokenizer {
     }
   }
 
+  private maxTokenCharsCache: number | undefined;
+
+  /**
+   * Length in characters of the longest token (vocabulary and added tokens): no token covers
+   * more text than this, so a prompt needs at least ⌈characters / maxTokenChars⌉ tokens.
+   */
+  get maxTokenChars(): number {
+    if (this.maxTokenCharsCache === undefined) {
+      let m = 1;
+      for (const t of this.tok.get_vocab(true).keys()) if (t.length > m) m = t.length;
+      this.maxTokenCharsCache = m;
+    }
+    return this.maxTokenCharsCache;
+  }
+
   private byteTableCache: (Uint8Array | null)[] | null | undefined;
 
   /**

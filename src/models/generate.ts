@@ -131,6 +131,14 @@ export async function generate(
   });
   if (!tokenizer && settings.some((s) => s.stops.length > 0)) throw new Error('stop strings need a tokenizer');
   const V = engine.config.vocabSize;
+  // No sequence runs past the model's context: a prompt must leave room for one new token, and
+  // generation stops ('length') when prompt + completion fill the context.
+  const ctx = engine.config.maxPositionEmbeddings;
+  requests.forEach((r, i) => {
+    if (r.prompt.length + 1 > ctx) {
+      throw new Error(`request ${i}: the prompt has ${r.prompt.length} tokens; the model's context is ${ctx} tokens (max_position_embeddings), so it leaves no room for a new token`);
+    }
+  });
   const eos = new Set(opts.eosTokenIds);
   const results: Completion[] = new Array(requests.length);
   const batchSize = opts.batchSize ?? 16;
@@ -160,7 +168,7 @@ export async function generate(
         index: i,
         rng: new Rng(st.seed, requests[i]!.stream),
         params: st.params,
-        maxNewTokens: st.maxNewTokens,
+        maxNewTokens: Math.min(st.maxNewTokens, ctx - requests[i]!.prompt.length),
         stops: st.stops,
         signal: requests[i]!.signal,
         ids: [],

@@ -200,6 +200,11 @@ export class LlamaCppBackend implements GenerationBackend {
     }
   }
 
+  /** Tokens per sequence the backend can hold: --context-size, else the GGUF's training context. */
+  get contextLength(): number {
+    return this.ctxOptions.contextSize ?? this.lm.trainContextSize;
+  }
+
   /** Tokens per sequence of the current context (null before the first generate()). */
   get contextSize(): number | null {
     return this.ctx?.contextSize ?? null;

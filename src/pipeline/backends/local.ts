@@ -27,6 +27,11 @@ export class LocalBackend implements GenerationBackend {
     private readonly batchSize: number,
   ) {}
 
+  /** max_position_embeddings: generation never runs past it. */
+  get contextLength(): number {
+    return this.lm.engine.config.maxPositionEmbeddings;
+  }
+
   static async open(dir: string, opts: { batchSize?: number; runtime?: Partial<RuntimeOptions> } = {}): Promise<LocalBackend> {
     const lm = await loadModel(dir, opts.runtime);
     return new LocalBackend(lm, modelFingerprint(lm), opts.batchSize ?? 16);
