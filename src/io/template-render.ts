@@ -6,7 +6,9 @@
  * worker thread (its own V8 heap, capped by resourceLimits) and the caller waits for the answer
  * synchronously (Atomics.wait on a shared flag, then receiveMessageOnPort), up to a time limit;
  * past it the worker is terminated and a fresh one serves the next render. The API stays
- * synchronous, so callers (datasets, generate, serve) are unchanged.
+ * synchronous, so callers (datasets, generate, serve) are unchanged. `range()` is bounded to
+ * 1,000,000 numbers inside the worker: V8 treats one huge array allocation as a fatal OOM of the
+ * whole process, which resourceLimits do not catch.
  *
  * Cost: one round trip per render (structured clone of the variables and the text), measured in
  * test/io/template-render.test.ts; the worker starts once per process (on first render).
@@ -44,6 +46,30 @@ const { port, flag, jinja } = workerData;
 const i32 = new Int32Array(flag);
 let Template;
 const parsed = new Map();
+// range() builds its whole list at once: one huge allocation that V8 reports as a fatal
+// out-of-memory of the whole process instead of the worker's resourceLimits. So range() is
+// bounded here (the library's own global, wrapped where the render declares it).
+const MAX_RANGE = 1000000;
+const boundRange = (Environment) => {
+  const declare = Environment.prototype.declareVariable;
+  Environment.prototype.declareVariable = function (name, value) {
+    if (name === 'range' && value && typeof value.value === 'function') {
+      const call = value.value;
+      value.value = (args, scope) => {
+        const n = args.map((a) => Number(a && a.value));
+        let [start, stop, step] = n.length === 1 ? [0, n[0], 1] : [n[0], n[1], n.length > 2 ? n[2] : 1];
+        const count = step > 0 ? (stop - start) / step : step < 0 ? (start - stop) / -step : 0;
+        if (!(count <= MAX_RANGE)) {
+          const e = new Error('range() of ' + Math.ceil(count) + ' numbers is over the limit of ' + MAX_RANGE);
+          e.racLimit = true;
+          throw e;
+        }
+        return call(args, scope);
+      };
+    }
+    return declare.call(this, name, value);
+  };
+};
 // i32[0]: renders finished in this job (the parent's per-render clock), i32[1]: job answered.
 const done = (msg) => {
   port.postMessage(msg);
@@ -53,7 +79,11 @@ const done = (msg) => {
 };
 port.on('message', async (job) => {
   try {
-    Template ??= (await import(jinja)).Template;
+    if (!Template) {
+      const lib = await import(jinja);
+      boundRange(lib.Environment);
+      Template = lib.Template;
+    }
   } catch (e) {
     return done({ kind: 'render', error: 'cannot load @huggingface/jinja: ' + (e && e.message) });
   }
@@ -73,7 +103,7 @@ port.on('message', async (job) => {
     try {
       s = t.render(vars);
     } catch (e) {
-      return done({ kind: 'render', error: String((e && e.message) || e) });
+      return done({ kind: e && e.racLimit ? 'limit' : 'render', error: String((e && e.message) || e) });
     }
     if (s.length > job.maxChars) return done({ kind: 'limit', error: 'the output has ' + s.length + ' characters, more than the ' + job.maxChars + '-character limit' });
     out.push(s);

@@ -51,7 +51,10 @@ function refusedWithin(tok: RacTokenizer, file: string, re: RegExp, ms: number):
 describe('chat template bounds', { concurrency: 1 }, () => {
   it('range(1e8), nested loops and a 30 MB output fail within the limit, naming the file (before: out of memory or a hang)', async () => {
     const loop = await withTemplate('{% for i in range(100000000) %}{% endfor %}x');
-    refusedWithin(loop, join(loop.dir, 'tokenizer_config.json'), /did not finish within 1000 ms or ran out of its 512 MB/, 8000);
+    refusedWithin(loop, join(loop.dir, 'tokenizer_config.json'), /range\(\) of 100000000 numbers is over the limit of 1000000$/, 8000);
+    // a loop that never allocates much runs into the time limit (default 5 s; 1 s here)
+    const endless = await withTemplate('{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}x');
+    refusedWithin(endless, join(endless.dir, 'tokenizer_config.json'), /did not finish within 1000 ms or ran out of its 512 MB/, 8000);
     const nested = await withTemplate('{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}', 'jinja');
     refusedWithin(nested, join(nested.dir, 'chat_template.jinja'), /did not finish within 1000 ms/, 8000);
     const huge = await withTemplate(`{% for i in range(300000) %}{{ '${'x'.repeat(100)}' }}{% endfor %}`);
