@@ -89,8 +89,8 @@ function kindOf(st: fs.Stats): string {
 
 /**
  * The path of `name` inside model directory `dir` after the checks above, or undefined when no
- * such entry exists (a dangling symlink is an error, not "absent"). `what` names the file in errors
- * ("shard", "config") when the name alone is not telling.
+ * such entry exists (a dangling symlink is an error, not "absent"). `roots` may be passed when
+ * many files of one directory are checked (modelDirRoots resolves the directory once).
  */
 export function modelFilePath(dir: string, name: string, roots: readonly string[] = modelDirRoots(dir)): string | undefined {
   const abs = path.resolve(dir);
@@ -116,7 +116,14 @@ export function modelFilePath(dir: string, name: string, roots: readonly string[
   if (!roots.some((r) => isInside(real, r))) {
     throw new ModelFileError(p, `resolves to ${real}, outside the model directory (symlink escape)`);
   }
-  const st = lst.isSymbolicLink() ? fs.statSync(real) : lst;
+  let st = lst;
+  if (lst.isSymbolicLink()) {
+    try {
+      st = fs.statSync(real);
+    } catch (e) {
+      throw new ModelFileError(p, `cannot stat (${errText(e)})`);
+    }
+  }
   if (!st.isFile()) throw new ModelFileError(p, `is ${kindOf(st)}, not a regular file`);
   return p;
 }
