@@ -6,9 +6,10 @@
  * leaves a half-written model at the destination: the temp dir is removed on SIGINT/SIGTERM, and
  * one left by a killed run (its pid gone) is removed by the next `begin()` for the same output.
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
+import { ModelFileError, modelDirRoots, modelFilePath, readModelFile } from './model-file.ts';
 import { INDEX_FILE, SafetensorsWriter, type SafetensorsModel } from './safetensors.ts';
 import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
@@ -33,6 +34,11 @@ export class CheckpointWriter {
     const out = resolve(outDir);
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
     if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
+    // The side files are copied at finish(); a symlink out of the directory or a FIFO is refused now, before any work.
+    asCheckpointError(() => {
+      const roots = modelDirRoots(src.dir);
+      for (const f of [...SIDECAR_FILES, INDEX_FILE]) modelFilePath(src.dir, f, roots);
+    });
     mkdirSync(dirname(out), { recursive: true });
     // Temp dirs of runs killed (SIGKILL, power loss) before they could remove them.
     const prefix = `.${basename(out)}.tmp-`;
@@ -85,8 +91,8 @@ export class CheckpointWriter {
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
       for (const f of [...SIDECAR_FILES, INDEX_FILE]) {
-        const p = join(this.src.dir, f);
-        if (existsSync(p)) copyFileSync(p, join(this.tmpDir, f));
+        const bytes = asCheckpointError(() => readModelFile(this.src.dir, f));
+        if (bytes !== undefined) writeFileSync(join(this.tmpDir, f), bytes);
       }
       for (const [name, content] of Object.entries(extra)) writeFileSync(join(this.tmpDir, name), content);
       if (existsSync(this.outDir)) rmSync(this.outDir, { recursive: true, force: true });
@@ -112,5 +118,14 @@ export class CheckpointWriter {
     rmSync(this.tmpDir, { recursive: true, force: true });
     this.cleanup.release();
     this.done = true;
+  }
+}
+
+function asCheckpointError<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new CheckpointError(e.message);
+    throw e;
   }
 }

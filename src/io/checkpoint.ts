@@ -2,8 +2,9 @@
  * A Hugging Face model directory on disk: config.json, safetensors (single or sharded),
  * tokenizer and generation files. Architecture-agnostic: src/models/model.ts maps it to an ArchSpec.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ModelFileError, readModelJson } from './model-file.ts';
 import { SafetensorsModel } from './safetensors.ts';
 
 export class CheckpointError extends Error {
@@ -29,19 +30,20 @@ export const SIDECAR_FILES = [
   'LICENSE',
 ] as const;
 
-export function readJsonFile(path: string): unknown {
-  let text: string;
+/**
+ * `dir/name` parsed as JSON through model-file.ts (no symlink escape, regular files only, errors
+ * quoting at most a short escaped excerpt); a missing file is "file not found".
+ */
+export function readModelJsonFile(dir: string, name: string): unknown {
+  let v: unknown;
   try {
-    text = readFileSync(path, 'utf8');
+    v = readModelJson(dir, name);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`}`);
+    if (e instanceof ModelFileError) throw new CheckpointError(e.message);
+    throw e;
   }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new CheckpointError(`${path}: invalid JSON (${(e as Error).message})`);
-  }
+  if (v === undefined) throw new CheckpointError(`${join(resolve(dir), name)}: file not found`);
+  return v;
 }
 
 export interface CheckpointDir {
@@ -58,7 +60,7 @@ export function openCheckpointDir(dir: string): CheckpointDir {
     throw new CheckpointError(`${abs}: not a model directory (expected config.json and safetensors weights)`);
   }
   const configPath = join(abs, 'config.json');
-  const configRaw = readJsonFile(configPath);
+  const configRaw = readModelJsonFile(abs, 'config.json');
   const tensors = SafetensorsModel.open(abs);
   return { dir: abs, configPath, configRaw, tensors };
 }

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { decodeUtf8 } from './jsonl.ts';
 import { extname, resolve } from 'node:path';
+import { checkPromptChars, checkPromptTokens, promptChars } from './prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from './tokenizer.ts';
 
 export class DatasetError extends Error {
@@ -294,6 +295,11 @@ export interface RenderOptions {
   system?: string;
   /** Extra chat template variables, e.g. `{ enable_thinking: false }`. */
   templateFlags?: Record<string, unknown>;
+  /**
+   * The model's context in tokens: a prompt that cannot fit it (with one new token) is refused
+   * with a PromptLengthError, by its length in characters before it is tokenized when possible.
+   */
+  contextLength?: number;
 }
 
 export interface RenderedPrompt {
@@ -314,8 +320,13 @@ export function promptMessages(prompt: string | ChatMessage[], system?: string):
  */
 export function renderPrompt(tokenizer: RacTokenizer, prompt: string | ChatMessage[] | DatasetRow, opts: RenderOptions = {}): RenderedPrompt {
   const p = typeof prompt === 'object' && !Array.isArray(prompt) ? (prompt.messages ?? prompt.prompt) : prompt;
+  const ctx = opts.contextLength;
+  if (ctx !== undefined) checkPromptChars(promptChars(p, opts.system), tokenizer, ctx);
   const text = tokenizer.applyChatTemplate(promptMessages(p, opts.system), { addGenerationPrompt: true, extra: opts.templateFlags ?? {} });
-  return { text, ids: tokenizer.encode(text, { addSpecialTokens: false }) };
+  if (ctx !== undefined) checkPromptChars(text.length, tokenizer, ctx);
+  const ids = tokenizer.encode(text, { addSpecialTokens: false });
+  if (ctx !== undefined) checkPromptTokens(ids.length, ctx);
+  return { text, ids };
 }
 
 /**

@@ -3,8 +3,8 @@
  * ships with. Missing ids fall back to `config.json` (eos_token_id, bos_token_id, pad_token_id).
  */
 
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { describeValue, ModelFileError, readModelJson } from './model-file.ts';
 
 export interface GenerationConfig {
   /** Every id that ends generation (HF allows an int or a list); may be empty. */
@@ -28,15 +28,18 @@ export class GenerationConfigError extends Error {
   }
 }
 
-function readJsonObject(path: string): Record<string, unknown> {
+/** `dir/name` through model-file.ts (no symlink escape, regular files only); undefined when absent. */
+function readJsonObject(dir: string, name: string): Record<string, unknown> | undefined {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = readModelJson(dir, name);
   } catch (e) {
-    throw new GenerationConfigError(path, `cannot parse JSON (${(e as Error).message})`);
+    if (e instanceof ModelFileError) throw new GenerationConfigError(e.file, e.problem);
+    throw e;
   }
+  if (parsed === undefined) return undefined;
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new GenerationConfigError(path, 'expected a JSON object');
+    throw new GenerationConfigError(join(dir, name), 'expected a JSON object');
   }
   return parsed as Record<string, unknown>;
 }
@@ -50,7 +53,7 @@ function eosIds(file: string, v: unknown): number[] | undefined {
   if (v === undefined || v === null) return undefined;
   if (isId(v)) return [v];
   if (Array.isArray(v) && v.every(isId)) return [...new Set(v)];
-  throw new GenerationConfigError(file, `"eos_token_id" must be an integer or a list of integers, got ${JSON.stringify(v)}`);
+  throw new GenerationConfigError(file, `"eos_token_id" must be an integer or a list of integers, got ${describeValue(v)}`);
 }
 
 function optId(file: string, raw: Record<string, unknown>, key: string): number | undefined {
@@ -58,7 +61,7 @@ function optId(file: string, raw: Record<string, unknown>, key: string): number 
   if (v === undefined || v === null) return undefined;
   // Some configs write a one-element list for bos/pad too.
   if (Array.isArray(v) && v.length === 1 && isId(v[0])) return v[0];
-  if (!isId(v)) throw new GenerationConfigError(file, `"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+  if (!isId(v)) throw new GenerationConfigError(file, `"${key}" must be a non-negative integer, got ${describeValue(v)}`);
   return v;
 }
 
@@ -66,7 +69,7 @@ function optNumber(file: string, raw: Record<string, unknown>, key: string): num
   const v = raw[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new GenerationConfigError(file, `"${key}" must be a number, got ${JSON.stringify(v)}`);
+    throw new GenerationConfigError(file, `"${key}" must be a number, got ${describeValue(v)}`);
   }
   return v;
 }
@@ -82,7 +85,7 @@ function optInt(file: string, raw: Record<string, unknown>, key: string): number
 function optBool(file: string, raw: Record<string, unknown>, key: string): boolean | undefined {
   const v = raw[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw new GenerationConfigError(file, `"${key}" must be a boolean, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') throw new GenerationConfigError(file, `"${key}" must be a boolean, got ${describeValue(v)}`);
   return v;
 }
 
@@ -90,18 +93,25 @@ function optBool(file: string, raw: Record<string, unknown>, key: string): boole
  * Reads `dir/generation_config.json` when present; ids it lacks come from `configJson` (or, when
  * not given, `dir/config.json` if present). Malformed JSON or fields → error naming the file.
  */
-export function loadGenerationConfig(dir: string, configJson?: Record<string, unknown>): GenerationConfig {
+export function loadGenerationConfig(dir: string, configJson?: Record<string, unknown>, vocabSize?: number): GenerationConfig {
   const genPath = join(dir, 'generation_config.json');
-  const gen = existsSync(genPath) ? readJsonObject(genPath) : {};
+  const gen = readJsonObject(dir, 'generation_config.json') ?? {};
 
   const cfgPath = join(dir, 'config.json');
-  let cfg: Record<string, unknown> = {};
-  if (configJson) cfg = configJson;
-  else if (existsSync(cfgPath)) cfg = readJsonObject(cfgPath);
+  const cfg: Record<string, unknown> = configJson ?? readJsonObject(dir, 'config.json') ?? {};
 
   const out: GenerationConfig = {
     eosTokenIds: eosIds(genPath, gen.eos_token_id) ?? eosIds(cfgPath, cfg.eos_token_id) ?? [],
   };
+  if (vocabSize !== undefined) {
+    // Ids the model can never produce (or embed) are a broken file, not a stop condition.
+    for (const key of ['eos_token_id', 'bos_token_id', 'pad_token_id']) {
+      const v = gen[key];
+      for (const id of Array.isArray(v) ? v : [v]) {
+        if (isId(id) && id >= vocabSize) throw new GenerationConfigError(genPath, `"${key}" ${id} is outside the model's vocabulary [0, ${vocabSize})`);
+      }
+    }
+  }
   const bos = optId(genPath, gen, 'bos_token_id') ?? optId(cfgPath, cfg, 'bos_token_id');
   const pad = optId(genPath, gen, 'pad_token_id') ?? optId(cfgPath, cfg, 'pad_token_id');
   if (bos !== undefined) out.bosTokenId = bos;

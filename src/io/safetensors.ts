@@ -24,6 +24,7 @@ import {
   isF32Convertible,
   isKnownDtype,
 } from './dtype.ts';
+import { ModelFileError, modelDirRoots, modelFilePath } from './model-file.ts';
 
 export { findNonFinite };
 
@@ -265,13 +266,15 @@ export class SafetensorsFile {
     };
     let fd: number;
     try {
-      fd = fs.openSync(abs, 'r');
+      // Non-blocking, so that a FIFO in place of a shard is refused by the fstat below instead of
+      // blocking the open until a writer appears.
+      fd = fs.openSync(abs, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     } catch (e) {
       return fail(`cannot open (${errorText(e)})`);
     }
     try {
       const st = fs.fstatSync(fd);
-      if (!st.isFile()) fail('not a regular file');
+      if (!st.isFile()) fail(`not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device or other special file'})`);
       const size = st.size;
       if (size < 8) fail(`file too short: ${size} bytes, a safetensors file starts with an 8-byte header length`);
       const lenBuf = Buffer.alloc(8);
@@ -435,23 +438,6 @@ function isPlainFileName(name: string): boolean {
   );
 }
 
-function isInside(child: string, root: string): boolean {
-  const rel = path.relative(root, child);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
-}
-
-/**
- * Directories a shard's real path may lie in: the model directory itself and, for a Hugging Face
- * cache snapshot (`…/models--org--name/snapshots/<rev>`), the repo's `blobs/` folder, where the
- * snapshot's symlinks point.
- */
-function allowedRoots(realDir: string): string[] {
-  const roots = [realDir];
-  const parent = path.dirname(realDir);
-  if (path.basename(parent) === 'snapshots') roots.push(path.join(path.dirname(parent), 'blobs'));
-  return roots;
-}
-
 /** An HF model directory: `model.safetensors`, or shards listed in `model.safetensors.index.json`. */
 export class SafetensorsModel {
   /** Absolute path of the model directory. */
@@ -492,24 +478,41 @@ export class SafetensorsModel {
       throw new SafetensorsError(absDir, `cannot open model directory (${errorText(e)})`);
     }
     if (!st.isDirectory()) throw new SafetensorsError(absDir, 'not a directory');
-    const indexPath = path.join(absDir, INDEX_FILE);
-    if (fs.existsSync(indexPath)) return SafetensorsModel.openSharded(absDir, indexPath);
-    const single = path.join(absDir, SINGLE_FILE);
-    if (fs.existsSync(single)) {
+    // Every file is checked by model-file.ts: inside the directory (or its hub cache blobs) and regular.
+    const asStError = <T>(f: () => T): T => {
+      try {
+        return f();
+      } catch (e) {
+        if (e instanceof ModelFileError) throw new SafetensorsError(e.file, e.problem);
+        throw e;
+      }
+    };
+    const roots = asStError(() => modelDirRoots(absDir));
+    const indexPath = asStError(() => modelFilePath(absDir, INDEX_FILE, roots));
+    if (indexPath !== undefined) return SafetensorsModel.openSharded(absDir, indexPath, roots);
+    const single = asStError(() => modelFilePath(absDir, SINGLE_FILE, roots));
+    if (single !== undefined) {
       const f = SafetensorsFile.open(single);
       return new SafetensorsModel(absDir, new Map([[SINGLE_FILE, f]]), undefined);
     }
     throw new SafetensorsError(absDir, `no ${SINGLE_FILE} or ${INDEX_FILE} in this directory`);
   }
 
-  private static openSharded(absDir: string, indexPath: string): SafetensorsModel {
+  private static openSharded(absDir: string, indexPath: string, roots: readonly string[]): SafetensorsModel {
     const fail = (problem: string): never => {
       throw new SafetensorsError(indexPath, problem);
     };
     let bytes: Buffer;
     try {
-      bytes = fs.readFileSync(indexPath);
+      const fd = fs.openSync(indexPath, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+      try {
+        if (!fs.fstatSync(fd).isFile()) fail('not a regular file');
+        bytes = fs.readFileSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
     } catch (e) {
+      if (e instanceof SafetensorsError) throw e;
       return fail(`cannot read (${errorText(e)})`);
     }
     const { value, members } = parseJsonObject(bytes, fail, 'index');
@@ -535,28 +538,18 @@ export class SafetensorsModel {
       weightMap.set(key, shard as string);
     }
     const shardNames = [...new Set(weightMap.values())].sort();
-    let realDir: string;
-    try {
-      realDir = fs.realpathSync(absDir);
-    } catch (e) {
-      return fail(`cannot resolve the model directory (${errorText(e)})`);
-    }
-    const roots = allowedRoots(realDir);
     const files = new Map<string, SafetensorsFile>();
     try {
       for (const shard of shardNames) {
-        const p = path.join(absDir, shard);
-        let real: string;
+        let p: string | undefined;
         try {
-          real = fs.realpathSync(p);
+          p = modelFilePath(absDir, shard, roots);
         } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          return fail(`shard ${JSON.stringify(shard)} does not exist${code === 'ENOENT' ? '' : ` (${errorText(e)})`}`);
+          if (e instanceof ModelFileError) fail(`shard ${JSON.stringify(shard)} ${e.problem}`);
+          throw e;
         }
-        if (!roots.some((r) => isInside(real, r))) {
-          fail(`shard ${JSON.stringify(shard)} resolves to ${real}, outside the model directory (symlink escape)`);
-        }
-        files.set(shard, SafetensorsFile.open(p));
+        if (p === undefined) fail(`shard ${JSON.stringify(shard)} does not exist`);
+        files.set(shard, SafetensorsFile.open(p!));
       }
       for (const [name, shard] of weightMap) {
         if (!files.get(shard)!.tensors.has(name)) {

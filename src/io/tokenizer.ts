@@ -13,11 +13,11 @@
  *   `raise_exception`, plus any `extra` keys (e.g. `enable_thinking`).
  */
 
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as hfTokenizers from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
 import { bytesToUnicode } from './bpe.ts';
+import { excerpt, ModelFileError, readModelJson, readModelText } from './model-file.ts';
+import { DEFAULT_TEMPLATE_LIMITS, renderTemplate, TemplateRenderError, type TemplateLimits } from './template-render.ts';
 
 // The package's .d.ts files use extensionless relative imports, which NodeNext resolution cannot
 // follow (`Tokenizer` arrives as `any`), so the surface used here is typed by hand.
@@ -66,20 +66,20 @@ interface AddedTokenJson {
   special?: boolean;
 }
 
-function readJsonFile(path: string, what: string): Record<string, unknown> {
-  let text: string;
+/** Reads a model file through model-file.ts (no symlink escape, regular files only), as a TokenizerError. */
+function modelFile<T>(read: () => T): T {
   try {
-    text = readFileSync(path, 'utf8');
+    return read();
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new TokenizerError(`${path}: ${code === 'ENOENT' ? `missing ${what}` : `cannot read (${String(e)})`}`);
+    if (e instanceof ModelFileError) throw new TokenizerError(e.message);
+    throw e;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new TokenizerError(`${path}: invalid JSON (${(e as Error).message})`);
-  }
+}
+
+function readJsonFile(dir: string, name: string): Record<string, unknown> {
+  const path = join(dir, name);
+  const parsed = modelFile(() => readModelJson(dir, name));
+  if (parsed === undefined) throw new TokenizerError(`${path}: missing ${name}`);
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new TokenizerError(`${path}: expected a JSON object`);
   }
@@ -131,8 +131,11 @@ export class RacTokenizer {
   readonly specialIds: Set<number>;
   /** The chat template source, or undefined when the model has none. */
   readonly chatTemplate: string | undefined;
+  /** The file the chat template comes from (tokenizer_config.json or chat_template.jinja). */
+  readonly chatTemplateFile: string | undefined;
+  /** Bounds of one chat template render (time, output size, memory): see template-render.ts. */
+  templateLimits: TemplateLimits = { ...DEFAULT_TEMPLATE_LIMITS };
 
-  private template: Template | undefined;
   private readonly addBos: boolean;
   private readonly addEos: boolean;
 
@@ -141,9 +144,10 @@ export class RacTokenizer {
     private readonly tok: HfTokenizer,
     readonly tokenizerJson: Record<string, unknown>,
     readonly config: Record<string, unknown>,
-    chatTemplate: string | undefined,
+    chatTemplate: { source: string; file: string } | undefined,
   ) {
-    this.chatTemplate = chatTemplate;
+    this.chatTemplate = chatTemplate?.source;
+    this.chatTemplateFile = chatTemplate?.file;
     this.eosToken = tokenString(config.eos_token);
     this.bosToken = tokenString(config.bos_token);
     this.padToken = tokenString(config.pad_token);
@@ -176,36 +180,35 @@ export class RacTokenizer {
   static async load(dir: string): Promise<RacTokenizer> {
     const tjPath = join(dir, 'tokenizer.json');
     const cfgPath = join(dir, 'tokenizer_config.json');
-    const tokenizerJson = readJsonFile(tjPath, 'tokenizer.json');
-    const config = readJsonFile(cfgPath, 'tokenizer_config.json');
+    const tokenizerJson = readJsonFile(dir, 'tokenizer.json');
+    const config = readJsonFile(dir, 'tokenizer_config.json');
     let tok: HfTokenizer;
     try {
       tok = new Tokenizer(tokenizerJson, config);
     } catch (e) {
-      throw new TokenizerError(`${tjPath}: unsupported tokenizer (${(e as Error).message})`);
+      throw new TokenizerError(`${tjPath}: unsupported tokenizer (${excerpt((e as Error).message, 80)})`);
     }
     const chatTemplate = RacTokenizer.findChatTemplate(dir, config, cfgPath);
     return new RacTokenizer(dir, tok, tokenizerJson, config, chatTemplate);
   }
 
   /** `chat_template` as a string or a `[{name, template}]` list ("default"), else chat_template.jinja. */
-  private static findChatTemplate(dir: string, config: Record<string, unknown>, cfgPath: string): string | undefined {
+  private static findChatTemplate(dir: string, config: Record<string, unknown>, cfgPath: string): { source: string; file: string } | undefined {
     const ct = config.chat_template;
-    if (typeof ct === 'string') return ct;
+    if (typeof ct === 'string') return { source: ct, file: cfgPath };
     if (Array.isArray(ct)) {
       const entries = ct as { name?: unknown; template?: unknown }[];
       const pick = entries.find((e) => e?.name === 'default') ?? (entries.length === 1 ? entries[0] : undefined);
       if (!pick || typeof pick.template !== 'string') {
         throw new TokenizerError(`${cfgPath}: chat_template list has no "default" entry`);
       }
-      return pick.template;
+      return { source: pick.template, file: cfgPath };
     }
     if (ct !== undefined && ct !== null) {
       throw new TokenizerError(`${cfgPath}: chat_template must be a string or a list of {name, template}`);
     }
-    const jinjaPath = join(dir, 'chat_template.jinja');
-    if (existsSync(jinjaPath)) return readFileSync(jinjaPath, 'utf8');
-    return undefined;
+    const jinja = modelFile(() => readModelText(dir, 'chat_template.jinja'));
+    return jinja === undefined ? undefined : { source: jinja, file: join(dir, 'chat_template.jinja') };
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
@@ -244,13 +247,6 @@ export class RacTokenizer {
         `${join(this.dir, 'tokenizer_config.json')}: no chat_template (and no chat_template.jinja beside it)`,
       );
     }
-    if (!this.template) {
-      try {
-        this.template = new Template(this.chatTemplate);
-      } catch (e) {
-        throw new TokenizerError(`${join(this.dir, 'tokenizer_config.json')}: cannot parse chat_template (${(e as Error).message})`);
-      }
-    }
     const vars: Record<string, unknown> = {
       messages: messages.map((m) => ({ ...m })),
       add_generation_prompt: opts.addGenerationPrompt ?? false,
@@ -263,11 +259,31 @@ export class RacTokenizer {
     // raise_exception is a global of @huggingface/jinja already (it throws Error(message)), and
     // the library refuses to redeclare it, so template errors are wrapped here instead.
     delete vars.raise_exception;
+    // Rendered in a worker with a time, memory and output bound (a template is code).
+    const file = this.chatTemplateFile!;
     try {
-      return this.template.render(vars);
+      return renderTemplate(this.chatTemplate, [vars], this.templateLimits)[0]!;
     } catch (e) {
-      throw new TokenizerError(`chat template of ${this.dir}: ${(e as Error).message}`);
+      if (!(e instanceof TemplateRenderError)) throw e;
+      if (e.kind === 'parse') throw new TokenizerError(`${file}: cannot parse chat_template (${e.message})`);
+      if (e.kind === 'limit') throw new TokenizerError(`${file}: chat template refused: ${e.message}`);
+      throw new TokenizerError(`${file}: chat template: ${e.message}`);
     }
+  }
+
+  private maxTokenCharsCache: number | undefined;
+
+  /**
+   * Length in characters of the longest token (vocabulary and added tokens): no token covers
+   * more text than this, so a prompt needs at least ⌈characters / maxTokenChars⌉ tokens.
+   */
+  get maxTokenChars(): number {
+    if (this.maxTokenCharsCache === undefined) {
+      let m = 1;
+      for (const t of this.tok.get_vocab(true).keys()) if (t.length > m) m = t.length;
+      this.maxTokenCharsCache = m;
+    }
+    return this.maxTokenCharsCache;
   }
 
   private byteTableCache: (Uint8Array | null)[] | null | undefined;

@@ -3,6 +3,8 @@
  * Family-specific defaults and quirks live in each ArchSpec (src/models/arch/*), not here.
  */
 
+import { describeValue } from '../io/model-file.ts';
+
 export type RopeScaling =
   | { type: 'default' }
   | { type: 'linear'; factor: number }
@@ -73,7 +75,7 @@ export class ConfigReader {
       throw new ConfigError(this.file, `missing required integer "${key}"`);
     }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-      throw new ConfigError(this.file, `"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+      throw new ConfigError(this.file, `"${key}" must be a non-negative integer, got ${describeValue(v)}`);
     }
     return v;
   }
@@ -85,22 +87,29 @@ export class ConfigReader {
       throw new ConfigError(this.file, `missing required number "${key}"`);
     }
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new ConfigError(this.file, `"${key}" must be a finite number, got ${JSON.stringify(v)}`);
+      throw new ConfigError(this.file, `"${key}" must be a finite number, got ${describeValue(v)}`);
     }
+    return v;
+  }
+
+  /** A finite number > 0. */
+  positive(key: string, fallback?: number): number {
+    const v = this.num(key, fallback);
+    if (!(v > 0)) throw new ConfigError(this.file, `"${key}" must be a positive number, got ${v}`);
     return v;
   }
 
   bool(key: string, fallback: boolean): boolean {
     const v = this.raw[key];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw new ConfigError(this.file, `"${key}" must be a boolean, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') throw new ConfigError(this.file, `"${key}" must be a boolean, got ${describeValue(v)}`);
     return v;
   }
 
   str(key: string): string | null {
     const v = this.raw[key];
     if (v === undefined || v === null) return null;
-    if (typeof v !== 'string') throw new ConfigError(this.file, `"${key}" must be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string') throw new ConfigError(this.file, `"${key}" must be a string, got ${describeValue(v)}`);
     return v;
   }
 
@@ -111,7 +120,7 @@ export class ConfigReader {
     const arr = Array.isArray(v) ? v : [v];
     for (const x of arr) {
       if (typeof x !== 'number' || !Number.isInteger(x)) {
-        throw new ConfigError(this.file, `"${key}" must be an integer or a list of integers, got ${JSON.stringify(v)}`);
+        throw new ConfigError(this.file, `"${key}" must be an integer or a list of integers, got ${describeValue(v)}`);
       }
     }
     return arr as number[];
@@ -121,7 +130,7 @@ export class ConfigReader {
     const rs = this.raw['rope_scaling'];
     if (rs === undefined || rs === null) return { type: 'default' };
     if (typeof rs !== 'object' || Array.isArray(rs)) {
-      throw new ConfigError(this.file, `"rope_scaling" must be an object, got ${JSON.stringify(rs)}`);
+      throw new ConfigError(this.file, `"rope_scaling" must be an object, got ${describeValue(rs)}`);
     }
     const r = new ConfigReader(this.file, rs as Record<string, unknown>);
     const type = r.str('rope_type') ?? r.str('type') ?? 'default';
@@ -129,19 +138,19 @@ export class ConfigReader {
       case 'default':
         return { type: 'default' };
       case 'linear':
-        return { type: 'linear', factor: r.num('factor') };
+        return { type: 'linear', factor: r.positive('factor') };
       case 'llama3':
         return {
           type: 'llama3',
-          factor: r.num('factor'),
-          lowFreqFactor: r.num('low_freq_factor'),
-          highFreqFactor: r.num('high_freq_factor'),
+          factor: r.positive('factor'),
+          lowFreqFactor: r.positive('low_freq_factor'),
+          highFreqFactor: r.positive('high_freq_factor'),
           originalMaxPositionEmbeddings: r.int('original_max_position_embeddings'),
         };
       default:
         throw new ConfigError(
           this.file,
-          `rope_scaling type "${type}" is not supported (supported: default, linear, llama3)`,
+          `rope_scaling type ${describeValue(type)} is not supported (supported: default, linear, llama3)`,
         );
     }
   }

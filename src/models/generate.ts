@@ -91,6 +91,21 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   }
 }
 
+/** Refuses a logits row holding NaN or +Inf (or nothing above -Inf): no token can be sampled from it. */
+function checkLogits(logits: Float32Array, offset: number, V: number, request: number, step: number): void {
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) {
+    const x = logits[offset + i]!;
+    if (Number.isNaN(x) || x === Infinity) {
+      throw new Error(
+        `the model's logits are not finite (${x} for token ${i}, request ${request}, new token ${step + 1}): the weights hold non-finite values or config.json's values overflow the computation`,
+      );
+    }
+    if (x > max) max = x;
+  }
+  if (max === -Infinity) throw new Error(`the model's logits are all -Infinity (request ${request}, new token ${step + 1}): no token can be sampled`);
+}
+
 export async function generate(
   engine: Engine,
   tokenizer: RacTokenizer | null,
@@ -116,6 +131,14 @@ export async function generate(
   });
   if (!tokenizer && settings.some((s) => s.stops.length > 0)) throw new Error('stop strings need a tokenizer');
   const V = engine.config.vocabSize;
+  // No sequence runs past the model's context: a prompt must leave room for one new token, and
+  // generation stops ('length') when prompt + completion fill the context.
+  const ctx = engine.config.maxPositionEmbeddings;
+  requests.forEach((r, i) => {
+    if (r.prompt.length + 1 > ctx) {
+      throw new Error(`request ${i}: the prompt has ${r.prompt.length} tokens; the model's context is ${ctx} tokens (max_position_embeddings), so it leaves no room for a new token`);
+    }
+  });
   const eos = new Set(opts.eosTokenIds);
   const results: Completion[] = new Array(requests.length);
   const batchSize = opts.batchSize ?? 16;
@@ -145,7 +168,7 @@ export async function generate(
         index: i,
         rng: new Rng(st.seed, requests[i]!.stream),
         params: st.params,
-        maxNewTokens: st.maxNewTokens,
+        maxNewTokens: Math.min(st.maxNewTokens, ctx - requests[i]!.prompt.length),
         stops: st.stops,
         signal: requests[i]!.signal,
         ids: [],
@@ -168,6 +191,7 @@ export async function generate(
           await finish(l, 'length', undefined, true);
           continue;
         }
+        checkLogits(logits, r * V, V, l.index, step);
         const tok = sampleToken(logits, r * V, V, l.params, l.rng);
         l.ids.push(tok);
         newTokens++;

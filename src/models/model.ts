@@ -65,9 +65,33 @@ export class Model {
     return out;
   }
 
+  /**
+   * Decoder layers present in the weights: the count of consecutive layer indices from 0 that
+   * hold any of the layer's Linear or norm weights. Bounded by the number of tensors, so it never
+   * trusts config.json's sizes.
+   */
+  layersPresent(): number {
+    const modules = [...this.spec.linears(this.config), ...this.spec.norms(this.config)].map((m) => m.module);
+    const limit = this.tensors.names().length;
+    let n = 0;
+    while (n < limit && modules.some((m) => this.tensors.has(`${this.spec.layerPrefix(n)}${m}.weight`))) n++;
+    return n;
+  }
+
   private validate(): void {
     const where = (name: string) => `${this.dir}/${this.tensors.shardOf(name)}`;
-    for (const t of this.expectedTensors()) {
+    const c = this.config;
+    // Sizes are checked against the weights before anything is built from them: a config.json
+    // claiming 1e9 layers must not make rac list (or allocate) 1e9 layers' worth of tensors.
+    const present = this.layersPresent();
+    if (c.numLayers > present) {
+      const missing = `${this.spec.layerPrefix(present)}${this.spec.linears(c)[0]!.module}.weight`;
+      throw new CheckpointError(
+        `${join(this.dir, 'config.json')}: "num_hidden_layers" is ${c.numLayers} but the weights hold ${present} layer${present === 1 ? '' : 's'} (no tensor "${missing}" in ${this.weightsFile()})`,
+      );
+    }
+    const expected = this.expectedTensors();
+    for (const t of expected) {
       if (!this.tensors.has(t.name)) {
         // Some tied checkpoints omit lm_head; others list it though tie_word_embeddings is set.
         throw new CheckpointError(`${this.weightsFile()}: missing tensor "${t.name}" expected by config.json (${this.config.modelType})`);
@@ -81,6 +105,17 @@ export class Model {
       if (!['F32', 'F16', 'BF16'].includes(info.dtype)) {
         throw new CheckpointError(`${where(t.name)}: tensor "${t.name}" has dtype ${info.dtype}; rac reads F32, F16 and BF16 weights`);
       }
+    }
+    // Tensors config.json does not account for (e.g. num_hidden_layers smaller than the layers
+    // stored) are never read: say so. A listed lm_head beside tied embeddings and the rotary
+    // inv_freq buffers of older checkpoints are ignored as transformers ignores them.
+    const used = new Set(expected.map((t) => t.name));
+    const unused = this.tensors.names().filter((n) => !used.has(n) && !(n === this.spec.lmHeadName && c.tieWordEmbeddings) && !n.endsWith('rotary_emb.inv_freq'));
+    if (unused.length > 0) {
+      const extra = present > c.numLayers ? `; "num_hidden_layers" is ${c.numLayers} but the weights hold ${present} layers` : '';
+      this.warn(
+        `${this.weightsFile()}: ${unused.length} tensor${unused.length === 1 ? '' : 's'} not used by config.json (first: "${unused[0]}")${extra}; they are ignored`,
+      );
     }
   }
 

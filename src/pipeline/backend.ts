@@ -47,6 +47,11 @@ export interface GenerationBackend {
   readonly name: string;
   /** Identity of the model behind the backend (recorded in traces and results). */
   readonly fingerprint: string;
+  /**
+   * Tokens per sequence the backend holds (prompt + completion), when known: prompts that do not
+   * fit are refused before generation. Undefined when only the server knows (it refuses them).
+   */
+  readonly contextLength?: number;
   generate(requests: BackendRequest[], settings: SamplingSettings, hooks: GenerationHooks): Promise<void>;
   close(): Promise<void>;
 }

@@ -19,6 +19,7 @@
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
+import { checkPromptChars, checkPromptTokens, PromptLengthError } from '../io/prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from '../io/tokenizer.ts';
 import { thinkSpan, gradeTiny } from '../tasks/boxed.ts';
 import { extractProgram, runTests, type CodeTest } from '../tasks/code.ts';
@@ -260,10 +261,21 @@ export async function loadEvalProblems(file: string, task: EvalTask, columns: Pa
 }
 
 /** Prompt ids and text: the model's chat template (generation prompt added) when it has one. */
-export function renderEvalPrompt(tok: RacTokenizer, p: Pick<EvalProblem, 'prompt' | 'messages'>, system?: string, extra?: Record<string, unknown>): { ids: number[]; text: string } {
-  if (tok.chatTemplate) return renderPrompt(tok, p.messages ?? p.prompt, { ...(system !== undefined ? { system } : {}), ...(extra ? { templateFlags: extra } : {}) });
+export function renderEvalPrompt(
+  tok: RacTokenizer,
+  p: Pick<EvalProblem, 'prompt' | 'messages'>,
+  system?: string,
+  extra?: Record<string, unknown>,
+  contextLength?: number,
+): { ids: number[]; text: string } {
+  if (tok.chatTemplate) {
+    return renderPrompt(tok, p.messages ?? p.prompt, { ...(system !== undefined ? { system } : {}), ...(extra ? { templateFlags: extra } : {}), ...(contextLength !== undefined ? { contextLength } : {}) });
+  }
   const text = system ? `${system}\n\n${p.prompt}` : p.prompt;
-  return { ids: tok.encode(text, { addSpecialTokens: true }), text };
+  if (contextLength !== undefined) checkPromptChars(text.length, tok, contextLength);
+  const ids = tok.encode(text, { addSpecialTokens: true });
+  if (contextLength !== undefined) checkPromptTokens(ids.length, contextLength);
+  return { ids, text };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,20 +499,30 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   };
   const mPath = manifestPath(out);
   const sPath = samplesPath(out);
-  if (existsSync(mPath)) {
+  const resuming = existsSync(mPath);
+  if (resuming) {
     const old = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
     const diff = Object.keys({ ...old, ...manifest }).filter((k) => JSON.stringify(old[k]) !== JSON.stringify((manifest as Record<string, unknown>)[k]));
     if (diff.length) {
       throw new Error(`${mPath}: settings differ from the interrupted run (${diff.join(', ')}); use another --out or delete ${basename(sPath)} and ${basename(mPath)}`);
     }
-  } else {
-    if (existsSync(sPath)) throw new Error(`${sPath} exists without a manifest; delete it or use another --out`);
-    writeFileAtomic(mPath, JSON.stringify(manifest, null, 2) + '\n');
-  }
+  } else if (existsSync(sPath)) throw new Error(`${sPath} exists without a manifest; delete it or use another --out`);
 
-  const records = readSampleLog(sPath);
+  const records = resuming ? readSampleLog(sPath) : [];
   const done = new Set(records.map((r) => `${r.problem_id}\u0000${r.sample}`));
   const todo = problems.filter((p) => Array.from({ length: K }, (_, i) => i).some((i) => !done.has(`${p.id}\u0000${i}`)));
+  // Every prompt is rendered (and checked against the context) before any output exists: a
+  // prompt that cannot fit is refused naming its file and row, and leaves no files behind.
+  const requests: BackendRequest[] = todo.map((p) => {
+    try {
+      const r = renderEvalPrompt(tok, p, cfg.system, cfg.templateExtra, backend.contextLength);
+      return { index: p.index, prompt: r.ids, promptText: r.text, n: K };
+    } catch (e) {
+      if (e instanceof PromptLengthError) throw new PromptLengthError(`${datasetFile}: row ${p.index} (id ${JSON.stringify(p.id)}): ${e.message}`);
+      throw e;
+    }
+  });
+  if (!resuming) writeFileAtomic(mPath, JSON.stringify(manifest, null, 2) + '\n');
   const selected = new Set(problems.map((p) => p.id));
   const already = records.filter((r) => selected.has(r.problem_id)).length;
   if (already > 0) hooks.log?.(`resuming: ${already} of ${problems.length * K} samples already in ${basename(sPath)}`);
@@ -511,10 +533,6 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   if (todo.length > 0) {
     const fd = openSync(sPath, 'a');
     try {
-      const requests: BackendRequest[] = todo.map((p) => {
-        const r = renderEvalPrompt(tok, p, cfg.system, cfg.templateExtra);
-        return { index: p.index, prompt: r.ids, promptText: r.text, n: K };
-      });
       await backend.generate(requests, sampling, {
         onProgress: hooks.onProgress,
         onResult: async (req: BackendRequest, completions: BackendCompletion[]) => {

@@ -19,8 +19,9 @@
  *   recognised from the tokenizer.json split regexes, special token ids from
  *   tokenizer_config.json then config.json, add_bos/add_eos, chat template.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { ModelFileError, parseJsonText, readModelText } from '../io/model-file.ts';
 import { GgufWriter, kv, type GgmlTypeName, type GgufKv, type GgufTensorEntry } from '../io/gguf.ts';
 import { QWEN2_PRETOKENIZE_REGEX } from '../io/bpe.ts';
 import type { ModelConfig } from '../models/config.ts';
@@ -198,18 +199,28 @@ function tokenString(v: unknown): string | undefined {
   return undefined;
 }
 
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
+/** A model directory's file through model-file.ts (no symlink escape, regular files only); undefined when absent. */
+function readText(dir: string, name: string): string | undefined {
   try {
-    text = readFileSync(file, 'utf8');
+    return readModelText(dir, name);
   } catch (e) {
-    throw new ExportError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (GGUF export needs the tokenizer)' : `cannot read (${(e as Error).message})`}`);
+    if (e instanceof ModelFileError) throw new ExportError(e.message);
+    throw e;
+  }
+}
+
+function readJson(dir: string, name: string, optional = false): Record<string, unknown> {
+  const file = join(dir, name);
+  const text = readText(dir, name);
+  if (text === undefined) {
+    if (optional) return {};
+    throw new ExportError(`${file}: missing (GGUF export needs the tokenizer)`);
   }
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseJsonText(file, text);
   } catch (e) {
-    throw new ExportError(`${file}: invalid JSON (${(e as Error).message})`);
+    throw new ExportError((e as Error).message);
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ExportError(`${file}: expected a JSON object`);
   return v as Record<string, unknown>;
@@ -232,8 +243,8 @@ export function tokenizerMetadata(
 ): GgufTokenizer {
   const tjPath = join(dir, 'tokenizer.json');
   const tcPath = join(dir, 'tokenizer_config.json');
-  const tj = readJson(tjPath);
-  const tc = existsSync(tcPath) ? readJson(tcPath) : {};
+  const tj = readJson(dir, 'tokenizer.json');
+  const tc = readJson(dir, 'tokenizer_config.json', true);
   const model = tj.model as { type?: string; vocab?: Record<string, number>; merges?: unknown[] } | undefined;
   if (!model || model.type !== 'BPE' || !model.vocab || typeof model.vocab !== 'object') {
     throw new ExportError(`${tjPath}: rac exports only byte-level BPE tokenizers (tokenizer.ggml.model "gpt2"); this one has model type ${JSON.stringify(model?.type)}`);
@@ -355,8 +366,7 @@ function chatTemplate(dir: string, tc: Record<string, unknown>, tcPath: string):
     if (!pick || typeof pick.template !== 'string') throw new ExportError(`${tcPath}: chat_template list has no "default" entry`);
     return pick.template;
   }
-  const jinja = join(dir, 'chat_template.jinja');
-  return existsSync(jinja) ? readFileSync(jinja, 'utf8') : undefined;
+  return readText(dir, 'chat_template.jinja');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ export async function loadModel(dir: string, runtime: Partial<RuntimeOptions> = 
   const model = Model.open(dir);
   try {
     const tokenizer = await RacTokenizer.load(model.dir);
-    const generation = loadGenerationConfig(model.dir, model.config.raw);
+    const generation = loadGenerationConfig(model.dir, model.config.raw, model.config.vocabSize);
     const engine = await Engine.load(model, runtime);
     return { model, engine, tokenizer, generation, eosTokenIds: stopTokenIds(generation.eosTokenIds, model.config.eosTokenIds, tokenizer.eosTokenId) };
   } catch (e) {

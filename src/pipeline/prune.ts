@@ -11,15 +11,15 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
 import { magnitudePrune } from '../compress/magnitude.ts';
 import type { PruneReport, SparsityTarget } from '../compress/masks.ts';
 import { outputErrorGemm } from '../compress/metrics.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
+import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
+import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
@@ -179,6 +179,9 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
 
   const sizes = padded.map((pb) => pb.B * pb.T * D);
   const memory = opts.memoryLimitBytes ?? 4 * 2 ** 30;
+  // The source card, read before any work: through model-file.ts, so a README.md symlinked out of
+  // the model directory (or a FIFO) is refused rather than copied into the pruned model's card.
+  const sourceCard = readCard(model.dir);
   // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
   const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite });
   const stores: HiddenStore[] = [];
@@ -294,11 +297,10 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       ...(lmHead ? { lm_head: lmHead } : {}),
       totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
     };
-    const card = join(model.dir, 'README.md');
     for (const st of stores) st.close(); // before the temp dir becomes the output
     writer.finish({
       'rac.json': JSON.stringify(summary, null, 2) + '\n',
-      'README.md': prunedModelCard(summary, existsSync(card) ? readFileSync(card, 'utf8') : null),
+      'README.md': prunedModelCard(summary, sourceCard ?? null),
     });
     return summary;
   } catch (e) {
@@ -397,5 +399,14 @@ function writeLayer(writer: CheckpointWriter, model: Model, l: number, w: LayerW
     const name = model.tensorName(l, ls.module);
     if (pruned.has(ls.name)) writer.writeF32(name, w.linears[ls.name]);
     else writer.copy(name);
+  }
+}
+
+function readCard(dir: string): string | undefined {
+  try {
+    return readModelText(dir, 'README.md');
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new CheckpointError(e.message);
+    throw e;
   }
 }

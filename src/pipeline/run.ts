@@ -252,7 +252,7 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   const prompts: TracePrompt[] = calibData.rows.map((row) => ({
     id: row.id,
     index: row.index,
-    render: () => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags }),
+    render: (contextLength?: number) => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
   }));
   let lastLog = 0;
   // Evaluation of one model (the dense one or a pruned one) on the held-out problems, cached by

@@ -24,6 +24,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from './backend.ts';
 import { streamOf } from './backend.ts';
 import type { RenderedPrompt } from '../io/datasets.ts';
+import { PromptLengthError } from '../io/prompt-bounds.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { lockOutput } from '../io/lock.ts';
 import { decodeUtf8 } from '../io/jsonl.ts';
@@ -71,8 +72,11 @@ export interface TracePrompt {
   /** Stable position in the dataset: seeds the PRNG streams. */
   index: number;
   answer?: string;
-  /** The chat-templated prompt (called once, when the prompt is submitted). */
-  render(): RenderedPrompt;
+  /**
+   * The chat-templated prompt, called once per prompt before any output is written;
+   * `contextLength` (the backend's, when known) bounds it (RenderOptions.contextLength).
+   */
+  render(contextLength?: number): RenderedPrompt;
 }
 
 export interface TraceProgress {
@@ -319,13 +323,28 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
       updated: new Date().toISOString(),
     };
   };
+  // ---- what is left, in dataset order, rendered before any output is written: a prompt that is
+  // empty or cannot fit the context is refused naming its row, leaving no files behind.
+  const todo = opts.prompts.filter((p) => (done.get(p.id)?.size ?? 0) < s.n);
+  const where = (p: TracePrompt) => `${opts.dataset ? `${opts.dataset.file}: ` : ''}row ${p.index} (id ${JSON.stringify(p.id)})`;
+  const rendered = new Map<string, RenderedPrompt>();
+  for (const p of todo) {
+    let r: RenderedPrompt;
+    try {
+      r = p.render(opts.backend.contextLength);
+    } catch (e) {
+      if (e instanceof PromptLengthError) throw new TraceError(`${where(p)}: ${e.message}`);
+      throw e;
+    }
+    if (r.ids.length === 0) throw new TraceError(`${where(p)}: the prompt is empty after tokenization`);
+    rendered.set(p.id, r);
+  }
+
   // Temp manifests of runs killed while writing one are stale.
   const tmpPrefix = `.${basename(mpath)}.tmp-`;
   for (const f of readdirSync(dirname(mpath))) if (f.startsWith(tmpPrefix)) rmSync(join(dirname(mpath), f), { force: true });
   writeFileAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
 
-  // ---- what is left, in dataset order
-  const todo = opts.prompts.filter((p) => (done.get(p.id)?.size ?? 0) < s.n);
   const fd = openSync(out, 'a');
   let sinceSync = 0;
   const t0 = performance.now();
@@ -368,8 +387,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
       submitted += wave.length;
       const byIndex = new Map<number, { p: TracePrompt; r: RenderedPrompt }>();
       const requests: BackendRequest[] = wave.map((p) => {
-        const r = p.render();
-        if (r.ids.length === 0) throw new TraceError(`prompt ${p.id}: empty after tokenization`);
+        const r = rendered.get(p.id)!;
         byIndex.set(p.index, { p, r });
         return { index: p.index, prompt: r.ids, promptText: r.text, n: s.n };
       });

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import { generate } from '../../models/generate.ts';
+import { checkPromptChars, checkPromptTokens, promptChars, PromptLengthError } from '../../io/prompt-bounds.ts';
+import { RacTokenizer } from '../../io/tokenizer.ts';
+import { Model } from '../../models/model.ts';
 import { closeModel, loadModel } from '../../pipeline/loaded.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, type RuntimeFlags } from '../common.ts';
 import { progress } from '../progress.ts';
@@ -37,16 +40,32 @@ export function register(program: Command): void {
     .option('--json', 'print JSON (one object)');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     applyRuntime(o);
-    const lm = await loadModel(o.model);
+    // The prompt must fit the context with one new token: checked (by length before tokenizing)
+    // against config.json and the tokenizer alone, before the engine is loaded.
+    const probe = Model.open(o.model, { warn: () => {} });
+    const ctx = probe.config.maxPositionEmbeddings;
+    const modelDir = probe.dir;
+    probe.close();
+    const tok = await RacTokenizer.load(modelDir);
+    let text = o.prompt;
+    let prompt: number[];
     try {
-      const { tokenizer, generation } = lm;
-      let text = o.prompt;
+      checkPromptChars(promptChars(o.prompt, o.chat ? o.system : undefined), tok, ctx);
       if (o.chat) {
         const messages = o.system ? [{ role: 'system', content: o.system }] : [];
         messages.push({ role: 'user', content: o.prompt });
-        text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+        text = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
+        checkPromptChars(text.length, tok, ctx);
       }
-      const prompt = tokenizer.encode(text, { addSpecialTokens: !o.chat });
+      prompt = tok.encode(text, { addSpecialTokens: !o.chat });
+      checkPromptTokens(prompt.length, ctx);
+    } catch (e) {
+      if (e instanceof PromptLengthError) throw new PromptLengthError(`--prompt: ${e.message} (max_position_embeddings of ${modelDir})`);
+      throw e;
+    }
+    const lm = await loadModel(o.model);
+    try {
+      const { tokenizer, generation } = lm;
       const sampled = generation.doSample !== false && generation.temperature !== undefined;
       const temperature = o.temperature ?? (sampled ? generation.temperature! : 0);
       const topP = o.topP ?? (sampled ? (generation.topP ?? 1) : 1);

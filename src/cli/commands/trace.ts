@@ -73,7 +73,7 @@ export function register(program: Command): void {
         id: row.id,
         index: row.index,
         ...(row.answer !== undefined ? { answer: row.answer } : {}),
-        render: () => renderPrompt(tokenizer, row, { system, templateFlags }),
+        render: (contextLength?: number) => renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
       }));
       let last = 0;
       const quiet = !!o.quiet;

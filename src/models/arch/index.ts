@@ -1,3 +1,4 @@
+import { describeValue } from '../../io/model-file.ts';
 import { ConfigError, ConfigReader, type ModelConfig } from '../config.ts';
 import type { ArchSpec } from '../spec.ts';
 import { llama } from './llama.ts';
@@ -21,7 +22,7 @@ export function resolveArch(file: string, raw: unknown): { spec: ArchSpec; confi
   if (!type) throw new ConfigError(file, `missing "model_type" (supported: ${supportedModelTypes().join(', ')})`);
   const spec = ARCHS.find((a) => a.modelTypes.includes(type));
   if (!spec) {
-    throw new ConfigError(file, `unsupported model_type "${type}" (supported: ${supportedModelTypes().join(', ')})`);
+    throw new ConfigError(file, `unsupported model_type ${describeValue(type)} (supported: ${supportedModelTypes().join(', ')})`);
   }
   return { spec, config: spec.parseConfig(r) };
 }

@@ -21,11 +21,13 @@
  * imported on first use, and a missing package is a clear error saying what to install.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { updateWithFileSample } from '../../io/file-sample-hash.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
+import { readModelJsonFile } from '../../io/checkpoint.ts';
+import { modelFilePath } from '../../io/model-file.ts';
 import { loadGenerationConfig } from '../../io/generation-config.ts';
 import { resolveArch } from '../../models/arch/index.ts';
 import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../backend.ts';
@@ -172,8 +174,8 @@ export class LlamaCppBackend implements GenerationBackend {
       // directory is fine next to a --gguf).
       const configPath = join(o.model, 'config.json');
       let ids: number[];
-      if (existsSync(configPath)) {
-        const raw = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      if (modelFilePath(o.model, 'config.json') !== undefined) {
+        const raw = readModelJsonFile(o.model, 'config.json') as Record<string, unknown>;
         const { config } = resolveArch(configPath, raw);
         ids = stopTokenIds(loadGenerationConfig(o.model, raw).eosTokenIds, config.eosTokenIds, tokenizer.eosTokenId);
       } else {
@@ -196,6 +198,11 @@ export class LlamaCppBackend implements GenerationBackend {
       if (tempDir) rmSync(tempDir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /** Tokens per sequence the backend can hold: --context-size, else the GGUF's training context. */
+  get contextLength(): number {
+    return this.ctxOptions.contextSize ?? this.lm.trainContextSize;
   }
 
   /** Tokens per sequence of the current context (null before the first generate()). */

@@ -1,8 +1,8 @@
 /** The local onnxruntime engine as a GenerationBackend. */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { updateWithFileSample } from '../../io/file-sample-hash.ts';
+import { readModelFile } from '../../io/model-file.ts';
 import { generate } from '../../models/generate.ts';
 import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../backend.ts';
 import { closeModel, loadModel, type LoadedModel } from '../loaded.ts';
@@ -14,7 +14,7 @@ import type { RuntimeOptions } from '../../runtime/session.ts';
  */
 export function modelFingerprint(lm: LoadedModel): string {
   const h = createHash('sha256');
-  h.update(readFileSync(join(lm.model.dir, 'config.json')));
+  h.update(readModelFile(lm.model.dir, 'config.json') ?? '');
   for (const shard of lm.model.tensors.shards) updateWithFileSample(h, join(lm.model.dir, shard), shard);
   return `sha256:${h.digest('hex').slice(0, 16)}`;
 }
@@ -26,6 +26,11 @@ export class LocalBackend implements GenerationBackend {
     readonly fingerprint: string,
     private readonly batchSize: number,
   ) {}
+
+  /** max_position_embeddings: generation never runs past it. */
+  get contextLength(): number {
+    return this.lm.engine.config.maxPositionEmbeddings;
+  }
 
   static async open(dir: string, opts: { batchSize?: number; runtime?: Partial<RuntimeOptions> } = {}): Promise<LocalBackend> {
     const lm = await loadModel(dir, opts.runtime);

@@ -20,11 +20,10 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { validateGenerateOptions } from '../../models/generate.ts';
 import { Rng } from '../../models/sampling.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
+import { readModelFile } from '../../io/model-file.ts';
 import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../backend.ts';
 
 export type PromptFormat = 'ids' | 'text';
@@ -190,7 +189,7 @@ export class OpenAIBackend implements GenerationBackend {
       let fingerprint = `openai:${baseUrl}:${model}`;
       if (promptFormat === 'text') fingerprint += ';prompt=text';
       if (idSource === 'retokenize') {
-        const tj = createHash('sha256').update(readFileSync(join(tokenizer!.dir, 'tokenizer.json'))).digest('hex').slice(0, 12);
+        const tj = createHash('sha256').update(readModelFile(tokenizer!.dir, 'tokenizer.json') ?? '').digest('hex').slice(0, 12);
         fingerprint += `;ids=retokenized:${tj}`;
       }
       return new OpenAIBackend(baseUrl, model, fingerprint, promptFormat, idSource, isRac, extras, tokenizer, o, apiKey, agent);
