@@ -8,12 +8,13 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
-import { INDEX_FILE, SafetensorsWriter, type SafetensorsModel } from './safetensors.ts';
+import { INDEX_FILE, SafetensorsFile, SafetensorsWriter, writeShardedIndex, type SafetensorsModel } from './safetensors.ts';
 
 export class CheckpointWriter {
   private readonly writers = new Map<string, SafetensorsWriter>();
   private readonly written = new Set<string>();
   private done = false;
+  private widened = false;
 
   private constructor(
     readonly src: SafetensorsModel,
@@ -25,7 +26,7 @@ export class CheckpointWriter {
    * Start writing a copy of `src` (a model directory) to `outDir`. `outDir` must not exist unless
    * `overwrite` (then it is replaced only at `finish()`).
    */
-  static begin(src: SafetensorsModel, outDir: string, opts: { overwrite?: boolean } = {}): CheckpointWriter {
+  static begin(src: SafetensorsModel, outDir: string, opts: { overwrite?: boolean; widen?: ReadonlySet<string> } = {}): CheckpointWriter {
     const out = resolve(outDir);
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
     if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
@@ -33,10 +34,12 @@ export class CheckpointWriter {
     const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Date.now().toString(36)}`);
     mkdirSync(tmp);
     const w = new CheckpointWriter(src, out, tmp);
+    w.widened = [...(opts.widen ?? [])].some((n) => src.has(n) && src.info(n).dtype !== 'F32');
     try {
       for (const shard of src.shards) {
         const f = src.shard(shard);
-        const entries = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
+        // `widen`: tensors stored as F32 whatever their input dtype (quantized values d·k need f32).
+        const entries = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype, shape: t.shape }));
         w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
       }
     } catch (e) {
@@ -77,9 +80,27 @@ export class CheckpointWriter {
       for (const name of this.src.names()) if (!this.written.has(name)) this.copy(name);
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
-      for (const f of [...SIDECAR_FILES, INDEX_FILE]) {
+      for (const f of SIDECAR_FILES) {
         const p = join(this.src.dir, f);
         if (existsSync(p)) copyFileSync(p, join(this.tmpDir, f));
+      }
+      const index = join(this.src.dir, INDEX_FILE);
+      if (existsSync(index)) {
+        if (this.widened) {
+          // Widened tensors change the shards' sizes: the index gets the new total_size.
+          let total = 0;
+          for (const shard of this.src.shards) {
+            const h = SafetensorsFile.open(join(this.tmpDir, shard));
+            try {
+              for (const t of h.tensors.values()) total += t.byteLength;
+            } finally {
+              h.close();
+            }
+          }
+          const map: Record<string, string> = {};
+          for (const name of this.src.names()) map[name] = this.src.shardOf(name);
+          writeShardedIndex(this.tmpDir, map, total);
+        } else copyFileSync(index, join(this.tmpDir, INDEX_FILE));
       }
       for (const [name, content] of Object.entries(extra)) writeFileSync(join(this.tmpDir, name), content);
       if (existsSync(this.outDir)) rmSync(this.outDir, { recursive: true, force: true });
