@@ -158,3 +158,17 @@ test('quantization refusals: gptq without a format or with a sparsity target', a
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0', target: { kind: 'unstructured', sparsity: 0.5 } }), /does not prune/);
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0' }, false), /needs a calibration set/);
 });
+
+test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entries refused', async () => {
+  const { loadRecipe } = await import('../../src/pipeline/run.ts');
+  const { writeFileSync } = await import('node:fs');
+  const d = tempDir('recipe');
+  const file = join(d, 'r.json');
+  const base = { model: 'm', datasets: { calib: 'c.jsonl', eval: 'e.jsonl' } };
+  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: [null, 'q4_0'] }, { method: 'magnitude', sparsity: 0.5 }] }));
+  const r = loadRecipe(file);
+  assert.deepEqual(r.prune[0]!.quantize, [null, 'q4_0']);
+  assert.deepEqual(r.prune[1]!.quantize, [null]);
+  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_k'] }] }));
+  assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null, q4_0 or q8_0, got "q3_k"/);
+});
