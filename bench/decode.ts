@@ -58,9 +58,9 @@ async function racDecode(engine: Engine, streams: number): Promise<number> {
 
 type NodeLlamaCpp = typeof import('node-llama-cpp');
 type Token = import('node-llama-cpp').Token;
-type LlamaModel = Awaited<ReturnType<Awaited<ReturnType<NodeLlamaCpp['getLlama']>>['loadModel']>>;
+export type LlamaModel = Awaited<ReturnType<Awaited<ReturnType<NodeLlamaCpp['getLlama']>>['loadModel']>>;
 
-async function llamaDecode(lm: LlamaModel, streams: number): Promise<number> {
+export async function llamaDecode(lm: LlamaModel, streams: number): Promise<number> {
   const ctx = await lm.createContext({
     contextSize: 256,
     sequences: streams,
