@@ -539,6 +539,9 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
   let qs: QuantSource | null = null;
   try {
     qs = openQuantSource(m.dir);
+    if (qs && (dtype === 'f16' || dtype === 'bf16')) {
+      warn(`${m.dir}: the model is quantized (rac.json); its grid values are exact in f32, q4_0 or q8_0 GGUF, not in ${dtype}`);
+    }
     const arch = GGUF_ARCH[m.config.modelType];
     if (!arch) throw new ExportError(`${m.dir}/config.json: no GGUF mapping for model_type "${m.config.modelType}" (supported: ${Object.keys(GGUF_ARCH).join(', ')})`);
     checkSupported(m, arch, warn);
