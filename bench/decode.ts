@@ -68,9 +68,9 @@ async function racDecode(engine: Engine, streams: number, len: number): Promise<
 
 type NodeLlamaCpp = typeof import('node-llama-cpp');
 type Token = import('node-llama-cpp').Token;
-type LlamaModel = Awaited<ReturnType<Awaited<ReturnType<NodeLlamaCpp['getLlama']>>['loadModel']>>;
+export type LlamaModel = Awaited<ReturnType<Awaited<ReturnType<NodeLlamaCpp['getLlama']>>['loadModel']>>;
 
-async function llamaDecode(lm: LlamaModel, streams: number, len: number): Promise<number> {
+export async function llamaDecode(lm: LlamaModel, streams: number, len = PROMPT): Promise<number> {
   const ctx = await lm.createContext({
     contextSize: streams * (len + NEW_TOKENS + 16),
     sequences: streams,

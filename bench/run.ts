@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
+import { benchDecodeGguf } from './decode-gguf.ts';
 import { benchPrefill } from './prefill.ts';
 import { benchPruneLayer, benchPruneReal, benchPruneRss } from './prune.ts';
 
@@ -28,6 +29,7 @@ try {
   emit({ name: 'gemm_peak', gflops: +best.toFixed(2), m: 2048, k: 1536, n: 8960 });
   if (want('prefill')) await benchPrefill(join(dir, 'prefill'), await peak());
   if (want('decode')) await benchDecode(join(dir, 'decode'));
+  if (want('decode_gguf')) await benchDecodeGguf(join(dir, 'decode_gguf'));
   let layerSeconds: number | null = null;
   if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
   if (want('prune_rss')) benchPruneRss(join(dir, 'prune_rss'));

@@ -21,6 +21,7 @@
  */
 import type { Gemm } from './gemm.ts';
 import { inverseUpperFactor, NotPositiveDefiniteError } from './linalg.ts';
+import { blockScale, QK, quantizeToGrid, type QuantFormat } from './quant-grids.ts';
 import {
   reportFor,
   selectSmallest,
@@ -42,6 +43,19 @@ export interface SparseGPTOptions {
   linalgBlockSize?: number;
   /** Columns walked in JS between inner GEMM updates inside a block (default 16). */
   subBlock?: number;
+  /**
+   * Joint sparsification + quantization (the SparseGPT paper's joint mode; GPTQ when the target
+   * prunes nothing): every kept weight is rounded to this GGUF grid inside the same column walk,
+   * masked ones become exact zeros (zero is on the grid), and both errors are propagated. Block
+   * scales (32 consecutive columns of a row) are computed when a block starts, from the current,
+   * already-updated weights (the kept ones, when the mask is already known: unstructured).
+   */
+  quant?: QuantFormat;
+}
+
+/** A report with the quantization grid's f16 scales, (rows, cols/32), when `quant` was given. */
+export interface ObsReport extends PruneReport {
+  scales?: Float32Array;
 }
 
 /**
@@ -56,14 +70,23 @@ export async function sparsegptPrune(
   target: SparsityTarget,
   gemm: Gemm,
   opts: SparseGPTOptions = {},
-): Promise<PruneReport> {
+): Promise<ObsReport> {
   const t0 = performance.now();
   validateWeight(W, rows, cols, 'sparsegptPrune');
+  const quant = opts.quant;
   validateTarget(target, cols);
   if (H.length !== cols * cols) throw new RangeError(`sparsegptPrune: H has ${H.length} elements, expected cols² = ${cols}²`);
   const B = opts.blocksize ?? 128;
   // Inner sub-block of the column walk: a multiple of M for N:M, so groups never straddle it.
-  const sb = target.kind === 'nm' ? target.m * Math.max(1, Math.round((opts.subBlock ?? 16) / target.m)) : (opts.subBlock ?? 16);
+  let sb = target.kind === 'nm' ? target.m * Math.max(1, Math.round((opts.subBlock ?? 16) / target.m)) : (opts.subBlock ?? 16);
+  if (quant) {
+    // Quantization blocks start at sub-block starts, where W1 is fully updated: sb must divide QK.
+    if (cols % QK !== 0) throw new RangeError(`sparsegptPrune: quantization to ${quant} needs cols divisible by ${QK}, got cols = ${cols}`);
+    if ((opts.blocksize ?? 128) % QK !== 0) throw new RangeError(`sparsegptPrune: quantization needs a blocksize divisible by ${QK}, got ${opts.blocksize}`);
+    if (target.kind === 'nm' && QK % target.m !== 0) throw new RangeError(`sparsegptPrune: quantization with N:M needs M dividing ${QK}, got M = ${target.m}`);
+    sb = target.kind === 'nm' ? Math.max(sb, target.m) : sb;
+    while (QK % sb !== 0) sb--;
+  }
   const percdamp = opts.percdamp ?? 0.01;
   const maxDamp = opts.maxDamp ?? 0.5;
   if (!Number.isInteger(B) || B < 1) throw new RangeError(`sparsegptPrune: blocksize must be a positive integer, got ${B}`);
@@ -75,7 +98,9 @@ export async function sparsegptPrune(
     throw new RangeError(`sparsegptPrune: blocksize ${B} must be a multiple of M = ${target.m} so N:M groups do not straddle blocks`);
   }
   const seconds = () => (performance.now() - t0) / 1000;
-  if (target.kind === 'unstructured' && target.sparsity === 0) return reportFor(W, { loss: 0, seconds: seconds() });
+  if (!quant && target.kind === 'unstructured' && target.sparsity === 0) return reportFor(W, { loss: 0, seconds: seconds() });
+  const nbq = cols / QK;
+  const scales = quant ? new Float32Array(rows * nbq) : undefined; // (rows, cols/32)
 
   // 1. Dead columns.
   const diag = new Float64Array(cols); // (cols) diagonal of H after the dead-column fix
@@ -150,6 +175,13 @@ export async function sparsegptPrune(
     for (let j0 = 0; j0 < count; j0 += sb) {
       const j1 = Math.min(j0 + sb, count);
       for (let j = j0; j < j1; j++) {
+        if (quant && (i1 + j) % QK === 0) {
+          // A quantization block starts: its scale from the current weights W1[r, j : j+32].
+          const known = target.kind === 'unstructured' ? mask : undefined;
+          for (let r = 0; r < rows; r++) {
+            scales![r * nbq + (i1 + j) / QK] = blockScale(quant, W1, r * count + j, 1, QK, known, r * count + j, 1);
+          }
+        }
         if (target.kind === 'nm' && j % target.m === 0) {
           for (let r = 0; r < rows; r++) {
             for (let c = j; c < j + target.m; c++) {
@@ -165,7 +197,7 @@ export async function sparsegptPrune(
         for (let r = 0; r < rows; r++) {
           const o = r * count;
           const w = W1[o + j];
-          const q = mask[o + j] ? 0 : w;
+          const q = mask[o + j] ? 0 : quant ? quantizeToGrid(quant, w, scales![r * nbq + (i1 + j - ((i1 + j) % QK)) / QK]!) : w;
           W[r * cols + i1 + j] = q;
           if (q === w) continue; // err = 0: nothing to propagate
           const err = (w - q) / d;
@@ -203,5 +235,5 @@ export async function sparsegptPrune(
       }
     }
   }
-  return reportFor(W, { loss, damp: lambda, retries, seconds: seconds(), factorSeconds });
+  return { ...reportFor(W, { loss, damp: lambda, retries, seconds: seconds(), factorSeconds }), ...(scales ? { scales } : {}) };
 }

@@ -10,13 +10,14 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
 import { ModelFileError, modelDirRoots, modelFilePath, readModelFile } from './model-file.ts';
-import { INDEX_FILE, SafetensorsWriter, type SafetensorsModel } from './safetensors.ts';
+import { INDEX_FILE, SafetensorsFile, SafetensorsWriter, writeShardedIndex, type SafetensorsModel } from './safetensors.ts';
 import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
 export class CheckpointWriter {
   private readonly writers = new Map<string, SafetensorsWriter>();
   private readonly written = new Set<string>();
   private done = false;
+  private widened = false;
 
   private constructor(
     readonly src: SafetensorsModel,
@@ -30,7 +31,7 @@ export class CheckpointWriter {
    * Start writing a copy of `src` (a model directory) to `outDir`. `outDir` must not exist unless
    * `overwrite` (then it is replaced only at `finish()`).
    */
-  static begin(src: SafetensorsModel, outDir: string, opts: { overwrite?: boolean } = {}): CheckpointWriter {
+  static begin(src: SafetensorsModel, outDir: string, opts: { overwrite?: boolean; widen?: ReadonlySet<string> } = {}): CheckpointWriter {
     const out = resolve(outDir);
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
     if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
@@ -46,10 +47,12 @@ export class CheckpointWriter {
     const tmp = join(dirname(out), `${prefix}${process.pid}-${Date.now().toString(36)}`);
     mkdirSync(tmp);
     const w = new CheckpointWriter(src, out, tmp, removeOnSignal(tmp));
+    w.widened = [...(opts.widen ?? [])].some((n) => src.has(n) && src.info(n).dtype !== 'F32');
     try {
       for (const shard of src.shards) {
         const f = src.shard(shard);
-        const entries = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
+        // `widen`: tensors stored as F32 whatever their input dtype (quantized values d·k need f32).
+        const entries = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype, shape: t.shape }));
         w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
       }
     } catch (e) {
@@ -90,9 +93,27 @@ export class CheckpointWriter {
       for (const name of this.src.names()) if (!this.written.has(name)) this.copy(name);
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
-      for (const f of [...SIDECAR_FILES, INDEX_FILE]) {
+      for (const f of SIDECAR_FILES) {
         const bytes = asCheckpointError(() => readModelFile(this.src.dir, f));
         if (bytes !== undefined) writeFileSync(join(this.tmpDir, f), bytes);
+      }
+      const indexBytes = asCheckpointError(() => readModelFile(this.src.dir, INDEX_FILE));
+      if (indexBytes !== undefined) {
+        if (this.widened) {
+          // Widened tensors change the shards' sizes: the index gets the new total_size.
+          let total = 0;
+          for (const shard of this.src.shards) {
+            const h = SafetensorsFile.open(join(this.tmpDir, shard));
+            try {
+              for (const t of h.tensors.values()) total += t.byteLength;
+            } finally {
+              h.close();
+            }
+          }
+          const map: Record<string, string> = {};
+          for (const name of this.src.names()) map[name] = this.src.shardOf(name);
+          writeShardedIndex(this.tmpDir, map, total);
+        } else writeFileSync(join(this.tmpDir, INDEX_FILE), indexBytes);
       }
       for (const [name, content] of Object.entries(extra)) writeFileSync(join(this.tmpDir, name), content);
       if (existsSync(this.outDir)) rmSync(this.outDir, { recursive: true, force: true });

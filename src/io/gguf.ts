@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { decodeBlocks, QK, type QuantFormat } from '../compress/quant-grids.ts';
 import { f16ToF32, bf16ToF32, f32ToBf16, f32ToF16 } from './dtype.ts';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -48,9 +49,20 @@ export enum GgufType {
 }
 
 /** The ggml tensor types rac writes (ggml_type ids). */
-export type GgmlTypeName = 'F32' | 'F16' | 'BF16';
-export const GGML_TYPE_ID: Record<GgmlTypeName, number> = { F32: 0, F16: 1, BF16: 30 };
-const GGML_TYPE_SIZE: Record<GgmlTypeName, number> = { F32: 4, F16: 2, BF16: 2 };
+export type GgmlTypeName = 'F32' | 'F16' | 'BF16' | 'Q4_0' | 'Q8_0';
+export const GGML_TYPE_ID: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 };
+/** Bytes per block and values per block (ggml type traits: blck_size, type_size). */
+const GGML_BLOCK: Record<GgmlTypeName, [number, number]> = { F32: [4, 1], F16: [2, 1], BF16: [2, 1], Q4_0: [18, QK], Q8_0: [34, QK] };
+const QUANT_OF: Partial<Record<GgmlTypeName, QuantFormat>> = { Q4_0: 'q4_0', Q8_0: 'q8_0' };
+
+/**
+ * Bytes of a tensor of `n` values whose innermost dimension is `ne0` (block types need ne0 to be a
+ * multiple of their block, as ggml does); NaN when it is not.
+ */
+export function ggmlTensorBytes(type: GgmlTypeName, ne0: number, n: number): number {
+  const [bytes, block] = GGML_BLOCK[type];
+  return ne0 % block === 0 ? (n / block) * bytes : NaN;
+}
 const GGML_TYPE_BY_ID = new Map<number, GgmlTypeName>(Object.entries(GGML_TYPE_ID).map(([k, v]) => [v, k as GgmlTypeName]));
 
 type Scalar = number | bigint | boolean | string;
@@ -309,6 +321,8 @@ export class GgufWriter {
       if (t.shape.length < 1 || t.shape.length > 4 || !t.shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
         fail(`tensor "${t.name}": shape must have 1 to 4 positive dimensions, got [${t.shape.join(', ')}]`);
       }
+      const tb = ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape));
+      if (!Number.isFinite(tb)) fail(`tensor "${t.name}": ${t.type} needs rows of a multiple of ${GGML_BLOCK[t.type][1]} values, got ${t.shape[t.shape.length - 1]}`);
       s.str(t.name);
       s.u32(t.shape.length);
       for (let i = t.shape.length - 1; i >= 0; i--) s.u64(t.shape[i]!); // ne[0] = innermost
@@ -316,7 +330,7 @@ export class GgufWriter {
       cursor = alignUp(cursor, alignment);
       s.u64(cursor);
       offsets.push(cursor);
-      cursor += numel(t.shape) * GGML_TYPE_SIZE[t.type];
+      cursor += tb;
     }
     s.pad(alignment);
     return { bytes: Buffer.from(s.bytes()), alignment, offsets, dataBytes: alignUp(cursor, alignment) };
@@ -327,7 +341,7 @@ export class GgufWriter {
     const { bytes, alignment, offsets, dataBytes } = GgufWriter.header(abs, kvs, tensors);
     const slots = new Map<string, Slot>();
     tensors.forEach((t, i) => {
-      slots.set(t.name, { entry: { ...t, shape: t.shape.slice() }, offset: offsets[i]!, bytes: numel(t.shape) * GGML_TYPE_SIZE[t.type], written: false });
+      slots.set(t.name, { entry: { ...t, shape: t.shape.slice() }, offset: offsets[i]!, bytes: ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape)), written: false });
     });
     const tmp = `${abs}.tmp-${process.pid}`;
     let fd: number;
@@ -367,6 +381,7 @@ export class GgufWriter {
     if (!s) throw new GgufError(this.path, `no tensor "${name}" in this file's header`);
     const n = numel(s.entry.shape);
     if (data.length !== n) throw new GgufError(this.path, `tensor "${name}": got ${data.length} values, expected ${n}`);
+    if (QUANT_OF[s.entry.type]) throw new GgufError(this.path, `tensor "${name}" is ${s.entry.type}: write its blocks with write()`);
     const typed = s.entry.type === 'F32' ? data : s.entry.type === 'F16' ? f32ToF16(data) : f32ToBf16(data);
     this.write(name, new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
   }
@@ -416,7 +431,7 @@ export interface GgufTensorInfo {
   /** Row-major shape (ne reversed). */
   shape: number[];
   typeId: number;
-  /** The type's name when rac knows it (F32, F16, BF16), else undefined. */
+  /** The type's name when rac knows it (F32, F16, BF16, Q4_0, Q8_0), else undefined. */
   type: GgmlTypeName | undefined;
   /** Offset relative to the data section. */
   offset: number;
@@ -590,13 +605,14 @@ export function readGguf(file: string): GgufFile {
     }
     const dataStart = alignUp(c.pos, alignment);
     for (const t of tensors) {
-      if (!t.type) continue; // quantized types: sizes not checked here
-      const bytes = numel(t.ne) * GGML_TYPE_SIZE[t.type];
+      if (!t.type) continue; // other quantized types: sizes not checked here
+      const bytes = ggmlTensorBytes(t.type, t.ne[0]!, numel(t.ne));
+      if (!Number.isFinite(bytes)) fail(`tensor "${t.name}": ${t.type} with ne[0] = ${t.ne[0]} (not a multiple of its block)`);
       if (dataStart + t.offset + bytes > size) fail(`tensor "${t.name}": data [${t.offset}, ${t.offset + bytes}) runs past the end of the file`);
     }
     const spans = tensors
       .filter((t) => t.type)
-      .map((t) => ({ name: t.name, begin: t.offset, end: t.offset + numel(t.ne) * GGML_TYPE_SIZE[t.type!] }))
+      .map((t) => ({ name: t.name, begin: t.offset, end: t.offset + ggmlTensorBytes(t.type!, t.ne[0]!, numel(t.ne)) }))
       .sort((a, b) => a.begin - b.begin);
     for (let i = 1; i < spans.length; i++) {
       if (spans[i]!.begin < spans[i - 1]!.end) fail(`tensors "${spans[i - 1]!.name}" and "${spans[i]!.name}" overlap`);
@@ -607,13 +623,13 @@ export function readGguf(file: string): GgufFile {
   }
 }
 
-/** Reads one F32/F16/BF16 tensor of a parsed file, widened to f32 (row-major, `shape` order). */
+/** Reads one F32/F16/BF16/Q8_0/Q4_0 tensor of a parsed file, decoded to f32 (row-major, `shape` order). */
 export function readGgufTensorF32(g: GgufFile, name: string): Float32Array {
   const t = g.tensors.find((x) => x.name === name);
   if (!t) throw new GgufError(g.file, `no tensor "${name}"`);
-  if (!t.type) throw new GgufError(g.file, `tensor "${name}" has ggml type ${t.typeId}; only F32, F16 and BF16 are read`);
+  if (!t.type) throw new GgufError(g.file, `tensor "${name}" has ggml type ${t.typeId}; only F32, F16, BF16, Q8_0 and Q4_0 are read`);
   const n = numel(t.ne);
-  const bytes = Buffer.alloc(n * GGML_TYPE_SIZE[t.type]);
+  const bytes = Buffer.alloc(ggmlTensorBytes(t.type, t.ne[0]!, n));
   const fd = fs.openSync(g.file, 'r');
   try {
     let done = 0;
@@ -626,6 +642,8 @@ export function readGgufTensorF32(g: GgufFile, name: string): Float32Array {
     fs.closeSync(fd);
   }
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
+  const q = QUANT_OF[t.type];
+  if (q) return decodeBlocks(q, new Uint8Array(ab), n);
   if (t.type === 'F32') return new Float32Array(ab);
   const u16 = new Uint16Array(ab);
   return t.type === 'F16' ? f16ToF32(u16) : bf16ToF32(u16);

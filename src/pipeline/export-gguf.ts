@@ -21,15 +21,20 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { encodeBlocks, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
+import { f16ToF32 } from '../io/dtype.ts';
 import { ModelFileError, parseJsonText, readModelText } from '../io/model-file.ts';
 import { GgufWriter, kv, type GgmlTypeName, type GgufKv, type GgufTensorEntry } from '../io/gguf.ts';
+import { SafetensorsFile } from '../io/safetensors.ts';
 import { QWEN2_PRETOKENIZE_REGEX } from '../io/bpe.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { Model } from '../models/model.ts';
 import type { LinearName, NormName } from '../models/spec.ts';
 
-export type GgufDtype = 'f32' | 'f16' | 'bf16';
-export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16'];
+export type GgufDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+/** The grid of token_embd / output in a quantized export (llama-quantize keeps them at ≥ 6 bits). */
+export const OUTPUT_QUANT: QuantFormat = 'q8_0';
 
 export class ExportError extends Error {
   constructor(message: string) {
@@ -82,8 +87,43 @@ const NORM_GGUF: Record<NormName, string> = {
 };
 
 /** gguf LlamaFileType. */
-const FILE_TYPE: Record<GgufDtype, number> = { f32: 0, f16: 1, bf16: 32 };
-const WEIGHT_TYPE: Record<GgufDtype, GgmlTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+const FILE_TYPE: Record<GgufDtype, number> = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q8_0: 7 };
+const WEIGHT_TYPE: Record<GgufDtype, GgmlTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q4_0: 'Q4_0', q8_0: 'Q8_0' };
+const GGML_OF: Record<QuantFormat, GgmlTypeName> = { q4_0: 'Q4_0', q8_0: 'Q8_0' };
+
+/** A rac-quantized model's record (rac.json `quantization`) with its f16 scales, read lazily. */
+interface QuantSource {
+  tensors: Record<string, { format: QuantFormat; rows: number; cols: number }>;
+  scales: (name: string) => Float32Array;
+  close: () => void;
+}
+
+function openQuantSource(dir: string): QuantSource | null {
+  const racJson = join(dir, 'rac.json');
+  if (!existsSync(racJson)) return null;
+  const rec = readJson(dir, 'rac.json')['quantization'] as { tensors?: unknown; scales_file?: unknown } | undefined;
+  if (rec === undefined) return null;
+  if (!rec || typeof rec !== 'object' || !rec.tensors || typeof rec.tensors !== 'object' || typeof rec.scales_file !== 'string' || /[\\/]/.test(rec.scales_file)) {
+    throw new ExportError(`${racJson}: malformed "quantization" section (needs "tensors" and a plain "scales_file" name)`);
+  }
+  const file = join(dir, rec.scales_file);
+  if (!existsSync(file)) throw new ExportError(`${file}: missing (rac.json says the model is quantized; its block scales live there)`);
+  const st = SafetensorsFile.open(file);
+  const tensors = rec.tensors as QuantSource['tensors'];
+  return {
+    tensors,
+    scales: (name) => {
+      const t = st.tensors.get(name);
+      const q = tensors[name]!;
+      if (!t || t.dtype !== 'F16' || t.shape.length !== 2 || t.shape[0] !== q.rows || t.shape[1] !== q.cols / QK) {
+        throw new ExportError(`${file}: no F16 [${q.rows}, ${q.cols / QK}] scales for "${name}"`);
+      }
+      const raw = st.readRaw(name);
+      return f16ToF32(new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+    },
+    close: () => st.close(),
+  };
+}
 
 /** gguf TokenType. */
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -375,6 +415,8 @@ function chatTemplate(dir: string, tc: Record<string, unknown>, tcPath: string):
 interface PlannedTensor extends GgufTensorEntry {
   /** Produces the f32 data (row-major, `shape`). */
   data: () => Float32Array;
+  /** Quantized types: the GGUF blocks. */
+  blocks?: () => Uint8Array;
 }
 
 /** Hyperparameter metadata (`{arch}.*`, `general.*`). */
@@ -406,15 +448,49 @@ function modelMetadata(arch: string, c: ModelConfig, name: string, dtype: GgufDt
   return kvs;
 }
 
-function planTensors(m: Model, arch: string, dtype: GgufDtype): PlannedTensor[] {
+function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource | null): PlannedTensor[] {
   const { spec, config: c } = m;
   const wt = WEIGHT_TYPE[dtype];
-  const type2d = (shape: number[]): GgmlTypeName => (shape.length >= 2 ? wt : 'F32');
+  const quant = dtype === 'q4_0' || dtype === 'q8_0' ? dtype : null;
   const permute = arch === 'llama';
   const out: PlannedTensor[] = [];
-  const add = (name: string, shape: number[], data: () => Float32Array) => out.push({ name, type: type2d(shape), shape, data });
+  /**
+   * `hf`: the checkpoint tensor (for its recorded quantization); `fmt`: its grid in a quantized
+   * export; `heads`: the llama q/k permutation (rows move together with their block scales).
+   */
+  const add = (name: string, shape: number[], data: () => Float32Array, hf?: string, fmt?: QuantFormat, heads = 0) => {
+    if (shape.length < 2) return out.push({ name, type: 'F32', shape, data });
+    const [rows, cols] = [shape[0]!, shape[shape.length - 1]!];
+    if (!quant || !fmt || cols % QK !== 0) {
+      // Float exports; and in quantized ones, rows that are not whole blocks stay F32 (exact).
+      return out.push({ name, type: quant ? 'F32' : wt, shape, data });
+    }
+    const rec = hf !== undefined ? qs?.tensors[hf] : undefined;
+    if (rec && rec.format !== fmt) {
+      throw new ExportError(`${m.dir}: "${hf}" was quantized to ${rec.format}, but a ${dtype} GGUF stores it as ${fmt}; export with --dtype ${rec.format} (or f32)`);
+    }
+    const blocks = () => {
+      let w = data(); // permuted already when heads > 0
+      let scales: Float32Array;
+      if (rec) {
+        scales = qs!.scales(hf!);
+        if (heads > 0) scales = permuteQk(scales, rows, cols / QK, heads);
+      } else {
+        w = w.slice();
+        scales = rtnQuantize(w, rows, cols, fmt).scales; // llama.cpp's reference quantizer
+      }
+      try {
+        return encodeBlocks(fmt, w, scales, rows, cols);
+      } catch (e) {
+        throw new ExportError(`${m.dir}: "${hf ?? name}": ${(e as Error).message}; the weights no longer match the scales recorded in rac.json`);
+      }
+    };
+    out.push({ name, type: GGML_OF[fmt], shape, data, blocks });
+  };
+  const outFmt: QuantFormat | undefined = quant ? OUTPUT_QUANT : undefined;
+  const linFmt: QuantFormat | undefined = quant ?? undefined;
 
-  add('token_embd.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.embedName));
+  add('token_embd.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.embedName), spec.embedName, outFmt);
   if (c.ropeScaling.type === 'llama3') add('rope_freqs.weight', [c.headDim / 2], () => llama3RopeFactors(c));
   for (let i = 0; i < c.numLayers; i++) {
     const blk = `blk.${i}`;
@@ -422,10 +498,17 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype): PlannedTensor[] 
     for (const l of spec.linears(c)) {
       const heads = l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0;
       const perm = permute && heads > 0;
-      add(`${blk}.${LINEAR_GGUF[l.name]}.weight`, [l.rows, l.cols], () => {
-        const w = m.read(m.tensorName(i, l.module));
-        return perm ? permuteQk(w, l.rows, l.cols, heads) : w;
-      });
+      add(
+        `${blk}.${LINEAR_GGUF[l.name]}.weight`,
+        [l.rows, l.cols],
+        () => {
+          const w = m.read(m.tensorName(i, l.module));
+          return perm ? permuteQk(w, l.rows, l.cols, heads) : w;
+        },
+        m.tensorName(i, l.module),
+        linFmt,
+        perm ? heads : 0,
+      );
       if (l.bias) {
         add(`${blk}.${LINEAR_GGUF[l.name]}.bias`, [l.rows], () => {
           const b = m.read(m.tensorName(i, l.module, 'bias'));
@@ -435,7 +518,7 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype): PlannedTensor[] 
     }
   }
   add('output_norm.weight', [c.hiddenSize], () => m.read(spec.finalNormName));
-  if (!m.tiedHead) add('output.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.lmHeadName));
+  if (!m.tiedHead) add('output.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.lmHeadName), spec.lmHeadName, outFmt);
   return out;
 }
 
@@ -463,20 +546,26 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
   const warn = o.warn ?? ((s: string) => process.stderr.write(`warning: ${s}\n`));
   const out = resolve(o.out);
   const m = Model.open(o.model, { warn });
+  let qs: QuantSource | null = null;
   try {
+    qs = openQuantSource(m.dir);
+    if (qs && (dtype === 'f16' || dtype === 'bf16')) {
+      warn(`${m.dir}: the model is quantized (rac.json); its grid values are exact in f32, q4_0 or q8_0 GGUF, not in ${dtype}`);
+    }
     const arch = GGUF_ARCH[m.config.modelType];
     if (!arch) throw new ExportError(`${m.dir}/config.json: no GGUF mapping for model_type "${m.config.modelType}" (supported: ${Object.keys(GGUF_ARCH).join(', ')})`);
     checkSupported(m, arch, warn);
     const tok = tokenizerMetadata(m.dir, m.config.vocabSize, arch, m.config.raw, o.tokenizerPre !== undefined ? { tokenizerPre: o.tokenizerPre } : {});
     const name = o.name ?? basename(m.dir);
     const kvs = [...modelMetadata(arch, m.config, name, dtype), ...tok.kvs];
-    const plan = planTensors(m, arch, dtype);
+    const plan = planTensors(m, arch, dtype, qs);
     if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
     mkdirSync(dirname(out), { recursive: true });
     const w = GgufWriter.create(out, kvs, plan);
     try {
       plan.forEach((t, i) => {
-        w.writeF32(t.name, t.data());
+        if (t.blocks) w.write(t.name, t.blocks());
+        else w.writeF32(t.name, t.data());
         o.onProgress?.(i + 1, plan.length, t.name);
       });
       w.close();
@@ -486,6 +575,7 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
     }
     return { out, arch, dtype, tensors: plan.length, bytes: w.fileBytes, vocab: m.config.vocabSize, tokenizerPre: tok.pre, tiedOutput: m.tiedHead };
   } finally {
+    qs?.close();
     m.close();
   }
 }

@@ -25,15 +25,15 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
   const c = s.calibration;
   const mode = typeof c['mode'] === 'string' ? (c['mode'] as string) : null;
   const calib =
-    s.method === 'magnitude' || c.tokens === 0
-      ? 'none (magnitude pruning reads only the weights)'
+    s.method === 'magnitude' || s.method === 'rtn' || c.tokens === 0
+      ? `none (${s.method === 'rtn' ? 'round to nearest' : 'magnitude pruning'} reads only the weights)`
       : `${mode ? `\`${mode}\`: ${CALIB_WHAT[mode] ?? mode}` : String(c['kind'] ?? 'calibration set')}; ${c.tokens.toLocaleString('en-US')} tokens in ${c.sequences.toLocaleString('en-US')} sequences` +
         (typeof c['decode_share'] === 'number' ? `, ${pct(c['decode_share'] as number)} of them generated (trace) tokens` : '');
   const o = s.options;
   const { frontMatter, body } = originalCard === null ? { frontMatter: null, body: '' } : splitFrontMatter(originalCard);
   const lines = [
     ...(frontMatter ? [frontMatter] : []),
-    `# Pruned with rac: ${s.method}, ${target}`,
+    `# ${s.quantization ? 'Compressed' : 'Pruned'} with rac: ${s.method}, ${target}${s.quantization ? `, quantized to ${s.quantization.format}` : ''}`,
     '',
     `A pruned copy of \`${s.source_model}\`, written by rac ${s.rac_version} on ${s.created.slice(0, 10)}. Only the weights of the`,
     'pruned linear layers differ from the source; config, tokenizer and chat template are the same.',
@@ -46,6 +46,11 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
     `| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (${pct(s.totals.sparsity)}) |`,
     `| linear layers | ${String(o['linears'] ?? 'all')}; embeddings ${String(o['embeddings'] ?? 'untouched')}, lm_head ${String(o['lm_head'] ?? 'untouched')} |`,
     `| calibration | ${calib} |`,
+    ...(s.quantization
+      ? [
+          `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; values stored as F32 on the grid, f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them bit for bit) |`,
+        ]
+      : []),
     '',
     'Weights are stored dense (zeros included), in the source dtype. `rac.json` beside this file has the',
     'full record: settings, calibration inputs with their sha256, and the reconstruction error of every',

@@ -11,15 +11,20 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
+import { join } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
 import { magnitudePrune } from '../compress/magnitude.ts';
 import type { PruneReport, SparsityTarget } from '../compress/masks.ts';
 import { outputErrorGemm } from '../compress/metrics.ts';
+import { gptqQuantize } from '../compress/gptq.ts';
+import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
+import { f32ToF16 } from '../io/dtype.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
+import { SafetensorsWriter } from '../io/safetensors.ts';
 import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
@@ -30,12 +35,26 @@ import { makeBatches, type CalibSet } from './calib.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { prunedModelCard } from './model-card.ts';
 
-export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude';
+export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude' | 'gptq' | 'rtn';
+/** The pruning methods (recipes' `methods`). */
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
+/** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
+export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
+/** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
+export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
+/** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
+export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
 export type LinearScope = 'all' | 'attn' | 'mlp';
 
 export interface PruneOptions {
   method: PruneMethod;
+  /**
+   * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
+   * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
+   * untied lm_head) is rounded to q8_0. Quantized tensors are written as F32 values on the grid,
+   * their f16 scales to quant_scales.safetensors.
+   */
+  quant?: QuantFormat;
   target: SparsityTarget;
   /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
   linears: LinearScope;
@@ -85,6 +104,9 @@ export interface LinearReport {
   output_norm?: number;
   damp?: number;
   retries?: number;
+  /** The GGUF grid the values are on, and how they got there. */
+  quant?: QuantFormat;
+  quant_method?: 'gptq' | 'rtn';
   /** SparseGPT: seconds in damping + factorization, and in the OBS sweep. */
   factor_seconds?: number;
   sweep_seconds?: number;
@@ -111,7 +133,22 @@ export interface PruneSummary {
   calibration: Record<string, unknown> & { tokens: number; sequences: number };
   layers: LayerReport[];
   lm_head?: LinearReport;
+  quantization?: QuantizationRecord;
   totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
+}
+
+/** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */
+export interface QuantizationRecord {
+  format: QuantFormat;
+  block: number;
+  /** Every value of these tensors is d·k exactly, d the f16 scale of its 32-block in `scales_file`. */
+  tensors: Record<string, { format: QuantFormat; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
+  scales_file: string;
+  bits_per_weight: number;
+  /** Tensors left unquantized (rows not a multiple of 32), kept as they were. */
+  skipped: string[];
+  /** Zeros / weights over the quantized Linears, measured after quantization. */
+  sparsity_after: number;
 }
 
 const GROUP_OF_SCOPE: Record<LinearScope, (l: LinearSpec) => boolean> = {
@@ -152,8 +189,16 @@ function describeTarget(t: SparsityTarget): { sparsity?: number; pattern?: strin
 }
 
 /** Prune `model` with `calib` and write the result to `outDir`. */
-export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: string, opts: PruneOptions, version: string): Promise<PruneSummary> {
+export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, outDir: string, opts: PruneOptions, version: string): Promise<PruneSummary> {
   const t0 = performance.now();
+  const quant = opts.quant;
+  if (QUANT_METHODS.includes(opts.method) && !quant) throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
+    throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
+  }
+  if (!calibIn && opts.method !== 'rtn') throw new Error(`${opts.method} needs a calibration set`);
+  const calib: CalibSet = calibIn ?? { sequences: [], tokens: 0, source: { kind: 'none' } };
+  const statsFree = !calibIn; // rtn without calibration: no capture, no error statistics
   const { spec, config: cfg } = model;
   const L = cfg.numLayers;
   const selected = new Set(opts.layers ?? Array.from({ length: L }, (_, i) => i));
@@ -162,7 +207,27 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
   if (opts.pruneLmHead && model.tiedHead) {
     throw new Error(`${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`);
   }
-  if (calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  const quantized = new Map<string, { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>();
+  const skipped: string[] = [];
+  const widen = new Set<string>();
+  if (quant) {
+    for (let l = 0; l < L; l++) {
+      if (!selected.has(l)) continue;
+      for (const ls of linearSpecs) if (ls.cols % QK === 0) widen.add(model.tensorName(l, ls.module));
+    }
+    widen.add(spec.embedName);
+    if (!model.tiedHead) widen.add(spec.lmHeadName);
+  }
+  const noteQuant =
+    (name: string) =>
+    (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') =>
+      quantized.set(name, { scales, rows, cols, format, method });
+  if (quant) {
+    for (let l = 0; l < L; l++) {
+      if (selected.has(l)) for (const ls of linearSpecs) if (ls.cols % QK !== 0) skipped.push(model.tensorName(l, ls.module));
+    }
+  }
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);
   const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
@@ -183,7 +248,7 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
   // the model directory (or a FIFO) is refused rather than copied into the pruned model's card.
   const sourceCard = readCard(model.dir);
   // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
-  const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite });
+  const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite, widen });
   const stores: HiddenStore[] = [];
   let runner: LayerRunner | null = null;
   let gemm: OrtGemm | null = null;
@@ -192,9 +257,19 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
     // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
     stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
     let [input, output] = stores as [HiddenStore, HiddenStore];
-    runner = await LayerRunner.create(spec, cfg, opts.runtime);
+    if (!statsFree) runner = await LayerRunner.create(spec, cfg, opts.runtime);
     gemm = createOrtGemm(opts.runtime);
-    const E = model.embedding();
+    let E = model.embedding();
+    if (quant) {
+      // The embedding table (the tied output too) on q8_0, as the GGUF will hold it; the pruned
+      // layers are then calibrated on what the quantized model embeds.
+      E = E.slice();
+      if (cfg.hiddenSize % QK === 0) {
+        const { scales } = rtnQuantize(E, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
+        quantized.set(spec.embedName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
+      } else skipped.push(spec.embedName);
+      writer.writeF32(spec.embedName, E);
+    }
     padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
 
     for (let l = 0; l < L; l++) {
@@ -206,10 +281,12 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
         opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
 
       // Magnitude needs no statistics; capture only when the error report asks for them.
-      const needStats = opts.method !== 'magnitude' || opts.errorStats !== false;
+      const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
       if (selected.has(l) && !needStats) {
         const tp = performance.now();
-        for (const ls of linearSpecs) rep.linears[ls.name] = await pruneLinear(w.linears[ls.name], ls, null, weightedTokens, opts, gemm);
+        for (const ls of linearSpecs) {
+          rep.linears[ls.name] = await pruneLinear(w.linears[ls.name], ls, null, weightedTokens, opts, gemm, noteQuant(model.tensorName(l, ls.module)));
+        }
         sec.prune += (performance.now() - tp) / 1000;
       } else if (selected.has(l)) {
         const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
@@ -219,12 +296,12 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
           let tc = performance.now();
           const hessianBefore = sec.hessian;
           const groups = [...new Set(stage.map((x) => x.group))];
-          const H = await captureHessians(runner, w, input, padded, rowWeights, groups, cfg, sec, (b) => progress('capture', { batch: b, batches: padded.length }));
+          const H = await captureHessians(runner!, w, input, padded, rowWeights, groups, cfg, sec, (b) => progress('capture', { batch: b, batches: padded.length }));
           sec.capture += (performance.now() - tc) / 1000 - (sec.hessian - hessianBefore);
           tc = performance.now();
           for (const ls of stage) {
             progress('prune', { linear: ls.name });
-            const lr = await pruneLinear(w.linears[ls.name], ls, H.get(ls.group)!, weightedTokens, opts, gemm);
+            const lr = await pruneLinear(w.linears[ls.name], ls, H.get(ls.group)!, weightedTokens, opts, gemm, noteQuant(model.tensorName(l, ls.module)));
             rep.linears[ls.name] = lr;
             sec.factor += lr.factor_seconds ?? 0;
             sec.sweep += lr.sweep_seconds ?? 0;
@@ -234,10 +311,12 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       }
 
       let tr = performance.now();
-      const feeds = runner.weightFeeds(w);
-      for (let b = 0; b < padded.length; b++) {
-        output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
-        progress('recompute', { batch: b + 1, batches: padded.length });
+      if (runner) {
+        const feeds = runner.weightFeeds(w);
+        for (let b = 0; b < padded.length; b++) {
+          output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+          progress('recompute', { batch: b + 1, batches: padded.length });
+        }
       }
       sec.recompute = (performance.now() - tr) / 1000;
 
@@ -251,7 +330,7 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
     }
 
     let lmHead: LinearReport | undefined;
-    if (opts.pruneLmHead) {
+    if (opts.pruneLmHead && runner) {
       const D = cfg.hiddenSize;
       const normW = model.finalNorm();
       const xtx = new Float32Array(D * D);
@@ -261,7 +340,16 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       }
       const W = model.read(spec.lmHeadName);
       const ls: LinearSpec = { name: 'lm_head' as LinearName, module: 'lm_head', group: 'mlp_in', rows: cfg.vocabSize, cols: D, bias: false };
-      lmHead = await pruneLinear(W, ls, xtx, weightedTokens, opts, gemm);
+      // Quantized models keep the output table on q8_0 (GPTQ-calibrated here, with the pruning).
+      const headOpts = quant ? { ...opts, quant: EMBEDDING_QUANT } : opts;
+      lmHead = await pruneLinear(W, ls, xtx, weightedTokens, headOpts, gemm, noteQuant(spec.lmHeadName));
+      writer.writeF32(spec.lmHeadName, W);
+    } else if (quant && !model.tiedHead) {
+      const W = model.read(spec.lmHeadName).slice();
+      if (cfg.hiddenSize % QK === 0) {
+        const { scales } = rtnQuantize(W, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
+        quantized.set(spec.lmHeadName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
+      } else skipped.push(spec.lmHeadName);
       writer.writeF32(spec.lmHeadName, W);
     }
 
@@ -273,6 +361,29 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       zeros += lr.zeros;
       weights += lr.rows * lr.cols;
       count++;
+    }
+    let quantization: QuantizationRecord | undefined;
+    const extraFiles: Record<string, string> = {};
+    if (quant) {
+      const tensors: QuantizationRecord['tensors'] = {};
+      for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
+      let qz = 0;
+      let qn = 0;
+      for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
+        if (!lr?.quant) continue;
+        qz += lr.zeros;
+        qn += lr.rows * lr.cols;
+      }
+      quantization = {
+        format: quant,
+        block: QK,
+        tensors,
+        scales_file: QUANT_SCALES_FILE,
+        bits_per_weight: BITS_PER_WEIGHT[quant],
+        skipped,
+        sparsity_after: qn ? qz / qn : 0,
+      };
+      writeScales(writer.tmpDir, quantized);
     }
     const summary: PruneSummary = {
       rac_version: version,
@@ -289,18 +400,21 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
         ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
         batch_tokens: opts.batchTokens,
         hessian_scale: '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens',
-        embeddings: 'untouched',
-        lm_head: opts.pruneLmHead ? 'pruned' : 'untouched',
+        embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+        lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+        ...(quant ? { quant } : {}),
       },
       calibration: { ...calib.source, tokens: calib.tokens, sequences: calib.sequences.length },
       layers: reports,
       ...(lmHead ? { lm_head: lmHead } : {}),
+      ...(quantization ? { quantization } : {}),
       totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
     };
     for (const st of stores) st.close(); // before the temp dir becomes the output
     writer.finish({
       'rac.json': JSON.stringify(summary, null, 2) + '\n',
       'README.md': prunedModelCard(summary, sourceCard ?? null),
+      ...extraFiles,
     });
     return summary;
   } catch (e) {
@@ -351,13 +465,35 @@ async function pruneLinear(
   n: number,
   opts: PruneOptions,
   gemm: Gemm,
+  /** Records the f16 scales of a quantized Linear. */
+  onQuant: (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void = () => {},
 ): Promise<LinearReport> {
   const t0 = performance.now();
   const { rows, cols } = ls;
   const original = opts.errorStats === false || !xtx ? null : W.slice();
   let r: PruneReport;
-  if (!xtx && opts.method !== 'magnitude') throw new Error(`${opts.method} needs calibration statistics`);
+  if (!xtx && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
+  const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
+  const hessian = () => {
+    const H = new Float32Array(xtx!.length);
+    const s = 2 / n;
+    for (let i = 0; i < H.length; i++) H[i] = xtx![i]! * s;
+    return H;
+  };
+  let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
   switch (opts.method) {
+    case 'rtn':
+      r = { zeros: 0, total: W.length, sparsity: 0 };
+      break;
+    case 'gptq': {
+      if (quant) {
+        const g = await gptqQuantize(W, rows, cols, hessian(), quant, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
+        onQuant(g.scales, rows, cols, quant, 'gptq');
+        quantMethod = 'gptq';
+        r = g;
+      } else r = { zeros: 0, total: W.length, sparsity: 0 };
+      break;
+    }
     case 'magnitude':
       r = magnitudePrune(W, rows, cols, opts.target, { scope: opts.magnitudeScope ?? 'layer' });
       break;
@@ -368,14 +504,29 @@ async function pruneLinear(
       break;
     }
     case 'sparsegpt': {
-      const H = new Float32Array(xtx!.length);
-      const s = 2 / n;
-      for (let i = 0; i < H.length; i++) H[i] = xtx![i]! * s;
-      r = await sparsegptPrune(W, rows, cols, H, opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
+      const o = await sparsegptPrune(W, rows, cols, hessian(), opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp, ...(quant ? { quant } : {}) });
+      if (quant) {
+        onQuant(o.scales!, rows, cols, quant, 'joint');
+        quantMethod = 'joint';
+      }
+      r = o;
       break;
     }
   }
+  if (quant && !quantMethod) {
+    // Round to nearest after pruning (zeros stay zeros: 0 is on the grid).
+    const { scales } = rtnQuantize(W, rows, cols, quant);
+    onQuant(scales, rows, cols, quant, 'rtn');
+    quantMethod = 'rtn';
+    let z = 0;
+    for (let i = 0; i < W.length; i++) if (W[i] === 0) z++;
+    r = { ...r, zeros: z, sparsity: z / W.length };
+  }
   const out: LinearReport = { rows, cols, zeros: r.zeros, sparsity: r.sparsity, seconds: 0 };
+  if (quant && quantMethod) {
+    out.quant = quant;
+    out.quant_method = quantMethod === 'joint' ? 'gptq' : quantMethod;
+  }
   if (r.loss !== undefined) out.loss = r.loss;
   if (r.damp !== undefined) out.damp = r.damp;
   if (r.retries !== undefined) out.retries = r.retries;
@@ -391,6 +542,22 @@ async function pruneLinear(
   }
   out.seconds = (performance.now() - t0) / 1000;
   return out;
+}
+
+/** The f16 scales of every quantized tensor, one F16 (rows, cols/32) tensor each, under its own name. */
+function writeScales(dir: string, quantized: Map<string, { scales: Float32Array; rows: number; cols: number }>): void {
+  const entries = [...quantized].map(([name, q]) => ({ name, dtype: 'F16', shape: [q.rows, q.cols / QK] }));
+  const w = SafetensorsWriter.create(join(dir, QUANT_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q4_0/Q8_0 block scales' });
+  try {
+    for (const [name, q] of quantized) {
+      const h = f32ToF16(q.scales);
+      w.write(name, new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+    }
+    w.close();
+  } catch (e) {
+    w.abort();
+    throw e;
+  }
 }
 
 /** Write layer l's tensors: pruned Linears from `w`, everything else copied byte for byte. */

@@ -19,6 +19,7 @@ import { openBackend, type OpenBackendOptions } from './backends/index.ts';
 import { buildCalibSet, type CalibMode } from './calib-modes.ts';
 import { codeLimits, runEval, type EvalTask } from './eval.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
+import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
 import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from './prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { buildReport } from '../report/html.ts';
@@ -36,6 +37,8 @@ export interface PruneSpec {
   calib: CalibMode[];
   targets: SparsityTarget[];
   linears: LinearScope;
+  /** The quantization axis: null = not quantized; q4_0/q8_0 = joint with sparsegpt, RTN after wanda/magnitude. */
+  quantize: (QuantFormat | null)[];
 }
 
 export interface Recipe {
@@ -114,7 +117,10 @@ export function loadRecipe(path: string): Recipe {
     if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
     const linears = (o['linears'] ?? 'all') as LinearScope;
     if (!['all', 'attn', 'mlp'].includes(linears)) fail(`${where}.linears must be all, attn or mlp`);
-    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears };
+    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
+    for (const q of quantize) if (q !== null && !isQuantFormat(String(q))) fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
+    if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
+    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize };
   });
   const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
   if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai') fail('"backend.kind" must be local, llama.cpp or openai');
@@ -260,7 +266,9 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   const evalSha = fileSha(recipe.datasets.eval);
   // The pruned models to make: method × target × calibration mode (named once the traces exist).
   const plans = recipe.prune.flatMap((spec) =>
-    spec.targets.flatMap((target) => (spec.calib.length ? spec.calib : [null]).map((calib: CalibMode | null) => ({ spec, target, calib }))),
+    spec.targets.flatMap((target) =>
+      (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) => spec.quantize.map((quant) => ({ spec, target, calib, quant }))),
+    ),
   );
   const evalTotal = 1 + plans.length;
   const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
@@ -340,8 +348,9 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   // 2. Pruning: method × target × calibration mode, each into a content-addressed directory.
   const textShas = recipe.datasets.text.map(fileSha);
   const traceSha = fileSha(tracesPath);
-  const jobs = plans.map(({ spec, target, calib }) => {
+  const jobs = plans.map(({ spec, target, calib, quant }) => {
     const key = {
+      ...(quant ? { quant } : {}),
       model: denseId,
       method: spec.method,
       target,
@@ -349,8 +358,8 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
       calib,
       calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: recipe.calibration, tflags: recipe.templateFlags, system: recipe.system ?? null },
     };
-    const name = `${spec.method}-${calib ?? 'nocalib'}-${targetLabel(target)}`;
-    return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib };
+    const name = `${spec.method}-${calib ?? 'nocalib'}-${targetLabel(target)}${quant ? `-${quant}` : ''}`;
+    return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib, quant };
   });
   log(`[2/4] pruning: ${jobs.length} models`);
   for (const [i, j] of jobs.entries()) {
@@ -376,7 +385,7 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
         model,
         calibSet,
         j.dir,
-        { method: j.spec.method, target: j.target, linears: j.spec.linears, batchTokens: recipe.calibration.batchTokens, overwrite: true },
+        { method: j.spec.method, target: j.target, linears: j.spec.linears, batchTokens: recipe.calibration.batchTokens, overwrite: true, ...(j.quant ? { quant: j.quant } : {}) },
         version,
       );
       log(

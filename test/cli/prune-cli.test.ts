@@ -121,3 +121,22 @@ describe('rac prune', { concurrency: 2 }, () => {
     assert.equal(readFileSync(join(out, 'config.json'), 'utf8'), readFileSync(join(dir, 'config.json'), 'utf8'));
   });
 });
+
+describe('rac prune --quant', () => {
+  const dir = checkpoint({ family: 'qwen2', seed: 102, hidden: 64, layers: 1, intermediate: 128 });
+  it('--method rtn --quant q4_0 needs no calibration; gptq needs --quant; gptq refuses a sparsity', async () => {
+    const out = join(tempDir('cli-q'), 'out');
+    const r = await rac('prune', '--model', dir, '--method', 'rtn', '--quant', 'q4_0', '--out', out, '--json', '--threads', '1');
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as ReturnType<typeof readSummary>;
+    assert.equal(s.quantization!.format, 'q4_0');
+    assert.equal(s.calibration.tokens, 0);
+    assert.ok(entries(out).includes('quant_scales.safetensors'));
+    const u = await rac('prune', '--model', dir, '--method', 'gptq', '--calib-mode', 'prompt', '--dataset', 'x.jsonl', '--out', join(tempDir('cli-q'), 'o'));
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /--method gptq needs --quant q4_0\|q8_0/);
+    const v = await rac('prune', '--model', dir, '--method', 'gptq', '--quant', 'q8_0', '--sparsity', '0.5', '--calib-mode', 'prompt', '--dataset', 'x.jsonl', '--out', join(tempDir('cli-q'), 'o'));
+    assert.equal(v.code, 2);
+    assert.match(v.stderr, /only quantizes/);
+  });
+});

@@ -4,7 +4,8 @@ import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
 import { readCalibJsonl, type CalibSet } from '../../pipeline/calib.ts';
 import { buildCalibSet, CALIB_MODES, parseSourceMap, type CalibMode } from '../../pipeline/calib-modes.ts';
-import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
+import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
+import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
@@ -13,6 +14,7 @@ import { formatDuration } from '../progress.ts';
 interface Opts extends RuntimeFlags, DatasetFlags {
   model: string;
   method: PruneMethod;
+  quant?: QuantFormat;
   sparsity?: string;
   pattern?: string;
   calib?: string;
@@ -51,9 +53,10 @@ function choice<T extends string>(name: string, values: readonly T[]) {
 export function register(program: Command): void {
   const cmd = program
     .command('prune')
-    .description('prune a checkpoint layer by layer (magnitude | Wanda | SparseGPT) and write the pruned checkpoint')
+    .description('prune and/or quantize a checkpoint layer by layer (magnitude | Wanda | SparseGPT; GPTQ | RTN to GGUF q4_0/q8_0) and write the result')
     .requiredOption('--model <dir>', 'input model directory')
-    .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude', choice('method', PRUNE_METHODS))
+    .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude | gptq | rtn', choice('method', [...PRUNE_METHODS, ...QUANT_METHODS]))
+    .option('--quant <format>', 'quantize to a GGUF grid: q4_0 | q8_0 (gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest)', choice('quant', QUANT_FORMATS))
     .option('--sparsity <s>', 'unstructured sparsity in [0, 1), e.g. 0.5')
     .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
     .option('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight" (or use --calib-mode)')
@@ -83,8 +86,15 @@ export function register(program: Command): void {
     .option('--json', 'print the summary (rac.json) as JSON');
   addPromptOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
+    const quantOnly = QUANT_METHODS.includes(o.method);
+    if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant q4_0|q8_0`);
+    if (quantOnly && (o.pattern !== undefined || (o.sparsity !== undefined && Number(o.sparsity) !== 0))) {
+      usage(cmd, `--method ${o.method} only quantizes; for pruning + quantization use --method sparsegpt --quant, or rtn on a pruned model`);
+    }
+    if (quantOnly && o.sparsity === undefined) o.sparsity = '0';
     if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
-    if ((o.calib === undefined) === (o.calibMode === undefined)) usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
+    const noCalib = o.method === 'rtn' && o.calib === undefined && o.calibMode === undefined;
+    if (!noCalib && (o.calib === undefined) === (o.calibMode === undefined)) usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
     const needs: Record<CalibMode, [keyof Opts, string][]> = {
       prompt: [['dataset', '--dataset']],
       rac: [['traces', '--traces']],
@@ -122,8 +132,10 @@ export function register(program: Command): void {
     try {
       const layers = parseLayerSelection(o.layers, model.config.numLayers);
       const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
-      let calib: CalibSet;
-      if (o.calibMode) {
+      let calib: CalibSet | null;
+      if (noCalib) {
+        calib = null;
+      } else if (o.calibMode) {
         calib = await buildCalibSet(
           o.calibMode,
           {
@@ -143,10 +155,12 @@ export function register(program: Command): void {
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
-          `prune: ${o.method} ${o.pattern ?? `sparsity ${o.sparsity}`} on ${model.config.modelType} (${L} layers), ` +
-            `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
-            (o.calibMode ? ` (${o.calibMode}${typeof calib.source['decode_share'] === 'number' ? `, decode share ${(100 * (calib.source['decode_share'] as number)).toFixed(1)}%` : ''})` : '') +
-            (calib.source['exhausted'] === true ? ` — the calibration data ran out before the ${o.calibTokens}-token budget` : '') +
+          `prune: ${o.method} ${o.pattern ?? `sparsity ${o.sparsity}`}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
+            (calib
+              ? `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
+                (o.calibMode ? ` (${o.calibMode}${typeof calib.source['decode_share'] === 'number' ? `, decode share ${(100 * (calib.source['decode_share'] as number)).toFixed(1)}%` : ''})` : '') +
+                (calib.source['exhausted'] === true ? ` — the calibration data ran out before the ${o.calibTokens}-token budget` : '')
+              : 'no calibration') +
             '\n',
         );
       }
@@ -157,6 +171,7 @@ export function register(program: Command): void {
         o.out,
         {
           method: o.method,
+          ...(o.quant ? { quant: o.quant } : {}),
           target,
           linears: o.linears,
           layers,
@@ -201,7 +216,9 @@ export function register(program: Command): void {
       process.stdout.write(fmt(head));
       for (const r of rows) process.stdout.write(fmt(r));
       process.stdout.write(
-        `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`,
+        `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity` +
+          (summary.quantization ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)` : '') +
+          ` in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`,
       );
     } finally {
       model.close();
