@@ -380,3 +380,36 @@ test('recipe v2 stays within 2.5M parameters and its longest train example fits 
   const longest = Math.max(...pool.map((p) => encodeExample(tok, p).ids.length));
   assert.ok(longest <= RECIPES.v2.seq, `longest example ${longest} tokens`);
 });
+
+test('make-tiny-dataset --format v2 writes the v2 splits and code files that rac eval --task code reads', async () => {
+  const { execFileSync, spawnSync } = await import('node:child_process');
+  const { readdirSync, existsSync } = await import('node:fs');
+  const { loadEvalProblems } = await import('../../src/pipeline/eval.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-v2-data-'));
+  try {
+    const root = new URL('../../', import.meta.url).pathname;
+    const script = join(root, 'scripts/make-tiny-dataset.ts');
+    execFileSync(process.execPath, ['--import', 'tsx', script, '--out', dir, '--format', 'v2', '--train', '40', '--calib', '3', '--eval', '6'], { cwd: root, stdio: 'pipe' });
+    assert.deepEqual(readdirSync(dir).sort(), ['calib-code.jsonl', 'calib.jsonl', 'eval-code.jsonl', 'eval.jsonl', 'train-code.jsonl', 'train.jsonl']);
+    const code = await loadEvalProblems(join(dir, 'eval-code.jsonl'), 'code');
+    assert.equal(code.problems.length, 6);
+    const gold = generateSplit('eval', 'code', 6, 0, { format: 'v2' });
+    code.problems.forEach((p, i) => {
+      assert.equal(p.prompt, gold[i]!.prompt);
+      assert.deepEqual(p.tests, gold[i]!.tests);
+      assert.equal(p.family, 'code');
+    });
+    const tiny = await loadEvalProblems(join(dir, 'eval.jsonl'), 'tiny');
+    assert.deepEqual(tiny.problems.map((p) => p.family), ['arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace']);
+    const train = readFileSync(join(dir, 'train.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as TinyProblem);
+    assert.deepEqual(train.filter((p) => p.family === 'arith'), generateSplit('train', 'arith', 40, 0, { format: 'v2' }));
+    // Bad input: one line naming the problem, non-zero exit, nothing written.
+    const bad = join(dir, 'bad');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--out', bad, '--format', 'v3'], { cwd: root, encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--format must be v1 or v2/);
+    assert.ok(!existsSync(bad));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
