@@ -7,18 +7,25 @@
  *      calibration (equal token budgets), Wanda and magnitude, at the paper's 40% and 50% → evaluation of
  *      the dense and every pruned model → table, report.html and summary.json in demo-out/.
  * A rerun resumes: finished steps are skipped.
+ *
+ * `--model models/tiny-reasoner-v2` (issue 17; `--format v2` for another directory) runs the
+ * same study on the self-checking reasoner with all three families: code rows carry their
+ * stdin/stdout tests (graded in the sandbox), each problem gets 2 sampled completions (T 0.6) so
+ * the table shows pass@1/pass@2 for code and hesitations per sample beside mean tokens, 100 eval
+ * problems per family, and a 480-token generation budget (v2 products run to 438 tokens).
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FAMILIES, generateSplit } from '../src/tasks/tiny/index.ts';
+import { ALL_FAMILIES, FAMILIES, generateSplit, type TinyProblem } from '../src/tasks/tiny/index.ts';
 
 const { values } = parseArgs({
   options: {
     out: { type: 'string', default: 'demo-out' },
     model: { type: 'string' },
-    'eval-per-family': { type: 'string', default: '200' },
+    'eval-per-family': { type: 'string' },
+    format: { type: 'string' },
     sparsity: { type: 'string', default: '0.4,0.5' },
   },
 });
@@ -28,6 +35,12 @@ if (!existsSync(join(model, 'model.safetensors'))) {
   console.error(`demo: ${model} is missing; run \`npm run train:tiny-reasoner\` to make it`);
   process.exit(1);
 }
+const format = values.format ?? (basename(model) === 'tiny-reasoner-v2' ? 'v2' : 'v1');
+if (format !== 'v1' && format !== 'v2') {
+  console.error(`demo: --format must be v1 or v2, got ${JSON.stringify(format)}`);
+  process.exit(2);
+}
+const v2 = format === 'v2';
 const out = join(root, values.out!);
 const data = join(out, 'data');
 mkdirSync(data, { recursive: true });
@@ -42,12 +55,14 @@ const interleave = <T>(lists: T[][]): T[] => {
   for (let i = 0; i < Math.max(...lists.map((l) => l.length)); i++) for (const l of lists) if (i < l.length) outList.push(l[i]!);
   return outList;
 };
-const strip = ({ id, family, prompt, answer }: { id: string; family: string; prompt: string; answer: string }) => ({ id, family, prompt, answer });
-const perFamily = Number(values['eval-per-family']);
+const strip = ({ id, family, prompt, answer, tests }: TinyProblem) => ({ id, family, prompt, answer, ...(tests ? { tests } : {}) });
+const perFamily = Number(values['eval-per-family'] ?? (v2 ? '100' : '200'));
+const families = v2 ? ALL_FAMILIES : FAMILIES;
+const opts = v2 ? { format: 'v2' as const } : {};
 // Calibration prompts: traces use the first ones (up to the trace budget); prompt-only
 // calibration draws as many as it needs to fill the same token budget.
-writeJsonl(join(data, 'calib.jsonl'), interleave(FAMILIES.map((f) => generateSplit('calib', f, 400, 1).map(strip))));
-writeJsonl(join(data, 'eval.jsonl'), interleave(FAMILIES.map((f) => generateSplit('eval', f, perFamily, 2).map(strip))));
+writeJsonl(join(data, 'calib.jsonl'), interleave(families.map((f) => generateSplit('calib', f, 400, 1, opts).map(strip))));
+writeJsonl(join(data, 'eval.jsonl'), interleave(families.map((f) => generateSplit('eval', f, perFamily, 2, opts).map(strip))));
 // Plain text (the C4 stand-in): English prose unrelated to the tasks, the project's README.
 copyFileSync(join(root, 'README.md'), join(data, 'text.md'));
 
@@ -64,7 +79,9 @@ const recipe = {
     { method: 'wanda', calib: ['rac'], sparsity: sparsities },
     { method: 'magnitude', sparsity: sparsities },
   ],
-  eval: { samples: 1, max_new_tokens: 400, temperature: 0, top_p: 1, seed: 0, batch_size: 200 },
+  eval: v2
+    ? { samples: 2, max_new_tokens: 480, temperature: 0.6, top_p: 0.95, seed: 0, batch_size: 200 }
+    : { samples: 1, max_new_tokens: 400, temperature: 0, top_p: 1, seed: 0, batch_size: 200 },
 };
 writeFileSync(join(out, 'recipe.json'), JSON.stringify(recipe, null, 2) + '\n');
 console.error(`demo: recipe → ${join(out, 'recipe.json')}`);

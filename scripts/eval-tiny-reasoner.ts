@@ -3,14 +3,18 @@
  *
  *   npx tsx scripts/eval-tiny-reasoner.ts --model models/tiny-reasoner [--n 500] [--temperature T]
  *       [--top-p 0.95] [--seed 0] [--batch 64] [--threads 0] [--json out.json]
+ *       [--families arith,trace[,code]] [--code-samples 8]
  *
  * Without --temperature it runs both greedy (T=0) and sampled (T=0.6, top-p 0.95). Prints, per
  * family and mode: accuracy (gradeTiny: last \boxed{} exact match), fraction of completions that
- * close </think> and then give a boxed answer, mean prompt / completion lengths in tokens.
+ * close </think> and then give a boxed answer, mean prompt / completion lengths in tokens and
+ * hesitations per completion. The code family (format v2 models; needs the sandbox, i.e. root)
+ * draws --code-samples completions per problem in sampled mode (1 greedy) and reports pass@1 and
+ * pass@k from the problems' stdin/stdout tests.
  */
 import { writeFileSync } from 'node:fs';
 import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
-import { FAMILIES, type Family } from '../src/tasks/tiny/index.ts';
+import { ALL_FAMILIES, FAMILIES, type Family } from '../src/tasks/tiny/index.ts';
 import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { evaluateFamily, GREEDY, SAMPLED, type Mode, type ModeResult } from './train/evaluate.ts';
 
@@ -25,11 +29,12 @@ interface Args {
   json: string | null;
   families: Family[];
   showErrors: number;
+  codeSamples: number;
 }
 
 function parseArgs(argv: string[]): Args {
   const S = { type: 'string' } as const;
-  const v = parseFlags(argv, { model: S, n: S, temperature: S, 'top-p': S, seed: S, batch: S, threads: S, json: S, families: S, 'show-errors': S });
+  const v = parseFlags(argv, { model: S, n: S, temperature: S, 'top-p': S, seed: S, batch: S, threads: S, json: S, families: S, 'show-errors': S, 'code-samples': S });
   const families = stringFlag(v, 'families');
   const a: Args = {
     model: stringFlag(v, 'model') ?? '',
@@ -42,7 +47,10 @@ function parseArgs(argv: string[]): Args {
     json: stringFlag(v, 'json') ?? null,
     families: families === undefined ? [...FAMILIES] : (families.split(',') as Family[]),
     showErrors: numberFlag(v, 'show-errors', 0),
+    codeSamples: numberFlag(v, 'code-samples', 8),
   };
+  for (const f of a.families) if (!ALL_FAMILIES.includes(f)) throw new Error(`--families: unknown family ${JSON.stringify(f)}`);
+  if (!Number.isInteger(a.codeSamples) || a.codeSamples < 1) throw new Error('--code-samples must be a positive integer');
   if (!a.model) throw new Error('--model DIR is required');
   return a;
 }
@@ -58,12 +66,14 @@ async function main(): Promise<void> {
   try {
     for (const family of args.families) {
       for (const mode of modes) {
-        const r = await evaluateFamily(m, family, args.n, mode, args.seed, args.batch);
+        const samples = family === 'code' && mode.temperature > 0 ? args.codeSamples : 1;
+        const r = await evaluateFamily(m, family, args.n, mode, args.seed, args.batch, { samples });
         results.push(r);
+        const pass = r.passAt ? `  ${Object.entries(r.passAt).map(([k, v]) => `pass@${k} ${(100 * v).toFixed(1)}%`).join('  ')}` : '';
         console.log(
-          `${family.padEnd(6)} ${mode.mode.padEnd(8)} T=${mode.temperature} top_p=${mode.topP}  n=${r.n}  accuracy ${(100 * r.accuracy).toFixed(1)}%  ` +
-            `closed+boxed ${(100 * r.closedBoxed).toFixed(1)}%  truncated ${(100 * r.truncated).toFixed(1)}%  ` +
-            `prompt ${r.meanPromptTokens.toFixed(1)} tok  completion ${r.meanCompletionTokens.toFixed(1)} tok  (${r.seconds.toFixed(0)} s)`,
+          `${family.padEnd(6)} ${mode.mode.padEnd(8)} T=${mode.temperature} top_p=${mode.topP}  n=${r.n}  accuracy ${(100 * r.accuracy).toFixed(1)}%${pass}  ` +
+            `closed+${family === 'code' ? 'program' : 'boxed'} ${(100 * r.closedBoxed).toFixed(1)}%  truncated ${(100 * r.truncated).toFixed(1)}%  ` +
+            `prompt ${r.meanPromptTokens.toFixed(1)} tok  completion ${r.meanCompletionTokens.toFixed(1)} tok  hesitations ${r.hesitationsPerSample.toFixed(3)}/sample  (${r.seconds.toFixed(0)} s)`,
         );
         for (const e of r.errors.slice(0, args.showErrors)) console.log(`--- wrong (want ${e.problem.answer}):\n${e.problem.prompt}\n${e.text}\n`);
       }

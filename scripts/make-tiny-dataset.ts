@@ -2,20 +2,24 @@
  * Write the tiny reasoning tasks as JSONL splits (one TinyProblem per line, families interleaved).
  *
  *   tsx scripts/make-tiny-dataset.ts --out DIR [--seed S] [--train N] [--calib N] [--eval N]
+ *       [--format v1|v2] [--inject-rate R]
  *
  * Counts are PER FAMILY (so `--eval 500` writes 500 arith + 500 trace = 1000 lines).
+ * `--format v2` (issue 17) writes the self-checking scratchpads (train problems may carry an
+ * injected error, with its `noLoss` spans) and also `<split>-code.jsonl`: the code family, one
+ * row per problem with its stdin/stdout `tests`, the layout `rac eval --task code` reads.
  * Each file is written to a temporary name in DIR and renamed into place.
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FAMILIES, SPLITS, generateSplit, type Split, type TinyProblem } from '../src/tasks/tiny.ts';
+import { FAMILIES, SPLITS, generateSplit, type Family, type Split, type SplitOptions, type TinyFormat, type TinyProblem } from '../src/tasks/tiny.ts';
 
 const DEFAULTS: Record<Split, number> = { train: 20_000, calib: 256, eval: 500 };
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
-  console.error('usage: tsx scripts/make-tiny-dataset.ts --out DIR [--seed S] [--train N] [--calib N] [--eval N]');
+  console.error('usage: tsx scripts/make-tiny-dataset.ts --out DIR [--seed S] [--train N] [--calib N] [--eval N] [--format v1|v2] [--inject-rate R]');
   process.exit(2);
 }
 
@@ -35,6 +39,8 @@ function main(): void {
         train: { type: 'string' },
         calib: { type: 'string' },
         eval: { type: 'string' },
+        format: { type: 'string', default: 'v1' },
+        'inject-rate': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -52,17 +58,30 @@ function main(): void {
     eval: parseCount('eval', values.eval, DEFAULTS.eval),
   };
 
+  const format = values.format as TinyFormat;
+  if (format !== 'v1' && format !== 'v2') usage(`--format must be v1 or v2, got ${JSON.stringify(values.format)}`);
+  const rateText = values['inject-rate'];
+  if (rateText !== undefined && (format !== 'v2' || !/^(0(\.\d+)?|1(\.0*)?)$/.test(rateText))) usage('--inject-rate takes a number in [0, 1], with --format v2');
+  const opts: SplitOptions = format === 'v1' ? {} : { format, ...(rateText !== undefined ? { injectRate: Number(rateText) } : {}) };
+
   const outDir = resolve(values.out);
-  mkdirSync(outDir, { recursive: true });
+  const files: [string, Family[]][] = [['', [...FAMILIES]], ...(format === 'v2' ? ([['-code', ['code']]] as [string, Family[]][]) : [])];
+  // Everything is generated before anything is written: bad input leaves no partial output.
+  const outputs: { file: string; rows: TinyProblem[]; families: Family[]; split: Split }[] = [];
   for (const split of SPLITS) {
-    const perFamily = FAMILIES.map((f) => generateSplit(split, f, counts[split], seed));
-    const rows: TinyProblem[] = [];
-    for (let i = 0; i < counts[split]; i++) for (const list of perFamily) rows.push(list[i] as TinyProblem);
-    const file = join(outDir, `${split}.jsonl`);
+    for (const [suffix, families] of files) {
+      const perFamily = families.map((f) => generateSplit(split, f, counts[split], seed, opts));
+      const rows: TinyProblem[] = [];
+      for (let i = 0; i < counts[split]; i++) for (const list of perFamily) rows.push(list[i] as TinyProblem);
+      outputs.push({ file: join(outDir, `${split}${suffix}.jsonl`), rows, families, split });
+    }
+  }
+  mkdirSync(outDir, { recursive: true });
+  for (const { file, rows, families, split } of outputs) {
     const tmp = `${file}.tmp-${process.pid}`;
     writeFileSync(tmp, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
     renameSync(tmp, file);
-    console.log(`${file}: ${rows.length} problems (${counts[split]} per family, seed ${seed})`);
+    console.log(`${file}: ${rows.length} problems (${counts[split]} per family: ${families.join(', ')}; format ${format}, seed ${seed})`);
   }
 }
 

@@ -3,8 +3,16 @@
  * (forward + hand-derived backward in one graph, see scripts/train/), then export the
  * Hugging Face directory.
  *
- *   npx tsx scripts/train-tiny-reasoner.ts [--out models/tiny-reasoner] [--work /work/tiny-train]
- *       [--steps N] [--resume] [--seed 0] [--threads 0] [--stop-after N] [--export]
+ *   npx tsx scripts/train-tiny-reasoner.ts [--recipe v1|v2] [--out DIR] [--work DIR]
+ *       [--steps N] [--resume] [--seed 0] [--threads 0] [--stop-after N] [--export] [--inject-rate R]
+ *
+ * Recipes (scripts/train/recipes.ts): `v1` (default) is the shipped models/tiny-reasoner's
+ * (0.78M parameters, arith + trace, format v1; --out models/tiny-reasoner, --work
+ * /work/tiny-train); `v2` is issue 17's self-checking reasoner (2.46M parameters, arith + trace
+ * in format v2 with 15% injected, loss-masked errors, and the code family; --out
+ * models/tiny-reasoner-v2, --work /work/tiny-train-v2), see models/tiny-reasoner-v2/RECIPE.md.
+ * A resumed run keeps its checkpoint's recipe (--recipe must then name the same one or be absent;
+ * it only picks the default --work).
  *
  * Deterministic: fixed seed, data order a pure function of (seed, position in the stream).
  * Resumable: a checkpoint (params, Adam moments, step, data cursor) is written atomically to
@@ -22,12 +30,16 @@ import { batchFeeds, encodeExample, makeTokenizer, packBatch, permutation, ropeT
 import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { exportHf } from './train/export.ts';
 import { initParams, paramSpecs, Params, type TinyConfig } from './train/model.ts';
-import { AdamW, DEFAULT_OPTIM, lrAt } from './train/optim.ts';
+import { AdamW, lrAt } from './train/optim.ts';
+import { RECIPE_NAMES, RECIPES, type RecipeName } from './train/recipes.ts';
 import { StepRunner } from './train/step.ts';
 
 interface Args {
+  /** The recipe named by --recipe (null: none given → v1 for a fresh run, the checkpoint's on resume). */
+  recipe: RecipeName | null;
   out: string;
   work: string;
+  injectRate: number | null;
   steps: number | null;
   resume: boolean;
   seed: number;
@@ -50,16 +62,24 @@ function parseArgs(argv: string[]): Args {
   const v = parseFlags(argv, {
     out: STRING, work: STRING, steps: STRING, resume: BOOLEAN, seed: STRING, threads: STRING, 'stop-after': STRING,
     hidden: STRING, layers: STRING, heads: STRING, 'kv-heads': STRING, intermediate: STRING, batch: STRING, seq: STRING,
-    quiet: BOOLEAN, export: BOOLEAN,
+    quiet: BOOLEAN, export: BOOLEAN, recipe: STRING, 'inject-rate': STRING,
   });
+  const recipeFlag = stringFlag(v, 'recipe');
+  if (recipeFlag !== undefined && !RECIPE_NAMES.includes(recipeFlag as RecipeName)) {
+    throw new Error(`--recipe must be one of ${RECIPE_NAMES.join(', ')} (got ${JSON.stringify(recipeFlag)})`);
+  }
+  const recipe = (recipeFlag ?? null) as RecipeName | null;
+  const defaults = RECIPES[recipe ?? 'v1'];
   const model: Args['model'] = {};
   for (const [flag, key] of [['hidden', 'hidden'], ['layers', 'layers'], ['heads', 'heads'], ['kv-heads', 'kvHeads'], ['intermediate', 'intermediate']] as const) {
     const n = numberFlag(v, flag, null);
     if (n !== null) model[key] = n;
   }
   const a: Args = {
-    out: stringFlag(v, 'out') ?? 'models/tiny-reasoner',
-    work: stringFlag(v, 'work') ?? '/work/tiny-train',
+    recipe,
+    out: stringFlag(v, 'out') ?? defaults.out,
+    work: stringFlag(v, 'work') ?? defaults.work,
+    injectRate: numberFlag(v, 'inject-rate', null),
     steps: numberFlag(v, 'steps', null),
     resume: v['resume'] === true,
     seed: numberFlag(v, 'seed', 0),
@@ -72,23 +92,10 @@ function parseArgs(argv: string[]): Args {
     exportOnly: v['export'] === true,
   };
   if (a.steps !== null && (!Number.isInteger(a.steps) || a.steps < 1)) throw new Error('--steps must be a positive integer');
+  if (a.injectRate !== null && !(a.injectRate >= 0 && a.injectRate <= 1)) throw new Error('--inject-rate must be in [0, 1]');
   return a;
 }
 
-/** The model trained here (≈0.78M parameters). */
-const TINY_REASONER: Omit<TinyConfig, 'vocab'> = {
-  hidden: 128,
-  layers: 4,
-  heads: 4,
-  kvHeads: 2,
-  intermediate: 352,
-  ropeTheta: 10000,
-  eps: 1e-6,
-};
-const BATCH = 7;
-const SEQ = 448;
-const DEFAULT_STEPS = 9000;
-const TOKENIZER_VOCAB = 512;
 const CHECKPOINT_SECONDS = 300;
 
 async function main(): Promise<void> {
@@ -105,9 +112,18 @@ async function main(): Promise<void> {
   let meta: CheckpointMeta;
   let params: Params;
   let opt: AdamW;
-  const tok: RacTokenizer = existsSync(join(tokDir, 'tokenizer.json')) && args.resume ? await RacTokenizer.load(tokDir) : await makeTokenizer(tokDir, args.seed, TOKENIZER_VOCAB);
-  if (args.resume && existsSync(ckptFile)) {
-    const c = loadCheckpoint(ckptFile);
+  const resuming = args.resume && existsSync(ckptFile);
+  const c = resuming ? loadCheckpoint(ckptFile) : null;
+  // Checkpoints written before recipes existed are v1's.
+  const recipe = RECIPES[c ? (c.meta.recipe ?? 'v1') : (args.recipe ?? 'v1')];
+  if (c && args.recipe !== null && args.recipe !== recipe.name) {
+    throw new Error(`${ckptFile}: the checkpoint is recipe ${recipe.name}, not ${args.recipe} (use another --work for a new run)`);
+  }
+  if (c && args.injectRate !== null) throw new Error('--inject-rate applies to a fresh run only (the checkpoint keeps its data)');
+  const data = c ? (c.meta.data ?? recipe.data) : { ...recipe.data, ...(args.injectRate !== null && recipe.data.format === 'v2' ? { injectRate: args.injectRate } : {}) };
+  const tok: RacTokenizer =
+    existsSync(join(tokDir, 'tokenizer.json')) && args.resume ? await RacTokenizer.load(tokDir) : await makeTokenizer(tokDir, args.seed, recipe.tokenizerVocab, data);
+  if (c) {
     meta = c.meta;
     if (args.steps !== null && args.steps !== meta.totalSteps) {
       log(`total steps ${meta.totalSteps} → ${args.steps}`);
@@ -118,20 +134,22 @@ async function main(): Promise<void> {
     log(`resumed at step ${meta.step}/${meta.totalSteps} (${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min)`);
   } else {
     if (args.resume) log('no checkpoint found; starting from scratch');
-    const cfg: TinyConfig = { ...TINY_REASONER, ...args.model, vocab: tok.vocabSize };
-    const totalSteps = args.steps ?? DEFAULT_STEPS;
+    const cfg: TinyConfig = { ...recipe.model, ...args.model, vocab: tok.vocabSize };
+    const totalSteps = args.steps ?? recipe.steps;
     const initRng = createRng(hashSeed('rac-tiny-reasoner-init', args.seed));
     params = initParams(paramSpecs(cfg), () => initRng.next());
-    opt = new AdamW(DEFAULT_OPTIM, params.specs, params.size);
+    opt = new AdamW(recipe.optim, params.specs, params.size);
     meta = {
       version: 1,
+      // v1 checkpoints keep the pre-recipe layout (no recipe/data fields).
+      ...(recipe.name === 'v1' ? {} : { recipe: recipe.name, data }),
       cfg,
-      optim: DEFAULT_OPTIM,
+      optim: recipe.optim,
       seed: args.seed,
-      batch: args.batch ?? BATCH,
-      seq: args.seq ?? SEQ,
-      // ≈12 examples per step; one pass over the pool covers the run.
-      poolPerFamily: Math.ceil((totalSteps * 13) / 2),
+      batch: args.batch ?? recipe.batch,
+      seq: args.seq ?? recipe.seq,
+      // One pass over the pool covers the run.
+      poolPerFamily: recipe.poolPerFamily(totalSteps),
       step: 0,
       totalSteps,
       pack: { cursor: 0, deferred: [] },
@@ -151,12 +169,14 @@ async function main(): Promise<void> {
     log(`exported step ${meta.step} to ${resolve(args.out)}`);
     return;
   }
+  log(`recipe ${recipe.name}: ${data.families.join(' + ')}, format ${data.format}${data.format === 'v2' ? `, inject rate ${data.injectRate}` : ''}`);
   log(`model: D=${cfg.hidden} L=${cfg.layers} H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} V=${cfg.vocab}, ${params.size} params; batch ${B}×${T}`);
 
   // ---- data stream: index i → problem (epoch-wise permutation of the pool) -------------------
   const t0 = Date.now();
-  const pool: TinyProblem[] = trainPool(meta.poolPerFamily, meta.seed);
-  log(`train pool: ${pool.length} problems in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const pool: TinyProblem[] = trainPool(meta.poolPerFamily, meta.seed, data);
+  const injected = pool.filter((p) => p.noLoss !== undefined).length;
+  log(`train pool: ${pool.length} problems${injected ? ` (${injected} with an injected error)` : ''} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const perms = new Map<number, Uint32Array>();
   const problemAt = (i: number): TinyProblem => {
     const e = Math.floor(i / pool.length);
@@ -255,6 +275,8 @@ async function main(): Promise<void> {
 
 function writeSummary(work: string, meta: CheckpointMeta, params: number): void {
   const summary = {
+    recipe: meta.recipe ?? 'v1',
+    ...(meta.data ? { data: meta.data } : {}),
     params,
     steps: meta.step,
     totalSteps: meta.totalSteps,

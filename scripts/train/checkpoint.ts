@@ -3,12 +3,16 @@
  * Adam m, Adam v. Written to a temp file, fsynced and renamed (atomic on one filesystem).
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import type { PackState } from './data.ts';
+import type { DataRecipe, PackState } from './data.ts';
 import type { TinyConfig } from './model.ts';
 import type { OptimConfig } from './optim.ts';
 
 export interface CheckpointMeta {
   version: 1;
+  /** The recipe (scripts/train/recipes.ts); absent in v1 checkpoints (written before recipes). */
+  recipe?: 'v1' | 'v2';
+  /** What the run draws (families, format, inject rate); absent = v1's. */
+  data?: DataRecipe;
   cfg: TinyConfig;
   optim: OptimConfig;
   seed: number;

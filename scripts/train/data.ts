@@ -2,14 +2,17 @@
  * Training data for the tiny reasoner: tokenizer, chat-templated examples, packed batches.
  *
  * Example = prompt ids (chat template, user message, add_generation_prompt) + completion ids
- * (`<think>…</think>\nThe answer is \boxed{N}.<|im_end|>`). Only completion tokens are targets.
+ * (`<think>…</think>\nThe answer is \boxed{N}.<|im_end|>`). Only completion tokens are targets,
+ * except the injected wrong tokens of a format-v2 problem (`TinyProblem.noLoss`): they stay in
+ * the inputs (the model sees the error it must detect) but are never a target, so the model
+ * learns to detect and repair errors without learning to make them.
  * Batches are B rows of T tokens; whole examples are packed first-fit into rows (see
  * `Packer`), positions restart per example and a block-diagonal causal mask separates them.
  */
 import { mkdirSync } from 'node:fs';
 import { DEFAULT_SPECIAL_TOKENS, QWEN_CHAT_TEMPLATE, trainByteLevelBpe, writeTokenizerFiles } from '../../src/io/bpe.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
-import { generateSplit, type Family, type TinyProblem } from '../../src/tasks/tiny/index.ts';
+import { generateSplit, type Family, type TinyFormat, type TinyProblem } from '../../src/tasks/tiny/index.ts';
 import { headDim, type TinyConfig } from './model.ts';
 import type { HostTensor } from '../../src/runtime/session.ts';
 
@@ -21,11 +24,25 @@ export const TOKENIZER_OPTIONS = {
   modelMaxLength: 512,
 } as const;
 
-/** Train the byte-level BPE on task texts (train split only) and write tokenizer files to dir. */
-export async function makeTokenizer(dir: string, seed: number, vocabSize: number): Promise<RacTokenizer> {
+/** What a training run draws: the families (mixed in equal shares) and the scratchpad format. */
+export interface DataRecipe {
+  families: Family[];
+  format: TinyFormat;
+  /** v2: share of train problems with one injected error. */
+  injectRate?: number;
+}
+
+export const V1_DATA: DataRecipe = { families: ['arith', 'trace'], format: 'v1' };
+
+/**
+ * Train the byte-level BPE on task texts (train split only, every family of the recipe) and write
+ * tokenizer files to dir. v1's corpus is exactly the shipped model's.
+ */
+export async function makeTokenizer(dir: string, seed: number, vocabSize: number, data: DataRecipe = V1_DATA): Promise<RacTokenizer> {
   const corpus: string[] = [];
-  for (const fam of ['arith', 'trace'] as Family[]) {
-    for (const p of generateSplit('train', fam, 2000, seed + 1_000_003)) {
+  for (const fam of data.families) {
+    const opts = data.format === 'v1' ? undefined : { format: data.format, ...(data.injectRate !== undefined ? { injectRate: data.injectRate } : {}) };
+    for (const p of generateSplit('train', fam, 2000, seed + 1_000_003, opts)) {
       corpus.push(`<|im_start|>user\n${p.prompt}<|im_end|>\n<|im_start|>assistant\n${p.completion}<|im_end|>\n`);
     }
   }
@@ -39,6 +56,8 @@ export interface Example {
   ids: number[];
   /** Number of prompt tokens; ids[promptLen..] is the completion (incl. <|im_end|>). */
   promptLen: number;
+  /** Positions in ids (inside the completion) that are never a target: injected wrong tokens. */
+  noLoss?: number[];
 }
 
 export function promptText(tok: RacTokenizer, p: TinyProblem): string {
@@ -47,16 +66,39 @@ export function promptText(tok: RacTokenizer, p: TinyProblem): string {
 
 export function encodeExample(tok: RacTokenizer, p: TinyProblem): Example {
   const prompt = tok.encode(promptText(tok, p), { addSpecialTokens: false });
-  const completion = tok.encode(`${p.completion}<|im_end|>`, { addSpecialTokens: false });
-  return { ids: [...prompt, ...completion], promptLen: prompt.length };
+  const text = `${p.completion}<|im_end|>`;
+  const completion = tok.encode(text, { addSpecialTokens: false });
+  if (!p.noLoss || p.noLoss.length === 0) return { ids: [...prompt, ...completion], promptLen: prompt.length };
+  // Encode the completion piece by piece at the span borders, so each wrong span is whole tokens;
+  // the pieces must tokenize exactly as the whole text does (the model, generating, produces the
+  // whole text's tokens), which holds when spans are runs of digits (each digit is a pre-token).
+  const ids: number[] = [];
+  const noLoss: number[] = [];
+  let at = 0;
+  for (const [a, b] of p.noLoss) {
+    if (!(a >= at && b > a && b <= p.completion.length)) throw new Error(`${p.id}: bad no-loss span [${a}, ${b})`);
+    ids.push(...tok.encode(text.slice(at, a), { addSpecialTokens: false }));
+    const wrongIds = tok.encode(text.slice(a, b), { addSpecialTokens: false });
+    for (let i = 0; i < wrongIds.length; i++) noLoss.push(prompt.length + ids.length + i);
+    ids.push(...wrongIds);
+    at = b;
+  }
+  ids.push(...tok.encode(text.slice(at), { addSpecialTokens: false }));
+  if (ids.length !== completion.length || ids.some((t, i) => t !== completion[i])) {
+    throw new Error(`${p.id}: the no-loss spans do not fall on token borders`);
+  }
+  return { ids: [...prompt, ...ids], promptLen: prompt.length, noLoss };
 }
 
-/** The training problem stream: arith and trace interleaved (50/50), deterministic in seed. */
-export function trainPool(perFamily: number, seed: number): TinyProblem[] {
-  const a = generateSplit('train', 'arith', perFamily, seed);
-  const t = generateSplit('train', 'trace', perFamily, seed);
+/**
+ * The training problem stream: the recipe's families interleaved in equal shares, deterministic
+ * in seed. v1 (arith, trace) is exactly the shipped model's stream.
+ */
+export function trainPool(perFamily: number, seed: number, data: DataRecipe = V1_DATA): TinyProblem[] {
+  const opts = data.format === 'v1' ? undefined : { format: data.format, ...(data.injectRate !== undefined ? { injectRate: data.injectRate } : {}) };
+  const lists = data.families.map((f) => generateSplit('train', f, perFamily, seed, opts));
   const out: TinyProblem[] = [];
-  for (let i = 0; i < perFamily; i++) out.push(a[i]!, t[i]!);
+  for (let i = 0; i < perFamily; i++) for (const l of lists) out.push(l[i]!);
   return out;
 }
 
@@ -135,7 +177,7 @@ export interface BatchFeeds {
   feeds: Record<string, HostTensor>;
   /** Tokens in real examples (excluding padding). */
   tokens: number;
-  /** Target (completion) tokens. */
+  /** Target (completion) tokens, injected wrong tokens excluded. */
   targets: number;
 }
 
@@ -162,6 +204,7 @@ export function batchFeeds(c: TinyConfig, rows: Example[][], T: number, padId: n
     let off = 0;
     for (const ex of rows[b]!) {
       const L = ex.ids.length;
+      const skip = ex.noLoss && ex.noLoss.length > 0 ? new Set(ex.noLoss) : null;
       if (off + L > T) throw new Error(`row ${b} overflows ${T} tokens`);
       for (let i = 0; i < L; i++) {
         const n = b * T + off + i;
@@ -170,7 +213,7 @@ export function batchFeeds(c: TinyConfig, rows: Example[][], T: number, padId: n
         sin.set(rope.sin.subarray(i * hd, (i + 1) * hd), n * hd);
         const mrow = (b * T + off + i) * T;
         mask.fill(0, mrow + off, mrow + off + i + 1);
-        if (i + 1 < L && i + 1 >= ex.promptLen) {
+        if (i + 1 < L && i + 1 >= ex.promptLen && !(skip !== null && skip.has(i + 1))) {
           tgtIdx.push(n);
           tgtTok.push(ex.ids[i + 1]!);
         }

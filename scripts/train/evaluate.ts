@@ -3,8 +3,12 @@
  * scripts/eval-tiny-reasoner.ts and the accuracy test).
  */
 import { generate } from '../../src/models/generate.ts';
+import { countHesitations, DEFAULT_CODE_LIMITS } from '../../src/pipeline/eval.ts';
 import type { LoadedModel } from '../../src/pipeline/loaded.ts';
 import { gradeTiny, lastBoxed, thinkSpan } from '../../src/tasks/boxed.ts';
+import { extractProgram, runTests } from '../../src/tasks/code.ts';
+import { meanPassAtK } from '../../src/tasks/passk.ts';
+import type { SandboxLimits } from '../../src/tasks/sandbox.ts';
 import { generateSplit, type Family, type TinyProblem } from '../../src/tasks/tiny/index.ts';
 
 export interface ModeResult {
@@ -18,6 +22,11 @@ export interface ModeResult {
   truncated: number;
   meanPromptTokens: number;
   meanCompletionTokens: number;
+  /** Hesitation words per completion (as `rac eval` counts them: wait, but wait, hmm, alternatively). */
+  hesitationsPerSample: number;
+  /** Code family: samples per problem and pass@k (k = 1 and k = samples). */
+  samples?: number;
+  passAt?: Record<string, number>;
   seconds: number;
   /** Wrong answers (problem, completion text). */
   errors: { problem: TinyProblem; text: string }[];
@@ -32,8 +41,27 @@ export interface Mode {
 export const GREEDY: Mode = { mode: 'greedy', temperature: 0, topP: 1 };
 export const SAMPLED: Mode = { mode: 'sampled', temperature: 0.6, topP: 0.95 };
 
-/** Generate on `n` eval problems of `family` and grade them. */
-export async function evaluateFamily(m: LoadedModel, family: Family, n: number, mode: Mode, seed = 0, batchSize = 64): Promise<ModeResult> {
+const hesitationsOf = (text: string) => {
+  const h = countHesitations(text);
+  return h.wait + h.but_wait + h.hmm + h.alternatively;
+};
+
+/**
+ * Generate on `n` eval problems of `family` and grade them. The code family draws `samples`
+ * completions per problem (streams problem·samples + j), runs each program on the problem's tests
+ * in the sandbox, and reports pass@1 and pass@samples; its accuracy is the per-sample pass rate and
+ * "closed" means `</think>` then a fenced program.
+ */
+export async function evaluateFamily(
+  m: LoadedModel,
+  family: Family,
+  n: number,
+  mode: Mode,
+  seed = 0,
+  batchSize = 64,
+  opts: { samples?: number; limits?: SandboxLimits } = {},
+): Promise<ModeResult> {
+  if (family === 'code') return evaluateCode(m, n, mode, seed, batchSize, opts.samples ?? 1, opts.limits ?? DEFAULT_CODE_LIMITS);
   const problems = generateSplit('eval', family, n, seed);
   const prompts = problems.map((p) =>
     m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), {
@@ -60,8 +88,10 @@ export async function evaluateFamily(m: LoadedModel, family: Family, n: number, 
   let closedBoxed = 0;
   let truncated = 0;
   let compTokens = 0;
+  let hesitations = 0;
   const errors: ModeResult['errors'] = [];
   outs.forEach((o, i) => {
+    hesitations += hesitationsOf(o.text);
     if (gradeTiny(o.text, problems[i]!.answer).correct) correct++;
     else errors.push({ problem: problems[i]!, text: o.text });
     const span = thinkSpan(o.text);
@@ -80,6 +110,71 @@ export async function evaluateFamily(m: LoadedModel, family: Family, n: number, 
     truncated: truncated / n,
     meanPromptTokens: prompts.reduce((s, p) => s + p.length, 0) / n,
     meanCompletionTokens: compTokens / n,
+    hesitationsPerSample: hesitations / n,
+    seconds: (Date.now() - t0) / 1000,
+    errors,
+  };
+}
+
+async function evaluateCode(m: LoadedModel, n: number, mode: Mode, seed: number, batchSize: number, samples: number, limits: SandboxLimits): Promise<ModeResult> {
+  const problems = generateSplit('eval', 'code', n, seed, { format: 'v2' });
+  const prompts = problems.map((p) =>
+    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), {
+      addSpecialTokens: false,
+    }),
+  );
+  const maxPrompt = Math.max(...prompts.map((p) => p.length));
+  const t0 = Date.now();
+  const reqs = problems.flatMap((_, i) => Array.from({ length: samples }, (_s, j) => ({ prompt: prompts[i]!, stream: i * samples + j })));
+  const outs = await generate(m.engine, m.tokenizer, reqs, {
+    maxNewTokens: Math.max(1, m.model.config.maxPositionEmbeddings - maxPrompt),
+    seed,
+    eosTokenIds: m.eosTokenIds,
+    temperature: mode.temperature,
+    topP: mode.topP,
+    topK: 0,
+    batchSize,
+  });
+  const perProblem = problems.map(() => ({ n: samples, c: 0 }));
+  let passed = 0;
+  let closed = 0;
+  let truncated = 0;
+  let compTokens = 0;
+  let hesitations = 0;
+  const errors: ModeResult['errors'] = [];
+  for (let r = 0; r < outs.length; r++) {
+    const o = outs[r]!;
+    const i = Math.floor(r / samples);
+    const p = problems[i]!;
+    const prog = extractProgram(o.text);
+    const span = thinkSpan(o.text);
+    if (span.closed && extractProgram(span.afterThink) !== null) closed++;
+    if (o.finishReason === 'length') truncated++;
+    compTokens += o.ids.length;
+    hesitations += hesitationsOf(o.text);
+    const res = await runTests(prog, p.tests!, limits);
+    if (res.passed) {
+      passed++;
+      perProblem[i]!.c++;
+    } else errors.push({ problem: p, text: o.text });
+  }
+  const total = outs.length;
+  const passAt: Record<string, number> = { '1': meanPassAtK(perProblem, 1) };
+  if (samples > 1) passAt[String(samples)] = meanPassAtK(perProblem, samples);
+  return {
+    family: 'code',
+    mode: mode.mode,
+    temperature: mode.temperature,
+    topP: mode.topP,
+    n,
+    accuracy: passed / total,
+    closedBoxed: closed / total,
+    truncated: truncated / total,
+    meanPromptTokens: prompts.reduce((s, p) => s + p.length, 0) / n,
+    meanCompletionTokens: compTokens / total,
+    hesitationsPerSample: hesitations / total,
+    samples,
+    passAt,
     seconds: (Date.now() - t0) / 1000,
     errors,
   };

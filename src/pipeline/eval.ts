@@ -121,6 +121,10 @@ export interface FamilyMetrics {
   mean_tokens: number;
   truncated: number;
   n: number;
+  /** pass@k for k = 1, 2, 4, … ≤ K over the family's problems (as metrics.pass_at_k). */
+  pass_at_k: Record<string, number>;
+  /** Hesitation words per sample (as metrics.hesitations.per_sample). */
+  hesitations_per_sample: number;
 }
 
 /** What `<model>/rac.json` says about a pruned model (absent for a dense one). */
@@ -246,6 +250,9 @@ export async function loadEvalProblems(file: string, task: EvalTask, columns: Pa
     if (task === 'code') {
       if (r.raw[testsCol] === undefined || r.raw[testsCol] === null) throw new Error(`${where}: no tests column "${testsCol}" (columns: ${ds.columns.join(', ')})`);
       tests = parseTests(r.raw[testsCol], where);
+    } else if (task === 'tiny' && r.raw[testsCol] !== undefined && r.raw[testsCol] !== null) {
+      // The tiny reasoner's code family (format v2) in a tiny dataset: graded by its tests.
+      tests = parseTests(r.raw[testsCol], where);
     } else {
       if (r.answer === undefined) throw new Error(`${where}: no answer in column "${ds.answerColumn ?? columns.answer ?? 'answer'}"`);
       answer = r.answer;
@@ -312,11 +319,16 @@ export function computeMetrics(records: SampleRecord[], K: number, wall: number)
   }
   const problems = [...byProblem.values()];
   const accuracy = mean(problems.map((l) => mean(l.map((r) => (r.correct ? 1 : 0)))));
-  const pass: Record<string, number> = {};
-  for (const k of passKs(K)) {
-    const vals = problems.filter((l) => l.length >= k).map((l) => passAtK(l.length, l.filter((r) => r.correct).length, k));
-    pass[String(k)] = mean(vals);
-  }
+  const passOf = (ps: SampleRecord[][]): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const k of passKs(K)) {
+      const vals = ps.filter((l) => l.length >= k).map((l) => passAtK(l.length, l.filter((r) => r.correct).length, k));
+      out[String(k)] = mean(vals);
+    }
+    return out;
+  };
+  const hesitationsOf = (r: SampleRecord) => r.hesitations.wait + r.hesitations.alternatively + r.hesitations.hmm + r.hesitations.but_wait;
+  const pass = passOf(problems);
   const tokens = records.map((r) => r.tokens);
   const totalTokens = tokens.reduce((a, b) => a + b, 0);
   const h: HesitationCounts = { wait: 0, alternatively: 0, hmm: 0, but_wait: 0 };
@@ -357,6 +369,8 @@ export function computeMetrics(records: SampleRecord[], K: number, wall: number)
         mean_tokens: mean(rs.map((r) => r.tokens)),
         truncated: mean(rs.map((r) => (r.finish_reason === 'length' ? 1 : 0))),
         n: ps.length,
+        pass_at_k: passOf(ps),
+        hesitations_per_sample: mean(rs.map(hesitationsOf)),
       };
     }
   }
@@ -444,7 +458,8 @@ export function codeLimits(o: { wallSeconds?: number | undefined; cpuSeconds?: n
 }
 
 async function grade(task: EvalTask, p: EvalProblem, text: string, limits: SandboxLimits): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
-  if (task === 'tiny') return gradeTiny(text, p.answer!);
+  // A tiny row with tests (the code family) is graded as the code task grades it.
+  if (task === 'tiny' && p.tests === null) return gradeTiny(text, p.answer!);
   if (task === 'math') return gradeMath(text, p.answer!);
   const prog = extractProgram(text);
   const tests = p.tests!;

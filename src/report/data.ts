@@ -5,8 +5,8 @@
  *   evaluated model's `rac.json` at eval time) or, failing that, from `<model.dir>/rac.json`; a
  *   model without either is the dense reference;
  * - a `summary.json` in the demo's shape: `{model, eval_problems, dense: {accuracy, mean_tokens,
- *   truncated}, rows: [{method, calib, sparsity | pattern, calib_tokens, accuracy, mean_tokens,
- *   truncated, per_family}]}` (or `{groups: [that shape, …]}`, which `summarize` writes for
+ *   truncated, hesitations?}, rows: [{method, calib, sparsity | pattern, calib_tokens, accuracy,
+ *   mean_tokens, truncated, hesitations?, per_family}]}` (`hesitations`: words per sample) (or `{groups: [that shape, …]}`, which `summarize` writes for
  *   several base models).
  *
  * Rows are grouped by base model (the dense model a pruned one came from); Δ columns are
@@ -32,6 +32,8 @@ export interface ReportRow {
   mean_tokens: number;
   truncated: number | null;
   problems: number | null;
+  /** Hesitation words per sample (results.json `metrics.hesitations.per_sample`), when known. */
+  hesitations?: number;
   per_family?: Record<string, unknown>;
   /** The file the row came from. */
   source: string;
@@ -75,6 +77,8 @@ function modelName(dir: string): string {
   return basename(dir.replace(/\/+$/, '')) || dir;
 }
 
+const hesitationsField = (h: number | null): { hesitations?: number } => (h === null ? {} : { hesitations: h });
+
 function fromResults(file: string, j: Record<string, unknown>): ReportRow {
   const model = (j.model ?? {}) as { dir?: string; pruning?: PruningInfo };
   const metrics = (j.metrics ?? {}) as Record<string, unknown>;
@@ -98,6 +102,7 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
     mean_tokens: mt,
     truncated: num(metrics.truncated),
     problems: num(dataset?.problems),
+    ...hesitationsField(num((metrics.hesitations as Record<string, unknown> | undefined)?.per_sample)),
     ...(j.per_family && typeof j.per_family === 'object' ? { per_family: j.per_family as Record<string, unknown> } : {}),
     source: file,
     ...(dir ? { dir } : {}),
@@ -126,6 +131,7 @@ function fromSummary(file: string, s: Record<string, unknown>): ReportRow[] {
       mean_tokens: mt,
       truncated: num(d.truncated),
       problems,
+      ...hesitationsField(num(d.hesitations)),
       ...(d.per_family && typeof d.per_family === 'object' ? { per_family: d.per_family as Record<string, unknown> } : {}),
       source: file,
     });
@@ -147,6 +153,7 @@ function fromSummary(file: string, s: Record<string, unknown>): ReportRow[] {
       mean_tokens: mt,
       truncated: num(r.truncated),
       problems,
+      ...hesitationsField(num(r.hesitations)),
       ...(r.per_family && typeof r.per_family === 'object' ? { per_family: r.per_family as Record<string, unknown> } : {}),
       source: file,
     });
@@ -257,7 +264,13 @@ export function summarize(groups: ReportGroup[]): Record<string, unknown> {
     model: g.model,
     eval_problems: g.dense?.problems ?? g.rows.find((r) => r.problems !== null)?.problems ?? null,
     dense: g.dense
-      ? { accuracy: g.dense.accuracy, mean_tokens: g.dense.mean_tokens, truncated: g.dense.truncated, ...(g.dense.per_family ? { per_family: g.dense.per_family } : {}) }
+      ? {
+          accuracy: g.dense.accuracy,
+          mean_tokens: g.dense.mean_tokens,
+          truncated: g.dense.truncated,
+          ...hesitationsField(g.dense.hesitations ?? null),
+          ...(g.dense.per_family ? { per_family: g.dense.per_family } : {}),
+        }
       : null,
     rows: g.rows
       .filter((r) => r.method !== 'dense')
@@ -269,6 +282,7 @@ export function summarize(groups: ReportGroup[]): Record<string, unknown> {
         accuracy: r.accuracy,
         mean_tokens: r.mean_tokens,
         truncated: r.truncated,
+        ...hesitationsField(r.hesitations ?? null),
         ...(g.dense ? { delta_accuracy: r.accuracy - g.dense.accuracy, delta_mean_tokens: r.mean_tokens - g.dense.mean_tokens } : {}),
         ...(r.per_family ? { per_family: r.per_family } : {}),
       })),

@@ -115,7 +115,17 @@ function groupCharts(g: ReportGroup, gi: number): string {
 function groupTable(g: ReportGroup): string {
   const d = g.dense;
   const families = [...new Set(g.rows.flatMap((r) => Object.keys(r.per_family ?? {})))].sort();
-  const head = ['model', 'method', 'calib mode', 'sparsity / pattern', 'calib tokens', 'accuracy', 'Δ acc vs dense', 'mean tokens', 'Δ tokens vs dense', 'truncated', 'problems', ...families.map((f) => `acc: ${f}`), 'source'];
+  // pass@k columns (largest k > 1) for the families evaluated with several samples (e.g. code).
+  const passK = (r: ReportRow, f: string): Record<string, unknown> => ((r.per_family?.[f] as { pass_at_k?: Record<string, unknown> } | undefined)?.pass_at_k ?? {});
+  const passCols = families
+    .map((f) => ({ f, k: Math.max(0, ...g.rows.flatMap((r) => Object.keys(passK(r, f)).map(Number).filter((k) => Number.isFinite(k)))) }))
+    .filter((c) => c.k > 1);
+  const hasHes = g.rows.some((r) => r.hesitations !== undefined);
+  const head = [
+    'model', 'method', 'calib mode', 'sparsity / pattern', 'calib tokens', 'accuracy', 'Δ acc vs dense', 'mean tokens', 'Δ tokens vs dense',
+    ...(hasHes ? ['hesitations / sample'] : []), 'truncated', 'problems', ...families.map((f) => `acc: ${f}`),
+    ...passCols.flatMap((c) => [`pass@1: ${c.f}`, `pass@${c.k}: ${c.f}`]), 'source',
+  ];
   const lines = g.rows.map((r) => {
     const dAcc = d && r !== d ? r.accuracy - d.accuracy : null;
     const dTok = d && r !== d ? r.mean_tokens - d.mean_tokens : null;
@@ -123,6 +133,13 @@ function groupTable(g: ReportGroup): string {
       const v = (r.per_family?.[f] as { accuracy?: unknown } | undefined)?.accuracy;
       return `<td class="n">${typeof v === 'number' ? pct(v) : '–'}</td>`;
     });
+    for (const c of passCols) {
+      for (const k of [1, c.k]) {
+        const v = passK(r, c.f)[String(k)];
+        fam.push(`<td class="n">${typeof v === 'number' ? pct(v) : '–'}</td>`);
+      }
+    }
+    const hes = hasHes ? `<td class="n">${r.hesitations === undefined ? '–' : r.hesitations.toFixed(2)}</td>` : '';
     const cls = r.method === 'dense' ? ' class="dense"' : '';
     return (
       `<tr${cls}><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${esc(calibLabel(r.calib))}</td><td class="n">${esc(sparsityLabel(r))}</td>` +
@@ -130,7 +147,7 @@ function groupTable(g: ReportGroup): string {
       `<td class="n"><b>${pct(r.accuracy)}</b></td>` +
       `<td class="n ${dAcc !== null && dAcc < 0 ? 'neg' : 'pos'}">${dAcc === null ? '–' : signed(dAcc, `${(100 * dAcc).toFixed(1)} pts`)}</td>` +
       `<td class="n"><b>${fixed(r.mean_tokens)}</b></td>` +
-      `<td class="n ${dTok !== null && dTok > 0 ? 'neg' : 'pos'}">${dTok === null ? '–' : signed(dTok, dTok.toFixed(1))}</td>` +
+      `<td class="n ${dTok !== null && dTok > 0 ? 'neg' : 'pos'}">${dTok === null ? '–' : signed(dTok, dTok.toFixed(1))}</td>${hes}` +
       `<td class="n">${pct(r.truncated)}</td><td class="n">${r.problems ?? '–'}</td>${fam.join('')}` +
       `<td class="src" title="${esc(r.source)}">${esc(basename(r.source))}</td></tr>`
     );

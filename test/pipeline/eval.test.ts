@@ -106,8 +106,8 @@ describe('metrics', () => {
     assert.equal(m.tokens_per_second, 260 / 2);
     assert.equal(m.problems, 3);
     assert.deepEqual(perFamily, {
-      a: { accuracy: 0.625, mean_tokens: (5 * 10 + 3 * 30) / 8, truncated: 1 / 8, n: 2 },
-      b: { accuracy: 0, mean_tokens: 30, truncated: 0, n: 1 },
+      a: { accuracy: 0.625, mean_tokens: (5 * 10 + 3 * 30) / 8, truncated: 1 / 8, n: 2, pass_at_k: { '1': 0.625, '2': (passAtK(4, 1, 2) + 1) / 2, '4': 1 }, hesitations_per_sample: 4 / 8 },
+      b: { accuracy: 0, mean_tokens: 30, truncated: 0, n: 1, pass_at_k: { '1': 0, '2': 0, '4': 0 }, hesitations_per_sample: 0 },
     });
     assert.equal(computeMetrics([rec({ problem_id: 'x', sample: 0 })], 1, 1).perFamily, undefined);
   });

@@ -14,8 +14,8 @@ import { loadCheckpoint } from '../../scripts/train/checkpoint.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TINY = ['--hidden', '32', '--layers', '1', '--heads', '2', '--kv-heads', '1', '--intermediate', '48', '--batch', '2', '--seq', '384', '--threads', '1', '--quiet'];
 
-function train(work: string, out: string, extra: string[]): void {
-  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/train-tiny-reasoner.ts', '--work', work, '--out', out, '--steps', '4', ...TINY, ...extra], {
+function train(work: string, out: string, extra: string[], size: string[] = TINY): void {
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/train-tiny-reasoner.ts', '--work', work, '--out', out, '--steps', '4', ...size, ...extra], {
     cwd: ROOT,
     stdio: 'pipe',
   });
@@ -40,6 +40,31 @@ test('training 4 steps straight equals 2 steps + --resume 2 steps, bit for bit',
     assert.ok(Buffer.from(a.v.buffer).equals(Buffer.from(b.v.buffer)), 'Adam v differs');
     assert.ok(readFileSync(join(dir, 'out-a', 'model.safetensors')).equals(readFileSync(join(dir, 'out-b', 'model.safetensors'))));
     assert.ok(!a.params.every((x, i) => x === mid.params[i]), 'training changed the parameters');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('recipe v2 (masked injected errors, code family) resumes bit for bit and keeps its recipe', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-resume-v2-'));
+  // v2 examples run to 502 tokens: a 512-token row holds every one.
+  const size = [...TINY.filter((_x, i) => TINY[i - 1] !== '--seq' && TINY[i] !== '--seq'), '--seq', '512'];
+  try {
+    train(join(dir, 'a'), join(dir, 'out-a'), ['--recipe', 'v2'], size);
+    train(join(dir, 'b'), join(dir, 'out-b'), ['--recipe', 'v2', '--stop-after', '2'], size);
+    assert.throws(() => train(join(dir, 'b'), join(dir, 'out-b'), ['--recipe', 'v1', '--resume'], size), /recipe v2, not v1/);
+    train(join(dir, 'b'), join(dir, 'out-b'), ['--resume'], size);
+    const a = loadCheckpoint(join(dir, 'a', 'checkpoint.bin'));
+    const b = loadCheckpoint(join(dir, 'b', 'checkpoint.bin'));
+    assert.equal(a.meta.recipe, 'v2');
+    assert.deepEqual(a.meta.data, { families: ['arith', 'trace', 'code'], format: 'v2', injectRate: 0.15 });
+    assert.equal(b.meta.step, 4);
+    assert.ok(a.meta.targetTokensSeen < a.meta.tokensSeen);
+    assert.equal(b.meta.targetTokensSeen, a.meta.targetTokensSeen);
+    assert.ok(Buffer.from(a.params.buffer).equals(Buffer.from(b.params.buffer)), 'params differ');
+    assert.ok(readFileSync(join(dir, 'out-a', 'model.safetensors')).equals(readFileSync(join(dir, 'out-b', 'model.safetensors'))));
+    const summary = JSON.parse(readFileSync(join(dir, 'a', 'summary.json'), 'utf8')) as { recipe: string };
+    assert.equal(summary.recipe, 'v2');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -41,7 +41,8 @@
  *   487*50 / … / =24350 / 02922+24350 / 1: 2+0+0=02 00292+02435 20000 / … / =27272
  */
 import type { Rng } from '../rng.ts';
-import { makeProblem, pad, stripZeros, type TinyProblem } from './common.ts';
+import { makeMarkedProblem, makeProblem, pad, stripZeros, wrong, type TinyProblem } from './common.ts';
+import { hesitation, wrongValue } from './selfcheck.ts';
 
 export type ArithOp = '+' | '-' | '*';
 
@@ -213,4 +214,176 @@ export function arithProblem(spec: ArithSpec): TinyProblem {
 
 export function generateArith(rng: Rng): TinyProblem {
   return arithProblem(sampleArithSpec(rng));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format v2: every column step carries a check, and one step may carry an injected error.
+//
+// Each step line gets a fixed-width check right after the step's result, before the registers
+// (so every normal line of a block still has one width and the registers keep their constant
+// offsets):
+//   sum        `k: a+b+c=ss ss-b-c=a A+B R`        subtract back: must give the column digit a
+//   difference `k: Xa-b-r=d d+b+r=Xa A-B R`        add back: must give Xa (borrow flag, digit)
+//   product    `k: a*d+c=ss d*a+c=ss A R`          a second decomposition: the operands re-read
+//                                                  in the other order, must give ss again
+// The comparison is between tokens at a fixed distance inside one line (the check's result and
+// the value it must equal), then the line goes on with ` ` + registers when they agree.
+// An injected error (train split only) replaces the step's result by a wrong value (no loss on
+// it) and ends the line after the check; the next line is a hesitation naming the mismatch, and
+// the line after that is the step redone in full:
+//   1: 7+5+0=13 13-5-0=8
+//   Wait, 8 is not 7.
+//   1: 7+5+0=12 12-5-0=7 00048+00009 20000
+
+/** Counts the checkable steps of one solve and fires (returns the plan's rng) at the planned one. */
+export class Fault {
+  private n = 0;
+  constructor(private readonly plan: { step: number; rng: Rng } | null) {}
+  next(): Rng | null {
+    const hit = this.plan !== null && this.n === this.plan.step;
+    this.n++;
+    return hit ? this.plan!.rng : null;
+  }
+  /** Steps seen so far. */
+  get steps(): number {
+    return this.n;
+  }
+}
+
+/** Checkable steps in a spec's v2 scratchpad (the injection point is drawn among them). */
+export function arithSteps({ op }: ArithSpec): number {
+  return op === '*' ? 2 * MUL_WIDTH + ADD_WIDTH : ADD_WIDTH;
+}
+
+export function addBlockV2(a: number, b: number, fault: Fault, width = ADD_WIDTH): Block {
+  let A = pad(a, width);
+  let B = pad(b, width);
+  let R = '0'.repeat(width);
+  let c = 0;
+  const lines: string[] = [];
+  for (let k = 1; k <= width; k++) {
+    const da = Number(A[width - 1]);
+    const db = Number(B[width - 1]);
+    const s = da + db + c;
+    A = '0' + A.slice(0, width - 1);
+    B = '0' + B.slice(0, width - 1);
+    R = pad(s, 2)[1] + R.slice(0, width - 1);
+    const step = `${k}: ${da}+${db}+${c}=`;
+    const check = (v: number) => `${pad(v, 2)}-${db}-${c}=${v - db - c}`;
+    const rng = fault.next();
+    if (rng) {
+      const w = wrongValue(rng, s, 0, 19, (v) => v - db - c >= 0 && v - db - c <= 9);
+      lines.push(`${step}${wrong(pad(w, 2))} ${check(w)}`);
+      lines.push(hesitation(rng, String(w - db - c), String(da)));
+    }
+    lines.push(`${step}${pad(s, 2)} ${check(s)} ${A}+${B} ${R}`);
+    c = Math.floor(s / 10);
+  }
+  return { lines, carry: c, reg: R };
+}
+
+export function subBlockV2(a: number, b: number, fault: Fault, width = ADD_WIDTH): Block {
+  if (a < b) throw new RangeError('subBlockV2: a < b');
+  let A = pad(a, width);
+  let B = pad(b, width);
+  let R = '0'.repeat(width);
+  let r = 0;
+  const lines: string[] = [];
+  for (let k = 1; k <= width; k++) {
+    const da = Number(A[width - 1]);
+    const db = Number(B[width - 1]);
+    const x = da - db - r < 0 ? 1 : 0;
+    const d = 10 * x + da - db - r;
+    A = '0' + A.slice(0, width - 1);
+    B = '0' + B.slice(0, width - 1);
+    R = String(d) + R.slice(0, width - 1);
+    const step = `${k}: ${x}${da}-${db}-${r}=`;
+    const check = (v: number) => `${v}+${db}+${r}=${pad(v + db + r, 2)}`;
+    const rng = fault.next();
+    if (rng) {
+      const w = wrongValue(rng, d, 0, 9);
+      lines.push(`${step}${wrong(String(w))} ${check(w)}`);
+      lines.push(hesitation(rng, pad(w + db + r, 2), `${x}${da}`));
+    }
+    lines.push(`${step}${d} ${check(d)} ${A}-${B} ${R}`);
+    r = x;
+  }
+  if (r !== 0) throw new Error('subBlockV2: final borrow');
+  return { lines, carry: 0, reg: R };
+}
+
+export function mulDigitBlockV2(a: number, d: number, fault: Fault, width = MUL_WIDTH): Block {
+  let A = pad(a, width);
+  let R = '0'.repeat(width);
+  let c = 0;
+  const lines: string[] = [];
+  for (let k = 1; k <= width; k++) {
+    const da = Number(A[width - 1]);
+    const s = da * d + c;
+    A = '0' + A.slice(0, width - 1);
+    R = pad(s, 2)[1] + R.slice(0, width - 1);
+    const step = `${k}: ${da}*${d}+${c}=`;
+    const check = `${d}*${da}+${c}=${pad(s, 2)}`;
+    const rng = fault.next();
+    if (rng) {
+      const w = wrongValue(rng, s, 0, 99);
+      lines.push(`${step}${wrong(pad(w, 2))} ${check}`);
+      lines.push(hesitation(rng, pad(s, 2), pad(w, 2)));
+    }
+    lines.push(`${step}${pad(s, 2)} ${check} ${A} ${R}`);
+    c = Math.floor(s / 10);
+  }
+  return { lines, carry: c, reg: R };
+}
+
+/** The v2 scratchpad (checks everywhere; the planned step, if any, written wrong and repaired). */
+export function solveArithV2({ a, op, b }: ArithSpec, plan: { step: number; rng: Rng } | null): ArithSolution {
+  const fault = new Fault(plan);
+  const scratch: string[] = [];
+  let answer: string;
+  if (op === '+') {
+    scratch.push(`${pad(a, ADD_WIDTH)}+${pad(b, ADD_WIDTH)}`);
+    const blk = addBlockV2(a, b, fault);
+    scratch.push(...blk.lines);
+    answer = blockValue(blk);
+  } else if (op === '-') {
+    const neg = a < b;
+    const [x, y] = neg ? [b, a] : [a, b];
+    const body = `${pad(x, ADD_WIDTH)}-${pad(y, ADD_WIDTH)}`;
+    scratch.push(neg ? `-(${body})` : body);
+    const blk = subBlockV2(x, y, fault);
+    scratch.push(...blk.lines);
+    const mag = blockValue(blk);
+    answer = neg ? `-${mag}` : mag;
+  } else {
+    const A = pad(a, MUL_WIDTH);
+    const B = pad(b, 2);
+    scratch.push(`${A}*${B}`);
+    const d0 = Number(B[1]);
+    const d1 = Number(B[0]);
+    scratch.push(`${A}*${d0}`);
+    const blk0 = mulDigitBlockV2(a, d0, fault);
+    scratch.push(...blk0.lines);
+    const p0 = blockValue(blk0);
+    scratch.push(`=${p0}`);
+    scratch.push(`${A}*${d1}0`);
+    const blk1 = mulDigitBlockV2(a, d1, fault);
+    scratch.push(...blk1.lines);
+    const p1 = blockValue(blk1) === '0' ? '0' : `${blockValue(blk1)}0`;
+    scratch.push(`=${p1}`);
+    const n0 = Number(p0);
+    const n1 = Number(p1);
+    scratch.push(`${pad(n0, ADD_WIDTH)}+${pad(n1, ADD_WIDTH)}`);
+    const sum = addBlockV2(n0, n1, fault);
+    scratch.push(...sum.lines);
+    answer = blockValue(sum);
+  }
+  scratch.push(`=${answer}`);
+  if (fault.steps !== arithSteps({ a, op, b })) throw new Error(`solveArithV2: ${fault.steps} steps, expected ${arithSteps({ a, op, b })}`);
+  return { answer, scratch };
+}
+
+export function arithProblemV2(spec: ArithSpec, plan: { step: number; rng: Rng } | null): TinyProblem {
+  const { answer, scratch } = solveArithV2(spec, plan);
+  return makeMarkedProblem('arith', arithPrompt(spec), answer, scratch);
 }

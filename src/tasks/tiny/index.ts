@@ -7,13 +7,39 @@
  * generateSplit only keeps draws whose hash lands in the requested split.
  */
 import { createRng, hashSeed, type Rng } from '../rng.ts';
-import { arithPrompt, arithProblem, generateArith, sampleArithSpec } from './arith.ts';
-import { FAMILIES, sha256Hex, type Family, type Split, type TinyProblem } from './common.ts';
-import { generateTrace, sampleTraceProgram, traceProblem, tracePrompt } from './trace.ts';
+import { arithPrompt, arithProblem, arithProblemV2, arithSteps, generateArith, sampleArithSpec } from './arith.ts';
+import { codePrompt, codeProblem, generateCode, sampleCodeSpec } from './code.ts';
+import { ALL_FAMILIES, sha256Hex, TINY_FORMATS, type Family, type Split, type TinyFormat, type TinyProblem } from './common.ts';
+import { DEFAULT_INJECT_RATE, planInjection } from './selfcheck.ts';
+import { generateTrace, sampleTraceProgram, traceProblem, traceProblemV2, tracePrompt, traceSteps } from './trace.ts';
 
-export { FAMILIES, SPLITS, renderCompletion, type Family, type Split, type TinyProblem } from './common.ts';
+export {
+  ALL_FAMILIES,
+  FAMILIES,
+  SPLITS,
+  TINY_FORMATS,
+  renderCompletion,
+  type Family,
+  type Split,
+  type TinyCodeTest,
+  type TinyFormat,
+  type TinyProblem,
+} from './common.ts';
+export { DEFAULT_INJECT_RATE, HESITATION_PHRASES, parseHesitation } from './selfcheck.ts';
 export * as arith from './arith.ts';
+export * as code from './code.ts';
 export * as trace from './trace.ts';
+
+/** How generateSplit renders problems. */
+export interface SplitOptions {
+  /** Scratchpad format (default v1, the shipped model's). The code family exists only in v2. */
+  format?: TinyFormat;
+  /**
+   * v2, train split only: share of problems with one injected error (default
+   * DEFAULT_INJECT_RATE). Calib and eval problems are never injected, whatever this says.
+   */
+  injectRate?: number;
+}
 
 /** Percent buckets (of 100) per split: [0, 80) train, [80, 90) calib, [90, 100) eval. */
 export const SPLIT_BUCKETS: Readonly<Record<Split, readonly [number, number]>> = {
@@ -36,6 +62,8 @@ export function generateProblem(family: Family, rng: Rng): TinyProblem {
       return generateArith(rng);
     case 'trace':
       return generateTrace(rng);
+    case 'code':
+      return generateCode(rng);
     default:
       throw new Error(`unknown tiny task family: ${String(family)}`);
   }
@@ -47,8 +75,28 @@ function drawCandidate(family: Family, rng: Rng): { prompt: string; build: () =>
     const spec = sampleArithSpec(rng);
     return { prompt: arithPrompt(spec), build: () => arithProblem(spec) };
   }
+  if (family === 'code') {
+    const spec = sampleCodeSpec(rng);
+    return { prompt: codePrompt(spec), build: () => codeProblem(spec) };
+  }
   const prog = sampleTraceProgram(rng);
   return { prompt: tracePrompt(prog), build: () => traceProblem(prog) };
+}
+
+/** v2 rendering: checks everywhere, and (train split only) a planned injected error. */
+function drawCandidateV2(family: Family, rng: Rng, split: Split, seed: number, rate: number): { prompt: string; build: () => TinyProblem } {
+  const r = split === 'train' ? rate : 0;
+  if (family === 'arith') {
+    const spec = sampleArithSpec(rng);
+    const prompt = arithPrompt(spec);
+    return { prompt, build: () => arithProblemV2(spec, planInjection(prompt, seed, r, arithSteps(spec))) };
+  }
+  if (family === 'trace') {
+    const prog = sampleTraceProgram(rng);
+    const prompt = tracePrompt(prog);
+    return { prompt, build: () => traceProblemV2(prog, planInjection(prompt, seed, r, traceSteps(prog))) };
+  }
+  return drawCandidate(family, rng);
 }
 
 /**
@@ -56,9 +104,14 @@ function drawCandidate(family: Family, rng: Rng): { prompt: string; build: () =>
  * Draws from a stream seeded by (seed, family, split) and keeps only problems whose prompt
  * hashes into `split`, skipping duplicates.
  */
-export function generateSplit(split: Split, family: Family, count: number, seed: number): TinyProblem[] {
+export function generateSplit(split: Split, family: Family, count: number, seed: number, opts: SplitOptions = {}): TinyProblem[] {
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`generateSplit: bad count ${count}`);
-  if (!FAMILIES.includes(family)) throw new Error(`unknown tiny task family: ${String(family)}`);
+  if (!ALL_FAMILIES.includes(family)) throw new Error(`unknown tiny task family: ${String(family)}`);
+  const format = opts.format ?? 'v1';
+  if (!TINY_FORMATS.includes(format)) throw new Error(`unknown tiny task format: ${String(format)}`);
+  if (format === 'v1' && family === 'code') throw new Error('the code family exists only in format v2');
+  const rate = opts.injectRate ?? DEFAULT_INJECT_RATE;
+  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`generateSplit: inject rate ${rate} is not in [0, 1]`);
   const rng = createRng(hashSeed('rac-tiny', family, split, seed));
   const seen = new Set<string>();
   const out: TinyProblem[] = [];
@@ -67,7 +120,7 @@ export function generateSplit(split: Split, family: Family, count: number, seed:
     if (draws >= maxDraws) {
       throw new Error(`generateSplit: only ${out.length}/${count} distinct ${family} problems for ${split} after ${draws} draws`);
     }
-    const { prompt, build } = drawCandidate(family, rng);
+    const { prompt, build } = format === 'v1' ? drawCandidate(family, rng) : drawCandidateV2(family, rng, split, seed, rate);
     if (seen.has(prompt) || splitOf(prompt) !== split) continue;
     seen.add(prompt);
     out.push(build());

@@ -33,7 +33,8 @@
  *    and one-shot sums/products of two-digit numbers are within reach of a 4-layer model.
  */
 import type { Rng } from '../rng.ts';
-import { makeProblem, type TinyProblem } from './common.ts';
+import { makeMarkedProblem, makeProblem, wrong, type TinyProblem } from './common.ts';
+import { hesitation, wrongValue } from './selfcheck.ts';
 
 export const TRACE_NAMES: readonly string[] = ['a', 'b', 'c', 'd', 'k', 'm', 'n', 'x', 'y', 'z'];
 export const TRACE_MAX_VALUE = 99;
@@ -212,4 +213,80 @@ export function traceProblem(p: TraceProgram): TinyProblem {
 
 export function generateTrace(rng: Rng): TinyProblem {
   return traceProblem(sampleTraceProgram(rng));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format v2: every operation is checked by re-reading its operands (the bare numbers just
+// written) and undoing it another way, and one operation may carry an injected error.
+//
+//   + : `C5 + A4 = 5 + 4 = 9 ; 9 - 4 = 5 ; A9 …`     subtract back: must give the first operand
+//   - : `B12 - 7 = 12 - 7 = 5 ; 5 + 7 = 12 ; C5 …`   add back: must give the first operand
+//   * : `A4 * 3 = 4 * 3 = 12 ; 3 * 4 = 12 ; B12 …`   the operands re-read in the other order
+//
+// The check's result is compared with the operand (or result) a fixed number of tokens back.
+// An injected error (train split only) writes the operation's result wrong (no loss on it); the
+// check run on it mismatches, a hesitation phrase names the mismatch, and the operation is redone
+// on the same line, so the line's binding and state (the values later lines look up) stay right:
+//   line 4: a = c + a ; C5 + A4 = 5 + 4 = 8 ; 8 - 4 = 4 ; Wait, 4 is not 5. 5 + 4 = 9 ; 9 - 4 = 5 ; A9 ; state A9 B12 C5
+// The wrong result is a bare number, never a binding, so no later lookup can find it.
+
+/** The check of `x op y = v`: its text and what it must equal (`got` vs `want`). */
+function traceCheck(x: number, op: TraceOp, y: number, v: number): { text: string; got: number; want: number } {
+  if (op === '+') return { text: `${v} - ${y} = ${v - y}`, got: v - y, want: x };
+  if (op === '-') return { text: `${v} + ${y} = ${v + y}`, got: v + y, want: x };
+  return { text: `${y} * ${x} = ${x * y}`, got: x * y, want: v };
+}
+
+/** Checkable steps (binary operations) of a program: the injection point is drawn among them. */
+export function traceSteps(p: TraceProgram): number {
+  return p.lines.filter((l) => l.expr.kind === 'bin').length;
+}
+
+/** The v2 scratchpad; `plan.step` indexes the program's binary operations. */
+export function solveTraceV2(p: TraceProgram, plan: { step: number; rng: Rng } | null): TraceSolution {
+  const env = new Map<string, number>();
+  const val = (o: Operand): number => {
+    if (o.kind === 'lit') return o.value;
+    const v = env.get(o.name);
+    if (v === undefined) throw new Error(`trace: ${o.name} used before assignment`);
+    return v;
+  };
+  const fetch = (o: Operand): string => (o.kind === 'lit' ? String(o.value) : binding(o.name, val(o)));
+  const scratch: string[] = [];
+  let op = 0;
+  p.lines.forEach((l, i) => {
+    const e = l.expr;
+    let text = `line ${i + 1}: ${lineText(l)}`;
+    let v: number;
+    if (e.kind === 'atom') {
+      v = val(e.x);
+      if (e.x.kind === 'var') text += ` ; ${fetch(e.x)} = ${v}`;
+    } else {
+      const xv = val(e.x);
+      const yv = val(e.y);
+      v = applyOp(xv, e.op, yv);
+      const bare = `${xv} ${e.op} ${yv} = `;
+      text += ` ; ${fetch(e.x)} ${e.op} ${fetch(e.y)} = ${bare}`;
+      if (plan !== null && op === plan.step) {
+        const rng = plan.rng;
+        const w = wrongValue(rng, v, 0, TRACE_MAX_VALUE, (c) => e.op !== '+' || c >= yv);
+        const bad = e.op === '*' ? { text: `${yv} * ${xv} = ${v}`, got: v, want: w } : traceCheck(xv, e.op, yv, w);
+        text += `${wrong(String(w))} ; ${bad.text} ; ${hesitation(rng, String(bad.got), String(bad.want))} ${bare}`;
+      }
+      text += `${v} ; ${traceCheck(xv, e.op, yv, v).text}`;
+      op++;
+    }
+    env.set(l.target, v);
+    const state = [...env].map(([k, x]) => binding(k, x)).join(' ');
+    scratch.push(`${text} ; ${binding(l.target, v)} ; state ${state}`);
+  });
+  const out = env.get(p.print);
+  if (out === undefined) throw new Error(`trace: print(${p.print}) of an unassigned variable`);
+  scratch.push(`print(${p.print}) ; ${binding(p.print, out)}`);
+  return { answer: String(out), scratch };
+}
+
+export function traceProblemV2(p: TraceProgram, plan: { step: number; rng: Rng } | null): TinyProblem {
+  const { answer, scratch } = solveTraceV2(p, plan);
+  return makeMarkedProblem('trace', tracePrompt(p), answer, scratch);
 }

@@ -1,0 +1,62 @@
+/**
+ * The tiny reasoner's training recipes: `v1` is the shipped models/tiny-reasoner exactly as
+ * trained (its card's figures); `v2` is issue 17's self-checking reasoner (format v2 with
+ * injected, loss-masked errors, and the code family), see models/tiny-reasoner-v2/RECIPE.md.
+ */
+import { V1_DATA, type DataRecipe } from './data.ts';
+import type { TinyConfig } from './model.ts';
+import { DEFAULT_OPTIM, type OptimConfig } from './optim.ts';
+
+export type RecipeName = 'v1' | 'v2';
+export const RECIPE_NAMES: readonly RecipeName[] = ['v1', 'v2'];
+
+export interface Recipe {
+  name: RecipeName;
+  model: Omit<TinyConfig, 'vocab'>;
+  batch: number;
+  seq: number;
+  steps: number;
+  tokenizerVocab: number;
+  data: DataRecipe;
+  optim: OptimConfig;
+  /** Distinct train problems per family for a run of `steps` steps (one pass covers the run). */
+  poolPerFamily: (steps: number) => number;
+  out: string;
+  work: string;
+}
+
+export const RECIPES: Readonly<Record<RecipeName, Recipe>> = {
+  v1: {
+    name: 'v1',
+    // ≈0.78M parameters.
+    model: { hidden: 128, layers: 4, heads: 4, kvHeads: 2, intermediate: 352, ropeTheta: 10000, eps: 1e-6 },
+    batch: 7,
+    seq: 448,
+    steps: 9000,
+    tokenizerVocab: 512,
+    data: V1_DATA,
+    optim: DEFAULT_OPTIM,
+    // ≈12 examples per step.
+    poolPerFamily: (steps) => Math.ceil((steps * 13) / 2),
+    out: 'models/tiny-reasoner',
+    work: '/work/tiny-train',
+  },
+  v2: {
+    name: 'v2',
+    // 2,462,016 parameters with the 512-id tokenizer (≤ 2.5M, issue 17): 6 layers for the
+    // step → check → compare → redo composition; decode measured at 1.65–2.0× the v1 model's time.
+    model: { hidden: 192, layers: 6, heads: 6, kvHeads: 2, intermediate: 512, ropeTheta: 10000, eps: 1e-6 },
+    batch: 6,
+    // The longest train example (a product with an injected error) is 502 tokens.
+    seq: 512,
+    steps: 10000,
+    tokenizerVocab: 512,
+    data: { families: ['arith', 'trace', 'code'], format: 'v2', injectRate: 0.15 },
+    optim: DEFAULT_OPTIM,
+    // ≈11.7 examples per step over three families (smoke run: 2,800 tokens per step, mean
+    // example ≈ 240 tokens); 13 per step leaves a margin so one pass covers the run.
+    poolPerFamily: (steps) => Math.ceil((steps * 13) / 3),
+    out: 'models/tiny-reasoner-v2',
+    work: '/work/tiny-train-v2',
+  },
+};
