@@ -40,7 +40,8 @@ export interface CalibShape {
 }
 
 export interface DatasetSource extends Pick<LoadDatasetOptions, 'promptColumn' | 'idColumn' | 'limit'> {
-  path: string;
+  /** A dataset file, or the shards of one split. */
+  path: string | readonly string[];
   system?: string;
   templateFlags?: Record<string, unknown>;
 }

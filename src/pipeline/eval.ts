@@ -56,7 +56,8 @@ export interface EvalProblem {
 export interface EvalConfig {
   /** Model directory (or backend model name), recorded so `rac report` can read `<dir>/rac.json`. */
   model: string;
-  dataset: string;
+  /** A dataset file, or the shards of one split (read in order as one dataset). */
+  dataset: string | readonly string[];
   task: EvalTask;
   columns?: Partial<EvalColumns>;
   system?: string;
@@ -228,7 +229,7 @@ export interface LoadedProblems {
 }
 
 /** Problems of a JSONL / JSON / Parquet dataset (src/io/datasets.ts) for a task. */
-export async function loadEvalProblems(file: string, task: EvalTask, columns: Partial<EvalColumns> = {}, limit?: number): Promise<LoadedProblems> {
+export async function loadEvalProblems(file: string | readonly string[], task: EvalTask, columns: Partial<EvalColumns> = {}, limit?: number): Promise<LoadedProblems> {
   const ds = await loadDataset(file, {
     ...(columns.prompt !== undefined ? { promptColumn: columns.prompt } : {}),
     ...(task !== 'code' ? { answerColumn: columns.answer ?? 'answer' } : {}),
@@ -453,7 +454,7 @@ export async function runEval(cfg: EvalConfig, backend: GenerationBackend, tok: 
   const out = resolve(cfg.out);
   const loaded = await loadEvalProblems(cfg.dataset, cfg.task, cfg.columns ?? {}, cfg.limit);
   const { columns, problems, sha256: sha, file: datasetFile } = loaded;
-  if (problems.length === 0) throw new Error(`${cfg.dataset}: no problems`);
+  if (problems.length === 0) throw new Error(`${datasetFile}: no problems`);
   const K = cfg.samples;
   const s = cfg.sampling;
   const sampling: SamplingSettings = { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens, seed: s.seed, ...(s.stopStrings?.length ? { stopStrings: s.stopStrings } : {}) };

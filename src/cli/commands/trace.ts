@@ -10,7 +10,7 @@ import { formatDuration } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, DatasetFlags, BackendFlags {
   model: string;
-  dataset: string;
+  dataset: string | string[];
   n: number;
   maxNewTokens: number;
   tokenBudget: number;
