@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, extname, resolve, sep } from 'node:path';
+import { hubSourceOf, type HubSource } from './hub.ts';
 import type { ChatMessage, RacTokenizer } from './tokenizer.ts';
 
 export class DatasetError extends Error {
@@ -60,6 +61,8 @@ export interface Dataset {
   file: string;
   /** The files read, in order (one, or the shards of a split). */
   files: string[];
+  /** The Hugging Face dataset (id, revision, commit, config, split) when the files are a hub cache snapshot's. */
+  hub?: HubSource;
   format: DatasetFormat;
   /** sha256 of the file's bytes (several shards: of their bytes in order). */
   sha256: string;
@@ -318,7 +321,8 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
     ids.set(id, i);
     rows.push({ id, index: i, prompt, ...(messages ? { messages } : {}), ...(answer !== undefined ? { answer } : {}), raw });
   });
-  return { file, files, format, sha256, columns, promptColumn: promptColumn!, ...(answerColumn ? { answerColumn } : {}), ...(idColumn ? { idColumn } : {}), totalRows: total, rows };
+  const hub = hubSourceOf(files[0]!);
+  return { file, files, ...(hub ? { hub } : {}), format, sha256, columns, promptColumn: promptColumn!, ...(answerColumn ? { answerColumn } : {}), ...(idColumn ? { idColumn } : {}), totalRows: total, rows };
 }
 
 export interface RenderOptions {

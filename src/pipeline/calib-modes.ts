@@ -210,7 +210,7 @@ export async function buildPromptComponent(ds: DatasetSource, ctx: CalibModeCont
   }
   const r = shape(docs(), l, tok.eosTokenId);
   return finishComponent('prompt', r, {
-    files: [{ file: data.file, sha256: data.sha256 }],
+    files: [{ file: data.file, sha256: data.sha256, ...(data.hub ? { hub: data.hub } : {}) }],
     prompt_column: data.promptColumn,
     system: ds.system ?? null,
     template_flags: ds.templateFlags ?? {},

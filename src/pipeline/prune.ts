@@ -20,6 +20,7 @@ import { outputErrorGemm } from '../compress/metrics.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
+import { hubSourceOf, type HubSource } from '../io/hub.ts';
 import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
@@ -103,6 +104,8 @@ export interface PruneSummary {
   rac_version: string;
   created: string;
   source_model: string;
+  /** The Hugging Face id, revision and commit of the source model, when it came from the hub cache. */
+  source_hub?: HubSource;
   architecture: string;
   method: PruneMethod;
   sparsity?: number;
@@ -270,10 +273,12 @@ export async function pruneCheckpoint(model: Model, calib: CalibSet, outDir: str
       weights += lr.rows * lr.cols;
       count++;
     }
+    const sourceHub = hubSourceOf(model.dir);
     const summary: PruneSummary = {
       rac_version: version,
       created: new Date().toISOString(),
       source_model: model.dir,
+      ...(sourceHub ? { source_hub: sourceHub } : {}),
       architecture: cfg.modelType,
       method: opts.method,
       ...describeTarget(opts.target),

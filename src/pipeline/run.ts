@@ -334,7 +334,8 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
       settings: tset,
       tokenBudget: recipe.trace.tokenBudget,
       batchSize: recipe.trace.batchSize,
-      dataset: { file: calibData.file, rows: calibData.rows.length },
+      dataset: { file: calibData.file, rows: calibData.rows.length, ...(calibData.hub ? { hub: calibData.hub } : {}) },
+      ...(hub.source ? { modelHub: hub.source } : {}),
       version,
       onProgress: (p) => {
         if (Date.now() - lastLog < 5000) return;

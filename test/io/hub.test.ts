@@ -301,4 +301,49 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     assert.match(lines[0]!, /^rac: error: acme\/tiny@v9: not a local path, and not in the Hugging Face cache .* \(no refs\/v9 naming a snapshot\); HF_HUB_OFFLINE is set/);
     assert.ok(lines[0]!.includes(hub));
   });
+
+  it('trace, prune and eval on ids record the model and dataset id and commit: the manifest, rac.json, the card and results.json', async () => {
+    const hub = tempDir('hf-prov');
+    const cm = commitOf('tiny-reasoner');
+    const cd = commitOf('math');
+    const files = { ...filesOf(join(ROOT, 'models', 'tiny-reasoner')), 'README.md': Buffer.from('---\nlicense: apache-2.0\nbase_model: Qwen/Qwen2.5-Math-1.5B # the dense model\'s base\n---\n# tiny card\n') };
+    writeCachedRepo(hub, 'model', 'acme/tiny', cm, files, { main: cm, v1: cm });
+    const pq = tempDir('prov-pq');
+    writeCachedRepo(
+      hub,
+      'dataset',
+      'acme/math',
+      cd,
+      {
+        'data/train-00000-of-00002.parquet': parquetBytes(pq, 'a.parquet', { prompt: ['Compute 3 + 4.', 'Compute 5 + 1.'], answer: ['7', '6'] }),
+        'data/train-00001-of-00002.parquet': parquetBytes(pq, 'b.parquet', { prompt: ['Compute 2 + 2.'], answer: ['4'] }),
+      },
+      { main: cd },
+    );
+    const env = { HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' };
+    const out = tempDir('prov-out');
+    const model = { type: 'model', id: 'acme/tiny', revision: 'v1', commit: cm };
+    const dataset = { type: 'dataset', id: 'acme/math', revision: 'main', commit: cd, config: 'default', split: 'train' };
+    const tr = await rac(env, 'trace', '--model', 'acme/tiny@v1', '--dataset', 'acme/math', '--n', '1', '--max-new-tokens', '8', '--out', join(out, 't.jsonl'), '--quiet', '--json', '--threads', '1');
+    assert.equal(tr.code, 0, tr.stderr);
+    const m = JSON.parse(readFileSync(join(out, 't.jsonl.manifest.json'), 'utf8')) as { model_hub: unknown; dataset: { rows: number; hub: unknown } };
+    assert.deepEqual(m.model_hub, model);
+    assert.deepEqual(m.dataset.hub, dataset);
+    assert.equal(m.dataset.rows, 3);
+    const pr = await rac(env, 'prune', '--model', 'acme/tiny@v1', '--method', 'wanda', '--sparsity', '0.5', '--calib-mode', 'prompt', '--dataset', 'acme/math', '--out', join(out, 'pruned'), '--quiet', '--json', '--threads', '1');
+    assert.equal(pr.code, 0, pr.stderr);
+    const summary = JSON.parse(readFileSync(join(out, 'pruned', 'rac.json'), 'utf8')) as { source_hub: unknown; calibration: { files: { hub: unknown }[] } };
+    assert.deepEqual(summary.source_hub, model);
+    assert.deepEqual(summary.calibration.files[0]!.hub, dataset);
+    const card = readFileSync(join(out, 'pruned', 'README.md'), 'utf8');
+    assert.match(card, /^---\nlicense: apache-2\.0\nbase_model: acme\/tiny/);
+    assert.ok(!card.slice(0, card.indexOf('\n---\n', 4)).includes('Qwen/Qwen2.5-Math-1.5B'), card.slice(0, 200));
+    assert.ok(card.includes(`[\`acme/tiny\`](https://huggingface.co/acme/tiny) at commit \`${cm}\` (\`v1\`)`), card.slice(0, 600));
+    const ev = await rac(env, 'eval', '--model', 'acme/tiny@v1', '--dataset', 'acme/math', '--task', 'tiny', '--max-new-tokens', '8', '--out', join(out, 'ev.json'), '--quiet', '--json', '--threads', '1');
+    assert.equal(ev.code, 0, ev.stderr);
+    const res = JSON.parse(readFileSync(join(out, 'ev.json'), 'utf8')) as { model: { hub: unknown }; dataset: { hub: unknown; problems: number } };
+    assert.deepEqual(res.model.hub, model);
+    assert.deepEqual(res.dataset.hub, dataset);
+    assert.equal(res.dataset.problems, 3);
+  });
 });

@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadDataset, renderPrompt } from '../../io/datasets.ts';
+import { hubSourceOf } from '../../io/hub.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../pipeline/trace.ts';
 import { RAC_VERSION } from '../../version.ts';
@@ -56,6 +57,7 @@ export function register(program: Command): void {
     const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
     const tokenizer = await RacTokenizer.load(o.model);
     const backend = await openBackendFromFlags(o);
+    const modelHub = hubSourceOf(o.model);
     try {
       const settings: TraceSettings = {
         dataset: { sha256: data.sha256, prompt_column: data.promptColumn, id_column: data.idColumn ?? null },
@@ -85,7 +87,8 @@ export function register(program: Command): void {
         settings,
         tokenBudget: o.tokenBudget,
         batchSize: o.batchSize,
-        dataset: { file: data.file, rows: data.rows.length },
+        dataset: { file: data.file, rows: data.rows.length, ...(data.hub ? { hub: data.hub } : {}) },
+        ...(modelHub ? { modelHub } : {}),
         version: RAC_VERSION,
         onProgress: (p) => {
           if (quiet) return;
