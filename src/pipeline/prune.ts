@@ -123,6 +123,11 @@ const GROUP_OF_SCOPE: Record<LinearScope, (l: LinearSpec) => boolean> = {
   mlp: (l) => l.group === 'mlp_in' || l.group === 'mlp_out',
 };
 
+/** The Linears of each layer a scope prunes. */
+export function scopeLinears(spec: Model['spec'], cfg: Model['config'], scope: LinearScope): LinearSpec[] {
+  return spec.linears(cfg).filter(GROUP_OF_SCOPE[scope]);
+}
+
 /** Reference-style depth selections: first/middle/last third of the layers. */
 export function parseLayerSelection(spec: string, numLayers: number): number[] {
   const third = Math.ceil(numLayers / 3);
