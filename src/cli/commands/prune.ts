@@ -154,8 +154,9 @@ export function register(program: Command): void {
         );
       }
       const rssBefore = process.memoryUsage().rss; // before a first-time speed measurement grows it
-      const speed = await machineSpeed();
-      const estimate = estimatePrune(
+      // Quiet runs print no estimate: nothing is measured for them.
+      const speed = !o.quiet || o.dryRun ? await machineSpeed() : null;
+      const estimate = speed && estimatePrune(
         model.config,
         model.spec.linears(model.config),
         calib,
@@ -173,8 +174,8 @@ export function register(program: Command): void {
         speed,
         rssBefore,
       );
-      if (!o.quiet || o.dryRun) for (const line of estimateLines('prune', estimate, speed)) process.stderr.write(`${line}\n`);
-      if (o.dryRun) {
+      if (estimate) for (const line of estimateLines('prune', estimate, speed)) process.stderr.write(`${line}\n`);
+      if (o.dryRun && estimate) {
         if (o.json) printJson({ work: estimate.work, seconds: estimate.seconds, phases: estimate.phases, peak_bytes: estimate.peakBytes, speed });
         return;
       }
@@ -213,7 +214,7 @@ export function register(program: Command): void {
         },
         RAC_VERSION,
       );
-      if (!o.quiet) {
+      if (!o.quiet && estimate) {
         const took = summary.totals.seconds;
         const rss = process.resourceUsage().maxRSS * 1024;
         process.stderr.write(

@@ -60,7 +60,7 @@ export function register(program: Command): void {
     applyRuntime(o);
     const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
     const tokenizer = await RacTokenizer.load(o.model);
-    {
+    if (!o.quiet || o.dryRun) {
       // The estimate: from scratch, every completion running to --max-new-tokens (an upper bound).
       const rssBefore = process.memoryUsage().rss;
       let cfg: Model['config'] | null = null;
@@ -76,7 +76,7 @@ export function register(program: Command): void {
         for (const row of data.rows) yield renderPrompt(tokenizer, row, { system, templateFlags }).ids.length;
       };
       const est = estimateTrace(cfg, linears, { promptTokens: promptTokens(), prompts: data.rows.length, n: o.n, maxNewTokens: o.maxNewTokens, tokenBudget: o.tokenBudget, batchSize: o.batchSize }, speed, rssBefore);
-      if (!o.quiet || o.dryRun) for (const line of estimateLines('trace', est, speed)) process.stderr.write(`${line}\n`);
+      for (const line of estimateLines('trace', est, speed)) process.stderr.write(`${line}\n`);
       if (o.dryRun) {
         if (o.json) printJson({ work: est.work, seconds: est.seconds, phases: est.phases, peak_bytes: est.peakBytes, speed });
         return;
