@@ -4,7 +4,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parseTemplateFlag } from '../io/datasets.ts';
 
 export interface DatasetFlags {
-  dataset?: string;
+  dataset?: string | string[];
   promptColumn?: string;
   answerColumn?: string;
   idColumn?: string;

@@ -14,6 +14,7 @@ import { register as report } from './commands/report.ts';
 import { register as run } from './commands/run.ts';
 import { register as serve } from './commands/serve.ts';
 import { register as trace } from './commands/trace.ts';
+import { addHubResolution } from './hub-options.ts';
 
 
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const reg of [info, generate, logits, trace, prune, evaluate, report, run, exportGguf, serve]) reg(program);
   for (const c of program.commands) c.exitOverride();
+  addHubResolution(program);
   return program;
 }
 

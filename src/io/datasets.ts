@@ -16,8 +16,9 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { basename, dirname, extname, resolve, sep } from 'node:path';
+import { hubSourceOf, type HubSource } from './hub.ts';
 import { decodeUtf8 } from './jsonl.ts';
-import { extname, resolve } from 'node:path';
 import { checkPromptChars, checkPromptTokens, promptChars } from './prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from './tokenizer.ts';
 
@@ -58,9 +59,14 @@ export interface LoadDatasetOptions {
 }
 
 export interface Dataset {
+  /** The file, or for several shards `dir/{shard,shard,…}`. */
   file: string;
+  /** The files read, in order (one, or the shards of a split). */
+  files: string[];
+  /** The Hugging Face dataset (id, revision, commit, config, split) when the files are a hub cache snapshot's. */
+  hub?: HubSource;
   format: DatasetFormat;
-  /** sha256 of the file's bytes. */
+  /** sha256 of the file's bytes (several shards: of their bytes in order). */
   sha256: string;
   /** Column names of the first row (Parquet: of the schema). */
   columns: string[];
@@ -68,7 +74,7 @@ export interface Dataset {
   answerColumn?: string;
   /** undefined when ids are row indices. */
   idColumn?: string;
-  /** Rows in the file (before `limit`). */
+  /** Rows in the file or shards (before `limit`). */
   totalRows: number;
   rows: DatasetRow[];
 }
@@ -184,41 +190,71 @@ function scalarText(v: unknown): string | null {
   return null;
 }
 
-/** Read a dataset file and map its rows to prompts, answers and ids. */
-export async function loadDataset(path: string, opts: LoadDatasetOptions = {}): Promise<Dataset> {
-  const file = resolve(path);
-  const format = opts.format ?? detectFormat(file);
-  const limit = opts.limit ?? Infinity;
-  if (!(limit >= 0)) throw new DatasetError(`dataset limit must be ≥ 0, got ${opts.limit}`);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new DatasetError(`${file}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code})`}`);
-  }
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  let rawRows: Record<string, unknown>[];
-  let where: (i: number) => string;
-  let columns: string[] | undefined;
-  let total: number;
+/** The label of a dataset read from several shards: their directory and names, `dir/{a,b}`. */
+function shardsLabel(files: string[]): string {
+  if (files.length === 1) return files[0]!;
+  const dir = dirname(files[0]!);
+  return files.every((f) => dirname(f) === dir) ? `${dir}${sep}{${files.map((f) => basename(f)).join(',')}}` : files.join(', ');
+}
+
+async function readRows(
+  file: string,
+  format: DatasetFormat,
+  bytes: Buffer,
+  limit: number,
+): Promise<{ rows: Record<string, unknown>[]; where: (i: number) => string; columns?: string[]; total: number }> {
   if (format === 'jsonl') {
     const r = readJsonlRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)), limit);
-    rawRows = r.rows;
-    total = r.total;
-    where = (i) => r.where[i]!;
-  } else if (format === 'json') {
-    const all = readJsonRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)));
-    total = all.length;
-    rawRows = all.slice(0, Math.min(all.length, limit));
-    where = (i) => `${file}: row ${i}`;
-  } else {
-    const r = await readParquetRows(file, bytes, limit);
-    rawRows = r.rows.map((x) => plain(x) as Record<string, unknown>);
-    columns = r.columns;
-    total = r.total;
-    where = (i) => `${file}: row ${i}`;
+    return { rows: r.rows, total: r.total, where: (i) => r.where[i]! };
   }
+  if (format === 'json') {
+    const all = readJsonRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)));
+    return { rows: all.slice(0, Math.min(all.length, limit)), total: all.length, where: (i) => `${file}: row ${i}` };
+  }
+  const r = await readParquetRows(file, bytes, limit);
+  return { rows: r.rows.map((x) => plain(x) as Record<string, unknown>), columns: r.columns, total: r.total, where: (i) => `${file}: row ${i}` };
+}
+
+/**
+ * Read a dataset file — or the shards of one split, in order, as one dataset — and map its rows
+ * to prompts, answers and ids. The sha256 is of the bytes of every shard in order (one file: its
+ * own sha256); row indices count across shards.
+ */
+export async function loadDataset(path: string | readonly string[], opts: LoadDatasetOptions = {}): Promise<Dataset> {
+  const files = (typeof path === 'string' ? [path] : [...path]).map((p) => resolve(p));
+  if (files.length === 0) throw new DatasetError('a dataset needs at least one file');
+  const file = shardsLabel(files);
+  const format = opts.format ?? detectFormat(files[0]!);
+  for (const f of files) if ((opts.format ?? detectFormat(f)) !== format) throw new DatasetError(`${f}: a ${detectFormat(f)} shard among ${format} shards`);
+  const limit = opts.limit ?? Infinity;
+  if (!(limit >= 0)) throw new DatasetError(`dataset limit must be ≥ 0, got ${opts.limit}`);
+  const hash = createHash('sha256');
+  const rawRows: Record<string, unknown>[] = [];
+  const whereParts: { start: number; where: (i: number) => string }[] = [];
+  let columns: string[] | undefined;
+  let total = 0;
+  for (const f of files) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(f);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new DatasetError(`${f}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code})`}`);
+    }
+    hash.update(bytes);
+    const r = await readRows(f, format, bytes, Math.max(0, limit - rawRows.length));
+    if (columns === undefined) columns = r.columns;
+    whereParts.push({ start: rawRows.length, where: r.where });
+    for (const row of r.rows) rawRows.push(row);
+    total += r.total;
+  }
+  const sha256 = hash.digest('hex');
+  const where = (i: number): string => {
+    let k = whereParts.length - 1;
+    while (k > 0 && whereParts[k]!.start > i) k--;
+    const part = whereParts[k]!;
+    return files.length === 1 ? part.where(i) : `${part.where(i - part.start)} (dataset row ${i})`;
+  };
   if (total === 0) throw new DatasetError(`${file}: no rows`);
   columns ??= rawRows.length ? Object.keys(rawRows[0]!) : [];
   const available = () => `available columns: ${columns!.join(', ') || '(none)'}`;
@@ -287,7 +323,8 @@ export async function loadDataset(path: string, opts: LoadDatasetOptions = {}): 
     ids.set(id, i);
     rows.push({ id, index: i, prompt, ...(messages ? { messages } : {}), ...(answer !== undefined ? { answer } : {}), raw });
   });
-  return { file, format, sha256, columns, promptColumn: promptColumn!, ...(answerColumn ? { answerColumn } : {}), ...(idColumn ? { idColumn } : {}), totalRows: total, rows };
+  const hub = hubSourceOf(files[0]!);
+  return { file, files, ...(hub ? { hub } : {}), format, sha256, columns, promptColumn: promptColumn!, ...(answerColumn ? { answerColumn } : {}), ...(idColumn ? { idColumn } : {}), totalRows: total, rows };
 }
 
 export interface RenderOptions {

@@ -40,7 +40,8 @@ export interface CalibShape {
 }
 
 export interface DatasetSource extends Pick<LoadDatasetOptions, 'promptColumn' | 'idColumn' | 'limit'> {
-  path: string;
+  /** A dataset file, or the shards of one split. */
+  path: string | readonly string[];
   system?: string;
   templateFlags?: Record<string, unknown>;
 }
@@ -209,7 +210,7 @@ export async function buildPromptComponent(ds: DatasetSource, ctx: CalibModeCont
   }
   const r = shape(docs(), l, tok.eosTokenId);
   return finishComponent('prompt', r, {
-    files: [{ file: data.file, sha256: data.sha256 }],
+    files: [{ file: data.file, sha256: data.sha256, ...(data.hub ? { hub: data.hub } : {}) }],
     prompt_column: data.promptColumn,
     system: ds.system ?? null,
     template_flags: ds.templateFlags ?? {},

@@ -18,6 +18,7 @@
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { hubSourceOf, type HubSource } from '../io/hub.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import { checkPromptChars, checkPromptTokens, PromptLengthError } from '../io/prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from '../io/tokenizer.ts';
@@ -58,7 +59,8 @@ export interface EvalProblem {
 export interface EvalConfig {
   /** Model directory (or backend model name), recorded so `rac report` can read `<dir>/rac.json`. */
   model: string;
-  dataset: string;
+  /** A dataset file, or the shards of one split (read in order as one dataset). */
+  dataset: string | readonly string[];
   task: EvalTask;
   columns?: Partial<EvalColumns>;
   system?: string;
@@ -133,6 +135,8 @@ export interface PruningInfo {
   sparsity?: number;
   pattern?: string;
   source_model?: string;
+  /** The Hugging Face id, revision and commit of the source model, when it came from the hub cache. */
+  source_hub?: HubSource;
   calibration?: Record<string, unknown>;
   realised_sparsity?: number;
 }
@@ -150,6 +154,7 @@ export function readPruningInfo(dir: string): PruningInfo | null {
     ...(typeof j.sparsity === 'number' ? { sparsity: j.sparsity } : {}),
     ...(typeof j.pattern === 'string' ? { pattern: j.pattern } : {}),
     ...(typeof j.source_model === 'string' ? { source_model: j.source_model } : {}),
+    ...(j.source_hub && typeof j.source_hub === 'object' ? { source_hub: j.source_hub as HubSource } : {}),
     ...(calib ? { calibration: Object.fromEntries(Object.entries(calib).filter(([, v]) => typeof v !== 'object' || v === null || JSON.stringify(v).length < 2000)) } : {}),
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
   };
@@ -158,9 +163,11 @@ export function readPruningInfo(dir: string): PruningInfo | null {
 export interface EvalResults {
   rac_eval: 1;
   created: string;
-  model: { dir: string; fingerprint: string; backend: string; pruning?: PruningInfo };
+  /** hub: the Hugging Face id, revision and commit, when the model directory is a hub cache snapshot. */
+  model: { dir: string; fingerprint: string; backend: string; hub?: HubSource; pruning?: PruningInfo };
   task: EvalTask;
-  dataset: { file: string; sha256: string; problems: number; columns: EvalColumns; system: string | null };
+  /** hub: the Hugging Face dataset, commit, config and split the problems came from. */
+  dataset: { file: string; sha256: string; problems: number; columns: EvalColumns; system: string | null; hub?: HubSource };
   sampling: { samples: number; temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number; stop: string[] };
   metrics: EvalMetrics;
   per_family?: Record<string, FamilyMetrics>;
@@ -228,13 +235,14 @@ export function parseTests(v: unknown, where: string): CodeTest[] {
 export interface LoadedProblems {
   file: string;
   sha256: string;
+  hub?: HubSource;
   /** The columns actually used (defaults resolved by loadDataset). */
   columns: EvalColumns;
   problems: EvalProblem[];
 }
 
 /** Problems of a JSONL / JSON / Parquet dataset (src/io/datasets.ts) for a task. */
-export async function loadEvalProblems(file: string, task: EvalTask, columns: Partial<EvalColumns> = {}, limit?: number): Promise<LoadedProblems> {
+export async function loadEvalProblems(file: string | readonly string[], task: EvalTask, columns: Partial<EvalColumns> = {}, limit?: number): Promise<LoadedProblems> {
   const ds = await loadDataset(file, {
     ...(columns.prompt !== undefined ? { promptColumn: columns.prompt } : {}),
     ...(task !== 'code' ? { answerColumn: columns.answer ?? 'answer' } : {}),
@@ -262,6 +270,7 @@ export async function loadEvalProblems(file: string, task: EvalTask, columns: Pa
   return {
     file: ds.file,
     sha256: ds.sha256,
+    ...(ds.hub ? { hub: ds.hub } : {}),
     columns: { prompt: ds.promptColumn, answer: task === 'code' ? '' : (ds.answerColumn ?? 'answer'), id: ds.idColumn ?? '(row index)', tests: task === 'code' ? testsCol : '', family: familyCol },
     problems,
   };
@@ -490,8 +499,8 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   if (!Number.isInteger(cfg.samples) || cfg.samples < 1) throw new Error(`samples must be ≥ 1, got ${cfg.samples}`);
   const out = resolve(cfg.out);
   const loaded = await loadEvalProblems(cfg.dataset, cfg.task, cfg.columns ?? {}, cfg.limit);
-  const { columns, problems, sha256: sha, file: datasetFile } = loaded;
-  if (problems.length === 0) throw new Error(`${cfg.dataset}: no problems`);
+  const { columns, problems, sha256: sha, file: datasetFile, hub: datasetHub } = loaded;
+  if (problems.length === 0) throw new Error(`${datasetFile}: no problems`);
   const K = cfg.samples;
   const s = cfg.sampling;
   const sampling: SamplingSettings = { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens, seed: s.seed, ...(s.stopStrings?.length ? { stopStrings: s.stopStrings } : {}) };
@@ -598,12 +607,13 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   const { metrics, perFamily } = computeMetrics(mine, K, wallSeconds(mine, { run, seconds }));
   const modelDir = existsSync(cfg.model) ? resolve(cfg.model) : cfg.model;
   const pruning = existsSync(cfg.model) ? readPruningInfo(modelDir) : null;
+  const modelHub = existsSync(cfg.model) ? hubSourceOf(modelDir) : null;
   const results: EvalResults = {
     rac_eval: 1,
     created: new Date().toISOString(),
-    model: { dir: modelDir, fingerprint: backend.fingerprint, backend: backend.name, ...(pruning ? { pruning } : {}) },
+    model: { dir: modelDir, fingerprint: backend.fingerprint, backend: backend.name, ...(modelHub ? { hub: modelHub } : {}), ...(pruning ? { pruning } : {}) },
     task: cfg.task,
-    dataset: { file: datasetFile, sha256: sha, problems: problems.length, columns, system: cfg.system ?? null },
+    dataset: { file: datasetFile, sha256: sha, problems: problems.length, columns, system: cfg.system ?? null, ...(datasetHub ? { hub: datasetHub } : {}) },
     sampling: { samples: K, ...manifest.sampling },
     metrics,
     ...(perFamily ? { per_family: perFamily } : {}),

@@ -2,8 +2,10 @@
  * The README.md of a pruned model directory: what was done to it (method, target, zeros,
  * calibration), then the source model's own card under "Original model card". The source card's
  * YAML front matter (license, tags, … as the Hugging Face Hub reads it) stays at the very top;
- * its figures describe the dense model, which the header says.
+ * its figures describe the dense model, which the header says. A source from the Hugging Face hub
+ * is named by id and commit, and becomes the card's `base_model`.
  */
+import YAML from 'yaml';
 import type { PruneSummary } from './prune.ts';
 
 const CALIB_WHAT: Record<string, string> = {
@@ -19,6 +21,16 @@ export function splitFrontMatter(card: string): { frontMatter: string | null; bo
   return m ? { frontMatter: m[0].replace(/\s*$/, '\n'), body: card.slice(m[0].length) } : { frontMatter: null, body: card };
 }
 
+/** The front matter with `base_model` set to the source's hub id (other keys and comments kept). */
+function withBaseModel(frontMatter: string | null, id: string): string {
+  if (frontMatter === null) return `---\nbase_model: ${id}\n---\n`;
+  const inner = frontMatter.replace(/^---\r?\n/, '').replace(/\r?\n---[ \t]*\s*$/, '');
+  const doc = YAML.parseDocument(inner);
+  if (doc.errors.length || !YAML.isMap(doc.contents)) return frontMatter;
+  doc.set('base_model', id);
+  return `---\n${doc.toString().replace(/\s*$/, '')}\n---\n`;
+}
+
 export function prunedModelCard(s: PruneSummary, originalCard: string | null): string {
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   const target = s.pattern !== undefined ? `${s.pattern} semi-structured (N:M)` : `${pct(s.sparsity ?? 0)} unstructured`;
@@ -30,12 +42,18 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
       : `${mode ? `\`${mode}\`: ${CALIB_WHAT[mode] ?? mode}` : String(c['kind'] ?? 'calibration set')}; ${c.tokens.toLocaleString('en-US')} tokens in ${c.sequences.toLocaleString('en-US')} sequences` +
         (typeof c['decode_share'] === 'number' ? `, ${pct(c['decode_share'] as number)} of them generated (trace) tokens` : '');
   const o = s.options;
-  const { frontMatter, body } = originalCard === null ? { frontMatter: null, body: '' } : splitFrontMatter(originalCard);
+  const split = originalCard === null ? { frontMatter: null, body: '' } : splitFrontMatter(originalCard);
+  const body = split.body;
+  const hub = s.source_hub;
+  const frontMatter = hub ? withBaseModel(split.frontMatter, hub.id) : split.frontMatter;
+  const source = hub
+    ? `[\`${hub.id}\`](https://huggingface.co/${hub.id}) at commit \`${hub.commit}\`${hub.revision !== hub.commit ? ` (\`${hub.revision}\`)` : ''}`
+    : `\`${s.source_model}\``;
   const lines = [
     ...(frontMatter ? [frontMatter] : []),
     `# ${s.quantization ? 'Compressed' : 'Pruned'} with rac: ${s.method}, ${target}${s.quantization ? `, quantized to ${s.quantization.format}` : ''}`,
     '',
-    `A pruned copy of \`${s.source_model}\`, written by rac ${s.rac_version} on ${s.created.slice(0, 10)}. Only the weights of the`,
+    `A pruned copy of ${source}, written by rac ${s.rac_version} on ${s.created.slice(0, 10)}. Only the weights of the`,
     'pruned linear layers differ from the source; config, tokenizer and chat template are the same.',
     '',
     '| | |',

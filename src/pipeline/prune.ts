@@ -23,6 +23,7 @@ import { wandaPrune } from '../compress/wanda.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
 import { f32ToF16 } from '../io/dtype.ts';
+import { hubSourceOf, type HubSource } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors.ts';
 import { embedRows, leftPad } from '../models/batch.ts';
@@ -125,6 +126,8 @@ export interface PruneSummary {
   rac_version: string;
   created: string;
   source_model: string;
+  /** The Hugging Face id, revision and commit of the source model, when it came from the hub cache. */
+  source_hub?: HubSource;
   architecture: string;
   method: PruneMethod;
   sparsity?: number;
@@ -156,6 +159,11 @@ const GROUP_OF_SCOPE: Record<LinearScope, (l: LinearSpec) => boolean> = {
   attn: (l) => l.group === 'attn_in' || l.group === 'attn_out',
   mlp: (l) => l.group === 'mlp_in' || l.group === 'mlp_out',
 };
+
+/** The Linears of each layer a scope prunes. */
+export function scopeLinears(spec: Model['spec'], cfg: Model['config'], scope: LinearScope): LinearSpec[] {
+  return spec.linears(cfg).filter(GROUP_OF_SCOPE[scope]);
+}
 
 /** Reference-style depth selections: first/middle/last third of the layers. */
 export function parseLayerSelection(spec: string, numLayers: number): number[] {
@@ -385,10 +393,12 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
       };
       writeScales(writer.tmpDir, quantized);
     }
+    const sourceHub = hubSourceOf(model.dir);
     const summary: PruneSummary = {
       rac_version: version,
       created: new Date().toISOString(),
       source_model: model.dir,
+      ...(sourceHub ? { source_hub: sourceHub } : {}),
       architecture: cfg.modelType,
       method: opts.method,
       ...describeTarget(opts.target),

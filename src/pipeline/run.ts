@@ -12,6 +12,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { parsePattern, parseSparsity, type SparsityTarget } from '../compress/masks.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
+import { parseHubId, resolveModel } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { Model } from '../models/model.ts';
 import type { GenerationBackend } from './backend.ts';
@@ -129,7 +130,7 @@ export function loadRecipe(path: string): Recipe {
   if (be['gguf'] !== undefined) fail('"backend.gguf": a recipe runs several models; the llama.cpp backend exports each one to a temporary GGUF (remove "gguf")');
   return {
     file,
-    model: p(r['model'], 'model'),
+    model: modelSpec(r['model'], p),
     out: p(r['out'] ?? 'rac-out', 'out'),
     task,
     ...(typeof r['system'] === 'string' ? { system: r['system'] } : {}),
@@ -172,6 +173,12 @@ export function loadRecipe(path: string): Recipe {
     },
     backend: { ...(be as object), backend: backendKind } as Recipe['backend'],
   };
+}
+
+/** `model:` is a path (relative to the recipe) or, when no such path exists, a Hugging Face id `org/name[@revision]`. */
+function modelSpec(v: unknown, p: (v: unknown, what: string) => string): string {
+  const path = p(v, 'model');
+  return !existsSync(path) && parseHubId(v as string) ? (v as string) : path;
 }
 
 /** Keys of a recipe's `backend` mapping: the kind and openBackend's options a recipe may set. */
@@ -232,8 +239,12 @@ async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, 
 }
 
 /** Run (or resume) the study described by `recipe`. */
-export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string): Promise<RunResult> {
+export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: string): Promise<RunResult> {
   const log = hooks.log;
+  // A hub id resolves to its cached snapshot once; every step then reads that directory.
+  const hub = await resolveModel(recipe0.model, { log: (line) => log(`      ${line}`) });
+  const recipe: Recipe = { ...recipe0, model: hub.dir };
+  const title = hub.source ? `${hub.source.id}@${hub.source.revision}` : recipe.model;
   const out = recipe.out;
   mkdirSync(out, { recursive: true });
   const dense = Model.open(recipe.model);
@@ -331,7 +342,8 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
       settings: tset,
       tokenBudget: recipe.trace.tokenBudget,
       batchSize: recipe.trace.batchSize,
-      dataset: { file: calibData.file, rows: calibData.rows.length },
+      dataset: { file: calibData.file, rows: calibData.rows.length, ...(calibData.hub ? { hub: calibData.hub } : {}) },
+      ...(hub.source ? { modelHub: hub.source } : {}),
       version,
       onProgress: (p) => {
         if (Date.now() - lastLog < 5000) return;
@@ -404,7 +416,7 @@ export async function runRecipe(recipe: Recipe, hooks: RunHooks, version: string
   // 4. Report and summary.
   const report = join(out, 'report.html');
   const summary = join(out, 'summary.json');
-  const built = buildReport(results, report, { summary, title: `rac study: ${recipe.model}` });
+  const built = buildReport(results, report, { summary, title: `rac study: ${title}` });
   log(`[4/4] report → ${report}, summary → ${summary}`);
   return { traces, results, report, summary, summaryJson: built.summary };
 }

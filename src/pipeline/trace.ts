@@ -23,6 +23,7 @@ import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync,
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from './backend.ts';
 import { streamOf } from './backend.ts';
+import type { HubSource } from '../io/hub.ts';
 import type { RenderedPrompt } from '../io/datasets.ts';
 import { PromptLengthError } from '../io/prompt-bounds.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
@@ -102,8 +103,10 @@ export interface TraceOptions {
   batchSize: number;
   /** fsync after this many records (default 32); also at the end of every wave. */
   fsyncEvery?: number;
-  /** Recorded in the manifest. */
-  dataset?: { file: string; rows: number };
+  /** Recorded in the manifest (hub: the Hugging Face dataset and commit the rows came from). */
+  dataset?: { file: string; rows: number; hub?: HubSource };
+  /** The Hugging Face model and commit the backend runs, recorded in the manifest. */
+  modelHub?: HubSource;
   version?: string;
   onProgress?(p: TraceProgress): void;
   /** Called after each record is written (tests). */
@@ -116,10 +119,12 @@ export interface TraceManifest {
   traces: string;
   settings: TraceSettings;
   model: string;
+  /** The Hugging Face id, revision and commit of the model, when it came from the hub cache. */
+  model_hub?: HubSource;
   backend: string;
   token_budget: number;
   batch_size: number;
-  dataset?: { file: string; rows: number };
+  dataset?: { file: string; rows: number; hub?: HubSource };
   counts: { records: number; prompts: number; complete_prompts: number; finish: Record<string, number> };
   tokens: { prompt: number; decode: number; total: number };
   decode_share: number;
@@ -311,6 +316,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
       traces: out,
       settings: s,
       model,
+      ...(opts.modelHub ? { model_hub: opts.modelHub } : {}),
       backend: opts.backend.name,
       token_budget: opts.tokenBudget,
       batch_size: opts.batchSize,

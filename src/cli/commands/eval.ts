@@ -9,7 +9,7 @@ import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, BackendFlags {
   model: string;
-  dataset: string;
+  dataset: string | string[];
   task: EvalTask;
   promptColumn?: string;
   answerColumn: string;

@@ -5,7 +5,8 @@ import { Model } from '../../models/model.ts';
 import { readCalibJsonl, type CalibSet } from '../../pipeline/calib.ts';
 import { buildCalibSet, CALIB_MODES, parseSourceMap, type CalibMode } from '../../pipeline/calib-modes.ts';
 import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
-import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
+import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../pipeline/estimate.ts';
+import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
@@ -41,6 +42,7 @@ interface Opts extends RuntimeFlags, DatasetFlags {
   out: string;
   overwrite?: boolean;
   json?: boolean;
+  dryRun?: boolean;
 }
 
 function choice<T extends string>(name: string, values: readonly T[]) {
@@ -83,7 +85,8 @@ export function register(program: Command): void {
     .option('--no-error-stats', 'skip the per-Linear output error (saves one GEMM pass per Linear)')
     .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
     .option('--overwrite', 'replace --out if it exists')
-    .option('--json', 'print the summary (rac.json) as JSON');
+    .option('--json', 'print the summary (rac.json) as JSON (with --dry-run: the estimate)')
+    .option('--dry-run', 'print the work, estimated time and peak memory, and exit without pruning');
   addPromptOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const quantOnly = QUANT_METHODS.includes(o.method);
@@ -164,6 +167,35 @@ export function register(program: Command): void {
             '\n',
         );
       }
+      const rssBefore = process.memoryUsage().rss; // before a first-time speed measurement grows it
+      // Quiet runs print no estimate: nothing is measured for them.
+      // (round-to-nearest quantization has no calibration pass to estimate)
+      const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed() : null;
+      const estimate = speed && calib && estimatePrune(
+        model.config,
+        model.spec.linears(model.config),
+        calib,
+        {
+          // GPTQ runs SparseGPT's solver; round-to-nearest needs no statistics, like magnitude
+          method: o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : o.method,
+          layers,
+          linears: scopeLinears(model.spec, model.config, o.linears),
+          batchTokens: o.batchTokens,
+          blocksize: o.blocksize,
+          errorStats: o.errorStats,
+          trueSequential: o.trueSequential,
+          memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
+          pruneLmHead: o.pruneLmHead,
+        },
+        speed,
+        rssBefore,
+      );
+      if (estimate) for (const line of estimateLines('prune', estimate, speed)) process.stderr.write(`${line}\n`);
+      if (o.dryRun) {
+        if (!estimate) process.stderr.write('prune: --dry-run: no calibration pass to estimate (round-to-nearest is one pass over the weights)\n');
+        else if (o.json) printJson({ work: estimate.work, seconds: estimate.seconds, phases: estimate.phases, peak_bytes: estimate.peakBytes, speed });
+        return;
+      }
       const t0 = performance.now();
       const summary = await pruneCheckpoint(
         model,
@@ -200,6 +232,14 @@ export function register(program: Command): void {
         },
         RAC_VERSION,
       );
+      if (!o.quiet && estimate) {
+        const took = summary.totals.seconds;
+        const rss = process.resourceUsage().maxRSS * 1024;
+        process.stderr.write(
+          `prune: took ${formatSeconds(took)} (estimated ${formatSeconds(estimate.seconds)}, ${took > 0 ? `${(100 * (estimate.seconds / took - 1)).toFixed(0)}%` : '-'}), ` +
+            `peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB (estimated ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB)\n`,
+        );
+      }
       if (o.json) return printJson(summary);
       const rows = summary.layers.map((r) => {
         const lin = Object.values(r.linears);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { hubSourceOf } from '../../io/hub.ts';
 import { startServer } from '../../serve/server.ts';
 import { addRuntimeOptions, applyRuntime, int, type RuntimeFlags } from '../common.ts';
 
@@ -44,7 +45,8 @@ export function register(program: Command): void {
       host: o.host,
       port: o.port,
       maxBatch: o.maxBatch,
-      servedModelName: o.servedModelName,
+      // A hub snapshot is named by its id, not by its commit directory.
+      servedModelName: o.servedModelName ?? hubSourceOf(o.model)?.id,
       batchWindowMs: o.batchWindowMs,
       shutdownGraceMs: o.shutdownGrace * 1000,
       maxBodyBytes: o.maxBodyMb * 2 ** 20,

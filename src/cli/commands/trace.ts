@@ -1,6 +1,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadDataset, renderPrompt } from '../../io/datasets.ts';
+import { hubSourceOf } from '../../io/hub.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
+import { Model } from '../../models/model.ts';
+import { estimateLines, estimateTrace, machineSpeed } from '../../pipeline/estimate.ts';
 import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../pipeline/trace.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
@@ -10,7 +13,7 @@ import { formatDuration } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, DatasetFlags, BackendFlags {
   model: string;
-  dataset: string;
+  dataset: string | string[];
   n: number;
   maxNewTokens: number;
   tokenBudget: number;
@@ -22,6 +25,7 @@ interface Opts extends RuntimeFlags, DatasetFlags, BackendFlags {
   batchSize: number;
   out: string;
   json?: boolean;
+  dryRun?: boolean;
 }
 
 export function register(program: Command): void {
@@ -41,7 +45,8 @@ export function register(program: Command): void {
     .option('--seed <s>', 'sampling seed (sample i of prompt r uses stream r·n+i)', int('seed'), 0)
     .option('--stop <text...>', 'stop strings')
     .option('--batch-size <b>', 'sequences generated together (one wave; local backend batch)', int('batch-size', 1), 16)
-    .option('--json', 'print the final manifest as JSON on stdout');
+    .option('--json', 'print the final manifest as JSON on stdout (with --dry-run: the estimate)')
+    .option('--dry-run', 'print the work (traces × tokens), estimated time and peak memory, and exit without generating');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     let system: string | undefined;
     let templateFlags: Record<string, unknown>;
@@ -55,7 +60,30 @@ export function register(program: Command): void {
     applyRuntime(o);
     const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
     const tokenizer = await RacTokenizer.load(o.model);
+    if (!o.quiet || o.dryRun) {
+      // The estimate: from scratch, every completion running to --max-new-tokens (an upper bound).
+      const rssBefore = process.memoryUsage().rss;
+      let cfg: Model['config'] | null = null;
+      let linears: ReturnType<Model['spec']['linears']> = [];
+      if (o.backend === 'local') {
+        const m = Model.open(o.model);
+        cfg = m.config;
+        linears = m.spec.linears(m.config);
+        m.close();
+      }
+      const speed = cfg ? await machineSpeed() : null;
+      const promptTokens = function* () {
+        for (const row of data.rows) yield renderPrompt(tokenizer, row, { system, templateFlags }).ids.length;
+      };
+      const est = estimateTrace(cfg, linears, { promptTokens: promptTokens(), prompts: data.rows.length, n: o.n, maxNewTokens: o.maxNewTokens, tokenBudget: o.tokenBudget, batchSize: o.batchSize }, speed, rssBefore);
+      for (const line of estimateLines('trace', est, speed)) process.stderr.write(`${line}\n`);
+      if (o.dryRun) {
+        if (o.json) printJson({ work: est.work, seconds: est.seconds, phases: est.phases, peak_bytes: est.peakBytes, speed });
+        return;
+      }
+    }
     const backend = await openBackendFromFlags(o);
+    const modelHub = hubSourceOf(o.model);
     try {
       const settings: TraceSettings = {
         dataset: { sha256: data.sha256, prompt_column: data.promptColumn, id_column: data.idColumn ?? null },
@@ -85,7 +113,8 @@ export function register(program: Command): void {
         settings,
         tokenBudget: o.tokenBudget,
         batchSize: o.batchSize,
-        dataset: { file: data.file, rows: data.rows.length },
+        dataset: { file: data.file, rows: data.rows.length, ...(data.hub ? { hub: data.hub } : {}) },
+        ...(modelHub ? { modelHub } : {}),
         version: RAC_VERSION,
         onProgress: (p) => {
           if (quiet) return;
