@@ -46,6 +46,29 @@ const hesitationsOf = (text: string) => {
   return h.wait + h.but_wait + h.hmm + h.alternatively;
 };
 
+/** Chat-templated prompt ids (generation prompt, no special tokens added again). */
+function encodePrompts(m: LoadedModel, problems: readonly TinyProblem[]): number[][] {
+  return problems.map((p) =>
+    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), {
+      addSpecialTokens: false,
+    }),
+  );
+}
+
+/** Generate every request in `mode` with room up to the context for the longest prompt. */
+function generateAll(m: LoadedModel, reqs: { prompt: number[]; stream: number }[], mode: Mode, seed: number, batchSize: number) {
+  const maxPrompt = reqs.reduce((a, r) => Math.max(a, r.prompt.length), 0);
+  return generate(m.engine, m.tokenizer, reqs, {
+    maxNewTokens: Math.max(1, m.model.config.maxPositionEmbeddings - maxPrompt),
+    seed,
+    eosTokenIds: m.eosTokenIds,
+    temperature: mode.temperature,
+    topP: mode.topP,
+    topK: 0,
+    batchSize,
+  });
+}
+
 /**
  * Generate on `n` eval problems of `family` and grade them. The code family draws `samples`
  * completions per problem (streams problem·samples + j), runs each program on the problem's tests
@@ -63,27 +86,9 @@ export async function evaluateFamily(
 ): Promise<ModeResult> {
   if (family === 'code') return evaluateCode(m, n, mode, seed, batchSize, opts.samples ?? 1, opts.limits ?? DEFAULT_CODE_LIMITS);
   const problems = generateSplit('eval', family, n, seed);
-  const prompts = problems.map((p) =>
-    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), {
-      addSpecialTokens: false,
-    }),
-  );
-  const maxPrompt = Math.max(...prompts.map((p) => p.length));
+  const prompts = encodePrompts(m, problems);
   const t0 = Date.now();
-  const outs = await generate(
-    m.engine,
-    m.tokenizer,
-    prompts.map((prompt, i) => ({ prompt, stream: i })),
-    {
-      maxNewTokens: Math.max(1, m.model.config.maxPositionEmbeddings - maxPrompt),
-      seed,
-      eosTokenIds: m.eosTokenIds,
-      temperature: mode.temperature,
-      topP: mode.topP,
-      topK: 0,
-      batchSize,
-    },
-  );
+  const outs = await generateAll(m, prompts.map((prompt, i) => ({ prompt, stream: i })), mode, seed, batchSize);
   let correct = 0;
   let closedBoxed = 0;
   let truncated = 0;
@@ -118,23 +123,10 @@ export async function evaluateFamily(
 
 async function evaluateCode(m: LoadedModel, n: number, mode: Mode, seed: number, batchSize: number, samples: number, limits: SandboxLimits): Promise<ModeResult> {
   const problems = generateSplit('eval', 'code', n, seed, { format: 'v2' });
-  const prompts = problems.map((p) =>
-    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), {
-      addSpecialTokens: false,
-    }),
-  );
-  const maxPrompt = Math.max(...prompts.map((p) => p.length));
+  const prompts = encodePrompts(m, problems);
   const t0 = Date.now();
   const reqs = problems.flatMap((_, i) => Array.from({ length: samples }, (_s, j) => ({ prompt: prompts[i]!, stream: i * samples + j })));
-  const outs = await generate(m.engine, m.tokenizer, reqs, {
-    maxNewTokens: Math.max(1, m.model.config.maxPositionEmbeddings - maxPrompt),
-    seed,
-    eosTokenIds: m.eosTokenIds,
-    temperature: mode.temperature,
-    topP: mode.topP,
-    topK: 0,
-    batchSize,
-  });
+  const outs = await generateAll(m, reqs, mode, seed, batchSize);
   const perProblem = problems.map(() => ({ n: samples, c: 0 }));
   let passed = 0;
   let closed = 0;
