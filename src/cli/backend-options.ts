@@ -1,6 +1,7 @@
 /** --backend and the llama.cpp / OpenAI-compatible server options shared by `rac trace` and `rac eval`. */
 import { InvalidArgumentError, type Command } from 'commander';
 import type { GenerationBackend } from '../pipeline/backend.ts';
+import type { RuntimeOptions } from '../runtime/session.ts';
 import { BACKENDS, openBackend, type BackendKind } from '../pipeline/backends/index.ts';
 import type { PromptFormat } from '../pipeline/backends/openai.ts';
 import { int } from './common.ts';
@@ -39,10 +40,11 @@ export function addBackendOptions(cmd: Command): Command {
 }
 
 /** The backend named by --backend, through the backend factory. */
-export function openBackendFromFlags(o: BackendFlags): Promise<GenerationBackend> {
+export function openBackendFromFlags(o: BackendFlags, runtime: Partial<RuntimeOptions> = {}): Promise<GenerationBackend> {
   return openBackend(o.backend, {
     model: o.model,
     batchSize: o.batchSize,
+    runtime,
     ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
     ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
     ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),

@@ -43,6 +43,30 @@ export function parseSparsityTarget(spec: string): SparsityTarget {
   return spec.includes(':') ? { kind: 'nm', ...parsePattern(spec) } : { kind: 'unstructured', sparsity: parseSparsity(spec) };
 }
 
+/**
+ * The one parser of a sparsity target from its two spellings (`sparsity: 0.5` | `pattern: "2:4"`):
+ * exactly one must be given (`rac prune --sparsity|--pattern`, a recipe entry's value).
+ */
+export function targetOf(spec: { sparsity?: string | number | undefined; pattern?: string | undefined }): SparsityTarget {
+  if ((spec.sparsity === undefined) === (spec.pattern === undefined)) throw new RangeError('give exactly one of sparsity or pattern');
+  return spec.pattern !== undefined ? { kind: 'nm', ...parsePattern(spec.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(spec.sparsity!) };
+}
+
+/** rac.json's spelling of a target: `{sparsity: 0.5}` or `{pattern: "2:4"}`. */
+export function describeTarget(t: SparsityTarget): { sparsity?: number; pattern?: string } {
+  return t.kind === 'nm' ? { pattern: `${t.n}:${t.m}` } : { sparsity: t.sparsity };
+}
+
+/** A target in file names (`s60`, `2of4`). */
+export function targetLabel(t: SparsityTarget): string {
+  return t.kind === 'nm' ? `${t.n}of${t.m}` : `s${Math.round(t.sparsity * 1000) / 10}`;
+}
+
+/** A target for people (`sparsity 0.6`, `2:4`). */
+export function targetText(t: SparsityTarget): string {
+  return t.kind === 'nm' ? `${t.n}:${t.m}` : `sparsity ${t.sparsity}`;
+}
+
 /** The fraction of weights a target zeroes (n/m for N:M). */
 export function targetFraction(t: SparsityTarget): number {
   return t.kind === 'nm' ? t.n / t.m : t.sparsity;

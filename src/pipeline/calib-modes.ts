@@ -25,6 +25,7 @@ import { CalibError, validateLimits, type CalibSequence, type CalibSet } from '.
 import { loadDataset, renderPrompt, type LoadDatasetOptions } from '../io/datasets.ts';
 import { decodeUtf8, jsonlObjects, jsonlObjectsFromBytes } from '../io/jsonl.ts';
 import type { RacTokenizer } from '../io/tokenizer.ts';
+import { selectTraces, type TraceSelection } from './select.ts';
 
 export const CALIB_MODES = ['prompt', 'rac', 'text', 'mix'] as const;
 export type CalibMode = (typeof CALIB_MODES)[number];
@@ -59,6 +60,20 @@ export interface CalibModeInputs {
   mix?: Partial<Record<SourceMode, number>>;
   /** Per-source sequence weights (default 1). */
   weights?: Partial<Record<SourceMode, number>>;
+  /** Trace selection, applied to every traces file before the budget. */
+  select?: TraceSelection | null;
+  /**
+   * For `rac`: several trace sets, each with its share of the budget (largest remainder) and the
+   * name of the model that produced it (`dense`, `pruned pass 1`, …), recorded per set with its
+   * tokens. Replaces `traces` when given.
+   */
+  traceSets?: TraceSet[];
+}
+
+export interface TraceSet {
+  producer: string;
+  files: string[];
+  share: number;
 }
 
 export interface CalibModeContext {
@@ -239,25 +254,35 @@ export function traceRowIds(row: Record<string, unknown>, vocabSize: number, whe
   throw new CalibError(`${where}: a trace row needs "input_ids" or "prompt_ids" + "completion_ids"; has ${Object.keys(row).join(', ') || 'no fields'}`);
 }
 
-/** `rac`: prompt + completion ids from traces files. */
-export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: CalibShape, weight = 1): Component {
+/** `rac`: prompt + completion ids from traces files (optionally selected before the budget). */
+export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: CalibShape, weight = 1, select?: TraceSelection | null): Component {
   if (paths.length === 0) throw new CalibError('rac calibration needs a traces file (--traces)');
   const files = paths.map((p) => fileHash(p, 'traces file'));
-  let rows = 0;
+  const rows: { row: Record<string, unknown>; where: string }[] = [];
+  for (const f of files) {
+    // A torn last line (a trace run still going or killed) is ignored.
+    for (const r of jsonlObjectsFromBytes(f.bytes, f.file, { ignoreTornTail: true, error: (m) => new CalibError(m) })) rows.push(r);
+  }
+  const chosen = select ? selectTraces(rows, select) : null;
+  const models = new Set<string>();
   function* docs(): Generator<Doc> {
-    for (const f of files) {
-      // A torn last line (a trace run still going or killed) is ignored.
-      for (const { row, where } of jsonlObjectsFromBytes(f.bytes, f.file, { ignoreTornTail: true, error: (m) => new CalibError(m) })) {
-        const { ids, promptLen } = traceRowIds(row, ctx.vocabSize, where);
-        const w = row['weight'] ?? 1;
-        if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
-        rows++;
-        yield { ids, promptLen, weight: weight * w };
-      }
+    for (const { row, where } of chosen ? chosen.kept : rows) {
+      const { ids, promptLen } = traceRowIds(row, ctx.vocabSize, where);
+      const w = row['weight'] ?? 1;
+      if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
+      if (typeof row['model'] === 'string') models.add(row['model']);
+      yield { ids, promptLen, weight: weight * w };
     }
   }
   const r = shape(docs(), l, ctx.tokenizer?.eosTokenId);
-  return finishComponent('rac', r, { files: files.map(({ file, sha256 }) => ({ file, sha256 })), rows_used: r.docsUsed, rows_read: rows, weight }, l);
+  return finishComponent('rac', r, {
+    files: files.map(({ file, sha256 }) => ({ file, sha256 })),
+    rows_used: r.docsUsed,
+    rows_read: rows.length,
+    ...(models.size ? { models: [...models] } : {}),
+    ...(chosen ? { selection: { ...select, ...chosen.counts } } : {}),
+    weight,
+  }, l);
 }
 
 /** `text`: plain text documents, tokenized (with the tokenizer's special tokens) and chunked. */
@@ -335,13 +360,48 @@ export function splitBudget(budget: number, shares: Partial<Record<SourceMode, n
   return out;
 }
 
+/** `rac` from several trace sets: the budget split by their shares, each set recorded with its producer and tokens. */
+function buildTraceSetsComponent(sets: TraceSet[], select: TraceSelection | null, ctx: CalibModeContext, l: CalibShape, weight: number): Component {
+  if (sets.length === 0) throw new CalibError('rac calibration needs a trace set');
+  const live = sets.filter((t) => t.share > 0);
+  if (l.tokenBudget <= 0 && live.length > 1) throw new CalibError('rac calibration from several trace sets needs a token budget to split');
+  const budgets = l.tokenBudget > 0 ? splitShares(l.tokenBudget, live.map((t) => t.share)) : [0];
+  const comps = live.map((t, i) => ({ t, c: buildRacComponent(t.files, ctx, { ...l, tokenBudget: budgets[i]! }, weight, select) }));
+  const tokens = comps.reduce((a, { c }) => a + c.tokens, 0);
+  const promptTokens = comps.reduce((a, { c }) => a + c.promptTokens, 0);
+  const r = { pieces: [], tokens, promptTokens, exhausted: comps.some(({ c }) => c.source['exhausted'] === true), docsUsed: 0 };
+  const out = finishComponent('rac', r, {
+    files: comps.flatMap(({ c }) => c.source['files'] as unknown[]),
+    trace_sets: comps.map(({ t, c }) => ({ producer: t.producer, share: t.share, ...c.source })),
+    weight,
+  }, l);
+  return { ...out, sequences: comps.flatMap(({ c }) => c.sequences) };
+}
+
+/** Integer parts of `budget` by shares (largest remainder: they sum to the budget). */
+export function splitShares(budget: number, shares: number[]): number[] {
+  const sum = shares.reduce((a, v) => a + v, 0);
+  if (!(sum > 0)) throw new CalibError('the shares must not all be 0');
+  const exact = shares.map((v) => (budget * v) / sum);
+  const out = exact.map(Math.floor);
+  let left = budget - out.reduce((a, v) => a + v, 0);
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  for (const [, i] of order) {
+    if (left <= 0) break;
+    out[i]!++;
+    left--;
+  }
+  return out;
+}
+
 async function buildComponent(mode: SourceMode, inputs: CalibModeInputs, ctx: CalibModeContext, l: CalibShape, weight: number): Promise<Component> {
   switch (mode) {
     case 'prompt':
       if (!inputs.dataset) throw new CalibError('prompt calibration needs a dataset (--dataset)');
       return buildPromptComponent(inputs.dataset, ctx, l, weight);
     case 'rac':
-      return buildRacComponent(inputs.traces ?? [], ctx, l, weight);
+      if (inputs.traceSets) return buildTraceSetsComponent(inputs.traceSets, inputs.select ?? null, ctx, l, weight);
+      return buildRacComponent(inputs.traces ?? [], ctx, l, weight, inputs.select ?? null);
     case 'text':
       return buildTextComponent(inputs.textFiles ?? [], inputs.textField ?? 'text', ctx, l, weight);
   }

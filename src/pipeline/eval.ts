@@ -466,6 +466,16 @@ export function codeLimits(o: { wallSeconds?: number | undefined; cpuSeconds?: n
   };
 }
 
+/**
+ * The grader `rac trace` applies to a trace when its prompt has an answer: the same as this
+ * module's for math and tiny answers (null for code rows, graded by tests in a sandbox at eval time).
+ */
+export function traceGrader(task: EvalTask): ((text: string, answer: string) => boolean) | null {
+  if (task === 'tiny') return (text, answer) => gradeTiny(text, answer).correct;
+  if (task === 'math') return (text, answer) => gradeMath(text, answer).correct;
+  return null;
+}
+
 async function grade(task: EvalTask, p: EvalProblem, text: string, limits: SandboxLimits): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
   // A tiny row with tests (the code family) is graded as the code task grades it.
   if (task === 'tiny' && p.tests === null) return gradeTiny(text, p.answer!);

@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
 import { magnitudePrune } from '../compress/magnitude.ts';
-import type { PruneReport, SparsityTarget } from '../compress/masks.ts';
+import { describeTarget, type PruneReport, type SparsityTarget } from '../compress/masks.ts';
 import { outputErrorGemm } from '../compress/metrics.ts';
 import { gptqQuantize } from '../compress/gptq.ts';
 import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
@@ -190,10 +190,6 @@ export function parseLayerSelection(spec: string, numLayers: number): number[] {
   }
   if (out.size === 0) throw new Error(`layer selection "${spec}" selects no layer`);
   return [...out].sort((x, y) => x - y);
-}
-
-function describeTarget(t: SparsityTarget): { sparsity?: number; pattern?: string } {
-  return t.kind === 'nm' ? { pattern: `${t.n}:${t.m}` } : { sparsity: t.sparsity };
 }
 
 /** Prune `model` with `calib` and write the result to `outDir`. */

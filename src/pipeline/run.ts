@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
-import { parsePattern, parseSparsity, type SparsityTarget } from '../compress/masks.ts';
+import { parsePattern, parseSparsity, targetLabel, type SparsityTarget } from '../compress/masks.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import { parseHubId, resolveModel } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
@@ -18,10 +18,13 @@ import { Model } from '../models/model.ts';
 import type { GenerationBackend } from './backend.ts';
 import { openBackend, type OpenBackendOptions } from './backends/index.ts';
 import { buildCalibSet, type CalibMode } from './calib-modes.ts';
-import { codeLimits, runEval, type EvalTask } from './eval.ts';
+import { codeLimits, runEval, traceGrader, type EvalTask } from './eval.ts';
+import { calibShapeOf, fieldsOf, PRUNE_DEFAULTS, prunerOptionsOf, readFields, RECIPE_DEFAULTS, RECIPE_EVAL_DEFAULTS, selectionOf, settingsProblem, TRACE_DEFAULTS, usesPolicy, type PruneSettings } from './job.ts';
+import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
+import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
-import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from './prune.ts';
+import { parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from './prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { buildReport } from '../report/html.ts';
 
@@ -40,6 +43,8 @@ export interface PruneSpec {
   linears: LinearScope;
   /** The quantization axis: null = not quantized; q4_0/q8_0 = joint with sparsegpt, RTN after wanda/magnitude. */
   quantize: (QuantFormat | null)[];
+  /** Every prune / calibration setting of this entry: the recipe's `calibration:` section, then the entry's own keys. */
+  settings: PruneSettings;
 }
 
 export interface Recipe {
@@ -51,7 +56,8 @@ export interface Recipe {
   templateFlags: Record<string, unknown>;
   datasets: { calib: string; eval: string; text: string[]; promptColumn?: string; answerColumn?: string; idColumn?: string };
   trace: { n: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; tokenBudget: number; batchSize: number };
-  calibration: { tokens: number; maxSeqLen: number; batchTokens: number; mix?: Record<string, number> };
+  /** The `calibration:` section over the defaults (each prune entry may override its keys). */
+  calibration: PruneSettings;
   prune: PruneSpec[];
   eval: { samples: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; limit?: number; batchSize: number; codeLimits?: SandboxLimits };
   backend: Omit<OpenBackendOptions, 'backend' | 'model' | 'gguf'> & { backend: 'local' | 'llama.cpp' | 'openai' };
@@ -83,6 +89,13 @@ export function loadRecipe(path: string): Recipe {
     return isAbsolute(v as string) ? (v as string) : join(base, v as string);
   };
   const sub = (k: string, known: readonly string[]): Obj => mapping(r[k] ?? {}, k, known, fail);
+  const wrap = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+  };
   const num = (o: Obj, k: string, def: number, where: string, int = false): number => {
     const v = o[k] ?? def;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) fail(`"${where}.${k}" must be a ${int ? 'non-negative integer' : 'number ≥ 0'}`);
@@ -93,7 +106,9 @@ export function loadRecipe(path: string): Recipe {
   const ds = sub('datasets', ['calib', 'eval', 'text', 'prompt_column', 'answer_column', 'id_column']);
   const text = ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
   const tr = sub('trace', ['n', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'token_budget', 'batch_size']);
-  const ca = sub('calibration', ['tokens', 'max_seq_len', 'batch_tokens', 'mix']);
+  const calibFields = fieldsOf('calibration');
+  const ca = sub('calibration', calibFields.map((f) => f.key));
+  const calibration = wrap(() => readFields(ca, 'calibration', { ...PRUNE_DEFAULTS, ...RECIPE_DEFAULTS }, calibFields));
   const ev = sub('eval', ['samples', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'limit', 'batch_size', 'code_limits']);
   const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
   const prune = r['prune'];
@@ -102,6 +117,8 @@ export function loadRecipe(path: string): Recipe {
     const where = `prune[${i}]`;
     if (typeof x !== 'object' || x === null) fail(`${where} must be a mapping`);
     const o = x as Obj;
+    const entryKeys = ['method', 'calib', 'sparsity', 'pattern', 'quantize', ...fieldsOf('prune').map((f) => f.key)];
+    for (const k of Object.keys(o)) if (!entryKeys.includes(k)) fail(`${where}: unknown key "${k}" (known: ${entryKeys.join(', ')})`);
     const method = o['method'] as PruneMethod;
     if (!PRUNE_METHODS.includes(method)) fail(`${where}.method must be one of ${PRUNE_METHODS.join(', ')}`);
     const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -116,12 +133,17 @@ export function loadRecipe(path: string): Recipe {
       fail(`${where}: ${(e as Error).message}`);
     }
     if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
-    const linears = (o['linears'] ?? 'all') as LinearScope;
-    if (!['all', 'attn', 'mlp'].includes(linears)) fail(`${where}.linears must be all, attn or mlp`);
+    const settings = wrap(() => readFields(o, where, calibration, fieldsOf('prune')));
+    const linears = settings.linears as LinearScope;
+    for (const c of calib) {
+      const problem = settingsProblem(settings, c);
+      if (problem) fail(`${where}: ${problem}`);
+    }
     const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
     for (const q of quantize) if (q !== null && !isQuantFormat(String(q))) fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
     if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
-    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize };
+    if (usesPolicy(settings) && quantize.some((q) => q !== null)) fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
+    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize, settings };
   });
   const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
   if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai') fail('"backend.kind" must be local, llama.cpp or openai');
@@ -144,31 +166,26 @@ export function loadRecipe(path: string): Recipe {
       ...(typeof ds['id_column'] === 'string' ? { idColumn: ds['id_column'] } : {}),
     },
     trace: {
-      n: num(tr, 'n', 2, 'trace', true),
-      maxNewTokens: num(tr, 'max_new_tokens', 8192, 'trace', true),
-      temperature: num(tr, 'temperature', 0.6, 'trace'),
-      topP: num(tr, 'top_p', 0.95, 'trace'),
-      topK: num(tr, 'top_k', 0, 'trace', true),
-      seed: num(tr, 'seed', 0, 'trace', true),
-      tokenBudget: num(tr, 'token_budget', 1_000_000, 'trace', true),
-      batchSize: num(tr, 'batch_size', 16, 'trace', true),
+      n: num(tr, 'n', TRACE_DEFAULTS.n, 'trace', true),
+      maxNewTokens: num(tr, 'max_new_tokens', TRACE_DEFAULTS.maxNewTokens, 'trace', true),
+      temperature: num(tr, 'temperature', TRACE_DEFAULTS.temperature, 'trace'),
+      topP: num(tr, 'top_p', TRACE_DEFAULTS.topP, 'trace'),
+      topK: num(tr, 'top_k', TRACE_DEFAULTS.topK, 'trace', true),
+      seed: num(tr, 'seed', TRACE_DEFAULTS.seed, 'trace', true),
+      tokenBudget: num(tr, 'token_budget', TRACE_DEFAULTS.tokenBudget, 'trace', true),
+      batchSize: num(tr, 'batch_size', TRACE_DEFAULTS.batchSize, 'trace', true),
     },
-    calibration: {
-      tokens: num(ca, 'tokens', 1_000_000, 'calibration', true),
-      maxSeqLen: num(ca, 'max_seq_len', 8192, 'calibration', true),
-      batchTokens: num(ca, 'batch_tokens', 4096, 'calibration', true),
-      ...(ca['mix'] ? { mix: ca['mix'] as Record<string, number> } : {}),
-    },
+    calibration,
     prune: specs,
     eval: {
-      samples: num(ev, 'samples', 1, 'eval', true),
-      maxNewTokens: num(ev, 'max_new_tokens', 32768, 'eval', true),
-      temperature: num(ev, 'temperature', 0.6, 'eval'),
-      topP: num(ev, 'top_p', 0.95, 'eval'),
-      topK: num(ev, 'top_k', 0, 'eval', true),
-      seed: num(ev, 'seed', 0, 'eval', true),
+      samples: num(ev, 'samples', RECIPE_EVAL_DEFAULTS.samples, 'eval', true),
+      maxNewTokens: num(ev, 'max_new_tokens', RECIPE_EVAL_DEFAULTS.maxNewTokens, 'eval', true),
+      temperature: num(ev, 'temperature', RECIPE_EVAL_DEFAULTS.temperature, 'eval'),
+      topP: num(ev, 'top_p', RECIPE_EVAL_DEFAULTS.topP, 'eval'),
+      topK: num(ev, 'top_k', RECIPE_EVAL_DEFAULTS.topK, 'eval', true),
+      seed: num(ev, 'seed', RECIPE_EVAL_DEFAULTS.seed, 'eval', true),
       ...(ev['limit'] !== undefined ? { limit: num(ev, 'limit', 0, 'eval', true) } : {}),
-      batchSize: num(ev, 'batch_size', 16, 'eval', true),
+      batchSize: num(ev, 'batch_size', RECIPE_EVAL_DEFAULTS.batchSize, 'eval', true),
       ...(ev['code_limits'] !== undefined ? { codeLimits: recipeCodeLimits(ev['code_limits'], fail) } : {}),
     },
     backend: { ...(be as object), backend: backendKind } as Recipe['backend'],
@@ -213,10 +230,6 @@ function fileSha(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-function targetLabel(t: SparsityTarget): string {
-  return t.kind === 'nm' ? `${t.n}of${t.m}` : `s${Math.round(t.sparsity * 1000) / 10}`;
-}
-
 export interface RunHooks {
   log(line: string): void;
 }
@@ -229,8 +242,8 @@ export interface RunResult {
   summaryJson: Record<string, unknown>;
 }
 
-async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, fn: (b: GenerationBackend) => Promise<T>): Promise<T> {
-  const b = await openBackend({ ...recipe.backend, model, batchSize });
+async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, runtime: Partial<RuntimeOptions>, fn: (b: GenerationBackend) => Promise<T>): Promise<T> {
+  const b = await openBackend({ ...recipe.backend, model, batchSize, runtime });
   try {
     return await fn(b);
   } finally {
@@ -239,7 +252,7 @@ async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, 
 }
 
 /** Run (or resume) the study described by `recipe`. */
-export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: string): Promise<RunResult> {
+export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: string, runtime: Partial<RuntimeOptions> = {}): Promise<RunResult> {
   const log = hooks.log;
   // A hub id resolves to its cached snapshot once; every step then reads that directory.
   const hub = await resolveModel(recipe0.model, { log: (line) => log(`      ${line}`) });
@@ -249,11 +262,13 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
   mkdirSync(out, { recursive: true });
   const dense = Model.open(recipe.model);
   const vocabSize = dense.config.vocabSize;
+  const denseConfig = dense.config;
   dense.close();
   const tokenizer = await RacTokenizer.load(recipe.model);
 
   // 1. On-policy traces of the dense model on the calibration prompts.
-  const calibData = await loadDataset(recipe.datasets.calib, { promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn });
+  const calibData = await loadDataset(recipe.datasets.calib, { promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn, ...(recipe.datasets.answerColumn ? { answerColumn: recipe.datasets.answerColumn } : {}) });
+  const grader = traceGrader(recipe.task);
   const tset: TraceSettings = {
     dataset: { sha256: calibData.sha256, prompt_column: calibData.promptColumn, id_column: calibData.idColumn ?? null },
     system: recipe.system ?? null,
@@ -265,10 +280,13 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
     top_k: recipe.trace.topK,
     seed: recipe.trace.seed,
     stop: [],
+    // Calibration prompts with answers are graded as they are traced (trace selection reads it).
+    ...(grader && calibData.rows.some((r) => r.answer !== undefined) ? { grade: recipe.task as 'math' | 'tiny' } : {}),
   };
   const prompts: TracePrompt[] = calibData.rows.map((row) => ({
     id: row.id,
     index: row.index,
+    ...(tset.grade && row.answer !== undefined ? { answer: row.answer } : {}),
     render: (contextLength?: number) => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
   }));
   let lastLog = 0;
@@ -330,7 +348,7 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
 
   // One dense backend serves its fingerprint (which names every derived output), the traces and
   // the dense evaluation: the dense model is opened (or, for llama.cpp, exported) once.
-  const { denseId, tracesPath, traces, denseEval } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, async (backend) => {
+  const { denseId, tracesPath, traces, denseEval } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, runtime, async (backend) => {
     const denseId = backend.fingerprint;
     const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
     mkdirSync(dirname(tracesPath), { recursive: true });
@@ -344,6 +362,7 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
       batchSize: recipe.trace.batchSize,
       dataset: { file: calibData.file, rows: calibData.rows.length, ...(calibData.hub ? { hub: calibData.hub } : {}) },
       ...(hub.source ? { modelHub: hub.source } : {}),
+      ...(tset.grade && grader ? { grader } : {}),
       version,
       onProgress: (p) => {
         if (Date.now() - lastLog < 5000) return;
@@ -368,36 +387,78 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
       target,
       linears: spec.linears,
       calib,
-      calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: recipe.calibration, tflags: recipe.templateFlags, system: recipe.system ?? null },
+      calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: spec.settings, tflags: recipe.templateFlags, system: recipe.system ?? null },
+      ...(calib === null ? { settings: spec.settings } : {}),
     };
-    const name = `${spec.method}-${calib ?? 'nocalib'}-${targetLabel(target)}${quant ? `-${quant}` : ''}`;
+    const variant = calib === null ? undefined : variantLabel(spec.settings);
+    const name = `${spec.method}-${calib ?? 'nocalib'}${variant ? `+${variant.replace(/[^A-Za-z0-9.+-]/g, '_')}` : ''}-${targetLabel(target)}${quant ? `-${quant}` : ''}`;
     return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib, quant };
   });
   log(`[2/4] pruning: ${jobs.length} models`);
+  // Staged refresh / two-pass mix trace pruned models as the dense one was traced (traces/ keeps them: reruns resume).
+  const policyGenerator = traceGenerator({
+    prompts,
+    settings: tset,
+    batchSize: recipe.trace.batchSize,
+    dir: join(out, 'traces'),
+    open: (dir) => openBackend({ ...recipe.backend, model: dir, batchSize: recipe.trace.batchSize, runtime }),
+    ...(tset.grade && grader ? { grader } : {}),
+    dataset: { file: calibData.file, rows: calibData.rows.length },
+    version,
+  });
   for (const [i, j] of jobs.entries()) {
     if (existsSync(join(j.dir, 'rac.json'))) {
       log(`      (${i + 1}/${jobs.length}) ${j.name}: done before, skipped`);
       continue;
     }
     const t0 = performance.now();
+    const st = j.spec.settings;
+    const layers = parseLayerSelection(st.layers, denseConfig.numLayers);
+    if (j.calib !== null && usesPolicy(st)) {
+      const s = await prunePolicy({
+        model: recipe.model,
+        out: j.dir,
+        method: j.spec.method,
+        target: j.target,
+        settings: st,
+        runtime,
+        denseTraces: [tracesPath],
+        denseTraceBudget: recipe.trace.tokenBudget,
+        ctx: { tokenizer, vocabSize },
+        generate: policyGenerator,
+        overwrite: true,
+        version,
+        log: (line) => log(`      ${line}`),
+      });
+      const pol = s.calibration['policy'] as { traces_generated: number; trace_seconds: number };
+      log(
+        `      (${i + 1}/${jobs.length}) ${j.name}: ${(100 * s.totals.sparsity).toFixed(1)}% sparse, ${s.calibration.tokens} calibration tokens, ` +
+          `${pol.traces_generated} traces generated in ${pol.trace_seconds.toFixed(1)}s, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+      );
+      continue;
+    }
     const calibSet = await buildCalibSet(
       j.calib ?? 'prompt',
       {
         dataset: { path: recipe.datasets.calib, promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn, system: recipe.system, templateFlags: recipe.templateFlags },
         traces: [tracesPath],
         textFiles: recipe.datasets.text,
-        ...(recipe.calibration.mix ? { mix: recipe.calibration.mix } : {}),
+        select: selectionOf(st),
+        ...(st.mix ? { mix: st.mix } : {}),
+        ...(st.mixWeights ? { weights: st.mixWeights } : {}),
       },
       { tokenizer, vocabSize },
-      { tokenBudget: recipe.calibration.tokens, maxSeqLen: recipe.calibration.maxSeqLen },
+      calibShapeOf(st),
     );
+    const variant = j.calib === null ? undefined : variantLabel(st);
+    if (variant) calibSet.source['variant'] = variant;
     const model = Model.open(recipe.model);
     try {
       const s = await pruneCheckpoint(
         model,
         calibSet,
         j.dir,
-        { method: j.spec.method, target: j.target, linears: j.spec.linears, batchTokens: recipe.calibration.batchTokens, overwrite: true, ...(j.quant ? { quant: j.quant } : {}) },
+        { method: j.spec.method, target: j.target, layers, ...prunerOptionsOf(st, runtime), overwrite: true, ...(j.quant ? { quant: j.quant } : {}) },
         version,
       );
       log(
@@ -410,8 +471,8 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
 
   // 3. Evaluation of every pruned model (and of the dense one, unless step 1 did it).
   log(`[3/4] evaluation: ${jobs.length} pruned models${denseEval === null ? ' and the dense one' : ''} on ${evalScope}`);
-  const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, evaluateDense))];
-  for (const [i, j] of jobs.entries()) results.push(await withBackend(recipe, j.dir, recipe.eval.batchSize, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)));
+  const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, runtime, evaluateDense))];
+  for (const [i, j] of jobs.entries()) results.push(await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)));
 
   // 4. Report and summary.
   const report = join(out, 'report.html');

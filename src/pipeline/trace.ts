@@ -49,6 +49,8 @@ export interface TraceSettings {
   top_k: number;
   seed: number;
   stop: string[];
+  /** Grade each trace that has an answer with this task's grader (recorded as `correct`); absent = no grading. */
+  grade?: 'math' | 'tiny';
 }
 
 export interface TraceRecord {
@@ -65,6 +67,8 @@ export interface TraceRecord {
   num_prompt_tokens: number;
   num_decode_tokens: number;
   answer?: string;
+  /** The completion graded against `answer` (`grade` settings: the grader of `rac eval --task`). */
+  correct?: boolean;
 }
 
 export interface TracePrompt {
@@ -111,6 +115,8 @@ export interface TraceOptions {
   onProgress?(p: TraceProgress): void;
   /** Called after each record is written (tests). */
   onRecord?(r: TraceRecord): void;
+  /** The grader of `settings.grade` (traceGrader in eval.ts): required when it is set. */
+  grader?: (text: string, answer: string) => boolean;
 }
 
 export interface TraceManifest {
@@ -240,6 +246,8 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new TraceError(`batch size must be a positive integer, got ${opts.batchSize}`);
   if (!Number.isInteger(opts.tokenBudget) || opts.tokenBudget < 0) throw new TraceError(`token budget must be an integer ≥ 0, got ${opts.tokenBudget}`);
   const fsyncEvery = opts.fsyncEvery ?? 32;
+  if (s.grade && !opts.grader) throw new TraceError(`settings.grade is ${s.grade} but no grader was given`);
+  const grader = s.grade ? opts.grader : undefined;
   const ids = new Set<string>();
   for (const p of opts.prompts) {
     if (ids.has(p.id)) throw new TraceError(`duplicate prompt id "${p.id}"`);
@@ -418,6 +426,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
               num_prompt_tokens: r.ids.length,
               num_decode_tokens: c.ids.length,
               ...(p.answer !== undefined ? { answer: p.answer } : {}),
+              ...(grader && p.answer !== undefined ? { correct: grader(c.text, p.answer) } : {}),
             };
             writeAll(fd, Buffer.from(JSON.stringify(rec) + '\n', 'utf8'));
             count(rec);

@@ -63,6 +63,13 @@ function num(v: unknown): number | null {
 }
 
 function calibMode(p: PruningInfo): string | null {
+  const m = baseCalibMode(p);
+  // A calibration variant (policy, selection, token weights, OWL: issue 16) labels its row.
+  const v = p.calibration?.['variant'];
+  return m !== null && typeof v === 'string' ? `${m}+${v}` : m;
+}
+
+function baseCalibMode(p: PruningInfo): string | null {
   if (p.method === 'magnitude') return null;
   const c = p.calibration;
   if (!c) return null;

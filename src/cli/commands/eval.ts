@@ -4,7 +4,8 @@ import { RacTokenizer } from '../../io/tokenizer.ts';
 import type { GenerationBackend } from '../../pipeline/backend.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
 import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, runEval, type EvalTask } from '../../pipeline/eval.ts';
-import { addRuntimeOptions, applyRuntime, float, int, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, float, int, type RuntimeFlags } from '../common.ts';
+import { EVAL_DEFAULTS as D, runtimeOf } from '../../pipeline/job.ts';
 import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, BackendFlags {
@@ -52,23 +53,22 @@ export function register(program: Command): void {
     .option('--family-column <c>', 'family column for per-family metrics', 'family')
     .option('--system <text>', 'system message')
     .option('--template-flag <key=value...>', 'chat template variables, e.g. enable_thinking=false')
-    .option('--samples <k>', 'completions per problem', int('samples', 1), 1)
-    .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), 2048)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), 0.6)
-    .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), 0.95)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), 0)
-    .option('--seed <s>', 'sampling seed', int('seed'), 0)
+    .option('--samples <k>', 'completions per problem', int('samples', 1), D.samples)
+    .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), D.maxNewTokens)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), D.temperature)
+    .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), D.topP)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), D.topK)
+    .option('--seed <s>', 'sampling seed', int('seed'), D.seed)
     .option('--stop <text...>', 'stop strings')
     .option('--limit <n>', 'evaluate only the first n problems', int('limit', 1))
-    .option('--batch-size <b>', 'sequences decoded together (local backend)', int('batch-size', 1), 16)
+    .option('--batch-size <b>', 'sequences decoded together (local backend)', int('batch-size', 1), D.batchSize)
     .option('--code-wall-seconds <s>', 'code: wall-clock limit per test run', float('code-wall-seconds', 0.001, 86_400), DEFAULT_CODE_LIMITS.wallMs / 1000)
     .option('--code-cpu-seconds <s>', 'code: CPU-time limit per test run', float('code-cpu-seconds', 0.001, 86_400), DEFAULT_CODE_LIMITS.cpuSeconds)
     .option('--code-memory-mb <m>', 'code: address-space limit per test run, MiB', float('code-memory-mb', 16, 1 << 20), DEFAULT_CODE_LIMITS.memoryMb)
     .option('--json', 'print the metrics as one JSON object on stdout');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
-    applyRuntime(o);
     const tok = await RacTokenizer.load(o.model);
-    const backend: GenerationBackend = await openBackendFromFlags(o);
+    const backend: GenerationBackend = await openBackendFromFlags(o, runtimeOf(o));
     try {
       let bar: ReturnType<typeof progress> | null = null;
       const t0 = performance.now();

@@ -4,7 +4,8 @@ import { checkPromptChars, checkPromptTokens, promptChars, PromptLengthError } f
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
 import { closeModel, loadModel } from '../../pipeline/loaded.ts';
-import { addRuntimeOptions, applyRuntime, float, int, printJson, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, float, int, printJson, type RuntimeFlags } from '../common.ts';
+import { runtimeOf } from '../../pipeline/job.ts';
 import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags {
@@ -39,7 +40,6 @@ export function register(program: Command): void {
     .option('-n, --n <n>', 'completions to sample', int('n', 1), 1)
     .option('--json', 'print JSON (one object)');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
-    applyRuntime(o);
     // The prompt must fit the context with one new token: checked (by length before tokenizing)
     // against config.json and the tokenizer alone, before the engine is loaded.
     const probe = Model.open(o.model, { warn: () => {} });
@@ -63,7 +63,7 @@ export function register(program: Command): void {
       if (e instanceof PromptLengthError) throw new PromptLengthError(`--prompt: ${e.message} (max_position_embeddings of ${modelDir})`);
       throw e;
     }
-    const lm = await loadModel(o.model);
+    const lm = await loadModel(o.model, runtimeOf(o));
     try {
       const { tokenizer, generation } = lm;
       const sampled = generation.doSample !== false && generation.temperature !== undefined;

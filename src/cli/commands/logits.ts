@@ -3,7 +3,8 @@ import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Engine } from '../../models/engine.ts';
 import { Model } from '../../models/model.ts';
 import { argmax } from '../../models/sampling.ts';
-import { addRuntimeOptions, applyRuntime, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { runtimeOf } from '../../pipeline/job.ts';
 
 interface Opts extends RuntimeFlags {
   model: string;
@@ -30,7 +31,6 @@ export function register(program: Command): void {
     .option('--json', 'print JSON (the default and only format)');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     if ((o.text === undefined) === (o.ids === undefined)) usage(cmd, 'give exactly one of --text or --ids');
-    applyRuntime(o);
     const model = Model.open(o.model);
     try {
       const ids = o.ids ?? (await RacTokenizer.load(model.dir)).encode(o.text!);
@@ -38,7 +38,7 @@ export function register(program: Command): void {
       const V = model.config.vocabSize;
       const bad = ids.find((i) => i >= V);
       if (bad !== undefined) usage(cmd, `token id ${bad} is outside the vocabulary (${V})`);
-      const engine = await Engine.load(model);
+      const engine = await Engine.load(model, runtimeOf(o));
       let logits: Float32Array | undefined;
       try {
         [logits] = await engine.forward([ids]);

@@ -1,18 +1,26 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { parsePattern, parseSparsity, type SparsityTarget } from '../../compress/masks.ts';
+import { targetOf, targetText, type SparsityTarget } from '../../compress/masks.ts';
+import { join } from 'node:path';
+import { loadDataset, renderPrompt } from '../../io/datasets.ts';
+import { openBackend } from '../../pipeline/backends/index.ts';
+import { traceGrader } from '../../pipeline/eval.ts';
+import { addFieldOptions, calibShapeOf, prunerOptionsOf, runtimeOf, selectionOf, settingsFromFlags, settingsProblem, usesPolicy, type PruneSettings } from '../../pipeline/job.ts';
+import { prunePolicy, traceBudgetOf, traceGenerator, variantLabel } from '../../pipeline/policy.ts';
+import { manifestPath, type TraceManifest } from '../../pipeline/trace.ts';
+import { readFileSync } from 'node:fs';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
 import { readCalibJsonl, type CalibSet } from '../../pipeline/calib.ts';
-import { buildCalibSet, CALIB_MODES, parseSourceMap, type CalibMode } from '../../pipeline/calib-modes.ts';
+import { buildCalibSet, CALIB_MODES, type CalibMode } from '../../pipeline/calib-modes.ts';
 import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../pipeline/estimate.ts';
-import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
+import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../pipeline/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
-import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
 import { formatDuration } from '../progress.ts';
 
-interface Opts extends RuntimeFlags, DatasetFlags {
+interface Opts extends RuntimeFlags, DatasetFlags, Partial<PruneSettings> {
   model: string;
   method: PruneMethod;
   quant?: QuantFormat;
@@ -23,22 +31,8 @@ interface Opts extends RuntimeFlags, DatasetFlags {
   traces?: string[];
   textFiles?: string[];
   textField: string;
-  mix?: string;
-  mixWeights?: string;
-  pack?: boolean;
-  calibTokens: number;
-  maxSeqLen: number;
-  overflow: 'truncate' | 'split';
-  batchTokens: number;
-  linears: LinearScope;
-  layers: string;
-  trueSequential?: boolean;
-  magnitudeScope: 'layer' | 'row';
-  blocksize: number;
-  percdamp: number;
-  memoryLimitMb: number;
-  errorStats: boolean;
-  pruneLmHead?: boolean;
+  task?: 'math' | 'tiny';
+  policyTraces?: string;
   out: string;
   overwrite?: boolean;
   json?: boolean;
@@ -67,28 +61,16 @@ export function register(program: Command): void {
     .option('--traces <files...>', 'traces JSONL for --calib-mode rac (rac trace or SGLang RAC rows)')
     .option('--text-files <files...>', 'plain text (.txt/.md) or JSONL/JSON with a text field, for --calib-mode text')
     .option('--text-field <name>', 'text field of JSONL/JSON text files', 'text')
-    .option('--mix <shares>', 'for --calib-mode mix: token shares of the budget, e.g. rac:0.75,text:0.25')
-    .option('--mix-weights <weights>', 'per-source sequence weights, e.g. rac:1,text:0.5 (rows scaled by √w in XᵀX)')
-    .option('--pack', 'concatenate documents (eos-separated) into max-seq-len chunks (--calib-mode)')
-    .option('--calib-tokens <n>', 'calibration token budget, equal across modes when comparing them (0 = everything)', int('calib-tokens'), 0)
-    .option('--max-seq-len <n>', 'longest calibration sequence', int('max-seq-len', 1), 2048)
-    .option('--overflow <mode>', 'longer sequences: truncate | split', choice('overflow', ['truncate', 'split'] as const), 'truncate')
-    .option('--batch-tokens <n>', 'padded tokens per calibration batch', int('batch-tokens', 1), 4096)
-    .option('--linears <scope>', 'which Linears: all | attn | mlp', choice('linears', ['all', 'attn', 'mlp'] as const), 'all')
-    .option('--layers <sel>', 'which layers: all | first | middle | last | indices and ranges (0,3-5)', 'all')
-    .option('--true-sequential', 're-capture MLP inputs after pruning attention')
-    .option('--magnitude-scope <scope>', 'magnitude threshold per layer | row', choice('magnitude-scope', ['layer', 'row'] as const), 'layer')
-    .option('--blocksize <n>', 'SparseGPT block size', int('blocksize', 1), 128)
-    .option('--percdamp <x>', 'SparseGPT damping, fraction of mean(diag H)', float('percdamp', 0, 1), 0.01)
-    .option('--memory-limit-mb <n>', 'hidden states kept in memory per store before spilling to disk', int('memory-limit-mb', 1), 4096)
-    .option('--prune-lm-head', 'also prune lm_head, calibrated on the final hidden states (untied heads only)')
-    .option('--no-error-stats', 'skip the per-Linear output error (saves one GEMM pass per Linear)')
+    .option('--task <task>', 'staged refresh / two-pass mix: grade the regenerated traces with this grader (math | tiny; the dataset needs answers)', choice('task', ['math', 'tiny'] as const))
+    .option('--policy-traces <dir>', 'staged refresh / two-pass mix: where the pruned models\' traces go (default: OUT.policy-traces beside --out)')
     .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON (with --dry-run: the estimate)')
     .option('--dry-run', 'print the work, estimated time and peak memory, and exit without pruning');
+  addFieldOptions(cmd);
   addPromptOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
+    const st = settingsFromFlags(o as unknown as Record<string, unknown>);
     const quantOnly = QUANT_METHODS.includes(o.method);
     if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant q4_0|q8_0`);
     if (quantOnly && (o.pattern !== undefined || (o.sparsity !== undefined && Number(o.sparsity) !== 0))) {
@@ -105,20 +87,21 @@ export function register(program: Command): void {
       mix: [['mix', '--mix']],
     };
     if (o.calibMode) for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) usage(cmd, `--calib-mode ${o.calibMode} needs ${flag}`);
-    let mix: ReturnType<typeof parseSourceMap> | undefined;
-    let weights: ReturnType<typeof parseSourceMap> | undefined;
     let system: string | undefined;
     let templateFlags: Record<string, unknown> = {};
     try {
-      mix = o.mix !== undefined ? parseSourceMap(o.mix, '--mix') : undefined;
-      weights = o.mixWeights !== undefined ? parseSourceMap(o.mixWeights, '--mix-weights') : undefined;
       system = systemOf(o);
       templateFlags = templateFlagsOf(o);
     } catch (e) {
       return usage(cmd, (e as Error).message);
     }
+    const mix = st.mix;
+    const weights = st.mixWeights;
+    const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null));
+    if (problem) usage(cmd, problem);
+    if (usesPolicy(st) && o.dataset === undefined) usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
     if (o.calibMode === 'mix') {
-      if (o.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
+      if (st.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
       for (const [k, flag] of [['prompt', '--dataset'], ['rac', '--traces'], ['text', '--text-files']] as const) {
         const key = ({ prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const)[k];
         if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
@@ -126,14 +109,14 @@ export function register(program: Command): void {
     }
     let target: SparsityTarget;
     try {
-      target = o.pattern !== undefined ? { kind: 'nm', ...parsePattern(o.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(o.sparsity!) };
+      target = targetOf(o);
     } catch (e) {
       return usage(cmd, (e as Error).message);
     }
-    applyRuntime(o);
+    const runtime = runtimeOf(o);
     const model = Model.open(o.model);
     try {
-      const layers = parseLayerSelection(o.layers, model.config.numLayers);
+      const layers = parseLayerSelection(st.layers, model.config.numLayers);
       const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
       let calib: CalibSet | null;
       if (noCalib) {
@@ -146,23 +129,24 @@ export function register(program: Command): void {
             ...(o.traces ? { traces: o.traces } : {}),
             ...(o.textFiles ? { textFiles: o.textFiles } : {}),
             textField: o.textField,
+            select: selectionOf(st),
             ...(mix ? { mix } : {}),
             ...(weights ? { weights } : {}),
           },
           { tokenizer, vocabSize: model.config.vocabSize },
-          { tokenBudget: o.calibTokens, maxSeqLen: o.maxSeqLen, overflow: o.overflow, pack: !!o.pack },
+          calibShapeOf(st),
         );
       } else {
-        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, { tokenBudget: o.calibTokens, maxSeqLen: o.maxSeqLen, overflow: o.overflow });
+        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, { tokenBudget: st.calibTokens, maxSeqLen: st.maxSeqLen, overflow: st.overflow });
       }
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
-          `prune: ${o.method} ${o.pattern ?? `sparsity ${o.sparsity}`}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
+          `prune: ${o.method} ${targetText(target)}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
             (calib
               ? `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
                 (o.calibMode ? ` (${o.calibMode}${typeof calib.source['decode_share'] === 'number' ? `, decode share ${(100 * (calib.source['decode_share'] as number)).toFixed(1)}%` : ''})` : '') +
-                (calib.source['exhausted'] === true ? ` — the calibration data ran out before the ${o.calibTokens}-token budget` : '')
+                (calib.source['exhausted'] === true ? ` — the calibration data ran out before the ${st.calibTokens}-token budget` : '')
               : 'no calibration') +
             '\n',
         );
@@ -170,7 +154,7 @@ export function register(program: Command): void {
       const rssBefore = process.memoryUsage().rss; // before a first-time speed measurement grows it
       // Quiet runs print no estimate: nothing is measured for them.
       // (round-to-nearest quantization has no calibration pass to estimate)
-      const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed() : null;
+      const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed({ runtime }) : null;
       const estimate = speed && calib && estimatePrune(
         model.config,
         model.spec.linears(model.config),
@@ -179,13 +163,13 @@ export function register(program: Command): void {
           // GPTQ runs SparseGPT's solver; round-to-nearest needs no statistics, like magnitude
           method: o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : o.method,
           layers,
-          linears: scopeLinears(model.spec, model.config, o.linears),
-          batchTokens: o.batchTokens,
-          blocksize: o.blocksize,
-          errorStats: o.errorStats,
-          trueSequential: o.trueSequential,
-          memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
-          pruneLmHead: o.pruneLmHead,
+          linears: scopeLinears(model.spec, model.config, st.linears),
+          batchTokens: st.batchTokens,
+          blocksize: st.blocksize,
+          errorStats: st.errorStats,
+          trueSequential: st.trueSequential,
+          memoryLimitBytes: st.memoryLimitMb * 2 ** 20,
+          pruneLmHead: st.pruneLmHead,
         },
         speed,
         rssBefore,
@@ -197,41 +181,45 @@ export function register(program: Command): void {
         return;
       }
       const t0 = performance.now();
-      const summary = await pruneCheckpoint(
-        model,
-        calib,
-        o.out,
-        {
-          method: o.method,
-          ...(o.quant ? { quant: o.quant } : {}),
-          target,
-          linears: o.linears,
-          layers,
-          trueSequential: o.trueSequential,
-          magnitudeScope: o.magnitudeScope,
-          blocksize: o.blocksize,
-          percdamp: o.percdamp,
-          batchTokens: o.batchTokens,
-          memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
-          errorStats: o.errorStats,
-          pruneLmHead: o.pruneLmHead,
-          overwrite: o.overwrite,
-          onProgress: (e) => {
-            if (o.quiet || e.phase !== 'done' || !e.report) return;
-            const r = e.report;
-            const el = (performance.now() - t0) / 1000;
-            const eta = (el / (e.layer + 1)) * (L - e.layer - 1);
-            const lin = Object.values(r.linears);
-            const sp = lin.length ? lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0) : 0;
-            process.stderr.write(
-              `layer ${e.layer + 1}/${L}: ${r.pruned ? `sparsity ${(100 * sp).toFixed(2)}%` : 'kept'} in ${r.seconds.total.toFixed(2)}s ` +
-                `(capture ${r.seconds.capture.toFixed(2)}, prune ${r.seconds.prune.toFixed(2)}, recompute ${r.seconds.recompute.toFixed(2)}) · ` +
-                `elapsed ${formatDuration(el)} · ETA ${formatDuration(eta)}\n`,
-            );
-          },
-        },
-        RAC_VERSION,
-      );
+      const onProgress = (e: Parameters<NonNullable<Parameters<typeof pruneCheckpoint>[3]['onProgress']>>[0]) => {
+        if (o.quiet || e.phase !== 'done' || !e.report) return;
+        const r = e.report;
+        const el = (performance.now() - t0) / 1000;
+        const eta = (el / (e.layer + 1)) * (L - e.layer - 1);
+        const lin = Object.values(r.linears);
+        const sp = lin.length ? lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0) : 0;
+        process.stderr.write(
+          `layer ${e.layer + 1}/${L}: ${r.pruned ? `sparsity ${(100 * sp).toFixed(2)}%` : 'kept'} in ${r.seconds.total.toFixed(2)}s ` +
+            `(capture ${r.seconds.capture.toFixed(2)}, prune ${r.seconds.prune.toFixed(2)}, recompute ${r.seconds.recompute.toFixed(2)}) · ` +
+            `elapsed ${formatDuration(el)} · ETA ${formatDuration(eta)}\n`,
+        );
+      };
+      const variant = variantLabel(st);
+      if (calib && variant) calib.source['variant'] = variant;
+      const summary = usesPolicy(st)
+        ? await prunePolicy({
+            model: o.model,
+            out: o.out,
+            method: o.method,
+            target,
+            settings: st,
+            runtime,
+            denseTraces: o.traces!,
+            denseTraceBudget: traceBudgetOf(o.traces![0]!) ?? 0,
+            ctx: { tokenizer, vocabSize: model.config.vocabSize },
+            generate: await cliGenerator(o, runtime, tokenizer!),
+            overwrite: o.overwrite,
+            version: RAC_VERSION,
+            log: (line) => (o.quiet ? undefined : process.stderr.write(`${line}\n`)),
+            onProgress,
+          })
+        : await pruneCheckpoint(
+            model,
+            calib,
+            o.out,
+            { method: o.method, ...(o.quant ? { quant: o.quant } : {}), target, layers, ...prunerOptionsOf(st, runtime), overwrite: o.overwrite, onProgress },
+            RAC_VERSION,
+          );
       if (!o.quiet && estimate) {
         const took = summary.totals.seconds;
         const rss = process.resourceUsage().maxRSS * 1024;
@@ -263,5 +251,38 @@ export function register(program: Command): void {
     } finally {
       model.close();
     }
+  });
+}
+
+/** The trace generator of staged refresh / two-pass mix: the local backend, the dense traces' settings, --dataset's prompts. */
+async function cliGenerator(o: Opts, runtime: ReturnType<typeof runtimeOf>, tokenizer: RacTokenizer) {
+  const mpath = manifestPath(o.traces![0]!);
+  let m: TraceManifest;
+  try {
+    m = JSON.parse(readFileSync(mpath, 'utf8')) as TraceManifest;
+  } catch (e) {
+    throw new Error(`${mpath}: staged refresh / two-pass mix trace the pruned model with the dense traces' settings, read from their manifest (${(e as Error).message})`);
+  }
+  const data = await loadDataset(o.dataset!, { promptColumn: m.settings.dataset.prompt_column, ...(m.settings.dataset.id_column ? { idColumn: m.settings.dataset.id_column } : {}), limit: o.limit });
+  if (data.sha256 !== m.settings.dataset.sha256) throw new Error(`${data.file}: not the dataset ${o.traces![0]} was traced from (sha256 differs from its manifest)`);
+  // The prompts rendered as the dense traces' were (their manifest's system prompt and template flags).
+  const system = m.settings.system ?? undefined;
+  const templateFlags = m.settings.template_flags;
+  const grade = o.task ?? m.settings.grade;
+  const grader = grade ? traceGrader(grade) : null;
+  return traceGenerator({
+    prompts: data.rows.map((row) => ({
+      id: row.id,
+      index: row.index,
+      ...(row.answer !== undefined ? { answer: row.answer } : {}),
+      render: (contextLength?: number) => renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
+    })),
+    settings: { ...m.settings, ...(grader ? { grade } : {}) },
+    batchSize: m.batch_size,
+    dir: o.policyTraces ?? join(o.out, '..', `${o.out.replace(/\/+$/, '').split('/').pop()}.policy-traces`),
+    open: (dir) => openBackend({ backend: 'local', model: dir, batchSize: m.batch_size, runtime }),
+    ...(grader ? { grader } : {}),
+    dataset: { file: data.file, rows: data.rows.length },
+    version: RAC_VERSION,
   });
 }

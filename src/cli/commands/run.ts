@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { loadRecipe, runRecipe } from '../../pipeline/run.ts';
 import { RAC_VERSION } from '../../version.ts';
-import { addRuntimeOptions, applyRuntime, printJson, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, printJson, type RuntimeFlags } from '../common.ts';
+import { runtimeOf } from '../../pipeline/job.ts';
 
 interface Opts extends RuntimeFlags {
   config: string;
@@ -65,9 +66,8 @@ export function register(program: Command): void {
     .requiredOption('--config <file>', 'recipe (.yaml or .json); paths inside resolve relative to it')
     .option('--json', 'print summary.json');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
-    applyRuntime(o);
     const recipe = loadRecipe(o.config);
-    const r = await runRecipe(recipe, { log: (line) => (o.quiet ? undefined : process.stderr.write(line + '\n')) }, RAC_VERSION);
+    const r = await runRecipe(recipe, { log: (line) => (o.quiet ? undefined : process.stderr.write(line + '\n')) }, RAC_VERSION, runtimeOf(o));
     if (o.json) return printJson(r.summaryJson);
     printSummaryTable(r.summaryJson);
     process.stdout.write(`report: ${r.report}\nsummary: ${r.summary}\n`);

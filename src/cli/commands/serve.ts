@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { hubSourceOf } from '../../io/hub.ts';
 import { startServer } from '../../serve/server.ts';
-import { addRuntimeOptions, applyRuntime, int, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, int, type RuntimeFlags } from '../common.ts';
+import { runtimeOf } from '../../pipeline/job.ts';
 
 interface Opts extends RuntimeFlags {
   model: string;
@@ -35,7 +36,6 @@ export function register(program: Command): void {
     .option('--max-request-tokens <n>', 'Σ over a request\'s sequences of prompt tokens + max_tokens (default 128 × the context)', int('max-request-tokens', 1))
     .option('--max-prompt-chars <n>', 'longest prompt string tokenized at all (default 16 × the context)', int('max-prompt-chars', 1));
   addRuntimeOptions(cmd).action(async (o: Opts) => {
-    applyRuntime(o);
     const log = (line: string) => {
       if (!o.quiet) process.stderr.write(`rac serve: ${line}\n`);
     };
@@ -51,6 +51,7 @@ export function register(program: Command): void {
       shutdownGraceMs: o.shutdownGrace * 1000,
       maxBodyBytes: o.maxBodyMb * 2 ** 20,
       maxPromptsPerRequest: o.maxPrompts,
+      runtime: runtimeOf(o),
       ...(o.maxRequestTokens !== undefined ? { maxRequestTokens: o.maxRequestTokens } : {}),
       ...(o.maxPromptChars !== undefined ? { maxPromptChars: o.maxPromptChars } : {}),
       log,

@@ -6,7 +6,9 @@ import { Model } from '../../models/model.ts';
 import { estimateLines, estimateTrace, machineSpeed } from '../../pipeline/estimate.ts';
 import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../pipeline/trace.ts';
 import { RAC_VERSION } from '../../version.ts';
-import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { addRuntimeOptions, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
+import { runtimeOf, TRACE_DEFAULTS as D } from '../../pipeline/job.ts';
+import { traceGrader } from '../../pipeline/eval.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
 import { formatDuration } from '../progress.ts';
@@ -23,6 +25,7 @@ interface Opts extends RuntimeFlags, DatasetFlags, BackendFlags {
   seed: number;
   stop?: string[];
   batchSize: number;
+  task?: 'math' | 'tiny';
   out: string;
   json?: boolean;
   dryRun?: boolean;
@@ -36,15 +39,19 @@ export function register(program: Command): void {
     .requiredOption('--dataset <file>', 'prompts: JSONL, JSON or Parquet rows')
     .requiredOption('--out <file>', 'traces JSONL (appended; a manifest is written beside it as <out>.manifest.json)');
   addPromptOptions(cmd)
-    .option('--n <n>', 'completions per prompt', int('n', 1), 2)
-    .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), 8192)
-    .option('--token-budget <n>', 'stop submitting prompts once prompt+completion tokens written reach this (0 = whole dataset)', int('token-budget'), 1_000_000)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), 0.6)
-    .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), 0.95)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), 0)
-    .option('--seed <s>', 'sampling seed (sample i of prompt r uses stream r·n+i)', int('seed'), 0)
+    .option('--n <n>', 'completions per prompt', int('n', 1), D.n)
+    .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), D.maxNewTokens)
+    .option('--token-budget <n>', 'stop submitting prompts once prompt+completion tokens written reach this (0 = whole dataset)', int('token-budget'), D.tokenBudget)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), D.temperature)
+    .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), D.topP)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), D.topK)
+    .option('--seed <s>', 'sampling seed (sample i of prompt r uses stream r·n+i)', int('seed'), D.seed)
     .option('--stop <text...>', 'stop strings')
-    .option('--batch-size <b>', 'sequences generated together (one wave; local backend batch)', int('batch-size', 1), 16)
+    .option('--task <task>', 'grade each trace whose row has an answer, as rac eval --task grades it: math | tiny (recorded as "correct")', (v: string) => {
+      if (v !== 'math' && v !== 'tiny') throw new InvalidArgumentError(`task must be math or tiny, got "${v}"`);
+      return v as 'math' | 'tiny';
+    })
+    .option('--batch-size <b>', 'sequences generated together (one wave; local backend batch)', int('batch-size', 1), D.batchSize)
     .option('--json', 'print the final manifest as JSON on stdout (with --dry-run: the estimate)')
     .option('--dry-run', 'print the work (traces × tokens), estimated time and peak memory, and exit without generating');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
@@ -57,7 +64,7 @@ export function register(program: Command): void {
       if (e instanceof InvalidArgumentError) return usage(cmd, e.message);
       throw e;
     }
-    applyRuntime(o);
+    const runtime = runtimeOf(o);
     const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
     const tokenizer = await RacTokenizer.load(o.model);
     if (!o.quiet || o.dryRun) {
@@ -71,7 +78,7 @@ export function register(program: Command): void {
         linears = m.spec.linears(m.config);
         m.close();
       }
-      const speed = cfg ? await machineSpeed() : null;
+      const speed = cfg ? await machineSpeed({ runtime }) : null;
       const promptTokens = function* () {
         for (const row of data.rows) yield renderPrompt(tokenizer, row, { system, templateFlags }).ids.length;
       };
@@ -82,7 +89,7 @@ export function register(program: Command): void {
         return;
       }
     }
-    const backend = await openBackendFromFlags(o);
+    const backend = await openBackendFromFlags(o, runtime);
     const modelHub = hubSourceOf(o.model);
     try {
       const settings: TraceSettings = {
@@ -96,6 +103,7 @@ export function register(program: Command): void {
         top_k: o.topK,
         seed: o.seed,
         stop: o.stop ?? [],
+        ...(o.task ? { grade: o.task } : {}),
       };
       const prompts: TracePrompt[] = data.rows.map((row) => ({
         id: row.id,
@@ -116,6 +124,7 @@ export function register(program: Command): void {
         dataset: { file: data.file, rows: data.rows.length, ...(data.hub ? { hub: data.hub } : {}) },
         ...(modelHub ? { modelHub } : {}),
         version: RAC_VERSION,
+        ...(o.task ? { grader: traceGrader(o.task)! } : {}),
         onProgress: (p) => {
           if (quiet) return;
           const now = Date.now();
