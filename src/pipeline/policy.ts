@@ -283,6 +283,8 @@ export interface TraceGeneratorOptions {
   grader?: (text: string, answer: string) => boolean;
   dataset?: TraceOptions['dataset'];
   version: string;
+  /** Progress lines (at most one per 10 s). */
+  log?: (line: string) => void;
 }
 
 /** A TraceGenerator over `rac trace`'s runTrace: the pruned model traced as the dense one was. */
@@ -294,6 +296,7 @@ export function traceGenerator(o: TraceGeneratorOptions): TraceGenerator {
       const file = join(o.dir, `traces-${createHash('sha256').update(JSON.stringify({ fp, s: o.settings, tokenBudget })).digest('hex').slice(0, 12)}.jsonl`);
       mkdirSync(o.dir, { recursive: true });
       const t0 = performance.now();
+      let last = 0;
       const m = await runTrace({
         out: file,
         backend,
@@ -304,6 +307,11 @@ export function traceGenerator(o: TraceGeneratorOptions): TraceGenerator {
         ...(o.dataset ? { dataset: o.dataset } : {}),
         ...(o.grader ? { grader: o.grader } : {}),
         version: o.version,
+        onProgress: (p) => {
+          if (!o.log || Date.now() - last < 10_000) return;
+          last = Date.now();
+          o.log(`${p.promptTokens + p.decodeTokens}/${tokenBudget || '∞'} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`);
+        },
       });
       return { file, model: fp, records: m.counts.records, tokens: m.tokens.total, seconds: (performance.now() - t0) / 1000 };
     } finally {

@@ -405,6 +405,7 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
     ...(tset.grade && grader ? { grader } : {}),
     dataset: { file: calibData.file, rows: calibData.rows.length },
     version,
+    log: (line) => log(`      policy traces: ${line}`),
   });
   for (const [i, j] of jobs.entries()) {
     if (existsSync(join(j.dir, 'rac.json'))) {

@@ -6,7 +6,9 @@
  * stand-in trace generator (who it is called with, what rac.json records).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
@@ -20,6 +22,7 @@ import { prunePolicy, stageRuns, type GeneratedTraces } from '../../src/pipeline
 import { loadRecipe, RecipeError } from '../../src/pipeline/run.ts';
 import { selectTraces, type TraceSelection } from '../../src/pipeline/select.ts';
 import { readTraceFile, runTrace, type TraceSettings } from '../../src/pipeline/trace.ts';
+import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { readSummary, zerosIn } from '../helpers/prune.ts';
 
@@ -312,5 +315,59 @@ describe('calibration from the pruned model\'s policy', () => {
     assert.deepEqual([pol.traces.producer, pol.traces.model, pol.traces.records, pol.traces.seconds], ['pruned pass 1', 'sha256:pass1', 60, 0.25]);
     assert.equal(pol.pass_1.calibration.tokens, 333);
     assert.equal(pol.prune_passes, 2);
+  });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+function rac(...args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(process.execPath, [join(ROOT, 'bin/rac.js'), ...args], { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', () => {
+  it('graded traces, then a two-pass prune traced by the local backend: exact token split, provenance; usage errors exit 2', async () => {
+    const model = join(ROOT, 'models', 'tiny-reasoner');
+    const d = tempDir('cli-policy');
+    const ds = join(d, 'calib.jsonl');
+    writeFileSync(ds, FAMILIES.flatMap((f) => generateSplit('calib', f, 3, 1)).map(({ id, prompt, answer }) => JSON.stringify({ id, prompt, answer })).join('\n') + '\n');
+    const traces = join(d, 'traces.jsonl');
+    const t = await rac('trace', '--model', model, '--dataset', ds, '--n', '2', '--max-new-tokens', '400', '--token-budget', '0', '--temperature', '0.6', '--task', 'tiny', '--out', traces, '--threads', '1', '-q');
+    assert.equal(t.code, 0, t.stderr);
+    const recs = readTraceFile(traces).records;
+    assert.equal(recs.length, 12);
+    assert.ok(recs.every((r) => typeof r.correct === 'boolean'));
+    assert.ok(recs.filter((r) => r.correct).length >= 6, 'the dense tiny reasoner solves most of its calibration prompts');
+    const out = join(d, 'pruned');
+    const p = await rac('prune', '--model', model, '--method', 'sparsegpt', '--sparsity', '0.6', '--calib-mode', 'rac', '--traces', traces, '--dataset', ds, '--two-pass-share', '0.5', '--select-correct', 'correct', '--calib-tokens', '801', '--max-seq-len', '512', '--out', out, '--json', '--threads', '1', '-q');
+    assert.equal(p.code, 0, p.stderr);
+    const j = JSON.parse(readFileSync(join(out, 'rac.json'), 'utf8')) as { calibration: Record<string, unknown>; totals: { sparsity: number } };
+    assert.ok(Math.abs(j.totals.sparsity - 0.6) < 0.001);
+    const sets = j.calibration['trace_sets'] as { producer: string; tokens: number; models: string[]; selection: { kept: number } }[];
+    assert.deepEqual(sets.map((x) => [x.producer, x.tokens]), [['dense', 401], ['pruned pass 1', 400]]);
+    assert.notDeepEqual(sets[0]!.models, sets[1]!.models);
+    assert.equal(sets[0]!.selection.kept, recs.filter((r) => r.correct).length);
+    const pol = j.calibration['policy'] as { traces: { file: string; model: string; records: number } };
+    assert.equal(pol.traces.records, 12);
+    assert.deepEqual(sets[1]!.models, [pol.traces.model]);
+    assert.ok(readTraceFile(pol.traces.file).records.every((r) => typeof r.correct === 'boolean'), 'the pruned model\'s traces are graded too');
+    assert.ok(pol.traces.file.startsWith(`${out}.policy-traces/`), pol.traces.file);
+
+    const u1 = await rac('prune', '--model', model, '--method', 'sparsegpt', '--sparsity', '0.6', '--calib-mode', 'rac', '--traces', traces, '--refresh-stages', '2', '--calib-tokens', '800', '--out', join(d, 'o1'));
+    assert.equal(u1.code, 2);
+    assert.match(u1.stderr, /need --dataset/);
+    const u2 = await rac('prune', '--model', model, '--method', 'sparsegpt', '--sparsity', '0.6', '--calib-mode', 'prompt', '--dataset', ds, '--select-correct', 'correct', '--out', join(d, 'o2'));
+    assert.equal(u2.code, 2);
+    assert.match(u2.stderr, /trace selection \(select_\*\) needs calibration mode rac or mix/);
+    const u3 = await rac('prune', '--model', model, '--method', 'sparsegpt', '--sparsity', '0.6', '--calib-mode', 'rac', '--traces', traces, '--refresh-share', '2', '--out', join(d, 'o3'));
+    assert.equal(u3.code, 2);
+    assert.match(u3.stderr, /--refresh-share must be a number in \(0, 1\]/);
   });
 });

@@ -284,5 +284,6 @@ async function cliGenerator(o: Opts, runtime: ReturnType<typeof runtimeOf>, toke
     ...(grader ? { grader } : {}),
     dataset: { file: data.file, rows: data.rows.length },
     version: RAC_VERSION,
+    ...(o.quiet ? {} : { log: (line: string) => process.stderr.write(`policy traces: ${line}\n`) }),
   });
 }
