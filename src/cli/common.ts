@@ -1,6 +1,6 @@
 /** Options and helpers shared by every command. */
 import { InvalidArgumentError, type Command } from 'commander';
-import { setRuntimeDefaults, type Provider } from '../runtime/session.ts';
+import type { Provider } from '../runtime/session.ts';
 
 export interface RuntimeFlags {
   threads?: number;
@@ -32,13 +32,6 @@ export function addRuntimeOptions(cmd: Command): Command {
       return v as Provider;
     })
     .option('-q, --quiet', 'no progress on stderr');
-}
-
-export function applyRuntime(flags: RuntimeFlags): void {
-  setRuntimeDefaults({
-    ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
-    ...(flags.provider !== undefined ? { provider: flags.provider } : {}),
-  });
 }
 
 /**

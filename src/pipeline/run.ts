@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
-import { parsePattern, parseSparsity, targetLabel, type SparsityTarget } from '../compress/masks.ts';
+import { targetLabel, targetOf, type SparsityTarget } from '../compress/masks.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import { parseHubId, resolveModel } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
@@ -127,8 +127,8 @@ export function loadRecipe(path: string): Recipe {
     if (method !== 'magnitude' && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
     const targets: SparsityTarget[] = [];
     try {
-      for (const s of list(o['sparsity'])) targets.push({ kind: 'unstructured', sparsity: parseSparsity(s as number) });
-      for (const s of list(o['pattern'])) targets.push({ kind: 'nm', ...parsePattern(String(s)) });
+      for (const s of list(o['sparsity'])) targets.push(targetOf({ sparsity: s as number }));
+      for (const s of list(o['pattern'])) targets.push(targetOf({ pattern: String(s) }));
     } catch (e) {
       fail(`${where}: ${(e as Error).message}`);
     }
