@@ -9,6 +9,7 @@
  * (threads, provider) are part of the job and passed explicitly to what opens sessions.
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import type { SparsityTarget } from '../compress/masks.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { parseSourceMap, type CalibShape, type SourceMode } from './calib-modes.ts';
 import type { TraceSelection } from './select.ts';
@@ -85,8 +86,8 @@ export interface PruneSettings {
   errorStats: boolean;
   pruneLmHead: boolean;
   sparsityProfile: SparsityProfileKind;
-  owlM?: number;
-  owlLambda?: number;
+  owlM: number;
+  owlLambda: number;
 }
 
 /**
@@ -118,6 +119,9 @@ export const PRUNE_DEFAULTS: PruneSettings = {
   errorStats: true,
   pruneLmHead: false,
   sparsityProfile: 'uniform',
+  // OWL's paper values (M 5, λ 0.08), as llm-compressor's owl_m / owl_lmbda
+  owlM: 5,
+  owlLambda: 0.08,
 };
 
 /** The settings a recipe defaults differently, and why: a recipe is a whole study at one budget. */
@@ -298,7 +302,7 @@ export function usesPolicy(s: PruneSettings): boolean {
 }
 
 /** Combinations that cannot run, as one message (null when fine). */
-export function settingsProblem(s: PruneSettings, calibMode: string | null): string | null {
+export function settingsProblem(s: PruneSettings, calibMode: string | null, target?: SparsityTarget): string | null {
   if (s.selectMaxTokens > 0 && s.selectMaxTokens < s.selectMinTokens) return `select max tokens (${s.selectMaxTokens}) is below select min tokens (${s.selectMinTokens})`;
   if (selectionOf(s) && calibMode !== 'rac' && calibMode !== 'mix') return 'trace selection (select_*) needs calibration mode rac or mix (it selects traces)';
   if (usesPolicy(s) && calibMode !== 'rac') return 'staged refresh and two-pass mix need calibration mode rac (they regenerate traces)';
@@ -306,7 +310,7 @@ export function settingsProblem(s: PruneSettings, calibMode: string | null): str
   if (usesPolicy(s) && s.calibTokens === 0) return 'staged refresh and two-pass mix need a calibration token budget (they split it)';
   if (s.tokenWeights && !PRUNER_SUPPORTS.tokenWeights) return 'token_weights: this build of the pruner has no per-position weights yet';
   if (s.sparsityProfile !== 'uniform' && !PRUNER_SUPPORTS.sparsityProfile) return `sparsity_profile ${s.sparsityProfile}: this build of the pruner has only uniform targets yet`;
-  if ((s.owlM !== undefined || s.owlLambda !== undefined) && s.sparsityProfile !== 'owl') return 'owl_m / owl_lambda need sparsity_profile owl';
+  if (target?.kind === 'nm' && s.sparsityProfile === 'owl') return 'sparsity_profile owl needs an unstructured sparsity, not an N:M pattern';
   return null;
 }
 
@@ -324,7 +328,7 @@ export function prunerOptionsOf(s: PruneSettings, runtime: Partial<RuntimeOption
     pruneLmHead: s.pruneLmHead,
     runtime,
     ...(s.tokenWeights ? { tokenWeights: s.tokenWeights } : {}),
-    ...(s.sparsityProfile !== 'uniform' ? { sparsityProfile: { kind: s.sparsityProfile, ...(s.owlM !== undefined ? { m: s.owlM } : {}), ...(s.owlLambda !== undefined ? { lambda: s.owlLambda } : {}) } } : {}),
+    ...(s.sparsityProfile === 'owl' ? { sparsityProfile: { owl: { m: s.owlM, lambda: s.owlLambda } } } : {}),
   };
 }
 

@@ -136,8 +136,10 @@ export function loadRecipe(path: string): Recipe {
     const settings = wrap(() => readFields(o, where, calibration, fieldsOf('prune')));
     const linears = settings.linears as LinearScope;
     for (const c of calib) {
-      const problem = settingsProblem(settings, c);
-      if (problem) fail(`${where}: ${problem}`);
+      for (const t of targets) {
+        const problem = settingsProblem(settings, c, t);
+        if (problem) fail(`${where}: ${problem}`);
+      }
     }
     const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
     for (const q of quantize) if (q !== null && !isQuantFormat(String(q))) fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);

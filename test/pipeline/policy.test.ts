@@ -17,7 +17,7 @@ import { streamOf, type BackendRequest, type GenerationBackend, type GenerationH
 import { buildCalibSet, splitShares, type CalibModeContext } from '../../src/pipeline/calib-modes.ts';
 import { CalibError } from '../../src/pipeline/calib.ts';
 import { traceGrader } from '../../src/pipeline/eval.ts';
-import { addFieldOptions, PRUNE_DEFAULTS, PRUNE_FIELDS, readFields, settingsFromFlags, settingsProblem } from '../../src/pipeline/job.ts';
+import { addFieldOptions, PRUNER_SUPPORTS, PRUNE_DEFAULTS, PRUNE_FIELDS, readFields, settingsFromFlags, settingsProblem } from '../../src/pipeline/job.ts';
 import { prunePolicy, stageRuns, type GeneratedTraces } from '../../src/pipeline/policy.ts';
 import { loadRecipe, RecipeError } from '../../src/pipeline/run.ts';
 import { selectTraces, type TraceSelection } from '../../src/pipeline/select.ts';
@@ -94,6 +94,7 @@ describe('job settings: one table for flags and recipes', () => {
     assert.match(settingsProblem({ ...s, calibTokens: 100, twoPassShare: 0.5 }, 'rac')!, /alternatives/);
     assert.match(settingsProblem({ ...PRUNE_DEFAULTS, selectCorrect: 'correct' }, 'text')!, /needs calibration mode rac or mix/);
     assert.match(settingsProblem({ ...PRUNE_DEFAULTS, tokenWeights: { prompt: 0, think: 1, answer: 1 } }, 'rac')!, /token_weights/);
+    assert.match(settingsProblem({ ...PRUNE_DEFAULTS, sparsityProfile: 'owl' }, 'rac', { kind: 'nm', n: 2, m: 4 })!, /sparsity_profile owl|owl needs an unstructured/);
   });
 
   it('recipes: every key parsed into the entry settings; unknown keys refused in calibration and in prune entries', () => {
@@ -120,6 +121,10 @@ describe('job settings: one table for flags and recipes', () => {
     assert.throws(() => loadRecipe(write('', ', blocksize: 64')) && loadRecipe(write(', blocksize: 64', '')), /unknown key "blocksize"/);
     assert.throws(() => loadRecipe(write('', ', refresh_stages: 2, two_pass_share: 0.5')), /alternatives/);
     assert.throws(() => loadRecipe(write('', ', sparsity_profile: owl')), /sparsity_profile owl: this build of the pruner/);
+    // the example recipe parses up to the options this build's pruner lacks
+    const example = join(fileURLToPath(new URL('../..', import.meta.url)), 'examples', 'ablation-60.yaml');
+    if (PRUNER_SUPPORTS.tokenWeights && PRUNER_SUPPORTS.sparsityProfile) assert.equal(loadRecipe(example).prune.length, 9);
+    else assert.throws(() => loadRecipe(example), /prune\[4\]: token_weights: this build of the pruner/);
   });
 });
 

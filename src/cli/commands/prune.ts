@@ -97,7 +97,13 @@ export function register(program: Command): void {
     }
     const mix = st.mix;
     const weights = st.mixWeights;
-    const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null));
+    let target: SparsityTarget;
+    try {
+      target = targetOf(o);
+    } catch (e) {
+      return usage(cmd, (e as Error).message);
+    }
+    const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null), target);
     if (problem) usage(cmd, problem);
     if (usesPolicy(st) && o.dataset === undefined) usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
     if (o.calibMode === 'mix') {
@@ -106,12 +112,6 @@ export function register(program: Command): void {
         const key = ({ prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const)[k];
         if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
       }
-    }
-    let target: SparsityTarget;
-    try {
-      target = targetOf(o);
-    } catch (e) {
-      return usage(cmd, (e as Error).message);
     }
     const runtime = runtimeOf(o);
     const model = Model.open(o.model);
