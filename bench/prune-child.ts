@@ -4,8 +4,8 @@
  * total_seconds}` where layer_seconds are each pruned layer's phase totals from the pruning summary.
  */
 import { Model } from '../src/models/model.ts';
-import { readCalibJsonl } from '../src/pipeline/calib.ts';
-import { pruneCheckpoint } from '../src/pipeline/prune.ts';
+import { readCalibJsonl } from '../src/prune/calib.ts';
+import { pruneCheckpoint } from '../src/prune/prune.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

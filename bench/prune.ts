@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
-import { pruneCheckpoint } from '../src/pipeline/prune.ts';
+import { pruneCheckpoint } from '../src/prune/prune.ts';
 import { emit } from './common.ts';
 import { QWEN2_1_5B_LAYER } from './prefill.ts';
 
