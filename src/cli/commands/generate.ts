@@ -3,9 +3,9 @@ import { generate } from '../../models/generate.ts';
 import { checkPromptChars, checkPromptTokens, promptChars, PromptLengthError } from '../../io/prompt-bounds.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
-import { closeModel, loadModel } from '../../pipeline/loaded.ts';
+import { closeModel, loadModel } from '../../models/loaded.ts';
 import { addRuntimeOptions, float, int, printJson, type RuntimeFlags } from '../common.ts';
-import { runtimeOf } from '../../pipeline/job.ts';
+import { runtimeOf } from '../../study/job.ts';
 import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags {

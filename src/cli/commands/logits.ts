@@ -4,7 +4,7 @@ import { Engine } from '../../models/engine.ts';
 import { Model } from '../../models/model.ts';
 import { argmax } from '../../models/sampling.ts';
 import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
-import { runtimeOf } from '../../pipeline/job.ts';
+import { runtimeOf } from '../../study/job.ts';
 
 interface Opts extends RuntimeFlags {
   model: string;

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { loadRecipe, runRecipe } from '../../pipeline/run.ts';
+import { loadRecipe, runRecipe } from '../../study/run.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, printJson, type RuntimeFlags } from '../common.ts';
-import { runtimeOf } from '../../pipeline/job.ts';
+import { runtimeOf } from '../../study/job.ts';
 
 interface Opts extends RuntimeFlags {
   config: string;

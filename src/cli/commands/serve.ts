@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { hubSourceOf } from '../../io/hub.ts';
 import { startServer } from '../../serve/server.ts';
 import { addRuntimeOptions, int, type RuntimeFlags } from '../common.ts';
-import { runtimeOf } from '../../pipeline/job.ts';
+import { runtimeOf } from '../../study/job.ts';
 
 interface Opts extends RuntimeFlags {
   model: string;
