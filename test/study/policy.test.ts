@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -19,7 +19,7 @@ import { CalibError } from '../../src/prune/calib.ts';
 import { traceGrader } from '../../src/study/eval.ts';
 import { addFieldOptions, PRUNER_SUPPORTS, PRUNE_DEFAULTS, PRUNE_FIELDS, readFields, settingsFromFlags, settingsProblem } from '../../src/study/job.ts';
 import { prunePolicy, stageRuns, type GeneratedTraces } from '../../src/study/policy.ts';
-import { loadRecipe, RecipeError } from '../../src/study/run.ts';
+import { loadRecipe, RecipeError, runRecipe } from '../../src/study/run.ts';
 import { selectTraces, type TraceSelection } from '../../src/prune/select.ts';
 import { readTraceFile, runTrace, type TraceSettings } from '../../src/study/trace.ts';
 import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
@@ -374,5 +374,50 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     const u3 = await rac('prune', '--model', model, '--method', 'sparsegpt', '--sparsity', '0.6', '--calib-mode', 'rac', '--traces', traces, '--refresh-share', '2', '--out', join(d, 'o3'));
     assert.equal(u3.code, 2);
     assert.match(u3.stderr, /--refresh-share must be a number in \(0, 1\]/);
+  });
+});
+
+describe('rac run with policy and selection entries', () => {
+  it('a two-pass entry and a selection entry beside plain RAC: graded traces, named variants, equal budgets, provenance in rac.json', async () => {
+    const d = tempDir('run-policy');
+    const rows = (split: 'calib' | 'eval', n: number) =>
+      FAMILIES.flatMap((f) => generateSplit(split, f, n, 1))
+        .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
+        .join('\n') + '\n';
+    writeFileSync(join(d, 'calib.jsonl'), rows('calib', 12));
+    writeFileSync(join(d, 'eval.jsonl'), rows('eval', 2));
+    const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64 });
+    writeFileSync(
+      join(d, 'recipe.yaml'),
+      `model: ${model}
+out: out
+task: tiny
+datasets: {calib: calib.jsonl, eval: eval.jsonl}
+trace: {n: 2, max_new_tokens: 12, token_budget: 800, batch_size: 8}
+calibration: {tokens: 500, max_seq_len: 96, batch_tokens: 1024}
+prune:
+  - {method: sparsegpt, calib: [rac], sparsity: 0.5}
+  - {method: sparsegpt, calib: [rac], sparsity: 0.5, two_pass_share: 0.5}
+  - {method: sparsegpt, calib: [rac], sparsity: 0.5, select_correct: incorrect}
+eval: {samples: 1, max_new_tokens: 12, temperature: 0, top_p: 1, batch_size: 8}
+`,
+    );
+    const r = await runRecipe(loadRecipe(join(d, 'recipe.yaml')), { log: () => {} }, 'test');
+    // the dense traces are graded (a random model answers nothing right)
+    const traces = readTraceFile(r.traces.traces).records;
+    assert.ok(traces.length > 0 && traces.every((t) => t.correct === false));
+    const s = JSON.parse(readFileSync(r.summary, 'utf8')) as { rows: { calib: string; calib_tokens: number }[] };
+    assert.deepEqual(s.rows.map((x) => x.calib).sort(), ['rac', 'rac+sel-incorrect', 'rac+twopass0.5']);
+    for (const row of s.rows) assert.equal(row.calib_tokens, 500);
+    const dirs = readdirSync(join(d, 'out', 'models'));
+    assert.deepEqual(dirs.map((x) => x.replace(/-[0-9a-f]{12}$/, '')).sort(), ['sparsegpt-rac+sel-incorrect-s50', 'sparsegpt-rac+twopass0.5-s50', 'sparsegpt-rac-s50']);
+    const two = readSummary(join(d, 'out', 'models', dirs.find((x) => x.includes('twopass'))!));
+    const sets = two.calibration['trace_sets'] as { producer: string; tokens: number }[];
+    assert.deepEqual(sets.map((x) => [x.producer, x.tokens]), [['dense', 250], ['pruned pass 1', 250]]);
+    const pol = two.calibration['policy'] as { traces: { file: string; records: number } };
+    assert.ok(pol.traces.file.startsWith(join(d, 'out', 'traces')), pol.traces.file);
+    assert.ok(readTraceFile(pol.traces.file).records.every((t) => t.correct === false), 'the pruned model\'s traces are graded');
+    const sel = readSummary(join(d, 'out', 'models', dirs.find((x) => x.includes('sel'))!));
+    assert.equal((sel.calibration['selection'] as { kept: number }).kept, traces.length);
   });
 });
