@@ -13,6 +13,8 @@ import type { SparsityTarget } from '../compress/masks.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { parseSourceMap, type CalibShape, type SourceMode } from '../prune/calib-modes.ts';
 import type { TraceSelection } from '../prune/select.ts';
+import type { SamplingSettings } from '../backends/backend.ts';
+import type { TraceSettings } from './trace.ts';
 
 export const LINEAR_SCOPES = ['all', 'attn', 'mlp'] as const;
 export const OVERFLOW_MODES = ['truncate', 'split'] as const;
@@ -338,4 +340,46 @@ export function runtimeOf(flags: { threads?: number | undefined; provider?: Runt
     ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
     ...(flags.provider !== undefined ? { provider: flags.provider } : {}),
   };
+}
+
+/** A trace job's sampling and budget (the `trace:` section of a recipe, `rac trace`'s flags). */
+export interface TraceJob {
+  n: number;
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  tokenBudget: number;
+  batchSize: number;
+  stop?: string[];
+  /** Grade each trace whose prompt has an answer with this task's grader. */
+  grade?: 'math' | 'tiny';
+}
+
+/** The settings that decide a trace's content (compared on resume), from a trace job and its dataset. */
+export function traceSettingsOf(
+  job: TraceJob,
+  data: { sha256: string; promptColumn: string; idColumn?: string | undefined },
+  system: string | undefined,
+  templateFlags: Record<string, unknown>,
+): TraceSettings {
+  return {
+    dataset: { sha256: data.sha256, prompt_column: data.promptColumn, id_column: data.idColumn ?? null },
+    system: system ?? null,
+    template_flags: templateFlags,
+    n: job.n,
+    max_new_tokens: job.maxNewTokens,
+    temperature: job.temperature,
+    top_p: job.topP,
+    top_k: job.topK,
+    seed: job.seed,
+    stop: job.stop ?? [],
+    ...(job.grade ? { grade: job.grade } : {}),
+  };
+}
+
+/** An evaluation's sampling (the `eval:` section of a recipe, `rac eval`'s flags). */
+export function evalSamplingOf(e: { temperature: number; topP: number; topK: number; maxNewTokens: number; seed: number; stop?: string[] | undefined }): SamplingSettings {
+  return { temperature: e.temperature, topP: e.topP, topK: e.topK, maxNewTokens: e.maxNewTokens, seed: e.seed, ...(e.stop ? { stopStrings: e.stop } : {}) };
 }

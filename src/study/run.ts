@@ -23,7 +23,7 @@ import type { GenerationBackend } from '../backends/backend.ts';
 import { openBackend, type OpenBackendOptions } from '../backends/index.ts';
 import { buildCalibSet, type CalibMode } from '../prune/calib-modes.ts';
 import { codeLimits, runEval, traceGrader, type EvalTask } from './eval.ts';
-import { calibShapeOf, fieldsOf, PRUNE_DEFAULTS, prunerOptionsOf, readFields, RECIPE_DEFAULTS, RECIPE_EVAL_DEFAULTS, selectionOf, settingsProblem, TRACE_DEFAULTS, usesPolicy, type PruneSettings } from './job.ts';
+import { calibShapeOf, fieldsOf, PRUNE_DEFAULTS, prunerOptionsOf, readFields, RECIPE_DEFAULTS, RECIPE_EVAL_DEFAULTS, selectionOf, settingsProblem, TRACE_DEFAULTS, traceSettingsOf, evalSamplingOf, usesPolicy, type PruneSettings, type TraceJob } from './job.ts';
 import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
@@ -59,7 +59,7 @@ export interface Recipe {
   system?: string;
   templateFlags: Record<string, unknown>;
   datasets: { calib: string; eval: string; text: string[]; promptColumn?: string; answerColumn?: string; idColumn?: string };
-  trace: { n: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; tokenBudget: number; batchSize: number };
+  trace: TraceJob;
   /** The `calibration:` section over the defaults (each prune entry may override its keys). */
   calibration: PruneSettings;
   prune: PruneSpec[];
@@ -275,20 +275,9 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
   // 1. On-policy traces of the dense model on the calibration prompts.
   const calibData = await loadDataset(recipe.datasets.calib, { promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn, ...(recipe.datasets.answerColumn ? { answerColumn: recipe.datasets.answerColumn } : {}) });
   const grader = traceGrader(recipe.task);
-  const tset: TraceSettings = {
-    dataset: { sha256: calibData.sha256, prompt_column: calibData.promptColumn, id_column: calibData.idColumn ?? null },
-    system: recipe.system ?? null,
-    template_flags: recipe.templateFlags,
-    n: recipe.trace.n,
-    max_new_tokens: recipe.trace.maxNewTokens,
-    temperature: recipe.trace.temperature,
-    top_p: recipe.trace.topP,
-    top_k: recipe.trace.topK,
-    seed: recipe.trace.seed,
-    stop: [],
-    // Calibration prompts with answers are graded as they are traced (trace selection reads it).
-    ...(grader && calibData.rows.some((r) => r.answer !== undefined) ? { grade: recipe.task as 'math' | 'tiny' } : {}),
-  };
+  // Calibration prompts with answers are graded as they are traced (trace selection reads it).
+  const grade = grader && calibData.rows.some((r) => r.answer !== undefined) ? (recipe.task as 'math' | 'tiny') : undefined;
+  const tset: TraceSettings = traceSettingsOf({ ...recipe.trace, ...(grade ? { grade } : {}) }, calibData, recipe.system, recipe.templateFlags);
   const prompts: TracePrompt[] = calibData.rows.map((row) => ({
     id: row.id,
     index: row.index,
@@ -328,7 +317,7 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
         ...(recipe.system ? { system: recipe.system } : {}),
         templateExtra: recipe.templateFlags,
         samples: recipe.eval.samples,
-        sampling: { temperature: recipe.eval.temperature, topP: recipe.eval.topP, topK: recipe.eval.topK, maxNewTokens: recipe.eval.maxNewTokens, seed: recipe.eval.seed },
+        sampling: evalSamplingOf(recipe.eval),
         ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
         ...(recipe.eval.codeLimits ? { codeLimits: recipe.eval.codeLimits } : {}),
         out: file,

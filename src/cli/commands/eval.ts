@@ -5,7 +5,7 @@ import type { GenerationBackend } from '../../backends/backend.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
 import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, runEval, type EvalTask } from '../../study/eval.ts';
 import { addRuntimeOptions, float, int, type RuntimeFlags } from '../common.ts';
-import { EVAL_DEFAULTS as D, runtimeOf } from '../../study/job.ts';
+import { EVAL_DEFAULTS as D, evalSamplingOf, runtimeOf } from '../../study/job.ts';
 import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, BackendFlags {
@@ -87,7 +87,7 @@ export function register(program: Command): void {
           ...(o.system !== undefined ? { system: o.system } : {}),
           ...(o.templateFlag?.length ? { templateExtra: Object.fromEntries(o.templateFlag.map(parseTemplateFlag)) } : {}),
           samples: o.samples,
-          sampling: { temperature: o.temperature, topP: o.topP, topK: o.topK, maxNewTokens: o.maxNewTokens, seed: o.seed, ...(o.stop ? { stopStrings: o.stop } : {}) },
+          sampling: evalSamplingOf(o),
           ...(o.limit !== undefined ? { limit: o.limit } : {}),
           codeLimits: codeLimits({ wallSeconds: o.codeWallSeconds, cpuSeconds: o.codeCpuSeconds, memoryMb: o.codeMemoryMb }),
           out: o.out,

@@ -7,7 +7,7 @@ import { estimateLines, estimateTrace, machineSpeed } from '../../study/estimate
 import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../study/trace.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
-import { runtimeOf, TRACE_DEFAULTS as D } from '../../study/job.ts';
+import { runtimeOf, TRACE_DEFAULTS as D, traceSettingsOf } from '../../study/job.ts';
 import { traceGrader } from '../../study/eval.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
@@ -92,19 +92,7 @@ export function register(program: Command): void {
     const backend = await openBackendFromFlags(o, runtime);
     const modelHub = hubSourceOf(o.model);
     try {
-      const settings: TraceSettings = {
-        dataset: { sha256: data.sha256, prompt_column: data.promptColumn, id_column: data.idColumn ?? null },
-        system: system ?? null,
-        template_flags: templateFlags,
-        n: o.n,
-        max_new_tokens: o.maxNewTokens,
-        temperature: o.temperature,
-        top_p: o.topP,
-        top_k: o.topK,
-        seed: o.seed,
-        stop: o.stop ?? [],
-        ...(o.task ? { grade: o.task } : {}),
-      };
+      const settings: TraceSettings = traceSettingsOf({ ...o, ...(o.task ? { grade: o.task } : {}) }, data, system, templateFlags);
       const prompts: TracePrompt[] = data.rows.map((row) => ({
         id: row.id,
         index: row.index,
