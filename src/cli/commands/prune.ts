@@ -106,6 +106,7 @@ export function register(program: Command): void {
     const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null), target);
     if (problem) usage(cmd, problem);
     if (usesPolicy(st) && o.dataset === undefined) usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
+    if (usesPolicy(st) && o.quant) usage(cmd, 'staged refresh / two-pass mix do not quantize (prune, then run rtn or gptq on the result)');
     if (o.calibMode === 'mix') {
       if (st.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
       for (const [k, flag] of [['prompt', '--dataset'], ['rac', '--traces'], ['text', '--text-files']] as const) {
