@@ -57,7 +57,7 @@ export function register(program: Command): void {
     .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
     .option('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight" (or use --calib-mode)')
     .option('--calib-mode <mode>', 'build the calibration set: prompt (--dataset) | rac (--traces) | text (--text-files) | mix (--mix)', choice('calib-mode', CALIB_MODES))
-    .option('--dataset <file>', 'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated')
+    .option('--dataset <file>', 'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from')
     .option('--traces <files...>', 'traces JSONL for --calib-mode rac (rac trace or SGLang RAC rows)')
     .option('--text-files <files...>', 'plain text (.txt/.md) or JSONL/JSON with a text field, for --calib-mode text')
     .option('--text-field <name>', 'text field of JSONL/JSON text files', 'text')
