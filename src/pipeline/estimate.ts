@@ -577,7 +577,8 @@ export function estimateTrace(cfg: ModelConfig | null, linears: LinearSpec[], w:
     const D = cfg.hiddenSize;
     prefillArena = Math.max(prefillArena, 4 * B * wv.longest * (3 * D + 3 * cfg.intermediateSize + cfg.vocabSize / cfg.numLayers) + 2 * 4 * B * cfg.numHeads * wv.longest * wv.longest);
   }
-  const phases = { prefill: secondsOf(prefill, speed), decode: secondsOf(decode, speed) };
+  // Startup: the engine's sessions (one per layer, the head), each created and first run.
+  const phases = { startup: (cfg.numLayers + 1) * speed.session_s, prefill: secondsOf(prefill, speed), decode: secondsOf(decode, speed) };
   const kv = kvBytes(cfg, widest, capacity);
   const params = cfg.numLayers * layerParams(linears) + cfg.vocabSize * cfg.hiddenSize;
   // f32 weights twice (the model's, the sessions' pre-packed copy), the KV cache with the copies
@@ -585,7 +586,7 @@ export function estimateTrace(cfg: ModelConfig | null, linears: LinearSpec[], w:
   // old ones are collected lazily: KV_GARBAGE, fitted below), each layer session's prefill arena.
   const peakBytes = baseRssBytes + 2 * 4 * params + KV_GARBAGE * kv + ARENA_FACTOR * cfg.numLayers * prefillArena;
   work.push(`KV cache ≤ ${mib(kv)} (${widest} sequences × ${capacity} slots × ${cfg.numLayers} layers)`);
-  return { work, seconds: phases.prefill + phases.decode, phases, peakBytes };
+  return { work, seconds: phases.startup + phases.prefill + phases.decode, phases, peakBytes };
 }
 
 /**
