@@ -583,15 +583,16 @@ export function estimateTrace(cfg: ModelConfig | null, linears: LinearSpec[], w:
   const params = cfg.numLayers * layerParams(linears) + cfg.vocabSize * cfg.hiddenSize;
   // f32 weights twice (the model's, the sessions' pre-packed copy), the KV cache with the copies
   // a batch leaves behind as sequences finish (KvCache.select / reserve allocate a new cache; the
-  // old ones are collected lazily: KV_GARBAGE, fitted below), each layer session's prefill arena.
-  const peakBytes = baseRssBytes + 2 * 4 * params + KV_GARBAGE * kv + ARENA_FACTOR * cfg.numLayers * prefillArena;
+  // old ones are collected lazily: KV_GARBAGE, fitted below), the widest prefill's activations.
+  const peakBytes = baseRssBytes + 2 * 4 * params + KV_GARBAGE * kv + ARENA_FACTOR * prefillArena;
   work.push(`KV cache ≤ ${mib(kv)} (${widest} sequences × ${capacity} slots × ${cfg.numLayers} layers)`);
   return { work, seconds: phases.startup + phases.prefill + phases.decode, phases, peakBytes };
 }
 
 /**
- * Live KV-cache copies at the peak of a trace, in units of the largest cache: fitted on the tiny
- * reasoner's demo trace (README: the estimate), where finished sequences leave the batch one by one.
+ * Live KV-cache copies at the peak of a trace, in units of the largest cache: fitted on one wave of
+ * the tiny reasoner (128 sequences, 611 MiB peak RSS; README: the estimate), where finished
+ * sequences leave the batch one by one and each departure copies the cache.
  */
 const KV_GARBAGE = 2.5;
 
