@@ -23,6 +23,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { removeOnSignal } from '../io/temp-cleanup.ts';
 import { createOrtGemm } from '../runtime/gemm.ts';
 import { runtimeDefaults, type RuntimeOptions } from '../runtime/session.ts';
 import { leftPad } from '../models/batch.ts';
@@ -142,6 +143,7 @@ export async function measureSpeed(runtime: Partial<RuntimeOptions> = {}): Promi
     return a;
   };
   const dir = mkdtempSync(join(tmpdir(), 'rac-speed-'));
+  const cleanup = removeOnSignal(dir); // the calibration model, removed on a signal too
   let model: Model | null = null;
   let engine: Engine | null = null;
   let runner: LayerRunner | null = null;
@@ -229,6 +231,7 @@ export async function measureSpeed(runtime: Partial<RuntimeOptions> = {}): Promi
     model?.close();
     await gemm.release();
     rmSync(dir, { recursive: true, force: true });
+    cleanup.release();
   }
 }
 
