@@ -187,6 +187,28 @@ describe('estimate', () => {
     }
   });
 
+  it('rac trace --dry-run prints the waves, time and memory, writes nothing and exits 0', async () => {
+    const dir = checkpoint(CK);
+    const tmp = tempDir('dry-trace');
+    const data = join(tmp, 'prompts.jsonl');
+    writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `question ${i}` })).join('\n') + '\n');
+    const out = join(tmp, 'traces.jsonl');
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/rac.js'), 'trace', '--model', dir, '--dataset', data, '--n', '2', '--max-new-tokens', '16', '--batch-size', '4', '--token-budget', '0', '--out', out, '--dry-run', '--json', '--threads', '1'],
+        { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!existsSync(out), 'a dry run wrote --out');
+    assert.match(r.stderr, /trace: 6 of 6 prompts × 2 = 12 traces in 3 waves of ≤ 4, ≤ 16 new tokens each/);
+    assert.match(r.stderr, /trace: estimated [\d.]+s \(startup [\d.]+s, prefill [\d.]+s, decode [\d.]+s\), peak memory ≈ \d+ MiB/);
+    const j = JSON.parse(r.stdout) as { seconds: number; peak_bytes: number; phases: Record<string, number> };
+    assert.ok(j.seconds > 0 && j.peak_bytes > 0 && j.phases['decode']! > 0);
+  });
+
   it('rac prune --dry-run prints the estimate, writes nothing and exits 0', async () => {
     const dir = checkpoint(CK);
     const tmp = tempDir('dry');
