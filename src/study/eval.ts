@@ -30,6 +30,7 @@ import type { SandboxLimits } from '../tasks/sandbox.ts';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from '../backends/backend.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { JsonlAppender, readJsonlLog, repairJsonlLog } from '../io/jsonl.ts';
+import { settingsDiff } from './settings.ts';
 import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
 import { lockOutput } from '../io/lock.ts';
 
@@ -474,7 +475,7 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   const resuming = existsSync(mPath);
   if (resuming) {
     const old = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
-    const diff = Object.keys({ ...old, ...manifest }).filter((k) => JSON.stringify(old[k]) !== JSON.stringify((manifest as Record<string, unknown>)[k]));
+    const diff = settingsDiff(old, manifest, { depth: 1 }); // top-level keys name what differs
     if (diff.length) {
       throw new Error(`${mPath}: settings differ from the interrupted run (${diff.join(', ')}); use another --out or delete ${basename(sPath)} and ${basename(mPath)}`);
     }

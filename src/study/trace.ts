@@ -29,6 +29,7 @@ import { PromptLengthError } from '../io/prompt-bounds.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { lockOutput } from '../io/lock.ts';
 import { JsonlAppender, readJsonlLog, repairJsonlLog } from '../io/jsonl.ts';
+import { settingsDiff, type SettingsDiffOptions } from './settings.ts';
 
 export class TraceError extends Error {
   constructor(message: string) {
@@ -133,6 +134,9 @@ export interface TraceManifest {
   updated: string;
 }
 
+/** Template flags are free-form: compared whole. */
+const TRACE_DIFF: SettingsDiffOptions = { leaves: ['template_flags'] };
+
 export function manifestPath(out: string): string {
   return `${resolve(out)}.manifest.json`;
 }
@@ -153,28 +157,6 @@ export function readTraceFile(path: string): ReadTraces {
   const log = readJsonlLog(resolve(path), { error: (m) => new TraceError(m) });
   return { records: log.rows.map((r) => r.row as unknown as TraceRecord), validBytes: log.validBytes, tornBytes: log.tornBytes };
 }
-
-function stable(x: unknown): string {
-  if (Array.isArray(x)) return `[${x.map(stable).join(',')}]`;
-  if (x && typeof x === 'object') {
-    return `{${Object.keys(x)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stable((x as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(x);
-}
-
-/** Keys (dotted) whose values differ between two settings objects. */
-export function settingsDiff(a: unknown, b: unknown, prefix = ''): string[] {
-  const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
-  if (isObj(a) && isObj(b) && prefix !== 'template_flags') {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-    return keys.flatMap((k) => settingsDiff(a[k], b[k], prefix ? `${prefix}.${k}` : k));
-  }
-  return stable(a) === stable(b) ? [] : [prefix || '(root)'];
-}
-
 
 function samplingOf(s: TraceSettings, stream: number): TraceRecord['sampling'] {
   return {
@@ -226,7 +208,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
     } catch (e) {
       throw new TraceError(`${mpath}: unreadable manifest (${(e as Error).message}); move it away to start over`);
     }
-    const diff = settingsDiff(prev.settings, s);
+    const diff = settingsDiff(prev.settings, s, TRACE_DIFF);
     if (prev.model !== model) diff.unshift('model');
     if (diff.length) {
       const show = (o: unknown, k: string) => JSON.stringify(k === 'model' ? (o as TraceManifest).model : k.split('.').reduce<unknown>((x, p) => (x as Record<string, unknown> | undefined)?.[p], (o as TraceManifest).settings));
@@ -260,7 +242,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
       if (typeof r.prompt_id !== 'string' || !Number.isInteger(r.sample) || !Array.isArray(r.input_ids)) throw new TraceError(`${where}: not a rac trace record (prompt_id, sample, input_ids)`);
       if (r.model !== model) throw new TraceError(`${where}: made by model ${r.model}, this model is ${model}; use another --out`);
       if (!prev) {
-        const d = settingsDiff(r.sampling, samplingOf(s, r.sampling?.stream));
+        const d = settingsDiff(r.sampling, samplingOf(s, r.sampling?.stream), TRACE_DIFF);
         if (d.length) throw new TraceError(`${where}: sampled with other settings (${d.join(', ')}) and ${mpath} is missing; use another --out`);
       }
       if (done.get(r.prompt_id)?.has(r.sample)) throw new TraceError(`${where}: duplicate (prompt_id ${r.prompt_id}, sample ${r.sample})`);
