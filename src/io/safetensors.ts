@@ -9,7 +9,9 @@
  *
  * Readers hold a file descriptor and read only the header at open; tensors are read one at a time
  * at their offsets. The writer lays the header out up front and takes tensors in any order, so a
- * multi-GB model never sits in memory. Every problem is a `SafetensorsError` naming the file.
+ * multi-GB model never sits in memory; it writes a temp file beside the destination, renamed into
+ * place when every tensor is written (`io/atomic.ts`). Every problem is a `SafetensorsError`
+ * naming the file.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,6 +26,7 @@ import {
   isF32Convertible,
   isKnownDtype,
 } from './dtype.ts';
+import { AtomicFileWriter } from './atomic.ts';
 import { ModelFileError, modelDirRoots, modelFilePath } from './model-file.ts';
 
 export { findNonFinite };
@@ -116,14 +119,6 @@ function readFully(fd: number, target: Uint8Array, position: number): number {
     done += got;
   }
   return done;
-}
-
-function writeFully(fd: number, source: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < source.length) {
-    const want = Math.min(IO_CHUNK, source.length - done);
-    done += fs.writeSync(fd, source, done, want, position + done);
-  }
 }
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
@@ -635,11 +630,11 @@ export class SafetensorsWriter {
   /** Size of the data section: the sum of all tensor byte lengths (the index's total_size share). */
   readonly dataBytes: number;
   private readonly slots: Map<string, WriterSlot>;
-  private fd: number | undefined;
+  private readonly file: AtomicFileWriter;
 
-  private constructor(file: string, fd: number, slots: Map<string, WriterSlot>, dataStart: number, dataBytes: number) {
-    this.path = file;
-    this.fd = fd;
+  private constructor(file: AtomicFileWriter, slots: Map<string, WriterSlot>, dataStart: number, dataBytes: number) {
+    this.path = file.path;
+    this.file = file;
     this.slots = slots;
     this.dataStart = dataStart;
     this.dataBytes = dataBytes;
@@ -698,23 +693,23 @@ export class SafetensorsWriter {
       slots.set(e.name, { entry: { name: e.name, dtype: e.dtype, shape: e.shape.slice() }, begin, end, written: false });
     });
     const dataBytes = offsets.length ? offsets[offsets.length - 1]![1] : 0;
-    let fd: number;
+    let out: AtomicFileWriter;
     try {
-      fd = fs.openSync(abs, 'w');
+      out = new AtomicFileWriter(abs);
     } catch (e) {
       throw new SafetensorsError(abs, `cannot create (${errorText(e)})`);
     }
     try {
       const len = Buffer.alloc(8);
       len.writeBigUInt64LE(BigInt(bytes.length), 0);
-      writeFully(fd, len, 0);
-      writeFully(fd, bytes, 8);
-      fs.ftruncateSync(fd, 8 + bytes.length + dataBytes);
+      out.writeAt(len, 0);
+      out.writeAt(bytes, 8);
+      out.setSize(8 + bytes.length + dataBytes);
     } catch (e) {
-      fs.closeSync(fd);
+      out.discard();
       throw new SafetensorsError(abs, `cannot write header (${errorText(e)})`);
     }
-    return new SafetensorsWriter(abs, fd, slots, 8 + bytes.length, dataBytes);
+    return new SafetensorsWriter(out, slots, 8 + bytes.length, dataBytes);
   }
 
   /** Header entry and data-section offsets of `name`. */
@@ -726,7 +721,7 @@ export class SafetensorsWriter {
   /** Writes the raw little-endian bytes of one tensor at its offset. */
   write(name: string, data: Uint8Array): void {
     const s = this.slot(name);
-    if (this.fd === undefined) throw new SafetensorsError(this.path, `write of ${JSON.stringify(name)} after close()`);
+    if (!this.file.isOpen) throw new SafetensorsError(this.path, `write of ${JSON.stringify(name)} after close()`);
     if (s.written) throw new SafetensorsError(this.path, `tensor ${JSON.stringify(name)} written twice`);
     const want = s.end - s.begin;
     if (data.byteLength !== want) {
@@ -735,7 +730,7 @@ export class SafetensorsWriter {
         `tensor ${JSON.stringify(name)}: got ${data.byteLength} bytes, expected ${want} (${s.entry.dtype} [${s.entry.shape.join(', ')}])`,
       );
     }
-    writeFully(this.fd, data, this.dataStart + s.begin);
+    this.file.writeAt(data, this.dataStart + s.begin);
     s.written = true;
   }
 
@@ -759,34 +754,27 @@ export class SafetensorsWriter {
     return [...this.slots.values()].filter((s) => !s.written).map((s) => s.entry.name);
   }
 
-  /** Checks every tensor was written, fsyncs and closes. Throws naming the missing tensors. */
+  /**
+   * Checks every tensor was written, then fsyncs, closes and renames the file into place. Throws
+   * naming the missing tensors (and removes the partial file).
+   */
   close(): void {
-    if (this.fd === undefined) return;
-    const fd = this.fd;
-    this.fd = undefined;
+    if (!this.file.isOpen) return;
     const missing = this.missing();
     if (missing.length) {
-      fs.closeSync(fd);
+      this.file.discard();
       const shown = missing.slice(0, 10).map((m) => JSON.stringify(m)).join(', ');
       throw new SafetensorsError(
         this.path,
         `${missing.length} tensor(s) never written: ${shown}${missing.length > 10 ? `, and ${missing.length - 10} more` : ''}`,
       );
     }
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    this.file.commit();
   }
 
   /** Closes without checks and removes the partial file. */
   abort(): void {
-    if (this.fd !== undefined) {
-      fs.closeSync(this.fd);
-      this.fd = undefined;
-    }
-    fs.rmSync(this.path, { force: true });
+    this.file.discard();
   }
 
   private slot(name: string): WriterSlot {
