@@ -17,7 +17,7 @@
  *   hmm            "hmm", "hmmm", … (two or more m's)
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { hubSourceOf, type HubSource } from '../io/hub.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import { checkPromptChars, checkPromptTokens, PromptLengthError } from '../io/prompt-bounds.ts';

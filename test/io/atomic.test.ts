@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AtomicFileWriter } from '../../src/io/atomic.ts';
 import { GgufWriter } from '../../src/io/gguf.ts';
-import { SafetensorsFile, SafetensorsWriter } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { SafetensorsWriter } from '../../src/io/safetensors-writer.ts';
 import { tempDir } from '../helpers/checkpoints.ts';
 
 describe('atomic binary writer', () => {
