@@ -19,7 +19,7 @@
  * The budget: once the prompt+completion tokens of the written records reach it, no new prompt is
  * submitted; requests already in flight (one wave) are finished and written.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from '../backends/backend.ts';
 import { streamOf } from '../backends/backend.ts';
@@ -391,18 +391,4 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   const m = manifest(status);
   writeFileAtomic(mpath, JSON.stringify(m, null, 2) + '\n');
   return m;
-}
-
-/** Size of the traces file in bytes (0 when absent). */
-export function traceFileBytes(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** For tests and tools: write records as a traces file (one line each). */
-export function writeTraceFile(path: string, records: TraceRecord[]): void {
-  writeFileSync(path, records.map((r) => JSON.stringify(r) + '\n').join(''));
 }
