@@ -27,6 +27,7 @@ import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
 import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
+import { hashOf } from './settings.ts';
 import { buildReport } from '../report/html.ts';
 
 export class RecipeError extends Error {
@@ -256,10 +257,6 @@ function recipeCodeLimits(v: unknown, fail: (m: string) => never): SandboxLimits
   };
   const [wallSeconds, cpuSeconds, memoryMb] = known.map(pos);
   return codeLimits({ wallSeconds, cpuSeconds, memoryMb });
-}
-
-export function hashOf(x: unknown): string {
-  return createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 12);
 }
 
 function fileSha(path: string | readonly string[]): string {
