@@ -27,7 +27,9 @@ for (const f of readdirSync(join(out, 'evals')).filter((x) => x.endsWith('.json'
   const target = rac ? (rac['pattern'] ?? `${Math.round(100 * rac['sparsity'])}%`) : '-';
   const label = rac ? `${rac['method']} ${c['mode'] ?? c['kind'] ?? ''}${c['variant'] ? `+${c['variant']}` : ''}` : 'dense';
   const pol = c['policy'] as Obj | undefined;
-  const fam = Object.entries((j['per_family'] ?? {}) as Obj).map(([k, v]) => `${k} ${pct(v['accuracy'])}`).join(', ');
+  const fam = Object.entries((j['per_family'] ?? {}) as Obj)
+    .map(([k, v]) => `${k} ${pct(v['accuracy'])}`)
+    .join(', ');
   const m = j['metrics'] as Obj;
   rows.push({
     target,
@@ -50,7 +52,20 @@ for (const f of readdirSync(join(out, 'evals')).filter((x) => x.endsWith('.json'
 }
 const order = (t: string) => (t === '-' ? 0 : t.includes(':') ? 2 : 1);
 rows.sort((a, b) => order(a.target) - order(b.target) || a.label.localeCompare(b.label));
-const head = ['row', 'target', 'accuracy', 'per family', 'mean tokens', 'truncated', 'calib tokens', 'traces generated', 'trace s', 'prune passes', 'prune s', 'problems'];
+const head = [
+  'row',
+  'target',
+  'accuracy',
+  'per family',
+  'mean tokens',
+  'truncated',
+  'calib tokens',
+  'traces generated',
+  'trace s',
+  'prune passes',
+  'prune s',
+  'problems',
+];
 console.log(`| ${head.join(' | ')} |`);
 console.log(`| ${head.map(() => '---').join(' | ')} |`);
 for (const r of rows) console.log(`| ${r.cells.join(' | ')} |`);

@@ -42,7 +42,10 @@ function decodeLen(row: Record<string, unknown>): number {
 
 function gradeOf(r: SelectableRow): boolean {
   const c = r.row['correct'];
-  if (typeof c !== 'boolean') throw new CalibError(`${r.where}: trace selection by grade or difficulty needs a "correct" field (trace a dataset with answers: rac trace grades each row)`);
+  if (typeof c !== 'boolean')
+    throw new CalibError(
+      `${r.where}: trace selection by grade or difficulty needs a "correct" field (trace a dataset with answers: rac trace grades each row)`,
+    );
   return c;
 }
 
@@ -66,7 +69,12 @@ export function selectTraces<T extends SelectableRow>(rows: T[], sel: TraceSelec
     }
     if (multi === 0) throw new CalibError('trace selection by difficulty needs ≥ 2 samples per prompt (rac trace --n 2 or more)');
   }
-  const counts: SelectionCounts = { rows: rows.length, kept: 0, dropped: { correct: 0, truncated: 0, length: 0, difficulty: 0 }, prompts: byPrompt.size };
+  const counts: SelectionCounts = {
+    rows: rows.length,
+    kept: 0,
+    dropped: { correct: 0, truncated: 0, length: 0, difficulty: 0 },
+    prompts: byPrompt.size,
+  };
   if (sel.difficulty === 'mixed') counts.mixed_prompts = mixed.size;
   const kept: T[] = [];
   for (const r of rows) {

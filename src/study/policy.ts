@@ -87,7 +87,11 @@ export function stageRuns(layers: number[], stages: number): number[][] {
 }
 
 function calibOf(job: PolicyJob, sets: { producer: string; files: string[]; share: number }[]): Promise<CalibSet> {
-  const inputs: CalibModeInputs = { traceSets: sets, select: selectionOf(job.settings), ...(job.settings.mixWeights ? { weights: job.settings.mixWeights } : {}) };
+  const inputs: CalibModeInputs = {
+    traceSets: sets,
+    select: selectionOf(job.settings),
+    ...(job.settings.mixWeights ? { weights: job.settings.mixWeights } : {}),
+  };
   return buildCalibSet('rac', inputs, job.ctx, calibShapeOf(job.settings));
 }
 
@@ -153,13 +157,28 @@ export async function prunePolicy(job: PolicyJob): Promise<PruneSummary> {
           log(`policy: stage ${k}/${runs.length - 1}: tracing the partly pruned model (${label}), budget ${budget} tokens`);
           const g = await job.generate(prev, budget, label);
           generated = traceRecord(label, g, budget);
-          sets = share >= 1 ? [{ producer: label, files: [g.file], share: 1 }] : [{ producer: 'dense', files: job.denseTraces, share: 1 - share }, { producer: label, files: [g.file], share }];
+          sets =
+            share >= 1
+              ? [{ producer: label, files: [g.file], share: 1 }]
+              : [
+                  { producer: 'dense', files: job.denseTraces, share: 1 - share },
+                  { producer: label, files: [g.file], share },
+                ];
         }
         const calib = await calibOf(job, sets);
-        log(`policy: stage ${k}: pruning layers ${runs[k]!.join(',')} of ${prev === job.model ? 'the dense model' : 'the stage checkpoint'} on ${calib.tokens} tokens`);
+        log(
+          `policy: stage ${k}: pruning layers ${runs[k]!.join(',')} of ${prev === job.model ? 'the dense model' : 'the stage checkpoint'} on ${calib.tokens} tokens`,
+        );
         const sum = await pruneOnce(job, prev, calib, runs[k]!, dir);
         summaries.push(sum);
-        stages.push({ stage: k, layers: runs[k], model: prev === job.model ? 'dense' : `stage ${k - 1}`, ...(generated ? { traces: generated } : {}), calibration: sum.calibration, seconds: sum.totals.seconds });
+        stages.push({
+          stage: k,
+          layers: runs[k],
+          model: prev === job.model ? 'dense' : `stage ${k - 1}`,
+          ...(generated ? { traces: generated } : {}),
+          calibration: sum.calibration,
+          seconds: sum.totals.seconds,
+        });
         if (prev !== job.model) rmSync(prev, { recursive: true, force: true });
         prev = dir;
       }
@@ -188,7 +207,13 @@ export async function prunePolicy(job: PolicyJob): Promise<PruneSummary> {
       const label = 'pruned pass 1';
       log(`policy: two-pass: tracing pass 1's model, budget ${budget} tokens`);
       const g = await job.generate(pass1, budget, label);
-      const sets = share >= 1 ? [{ producer: label, files: [g.file], share: 1 }] : [{ producer: 'dense', files: job.denseTraces, share: 1 - share }, { producer: label, files: [g.file], share }];
+      const sets =
+        share >= 1
+          ? [{ producer: label, files: [g.file], share: 1 }]
+          : [
+              { producer: 'dense', files: job.denseTraces, share: 1 - share },
+              { producer: label, files: [g.file], share },
+            ];
       const calib2 = await calibOf(job, sets);
       log(`policy: two-pass: pass 2 (the dense model on ${calib2.tokens} tokens, ${(100 * share).toFixed(0)}% from pass 1's traces)`);
       const sum2 = await pruneOnce(job, job.model, calib2, selected, last);
@@ -294,7 +319,13 @@ export function traceGenerator(o: TraceGeneratorOptions): TraceGenerator {
     const backend = await o.open(modelDir);
     try {
       const fp = backend.fingerprint;
-      const file = join(o.dir, `traces-${createHash('sha256').update(JSON.stringify({ fp, s: o.settings, tokenBudget })).digest('hex').slice(0, 12)}.jsonl`);
+      const file = join(
+        o.dir,
+        `traces-${createHash('sha256')
+          .update(JSON.stringify({ fp, s: o.settings, tokenBudget }))
+          .digest('hex')
+          .slice(0, 12)}.jsonl`,
+      );
       mkdirSync(o.dir, { recursive: true });
       const t0 = performance.now();
       let last = 0;
@@ -311,7 +342,9 @@ export function traceGenerator(o: TraceGeneratorOptions): TraceGenerator {
         onProgress: (p) => {
           if (!o.log || Date.now() - last < 10_000) return;
           last = Date.now();
-          o.log(`${p.promptTokens + p.decodeTokens}/${tokenBudget || '∞'} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`);
+          o.log(
+            `${p.promptTokens + p.decodeTokens}/${tokenBudget || '∞'} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`,
+          );
         },
       });
       return { file, model: fp, records: m.counts.records, tokens: m.tokens.total, seconds: (performance.now() - t0) / 1000 };
