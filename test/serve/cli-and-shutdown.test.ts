@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
-import { startServer } from '../../src/serve/server.ts';
+import { continuousStats, startServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -108,7 +108,7 @@ describe('rac serve shutdown', { timeout: 60_000 }, () => {
       }
       assert.match(rest, /"code":"shutting_down"/);
       assert.match(rest, /data: \[DONE\]\n\n$/);
-      assert.equal(server.stats.batches, 1);
+      assert.equal(continuousStats(server.stats).admitted, 1);
     } finally {
       await server.close(); // a no-op once closed; releases the port when an assertion above failed
     }
