@@ -313,7 +313,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
               if (!spec.stream || finished) return;
               pendingIds.push(tok);
               const out = held[k]!.push(text);
-              if (out !== '') {
+              // Flushed per step; with stop strings, ids wait with the text held back.
+              if (out !== '' || spec.stop.length === 0) {
                 chunk(streamChoice(k, out, pendingIds, null));
                 pendingIds = [];
               }
