@@ -34,6 +34,9 @@ export interface SchedulerStats {
   steps: number;
   /** Prefill calls (each admits one or more sequences). */
   prefills: number;
+  /** Seconds spent in decode steps and in prefills (engine calls and sampling). */
+  decodeSeconds: number;
+  prefillSeconds: number;
   /** Sequences admitted (a preempted sequence counts again when readmitted). */
   admitted: number;
   /** Sequences preempted for KV room. */
@@ -112,6 +115,8 @@ export class Scheduler {
       scheduler: 'continuous',
       steps: 0,
       prefills: 0,
+      decodeSeconds: 0,
+      prefillSeconds: 0,
       admitted: 0,
       preempted: 0,
       running: 0,
@@ -168,6 +173,7 @@ export class Scheduler {
       this.preempt();
       if (this.running.length === 0) return; // cannot happen: one sequence alone always fits (see fits())
     }
+    const t0 = performance.now();
     const logits = await this.lm.engine.decodeSlots(
       this.cache,
       this.running.map((a) => a.pending),
@@ -183,6 +189,7 @@ export class Scheduler {
       }
       this.sample(a, logits, b * V, () => this.leave(b, null));
     }
+    this.stats.decodeSeconds += (performance.now() - t0) / 1000;
   }
 
   /** Samples a's next token from logits at `offset`; `end` when the sequence finished. */
@@ -301,6 +308,7 @@ export class Scheduler {
     const joining: Active[] = (this.joining = []);
     const lens = [...this.cache.lens];
     let longest = lens.length > 0 ? Math.max(...lens) : 0;
+    let longestJoining = 0;
     for (;;) {
       if (this.running.length + joining.length >= this.maxRunning) break;
       const w = this.peek();
@@ -310,12 +318,14 @@ export class Scheduler {
       const rows = this.running.length + joining.length + 1;
       // Room for the rows to take their next token, and a prefill of bounded size.
       if (rows * (top + 1) > this.maxKvTokens) break;
-      if (joining.length > 0 && (joining.length + 1) * top > PREFILL_TOKENS_PER_STEP) break;
+      if (joining.length > 0 && (joining.length + 1) * Math.max(longestJoining, len) > PREFILL_TOKENS_PER_STEP) break;
       joining.push(this.take(w));
       longest = top;
+      longestJoining = Math.max(longestJoining, len);
     }
     if (joining.length === 0) return;
     this.stats.prefills++;
+    const t0 = performance.now();
     const seqs = joining.map(Scheduler.tokensOf);
     const { lastLogits, cache: pre } = await this.lm.engine.prefill(seqs, 1);
     const V = this.lm.engine.config.vocabSize;
@@ -334,6 +344,7 @@ export class Scheduler {
       this.running.push(a);
     }
     this.joining = [];
+    this.stats.prefillSeconds += (performance.now() - t0) / 1000;
   }
 
   /** An engine error: every running or preempted sequence's request fails; waiting ones go on. */

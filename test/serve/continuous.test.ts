@@ -254,6 +254,21 @@ describe('continuous batching', { timeout: 180_000 }, () => {
     });
   });
 
+  it('--scheduler window still serves (kept to measure against): concurrent requests each get what they get alone', async () => {
+    await withServer({ loaded: lm, scheduler: 'window', batchWindowMs: 50 }, async (s) => {
+      const a = { prompt: [5, 6, 7, 8], max_tokens: 9, temperature: 0 };
+      const b = { prompt: [9, 10], max_tokens: 5, temperature: 0.7, seed: 3 };
+      const [ra, rb] = await Promise.all([post(s, a), post(s, b)]);
+      const [sa, sb] = [await post(s, a), await post(s, b)];
+      assert.deepEqual(ra.body.choices, sa.body.choices);
+      assert.deepEqual(rb.body.choices, sb.body.choices);
+      const st = s.stats;
+      assert.equal(st.scheduler, 'window');
+      assert.ok(st.scheduler === 'window' && st.batches >= 3);
+      assert.throws(() => continuousStats(st), /window scheduler/);
+    });
+  });
+
   it('streams are flushed per step: the first tokens arrive while the sequence is still decoding', async () => {
     await withServer({ loaded: { ...lm, eosTokenIds: [] } }, async (s) => {
       const ac = new AbortController();
