@@ -141,20 +141,20 @@ describe('continuous batching', { timeout: 180_000 }, () => {
 
   it('a greedy request joined mid-batch gets the tokens it gets alone, and leaves before the long one ends (tiny-reasoner)', async () => {
     const loaded = { ...tiny, eosTokenIds: [] };
+    // What the offline generator gives alone (before the server runs anything).
+    const prompt = 'What is 12 + 30?';
+    const [want] = await generate(tiny.engine, tiny.tokenizer, [{ prompt: tiny.tokenizer.encode(prompt), stream: 0 }], {
+      temperature: 0,
+      topP: 1,
+      topK: 0,
+      seed: 0,
+      maxNewTokens: 40,
+      eosTokenIds: [],
+    });
     await withServer({ loaded }, async (s) => {
       const long = streamCompletion(s, { prompt: 'Compute 7 * 8 + 3. ', max_tokens: 400, temperature: 0 });
       try {
         await waitFor('the long request to be decoding', () => long.st.ids.length >= 3);
-        const prompt = 'What is 12 + 30?';
-        const ids = tiny.tokenizer.encode(prompt);
-        const [want] = await generate(tiny.engine, tiny.tokenizer, [{ prompt: ids, stream: 0 }], {
-          temperature: 0,
-          topP: 1,
-          topK: 0,
-          seed: 0,
-          maxNewTokens: 40,
-          eosTokenIds: [],
-        });
         const r = await post(s, { prompt, max_tokens: 40, temperature: 0 });
         assert.equal(r.status, 200);
         assert.deepEqual(r.body.choices[0]!.token_ids, want!.ids);
