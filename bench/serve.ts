@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { generate } from '../src/models/generate.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
-import { closeModel, loadModel, type LoadedModel } from '../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../src/models/loaded.ts';
 import { startServer, type RunningServer } from '../src/serve/server.ts';
 import { emit } from './common.ts';
 import { QWEN2_0_5B_LAYER } from './decode.ts';
@@ -54,35 +54,44 @@ function streamOnce(port: number, prompt: number[]): Promise<RequestResult> {
     let tokens = 0;
     let buf = '';
     const body = JSON.stringify({ prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true });
-    const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      if (res.statusCode !== 200) {
-        reject(new Error(`serve bench: HTTP ${res.statusCode}`));
-        res.resume();
-        return;
-      }
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        buf += d;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(6, i); // after 'data: '
-          buf = buf.slice(i + 2);
-          if (ev === '[DONE]') continue;
-          const j = JSON.parse(ev) as { choices: { token_ids?: number[] }[]; error?: { message: string } };
-          if (j.error) return reject(new Error(`serve bench: ${j.error.message}`));
-          for (const c of j.choices) {
-            const n = c.token_ids?.length ?? 0;
-            if (n > 0 && ttft < 0) ttft = performance.now() - t0;
-            tokens += n;
-          }
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/v1/completions',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        if (res.statusCode !== 200) {
+          reject(new Error(`serve bench: HTTP ${res.statusCode}`));
+          res.resume();
+          return;
         }
-      });
-      res.on('end', () => {
-        if (tokens !== MAX_TOKENS) reject(new Error(`serve bench: ${tokens} tokens, expected ${MAX_TOKENS}`));
-        else resolve({ ttftMs: ttft, tokens });
-      });
-      res.on('error', reject);
-    });
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          buf += d;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const ev = buf.slice(6, i); // after 'data: '
+            buf = buf.slice(i + 2);
+            if (ev === '[DONE]') continue;
+            const j = JSON.parse(ev) as { choices: { token_ids?: number[] }[]; error?: { message: string } };
+            if (j.error) return reject(new Error(`serve bench: ${j.error.message}`));
+            for (const c of j.choices) {
+              const n = c.token_ids?.length ?? 0;
+              if (n > 0 && ttft < 0) ttft = performance.now() - t0;
+              tokens += n;
+            }
+          }
+        });
+        res.on('end', () => {
+          if (tokens !== MAX_TOKENS) reject(new Error(`serve bench: ${tokens} tokens, expected ${MAX_TOKENS}`));
+          else resolve({ ttftMs: ttft, tokens });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -138,7 +147,15 @@ async function offline(lm: LoadedModel, clients: number): Promise<{ tokensPerS: 
   const reqs = [];
   for (let c = 0; c < clients; c++) for (let r = 0; r < REQUESTS_PER_CLIENT; r++) reqs.push({ prompt: promptOf(c, r), stream: 0 });
   const t0 = performance.now();
-  const out = await generate(lm.engine, lm.tokenizer, reqs, { maxNewTokens: MAX_TOKENS, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0, batchSize: reqs.length });
+  const out = await generate(lm.engine, lm.tokenizer, reqs, {
+    maxNewTokens: MAX_TOKENS,
+    seed: 0,
+    eosTokenIds: [],
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    batchSize: reqs.length,
+  });
   const seconds = (performance.now() - t0) / 1000;
   const tokens = out.reduce((a, c) => a + c.ids.length, 0);
   if (tokens !== reqs.length * MAX_TOKENS) throw new Error(`serve bench offline: ${tokens} tokens`);
@@ -147,14 +164,31 @@ async function offline(lm: LoadedModel, clients: number): Promise<{ tokensPerS: 
 
 export async function benchServe(dir: string, clientsList = CLIENTS, schedulers: Scheduler[] = ['continuous', 'window']): Promise<void> {
   const ckpt = join(dir, 'model');
-  writeRandomCheckpoint(ckpt, { family: 'qwen2', layers: LAYERS, ...QWEN2_0_5B_LAYER, tied: true, tokenizerVocab: 512, vocabPad: 32768 - 512, seed: 5 });
-  const dims = { layers: LAYERS, ...QWEN2_0_5B_LAYER, vocab: 32768, prompt: PROMPT, max_tokens: MAX_TOKENS, requests_per_client: REQUESTS_PER_CLIENT, threads: THREADS };
+  writeRandomCheckpoint(ckpt, {
+    family: 'qwen2',
+    layers: LAYERS,
+    ...QWEN2_0_5B_LAYER,
+    tied: true,
+    tokenizerVocab: 512,
+    vocabPad: 32768 - 512,
+    seed: 5,
+  });
+  const dims = {
+    layers: LAYERS,
+    ...QWEN2_0_5B_LAYER,
+    vocab: 32768,
+    prompt: PROMPT,
+    max_tokens: MAX_TOKENS,
+    requests_per_client: REQUESTS_PER_CLIENT,
+    threads: THREADS,
+  };
   const lm = await loadModel(ckpt, { threads: THREADS });
   const loaded = { ...lm, eosTokenIds: [] };
   const top = Math.max(...clientsList);
   const servers = new Map<Scheduler, RunningServer>();
   try {
-    for (const scheduler of schedulers) servers.set(scheduler, await startServer({ model: ckpt, loaded, port: 0, scheduler, maxRunning: 32, maxBatch: 32 }));
+    for (const scheduler of schedulers)
+      servers.set(scheduler, await startServer({ model: ckpt, loaded, port: 0, scheduler, maxRunning: 32, maxBatch: 32 }));
     for (const s of servers.values()) await runClients(s, 1); // warm-up
     const best = new Map<string, Run>();
     let off: { tokensPerS: number; seconds: number } | null = null;
@@ -174,10 +208,30 @@ export async function benchServe(dir: string, clientsList = CLIENTS, schedulers:
       }
       for (const scheduler of servers.keys()) {
         const r = best.get(`${scheduler}/${clients}`)!;
-        emit({ name: 'serve', scheduler, clients, tokens_per_s: +r.tokensPerS.toFixed(2), ttft_p50_ms: +pct(r.ttft, 50).toFixed(1), ttft_p95_ms: +pct(r.ttft, 95).toFixed(1), seconds: +r.seconds.toFixed(2), ...r.calls, ...dims, best_of: REPS });
+        emit({
+          name: 'serve',
+          scheduler,
+          clients,
+          tokens_per_s: +r.tokensPerS.toFixed(2),
+          ttft_p50_ms: +pct(r.ttft, 50).toFixed(1),
+          ttft_p95_ms: +pct(r.ttft, 95).toFixed(1),
+          seconds: +r.seconds.toFixed(2),
+          ...r.calls,
+          ...dims,
+          best_of: REPS,
+        });
       }
     }
-    emit({ name: 'serve', scheduler: 'offline generate()', requests: top * REQUESTS_PER_CLIENT, batch: top * REQUESTS_PER_CLIENT, tokens_per_s: +off!.tokensPerS.toFixed(2), seconds: +off!.seconds.toFixed(2), ...dims, best_of: REPS });
+    emit({
+      name: 'serve',
+      scheduler: 'offline generate()',
+      requests: top * REQUESTS_PER_CLIENT,
+      batch: top * REQUESTS_PER_CLIENT,
+      tokens_per_s: +off!.tokensPerS.toFixed(2),
+      seconds: +off!.seconds.toFixed(2),
+      ...dims,
+      best_of: REPS,
+    });
     const c = best.get(`continuous/${top}`);
     const w = best.get(`window/${top}`);
     emit({

@@ -51,7 +51,15 @@ export class Batcher {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
   private closed = false;
-  readonly stats: BatchStats = { scheduler: 'window', batches: 0, sequences: 0, maxBatchRequests: 0, lastBatch: null, queued: 0, running: false };
+  readonly stats: BatchStats = {
+    scheduler: 'window',
+    batches: 0,
+    sequences: 0,
+    maxBatchRequests: 0,
+    lastBatch: null,
+    queued: 0,
+    running: false,
+  };
 
   constructor(
     private readonly lm: LoadedModel,

@@ -28,13 +28,17 @@ async function waitFor(what: string, cond: () => boolean, ms = 30_000): Promise<
 function streamCompletion(s: RunningServer, body: Record<string, unknown>, signal?: AbortSignal) {
   const st = { ids: [] as number[], chunks: 0, done: false, firstAt: 0, endAt: 0, error: null as unknown };
   const finished = (async () => {
-    const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...body, stream: true }), ...(signal ? { signal } : {}) });
+    const res = await fetch(`${s.url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ ...body, stream: true }),
+      ...(signal ? { signal } : {}),
+    });
     assert.equal(res.status, 200);
     const dec = new TextDecoder();
     let buf = '';
     for await (const part of res.body!) {
       buf += dec.decode(part as Uint8Array, { stream: true });
-      let i;
+      let i: number;
       while ((i = buf.indexOf('\n\n')) >= 0) {
         const ev = buf.slice(0, i);
         buf = buf.slice(i + 2);
@@ -59,7 +63,10 @@ function streamCompletion(s: RunningServer, body: Record<string, unknown>, signa
 
 const post = async (s: RunningServer, body: unknown) => {
   const r = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
-  return { status: r.status, body: (await r.json()) as { choices: { token_ids: number[]; finish_reason: string }[]; error?: { code: string; message: string } } };
+  return {
+    status: r.status,
+    body: (await r.json()) as { choices: { token_ids: number[]; finish_reason: string }[]; error?: { code: string; message: string } },
+  };
 };
 
 describe('continuous batching', { timeout: 180_000 }, () => {
@@ -74,7 +81,10 @@ describe('continuous batching', { timeout: 180_000 }, () => {
     if (tiny) await closeModel(tiny);
   });
 
-  async function withServer(opts: Partial<ServeOptions> & { loaded: LoadedModel }, body: (s: RunningServer) => Promise<void>): Promise<void> {
+  async function withServer(
+    opts: Partial<ServeOptions> & { loaded: LoadedModel },
+    body: (s: RunningServer) => Promise<void>,
+  ): Promise<void> {
     const server = await startServer({ model: opts.loaded.model.dir, port: 0, ...opts });
     try {
       await body(server);
@@ -164,14 +174,19 @@ describe('continuous batching', { timeout: 180_000 }, () => {
         assert.equal(long.st.error, null);
         assert.equal(long.st.ids.length, 400);
         // The long one, too, is what it is alone.
-        const [wantLong] = await generate(tiny.engine, tiny.tokenizer, [{ prompt: tiny.tokenizer.encode('Compute 7 * 8 + 3. '), stream: 0 }], {
-          temperature: 0,
-          topP: 1,
-          topK: 0,
-          seed: 0,
-          maxNewTokens: 400,
-          eosTokenIds: [],
-        });
+        const [wantLong] = await generate(
+          tiny.engine,
+          tiny.tokenizer,
+          [{ prompt: tiny.tokenizer.encode('Compute 7 * 8 + 3. '), stream: 0 }],
+          {
+            temperature: 0,
+            topP: 1,
+            topK: 0,
+            seed: 0,
+            maxNewTokens: 400,
+            eosTokenIds: [],
+          },
+        );
         assert.deepEqual(long.st.ids, wantLong!.ids);
       } finally {
         await long.finished;
