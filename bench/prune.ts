@@ -3,6 +3,8 @@
  * prune_layer: SparseGPT 50% on one decoder layer with Qwen2-1.5B dimensions and 16,384
  *   calibration tokens, through the real pipeline; seconds per phase and
  *   efficiency = (flops of the phases ÷ seconds) ÷ gemm_peak of the same run.
+ * prune_layer_wanda: the same layer and tokens pruned by Wanda 50%: seconds per phase (capture
+ *   is what Wanda's statistics cost: only the diagonal of XᵀX is needed).
  * prune_rss: peak RSS of `rac prune` on a 4-layer and a 16-layer model of the same width
  *   (child processes, so each peak is its own), and their ratio.
  * prune_real (opt-in, tens of minutes): a real-size model — Qwen2-1.5B's full shape (28 layers,
@@ -36,6 +38,15 @@ function calibFile(path: string, tokens: number, seqLen: number, vocab: number):
 
 /** Returns the layer's seconds in its phases (capture through recompute), for prune_real's ratio. */
 export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 16384, seqLen = 2048): Promise<number> {
+  return layerBench(dir, 'sparsegpt', gemmGflops, tokens, seqLen);
+}
+
+/** Wanda 50% on the prune_layer layer: seconds per phase (no efficiency: its flops are the forward passes). */
+export async function benchPruneLayerWanda(dir: string, tokens = 16384, seqLen = 2048): Promise<number> {
+  return layerBench(dir, 'wanda', null, tokens, seqLen);
+}
+
+async function layerBench(dir: string, method: 'sparsegpt' | 'wanda', gemmGflops: number | null, tokens: number, seqLen: number): Promise<number> {
   const ck = join(dir, 'model');
   writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
   const model = Model.open(ck);
@@ -50,12 +61,24 @@ export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 
     model,
     { sequences: seqs, tokens, source: { kind: 'synthetic' } },
     join(dir, 'out'),
-    { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false },
+    { method, target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false },
     'bench',
   );
   const wall = (performance.now() - t0) / 1000;
   model.close();
   const sec = summary.layers[0]!.seconds;
+  if (method === 'wanda') {
+    const phases = { capture: sec.capture, hessian: sec.hessian, prune: sec.prune, recompute: sec.recompute };
+    const seconds = Object.values(phases).reduce((a, b) => a + b, 0);
+    emit({
+      name: 'prune_layer_wanda',
+      tokens,
+      seconds: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +v.toFixed(3)])),
+      total_seconds: +seconds.toFixed(2),
+      wall_seconds: +wall.toFixed(2),
+    });
+    return seconds;
+  }
   const D = c.hiddenSize;
   const I = c.intermediateSize;
   const q = c.numHeads * c.headDim;
@@ -86,7 +109,7 @@ export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 
     wall_seconds: +wall.toFixed(2),
     gflop: +(flops / 1e9).toFixed(1),
     gflops: +gflops.toFixed(2),
-    efficiency: +(gflops / gemmGflops).toFixed(3),
+    efficiency: +(gflops / gemmGflops!).toFixed(3),
   });
   return seconds;
 }

@@ -12,7 +12,7 @@ import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
 import { benchDecodeGguf } from './decode-gguf.ts';
 import { benchPrefill } from './prefill.ts';
-import { benchPruneLayer, benchPruneReal, benchPruneRss } from './prune.ts';
+import { benchPruneLayer, benchPruneLayerWanda, benchPruneReal, benchPruneRss } from './prune.ts';
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
@@ -32,6 +32,7 @@ try {
   if (want('decode_gguf')) await benchDecodeGguf(join(dir, 'decode_gguf'));
   let layerSeconds: number | null = null;
   if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
+  if (want('prune_layer_wanda')) await benchPruneLayerWanda(join(dir, 'prune_layer_wanda'));
   if (want('prune_rss')) benchPruneRss(join(dir, 'prune_rss'));
   if (named('prune_real')) benchPruneReal(join(dir, 'prune_real'), layerSeconds);
   emit({ name: 'gemm_peak_final', gflops: +best.toFixed(2), note: 'best of all gemm_peak measurements in this run' });
