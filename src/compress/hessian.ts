@@ -161,3 +161,22 @@ export function secondMoment(s: XtxSum, n: number): Float32Array {
   for (let i = 0; i < M.length; i++) M[i] = x[i]! / n;
   return M;
 }
+
+/** Parse `prompt=0,think=1,answer=1` (any subset; the rest stay 1). */
+export function parseTokenWeights(spec: string, what = '--token-weights'): TokenWeights {
+  const out: TokenWeights = { ...UNIFORM_TOKEN_WEIGHTS };
+  const seen = new Set<string>();
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([a-z]+)\s*[=:]\s*(\S+)$/.exec(part);
+    if (!m) throw new RangeError(`${what}: expected CLASS=NUMBER[,CLASS=NUMBER…] with CLASS prompt | think | answer, got "${part}"`);
+    const k = m[1] as TokenClass;
+    if (!(TOKEN_CLASSES as readonly string[]).includes(k)) throw new RangeError(`${what}: unknown class "${m[1]}" (prompt, think, answer)`);
+    if (seen.has(k)) throw new RangeError(`${what}: "${k}" given twice`);
+    seen.add(k);
+    const v = Number(m[2]);
+    if (!Number.isFinite(v) || v < 0) throw new RangeError(`${what}: "${k}" must be a number ≥ 0, got "${m[2]}"`);
+    out[k] = v;
+  }
+  if (seen.size === 0) throw new RangeError(`${what}: empty`);
+  return out;
+}

@@ -20,7 +20,8 @@ import { gptqQuantize } from '../compress/gptq.ts';
 import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
-import { batchRowWeights, hessianOf, secondMoment, weightedTokens, XtxSum } from '../compress/hessian.ts';
+import { batchRowWeights, classCounts, hessianOf, isUniform, secondMoment, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, weightedTokens, XtxSum, type TokenWeights } from '../compress/hessian.ts';
+import { outlierRatio, owlTargets, type OwlOptions } from '../compress/owl.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
 import { f32ToF16 } from '../io/dtype.ts';
@@ -76,6 +77,20 @@ export interface PruneOptions {
    * for tied embeddings (it would prune the embedding table too). Default false.
    */
   pruneLmHead?: boolean;
+  /**
+   * Per-token weights by position class (prompt / think / answer tokens of `prompt` and `rac`
+   * calibration sequences), multiplied into the sequence weight: rows enter XᵀX scaled by √w and
+   * n = Σ w (compress/hessian.ts). Default 1,1,1 (bit-identical to no token weights); prompt 0 =
+   * decode tokens only. Unclassified sequences (text, --calib files) keep their sequence weight.
+   */
+  tokenWeights?: TokenWeights;
+  /**
+   * Per-layer sparsity: 'uniform' (default: every layer at `target`) or OWL (compress/owl.ts):
+   * per-layer targets within sparsity ± lambda from the outlier ratio of |W|·‖X‖ (M × the layer's
+   * mean), averaging to the target over all pruned weights. ‖X‖ comes from a pre-pass of the
+   * DENSE model over the calibration set. Unstructured targets and pruning methods only.
+   */
+  sparsityProfile?: 'uniform' | { owl: OwlOptions };
   /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
   errorStats?: boolean;
   overwrite?: boolean;
@@ -118,6 +133,8 @@ export interface LinearReport {
 export interface LayerReport {
   layer: number;
   pruned: boolean;
+  /** This layer's unstructured sparsity target (OWL: its own; uniform: omitted). */
+  target?: number;
   linears: Partial<Record<LinearName, LinearReport>>;
   /** capture: forward + XᵀX graph; hessian: accumulating and scaling H in JS; factor/sweep: SparseGPT's U and OBS sweep. */
   seconds: { capture: number; hessian: number; prune: number; factor: number; sweep: number; recompute: number; write: number; total: number };
@@ -138,7 +155,21 @@ export interface PruneSummary {
   layers: LayerReport[];
   lm_head?: LinearReport;
   quantization?: QuantizationRecord;
+  /** OWL: the statistics' source, M, λ and per layer the outlier ratio, the target and the realized sparsity. */
+  sparsity_profile?: OwlRecord;
   totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
+}
+
+/** rac.json `sparsity_profile` (OWL). */
+export interface OwlRecord {
+  profile: 'owl';
+  m: number;
+  lambda: number;
+  statistics: string;
+  seconds: number;
+  /** Σ p_l·target_l / Σ p_l over the pruned weights (the requested sparsity, up to rounding). */
+  mean_target: number;
+  layers: { layer: number; outlier_ratio: number; target: number; sparsity: number; weights: number }[];
 }
 
 /** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */
@@ -220,6 +251,15 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
     throw new Error(`${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`);
   }
   if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
+  validateTokenWeights(tokenWeights);
+  const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
+  if (owl) {
+    if (opts.target.kind !== 'unstructured') throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
+    if (!PRUNE_METHODS.includes(opts.method)) throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
+    owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
+    if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
+  }
   const quantized = new Map<string, { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>();
   const skipped: string[] = [];
   const widen = new Set<string>();
@@ -243,13 +283,14 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);
   const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
-  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T));
-  const n = weightedTokens(batches.flat());
+  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T, tokenWeights));
+  const n = weightedTokens(batches.flat(), tokenWeights);
   // Statistics: none for magnitude / rtn without the error report; Wanda without it needs only diag(XᵀX).
   const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
   const diagonalOnly = opts.method === 'wanda' && opts.errorStats === false;
   const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
   const mlp = linearSpecs.filter((x) => GROUP_OF_SCOPE.mlp(x));
+  if (needStats && !(n > 0)) throw new Error(`--token-weights ${JSON.stringify(tokenWeights)} leave no calibration token with weight > 0`);
   const stages = needStats && opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
 
   const sizes = padded.map((pb) => pb.B * pb.T * D);
@@ -281,11 +322,35 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
       writer.writeF32(spec.embedName, E);
     }
     padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+    let owlRecord: OwlRecord | undefined;
+    const targetOf = new Map<number, SparsityTarget>();
+    if (owl && opts.target.kind === 'unstructured') {
+      // The dense model's statistics: every layer forward on the dense outputs of the one before.
+      const t = performance.now();
+      const ratios = await owlOutlierRatios(model, runner!, [input, output], padded, rowWeights, selected, linearSpecs, owl.m);
+      padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+      const layers = [...selected].sort((a, b) => a - b);
+      const params = layers.map(() => linearSpecs.reduce((a, ls) => a + ls.rows * ls.cols, 0));
+      const targets = owlTargets(layers.map((l) => ratios.get(l)!), params, opts.target.sparsity, owl.lambda);
+      layers.forEach((l, i) => targetOf.set(l, { kind: 'unstructured', sparsity: targets[i]! }));
+      owlRecord = {
+        profile: 'owl',
+        m: owl.m,
+        lambda: owl.lambda,
+        statistics: 'pre-pass of the dense model over the calibration set (‖X_j‖ of each layer from the unpruned layers before it; token weights applied)',
+        seconds: (performance.now() - t) / 1000,
+        mean_target: targets.reduce((a, x, i) => a + x * params[i]!, 0) / params.reduce((a, p) => a + p, 0),
+        layers: layers.map((l, i) => ({ layer: l, outlier_ratio: ratios.get(l)!, target: targets[i]!, sparsity: 0, weights: params[i]! })),
+      };
+    }
 
     for (let l = 0; l < L; l++) {
       const timer = new PhaseTimer();
       const w = model.layerWeights(l);
       const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: timer.seconds };
+      const layerTarget = targetOf.get(l);
+      if (layerTarget?.kind === 'unstructured') rep.target = layerTarget.sparsity;
+      const layerOpts = layerTarget ? { ...opts, target: layerTarget } : opts;
       const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) => opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
 
       // capture → prune, per stage (true-sequential: the MLP inputs are re-captured after attention is pruned)
@@ -298,7 +363,7 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
         for (const ls of stage) {
           if (stats) progress('prune', { linear: ls.name });
           const lr = await timer.time('prune', () =>
-            pruneLinear(w.linears[ls.name], ls.rows, ls.cols, stats?.get(ls.group) ?? null, n, opts, gemm!, noteQuant(model.tensorName(l, ls.module))),
+            pruneLinear(w.linears[ls.name], ls.rows, ls.cols, stats?.get(ls.group) ?? null, n, layerOpts, gemm!, noteQuant(model.tensorName(l, ls.module))),
           );
           timer.add('factor', lr.factor_seconds ?? 0);
           timer.add('sweep', lr.sweep_seconds ?? 0);
@@ -335,7 +400,13 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
 
     const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
     if (quant) writeScales(writer.tmpDir, quantized);
-    const summary = pruneSummary(model, opts, version, { selected, calib, reports, lmHead, quantization, seconds: (performance.now() - t0) / 1000 });
+    if (owlRecord) {
+      for (const e of owlRecord.layers) {
+        const lin = Object.values(reports[e.layer]!.linears);
+        e.sparsity = lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
+      }
+    }
+    const summary = pruneSummary(model, opts, version, { selected, calib, reports, lmHead, quantization, owl: owlRecord, tokenWeights, seconds: (performance.now() - t0) / 1000 });
     for (const st of stores) st.close(); // before the temp dir becomes the output
     writer.finish({
       'rac.json': JSON.stringify(summary, null, 2) + '\n',
@@ -403,6 +474,45 @@ async function captureStats(
   return sums;
 }
 
+/**
+ * OWL's statistics: the outlier ratio of every selected layer, from a forward of the DENSE model
+ * over the calibration batches (diagonal capture: ‖X_j‖² per input group). Leaves the stores
+ * holding the last layer's dense outputs; the caller re-embeds.
+ */
+async function owlOutlierRatios(
+  model: Model,
+  runner: LayerRunner,
+  stores: [HiddenStore, HiddenStore],
+  padded: ReturnType<typeof leftPad>[],
+  rowWeights: Float32Array[],
+  selected: Set<number>,
+  linearSpecs: LinearSpec[],
+  m: number,
+): Promise<Map<number, number>> {
+  const ratios = new Map<number, number>();
+  let [input, output] = stores;
+  const last = Math.max(...selected);
+  for (let l = 0; l <= last; l++) {
+    const w = model.layerWeights(l);
+    const feeds = runner.weightFeeds(w);
+    const sums = new Map<InputGroup, XtxSum>();
+    for (const ls of linearSpecs) if (!sums.has(ls.group)) sums.set(ls.group, new XtxSum(groupWidth(model.config, ls.group), true));
+    for (let b = 0; b < padded.length; b++) {
+      if (selected.has(l)) {
+        const { out, xtx } = await runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!);
+        for (const [g, s] of sums) s.add(xtx[g]);
+        if (l < last) output.put(b, out);
+      } else output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+    }
+    if (selected.has(l)) {
+      const colNorm = (g: InputGroup) => sums.get(g)!.diag().map(Math.sqrt);
+      ratios.set(l, outlierRatio(linearSpecs.map((ls) => ({ W: w.linears[ls.name], rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })), m));
+    }
+    [input, output] = [output, input];
+  }
+  return ratios;
+}
+
 /** lm_head, calibrated on the final-normed hidden states of the pruned model; written to the checkpoint. */
 async function pruneLmHead(
   model: Model,
@@ -450,7 +560,16 @@ function pruneSummary(
   model: Model,
   opts: PruneOptions,
   version: string,
-  r: { selected: Set<number>; calib: CalibSet; reports: LayerReport[]; lmHead?: LinearReport; quantization?: QuantizationRecord; seconds: number },
+  r: {
+    selected: Set<number>;
+    calib: CalibSet;
+    reports: LayerReport[];
+    lmHead?: LinearReport;
+    quantization?: QuantizationRecord;
+    owl?: OwlRecord;
+    tokenWeights: TokenWeights;
+    seconds: number;
+  },
 ): PruneSummary {
   let zeros = 0;
   let weights = 0;
@@ -482,11 +601,19 @@ function pruneSummary(
       embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
       lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
       ...(quant ? { quant } : {}),
+      token_weights: { ...r.tokenWeights },
+      sparsity_profile: r.owl ? { owl: { m: r.owl.m, lambda: r.owl.lambda } } : 'uniform',
     },
-    calibration: { ...r.calib.source, tokens: r.calib.tokens, sequences: r.calib.sequences.length },
+    calibration: {
+      ...r.calib.source,
+      tokens: r.calib.tokens,
+      sequences: r.calib.sequences.length,
+      ...(isUniform(r.tokenWeights) ? {} : { token_classes: classCounts(r.calib.sequences) }),
+    },
     layers: r.reports,
     ...(r.lmHead ? { lm_head: r.lmHead } : {}),
     ...(r.quantization ? { quantization: r.quantization } : {}),
+    ...(r.owl ? { sparsity_profile: r.owl } : {}),
     totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: r.seconds },
   };
 }

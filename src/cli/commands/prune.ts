@@ -5,6 +5,7 @@ import { Model } from '../../models/model.ts';
 import { readCalibJsonl, type CalibSet } from '../../pipeline/calib.ts';
 import { buildCalibSet, CALIB_MODES, parseSourceMap, type CalibMode } from '../../pipeline/calib-modes.ts';
 import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
+import { parseTokenWeights, type TokenWeights } from '../../compress/hessian.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../pipeline/estimate.ts';
 import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type LinearScope, type PruneMethod } from '../../pipeline/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
@@ -39,6 +40,10 @@ interface Opts extends RuntimeFlags, DatasetFlags {
   memoryLimitMb: number;
   errorStats: boolean;
   pruneLmHead?: boolean;
+  tokenWeights?: string;
+  sparsityProfile: 'uniform' | 'owl';
+  owlM: number;
+  owlLambda: number;
   out: string;
   overwrite?: boolean;
   json?: boolean;
@@ -83,6 +88,10 @@ export function register(program: Command): void {
     .option('--memory-limit-mb <n>', 'hidden states kept in memory per store before spilling to disk', int('memory-limit-mb', 1), 4096)
     .option('--prune-lm-head', 'also prune lm_head, calibrated on the final hidden states (untied heads only)')
     .option('--no-error-stats', 'skip the per-Linear output error (saves one GEMM pass per Linear)')
+    .option('--token-weights <w>', 'per-token weights by position class, e.g. prompt=0,think=1,answer=1 (prompt/rac calibration; default all 1)')
+    .option('--sparsity-profile <p>', 'per-layer sparsity: uniform | owl (outlier-weighted, unstructured only)', choice('sparsity-profile', ['uniform', 'owl'] as const), 'uniform')
+    .option('--owl-m <x>', 'OWL: outlier threshold, × the layer mean of |W|·‖X‖', float('owl-m', 0, 1e6), 5)
+    .option('--owl-lambda <x>', 'OWL: largest per-layer deviation from --sparsity', float('owl-lambda', 0, 1), 0.08)
     .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON (with --dry-run: the estimate)')
@@ -124,6 +133,14 @@ export function register(program: Command): void {
         if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
       }
     }
+    let tokenWeights: TokenWeights | undefined;
+    try {
+      tokenWeights = o.tokenWeights !== undefined ? parseTokenWeights(o.tokenWeights) : undefined;
+    } catch (e) {
+      return usage(cmd, (e as Error).message);
+    }
+    if (o.sparsityProfile === 'owl' && o.pattern !== undefined) usage(cmd, '--sparsity-profile owl needs --sparsity (unstructured), not --pattern');
+    if (o.sparsityProfile === 'owl' && quantOnly) usage(cmd, `--sparsity-profile owl needs a pruning method, not ${o.method}`);
     let target: SparsityTarget;
     try {
       target = o.pattern !== undefined ? { kind: 'nm', ...parsePattern(o.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(o.sparsity!) };
@@ -215,6 +232,8 @@ export function register(program: Command): void {
           memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
           errorStats: o.errorStats,
           pruneLmHead: o.pruneLmHead,
+          ...(tokenWeights ? { tokenWeights } : {}),
+          ...(o.sparsityProfile === 'owl' ? { sparsityProfile: { owl: { m: o.owlM, lambda: o.owlLambda } } } : {}),
           overwrite: o.overwrite,
           onProgress: (e) => {
             if (o.quiet || e.phase !== 'done' || !e.report) return;
