@@ -20,9 +20,10 @@
  * tokens makes every token count the same, where per-sequence counting would not change the sum
  * but would make n depend on how the tokens are cut into sequences. A global positive scale of H
  * changes neither SparseGPT's mask nor its update (it cancels between w²/U_jj² ranks and
- * err·U_jk), nor Wanda's ranking; what it changes is the damping λ·mean(diag H), which is
- * relative to H too, so it is also invariant. It does change the reported OBS loss and the
- * output error, which are per-token averages here.
+ * err·U_jk), nor Wanda's ranking, nor the damping λ·mean(diag H), which is relative to H too
+ * (dead columns are the one exception: their H_jj = 0 is replaced by an absolute 1, which enters
+ * mean(diag H); their weights are zeroed either way). It does change the reported OBS loss and
+ * the output error, which are per-token averages here.
  */
 
 /** The position classes of a calibration token (ids of `TokenClass` in a per-token class array). */
