@@ -9,7 +9,7 @@
  */
 import { join } from 'node:path';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
-import { exportGguf, type GgufDtype } from '../src/pipeline/export-gguf.ts';
+import { exportGguf, type GgufDtype } from '../src/export/gguf.ts';
 import { emit } from './common.ts';
 import { llamaDecode, QWEN2_0_5B_LAYER } from './decode.ts';
 

@@ -16,7 +16,7 @@ import { Engine } from '../src/models/engine.ts';
 import { generate } from '../src/models/generate.ts';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
-import { exportGguf } from '../src/pipeline/export-gguf.ts';
+import { exportGguf } from '../src/export/gguf.ts';
 import { emit } from './common.ts';
 
 export const QWEN2_0_5B_LAYER = { hidden: 896, intermediate: 4864, heads: 14, kvHeads: 2, headDim: 64 };

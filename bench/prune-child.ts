@@ -1,11 +1,11 @@
 /**
  * Child process for the RSS benchmarks: prune MODEL with CALIB into OUT (SparseGPT 50%) and print
- * the peak RSS (KiB) — with `--json`, one JSON line `{max_rss_kib, layer_seconds: [...]}` where
- * layer_seconds are each layer's phase totals from the pruning summary.
+ * the peak RSS (KiB) — with `--json`, one JSON line `{max_rss_kib, layer_seconds, layer_phases,
+ * total_seconds}` where layer_seconds are each pruned layer's phase totals from the pruning summary.
  */
 import { Model } from '../src/models/model.ts';
-import { readCalibJsonl } from '../src/pipeline/calib.ts';
-import { pruneCheckpoint } from '../src/pipeline/prune.ts';
+import { readCalibJsonl } from '../src/prune/calib.ts';
+import { pruneCheckpoint } from '../src/prune/prune.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -16,8 +16,10 @@ const summary = await pruneCheckpoint(m, set, out!, { method: 'sparsegpt', targe
 m.close();
 const maxRss = process.resourceUsage().maxRSS;
 if (json) {
-  const layerSeconds = summary.layers.map((l) => l.seconds.capture + l.seconds.hessian + l.seconds.factor + l.seconds.sweep + l.seconds.recompute);
-  process.stdout.write(JSON.stringify({ max_rss_kib: maxRss, layer_seconds: layerSeconds, total_seconds: summary.totals.seconds }) + '\n');
+  const pruned = summary.layers.filter((l) => l.pruned);
+  const layerSeconds = pruned.map((l) => l.seconds.capture + l.seconds.hessian + l.seconds.factor + l.seconds.sweep + l.seconds.recompute);
+  const layerPhases = pruned.map((l) => ({ capture: l.seconds.capture, hessian: l.seconds.hessian, factor: l.seconds.factor, sweep: l.seconds.sweep, recompute: l.seconds.recompute }));
+  process.stdout.write(JSON.stringify({ max_rss_kib: maxRss, layer_seconds: layerSeconds, layer_phases: layerPhases, total_seconds: summary.totals.seconds }) + '\n');
 } else {
   process.stdout.write(String(maxRss) + '\n');
 }

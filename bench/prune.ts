@@ -17,9 +17,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
-import { pruneCheckpoint } from '../src/pipeline/prune.ts';
+import { pruneCheckpoint } from '../src/prune/prune.ts';
 import { emit } from './common.ts';
 import { QWEN2_1_5B_LAYER } from './prefill.ts';
+
+const PHASES = ['capture', 'hessian', 'factor', 'sweep', 'recompute'] as const;
+type Phase = (typeof PHASES)[number];
 
 const root = new URL('..', import.meta.url).pathname;
 
@@ -34,6 +37,46 @@ function calibFile(path: string, tokens: number, seqLen: number, vocab: number):
     lines.push(JSON.stringify({ input_ids: ids }));
   }
   writeFileSync(path, lines.join('\n') + '\n');
+}
+
+export interface LayerShape {
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/** Qwen2.5-7B / DeepSeek-R1-Distill-Qwen-7B: 28 layers of this shape, vocabulary 152,064. */
+export const QWEN2_7B_LAYER: LayerShape = { hidden: 3584, intermediate: 18944, heads: 28, kvHeads: 4, headDim: 128 };
+
+/**
+ * Flops of each SparseGPT phase for one decoder layer at `tokens` calibration tokens in sequences
+ * of `seqLen`: capture and recompute are the layer's forward (its seven Linears plus the full T×T
+ * attention as computed), hessian the XᵀX of the four distinct Linear inputs plus the sum over
+ * 4,096-token batches, factor the Cholesky + triangular inverse (2n³/3 per Linear), sweep the
+ * lazy block updates (rows·cols² + rows·cols·128). The same model `prune_layer`'s efficiency uses;
+ * `prune_real` scales each measured phase by these ratios to project other token counts and shapes.
+ */
+export function layerPhaseFlops(l: LayerShape, tokens: number, seqLen: number): { capture: number; hessian: number; hessianAdds: number; factor: number; sweep: number; recompute: number } {
+  const D = l.hidden;
+  const I = l.intermediate;
+  const q = l.heads * l.headDim;
+  const kv = l.kvHeads * l.headDim;
+  const linParams = D * (q + 2 * kv) + q * D + 3 * D * I;
+  const forward = 2 * tokens * linParams + 4 * l.heads * l.headDim * tokens * seqLen;
+  const xtx = 2 * tokens * (D * D + q * q + D * D + I * I);
+  const hessianAdds = (tokens / 4096) * (2 * D * D + q * q + I * I);
+  const linears = [
+    [q, D], [kv, D], [kv, D], [D, q], [I, D], [I, D], [D, I],
+  ] as const;
+  let factor = 0;
+  let sweep = 0;
+  for (const [rows, cols] of linears) {
+    factor += (2 * cols ** 3) / 3;
+    sweep += rows * cols * cols + rows * cols * 128;
+  }
+  return { capture: forward, hessian: xtx + hessianAdds, hessianAdds, factor, sweep, recompute: forward };
 }
 
 /** Returns the layer's seconds in its phases (capture through recompute), for prune_real's ratio. */
@@ -79,24 +122,12 @@ async function layerBench(dir: string, method: 'sparsegpt' | 'wanda', gemmGflops
     });
     return seconds;
   }
-  const D = c.hiddenSize;
-  const I = c.intermediateSize;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const linParams = D * (q + 2 * kv) + q * D + 3 * D * I;
-  const forward = 2 * tokens * linParams + 4 * c.numHeads * c.headDim * tokens * seqLen; // full T×T attention as computed
-  const xtx = 2 * tokens * (D * D + q * q + D * D + I * I);
-  const hessianAdds = (tokens / 4096) * (2 * D * D + q * q + I * I);
-  // per Linear: factorization (Cholesky n³/3 + triangular inverse n³/3), lazy updates rows·cols², in-block walk rows·cols·B
-  const linears = [
-    [q, D], [kv, D], [kv, D], [D, q], [I, D], [I, D], [D, I],
-  ] as const;
-  let factor = 0;
-  let sweep = 0;
-  for (const [rows, cols] of linears) {
-    factor += (2 * cols ** 3) / 3;
-    sweep += rows * cols * cols + rows * cols * 128;
-  }
+  const f = layerPhaseFlops({ hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim }, tokens, seqLen);
+  const forward = f.capture;
+  const xtx = f.hessian - f.hessianAdds;
+  const hessianAdds = f.hessianAdds;
+  const factor = f.factor;
+  const sweep = f.sweep;
   const phases = { capture: sec.capture, hessian: sec.hessian, factorization: sec.factor, obs_sweep: sec.sweep, recompute: sec.recompute };
   const flops = forward + xtx + hessianAdds + factor + sweep + forward;
   const seconds = Object.values(phases).reduce((a, b) => a + b, 0);
@@ -138,33 +169,57 @@ export function benchPruneRss(dir: string): void {
   emit({ name: 'prune_rss', hidden: widths.hidden, rss_mib_4_layers: +peaks[4]!.toFixed(1), rss_mib_16_layers: +peaks[16]!.toFixed(1), ratio: +(peaks[16]! / peaks[4]!).toFixed(3) });
 }
 
-export function benchPruneReal(dir: string, layerSeconds: number | null, tokens = 16384): void {
+export function benchPruneReal(dir: string, layerSeconds: number | null, tokens = 16384, seqLen = 2048): void {
   mkdirSync(dir, { recursive: true });
   const ck = join(dir, 'model');
   const t0 = performance.now();
-  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 28, ...QWEN2_1_5B_LAYER, tied: true, dtype: 'BF16', tokenizerVocab: 512, vocabPad: 151936 - 512, shards: 4, anisotropy: 1, seed: 5 });
+  // DeepSeek-R1-Distill-Qwen-1.5B's shapes (Qwen2-1.5B: tied embeddings off in the distill, on here —
+  // the embedding is not pruned either way), BF16, two shards as the issue's real checkpoint.
+  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 28, ...QWEN2_1_5B_LAYER, tied: true, dtype: 'BF16', tokenizerVocab: 512, vocabPad: 151936 - 512, shards: 2, anisotropy: 1, seed: 5 });
   const writeSeconds = (performance.now() - t0) / 1000;
   const calib = join(dir, 'calib.jsonl');
-  calibFile(calib, tokens, 2048, 400);
+  calibFile(calib, tokens, seqLen, 400);
   const res = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/prune-child.ts'), '--json', ck, calib, join(dir, 'out')], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 1 << 20,
+    maxBuffer: 1 << 22,
   });
   if (res.status !== 0) throw new Error(`prune_real child failed (exit ${res.status})`);
-  const r = JSON.parse(res.stdout.trim()) as { max_rss_kib: number; layer_seconds: number[]; total_seconds: number };
+  const r = JSON.parse(res.stdout.trim()) as { max_rss_kib: number; layer_seconds: number[]; layer_phases: Record<Phase, number>[]; total_seconds: number };
   const sorted = [...r.layer_seconds].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
+  const layers = r.layer_seconds.length;
+  const overhead = r.total_seconds - r.layer_seconds.reduce((a, b) => a + b, 0);
+  // Projection: each phase's median seconds per layer, scaled by its flop ratio (layerPhaseFlops).
+  const phaseMedian = Object.fromEntries(PHASES.map((p) => {
+    const v = r.layer_phases.map((x) => x[p]).sort((a, b) => a - b);
+    return [p, v[Math.floor(v.length / 2)]!];
+  })) as Record<Phase, number>;
+  const base = layerPhaseFlops(QWEN2_1_5B_LAYER, tokens, seqLen);
+  const project = (shape: LayerShape, t: number, paramRatio: number) => {
+    const f = layerPhaseFlops(shape, t, seqLen);
+    const perLayer = PHASES.reduce((acc, p) => acc + phaseMedian[p] * (f[p] / base[p]), 0);
+    return { layer_seconds: +perLayer.toFixed(1), total_hours: +((perLayer * 28 + overhead * paramRatio) / 3600).toFixed(2) };
+  };
+  const ratio7b = 7.62 / 1.78; // parameters (billions), for reading and writing the checkpoint
   emit({
     name: 'prune_real',
-    model: 'Qwen2-1.5B shape (28 layers, hidden 1536, intermediate 8960, vocab 151936, bf16, random)',
+    model: 'Qwen2-1.5B shape (28 layers, hidden 1536, intermediate 8960, vocab 151936, bf16, random, 2 shards)',
     tokens,
     checkpoint_write_seconds: +writeSeconds.toFixed(1),
     peak_rss_gib: +(r.max_rss_kib / 2 ** 20).toFixed(2),
+    layers,
     layer_seconds_median: +median.toFixed(2),
     layer_seconds_max: +sorted[sorted.length - 1]!.toFixed(2),
+    phase_seconds_median: Object.fromEntries(PHASES.map((p) => [p, +phaseMedian[p].toFixed(2)])),
+    load_write_seconds: +overhead.toFixed(1),
     total_seconds: +r.total_seconds.toFixed(1),
     ...(layerSeconds ? { prune_layer_seconds: +layerSeconds.toFixed(2), layer_ratio: +(median / layerSeconds).toFixed(3) } : {}),
+    projection: {
+      note: 'per-phase median × flop ratio of the phase (capture/recompute ∝ tokens, hessian ∝ tokens·d², factor ∝ d³, sweep ∝ rows·cols²); 28 layers + load/write × parameter ratio; same machine',
+      qwen_1_5b_1m_tokens: project(QWEN2_1_5B_LAYER, 1 << 20, 1),
+      qwen_7b_16k_tokens: project(QWEN2_7B_LAYER, tokens, ratio7b),
+      qwen_7b_1m_tokens: project(QWEN2_7B_LAYER, 1 << 20, ratio7b),
+    },
   });
 }
-

@@ -11,7 +11,7 @@
  * printed value), other.
  * A token's role is the role of its first character.
  */
-import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
+import { closeModel, loadModel } from '../src/models/loaded.ts';
 import { generateSplit } from '../src/tasks/tiny/index.ts';
 import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 

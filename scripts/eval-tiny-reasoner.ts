@@ -13,7 +13,7 @@
  * pass@k from the problems' stdin/stdout tests.
  */
 import { writeFileSync } from 'node:fs';
-import { closeModel, loadModel } from '../src/pipeline/loaded.ts';
+import { closeModel, loadModel } from '../src/models/loaded.ts';
 import { ALL_FAMILIES, FAMILIES, type Family } from '../src/tasks/tiny/index.ts';
 import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { evaluateFamily, GREEDY, SAMPLED, type Mode, type ModeResult } from './train/evaluate.ts';

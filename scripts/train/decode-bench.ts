@@ -1,5 +1,5 @@
 /**
- * Decode throughput of a model size with rac's engine (src/pipeline/loaded.ts +
+ * Decode throughput of a model size with rac's engine (src/models/loaded.ts +
  * src/models/generate.ts), to size a tiny reasoner so the demo stays within its time budget:
  *
  *   npx tsx scripts/train/decode-bench.ts [--model DIR | --hidden 192 --layers 6 --heads 6 --kv-heads 2
@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from '../../src/models/generate.ts';
-import { closeModel, loadModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel } from '../../src/models/loaded.ts';
 import { createRng, hashSeed } from '../../src/tasks/rng.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';

@@ -3,8 +3,8 @@
  * scripts/eval-tiny-reasoner.ts and the accuracy test).
  */
 import { generate } from '../../src/models/generate.ts';
-import { countHesitations, DEFAULT_CODE_LIMITS } from '../../src/pipeline/eval.ts';
-import type { LoadedModel } from '../../src/pipeline/loaded.ts';
+import { countHesitations, DEFAULT_CODE_LIMITS } from '../../src/study/eval.ts';
+import type { LoadedModel } from '../../src/models/loaded.ts';
 import { gradeTiny, lastBoxed, thinkSpan } from '../../src/tasks/boxed.ts';
 import { extractProgram, runTests } from '../../src/tasks/code.ts';
 import { meanPassAtK } from '../../src/tasks/passk.ts';

@@ -1,8 +1,8 @@
 /** --backend and the llama.cpp / OpenAI-compatible server options shared by `rac trace` and `rac eval`. */
 import { InvalidArgumentError, type Command } from 'commander';
-import type { GenerationBackend } from '../pipeline/backend.ts';
-import { BACKENDS, openBackend, type BackendKind } from '../pipeline/backends/index.ts';
-import type { PromptFormat } from '../pipeline/backends/openai.ts';
+import type { GenerationBackend } from '../backends/backend.ts';
+import { BACKENDS, openBackend, type BackendKind } from '../backends/index.ts';
+import type { PromptFormat } from '../backends/openai.ts';
 import { int } from './common.ts';
 
 export interface BackendFlags {

@@ -14,7 +14,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { readPruningInfo, type PruningInfo } from '../pipeline/eval.ts';
+import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
 
 export interface ReportRow {
   /** Base model (dense) this row belongs to: its directory name. */

@@ -9,7 +9,7 @@
  * runs in the next batch instead of waiting for all of it.
  */
 import { generate, type Completion, type RequestSampling } from '../models/generate.ts';
-import type { LoadedModel } from '../pipeline/loaded.ts';
+import type { LoadedModel } from '../models/loaded.ts';
 
 export interface Sequence {
   prompt: number[];

@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { basename, resolve } from 'node:path';
 import type { Completion } from '../models/generate.ts';
-import { closeModel, loadModel, type LoadedModel } from '../pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../models/loaded.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { Batcher, type BatchStats, type Sequence } from './batcher.ts';
 import { defaultRequestLimits, HttpError, parseBody, parseChat, parseCompletion, type JobSpec, type ModelLimits, type RequestLimits } from './protocol.ts';

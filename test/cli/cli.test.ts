@@ -13,7 +13,7 @@ import { Engine } from '../../src/models/engine.ts';
 import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import { argmax } from '../../src/models/sampling.ts';
-import { closeModel, loadModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel } from '../../src/models/loaded.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, editJson, pokeF32, truncateBy } from '../helpers/corrupt.ts';
 

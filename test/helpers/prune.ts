@@ -4,8 +4,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
 import { Rng } from '../../src/models/sampling.ts';
-import type { CalibSequence, CalibSet } from '../../src/pipeline/calib.ts';
-import type { PruneSummary } from '../../src/pipeline/prune.ts';
+import type { CalibSequence, CalibSet } from '../../src/prune/calib.ts';
+import type { PruneSummary } from '../../src/prune/rac-json.ts';
 
 /** `n` sequences of random ids in [0, vocab), lengths uniform in [minLen, maxLen], weight 1. */
 export function randomSequences(vocab: number, n: number, minLen: number, maxLen: number, seed: number): CalibSequence[] {

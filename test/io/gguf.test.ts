@@ -14,7 +14,7 @@ import { GgufError, GgufType, GgufWriter, kv, readGguf, readGgufTensorF32, type 
 import { SafetensorsModel, writeSafetensors } from '../../src/io/safetensors.ts';
 import { resolveArch } from '../../src/models/arch/index.ts';
 import { ropeInvFreq } from '../../src/models/rope.ts';
-import { exportGguf, llama3RopeFactors, permuteQk, TOKEN_TYPE } from '../../src/pipeline/export-gguf.ts';
+import { exportGguf, llama3RopeFactors, permuteQk, TOKEN_TYPE } from '../../src/export/gguf.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, editJson } from '../helpers/corrupt.ts';
 

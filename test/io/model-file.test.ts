@@ -17,8 +17,8 @@ import { excerpt, ModelFileError, modelFilePath, readModelJson } from '../../src
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { Model } from '../../src/models/model.ts';
-import { closeModel, loadModel } from '../../src/pipeline/loaded.ts';
-import { pruneCheckpoint } from '../../src/pipeline/prune.ts';
+import { closeModel, loadModel } from '../../src/models/loaded.ts';
+import { pruneCheckpoint } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, editJson } from '../helpers/corrupt.ts';
 import { calibSet, randomSequences } from '../helpers/prune.ts';

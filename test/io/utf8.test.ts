@@ -10,9 +10,9 @@ import { describe, it } from 'node:test';
 import { DatasetError, loadDataset } from '../../src/io/datasets.ts';
 import { decodeUtf8, firstInvalidUtf8, JsonlError } from '../../src/io/jsonl.ts';
 import { Rng } from '../../src/models/sampling.ts';
-import { CalibError, readCalibJsonl } from '../../src/pipeline/calib.ts';
-import { buildRacComponent, buildTextComponent } from '../../src/pipeline/calib-modes.ts';
-import { readTraceFile, TraceError } from '../../src/pipeline/trace.ts';
+import { CalibError, readCalibJsonl } from '../../src/prune/calib.ts';
+import { buildRacComponent, buildTextComponent } from '../../src/prune/calib-modes.ts';
+import { readTraceFile, TraceError } from '../../src/study/trace.ts';
 import { tempDir } from '../helpers/checkpoints.ts';
 
 const enc = (s: string) => Buffer.from(s, 'utf8');

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { Engine } from '../../src/models/engine.ts';
 import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
-import { loadModel } from '../../src/pipeline/loaded.ts';
+import { loadModel } from '../../src/models/loaded.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, editJson, pokeF32 } from '../helpers/corrupt.ts';
 

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { Model } from '../../src/models/model.ts';
-import { loadModel } from '../../src/pipeline/loaded.ts';
+import { loadModel } from '../../src/models/loaded.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, dropTensor, editJson, pokeF32, readHeader, setHeaderLength, truncateBy, writeHeader } from '../helpers/corrupt.ts';
 

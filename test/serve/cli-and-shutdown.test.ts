@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { startServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generate, type GenerateOptions, type GenerationRequest } from '../../src/models/generate.ts';
-import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 
 describe('generate: per-request settings, onToken, abort', { timeout: 60_000 }, () => {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { generate, type Completion, type GenerateOptions } from '../../src/models/generate.ts';
-import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { startServer, type RunningServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 

@@ -7,7 +7,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_CODE_LIMITS as DEFAULT_LIMITS } from '../../src/pipeline/eval.ts';
+import { DEFAULT_CODE_LIMITS as DEFAULT_LIMITS } from '../../src/study/eval.ts';
 import { runTests, type Program } from '../../src/tasks/code.ts';
 import { runInSandbox, sandboxAvailable, sandboxPython, SANDBOX_UID } from '../../src/tasks/sandbox.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { batchFeeds, encodeExample, makeTokenizer, trainPool } from '../../scripts/train/data.ts';
 import { RECIPES } from '../../scripts/train/recipes.ts';
 import { paramSpecs, numelOf, type TinyConfig } from '../../scripts/train/model.ts';
-import { countHesitations } from '../../src/pipeline/eval.ts';
+import { countHesitations } from '../../src/study/eval.ts';
 import { gradeTiny, thinkSpan } from '../../src/tasks/boxed.ts';
 import { extractProgram, runTests } from '../../src/tasks/code.ts';
 import { generateSplit, HESITATION_PHRASES, parseHesitation, type Family, type TinyProblem } from '../../src/tasks/tiny/index.ts';
@@ -372,7 +372,7 @@ test('recipe v2 stays within 2.5M parameters and its longest train example fits 
   const tok = await v2Tokenizer();
   const cfg: TinyConfig = { ...RECIPES.v2.model, vocab: tok.vocabSize };
   const params = paramSpecs(cfg).reduce((s, p) => s + numelOf(p.shape), 0);
-  assert.equal(params, 2_462_016);
+  assert.equal(params, 804_992);
   assert.ok(params <= 2_500_000);
   const pool = trainPool(300, 0, RECIPES.v2.data);
   assert.equal(pool.length, 900);
@@ -384,7 +384,7 @@ test('recipe v2 stays within 2.5M parameters and its longest train example fits 
 test('make-tiny-dataset --format v2 writes the v2 splits and code files that rac eval --task code reads', async () => {
   const { execFileSync, spawnSync } = await import('node:child_process');
   const { readdirSync, existsSync } = await import('node:fs');
-  const { loadEvalProblems } = await import('../../src/pipeline/eval.ts');
+  const { loadEvalProblems } = await import('../../src/study/eval.ts');
   const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-v2-data-'));
   try {
     const root = new URL('../../', import.meta.url).pathname;

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRng } from '../../src/tasks/rng.ts';
-import { loadModel, closeModel } from '../../src/pipeline/loaded.ts';
+import { loadModel, closeModel } from '../../src/models/loaded.ts';
 import { batchFeeds, makeTokenizer, type Example } from '../../scripts/train/data.ts';
 import { exportHf } from '../../scripts/train/export.ts';
 import { initParams, paramSpecs, type TinyConfig } from '../../scripts/train/model.ts';

@@ -14,7 +14,7 @@ import { evaluateFamily, SAMPLED } from '../../scripts/train/evaluate.ts';
 import { exportHf } from '../../scripts/train/export.ts';
 import { initParams, paramSpecs, type TinyConfig } from '../../scripts/train/model.ts';
 import { RECIPES } from '../../scripts/train/recipes.ts';
-import { closeModel, loadModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel } from '../../src/models/loaded.ts';
 import { createRng } from '../../src/tasks/rng.ts';
 
 const isRoot = process.platform === 'linux' && process.getuid?.() === 0;

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { FAMILIES, type Family } from '../../src/tasks/tiny/index.ts';
 import { evaluateFamily, GREEDY, type ModeResult } from '../../scripts/train/evaluate.ts';
 

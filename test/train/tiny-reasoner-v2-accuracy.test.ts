@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { closeModel, loadModel, type LoadedModel } from '../../src/pipeline/loaded.ts';
+import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { evaluateFamily, GREEDY, SAMPLED, type ModeResult } from '../../scripts/train/evaluate.ts';
 
 const MODEL_DIR = fileURLToPath(new URL('../../models/tiny-reasoner-v2', import.meta.url));

@@ -1,9 +1,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseTemplateFlag } from '../../io/datasets.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
-import type { GenerationBackend } from '../../pipeline/backend.ts';
+import type { GenerationBackend } from '../../backends/backend.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
-import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, runEval, type EvalTask } from '../../pipeline/eval.ts';
+import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, runEval, type EvalTask } from '../../study/eval.ts';
 import { addRuntimeOptions, applyRuntime, float, int, type RuntimeFlags } from '../common.ts';
 import { progress } from '../progress.ts';
 

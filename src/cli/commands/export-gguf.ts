@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { exportGguf, GGUF_DTYPES, type GgufDtype } from '../../pipeline/export-gguf.ts';
+import { exportGguf, GGUF_DTYPES, type GgufDtype } from '../../export/gguf.ts';
 import { printJson } from '../common.ts';
 
 export function register(program: Command): void {

@@ -3,7 +3,7 @@ import { generate } from '../../models/generate.ts';
 import { checkPromptChars, checkPromptTokens, promptChars, PromptLengthError } from '../../io/prompt-bounds.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
-import { closeModel, loadModel } from '../../pipeline/loaded.ts';
+import { closeModel, loadModel } from '../../models/loaded.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, type RuntimeFlags } from '../common.ts';
 import { progress } from '../progress.ts';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadRecipe, runRecipe } from '../../pipeline/run.ts';
+import { loadRecipe, runRecipe } from '../../study/run.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, printJson, type RuntimeFlags } from '../common.ts';
 

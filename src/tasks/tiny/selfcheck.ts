@@ -8,7 +8,7 @@
  * the mismatch, a hesitation phrase names it (`Wait, 8 is not 7.`) and the step is redone
  * correctly. Calib and eval problems never carry an injected error.
  *
- * The phrases use every word `rac eval` counts as a hesitation (src/pipeline/eval.ts: "wait",
+ * The phrases use every word `rac eval` counts as a hesitation (src/study/eval.ts: "wait",
  * "but wait", "alternatively", "hmm"), one hesitation per phrase.
  */
 import { createRng, hashSeed, type Rng } from '../rng.ts';

@@ -1,0 +1,65 @@
+/**
+ * The import rule of src/ (README: Layout), checked by `npm run lint:deps` (part of `npm test`).
+ *
+ * Rooms are listed lowest first. A room may import rooms on lower rows only; rooms on the same row
+ * are peers and import neither each other nor anything above. `src/version.ts` may be imported by
+ * anyone. No import cycles anywhere, type-only imports included. test/, scripts/ and bench/ sit on
+ * top and may import any room; src/ imports none of them.
+ */
+const LAYERS = [
+  ['compress'], // pure math on typed arrays
+  ['io', 'runtime', 'tasks'], // files and formats; the one door to onnxruntime; task generators and graders
+  ['models'], // architectures, graphs, engine, generation, a loaded model
+  ['prune'], // the layer loop, calibration, rac.json
+  ['export'], // GGUF export
+  ['backends'], // generation backends behind one interface
+  ['report'], // rac report
+  ['study', 'serve'], // trace / eval / rac run / estimate; rac serve
+  ['cli'], // commands
+];
+
+const forbidden = [
+  { name: 'no-circular', severity: 'error', comment: 'import cycles make the layers meaningless', from: {}, to: { circular: true } },
+  { name: 'not-to-unresolvable', severity: 'error', from: {}, to: { couldNotResolve: true } },
+  {
+    name: 'src-not-to-tooling',
+    severity: 'error',
+    comment: 'src/ is the package: it imports no test, script or bench code',
+    from: { path: '^src/' },
+    to: { path: '^(test|scripts|bench)/' },
+  },
+  {
+    name: 'rooms-known',
+    severity: 'error',
+    comment: 'every directory under src/ is a room of LAYERS (add a new one there and to the README)',
+    from: { path: '^src/', pathNot: `^src/(${LAYERS.flat().join('|')})/|^src/version\\.ts$` },
+    to: {},
+  },
+];
+LAYERS.forEach((row, i) => {
+  const higher = LAYERS.slice(i + 1).flat();
+  for (const room of row) {
+    const peers = row.filter((r) => r !== room);
+    const banned = [...peers, ...higher];
+    if (banned.length === 0) continue;
+    forbidden.push({
+      name: `layer-${room}`,
+      severity: 'error',
+      comment: `src/${room} may import only ${LAYERS.slice(0, i).flat().join(', ') || 'nothing but node and npm packages'} (README: Layout)`,
+      from: { path: `^src/${room}/` },
+      to: { path: `^src/(${banned.join('|')})/` },
+    });
+  }
+});
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden,
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.mjs', '.js', '.json'] },
+    exclude: { path: '^node_modules/' },
+  },
+};

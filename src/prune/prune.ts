@@ -1,0 +1,660 @@
+// Room src/prune: pruning and quantization of a checkpoint — the sequential layer loop (this file),
+// calibration sets and their modes (calib.ts, calib-modes.ts), the hidden-state store between layers
+// (hidden-store.ts), the pruned model's card (model-card.ts) and its rac.json format (rac-json.ts).
+// May import compress, io, runtime, tasks and models; nothing above (README: Layout).
+/**
+ * The sequential layer-wise pruning pipeline (SparseGPT's `llama_sequential`, one visible loop):
+ *
+ *   embed calibration batches → for each decoder layer l:
+ *     capture: forward layer l (dense weights) on its inputs, accumulating XᵀX per Linear group
+ *     prune:   solve every selected Linear (magnitude | Wanda | SparseGPT), in place
+ *              (true-sequential: re-capture the MLP inputs after the attention Linears are pruned)
+ *     recompute: forward layer l with the PRUNED weights — the next layer's inputs
+ *     write:   layer l's tensors into the output checkpoint (pruned ones narrowed to their dtype)
+ *
+ * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
+ * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
+ */
+import { join } from 'node:path';
+import type { Gemm } from '../compress/gemm.ts';
+import { magnitudePrune } from '../compress/magnitude.ts';
+import type { PruneReport, SparsityTarget } from '../compress/masks.ts';
+import { outputErrorGemm } from '../compress/metrics.ts';
+import { gptqQuantize } from '../compress/gptq.ts';
+import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
+import { sparsegptPrune } from '../compress/sparsegpt.ts';
+import { wandaPrune } from '../compress/wanda.ts';
+import { batchRowWeights, classCounts, hessianOf, isUniform, secondMoment, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, weightedTokens, XtxSum, type TokenWeights } from '../compress/hessian.ts';
+import { outlierRatio, owlTargets, type OwlOptions } from '../compress/owl.ts';
+import { CheckpointError } from '../io/checkpoint.ts';
+import { CheckpointWriter } from '../io/checkpoint-writer.ts';
+import { f32ToF16 } from '../io/dtype.ts';
+import { hubSourceOf } from '../io/hub.ts';
+import { ModelFileError, readModelText } from '../io/model-file.ts';
+import { SafetensorsWriter } from '../io/safetensors.ts';
+import { embedRows, leftPad } from '../models/batch.ts';
+import { LayerRunner } from '../models/layer-runner.ts';
+import type { Model } from '../models/model.ts';
+import { groupWidth, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
+import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
+import type { RuntimeOptions } from '../runtime/session.ts';
+import { makeBatches, type CalibSet } from './calib.ts';
+import { HiddenStore } from './hidden-store.ts';
+import { prunedModelCard } from './model-card.ts';
+import { formatRacJson, RAC_JSON, type LayerReport, type LinearReport, type OwlRecord, type PruneMethod, type PruneSummary, type QuantizationRecord } from './rac-json.ts';
+
+export type { PruneMethod } from './rac-json.ts';
+/** The pruning methods (recipes' `methods`). */
+export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
+/** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
+export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
+/** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
+export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
+/** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
+export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
+export type LinearScope = 'all' | 'attn' | 'mlp';
+
+export interface PruneOptions {
+  method: PruneMethod;
+  /**
+   * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
+   * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
+   * untied lm_head) is rounded to q8_0. Quantized tensors are written as F32 values on the grid,
+   * their f16 scales to quant_scales.safetensors.
+   */
+  quant?: QuantFormat;
+  target: SparsityTarget;
+  /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
+  linears: LinearScope;
+  /** Selected layer indices (default: every layer). */
+  layers?: number[];
+  /** Re-capture the MLP inputs after pruning the attention Linears. */
+  trueSequential?: boolean;
+  magnitudeScope?: 'layer' | 'row';
+  blocksize?: number;
+  percdamp?: number;
+  /** Padded tokens per calibration batch (B·T). */
+  batchTokens: number;
+  /** Bytes of hidden states kept in memory per store before spilling to disk. */
+  memoryLimitBytes?: number;
+  /**
+   * Also prune lm_head, calibrated on the final-normed hidden states of the pruned model. Refused
+   * for tied embeddings (it would prune the embedding table too). Default false.
+   */
+  pruneLmHead?: boolean;
+  /**
+   * Per-token weights by position class (prompt / think / answer tokens of `prompt` and `rac`
+   * calibration sequences), multiplied into the sequence weight: rows enter XᵀX scaled by √w and
+   * n = Σ w (compress/hessian.ts). Default 1,1,1 (bit-identical to no token weights); prompt 0 =
+   * decode tokens only. Unclassified sequences (text, --calib files) keep their sequence weight.
+   */
+  tokenWeights?: TokenWeights;
+  /**
+   * Per-layer sparsity: 'uniform' (default: every layer at `target`) or OWL (compress/owl.ts):
+   * per-layer targets within sparsity ± lambda from the outlier ratio of |W|·‖X‖ (M × the layer's
+   * mean), averaging to the target over all pruned weights. ‖X‖ comes from a pre-pass of the
+   * DENSE model over the calibration set. Unstructured targets and pruning methods only.
+   */
+  sparsityProfile?: 'uniform' | { owl: OwlOptions };
+  /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
+  errorStats?: boolean;
+  overwrite?: boolean;
+  runtime?: Partial<RuntimeOptions>;
+  onProgress?: (e: PruneProgress) => void;
+}
+
+export interface PruneProgress {
+  layer: number;
+  layers: number;
+  phase: 'capture' | 'prune' | 'recompute' | 'write' | 'done';
+  batch?: number;
+  batches?: number;
+  linear?: LinearName;
+  report?: LayerReport;
+}
+
+const GROUP_OF_SCOPE: Record<LinearScope, (l: LinearSpec) => boolean> = {
+  all: () => true,
+  attn: (l) => l.group === 'attn_in' || l.group === 'attn_out',
+  mlp: (l) => l.group === 'mlp_in' || l.group === 'mlp_out',
+};
+
+/** The Linears of each layer a scope prunes. */
+export function scopeLinears(spec: Model['spec'], cfg: Model['config'], scope: LinearScope): LinearSpec[] {
+  return spec.linears(cfg).filter(GROUP_OF_SCOPE[scope]);
+}
+
+/** Reference-style depth selections: first/middle/last third of the layers. */
+export function parseLayerSelection(spec: string, numLayers: number): number[] {
+  const third = Math.ceil(numLayers / 3);
+  const named: Record<string, [number, number]> = {
+    all: [0, numLayers],
+    first: [0, third],
+    middle: [third, Math.min(numLayers, 2 * third)],
+    last: [Math.min(numLayers, 2 * third), numLayers],
+  };
+  const out = new Set<number>();
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const n = named[part];
+    if (n) {
+      for (let i = n[0]; i < n[1]; i++) out.add(i);
+      continue;
+    }
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) throw new Error(`bad layer selection "${part}" (use all, first, middle, last, an index or a range like 4-11)`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (a > b || b >= numLayers) throw new Error(`layer range "${part}" is outside [0, ${numLayers - 1}]`);
+    for (let i = a; i <= b; i++) out.add(i);
+  }
+  if (out.size === 0) throw new Error(`layer selection "${spec}" selects no layer`);
+  return [...out].sort((x, y) => x - y);
+}
+
+/** rac.json options.hessian_scale (see compress/hessian.ts for what n is and what it changes). */
+const HESSIAN_SCALE_NOTE = '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens';
+
+function describeTarget(t: SparsityTarget): { sparsity?: number; pattern?: string } {
+  return t.kind === 'nm' ? { pattern: `${t.n}:${t.m}` } : { sparsity: t.sparsity };
+}
+
+/** Prune `model` with `calib` and write the result to `outDir`. */
+export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, outDir: string, opts: PruneOptions, version: string): Promise<PruneSummary> {
+  const t0 = performance.now();
+  const quant = opts.quant;
+  if (QUANT_METHODS.includes(opts.method) && !quant) throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
+    throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
+  }
+  if (!calibIn && opts.method !== 'rtn') throw new Error(`${opts.method} needs a calibration set`);
+  const calib: CalibSet = calibIn ?? { sequences: [], tokens: 0, source: { kind: 'none' } };
+  const statsFree = !calibIn; // rtn without calibration: no capture, no error statistics
+  const { spec, config: cfg } = model;
+  const L = cfg.numLayers;
+  const selected = new Set(opts.layers ?? Array.from({ length: L }, (_, i) => i));
+  for (const i of selected) if (!Number.isInteger(i) || i < 0 || i >= L) throw new Error(`layer ${i} is outside [0, ${L})`);
+  const linearSpecs = spec.linears(cfg).filter(GROUP_OF_SCOPE[opts.linears]);
+  if (opts.pruneLmHead && model.tiedHead) {
+    throw new Error(`${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`);
+  }
+  if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
+  validateTokenWeights(tokenWeights);
+  const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
+  if (owl) {
+    if (opts.target.kind !== 'unstructured') throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
+    if (!PRUNE_METHODS.includes(opts.method)) throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
+    owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
+    if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
+  }
+  const quantized = new Map<string, { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>();
+  const skipped: string[] = [];
+  const widen = new Set<string>();
+  if (quant) {
+    for (let l = 0; l < L; l++) {
+      if (!selected.has(l)) continue;
+      for (const ls of linearSpecs) if (ls.cols % QK === 0) widen.add(model.tensorName(l, ls.module));
+    }
+    widen.add(spec.embedName);
+    if (!model.tiedHead) widen.add(spec.lmHeadName);
+  }
+  const noteQuant =
+    (name: string): QuantNote =>
+    (scales, rows, cols, format, method) =>
+      quantized.set(name, { scales, rows, cols, format, method });
+  if (quant) {
+    for (let l = 0; l < L; l++) {
+      if (selected.has(l)) for (const ls of linearSpecs) if (ls.cols % QK !== 0) skipped.push(model.tensorName(l, ls.module));
+    }
+  }
+  const D = cfg.hiddenSize;
+  const batches = makeBatches(calib.sequences, opts.batchTokens);
+  const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
+  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T, tokenWeights));
+  const n = weightedTokens(batches.flat(), tokenWeights);
+  // Statistics: none for magnitude / rtn without the error report; Wanda without it needs only diag(XᵀX).
+  const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
+  const diagonalOnly = opts.method === 'wanda' && opts.errorStats === false;
+  const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
+  const mlp = linearSpecs.filter((x) => GROUP_OF_SCOPE.mlp(x));
+  if (needStats && !(n > 0)) throw new Error(`--token-weights ${JSON.stringify(tokenWeights)} leave no calibration token with weight > 0`);
+  const stages = needStats && opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
+
+  const sizes = padded.map((pb) => pb.B * pb.T * D);
+  const memory = opts.memoryLimitBytes ?? 4 * 2 ** 30;
+  // The source card, read before any work: through model-file.ts, so a README.md symlinked out of
+  // the model directory (or a FIFO) is refused rather than copied into the pruned model's card.
+  const sourceCard = readCard(model.dir);
+  // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
+  const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite, widen });
+  const stores: HiddenStore[] = [];
+  let runner: LayerRunner | null = null;
+  let gemm: OrtGemm | null = null;
+  const reports: LayerReport[] = [];
+  try {
+    // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
+    stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
+    let [input, output] = stores as [HiddenStore, HiddenStore];
+    if (!statsFree) runner = await LayerRunner.create(spec, cfg, opts.runtime);
+    gemm = createOrtGemm(opts.runtime);
+    let E = model.embedding();
+    if (quant) {
+      // The embedding table (the tied output too) on q8_0, as the GGUF will hold it; the pruned
+      // layers are then calibrated on what the quantized model embeds.
+      E = E.slice();
+      if (cfg.hiddenSize % QK === 0) {
+        const { scales } = rtnQuantize(E, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
+        quantized.set(spec.embedName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
+      } else skipped.push(spec.embedName);
+      writer.writeF32(spec.embedName, E);
+    }
+    padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+    let owlRecord: OwlRecord | undefined;
+    const targetOf = new Map<number, SparsityTarget>();
+    if (owl && opts.target.kind === 'unstructured') {
+      // The dense model's statistics: every layer forward on the dense outputs of the one before.
+      const t = performance.now();
+      const ratios = await owlOutlierRatios(model, runner!, [input, output], padded, rowWeights, selected, linearSpecs, owl.m);
+      padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+      const layers = [...selected].sort((a, b) => a - b);
+      const params = layers.map(() => linearSpecs.reduce((a, ls) => a + ls.rows * ls.cols, 0));
+      const targets = owlTargets(layers.map((l) => ratios.get(l)!), params, opts.target.sparsity, owl.lambda);
+      layers.forEach((l, i) => targetOf.set(l, { kind: 'unstructured', sparsity: targets[i]! }));
+      owlRecord = {
+        profile: 'owl',
+        m: owl.m,
+        lambda: owl.lambda,
+        statistics: 'pre-pass of the dense model over the calibration set (‖X_j‖ of each layer from the unpruned layers before it; token weights applied)',
+        seconds: (performance.now() - t) / 1000,
+        mean_target: targets.reduce((a, x, i) => a + x * params[i]!, 0) / params.reduce((a, p) => a + p, 0),
+        layers: layers.map((l, i) => ({ layer: l, outlier_ratio: ratios.get(l)!, target: targets[i]!, sparsity: 0, weights: params[i]! })),
+      };
+    }
+
+    for (let l = 0; l < L; l++) {
+      const timer = new PhaseTimer();
+      const w = model.layerWeights(l);
+      const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: timer.seconds };
+      const layerTarget = targetOf.get(l);
+      if (layerTarget?.kind === 'unstructured') rep.target = layerTarget.sparsity;
+      const layerOpts = layerTarget ? { ...opts, target: layerTarget } : opts;
+      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) => opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
+
+      // capture → prune, per stage (true-sequential: the MLP inputs are re-captured after attention is pruned)
+      for (const stage of selected.has(l) ? stages : []) {
+        const stats = needStats
+          ? await captureStats(runner!, w, input, padded, rowWeights, [...new Set(stage.map((x) => x.group))], cfg, diagonalOnly, timer, (b) =>
+              progress('capture', { batch: b, batches: padded.length }),
+            )
+          : null;
+        for (const ls of stage) {
+          if (stats) progress('prune', { linear: ls.name });
+          const lr = await timer.time('prune', () =>
+            pruneLinear(w.linears[ls.name], ls.rows, ls.cols, stats?.get(ls.group) ?? null, n, layerOpts, gemm!, noteQuant(model.tensorName(l, ls.module))),
+          );
+          timer.add('factor', lr.factor_seconds ?? 0);
+          timer.add('sweep', lr.sweep_seconds ?? 0);
+          rep.linears[ls.name] = lr;
+        }
+      }
+      // recompute: the pruned layer's outputs are the next layer's inputs
+      await timer.time('recompute', async () => {
+        if (!runner) return;
+        const feeds = runner.weightFeeds(w);
+        for (let b = 0; b < padded.length; b++) {
+          output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+          progress('recompute', { batch: b + 1, batches: padded.length });
+        }
+      });
+      await timer.time('write', () => writeLayer(writer, model, l, w, new Set(selected.has(l) ? linearSpecs.map((x) => x.name) : [])));
+      timer.finish();
+      reports.push(rep);
+      progress('done', { report: rep });
+      [input, output] = [output, input];
+    }
+
+    let lmHead: LinearReport | undefined;
+    if (opts.pruneLmHead && runner) {
+      lmHead = await pruneLmHead(model, runner, input, rowWeights, n, diagonalOnly, quant ? { ...opts, quant: EMBEDDING_QUANT } : opts, gemm, writer, noteQuant(spec.lmHeadName));
+    } else if (quant && !model.tiedHead) {
+      const W = model.read(spec.lmHeadName).slice();
+      if (cfg.hiddenSize % QK === 0) {
+        const { scales } = rtnQuantize(W, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
+        quantized.set(spec.lmHeadName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
+      } else skipped.push(spec.lmHeadName);
+      writer.writeF32(spec.lmHeadName, W);
+    }
+
+    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
+    if (quant) writeScales(writer.tmpDir, quantized);
+    if (owlRecord) {
+      for (const e of owlRecord.layers) {
+        const lin = Object.values(reports[e.layer]!.linears);
+        e.sparsity = lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
+      }
+    }
+    const summary = pruneSummary(model, opts, version, { selected, calib, reports, lmHead, quantization, owl: owlRecord, tokenWeights, seconds: (performance.now() - t0) / 1000 });
+    for (const st of stores) st.close(); // before the temp dir becomes the output
+    writer.finish({
+      [RAC_JSON]: formatRacJson(summary),
+      'README.md': prunedModelCard(summary, sourceCard ?? null),
+    });
+    return summary;
+  } catch (e) {
+    writer.abort();
+    throw e;
+  } finally {
+    for (const st of stores) st.close();
+    await runner?.release();
+    await gemm?.release();
+  }
+}
+
+/** Seconds per phase of one layer (LayerReport.seconds): `time(phase, fn)` adds fn's wall time. */
+class PhaseTimer {
+  readonly seconds: LayerReport['seconds'] = { capture: 0, hessian: 0, prune: 0, factor: 0, sweep: 0, recompute: 0, write: 0, total: 0 };
+  private readonly t0 = performance.now();
+
+  async time<T>(phase: keyof LayerReport['seconds'], fn: () => T | Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.seconds[phase] += (performance.now() - t) / 1000;
+    }
+  }
+
+  add(phase: keyof LayerReport['seconds'], seconds: number): void {
+    this.seconds[phase] += seconds;
+  }
+
+  finish(): void {
+    this.seconds.total = (performance.now() - this.t0) / 1000;
+  }
+}
+
+/** Σ over batches of XᵀX (or its diagonal) for the requested groups; the forward + XᵀX graph is `capture`, the sums `hessian`. */
+async function captureStats(
+  runner: LayerRunner,
+  w: LayerWeights,
+  input: HiddenStore,
+  padded: ReturnType<typeof leftPad>[],
+  rowWeights: Float32Array[],
+  groups: InputGroup[],
+  cfg: Model['config'],
+  diagonal: boolean,
+  timer: PhaseTimer,
+  onBatch: (b: number) => void,
+): Promise<Map<InputGroup, XtxSum>> {
+  const sums = new Map<InputGroup, XtxSum>();
+  for (const g of groups) sums.set(g, new XtxSum(groupWidth(cfg, g), diagonal));
+  const feeds = runner.weightFeeds(w);
+  for (let b = 0; b < padded.length; b++) {
+    const { xtx } = await timer.time('capture', () =>
+      diagonal ? runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!) : runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!),
+    );
+    await timer.time('hessian', () => {
+      for (const g of groups) sums.get(g)!.add(xtx[g]);
+    });
+    onBatch(b + 1);
+  }
+  return sums;
+}
+
+/**
+ * OWL's statistics: the outlier ratio of every selected layer, from a forward of the DENSE model
+ * over the calibration batches (diagonal capture: ‖X_j‖² per input group). Leaves the stores
+ * holding the last layer's dense outputs; the caller re-embeds.
+ */
+async function owlOutlierRatios(
+  model: Model,
+  runner: LayerRunner,
+  stores: [HiddenStore, HiddenStore],
+  padded: ReturnType<typeof leftPad>[],
+  rowWeights: Float32Array[],
+  selected: Set<number>,
+  linearSpecs: LinearSpec[],
+  m: number,
+): Promise<Map<number, number>> {
+  const ratios = new Map<number, number>();
+  let [input, output] = stores;
+  const last = Math.max(...selected);
+  for (let l = 0; l <= last; l++) {
+    const w = model.layerWeights(l);
+    const feeds = runner.weightFeeds(w);
+    const sums = new Map<InputGroup, XtxSum>();
+    for (const ls of linearSpecs) if (!sums.has(ls.group)) sums.set(ls.group, new XtxSum(groupWidth(model.config, ls.group), true));
+    for (let b = 0; b < padded.length; b++) {
+      if (selected.has(l)) {
+        const { out, xtx } = await runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!);
+        for (const [g, s] of sums) s.add(xtx[g]);
+        if (l < last) output.put(b, out);
+      } else output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+    }
+    if (selected.has(l)) {
+      const colNorm = (g: InputGroup) => sums.get(g)!.diag().map(Math.sqrt);
+      ratios.set(l, outlierRatio(linearSpecs.map((ls) => ({ W: w.linears[ls.name], rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })), m));
+    }
+    [input, output] = [output, input];
+  }
+  return ratios;
+}
+
+/** lm_head, calibrated on the final-normed hidden states of the pruned model; written to the checkpoint. */
+async function pruneLmHead(
+  model: Model,
+  runner: LayerRunner,
+  hidden: HiddenStore,
+  rowWeights: Float32Array[],
+  n: number,
+  diagonal: boolean,
+  opts: PruneOptions,
+  gemm: Gemm,
+  writer: CheckpointWriter,
+  onQuant: QuantNote,
+): Promise<LinearReport> {
+  const { config: cfg, spec } = model;
+  const normW = model.finalNorm();
+  const sum = new XtxSum(cfg.hiddenSize, diagonal);
+  for (let b = 0; b < rowWeights.length; b++) sum.add(await runner.captureHead(normW, hidden.get(b), rowWeights[b]!, diagonal));
+  const W = model.read(spec.lmHeadName);
+  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, onQuant);
+  writer.writeF32(spec.lmHeadName, W);
+  return report;
+}
+
+function quantizationRecord(
+  quant: QuantFormat,
+  quantized: Map<string, { rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>,
+  skipped: string[],
+  reports: LayerReport[],
+  lmHead: LinearReport | undefined,
+): QuantizationRecord {
+  const tensors: QuantizationRecord['tensors'] = {};
+  for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
+  let qz = 0;
+  let qn = 0;
+  for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
+    if (!lr?.quant) continue;
+    qz += lr.zeros;
+    qn += lr.rows * lr.cols;
+  }
+  return { format: quant, block: QK, tensors, scales_file: QUANT_SCALES_FILE, bits_per_weight: BITS_PER_WEIGHT[quant], skipped, sparsity_after: qn ? qz / qn : 0 };
+}
+
+/** rac.json. */
+function pruneSummary(
+  model: Model,
+  opts: PruneOptions,
+  version: string,
+  r: {
+    selected: Set<number>;
+    calib: CalibSet;
+    reports: LayerReport[];
+    lmHead?: LinearReport;
+    quantization?: QuantizationRecord;
+    owl?: OwlRecord;
+    tokenWeights: TokenWeights;
+    seconds: number;
+  },
+): PruneSummary {
+  let zeros = 0;
+  let weights = 0;
+  let count = 0;
+  for (const lr of [...r.reports.flatMap((x) => Object.values(x.linears)), r.lmHead]) {
+    if (!lr) continue;
+    zeros += lr.zeros;
+    weights += lr.rows * lr.cols;
+    count++;
+  }
+  const quant = opts.quant;
+  const sourceHub = hubSourceOf(model.dir);
+  return {
+    rac_version: version,
+    created: new Date().toISOString(),
+    source_model: model.dir,
+    ...(sourceHub ? { source_hub: sourceHub } : {}),
+    architecture: model.config.modelType,
+    method: opts.method,
+    ...describeTarget(opts.target),
+    options: {
+      linears: opts.linears,
+      layers: [...r.selected].sort((a, b) => a - b),
+      true_sequential: !!opts.trueSequential,
+      ...(opts.method === 'sparsegpt' ? { blocksize: opts.blocksize ?? 128, percdamp: opts.percdamp ?? 0.01 } : {}),
+      ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
+      batch_tokens: opts.batchTokens,
+      hessian_scale: HESSIAN_SCALE_NOTE,
+      embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      ...(quant ? { quant } : {}),
+      token_weights: { ...r.tokenWeights },
+      sparsity_profile: r.owl ? { owl: { m: r.owl.m, lambda: r.owl.lambda } } : 'uniform',
+    },
+    calibration: {
+      ...r.calib.source,
+      tokens: r.calib.tokens,
+      sequences: r.calib.sequences.length,
+      ...(isUniform(r.tokenWeights) ? {} : { token_classes: classCounts(r.calib.sequences) }),
+    },
+    layers: r.reports,
+    ...(r.lmHead ? { lm_head: r.lmHead } : {}),
+    ...(r.quantization ? { quantization: r.quantization } : {}),
+    ...(r.owl ? { sparsity_profile: r.owl } : {}),
+    totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: r.seconds },
+  };
+}
+
+type QuantNote = (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void;
+
+/** Prune one Linear (rows, cols) in place given its group's XᵀX sum; returns its report. */
+async function pruneLinear(
+  W: Float32Array,
+  rows: number,
+  cols: number,
+  /** The group's Σ XᵀX (or its diagonal, for Wanda without error statistics); null only for magnitude / rtn without error statistics. */
+  stats: XtxSum | null,
+  n: number,
+  opts: PruneOptions,
+  gemm: Gemm,
+  /** Records the f16 scales of a quantized Linear. */
+  onQuant: QuantNote = () => {},
+): Promise<LinearReport> {
+  const t0 = performance.now();
+  const original = opts.errorStats === false || !stats ? null : W.slice();
+  let r: PruneReport;
+  if (!stats && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
+  const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
+  let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
+  switch (opts.method) {
+    case 'rtn':
+      r = { zeros: 0, total: W.length, sparsity: 0 };
+      break;
+    case 'gptq': {
+      if (quant) {
+        const g = await gptqQuantize(W, rows, cols, hessianOf(stats!, n), quant, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
+        onQuant(g.scales, rows, cols, quant, 'gptq');
+        quantMethod = 'gptq';
+        r = g;
+      } else r = { zeros: 0, total: W.length, sparsity: 0 };
+      break;
+    }
+    case 'magnitude':
+      r = magnitudePrune(W, rows, cols, opts.target, { scope: opts.magnitudeScope ?? 'layer' });
+      break;
+    case 'wanda':
+      r = wandaPrune(W, rows, cols, stats!.diag(), opts.target);
+      break;
+    case 'sparsegpt': {
+      const o = await sparsegptPrune(W, rows, cols, hessianOf(stats!, n), opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp, ...(quant ? { quant } : {}) });
+      if (quant) {
+        onQuant(o.scales!, rows, cols, quant, 'joint');
+        quantMethod = 'joint';
+      }
+      r = o;
+      break;
+    }
+  }
+  if (quant && !quantMethod) {
+    // Round to nearest after pruning (zeros stay zeros: 0 is on the grid).
+    const { scales } = rtnQuantize(W, rows, cols, quant);
+    onQuant(scales, rows, cols, quant, 'rtn');
+    quantMethod = 'rtn';
+    let z = 0;
+    for (let i = 0; i < W.length; i++) if (W[i] === 0) z++;
+    r = { ...r, zeros: z, sparsity: z / W.length };
+  }
+  const out: LinearReport = { rows, cols, zeros: r.zeros, sparsity: r.sparsity, seconds: 0 };
+  if (quant && quantMethod) {
+    out.quant = quant;
+    out.quant_method = quantMethod === 'joint' ? 'gptq' : quantMethod;
+  }
+  if (r.loss !== undefined) out.loss = r.loss;
+  if (r.damp !== undefined) out.damp = r.damp;
+  if (r.retries !== undefined) out.retries = r.retries;
+  if (r.factorSeconds !== undefined) {
+    out.factor_seconds = r.factorSeconds;
+    out.sweep_seconds = (r.seconds ?? 0) - r.factorSeconds;
+  }
+  if (original && stats) {
+    const M = secondMoment(stats, n);
+    out.output_error = await outputErrorGemm(original, W, M, rows, cols, gemm);
+    out.output_norm = await outputErrorGemm(original, new Float32Array(W.length), M, rows, cols, gemm);
+  }
+  out.seconds = (performance.now() - t0) / 1000;
+  return out;
+}
+
+/** The f16 scales of every quantized tensor, one F16 (rows, cols/32) tensor each, under its own name. */
+function writeScales(dir: string, quantized: Map<string, { scales: Float32Array; rows: number; cols: number }>): void {
+  const entries = [...quantized].map(([name, q]) => ({ name, dtype: 'F16', shape: [q.rows, q.cols / QK] }));
+  const w = SafetensorsWriter.create(join(dir, QUANT_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q4_0/Q8_0 block scales' });
+  try {
+    for (const [name, q] of quantized) {
+      const h = f32ToF16(q.scales);
+      w.write(name, new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+    }
+    w.close();
+  } catch (e) {
+    w.abort();
+    throw e;
+  }
+}
+
+/** Write layer l's tensors: pruned Linears from `w`, everything else copied byte for byte. */
+function writeLayer(writer: CheckpointWriter, model: Model, l: number, w: LayerWeights, pruned: Set<LinearName>): void {
+  for (const ls of model.spec.linears(model.config)) {
+    const name = model.tensorName(l, ls.module);
+    if (pruned.has(ls.name)) writer.writeF32(name, w.linears[ls.name]);
+    else writer.copy(name);
+  }
+}
+
+function readCard(dir: string): string | undefined {
+  try {
+    return readModelText(dir, 'README.md');
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new CheckpointError(e.message);
+    throw e;
+  }
+}

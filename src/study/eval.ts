@@ -1,0 +1,606 @@
+/**
+ * `rac eval`: sample K completions per problem through a GenerationBackend, grade them (math,
+ * code, tiny), and summarise accuracy AND length (DESIGN §5: length is a first-class metric).
+ *
+ * Resumable like `rac trace`: every graded sample is appended to `<out>.samples.jsonl` as soon as
+ * its problem is done (all K samples of one problem in one write); a manifest `<out>.manifest.json`
+ * pins the settings that decide the samples. A restart with the same settings repairs a torn last
+ * line, skips the (problem_id, sample) pairs already recorded and continues; PRNG streams depend
+ * only on the problem's dataset index and the sample number, so a resumed run draws the same
+ * samples as an uninterrupted one. `<out>` itself is written atomically (temp + rename) at the
+ * end, from every recorded sample of the selected problems.
+ *
+ * Hesitation words (counted case-insensitively as whole words, no double counting):
+ *   but_wait       "but wait" / "but, wait"
+ *   wait           every other "wait" (so the "wait" of a "But wait" is NOT counted again)
+ *   alternatively  "alternatively"
+ *   hmm            "hmm", "hmmm", … (two or more m's)
+ */
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { hubSourceOf, type HubSource } from '../io/hub.ts';
+import { loadDataset, renderPrompt } from '../io/datasets.ts';
+import { checkPromptChars, checkPromptTokens, PromptLengthError } from '../io/prompt-bounds.ts';
+import type { ChatMessage, RacTokenizer } from '../io/tokenizer.ts';
+import { thinkSpan, gradeTiny } from '../tasks/boxed.ts';
+import { extractProgram, runTests, type CodeTest } from '../tasks/code.ts';
+import { gradeMath } from '../tasks/math.ts';
+import { passAtK } from '../tasks/passk.ts';
+import type { SandboxLimits } from '../tasks/sandbox.ts';
+import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from '../backends/backend.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
+import { lockOutput } from '../io/lock.ts';
+
+export type EvalTask = 'math' | 'code' | 'tiny';
+export const EVAL_TASKS: readonly EvalTask[] = ['math', 'code', 'tiny'];
+
+export interface EvalColumns {
+  prompt: string;
+  answer: string;
+  id: string;
+  tests: string;
+  family: string;
+}
+
+export const DEFAULT_COLUMNS: EvalColumns = { prompt: 'prompt', answer: 'answer', id: 'id', tests: 'tests', family: 'family' };
+
+export interface EvalProblem {
+  /** Position in the dataset file (seeds the PRNG streams; stable under --limit). */
+  index: number;
+  id: string;
+  prompt: string;
+  answer: string | null;
+  tests: CodeTest[] | null;
+  family: string | null;
+  /** The prompt as chat messages, when the dataset column holds a message list. */
+  messages?: ChatMessage[];
+}
+
+export interface EvalConfig {
+  /** Model directory (or backend model name), recorded so `rac report` can read `<dir>/rac.json`. */
+  model: string;
+  /** A dataset file, or the shards of one split (read in order as one dataset). */
+  dataset: string | readonly string[];
+  task: EvalTask;
+  columns?: Partial<EvalColumns>;
+  system?: string;
+  /** Extra chat-template variables (e.g. enable_thinking). */
+  templateExtra?: Record<string, unknown>;
+  samples: number;
+  sampling: Omit<SamplingSettings, 'stopStrings'> & { stopStrings?: string[] };
+  limit?: number;
+  out: string;
+  /** Sandbox limits for the code task. */
+  codeLimits?: SandboxLimits;
+}
+
+export interface SampleRecord {
+  problem_id: string;
+  /** Dataset index of the problem. */
+  index: number;
+  sample: number;
+  family: string | null;
+  correct: boolean;
+  extracted: string | null;
+  tokens: number;
+  think_tokens: number;
+  closed_think: boolean;
+  finish_reason: 'stop' | 'length';
+  hesitations: HesitationCounts;
+  /** Code task: tests passed / total. */
+  tests_passed?: number;
+  tests_total?: number;
+  text: string;
+  /** Run that produced the record, and seconds since that run started (for wall time across resumes). */
+  run: string;
+  elapsed: number;
+}
+
+export interface HesitationCounts {
+  wait: number;
+  alternatively: number;
+  hmm: number;
+  but_wait: number;
+}
+
+export interface EvalMetrics {
+  accuracy: number;
+  pass_at_k: Record<string, number>;
+  mean_tokens: { all: number; correct: number | null; incorrect: number | null };
+  mean_think_tokens: number;
+  truncated: number;
+  closed_think: number;
+  boxed: number;
+  hesitations: HesitationCounts & { total: number; per_sample: number; per_1k_tokens: number };
+  wall_seconds: number;
+  tokens_per_second: number;
+  samples: number;
+  problems: number;
+}
+
+export interface FamilyMetrics {
+  accuracy: number;
+  mean_tokens: number;
+  truncated: number;
+  n: number;
+  /** pass@k for k = 1, 2, 4, … ≤ K over the family's problems (as metrics.pass_at_k). */
+  pass_at_k: Record<string, number>;
+  /** Hesitation words per sample (as metrics.hesitations.per_sample). */
+  hesitations_per_sample: number;
+}
+
+export interface EvalResults {
+  rac_eval: 1;
+  created: string;
+  /** hub: the Hugging Face id, revision and commit, when the model directory is a hub cache snapshot. */
+  model: { dir: string; fingerprint: string; backend: string; hub?: HubSource; pruning?: PruningInfo };
+  task: EvalTask;
+  /** hub: the Hugging Face dataset, commit, config and split the problems came from. */
+  dataset: { file: string; sha256: string; problems: number; columns: EvalColumns; system: string | null; hub?: HubSource };
+  sampling: { samples: number; temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number; stop: string[] };
+  metrics: EvalMetrics;
+  per_family?: Record<string, FamilyMetrics>;
+  samples: Array<Omit<SampleRecord, 'run' | 'elapsed' | 'index' | 'hesitations'>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hesitations
+
+const BUT_WAIT = /\bbut\s*,?\s+wait\b|\bbut,wait\b/gi;
+const WAIT = /\bwait\b/gi;
+const ALTERNATIVELY = /\balternatively\b/gi;
+const HMM = /\bhmm+\b/gi;
+
+function count(re: RegExp, text: string): number {
+  return (text.match(re) ?? []).length;
+}
+
+/** Hesitation words in a text; see the module comment for the rules. */
+export function countHesitations(text: string): HesitationCounts {
+  const butWait = count(BUT_WAIT, text);
+  return { wait: count(WAIT, text) - butWait, alternatively: count(ALTERNATIVELY, text), hmm: count(HMM, text), but_wait: butWait };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dataset
+
+function asText(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+}
+
+/** Code tests from a column: [{input, output}], {inputs: [], outputs: []}, or either as a JSON string. */
+export function parseTests(v: unknown, where: string): CodeTest[] {
+  let x = v;
+  if (typeof x === 'string') {
+    try {
+      x = JSON.parse(x);
+    } catch {
+      throw new Error(`${where}: tests are a string but not JSON`);
+    }
+  }
+  if (Array.isArray(x)) {
+    return x.map((t, i) => {
+      const o = t as Record<string, unknown>;
+      const input = o?.input ?? o?.stdin;
+      const output = o?.output ?? o?.stdout ?? o?.expected_output;
+      if (typeof input !== 'string' || typeof output !== 'string') throw new Error(`${where}: test ${i} needs string input and output`);
+      return { input, output };
+    });
+  }
+  if (x && typeof x === 'object') {
+    const o = x as Record<string, unknown>;
+    const ins = o.inputs ?? o.input;
+    const outs = o.outputs ?? o.output;
+    if (Array.isArray(ins) && Array.isArray(outs) && ins.length === outs.length) {
+      return ins.map((inp, i) => ({ input: String(inp), output: String(outs[i]) }));
+    }
+  }
+  throw new Error(`${where}: tests must be [{input, output}] or {inputs, outputs}`);
+}
+
+export interface LoadedProblems {
+  file: string;
+  sha256: string;
+  hub?: HubSource;
+  /** The columns actually used (defaults resolved by loadDataset). */
+  columns: EvalColumns;
+  problems: EvalProblem[];
+}
+
+/** Problems of a JSONL / JSON / Parquet dataset (src/io/datasets.ts) for a task. */
+export async function loadEvalProblems(file: string | readonly string[], task: EvalTask, columns: Partial<EvalColumns> = {}, limit?: number): Promise<LoadedProblems> {
+  const ds = await loadDataset(file, {
+    ...(columns.prompt !== undefined ? { promptColumn: columns.prompt } : {}),
+    ...(task !== 'code' ? { answerColumn: columns.answer ?? 'answer' } : {}),
+    ...(columns.id !== undefined ? { idColumn: columns.id } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+  });
+  const testsCol = columns.tests ?? DEFAULT_COLUMNS.tests;
+  const familyCol = columns.family ?? DEFAULT_COLUMNS.family;
+  const problems = ds.rows.map((r): EvalProblem => {
+    const where = `${ds.file}: row ${r.index}`;
+    let answer: string | null = null;
+    let tests: CodeTest[] | null = null;
+    if (task === 'code') {
+      if (r.raw[testsCol] === undefined || r.raw[testsCol] === null) throw new Error(`${where}: no tests column "${testsCol}" (columns: ${ds.columns.join(', ')})`);
+      tests = parseTests(r.raw[testsCol], where);
+    } else if (task === 'tiny' && r.raw[testsCol] !== undefined && r.raw[testsCol] !== null) {
+      // The tiny reasoner's code family (format v2) in a tiny dataset: graded by its tests.
+      tests = parseTests(r.raw[testsCol], where);
+    } else {
+      if (r.answer === undefined) throw new Error(`${where}: no answer in column "${ds.answerColumn ?? columns.answer ?? 'answer'}"`);
+      answer = r.answer;
+    }
+    return { index: r.index, id: r.id, prompt: r.prompt, ...(r.messages ? { messages: r.messages } : {}), answer, tests, family: asText(r.raw[familyCol]) };
+  });
+  return {
+    file: ds.file,
+    sha256: ds.sha256,
+    ...(ds.hub ? { hub: ds.hub } : {}),
+    columns: { prompt: ds.promptColumn, answer: task === 'code' ? '' : (ds.answerColumn ?? 'answer'), id: ds.idColumn ?? '(row index)', tests: task === 'code' ? testsCol : '', family: familyCol },
+    problems,
+  };
+}
+
+/** Prompt ids and text: the model's chat template (generation prompt added) when it has one. */
+export function renderEvalPrompt(
+  tok: RacTokenizer,
+  p: Pick<EvalProblem, 'prompt' | 'messages'>,
+  system?: string,
+  extra?: Record<string, unknown>,
+  contextLength?: number,
+): { ids: number[]; text: string } {
+  if (tok.chatTemplate) {
+    return renderPrompt(tok, p.messages ?? p.prompt, { ...(system !== undefined ? { system } : {}), ...(extra ? { templateFlags: extra } : {}), ...(contextLength !== undefined ? { contextLength } : {}) });
+  }
+  const text = system ? `${system}\n\n${p.prompt}` : p.prompt;
+  if (contextLength !== undefined) checkPromptChars(text.length, tok, contextLength);
+  const ids = tok.encode(text, { addSpecialTokens: true });
+  if (contextLength !== undefined) checkPromptTokens(ids.length, contextLength);
+  return { ids, text };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+const mean = (xs: number[]): number => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+const meanOrNull = (xs: number[]): number | null => (xs.length === 0 ? null : mean(xs));
+
+/** k = 1, 2, 4, … ≤ K, plus K itself. */
+export function passKs(K: number): number[] {
+  const ks: number[] = [];
+  for (let k = 1; k <= K; k *= 2) ks.push(k);
+  if (ks[ks.length - 1] !== K) ks.push(K);
+  return ks;
+}
+
+/** Wall time over runs: per run, the largest `elapsed` recorded (plus the current run's own time). */
+export function wallSeconds(records: SampleRecord[], current?: { run: string; seconds: number }): number {
+  const perRun = new Map<string, number>();
+  for (const r of records) perRun.set(r.run, Math.max(perRun.get(r.run) ?? 0, r.elapsed));
+  if (current) perRun.set(current.run, Math.max(perRun.get(current.run) ?? 0, current.seconds));
+  let s = 0;
+  for (const v of perRun.values()) s += v;
+  return s;
+}
+
+/** Metrics over the records of the given problems (K samples each). */
+export function computeMetrics(records: SampleRecord[], K: number, wall: number): { metrics: EvalMetrics; perFamily?: Record<string, FamilyMetrics> } {
+  const byProblem = new Map<string, SampleRecord[]>();
+  for (const r of records) {
+    let l = byProblem.get(r.problem_id);
+    if (!l) byProblem.set(r.problem_id, (l = []));
+    l.push(r);
+  }
+  const problems = [...byProblem.values()];
+  const accuracy = mean(problems.map((l) => mean(l.map((r) => (r.correct ? 1 : 0)))));
+  const passOf = (ps: SampleRecord[][]): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const k of passKs(K)) {
+      const vals = ps.filter((l) => l.length >= k).map((l) => passAtK(l.length, l.filter((r) => r.correct).length, k));
+      out[String(k)] = mean(vals);
+    }
+    return out;
+  };
+  const hesitationsOf = (r: SampleRecord) => r.hesitations.wait + r.hesitations.alternatively + r.hesitations.hmm + r.hesitations.but_wait;
+  const pass = passOf(problems);
+  const tokens = records.map((r) => r.tokens);
+  const totalTokens = tokens.reduce((a, b) => a + b, 0);
+  const h: HesitationCounts = { wait: 0, alternatively: 0, hmm: 0, but_wait: 0 };
+  for (const r of records) for (const k of Object.keys(h) as (keyof HesitationCounts)[]) h[k] += r.hesitations[k];
+  const hTotal = h.wait + h.alternatively + h.hmm + h.but_wait;
+  const metrics: EvalMetrics = {
+    accuracy,
+    pass_at_k: pass,
+    mean_tokens: {
+      all: mean(tokens),
+      correct: meanOrNull(records.filter((r) => r.correct).map((r) => r.tokens)),
+      incorrect: meanOrNull(records.filter((r) => !r.correct).map((r) => r.tokens)),
+    },
+    mean_think_tokens: mean(records.map((r) => r.think_tokens)),
+    truncated: mean(records.map((r) => (r.finish_reason === 'length' ? 1 : 0))),
+    closed_think: mean(records.map((r) => (r.closed_think ? 1 : 0))),
+    boxed: mean(records.map((r) => (r.extracted !== null ? 1 : 0))),
+    hesitations: {
+      ...h,
+      total: hTotal,
+      per_sample: records.length ? hTotal / records.length : Number.NaN,
+      per_1k_tokens: totalTokens ? (1000 * hTotal) / totalTokens : 0,
+    },
+    wall_seconds: wall,
+    tokens_per_second: wall > 0 ? totalTokens / wall : 0,
+    samples: records.length,
+    problems: problems.length,
+  };
+  let perFamily: Record<string, FamilyMetrics> | undefined;
+  if (records.some((r) => r.family !== null)) {
+    perFamily = {};
+    const fams = [...new Set(records.map((r) => r.family ?? '(none)'))].sort();
+    for (const f of fams) {
+      const rs = records.filter((r) => (r.family ?? '(none)') === f);
+      const ps = problems.filter((l) => (l[0]!.family ?? '(none)') === f);
+      perFamily[f] = {
+        accuracy: mean(ps.map((l) => mean(l.map((r) => (r.correct ? 1 : 0))))),
+        mean_tokens: mean(rs.map((r) => r.tokens)),
+        truncated: mean(rs.map((r) => (r.finish_reason === 'length' ? 1 : 0))),
+        n: ps.length,
+        pass_at_k: passOf(ps),
+        hesitations_per_sample: mean(rs.map(hesitationsOf)),
+      };
+    }
+  }
+  return { metrics, ...(perFamily ? { perFamily } : {}) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resumable sample log
+
+export function samplesPath(out: string): string {
+  return `${out}.samples.jsonl`;
+}
+export function manifestPath(out: string): string {
+  return `${out}.manifest.json`;
+}
+
+/**
+ * Records of a samples log, repairing a torn last line (truncated away) and dropping duplicate
+ * (problem_id, sample) pairs (first kept).
+ */
+export function readSampleLog(path: string): SampleRecord[] {
+  if (!existsSync(path)) return [];
+  const buf = readFileSync(path);
+  let good = buf.lastIndexOf(0x0a) + 1; // bytes up to the last complete line
+  const lines = buf.subarray(0, good).toString('utf8').split('\n');
+  lines.pop();
+  const out: SampleRecord[] = [];
+  const seen = new Set<string>();
+  let offset = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    let rec: SampleRecord;
+    try {
+      rec = JSON.parse(line) as SampleRecord;
+      if (typeof rec.problem_id !== 'string' || !Number.isInteger(rec.sample)) throw new Error('not a sample record');
+    } catch (e) {
+      if (i === lines.length - 1) {
+        good = offset; // a complete but corrupt last line: drop it too
+        break;
+      }
+      throw new Error(`${path}:${i + 1}: corrupt sample record (${(e as Error).message}); delete the file to start over`);
+    }
+    offset += Buffer.byteLength(line) + 1;
+    const key = `${rec.problem_id}\u0000${rec.sample}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(rec);
+  }
+  if (good < buf.length) {
+    const fd = openSync(path, 'r+');
+    try {
+      ftruncateSync(fd, good);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return out;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+export interface EvalHooks {
+  log?(msg: string): void;
+  onProgress?(p: { done: number; total: number; newTokens: number }): void;
+}
+
+export const DEFAULT_CODE_LIMITS: SandboxLimits = { wallMs: 10_000, cpuSeconds: 5, memoryMb: 1024 };
+
+/** Per-test sandbox limits for the `code` task: the given ones over DEFAULT_CODE_LIMITS. */
+export function codeLimits(o: { wallSeconds?: number | undefined; cpuSeconds?: number | undefined; memoryMb?: number | undefined }): SandboxLimits {
+  const check = (v: number | undefined, what: string) => {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`${what} must be a positive number, got ${v}`);
+  };
+  check(o.wallSeconds, 'code wall-clock limit (seconds)');
+  check(o.cpuSeconds, 'code CPU limit (seconds)');
+  check(o.memoryMb, 'code memory limit (MiB)');
+  return {
+    wallMs: o.wallSeconds !== undefined ? Math.round(o.wallSeconds * 1000) : DEFAULT_CODE_LIMITS.wallMs,
+    cpuSeconds: o.cpuSeconds ?? DEFAULT_CODE_LIMITS.cpuSeconds,
+    memoryMb: o.memoryMb ?? DEFAULT_CODE_LIMITS.memoryMb,
+  };
+}
+
+async function grade(task: EvalTask, p: EvalProblem, text: string, limits: SandboxLimits): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
+  // A tiny row with tests (the code family) is graded as the code task grades it.
+  if (task === 'tiny' && p.tests === null) return gradeTiny(text, p.answer!);
+  if (task === 'math') return gradeMath(text, p.answer!);
+  const prog = extractProgram(text);
+  const tests = p.tests!;
+  const r = await runTests(prog, tests, limits);
+  return {
+    correct: r.passed,
+    extracted: prog ? prog.code : null,
+    tests_passed: r.results.filter((t) => t.status === 'ok').length,
+    tests_total: tests.length,
+  };
+}
+
+/**
+ * Runs (or resumes) an evaluation and writes `cfg.out`. The tokenizer renders prompts and counts
+ * think tokens; the backend generates.
+ */
+export async function runEval(cfg: EvalConfig, backend: GenerationBackend, tok: RacTokenizer, hooks: EvalHooks = {}): Promise<EvalResults> {
+  // One writer per output: the sample log is appended, a second process would double it.
+  const lock = lockOutput(resolve(cfg.out), 'evaluation output');
+  try {
+    return await runEvalLocked(cfg, backend, tok, hooks);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: RacTokenizer, hooks: EvalHooks): Promise<EvalResults> {
+  if (!Number.isInteger(cfg.samples) || cfg.samples < 1) throw new Error(`samples must be ≥ 1, got ${cfg.samples}`);
+  const out = resolve(cfg.out);
+  const loaded = await loadEvalProblems(cfg.dataset, cfg.task, cfg.columns ?? {}, cfg.limit);
+  const { columns, problems, sha256: sha, file: datasetFile, hub: datasetHub } = loaded;
+  if (problems.length === 0) throw new Error(`${datasetFile}: no problems`);
+  const K = cfg.samples;
+  const s = cfg.sampling;
+  const sampling: SamplingSettings = { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens, seed: s.seed, ...(s.stopStrings?.length ? { stopStrings: s.stopStrings } : {}) };
+  const limits = cfg.codeLimits ?? DEFAULT_CODE_LIMITS;
+
+  // The manifest: everything that decides a sample's text or grade. --limit and the batch size
+  // may change between runs (records are keyed by problem id and sample number).
+  const manifest = {
+    rac_eval_manifest: 1,
+    model_fingerprint: backend.fingerprint,
+    backend: backend.name,
+    task: cfg.task,
+    dataset_sha256: sha,
+    columns,
+    system: cfg.system ?? null,
+    template_extra: cfg.templateExtra ?? null,
+    samples: K,
+    sampling: { temperature: sampling.temperature, top_p: sampling.topP, top_k: sampling.topK, max_new_tokens: sampling.maxNewTokens, seed: sampling.seed, stop: sampling.stopStrings ?? [] },
+    ...(cfg.task === 'code' ? { code_limits: limits } : {}),
+  };
+  const mPath = manifestPath(out);
+  const sPath = samplesPath(out);
+  const resuming = existsSync(mPath);
+  if (resuming) {
+    const old = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
+    const diff = Object.keys({ ...old, ...manifest }).filter((k) => JSON.stringify(old[k]) !== JSON.stringify((manifest as Record<string, unknown>)[k]));
+    if (diff.length) {
+      throw new Error(`${mPath}: settings differ from the interrupted run (${diff.join(', ')}); use another --out or delete ${basename(sPath)} and ${basename(mPath)}`);
+    }
+  } else if (existsSync(sPath)) throw new Error(`${sPath} exists without a manifest; delete it or use another --out`);
+
+  const records = resuming ? readSampleLog(sPath) : [];
+  const done = new Set(records.map((r) => `${r.problem_id}\u0000${r.sample}`));
+  const todo = problems.filter((p) => Array.from({ length: K }, (_, i) => i).some((i) => !done.has(`${p.id}\u0000${i}`)));
+  // Every prompt is rendered (and checked against the context) before any output exists: a
+  // prompt that cannot fit is refused naming its file and row, and leaves no files behind.
+  const requests: BackendRequest[] = todo.map((p) => {
+    try {
+      const r = renderEvalPrompt(tok, p, cfg.system, cfg.templateExtra, backend.contextLength);
+      return { index: p.index, prompt: r.ids, promptText: r.text, n: K };
+    } catch (e) {
+      if (e instanceof PromptLengthError) throw new PromptLengthError(`${datasetFile}: row ${p.index} (id ${JSON.stringify(p.id)}): ${e.message}`);
+      throw e;
+    }
+  });
+  if (!resuming) writeFileAtomic(mPath, JSON.stringify(manifest, null, 2) + '\n');
+  const selected = new Set(problems.map((p) => p.id));
+  const already = records.filter((r) => selected.has(r.problem_id)).length;
+  if (already > 0) hooks.log?.(`resuming: ${already} of ${problems.length * K} samples already in ${basename(sPath)}`);
+
+  const run = `${Date.now().toString(36)}-${process.pid}`;
+  const t0 = performance.now();
+  const byIndex = new Map(problems.map((p) => [p.index, p]));
+  if (todo.length > 0) {
+    const fd = openSync(sPath, 'a');
+    try {
+      await backend.generate(requests, sampling, {
+        onProgress: hooks.onProgress,
+        onResult: async (req: BackendRequest, completions: BackendCompletion[]) => {
+          const p = byIndex.get(req.index)!;
+          const lines: string[] = [];
+          for (let i = 0; i < completions.length; i++) {
+            const key = `${p.id}\u0000${i}`;
+            if (done.has(key)) continue;
+            const c = completions[i]!;
+            const g = await grade(cfg.task, p, c.text, limits);
+            const span = thinkSpan(c.text);
+            const hasThink = span.closed || c.text.includes('<think>');
+            const rec: SampleRecord = {
+              problem_id: p.id,
+              index: p.index,
+              sample: i,
+              family: p.family,
+              ...g,
+              tokens: c.ids.length,
+              think_tokens: hasThink && span.thinkText.length ? tok.encode(span.thinkText, { addSpecialTokens: false }).length : 0,
+              closed_think: span.closed,
+              finish_reason: c.finishReason,
+              hesitations: countHesitations(c.text),
+              text: c.text,
+              run,
+              elapsed: (performance.now() - t0) / 1000,
+            };
+            lines.push(JSON.stringify(rec));
+            records.push(rec);
+            done.add(key);
+          }
+          if (lines.length) {
+            writeSync(fd, lines.join('\n') + '\n');
+            fsyncSync(fd);
+          }
+        },
+      });
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+
+  const mine = records.filter((r) => selected.has(r.problem_id) && r.sample < K);
+  mine.sort((a, b) => a.index - b.index || a.sample - b.sample);
+  const missing = problems.length * K - mine.length;
+  if (missing !== 0) throw new Error(`internal: ${missing} samples missing after generation`);
+  const { metrics, perFamily } = computeMetrics(mine, K, wallSeconds(mine, { run, seconds }));
+  const modelDir = existsSync(cfg.model) ? resolve(cfg.model) : cfg.model;
+  const pruning = existsSync(cfg.model) ? readPruningInfo(modelDir) : null;
+  const modelHub = existsSync(cfg.model) ? hubSourceOf(modelDir) : null;
+  const results: EvalResults = {
+    rac_eval: 1,
+    created: new Date().toISOString(),
+    model: { dir: modelDir, fingerprint: backend.fingerprint, backend: backend.name, ...(modelHub ? { hub: modelHub } : {}), ...(pruning ? { pruning } : {}) },
+    task: cfg.task,
+    dataset: { file: datasetFile, sha256: sha, problems: problems.length, columns, system: cfg.system ?? null, ...(datasetHub ? { hub: datasetHub } : {}) },
+    sampling: { samples: K, ...manifest.sampling },
+    metrics,
+    ...(perFamily ? { per_family: perFamily } : {}),
+    samples: mine.map((r) => ({
+      problem_id: r.problem_id,
+      sample: r.sample,
+      family: r.family,
+      correct: r.correct,
+      extracted: r.extracted,
+      tokens: r.tokens,
+      think_tokens: r.think_tokens,
+      closed_think: r.closed_think,
+      finish_reason: r.finish_reason,
+      ...(r.tests_total !== undefined ? { tests_passed: r.tests_passed, tests_total: r.tests_total } : {}),
+      text: r.text,
+    })),
+  };
+  writeFileAtomic(out, JSON.stringify(results, null, 2) + '\n');
+  return results;
+}

@@ -1,0 +1,426 @@
+// Room src/study: the jobs of a study — traces (trace.ts), evaluation (eval.ts), `rac run` over a
+// recipe (this file) and the cost estimate printed before long work (estimate.ts). May import every
+// room below it: compress, io, runtime, tasks, models, prune, export, backends, report; not serve or
+// cli (README: Layout).
+/**
+ * `rac run`: the whole study from one recipe — on-policy traces, pruning for every
+ * method × target × calibration mode, evaluation of the dense and every pruned model, the report.
+ *
+ * Every step's output lives under a name derived from a content hash of its inputs (model
+ * fingerprint, dataset sha256, settings), so a rerun after a crash skips what is done and resumes
+ * what is not (trace and eval resume mid-file; a pruned model is complete or absent).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import YAML from 'yaml';
+import { parsePattern, parseSparsity, type SparsityTarget } from '../compress/masks.ts';
+import { loadDataset, renderPrompt } from '../io/datasets.ts';
+import { parseHubId, resolveModel } from '../io/hub.ts';
+import { RacTokenizer } from '../io/tokenizer.ts';
+import { Model } from '../models/model.ts';
+import type { GenerationBackend } from '../backends/backend.ts';
+import { openBackend, type OpenBackendOptions } from '../backends/index.ts';
+import { buildCalibSet, type CalibMode } from '../prune/calib-modes.ts';
+import { codeLimits, runEval, type EvalTask } from './eval.ts';
+import type { SandboxLimits } from '../tasks/sandbox.ts';
+import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
+import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
+import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
+import { buildReport } from '../report/html.ts';
+
+export class RecipeError extends Error {
+  constructor(file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.name = 'RecipeError';
+  }
+}
+
+export interface PruneSpec {
+  method: PruneMethod;
+  /** Calibration modes (ignored by magnitude). */
+  calib: CalibMode[];
+  targets: SparsityTarget[];
+  linears: LinearScope;
+  /** The quantization axis: null = not quantized; q4_0/q8_0 = joint with sparsegpt, RTN after wanda/magnitude. */
+  quantize: (QuantFormat | null)[];
+}
+
+export interface Recipe {
+  file: string;
+  model: string;
+  out: string;
+  task: EvalTask;
+  system?: string;
+  templateFlags: Record<string, unknown>;
+  datasets: { calib: string; eval: string; text: string[]; promptColumn?: string; answerColumn?: string; idColumn?: string };
+  trace: { n: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; tokenBudget: number; batchSize: number };
+  calibration: { tokens: number; maxSeqLen: number; batchTokens: number; mix?: Record<string, number> };
+  prune: PruneSpec[];
+  eval: { samples: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; limit?: number; batchSize: number; codeLimits?: SandboxLimits };
+  backend: Omit<OpenBackendOptions, 'backend' | 'model' | 'gguf'> & { backend: 'local' | 'llama.cpp' | 'openai' };
+}
+
+type Obj = Record<string, unknown>;
+
+/** Read and validate a recipe (YAML or JSON); paths resolve relative to the recipe file. */
+export function loadRecipe(path: string): Recipe {
+  const file = resolve(path);
+  let raw: unknown;
+  try {
+    const text = readFileSync(file, 'utf8');
+    raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RecipeError(file, code === 'ENOENT' ? 'file not found' : `cannot parse (${(e as Error).message})`);
+  }
+  const fail = (m: string): never => {
+    throw new RecipeError(file, m);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('expected a mapping at the top level');
+  const r = raw as Obj;
+  const known = ['model', 'out', 'task', 'system', 'template_flags', 'datasets', 'trace', 'calibration', 'prune', 'eval', 'backend'];
+  for (const k of Object.keys(r)) if (!known.includes(k)) fail(`unknown key "${k}" (known: ${known.join(', ')})`);
+  const base = dirname(file);
+  const p = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || !v) fail(`"${what}" must be a path`);
+    return isAbsolute(v as string) ? (v as string) : join(base, v as string);
+  };
+  const sub = (k: string, known: readonly string[]): Obj => mapping(r[k] ?? {}, k, known, fail);
+  const num = (o: Obj, k: string, def: number, where: string, int = false): number => {
+    const v = o[k] ?? def;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) fail(`"${where}.${k}" must be a ${int ? 'non-negative integer' : 'number ≥ 0'}`);
+    return v as number;
+  };
+  const task = (r['task'] ?? 'tiny') as EvalTask;
+  if (!['math', 'code', 'tiny'].includes(task)) fail(`"task" must be math, code or tiny`);
+  const ds = sub('datasets', ['calib', 'eval', 'text', 'prompt_column', 'answer_column', 'id_column']);
+  const text = ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
+  const tr = sub('trace', ['n', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'token_budget', 'batch_size']);
+  const ca = sub('calibration', ['tokens', 'max_seq_len', 'batch_tokens', 'mix']);
+  const ev = sub('eval', ['samples', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'limit', 'batch_size', 'code_limits']);
+  const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
+  const prune = r['prune'];
+  if (!Array.isArray(prune) || prune.length === 0) fail('"prune" must be a non-empty list of {method, calib, sparsity | pattern}');
+  const specs: PruneSpec[] = (prune as unknown[]).map((x, i) => {
+    const where = `prune[${i}]`;
+    if (typeof x !== 'object' || x === null) fail(`${where} must be a mapping`);
+    const o = x as Obj;
+    const method = o['method'] as PruneMethod;
+    if (!PRUNE_METHODS.includes(method)) fail(`${where}.method must be one of ${PRUNE_METHODS.join(', ')}`);
+    const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+    const calib = list(o['calib']) as CalibMode[];
+    for (const c of calib) if (!['prompt', 'rac', 'text', 'mix'].includes(c)) fail(`${where}.calib: unknown mode "${String(c)}"`);
+    if (method !== 'magnitude' && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
+    const targets: SparsityTarget[] = [];
+    try {
+      for (const s of list(o['sparsity'])) targets.push({ kind: 'unstructured', sparsity: parseSparsity(s as number) });
+      for (const s of list(o['pattern'])) targets.push({ kind: 'nm', ...parsePattern(String(s)) });
+    } catch (e) {
+      fail(`${where}: ${(e as Error).message}`);
+    }
+    if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
+    const linears = (o['linears'] ?? 'all') as LinearScope;
+    if (!['all', 'attn', 'mlp'].includes(linears)) fail(`${where}.linears must be all, attn or mlp`);
+    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
+    for (const q of quantize) if (q !== null && !isQuantFormat(String(q))) fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
+    if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
+    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize };
+  });
+  const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
+  if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai') fail('"backend.kind" must be local, llama.cpp or openai');
+  // A recipe generates with several models (dense, then every pruned one): the llama.cpp backend
+  // exports each model directory to a temporary GGUF, so a fixed GGUF file cannot be named.
+  if (be['gguf'] !== undefined) fail('"backend.gguf": a recipe runs several models; the llama.cpp backend exports each one to a temporary GGUF (remove "gguf")');
+  return {
+    file,
+    model: modelSpec(r['model'], p),
+    out: p(r['out'] ?? 'rac-out', 'out'),
+    task,
+    ...(typeof r['system'] === 'string' ? { system: r['system'] } : {}),
+    templateFlags: (r['template_flags'] as Obj | undefined) ?? {},
+    datasets: {
+      calib: p(ds['calib'], 'datasets.calib'),
+      eval: p(ds['eval'], 'datasets.eval'),
+      text,
+      ...(typeof ds['prompt_column'] === 'string' ? { promptColumn: ds['prompt_column'] } : {}),
+      ...(typeof ds['answer_column'] === 'string' ? { answerColumn: ds['answer_column'] } : {}),
+      ...(typeof ds['id_column'] === 'string' ? { idColumn: ds['id_column'] } : {}),
+    },
+    trace: {
+      n: num(tr, 'n', 2, 'trace', true),
+      maxNewTokens: num(tr, 'max_new_tokens', 8192, 'trace', true),
+      temperature: num(tr, 'temperature', 0.6, 'trace'),
+      topP: num(tr, 'top_p', 0.95, 'trace'),
+      topK: num(tr, 'top_k', 0, 'trace', true),
+      seed: num(tr, 'seed', 0, 'trace', true),
+      tokenBudget: num(tr, 'token_budget', 1_000_000, 'trace', true),
+      batchSize: num(tr, 'batch_size', 16, 'trace', true),
+    },
+    calibration: {
+      tokens: num(ca, 'tokens', 1_000_000, 'calibration', true),
+      maxSeqLen: num(ca, 'max_seq_len', 8192, 'calibration', true),
+      batchTokens: num(ca, 'batch_tokens', 4096, 'calibration', true),
+      ...(ca['mix'] ? { mix: ca['mix'] as Record<string, number> } : {}),
+    },
+    prune: specs,
+    eval: {
+      samples: num(ev, 'samples', 1, 'eval', true),
+      maxNewTokens: num(ev, 'max_new_tokens', 32768, 'eval', true),
+      temperature: num(ev, 'temperature', 0.6, 'eval'),
+      topP: num(ev, 'top_p', 0.95, 'eval'),
+      topK: num(ev, 'top_k', 0, 'eval', true),
+      seed: num(ev, 'seed', 0, 'eval', true),
+      ...(ev['limit'] !== undefined ? { limit: num(ev, 'limit', 0, 'eval', true) } : {}),
+      batchSize: num(ev, 'batch_size', 16, 'eval', true),
+      ...(ev['code_limits'] !== undefined ? { codeLimits: recipeCodeLimits(ev['code_limits'], fail) } : {}),
+    },
+    backend: { ...(be as object), backend: backendKind } as Recipe['backend'],
+  };
+}
+
+/** `model:` is a path (relative to the recipe) or, when no such path exists, a Hugging Face id `org/name[@revision]`. */
+function modelSpec(v: unknown, p: (v: unknown, what: string) => string): string {
+  const path = p(v, 'model');
+  return !existsSync(path) && parseHubId(v as string) ? (v as string) : path;
+}
+
+/** Keys of a recipe's `backend` mapping: the kind and openBackend's options a recipe may set. */
+const RECIPE_BACKEND_KEYS = ['kind', 'backend', 'gguf', 'exportDtype', 'threads', 'contextSize', 'baseUrl', 'apiKeyEnv', 'servedModel', 'concurrency', 'promptFormat', 'tokenizer', 'timeoutMs', 'maxAttempts', 'backoffMs'] as const;
+
+/** A recipe mapping at `where` with only `known` keys: a misspelt setting must not silently fall back to its default. */
+function mapping(v: unknown, where: string, known: readonly string[], fail: (m: string) => never): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${where}" must be a mapping (keys: ${known.join(', ')})`);
+  for (const key of Object.keys(v as Obj)) if (!known.includes(key)) fail(`"${where}": unknown key "${key}" (known: ${known.join(', ')})`);
+  return v as Obj;
+}
+
+/** `eval.code_limits: {wall_seconds, cpu_seconds, memory_mb}` (each optional) → sandbox limits. */
+function recipeCodeLimits(v: unknown, fail: (m: string) => never): SandboxLimits {
+  const known = ['wall_seconds', 'cpu_seconds', 'memory_mb'];
+  const o = mapping(v, 'eval.code_limits', known, fail);
+  const pos = (k: string): number | undefined => {
+    const x = o[k];
+    if (x === undefined) return undefined;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0) fail(`"eval.code_limits.${k}" must be a positive number`);
+    return x as number;
+  };
+  const [wallSeconds, cpuSeconds, memoryMb] = known.map(pos);
+  return codeLimits({ wallSeconds, cpuSeconds, memoryMb });
+}
+
+export function hashOf(x: unknown): string {
+  return createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 12);
+}
+
+function fileSha(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function targetLabel(t: SparsityTarget): string {
+  return t.kind === 'nm' ? `${t.n}of${t.m}` : `s${Math.round(t.sparsity * 1000) / 10}`;
+}
+
+export interface RunHooks {
+  log(line: string): void;
+}
+
+export interface RunResult {
+  traces: TraceManifest;
+  results: string[];
+  report: string;
+  summary: string;
+  summaryJson: Record<string, unknown>;
+}
+
+async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, fn: (b: GenerationBackend) => Promise<T>): Promise<T> {
+  const b = await openBackend({ ...recipe.backend, model, batchSize });
+  try {
+    return await fn(b);
+  } finally {
+    await b.close();
+  }
+}
+
+/** Run (or resume) the study described by `recipe`. */
+export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: string): Promise<RunResult> {
+  const log = hooks.log;
+  // A hub id resolves to its cached snapshot once; every step then reads that directory.
+  const hub = await resolveModel(recipe0.model, { log: (line) => log(`      ${line}`) });
+  const recipe: Recipe = { ...recipe0, model: hub.dir };
+  const title = hub.source ? `${hub.source.id}@${hub.source.revision}` : recipe.model;
+  const out = recipe.out;
+  mkdirSync(out, { recursive: true });
+  const dense = Model.open(recipe.model);
+  const vocabSize = dense.config.vocabSize;
+  dense.close();
+  const tokenizer = await RacTokenizer.load(recipe.model);
+
+  // 1. On-policy traces of the dense model on the calibration prompts.
+  const calibData = await loadDataset(recipe.datasets.calib, { promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn });
+  const tset: TraceSettings = {
+    dataset: { sha256: calibData.sha256, prompt_column: calibData.promptColumn, id_column: calibData.idColumn ?? null },
+    system: recipe.system ?? null,
+    template_flags: recipe.templateFlags,
+    n: recipe.trace.n,
+    max_new_tokens: recipe.trace.maxNewTokens,
+    temperature: recipe.trace.temperature,
+    top_p: recipe.trace.topP,
+    top_k: recipe.trace.topK,
+    seed: recipe.trace.seed,
+    stop: [],
+  };
+  const prompts: TracePrompt[] = calibData.rows.map((row) => ({
+    id: row.id,
+    index: row.index,
+    render: (contextLength?: number) => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
+  }));
+  let lastLog = 0;
+  // Evaluation of one model (the dense one or a pruned one) on the held-out problems, cached by
+  // the backend's fingerprint and the evaluation settings.
+  const evalSha = fileSha(recipe.datasets.eval);
+  // The pruned models to make: method × target × calibration mode (named once the traces exist).
+  const plans = recipe.prune.flatMap((spec) =>
+    spec.targets.flatMap((target) =>
+      (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) => spec.quantize.map((quant) => ({ spec, target, calib, quant }))),
+    ),
+  );
+  const evalTotal = 1 + plans.length;
+  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
+    const tag = `(${i + 1}/${evalTotal}) ${name}`;
+    const file = join(out, 'evals', `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`);
+    if (existsSync(file)) {
+      log(`      ${tag}: evaluated before, skipped`);
+      return file;
+    }
+    mkdirSync(dirname(file), { recursive: true });
+    const t0 = performance.now();
+    const r = await runEval(
+      {
+        model: dir,
+        dataset: recipe.datasets.eval,
+        task: recipe.task,
+        columns: {
+          ...(recipe.datasets.promptColumn ? { prompt: recipe.datasets.promptColumn } : {}),
+          ...(recipe.datasets.answerColumn ? { answer: recipe.datasets.answerColumn } : {}),
+          ...(recipe.datasets.idColumn ? { id: recipe.datasets.idColumn } : {}),
+        },
+        ...(recipe.system ? { system: recipe.system } : {}),
+        templateExtra: recipe.templateFlags,
+        samples: recipe.eval.samples,
+        sampling: { temperature: recipe.eval.temperature, topP: recipe.eval.topP, topK: recipe.eval.topK, maxNewTokens: recipe.eval.maxNewTokens, seed: recipe.eval.seed },
+        ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
+        ...(recipe.eval.codeLimits ? { codeLimits: recipe.eval.codeLimits } : {}),
+        out: file,
+      },
+      backend,
+      tokenizer,
+      {
+        onProgress: (p) => {
+          if (Date.now() - lastLog < 10_000) return;
+          lastLog = Date.now();
+          log(`      ${tag}: ${p.done}/${p.total} problems, ${p.newTokens} tokens, ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+        },
+      },
+    );
+    log(`      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    return file;
+  };
+  const evalScope = `${recipe.datasets.eval}${recipe.eval.limit ? ` (first ${recipe.eval.limit} problems)` : ''}`;
+  const evaluateDense = (backend: GenerationBackend): Promise<string> => {
+    log(`      dense model on ${evalScope}`);
+    return evaluateWith(backend, 'dense', recipe.model, 0);
+  };
+
+  // One dense backend serves its fingerprint (which names every derived output), the traces and
+  // the dense evaluation: the dense model is opened (or, for llama.cpp, exported) once.
+  const { denseId, tracesPath, traces, denseEval } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, async (backend) => {
+    const denseId = backend.fingerprint;
+    const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
+    mkdirSync(dirname(tracesPath), { recursive: true });
+    log(`[1/4] traces: dense model on ${calibData.rows.length} calibration prompts × ${recipe.trace.n}, budget ${recipe.trace.tokenBudget} tokens → ${tracesPath}`);
+    const traces = await runTrace({
+      out: tracesPath,
+      backend,
+      prompts,
+      settings: tset,
+      tokenBudget: recipe.trace.tokenBudget,
+      batchSize: recipe.trace.batchSize,
+      dataset: { file: calibData.file, rows: calibData.rows.length, ...(calibData.hub ? { hub: calibData.hub } : {}) },
+      ...(hub.source ? { modelHub: hub.source } : {}),
+      version,
+      onProgress: (p) => {
+        if (Date.now() - lastLog < 5000) return;
+        lastLog = Date.now();
+        log(`      ${p.promptTokens + p.decodeTokens} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`);
+      },
+    });
+    log(`      ${traces.counts.records} traces, ${traces.tokens.total} tokens, decode share ${(100 * traces.decode_share).toFixed(1)}%`);
+    // The backend's batch size is fixed when it opens: reuse it when evaluation asks for the same.
+    const denseEval = recipe.eval.batchSize === recipe.trace.batchSize ? await evaluateDense(backend) : null;
+    return { denseId, tracesPath, traces, denseEval };
+  });
+
+  // 2. Pruning: method × target × calibration mode, each into a content-addressed directory.
+  const textShas = recipe.datasets.text.map(fileSha);
+  const traceSha = fileSha(tracesPath);
+  const jobs = plans.map(({ spec, target, calib, quant }) => {
+    const key = {
+      ...(quant ? { quant } : {}),
+      model: denseId,
+      method: spec.method,
+      target,
+      linears: spec.linears,
+      calib,
+      calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: recipe.calibration, tflags: recipe.templateFlags, system: recipe.system ?? null },
+    };
+    const name = `${spec.method}-${calib ?? 'nocalib'}-${targetLabel(target)}${quant ? `-${quant}` : ''}`;
+    return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib, quant };
+  });
+  log(`[2/4] pruning: ${jobs.length} models`);
+  for (const [i, j] of jobs.entries()) {
+    if (existsSync(join(j.dir, 'rac.json'))) {
+      log(`      (${i + 1}/${jobs.length}) ${j.name}: done before, skipped`);
+      continue;
+    }
+    const t0 = performance.now();
+    const calibSet = await buildCalibSet(
+      j.calib ?? 'prompt',
+      {
+        dataset: { path: recipe.datasets.calib, promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn, system: recipe.system, templateFlags: recipe.templateFlags },
+        traces: [tracesPath],
+        textFiles: recipe.datasets.text,
+        ...(recipe.calibration.mix ? { mix: recipe.calibration.mix } : {}),
+      },
+      { tokenizer, vocabSize },
+      { tokenBudget: recipe.calibration.tokens, maxSeqLen: recipe.calibration.maxSeqLen },
+    );
+    const model = Model.open(recipe.model);
+    try {
+      const s = await pruneCheckpoint(
+        model,
+        calibSet,
+        j.dir,
+        { method: j.spec.method, target: j.target, linears: j.spec.linears, batchTokens: recipe.calibration.batchTokens, overwrite: true, ...(j.quant ? { quant: j.quant } : {}) },
+        version,
+      );
+      log(
+        `      (${i + 1}/${jobs.length}) ${j.name}: ${(100 * s.totals.sparsity).toFixed(1)}% sparse, ${calibSet.tokens} calibration tokens, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+      );
+    } finally {
+      model.close();
+    }
+  }
+
+  // 3. Evaluation of every pruned model (and of the dense one, unless step 1 did it).
+  log(`[3/4] evaluation: ${jobs.length} pruned models${denseEval === null ? ' and the dense one' : ''} on ${evalScope}`);
+  const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, evaluateDense))];
+  for (const [i, j] of jobs.entries()) results.push(await withBackend(recipe, j.dir, recipe.eval.batchSize, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)));
+
+  // 4. Report and summary.
+  const report = join(out, 'report.html');
+  const summary = join(out, 'summary.json');
+  const built = buildReport(results, report, { summary, title: `rac study: ${title}` });
+  log(`[4/4] report → ${report}, summary → ${summary}`);
+  return { traces, results, report, summary, summaryJson: built.summary };
+}

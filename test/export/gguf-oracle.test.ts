@@ -1,0 +1,223 @@
+/**
+ * llama.cpp as the oracle: export a checkpoint to GGUF (f32), run it in llama.cpp through
+ * node-llama-cpp, and compare with rac's engine on token ids (no tokenizer in between):
+ * - greedy continuations of 64 tokens from several prompts must be identical. If they part, the
+ *   step where they part must be a near-tie in rac's own next-token distribution (top-2
+ *   probability margin < TIE); anything else fails;
+ * - next-token probabilities, teacher-forced over prompt + continuation, at several positions:
+ *   max |Δp| over the whole vocabulary < PROB_ATOL.
+ * llama.cpp runs with an F32 KV cache (its default is F16) and without flash attention, so both
+ * engines compute in f32 and differ only by summation order.
+ *
+ * node-llama-cpp is a devDependency with its CPU binary from the npm registry; set
+ * RAC_SKIP_LLAMA_CPP=1 to skip where that binary cannot load.
+ * The tiny reasoner (models/tiny-reasoner) is included when that directory exists.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { RacTokenizer } from '../../src/io/tokenizer.ts';
+import { Engine } from '../../src/models/engine.ts';
+import { generate } from '../../src/models/generate.ts';
+import { Model } from '../../src/models/model.ts';
+import type { RandomCheckpointOptions } from '../../src/models/random.ts';
+import { exportGguf } from '../../src/export/gguf.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+
+const NEW_TOKENS = 64;
+const PROB_ATOL = 1e-4;
+const LOGP_ATOL = 1e-3;
+const LOGP_FLOOR = 1e-6;
+const TIE = 1e-4;
+const THREADS = 1;
+const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : false;
+
+const CASES: [string, RandomCheckpointOptions][] = [
+  ['qwen2 (q/k/v bias, tied output)', { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true }],
+  ['llama (permuted q/k, llama3 rope → rope_freqs)', { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2, llama3Rope: true }],
+  ['qwen3 (q/k norm, head_dim 48 ≠ 128/4)', { family: 'qwen3', seed: 13, hidden: 128, heads: 4, kvHeads: 2, layers: 2, headDim: 48 }],
+  ['mistral → llama (vocab padded with [PAD] tokens)', { family: 'mistral', seed: 14, hidden: 128, heads: 4, kvHeads: 1, layers: 2, vocabPad: 21 }],
+];
+
+const PROMPTS = [
+  [10, 20, 30, 40, 50, 60],
+  [300, 7],
+  [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
+];
+
+const TEXTS = [
+  'The quick brown fox jumps over the lazy dog.',
+  'Compute 12345 + 678 = 13023, so the answer is \\boxed{42}.',
+  '<|im_start|>user\nWhat is 9 * 7?<|im_end|>\n<|im_start|>assistant\n<think>\nStep 1.\n</think>\n63',
+  '  def add(a, b):\n\treturn a + b  \n',
+];
+
+type NodeLlamaCpp = typeof import('node-llama-cpp');
+type Token = import('node-llama-cpp').Token;
+type ControlledInput = import('node-llama-cpp').ControlledEvaluateInputItem;
+type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
+
+function softmax(logits: Float32Array, off: number, V: number): Float64Array {
+  let mx = -Infinity;
+  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[off + i]!);
+  const p = new Float64Array(V);
+  let s = 0;
+  for (let i = 0; i < V; i++) s += p[i] = Math.exp(logits[off + i]! - mx);
+  for (let i = 0; i < V; i++) p[i]! /= s;
+  return p;
+}
+
+function top2Margin(p: Float64Array): number {
+  let a = -1;
+  let b = -1;
+  for (const x of p) {
+    if (x > a) [a, b] = [x, a];
+    else if (x > b) b = x;
+  }
+  return a - b;
+}
+
+describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
+  let llama: Llama;
+  const stats: string[] = [];
+  before(async () => {
+    const nlc: NodeLlamaCpp = await import('node-llama-cpp');
+    llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
+  });
+  after(async () => {
+    await llama?.dispose();
+    if (stats.length) process.stderr.write(`gguf oracle:\n  ${stats.join('\n  ')}\n`);
+  });
+
+  const cases: [string, () => string][] = CASES.map(([label, o]) => [label, () => checkpoint(o)]);
+  const tiny = join(process.cwd(), 'models', 'tiny-reasoner');
+  if (existsSync(join(tiny, 'config.json'))) cases.push(['tiny reasoner (models/tiny-reasoner)', () => tiny]);
+  else it('tiny reasoner (models/tiny-reasoner)', { skip: `${tiny} does not exist yet` }, () => {});
+
+  for (const [label, dirOf] of cases) {
+    it(`${label}: identical greedy continuations, probabilities within ${PROB_ATOL}`, async () => {
+      const timing = { export: 0, load: 0, racGen: 0, llamaGen: 0, racForward: 0, llamaProbs: 0 };
+      let t1 = performance.now();
+      const lap = (k: keyof typeof timing) => {
+        const now = performance.now();
+        timing[k] += now - t1;
+        t1 = now;
+      };
+      const dir = dirOf();
+      const gguf = join(tempDir('gguf'), 'model.gguf');
+      exportGguf({ model: dir, out: gguf, dtype: 'f32', warn: () => {} });
+      lap('export');
+
+      const model = Model.open(dir);
+      const engine = await Engine.load(model, { threads: THREADS });
+      const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
+      const ctx = await lm.createContext({
+        contextSize: 256,
+        sequences: 1,
+        threads: THREADS,
+        flashAttention: false,
+        experimentalKvCacheKeyType: 'F32',
+        experimentalKvCacheValueType: 'F32',
+      });
+      lap('load');
+      try {
+        const V = model.config.vocabSize;
+        // The vocabulary metadata: llama.cpp tokenizes text as rac's tokenizer does.
+        const tok = await RacTokenizer.load(dir);
+        for (const text of TEXTS) {
+          assert.deepEqual(lm.tokenize(text, true), tok.encode(text, { addSpecialTokens: false }), `tokenization of ${JSON.stringify(text)}`);
+        }
+        if (tok.eosTokenId !== undefined) assert.equal(lm.tokens.eos, tok.eosTokenId);
+        // Fixed id prompts (folded into the vocabulary), plus a chat-templated question.
+        const prompts = PROMPTS.map((p) => p.map((t) => t % V));
+        if (tok.chatTemplate !== undefined) {
+          const chat = tok.applyChatTemplate([{ role: 'user', content: 'What is 12 + 30? Think step by step.' }], { addGenerationPrompt: true });
+          prompts.push(tok.encode(chat, { addSpecialTokens: false }));
+        }
+        const seq = ctx.getSequence();
+        const racOut = await generate(
+          engine,
+          null,
+          prompts.map((prompt, i) => ({ prompt, stream: i })),
+          { maxNewTokens: NEW_TOKENS, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0, batchSize: 1 },
+        );
+        lap('racGen');
+        let worst = 0;
+        let worstLog = 0;
+        let compared = 0;
+        let ties = 0;
+        for (let pi = 0; pi < prompts.length; pi++) {
+          const prompt = prompts[pi]!;
+          const ours = racOut[pi]!.ids;
+          assert.equal(ours.length, NEW_TOKENS);
+
+          // llama.cpp greedy (temperature 0 = argmax), EOG tokens included and not stopping.
+          await seq.clearHistory();
+          const theirs: number[] = [];
+          lap('load');
+          for await (const t of seq.evaluate(prompt as Token[], { temperature: 0, yieldEogToken: true })) {
+            theirs.push(t);
+            if (theirs.length >= NEW_TOKENS) break;
+          }
+
+          lap('llamaGen');
+          // rac's distributions along prompt + its continuation (teacher forced).
+          const full = [...prompt, ...ours];
+          const [logits] = await engine.forward([full]);
+          lap('racForward');
+          const racP = (k: number) => softmax(logits!, (prompt.length - 1 + k) * V, V); // before continuation token k
+
+          const split = ours.findIndex((t, k) => t !== theirs[k]);
+          if (split >= 0) {
+            const margin = top2Margin(racP(split));
+            assert.ok(
+              margin < TIE,
+              `prompt ${pi}: continuations part at step ${split} (rac ${ours[split]}, llama.cpp ${theirs[split]}) where rac's top-2 margin is ${margin.toExponential(2)} ≥ ${TIE}\n rac:       ${ours.join(',')}\n llama.cpp: ${theirs.join(',')}`,
+            );
+            ties++;
+          }
+          assert.equal(theirs.length, NEW_TOKENS, `prompt ${pi}: llama.cpp stopped after ${theirs.length} tokens`);
+
+          // llama.cpp probabilities at every 8th continuation step, teacher-forced on rac's tokens.
+          await seq.clearHistory();
+          const upto = split >= 0 ? split : NEW_TOKENS - 1;
+          const steps = [0, ...Array.from({ length: 8 }, (_, j) => 8 * j + 7)].filter((k) => k <= upto);
+          const input = full.slice(0, prompt.length + upto).map((t, idx) => {
+            const k = idx - (prompt.length - 1);
+            const token = t as Token;
+            return steps.includes(k) ? ([token, { generateNext: { probabilities: true } }] as ControlledInput) : token;
+          });
+          const res = await seq.controlledEvaluate(input);
+          lap('llamaProbs');
+          for (const k of steps) {
+            const probs = res[prompt.length - 1 + k]?.next.probabilities;
+            assert.ok(probs, `prompt ${pi}: no probabilities from llama.cpp at step ${k}`);
+            const ref = racP(k);
+            let d = 0;
+            let dl = 0;
+            let mass = 0;
+            for (let v = 0; v < V; v++) {
+              const q = probs.get(v as Token) ?? 0;
+              mass += q;
+              d = Math.max(d, Math.abs(q - ref[v]!));
+              if (ref[v]! > LOGP_FLOOR) dl = Math.max(dl, Math.abs(Math.log(Math.max(q, 1e-300)) - Math.log(ref[v]!)));
+            }
+            assert.ok(Math.abs(mass - 1) < 1e-3, `prompt ${pi} step ${k}: llama.cpp probabilities sum to ${mass}`);
+            assert.ok(d < PROB_ATOL, `prompt ${pi} step ${k}: max |Δp| = ${d.toExponential(2)} ≥ ${PROB_ATOL}`);
+            assert.ok(dl < LOGP_ATOL, `prompt ${pi} step ${k}: max |Δ ln p| = ${dl.toExponential(2)} ≥ ${LOGP_ATOL} (tokens with p > ${LOGP_FLOOR})`);
+            worst = Math.max(worst, d);
+            worstLog = Math.max(worstLog, dl);
+            compared++;
+          }
+        }
+        stats.push(`${label}: ${compared} distributions, max |Δp| ${worst.toExponential(2)}, max |Δ ln p| ${worstLog.toExponential(2)}, near-tie splits ${ties}/${prompts.length}; ms ${JSON.stringify(Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, Math.round(v)])))}`);
+      } finally {
+        await ctx.dispose();
+        await lm.dispose();
+        await engine.release();
+        model.close();
+      }
+    });
+  }
+});

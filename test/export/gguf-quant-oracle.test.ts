@@ -1,0 +1,203 @@
+/**
+ * llama.cpp as the oracle for quantized GGUF: a checkpoint quantized by rac (GPTQ, joint
+ * SparseGPT + quantization, RTN) is exported as Q4_0 / Q8_0 GGUF and run in llama.cpp through
+ * node-llama-cpp; rac's engine runs the same model from its safetensors (the dequantized values,
+ * which the GGUF blocks reproduce bit for bit — test/prune/quant.test.ts).
+ *
+ * The weights are identical — the same model exported as F32 GGUF agrees with rac to < 1e-4 in
+ * llama.cpp — but llama.cpp's CPU dot products for Q4_0/Q8_0 weights quantize the activations to
+ * 8 bits (Q8_0 blocks of 32) first, so its logits are not an f32 matmul's. The tolerances are set
+ * from the gaps measured here (printed at the end), with headroom:
+ *   next-token probabilities, teacher forced at up to 9 positions per prompt: max |Δp| < PROB_ATOL
+ *   at every position, and < MEAN_ATOL on average;
+ *   greedy continuations of 32 tokens: identical, or parting only where rac's top-2 margin < TIE.
+ * Set RAC_SKIP_LLAMA_CPP=1 where the node-llama-cpp binary cannot load.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { QuantFormat } from '../../src/compress/quant-grids.ts';
+import { Engine } from '../../src/models/engine.ts';
+import { generate } from '../../src/models/generate.ts';
+import { Model } from '../../src/models/model.ts';
+import type { RandomCheckpointOptions } from '../../src/models/random.ts';
+import { exportGguf } from '../../src/export/gguf.ts';
+import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { calibSet, randomSequences } from '../helpers/prune.ts';
+
+const NEW_TOKENS = 32;
+// Measured (node-llama-cpp 3.21.1, CPU): max |Δp| 7.4e-2 (tiny reasoner, q8_0), 5.8e-2 (q4_0),
+// 1.1e-3 (random llama); mean over positions ≤ 1.9e-2; greedy splits at rac margins ≥ 1.35e-2.
+// Against the F32 GGUF of the same quantized model: ≤ 9.4e-6. Tolerances: twice the measured.
+const PROB_ATOL = Number(process.env.RAC_QUANT_PROB_ATOL ?? 0.15);
+const MEAN_ATOL = 0.04;
+/** A greedy split is accepted where rac's top-2 margin is within what |Δp| ≤ PROB_ATOL can flip. */
+const TIE = Number(process.env.RAC_QUANT_TIE ?? 0.15);
+/** The same model as an F32 GGUF: llama.cpp then runs an f32 matmul over the very same weights. */
+const F32_PROB_ATOL = 1e-4;
+const THREADS = 1;
+const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : false;
+
+type Quantize = Pick<PruneOptions, 'method' | 'target'> & { calib: boolean };
+const GPTQ: Quantize = { method: 'gptq', target: { kind: 'unstructured', sparsity: 0 }, calib: true };
+const JOINT: Quantize = { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, calib: true };
+const RTN: Quantize = { method: 'rtn', target: { kind: 'unstructured', sparsity: 0 }, calib: false };
+
+const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true };
+const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2 };
+const CASES: [string, () => string, QuantFormat, Quantize][] = [
+  ['qwen2 random, GPTQ q4_0', () => checkpoint(QWEN), 'q4_0', GPTQ],
+  ['qwen2 random, GPTQ q8_0', () => checkpoint(QWEN), 'q8_0', GPTQ],
+  ['llama random (permuted q/k), joint 50% + q4_0', () => checkpoint(LLAMA), 'q4_0', JOINT],
+];
+const TINY = join(process.cwd(), 'models', 'tiny-reasoner');
+if (existsSync(join(TINY, 'config.json'))) {
+  CASES.push(['tiny reasoner, RTN q4_0', () => TINY, 'q4_0', RTN], ['tiny reasoner, GPTQ q8_0', () => TINY, 'q8_0', GPTQ]);
+}
+
+const PROMPTS = [
+  [10, 20, 30, 40, 50, 60],
+  [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+  [200, 7, 9],
+];
+
+type NodeLlamaCpp = typeof import('node-llama-cpp');
+type Token = import('node-llama-cpp').Token;
+type ControlledInput = import('node-llama-cpp').ControlledEvaluateInputItem;
+type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
+
+function softmax(logits: Float32Array, off: number, V: number): Float64Array {
+  let mx = -Infinity;
+  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[off + i]!);
+  const p = new Float64Array(V);
+  let s = 0;
+  for (let i = 0; i < V; i++) s += p[i] = Math.exp(logits[off + i]! - mx);
+  for (let i = 0; i < V; i++) p[i]! /= s;
+  return p;
+}
+
+function top2Margin(p: Float64Array): number {
+  let a = -1;
+  let b = -1;
+  for (const x of p) {
+    if (x > a) [a, b] = [x, a];
+    else if (x > b) b = x;
+  }
+  return a - b;
+}
+
+describe('quantized GGUF (Q4_0/Q8_0) vs llama.cpp (node-llama-cpp)', { skip }, () => {
+  let llama: Llama;
+  const stats: string[] = [];
+  before(async () => {
+    const nlc: NodeLlamaCpp = await import('node-llama-cpp');
+    llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
+  });
+  after(async () => {
+    await llama?.dispose();
+    if (stats.length) process.stderr.write(`quantized gguf oracle:\n  ${stats.join('\n  ')}\n`);
+  });
+
+  for (const [label, dirOf, fmt, q] of CASES) {
+    it(`${label}: llama.cpp agrees with rac's engine on the dequantized model`, async () => {
+      const src = dirOf();
+      const dir = join(tempDir('quant'), 'm');
+      const srcModel = Model.open(src);
+      try {
+        const calib = q.calib ? calibSet(randomSequences(srcModel.config.vocabSize, 16, 30, 80, 3)) : null;
+        await pruneCheckpoint(srcModel, calib, dir, { method: q.method, target: q.target, quant: fmt, linears: 'all', batchTokens: 1024, runtime: { threads: THREADS } }, 'test');
+      } finally {
+        srcModel.close();
+      }
+      const gguf = join(tempDir('gguf'), 'model.gguf');
+      exportGguf({ model: dir, out: gguf, dtype: fmt, warn: () => {} });
+      const ggufF32 = join(tempDir('gguf'), 'model-f32.gguf');
+      exportGguf({ model: dir, out: ggufF32, dtype: 'f32', warn: () => {} });
+
+      const model = Model.open(dir);
+      const engine = await Engine.load(model, { threads: THREADS });
+      const opts = { contextSize: 128, sequences: 1, threads: THREADS, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as const;
+      const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
+      const ctx = await lm.createContext(opts);
+      const lm32 = await llama.loadModel({ modelPath: ggufF32, gpuLayers: 0 });
+      const ctx32 = await lm32.createContext(opts);
+      try {
+        const V = model.config.vocabSize;
+        const prompts = PROMPTS.map((p) => p.map((t) => t % V));
+        const seq = ctx.getSequence();
+        const racOut = await generate(
+          engine,
+          null,
+          prompts.map((prompt, i) => ({ prompt, stream: i })),
+          { maxNewTokens: NEW_TOKENS, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0, batchSize: 1 },
+        );
+        let worst = 0;
+        let worst32 = 0;
+        let sum = 0;
+        let compared = 0;
+        let splits = 0;
+        let minMargin = Infinity;
+        for (let pi = 0; pi < prompts.length; pi++) {
+          const prompt = prompts[pi]!;
+          const ours = racOut[pi]!.ids;
+          await seq.clearHistory();
+          const theirs: number[] = [];
+          for await (const t of seq.evaluate(prompt as Token[], { temperature: 0, yieldEogToken: true })) {
+            theirs.push(t);
+            if (theirs.length >= NEW_TOKENS) break;
+          }
+          const full = [...prompt, ...ours];
+          const [logits] = await engine.forward([full]);
+          const racP = (k: number) => softmax(logits!, (prompt.length - 1 + k) * V, V);
+          const split = ours.findIndex((t, k) => t !== theirs[k]);
+          if (split >= 0) {
+            const margin = top2Margin(racP(split));
+            minMargin = Math.min(minMargin, margin);
+            assert.ok(margin < TIE, `prompt ${pi}: continuations part at step ${split} where rac's top-2 margin is ${margin.toExponential(2)} ≥ ${TIE}`);
+            splits++;
+          }
+          await seq.clearHistory();
+          const upto = split >= 0 ? split : NEW_TOKENS - 1;
+          const steps = [0, ...Array.from({ length: 8 }, (_, j) => 4 * j + 3)].filter((k) => k <= upto);
+          const input = full.slice(0, prompt.length + upto).map((t, idx) => {
+            const k = idx - (prompt.length - 1);
+            return steps.includes(k) ? ([t as Token, { generateNext: { probabilities: true } }] as ControlledInput) : (t as Token);
+          });
+          const res = await seq.controlledEvaluate(input);
+          const seq32 = ctx32.getSequence();
+          const res32 = await seq32.controlledEvaluate(input);
+          seq32.dispose();
+          for (const k of steps) {
+            const probs = res[prompt.length - 1 + k]?.next.probabilities;
+            const probs32 = res32[prompt.length - 1 + k]?.next.probabilities;
+            assert.ok(probs && probs32, `prompt ${pi}: no probabilities at step ${k}`);
+            const ref = racP(k);
+            let d = 0;
+            let d32 = 0;
+            for (let v = 0; v < V; v++) {
+              d = Math.max(d, Math.abs((probs.get(v as Token) ?? 0) - ref[v]!));
+              d32 = Math.max(d32, Math.abs((probs32.get(v as Token) ?? 0) - ref[v]!));
+            }
+            assert.ok(d32 < F32_PROB_ATOL, `prompt ${pi} step ${k}: F32 GGUF of the quantized model, max |Δp| = ${d32.toExponential(2)} ≥ ${F32_PROB_ATOL}`);
+            worst32 = Math.max(worst32, d32);
+            assert.ok(d < PROB_ATOL, `prompt ${pi} step ${k}: max |Δp| = ${d.toExponential(2)} ≥ ${PROB_ATOL}`);
+            worst = Math.max(worst, d);
+            sum += d;
+            compared++;
+          }
+        }
+        assert.ok(sum / compared < MEAN_ATOL, `mean max |Δp| over positions ${(sum / compared).toExponential(2)} ≥ ${MEAN_ATOL}`);
+        stats.push(`${label}: ${compared} distributions, ${fmt} GGUF max |Δp| ${worst.toExponential(2)} (mean ${(sum / compared).toExponential(2)}), F32 GGUF ${worst32.toExponential(2)}; greedy splits ${splits}/${prompts.length}${splits ? ` (smallest margin ${minMargin.toExponential(2)})` : ''}`);
+      } finally {
+        await ctx.dispose();
+        await lm.dispose();
+        await ctx32.dispose();
+        await lm32.dispose();
+        await engine.release();
+        model.close();
+      }
+    });
+  }
+});

@@ -1,0 +1,175 @@
+/**
+ * Quantized checkpoints end to end without llama.cpp: `pruneCheckpoint` with --quant (GPTQ, joint
+ * SparseGPT + quantization, RTN without calibration), the rac.json record and the scales sidecar,
+ * and `exportGguf --dtype q4_0|q8_0`: decoding every block of the written GGUF gives the
+ * safetensors values bit for bit; an unquantized model exports by llama.cpp's reference RTN.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { QK, type QuantFormat } from '../../src/compress/quant-grids.ts';
+import { readGguf, readGgufTensorF32 } from '../../src/io/gguf.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { Model } from '../../src/models/model.ts';
+import type { RandomCheckpointOptions } from '../../src/models/random.ts';
+import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
+import { pruneCheckpoint, QUANT_SCALES_FILE, type PruneOptions } from '../../src/prune/prune.ts';
+import type { PruneSummary } from '../../src/prune/rac-json.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { calibSet, randomSequences, readAll, readSummary } from '../helpers/prune.ts';
+
+const RT = { threads: 1 };
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+/** qwen2, BF16 input (quantized tensors must be widened to F32 to be exact), tied embeddings. */
+const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 31, hidden: 64, layers: 2, intermediate: 160, dtype: 'BF16', tied: true };
+/** llama (q/k rows permuted in GGUF, block scales with them), untied output. */
+const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 32, hidden: 64, layers: 2, intermediate: 128, heads: 4, kvHeads: 2 };
+
+async function run(dir: string, out: string, o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>, withCalib = true): Promise<PruneSummary> {
+  const model = Model.open(dir);
+  try {
+    const calib = withCalib ? calibSet(randomSequences(model.config.vocabSize, 16, 30, 80, 5)) : null;
+    return await pruneCheckpoint(
+      model,
+      calib,
+      out,
+      { target: { kind: 'unstructured', sparsity: 0 }, linears: 'all', batchTokens: 512, runtime: RT, ...o },
+      'test-version',
+    );
+  } finally {
+    model.close();
+  }
+}
+
+/** GGUF name → HF name, and whether the llama q/k permutation applies (heads). */
+function ggufTensors(m: Model, arch: string): [string, string, number][] {
+  const c = m.config;
+  const out: [string, string, number][] = [['token_embd.weight', m.spec.embedName, 0]];
+  const map: Record<string, string> = { q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', o_proj: 'attn_output', gate_proj: 'ffn_gate', up_proj: 'ffn_up', down_proj: 'ffn_down' };
+  for (let i = 0; i < c.numLayers; i++) {
+    for (const l of m.spec.linears(c)) {
+      const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
+      out.push([`blk.${i}.${map[l.name]}.weight`, m.tensorName(i, l.module), heads]);
+    }
+  }
+  if (!m.tiedHead) out.push(['output.weight', m.spec.lmHeadName, 0]);
+  return out;
+}
+
+/** Every quantized tensor of the GGUF decodes to the safetensors values, bit for bit. */
+function assertGgufEqualsCheckpoint(dir: string, gguf: string, fmt: QuantFormat, arch: string): void {
+  const g = readGguf(gguf);
+  const m = Model.open(dir);
+  try {
+    const linType = fmt === 'q4_0' ? 'Q4_0' : 'Q8_0';
+    for (const [gname, hf, heads] of ggufTensors(m, arch)) {
+      const t = g.tensors.find((x) => x.name === gname)!;
+      assert.equal(t.type, gname.startsWith('blk.') ? linType : 'Q8_0', `${gname} type`);
+      let want = m.read(hf);
+      const [rows, cols] = m.tensors.info(hf).shape as [number, number];
+      if (heads) want = permuteQk(want, rows, cols, heads);
+      assert.equal(bits(readGgufTensorF32(g, gname)), bits(want), `${gname}: decoded blocks = ${hf}`);
+    }
+    for (const t of g.tensors) if (t.shape.length === 1) assert.equal(t.type, 'F32', `${t.name} stays F32`);
+  } finally {
+    m.close();
+  }
+}
+
+test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks reproduce them exactly', async () => {
+  for (const [opts, arch] of [[QWEN, 'qwen2'], [LLAMA, 'llama']] as const) {
+    const dir = checkpoint(opts);
+    for (const fmt of ['q4_0', 'q8_0'] as const) {
+      const out = join(tempDir('gptq'), 'm');
+      const s = await run(dir, out, { method: 'gptq', quant: fmt });
+      const q = s.quantization!;
+      assert.equal(q.format, fmt);
+      assert.equal(q.scales_file, QUANT_SCALES_FILE);
+      const m = Model.open(dir);
+      const linears = m.config.numLayers * m.spec.linears(m.config).length;
+      const tied = m.tiedHead;
+      m.close();
+      assert.equal(Object.keys(q.tensors).length, linears + (tied ? 1 : 2), 'every Linear + embedding (+ output)');
+      assert.equal(q.tensors['model.embed_tokens.weight']!.format, 'q8_0');
+      assert.equal(readSummary(out).quantization!.format, fmt);
+      for (const l of s.layers) for (const r of Object.values(l.linears)) assert.ok(r!.quant === fmt && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
+      // Quantized tensors are F32 even from a BF16 input; the sidecar holds F16 (rows, cols/32).
+      const all = readAll(out);
+      const sc = SafetensorsFile.open(join(out, QUANT_SCALES_FILE));
+      try {
+        for (const [name, rec] of Object.entries(q.tensors)) {
+          assert.equal(all.get(name)!.dtype, 'F32', name);
+          assert.deepEqual(sc.info(name).shape, [rec.rows, rec.cols / QK]);
+          assert.equal(sc.info(name).dtype, 'F16');
+        }
+      } finally {
+        sc.close();
+      }
+      const gguf = join(tempDir('gguf'), 'm.gguf');
+      const r = exportGguf({ model: out, out: gguf, dtype: fmt, warn: () => {} });
+      assertGgufEqualsCheckpoint(out, gguf, fmt, arch);
+      assert.equal(readGguf(gguf).metadata.get('general.file_type'), fmt === 'q4_0' ? 2 : 7);
+      // Quantized files are a fraction of the F32 export.
+      const f32 = exportGguf({ model: dir, out: join(tempDir('gguf'), 'f.gguf'), dtype: 'f32', warn: () => {} });
+      assert.ok(r.bytes < (fmt === 'q4_0' ? 0.3 : 0.4) * f32.bytes, `${fmt}: ${r.bytes} vs F32 ${f32.bytes}`);
+      // The other grid cannot be written from these scales.
+      assert.throws(() => exportGguf({ model: out, out: join(tempDir('gguf'), 'x.gguf'), dtype: fmt === 'q4_0' ? 'q8_0' : 'q4_0', warn: () => {} }), /was quantized to q/);
+    }
+  }
+});
+
+test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN needs no calibration and equals llama.cpp-style RTN export', async () => {
+  const dir = checkpoint(QWEN);
+  const out = join(tempDir('joint'), 'm');
+  const s = await run(dir, out, { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, quant: 'q4_0' });
+  assert.ok(s.quantization!.sparsity_after >= 0.5, `sparsity after quantization ${s.quantization!.sparsity_after}`);
+  for (const l of s.layers) for (const r of Object.values(l.linears)) assert.ok(r!.sparsity >= 0.5, `${r!.sparsity}`);
+  const gguf = join(tempDir('gguf'), 'j.gguf');
+  exportGguf({ model: out, out: gguf, dtype: 'q4_0', warn: () => {} });
+  assertGgufEqualsCheckpoint(out, gguf, 'q4_0', 'qwen2');
+
+  // RTN without calibration (no capture, no ORT sessions), on the pruned model: zeros stay zeros.
+  const rtn = join(tempDir('rtn'), 'm');
+  const pruned = join(tempDir('sgpt'), 'm');
+  await run(dir, pruned, { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 } });
+  const sr = await run(pruned, rtn, { method: 'rtn', quant: 'q4_0' }, false);
+  assert.equal(sr.calibration.tokens, 0);
+  assert.ok(sr.quantization!.sparsity_after >= 0.5);
+  const before = readAll(pruned);
+  for (const [name, t] of readAll(rtn)) {
+    if (!(name in sr.quantization!.tensors) || name.includes('embed')) continue;
+    const b = before.get(name)!.data;
+    for (let i = 0; i < b.length; i++) if (b[i] === 0) assert.ok(Object.is(t.data[i], 0), `${name}[${i}] zero kept`);
+  }
+  // Exporting the pruned (unquantized) model as q4_0 quantizes by RTN: the same blocks.
+  const a = join(tempDir('gguf'), 'a.gguf');
+  const b = join(tempDir('gguf'), 'b.gguf');
+  exportGguf({ model: rtn, out: a, dtype: 'q4_0', warn: () => {} });
+  exportGguf({ model: pruned, out: b, dtype: 'q4_0', warn: () => {} });
+  const ga = readGguf(a);
+  const gb = readGguf(b);
+  for (const t of ga.tensors) assert.equal(bits(readGgufTensorF32(ga, t.name)), bits(readGgufTensorF32(gb, t.name)), t.name);
+  assert.ok(existsSync(join(rtn, QUANT_SCALES_FILE)));
+});
+
+test('quantization refusals: gptq without a format or with a sparsity target', async () => {
+  const dir = checkpoint(QWEN);
+  await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq' }), /needs a format/);
+  await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0', target: { kind: 'unstructured', sparsity: 0.5 } }), /does not prune/);
+  await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0' }, false), /needs a calibration set/);
+});
+
+test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entries refused', async () => {
+  const { loadRecipe } = await import('../../src/study/run.ts');
+  const { writeFileSync } = await import('node:fs');
+  const d = tempDir('recipe');
+  const file = join(d, 'r.json');
+  const base = { model: 'm', datasets: { calib: 'c.jsonl', eval: 'e.jsonl' } };
+  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: [null, 'q4_0'] }, { method: 'magnitude', sparsity: 0.5 }] }));
+  const r = loadRecipe(file);
+  assert.deepEqual(r.prune[0]!.quantize, [null, 'q4_0']);
+  assert.deepEqual(r.prune[1]!.quantize, [null]);
+  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_k'] }] }));
+  assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null, q4_0 or q8_0, got "q3_k"/);
+});

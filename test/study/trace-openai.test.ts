@@ -1,0 +1,60 @@
+/**
+ * `rac trace --backend openai` against `rac serve` reproduces the local traces exactly: the CLI
+ * end to end over real HTTP on loopback, greedy and sampled.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readTraceFile } from '../../src/study/trace.ts';
+import { startServer, type RunningServer } from '../../src/serve/server.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+/** Run `rac trace` in a child process; async, so the in-process server keeps answering. */
+function trace(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', '-q', '--threads', '1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d) => (err += d));
+    c.on('error', reject);
+    c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`rac trace exited ${code}: ${err}`))));
+  });
+}
+
+describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, () => {
+  let dir: string;
+  let server: RunningServer;
+  let data: string;
+  before(async () => {
+    dir = checkpoint({ family: 'qwen2', seed: 31 });
+    server = await startServer({ model: dir, port: 0, runtime: { threads: 1 }, maxBatch: 8 });
+    const d = tempDir('trace-openai');
+    data = join(d, 'prompts.jsonl');
+    writeFileSync(data, ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.'].map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p })).join('\n') + '\n');
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  for (const [label, sampling] of [
+    ['greedy', ['--temperature', '0']],
+    ['sampled (temperature 0.8, top-p 0.9)', ['--temperature', '0.8', '--top-p', '0.9']],
+  ] as const) {
+    it(`${label}: same records as the local engine, except the model fingerprint`, async () => {
+      const d = tempDir('trace-openai-run');
+      const common = ['--model', dir, '--dataset', data, '--n', '2', '--max-new-tokens', '12', '--seed', '5', '--batch-size', '8', ...sampling];
+      await trace([...common, '--out', join(d, 'local.jsonl')]);
+      await trace([...common, '--out', join(d, 'remote.jsonl'), '--backend', 'openai', '--base-url', server.url]);
+      const key = (r: { prompt_id: string; sample: number }) => `${r.prompt_id}/${r.sample}`;
+      const strip = ({ model: _m, ...rest }: Record<string, unknown>) => rest;
+      const local = new Map(readTraceFile(join(d, 'local.jsonl')).records.map((r) => [key(r), strip(r as never)]));
+      const remote = new Map(readTraceFile(join(d, 'remote.jsonl')).records.map((r) => [key(r), strip(r as never)]));
+      assert.equal(local.size, 8);
+      assert.deepEqual([...remote.keys()].sort(), [...local.keys()].sort());
+      for (const [k, v] of local) assert.deepEqual(remote.get(k), v, k);
+    });
+  }
+});
