@@ -169,6 +169,8 @@ export interface PruneWork {
   trueSequential?: boolean;
   memoryLimitBytes?: number;
   pruneLmHead?: boolean;
+  /** OWL (--sparsity-profile owl): a dense pre-pass forwards every layer up to the last selected one once more. */
+  owl?: boolean;
 }
 
 export interface Estimate {
@@ -206,7 +208,10 @@ export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib:
   const batches = makeBatches(calib.sequences, w.batchTokens).map((b) => ({ B: b.length, T: Math.max(1, ...b.map((s) => s.ids.length)) }));
   const padded = batches.reduce((a, b) => a + b.B * b.T, 0);
   const groups = [...new Set(w.linears.map((l) => l.group))] as InputGroup[];
-  const hessBytes = groups.reduce((a, g) => a + 4 * groupWidth(cfg, g) ** 2, 0);
+  // Wanda without error statistics captures only diag(XᵀX): width, not width², per group.
+  const diagonalOnly = w.method === 'wanda' && w.errorStats === false;
+  const statWidth = (g: InputGroup) => (diagonalOnly ? groupWidth(cfg, g) : groupWidth(cfg, g) ** 2);
+  const hessBytes = groups.reduce((a, g) => a + 4 * statWidth(g), 0);
   const needStats = w.method !== 'magnitude' || w.errorStats !== false;
   const errorStats = w.errorStats !== false;
   const B = w.blocksize ?? 128;
@@ -216,9 +221,15 @@ export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib:
   const prune = zero();
   const recompute = zero();
   const fwd = batches.reduce((a, b) => a + layerForwardFlops(cfg, allLinears, b.B, b.T), 0);
-  const xtx = batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * groupWidth(cfg, g) ** 2, 0), 0);
+  const xtx = batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * statWidth(g), 0), 0);
   const stages = w.trueSequential && groups.some((g) => g.startsWith('attn')) && groups.some((g) => g.startsWith('mlp')) ? 2 : 1;
+  const lastSelected = Math.max(-1, ...selected);
   for (let l = 0; l < L; l++) {
+    if (w.owl && l <= lastSelected) {
+      capture.flops += fwd; // the dense pre-pass (diagonal capture)
+      capture.calls += batches.length;
+      capture.js += padded * D;
+    }
     recompute.flops += fwd;
     recompute.calls += batches.length;
     recompute.js += padded * D; // the hidden-state copies between stores

@@ -203,6 +203,7 @@ export function register(program: Command): void {
           trueSequential: o.trueSequential,
           memoryLimitBytes: o.memoryLimitMb * 2 ** 20,
           pruneLmHead: o.pruneLmHead,
+          owl: o.sparsityProfile === 'owl',
         },
         speed,
         rssBefore,
