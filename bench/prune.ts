@@ -5,6 +5,9 @@
  *   efficiency = (flops of the phases ÷ seconds) ÷ gemm_peak of the same run.
  * prune_layer_wanda: the same layer and tokens pruned by Wanda 50%: seconds per phase (capture
  *   is what Wanda's statistics cost: only the diagonal of XᵀX is needed).
+ * capture_variants: one 4,096-token batch (2 × 2,048) through that layer, alternating the full
+ *   XᵀX capture, the diagonal-only capture and the plain forward (twice each, best kept), so the
+ *   three are compared under the same load.
  * prune_rss: peak RSS of `rac prune` on a 4-layer and a 16-layer model of the same width
  *   (child processes, so each peak is its own), and their ratio.
  * prune_real (opt-in, tens of minutes): a real-size model — Qwen2-1.5B's full shape (28 layers,
@@ -15,6 +18,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { embedRows, leftPad } from '../src/models/batch.ts';
+import { LayerRunner } from '../src/models/layer-runner.ts';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
 import { pruneCheckpoint } from '../src/prune/prune.ts';
@@ -143,6 +148,40 @@ async function layerBench(dir: string, method: 'sparsegpt' | 'wanda', gemmGflops
     efficiency: +(gflops / gemmGflops!).toFixed(3),
   });
   return seconds;
+}
+
+export async function benchCaptureVariants(dir: string): Promise<void> {
+  const ck = join(dir, 'model');
+  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
+  const model = Model.open(ck);
+  const runner = await LayerRunner.create(model.spec, model.config, {});
+  try {
+    let s = 7;
+    const pb = leftPad([0, 1].map(() => Array.from({ length: 2048 }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % 400)));
+    const hidden = embedRows(model.embedding(), model.config, pb.ids);
+    const rw = new Float32Array(pb.B * pb.T).fill(1);
+    const feeds = runner.weightFeeds(model.layerWeights(0));
+    const best = { full_xtx: Infinity, diagonal: Infinity, forward: Infinity };
+    for (let rep = 0; rep < 2; rep++) {
+      for (const k of Object.keys(best) as (keyof typeof best)[]) {
+        const t0 = performance.now();
+        if (k === 'full_xtx') await runner.capture(feeds, hidden, pb, rw);
+        else if (k === 'diagonal') await runner.captureDiagonal(feeds, hidden, pb, rw);
+        else await runner.forward(feeds, hidden, pb);
+        best[k] = Math.min(best[k], (performance.now() - t0) / 1000);
+      }
+    }
+    emit({
+      name: 'capture_variants',
+      tokens: 4096,
+      seconds: Object.fromEntries(Object.entries(best).map(([k, v]) => [k, +v.toFixed(3)])),
+      diagonal_over_full: +(best.diagonal / best.full_xtx).toFixed(3),
+      diagonal_over_forward: +(best.diagonal / best.forward).toFixed(3),
+    });
+  } finally {
+    await runner.release();
+    model.close();
+  }
 }
 
 /** Peak RSS (KiB) of a pruning run in its own process (bench/prune-child.ts reports maxRSS). */
