@@ -4,7 +4,8 @@
  * Rooms are listed lowest first. A room may import rooms on lower rows only; rooms on the same row
  * are peers and import neither each other nor anything above. `src/version.ts` may be imported by
  * anyone. No import cycles anywhere, type-only imports included. test/, scripts/ and bench/ sit on
- * top and may import any room; src/ imports none of them.
+ * top and may import any room; src/ imports none of them. Only src/runtime imports onnxruntime-node;
+ * src/compress imports no node built-in and no package.
  */
 const LAYERS = [
   ['compress'], // pure math on typed arrays
@@ -27,6 +28,20 @@ const forbidden = [
     comment: 'src/ is the package: it imports no test, script or bench code',
     from: { path: '^src/' },
     to: { path: '^(test|scripts|bench)/' },
+  },
+  {
+    name: 'one-door-to-onnxruntime',
+    severity: 'error',
+    comment: 'src/runtime/ is the only module that imports onnxruntime-node (its package.json, for the version, is fine)',
+    from: { path: '^src/', pathNot: '^src/runtime/' },
+    to: { path: 'node_modules/onnxruntime-node/', pathNot: 'node_modules/onnxruntime-node/package\\.json$' },
+  },
+  {
+    name: 'compress-is-pure',
+    severity: 'error',
+    comment: 'src/compress is math on typed arrays: no node built-ins, no packages',
+    from: { path: '^src/compress/' },
+    to: { dependencyTypes: ['core', 'npm', 'npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
   },
   {
     name: 'rooms-known',

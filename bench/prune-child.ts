@@ -9,10 +9,13 @@ import { pruneCheckpoint } from '../src/prune/prune.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
-const [model, calib, out] = args.filter((a) => a !== '--json');
+// `--layers N`: prune only the first N decoder layers (the rest are still read, forwarded and written).
+const li = args.indexOf('--layers');
+const firstLayers = li >= 0 ? Number(args[li + 1]) : null;
+const [model, calib, out] = args.filter((a, i) => a !== '--json' && i !== li && i !== li + 1);
 const m = Model.open(model!);
 const set = readCalibJsonl(calib!, null, m.config.vocabSize, { tokenBudget: 0, maxSeqLen: 4096 });
-const summary = await pruneCheckpoint(m, set, out!, { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false, overwrite: true }, 'bench');
+const summary = await pruneCheckpoint(m, set, out!, { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false, overwrite: true, ...(firstLayers ? { layers: Array.from({ length: firstLayers }, (_, i) => i) } : {}) }, 'bench');
 m.close();
 const maxRss = process.resourceUsage().maxRSS;
 if (json) {

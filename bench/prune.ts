@@ -218,7 +218,11 @@ export function benchPruneReal(dir: string, layerSeconds: number | null, tokens 
   const writeSeconds = (performance.now() - t0) / 1000;
   const calib = join(dir, 'calib.jsonl');
   calibFile(calib, tokens, seqLen, 400);
-  const res = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/prune-child.ts'), '--json', ck, calib, join(dir, 'out')], {
+  // RAC_BENCH_REAL_LAYERS=N prunes only the first N layers (all 28 are still read, run forward and
+  // written, so peak RSS and load/write are the whole model's); the default prunes all 28.
+  const only = process.env.RAC_BENCH_REAL_LAYERS ? Number(process.env.RAC_BENCH_REAL_LAYERS) : null;
+  if (only !== null && !(Number.isInteger(only) && only >= 1 && only <= 28)) throw new Error('RAC_BENCH_REAL_LAYERS must be an integer in [1, 28]');
+  const res = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/prune-child.ts'), '--json', ...(only ? ['--layers', String(only)] : []), ck, calib, join(dir, 'out')], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 1 << 22,
@@ -228,6 +232,7 @@ export function benchPruneReal(dir: string, layerSeconds: number | null, tokens 
   const sorted = [...r.layer_seconds].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
   const layers = r.layer_seconds.length;
+  // Everything but the pruned layers' phases: reading, writing, and the forward of unpruned layers.
   const overhead = r.total_seconds - r.layer_seconds.reduce((a, b) => a + b, 0);
   // Projection: each phase's median seconds per layer, scaled by its flop ratio (layerPhaseFlops).
   const phaseMedian = Object.fromEntries(PHASES.map((p) => {
@@ -238,7 +243,10 @@ export function benchPruneReal(dir: string, layerSeconds: number | null, tokens 
   const project = (shape: LayerShape, t: number, paramRatio: number) => {
     const f = layerPhaseFlops(shape, t, seqLen);
     const perLayer = PHASES.reduce((acc, p) => acc + phaseMedian[p] * (f[p] / base[p]), 0);
-    return { layer_seconds: +perLayer.toFixed(1), total_hours: +((perLayer * 28 + overhead * paramRatio) / 3600).toFixed(2) };
+    // With only some layers pruned, the unpruned layers' forward is in `overhead`; the projection
+    // counts 28 pruned layers plus the read/write share only when all 28 were pruned.
+    const io = layers === 28 ? overhead : 0;
+    return { layer_seconds: +perLayer.toFixed(1), total_hours: +((perLayer * 28 + io * paramRatio) / 3600).toFixed(2) };
   };
   const ratio7b = 7.62 / 1.78; // parameters (billions), for reading and writing the checkpoint
   emit({
@@ -247,7 +255,7 @@ export function benchPruneReal(dir: string, layerSeconds: number | null, tokens 
     tokens,
     checkpoint_write_seconds: +writeSeconds.toFixed(1),
     peak_rss_gib: +(r.max_rss_kib / 2 ** 20).toFixed(2),
-    layers,
+    layers_pruned: layers,
     layer_seconds_median: +median.toFixed(2),
     layer_seconds_max: +sorted[sorted.length - 1]!.toFixed(2),
     phase_seconds_median: Object.fromEntries(PHASES.map((p) => [p, +phaseMedian[p].toFixed(2)])),

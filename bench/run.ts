@@ -13,6 +13,7 @@ import { benchDecode } from './decode.ts';
 import { benchDecodeGguf } from './decode-gguf.ts';
 import { benchPrefill } from './prefill.ts';
 import { benchCaptureVariants, benchPruneLayer, benchPruneLayerWanda, benchPruneReal, benchPruneRss } from './prune.ts';
+import { benchServe } from './serve.ts';
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
@@ -30,6 +31,7 @@ try {
   if (want('prefill')) await benchPrefill(join(dir, 'prefill'), await peak());
   if (want('decode')) await benchDecode(join(dir, 'decode'));
   if (want('decode_gguf')) await benchDecodeGguf(join(dir, 'decode_gguf'));
+  if (want('serve')) await benchServe(join(dir, 'serve'));
   let layerSeconds: number | null = null;
   if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
   if (want('prune_layer_wanda')) await benchPruneLayerWanda(join(dir, 'prune_layer_wanda'));

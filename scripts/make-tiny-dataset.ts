@@ -13,7 +13,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FAMILIES, SPLITS, generateSplit, type Family, type Split, type SplitOptions, type TinyFormat, type TinyProblem } from '../src/tasks/tiny.ts';
+import { FAMILIES, SPLITS, generateSplit, type Family, type Split, type SplitOptions, type TinyFormat, type TinyProblem } from '../src/tasks/tiny/index.ts';
 
 const DEFAULTS: Record<Split, number> = { train: 20_000, calib: 256, eval: 500 };
 

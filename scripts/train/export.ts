@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { writeTokenizerFiles } from '../../src/io/bpe.ts';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-writer.ts';
 import { TOKENIZER_OPTIONS } from './data.ts';
 import { headDim, type Params, type TinyConfig } from './model.ts';
 

@@ -61,7 +61,8 @@ export function isUniform(tw: TokenWeights): boolean {
 export function validateTokenWeights(tw: TokenWeights): void {
   for (const k of TOKEN_CLASSES) {
     const v = tw[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`token weight "${k}" must be a finite number ≥ 0, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new RangeError(`token weight "${k}" must be a finite number ≥ 0, got ${String(v)}`);
   }
 }
 
@@ -73,7 +74,12 @@ function classWeights(tw: TokenWeights): [number, number, number] {
  * Row weights (B·T) of one left-padded batch: √(w_seq·w_class) for real tokens, 0 for padding.
  * `valid[b]` marks the real positions of sequence b (the last seq.ids.length of T).
  */
-export function batchRowWeights(seqs: readonly WeightedSequence[], valid: readonly Uint8Array[], T: number, tw: TokenWeights = UNIFORM_TOKEN_WEIGHTS): Float32Array {
+export function batchRowWeights(
+  seqs: readonly WeightedSequence[],
+  valid: readonly Uint8Array[],
+  T: number,
+  tw: TokenWeights = UNIFORM_TOKEN_WEIGHTS,
+): Float32Array {
   const rw = new Float32Array(seqs.length * T);
   const cw = classWeights(tw);
   const uniform = isUniform(tw);
@@ -167,7 +173,10 @@ export function secondMoment(s: XtxSum, n: number): Float32Array {
 export function parseTokenWeights(spec: string, what = '--token-weights'): TokenWeights {
   const out: TokenWeights = { ...UNIFORM_TOKEN_WEIGHTS };
   const seen = new Set<string>();
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([a-z]+)\s*[=:]\s*(\S+)$/.exec(part);
     if (!m) throw new RangeError(`${what}: expected CLASS=NUMBER[,CLASS=NUMBER…] with CLASS prompt | think | answer, got "${part}"`);
     const k = m[1] as TokenClass;

@@ -38,7 +38,8 @@ export function outlierRatio(linears: readonly ScoredLinear[], m: number): numbe
   let sum = 0;
   let count = 0;
   for (const { W, rows, cols, colNorm } of linears) {
-    if (W.length !== rows * cols || colNorm.length !== cols) throw new RangeError(`OWL: a ${rows}×${cols} Linear needs ${rows * cols} weights and ${cols} column norms`);
+    if (W.length !== rows * cols || colNorm.length !== cols)
+      throw new RangeError(`OWL: a ${rows}×${cols} Linear needs ${rows * cols} weights and ${cols} column norms`);
     for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) sum += Math.abs(W[r * cols + j]!) * colNorm[j]!;
     count += rows * cols;
   }

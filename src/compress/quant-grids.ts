@@ -251,14 +251,3 @@ export function decodeBlocks(fmt: QuantFormat, bytes: Uint8Array, n: number): Fl
   }
   return out;
 }
-
-/** The scales' codes: k[i] = W[i]/d of its block (for tests and checks); assumes W on the grid. */
-export function codesOf(W: Float32Array, scales: ArrayLike<number>, cols: number): Int8Array {
-  const out = new Int8Array(W.length);
-  const nb = cols / QK;
-  for (let i = 0; i < W.length; i++) {
-    const d = scales[Math.floor(i / cols) * nb + Math.floor((i % cols) / QK)]!;
-    out[i] = d === 0 ? 0 : W[i]! / d;
-  }
-  return out;
-}

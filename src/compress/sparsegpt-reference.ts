@@ -72,7 +72,6 @@ export function upperFactorReference64(H: ArrayLike<number>, n: number): Float64
   return transpose64(cholesky64(Hinv, n), n, n); // Hinv = Lh·Lhᵀ → U = Lhᵀ, UᵀU = Hinv
 }
 
-
 /** Indices [0, len) of the k smallest scores, ties → lower index (a plain sort). */
 function smallestK(scores: number[], k: number): number[] {
   return scores

@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
 import { ModelFileError, modelDirRoots, modelFilePath, readModelFile } from './model-file.ts';
-import { INDEX_FILE, SafetensorsFile, SafetensorsWriter, writeShardedIndex, type SafetensorsModel } from './safetensors.ts';
+import { INDEX_FILE, SafetensorsFile, type SafetensorsModel } from './safetensors.ts';
+import { SafetensorsWriter, writeShardedIndex } from './safetensors-writer.ts';
 import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
 export class CheckpointWriter {

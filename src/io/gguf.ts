@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeBlocks, QK, type QuantFormat } from '../compress/quant-grids.ts';
+import { AtomicFileWriter } from './atomic.ts';
 import { f16ToF32, bf16ToF32, f32ToBf16, f32ToF16 } from './dtype.ts';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -232,13 +233,6 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function writeFully(fd: number, data: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < data.byteLength) {
-    done += fs.writeSync(fd, data, done, data.byteLength - done, position + done);
-  }
-}
-
 interface Slot {
   entry: GgufTensorEntry;
   offset: number; // relative to the data section
@@ -254,18 +248,16 @@ interface Slot {
  */
 export class GgufWriter {
   readonly path: string;
-  readonly tmpPath: string;
   readonly alignment: number;
   /** Absolute file offset of the data section. */
   readonly dataStart: number;
   readonly fileBytes: number;
   private readonly slots: Map<string, Slot>;
-  private fd: number | undefined;
+  private readonly file: AtomicFileWriter;
 
-  private constructor(file: string, tmp: string, fd: number, slots: Map<string, Slot>, alignment: number, dataStart: number, fileBytes: number) {
-    this.path = file;
-    this.tmpPath = tmp;
-    this.fd = fd;
+  private constructor(file: AtomicFileWriter, slots: Map<string, Slot>, alignment: number, dataStart: number, fileBytes: number) {
+    this.path = file.path;
+    this.file = file;
     this.slots = slots;
     this.alignment = alignment;
     this.dataStart = dataStart;
@@ -343,35 +335,33 @@ export class GgufWriter {
     tensors.forEach((t, i) => {
       slots.set(t.name, { entry: { ...t, shape: t.shape.slice() }, offset: offsets[i]!, bytes: ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape)), written: false });
     });
-    const tmp = `${abs}.tmp-${process.pid}`;
-    let fd: number;
+    let out: AtomicFileWriter;
     try {
-      fd = fs.openSync(tmp, 'w');
+      out = new AtomicFileWriter(abs);
     } catch (e) {
-      throw new GgufError(abs, `cannot create ${tmp} (${(e as Error).message})`);
+      throw new GgufError(abs, `cannot create ${abs}.tmp-${process.pid} (${(e as Error).message})`);
     }
     try {
-      writeFully(fd, bytes, 0);
+      out.writeAt(bytes, 0);
       // Padding after the last tensor (and between tensors) reads as zeros.
-      fs.ftruncateSync(fd, bytes.length + dataBytes);
+      out.setSize(bytes.length + dataBytes);
     } catch (e) {
-      fs.closeSync(fd);
-      fs.rmSync(tmp, { force: true });
+      out.discard();
       throw new GgufError(abs, `cannot write header (${(e as Error).message})`);
     }
-    return new GgufWriter(abs, tmp, fd, slots, alignment, bytes.length, bytes.length + dataBytes);
+    return new GgufWriter(out, slots, alignment, bytes.length, bytes.length + dataBytes);
   }
 
   /** Writes one tensor's raw little-endian bytes. */
   write(name: string, data: Uint8Array): void {
     const s = this.slots.get(name);
     if (!s) throw new GgufError(this.path, `no tensor "${name}" in this file's header`);
-    if (this.fd === undefined) throw new GgufError(this.path, `write of "${name}" after close()`);
+    if (!this.file.isOpen) throw new GgufError(this.path, `write of "${name}" after close()`);
     if (s.written) throw new GgufError(this.path, `tensor "${name}" written twice`);
     if (data.byteLength !== s.bytes) {
       throw new GgufError(this.path, `tensor "${name}": got ${data.byteLength} bytes, expected ${s.bytes} (${s.entry.type} [${s.entry.shape.join(', ')}])`);
     }
-    writeFully(this.fd, data, this.dataStart + s.offset);
+    this.file.writeAt(data, this.dataStart + s.offset);
     s.written = true;
   }
 
@@ -392,30 +382,18 @@ export class GgufWriter {
 
   /** Checks every tensor was written, fsyncs, closes and renames the file into place. */
   close(): void {
-    if (this.fd === undefined) return;
-    const fd = this.fd;
-    this.fd = undefined;
+    if (!this.file.isOpen) return;
     const missing = this.missing();
     if (missing.length) {
-      fs.closeSync(fd);
-      fs.rmSync(this.tmpPath, { force: true });
+      this.file.discard();
       throw new GgufError(this.path, `${missing.length} tensor(s) never written: ${missing.slice(0, 10).join(', ')}`);
     }
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(this.tmpPath, this.path);
+    this.file.commit();
   }
 
   /** Closes without checks and removes the partial file. */
   abort(): void {
-    if (this.fd !== undefined) {
-      fs.closeSync(this.fd);
-      this.fd = undefined;
-    }
-    fs.rmSync(this.tmpPath, { force: true });
+    this.file.discard();
   }
 }
 

@@ -1,4 +1,5 @@
-/** JSON Lines: one JSON object per line, errors naming file:line. */
+/** JSON Lines: one JSON object per line, errors naming file:line; append-only logs with their torn-line repair. */
+import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 
 export class JsonlError extends Error {
   constructor(message: string) {
@@ -109,5 +110,104 @@ export function* jsonlObjects(
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail(`${where}: expected a JSON object per line`);
     yield { row: v as Record<string, unknown>, where, line: i };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Append-only logs (`rac trace`'s traces file, `rac eval`'s samples log)
+//
+// The writer appends complete lines only, each append one write. Killed at any byte (kill -9
+// included), a log ends in at most one torn write: the bytes after its last '\n'. A reader leaves
+// those bytes out (not decoded, not parsed) and reports them; `repairJsonlLog` truncates them away
+// before the writer appends again. Every complete line must be a JSON object: anything else is an
+// error naming file:line, never dropped, because a crash cannot produce it.
+
+export interface JsonlLog {
+  rows: JsonlRow[];
+  /** Bytes of complete lines. */
+  validBytes: number;
+  /** Bytes after the last '\n' (a torn last line), 0 when none. */
+  tornBytes: number;
+}
+
+export interface JsonlLogOptions {
+  /** What a line holds, for errors: `corrupt <record> (…)`. Default "record". */
+  record?: string;
+  /** Appended to a corrupt-line error, e.g. what to do about it. */
+  hint?: string;
+  error?: (message: string) => Error;
+}
+
+/** Reads an append-only JSONL log (see above); a missing or unreadable file is an error naming it. */
+export function readJsonlLog(file: string, opts: JsonlLogOptions = {}): JsonlLog {
+  const fail = opts.error ?? ((m: string) => new JsonlError(m));
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fail(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`);
+  }
+  const validBytes = buf.lastIndexOf(0x0a) + 1;
+  const text = decodeUtf8(buf.subarray(0, validBytes), file, fail);
+  const record = opts.record ?? 'record';
+  const hint = opts.hint ? `; ${opts.hint}` : '';
+  const rows: JsonlRow[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.trim()) continue;
+    const where = `${file}:${i + 1}`;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      throw fail(`${where}: corrupt ${record} (${(e as Error).message})${hint}`);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail(`${where}: expected a JSON object${hint}`);
+    rows.push({ row: v as Record<string, unknown>, where, line: i });
+  }
+  return { rows, validBytes, tornBytes: buf.length - validBytes };
+}
+
+/** Truncates a log's torn last line away (to `log.validBytes`) and fsyncs; nothing when it has none. */
+export function repairJsonlLog(file: string, log: Pick<JsonlLog, 'validBytes' | 'tornBytes'>): void {
+  if (log.tornBytes === 0) return;
+  const fd = openSync(file, 'r+');
+  try {
+    ftruncateSync(fd, log.validBytes);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The writing end of an append-only JSONL log: each `append` is one write of complete lines. */
+export class JsonlAppender {
+  private readonly fd: number;
+
+  constructor(readonly file: string) {
+    this.fd = openSync(file, 'a');
+  }
+
+  /** Appends one line per record (JSON), all in one write. */
+  append(records: readonly unknown[]): void {
+    if (records.length === 0) return;
+    const data = Buffer.from(records.map((r) => JSON.stringify(r) + '\n').join(''), 'utf8');
+    let off = 0;
+    while (off < data.length) off += writeSync(this.fd, data, off, data.length - off);
+  }
+
+  sync(): void {
+    fsyncSync(this.fd);
+  }
+
+  /** fsyncs and closes. */
+  close(): void {
+    try {
+      fsyncSync(this.fd);
+    } finally {
+      closeSync(this.fd);
+    }
   }
 }

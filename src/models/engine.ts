@@ -10,7 +10,7 @@
 import { bakeInputs, MAX_BAKED_BYTES } from '../runtime/graph.ts';
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
-import { attentionMask, decodeMask, embedRows, leftPad, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
+import { attentionMask, decodeMask, embedRows, leftPad, MASK_NEG, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
 import { buildHeadGraph, buildLayerGraph } from './graphs.ts';
 import type { Model } from './model.ts';
 
@@ -106,6 +106,149 @@ export class KvCache {
     this.values = this.values.map(pick);
     this.valid = rows.map((r) => this.valid[r]!);
     this.nextPos = rows.map((r) => this.nextPos[r]!);
+  }
+}
+
+/**
+ * KV cache for iteration-level scheduling (`rac serve`): one row per running sequence, rows
+ * 0..B−1 in use, row b holding its sequence's lens[b] tokens at columns 0..lens[b]−1 (no padding:
+ * a token's column is its position). Same per-layer layout as KvCache — keys (R, Hkv, hd, C),
+ * values (R, Hkv, C, hd), allocated for R ≥ B rows — so one (B, 1) decode step reads rows 0..B−1
+ * in place. A sequence joins by copying its prefilled keys/values into row B; one leaves by moving
+ * the last row into its place. Nothing else is copied, except when the allocation is resized.
+ */
+export class SlotCache {
+  keysT: Float32Array[];
+  values: Float32Array[];
+  /** Per row in use: tokens held (= the position of its next token). */
+  lens: number[] = [];
+  /** Allocated rows. */
+  R = 0;
+  /** Allocated columns. */
+  C = 0;
+
+  constructor(
+    readonly L: number,
+    readonly Hkv: number,
+    readonly hd: number,
+  ) {
+    this.keysT = Array.from({ length: L }, () => new Float32Array(0));
+    this.values = Array.from({ length: L }, () => new Float32Array(0));
+  }
+
+  /** Rows in use. */
+  get batch(): number {
+    return this.lens.length;
+  }
+
+  /** Allocated tokens (rows × columns). */
+  get allocated(): number {
+    return this.R * this.C;
+  }
+
+  /** Reallocate to R × C (both ≥ what the rows in use hold), copying the rows in use. */
+  resize(R: number, C: number): void {
+    if (R === this.R && C === this.C) return;
+    const { Hkv, hd } = this;
+    const B = this.batch;
+    if (R < B || this.lens.some((n) => n > C)) throw new Error(`slot cache: ${B} rows of up to ${Math.max(0, ...this.lens)} tokens do not fit ${R} × ${C}`);
+    const C0 = this.C;
+    this.keysT = this.keysT.map((kT) => {
+      const out = new Float32Array(R * Hkv * hd * C);
+      for (let b = 0; b < B; b++) {
+        const n = this.lens[b]!;
+        for (let r = b * Hkv * hd; r < (b + 1) * Hkv * hd; r++) out.set(kT.subarray(r * C0, r * C0 + n), r * C);
+      }
+      return out;
+    });
+    this.values = this.values.map((v) => {
+      const out = new Float32Array(R * Hkv * C * hd);
+      for (let b = 0; b < B; b++) {
+        const n = this.lens[b]!;
+        for (let bh = b * Hkv; bh < (b + 1) * Hkv; bh++) out.set(v.subarray(bh * C0 * hd, (bh * C0 + n) * hd), bh * C * hd);
+      }
+      return out;
+    });
+    this.R = R;
+    this.C = C;
+  }
+
+  /**
+   * Append a prefilled sequence as row B: row `row` of a left-padded prefill cache holding `len`
+   * real tokens (its last `len` filled slots). Needs R > B and C ≥ len.
+   */
+  append(src: KvCache, row: number, len: number): number {
+    const b = this.batch;
+    if (b >= this.R || len > this.C) throw new Error(`slot cache: no room for a row of ${len} tokens (${b}/${this.R} rows, ${this.C} columns)`);
+    const { Hkv, hd, C } = this;
+    const off = src.S - len;
+    for (let l = 0; l < this.L; l++) {
+      const sk = src.keysT[l]!;
+      const sv = src.values[l]!;
+      const dk = this.keysT[l]!;
+      const dv = this.values[l]!;
+      for (let h = 0; h < Hkv; h++) {
+        const sbh = row * Hkv + h;
+        const dbh = b * Hkv + h;
+        for (let d = 0; d < hd; d++) {
+          const s0 = (sbh * hd + d) * src.C + off;
+          dk.set(sk.subarray(s0, s0 + len), (dbh * hd + d) * C);
+        }
+        const v0 = (sbh * src.C + off) * hd;
+        dv.set(sv.subarray(v0, v0 + len * hd), dbh * C * hd);
+      }
+    }
+    this.lens.push(len);
+    return b;
+  }
+
+  /** Drop row b: the last row moves into its place (returns the row that moved, or −1 if none). */
+  remove(b: number): number {
+    const last = this.batch - 1;
+    if (b < 0 || b > last) throw new Error(`slot cache: no row ${b}`);
+    if (b !== last) {
+      const per = this.Hkv * this.hd * this.C;
+      for (const a of [...this.keysT, ...this.values]) a.copyWithin(b * per, last * per, (last + 1) * per);
+      this.lens[b] = this.lens[last]!;
+    }
+    this.lens.pop();
+    return b === last ? -1 : last;
+  }
+
+  /** Write one new key/value per row in use, (B, Hkv, 1, hd) each, at column lens[b] of layer l. */
+  write(l: number, newKey: Float32Array, newValue: Float32Array, T: number): void {
+    if (T !== 1) throw new Error(`slot cache: decode writes one token per row, got ${T}`);
+    const { Hkv, hd, C } = this;
+    const kT = this.keysT[l]!;
+    const v = this.values[l]!;
+    for (let b = 0; b < this.batch; b++) {
+      const col = this.lens[b]!;
+      if (col >= C) throw new Error(`KV cache overflow: row ${b} holds ${col} of ${C} columns`);
+      for (let h = 0; h < Hkv; h++) {
+        const bh = b * Hkv + h;
+        const src = bh * hd;
+        v.set(newValue.subarray(src, src + hd), (bh * C + col) * hd);
+        const kBase = bh * hd * C + col;
+        for (let d = 0; d < hd; d++) kT[kBase + d * C] = newKey[src + d]!;
+      }
+    }
+  }
+
+  /**
+   * Additive mask (B, 1, 1, 1, C + 1): row b's new token sees its columns 0..lens[b]−1 (with a
+   * sliding window, those less than `window` positions back) and itself at column C.
+   */
+  decodeMask(window: number | null): HostTensor {
+    const B = this.batch;
+    const W = this.C + 1;
+    const m = new Float32Array(B * W).fill(MASK_NEG);
+    for (let b = 0; b < B; b++) {
+      const n = this.lens[b]!;
+      const lo = window ? Math.max(0, n - window + 1) : 0;
+      m.fill(0, b * W + lo, b * W + n);
+      m[b * W + this.C] = 0;
+    }
+    return { data: m, dims: [B, 1, 1, 1, W] };
   }
 }
 
@@ -222,13 +365,14 @@ export class Engine {
     T: number,
     positions: Int32Array,
     mask: HostTensor,
-    cache: KvCache | null,
+    cache: KvCache | SlotCache | null,
     usePast: boolean,
   ): Promise<Float32Array> {
     const c = this.config;
     const { cos, sin } = ropeFeeds(c, positions, B, T);
     const emptyK: HostTensor = { data: new Float32Array(0), dims: [B, c.numKvHeads, c.headDim, 0] };
     const emptyV: HostTensor = { data: new Float32Array(0), dims: [B, c.numKvHeads, 0, c.headDim] };
+    const kvRow = cache ? c.numKvHeads * c.headDim * cache.C : 0;
     let h = hidden;
     for (let l = 0; l < c.numLayers; l++) {
       const { session, feeds: weights } = this.layerSessions[l]!;
@@ -239,8 +383,9 @@ export class Engine {
         cos,
         sin,
         mask,
-        past_key_t: past ? { data: cache.keysT[l]!, dims: [B, c.numKvHeads, c.headDim, cache.C] } : emptyK,
-        past_value: past ? { data: cache.values[l]!, dims: [B, c.numKvHeads, cache.C, c.headDim] } : emptyV,
+        // A slot cache may hold more rows than are in use; rows 0..B−1 are a prefix.
+        past_key_t: past ? { data: cache.keysT[l]!.subarray(0, B * kvRow), dims: [B, c.numKvHeads, c.headDim, cache.C] } : emptyK,
+        past_value: past ? { data: cache.values[l]!.subarray(0, B * kvRow), dims: [B, c.numKvHeads, cache.C, c.headDim] } : emptyV,
       };
       const out = await session.run(feeds, cache ? undefined : ['out']);
       h = out['out']!.data as Float32Array;
@@ -317,6 +462,26 @@ export class Engine {
     });
     cache.S += 1;
     cache.nextPos = cache.nextPos.map((p) => p + 1);
+    return this.head(hidden, B);
+  }
+
+  /** An empty slot cache for this model (see SlotCache). */
+  slotCache(): SlotCache {
+    const c = this.config;
+    return new SlotCache(c.numLayers, c.numKvHeads, c.headDim);
+  }
+
+  /**
+   * Append one token to every row in use of a slot cache (row b's token at position lens[b]);
+   * returns next-token logits (B, V). The cache must have a free column in every row.
+   */
+  async decodeSlots(cache: SlotCache, tokens: number[]): Promise<Float32Array> {
+    const B = cache.batch;
+    if (tokens.length !== B) throw new Error(`decode: ${tokens.length} tokens for a batch of ${B}`);
+    const positions = Int32Array.from(cache.lens);
+    const mask = cache.decodeMask(this.config.slidingWindow);
+    const hidden = await this.layers(this.embed(tokens), B, 1, positions, mask, cache, true);
+    for (let b = 0; b < B; b++) cache.lens[b]! += 1;
     return this.head(hidden, B);
   }
 

@@ -70,7 +70,8 @@ export interface Completion {
   aborted?: boolean;
 }
 
-interface Live {
+/** One sequence being generated: its settings, PRNG and output so far (generate() and `rac serve`). */
+export interface SequenceState {
   index: number;
   rng: Rng;
   params: SamplingParams;
@@ -80,6 +81,61 @@ interface Live {
   ids: number[];
   text: string;
   stream: DecodeStream | null;
+}
+
+/**
+ * A sequence's state before its first token; its new tokens stop where prompt + completion fill
+ * the model's context `ctx`.
+ */
+export function startSequence(
+  index: number,
+  req: GenerationRequest,
+  st: { params: SamplingParams; maxNewTokens: number; seed: number; stops: string[] },
+  tokenizer: RacTokenizer | null,
+  ctx: number,
+): SequenceState {
+  return {
+    index,
+    rng: new Rng(st.seed, req.stream),
+    params: st.params,
+    maxNewTokens: Math.min(st.maxNewTokens, ctx - req.prompt.length),
+    stops: st.stops,
+    signal: req.signal,
+    ids: [],
+    text: '',
+    stream: tokenizer ? tokenizer.decodeStream() : null,
+  };
+}
+
+/** How a sequence ended after a token, or null while it goes on. */
+export type SequenceEnd = { reason: FinishReason; stop?: string } | null;
+
+/**
+ * Append a sampled token to a sequence: its text delta ('' for eos or an unfinished character)
+ * and whether it ended — eos, a stop string in the new text (plus an overlap), or max new tokens.
+ */
+export function advanceSequence(l: SequenceState, tok: number, eos: ReadonlySet<number>): { delta: string; end: SequenceEnd } {
+  l.ids.push(tok);
+  if (eos.has(tok)) return { delta: '', end: { reason: 'stop' } };
+  const prevLen = l.text.length;
+  if (l.stream) l.text += l.stream.push(tok);
+  const delta = l.text.slice(prevLen);
+  // Only the new text (plus an overlap) can complete a stop string.
+  const hit = l.text.length > prevLen ? l.stops.find((s) => l.text.indexOf(s, Math.max(0, prevLen - s.length + 1)) >= 0) : undefined;
+  if (hit !== undefined) return { delta, end: { reason: 'stop', stop: hit } };
+  if (l.ids.length >= l.maxNewTokens) return { delta, end: { reason: 'length' } };
+  return { delta, end: null };
+}
+
+/** A finished sequence's Completion (text flushed, cut before the stop string). */
+export function completionOf(l: SequenceState, reason: FinishReason, stop?: string, aborted = false): Completion {
+  let text = l.text;
+  if (l.stream) text += l.stream.flush();
+  if (stop !== undefined) text = text.slice(0, text.indexOf(stop));
+  const c: Completion = { ids: l.ids, text, finishReason: reason };
+  if (stop !== undefined) c.stop = stop;
+  if (aborted) c.aborted = true;
+  return c;
 }
 
 export function validateGenerateOptions(o: GenerateOptions): void {
@@ -92,7 +148,7 @@ export function validateGenerateOptions(o: GenerateOptions): void {
 }
 
 /** Refuses a logits row holding NaN or +Inf (or nothing above -Inf): no token can be sampled from it. */
-function checkLogits(logits: Float32Array, offset: number, V: number, request: number, step: number): void {
+export function checkLogits(logits: Float32Array, offset: number, V: number, request: number, step: number): void {
   let max = -Infinity;
   for (let i = 0; i < V; i++) {
     const x = logits[offset + i]!;
@@ -145,13 +201,8 @@ export async function generate(
   let done = 0;
   let newTokens = 0;
 
-  const finish = async (l: Live, reason: FinishReason, stop?: string, aborted = false) => {
-    let text = l.text;
-    if (tokenizer && l.stream) text += l.stream.flush();
-    if (stop !== undefined) text = text.slice(0, text.indexOf(stop));
-    const c: Completion = { ids: l.ids, text, finishReason: reason };
-    if (stop !== undefined) c.stop = stop;
-    if (aborted) c.aborted = true;
+  const finish = async (l: SequenceState, reason: FinishReason, stop?: string, aborted = false) => {
+    const c = completionOf(l, reason, stop, aborted);
     results[l.index] = c;
     done++;
     await opts.onComplete?.(l.index, c);
@@ -161,20 +212,10 @@ export async function generate(
   const order = requests.map((_, i) => i).sort((a, b) => requests[b]!.prompt.length - requests[a]!.prompt.length || a - b);
   for (let b0 = 0; b0 < order.length; b0 += batchSize) {
     const idx = order.slice(b0, b0 + batchSize);
-    let live: Live[] = [];
+    let live: SequenceState[] = [];
     for (const i of idx) {
       const st = settings[i]!;
-      const l: Live = {
-        index: i,
-        rng: new Rng(st.seed, requests[i]!.stream),
-        params: st.params,
-        maxNewTokens: Math.min(st.maxNewTokens, ctx - requests[i]!.prompt.length),
-        stops: st.stops,
-        signal: requests[i]!.signal,
-        ids: [],
-        text: '',
-        stream: tokenizer ? tokenizer.decodeStream() : null,
-      };
+      const l = startSequence(i, requests[i]!, st, tokenizer, ctx);
       if (l.signal?.aborted) await finish(l, 'length', undefined, true);
       else live.push(l);
     }
@@ -184,7 +225,7 @@ export async function generate(
     for (let step = 0; live.length > 0; step++) {
       const next: number[] = [];
       const keep: number[] = [];
-      const still: Live[] = [];
+      const still: SequenceState[] = [];
       for (let r = 0; r < live.length; r++) {
         const l = live[r]!;
         if (l.signal?.aborted) {
@@ -193,24 +234,11 @@ export async function generate(
         }
         checkLogits(logits, r * V, V, l.index, step);
         const tok = sampleToken(logits, r * V, V, l.params, l.rng);
-        l.ids.push(tok);
         newTokens++;
-        if (eos.has(tok)) {
-          opts.onToken?.(l.index, tok, '');
-          await finish(l, 'stop');
-          continue;
-        }
-        const prevLen = l.text.length;
-        if (l.stream) l.text += l.stream.push(tok);
-        opts.onToken?.(l.index, tok, l.text.slice(prevLen));
-        // Only the new text (plus an overlap) can complete a stop string.
-        const hit = l.text.length > prevLen ? l.stops.find((s) => l.text.indexOf(s, Math.max(0, prevLen - s.length + 1)) >= 0) : undefined;
-        if (hit !== undefined) {
-          await finish(l, 'stop', hit);
-          continue;
-        }
-        if (l.ids.length >= l.maxNewTokens) {
-          await finish(l, 'length');
+        const { delta, end } = advanceSequence(l, tok, eos);
+        opts.onToken?.(l.index, tok, delta);
+        if (end) {
+          await finish(l, end.reason, end.stop);
           continue;
         }
         next.push(tok);

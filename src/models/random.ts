@@ -7,7 +7,7 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULT_SPECIAL_TOKENS, QWEN_CHAT_TEMPLATE, trainByteLevelBpe, writeTokenizerFiles } from '../io/bpe.ts';
-import { SafetensorsWriter, writeShardedIndex } from '../io/safetensors.ts';
+import { SafetensorsWriter, writeShardedIndex } from '../io/safetensors-writer.ts';
 import { resolveArch } from './arch/index.ts';
 import { Rng } from './sampling.ts';
 

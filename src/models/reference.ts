@@ -1,6 +1,7 @@
 /**
  * The plain-TypeScript reference forward: slow, obvious, and the oracle the ORT graphs are
- * tested against (STYLE.md, "tinygrad — a living reference backend").
+ * tested against, kept as a living reference backend in tinygrad's sense: every fast path is
+ * checked against this obvious one (test/models/reference.test.ts, engine.test.ts, capture.test.ts).
  *
  * It follows HF transformers' Llama-style decoder step by step:
  *   h = embed[ids]

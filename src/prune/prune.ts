@@ -31,7 +31,7 @@ import { CheckpointWriter } from '../io/checkpoint-writer.ts';
 import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
-import { SafetensorsWriter } from '../io/safetensors.ts';
+import { SafetensorsWriter } from '../io/safetensors-writer.ts';
 import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';

@@ -1,5 +1,6 @@
 /**
- * Batches concurrent requests into one `generate()` call: requests arriving within a short window
+ * The window batcher (`rac serve --scheduler window`, kept to measure continuous batching
+ * against; the default is scheduler.ts): batches concurrent requests into one `generate()` call: requests arriving within a short window
  * (and while a batch runs) are decoded together, up to `maxBatch` sequences. Sampling settings are
  * per sequence, so requests with different temperatures, seeds or stop strings share a batch and
  * each gets exactly what it would get alone.
@@ -27,6 +28,7 @@ export interface Job {
 }
 
 export interface BatchStats {
+  scheduler: 'window';
   /** generate() calls made. */
   batches: number;
   /** Sequences decoded over all batches. */
@@ -49,7 +51,15 @@ export class Batcher {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
   private closed = false;
-  readonly stats: BatchStats = { batches: 0, sequences: 0, maxBatchRequests: 0, lastBatch: null, queued: 0, running: false };
+  readonly stats: BatchStats = {
+    scheduler: 'window',
+    batches: 0,
+    sequences: 0,
+    maxBatchRequests: 0,
+    lastBatch: null,
+    queued: 0,
+    running: false,
+  };
 
   constructor(
     private readonly lm: LoadedModel,

@@ -8,8 +8,9 @@
  *
  * Both POST endpoints answer JSON or, with `stream: true`, server-sent events (`data: {...}` chunks
  * then `data: [DONE]`). Every choice carries its completion token ids in `token_ids` (a rac
- * extension, named as vLLM's `return_token_ids` answer). Concurrent requests are decoded together
- * (see batcher.ts). Errors are OpenAI-style: `{"error": {"message", "type", "param", "code"}}`.
+ * extension, named as vLLM's `return_token_ids` answer). Concurrent requests are decoded together:
+ * sequences join and leave the running batch at every step (scheduler.ts), or, with
+ * `scheduler: 'window'`, in window batches (batcher.ts). Errors are OpenAI-style: `{"error": {"message", "type", "param", "code"}}`.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -19,6 +20,7 @@ import type { Completion } from '../models/generate.ts';
 import { closeModel, loadModel, type LoadedModel } from '../models/loaded.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { Batcher, type BatchStats, type Sequence } from './batcher.ts';
+import { defaultMaxKvTokens, Scheduler, type SchedulerStats } from './scheduler.ts';
 import { defaultRequestLimits, HttpError, parseBody, parseChat, parseCompletion, type JobSpec, type ModelLimits, type RequestLimits } from './protocol.ts';
 
 /** After the grace period and the abort, how long aborted requests get to send their 503. */
@@ -33,9 +35,15 @@ export interface ServeOptions {
   host?: string;
   /** Default 8000; 0 picks a free port. */
   port?: number;
-  /** Most sequences decoded together (default 16). */
+  /** 'continuous' (default): iteration-level scheduling; 'window': window batches (to compare against). */
+  scheduler?: 'continuous' | 'window';
+  /** Continuous: most sequences in the decode batch (default 32). */
+  maxRunning?: number;
+  /** Continuous: most KV cache tokens, rows × the longest row (default: 2 GiB of cache, at least one context, at most max-running contexts). */
+  maxKvTokens?: number;
+  /** Window: most sequences decoded together (default 16). */
   maxBatch?: number;
-  /** How long the first queued request waits for others to join its batch (default 5 ms). */
+  /** Window: how long the first queued request waits for others to join its batch (default 5 ms). */
   batchWindowMs?: number;
   /** Name in /v1/models and in requests' `model` (default: the model directory's name). */
   servedModelName?: string;
@@ -54,7 +62,7 @@ export interface ServeOptions {
   log?: (line: string) => void;
 }
 
-export interface ServerStats extends BatchStats {
+export interface Counters {
   /** Generation requests accepted (completions + chat). */
   requests: number;
   /** Requests answered with an error status. */
@@ -63,6 +71,15 @@ export interface ServerStats extends BatchStats {
   active: number;
   /** Requests whose body is still being received. */
   reading: number;
+}
+
+/** /rac/stats: the request counters and the scheduler's (continuous or window). */
+export type ServerStats = Counters & (SchedulerStats | BatchStats);
+
+/** The stats of a continuous-batching server (throws for a window one). */
+export function continuousStats(s: ServerStats): Counters & SchedulerStats {
+  if (s.scheduler !== 'continuous') throw new Error(`the server runs the ${s.scheduler} scheduler`);
+  return s;
 }
 
 export interface RunningServer {
@@ -185,9 +202,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
   const maxBody = opts.maxBodyBytes ?? 8 << 20;
   const created = Math.floor(Date.now() / 1000);
-  const batcher = new Batcher(lm, maxBatch, opts.batchWindowMs ?? 5);
+  const kind = opts.scheduler ?? 'continuous';
+  if (kind !== 'continuous' && kind !== 'window') throw new Error(`scheduler must be 'continuous' or 'window', got '${String(kind)}'`);
+  const maxRunning = opts.maxRunning ?? 32;
+  const continuous = kind === 'continuous' ? new Scheduler(lm, maxRunning, opts.maxKvTokens ?? defaultMaxKvTokens(lm, maxRunning)) : null;
+  const batcher = continuous ?? new Batcher(lm, maxBatch, opts.batchWindowMs ?? 5);
   const shutdown = new AbortController();
-  const counters = { requests: 0, errors: 0, active: 0, reading: 0 };
+  const counters: Counters = { requests: 0, errors: 0, active: 0, reading: 0 };
   let closing = false;
   const inflight = new Set<Promise<void>>();
 
@@ -292,7 +313,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
               if (!spec.stream || finished) return;
               pendingIds.push(tok);
               const out = held[k]!.push(text);
-              if (out !== '') {
+              // Flushed per step; with stop strings, ids wait with the text held back.
+              if (out !== '' || spec.stop.length === 0) {
                 chunk(streamChoice(k, out, pendingIds, null));
                 pendingIds = [];
               }
@@ -354,6 +376,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         throw new HttpError(404, `the model '${String(body.model)}' does not exist (this server serves '${modelName}')`, 'model', 'model_not_found');
       }
       const spec = path === '/v1/completions' ? await parseCompletion(body, limits) : await parseChat(body, limits);
+      if (continuous) {
+        const longest = Math.max(...spec.prompts.map((p) => p.length));
+        if (!continuous.fits(longest, spec.maxTokens)) {
+          throw new HttpError(
+            400,
+            `the prompt has ${longest} tokens and ${spec.maxTokens} more were requested; the server's KV cache holds at most ${continuous.stats.maxKvTokens} tokens (--max-kv-tokens)`,
+            'max_tokens',
+            'request_too_large',
+          );
+        }
+      }
       counters.requests++;
       counters.active++;
       try {

@@ -16,8 +16,8 @@
  *   alternatively  "alternatively"
  *   hmm            "hmm", "hmmm", … (two or more m's)
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { hubSourceOf, type HubSource } from '../io/hub.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import { checkPromptChars, checkPromptTokens, PromptLengthError } from '../io/prompt-bounds.ts';
@@ -29,6 +29,8 @@ import { passAtK } from '../tasks/passk.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from '../backends/backend.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { JsonlAppender, readJsonlLog, repairJsonlLog } from '../io/jsonl.ts';
+import { settingsDiff } from './settings.ts';
 import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
 import { lockOutput } from '../io/lock.ts';
 
@@ -368,48 +370,25 @@ export function manifestPath(out: string): string {
 
 /**
  * Records of a samples log, repairing a torn last line (truncated away) and dropping duplicate
- * (problem_id, sample) pairs (first kept).
+ * (problem_id, sample) pairs (first kept). A complete line that is not a sample record is an error.
  */
 export function readSampleLog(path: string): SampleRecord[] {
   if (!existsSync(path)) return [];
-  const buf = readFileSync(path);
-  let good = buf.lastIndexOf(0x0a) + 1; // bytes up to the last complete line
-  const lines = buf.subarray(0, good).toString('utf8').split('\n');
-  lines.pop();
+  const hint = 'delete the file to start over';
+  const log = readJsonlLog(path, { record: 'sample record', hint, error: (m) => new Error(m) });
   const out: SampleRecord[] = [];
   const seen = new Set<string>();
-  let offset = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    let rec: SampleRecord;
-    try {
-      rec = JSON.parse(line) as SampleRecord;
-      if (typeof rec.problem_id !== 'string' || !Number.isInteger(rec.sample)) throw new Error('not a sample record');
-    } catch (e) {
-      if (i === lines.length - 1) {
-        good = offset; // a complete but corrupt last line: drop it too
-        break;
-      }
-      throw new Error(`${path}:${i + 1}: corrupt sample record (${(e as Error).message}); delete the file to start over`);
-    }
-    offset += Buffer.byteLength(line) + 1;
+  for (const { row, where } of log.rows) {
+    const rec = row as unknown as SampleRecord;
+    if (typeof rec.problem_id !== 'string' || !Number.isInteger(rec.sample)) throw new Error(`${where}: corrupt sample record (not a sample record); ${hint}`);
     const key = `${rec.problem_id}\u0000${rec.sample}`;
     if (seen.has(key)) continue;
     seen.add(key);
     out.push(rec);
   }
-  if (good < buf.length) {
-    const fd = openSync(path, 'r+');
-    try {
-      ftruncateSync(fd, good);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
+  repairJsonlLog(path, log);
   return out;
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // The run
@@ -496,7 +475,7 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   const resuming = existsSync(mPath);
   if (resuming) {
     const old = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
-    const diff = Object.keys({ ...old, ...manifest }).filter((k) => JSON.stringify(old[k]) !== JSON.stringify((manifest as Record<string, unknown>)[k]));
+    const diff = settingsDiff(old, manifest, { depth: 1 }); // top-level keys name what differs
     if (diff.length) {
       throw new Error(`${mPath}: settings differ from the interrupted run (${diff.join(', ')}); use another --out or delete ${basename(sPath)} and ${basename(mPath)}`);
     }
@@ -525,13 +504,13 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   const t0 = performance.now();
   const byIndex = new Map(problems.map((p) => [p.index, p]));
   if (todo.length > 0) {
-    const fd = openSync(sPath, 'a');
+    const log = new JsonlAppender(sPath);
     try {
       await backend.generate(requests, sampling, {
         onProgress: hooks.onProgress,
         onResult: async (req: BackendRequest, completions: BackendCompletion[]) => {
           const p = byIndex.get(req.index)!;
-          const lines: string[] = [];
+          const lines: SampleRecord[] = [];
           for (let i = 0; i < completions.length; i++) {
             const key = `${p.id}\u0000${i}`;
             if (done.has(key)) continue;
@@ -554,18 +533,18 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
               run,
               elapsed: (performance.now() - t0) / 1000,
             };
-            lines.push(JSON.stringify(rec));
+            lines.push(rec);
             records.push(rec);
             done.add(key);
           }
           if (lines.length) {
-            writeSync(fd, lines.join('\n') + '\n');
-            fsyncSync(fd);
+            log.append(lines);
+            log.sync();
           }
         },
       });
     } finally {
-      closeSync(fd);
+      log.close();
     }
   }
   const seconds = (performance.now() - t0) / 1000;

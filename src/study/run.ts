@@ -16,7 +16,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { parsePattern, parseSparsity, type SparsityTarget } from '../compress/masks.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
-import { parseHubId, resolveModel } from '../io/hub.ts';
+import { parseHubId, resolveDataset, resolveModel, type DatasetSplit, type HubOptions } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { Model } from '../models/model.ts';
 import type { GenerationBackend } from '../backends/backend.ts';
@@ -27,6 +27,7 @@ import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
 import { PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
+import { hashOf } from './settings.ts';
 import { buildReport } from '../report/html.ts';
 
 export class RecipeError extends Error {
@@ -53,7 +54,20 @@ export interface Recipe {
   task: EvalTask;
   system?: string;
   templateFlags: Record<string, unknown>;
-  datasets: { calib: string; eval: string; text: string[]; promptColumn?: string; answerColumn?: string; idColumn?: string };
+  /**
+   * calib / eval: a path, or a Hugging Face dataset id (kept as written, with `calibSplit` /
+   * `evalSplit`: config and split) until runRecipe resolves it to the split's Parquet shards.
+   */
+  datasets: {
+    calib: string | readonly string[];
+    eval: string | readonly string[];
+    calibSplit?: DatasetSplit;
+    evalSplit?: DatasetSplit;
+    text: string[];
+    promptColumn?: string;
+    answerColumn?: string;
+    idColumn?: string;
+  };
   trace: { n: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; tokenBudget: number; batchSize: number };
   calibration: { tokens: number; maxSeqLen: number; batchTokens: number; mix?: Record<string, number> };
   prune: PruneSpec[];
@@ -95,6 +109,8 @@ export function loadRecipe(path: string): Recipe {
   const task = (r['task'] ?? 'tiny') as EvalTask;
   if (!['math', 'code', 'tiny'].includes(task)) fail(`"task" must be math, code or tiny`);
   const ds = sub('datasets', ['calib', 'eval', 'text', 'prompt_column', 'answer_column', 'id_column']);
+  const calibDs = datasetSpec(ds['calib'], 'datasets.calib', p, fail);
+  const evalDs = datasetSpec(ds['eval'], 'datasets.eval', p, fail);
   const text = ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
   const tr = sub('trace', ['n', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'token_budget', 'batch_size']);
   const ca = sub('calibration', ['tokens', 'max_seq_len', 'batch_tokens', 'mix']);
@@ -140,8 +156,10 @@ export function loadRecipe(path: string): Recipe {
     ...(typeof r['system'] === 'string' ? { system: r['system'] } : {}),
     templateFlags: (r['template_flags'] as Obj | undefined) ?? {},
     datasets: {
-      calib: p(ds['calib'], 'datasets.calib'),
-      eval: p(ds['eval'], 'datasets.eval'),
+      calib: calibDs.spec,
+      eval: evalDs.spec,
+      ...(calibDs.split ? { calibSplit: calibDs.split } : {}),
+      ...(evalDs.split ? { evalSplit: evalDs.split } : {}),
       text,
       ...(typeof ds['prompt_column'] === 'string' ? { promptColumn: ds['prompt_column'] } : {}),
       ...(typeof ds['answer_column'] === 'string' ? { answerColumn: ds['answer_column'] } : {}),
@@ -180,6 +198,38 @@ export function loadRecipe(path: string): Recipe {
 }
 
 /** `model:` is a path (relative to the recipe) or, when no such path exists, a Hugging Face id `org/name[@revision]`. */
+/**
+ * A recipe's `datasets.calib` / `datasets.eval`: a path (relative to the recipe), a hub id
+ * `org/name[@revision]` when no such path exists (config `default`, split `train`, as --dataset),
+ * or a mapping `{id, config, split}`.
+ */
+function datasetSpec(v: unknown, where: string, p: (v: unknown, what: string) => string, fail: (m: string) => never): { spec: string; split?: DatasetSplit } {
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    const o = mapping(v, where, ['id', 'config', 'split'], fail);
+    if (typeof o['id'] !== 'string' || !parseHubId(o['id'])) fail(`"${where}.id" must be a Hugging Face dataset id org/name[@revision]`);
+    for (const k of ['config', 'split'] as const) if (o[k] !== undefined && (typeof o[k] !== 'string' || !o[k])) fail(`"${where}.${k}" must be a non-empty string`);
+    const split: DatasetSplit = { ...(o['config'] ? { config: o['config'] as string } : {}), ...(o['split'] ? { split: o['split'] as string } : {}) };
+    return { spec: o['id'] as string, split };
+  }
+  if (typeof v !== 'string' || !v) fail(`"${where}" must be a path, a Hugging Face dataset id, or {id, config, split}`);
+  const path = p(v, where);
+  return { spec: !existsSync(path) && parseHubId(v as string) ? (v as string) : path };
+}
+
+/**
+ * The recipe with its dataset ids resolved (the hub cache; downloads when allowed) to the split's
+ * Parquet shards, in order; paths stay as they are.
+ */
+export async function resolveRecipeDatasets(recipe: Recipe, opts: HubOptions = {}): Promise<Recipe> {
+  const one = async (spec: string | readonly string[], split: DatasetSplit | undefined): Promise<string | readonly string[]> => {
+    if (typeof spec !== 'string' || (split === undefined && existsSync(spec))) return spec;
+    const r = await resolveDataset(spec, split ?? {}, opts);
+    if (r.source) opts.log?.(`dataset ${r.source.id}@${r.source.revision} (${r.source.config}/${r.source.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'} of ${r.source.commit}`);
+    return r.files.length === 1 ? r.files[0]! : r.files;
+  };
+  return { ...recipe, datasets: { ...recipe.datasets, calib: await one(recipe.datasets.calib, recipe.datasets.calibSplit), eval: await one(recipe.datasets.eval, recipe.datasets.evalSplit) } };
+}
+
 function modelSpec(v: unknown, p: (v: unknown, what: string) => string): string {
   const path = p(v, 'model');
   return !existsSync(path) && parseHubId(v as string) ? (v as string) : path;
@@ -209,12 +259,11 @@ function recipeCodeLimits(v: unknown, fail: (m: string) => never): SandboxLimits
   return codeLimits({ wallSeconds, cpuSeconds, memoryMb });
 }
 
-export function hashOf(x: unknown): string {
-  return createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 12);
-}
-
-function fileSha(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+function fileSha(path: string | readonly string[]): string {
+  if (typeof path === 'string') return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const h = createHash('sha256');
+  for (const f of path) h.update(readFileSync(f));
+  return h.digest('hex');
 }
 
 function targetLabel(t: SparsityTarget): string {
@@ -246,8 +295,9 @@ async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, 
 export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: string): Promise<RunResult> {
   const log = hooks.log;
   // A hub id resolves to its cached snapshot once; every step then reads that directory.
-  const hub = await resolveModel(recipe0.model, { log: (line) => log(`      ${line}`) });
-  const recipe: Recipe = { ...recipe0, model: hub.dir };
+  const hubLog = (line: string) => log(`      ${line}`);
+  const hub = await resolveModel(recipe0.model, { log: hubLog });
+  const recipe: Recipe = { ...(await resolveRecipeDatasets(recipe0, { log: hubLog })), model: hub.dir };
   const title = hub.source ? `${hub.source.id}@${hub.source.revision}` : recipe.model;
   const out = recipe.out;
   mkdirSync(out, { recursive: true });
@@ -326,7 +376,7 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
     log(`      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`);
     return file;
   };
-  const evalScope = `${recipe.datasets.eval}${recipe.eval.limit ? ` (first ${recipe.eval.limit} problems)` : ''}`;
+  const evalScope = `${typeof recipe.datasets.eval === 'string' && recipe.datasets.eval === recipe0.datasets.eval ? recipe.datasets.eval : `${String(recipe0.datasets.eval)} (${recipe0.datasets.evalSplit?.config ?? 'default'}/${recipe0.datasets.evalSplit?.split ?? 'train'})`}${recipe.eval.limit ? ` (first ${recipe.eval.limit} problems)` : ''}`;
   const evaluateDense = (backend: GenerationBackend): Promise<string> => {
     log(`      dense model on ${evalScope}`);
     return evaluateWith(backend, 'dense', recipe.model, 0);

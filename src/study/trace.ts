@@ -19,7 +19,7 @@
  * The budget: once the prompt+completion tokens of the written records reach it, no new prompt is
  * submitted; requests already in flight (one wave) are finished and written.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from '../backends/backend.ts';
 import { streamOf } from '../backends/backend.ts';
@@ -28,7 +28,8 @@ import type { RenderedPrompt } from '../io/datasets.ts';
 import { PromptLengthError } from '../io/prompt-bounds.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { lockOutput } from '../io/lock.ts';
-import { decodeUtf8 } from '../io/jsonl.ts';
+import { JsonlAppender, readJsonlLog, repairJsonlLog } from '../io/jsonl.ts';
+import { settingsDiff, type SettingsDiffOptions } from './settings.ts';
 
 export class TraceError extends Error {
   constructor(message: string) {
@@ -133,6 +134,9 @@ export interface TraceManifest {
   updated: string;
 }
 
+/** Template flags are free-form: compared whole. */
+const TRACE_DIFF: SettingsDiffOptions = { leaves: ['template_flags'] };
+
 export function manifestPath(out: string): string {
   return `${resolve(out)}.manifest.json`;
 }
@@ -150,59 +154,8 @@ export interface ReadTraces {
  * complete line that is not a JSON object is an error naming the line.
  */
 export function readTraceFile(path: string): ReadTraces {
-  const file = resolve(path);
-  let buf: Buffer;
-  try {
-    buf = readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new TraceError(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`);
-  }
-  const last = buf.lastIndexOf(0x0a);
-  const validBytes = last + 1;
-  const text = decodeUtf8(buf.subarray(0, validBytes), file, (m) => new TraceError(m));
-  const records: TraceRecord[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (!line.trim()) continue;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new TraceError(`${file}:${i + 1}: corrupt record (${(e as Error).message})`);
-    }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TraceError(`${file}:${i + 1}: expected a JSON object`);
-    records.push(v as TraceRecord);
-  }
-  return { records, validBytes, tornBytes: buf.length - validBytes };
-}
-
-function stable(x: unknown): string {
-  if (Array.isArray(x)) return `[${x.map(stable).join(',')}]`;
-  if (x && typeof x === 'object') {
-    return `{${Object.keys(x)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stable((x as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(x);
-}
-
-/** Keys (dotted) whose values differ between two settings objects. */
-export function settingsDiff(a: unknown, b: unknown, prefix = ''): string[] {
-  const isObj = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
-  if (isObj(a) && isObj(b) && prefix !== 'template_flags') {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-    return keys.flatMap((k) => settingsDiff(a[k], b[k], prefix ? `${prefix}.${k}` : k));
-  }
-  return stable(a) === stable(b) ? [] : [prefix || '(root)'];
-}
-
-
-function writeAll(fd: number, data: Buffer): void {
-  let off = 0;
-  while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+  const log = readJsonlLog(resolve(path), { error: (m) => new TraceError(m) });
+  return { records: log.rows.map((r) => r.row as unknown as TraceRecord), validBytes: log.validBytes, tornBytes: log.tornBytes };
 }
 
 function samplingOf(s: TraceSettings, stream: number): TraceRecord['sampling'] {
@@ -255,7 +208,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
     } catch (e) {
       throw new TraceError(`${mpath}: unreadable manifest (${(e as Error).message}); move it away to start over`);
     }
-    const diff = settingsDiff(prev.settings, s);
+    const diff = settingsDiff(prev.settings, s, TRACE_DIFF);
     if (prev.model !== model) diff.unshift('model');
     if (diff.length) {
       const show = (o: unknown, k: string) => JSON.stringify(k === 'model' ? (o as TraceManifest).model : k.split('.').reduce<unknown>((x, p) => (x as Record<string, unknown> | undefined)?.[p], (o as TraceManifest).settings));
@@ -282,22 +235,14 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   };
   if (existsSync(out)) {
     const got = readTraceFile(out);
-    if (got.tornBytes > 0) {
-      // A write cut short by a crash: drop the partial line (its record is regenerated).
-      const fd = openSync(out, 'r+');
-      try {
-        ftruncateSync(fd, got.validBytes);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
+    // A write cut short by a crash: drop the partial line (its record is regenerated).
+    repairJsonlLog(out, got);
     got.records.forEach((r, i) => {
       const where = `${out}: record ${i + 1}`;
       if (typeof r.prompt_id !== 'string' || !Number.isInteger(r.sample) || !Array.isArray(r.input_ids)) throw new TraceError(`${where}: not a rac trace record (prompt_id, sample, input_ids)`);
       if (r.model !== model) throw new TraceError(`${where}: made by model ${r.model}, this model is ${model}; use another --out`);
       if (!prev) {
-        const d = settingsDiff(r.sampling, samplingOf(s, r.sampling?.stream));
+        const d = settingsDiff(r.sampling, samplingOf(s, r.sampling?.stream), TRACE_DIFF);
         if (d.length) throw new TraceError(`${where}: sampled with other settings (${d.join(', ')}) and ${mpath} is missing; use another --out`);
       }
       if (done.get(r.prompt_id)?.has(r.sample)) throw new TraceError(`${where}: duplicate (prompt_id ${r.prompt_id}, sample ${r.sample})`);
@@ -351,7 +296,7 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   for (const f of readdirSync(dirname(mpath))) if (f.startsWith(tmpPrefix)) rmSync(join(dirname(mpath), f), { force: true });
   writeFileAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
 
-  const fd = openSync(out, 'a');
+  const log = new JsonlAppender(out);
   let sinceSync = 0;
   const t0 = performance.now();
   let sessionDecode = 0;
@@ -419,12 +364,12 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
               num_decode_tokens: c.ids.length,
               ...(p.answer !== undefined ? { answer: p.answer } : {}),
             };
-            writeAll(fd, Buffer.from(JSON.stringify(rec) + '\n', 'utf8'));
+            log.append([rec]);
             count(rec);
             sessionDecode += c.ids.length;
             inFlightEstimate = Math.max(0, inFlightEstimate - rec.input_ids.length);
             if (++sinceSync >= fsyncEvery) {
-              fsyncSync(fd);
+              log.sync();
               sinceSync = 0;
             }
             opts.onRecord?.(rec);
@@ -434,34 +379,16 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
         onProgress: () => {},
       });
       inFlightEstimate = 0;
-      fsyncSync(fd);
+      log.sync();
       sinceSync = 0;
       writeFileAtomic(mpath, JSON.stringify(manifest('running'), null, 2) + '\n');
       progress();
     }
     if (submitted >= todo.length && promptTokens + decodeTokens >= budget) status = 'budget';
   } finally {
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    log.close();
   }
   const m = manifest(status);
   writeFileAtomic(mpath, JSON.stringify(m, null, 2) + '\n');
   return m;
-}
-
-/** Size of the traces file in bytes (0 when absent). */
-export function traceFileBytes(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** For tests and tools: write records as a traces file (one line each). */
-export function writeTraceFile(path: string, records: TraceRecord[]): void {
-  writeFileSync(path, records.map((r) => JSON.stringify(r) + '\n').join(''));
 }

@@ -124,10 +124,6 @@ export function setSandboxConcurrency(n: number): void {
   slots.drain();
 }
 
-export function getSandboxConcurrency(): number {
-  return slots.limit;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tools
 

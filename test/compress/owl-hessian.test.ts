@@ -33,7 +33,10 @@ test('row weights: uniform token weights give √(sequence weight) exactly (the 
   const T = pb.T;
   assert.deepEqual(Array.from(rw.subarray(0, T)), [0, 0, 1, 1, 2]);
   assert.deepEqual(Array.from(rw.subarray(T, 2 * T)), [0, 0, 0, 2, 2]);
-  assert.deepEqual(Array.from(rw.subarray(2 * T, 3 * T)).map((x) => +x.toFixed(6)), [0, 0, 0, +Math.sqrt(0.3).toFixed(6), +Math.sqrt(1.2).toFixed(6)]);
+  assert.deepEqual(
+    Array.from(rw.subarray(2 * T, 3 * T)).map((x) => +x.toFixed(6)),
+    [0, 0, 0, +Math.sqrt(0.3).toFixed(6), +Math.sqrt(1.2).toFixed(6)],
+  );
   assert.equal(weightedTokens(seqs, { prompt: 0, think: 1, answer: 4 }), 1 * (2 + 4) + 4 * 2 + 0.3 * (1 + 4));
   assert.deepEqual([CLASS_PROMPT, CLASS_THINK, CLASS_ANSWER], [0, 1, 2]);
 });
@@ -65,7 +68,8 @@ test('XtxSum: f32 sums in order, diag of full and diagonal-only agree, H = 2/n·
 /** Plain reference: pool every |W|·‖X‖, count those above m × the pool's mean. */
 function outlierRatioRef(lin: { W: Float32Array; rows: number; cols: number; colNorm: number[] }[], m: number): number {
   const pool: number[] = [];
-  for (const { W, rows, cols, colNorm } of lin) for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) pool.push(Math.abs(W[r * cols + j]!) * colNorm[j]!);
+  for (const { W, rows, cols, colNorm } of lin)
+    for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) pool.push(Math.abs(W[r * cols + j]!) * colNorm[j]!);
   const mean = pool.reduce((a, x) => a + x, 0) / pool.length;
   return pool.filter((x) => x > m * mean).length / pool.length;
 }

@@ -4,7 +4,8 @@
  */
 import { closeSync, cpSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-writer.ts';
 import { tempDir } from './checkpoints.ts';
 
 /** A copy of checkpoint `src` in a new temp dir. */

@@ -3,15 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import {
-  SafetensorsError,
-  SafetensorsFile,
-  SafetensorsModel,
-  SafetensorsWriter,
-  findNonFinite,
-  writeSafetensors,
-  writeShardedIndex,
-} from '../../src/io/safetensors.ts';
+import { SafetensorsError, SafetensorsFile, SafetensorsModel, findNonFinite } from '../../src/io/safetensors.ts';
+import { SafetensorsWriter, writeSafetensors, writeShardedIndex } from '../../src/io/safetensors-writer.ts';
 import { f32ToBf16, f32ToF16 } from '../../src/io/dtype.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rac-safetensors-'));

@@ -41,7 +41,12 @@ function calibFor(dir: string, seed: number, classes: boolean): CalibSet {
   return calibSet(classes ? withClasses(seqs) : seqs);
 }
 
-async function prune(dir: string, calib: CalibSet, out: string, o: Partial<PruneOptions> & { method: PruneMethod; target: SparsityTarget }): Promise<PruneSummary> {
+async function prune(
+  dir: string,
+  calib: CalibSet,
+  out: string,
+  o: Partial<PruneOptions> & { method: PruneMethod; target: SparsityTarget },
+): Promise<PruneSummary> {
   const model = Model.open(dir);
   try {
     return await pruneCheckpoint(model, calib, out, { linears: 'all', batchTokens: 512, runtime: RT, ...o }, 'test-version');
@@ -96,7 +101,16 @@ describe('token weights', () => {
       v.forEach((x, t) => (decode[b * pb.T + t] = x && seqs[b]!.classes![t - off] !== CLASS_PROMPT ? 1 : 0));
     });
     assert.ok(decode.some((x) => x) && decode.some((x, i) => !x && rw[i] === 0 && pb.valid[Math.floor(i / pb.T)]![i % pb.T]));
-    const ref = referenceLayerInputs(cfg, w, hidden, makeLayerBatch(pb.B, pb.T, pb.valid.map((v) => Array.from(v))));
+    const ref = referenceLayerInputs(
+      cfg,
+      w,
+      hidden,
+      makeLayerBatch(
+        pb.B,
+        pb.T,
+        pb.valid.map((v) => Array.from(v)),
+      ),
+    );
     for (const g of INPUT_GROUPS) {
       const n = groupWidth(cfg, g);
       const X = ref.inputs[g];
@@ -121,10 +135,18 @@ describe('token weights', () => {
     const c = calibFor(dir, 6, true);
     const promptOnly = calibSet(c.sequences.map((s) => ({ ...s, classes: new Uint8Array(s.ids.length).fill(CLASS_PROMPT) })));
     await assert.rejects(
-      prune(dir, promptOnly, join(tempDir('tw-none'), 'out'), { method: 'wanda', target: { kind: 'unstructured', sparsity: 0.5 }, tokenWeights: { prompt: 0, think: 1, answer: 1 } }),
+      prune(dir, promptOnly, join(tempDir('tw-none'), 'out'), {
+        method: 'wanda',
+        target: { kind: 'unstructured', sparsity: 0.5 },
+        tokenWeights: { prompt: 0, think: 1, answer: 1 },
+      }),
       /leave no calibration token/,
     );
-    const s = await prune(dir, c, join(tempDir('tw-rec'), 'out'), { method: 'wanda', target: { kind: 'unstructured', sparsity: 0.5 }, tokenWeights: { prompt: 0, think: 1, answer: 2 } });
+    const s = await prune(dir, c, join(tempDir('tw-rec'), 'out'), {
+      method: 'wanda',
+      target: { kind: 'unstructured', sparsity: 0.5 },
+      tokenWeights: { prompt: 0, think: 1, answer: 2 },
+    });
     assert.deepEqual(s.options['token_weights'], { prompt: 0, think: 1, answer: 2 });
     const counts = s.calibration['token_classes'] as Record<string, number>;
     assert.equal(counts['prompt']! + counts['think']! + counts['answer']!, c.tokens);
@@ -147,7 +169,10 @@ describe('OWL layer sparsity', () => {
       assert.equal(p.profile, 'owl');
       assert.equal(p.layers.length, 3);
       assert.ok(Math.abs(p.mean_target - s) < 1e-12, `mean target ${p.mean_target}`);
-      assert.ok(p.layers.some((l) => Math.abs(Math.abs(l.target - s) - lambda) < 1e-12), 'the furthest layer is at the bound');
+      assert.ok(
+        p.layers.some((l) => Math.abs(Math.abs(l.target - s) - lambda) < 1e-12),
+        'the furthest layer is at the bound',
+      );
       const P = p.layers.reduce((a, l) => a + l.weights, 0);
       let zeros = 0;
       for (const l of p.layers) {
@@ -156,7 +181,10 @@ describe('OWL layer sparsity', () => {
         // realized = the target up to the floor of each row (Wanda, magnitude by row) or 128-column block (SparseGPT)
         for (const r of Object.values(sum.layers[l.layer]!.linears)) {
           const units = method === 'sparsegpt' ? Math.ceil(r!.cols / 128) : r!.rows;
-          assert.ok(r!.zeros <= l.target * r!.rows * r!.cols && r!.zeros > l.target * r!.rows * r!.cols - units, `layer ${l.layer}: ${r!.zeros} zeros for target ${l.target}`);
+          assert.ok(
+            r!.zeros <= l.target * r!.rows * r!.cols && r!.zeros > l.target * r!.rows * r!.cols - units,
+            `layer ${l.layer}: ${r!.zeros} zeros for target ${l.target}`,
+          );
         }
         zeros += l.sparsity * l.weights;
       }
@@ -169,9 +197,20 @@ describe('OWL layer sparsity', () => {
   it('is refused with N:M and with quantization-only methods', async () => {
     const dir = checkpoint({ ...QWEN, layers: 1 });
     const c = calibFor(dir, 8, false);
-    await assert.rejects(prune(dir, c, join(tempDir('owl-nm'), 'out'), { method: 'sparsegpt', target: { kind: 'nm', n: 2, m: 4 }, sparsityProfile: { owl: { m: 5, lambda: 0.08 } } }), /needs an unstructured --sparsity/);
     await assert.rejects(
-      prune(dir, c, join(tempDir('owl-lam'), 'out'), { method: 'wanda', target: { kind: 'unstructured', sparsity: 0.05 }, sparsityProfile: { owl: { m: 5, lambda: 0.08 } } }),
+      prune(dir, c, join(tempDir('owl-nm'), 'out'), {
+        method: 'sparsegpt',
+        target: { kind: 'nm', n: 2, m: 4 },
+        sparsityProfile: { owl: { m: 5, lambda: 0.08 } },
+      }),
+      /needs an unstructured --sparsity/,
+    );
+    await assert.rejects(
+      prune(dir, c, join(tempDir('owl-lam'), 'out'), {
+        method: 'wanda',
+        target: { kind: 'unstructured', sparsity: 0.05 },
+        sparsityProfile: { owl: { m: 5, lambda: 0.08 } },
+      }),
       /leaves \[0, 1\)/,
     );
   });

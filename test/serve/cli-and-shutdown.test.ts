@@ -3,11 +3,11 @@
  * (a running request is aborted after the grace period, close() resolves, the port is released).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
-import { startServer } from '../../src/serve/server.ts';
+import { continuousStats, startServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -52,6 +52,15 @@ describe('rac serve CLI', { timeout: 60_000 }, () => {
       clearTimeout(killer);
       child.kill('SIGKILL');
     }
+  });
+});
+
+describe('rac serve CLI flags', { timeout: 60_000 }, () => {
+  it('refuses an unknown --scheduler with a one-line error and exit code 2', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', 'nowhere', '--scheduler', 'fifo'], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /scheduler must be continuous or window, got "fifo"/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 });
 
@@ -108,7 +117,7 @@ describe('rac serve shutdown', { timeout: 60_000 }, () => {
       }
       assert.match(rest, /"code":"shutting_down"/);
       assert.match(rest, /data: \[DONE\]\n\n$/);
-      assert.equal(server.stats.batches, 1);
+      assert.equal(continuousStats(server.stats).admitted, 1);
     } finally {
       await server.close(); // a no-op once closed; releases the port when an assertion above failed
     }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
-import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/server.ts';
+import { continuousStats, startServer, type RunningServer, type ServeOptions } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 
 type ErrorBody = { error: { message: string; type: string; param: string | null; code: string | null } };
@@ -24,7 +24,7 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
 
   /** Runs `body` against a fresh server, closed in finally. */
   async function withServer(opts: Partial<ServeOptions>, body: (s: RunningServer) => Promise<void>): Promise<void> {
-    const server = await startServer({ model: lm.model.dir, loaded: lm, port: 0, batchWindowMs: 0, ...opts });
+    const server = await startServer({ model: lm.model.dir, loaded: lm, port: 0, ...opts });
     try {
       await body(server);
     } finally {
@@ -117,7 +117,7 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
 
   it('one huge request does not starve a small one: the small one is answered while the huge one runs', async () => {
     // No eos: every sequence runs to max_tokens.
-    await withServer({ loaded: { ...lm, eosTokenIds: [] }, maxBatch: 4 }, async (s) => {
+    await withServer({ loaded: { ...lm, eosTokenIds: [] }, maxRunning: 4 }, async (s) => {
       let bigDone = false;
       const big = post(s, '/v1/completions', { prompt: Array.from({ length: 64 }, (_, i) => [i + 1, 7, 9]), max_tokens: 24, temperature: 0 }).then(async (r) => {
         bigDone = true;
@@ -125,7 +125,7 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
       });
       try {
         const deadline = Date.now() + 30_000;
-        while (s.stats.batches < 1) {
+        while (continuousStats(s.stats).steps < 1) {
           if (Date.now() > deadline) throw new Error('the huge request never started');
           await new Promise((r) => setTimeout(r, 2));
         }
@@ -137,7 +137,7 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
         const body = (await b.json()) as { choices: { token_ids: number[] }[] };
         assert.equal(body.choices.length, 64);
         assert.ok(body.choices.every((c) => c.token_ids.length === 24));
-        assert.ok(s.stats.maxBatchRequests >= 2, 'the small request shared a batch with part of the huge one');
+        assert.ok(continuousStats(s.stats).peakRequests >= 2, 'the small request shared the decode batch with part of the huge one');
       } finally {
         await big.catch(() => {});
       }

@@ -126,7 +126,7 @@ describe('metrics', () => {
 });
 
 describe('sample log', () => {
-  it('repairs a torn last line, drops duplicates, refuses corruption in the middle', () => {
+  it('repairs a torn last line, drops duplicates, refuses a corrupt complete line (last or not)', () => {
     const dir = tempDir('evallog');
     const p = join(dir, 'r.json.samples.jsonl');
     const a = JSON.stringify(rec({ problem_id: 'a', sample: 0 }));
@@ -135,9 +135,11 @@ describe('sample log', () => {
     const rs = readSampleLog(p);
     assert.deepEqual(rs.map((r) => r.problem_id), ['a', 'b']);
     assert.equal(readFileSync(p, 'utf8'), `${a}\n${b}\n${a}\n`, 'torn tail truncated away');
+    // A complete line that does not parse is not a torn write (a crash cannot end a line it cut):
+    // refused like trace's, naming the line, and the file is left as it is.
     writeFileSync(p, `${a}\n{"problem_id": tru\n`);
-    assert.equal(readSampleLog(p).length, 1);
-    assert.equal(readFileSync(p, 'utf8'), `${a}\n`);
+    assert.throws(() => readSampleLog(p), /r\.json\.samples\.jsonl:2: corrupt sample record .*delete the file to start over/);
+    assert.equal(readFileSync(p, 'utf8'), `${a}\n{"problem_id": tru\n`);
     writeFileSync(p, `${a}\nnot json\n${b}\n`);
     assert.throws(() => readSampleLog(p), /corrupt sample record/);
     assert.deepEqual(readSampleLog(join(dir, 'absent')), []);

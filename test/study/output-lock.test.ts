@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LockError, lockOutput, lockPath } from '../../src/io/lock.ts';
 import { readTraceFile } from '../../src/study/trace.ts';
-import { generateSplit } from '../../src/tasks/tiny.ts';
+import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

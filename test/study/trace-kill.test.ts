@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { manifestPath, readTraceFile, type TraceManifest, type TraceRecord } from '../../src/study/trace.ts';
-import { generateSplit } from '../../src/tasks/tiny.ts';
+import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { killChild, waitFor } from '../helpers/wait.ts';
 

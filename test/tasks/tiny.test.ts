@@ -15,7 +15,7 @@ import {
   type Family,
   type Split,
   type TinyProblem,
-} from '../../src/tasks/tiny.ts';
+} from '../../src/tasks/tiny/index.ts';
 import { gradeTiny, lastBoxed, thinkSpan } from '../../src/tasks/boxed.ts';
 
 // ---------------------------------------------------------------------------------------------

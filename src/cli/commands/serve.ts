@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { hubSourceOf } from '../../io/hub.ts';
 import { startServer } from '../../serve/server.ts';
 import { addRuntimeOptions, applyRuntime, int, type RuntimeFlags } from '../common.ts';
@@ -7,6 +7,9 @@ interface Opts extends RuntimeFlags {
   model: string;
   host: string;
   port: number;
+  scheduler: 'continuous' | 'window';
+  maxRunning: number;
+  maxKvTokens?: number;
   maxBatch: number;
   servedModelName?: string;
   batchWindowMs: number;
@@ -26,9 +29,20 @@ export function register(program: Command): void {
     .requiredOption('--model <dir>', 'model directory')
     .option('--host <addr>', 'address to bind (loopback by default; anything else exposes the server)', '127.0.0.1')
     .option('--port <n>', 'port (0 = any free port)', int('port'), 8000)
-    .option('--max-batch <n>', 'most sequences decoded together', int('max-batch', 1), 16)
+    .option(
+      '--scheduler <kind>',
+      'continuous (sequences join and leave the batch at every step) or window (window batches, to compare against)',
+      (v: string) => {
+        if (v !== 'continuous' && v !== 'window') throw new InvalidArgumentError(`scheduler must be continuous or window, got "${v}"`);
+        return v;
+      },
+      'continuous',
+    )
+    .option('--max-running <n>', 'continuous: most sequences decoded together', int('max-running', 1), 32)
+    .option('--max-kv-tokens <n>', 'continuous: most KV cache tokens (rows × the longest row; default 2 GiB of cache, at least one context)', int('max-kv-tokens', 2))
+    .option('--max-batch <n>', 'window: most sequences decoded together', int('max-batch', 1), 16)
     .option('--served-model-name <name>', "model name in /v1/models and requests (default: the directory's name)")
-    .option('--batch-window-ms <ms>', 'how long a request waits for others to share its batch', int('batch-window-ms'), 5)
+    .option('--batch-window-ms <ms>', 'window: how long a request waits for others to share its batch', int('batch-window-ms'), 5)
     .option('--shutdown-grace <s>', 'on SIGINT/SIGTERM, seconds running requests may finish before they are aborted', int('shutdown-grace'), 10)
     .option('--max-body-mb <n>', 'largest request body in MiB (larger → 413)', int('max-body-mb', 1), 8)
     .option('--max-prompts <n>', 'prompts per /v1/completions request', int('max-prompts', 1), 64)
@@ -44,6 +58,9 @@ export function register(program: Command): void {
       model: o.model,
       host: o.host,
       port: o.port,
+      scheduler: o.scheduler,
+      maxRunning: o.maxRunning,
+      ...(o.maxKvTokens !== undefined ? { maxKvTokens: o.maxKvTokens } : {}),
       maxBatch: o.maxBatch,
       // A hub snapshot is named by its id, not by its commit directory.
       servedModelName: o.servedModelName ?? hubSourceOf(o.model)?.id,

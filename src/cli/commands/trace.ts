@@ -3,7 +3,7 @@ import { loadDataset, renderPrompt } from '../../io/datasets.ts';
 import { hubSourceOf } from '../../io/hub.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
-import { estimateLines, estimateTrace, machineSpeed } from '../../study/estimate.ts';
+import { estimateLines, estimateTrace, formatSeconds, machineSpeed, type Estimate } from '../../study/estimate.ts';
 import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../study/trace.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, applyRuntime, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
@@ -60,6 +60,7 @@ export function register(program: Command): void {
     applyRuntime(o);
     const data = await loadDataset(o.dataset, { promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit });
     const tokenizer = await RacTokenizer.load(o.model);
+    let estimate: Estimate | null = null;
     if (!o.quiet || o.dryRun) {
       // The estimate: from scratch, every completion running to --max-new-tokens (an upper bound).
       const rssBefore = process.memoryUsage().rss;
@@ -77,11 +78,13 @@ export function register(program: Command): void {
       };
       const est = estimateTrace(cfg, linears, { promptTokens: promptTokens(), prompts: data.rows.length, n: o.n, maxNewTokens: o.maxNewTokens, tokenBudget: o.tokenBudget, batchSize: o.batchSize }, speed, rssBefore);
       for (const line of estimateLines('trace', est, speed)) process.stderr.write(`${line}\n`);
+      estimate = est;
       if (o.dryRun) {
         if (o.json) printJson({ work: est.work, seconds: est.seconds, phases: est.phases, peak_bytes: est.peakBytes, speed });
         return;
       }
     }
+    const t0 = performance.now();
     const backend = await openBackendFromFlags(o);
     const modelHub = hubSourceOf(o.model);
     try {
@@ -140,6 +143,15 @@ export function register(program: Command): void {
           `decode share ${share}% · stopped: ${m.status === 'budget' ? 'token budget reached' : 'dataset exhausted'} → ${o.out} (manifest ${manifestPath(o.out)})\n`,
       );
       if (!quiet) process.stderr.write(`decode share ${share}%: the activation mass prompt-only calibration never sees\n`);
+      if (!quiet && estimate && Number.isFinite(estimate.seconds)) {
+        // This session's time against the estimate (a from-scratch figure: a resumed run does less).
+        const took = (performance.now() - t0) / 1000;
+        const rss = process.resourceUsage().maxRSS * 1024;
+        process.stderr.write(
+          `trace: took ${formatSeconds(took)} for ${m.tokens.total.toLocaleString('en-US')} tokens (estimated ${formatSeconds(estimate.seconds)}, ${(100 * (estimate.seconds / took - 1)).toFixed(0)}%), ` +
+            `peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB (estimated ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB)\n`,
+        );
+      }
     } finally {
       await backend.close();
     }

@@ -61,13 +61,6 @@ export function arithPrompt({ a, op, b }: ArithSpec): string {
   return `Compute ${a} ${op} ${b}.`;
 }
 
-/** Parse a prompt produced by arithPrompt back into its spec (null if it is not one). */
-export function parseArithPrompt(prompt: string): ArithSpec | null {
-  const m = /^Compute (\d+) ([-+*]) (\d+)\.$/.exec(prompt);
-  if (!m) return null;
-  return { a: Number(m[1]), op: m[2] as ArithOp, b: Number(m[3]) };
-}
-
 interface Block {
   lines: string[];
   /** Final carry (0 for subtraction). */

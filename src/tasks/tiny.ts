@@ -1,2 +1,0 @@
-/** Tiny synthetic reasoning tasks; the implementation lives in ./tiny/ (this re-exports it). */
-export * from './tiny/index.ts';
