@@ -3,6 +3,11 @@
  * prune_layer: SparseGPT 50% on one decoder layer with Qwen2-1.5B dimensions and 16,384
  *   calibration tokens, through the real pipeline; seconds per phase and
  *   efficiency = (flops of the phases ÷ seconds) ÷ gemm_peak of the same run.
+ * prune_layer_wanda: the same layer and tokens pruned by Wanda 50%: seconds per phase (capture
+ *   is what Wanda's statistics cost: only the diagonal of XᵀX is needed).
+ * capture_variants: one 4,096-token batch (2 × 2,048) through that layer, alternating the full
+ *   XᵀX capture, the diagonal-only capture and the plain forward (twice each, best kept), so the
+ *   three are compared under the same load.
  * prune_rss: peak RSS of `rac prune` on a 4-layer and a 16-layer model of the same width
  *   (child processes, so each peak is its own), and their ratio.
  * prune_real (opt-in, tens of minutes): a real-size model — Qwen2-1.5B's full shape (28 layers,
@@ -13,6 +18,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { embedRows, leftPad } from '../src/models/batch.ts';
+import { LayerRunner } from '../src/models/layer-runner.ts';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
 import { pruneCheckpoint } from '../src/prune/prune.ts';
@@ -79,6 +86,15 @@ export function layerPhaseFlops(l: LayerShape, tokens: number, seqLen: number): 
 
 /** Returns the layer's seconds in its phases (capture through recompute), for prune_real's ratio. */
 export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 16384, seqLen = 2048): Promise<number> {
+  return layerBench(dir, 'sparsegpt', gemmGflops, tokens, seqLen);
+}
+
+/** Wanda 50% on the prune_layer layer: seconds per phase (no efficiency: its flops are the forward passes). */
+export async function benchPruneLayerWanda(dir: string, tokens = 16384, seqLen = 2048): Promise<number> {
+  return layerBench(dir, 'wanda', null, tokens, seqLen);
+}
+
+async function layerBench(dir: string, method: 'sparsegpt' | 'wanda', gemmGflops: number | null, tokens: number, seqLen: number): Promise<number> {
   const ck = join(dir, 'model');
   writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
   const model = Model.open(ck);
@@ -93,12 +109,24 @@ export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 
     model,
     { sequences: seqs, tokens, source: { kind: 'synthetic' } },
     join(dir, 'out'),
-    { method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false },
+    { method, target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 4096, errorStats: false },
     'bench',
   );
   const wall = (performance.now() - t0) / 1000;
   model.close();
   const sec = summary.layers[0]!.seconds;
+  if (method === 'wanda') {
+    const phases = { capture: sec.capture, hessian: sec.hessian, prune: sec.prune, recompute: sec.recompute };
+    const seconds = Object.values(phases).reduce((a, b) => a + b, 0);
+    emit({
+      name: 'prune_layer_wanda',
+      tokens,
+      seconds: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +v.toFixed(3)])),
+      total_seconds: +seconds.toFixed(2),
+      wall_seconds: +wall.toFixed(2),
+    });
+    return seconds;
+  }
   const f = layerPhaseFlops({ hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim }, tokens, seqLen);
   const forward = f.capture;
   const xtx = f.hessian - f.hessianAdds;
@@ -117,9 +145,43 @@ export async function benchPruneLayer(dir: string, gemmGflops: number, tokens = 
     wall_seconds: +wall.toFixed(2),
     gflop: +(flops / 1e9).toFixed(1),
     gflops: +gflops.toFixed(2),
-    efficiency: +(gflops / gemmGflops).toFixed(3),
+    efficiency: +(gflops / gemmGflops!).toFixed(3),
   });
   return seconds;
+}
+
+export async function benchCaptureVariants(dir: string): Promise<void> {
+  const ck = join(dir, 'model');
+  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
+  const model = Model.open(ck);
+  const runner = await LayerRunner.create(model.spec, model.config, {});
+  try {
+    let s = 7;
+    const pb = leftPad([0, 1].map(() => Array.from({ length: 2048 }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % 400)));
+    const hidden = embedRows(model.embedding(), model.config, pb.ids);
+    const rw = new Float32Array(pb.B * pb.T).fill(1);
+    const feeds = runner.weightFeeds(model.layerWeights(0));
+    const best = { full_xtx: Infinity, diagonal: Infinity, forward: Infinity };
+    for (let rep = 0; rep < 2; rep++) {
+      for (const k of Object.keys(best) as (keyof typeof best)[]) {
+        const t0 = performance.now();
+        if (k === 'full_xtx') await runner.capture(feeds, hidden, pb, rw);
+        else if (k === 'diagonal') await runner.captureDiagonal(feeds, hidden, pb, rw);
+        else await runner.forward(feeds, hidden, pb);
+        best[k] = Math.min(best[k], (performance.now() - t0) / 1000);
+      }
+    }
+    emit({
+      name: 'capture_variants',
+      tokens: 4096,
+      seconds: Object.fromEntries(Object.entries(best).map(([k, v]) => [k, +v.toFixed(3)])),
+      diagonal_over_full: +(best.diagonal / best.full_xtx).toFixed(3),
+      diagonal_over_forward: +(best.diagonal / best.forward).toFixed(3),
+    });
+  } finally {
+    await runner.release();
+    model.close();
+  }
 }
 
 /** Peak RSS (KiB) of a pruning run in its own process (bench/prune-child.ts reports maxRSS). */

@@ -12,7 +12,7 @@ import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
 import { benchDecodeGguf } from './decode-gguf.ts';
 import { benchPrefill } from './prefill.ts';
-import { benchPruneLayer, benchPruneReal, benchPruneRss } from './prune.ts';
+import { benchCaptureVariants, benchPruneLayer, benchPruneLayerWanda, benchPruneReal, benchPruneRss } from './prune.ts';
 import { benchServe } from './serve.ts';
 
 const only = process.argv.slice(2);
@@ -34,6 +34,8 @@ try {
   if (want('serve')) await benchServe(join(dir, 'serve'));
   let layerSeconds: number | null = null;
   if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
+  if (want('prune_layer_wanda')) await benchPruneLayerWanda(join(dir, 'prune_layer_wanda'));
+  if (want('capture_variants')) await benchCaptureVariants(join(dir, 'capture_variants'));
   if (want('prune_rss')) benchPruneRss(join(dir, 'prune_rss'));
   if (named('prune_real')) benchPruneReal(join(dir, 'prune_real'), layerSeconds);
   emit({ name: 'gemm_peak_final', gflops: +best.toFixed(2), note: 'best of all gemm_peak measurements in this run' });

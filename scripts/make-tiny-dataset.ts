@@ -30,6 +30,7 @@ function parseCount(name: string, v: string | undefined, dflt: number): number {
 }
 
 function main(): void {
+  // biome-ignore lint/suspicious/noImplicitAnyLet: typed by the parseArgs call that assigns it inside the try
   let values;
   try {
     ({ values } = parseArgs({

@@ -91,8 +91,10 @@ export function invertLowerKernel(L: Float64Array, s: number): Float64Array {
 
 // ---------------------------------------------------------------- strided block copies
 
+type Matrix = Float32Array | Float64Array;
+
 /** Copy A[r0:r0+h, c0:c0+w] (row stride lda) into a fresh contiguous h×w Float64Array. */
-function readBlock64(A: Float32Array, lda: number, r0: number, c0: number, h: number, w: number): Float64Array {
+export function readBlock64(A: Matrix, lda: number, r0: number, c0: number, h: number, w: number): Float64Array {
   const out = new Float64Array(h * w);
   for (let i = 0; i < h; i++) {
     const src = (r0 + i) * lda + c0;
@@ -102,17 +104,33 @@ function readBlock64(A: Float32Array, lda: number, r0: number, c0: number, h: nu
 }
 
 /** Copy A[r0:r0+h, c0:c0+w] into a fresh contiguous h×w Float32Array. */
-function readBlock32(A: Float32Array, lda: number, r0: number, c0: number, h: number, w: number): Float32Array {
+export function readBlock32(A: Matrix, lda: number, r0: number, c0: number, h: number, w: number): Float32Array {
   const out = new Float32Array(h * w);
-  for (let i = 0; i < h; i++) out.set(A.subarray((r0 + i) * lda + c0, (r0 + i) * lda + c0 + w), i * w);
+  if (A instanceof Float32Array) {
+    for (let i = 0; i < h; i++) out.set(A.subarray((r0 + i) * lda + c0, (r0 + i) * lda + c0 + w), i * w);
+    return out;
+  }
+  for (let i = 0; i < h; i++) {
+    const src = (r0 + i) * lda + c0;
+    for (let j = 0; j < w; j++) out[i * w + j] = A[src + j];
+  }
   return out;
 }
 
 /** A[r0:r0+h, c0:c0+w] = src (h×w, contiguous). */
-function writeBlock(A: Float32Array, lda: number, r0: number, c0: number, h: number, w: number, src: ArrayLike<number>): void {
+export function writeBlock(A: Matrix, lda: number, r0: number, c0: number, h: number, w: number, src: ArrayLike<number>): void {
   for (let i = 0; i < h; i++) {
     const dst = (r0 + i) * lda + c0;
     for (let j = 0; j < w; j++) A[dst + j] = src[i * w + j];
+  }
+}
+
+/** A[r0:r0+h, c0:c0+w] −= src (h×w, contiguous). */
+export function subtractBlock(A: Matrix, lda: number, r0: number, c0: number, h: number, w: number, src: ArrayLike<number>): void {
+  for (let i = 0; i < h; i++) {
+    const dst = (r0 + i) * lda + c0;
+    const o = i * w;
+    for (let j = 0; j < w; j++) A[dst + j] -= src[o + j];
   }
 }
 

@@ -20,7 +20,7 @@
  * on ties); sparsity 0 returns W untouched (the reference would still prune one weight per block).
  */
 import type { Gemm } from './gemm.ts';
-import { inverseUpperFactor, NotPositiveDefiniteError } from './linalg.ts';
+import { inverseUpperFactor, NotPositiveDefiniteError, readBlock32, readBlock64, subtractBlock } from './linalg.ts';
 import { blockScale, QK, quantizeToGrid, type QuantFormat } from './quant-grids.ts';
 import {
   reportFor,
@@ -147,15 +147,13 @@ export async function sparsegptPrune(
 
   // 4. Column blocks.
   let loss = 0;
-  const W1 = new Float64Array(rows * B); // (rows, count) working copy of W[:, i1:i2]
   const tmp = new Float64Array(rows * B); // (rows, count) scores w²/U_jj²
   const mask = new Uint8Array(rows * B); // (rows, count) 1 = prune
   for (let i1 = 0; i1 < cols; i1 += B) {
     const i2 = Math.min(i1 + B, cols);
     const count = i2 - i1;
-    const U1 = new Float64Array(count * count); // (count, count) = U[i1:i2, i1:i2]
-    for (let a = 0; a < count; a++) for (let b = a; b < count; b++) U1[a * count + b] = U[(i1 + a) * cols + i1 + b];
-    for (let r = 0; r < rows; r++) for (let c = 0; c < count; c++) W1[r * count + c] = W[r * cols + i1 + c];
+    const U1 = readBlock64(U!, cols, i1, i1, count, count); // (count, count) = U[i1:i2, i1:i2], upper
+    const W1 = readBlock64(W, cols, 0, i1, rows, count); // (rows, count) working copy of W[:, i1:i2]
     const Err1 = new Float32Array(rows * count); // (rows, count)
     mask.fill(0);
     if (target.kind === 'unstructured') {
@@ -210,29 +208,16 @@ export async function sparsegptPrune(
         // W1[:, j1:count] −= Err1[:, j0:j1] · U1[j0:j1, j1:count]
         const w = j1 - j0;
         const rest = count - j1;
-        const E = new Float32Array(rows * w); // (rows, w)
-        for (let r = 0; r < rows; r++) for (let c = 0; c < w; c++) E[r * w + c] = Err1[r * count + j0 + c];
-        const Us = new Float32Array(w * rest); // (w, rest)
-        for (let a = 0; a < w; a++) for (let c = 0; c < rest; c++) Us[a * rest + c] = U1[(j0 + a) * count + j1 + c];
-        const P = await gemm.matmul(E, Us, rows, w, rest); // (rows, rest)
-        for (let r = 0; r < rows; r++) {
-          const o = r * count + j1;
-          const p = r * rest;
-          for (let c = 0; c < rest; c++) W1[o + c] -= P[p + c];
-        }
+        const E = readBlock32(Err1, count, 0, j0, rows, w); // (rows, w)
+        const Us = readBlock32(U1, count, j0, j1, w, rest); // (w, rest)
+        subtractBlock(W1, count, 0, j1, rows, rest, await gemm.matmul(E, Us, rows, w, rest));
       }
     }
     // Lazy batch update of all later columns: W[:, i2:] −= Err1 · U[i1:i2, i2:].
     if (i2 < cols) {
       const rest = cols - i2;
-      const Ub = new Float32Array(count * rest); // (count, rest)
-      for (let a = 0; a < count; a++) Ub.set(U.subarray((i1 + a) * cols + i2, (i1 + a + 1) * cols), a * rest);
-      const P = await gemm.matmul(Err1, Ub, rows, count, rest); // (rows, rest)
-      for (let r = 0; r < rows; r++) {
-        const o = r * cols + i2;
-        const p = r * rest;
-        for (let c = 0; c < rest; c++) W[o + c] -= P[p + c];
-      }
+      const Ub = readBlock32(U!, cols, i1, i2, count, rest); // (count, rest) = U[i1:i2, i2:]
+      subtractBlock(W, cols, 0, i2, rows, rest, await gemm.matmul(Err1, Ub, rows, count, rest));
     }
   }
   return { ...reportFor(W, { loss, damp: lambda, retries, seconds: seconds(), factorSeconds }), ...(scales ? { scales } : {}) };

@@ -162,7 +162,7 @@ async function readParquetRows(file: string, bytes: Buffer, limit: number): Prom
   const { parquetMetadata, parquetReadObjects, parquetSchema } = await import('hyparquet');
   const { compressors } = await import('hyparquet-compressors');
   const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  let metadata;
+  let metadata: ReturnType<typeof parquetMetadata>;
   try {
     metadata = parquetMetadata(buf);
   } catch (e) {

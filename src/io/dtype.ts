@@ -82,7 +82,7 @@ function f16Table(): Uint32Array {
     const mant = h & 0x3ff;
     if (exp === 0) {
       // zero or subnormal: mant · 2^-24, exact in f32
-      f[h] = (sign ? -1 : 1) * mant * 5.960464477539063e-8;
+      f[h] = (sign ? -1 : 1) * mant * 2 ** -24;
     } else if (exp === 31) {
       t[h] = (sign | 0x7f800000 | (mant << 13)) >>> 0;
     } else {

@@ -18,7 +18,7 @@
  * This module only maps ids to a snapshot directory (or a dataset split's files); reading the
  * files inside is the loaders' business.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 
@@ -174,7 +174,7 @@ export function splitShards(files: readonly string[], config: string, split: str
 
 function walk(dir: string, base = ''): string[] {
   const out: string[] = [];
-  let ents;
+  let ents: Dirent[];
   try {
     ents = readdirSync(join(dir, base), { withFileTypes: true });
   } catch {

@@ -9,7 +9,10 @@
  *             slots not yet filled are masked
  *   present — returns the new tokens' new_key/new_value (B, Hkv, T, hd) for the cache
  *   capture — also returns, per Linear input group, XᵀX (width, width) summed over the tokens
- *             of the batch with row weights `token_weight` (0 for padding, √w for weighted rows)
+ *             of the batch with row weights `token_weight` (0 for padding, √w for weighted rows);
+ *             with `captureDiagonal` only its diagonal Σ_t w_t·x_t² (width), for methods that
+ *             need no more (Wanda): O(N·width) instead of O(N·width²). The weighting, the sum
+ *             over batches and the scaling are compress/hessian.ts's.
  *
  * Shapes (B batch, T new tokens, C cached slots, D hidden, H heads, Hkv kv heads, G = H/Hkv):
  *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9), S = C + T
@@ -22,6 +25,8 @@ export interface LayerGraphVariant {
   past: boolean;
   present: boolean;
   capture: boolean;
+  /** With `capture`: return diag(XᵀX) (width) per group instead of XᵀX (width, width). */
+  captureDiagonal?: boolean;
 }
 
 /** Names of the per-layer weight inputs, fixed across architectures. */
@@ -39,7 +44,7 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const Hkv = cfg.numKvHeads;
   const G = H / Hkv;
   const hd = cfg.headDim;
-  const g = new GraphBuilder(`decoder_layer${v.past ? '_past' : ''}${v.capture ? '_capture' : ''}`);
+  const g = new GraphBuilder(`decoder_layer${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`);
 
   const hidden = g.input('hidden', 'float32', ['B', 'T', D]); // (B, T, D)
   const cos = g.input('cos', 'float32', ['B', 'T', hd]); // (B, T, hd)
@@ -62,7 +67,9 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const capture = (grp: InputGroup, x2d: Value) => {
     if (!tokenWeight) return;
     const xw = g.mul(x2d, tokenWeight); // (N, width), padded rows zeroed
-    captured[grp] = g.gemm(xw, xw, null, { transA: true }); // (width, width)
+    captured[grp] = v.captureDiagonal
+      ? g.reduceSum(g.mul(xw, xw), [0], false) // (width)
+      : g.gemm(xw, xw, null, { transA: true }); // (width, width)
   };
   // y = x·Wᵀ (+ b): Gemm reads the HF (out, in) weight as is.
   const linear = (x2d: Value, name: LinearName) => g.gemm(x2d, W[name], bias[name] ?? null, { transB: true });
@@ -145,7 +152,7 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   if (v.capture) {
     for (const grp of INPUT_GROUPS) {
       const width = groupWidth(cfg, grp);
-      g.output(captured[grp]!, captureOutputName(grp), 'float32', [width, width]);
+      g.output(captured[grp]!, captureOutputName(grp), 'float32', v.captureDiagonal ? [width] : [width, width]);
     }
   }
   return g.build();
@@ -162,13 +169,14 @@ export function buildHeadGraph(cfg: ModelConfig): Uint8Array {
   return g.build();
 }
 
-/** XᵀX of the LM head's input: final RMSNorm of hidden (N, D), rows weighted → (D, D). */
-export function buildHeadCaptureGraph(cfg: ModelConfig): Uint8Array {
-  const g = new GraphBuilder('lm_head_capture');
+/** XᵀX of the LM head's input: final RMSNorm of hidden (N, D), rows weighted → (D, D), or its diagonal (D). */
+export function buildHeadCaptureGraph(cfg: ModelConfig, diagonal = false): Uint8Array {
+  const g = new GraphBuilder(diagonal ? 'lm_head_capture_diag' : 'lm_head_capture');
   const h = g.input('hidden', 'float32', ['N', cfg.hiddenSize]);
   const nw = g.input('w_norm', 'float32', [cfg.hiddenSize]);
   const tw = g.input('token_weight', 'float32', ['N', 1]);
   const xw = g.mul(g.rmsNorm(h, nw, cfg.rmsNormEps), tw);
-  g.output(g.gemm(xw, xw, null, { transA: true }), 'xtx', 'float32', [cfg.hiddenSize, cfg.hiddenSize]);
+  if (diagonal) g.output(g.reduceSum(g.mul(xw, xw), [0], false), 'xtx', 'float32', [cfg.hiddenSize]);
+  else g.output(g.gemm(xw, xw, null, { transA: true }), 'xtx', 'float32', [cfg.hiddenSize, cfg.hiddenSize]);
   return g.build();
 }

@@ -2,6 +2,7 @@
  * One decoder layer at a time, weights supplied per call: the pruning pipeline's engine.
  * Two sessions serve every layer: a plain forward, and a capture forward that also returns, per
  * Linear input group, XᵀX over the batch's real tokens (rows scaled by √weight; padding rows 0).
+ * A third, created on first use, returns only diag(XᵀX) (Wanda's statistics, OWL's ‖X_j‖²).
  */
 import { runtimeDefaults, Session, type RuntimeOptions } from '../runtime/session.ts';
 import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
@@ -62,15 +63,36 @@ export class LayerRunner {
     return { out: res['out']!.data as Float32Array, xtx };
   }
 
-  private headCapture: Session | null = null;
+  private capturingDiagonal: Session | null = null;
 
-  /** XᵀX (D, D) of the LM head's input (final-normed hidden rows (N, D), weighted by rowWeight). */
-  async captureHead(normW: Float32Array, hidden: Float32Array, rowWeight: Float32Array): Promise<Float32Array> {
+  /** As `capture`, but per input group only diag(XᵀX) (width): no width² GEMM. */
+  async captureDiagonal(w: Feeds, hidden: Float32Array, b: BatchLayout, rowWeight: Float32Array): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
+    if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
+    this.capturingDiagonal ??= await Session.create(
+      'decoder layer (diagonal capture)',
+      buildLayerGraph(this.spec, this.config, { past: false, present: false, capture: true, captureDiagonal: true }),
+      this.runtime,
+    );
+    const feeds = this.feeds(w, hidden, b);
+    feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
+    const res = await this.capturingDiagonal.run(feeds);
+    const xtx = {} as Record<InputGroup, Float32Array>;
+    for (const g of INPUT_GROUPS) xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
+    return { out: res['out']!.data as Float32Array, xtx };
+  }
+
+  private headCapture: Session | null = null;
+  private headCaptureDiagonal: Session | null = null;
+
+  /** XᵀX (D, D) of the LM head's input (final-normed hidden rows (N, D), weighted by rowWeight), or its diagonal (D). */
+  async captureHead(normW: Float32Array, hidden: Float32Array, rowWeight: Float32Array, diagonal = false): Promise<Float32Array> {
     const D = this.config.hiddenSize;
     const N = rowWeight.length;
     if (hidden.length !== N * D) throw new RangeError(`hidden has ${hidden.length} values, expected ${N}·${D}`);
-    this.headCapture ??= await Session.create('lm head (capture)', buildHeadCaptureGraph(this.config), this.runtime);
-    const res = await this.headCapture.run({
+    const session = diagonal
+      ? (this.headCaptureDiagonal ??= await Session.create('lm head (diagonal capture)', buildHeadCaptureGraph(this.config, true), this.runtime))
+      : (this.headCapture ??= await Session.create('lm head (capture)', buildHeadCaptureGraph(this.config), this.runtime));
+    const res = await session.run({
       hidden: { data: hidden, dims: [N, D] },
       w_norm: { data: normW, dims: [D] },
       token_weight: { data: rowWeight, dims: [N, 1] },
@@ -79,6 +101,6 @@ export class LayerRunner {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.plain.release(), this.capturing.release(), this.headCapture?.release()]);
+    await Promise.all([this.plain.release(), this.capturing.release(), this.capturingDiagonal?.release(), this.headCapture?.release(), this.headCaptureDiagonal?.release()]);
   }
 }

@@ -7,6 +7,13 @@
  *   rac     prompt + completion token ids from a traces file (the model's own chain of thought):
  *           rac's records or SGLang RAC rows; `input_ids` when present, else
  *           prompt_ids + completion_ids. The decode share of the kept tokens is recorded.
+ *
+ * Position classes (for per-token weights, PruneOptions.tokenWeights): `prompt` and `rac`
+ * sequences carry a class per token — prompt tokens; thinking tokens (the completion up to and
+ * including the first `</think>`, found by the tokenizer's `</think>` id or its token sequence;
+ * a completion without it is all thinking: a chain of thought cut at the length limit); answer
+ * tokens (after it). Packing separators are answer tokens (they end the previous document).
+ * `text` sequences are unclassified.
  *   text    plain text files (.txt/.md: one document each) or JSONL files with a text field (one
  *           document per row), tokenized and chunked to max_seq_len (generic, C4-like data).
  *   mix     a weighted mix: `{ rac: 0.75, text: 0.25 }` are shares of the token budget, plus an
@@ -26,6 +33,7 @@ import { loadDataset, renderPrompt, type LoadDatasetOptions } from '../io/datase
 import { decodeUtf8, jsonlObjects, jsonlObjectsFromBytes } from '../io/jsonl.ts';
 import type { RacTokenizer } from '../io/tokenizer.ts';
 import { selectTraces, type TraceSelection } from './select.ts';
+import { CLASS_ANSWER, CLASS_PROMPT, CLASS_THINK, classCounts } from '../compress/hessian.ts';
 
 export const CALIB_MODES = ['prompt', 'rac', 'text', 'mix'] as const;
 export type CalibMode = (typeof CALIB_MODES)[number];
@@ -86,13 +94,42 @@ interface Doc {
   ids: number[];
   /** Leading prompt tokens (prompt-only docs: all; text: 0). */
   promptLen: number;
+  /** Per-token position classes (prompt / rac docs); absent for text. */
+  classes?: Uint8Array;
   weight: number;
 }
 
 interface Piece {
   ids: number[];
   prompt: number;
+  classes?: Uint8Array;
   weight: number;
+}
+
+/** Position classes of a prompt + completion: prompt, thinking through the first `</think>` (all of it when none), answer. */
+export function positionClasses(ids: readonly number[], promptLen: number, thinkEnd: readonly number[] | null): Uint8Array {
+  const c = new Uint8Array(ids.length).fill(CLASS_THINK);
+  c.fill(CLASS_PROMPT, 0, promptLen);
+  const end = thinkEnd && thinkEnd.length > 0 ? findSeq(ids, thinkEnd, promptLen) : -1;
+  if (end >= 0) c.fill(CLASS_ANSWER, end + thinkEnd!.length);
+  return c;
+}
+
+function findSeq(ids: readonly number[], pat: readonly number[], from: number): number {
+  outer: for (let i = from; i + pat.length <= ids.length; i++) {
+    for (let k = 0; k < pat.length; k++) if (ids[i + k] !== pat[k]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/** The token ids of `</think>`: its own id when the vocabulary has one, else how it encodes (null without a tokenizer). */
+export function thinkEndIds(tok: RacTokenizer | null): number[] | null {
+  if (!tok) return null;
+  const id = tok.tokenToId('</think>');
+  if (id !== undefined) return [id];
+  const ids = tok.encode('</think>', { addSpecialTokens: false });
+  return ids.length > 0 ? ids : null;
 }
 
 interface Component {
@@ -133,10 +170,11 @@ function shape(docs: Iterable<Doc>, l: CalibShape, sep: number | undefined): { p
   let tokens = 0;
   let promptTokens = 0;
   let docsUsed = 0;
-  const emit = (ids: number[], prompt: number, weight: number): boolean => {
+  const emit = (ids: number[], prompt: number, weight: number, classes: Uint8Array | undefined): boolean => {
     const take = Math.min(ids.length, budget - tokens);
     if (take <= 0) return false;
-    const p = take < ids.length ? { ids: ids.slice(0, take), prompt: Math.min(prompt, take), weight } : { ids, prompt, weight };
+    const p: Piece = take < ids.length ? { ids: ids.slice(0, take), prompt: Math.min(prompt, take), weight } : { ids, prompt, weight };
+    if (classes) p.classes = classes.length === p.ids.length ? classes : classes.slice(0, p.ids.length);
     pieces.push(p);
     tokens += p.ids.length;
     promptTokens += p.prompt;
@@ -144,12 +182,16 @@ function shape(docs: Iterable<Doc>, l: CalibShape, sep: number | undefined): { p
   };
   // packing state
   let buf: number[] = [];
+  let bufClasses: number[] = [];
+  let bufClassed = true; // every document packed into buf has classes
   let bufPrompt = 0;
   let bufWeight = 1;
   const flush = (): boolean => {
     if (buf.length === 0) return true;
-    const ok = emit(buf, bufPrompt, bufWeight);
+    const ok = emit(buf, bufPrompt, bufWeight, bufClassed ? Uint8Array.from(bufClasses) : undefined);
     buf = [];
+    bufClasses = [];
+    bufClassed = true;
     bufPrompt = 0;
     return ok;
   };
@@ -160,12 +202,12 @@ function shape(docs: Iterable<Doc>, l: CalibShape, sep: number | undefined): { p
     if (!l.pack) {
       if (d.ids.length <= l.maxSeqLen || l.overflow !== 'split') {
         const ids = d.ids.slice(0, l.maxSeqLen);
-        if (!emit(ids, Math.min(d.promptLen, ids.length), d.weight)) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
+        if (!emit(ids, Math.min(d.promptLen, ids.length), d.weight, d.classes?.subarray(0, ids.length))) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
       } else {
         for (let i = 0; i < d.ids.length; i += l.maxSeqLen) {
           const ids = d.ids.slice(i, i + l.maxSeqLen);
           const prompt = Math.max(0, Math.min(d.promptLen - i, ids.length));
-          if (!emit(ids, prompt, d.weight)) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
+          if (!emit(ids, prompt, d.weight, d.classes?.slice(i, i + ids.length))) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
         }
       }
       continue;
@@ -175,12 +217,15 @@ function shape(docs: Iterable<Doc>, l: CalibShape, sep: number | undefined): { p
     bufWeight = d.weight;
     const ids = sep !== undefined && buf.length > 0 ? [sep, ...d.ids] : d.ids;
     const promptStart = ids.length - d.ids.length; // the separator is not prompt
+    const cls = d.classes ? (promptStart > 0 ? [CLASS_ANSWER, ...d.classes] : d.classes) : null;
     for (let i = 0; i < ids.length; ) {
       const take = Math.min(l.maxSeqLen - buf.length, ids.length - i);
       const lo = Math.max(i, promptStart);
       const hi = Math.min(i + take, promptStart + d.promptLen);
       bufPrompt += Math.max(0, hi - lo);
       for (let k = i; k < i + take; k++) buf.push(ids[k]!);
+      if (cls) for (let k = i; k < i + take; k++) bufClasses.push(cls[k]!);
+      else bufClassed = false;
       i += take;
       if (buf.length >= l.maxSeqLen && !flush()) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
     }
@@ -194,7 +239,7 @@ function finishComponent(mode: SourceMode, r: ReturnType<typeof shape>, source: 
   const share = r.tokens > 0 ? (r.tokens - r.promptTokens) / r.tokens : 0;
   return {
     mode,
-    sequences: r.pieces.map((p) => ({ ids: p.ids, weight: p.weight })),
+    sequences: r.pieces.map((p) => (p.classes ? { ids: p.ids, weight: p.weight, classes: p.classes } : { ids: p.ids, weight: p.weight })),
     tokens: r.tokens,
     promptTokens: r.promptTokens,
     source: {
@@ -203,12 +248,19 @@ function finishComponent(mode: SourceMode, r: ReturnType<typeof shape>, source: 
       tokens: r.tokens,
       sequences: r.pieces.length,
       prompt_tokens: r.promptTokens,
+      ...(mode === 'rac' ? thinkAnswerTokens(r.pieces) : {}),
       ...(mode === 'rac' ? { decode_tokens: r.tokens - r.promptTokens, decode_share: share } : {}),
       token_budget: l.tokenBudget,
       exhausted: l.tokenBudget > 0 && r.exhausted,
       ...(l.tokenBudget > 0 && r.exhausted ? { note: `the ${mode} source ran out: ${r.tokens} of ${l.tokenBudget} budget tokens (no cycling)` } : {}),
     },
   };
+}
+
+/** Thinking and answer tokens of the kept rac sequences (rac.json: the position classes token weights act on). */
+function thinkAnswerTokens(pieces: Piece[]): { think_tokens: number; answer_tokens: number } {
+  const c = classCounts(pieces.map((p) => ({ ids: p.ids, weight: p.weight, ...(p.classes ? { classes: p.classes } : {}) })));
+  return { think_tokens: c.think, answer_tokens: c.answer };
 }
 
 /** `prompt`: chat-templated prompts, drawn in dataset order until the budget is full. */
@@ -220,7 +272,7 @@ export async function buildPromptComponent(ds: DatasetSource, ctx: CalibModeCont
   function* docs(): Generator<Doc> {
     for (const row of data.rows) {
       const ids = renderPrompt(tok, row, opts).ids;
-      yield { ids, promptLen: ids.length, weight };
+      yield { ids, promptLen: ids.length, classes: new Uint8Array(ids.length).fill(CLASS_PROMPT), weight };
     }
   }
   const r = shape(docs(), l, tok.eosTokenId);
@@ -258,6 +310,7 @@ export function traceRowIds(row: Record<string, unknown>, vocabSize: number, whe
 export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: CalibShape, weight = 1, select?: TraceSelection | null): Component {
   if (paths.length === 0) throw new CalibError('rac calibration needs a traces file (--traces)');
   const files = paths.map((p) => fileHash(p, 'traces file'));
+  const thinkEnd = thinkEndIds(ctx.tokenizer);
   const rows: { row: Record<string, unknown>; where: string }[] = [];
   for (const f of files) {
     // A torn last line (a trace run still going or killed) is ignored.
@@ -271,7 +324,7 @@ export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: Cal
       const w = row['weight'] ?? 1;
       if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
       if (typeof row['model'] === 'string') models.add(row['model']);
-      yield { ids, promptLen, weight: weight * w };
+      yield { ids, promptLen, classes: positionClasses(ids, promptLen, thinkEnd), weight: weight * w };
     }
   }
   const r = shape(docs(), l, ctx.tokenizer?.eosTokenId);

@@ -16,6 +16,12 @@ import { decodeUtf8, jsonlObjects } from '../io/jsonl.ts';
 export interface CalibSequence {
   ids: number[];
   weight: number;
+  /**
+   * Per token, its position class (compress/hessian.ts CLASS_PROMPT | CLASS_THINK | CLASS_ANSWER)
+   * for per-token weights (PruneOptions.tokenWeights); 1 byte a token. Absent: unclassified
+   * (plain text, --calib files), every token keeps the sequence weight.
+   */
+  classes?: Uint8Array;
 }
 
 export interface CalibSet {

@@ -24,6 +24,8 @@ import { gptqQuantize } from '../compress/gptq.ts';
 import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
+import { batchRowWeights, classCounts, hessianOf, isUniform, secondMoment, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, weightedTokens, XtxSum, type TokenWeights } from '../compress/hessian.ts';
+import { outlierRatio, owlTargets, type OwlOptions } from '../compress/owl.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
 import { f32ToF16 } from '../io/dtype.ts';
@@ -39,7 +41,7 @@ import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { prunedModelCard } from './model-card.ts';
-import { formatRacJson, RAC_JSON, type LayerReport, type LinearReport, type PruneMethod, type PruneSummary, type QuantizationRecord } from './rac-json.ts';
+import { formatRacJson, RAC_JSON, type LayerReport, type LinearReport, type OwlRecord, type PruneMethod, type PruneSummary, type QuantizationRecord } from './rac-json.ts';
 
 export type { PruneMethod } from './rac-json.ts';
 /** The pruning methods (recipes' `methods`). */
@@ -80,6 +82,20 @@ export interface PruneOptions {
    * for tied embeddings (it would prune the embedding table too). Default false.
    */
   pruneLmHead?: boolean;
+  /**
+   * Per-token weights by position class (prompt / think / answer tokens of `prompt` and `rac`
+   * calibration sequences), multiplied into the sequence weight: rows enter XᵀX scaled by √w and
+   * n = Σ w (compress/hessian.ts). Default 1,1,1 (bit-identical to no token weights); prompt 0 =
+   * decode tokens only. Unclassified sequences (text, --calib files) keep their sequence weight.
+   */
+  tokenWeights?: TokenWeights;
+  /**
+   * Per-layer sparsity: 'uniform' (default: every layer at `target`) or OWL (compress/owl.ts):
+   * per-layer targets within sparsity ± lambda from the outlier ratio of |W|·‖X‖ (M × the layer's
+   * mean), averaging to the target over all pruned weights. ‖X‖ comes from a pre-pass of the
+   * DENSE model over the calibration set. Unstructured targets and pruning methods only.
+   */
+  sparsityProfile?: 'uniform' | { owl: OwlOptions };
   /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
   errorStats?: boolean;
   overwrite?: boolean;
@@ -135,6 +151,9 @@ export function parseLayerSelection(spec: string, numLayers: number): number[] {
   return [...out].sort((x, y) => x - y);
 }
 
+/** rac.json options.hessian_scale (see compress/hessian.ts for what n is and what it changes). */
+const HESSIAN_SCALE_NOTE = '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens';
+
 /** Prune `model` with `calib` and write the result to `outDir`. */
 export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, outDir: string, opts: PruneOptions, version: string): Promise<PruneSummary> {
   const t0 = performance.now();
@@ -155,6 +174,15 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
     throw new Error(`${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`);
   }
   if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
+  validateTokenWeights(tokenWeights);
+  const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
+  if (owl) {
+    if (opts.target.kind !== 'unstructured') throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
+    if (!PRUNE_METHODS.includes(opts.method)) throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
+    owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
+    if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
+  }
   const quantized = new Map<string, { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>();
   const skipped: string[] = [];
   const widen = new Set<string>();
@@ -167,8 +195,8 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
     if (!model.tiedHead) widen.add(spec.lmHeadName);
   }
   const noteQuant =
-    (name: string) =>
-    (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') =>
+    (name: string): QuantNote =>
+    (scales, rows, cols, format, method) =>
       quantized.set(name, { scales, rows, cols, format, method });
   if (quant) {
     for (let l = 0; l < L; l++) {
@@ -178,16 +206,15 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);
   const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
-  // Row weights: √w for real tokens, 0 for padding.
-  const rowWeights = padded.map((pb, bi) => {
-    const rw = new Float32Array(pb.B * pb.T);
-    pb.valid.forEach((v, b) => {
-      const sw = Math.sqrt(batches[bi]![b]!.weight);
-      v.forEach((x, t) => (rw[b * pb.T + t] = x ? sw : 0));
-    });
-    return rw;
-  });
-  const weightedTokens = batches.flat().reduce((a, s) => a + s.weight * s.ids.length, 0);
+  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T, tokenWeights));
+  const n = weightedTokens(batches.flat(), tokenWeights);
+  // Statistics: none for magnitude / rtn without the error report; Wanda without it needs only diag(XᵀX).
+  const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
+  const diagonalOnly = opts.method === 'wanda' && opts.errorStats === false;
+  const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
+  const mlp = linearSpecs.filter((x) => GROUP_OF_SCOPE.mlp(x));
+  if (needStats && !(n > 0)) throw new Error(`--token-weights ${JSON.stringify(tokenWeights)} leave no calibration token with weight > 0`);
+  const stages = needStats && opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
 
   const sizes = padded.map((pb) => pb.B * pb.T * D);
   const memory = opts.memoryLimitBytes ?? 4 * 2 ** 30;
@@ -218,59 +245,65 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
       writer.writeF32(spec.embedName, E);
     }
     padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+    let owlRecord: OwlRecord | undefined;
+    const targetOf = new Map<number, SparsityTarget>();
+    if (owl && opts.target.kind === 'unstructured') {
+      // The dense model's statistics: every layer forward on the dense outputs of the one before.
+      const t = performance.now();
+      const ratios = await owlOutlierRatios(model, runner!, [input, output], padded, rowWeights, selected, linearSpecs, owl.m);
+      padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+      const layers = [...selected].sort((a, b) => a - b);
+      const params = layers.map(() => linearSpecs.reduce((a, ls) => a + ls.rows * ls.cols, 0));
+      const targets = owlTargets(layers.map((l) => ratios.get(l)!), params, opts.target.sparsity, owl.lambda);
+      layers.forEach((l, i) => targetOf.set(l, { kind: 'unstructured', sparsity: targets[i]! }));
+      owlRecord = {
+        profile: 'owl',
+        m: owl.m,
+        lambda: owl.lambda,
+        statistics: 'pre-pass of the dense model over the calibration set (‖X_j‖ of each layer from the unpruned layers before it; token weights applied)',
+        seconds: (performance.now() - t) / 1000,
+        mean_target: targets.reduce((a, x, i) => a + x * params[i]!, 0) / params.reduce((a, p) => a + p, 0),
+        layers: layers.map((l, i) => ({ layer: l, outlier_ratio: ratios.get(l)!, target: targets[i]!, sparsity: 0, weights: params[i]! })),
+      };
+    }
 
     for (let l = 0; l < L; l++) {
-      const tl = performance.now();
-      const sec = { capture: 0, hessian: 0, prune: 0, factor: 0, sweep: 0, recompute: 0, write: 0, total: 0 };
+      const timer = new PhaseTimer();
       const w = model.layerWeights(l);
-      const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: sec };
-      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
-        opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
+      const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: timer.seconds };
+      const layerTarget = targetOf.get(l);
+      if (layerTarget?.kind === 'unstructured') rep.target = layerTarget.sparsity;
+      const layerOpts = layerTarget ? { ...opts, target: layerTarget } : opts;
+      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) => opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
 
-      // Magnitude needs no statistics; capture only when the error report asks for them.
-      const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
-      if (selected.has(l) && !needStats) {
-        const tp = performance.now();
-        for (const ls of linearSpecs) {
-          rep.linears[ls.name] = await pruneLinear(w.linears[ls.name], ls, null, weightedTokens, opts, gemm, noteQuant(model.tensorName(l, ls.module)));
-        }
-        sec.prune += (performance.now() - tp) / 1000;
-      } else if (selected.has(l)) {
-        const attn = linearSpecs.filter((x) => GROUP_OF_SCOPE.attn(x));
-        const mlp = linearSpecs.filter((x) => GROUP_OF_SCOPE.mlp(x));
-        const stages = opts.trueSequential && attn.length > 0 && mlp.length > 0 ? [attn, mlp] : [linearSpecs];
-        for (const stage of stages) {
-          let tc = performance.now();
-          const hessianBefore = sec.hessian;
-          const groups = [...new Set(stage.map((x) => x.group))];
-          const H = await captureHessians(runner!, w, input, padded, rowWeights, groups, cfg, sec, (b) => progress('capture', { batch: b, batches: padded.length }));
-          sec.capture += (performance.now() - tc) / 1000 - (sec.hessian - hessianBefore);
-          tc = performance.now();
-          for (const ls of stage) {
-            progress('prune', { linear: ls.name });
-            const lr = await pruneLinear(w.linears[ls.name], ls, H.get(ls.group)!, weightedTokens, opts, gemm, noteQuant(model.tensorName(l, ls.module)));
-            rep.linears[ls.name] = lr;
-            sec.factor += lr.factor_seconds ?? 0;
-            sec.sweep += lr.sweep_seconds ?? 0;
-          }
-          sec.prune += (performance.now() - tc) / 1000;
+      // capture → prune, per stage (true-sequential: the MLP inputs are re-captured after attention is pruned)
+      for (const stage of selected.has(l) ? stages : []) {
+        const stats = needStats
+          ? await captureStats(runner!, w, input, padded, rowWeights, [...new Set(stage.map((x) => x.group))], cfg, diagonalOnly, timer, (b) =>
+              progress('capture', { batch: b, batches: padded.length }),
+            )
+          : null;
+        for (const ls of stage) {
+          if (stats) progress('prune', { linear: ls.name });
+          const lr = await timer.time('prune', () =>
+            pruneLinear(w.linears[ls.name], ls.rows, ls.cols, stats?.get(ls.group) ?? null, n, layerOpts, gemm!, noteQuant(model.tensorName(l, ls.module))),
+          );
+          timer.add('factor', lr.factor_seconds ?? 0);
+          timer.add('sweep', lr.sweep_seconds ?? 0);
+          rep.linears[ls.name] = lr;
         }
       }
-
-      let tr = performance.now();
-      if (runner) {
+      // recompute: the pruned layer's outputs are the next layer's inputs
+      await timer.time('recompute', async () => {
+        if (!runner) return;
         const feeds = runner.weightFeeds(w);
         for (let b = 0; b < padded.length; b++) {
           output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
           progress('recompute', { batch: b + 1, batches: padded.length });
         }
-      }
-      sec.recompute = (performance.now() - tr) / 1000;
-
-      tr = performance.now();
-      writeLayer(writer, model, l, w, new Set(selected.has(l) ? linearSpecs.map((x) => x.name) : []));
-      sec.write = (performance.now() - tr) / 1000;
-      sec.total = (performance.now() - tl) / 1000;
+      });
+      await timer.time('write', () => writeLayer(writer, model, l, w, new Set(selected.has(l) ? linearSpecs.map((x) => x.name) : [])));
+      timer.finish();
       reports.push(rep);
       progress('done', { report: rep });
       [input, output] = [output, input];
@@ -278,19 +311,7 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
 
     let lmHead: LinearReport | undefined;
     if (opts.pruneLmHead && runner) {
-      const D = cfg.hiddenSize;
-      const normW = model.finalNorm();
-      const xtx = new Float32Array(D * D);
-      for (let b = 0; b < padded.length; b++) {
-        const part = await runner.captureHead(normW, input.get(b), rowWeights[b]!);
-        for (let i = 0; i < xtx.length; i++) xtx[i]! += part[i]!;
-      }
-      const W = model.read(spec.lmHeadName);
-      const ls: LinearSpec = { name: 'lm_head' as LinearName, module: 'lm_head', group: 'mlp_in', rows: cfg.vocabSize, cols: D, bias: false };
-      // Quantized models keep the output table on q8_0 (GPTQ-calibrated here, with the pruning).
-      const headOpts = quant ? { ...opts, quant: EMBEDDING_QUANT } : opts;
-      lmHead = await pruneLinear(W, ls, xtx, weightedTokens, headOpts, gemm, noteQuant(spec.lmHeadName));
-      writer.writeF32(spec.lmHeadName, W);
+      lmHead = await pruneLmHead(model, runner, input, rowWeights, n, diagonalOnly, quant ? { ...opts, quant: EMBEDDING_QUANT } : opts, gemm, writer, noteQuant(spec.lmHeadName));
     } else if (quant && !model.tiedHead) {
       const W = model.read(spec.lmHeadName).slice();
       if (cfg.hiddenSize % QK === 0) {
@@ -300,70 +321,19 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
       writer.writeF32(spec.lmHeadName, W);
     }
 
-    let zeros = 0;
-    let weights = 0;
-    let count = 0;
-    for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
-      if (!lr) continue;
-      zeros += lr.zeros;
-      weights += lr.rows * lr.cols;
-      count++;
-    }
-    let quantization: QuantizationRecord | undefined;
-    const extraFiles: Record<string, string> = {};
-    if (quant) {
-      const tensors: QuantizationRecord['tensors'] = {};
-      for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
-      let qz = 0;
-      let qn = 0;
-      for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
-        if (!lr?.quant) continue;
-        qz += lr.zeros;
-        qn += lr.rows * lr.cols;
+    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
+    if (quant) writeScales(writer.tmpDir, quantized);
+    if (owlRecord) {
+      for (const e of owlRecord.layers) {
+        const lin = Object.values(reports[e.layer]!.linears);
+        e.sparsity = lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
       }
-      quantization = {
-        format: quant,
-        block: QK,
-        tensors,
-        scales_file: QUANT_SCALES_FILE,
-        bits_per_weight: BITS_PER_WEIGHT[quant],
-        skipped,
-        sparsity_after: qn ? qz / qn : 0,
-      };
-      writeScales(writer.tmpDir, quantized);
     }
-    const sourceHub = hubSourceOf(model.dir);
-    const summary: PruneSummary = {
-      rac_version: version,
-      created: new Date().toISOString(),
-      source_model: model.dir,
-      ...(sourceHub ? { source_hub: sourceHub } : {}),
-      architecture: cfg.modelType,
-      method: opts.method,
-      ...describeTarget(opts.target),
-      options: {
-        linears: opts.linears,
-        layers: [...selected].sort((a, b) => a - b),
-        true_sequential: !!opts.trueSequential,
-        ...(opts.method === 'sparsegpt' ? { blocksize: opts.blocksize ?? 128, percdamp: opts.percdamp ?? 0.01 } : {}),
-        ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
-        batch_tokens: opts.batchTokens,
-        hessian_scale: '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens',
-        embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
-        lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
-        ...(quant ? { quant } : {}),
-      },
-      calibration: { ...calib.source, tokens: calib.tokens, sequences: calib.sequences.length },
-      layers: reports,
-      ...(lmHead ? { lm_head: lmHead } : {}),
-      ...(quantization ? { quantization } : {}),
-      totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: (performance.now() - t0) / 1000 },
-    };
+    const summary = pruneSummary(model, opts, version, { selected, calib, reports, lmHead, quantization, owl: owlRecord, tokenWeights, seconds: (performance.now() - t0) / 1000 });
     for (const st of stores) st.close(); // before the temp dir becomes the output
     writer.finish({
       [RAC_JSON]: formatRacJson(summary),
       'README.md': prunedModelCard(summary, sourceCard ?? null),
-      ...extraFiles,
     });
     return summary;
   } catch (e) {
@@ -376,8 +346,31 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
   }
 }
 
-/** Σ over batches of XᵀX for the requested groups (f32 accumulation of f32 batch sums). */
-async function captureHessians(
+/** Seconds per phase of one layer (LayerReport.seconds): `time(phase, fn)` adds fn's wall time. */
+class PhaseTimer {
+  readonly seconds: LayerReport['seconds'] = { capture: 0, hessian: 0, prune: 0, factor: 0, sweep: 0, recompute: 0, write: 0, total: 0 };
+  private readonly t0 = performance.now();
+
+  async time<T>(phase: keyof LayerReport['seconds'], fn: () => T | Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.seconds[phase] += (performance.now() - t) / 1000;
+    }
+  }
+
+  add(phase: keyof LayerReport['seconds'], seconds: number): void {
+    this.seconds[phase] += seconds;
+  }
+
+  finish(): void {
+    this.seconds.total = (performance.now() - this.t0) / 1000;
+  }
+}
+
+/** Σ over batches of XᵀX (or its diagonal) for the requested groups; the forward + XᵀX graph is `capture`, the sums `hessian`. */
+async function captureStats(
   runner: LayerRunner,
   w: LayerWeights,
   input: HiddenStore,
@@ -385,50 +378,189 @@ async function captureHessians(
   rowWeights: Float32Array[],
   groups: InputGroup[],
   cfg: Model['config'],
-  sec: { hessian: number },
+  diagonal: boolean,
+  timer: PhaseTimer,
   onBatch: (b: number) => void,
-): Promise<Map<InputGroup, Float32Array>> {
-  const H = new Map<InputGroup, Float32Array>();
-  for (const g of groups) H.set(g, new Float32Array(groupWidth(cfg, g) ** 2));
+): Promise<Map<InputGroup, XtxSum>> {
+  const sums = new Map<InputGroup, XtxSum>();
+  for (const g of groups) sums.set(g, new XtxSum(groupWidth(cfg, g), diagonal));
   const feeds = runner.weightFeeds(w);
   for (let b = 0; b < padded.length; b++) {
-    const { xtx } = await runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!);
-    const th = performance.now();
-    for (const g of groups) {
-      const acc = H.get(g)!;
-      const x = xtx[g];
-      for (let i = 0; i < acc.length; i++) acc[i]! += x[i]!;
-    }
-    sec.hessian += (performance.now() - th) / 1000;
+    const { xtx } = await timer.time('capture', () =>
+      diagonal ? runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!) : runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!),
+    );
+    await timer.time('hessian', () => {
+      for (const g of groups) sums.get(g)!.add(xtx[g]);
+    });
     onBatch(b + 1);
   }
-  return H;
+  return sums;
 }
 
-/** Prune one Linear in place given its group's XᵀX sum; returns its report. */
+/**
+ * OWL's statistics: the outlier ratio of every selected layer, from a forward of the DENSE model
+ * over the calibration batches (diagonal capture: ‖X_j‖² per input group). Leaves the stores
+ * holding the last layer's dense outputs; the caller re-embeds.
+ */
+async function owlOutlierRatios(
+  model: Model,
+  runner: LayerRunner,
+  stores: [HiddenStore, HiddenStore],
+  padded: ReturnType<typeof leftPad>[],
+  rowWeights: Float32Array[],
+  selected: Set<number>,
+  linearSpecs: LinearSpec[],
+  m: number,
+): Promise<Map<number, number>> {
+  const ratios = new Map<number, number>();
+  let [input, output] = stores;
+  const last = Math.max(...selected);
+  for (let l = 0; l <= last; l++) {
+    const w = model.layerWeights(l);
+    const feeds = runner.weightFeeds(w);
+    const sums = new Map<InputGroup, XtxSum>();
+    for (const ls of linearSpecs) if (!sums.has(ls.group)) sums.set(ls.group, new XtxSum(groupWidth(model.config, ls.group), true));
+    for (let b = 0; b < padded.length; b++) {
+      if (selected.has(l)) {
+        const { out, xtx } = await runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!);
+        for (const [g, s] of sums) s.add(xtx[g]);
+        if (l < last) output.put(b, out);
+      } else output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+    }
+    if (selected.has(l)) {
+      const colNorm = (g: InputGroup) => sums.get(g)!.diag().map(Math.sqrt);
+      ratios.set(l, outlierRatio(linearSpecs.map((ls) => ({ W: w.linears[ls.name], rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })), m));
+    }
+    [input, output] = [output, input];
+  }
+  return ratios;
+}
+
+/** lm_head, calibrated on the final-normed hidden states of the pruned model; written to the checkpoint. */
+async function pruneLmHead(
+  model: Model,
+  runner: LayerRunner,
+  hidden: HiddenStore,
+  rowWeights: Float32Array[],
+  n: number,
+  diagonal: boolean,
+  opts: PruneOptions,
+  gemm: Gemm,
+  writer: CheckpointWriter,
+  onQuant: QuantNote,
+): Promise<LinearReport> {
+  const { config: cfg, spec } = model;
+  const normW = model.finalNorm();
+  const sum = new XtxSum(cfg.hiddenSize, diagonal);
+  for (let b = 0; b < rowWeights.length; b++) sum.add(await runner.captureHead(normW, hidden.get(b), rowWeights[b]!, diagonal));
+  const W = model.read(spec.lmHeadName);
+  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, onQuant);
+  writer.writeF32(spec.lmHeadName, W);
+  return report;
+}
+
+function quantizationRecord(
+  quant: QuantFormat,
+  quantized: Map<string, { rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>,
+  skipped: string[],
+  reports: LayerReport[],
+  lmHead: LinearReport | undefined,
+): QuantizationRecord {
+  const tensors: QuantizationRecord['tensors'] = {};
+  for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
+  let qz = 0;
+  let qn = 0;
+  for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
+    if (!lr?.quant) continue;
+    qz += lr.zeros;
+    qn += lr.rows * lr.cols;
+  }
+  return { format: quant, block: QK, tensors, scales_file: QUANT_SCALES_FILE, bits_per_weight: BITS_PER_WEIGHT[quant], skipped, sparsity_after: qn ? qz / qn : 0 };
+}
+
+/** rac.json. */
+function pruneSummary(
+  model: Model,
+  opts: PruneOptions,
+  version: string,
+  r: {
+    selected: Set<number>;
+    calib: CalibSet;
+    reports: LayerReport[];
+    lmHead?: LinearReport;
+    quantization?: QuantizationRecord;
+    owl?: OwlRecord;
+    tokenWeights: TokenWeights;
+    seconds: number;
+  },
+): PruneSummary {
+  let zeros = 0;
+  let weights = 0;
+  let count = 0;
+  for (const lr of [...r.reports.flatMap((x) => Object.values(x.linears)), r.lmHead]) {
+    if (!lr) continue;
+    zeros += lr.zeros;
+    weights += lr.rows * lr.cols;
+    count++;
+  }
+  const quant = opts.quant;
+  const sourceHub = hubSourceOf(model.dir);
+  return {
+    rac_version: version,
+    created: new Date().toISOString(),
+    source_model: model.dir,
+    ...(sourceHub ? { source_hub: sourceHub } : {}),
+    architecture: model.config.modelType,
+    method: opts.method,
+    ...describeTarget(opts.target),
+    options: {
+      linears: opts.linears,
+      layers: [...r.selected].sort((a, b) => a - b),
+      true_sequential: !!opts.trueSequential,
+      ...(opts.method === 'sparsegpt' ? { blocksize: opts.blocksize ?? 128, percdamp: opts.percdamp ?? 0.01 } : {}),
+      ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
+      batch_tokens: opts.batchTokens,
+      hessian_scale: HESSIAN_SCALE_NOTE,
+      embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      ...(quant ? { quant } : {}),
+      token_weights: { ...r.tokenWeights },
+      sparsity_profile: r.owl ? { owl: { m: r.owl.m, lambda: r.owl.lambda } } : 'uniform',
+    },
+    calibration: {
+      ...r.calib.source,
+      tokens: r.calib.tokens,
+      sequences: r.calib.sequences.length,
+      ...(isUniform(r.tokenWeights) ? {} : { token_classes: classCounts(r.calib.sequences) }),
+    },
+    layers: r.reports,
+    ...(r.lmHead ? { lm_head: r.lmHead } : {}),
+    ...(r.quantization ? { quantization: r.quantization } : {}),
+    ...(r.owl ? { sparsity_profile: r.owl } : {}),
+    totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: r.seconds },
+  };
+}
+
+type QuantNote = (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void;
+
+/** Prune one Linear (rows, cols) in place given its group's XᵀX sum; returns its report. */
 async function pruneLinear(
   W: Float32Array,
-  ls: LinearSpec,
-  /** The group's XᵀX; null only for magnitude without error statistics. */
-  xtx: Float32Array | null,
+  rows: number,
+  cols: number,
+  /** The group's Σ XᵀX (or its diagonal, for Wanda without error statistics); null only for magnitude / rtn without error statistics. */
+  stats: XtxSum | null,
   n: number,
   opts: PruneOptions,
   gemm: Gemm,
   /** Records the f16 scales of a quantized Linear. */
-  onQuant: (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void = () => {},
+  onQuant: QuantNote = () => {},
 ): Promise<LinearReport> {
   const t0 = performance.now();
-  const { rows, cols } = ls;
-  const original = opts.errorStats === false || !xtx ? null : W.slice();
+  const original = opts.errorStats === false || !stats ? null : W.slice();
   let r: PruneReport;
-  if (!xtx && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
+  if (!stats && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
   const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
-  const hessian = () => {
-    const H = new Float32Array(xtx!.length);
-    const s = 2 / n;
-    for (let i = 0; i < H.length; i++) H[i] = xtx![i]! * s;
-    return H;
-  };
   let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
   switch (opts.method) {
     case 'rtn':
@@ -436,7 +568,7 @@ async function pruneLinear(
       break;
     case 'gptq': {
       if (quant) {
-        const g = await gptqQuantize(W, rows, cols, hessian(), quant, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
+        const g = await gptqQuantize(W, rows, cols, hessianOf(stats!, n), quant, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
         onQuant(g.scales, rows, cols, quant, 'gptq');
         quantMethod = 'gptq';
         r = g;
@@ -446,14 +578,11 @@ async function pruneLinear(
     case 'magnitude':
       r = magnitudePrune(W, rows, cols, opts.target, { scope: opts.magnitudeScope ?? 'layer' });
       break;
-    case 'wanda': {
-      const diag = new Float64Array(cols);
-      for (let j = 0; j < cols; j++) diag[j] = xtx![j * cols + j]!;
-      r = wandaPrune(W, rows, cols, diag, opts.target);
+    case 'wanda':
+      r = wandaPrune(W, rows, cols, stats!.diag(), opts.target);
       break;
-    }
     case 'sparsegpt': {
-      const o = await sparsegptPrune(W, rows, cols, hessian(), opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp, ...(quant ? { quant } : {}) });
+      const o = await sparsegptPrune(W, rows, cols, hessianOf(stats!, n), opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp, ...(quant ? { quant } : {}) });
       if (quant) {
         onQuant(o.scales!, rows, cols, quant, 'joint');
         quantMethod = 'joint';
@@ -483,11 +612,10 @@ async function pruneLinear(
     out.factor_seconds = r.factorSeconds;
     out.sweep_seconds = (r.seconds ?? 0) - r.factorSeconds;
   }
-  if (original && xtx) {
-    const Hn = new Float32Array(xtx.length);
-    for (let i = 0; i < Hn.length; i++) Hn[i] = xtx[i]! / n;
-    out.output_error = await outputErrorGemm(original, W, Hn, rows, cols, gemm);
-    out.output_norm = await outputErrorGemm(original, new Float32Array(W.length), Hn, rows, cols, gemm);
+  if (original && stats) {
+    const M = secondMoment(stats, n);
+    out.output_error = await outputErrorGemm(original, W, M, rows, cols, gemm);
+    out.output_norm = await outputErrorGemm(original, new Float32Array(W.length), M, rows, cols, gemm);
   }
   out.seconds = (performance.now() - t0) / 1000;
   return out;

@@ -41,6 +41,8 @@ export interface LinearReport {
 export interface LayerReport {
   layer: number;
   pruned: boolean;
+  /** This layer's unstructured sparsity target (OWL: its own; uniform: omitted). */
+  target?: number;
   linears: Partial<Record<LinearName, LinearReport>>;
   /** capture: forward + XᵀX graph; hessian: accumulating and scaling H in JS; factor/sweep: SparseGPT's U and OBS sweep. */
   seconds: { capture: number; hessian: number; prune: number; factor: number; sweep: number; recompute: number; write: number; total: number };
@@ -61,7 +63,21 @@ export interface PruneSummary {
   layers: LayerReport[];
   lm_head?: LinearReport;
   quantization?: QuantizationRecord;
+  /** OWL: the statistics' source, M, λ and per layer the outlier ratio, the target and the realized sparsity. */
+  sparsity_profile?: OwlRecord;
   totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
+}
+
+/** rac.json `sparsity_profile` (OWL, compress/owl.ts). */
+export interface OwlRecord {
+  profile: 'owl';
+  m: number;
+  lambda: number;
+  statistics: string;
+  seconds: number;
+  /** Σ p_l·target_l / Σ p_l over the pruned weights (the requested sparsity, up to rounding). */
+  mean_target: number;
+  layers: { layer: number; outlier_ratio: number; target: number; sparsity: number; weights: number }[];
 }
 
 /** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */

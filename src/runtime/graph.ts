@@ -185,6 +185,10 @@ export class GraphBuilder {
   reduceMean(x: Value, axes: number[], keepdims = true): Value {
     return this.op('ReduceMean', [x], { axes, keepdims: keepdims ? 1 : 0 });
   }
+  /** ReduceSum over `axes` (opset 13+: the axes are an input). */
+  reduceSum(x: Value, axes: number[], keepdims = true): Value {
+    return this.op('ReduceSum', [x, this.constI64(axes)], { keepdims: keepdims ? 1 : 0 });
+  }
   gather(x: Value, indices: Value, axis = 0): Value {
     return this.op('Gather', [x, indices], { axis });
   }

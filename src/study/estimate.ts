@@ -299,6 +299,8 @@ export interface PruneWork {
   trueSequential?: boolean;
   memoryLimitBytes?: number;
   pruneLmHead?: boolean;
+  /** OWL (--sparsity-profile owl): a dense pre-pass forwards every layer up to the last selected one once more. */
+  owl?: boolean;
 }
 
 export interface Estimate {
@@ -392,7 +394,10 @@ export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib:
   const batches = makeBatches(calib.sequences, w.batchTokens).map((b) => ({ B: b.length, T: Math.max(1, ...b.map((s) => s.ids.length)) }));
   const padded = batches.reduce((a, b) => a + b.B * b.T, 0);
   const groups = [...new Set(w.linears.map((l) => l.group))] as InputGroup[];
-  const hessBytes = groups.reduce((a, g) => a + 4 * groupWidth(cfg, g) ** 2, 0);
+  // Wanda without error statistics captures only diag(XᵀX): width, not width², per group.
+  const diagonalOnly = w.method === 'wanda' && w.errorStats === false;
+  const statWidth = (g: InputGroup) => (diagonalOnly ? groupWidth(cfg, g) : groupWidth(cfg, g) ** 2);
+  const hessBytes = groups.reduce((a, g) => a + 4 * statWidth(g), 0);
   const needStats = w.method !== 'magnitude' || w.errorStats !== false;
   const errorStats = w.errorStats !== false;
   const B = w.blocksize ?? 128;
@@ -404,7 +409,7 @@ export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib:
   forward.js += 2 * padded * D; // the stores' get/put and the graph's output copy
   const capture = zeroCost();
   add(capture, forward, stages);
-  capture.flops += batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * groupWidth(cfg, g) ** 2, 0), 0);
+  capture.flops += batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * statWidth(g), 0), 0);
   const hessian = zeroCost();
   hessian.js += batches.length * (hessBytes / 4);
   const factor = zeroCost();
@@ -439,6 +444,8 @@ export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib:
     prune: 0,
     recompute: L * secondsOf(forward, speed),
   };
+  // OWL's dense pre-pass: one forward (diagonal capture) of every layer up to the last selected one.
+  if (w.owl && nSel > 0) phases['capture']! += (Math.max(...w.layers) + 1) * secondsOf(forward, speed);
   if (nSel > 0 && w.method === 'sparsegpt') {
     phases['factor']! += WARMUP_JS.factor / speed.js_ops_per_s;
     phases['sweep']! += WARMUP_JS.sweep / speed.js_ops_per_s;

@@ -9,6 +9,7 @@
  * (threads, provider) are part of the job and passed explicitly to what opens sessions.
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import { parseTokenWeights } from '../compress/hessian.ts';
 import type { SparsityTarget } from '../compress/masks.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { parseSourceMap, type CalibShape, type SourceMode } from '../prune/calib-modes.ts';
@@ -36,7 +37,7 @@ export interface TokenWeights {
  * parsed everywhere (flags, recipes) but are implemented by the layer loop's owner; until the
  * pruner has them a job asking for them is refused rather than silently run without them.
  */
-export const PRUNER_SUPPORTS = { tokenWeights: false, sparsityProfile: false };
+export const PRUNER_SUPPORTS = { tokenWeights: true, sparsityProfile: true };
 
 type Kind =
   | { t: 'int'; min: number }
@@ -378,23 +379,20 @@ export class JobError extends Error {
   }
 }
 
-function parseTokenWeights(spec: unknown, where: string): TokenWeights {
+function tokenWeightsOf(spec: unknown, where: string): TokenWeights {
   let o: Record<string, unknown>;
   if (typeof spec === 'string') {
-    o = {};
-    for (const part of spec
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean)) {
-      const m = /^([a-z]+)\s*[:=]\s*(.+)$/.exec(part);
-      if (!m) throw new JobError(`${where}: expected prompt:W,think:W,answer:W, got "${part}"`);
-      o[m[1]!] = Number(m[2]);
+    // Flag spelling: the pruner's parser (one syntax, one message).
+    try {
+      return parseTokenWeights(spec, where);
+    } catch (e) {
+      throw new JobError((e as Error).message);
     }
   } else if (spec && typeof spec === 'object' && !Array.isArray(spec)) o = spec as Record<string, unknown>;
   else throw new JobError(`${where}: expected {prompt, think, answer} weights`);
   const out: TokenWeights = { prompt: 1, think: 1, answer: 1 };
   for (const [k, v] of Object.entries(o)) {
-    if (!(k in out)) throw new JobError(`${where}: unknown position class "${k}" (prompt, think, answer)`);
+    if (!(k in out)) throw new JobError(`${where}: unknown class "${k}" (prompt, think, answer)`);
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new JobError(`${where}: "${k}" must be a number ≥ 0`);
     out[k as keyof TokenWeights] = v;
   }
@@ -443,7 +441,7 @@ export function fieldValue(f: Field, v: unknown, where: string, text: boolean): 
       }
       return fail('SOURCE:NUMBER pairs (prompt, rac, text)');
     case 'tokenWeights':
-      return parseTokenWeights(v, where);
+      return tokenWeightsOf(v, where);
   }
 }
 
@@ -524,7 +522,7 @@ export function settingsProblem(s: PruneSettings, calibMode: string | null, targ
   if (s.sparsityProfile !== 'uniform' && !PRUNER_SUPPORTS.sparsityProfile)
     return `sparsity_profile ${s.sparsityProfile}: this build of the pruner has only uniform targets yet`;
   if (target?.kind === 'nm' && s.sparsityProfile === 'owl')
-    return 'sparsity_profile owl needs an unstructured sparsity, not an N:M pattern';
+    return '--sparsity-profile owl needs --sparsity (unstructured), not --pattern (recipes: sparsity_profile owl needs sparsity, not pattern)';
   return null;
 }
 

@@ -80,6 +80,25 @@ describe('rac prune', { concurrency: 2 }, () => {
     assert.deepEqual(entries(join(out, '..')), []);
   });
 
+  it('--token-weights and --sparsity-profile owl: bad values exit 2; a run records both in rac.json', async () => {
+    const out = join(tempDir('cli'), 'out');
+    const bad = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--token-weights', 'decode=0', '--out', out);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /--token-weights: unknown class "decode"/);
+    const nm = await rac('prune', '--model', dir, '--method', 'sparsegpt', '--pattern', '2:4', '--calib', calib, '--sparsity-profile', 'owl', '--out', out);
+    assert.equal(nm.code, 2, nm.stderr);
+    assert.match(nm.stderr, /--sparsity-profile owl needs --sparsity/);
+    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--calib-tokens', '1500', '--max-seq-len', '64',
+      '--sparsity-profile', 'owl', '--owl-m', '3', '--owl-lambda', '0.05', '--token-weights', 'prompt=0', '--out', out, '--threads', '1', '--quiet', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const s = readSummary(out);
+    assert.deepEqual(s.options['sparsity_profile'], { owl: { m: 3, lambda: 0.05 } });
+    assert.deepEqual(s.options['token_weights'], { prompt: 0, think: 1, answer: 1 });
+    const p = (s as unknown as { sparsity_profile: { layers: { target: number }[] } }).sparsity_profile;
+    assert.equal(p.layers.length, 3);
+    for (const l of p.layers) assert.ok(Math.abs(l.target - 0.5) <= 0.05 + 1e-12);
+  });
+
   it('a missing calibration file: exit 1, one line naming it', async () => {
     const out = join(tempDir('cli'), 'out');
     const missing = join(tempDir('cli'), 'nope.jsonl');

@@ -101,64 +101,8 @@ export function reconstructionError(X: Float32Array, n: number, W: Float32Array,
   return total;
 }
 
-/** Lower Cholesky factor in float64 (textbook, unblocked). Throws on a non-positive pivot. */
-export function cholesky64(A: ArrayLike<number>, n: number): Float64Array {
-  const L = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    let d = A[j * n + j];
-    for (let p = 0; p < j; p++) d -= L[j * n + p] ** 2;
-    if (!(d > 0)) throw new Error(`cholesky64: pivot ${j} = ${d}`);
-    L[j * n + j] = Math.sqrt(d);
-    for (let i = j + 1; i < n; i++) {
-      let v = A[i * n + j];
-      for (let p = 0; p < j; p++) v -= L[i * n + p] * L[j * n + p];
-      L[i * n + j] = v / L[j * n + j];
-    }
-  }
-  return L;
-}
-
-/** Inverse of a lower-triangular float64 matrix by forward substitution. */
-export function invertLower64(L: Float64Array, n: number): Float64Array {
-  const X = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    X[j * n + j] = 1 / L[j * n + j];
-    for (let i = j + 1; i < n; i++) {
-      let v = 0;
-      for (let p = j; p < i; p++) v += L[i * n + p] * X[p * n + j];
-      X[i * n + j] = -v / L[i * n + i];
-    }
-  }
-  return X;
-}
-
-/** C = A·B for dense float64 (m, k)·(k, n). */
-export function matmul64(A: ArrayLike<number>, B: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
-  const C = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let p = 0; p < k; p++) {
-      const a = A[i * k + p];
-      for (let j = 0; j < n; j++) C[i * n + j] += a * B[p * n + j];
-    }
-  }
-  return C;
-}
-
-export function transpose64(A: ArrayLike<number>, m: number, n: number): Float64Array {
-  const T = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) T[j * m + i] = A[i * n + j];
-  return T;
-}
-
-/**
- * The SparseGPT reference route in float64: L = chol(H), H⁻¹ = L⁻ᵀL⁻¹, U = upper chol(H⁻¹)
- * (cholesky → cholesky_inverse → cholesky(upper=True) in IST-DASLab/sparsegpt).
- */
-export function upperFactorReference64(H: ArrayLike<number>, n: number): Float64Array {
-  const Li = invertLower64(cholesky64(H, n), n);
-  const Hinv = matmul64(transpose64(Li, n, n), Li, n, n, n);
-  return transpose64(cholesky64(Hinv, n), n, n); // Hinv = Lh·Lhᵀ → U = Lhᵀ, UᵀU = Hinv
-}
+// The float64 reference linear algebra lives beside the fast SparseGPT, as its readable definition.
+export { cholesky64, invertLower64, matmul64, transpose64, upperFactorReference64 } from '../../src/compress/sparsegpt-reference.ts';
 
 export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;

@@ -3,72 +3,14 @@ import assert from 'node:assert/strict';
 import { jsGemm } from '../../src/compress/gemm.ts';
 import { sparsegptPrune } from '../../src/compress/sparsegpt.ts';
 import { countZeros, type SparsityTarget } from '../../src/compress/masks.ts';
-import { anisotropicInputs, gram64, maxAbs, randn, randomSPD, upperFactorReference64 } from './helpers.ts';
+import { sparsegptReference64 } from '../../src/compress/sparsegpt-reference.ts';
+import { anisotropicInputs, gram64, maxAbs, randn, randomSPD } from './helpers.ts';
 
 const bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** H = 2/n·XᵀX as f32 for X (n, cols). */
 function hessian(X: Float32Array, n: number, cols: number): Float32Array {
   return Float32Array.from(gram64(X, n, cols, 2 / n));
-}
-
-/** Indices [0, len) of the k smallest scores, ties → lower index (a plain sort). */
-function smallestK(scores: number[], k: number): number[] {
-  return scores
-    .map((v, i) => ({ v, i }))
-    .sort((a, b) => a.v - b.v || a.i - b.i)
-    .slice(0, k)
-    .map((e) => e.i);
-}
-
-/**
- * Naive float64 SparseGPT: the reference U route, no blocking of the updates (every column's
- * error goes to ALL later columns at once), the mask chosen per block of B columns (unstructured)
- * or per group of m (N:M) from the current weights.
- */
-function sparsegptReference64(W0: Float32Array, rows: number, cols: number, H0: Float32Array, target: SparsityTarget, B: number, percdamp: number) {
-  const W = Float64Array.from(W0);
-  const H = Float64Array.from(H0);
-  let mean = 0;
-  for (let j = 0; j < cols; j++) {
-    if (H[j * cols + j] === 0) {
-      H[j * cols + j] = 1;
-      for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
-    }
-    mean += H[j * cols + j] / cols;
-  }
-  for (let j = 0; j < cols; j++) H[j * cols + j] += percdamp * mean;
-  const U = upperFactorReference64(H, cols);
-  const mask = new Uint8Array(rows * cols);
-  const score = (r: number, c: number) => W[r * cols + c] ** 2 / U[c * cols + c] ** 2;
-  let loss = 0;
-  for (let j = 0; j < cols; j++) {
-    if (target.kind === 'unstructured' && j % B === 0) {
-      const end = Math.min(j + B, cols);
-      const count = end - j;
-      const s: number[] = [];
-      for (let r = 0; r < rows; r++) for (let c = j; c < end; c++) s.push(score(r, c));
-      for (const idx of smallestK(s, Math.floor(target.sparsity * rows * count))) {
-        mask[Math.floor(idx / count) * cols + j + (idx % count)] = 1;
-      }
-    }
-    if (target.kind === 'nm' && j % target.m === 0) {
-      for (let r = 0; r < rows; r++) {
-        const s = Array.from({ length: target.m }, (_, c) => score(r, j + c));
-        for (const c of smallestK(s, target.n)) mask[r * cols + j + c] = 1;
-      }
-    }
-    const d = U[j * cols + j];
-    for (let r = 0; r < rows; r++) {
-      const w = W[r * cols + j];
-      const q = mask[r * cols + j] ? 0 : w;
-      const err = (w - q) / d;
-      loss += (err * err) / 2;
-      W[r * cols + j] = q;
-      for (let c = j + 1; c < cols; c++) W[r * cols + c] -= err * U[j * cols + c];
-    }
-  }
-  return { W, mask, loss };
 }
 
 const CASES: { name: string; rows: number; cols: number; target: SparsityTarget }[] = [

@@ -34,7 +34,8 @@ class Out {
     switch (v.t) {
       case 'i32':
       case 'i64':
-        return this.zigzag(v.v);
+        this.zigzag(v.v);
+        return;
       case 'bin': {
         const b = typeof v.v === 'string' ? Buffer.from(v.v, 'utf8') : v.v;
         this.varint(BigInt(b.length));

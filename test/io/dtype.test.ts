@@ -85,8 +85,8 @@ test('bf16: every bf16 pattern survives bf16 → f32 → bf16', () => {
   const wide = bf16ToF32(all);
   const back = f32ToBf16(wide);
   for (let h = 0; h < 65536; h++) {
-    const isNaN = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
-    if (isNaN) assert.equal(back[h], h | 0x40);
+    const isNanBits = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+    if (isNanBits) assert.equal(back[h], h | 0x40);
     else if (back[h] !== h) assert.fail(`0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
   }
   assert.equal(wide[0x3f80], 1);
@@ -178,8 +178,8 @@ test('f16: every half pattern survives f16 → f32 → f16', () => {
   const all = new Uint16Array(65536).map((_, i) => i);
   const back = f32ToF16(f16ToF32(all));
   for (let h = 0; h < 65536; h++) {
-    const isNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
-    const want = isNaN ? h | 0x200 : h;
+    const isNanBits = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+    const want = isNanBits ? h | 0x200 : h;
     if (back[h] !== want) assert.fail(`0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
   }
 });

@@ -79,6 +79,15 @@ describe('capture graph: XᵀX per Linear input group', () => {
       // and the layer output equals the plain forward
       const plain = await runner.forward(runner.weightFeeds(w), hidden, pb);
       assert.ok(relErr(got.out, plain) < 1e-6);
+      // the diagonal-only variant: diag(XᵀX) of the full capture, and the same output
+      const diag = await runner.captureDiagonal(runner.weightFeeds(w), hidden, pb, rowW);
+      for (const g of INPUT_GROUPS) {
+        const n = groupWidth(cfg, g);
+        assert.equal(diag.xtx[g].length, n);
+        const full = Array.from({ length: n }, (_, j) => got.xtx[g][j * n + j]!);
+        assert.ok(relErr(diag.xtx[g], full) < 1e-5, `${g}: diagonal capture vs diag of XᵀX`);
+      }
+      assert.ok(relErr(diag.out, plain) < 1e-6);
     });
   }
 });

@@ -13,9 +13,10 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { renderPrompt } from '../../src/io/datasets.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
+import { CLASS_ANSWER, CLASS_PROMPT, CLASS_THINK } from '../../src/compress/hessian.ts';
 import { Model } from '../../src/models/model.ts';
 import { CalibError } from '../../src/prune/calib.ts';
-import { buildCalibSet, parseSourceMap, splitBudget, type CalibModeContext } from '../../src/prune/calib-modes.ts';
+import { buildCalibSet, parseSourceMap, positionClasses, splitBudget, thinkEndIds, type CalibModeContext } from '../../src/prune/calib-modes.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -111,7 +112,7 @@ describe('calibration modes', () => {
     // row weights and the mode's sequence weight multiply
     const w = jsonl('w.jsonl', [{ input_ids: [1, 2, 3], num_prompt_tokens: 1, weight: 2 }]);
     const cw = await buildCalibSet('rac', { traces: [w], weights: { rac: 1.5 } }, ctx, { tokenBudget: 0, maxSeqLen: 8 });
-    assert.deepEqual(cw.sequences, [{ ids: [1, 2, 3], weight: 3 }]);
+    assert.deepEqual(cw.sequences.map(({ ids, weight }) => ({ ids, weight })), [{ ids: [1, 2, 3], weight: 3 }]);
     // a torn last line (a trace run still going) is ignored
     const torn = file('torn.jsonl', readFileSync(t.path, 'utf8') + '{"input_ids": [1, 2');
     assert.equal((await buildCalibSet('rac', { traces: [torn] }, ctx, { tokenBudget: 0, maxSeqLen: 4096 })).tokens, P + D);
@@ -183,6 +184,40 @@ describe('calibration modes', () => {
     assert.ok(c.sequences.slice(0, -1).every((s) => s.ids.length === 40));
     assert.equal(c.source['prompt_tokens'], sum(t.prompt.map((p) => p.length)));
     assert.equal(c.source['pack'], true);
+  });
+
+  it('position classes: prompt, thinking through </think>, answer — aligned with the ids when truncated, split or packed', async () => {
+    const { ctx, tok, V } = await setup();
+    const end = thinkEndIds(tok)!;
+    assert.ok(end.length >= 1);
+    const rows = [
+      { p: [1, 2, 3], c: [4, 5, ...end, 6, 7] },
+      { p: [8, 9], c: [10, 11, 12] }, // no </think>: all thinking (a cut chain of thought)
+      { p: [13], c: [...end, 14] },
+    ].map((r) => ({ ...r, p: r.p.map((x) => x % V), c: r.c.map((x) => x % V) }));
+    const path = jsonl('classes.jsonl', rows.map((r) => ({ prompt_ids: r.p, completion_ids: r.c })));
+    const expected = rows.map((r) => {
+      const k = r.c.findIndex((_, i) => end.every((e, j) => r.c[i + j] === e));
+      return [...r.p.map(() => CLASS_PROMPT), ...r.c.map((_, i) => (k >= 0 && i >= k + end.length ? CLASS_ANSWER : CLASS_THINK))];
+    });
+    const c = await buildCalibSet('rac', { traces: [path] }, ctx, { tokenBudget: 0, maxSeqLen: 4096 });
+    assert.deepEqual(c.sequences.map((s) => Array.from(s.classes!)), expected);
+    assert.equal(c.source['think_tokens'], expected.flat().filter((x) => x === CLASS_THINK).length);
+    assert.equal(c.source['answer_tokens'], expected.flat().filter((x) => x === CLASS_ANSWER).length);
+    const sp = await buildCalibSet('rac', { traces: [path] }, ctx, { tokenBudget: 0, maxSeqLen: 3, overflow: 'split' });
+    assert.deepEqual(sp.sequences.flatMap((s) => Array.from(s.classes!)), expected.flat());
+    for (const s of sp.sequences) assert.equal(s.classes!.length, s.ids.length);
+    const pk = await buildCalibSet('rac', { traces: [path] }, ctx, { tokenBudget: 0, maxSeqLen: 4, pack: true });
+    // the eos separators between documents (none after a document that filled its chunk) are answer tokens
+    let run = 0;
+    const packed = expected.flatMap((e, i) => {
+      const out = i > 0 && run % 4 !== 0 ? [CLASS_ANSWER, ...e] : e;
+      run += out.length;
+      return out;
+    });
+    assert.deepEqual(pk.sequences.flatMap((s) => Array.from(s.classes!)), packed);
+    for (const s of pk.sequences) assert.equal(s.classes!.length, s.ids.length);
+    assert.deepEqual(positionClasses([5, 6, 7], 3, end), Uint8Array.from([0, 0, 0]));
   });
 
   it('errors name the file and line', async () => {

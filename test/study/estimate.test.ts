@@ -154,6 +154,13 @@ describe('estimate', () => {
       const mag = estimatePrune(cfg, lin, small, { ...work, method: 'magnitude', errorStats: false }, SPEED, 0);
       assert.equal(mag.work[1], 'no Hessians (magnitude without error statistics)');
       assert.equal(mag.phases['capture'], 0);
+      // OWL's dense pre-pass: one more forward per layer (= the recompute pass) in capture
+      const owl = estimatePrune(cfg, lin, small, { ...work, owl: true }, SPEED, 0);
+      assert.ok(Math.abs(owl.phases['capture']! - e1.phases['capture']! - e1.phases['recompute']!) < 1e-9 * e1.phases['recompute']! + 1e-12);
+      // Wanda without error statistics captures diag(XᵀX) only: less capture work than with them
+      const wStats = estimatePrune(cfg, lin, small, { ...work, method: 'wanda' }, SPEED, 0);
+      const wDiag = estimatePrune(cfg, lin, small, { ...work, method: 'wanda', errorStats: false }, SPEED, 0);
+      assert.ok(wDiag.phases['capture']! < wStats.phases['capture']!);
     } finally {
       m.close();
     }

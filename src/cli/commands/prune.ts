@@ -13,6 +13,7 @@ import { Model } from '../../models/model.ts';
 import { readCalibJsonl, type CalibSet } from '../../prune/calib.ts';
 import { buildCalibSet, CALIB_MODES, type CalibMode } from '../../prune/calib-modes.ts';
 import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
+import { parseTokenWeights, type TokenWeights } from '../../compress/hessian.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
 import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
 import { RAC_VERSION } from '../../version.ts';
@@ -114,6 +115,7 @@ export function register(program: Command): void {
         if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
       }
     }
+    if (st.sparsityProfile === 'owl' && quantOnly) usage(cmd, `--sparsity-profile owl needs a pruning method, not ${o.method}`);
     const runtime = runtimeOf(o);
     const model = Model.open(o.model);
     try {
@@ -171,6 +173,7 @@ export function register(program: Command): void {
           trueSequential: st.trueSequential,
           memoryLimitBytes: st.memoryLimitMb * 2 ** 20,
           pruneLmHead: st.pruneLmHead,
+          owl: st.sparsityProfile === 'owl',
         },
         speed,
         rssBefore,
