@@ -33,7 +33,11 @@ export async function timeBest(fn: () => Promise<unknown>, reps: number): Promis
  * ORT MatMul peak on this machine now: x (m, k) · Wᵀ with W (n, k) fed as an input, the same
  * Gemm the engine uses, at the shape of a Qwen2-1.5B MLP projection.
  */
-export async function gemmPeak(m = 2048, k = 1536, n = 8960): Promise<{ gflops: number; m: number; k: number; n: number; seconds: number }> {
+export async function gemmPeak(
+  m = 2048,
+  k = 1536,
+  n = 8960,
+): Promise<{ gflops: number; m: number; k: number; n: number; seconds: number }> {
   const g = new GraphBuilder('gemm_peak');
   const x = g.input('x', 'float32', [m, k]);
   const w = g.input('w', 'float32', [n, k]);

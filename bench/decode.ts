@@ -107,7 +107,15 @@ export async function llamaDecode(lm: LlamaModel, streams: number, len = PROMPT)
 
 export async function benchDecode(dir: string): Promise<void> {
   const ckpt = join(dir, 'model');
-  writeRandomCheckpoint(ckpt, { family: 'qwen2', layers: 4, ...QWEN2_0_5B_LAYER, tied: true, tokenizerVocab: 512, vocabPad: 32768 - 512, seed: 5 });
+  writeRandomCheckpoint(ckpt, {
+    family: 'qwen2',
+    layers: 4,
+    ...QWEN2_0_5B_LAYER,
+    tied: true,
+    tokenizerVocab: 512,
+    vocabPad: 32768 - 512,
+    seed: 5,
+  });
   const gguf = join(dir, 'model-f32.gguf');
   exportGguf({ model: ckpt, out: gguf, dtype: 'f32', warn: () => {} });
   const dims = { layers: 4, ...QWEN2_0_5B_LAYER, vocab: 32768, prompt: PROMPT, new_tokens: NEW_TOKENS, threads: THREADS };

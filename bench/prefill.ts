@@ -18,13 +18,24 @@ export async function benchPrefill(dir: string, gemmGflops: number, tokens = 204
   const T = tokens / batch;
   const seqs = Array.from({ length: batch }, (_, b) => Array.from({ length: T }, (_, t) => (t * 7 + b * 13) % 512));
   const seconds = await timeBest(() => engine.prefill(seqs), 3);
-  const linearParams = c.hiddenSize * (c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim) + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
+  const linearParams =
+    c.hiddenSize * (c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim) +
+    c.numHeads * c.headDim * c.hiddenSize +
+    3 * c.hiddenSize * c.intermediateSize;
   const linearFlops = 2 * tokens * linearParams * c.numLayers;
   const attnFlops = 2 * 2 * batch * c.numHeads * T * T * c.headDim * c.numLayers; // scores + context, full T×T as computed
   const headFlops = 2 * batch * c.vocabSize * c.hiddenSize; // last position per sequence
   const flops = linearFlops + attnFlops + headFlops;
   const gflops = flops / seconds / 1e9;
-  emit({ name: 'prefill', tokens, batch, layers: c.numLayers, seconds: +seconds.toFixed(4), gflops: +gflops.toFixed(2), efficiency: +(gflops / gemmGflops).toFixed(3) });
+  emit({
+    name: 'prefill',
+    tokens,
+    batch,
+    layers: c.numLayers,
+    seconds: +seconds.toFixed(4),
+    gflops: +gflops.toFixed(2),
+    efficiency: +(gflops / gemmGflops).toFixed(3),
+  });
   await engine.release();
   model.close();
 }

@@ -63,7 +63,11 @@ export const QWEN2_7B_LAYER: LayerShape = { hidden: 3584, intermediate: 18944, h
  * lazy block updates (rows·cols² + rows·cols·128). The same model `prune_layer`'s efficiency uses;
  * `prune_real` scales each measured phase by these ratios to project other token counts and shapes.
  */
-export function layerPhaseFlops(l: LayerShape, tokens: number, seqLen: number): { capture: number; hessian: number; hessianAdds: number; factor: number; sweep: number; recompute: number } {
+export function layerPhaseFlops(
+  l: LayerShape,
+  tokens: number,
+  seqLen: number,
+): { capture: number; hessian: number; hessianAdds: number; factor: number; sweep: number; recompute: number } {
   const D = l.hidden;
   const I = l.intermediate;
   const q = l.heads * l.headDim;
@@ -73,7 +77,13 @@ export function layerPhaseFlops(l: LayerShape, tokens: number, seqLen: number): 
   const xtx = 2 * tokens * (D * D + q * q + D * D + I * I);
   const hessianAdds = (tokens / 4096) * (2 * D * D + q * q + I * I);
   const linears = [
-    [q, D], [kv, D], [kv, D], [D, q], [I, D], [I, D], [D, I],
+    [q, D],
+    [kv, D],
+    [kv, D],
+    [D, q],
+    [I, D],
+    [I, D],
+    [D, I],
   ] as const;
   let factor = 0;
   let sweep = 0;
@@ -94,7 +104,13 @@ export async function benchPruneLayerWanda(dir: string, tokens = 16384, seqLen =
   return layerBench(dir, 'wanda', null, tokens, seqLen);
 }
 
-async function layerBench(dir: string, method: 'sparsegpt' | 'wanda', gemmGflops: number | null, tokens: number, seqLen: number): Promise<number> {
+async function layerBench(
+  dir: string,
+  method: 'sparsegpt' | 'wanda',
+  gemmGflops: number | null,
+  tokens: number,
+  seqLen: number,
+): Promise<number> {
   const ck = join(dir, 'model');
   writeRandomCheckpoint(ck, { family: 'qwen2', layers: 1, ...QWEN2_1_5B_LAYER, tokenizerVocab: 512, anisotropy: 1, seed: 5 });
   const model = Model.open(ck);
@@ -127,7 +143,11 @@ async function layerBench(dir: string, method: 'sparsegpt' | 'wanda', gemmGflops
     });
     return seconds;
   }
-  const f = layerPhaseFlops({ hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim }, tokens, seqLen);
+  const f = layerPhaseFlops(
+    { hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim },
+    tokens,
+    seqLen,
+  );
   const forward = f.capture;
   const xtx = f.hessian - f.hessianAdds;
   const hessianAdds = f.hessianAdds;
@@ -205,7 +225,13 @@ export function benchPruneRss(dir: string): void {
     writeRandomCheckpoint(ck, { family: 'qwen2', layers, ...widths, tokenizerVocab: 512, seed: 9 });
     peaks[layers] = peakRssKiB(ck, calib, join(dir, `rss-out-${layers}`)) / 1024;
   }
-  emit({ name: 'prune_rss', hidden: widths.hidden, rss_mib_4_layers: +peaks[4]!.toFixed(1), rss_mib_16_layers: +peaks[16]!.toFixed(1), ratio: +(peaks[16]! / peaks[4]!).toFixed(3) });
+  emit({
+    name: 'prune_rss',
+    hidden: widths.hidden,
+    rss_mib_4_layers: +peaks[4]!.toFixed(1),
+    rss_mib_16_layers: +peaks[16]!.toFixed(1),
+    ratio: +(peaks[16]! / peaks[4]!).toFixed(3),
+  });
 }
 
 export function benchPruneReal(dir: string, layerSeconds: number | null, tokens = 16384, seqLen = 2048): void {
@@ -214,31 +240,63 @@ export function benchPruneReal(dir: string, layerSeconds: number | null, tokens 
   const t0 = performance.now();
   // DeepSeek-R1-Distill-Qwen-1.5B's shapes (Qwen2-1.5B: tied embeddings off in the distill, on here —
   // the embedding is not pruned either way), BF16, two shards as the issue's real checkpoint.
-  writeRandomCheckpoint(ck, { family: 'qwen2', layers: 28, ...QWEN2_1_5B_LAYER, tied: true, dtype: 'BF16', tokenizerVocab: 512, vocabPad: 151936 - 512, shards: 2, anisotropy: 1, seed: 5 });
+  writeRandomCheckpoint(ck, {
+    family: 'qwen2',
+    layers: 28,
+    ...QWEN2_1_5B_LAYER,
+    tied: true,
+    dtype: 'BF16',
+    tokenizerVocab: 512,
+    vocabPad: 151936 - 512,
+    shards: 2,
+    anisotropy: 1,
+    seed: 5,
+  });
   const writeSeconds = (performance.now() - t0) / 1000;
   const calib = join(dir, 'calib.jsonl');
   calibFile(calib, tokens, seqLen, 400);
   // RAC_BENCH_REAL_LAYERS=N prunes only the first N layers (all 28 are still read, run forward and
   // written, so peak RSS and load/write are the whole model's); the default prunes all 28.
   const only = process.env.RAC_BENCH_REAL_LAYERS ? Number(process.env.RAC_BENCH_REAL_LAYERS) : null;
-  if (only !== null && !(Number.isInteger(only) && only >= 1 && only <= 28)) throw new Error('RAC_BENCH_REAL_LAYERS must be an integer in [1, 28]');
-  const res = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/prune-child.ts'), '--json', ...(only ? ['--layers', String(only)] : []), ck, calib, join(dir, 'out')], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 1 << 22,
-  });
+  if (only !== null && !(Number.isInteger(only) && only >= 1 && only <= 28))
+    throw new Error('RAC_BENCH_REAL_LAYERS must be an integer in [1, 28]');
+  const res = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(root, 'bench/prune-child.ts'),
+      '--json',
+      ...(only ? ['--layers', String(only)] : []),
+      ck,
+      calib,
+      join(dir, 'out'),
+    ],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 22,
+    },
+  );
   if (res.status !== 0) throw new Error(`prune_real child failed (exit ${res.status})`);
-  const r = JSON.parse(res.stdout.trim()) as { max_rss_kib: number; layer_seconds: number[]; layer_phases: Record<Phase, number>[]; total_seconds: number };
+  const r = JSON.parse(res.stdout.trim()) as {
+    max_rss_kib: number;
+    layer_seconds: number[];
+    layer_phases: Record<Phase, number>[];
+    total_seconds: number;
+  };
   const sorted = [...r.layer_seconds].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
   const layers = r.layer_seconds.length;
   // Everything but the pruned layers' phases: reading, writing, and the forward of unpruned layers.
   const overhead = r.total_seconds - r.layer_seconds.reduce((a, b) => a + b, 0);
   // Projection: each phase's median seconds per layer, scaled by its flop ratio (layerPhaseFlops).
-  const phaseMedian = Object.fromEntries(PHASES.map((p) => {
-    const v = r.layer_phases.map((x) => x[p]).sort((a, b) => a - b);
-    return [p, v[Math.floor(v.length / 2)]!];
-  })) as Record<Phase, number>;
+  const phaseMedian = Object.fromEntries(
+    PHASES.map((p) => {
+      const v = r.layer_phases.map((x) => x[p]).sort((a, b) => a - b);
+      return [p, v[Math.floor(v.length / 2)]!];
+    }),
+  ) as Record<Phase, number>;
   const base = layerPhaseFlops(QWEN2_1_5B_LAYER, tokens, seqLen);
   const project = (shape: LayerShape, t: number, paramRatio: number) => {
     const f = layerPhaseFlops(shape, t, seqLen);

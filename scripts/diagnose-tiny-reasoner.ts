@@ -40,7 +40,8 @@ export function traceRoles(text: string): Role[] {
           const segs = p.split(' = ');
           let q = p0;
           segs.forEach((sg, si) => {
-            if (si === 0) for (const m of sg.matchAll(/[A-Z](\d+)/g)) roles.fill('fetch', off + q + m.index + 1, off + q + m.index + 1 + m[1]!.length);
+            if (si === 0)
+              for (const m of sg.matchAll(/[A-Z](\d+)/g)) roles.fill('fetch', off + q + m.index + 1, off + q + m.index + 1 + m[1]!.length);
             else roles.fill(si === segs.length - 1 && segs.length > 2 ? 'result' : 'subst', off + q, off + q + sg.length);
             q += sg.length + 3;
           });
@@ -66,7 +67,10 @@ async function main(): Promise<void> {
   try {
     const V = m.model.config.vocabSize;
     for (const p of generateSplit('eval', 'trace', n, 0)) {
-      const prompt = m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), { addSpecialTokens: false });
+      const prompt = m.tokenizer.encode(
+        m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }),
+        { addSpecialTokens: false },
+      );
       const comp = m.tokenizer.encode(p.completion, { addSpecialTokens: false });
       const [logits] = await m.engine.forward([[...prompt, ...comp]]);
       const roles = traceRoles(p.completion);

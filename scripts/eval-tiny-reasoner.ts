@@ -34,7 +34,19 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const S = { type: 'string' } as const;
-  const v = parseFlags(argv, { model: S, n: S, temperature: S, 'top-p': S, seed: S, batch: S, threads: S, json: S, families: S, 'show-errors': S, 'code-samples': S });
+  const v = parseFlags(argv, {
+    model: S,
+    n: S,
+    temperature: S,
+    'top-p': S,
+    seed: S,
+    batch: S,
+    threads: S,
+    json: S,
+    families: S,
+    'show-errors': S,
+    'code-samples': S,
+  });
   const families = stringFlag(v, 'families');
   const a: Args = {
     model: stringFlag(v, 'model') ?? '',
@@ -61,7 +73,13 @@ async function main(): Promise<void> {
   const modes: Mode[] =
     args.temperature === null
       ? [GREEDY, SAMPLED]
-      : [{ mode: args.temperature === 0 ? 'greedy' : 'sampled', temperature: args.temperature, topP: args.temperature === 0 ? 1 : args.topP }];
+      : [
+          {
+            mode: args.temperature === 0 ? 'greedy' : 'sampled',
+            temperature: args.temperature,
+            topP: args.temperature === 0 ? 1 : args.topP,
+          },
+        ];
   const results: ModeResult[] = [];
   try {
     for (const family of args.families) {
@@ -69,13 +87,18 @@ async function main(): Promise<void> {
         const samples = family === 'code' && mode.temperature > 0 ? args.codeSamples : 1;
         const r = await evaluateFamily(m, family, args.n, mode, args.seed, args.batch, { samples });
         results.push(r);
-        const pass = r.passAt ? `  ${Object.entries(r.passAt).map(([k, v]) => `pass@${k} ${(100 * v).toFixed(1)}%`).join('  ')}` : '';
+        const pass = r.passAt
+          ? `  ${Object.entries(r.passAt)
+              .map(([k, v]) => `pass@${k} ${(100 * v).toFixed(1)}%`)
+              .join('  ')}`
+          : '';
         console.log(
           `${family.padEnd(6)} ${mode.mode.padEnd(8)} T=${mode.temperature} top_p=${mode.topP}  n=${r.n}  accuracy ${(100 * r.accuracy).toFixed(1)}%${pass}  ` +
             `closed+${family === 'code' ? 'program' : 'boxed'} ${(100 * r.closedBoxed).toFixed(1)}%  truncated ${(100 * r.truncated).toFixed(1)}%  ` +
             `prompt ${r.meanPromptTokens.toFixed(1)} tok  completion ${r.meanCompletionTokens.toFixed(1)} tok  hesitations ${r.hesitationsPerSample.toFixed(3)}/sample  (${r.seconds.toFixed(0)} s)`,
         );
-        for (const e of r.errors.slice(0, args.showErrors)) console.log(`--- wrong (want ${e.problem.answer}):\n${e.problem.prompt}\n${e.text}\n`);
+        for (const e of r.errors.slice(0, args.showErrors))
+          console.log(`--- wrong (want ${e.problem.answer}):\n${e.problem.prompt}\n${e.text}\n`);
       }
     }
   } finally {
@@ -88,7 +111,11 @@ async function main(): Promise<void> {
     const c = rs.reduce((s, r) => s + r.meanCompletionTokens, 0) / rs.length;
     console.log(`${mode.mode}: mean prompt ${p.toFixed(1)} tok, mean completion ${c.toFixed(1)} tok, ratio ${(c / p).toFixed(2)}×`);
   }
-  if (args.json) writeFileSync(args.json, JSON.stringify({ model: args.model, n: args.n, seed: args.seed, results: results.map(({ errors: _e, ...r }) => r) }, null, 2) + '\n');
+  if (args.json)
+    writeFileSync(
+      args.json,
+      JSON.stringify({ model: args.model, n: args.n, seed: args.seed, results: results.map(({ errors: _e, ...r }) => r) }, null, 2) + '\n',
+    );
 }
 
 main().catch((e) => {

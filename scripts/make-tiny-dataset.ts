@@ -13,13 +13,24 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FAMILIES, SPLITS, generateSplit, type Family, type Split, type SplitOptions, type TinyFormat, type TinyProblem } from '../src/tasks/tiny/index.ts';
+import {
+  FAMILIES,
+  SPLITS,
+  generateSplit,
+  type Family,
+  type Split,
+  type SplitOptions,
+  type TinyFormat,
+  type TinyProblem,
+} from '../src/tasks/tiny/index.ts';
 
 const DEFAULTS: Record<Split, number> = { train: 20_000, calib: 256, eval: 500 };
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
-  console.error('usage: tsx scripts/make-tiny-dataset.ts --out DIR [--seed S] [--train N] [--calib N] [--eval N] [--format v1|v2] [--inject-rate R]');
+  console.error(
+    'usage: tsx scripts/make-tiny-dataset.ts --out DIR [--seed S] [--train N] [--calib N] [--eval N] [--format v1|v2] [--inject-rate R]',
+  );
   process.exit(2);
 }
 
@@ -62,7 +73,8 @@ function main(): void {
   const format = values.format as TinyFormat;
   if (format !== 'v1' && format !== 'v2') usage(`--format must be v1 or v2, got ${JSON.stringify(values.format)}`);
   const rateText = values['inject-rate'];
-  if (rateText !== undefined && (format !== 'v2' || !/^(0(\.\d+)?|1(\.0*)?)$/.test(rateText))) usage('--inject-rate takes a number in [0, 1], with --format v2');
+  if (rateText !== undefined && (format !== 'v2' || !/^(0(\.\d+)?|1(\.0*)?)$/.test(rateText)))
+    usage('--inject-rate takes a number in [0, 1], with --format v2');
   const opts: SplitOptions = format === 'v1' ? {} : { format, ...(rateText !== undefined ? { injectRate: Number(rateText) } : {}) };
 
   const outDir = resolve(values.out);

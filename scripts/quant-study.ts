@@ -37,7 +37,10 @@ const data = join(out, 'data');
 mkdirSync(data, { recursive: true });
 const rac = (args: string[], capture = false): string => {
   console.error(`$ rac ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, [join(root, 'bin/rac.js'), ...args], { stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'], encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(root, 'bin/rac.js'), ...args], {
+    stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'],
+    encoding: 'utf8',
+  });
   if (r.status !== 0) {
     console.error(`quant-study: rac ${args[0]} failed (exit ${r.status})`);
     process.exit(1);
@@ -53,7 +56,12 @@ const interleave = <T>(lists: T[][]): T[] => {
   for (let i = 0; i < Math.max(...lists.map((l) => l.length)); i++) for (const l of lists) if (i < l.length) o.push(l[i]!);
   return o;
 };
-const strip = ({ id, family, prompt, answer }: { id: string; family: string; prompt: string; answer: string }) => ({ id, family, prompt, answer });
+const strip = ({ id, family, prompt, answer }: { id: string; family: string; prompt: string; answer: string }) => ({
+  id,
+  family,
+  prompt,
+  answer,
+});
 const perFamily = Number(values['eval-per-family']);
 const calibFile = join(data, 'calib.jsonl');
 const evalFile = join(data, 'eval.jsonl');
@@ -61,8 +69,30 @@ writeJsonl(calibFile, interleave(FAMILIES.map((f) => generateSplit('calib', f, 4
 writeJsonl(evalFile, interleave(FAMILIES.map((f) => generateSplit('eval', f, perFamily, 2).map(strip))));
 
 const traces = join(out, 'traces.jsonl');
-rac(['trace', '--model', model, '--dataset', calibFile, '--n', '2', '--max-new-tokens', '512', '--temperature', '0.6', '--top-p', '0.95',
-  '--seed', '0', '--token-budget', '48000', '--batch-size', '128', '--out', traces, '--quiet']);
+rac([
+  'trace',
+  '--model',
+  model,
+  '--dataset',
+  calibFile,
+  '--n',
+  '2',
+  '--max-new-tokens',
+  '512',
+  '--temperature',
+  '0.6',
+  '--top-p',
+  '0.95',
+  '--seed',
+  '0',
+  '--token-budget',
+  '48000',
+  '--batch-size',
+  '128',
+  '--out',
+  traces,
+  '--quiet',
+]);
 
 const calibArgs: Record<'prompt' | 'rac', string[]> = {
   prompt: ['--calib-mode', 'prompt', '--dataset', calibFile],
@@ -83,7 +113,11 @@ const V: Variant[] = [
   { name: 'rtn-q8_0', prune: ['--method', 'rtn', '--quant', 'q8_0'], gguf: 'q8_0' },
   { name: 'rtn-q4_0', prune: ['--method', 'rtn', '--quant', 'q4_0'], gguf: 'q4_0' },
   ...(['q8_0', 'q4_0'] as const).flatMap((q) =>
-    (['prompt', 'rac'] as const).map((c) => ({ name: `gptq-${c}-${q}`, prune: ['--method', 'gptq', '--quant', q, ...calibArgs[c], ...budget], gguf: q })),
+    (['prompt', 'rac'] as const).map((c) => ({
+      name: `gptq-${c}-${q}`,
+      prune: ['--method', 'gptq', '--quant', q, ...calibArgs[c], ...budget],
+      gguf: q,
+    })),
   ),
   ...(['prompt', 'rac'] as const).map((c) => ({
     name: `sparsegpt50+q4_0-joint-${c}`,
@@ -107,8 +141,32 @@ for (const v of V) {
   }
   const results = join(out, 'eval', `${v.name}.json`);
   mkdirSync(join(out, 'eval'), { recursive: true });
-  const line = rac(['eval', '--model', dir, '--dataset', evalFile, '--task', 'tiny', '--samples', '1', '--max-new-tokens', '400', '--temperature', '0',
-    '--top-p', '1', '--batch-size', '200', '--out', results, '--json', '--quiet'], true);
+  const line = rac(
+    [
+      'eval',
+      '--model',
+      dir,
+      '--dataset',
+      evalFile,
+      '--task',
+      'tiny',
+      '--samples',
+      '1',
+      '--max-new-tokens',
+      '400',
+      '--temperature',
+      '0',
+      '--top-p',
+      '1',
+      '--batch-size',
+      '200',
+      '--out',
+      results,
+      '--json',
+      '--quiet',
+    ],
+    true,
+  );
   const m = JSON.parse(line.trim().split('\n').pop()!) as { accuracy: number; mean_tokens: { all: number }; truncated: number };
   const fam = (JSON.parse(readFileSync(results, 'utf8')) as { per_family?: Record<string, { accuracy: number }> }).per_family ?? {};
   const racJson = v.prune ? (JSON.parse(readFileSync(join(dir, 'rac.json'), 'utf8')) as { totals: { sparsity: number } }) : null;
@@ -125,7 +183,10 @@ for (const v of V) {
   });
 }
 const f32 = rows[0]!['gguf_bytes'] as number;
-writeFileSync(join(out, 'quant-study.json'), JSON.stringify({ model, eval_per_family: perFamily, calib_tokens: Number(values['calib-tokens']), rows }, null, 2) + '\n');
+writeFileSync(
+  join(out, 'quant-study.json'),
+  JSON.stringify({ model, eval_per_family: perFamily, calib_tokens: Number(values['calib-tokens']), rows }, null, 2) + '\n',
+);
 const pct = (x: unknown) => (typeof x === 'number' ? `${(100 * x).toFixed(1)}%` : '-');
 console.log('| variant | accuracy | arith | trace | mean tokens | truncated | sparsity | GGUF | bytes | of F32 |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');

@@ -15,7 +15,10 @@ const root = new URL('..', import.meta.url).pathname;
 const filters = process.argv.slice(2);
 const fileTimeoutS = Number(process.env.RAC_TEST_FILE_TIMEOUT_S ?? 300);
 const testTimeoutS = Number(process.env.RAC_TEST_TIMEOUT_S ?? 240);
-for (const [name, v] of [['RAC_TEST_FILE_TIMEOUT_S', fileTimeoutS], ['RAC_TEST_TIMEOUT_S', testTimeoutS]]) {
+for (const [name, v] of [
+  ['RAC_TEST_FILE_TIMEOUT_S', fileTimeoutS],
+  ['RAC_TEST_TIMEOUT_S', testTimeoutS],
+]) {
   if (!(v > 0)) {
     console.error(`run-tests: ${name} must be a positive number of seconds`);
     process.exit(2);
@@ -60,11 +63,17 @@ function tapCount(text, key) {
 /** Runs one file; resolves with its TAP counts and how it ended. */
 function runFile(file) {
   const args = [
-    '--import', 'tsx', '--test', '--test-force-exit', `--test-timeout=${testTimeoutS * 1000}`,
+    '--import',
+    'tsx',
+    '--test',
+    '--test-force-exit',
+    `--test-timeout=${testTimeoutS * 1000}`,
     // spec for people (stderr); TAP on a pipe for the counts (a pipe is written synchronously, so
     // the summary survives --test-force-exit, which a file destination's stream does not)
-    '--test-reporter=spec', '--test-reporter-destination=stderr',
-    '--test-reporter=tap', '--test-reporter-destination=stdout',
+    '--test-reporter=spec',
+    '--test-reporter-destination=stderr',
+    '--test-reporter=tap',
+    '--test-reporter-destination=stdout',
     file,
   ];
   const t0 = Date.now();
@@ -89,7 +98,16 @@ function runFile(file) {
       current = null;
       const seconds = (Date.now() - t0) / 1000;
       const skipped = tapCount(text, 'skipped') + tapCount(text, 'todo');
-      done({ file, code, signal, timedOut, seconds, pass: tapCount(text, 'pass'), fail: tapCount(text, 'fail') + tapCount(text, 'cancelled'), skipped });
+      done({
+        file,
+        code,
+        signal,
+        timedOut,
+        seconds,
+        pass: tapCount(text, 'pass'),
+        fail: tapCount(text, 'fail') + tapCount(text, 'cancelled'),
+        skipped,
+      });
     };
     child.on('exit', (code, signal) => {
       killGroup(child, 'SIGKILL'); // leftovers of a file that ended
@@ -121,7 +139,8 @@ for (const r of results) {
 }
 console.log('');
 console.log(`# ${selected.length} test files in ${results.reduce((s, r) => s + r.seconds, 0).toFixed(0)} s; slowest:`);
-for (const r of [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 5)) console.log(`#   ${r.seconds.toFixed(1).padStart(6)} s  ${r.file}`);
+for (const r of [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 5))
+  console.log(`#   ${r.seconds.toFixed(1).padStart(6)} s  ${r.file}`);
 for (const b of bad) console.log(`# FAILED ${b}`);
 console.log(`tests: ${pass} passed, ${fail} failed, ${skipped} skipped`);
 process.exit(fail === 0 ? 0 : 1);

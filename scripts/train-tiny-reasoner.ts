@@ -26,7 +26,17 @@ import { setRuntimeDefaults } from '../src/runtime/session.ts';
 import { createRng, hashSeed } from '../src/tasks/rng.ts';
 import type { TinyProblem } from '../src/tasks/tiny/index.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './train/checkpoint.ts';
-import { batchFeeds, encodeExample, makeTokenizer, packBatch, permutation, ropeTable, trainPool, type Example, type PackState } from './train/data.ts';
+import {
+  batchFeeds,
+  encodeExample,
+  makeTokenizer,
+  packBatch,
+  permutation,
+  ropeTable,
+  trainPool,
+  type Example,
+  type PackState,
+} from './train/data.ts';
 import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { exportHf } from './train/export.ts';
 import { initParams, paramSpecs, Params, type TinyConfig } from './train/model.ts';
@@ -60,9 +70,24 @@ const BOOLEAN = { type: 'boolean' } as const;
 
 function parseArgs(argv: string[]): Args {
   const v = parseFlags(argv, {
-    out: STRING, work: STRING, steps: STRING, resume: BOOLEAN, seed: STRING, threads: STRING, 'stop-after': STRING,
-    hidden: STRING, layers: STRING, heads: STRING, 'kv-heads': STRING, intermediate: STRING, batch: STRING, seq: STRING,
-    quiet: BOOLEAN, export: BOOLEAN, recipe: STRING, 'inject-rate': STRING,
+    out: STRING,
+    work: STRING,
+    steps: STRING,
+    resume: BOOLEAN,
+    seed: STRING,
+    threads: STRING,
+    'stop-after': STRING,
+    hidden: STRING,
+    layers: STRING,
+    heads: STRING,
+    'kv-heads': STRING,
+    intermediate: STRING,
+    batch: STRING,
+    seq: STRING,
+    quiet: BOOLEAN,
+    export: BOOLEAN,
+    recipe: STRING,
+    'inject-rate': STRING,
   });
   const recipeFlag = stringFlag(v, 'recipe');
   if (recipeFlag !== undefined && !RECIPE_NAMES.includes(recipeFlag as RecipeName)) {
@@ -71,7 +96,13 @@ function parseArgs(argv: string[]): Args {
   const recipe = (recipeFlag ?? null) as RecipeName | null;
   const defaults = RECIPES[recipe ?? 'v1'];
   const model: Args['model'] = {};
-  for (const [flag, key] of [['hidden', 'hidden'], ['layers', 'layers'], ['heads', 'heads'], ['kv-heads', 'kvHeads'], ['intermediate', 'intermediate']] as const) {
+  for (const [flag, key] of [
+    ['hidden', 'hidden'],
+    ['layers', 'layers'],
+    ['heads', 'heads'],
+    ['kv-heads', 'kvHeads'],
+    ['intermediate', 'intermediate'],
+  ] as const) {
     const n = numberFlag(v, flag, null);
     if (n !== null) model[key] = n;
   }
@@ -120,9 +151,13 @@ async function main(): Promise<void> {
     throw new Error(`${ckptFile}: the checkpoint is recipe ${recipe.name}, not ${args.recipe} (use another --work for a new run)`);
   }
   if (c && args.injectRate !== null) throw new Error('--inject-rate applies to a fresh run only (the checkpoint keeps its data)');
-  const data = c ? (c.meta.data ?? recipe.data) : { ...recipe.data, ...(args.injectRate !== null && recipe.data.format === 'v2' ? { injectRate: args.injectRate } : {}) };
+  const data = c
+    ? (c.meta.data ?? recipe.data)
+    : { ...recipe.data, ...(args.injectRate !== null && recipe.data.format === 'v2' ? { injectRate: args.injectRate } : {}) };
   const tok: RacTokenizer =
-    existsSync(join(tokDir, 'tokenizer.json')) && args.resume ? await RacTokenizer.load(tokDir) : await makeTokenizer(tokDir, args.seed, recipe.tokenizerVocab, data);
+    existsSync(join(tokDir, 'tokenizer.json')) && args.resume
+      ? await RacTokenizer.load(tokDir)
+      : await makeTokenizer(tokDir, args.seed, recipe.tokenizerVocab, data);
   if (c) {
     meta = c.meta;
     if (args.steps !== null && args.steps !== meta.totalSteps) {
@@ -131,7 +166,9 @@ async function main(): Promise<void> {
     }
     params = new Params(paramSpecs(meta.cfg), c.params);
     opt = new AdamW(meta.optim, params.specs, params.size, c.m, c.v);
-    log(`resumed at step ${meta.step}/${meta.totalSteps} (${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min)`);
+    log(
+      `resumed at step ${meta.step}/${meta.totalSteps} (${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min)`,
+    );
   } else {
     if (args.resume) log('no checkpoint found; starting from scratch');
     const cfg: TinyConfig = { ...recipe.model, ...args.model, vocab: tok.vocabSize };
@@ -169,14 +206,20 @@ async function main(): Promise<void> {
     log(`exported step ${meta.step} to ${resolve(args.out)}`);
     return;
   }
-  log(`recipe ${recipe.name}: ${data.families.join(' + ')}, format ${data.format}${data.format === 'v2' ? `, inject rate ${data.injectRate}` : ''}`);
-  log(`model: D=${cfg.hidden} L=${cfg.layers} H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} V=${cfg.vocab}, ${params.size} params; batch ${B}×${T}`);
+  log(
+    `recipe ${recipe.name}: ${data.families.join(' + ')}, format ${data.format}${data.format === 'v2' ? `, inject rate ${data.injectRate}` : ''}`,
+  );
+  log(
+    `model: D=${cfg.hidden} L=${cfg.layers} H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} V=${cfg.vocab}, ${params.size} params; batch ${B}×${T}`,
+  );
 
   // ---- data stream: index i → problem (epoch-wise permutation of the pool) -------------------
   const t0 = Date.now();
   const pool: TinyProblem[] = trainPool(meta.poolPerFamily, meta.seed, data);
   const injected = pool.filter((p) => p.noLoss !== undefined).length;
-  log(`train pool: ${pool.length} problems${injected ? ` (${injected} with an injected error)` : ''} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  log(
+    `train pool: ${pool.length} problems${injected ? ` (${injected} with an injected error)` : ''} in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   const perms = new Map<number, Uint32Array>();
   const problemAt = (i: number): TinyProblem => {
     const e = Math.floor(i / pool.length);
@@ -200,7 +243,13 @@ async function main(): Promise<void> {
   const nextBatch = (state: PackState) => {
     const { packing, next } = packBatch(state, (i) => exampleAt(i).ids.length, B, T, 32);
     for (const k of memo.keys()) if (k < next.cursor - 64 && !next.deferred.includes(k)) memo.delete(k);
-    const fb = batchFeeds(cfg, packing.map((r) => r.map(exampleAt)), T, padId, rope);
+    const fb = batchFeeds(
+      cfg,
+      packing.map((r) => r.map(exampleAt)),
+      T,
+      padId,
+      rope,
+    );
     return { ...fb, next };
   };
 
@@ -270,7 +319,9 @@ async function main(): Promise<void> {
   }
   writeSummary(work, meta, params.size);
   exportHf(args.out, cfg, params, tokDir, { steps: String(meta.step), tokens_seen: String(meta.tokensSeen) });
-  log(`done: ${meta.step} steps, ${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min; exported to ${resolve(args.out)}`);
+  log(
+    `done: ${meta.step} steps, ${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min; exported to ${resolve(args.out)}`,
+  );
 }
 
 function writeSummary(work: string, meta: CheckpointMeta, params: number): void {

@@ -13,10 +13,21 @@ const B = Number(process.argv[3] ?? 8);
 const T = Number(process.argv[4] ?? 384);
 for (const [name, o] of sizes) {
   const D = o.hidden!;
-  const cfg: TinyConfig = { vocab: 340, hidden: D, layers: o.layers!, heads: D / 32, kvHeads: D / 64 >= 1 && (D / 32) % 2 === 0 ? D / 64 : 1, intermediate: o.intermediate!, ropeTheta: 10000, eps: 1e-6 };
+  const cfg: TinyConfig = {
+    vocab: 340,
+    hidden: D,
+    layers: o.layers!,
+    heads: D / 32,
+    kvHeads: D / 64 >= 1 && (D / 32) % 2 === 0 ? D / 64 : 1,
+    intermediate: o.intermediate!,
+    ropeTheta: 10000,
+    eps: 1e-6,
+  };
   const rng = createRng(1);
   const p = initParams(paramSpecs(cfg), () => rng.next());
-  const rows: Example[][] = Array.from({ length: B }, () => [0, 1].map(() => ({ ids: Array.from({ length: 180 }, () => rng.int(0, 300)), promptLen: 20 })));
+  const rows: Example[][] = Array.from({ length: B }, () =>
+    [0, 1].map(() => ({ ids: Array.from({ length: 180 }, () => rng.int(0, 300)), promptLen: 20 })),
+  );
   const t0 = Date.now();
   const runner = await StepRunner.create(cfg, { batch: B, seq: T });
   const tBuild = Date.now() - t0;
@@ -28,6 +39,8 @@ for (const [name, o] of sizes) {
   const dt = (Date.now() - t1) / n;
   const tf = Date.now();
   for (let i = 0; i < 3; i++) batchFeeds(cfg, rows, T, 0);
-  console.log(`${name}: H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} params ${p.size} build ${tBuild}ms step ${dt.toFixed(0)}ms → ${(tokens / dt * 1000).toFixed(0)} tok/s (${(B*T / dt * 1000).toFixed(0)} slots/s), feeds ${((Date.now()-tf)/3).toFixed(0)}ms`);
+  console.log(
+    `${name}: H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} params ${p.size} build ${tBuild}ms step ${dt.toFixed(0)}ms → ${((tokens / dt) * 1000).toFixed(0)} tok/s (${(((B * T) / dt) * 1000).toFixed(0)} slots/s), feeds ${((Date.now() - tf) / 3).toFixed(0)}ms`,
+  );
   await runner.release();
 }

@@ -41,7 +41,8 @@ export const V1_DATA: DataRecipe = { families: ['arith', 'trace'], format: 'v1' 
 export async function makeTokenizer(dir: string, seed: number, vocabSize: number, data: DataRecipe = V1_DATA): Promise<RacTokenizer> {
   const corpus: string[] = [];
   for (const fam of data.families) {
-    const opts = data.format === 'v1' ? undefined : { format: data.format, ...(data.injectRate !== undefined ? { injectRate: data.injectRate } : {}) };
+    const opts =
+      data.format === 'v1' ? undefined : { format: data.format, ...(data.injectRate !== undefined ? { injectRate: data.injectRate } : {}) };
     for (const p of generateSplit('train', fam, 2000, seed + 1_000_003, opts)) {
       corpus.push(`<|im_start|>user\n${p.prompt}<|im_end|>\n<|im_start|>assistant\n${p.completion}<|im_end|>\n`);
     }
@@ -95,7 +96,8 @@ export function encodeExample(tok: RacTokenizer, p: TinyProblem): Example {
  * in seed. v1 (arith, trace) is exactly the shipped model's stream.
  */
 export function trainPool(perFamily: number, seed: number, data: DataRecipe = V1_DATA): TinyProblem[] {
-  const opts = data.format === 'v1' ? undefined : { format: data.format, ...(data.injectRate !== undefined ? { injectRate: data.injectRate } : {}) };
+  const opts =
+    data.format === 'v1' ? undefined : { format: data.format, ...(data.injectRate !== undefined ? { injectRate: data.injectRate } : {}) };
   const lists = data.families.map((f) => generateSplit('train', f, perFamily, seed, opts));
   const out: TinyProblem[] = [];
   for (let i = 0; i < perFamily; i++) for (const l of lists) out.push(l[i]!);

@@ -23,7 +23,17 @@ import { initParams, paramSpecs, type TinyConfig } from './model.ts';
 
 const S = { type: 'string' } as const;
 const v = parseFlags(process.argv.slice(2), {
-  model: S, hidden: S, layers: S, heads: S, 'kv-heads': S, intermediate: S, tokenizer: S, prompts: S, tokens: S, batch: S, threads: S,
+  model: S,
+  hidden: S,
+  layers: S,
+  heads: S,
+  'kv-heads': S,
+  intermediate: S,
+  tokenizer: S,
+  prompts: S,
+  tokens: S,
+  batch: S,
+  threads: S,
 });
 const nPrompts = numberFlag(v, 'prompts', 64);
 const nTokens = numberFlag(v, 'tokens', 200);
@@ -57,15 +67,30 @@ const m = await loadModel(dir, threads ? { threads } : {});
 try {
   const problems = generateSplit('eval', 'arith', nPrompts, 0);
   const prompts = problems.map((q) =>
-    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: q.prompt }], { addGenerationPrompt: true }), { addSpecialTokens: false }),
+    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: q.prompt }], { addGenerationPrompt: true }), {
+      addSpecialTokens: false,
+    }),
   );
   const t0 = Date.now();
-  const outs = await generate(m.engine, m.tokenizer, prompts.map((prompt, i) => ({ prompt, stream: i })), {
-    maxNewTokens: nTokens, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0, batchSize: batch,
-  });
+  const outs = await generate(
+    m.engine,
+    m.tokenizer,
+    prompts.map((prompt, i) => ({ prompt, stream: i })),
+    {
+      maxNewTokens: nTokens,
+      seed: 0,
+      eosTokenIds: [],
+      temperature: 0,
+      topP: 1,
+      topK: 0,
+      batchSize: batch,
+    },
+  );
   const s = (Date.now() - t0) / 1000;
   const toks = outs.reduce((a, o) => a + o.ids.length, 0);
-  console.log(`${dir}${params ? ` (random, ${params} params)` : ''}: ${toks} tokens in ${s.toFixed(1)} s = ${(toks / s).toFixed(0)} tokens/s (batch ${batch})`);
+  console.log(
+    `${dir}${params ? ` (random, ${params} params)` : ''}: ${toks} tokens in ${s.toFixed(1)} s = ${(toks / s).toFixed(0)} tokens/s (batch ${batch})`,
+  );
 } finally {
   await closeModel(m);
   if (tmp) rmSync(tmp, { recursive: true, force: true });

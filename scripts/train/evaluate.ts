@@ -88,7 +88,13 @@ export async function evaluateFamily(
   const problems = generateSplit('eval', family, n, seed);
   const prompts = encodePrompts(m, problems);
   const t0 = Date.now();
-  const outs = await generateAll(m, prompts.map((prompt, i) => ({ prompt, stream: i })), mode, seed, batchSize);
+  const outs = await generateAll(
+    m,
+    prompts.map((prompt, i) => ({ prompt, stream: i })),
+    mode,
+    seed,
+    batchSize,
+  );
   let correct = 0;
   let closedBoxed = 0;
   let truncated = 0;
@@ -121,7 +127,15 @@ export async function evaluateFamily(
   };
 }
 
-async function evaluateCode(m: LoadedModel, n: number, mode: Mode, seed: number, batchSize: number, samples: number, limits: SandboxLimits): Promise<ModeResult> {
+async function evaluateCode(
+  m: LoadedModel,
+  n: number,
+  mode: Mode,
+  seed: number,
+  batchSize: number,
+  samples: number,
+  limits: SandboxLimits,
+): Promise<ModeResult> {
   const problems = generateSplit('eval', 'code', n, seed, { format: 'v2' });
   const prompts = encodePrompts(m, problems);
   const t0 = Date.now();

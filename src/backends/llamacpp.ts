@@ -30,7 +30,14 @@ import { readModelJsonFile } from '../io/checkpoint.ts';
 import { modelFilePath } from '../io/model-file.ts';
 import { loadGenerationConfig } from '../io/generation-config.ts';
 import { resolveArch } from '../models/arch/index.ts';
-import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from './backend.ts';
+import {
+  streamOf,
+  type BackendCompletion,
+  type BackendRequest,
+  type GenerationBackend,
+  type GenerationHooks,
+  type SamplingSettings,
+} from './backend.ts';
 import { exportGguf, type GgufDtype } from '../export/gguf.ts';
 import { stopTokenIds } from '../models/loaded.ts';
 import { validateGenerateOptions } from '../models/generate.ts';
@@ -143,9 +150,11 @@ export class LlamaCppBackend implements GenerationBackend {
   ) {}
 
   static async open(o: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
-    if (!o.gguf && !o.model) throw new Error('the llama.cpp backend needs a GGUF file (--gguf FILE) or a model directory to export (--model DIR)');
+    if (!o.gguf && !o.model)
+      throw new Error('the llama.cpp backend needs a GGUF file (--gguf FILE) or a model directory to export (--model DIR)');
     const parallel = o.parallel ?? 8;
-    if (!Number.isInteger(parallel) || parallel < 1) throw new Error(`llama.cpp: parallel sequences must be an integer ≥ 1, got ${parallel}`);
+    if (!Number.isInteger(parallel) || parallel < 1)
+      throw new Error(`llama.cpp: parallel sequences must be an integer ≥ 1, got ${parallel}`);
     const nlc = await importNodeLlamaCpp();
 
     let tempDir: string | null = null;
@@ -190,7 +199,9 @@ export class LlamaCppBackend implements GenerationBackend {
       const lm = await llama.loadModel({ modelPath: gguf });
       const vocabSize = lm.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
       if (tokenizer && vocabSize > 0 && tokenizer.vocabSize > vocabSize)
-        throw new Error(`${gguf}: its vocabulary has ${vocabSize} tokens, fewer than ${o.model}'s tokenizer (${tokenizer.vocabSize}); is it the same model?`);
+        throw new Error(
+          `${gguf}: its vocabulary has ${vocabSize} tokens, fewer than ${o.model}'s tokenizer (${tokenizer.vocabSize}); is it the same model?`,
+        );
       const ctxOptions = { contextSize: o.contextSize ?? null, threads: o.threads !== undefined && o.threads > 0 ? o.threads : undefined };
       return new LlamaCppBackend(llama, lm, vocabSize, ctxOptions, ggufFingerprint(gguf), gguf, tokenizer, eos, parallel, tempDir);
     } catch (e) {
@@ -246,13 +257,18 @@ export class LlamaCppBackend implements GenerationBackend {
     for (const r of requests) {
       if (r.prompt.length === 0) throw new Error(`llama.cpp: request ${r.index} has an empty prompt`);
       const bad = this.vocabSize > 0 ? r.prompt.find((t) => !Number.isInteger(t) || t < 0 || t >= this.vocabSize) : undefined;
-      if (bad !== undefined) throw new Error(`llama.cpp: request ${r.index}'s prompt has token id ${bad}, outside ${this.gguf}'s vocabulary of ${this.vocabSize}`);
+      if (bad !== undefined)
+        throw new Error(
+          `llama.cpp: request ${r.index}'s prompt has token id ${bad}, outside ${this.gguf}'s vocabulary of ${this.vocabSize}`,
+        );
     }
     const longest = Math.max(...requests.map((r) => r.prompt.length));
     const ctx = await this.context(longest + s.maxNewTokens);
     for (const r of requests) {
       if (r.prompt.length >= ctx.contextSize)
-        throw new Error(`llama.cpp: request ${r.index}'s prompt has ${r.prompt.length} tokens; the context holds ${ctx.contextSize} per sequence (--context-size)`);
+        throw new Error(
+          `llama.cpp: request ${r.index}'s prompt has ${r.prompt.length} tokens; the context holds ${ctx.contextSize} per sequence (--context-size)`,
+        );
     }
     const jobs = requests.flatMap((r, ri) => Array.from({ length: r.n }, (_, i) => ({ ri, i })));
     const pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));

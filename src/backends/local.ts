@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { updateWithFileSample } from '../io/file-sample-hash.ts';
 import { readModelFile } from '../io/model-file.ts';
 import { generate } from '../models/generate.ts';
-import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from './backend.ts';
+import {
+  streamOf,
+  type BackendCompletion,
+  type BackendRequest,
+  type GenerationBackend,
+  type GenerationHooks,
+  type SamplingSettings,
+} from './backend.ts';
 import { closeModel, loadModel, type LoadedModel } from '../models/loaded.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 
@@ -38,7 +45,9 @@ export class LocalBackend implements GenerationBackend {
   }
 
   async generate(requests: BackendRequest[], s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    const flat = requests.flatMap((r, ri) => Array.from({ length: r.n }, (_, i) => ({ ri, i, prompt: r.prompt, stream: streamOf(r.index, r.n, i) })));
+    const flat = requests.flatMap((r, ri) =>
+      Array.from({ length: r.n }, (_, i) => ({ ri, i, prompt: r.prompt, stream: streamOf(r.index, r.n, i) })),
+    );
     const pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));
     let done = 0;
     await generate(

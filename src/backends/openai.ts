@@ -24,7 +24,14 @@ import { validateGenerateOptions } from '../models/generate.ts';
 import { Rng } from '../models/sampling.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { readModelFile } from '../io/model-file.ts';
-import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from './backend.ts';
+import {
+  streamOf,
+  type BackendCompletion,
+  type BackendRequest,
+  type GenerationBackend,
+  type GenerationHooks,
+  type SamplingSettings,
+} from './backend.ts';
 
 export type PromptFormat = 'ids' | 'text';
 /** Where completion token ids come from. */
@@ -152,8 +159,10 @@ export class OpenAIBackend implements GenerationBackend {
       maxBackoffMs: opts.maxBackoffMs ?? 60_000,
       log: opts.log ?? (() => {}),
     };
-    if (!Number.isInteger(o.concurrency) || o.concurrency < 1) throw new Error(`concurrency must be a positive integer, got ${o.concurrency}`);
-    if (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1) throw new Error(`max attempts must be a positive integer, got ${o.maxAttempts}`);
+    if (!Number.isInteger(o.concurrency) || o.concurrency < 1)
+      throw new Error(`concurrency must be a positive integer, got ${o.concurrency}`);
+    if (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1)
+      throw new Error(`max attempts must be a positive integer, got ${o.maxAttempts}`);
     const tokenizer = typeof opts.tokenizer === 'string' ? await RacTokenizer.load(opts.tokenizer) : (opts.tokenizer ?? null);
     const agent = baseUrl.startsWith('https:') ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     // A provisional backend to use the retrying client for the probes.
@@ -164,10 +173,13 @@ export class OpenAIBackend implements GenerationBackend {
       let card: ServerModel | undefined;
       if (opts.model !== undefined) {
         card = models.find((m) => m.id === opts.model);
-        if (!card) throw new Error(`${baseUrl} does not serve model "${opts.model}" (it serves: ${models.map((m) => m.id).join(', ') || 'none'})`);
+        if (!card)
+          throw new Error(`${baseUrl} does not serve model "${opts.model}" (it serves: ${models.map((m) => m.id).join(', ') || 'none'})`);
       } else {
         if (models.length !== 1) {
-          throw new Error(`${baseUrl} serves ${models.length} models (${models.map((m) => m.id).join(', ')}); name one with --served-model`);
+          throw new Error(
+            `${baseUrl} serves ${models.length} models (${models.map((m) => m.id).join(', ')}); name one with --served-model`,
+          );
         }
         card = models[0]!;
       }
@@ -189,7 +201,10 @@ export class OpenAIBackend implements GenerationBackend {
       let fingerprint = `openai:${baseUrl}:${model}`;
       if (promptFormat === 'text') fingerprint += ';prompt=text';
       if (idSource === 'retokenize') {
-        const tj = createHash('sha256').update(readModelFile(tokenizer!.dir, 'tokenizer.json') ?? '').digest('hex').slice(0, 12);
+        const tj = createHash('sha256')
+          .update(readModelFile(tokenizer!.dir, 'tokenizer.json') ?? '')
+          .digest('hex')
+          .slice(0, 12);
         fingerprint += `;ids=retokenized:${tj}`;
       }
       return new OpenAIBackend(baseUrl, model, fingerprint, promptFormat, idSource, isRac, extras, tokenizer, o, apiKey, agent);
@@ -200,7 +215,10 @@ export class OpenAIBackend implements GenerationBackend {
   }
 
   /** One-token requests: token-id prompts? token ids back (return_token_ids, then logprobs)? */
-  private async probe(model: string, format: PromptFormat | 'auto'): Promise<{ promptFormat: PromptFormat; idSource: IdSource; extras: Record<string, unknown> }> {
+  private async probe(
+    model: string,
+    format: PromptFormat | 'auto',
+  ): Promise<{ promptFormat: PromptFormat; idSource: IdSource; extras: Record<string, unknown> }> {
     const ids = this.tokenizer ? this.tokenizer.encode('Hello', { addSpecialTokens: false }) : [0];
     const formats: PromptFormat[] = format === 'auto' ? ['ids', 'text'] : [format];
     const variants: { extras: Record<string, unknown>; source: IdSource }[] = [
@@ -248,7 +266,9 @@ export class OpenAIBackend implements GenerationBackend {
         let delay = exp / 2 + Math.random() * (exp / 2);
         const ra = e instanceof OpenAIHttpError ? e.retryAfterMs : undefined;
         if (ra !== undefined) delay = Math.min(this.o.maxBackoffMs, Math.max(delay, ra));
-        this.o.log(`${what}: ${e instanceof Error ? e.message : String(e)}; retrying in ${Math.round(delay)} ms (attempt ${attempt + 1}/${this.o.maxAttempts})`);
+        this.o.log(
+          `${what}: ${e instanceof Error ? e.message : String(e)}; retrying in ${Math.round(delay)} ms (attempt ${attempt + 1}/${this.o.maxAttempts})`,
+        );
         await sleep(delay);
       }
     }
@@ -361,7 +381,8 @@ export class OpenAIBackend implements GenerationBackend {
         // Stopped on eos (not on a stop string): the eos id ends the ids, as the local engine keeps it.
         // vLLM/SGLang report stop_reason (null = eos); without it, a stop could be either when stop
         // strings were given (counted as a stop string then).
-        const onEos = 'stop_reason' in c ? c.stop_reason === null || c.stop_reason === undefined : !(s.stopStrings ?? []).some((x) => x.length > 0);
+        const onEos =
+          'stop_reason' in c ? c.stop_reason === null || c.stop_reason === undefined : !(s.stopStrings ?? []).some((x) => x.length > 0);
         if (fr === 'stop' && onEos && tok.eosTokenId !== undefined) ids.push(tok.eosTokenId);
       }
       return { ids, text: c.text, finishReason: fr };

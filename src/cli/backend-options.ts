@@ -23,18 +23,33 @@ export interface BackendFlags {
 
 export function addBackendOptions(cmd: Command): Command {
   return cmd
-    .option('--backend <name>', 'generation backend: local | llama.cpp (a GGUF, in process; needs node-llama-cpp) | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp server, rac serve)', (v: string) => {
-      if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
-      return v as BackendKind;
-    }, 'local' as BackendKind)
+    .option(
+      '--backend <name>',
+      'generation backend: local | llama.cpp (a GGUF, in process; needs node-llama-cpp) | openai (an OpenAI-compatible server: vLLM, SGLang, llama.cpp server, rac serve)',
+      (v: string) => {
+        if (!(BACKENDS as readonly string[]).includes(v))
+          throw new InvalidArgumentError(`backend must be one of ${BACKENDS.join(', ')}, got "${v}"`);
+        return v as BackendKind;
+      },
+      'local' as BackendKind,
+    )
     .option('--gguf <file>', 'llama.cpp backend: the GGUF to run (default: --model exported to a temporary f32 GGUF)')
-    .option('--context-size <n>', 'llama.cpp backend: tokens per sequence (default: longest prompt + --max-new-tokens, up to the GGUF\'s context length)', int('context-size', 2))
+    .option(
+      '--context-size <n>',
+      "llama.cpp backend: tokens per sequence (default: longest prompt + --max-new-tokens, up to the GGUF's context length)",
+      int('context-size', 2),
+    )
     .option('--base-url <url>', 'OpenAI-compatible server (openai backend)')
     .option('--api-key-env <var>', 'environment variable holding the API key (openai backend)')
     .option('--served-model <name>', 'model name on the server (openai backend)')
-    .option('--concurrency <n>', 'openai backend: requests in flight; llama.cpp backend: sequences decoded together (default 8; keep --batch-size ≥ it)', int('concurrency', 1))
+    .option(
+      '--concurrency <n>',
+      'openai backend: requests in flight; llama.cpp backend: sequences decoded together (default 8; keep --batch-size ≥ it)',
+      int('concurrency', 1),
+    )
     .option('--prompt-format <f>', 'openai backend: send prompts as ids | text | auto (probe the server)', (v: string) => {
-      if (v !== 'ids' && v !== 'text' && v !== 'auto') throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
+      if (v !== 'ids' && v !== 'text' && v !== 'auto')
+        throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
       return v as PromptFormat | 'auto';
     });
 }

@@ -17,7 +17,11 @@ export function addHubResolution(program: Command): void {
     const dataset = c.options.find((o) => o.long === '--dataset');
     if (dataset) {
       dataset.description += DATASET_HELP;
-      c.option('--dataset-config <name>', 'config of a hub --dataset', 'default').option('--split <name>', 'split of a hub --dataset', 'train');
+      c.option('--dataset-config <name>', 'config of a hub --dataset', 'default').option(
+        '--split <name>',
+        'split of a hub --dataset',
+        'train',
+      );
     }
   }
   program.hook('preAction', async (_program, action) => {
@@ -31,10 +35,16 @@ export function addHubResolution(program: Command): void {
       }
     }
     if (typeof o.dataset === 'string') {
-      const r = await resolveDataset(o.dataset, { ...(o.datasetConfig ? { config: o.datasetConfig } : {}), ...(o.split ? { split: o.split } : {}) }, { ...(log ? { log } : {}) });
+      const r = await resolveDataset(
+        o.dataset,
+        { ...(o.datasetConfig ? { config: o.datasetConfig } : {}), ...(o.split ? { split: o.split } : {}) },
+        { ...(log ? { log } : {}) },
+      );
       if (r.source) {
         action.setOptionValue('dataset', r.files);
-        log?.(`dataset ${r.source.id}@${r.source.revision} (${r.source.config}/${r.source.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'} of ${r.source.commit}`);
+        log?.(
+          `dataset ${r.source.id}@${r.source.revision} (${r.source.config}/${r.source.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'} of ${r.source.commit}`,
+        );
       }
     }
   });

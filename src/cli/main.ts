@@ -16,7 +16,6 @@ import { register as serve } from './commands/serve.ts';
 import { register as trace } from './commands/trace.ts';
 import { addHubResolution } from './hub-options.ts';
 
-
 export function buildProgram(): Command {
   const program = new Command()
     .name('rac')

@@ -46,7 +46,9 @@ export function progress(label: string, total: number, opts: { quiet?: boolean; 
     const eta = v > 0 ? (el / v) * (total - v) : NaN;
     let tail = extra;
     for (const [k, val] of Object.entries(payload ?? {})) tail = tail.replace(`{${k}}`, String(val));
-    process.stderr.write(`${label} ${v}/${total}${unit ? ` ${unit}` : ''} (${((100 * v) / Math.max(1, total)).toFixed(0)}%) elapsed ${formatDuration(el)} ETA ${formatDuration(eta)}${tail}\n`);
+    process.stderr.write(
+      `${label} ${v}/${total}${unit ? ` ${unit}` : ''} (${((100 * v) / Math.max(1, total)).toFixed(0)}%) elapsed ${formatDuration(el)} ETA ${formatDuration(eta)}${tail}\n`,
+    );
   };
   return {
     update(v, payload) {

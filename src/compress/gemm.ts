@@ -18,7 +18,11 @@ export interface Gemm {
 }
 
 function checkShapes(a: Float32Array, b: Float32Array, m: number, k: number, n: number): void {
-  for (const [name, v] of [['m', m], ['k', k], ['n', n]] as const) {
+  for (const [name, v] of [
+    ['m', m],
+    ['k', k],
+    ['n', n],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`gemm: ${name} must be a non-negative integer, got ${v}`);
   }
   if (a.length !== m * k) throw new RangeError(`gemm: A has ${a.length} elements, expected m·k = ${m}·${k}`);

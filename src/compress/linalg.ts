@@ -231,12 +231,7 @@ export interface InverseFactorOptions extends BlockOptions {
  * Memory: one n×n f32 work array (the result) plus O(n·panel) scratch.
  * Throws NotPositiveDefiniteError when H (with `diagonal`) is not numerically PD.
  */
-export async function inverseUpperFactor(
-  H: Float32Array,
-  n: number,
-  gemm: Gemm,
-  opts: InverseFactorOptions = {},
-): Promise<Float32Array> {
+export async function inverseUpperFactor(H: Float32Array, n: number, gemm: Gemm, opts: InverseFactorOptions = {}): Promise<Float32Array> {
   checkSquare(H, n, 'inverseUpperFactor');
   const N = n * n;
   const A = new Float32Array(N); // (n, n) = J·H·J

@@ -49,7 +49,9 @@ export function parseSparsityTarget(spec: string): SparsityTarget {
  */
 export function targetOf(spec: { sparsity?: string | number | undefined; pattern?: string | undefined }): SparsityTarget {
   if ((spec.sparsity === undefined) === (spec.pattern === undefined)) throw new RangeError('give exactly one of sparsity or pattern');
-  return spec.pattern !== undefined ? { kind: 'nm', ...parsePattern(spec.pattern) } : { kind: 'unstructured', sparsity: parseSparsity(spec.sparsity!) };
+  return spec.pattern !== undefined
+    ? { kind: 'nm', ...parsePattern(spec.pattern) }
+    : { kind: 'unstructured', sparsity: parseSparsity(spec.sparsity!) };
 }
 
 /** rac.json's spelling of a target: `{sparsity: 0.5}` or `{pattern: "2:4"}`. */

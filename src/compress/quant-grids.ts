@@ -145,7 +145,8 @@ export interface Quantized {
 }
 
 function checkShape(W: ArrayLike<number>, rows: number, cols: number, what: string): void {
-  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(cols) || cols < 1) throw new RangeError(`${what}: bad shape ${rows}×${cols}`);
+  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(cols) || cols < 1)
+    throw new RangeError(`${what}: bad shape ${rows}×${cols}`);
   if (cols % QK !== 0) throw new RangeError(`${what}: row length ${cols} is not a multiple of ${QK} (GGUF Q4_0/Q8_0 blocks)`);
   if (W.length !== rows * cols) throw new RangeError(`${what}: ${W.length} values, expected ${rows}·${cols}`);
 }
@@ -236,7 +237,8 @@ export function encodeBlocks(fmt: QuantFormat, W: Float32Array, scales: ArrayLik
 export function decodeBlocks(fmt: QuantFormat, bytes: Uint8Array, n: number): Float32Array {
   if (n % QK !== 0) throw new RangeError(`decodeBlocks: ${n} values is not a multiple of ${QK}`);
   const bb = BLOCK_BYTES[fmt];
-  if (bytes.length !== (n / QK) * bb) throw new RangeError(`decodeBlocks: ${bytes.length} bytes, expected ${(n / QK) * bb} for ${n} ${fmt} values`);
+  if (bytes.length !== (n / QK) * bb)
+    throw new RangeError(`decodeBlocks: ${bytes.length} bytes, expected ${(n / QK) * bb} for ${n} ${fmt} values`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(n);
   for (let b = 0; b < n / QK; b++) {

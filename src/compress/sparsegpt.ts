@@ -82,8 +82,10 @@ export async function sparsegptPrune(
   if (quant) {
     // Quantization blocks start at sub-block starts, where W1 is fully updated: sb must divide QK.
     if (cols % QK !== 0) throw new RangeError(`sparsegptPrune: quantization to ${quant} needs cols divisible by ${QK}, got cols = ${cols}`);
-    if ((opts.blocksize ?? 128) % QK !== 0) throw new RangeError(`sparsegptPrune: quantization needs a blocksize divisible by ${QK}, got ${opts.blocksize}`);
-    if (target.kind === 'nm' && QK % target.m !== 0) throw new RangeError(`sparsegptPrune: quantization with N:M needs M dividing ${QK}, got M = ${target.m}`);
+    if ((opts.blocksize ?? 128) % QK !== 0)
+      throw new RangeError(`sparsegptPrune: quantization needs a blocksize divisible by ${QK}, got ${opts.blocksize}`);
+    if (target.kind === 'nm' && QK % target.m !== 0)
+      throw new RangeError(`sparsegptPrune: quantization with N:M needs M dividing ${QK}, got M = ${target.m}`);
     sb = target.kind === 'nm' ? Math.max(sb, target.m) : sb;
     while (QK % sb !== 0) sb--;
   }

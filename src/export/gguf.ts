@@ -107,7 +107,14 @@ function openQuantSource(dir: string): QuantSource | null {
   if (!existsSync(racJson)) return null;
   const rec = readJson(dir, RAC_JSON)['quantization'] as { tensors?: unknown; scales_file?: unknown } | undefined; // a QuantizationRecord, checked below
   if (rec === undefined) return null;
-  if (!rec || typeof rec !== 'object' || !rec.tensors || typeof rec.tensors !== 'object' || typeof rec.scales_file !== 'string' || /[\\/]/.test(rec.scales_file)) {
+  if (
+    !rec ||
+    typeof rec !== 'object' ||
+    !rec.tensors ||
+    typeof rec.tensors !== 'object' ||
+    typeof rec.scales_file !== 'string' ||
+    /[\\/]/.test(rec.scales_file)
+  ) {
     throw new ExportError(`${racJson}: malformed "quantization" section (needs "tensors" and a plain "scales_file" name)`);
   }
   const file = join(dir, rec.scales_file);
@@ -137,7 +144,8 @@ export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, 
  * rotate-half order to the interleaved order of the `llama` rope, per head.
  */
 export function permuteQk(w: Float32Array, rows: number, cols: number, heads: number): Float32Array {
-  if (rows % heads !== 0 || (rows / heads) % 2 !== 0) throw new ExportError(`permute: ${rows} rows do not split into ${heads} heads of even size`);
+  if (rows % heads !== 0 || (rows / heads) % 2 !== 0)
+    throw new ExportError(`permute: ${rows} rows do not split into ${heads} heads of even size`);
   const hd = rows / heads;
   const half = hd / 2;
   const out = new Float32Array(w.length);
@@ -223,7 +231,8 @@ export function detectTokenizerPre(tj: Record<string, unknown>, arch: string): s
   if (rx.length === 1 && rx[0] === QWEN2_PRETOKENIZE_REGEX) return 'qwen2';
   if (rx.length === 1 && rx[0] === LLAMA3_PRETOKENIZE_REGEX) return 'llama-bpe';
   // DeepSeek-V3 / R1 (and R1-Distill-Qwen): digits in 1–3, CJK runs, then the main regex.
-  if (rx.length === 3 && rx[0] === '\\p{N}{1,3}' && rx[1]!.startsWith('[一-龥')) return arch === 'qwen2' ? 'deepseek-r1-qwen' : 'deepseek-v3';
+  if (rx.length === 3 && rx[0] === '\\p{N}{1,3}' && rx[1]!.startsWith('[一-龥'))
+    return arch === 'qwen2' ? 'deepseek-r1-qwen' : 'deepseek-v3';
   return null;
 }
 
@@ -291,10 +300,14 @@ export function tokenizerMetadata(
   const tc = readJson(dir, 'tokenizer_config.json', true);
   const model = tj.model as { type?: string; vocab?: Record<string, number>; merges?: unknown[] } | undefined;
   if (!model || model.type !== 'BPE' || !model.vocab || typeof model.vocab !== 'object') {
-    throw new ExportError(`${tjPath}: rac exports only byte-level BPE tokenizers (tokenizer.ggml.model "gpt2"); this one has model type ${JSON.stringify(model?.type)}`);
+    throw new ExportError(
+      `${tjPath}: rac exports only byte-level BPE tokenizers (tokenizer.ggml.model "gpt2"); this one has model type ${JSON.stringify(model?.type)}`,
+    );
   }
   if (!hasByteLevel(tj.pre_tokenizer) && !hasByteLevel(tj.decoder)) {
-    throw new ExportError(`${tjPath}: the BPE tokenizer is not byte-level (no ByteLevel pre-tokenizer or decoder); SentencePiece-style vocabularies are not supported`);
+    throw new ExportError(
+      `${tjPath}: the BPE tokenizer is not byte-level (no ByteLevel pre-tokenizer or decoder); SentencePiece-style vocabularies are not supported`,
+    );
   }
   const pre = opts.tokenizerPre ?? detectTokenizerPre(tj, arch);
   if (!pre) {
@@ -306,12 +319,14 @@ export function tokenizerMetadata(
 
   const byId = new Map<number, string>();
   for (const [tok, id] of Object.entries(model.vocab)) {
-    if (!Number.isInteger(id) || id < 0) throw new ExportError(`${tjPath}: token ${JSON.stringify(tok)} has invalid id ${JSON.stringify(id)}`);
+    if (!Number.isInteger(id) || id < 0)
+      throw new ExportError(`${tjPath}: token ${JSON.stringify(tok)} has invalid id ${JSON.stringify(id)}`);
     byId.set(id, tok);
   }
   const added = new Map<number, AddedToken>();
   for (const t of (tj.added_tokens ?? []) as AddedToken[]) {
-    if (!Number.isInteger(t.id) || typeof t.content !== 'string') throw new ExportError(`${tjPath}: malformed added token ${JSON.stringify(t)}`);
+    if (!Number.isInteger(t.id) || typeof t.content !== 'string')
+      throw new ExportError(`${tjPath}: malformed added token ${JSON.stringify(t)}`);
     byId.set(t.id, t.content);
     added.set(t.id, t);
   }
@@ -406,7 +421,8 @@ function chatTemplate(dir: string, tc: Record<string, unknown>, tcPath: string):
   const ct = tc.chat_template;
   if (typeof ct === 'string') return ct;
   if (Array.isArray(ct)) {
-    const pick = (ct as { name?: unknown; template?: unknown }[]).find((e) => e?.name === 'default') ?? (ct.length === 1 ? ct[0] : undefined);
+    const pick =
+      (ct as { name?: unknown; template?: unknown }[]).find((e) => e?.name === 'default') ?? (ct.length === 1 ? ct[0] : undefined);
     if (!pick || typeof pick.template !== 'string') throw new ExportError(`${tcPath}: chat_template list has no "default" entry`);
     return pick.template;
   }
@@ -471,7 +487,9 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource |
     }
     const rec = hf !== undefined ? qs?.tensors[hf] : undefined;
     if (rec && rec.format !== fmt) {
-      throw new ExportError(`${m.dir}: "${hf}" was quantized to ${rec.format}, but a ${dtype} GGUF stores it as ${fmt}; export with --dtype ${rec.format} (or f32)`);
+      throw new ExportError(
+        `${m.dir}: "${hf}" was quantized to ${rec.format}, but a ${dtype} GGUF stores it as ${fmt}; export with --dtype ${rec.format} (or f32)`,
+      );
     }
     const blocks = () => {
       let w = data(); // permuted already when heads > 0
@@ -486,7 +504,9 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource |
       try {
         return encodeBlocks(fmt, w, scales, rows, cols);
       } catch (e) {
-        throw new ExportError(`${m.dir}: "${hf ?? name}": ${(e as Error).message}; the weights no longer match the scales recorded in rac.json`);
+        throw new ExportError(
+          `${m.dir}: "${hf ?? name}": ${(e as Error).message}; the weights no longer match the scales recorded in rac.json`,
+        );
       }
     };
     out.push({ name, type: GGML_OF[fmt], shape, data, blocks });
@@ -533,7 +553,8 @@ function checkSupported(m: Model, arch: string, warn: (s: string) => void): void
   if (arch !== 'llama') {
     if (c.oBias) throw new ExportError(`${where}: ${c.modelType} with an o_proj bias (attention_bias) has no llama.cpp ${arch} equivalent`);
     if (c.mlpBias) throw new ExportError(`${where}: ${c.modelType} with MLP biases (mlp_bias) has no llama.cpp ${arch} equivalent`);
-    if (arch === 'qwen3' && c.qkvBias) throw new ExportError(`${where}: qwen3 with q/k/v biases (attention_bias) has no llama.cpp qwen3 equivalent`);
+    if (arch === 'qwen3' && c.qkvBias)
+      throw new ExportError(`${where}: qwen3 with q/k/v biases (attention_bias) has no llama.cpp qwen3 equivalent`);
     if (c.ropeScaling.type === 'llama3') throw new ExportError(`${where}: llama3 rope scaling is exported only for the llama architecture`);
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
@@ -557,9 +578,18 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
       warn(`${m.dir}: the model is quantized (rac.json); its grid values are exact in f32, q4_0 or q8_0 GGUF, not in ${dtype}`);
     }
     const arch = GGUF_ARCH[m.config.modelType];
-    if (!arch) throw new ExportError(`${m.dir}/config.json: no GGUF mapping for model_type "${m.config.modelType}" (supported: ${Object.keys(GGUF_ARCH).join(', ')})`);
+    if (!arch)
+      throw new ExportError(
+        `${m.dir}/config.json: no GGUF mapping for model_type "${m.config.modelType}" (supported: ${Object.keys(GGUF_ARCH).join(', ')})`,
+      );
     checkSupported(m, arch, warn);
-    const tok = tokenizerMetadata(m.dir, m.config.vocabSize, arch, m.config.raw, o.tokenizerPre !== undefined ? { tokenizerPre: o.tokenizerPre } : {});
+    const tok = tokenizerMetadata(
+      m.dir,
+      m.config.vocabSize,
+      arch,
+      m.config.raw,
+      o.tokenizerPre !== undefined ? { tokenizerPre: o.tokenizerPre } : {},
+    );
     const name = o.name ?? basename(m.dir);
     const kvs = [...modelMetadata(arch, m.config, name, dtype), ...tok.kvs];
     const plan = planTensors(m, arch, dtype, qs);
@@ -577,7 +607,16 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
       w.abort();
       throw e;
     }
-    return { out, arch, dtype, tensors: plan.length, bytes: w.fileBytes, vocab: m.config.vocabSize, tokenizerPre: tok.pre, tiedOutput: m.tiedHead };
+    return {
+      out,
+      arch,
+      dtype,
+      tensors: plan.length,
+      bytes: w.fileBytes,
+      vocab: m.config.vocabSize,
+      tokenizerPre: tok.pre,
+      tiedOutput: m.tiedHead,
+    };
   } finally {
     qs?.close();
     m.close();

@@ -33,13 +33,7 @@ export const QWEN2_PRETOKENIZE_REGEX =
 /** Added tokens that are kept when decoding with skip_special_tokens. */
 export const NON_SPECIAL_ADDED: ReadonlySet<string> = new Set(['<think>', '</think>']);
 
-export const DEFAULT_SPECIAL_TOKENS: readonly string[] = [
-  '<|endoftext|>',
-  '<|im_start|>',
-  '<|im_end|>',
-  '<think>',
-  '</think>',
-];
+export const DEFAULT_SPECIAL_TOKENS: readonly string[] = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<think>', '</think>'];
 
 /**
  * Qwen2.5-style ChatML template. Every message renders as `<|im_start|>{role}\n{content}<|im_end|>\n`
@@ -132,7 +126,13 @@ export function trainByteLevelBpe(opts: TrainBpeOptions): Record<string, unknown
   const splitter = new SplitPreTokenizer(splitConfig);
   const specialSplit =
     specialTokens.length > 0
-      ? new RegExp([...specialTokens].sort((x, y) => y.length - x.length).map(escapeRegExp).join('|'), 'u')
+      ? new RegExp(
+          [...specialTokens]
+            .sort((x, y) => y.length - x.length)
+            .map(escapeRegExp)
+            .join('|'),
+          'u',
+        )
       : null;
   const pieceFreq = new Map<string, number>();
   for (const text of corpus) {
@@ -186,7 +186,8 @@ export function trainByteLevelBpe(opts: TrainBpeOptions): Record<string, unknown
   // --- 3. lazy max-heap over (count desc, left string asc, right string asc) ---
   const better = (x: HeapEntry, y: HeapEntry): boolean => {
     if (x.count !== y.count) return x.count > y.count;
-    const xa = tokens[x.a], ya = tokens[y.a];
+    const xa = tokens[x.a],
+      ya = tokens[y.a];
     if (xa !== ya) return xa < ya;
     return tokens[x.b] < tokens[y.b];
   };
@@ -209,7 +210,8 @@ export function trainByteLevelBpe(opts: TrainBpeOptions): Record<string, unknown
       heap[0] = last;
       let i = 0;
       for (;;) {
-        const l = 2 * i + 1, r = l + 1;
+        const l = 2 * i + 1,
+          r = l + 1;
         let m = i;
         if (l < heap.length && better(heap[l], heap[m])) m = l;
         if (r < heap.length && better(heap[r], heap[m])) m = r;

@@ -53,7 +53,11 @@ export class CheckpointWriter {
       for (const shard of src.shards) {
         const f = src.shard(shard);
         // `widen`: tensors stored as F32 whatever their input dtype (quantized values d·k need f32).
-        const entries = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype, shape: t.shape }));
+        const entries = [...f.tensors.values()].map((t) => ({
+          name: t.name,
+          dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype,
+          shape: t.shape,
+        }));
         w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
       }
     } catch (e) {

@@ -123,7 +123,8 @@ function readJsonlRows(file: string, text: string, limit: number): { rows: Recor
     } catch (e) {
       throw new DatasetError(`${file}:${i + 1}: invalid JSON (${(e as Error).message})`);
     }
-    if (!isRecord(v)) throw new DatasetError(`${file}:${i + 1}: expected a JSON object per line, got ${Array.isArray(v) ? 'an array' : typeof v}`);
+    if (!isRecord(v))
+      throw new DatasetError(`${file}:${i + 1}: expected a JSON object per line, got ${Array.isArray(v) ? 'an array' : typeof v}`);
     rows.push(v);
     where.push(`${file}:${i + 1} (row ${rows.length - 1})`);
   }
@@ -153,12 +154,19 @@ function readJsonRows(file: string, text: string): Record<string, unknown>[] {
   }
   const rows = list as unknown[];
   rows.forEach((r, i) => {
-    if (!isRecord(r)) throw new DatasetError(`${file}: row ${i}: expected a JSON object, got ${Array.isArray(r) ? 'an array' : r === null ? 'null' : typeof r}`);
+    if (!isRecord(r))
+      throw new DatasetError(
+        `${file}: row ${i}: expected a JSON object, got ${Array.isArray(r) ? 'an array' : r === null ? 'null' : typeof r}`,
+      );
   });
   return rows as Record<string, unknown>[];
 }
 
-async function readParquetRows(file: string, bytes: Buffer, limit: number): Promise<{ rows: Record<string, unknown>[]; columns: string[]; total: number }> {
+async function readParquetRows(
+  file: string,
+  bytes: Buffer,
+  limit: number,
+): Promise<{ rows: Record<string, unknown>[]; columns: string[]; total: number }> {
   const { parquetMetadata, parquetReadObjects, parquetSchema } = await import('hyparquet');
   const { compressors } = await import('hyparquet-compressors');
   const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
@@ -171,7 +179,10 @@ async function readParquetRows(file: string, bytes: Buffer, limit: number): Prom
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   const total = Number(metadata.num_rows);
   try {
-    const rows = (await parquetReadObjects({ file: buf, metadata, compressors, rowStart: 0, rowEnd: Math.min(total, limit) })) as Record<string, unknown>[];
+    const rows = (await parquetReadObjects({ file: buf, metadata, compressors, rowStart: 0, rowEnd: Math.min(total, limit) })) as Record<
+      string,
+      unknown
+    >[];
     return { rows, columns, total };
   } catch (e) {
     throw new DatasetError(`${file}: cannot read Parquet rows (${(e as Error).message})`);
@@ -204,15 +215,27 @@ async function readRows(
   limit: number,
 ): Promise<{ rows: Record<string, unknown>[]; where: (i: number) => string; columns?: string[]; total: number }> {
   if (format === 'jsonl') {
-    const r = readJsonlRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)), limit);
+    const r = readJsonlRows(
+      file,
+      decodeUtf8(bytes, file, (m) => new DatasetError(m)),
+      limit,
+    );
     return { rows: r.rows, total: r.total, where: (i) => r.where[i]! };
   }
   if (format === 'json') {
-    const all = readJsonRows(file, decodeUtf8(bytes, file, (m) => new DatasetError(m)));
+    const all = readJsonRows(
+      file,
+      decodeUtf8(bytes, file, (m) => new DatasetError(m)),
+    );
     return { rows: all.slice(0, Math.min(all.length, limit)), total: all.length, where: (i) => `${file}: row ${i}` };
   }
   const r = await readParquetRows(file, bytes, limit);
-  return { rows: r.rows.map((x) => plain(x) as Record<string, unknown>), columns: r.columns, total: r.total, where: (i) => `${file}: row ${i}` };
+  return {
+    rows: r.rows.map((x) => plain(x) as Record<string, unknown>),
+    columns: r.columns,
+    total: r.total,
+    where: (i) => `${file}: row ${i}`,
+  };
 }
 
 /**
@@ -225,7 +248,8 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
   if (files.length === 0) throw new DatasetError('a dataset needs at least one file');
   const file = shardsLabel(files);
   const format = opts.format ?? detectFormat(files[0]!);
-  for (const f of files) if ((opts.format ?? detectFormat(f)) !== format) throw new DatasetError(`${f}: a ${detectFormat(f)} shard among ${format} shards`);
+  for (const f of files)
+    if ((opts.format ?? detectFormat(f)) !== format) throw new DatasetError(`${f}: a ${detectFormat(f)} shard among ${format} shards`);
   const limit = opts.limit ?? Infinity;
   if (!(limit >= 0)) throw new DatasetError(`dataset limit must be ≥ 0, got ${opts.limit}`);
   const hash = createHash('sha256');
@@ -239,7 +263,9 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
       bytes = readFileSync(f);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new DatasetError(`${f}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code})`}`);
+      throw new DatasetError(
+        `${f}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code})`}`,
+      );
     }
     hash.update(bytes);
     const r = await readRows(f, format, bytes, Math.max(0, limit - rawRows.length));
@@ -263,7 +289,10 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
   let promptColumn = opts.promptColumn;
   if (promptColumn === undefined) {
     promptColumn = DEFAULT_PROMPT_COLUMNS.find(has);
-    if (promptColumn === undefined) throw new DatasetError(`${file}: no prompt column (looked for ${DEFAULT_PROMPT_COLUMNS.join(', ')}; pass --prompt-column); ${available()}`);
+    if (promptColumn === undefined)
+      throw new DatasetError(
+        `${file}: no prompt column (looked for ${DEFAULT_PROMPT_COLUMNS.join(', ')}; pass --prompt-column); ${available()}`,
+      );
   } else if (!has(promptColumn)) {
     throw new DatasetError(`${file}: no column "${promptColumn}" (prompt column); ${available()}`);
   }
@@ -299,7 +328,9 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
       messages = asMsgs;
       prompt = [...asMsgs].reverse().find((m) => m.role === 'user')?.content ?? asMsgs[asMsgs.length - 1]!.content;
     } else {
-      throw new DatasetError(`${where(i)}: prompt column "${promptColumn}" must be a string or a list of {role, content} messages, got ${pv === null ? 'null' : Array.isArray(pv) ? 'an array' : typeof pv}`);
+      throw new DatasetError(
+        `${where(i)}: prompt column "${promptColumn}" must be a string or a list of {role, content} messages, got ${pv === null ? 'null' : Array.isArray(pv) ? 'an array' : typeof pv}`,
+      );
     }
     if (prompt.trim() === '' && !messages) throw new DatasetError(`${where(i)}: prompt column "${promptColumn}" is empty`);
     let answer: string | undefined;
@@ -315,7 +346,10 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
     if (idColumn !== undefined) {
       if (!(idColumn in raw)) throw missing(idColumn, 'id');
       const s = scalarText(raw[idColumn]);
-      if (s === null || s === '') throw new DatasetError(`${where(i)}: id column "${idColumn}" must be a non-empty string or number, got ${JSON.stringify(raw[idColumn])}`);
+      if (s === null || s === '')
+        throw new DatasetError(
+          `${where(i)}: id column "${idColumn}" must be a non-empty string or number, got ${JSON.stringify(raw[idColumn])}`,
+        );
       id = s;
     }
     const prev = ids.get(id);
@@ -324,7 +358,19 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
     rows.push({ id, index: i, prompt, ...(messages ? { messages } : {}), ...(answer !== undefined ? { answer } : {}), raw });
   });
   const hub = hubSourceOf(files[0]!);
-  return { file, files, ...(hub ? { hub } : {}), format, sha256, columns, promptColumn: promptColumn!, ...(answerColumn ? { answerColumn } : {}), ...(idColumn ? { idColumn } : {}), totalRows: total, rows };
+  return {
+    file,
+    files,
+    ...(hub ? { hub } : {}),
+    format,
+    sha256,
+    columns,
+    promptColumn: promptColumn!,
+    ...(answerColumn ? { answerColumn } : {}),
+    ...(idColumn ? { idColumn } : {}),
+    totalRows: total,
+    rows,
+  };
 }
 
 export interface RenderOptions {
@@ -355,7 +401,11 @@ export function promptMessages(prompt: string | ChatMessage[], system?: string):
  * Render a prompt with the model's chat template (add_generation_prompt) and tokenize it without
  * adding special tokens again (the template carries them), as apply_chat_template(tokenize=True).
  */
-export function renderPrompt(tokenizer: RacTokenizer, prompt: string | ChatMessage[] | DatasetRow, opts: RenderOptions = {}): RenderedPrompt {
+export function renderPrompt(
+  tokenizer: RacTokenizer,
+  prompt: string | ChatMessage[] | DatasetRow,
+  opts: RenderOptions = {},
+): RenderedPrompt {
   const p = typeof prompt === 'object' && !Array.isArray(prompt) ? (prompt.messages ?? prompt.prompt) : prompt;
   const ctx = opts.contextLength;
   if (ctx !== undefined) checkPromptChars(promptChars(p, opts.system), tokenizer, ctx);

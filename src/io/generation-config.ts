@@ -108,7 +108,8 @@ export function loadGenerationConfig(dir: string, configJson?: Record<string, un
     for (const key of ['eos_token_id', 'bos_token_id', 'pad_token_id']) {
       const v = gen[key];
       for (const id of Array.isArray(v) ? v : [v]) {
-        if (isId(id) && id >= vocabSize) throw new GenerationConfigError(genPath, `"${key}" ${id} is outside the model's vocabulary [0, ${vocabSize})`);
+        if (isId(id) && id >= vocabSize)
+          throw new GenerationConfigError(genPath, `"${key}" ${id} is outside the model's vocabulary [0, ${vocabSize})`);
       }
     }
   }

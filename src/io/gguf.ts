@@ -267,7 +267,11 @@ export class GgufWriter {
   /**
    * Serialises the header. `general.alignment` in `kvs` (a u32) sets the alignment; otherwise 32.
    */
-  static header(file: string, kvs: readonly GgufKv[], tensors: readonly GgufTensorEntry[]): { bytes: Buffer; alignment: number; offsets: number[]; dataBytes: number } {
+  static header(
+    file: string,
+    kvs: readonly GgufKv[],
+    tensors: readonly GgufTensorEntry[],
+  ): { bytes: Buffer; alignment: number; offsets: number[]; dataBytes: number } {
     const fail = (problem: string): never => {
       throw new GgufError(file, problem);
     };
@@ -314,7 +318,10 @@ export class GgufWriter {
         fail(`tensor "${t.name}": shape must have 1 to 4 positive dimensions, got [${t.shape.join(', ')}]`);
       }
       const tb = ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape));
-      if (!Number.isFinite(tb)) fail(`tensor "${t.name}": ${t.type} needs rows of a multiple of ${GGML_BLOCK[t.type][1]} values, got ${t.shape[t.shape.length - 1]}`);
+      if (!Number.isFinite(tb))
+        fail(
+          `tensor "${t.name}": ${t.type} needs rows of a multiple of ${GGML_BLOCK[t.type][1]} values, got ${t.shape[t.shape.length - 1]}`,
+        );
       s.str(t.name);
       s.u32(t.shape.length);
       for (let i = t.shape.length - 1; i >= 0; i--) s.u64(t.shape[i]!); // ne[0] = innermost
@@ -333,7 +340,12 @@ export class GgufWriter {
     const { bytes, alignment, offsets, dataBytes } = GgufWriter.header(abs, kvs, tensors);
     const slots = new Map<string, Slot>();
     tensors.forEach((t, i) => {
-      slots.set(t.name, { entry: { ...t, shape: t.shape.slice() }, offset: offsets[i]!, bytes: ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape)), written: false });
+      slots.set(t.name, {
+        entry: { ...t, shape: t.shape.slice() },
+        offset: offsets[i]!,
+        bytes: ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape)),
+        written: false,
+      });
     });
     let out: AtomicFileWriter;
     try {
@@ -359,7 +371,10 @@ export class GgufWriter {
     if (!this.file.isOpen) throw new GgufError(this.path, `write of "${name}" after close()`);
     if (s.written) throw new GgufError(this.path, `tensor "${name}" written twice`);
     if (data.byteLength !== s.bytes) {
-      throw new GgufError(this.path, `tensor "${name}": got ${data.byteLength} bytes, expected ${s.bytes} (${s.entry.type} [${s.entry.shape.join(', ')}])`);
+      throw new GgufError(
+        this.path,
+        `tensor "${name}": got ${data.byteLength} bytes, expected ${s.bytes} (${s.entry.type} [${s.entry.shape.join(', ')}])`,
+      );
     }
     this.file.writeAt(data, this.dataStart + s.offset);
     s.written = true;
@@ -586,7 +601,8 @@ export function readGguf(file: string): GgufFile {
       if (!t.type) continue; // other quantized types: sizes not checked here
       const bytes = ggmlTensorBytes(t.type, t.ne[0]!, numel(t.ne));
       if (!Number.isFinite(bytes)) fail(`tensor "${t.name}": ${t.type} with ne[0] = ${t.ne[0]} (not a multiple of its block)`);
-      if (dataStart + t.offset + bytes > size) fail(`tensor "${t.name}": data [${t.offset}, ${t.offset + bytes}) runs past the end of the file`);
+      if (dataStart + t.offset + bytes > size)
+        fail(`tensor "${t.name}": data [${t.offset}, ${t.offset + bytes}) runs past the end of the file`);
     }
     const spans = tensors
       .filter((t) => t.type)

@@ -148,7 +148,8 @@ export function missingModelFiles(dir: string): string[] {
     } catch {
       /* no directory: everything is missing */
     }
-    if (!names.some((n) => n.endsWith('.safetensors') && existsSync(join(dir, n)))) missing.push('model.safetensors (or model.safetensors.index.json and its shards)');
+    if (!names.some((n) => n.endsWith('.safetensors') && existsSync(join(dir, n))))
+      missing.push('model.safetensors (or model.safetensors.index.json and its shards)');
   }
   return missing;
 }
@@ -229,10 +230,11 @@ export function hubSourceOf(path: string): HubSource | null {
   const src: HubSource = { type, id: `${m[2]}/${m[3]}`, revision: refsNaming(repo, commit)[0] ?? commit, commit };
   if (type === 'dataset' && p.length > snapshot.length) {
     const parts = p.slice(snapshot.length + 1).split(sep);
-    const prefix = (f: string) => (/^(.+?)-\d+-of-\d+/.exec(f)?.[1] ?? f.replace(/\.parquet$/, '').replace(/-.*$/, ''));
+    const prefix = (f: string) => /^(.+?)-\d+-of-\d+/.exec(f)?.[1] ?? f.replace(/\.parquet$/, '').replace(/-.*$/, '');
     const file = parts[parts.length - 1]!;
     if (parts.length === 1) Object.assign(src, { config: 'default', split: prefix(file) });
-    else if (parts[0] === 'data') Object.assign(src, parts.length === 2 ? { config: 'default', split: prefix(file) } : { config: 'default', split: parts[1] });
+    else if (parts[0] === 'data')
+      Object.assign(src, parts.length === 2 ? { config: 'default', split: prefix(file) } : { config: 'default', split: parts[1] });
     else Object.assign(src, parts.length === 2 ? { config: parts[0], split: prefix(file) } : { config: parts[0], split: parts[1] });
   }
   return src;
@@ -271,11 +273,15 @@ export async function resolveModel(spec: string, opts: HubOptions = {}): Promise
   } else {
     why = noRevision(repo, revision);
   }
-  if (isOffline(env)) throw new HubError(`${spec}: not a local path, and not in the Hugging Face cache ${cacheDir} (${why}); HF_HUB_OFFLINE is set, so nothing was downloaded`);
+  if (isOffline(env))
+    throw new HubError(
+      `${spec}: not a local path, and not in the Hugging Face cache ${cacheDir} (${why}); HF_HUB_OFFLINE is set, so nothing was downloaded`,
+    );
   const got = await download('model', parsed.id, revision, cacheDir, isModelFile, opts, why);
   const dir = snapshotDir(cacheDir, 'model', parsed.id, got);
   const missing = missingModelFiles(dir);
-  if (missing.length) throw new HubError(`${spec}: the repository at ${got} has no ${missing.join(', ')} (rac reads safetensors weights; cache ${cacheDir})`);
+  if (missing.length)
+    throw new HubError(`${spec}: the repository at ${got} has no ${missing.join(', ')} (rac reads safetensors weights; cache ${cacheDir})`);
   const source: HubSource = { type: 'model', id: parsed.id, revision, commit: got };
   remember(dir, source);
   return { dir, source };
@@ -292,7 +298,11 @@ export interface DatasetSplit {
  * `--dataset` → its files. A path that exists is one file; an id resolves to the Parquet shards of
  * the config's split in the hub cache (downloading them when allowed), in shard order.
  */
-export async function resolveDataset(spec: string, which: DatasetSplit = {}, opts: HubOptions = {}): Promise<{ files: string[]; source?: HubSource }> {
+export async function resolveDataset(
+  spec: string,
+  which: DatasetSplit = {},
+  opts: HubOptions = {},
+): Promise<{ files: string[]; source?: HubSource }> {
   if (existsSync(spec)) return { files: [spec] };
   const parsed = parseHubId(spec);
   if (!parsed) return { files: [spec] };
@@ -320,7 +330,10 @@ export async function resolveDataset(spec: string, which: DatasetSplit = {}, opt
   } else {
     why = noRevision(repo, revision);
   }
-  if (isOffline(env)) throw new HubError(`${spec}: not a local path, and not in the Hugging Face cache ${cacheDir} (${why}); HF_HUB_OFFLINE is set, so nothing was downloaded`);
+  if (isOffline(env))
+    throw new HubError(
+      `${spec}: not a local path, and not in the Hugging Face cache ${cacheDir} (${why}); HF_HUB_OFFLINE is set, so nothing was downloaded`,
+    );
   const want = (p: string) => p === 'README.md' || splitShards([p], config, split).length > 0;
   const got = await download('dataset', parsed.id, revision, cacheDir, want, opts, why, (paths) => {
     // Only one layout is read: keep the shards of the first layout that matches.
@@ -328,7 +341,10 @@ export async function resolveDataset(spec: string, which: DatasetSplit = {}, opt
     return paths.filter((p) => p === 'README.md' || shards.has(p));
   });
   const files = found(got);
-  if (!files.length) throw new HubError(`${spec}: the dataset at ${got} has no Parquet files for config "${config}", split "${split}" (looked for ${layouts}; cache ${cacheDir})`);
+  if (!files.length)
+    throw new HubError(
+      `${spec}: the dataset at ${got} has no Parquet files for config "${config}", split "${split}" (looked for ${layouts}; cache ${cacheDir})`,
+    );
   const source: HubSource = { type: 'dataset', id: parsed.id, revision, commit: got, config, split };
   for (const f of files) remember(f, source);
   return { files, source };
@@ -345,7 +361,9 @@ async function hubModule(): Promise<HubModule> {
   try {
     return await import('@huggingface/hub');
   } catch {
-    throw new HubError('downloading from the Hugging Face hub needs the @huggingface/hub package (npm install); or put the files in the cache and set HF_HUB_OFFLINE=1');
+    throw new HubError(
+      'downloading from the Hugging Face hub needs the @huggingface/hub package (npm install); or put the files in the cache and set HF_HUB_OFFLINE=1',
+    );
   }
 }
 
@@ -374,13 +392,17 @@ async function download(
   const fail = (what: string, e: unknown): never => {
     const msg = e instanceof Error ? e.message : String(e);
     const status = (e as { statusCode?: number }).statusCode;
-    const hint = status === 401 || status === 403 ? (token ? ' (HF_TOKEN is set but was refused)' : ' (a gated or private repo needs HF_TOKEN)') : '';
+    const hint =
+      status === 401 || status === 403 ? (token ? ' (HF_TOKEN is set but was refused)' : ' (a gated or private repo needs HF_TOKEN)') : '';
     throw new HubError(`${id}@${revision}: ${what} from ${hubUrl} failed: ${msg}${hint}; the cache ${cacheDir} had ${why}`);
   };
   log(`hub: ${id}@${revision} is not in ${cacheDir} (${why}); downloading from ${hubUrl}`);
   let commit: string;
   try {
-    const info = type === 'model' ? await hub.modelInfo({ name: id, revision, additionalFields: ['sha'], ...common }) : await hub.datasetInfo({ name: id, revision, additionalFields: ['sha'], ...common });
+    const info =
+      type === 'model'
+        ? await hub.modelInfo({ name: id, revision, additionalFields: ['sha'], ...common })
+        : await hub.datasetInfo({ name: id, revision, additionalFields: ['sha'], ...common });
     commit = String((info as { sha?: unknown }).sha ?? '');
   } catch (e) {
     return fail(`resolving the revision`, e);
@@ -388,7 +410,8 @@ async function download(
   if (!COMMIT.test(commit)) throw new HubError(`${id}@${revision}: the hub at ${hubUrl} named no commit (got "${commit}")`);
   const entries: { path: string; size: number }[] = [];
   try {
-    for await (const e of hub.listFiles({ repo, recursive: true, revision: commit, ...common })) if (e.type === 'file' && want(e.path)) entries.push({ path: e.path, size: e.size });
+    for await (const e of hub.listFiles({ repo, recursive: true, revision: commit, ...common }))
+      if (e.type === 'file' && want(e.path)) entries.push({ path: e.path, size: e.size });
   } catch (e) {
     return fail('listing the files', e);
   }
@@ -410,7 +433,9 @@ async function download(
       }
       done += f.size;
       const s = (performance.now() - t0) / 1000;
-      log(`hub: [${i + 1}/${files.length}] ${f.path} ${(f.size / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)}s · ${((100 * done) / Math.max(1, total)).toFixed(0)}% of ${(total / 2 ** 20).toFixed(1)} MiB`);
+      log(
+        `hub: [${i + 1}/${files.length}] ${f.path} ${(f.size / 2 ** 20).toFixed(1)} MiB in ${s.toFixed(1)}s · ${((100 * done) / Math.max(1, total)).toFixed(0)}% of ${(total / 2 ** 20).toFixed(1)} MiB`,
+      );
     }
   } finally {
     console.debug = debug;
@@ -423,4 +448,3 @@ async function download(
   }
   return commit;
 }
-

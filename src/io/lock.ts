@@ -105,7 +105,8 @@ export function lockOutput(target: string, what = 'output'): OutputLock {
             (info.host === me.host ? '' : `; remove ${path} if that process is gone`),
         );
       }
-      if (attempt >= 5) throw new LockError(`${target}: cannot take the stale lock ${path}; remove it if no rac process is writing ${target}`);
+      if (attempt >= 5)
+        throw new LockError(`${target}: cannot take the stale lock ${path}; remove it if no rac process is writing ${target}`);
       // Stale (owner gone) or unreadable: remove it, but only if it is still the same lock.
       const again = readLock(path);
       if (JSON.stringify(again) === JSON.stringify(info)) {

@@ -44,7 +44,9 @@ export function describeValue(v: unknown): string {
     s = String(v);
   }
   if (s.length <= EXCERPT_CHARS) return s;
-  return `${Array.from(s.slice(0, EXCERPT_CHARS * 2)).slice(0, EXCERPT_CHARS - 1).join('')}…`;
+  return `${Array.from(s.slice(0, EXCERPT_CHARS * 2))
+    .slice(0, EXCERPT_CHARS - 1)
+    .join('')}…`;
 }
 
 function errText(e: unknown): string {

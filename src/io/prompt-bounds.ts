@@ -35,12 +35,15 @@ export function checkPromptChars(chars: number, tok: Pick<RacTokenizer, 'maxToke
 /** Refuses a prompt of `tokens` tokens that leaves no room for one new token. */
 export function checkPromptTokens(tokens: number, contextLength: number): void {
   if (tokens + 1 > contextLength) {
-    throw new PromptLengthError(`the prompt has ${tokens} tokens; the model's context is ${contextLength} tokens, so it leaves no room for a new token`);
+    throw new PromptLengthError(
+      `the prompt has ${tokens} tokens; the model's context is ${contextLength} tokens, so it leaves no room for a new token`,
+    );
   }
 }
 
 /** Total characters of a prompt given as text or messages. */
 export function promptChars(prompt: string | readonly { content: string }[], system?: string): number {
-  const body = typeof prompt === 'string' ? prompt.length : prompt.reduce((a, m) => a + (typeof m.content === 'string' ? m.content.length : 0), 0);
+  const body =
+    typeof prompt === 'string' ? prompt.length : prompt.reduce((a, m) => a + (typeof m.content === 'string' ? m.content.length : 0), 0);
   return body + (system?.length ?? 0);
 }

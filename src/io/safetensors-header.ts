@@ -92,7 +92,6 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-
 export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }

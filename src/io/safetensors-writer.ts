@@ -55,7 +55,11 @@ export class SafetensorsWriter {
    * The header bytes (without the 8-byte length) for `entries` laid out in the given order, padded
    * with spaces to a multiple of 8 like the reference writer. `__metadata__` comes first when given.
    */
-  static header(file: string, entries: readonly TensorEntry[], metadata?: Record<string, string>): { bytes: Buffer; offsets: [number, number][] } {
+  static header(
+    file: string,
+    entries: readonly TensorEntry[],
+    metadata?: Record<string, string>,
+  ): { bytes: Buffer; offsets: [number, number][] } {
     const fail = (problem: string): never => {
       throw new SafetensorsError(file, problem);
     };
@@ -154,7 +158,10 @@ export class SafetensorsWriter {
     }
     const n = numel(shape);
     if (data.length !== n) {
-      throw new SafetensorsError(this.path, `tensor ${JSON.stringify(name)}: got ${data.length} values, expected ${n} ([${shape.join(', ')}])`);
+      throw new SafetensorsError(
+        this.path,
+        `tensor ${JSON.stringify(name)}: got ${data.length} values, expected ${n} ([${shape.join(', ')}])`,
+      );
     }
     const bytes = dtype === 'F32' ? bytesOf(data) : bytesOf(dtype === 'F16' ? f32ToF16(data) : f32ToBf16(data));
     this.write(name, bytes);
@@ -174,7 +181,10 @@ export class SafetensorsWriter {
     const missing = this.missing();
     if (missing.length) {
       this.file.discard();
-      const shown = missing.slice(0, 10).map((m) => JSON.stringify(m)).join(', ');
+      const shown = missing
+        .slice(0, 10)
+        .map((m) => JSON.stringify(m))
+        .join(', ');
       throw new SafetensorsError(
         this.path,
         `${missing.length} tensor(s) never written: ${shown}${missing.length > 10 ? `, and ${missing.length - 10} more` : ''}`,

@@ -83,7 +83,10 @@ export class SafetensorsFile {
     }
     try {
       const st = fs.fstatSync(fd);
-      if (!st.isFile()) fail(`not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device or other special file'})`);
+      if (!st.isFile())
+        fail(
+          `not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device or other special file'})`,
+        );
       const size = st.size;
       if (size < 8) fail(`file too short: ${size} bytes, a safetensors file starts with an 8-byte header length`);
       const lenBuf = Buffer.alloc(8);
@@ -164,11 +167,7 @@ export class SafetensorsModel {
   private readonly where: Map<string, string>;
   private readonly order: string[];
 
-  private constructor(
-    dir: string,
-    files: Map<string, SafetensorsFile>,
-    indexMetadata: Record<string, unknown> | undefined,
-  ) {
+  private constructor(dir: string, files: Map<string, SafetensorsFile>, indexMetadata: Record<string, unknown> | undefined) {
     this.dir = dir;
     this.files = files;
     this.shards = [...files.keys()].sort();

@@ -157,7 +157,11 @@ function close(): void {
  * TemplateRenderError: 'parse' or 'render' with the library's message, 'limit' when a render
  * runs past the time limit, the worker's memory, or the output size.
  */
-export function renderTemplate(source: string, items: readonly Record<string, unknown>[], limits: TemplateLimits = DEFAULT_TEMPLATE_LIMITS): string[] {
+export function renderTemplate(
+  source: string,
+  items: readonly Record<string, unknown>[],
+  limits: TemplateLimits = DEFAULT_TEMPLATE_LIMITS,
+): string[] {
   if (items.length === 0) return [];
   const c = open(limits.memoryMb);
   Atomics.store(c.flag, 0, 0);

@@ -193,7 +193,11 @@ export class RacTokenizer {
   }
 
   /** `chat_template` as a string or a `[{name, template}]` list ("default"), else chat_template.jinja. */
-  private static findChatTemplate(dir: string, config: Record<string, unknown>, cfgPath: string): { source: string; file: string } | undefined {
+  private static findChatTemplate(
+    dir: string,
+    config: Record<string, unknown>,
+    cfgPath: string,
+  ): { source: string; file: string } | undefined {
     const ct = config.chat_template;
     if (typeof ct === 'string') return { source: ct, file: cfgPath };
     if (Array.isArray(ct)) {
@@ -243,9 +247,7 @@ export class RacTokenizer {
   /** Renders the chat template with HF's globals; returns the prompt text. */
   applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTemplateOptions = {}): string {
     if (this.chatTemplate === undefined) {
-      throw new TokenizerError(
-        `${join(this.dir, 'tokenizer_config.json')}: no chat_template (and no chat_template.jinja beside it)`,
-      );
+      throw new TokenizerError(`${join(this.dir, 'tokenizer_config.json')}: no chat_template (and no chat_template.jinja beside it)`);
     }
     const vars: Record<string, unknown> = {
       messages: messages.map((m) => ({ ...m })),
@@ -295,7 +297,11 @@ export class RacTokenizer {
   private byteTable(): (Uint8Array | null)[] | null {
     if (this.byteTableCache !== undefined) return this.byteTableCache;
     this.byteTableCache = null;
-    const tj = this.tokenizerJson as { decoder?: { type?: string }; model?: { type?: string; vocab?: Record<string, number> }; added_tokens?: { id: number; content: string }[] };
+    const tj = this.tokenizerJson as {
+      decoder?: { type?: string };
+      model?: { type?: string; vocab?: Record<string, number> };
+      added_tokens?: { id: number; content: string }[];
+    };
     if (tj.decoder?.type !== 'ByteLevel' || tj.model?.type !== 'BPE' || !tj.model.vocab) return null;
     if (this.config.clean_up_tokenization_spaces === true) return null;
     const { byteToChar } = bytesToUnicode();

@@ -148,10 +148,7 @@ export class ConfigReader {
           originalMaxPositionEmbeddings: r.int('original_max_position_embeddings'),
         };
       default:
-        throw new ConfigError(
-          this.file,
-          `rope_scaling type ${describeValue(type)} is not supported (supported: default, linear, llama3)`,
-        );
+        throw new ConfigError(this.file, `rope_scaling type ${describeValue(type)} is not supported (supported: default, linear, llama3)`);
     }
   }
 }

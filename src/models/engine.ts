@@ -151,7 +151,8 @@ export class SlotCache {
     if (R === this.R && C === this.C) return;
     const { Hkv, hd } = this;
     const B = this.batch;
-    if (R < B || this.lens.some((n) => n > C)) throw new Error(`slot cache: ${B} rows of up to ${Math.max(0, ...this.lens)} tokens do not fit ${R} × ${C}`);
+    if (R < B || this.lens.some((n) => n > C))
+      throw new Error(`slot cache: ${B} rows of up to ${Math.max(0, ...this.lens)} tokens do not fit ${R} × ${C}`);
     const C0 = this.C;
     this.keysT = this.keysT.map((kT) => {
       const out = new Float32Array(R * Hkv * hd * C);
@@ -179,7 +180,8 @@ export class SlotCache {
    */
   append(src: KvCache, row: number, len: number): number {
     const b = this.batch;
-    if (b >= this.R || len > this.C) throw new Error(`slot cache: no room for a row of ${len} tokens (${b}/${this.R} rows, ${this.C} columns)`);
+    if (b >= this.R || len > this.C)
+      throw new Error(`slot cache: no room for a row of ${len} tokens (${b}/${this.R} rows, ${this.C} columns)`);
     const { Hkv, hd, C } = this;
     const off = src.S - len;
     for (let l = 0; l < this.L; l++) {
@@ -504,4 +506,3 @@ function asConstants(feeds: Feeds): Record<string, { data: Float32Array; dims: r
   }
   return out;
 }
-

@@ -140,7 +140,8 @@ export function completionOf(l: SequenceState, reason: FinishReason, stop?: stri
 
 export function validateGenerateOptions(o: GenerateOptions): void {
   validateSampling(o);
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) throw new Error(`max new tokens must be a positive integer, got ${o.maxNewTokens}`);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1)
+    throw new Error(`max new tokens must be a positive integer, got ${o.maxNewTokens}`);
   if (!Number.isInteger(o.seed)) throw new Error(`seed must be an integer, got ${o.seed}`);
   if (o.batchSize !== undefined && (!Number.isInteger(o.batchSize) || o.batchSize < 1)) {
     throw new Error(`batch size must be a positive integer, got ${o.batchSize}`);
@@ -159,7 +160,8 @@ export function checkLogits(logits: Float32Array, offset: number, V: number, req
     }
     if (x > max) max = x;
   }
-  if (max === -Infinity) throw new Error(`the model's logits are all -Infinity (request ${request}, new token ${step + 1}): no token can be sampled`);
+  if (max === -Infinity)
+    throw new Error(`the model's logits are all -Infinity (request ${request}, new token ${step + 1}): no token can be sampled`);
 }
 
 export async function generate(
@@ -192,7 +194,9 @@ export async function generate(
   const ctx = engine.config.maxPositionEmbeddings;
   requests.forEach((r, i) => {
     if (r.prompt.length + 1 > ctx) {
-      throw new Error(`request ${i}: the prompt has ${r.prompt.length} tokens; the model's context is ${ctx} tokens (max_position_embeddings), so it leaves no room for a new token`);
+      throw new Error(
+        `request ${i}: the prompt has ${r.prompt.length} tokens; the model's context is ${ctx} tokens (max_position_embeddings), so it leaves no room for a new token`,
+      );
     }
   });
   const eos = new Set(opts.eosTokenIds);

@@ -40,7 +40,13 @@ export class LayerRunner {
       throw new RangeError(`hidden has ${hidden.length} values, expected B·T·D = ${b.B}·${b.T}·${c.hiddenSize}`);
     }
     const { cos, sin } = ropeFeeds(c, b.positions, b.B, b.T);
-    return { ...w, hidden: { data: hidden, dims: [b.B, b.T, c.hiddenSize] }, cos, sin, mask: attentionMask(b.valid, b.T, b.T, c.slidingWindow) };
+    return {
+      ...w,
+      hidden: { data: hidden, dims: [b.B, b.T, c.hiddenSize] },
+      cos,
+      sin,
+      mask: attentionMask(b.valid, b.T, b.T, c.slidingWindow),
+    };
   }
 
   /** The layer's output (B, T, D). */
@@ -53,7 +59,12 @@ export class LayerRunner {
    * The layer's output and, per input group, XᵀX (width, width) summed over real tokens with
    * row weights `rowWeight` (B·T): 0 for padding, √w for a sequence of weight w.
    */
-  async capture(w: Feeds, hidden: Float32Array, b: BatchLayout, rowWeight: Float32Array): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
+  async capture(
+    w: Feeds,
+    hidden: Float32Array,
+    b: BatchLayout,
+    rowWeight: Float32Array,
+  ): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
     if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
     const feeds = this.feeds(w, hidden, b);
     feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
@@ -66,7 +77,12 @@ export class LayerRunner {
   private capturingDiagonal: Session | null = null;
 
   /** As `capture`, but per input group only diag(XᵀX) (width): no width² GEMM. */
-  async captureDiagonal(w: Feeds, hidden: Float32Array, b: BatchLayout, rowWeight: Float32Array): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
+  async captureDiagonal(
+    w: Feeds,
+    hidden: Float32Array,
+    b: BatchLayout,
+    rowWeight: Float32Array,
+  ): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
     if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
     this.capturingDiagonal ??= await Session.create(
       'decoder layer (diagonal capture)',
@@ -90,7 +106,11 @@ export class LayerRunner {
     const N = rowWeight.length;
     if (hidden.length !== N * D) throw new RangeError(`hidden has ${hidden.length} values, expected ${N}·${D}`);
     const session = diagonal
-      ? (this.headCaptureDiagonal ??= await Session.create('lm head (diagonal capture)', buildHeadCaptureGraph(this.config, true), this.runtime))
+      ? (this.headCaptureDiagonal ??= await Session.create(
+          'lm head (diagonal capture)',
+          buildHeadCaptureGraph(this.config, true),
+          this.runtime,
+        ))
       : (this.headCapture ??= await Session.create('lm head (capture)', buildHeadCaptureGraph(this.config), this.runtime));
     const res = await session.run({
       hidden: { data: hidden, dims: [N, D] },
@@ -101,6 +121,12 @@ export class LayerRunner {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.plain.release(), this.capturing.release(), this.capturingDiagonal?.release(), this.headCapture?.release(), this.headCaptureDiagonal?.release()]);
+    await Promise.all([
+      this.plain.release(),
+      this.capturing.release(),
+      this.capturingDiagonal?.release(),
+      this.headCapture?.release(),
+      this.headCaptureDiagonal?.release(),
+    ]);
   }
 }

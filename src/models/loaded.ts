@@ -27,7 +27,13 @@ export async function loadModel(dir: string, runtime: Partial<RuntimeOptions> = 
     const tokenizer = await RacTokenizer.load(model.dir);
     const generation = loadGenerationConfig(model.dir, model.config.raw, model.config.vocabSize);
     const engine = await Engine.load(model, runtime);
-    return { model, engine, tokenizer, generation, eosTokenIds: stopTokenIds(generation.eosTokenIds, model.config.eosTokenIds, tokenizer.eosTokenId) };
+    return {
+      model,
+      engine,
+      tokenizer,
+      generation,
+      eosTokenIds: stopTokenIds(generation.eosTokenIds, model.config.eosTokenIds, tokenizer.eosTokenId),
+    };
   } catch (e) {
     model.close();
     throw e;

@@ -110,7 +110,9 @@ export class Model {
     // stored) are never read: say so. A listed lm_head beside tied embeddings and the rotary
     // inv_freq buffers of older checkpoints are ignored as transformers ignores them.
     const used = new Set(expected.map((t) => t.name));
-    const unused = this.tensors.names().filter((n) => !used.has(n) && !(n === this.spec.lmHeadName && c.tieWordEmbeddings) && !n.endsWith('rotary_emb.inv_freq'));
+    const unused = this.tensors
+      .names()
+      .filter((n) => !used.has(n) && !(n === this.spec.lmHeadName && c.tieWordEmbeddings) && !n.endsWith('rotary_emb.inv_freq'));
     if (unused.length > 0) {
       const extra = present > c.numLayers ? `; "num_hidden_layers" is ${c.numLayers} but the weights hold ${present} layers` : '';
       this.warn(
@@ -129,7 +131,8 @@ export class Model {
   read(name: string): Float32Array {
     const data = this.tensors.readF32(name);
     const bad = findNonFinite(data);
-    if (bad >= 0) this.warn(`${this.dir}/${this.tensors.shardOf(name)}: tensor "${name}" has a non-finite value (${data[bad]}) at flat index ${bad}`);
+    if (bad >= 0)
+      this.warn(`${this.dir}/${this.tensors.shardOf(name)}: tensor "${name}" has a non-finite value (${data[bad]}) at flat index ${bad}`);
     return data;
   }
 

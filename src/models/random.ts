@@ -94,7 +94,9 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
   const endoftext = idOf('<|endoftext|>');
 
   const raw: Record<string, unknown> = {
-    architectures: [{ qwen2: 'Qwen2ForCausalLM', llama: 'LlamaForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' }[o.family]],
+    architectures: [
+      { qwen2: 'Qwen2ForCausalLM', llama: 'LlamaForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' }[o.family],
+    ],
     model_type: o.family,
     hidden_size: hidden,
     intermediate_size: o.intermediate ?? hidden * 3,
@@ -151,8 +153,13 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
   for (let s = 0; s < nShards; s++) {
     const part = tensors.slice(s * per, (s + 1) * per);
     if (part.length === 0) continue;
-    const file = nShards === 1 ? 'model.safetensors' : `model-${String(s + 1).padStart(5, '0')}-of-${String(nShards).padStart(5, '0')}.safetensors`;
-    const w = SafetensorsWriter.create(join(tmp, file), part.map((t) => ({ name: t.name, dtype, shape: t.shape })), { format: 'pt' });
+    const file =
+      nShards === 1 ? 'model.safetensors' : `model-${String(s + 1).padStart(5, '0')}-of-${String(nShards).padStart(5, '0')}.safetensors`;
+    const w = SafetensorsWriter.create(
+      join(tmp, file),
+      part.map((t) => ({ name: t.name, dtype, shape: t.shape })),
+      { format: 'pt' },
+    );
     for (const t of part) {
       const n = t.shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(n);
@@ -183,9 +190,16 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
   writeFileSync(join(tmp, 'config.json'), JSON.stringify(raw, null, 2) + '\n');
   writeFileSync(
     join(tmp, 'generation_config.json'),
-    JSON.stringify({ bos_token_id: endoftext, eos_token_id: [eos, endoftext], do_sample: true, temperature: 0.6, top_p: 0.95 }, null, 2) + '\n',
+    JSON.stringify({ bos_token_id: endoftext, eos_token_id: [eos, endoftext], do_sample: true, temperature: 0.6, top_p: 0.95 }, null, 2) +
+      '\n',
   );
-  writeTokenizerFiles(tmp, tj, { chatTemplate: QWEN_CHAT_TEMPLATE, eosToken: '<|im_end|>', padToken: '<|endoftext|>', bosToken: null, modelMaxLength: 4096 });
+  writeTokenizerFiles(tmp, tj, {
+    chatTemplate: QWEN_CHAT_TEMPLATE,
+    eosToken: '<|im_end|>',
+    padToken: '<|endoftext|>',
+    bosToken: null,
+    modelMaxLength: 4096,
+  });
   mkdirSync(dirname(out), { recursive: true });
   rmSync(out, { recursive: true, force: true });
   renameSync(tmp, out);

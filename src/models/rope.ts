@@ -55,10 +55,7 @@ export function ropeInvFreq(cfg: ModelConfig): Float64Array {
  * cos/sin tables (P, hd) row-major for the given position ids, rotate-half layout:
  * cos[p, i] = cos(positions[p] · inv[i mod hd/2]), likewise sin.
  */
-export function ropeCosSin(
-  cfg: ModelConfig,
-  positions: Int32Array | readonly number[],
-): { cos: Float32Array; sin: Float32Array } {
+export function ropeCosSin(cfg: ModelConfig, positions: Int32Array | readonly number[]): { cos: Float32Array; sin: Float32Array } {
   const inv = ropeInvFreq(cfg);
   const hd = cfg.headDim;
   const half = hd / 2;

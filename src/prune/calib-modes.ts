@@ -155,7 +155,8 @@ function fileHash(path: string, what: string): { file: string; sha256: string; b
 function checkIds(ids: unknown, vocabSize: number, where: string, field: string): number[] {
   if (!Array.isArray(ids)) throw new CalibError(`${where}: "${field}" must be an array of token ids`);
   for (const x of ids) {
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= vocabSize) throw new CalibError(`${where}: "${field}": token id ${JSON.stringify(x)} is not an integer in [0, ${vocabSize})`);
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= vocabSize)
+      throw new CalibError(`${where}: "${field}": token id ${JSON.stringify(x)} is not an integer in [0, ${vocabSize})`);
   }
   return ids as number[];
 }
@@ -164,7 +165,11 @@ function checkIds(ids: unknown, vocabSize: number, where: string, field: string)
  * Shape documents into sequences under the limits, in order, stopping at the budget (the last
  * sequence cut to fit exactly). Returns the pieces and whether the documents ran out first.
  */
-function shape(docs: Iterable<Doc>, l: CalibShape, sep: number | undefined): { pieces: Piece[]; tokens: number; promptTokens: number; exhausted: boolean; docsUsed: number } {
+function shape(
+  docs: Iterable<Doc>,
+  l: CalibShape,
+  sep: number | undefined,
+): { pieces: Piece[]; tokens: number; promptTokens: number; exhausted: boolean; docsUsed: number } {
   const budget = l.tokenBudget > 0 ? l.tokenBudget : Infinity;
   const pieces: Piece[] = [];
   let tokens = 0;
@@ -202,12 +207,14 @@ function shape(docs: Iterable<Doc>, l: CalibShape, sep: number | undefined): { p
     if (!l.pack) {
       if (d.ids.length <= l.maxSeqLen || l.overflow !== 'split') {
         const ids = d.ids.slice(0, l.maxSeqLen);
-        if (!emit(ids, Math.min(d.promptLen, ids.length), d.weight, d.classes?.subarray(0, ids.length))) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
+        if (!emit(ids, Math.min(d.promptLen, ids.length), d.weight, d.classes?.subarray(0, ids.length)))
+          return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
       } else {
         for (let i = 0; i < d.ids.length; i += l.maxSeqLen) {
           const ids = d.ids.slice(i, i + l.maxSeqLen);
           const prompt = Math.max(0, Math.min(d.promptLen - i, ids.length));
-          if (!emit(ids, prompt, d.weight, d.classes?.slice(i, i + ids.length))) return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
+          if (!emit(ids, prompt, d.weight, d.classes?.slice(i, i + ids.length)))
+            return { pieces, tokens, promptTokens, exhausted: false, docsUsed };
         }
       }
       continue;
@@ -252,7 +259,9 @@ function finishComponent(mode: SourceMode, r: ReturnType<typeof shape>, source: 
       ...(mode === 'rac' ? { decode_tokens: r.tokens - r.promptTokens, decode_share: share } : {}),
       token_budget: l.tokenBudget,
       exhausted: l.tokenBudget > 0 && r.exhausted,
-      ...(l.tokenBudget > 0 && r.exhausted ? { note: `the ${mode} source ran out: ${r.tokens} of ${l.tokenBudget} budget tokens (no cycling)` } : {}),
+      ...(l.tokenBudget > 0 && r.exhausted
+        ? { note: `the ${mode} source ran out: ${r.tokens} of ${l.tokenBudget} budget tokens (no cycling)` }
+        : {}),
     },
   };
 }
@@ -276,15 +285,20 @@ export async function buildPromptComponent(ds: DatasetSource, ctx: CalibModeCont
     }
   }
   const r = shape(docs(), l, tok.eosTokenId);
-  return finishComponent('prompt', r, {
-    files: [{ file: data.file, sha256: data.sha256, ...(data.hub ? { hub: data.hub } : {}) }],
-    prompt_column: data.promptColumn,
-    system: ds.system ?? null,
-    template_flags: ds.templateFlags ?? {},
-    prompts_used: r.docsUsed,
-    prompts_available: data.rows.length,
-    weight,
-  }, l);
+  return finishComponent(
+    'prompt',
+    r,
+    {
+      files: [{ file: data.file, sha256: data.sha256, ...(data.hub ? { hub: data.hub } : {}) }],
+      prompt_column: data.promptColumn,
+      system: ds.system ?? null,
+      template_flags: ds.templateFlags ?? {},
+      prompts_used: r.docsUsed,
+      prompts_available: data.rows.length,
+      weight,
+    },
+    l,
+  );
 }
 
 /** The ids of a trace row (rac or SGLang): input_ids, else prompt_ids + completion_ids. */
@@ -295,7 +309,8 @@ export function traceRowIds(row: Record<string, unknown>, vocabSize: number, whe
     if (typeof row['num_prompt_tokens'] === 'number') promptLen = row['num_prompt_tokens'];
     else if (Array.isArray(row['prompt_ids'])) promptLen = row['prompt_ids'].length;
     else throw new CalibError(`${where}: "input_ids" without "num_prompt_tokens" or "prompt_ids" (cannot tell prompt from completion)`);
-    if (!Number.isInteger(promptLen) || promptLen < 0 || promptLen > ids.length) throw new CalibError(`${where}: prompt length ${promptLen} does not fit ${ids.length} input_ids`);
+    if (!Number.isInteger(promptLen) || promptLen < 0 || promptLen > ids.length)
+      throw new CalibError(`${where}: prompt length ${promptLen} does not fit ${ids.length} input_ids`);
     return { ids, promptLen };
   }
   if (row['prompt_ids'] !== undefined && row['completion_ids'] !== undefined) {
@@ -303,11 +318,19 @@ export function traceRowIds(row: Record<string, unknown>, vocabSize: number, whe
     const c = checkIds(row['completion_ids'], vocabSize, where, 'completion_ids');
     return { ids: [...p, ...c], promptLen: p.length };
   }
-  throw new CalibError(`${where}: a trace row needs "input_ids" or "prompt_ids" + "completion_ids"; has ${Object.keys(row).join(', ') || 'no fields'}`);
+  throw new CalibError(
+    `${where}: a trace row needs "input_ids" or "prompt_ids" + "completion_ids"; has ${Object.keys(row).join(', ') || 'no fields'}`,
+  );
 }
 
 /** `rac`: prompt + completion ids from traces files (optionally selected before the budget). */
-export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: CalibShape, weight = 1, select?: TraceSelection | null): Component {
+export function buildRacComponent(
+  paths: string[],
+  ctx: CalibModeContext,
+  l: CalibShape,
+  weight = 1,
+  select?: TraceSelection | null,
+): Component {
   if (paths.length === 0) throw new CalibError('rac calibration needs a traces file (--traces)');
   const files = paths.map((p) => fileHash(p, 'traces file'));
   const thinkEnd = thinkEndIds(ctx.tokenizer);
@@ -322,20 +345,26 @@ export function buildRacComponent(paths: string[], ctx: CalibModeContext, l: Cal
     for (const { row, where } of chosen ? chosen.kept : rows) {
       const { ids, promptLen } = traceRowIds(row, ctx.vocabSize, where);
       const w = row['weight'] ?? 1;
-      if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
+      if (typeof w !== 'number' || !(w > 0) || !Number.isFinite(w))
+        throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(w)}`);
       if (typeof row['model'] === 'string') models.add(row['model']);
       yield { ids, promptLen, classes: positionClasses(ids, promptLen, thinkEnd), weight: weight * w };
     }
   }
   const r = shape(docs(), l, ctx.tokenizer?.eosTokenId);
-  return finishComponent('rac', r, {
-    files: files.map(({ file, sha256 }) => ({ file, sha256 })),
-    rows_used: r.docsUsed,
-    rows_read: rows.length,
-    ...(models.size ? { models: [...models] } : {}),
-    ...(chosen ? { selection: { ...select, ...chosen.counts } } : {}),
-    weight,
-  }, l);
+  return finishComponent(
+    'rac',
+    r,
+    {
+      files: files.map(({ file, sha256 }) => ({ file, sha256 })),
+      rows_used: r.docsUsed,
+      rows_read: rows.length,
+      ...(models.size ? { models: [...models] } : {}),
+      ...(chosen ? { selection: { ...select, ...chosen.counts } } : {}),
+      weight,
+    },
+    l,
+  );
 }
 
 /** `text`: plain text documents, tokenized (with the tokenizer's special tokens) and chunked. */
@@ -376,13 +405,21 @@ export function buildTextComponent(paths: string[], textField: string, ctx: Cali
     }
   }
   const r = shape(docs(), lt, tok.eosTokenId);
-  return finishComponent('text', r, { files: files.map(({ file, sha256 }) => ({ file, sha256 })), text_field: textField, documents_used: r.docsUsed, weight }, lt);
+  return finishComponent(
+    'text',
+    r,
+    { files: files.map(({ file, sha256 }) => ({ file, sha256 })), text_field: textField, documents_used: r.docsUsed, weight },
+    lt,
+  );
 }
 
 /** Parse `rac:0.75,text:0.25` (mix shares, or per-source weights). */
 export function parseSourceMap(spec: string, what: string): Partial<Record<SourceMode, number>> {
   const out: Partial<Record<SourceMode, number>> = {};
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z0-9_]+)\s*[:=]\s*([0-9.eE+-]+)$/.exec(part);
     if (!m) throw new CalibError(`${what}: expected SOURCE:NUMBER[,SOURCE:NUMBER…], got "${part}"`);
     const k = m[1] as SourceMode;
@@ -414,20 +451,37 @@ export function splitBudget(budget: number, shares: Partial<Record<SourceMode, n
 }
 
 /** `rac` from several trace sets: the budget split by their shares, each set recorded with its producer and tokens. */
-function buildTraceSetsComponent(sets: TraceSet[], select: TraceSelection | null, ctx: CalibModeContext, l: CalibShape, weight: number): Component {
+function buildTraceSetsComponent(
+  sets: TraceSet[],
+  select: TraceSelection | null,
+  ctx: CalibModeContext,
+  l: CalibShape,
+  weight: number,
+): Component {
   if (sets.length === 0) throw new CalibError('rac calibration needs a trace set');
   const live = sets.filter((t) => t.share > 0);
   if (l.tokenBudget <= 0 && live.length > 1) throw new CalibError('rac calibration from several trace sets needs a token budget to split');
-  const budgets = l.tokenBudget > 0 ? splitShares(l.tokenBudget, live.map((t) => t.share)) : [0];
+  const budgets =
+    l.tokenBudget > 0
+      ? splitShares(
+          l.tokenBudget,
+          live.map((t) => t.share),
+        )
+      : [0];
   const comps = live.map((t, i) => ({ t, c: buildRacComponent(t.files, ctx, { ...l, tokenBudget: budgets[i]! }, weight, select) }));
   const tokens = comps.reduce((a, { c }) => a + c.tokens, 0);
   const promptTokens = comps.reduce((a, { c }) => a + c.promptTokens, 0);
   const r = { pieces: [], tokens, promptTokens, exhausted: comps.some(({ c }) => c.source['exhausted'] === true), docsUsed: 0 };
-  const out = finishComponent('rac', r, {
-    files: comps.flatMap(({ c }) => c.source['files'] as unknown[]),
-    trace_sets: comps.map(({ t, c }) => ({ producer: t.producer, share: t.share, ...c.source })),
-    weight,
-  }, l);
+  const out = finishComponent(
+    'rac',
+    r,
+    {
+      files: comps.flatMap(({ c }) => c.source['files'] as unknown[]),
+      trace_sets: comps.map(({ t, c }) => ({ producer: t.producer, share: t.share, ...c.source })),
+      weight,
+    },
+    l,
+  );
   return { ...out, sequences: comps.flatMap(({ c }) => c.sequences) };
 }
 
@@ -447,7 +501,13 @@ export function splitShares(budget: number, shares: number[]): number[] {
   return out;
 }
 
-async function buildComponent(mode: SourceMode, inputs: CalibModeInputs, ctx: CalibModeContext, l: CalibShape, weight: number): Promise<Component> {
+async function buildComponent(
+  mode: SourceMode,
+  inputs: CalibModeInputs,
+  ctx: CalibModeContext,
+  l: CalibShape,
+  weight: number,
+): Promise<Component> {
   switch (mode) {
     case 'prompt':
       if (!inputs.dataset) throw new CalibError('prompt calibration needs a dataset (--dataset)');

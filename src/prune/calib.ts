@@ -52,8 +52,10 @@ export interface TextEncoder {
 }
 
 export function validateLimits(l: CalibLimits): void {
-  if (!Number.isInteger(l.tokenBudget) || l.tokenBudget < 0) throw new CalibError(`token budget must be an integer ≥ 0, got ${l.tokenBudget}`);
-  if (!Number.isInteger(l.maxSeqLen) || l.maxSeqLen < 1) throw new CalibError(`max sequence length must be an integer ≥ 1, got ${l.maxSeqLen}`);
+  if (!Number.isInteger(l.tokenBudget) || l.tokenBudget < 0)
+    throw new CalibError(`token budget must be an integer ≥ 0, got ${l.tokenBudget}`);
+  if (!Number.isInteger(l.maxSeqLen) || l.maxSeqLen < 1)
+    throw new CalibError(`max sequence length must be an integer ≥ 1, got ${l.maxSeqLen}`);
 }
 
 /** Apply max length and the token budget to raw sequences, in order. */
@@ -96,7 +98,8 @@ export function readCalibJsonl(path: string, tokenizer: TextEncoder | null, voca
   for (const { row: r, where } of jsonlObjects(text, file, { error: (m) => new CalibError(m) })) {
     if (rawTokens >= budget * 2 + limits.maxSeqLen) break;
     const weight = r['weight'] ?? 1;
-    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(weight)}`);
+    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
+      throw new CalibError(`${where}: "weight" must be a positive number, got ${JSON.stringify(weight)}`);
     let ids: number[];
     if (r['input_ids'] !== undefined) {
       const v = r['input_ids'];
@@ -128,7 +131,15 @@ export function readCalibJsonl(path: string, tokenizer: TextEncoder | null, voca
   return {
     sequences,
     tokens,
-    source: { kind: 'jsonl', file, sha256, rows: [...kinds].join('+'), sequences: sequences.length, max_seq_len: limits.maxSeqLen, token_budget: limits.tokenBudget },
+    source: {
+      kind: 'jsonl',
+      file,
+      sha256,
+      rows: [...kinds].join('+'),
+      sequences: sequences.length,
+      max_seq_len: limits.maxSeqLen,
+      token_budget: limits.tokenBudget,
+    },
   };
 }
 

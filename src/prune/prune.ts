@@ -24,7 +24,18 @@ import { gptqQuantize } from '../compress/gptq.ts';
 import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
-import { batchRowWeights, classCounts, hessianOf, isUniform, secondMoment, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, weightedTokens, XtxSum, type TokenWeights } from '../compress/hessian.ts';
+import {
+  batchRowWeights,
+  classCounts,
+  hessianOf,
+  isUniform,
+  secondMoment,
+  UNIFORM_TOKEN_WEIGHTS,
+  validateTokenWeights,
+  weightedTokens,
+  XtxSum,
+  type TokenWeights,
+} from '../compress/hessian.ts';
 import { outlierRatio, owlTargets, type OwlOptions } from '../compress/owl.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
@@ -41,7 +52,16 @@ import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { prunedModelCard } from './model-card.ts';
-import { formatRacJson, RAC_JSON, type LayerReport, type LinearReport, type OwlRecord, type PruneMethod, type PruneSummary, type QuantizationRecord } from './rac-json.ts';
+import {
+  formatRacJson,
+  RAC_JSON,
+  type LayerReport,
+  type LinearReport,
+  type OwlRecord,
+  type PruneMethod,
+  type PruneSummary,
+  type QuantizationRecord,
+} from './rac-json.ts';
 
 export type { PruneMethod } from './rac-json.ts';
 /** The pruning methods (recipes' `methods`). */
@@ -134,7 +154,10 @@ export function parseLayerSelection(spec: string, numLayers: number): number[] {
     last: [Math.min(numLayers, 2 * third), numLayers],
   };
   const out = new Set<number>();
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const n = named[part];
     if (n) {
       for (let i = n[0]; i < n[1]; i++) out.add(i);
@@ -155,10 +178,17 @@ export function parseLayerSelection(spec: string, numLayers: number): number[] {
 const HESSIAN_SCALE_NOTE = '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens';
 
 /** Prune `model` with `calib` and write the result to `outDir`. */
-export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, outDir: string, opts: PruneOptions, version: string): Promise<PruneSummary> {
+export async function pruneCheckpoint(
+  model: Model,
+  calibIn: CalibSet | null,
+  outDir: string,
+  opts: PruneOptions,
+  version: string,
+): Promise<PruneSummary> {
   const t0 = performance.now();
   const quant = opts.quant;
-  if (QUANT_METHODS.includes(opts.method) && !quant) throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !quant)
+    throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
   if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
     throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
   }
@@ -171,19 +201,26 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
   for (const i of selected) if (!Number.isInteger(i) || i < 0 || i >= L) throw new Error(`layer ${i} is outside [0, ${L})`);
   const linearSpecs = spec.linears(cfg).filter(GROUP_OF_SCOPE[opts.linears]);
   if (opts.pruneLmHead && model.tiedHead) {
-    throw new Error(`${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`);
+    throw new Error(
+      `${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`,
+    );
   }
   if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
   const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
   validateTokenWeights(tokenWeights);
   const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
   if (owl) {
-    if (opts.target.kind !== 'unstructured') throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
-    if (!PRUNE_METHODS.includes(opts.method)) throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
+    if (opts.target.kind !== 'unstructured')
+      throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
+    if (!PRUNE_METHODS.includes(opts.method))
+      throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
     owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
     if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
   }
-  const quantized = new Map<string, { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>();
+  const quantized = new Map<
+    string,
+    { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }
+  >();
   const skipped: string[] = [];
   const widen = new Set<string>();
   if (quant) {
@@ -254,13 +291,19 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
       padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
       const layers = [...selected].sort((a, b) => a - b);
       const params = layers.map(() => linearSpecs.reduce((a, ls) => a + ls.rows * ls.cols, 0));
-      const targets = owlTargets(layers.map((l) => ratios.get(l)!), params, opts.target.sparsity, owl.lambda);
+      const targets = owlTargets(
+        layers.map((l) => ratios.get(l)!),
+        params,
+        opts.target.sparsity,
+        owl.lambda,
+      );
       layers.forEach((l, i) => targetOf.set(l, { kind: 'unstructured', sparsity: targets[i]! }));
       owlRecord = {
         profile: 'owl',
         m: owl.m,
         lambda: owl.lambda,
-        statistics: 'pre-pass of the dense model over the calibration set (‖X_j‖ of each layer from the unpruned layers before it; token weights applied)',
+        statistics:
+          'pre-pass of the dense model over the calibration set (‖X_j‖ of each layer from the unpruned layers before it; token weights applied)',
         seconds: (performance.now() - t) / 1000,
         mean_target: targets.reduce((a, x, i) => a + x * params[i]!, 0) / params.reduce((a, p) => a + p, 0),
         layers: layers.map((l, i) => ({ layer: l, outlier_ratio: ratios.get(l)!, target: targets[i]!, sparsity: 0, weights: params[i]! })),
@@ -274,19 +317,38 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
       const layerTarget = targetOf.get(l);
       if (layerTarget?.kind === 'unstructured') rep.target = layerTarget.sparsity;
       const layerOpts = layerTarget ? { ...opts, target: layerTarget } : opts;
-      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) => opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
+      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
+        opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
 
       // capture → prune, per stage (true-sequential: the MLP inputs are re-captured after attention is pruned)
       for (const stage of selected.has(l) ? stages : []) {
         const stats = needStats
-          ? await captureStats(runner!, w, input, padded, rowWeights, [...new Set(stage.map((x) => x.group))], cfg, diagonalOnly, timer, (b) =>
-              progress('capture', { batch: b, batches: padded.length }),
+          ? await captureStats(
+              runner!,
+              w,
+              input,
+              padded,
+              rowWeights,
+              [...new Set(stage.map((x) => x.group))],
+              cfg,
+              diagonalOnly,
+              timer,
+              (b) => progress('capture', { batch: b, batches: padded.length }),
             )
           : null;
         for (const ls of stage) {
           if (stats) progress('prune', { linear: ls.name });
           const lr = await timer.time('prune', () =>
-            pruneLinear(w.linears[ls.name], ls.rows, ls.cols, stats?.get(ls.group) ?? null, n, layerOpts, gemm!, noteQuant(model.tensorName(l, ls.module))),
+            pruneLinear(
+              w.linears[ls.name],
+              ls.rows,
+              ls.cols,
+              stats?.get(ls.group) ?? null,
+              n,
+              layerOpts,
+              gemm!,
+              noteQuant(model.tensorName(l, ls.module)),
+            ),
           );
           timer.add('factor', lr.factor_seconds ?? 0);
           timer.add('sweep', lr.sweep_seconds ?? 0);
@@ -311,7 +373,18 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
 
     let lmHead: LinearReport | undefined;
     if (opts.pruneLmHead && runner) {
-      lmHead = await pruneLmHead(model, runner, input, rowWeights, n, diagonalOnly, quant ? { ...opts, quant: EMBEDDING_QUANT } : opts, gemm, writer, noteQuant(spec.lmHeadName));
+      lmHead = await pruneLmHead(
+        model,
+        runner,
+        input,
+        rowWeights,
+        n,
+        diagonalOnly,
+        quant ? { ...opts, quant: EMBEDDING_QUANT } : opts,
+        gemm,
+        writer,
+        noteQuant(spec.lmHeadName),
+      );
     } else if (quant && !model.tiedHead) {
       const W = model.read(spec.lmHeadName).slice();
       if (cfg.hiddenSize % QK === 0) {
@@ -329,7 +402,16 @@ export async function pruneCheckpoint(model: Model, calibIn: CalibSet | null, ou
         e.sparsity = lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
       }
     }
-    const summary = pruneSummary(model, opts, version, { selected, calib, reports, lmHead, quantization, owl: owlRecord, tokenWeights, seconds: (performance.now() - t0) / 1000 });
+    const summary = pruneSummary(model, opts, version, {
+      selected,
+      calib,
+      reports,
+      lmHead,
+      quantization,
+      owl: owlRecord,
+      tokenWeights,
+      seconds: (performance.now() - t0) / 1000,
+    });
     for (const st of stores) st.close(); // before the temp dir becomes the output
     writer.finish({
       [RAC_JSON]: formatRacJson(summary),
@@ -387,7 +469,9 @@ async function captureStats(
   const feeds = runner.weightFeeds(w);
   for (let b = 0; b < padded.length; b++) {
     const { xtx } = await timer.time('capture', () =>
-      diagonal ? runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!) : runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!),
+      diagonal
+        ? runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!)
+        : runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!),
     );
     await timer.time('hessian', () => {
       for (const g of groups) sums.get(g)!.add(xtx[g]);
@@ -429,7 +513,13 @@ async function owlOutlierRatios(
     }
     if (selected.has(l)) {
       const colNorm = (g: InputGroup) => sums.get(g)!.diag().map(Math.sqrt);
-      ratios.set(l, outlierRatio(linearSpecs.map((ls) => ({ W: w.linears[ls.name], rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })), m));
+      ratios.set(
+        l,
+        outlierRatio(
+          linearSpecs.map((ls) => ({ W: w.linears[ls.name], rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })),
+          m,
+        ),
+      );
     }
     [input, output] = [output, input];
   }
@@ -475,7 +565,15 @@ function quantizationRecord(
     qz += lr.zeros;
     qn += lr.rows * lr.cols;
   }
-  return { format: quant, block: QK, tensors, scales_file: QUANT_SCALES_FILE, bits_per_weight: BITS_PER_WEIGHT[quant], skipped, sparsity_after: qn ? qz / qn : 0 };
+  return {
+    format: quant,
+    block: QK,
+    tensors,
+    scales_file: QUANT_SCALES_FILE,
+    bits_per_weight: BITS_PER_WEIGHT[quant],
+    skipped,
+    sparsity_after: qn ? qz / qn : 0,
+  };
 }
 
 /** rac.json. */
@@ -568,7 +666,10 @@ async function pruneLinear(
       break;
     case 'gptq': {
       if (quant) {
-        const g = await gptqQuantize(W, rows, cols, hessianOf(stats!, n), quant, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp });
+        const g = await gptqQuantize(W, rows, cols, hessianOf(stats!, n), quant, gemm, {
+          blocksize: opts.blocksize,
+          percdamp: opts.percdamp,
+        });
         onQuant(g.scales, rows, cols, quant, 'gptq');
         quantMethod = 'gptq';
         r = g;
@@ -582,7 +683,11 @@ async function pruneLinear(
       r = wandaPrune(W, rows, cols, stats!.diag(), opts.target);
       break;
     case 'sparsegpt': {
-      const o = await sparsegptPrune(W, rows, cols, hessianOf(stats!, n), opts.target, gemm, { blocksize: opts.blocksize, percdamp: opts.percdamp, ...(quant ? { quant } : {}) });
+      const o = await sparsegptPrune(W, rows, cols, hessianOf(stats!, n), opts.target, gemm, {
+        blocksize: opts.blocksize,
+        percdamp: opts.percdamp,
+        ...(quant ? { quant } : {}),
+      });
       if (quant) {
         onQuant(o.scales!, rows, cols, quant, 'joint');
         quantMethod = 'joint';

@@ -45,7 +45,16 @@ export interface LayerReport {
   target?: number;
   linears: Partial<Record<LinearName, LinearReport>>;
   /** capture: forward + XᵀX graph; hessian: accumulating and scaling H in JS; factor/sweep: SparseGPT's U and OBS sweep. */
-  seconds: { capture: number; hessian: number; prune: number; factor: number; sweep: number; recompute: number; write: number; total: number };
+  seconds: {
+    capture: number;
+    hessian: number;
+    prune: number;
+    factor: number;
+    sweep: number;
+    recompute: number;
+    write: number;
+    total: number;
+  };
 }
 
 export interface PruneSummary {
@@ -128,7 +137,13 @@ export function readPruningInfo(dir: string): PruningInfo | null {
     ...(typeof j.pattern === 'string' ? { pattern: j.pattern } : {}),
     ...(typeof j.source_model === 'string' ? { source_model: j.source_model } : {}),
     ...(j.source_hub && typeof j.source_hub === 'object' ? { source_hub: j.source_hub as HubSource } : {}),
-    ...(calib ? { calibration: Object.fromEntries(Object.entries(calib).filter(([, v]) => typeof v !== 'object' || v === null || JSON.stringify(v).length < 2000)) } : {}),
+    ...(calib
+      ? {
+          calibration: Object.fromEntries(
+            Object.entries(calib).filter(([, v]) => typeof v !== 'object' || v === null || JSON.stringify(v).length < 2000),
+          ),
+        }
+      : {}),
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
   };
 }

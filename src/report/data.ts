@@ -118,7 +118,12 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
 }
 
 function fromSummary(file: string, s: Record<string, unknown>): ReportRow[] {
-  const model = typeof s.model === 'string' ? modelName(s.model) : typeof s.model === 'object' && s.model ? modelName(String((s.model as { dir?: unknown }).dir ?? file)) : modelName(dirname(resolve(file)));
+  const model =
+    typeof s.model === 'string'
+      ? modelName(s.model)
+      : typeof s.model === 'object' && s.model
+        ? modelName(String((s.model as { dir?: unknown }).dir ?? file))
+        : modelName(dirname(resolve(file)));
   const problems = num(s.eval_problems);
   const out: ReportRow[] = [];
   const d = s.dense as Record<string, unknown> | undefined;
@@ -147,7 +152,8 @@ function fromSummary(file: string, s: Record<string, unknown>): ReportRow[] {
   rows.forEach((r, i) => {
     const acc = num(r.accuracy);
     const mt = num(r.mean_tokens);
-    if (acc === null || mt === null || typeof r.method !== 'string') throw new Error(`${file}: rows[${i}] needs method, accuracy and mean_tokens`);
+    if (acc === null || mt === null || typeof r.method !== 'string')
+      throw new Error(`${file}: rows[${i}] needs method, accuracy and mean_tokens`);
     out.push({
       model,
       base: model,
@@ -176,7 +182,9 @@ export function loadReportInput(path: string): ReportRow[] {
     j = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : code ? `cannot read (${code})` : `invalid JSON (${(e as Error).message})`}`);
+    throw new Error(
+      `${file}: ${code === 'ENOENT' ? 'file not found' : code ? `cannot read (${code})` : `invalid JSON (${(e as Error).message})`}`,
+    );
   }
   if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error(`${file}: expected a JSON object`);
   const o = j as Record<string, unknown>;

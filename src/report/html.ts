@@ -39,7 +39,10 @@ interface SeriesKey {
   nm: boolean;
 }
 
-function seriesOf(rows: ReportRow[], oneMethod: boolean): Array<SeriesKey & { label: string; color: string; dash?: string; marker: Series['marker']; rows: ReportRow[] }> {
+function seriesOf(
+  rows: ReportRow[],
+  oneMethod: boolean,
+): Array<SeriesKey & { label: string; color: string; dash?: string; marker: Series['marker']; rows: ReportRow[] }> {
   const map = new Map<string, ReportRow[]>();
   for (const r of rows) {
     const key = `${r.method}\u0000${r.calib ?? ''}\u0000${r.pattern ? 'nm' : ''}`;
@@ -58,8 +61,24 @@ function seriesOf(rows: ReportRow[], oneMethod: boolean): Array<SeriesKey & { la
       extraColor.set(calib!, color);
     }
     const style = METHOD_STYLE[r.method] ?? { dash: '4 2 1 2', marker: 'diamond' as const };
-    const base = oneMethod ? (calib === null ? r.method : calibLabel(calib)) : calib === null ? r.method : `${r.method} · ${calibLabel(calib)}`;
-    return { key, method: r.method, calib, nm: !!r.pattern, label: r.pattern ? `${base} (N:M)` : base, color, ...(style.dash ? { dash: style.dash } : {}), marker: style.marker, rows: rs };
+    const base = oneMethod
+      ? calib === null
+        ? r.method
+        : calibLabel(calib)
+      : calib === null
+        ? r.method
+        : `${r.method} · ${calibLabel(calib)}`;
+    return {
+      key,
+      method: r.method,
+      calib,
+      nm: !!r.pattern,
+      label: r.pattern ? `${base} (N:M)` : base,
+      color,
+      ...(style.dash ? { dash: style.dash } : {}),
+      marker: style.marker,
+      rows: rs,
+    };
   });
 }
 
@@ -97,8 +116,17 @@ function groupCharts(g: ReportGroup, gi: number): string {
     xFormat: spx,
     yInclude: [0],
   });
-  const scatterSeries: Series[] = series.map((s) => ({ ...s, points: s.rows.map((r) => ({ x: r.mean_tokens, y: r.accuracy, title: rowTitle(r) })) }));
-  if (g.dense) scatterSeries.unshift({ label: 'dense', color: '#111', marker: 'diamond', points: [{ x: g.dense.mean_tokens, y: g.dense.accuracy, title: rowTitle(g.dense) }] });
+  const scatterSeries: Series[] = series.map((s) => ({
+    ...s,
+    points: s.rows.map((r) => ({ x: r.mean_tokens, y: r.accuracy, title: rowTitle(r) })),
+  }));
+  if (g.dense)
+    scatterSeries.unshift({
+      label: 'dense',
+      color: '#111',
+      marker: 'diamond',
+      points: [{ x: g.dense.mean_tokens, y: g.dense.accuracy, title: rowTitle(g.dense) }],
+    });
   const scatter = chart({
     id: `acc-vs-length-${gi}`,
     title: 'Accuracy vs mean generated length',
@@ -116,15 +144,38 @@ function groupTable(g: ReportGroup): string {
   const d = g.dense;
   const families = [...new Set(g.rows.flatMap((r) => Object.keys(r.per_family ?? {})))].sort();
   // pass@k columns (largest k > 1) for the families evaluated with several samples (e.g. code).
-  const passK = (r: ReportRow, f: string): Record<string, unknown> => ((r.per_family?.[f] as { pass_at_k?: Record<string, unknown> } | undefined)?.pass_at_k ?? {});
+  const passK = (r: ReportRow, f: string): Record<string, unknown> =>
+    (r.per_family?.[f] as { pass_at_k?: Record<string, unknown> } | undefined)?.pass_at_k ?? {};
   const passCols = families
-    .map((f) => ({ f, k: Math.max(0, ...g.rows.flatMap((r) => Object.keys(passK(r, f)).map(Number).filter((k) => Number.isFinite(k)))) }))
+    .map((f) => ({
+      f,
+      k: Math.max(
+        0,
+        ...g.rows.flatMap((r) =>
+          Object.keys(passK(r, f))
+            .map(Number)
+            .filter((k) => Number.isFinite(k)),
+        ),
+      ),
+    }))
     .filter((c) => c.k > 1);
   const hasHes = g.rows.some((r) => r.hesitations !== undefined);
   const head = [
-    'model', 'method', 'calib mode', 'sparsity / pattern', 'calib tokens', 'accuracy', 'Δ acc vs dense', 'mean tokens', 'Δ tokens vs dense',
-    ...(hasHes ? ['hesitations / sample'] : []), 'truncated', 'problems', ...families.map((f) => `acc: ${f}`),
-    ...passCols.flatMap((c) => [`pass@1: ${c.f}`, `pass@${c.k}: ${c.f}`]), 'source',
+    'model',
+    'method',
+    'calib mode',
+    'sparsity / pattern',
+    'calib tokens',
+    'accuracy',
+    'Δ acc vs dense',
+    'mean tokens',
+    'Δ tokens vs dense',
+    ...(hasHes ? ['hesitations / sample'] : []),
+    'truncated',
+    'problems',
+    ...families.map((f) => `acc: ${f}`),
+    ...passCols.flatMap((c) => [`pass@1: ${c.f}`, `pass@${c.k}: ${c.f}`]),
+    'source',
   ];
   const lines = g.rows.map((r) => {
     const dAcc = d && r !== d ? r.accuracy - d.accuracy : null;
@@ -159,7 +210,10 @@ function groupClaim(g: ReportGroup): string {
   const cs = claimChecks(g);
   if (cs.length === 0) return '';
   const items = cs.map((c) => {
-    const rec = c.recovered === null ? 'prompt-only did not lose accuracy against dense' : `RAC recovers ${pct(c.recovered, 0)} of prompt-only's ${(100 * c.gap).toFixed(1)}-point gap`;
+    const rec =
+      c.recovered === null
+        ? 'prompt-only did not lose accuracy against dense'
+        : `RAC recovers ${pct(c.recovered, 0)} of prompt-only's ${(100 * c.gap).toFixed(1)}-point gap`;
     const len = `RAC ${fixed(c.rac.mean_tokens, 0)} vs prompt-only ${fixed(c.prompt.mean_tokens, 0)} mean tokens (${c.racShorter ? 'shorter' : 'not shorter'})`;
     const text = c.text ? `; text ${pct(c.text.accuracy)}` : '';
     return `<li><b>SparseGPT @ ${esc(c.sparsity)}</b>: dense ${pct(c.dense)}, prompt-only ${pct(c.prompt.accuracy)}, RAC ${pct(c.rac.accuracy)}${esc(text)} — ${esc(rec)}; ${esc(len)}. <span class="${c.holds ? 'ok' : 'no'}">${c.holds ? 'claim holds' : 'claim not met here'}</span></li>`;
@@ -214,7 +268,6 @@ ${body}
 </html>
 `;
 }
-
 
 export interface BuildReportResult {
   rows: ReportRow[];

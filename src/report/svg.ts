@@ -84,9 +84,7 @@ export function chart(spec: ChartSpec): string {
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const xs = spec.series.flatMap((s) => s.points.map((p) => p.x)).concat(spec.xInclude ?? []);
-  const ys = spec.series
-    .flatMap((s) => s.points.map((p) => p.y))
-    .concat(spec.refLines?.map((r) => r.y) ?? [], spec.yInclude ?? []);
+  const ys = spec.series.flatMap((s) => s.points.map((p) => p.y)).concat(spec.refLines?.map((r) => r.y) ?? [], spec.yInclude ?? []);
   const xlo = Math.min(...(xs.length ? xs : [0]));
   const xhi = Math.max(...(xs.length ? xs : [1]));
   const pad = (xhi - xlo) * 0.04; // keep points off the frame
@@ -99,7 +97,9 @@ export function chart(spec: ChartSpec): string {
   const xf = spec.xFormat ?? ((v: number) => String(v));
   const yf = spec.yFormat ?? ((v: number) => String(v));
   const parts: string[] = [];
-  parts.push(`<svg id="${esc(spec.id)}" class="chart" role="img" aria-labelledby="${esc(spec.id)}-title" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`);
+  parts.push(
+    `<svg id="${esc(spec.id)}" class="chart" role="img" aria-labelledby="${esc(spec.id)}-title" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`,
+  );
   parts.push(`<title id="${esc(spec.id)}-title">${esc(spec.title)}</title>`);
   parts.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#fff"/>`);
   parts.push(`<text x="${m.left}" y="20" class="ct">${esc(spec.title)}</text>`);
@@ -120,7 +120,9 @@ export function chart(spec: ChartSpec): string {
   // reference lines
   for (const r of spec.refLines ?? []) {
     const y = sy(r.y).toFixed(1);
-    parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="${r.color ?? '#333'}" stroke-width="1.5" stroke-dasharray="6 4"><title>${esc(`${r.label}: ${yf(r.y)}`)}</title></line>`);
+    parts.push(
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="${r.color ?? '#333'}" stroke-width="1.5" stroke-dasharray="6 4"><title>${esc(`${r.label}: ${yf(r.y)}`)}</title></line>`,
+    );
   }
   // series
   for (const s of spec.series) {
@@ -130,20 +132,27 @@ export function chart(spec: ChartSpec): string {
       parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
     }
     for (const p of pts) {
-      parts.push(`<g>${marker(s.marker, sx(p.x), sy(p.y), s.color)}<title>${esc(p.title ?? `${s.label}: (${xf(p.x)}, ${yf(p.y)})`)}</title></g>`);
+      parts.push(
+        `<g>${marker(s.marker, sx(p.x), sy(p.y), s.color)}<title>${esc(p.title ?? `${s.label}: (${xf(p.x)}, ${yf(p.y)})`)}</title></g>`,
+      );
     }
   }
   // legend
   let ly = m.top + 6;
   const lx = m.left + pw + 14;
   for (const s of spec.series) {
-    if (spec.lines) parts.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+    if (spec.lines)
+      parts.push(
+        `<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+      );
     parts.push(marker(s.marker, lx + 11, ly, s.color));
     parts.push(`<text x="${lx + 28}" y="${ly}" class="lg" dominant-baseline="middle">${esc(s.label)}</text>`);
     ly += 18;
   }
   for (const r of spec.refLines ?? []) {
-    parts.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${r.color ?? '#333'}" stroke-width="1.5" stroke-dasharray="6 4"/>`);
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${r.color ?? '#333'}" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+    );
     parts.push(`<text x="${lx + 28}" y="${ly}" class="lg" dominant-baseline="middle">${esc(r.label)}</text>`);
     ly += 18;
   }

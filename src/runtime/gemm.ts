@@ -7,7 +7,14 @@ import { GraphBuilder } from './graph.ts';
 import { runtimeDefaults, Session, type RuntimeOptions } from './session.ts';
 
 export interface OrtGemm {
-  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: { transA?: boolean; transB?: boolean }): Promise<Float32Array>;
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    opts?: { transA?: boolean; transB?: boolean },
+  ): Promise<Float32Array>;
   /** Calls made and flops done since creation (for benchmarks). */
   readonly stats: { calls: number; flops: number };
   release(): Promise<void>;

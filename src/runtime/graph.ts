@@ -257,4 +257,3 @@ export function bakeInputs(bytes: Uint8Array, constants: Record<string, { data: 
   ];
   return onnx.ModelProto.encode(model).finish();
 }
-

@@ -182,12 +182,15 @@ function common(b: Body, lim: ModelLimits, kind: JobSpec['kind'], prompts: numbe
     const so = b.stream_options;
     if (typeof so !== 'object' || Array.isArray(so)) throw bad("'stream_options' must be an object", 'stream_options');
     const iu = (so as Body).include_usage;
-    if (iu !== undefined && iu !== null && typeof iu !== 'boolean') throw bad("'stream_options.include_usage' must be a boolean", 'stream_options');
+    if (iu !== undefined && iu !== null && typeof iu !== 'boolean')
+      throw bad("'stream_options.include_usage' must be a boolean", 'stream_options');
     includeUsage = iu === true;
   }
   const lp = b.logprobs;
-  if (lp !== undefined && lp !== null && lp !== false && lp !== 0) throw bad("'logprobs' are not supported by rac serve", 'logprobs', 'unsupported');
-  if (has(b, 'top_logprobs') && b.top_logprobs !== 0) throw bad("'top_logprobs' is not supported by rac serve", 'top_logprobs', 'unsupported');
+  if (lp !== undefined && lp !== null && lp !== false && lp !== 0)
+    throw bad("'logprobs' are not supported by rac serve", 'logprobs', 'unsupported');
+  if (has(b, 'top_logprobs') && b.top_logprobs !== 0)
+    throw bad("'top_logprobs' is not supported by rac serve", 'top_logprobs', 'unsupported');
   if (b.echo === true) throw bad("'echo' is not supported by rac serve", 'echo', 'unsupported');
   if (has(b, 'suffix')) throw bad("'suffix' is not supported by rac serve", 'suffix', 'unsupported');
 
@@ -265,7 +268,8 @@ export async function parseCompletion(b: Body, lim: ModelLimits): Promise<JobSpe
   else if (isIdArray(p)) prompts = [p];
   else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')) prompts = await encodeAll(p as string[]);
   else if (Array.isArray(p) && p.length > 0 && p.every(isIdArray)) prompts = p as number[][];
-  else throw bad("'prompt' must be a string, an array of strings, an array of token ids, or an array of such arrays (none empty)", 'prompt');
+  else
+    throw bad("'prompt' must be a string, an array of strings, an array of token ids, or an array of such arrays (none empty)", 'prompt');
   if (prompts.some((x) => x.length === 0)) throw bad("'prompt' tokenizes to no tokens", 'prompt');
   return common(b, lim, 'completion', prompts);
 }
@@ -274,7 +278,8 @@ export async function parseCompletion(b: Body, lim: ModelLimits): Promise<JobSpe
 export async function parseChat(b: Body, lim: ModelLimits): Promise<JobSpec> {
   const ms = b.messages;
   if (!Array.isArray(ms) || ms.length === 0) throw bad("'messages' must be a non-empty array", 'messages');
-  if (ms.length > MAX_MESSAGES) throw bad(`'messages' has ${ms.length} messages; at most ${MAX_MESSAGES} are accepted`, 'messages', 'too_many_messages');
+  if (ms.length > MAX_MESSAGES)
+    throw bad(`'messages' has ${ms.length} messages; at most ${MAX_MESSAGES} are accepted`, 'messages', 'too_many_messages');
   const messages: ChatMessage[] = ms.map((m, i) => {
     if (m === null || typeof m !== 'object' || Array.isArray(m)) throw bad(`messages[${i}] must be an object`, 'messages');
     const o = m as Body;

@@ -21,7 +21,16 @@ import { closeModel, loadModel, type LoadedModel } from '../models/loaded.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { Batcher, type BatchStats, type Sequence } from './batcher.ts';
 import { defaultMaxKvTokens, Scheduler, type SchedulerStats } from './scheduler.ts';
-import { defaultRequestLimits, HttpError, parseBody, parseChat, parseCompletion, type JobSpec, type ModelLimits, type RequestLimits } from './protocol.ts';
+import {
+  defaultRequestLimits,
+  HttpError,
+  parseBody,
+  parseChat,
+  parseCompletion,
+  type JobSpec,
+  type ModelLimits,
+  type RequestLimits,
+} from './protocol.ts';
 
 /** After the grace period and the abort, how long aborted requests get to send their 503. */
 const ABORT_DRAIN_MS = 2000;
@@ -106,7 +115,8 @@ const json = (res: ServerResponse, status: number, body: unknown, headers: Recor
  */
 function readBody(req: IncomingMessage, limit: number, abort: AbortSignal): Promise<Buffer> {
   return new Promise((resolvePromise, reject) => {
-    const tooLarge = () => new HttpError(413, `request body exceeds ${limit} bytes (the server's --max-body-mb)`, null, 'request_too_large');
+    const tooLarge = () =>
+      new HttpError(413, `request body exceeds ${limit} bytes (the server's --max-body-mb)`, null, 'request_too_large');
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       reject(tooLarge());
@@ -136,7 +146,9 @@ function readBody(req: IncomingMessage, limit: number, abort: AbortSignal): Prom
       parts.push(c);
     });
     req.on('end', () => settle(null));
-    req.on('close', () => settle(new HttpError(400, 'the connection closed before the request body was complete', null, 'incomplete_body')));
+    req.on('close', () =>
+      settle(new HttpError(400, 'the connection closed before the request body was complete', null, 'incomplete_body')),
+    );
     req.on('error', (e) => settle(e));
   });
 }
@@ -212,7 +224,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   let closing = false;
   const inflight = new Set<Promise<void>>();
 
-  const modelCard = () => ({ id: modelName, object: 'model', created, owned_by: 'rac', root: resolve(opts.model), max_model_len: limits.contextLength });
+  const modelCard = () => ({
+    id: modelName,
+    object: 'model',
+    created,
+    owned_by: 'rac',
+    root: resolve(opts.model),
+    max_model_len: limits.contextLength,
+  });
 
   const sendError = (res: ServerResponse, e: unknown) => {
     counters.errors++;
@@ -249,16 +268,38 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     let finished = false;
 
     const chunk = (choice: Record<string, unknown>) => {
-      const base = { id, object: spec.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName };
+      const base = {
+        id,
+        object: spec.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+        created: Math.floor(Date.now() / 1000),
+        model: modelName,
+      };
       res.write(`data: ${JSON.stringify({ ...base, choices: [choice] })}\n\n`);
     };
-    const streamChoice = (index: number, text: string, tokenIds: number[], finishReason: string | null, extra: Record<string, unknown> = {}) =>
+    const streamChoice = (
+      index: number,
+      text: string,
+      tokenIds: number[],
+      finishReason: string | null,
+      extra: Record<string, unknown> = {},
+    ) =>
       spec.kind === 'chat'
-        ? { index, delta: text === '' && finishReason !== null ? {} : { content: text }, logprobs: null, finish_reason: finishReason, token_ids: tokenIds, ...extra }
+        ? {
+            index,
+            delta: text === '' && finishReason !== null ? {} : { content: text },
+            logprobs: null,
+            finish_reason: finishReason,
+            token_ids: tokenIds,
+            ...extra,
+          }
         : { index, text, logprobs: null, finish_reason: finishReason, token_ids: tokenIds, ...extra };
 
     if (spec.stream) {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: closing ? 'close' : 'keep-alive' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: closing ? 'close' : 'keep-alive',
+      });
       if (spec.kind === 'chat') {
         for (let k = 0; k < total; k++) chunk({ index: k, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
       }
@@ -270,7 +311,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         finished = true;
         if (err) {
           const status = shutdown.signal.aborted || closing ? 503 : 500;
-          const he = err instanceof HttpError ? err : new HttpError(status, err.message, null, status === 503 ? 'shutting_down' : 'internal_error');
+          const he =
+            err instanceof HttpError ? err : new HttpError(status, err.message, null, status === 503 ? 'shutting_down' : 'internal_error');
           if (spec.stream && res.headersSent) {
             counters.errors++;
             if (!res.writableEnded) {
@@ -285,16 +327,30 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
         if (spec.stream) {
           if (spec.includeUsage) {
-            res.write(`data: ${JSON.stringify({ id, object: spec.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName, choices: [], usage })}\n\n`);
+            res.write(
+              `data: ${JSON.stringify({ id, object: spec.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName, choices: [], usage })}\n\n`,
+            );
           }
           res.end('data: [DONE]\n\n');
         } else {
           const choices = results.map((c, index) =>
             spec.kind === 'chat'
-              ? { index, message: { role: 'assistant', content: c.text }, logprobs: null, finish_reason: c.finishReason, stop_reason: c.stop ?? null, token_ids: c.ids }
+              ? {
+                  index,
+                  message: { role: 'assistant', content: c.text },
+                  logprobs: null,
+                  finish_reason: c.finishReason,
+                  stop_reason: c.stop ?? null,
+                  token_ids: c.ids,
+                }
               : { index, text: c.text, logprobs: null, finish_reason: c.finishReason, stop_reason: c.stop ?? null, token_ids: c.ids },
           );
-          json(res, 200, { id, object, created: Math.floor(Date.now() / 1000), model: modelName, choices, usage }, closing ? { connection: 'close' } : {});
+          json(
+            res,
+            200,
+            { id, object, created: Math.floor(Date.now() / 1000), model: modelName, choices, usage },
+            closing ? { connection: 'close' } : {},
+          );
         }
         done();
       };
@@ -307,7 +363,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           seqs.push({
             prompt: spec.prompts[p]!,
             stream: spec.streamBase + k,
-            sampling: { temperature: spec.temperature, topP: spec.topP, topK: spec.topK, maxNewTokens: spec.maxTokens, seed, stopStrings: spec.stop },
+            sampling: {
+              temperature: spec.temperature,
+              topP: spec.topP,
+              topK: spec.topK,
+              maxNewTokens: spec.maxTokens,
+              seed,
+              stopStrings: spec.stop,
+            },
             signal,
             onToken: (tok, text) => {
               if (!spec.stream || finished) return;
@@ -373,7 +436,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       }
       const body = parseBody(raw);
       if (body.model !== undefined && body.model !== null && body.model !== modelName) {
-        throw new HttpError(404, `the model '${String(body.model)}' does not exist (this server serves '${modelName}')`, 'model', 'model_not_found');
+        throw new HttpError(
+          404,
+          `the model '${String(body.model)}' does not exist (this server serves '${modelName}')`,
+          'model',
+          'model_not_found',
+        );
       }
       const spec = path === '/v1/completions' ? await parseCompletion(body, limits) : await parseChat(body, limits);
       if (continuous) {

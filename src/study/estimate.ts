@@ -162,12 +162,24 @@ export async function measureSpeed(runtime: Partial<RuntimeOptions> = {}): Promi
     const n = 1 << 21;
     const x = new Float64Array(n).fill(0.5);
     const y = new Float64Array(n).fill(0.25);
-    const jsRate = n / (await timeBest(() => {
-      for (let i = 0; i < n; i++) y[i] -= 0.999 * x[i]!;
-    }, 5));
+    const jsRate =
+      n /
+      (await timeBest(() => {
+        for (let i = 0; i < n; i++) y[i] -= 0.999 * x[i]!;
+      }, 5));
 
     // The engine and the layer runner on a 2-layer random model.
-    writeRandomCheckpoint(dir, { family: 'qwen2', layers: CAL.layers, hidden: CAL.hidden, intermediate: CAL.intermediate, heads: CAL.heads, kvHeads: CAL.kvHeads, tokenizerVocab: 261, vocabPad: 763, seed: 1 });
+    writeRandomCheckpoint(dir, {
+      family: 'qwen2',
+      layers: CAL.layers,
+      hidden: CAL.hidden,
+      intermediate: CAL.intermediate,
+      heads: CAL.heads,
+      kvHeads: CAL.kvHeads,
+      tokenizerVocab: 261,
+      vocabPad: 763,
+      seed: 1,
+    });
     model = Model.open(dir, { warn: () => {} });
     const cfg = model.config;
     const lin = layerParams(model.spec.linears(cfg));
@@ -201,14 +213,19 @@ export async function measureSpeed(runtime: Partial<RuntimeOptions> = {}): Promi
     const sKv = await step(32, 900, 7);
     // What scales with B·C beyond the cache bytes: the score elements (per head) and the mask's JS.
     const perStep = (B: number, C: number) => decodeFlops(B) / skinnyRate + decodeScores(cfg, B, C) * scoreS + decodeJs(B, C) / jsRate;
-    const kvByte = Math.max(1e-13, (sKv.t - s1.t - perStep(32, sKv.C) + perStep(1, s1.C)) / (kvBytes(cfg, 32, sKv.C) - kvBytes(cfg, 1, s1.C)));
+    const kvByte = Math.max(
+      1e-13,
+      (sKv.t - s1.t - perStep(32, sKv.C) + perStep(1, s1.C)) / (kvBytes(cfg, 32, sKv.C) - kvBytes(cfg, 1, s1.C)),
+    );
     // Sampling: 32 rows of a peaked distribution (a few likely tokens, as a trained model's).
     const logits = new Float32Array(32 * V);
     for (let i = 0; i < logits.length; i++) logits[i] = (i * 2654435761) % 61 === 0 ? 10 : 2 * Math.abs(Math.sin(i * 12.9898));
     const rng = new Rng(0, 0);
-    const sampleS = (await timeBest(() => {
-      for (let r = 0; r < 32; r++) sampleToken(logits, r * V, V, { temperature: 0.6, topP: 0.95, topK: 0 }, rng);
-    }, 9)) / (32 * V);
+    const sampleS =
+      (await timeBest(() => {
+        for (let r = 0; r < 32; r++) sampleToken(logits, r * V, V, { temperature: 0.6, topP: 0.95, topK: 0 }, rng);
+      }, 9)) /
+      (32 * V);
     return {
       version: SPEED_VERSION,
       key: await machineKey(rt),
@@ -239,11 +256,15 @@ export async function measureSpeed(runtime: Partial<RuntimeOptions> = {}): Promi
 function usable(s: unknown): s is MachineSpeed {
   if (!s || typeof s !== 'object') return false;
   const o = s as Record<string, unknown>;
-  return o['version'] === SPEED_VERSION && NUMERIC_FIELDS.every((k) => typeof o[k] === 'number' && (o[k] as number) > 0 && Number.isFinite(o[k]));
+  return (
+    o['version'] === SPEED_VERSION && NUMERIC_FIELDS.every((k) => typeof o[k] === 'number' && (o[k] as number) > 0 && Number.isFinite(o[k]))
+  );
 }
 
 /** This machine's speed: from the cache when measured before with the same key and version, else measured now and cached. */
-export async function machineSpeed(opts: { runtime?: Partial<RuntimeOptions>; env?: NodeJS.ProcessEnv } = {}): Promise<MachineSpeed & { cached: boolean; file: string }> {
+export async function machineSpeed(
+  opts: { runtime?: Partial<RuntimeOptions>; env?: NodeJS.ProcessEnv } = {},
+): Promise<MachineSpeed & { cached: boolean; file: string }> {
   const rt = { ...runtimeDefaults(), ...opts.runtime };
   const dir = racCacheDir(opts.env);
   const file = join(dir, 'speed.json');
@@ -330,7 +351,18 @@ export interface Cost {
   js: number;
 }
 
-export const zeroCost = (): Cost => ({ flops: 0, skinnyFlops: 0, panelFlops: 0, thinFlops: 0, calls: 0, layerCalls: 0, scores: 0, kvBytes: 0, sampled: 0, js: 0 });
+export const zeroCost = (): Cost => ({
+  flops: 0,
+  skinnyFlops: 0,
+  panelFlops: 0,
+  thinFlops: 0,
+  calls: 0,
+  layerCalls: 0,
+  scores: 0,
+  kvBytes: 0,
+  sampled: 0,
+  js: 0,
+});
 
 export function secondsOf(c: Cost, s: MachineSpeed): number {
   return (
@@ -387,7 +419,14 @@ const add = (a: Cost, b: Cost, times = 1) => {
 };
 
 /** The cost of `rac prune` on this calibration set, before it runs. */
-export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib: CalibSet, w: PruneWork, speed: MachineSpeed, baseRssBytes = process.memoryUsage().rss): Estimate {
+export function estimatePrune(
+  cfg: ModelConfig,
+  allLinears: LinearSpec[],
+  calib: CalibSet,
+  w: PruneWork,
+  speed: MachineSpeed,
+  baseRssBytes = process.memoryUsage().rss,
+): Estimate {
   const L = cfg.numLayers;
   const D = cfg.hiddenSize;
   const selected = new Set(w.layers);
@@ -472,18 +511,32 @@ export function estimatePrune(cfg: ModelConfig, allLinears: LinearSpec[], calib:
   const layerWeights = 4 * layerParams(allLinears);
   const embedding = 4 * cfg.vocabSize * D;
   const widest = w.linears.reduce((m, l) => (l.rows * l.cols > m.rows * m.cols ? l : m), w.linears[0] ?? { rows: 0, cols: 0 });
-  const solver = w.method === 'sparsegpt' ? 4 * (2 * widest.cols ** 2 + 3 * widest.rows * widest.cols + B * widest.cols) : 4 * 2 * widest.rows * widest.cols;
+  const solver =
+    w.method === 'sparsegpt'
+      ? 4 * (2 * widest.cols ** 2 + 3 * widest.rows * widest.cols + B * widest.cols)
+      : 4 * 2 * widest.rows * widest.cols;
   // onnxruntime keeps each layer session's intermediate buffers (the widest batch's: attention
   // scores and probabilities, every Linear's output) in its arena; two sessions (forward, capture).
   const maxBatch = Math.max(0, ...batches.map((b) => b.B * b.T));
   const qkv = cfg.numHeads * cfg.headDim + 2 * cfg.numKvHeads * cfg.headDim;
-  const perSession = 4 * maxBatch * (qkv + 2 * D + 3 * cfg.intermediateSize) + 2 * 4 * Math.max(0, ...batches.map((b) => b.B * b.T * b.T)) * cfg.numHeads;
+  const perSession =
+    4 * maxBatch * (qkv + 2 * D + 3 * cfg.intermediateSize) + 2 * 4 * Math.max(0, ...batches.map((b) => b.B * b.T * b.T)) * cfg.numHeads;
   const activations = ARENA_FACTOR * (needStats ? 2 : 1) * perSession + SESSION_BYTES;
   const fixed = 2 * storeBytes + 2 * layerWeights + embedding + (needStats ? 2 * hessBytes : 0) + solver;
   const peakBytes = baseRssBytes + fixed + activations;
 
   const hess = groups.map((g) => `${g} ${groupWidth(cfg, g)}² (${mib(4 * groupWidth(cfg, g) ** 2)})`).join(', ');
-  const gflop = (nSel * (stages * forward.flops + capture.flops - stages * forward.flops + factor.panelFlops + sweep.panelFlops + sweep.thinFlops + other.flops) + L * forward.flops) / 1e9;
+  const gflop =
+    (nSel *
+      (stages * forward.flops +
+        capture.flops -
+        stages * forward.flops +
+        factor.panelFlops +
+        sweep.panelFlops +
+        sweep.thinFlops +
+        other.flops) +
+      L * forward.flops) /
+    1e9;
   const work = [
     `${w.layers.length} of ${L} layers × ${calib.tokens.toLocaleString('en-US')} calibration tokens (${padded.toLocaleString('en-US')} padded, ${batches.length} batches of ≤ ${w.batchTokens} tokens), ${w.linears.length} Linears per layer`,
     needStats ? `Hessians per layer: ${hess}` : 'no Hessians (magnitude without error statistics)',
@@ -514,7 +567,13 @@ const grow = (c: number, need: number) => (need <= c ? c : Math.ceil(Math.max(ne
  * the whole batch, the cache growing as KvCache does. Returns the prefill and decode costs and the
  * largest cache capacity.
  */
-export function waveCost(cfg: ModelConfig, linears: LinearSpec[], B: number, T0: number, steps: number): { prefill: Cost; decode: Cost; capacity: number } {
+export function waveCost(
+  cfg: ModelConfig,
+  linears: LinearSpec[],
+  B: number,
+  T0: number,
+  steps: number,
+): { prefill: Cost; decode: Cost; capacity: number } {
   const L = cfg.numLayers;
   const V = cfg.vocabSize;
   const D = cfg.hiddenSize;
@@ -549,7 +608,13 @@ export function waveCost(cfg: ModelConfig, linears: LinearSpec[], B: number, T0:
  * stops make waves shorter and, for the same budget, submit more of them. `cfg` is null for a
  * backend rac does not run (no time estimate).
  */
-export function estimateTrace(cfg: ModelConfig | null, linears: LinearSpec[], w: TraceWork, speed: MachineSpeed | null, baseRssBytes = process.memoryUsage().rss): Estimate {
+export function estimateTrace(
+  cfg: ModelConfig | null,
+  linears: LinearSpec[],
+  w: TraceWork,
+  speed: MachineSpeed | null,
+  baseRssBytes = process.memoryUsage().rss,
+): Estimate {
   const budget = w.tokenBudget > 0 ? w.tokenBudget : Infinity;
   const ctx = cfg?.maxPositionEmbeddings ?? Infinity;
   const perWave = Math.max(1, Math.floor(w.batchSize / w.n));
@@ -594,7 +659,11 @@ export function estimateTrace(cfg: ModelConfig | null, linears: LinearSpec[], w:
       widest = B;
     }
     const D = cfg.hiddenSize;
-    prefillArena = Math.max(prefillArena, 4 * B * wv.longest * (3 * D + 3 * cfg.intermediateSize + cfg.vocabSize / cfg.numLayers) + 2 * 4 * B * cfg.numHeads * wv.longest * wv.longest);
+    prefillArena = Math.max(
+      prefillArena,
+      4 * B * wv.longest * (3 * D + 3 * cfg.intermediateSize + cfg.vocabSize / cfg.numLayers) +
+        2 * 4 * B * cfg.numHeads * wv.longest * wv.longest,
+    );
   }
   // Startup: the engine's sessions (one per layer, the head), each created and first run.
   const phases = { startup: (cfg.numLayers + 1) * speed.session_s, prefill: secondsOf(prefill, speed), decode: secondsOf(decode, speed) };
@@ -626,7 +695,9 @@ export function formatSeconds(s: number): string {
 export function estimateLines(cmd: string, e: Estimate, speed: (MachineSpeed & { cached?: boolean }) | null): string[] {
   const lines = e.work.map((l) => `${cmd}: ${l}`);
   if (Number.isFinite(e.seconds) && speed) {
-    const ph = Object.entries(e.phases).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(', ');
+    const ph = Object.entries(e.phases)
+      .map(([k, v]) => `${k} ${formatSeconds(v)}`)
+      .join(', ');
     lines.push(
       `${cmd}: estimated ${formatSeconds(e.seconds)} (${ph}), peak memory ≈ ${mib(e.peakBytes)} — from this machine's measured speed: GEMM ${(speed.gemm_flops_per_s / 1e9).toFixed(1)} GFLOP/s, ` +
         `skinny ${(speed.skinny_flops_per_s / 1e9).toFixed(1)} GFLOP/s, panel ${(speed.panel_flops_per_s / 1e9).toFixed(1)} GFLOP/s, ${(speed.call_overhead_s * 1e6).toFixed(0)} µs per call, ` +

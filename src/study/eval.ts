@@ -214,7 +214,12 @@ export interface LoadedProblems {
 }
 
 /** Problems of a JSONL / JSON / Parquet dataset (src/io/datasets.ts) for a task. */
-export async function loadEvalProblems(file: string | readonly string[], task: EvalTask, columns: Partial<EvalColumns> = {}, limit?: number): Promise<LoadedProblems> {
+export async function loadEvalProblems(
+  file: string | readonly string[],
+  task: EvalTask,
+  columns: Partial<EvalColumns> = {},
+  limit?: number,
+): Promise<LoadedProblems> {
   const ds = await loadDataset(file, {
     ...(columns.prompt !== undefined ? { promptColumn: columns.prompt } : {}),
     ...(task !== 'code' ? { answerColumn: columns.answer ?? 'answer' } : {}),
@@ -228,7 +233,8 @@ export async function loadEvalProblems(file: string | readonly string[], task: E
     let answer: string | null = null;
     let tests: CodeTest[] | null = null;
     if (task === 'code') {
-      if (r.raw[testsCol] === undefined || r.raw[testsCol] === null) throw new Error(`${where}: no tests column "${testsCol}" (columns: ${ds.columns.join(', ')})`);
+      if (r.raw[testsCol] === undefined || r.raw[testsCol] === null)
+        throw new Error(`${where}: no tests column "${testsCol}" (columns: ${ds.columns.join(', ')})`);
       tests = parseTests(r.raw[testsCol], where);
     } else if (task === 'tiny' && r.raw[testsCol] !== undefined && r.raw[testsCol] !== null) {
       // The tiny reasoner's code family (format v2) in a tiny dataset: graded by its tests.
@@ -237,13 +243,27 @@ export async function loadEvalProblems(file: string | readonly string[], task: E
       if (r.answer === undefined) throw new Error(`${where}: no answer in column "${ds.answerColumn ?? columns.answer ?? 'answer'}"`);
       answer = r.answer;
     }
-    return { index: r.index, id: r.id, prompt: r.prompt, ...(r.messages ? { messages: r.messages } : {}), answer, tests, family: asText(r.raw[familyCol]) };
+    return {
+      index: r.index,
+      id: r.id,
+      prompt: r.prompt,
+      ...(r.messages ? { messages: r.messages } : {}),
+      answer,
+      tests,
+      family: asText(r.raw[familyCol]),
+    };
   });
   return {
     file: ds.file,
     sha256: ds.sha256,
     ...(ds.hub ? { hub: ds.hub } : {}),
-    columns: { prompt: ds.promptColumn, answer: task === 'code' ? '' : (ds.answerColumn ?? 'answer'), id: ds.idColumn ?? '(row index)', tests: task === 'code' ? testsCol : '', family: familyCol },
+    columns: {
+      prompt: ds.promptColumn,
+      answer: task === 'code' ? '' : (ds.answerColumn ?? 'answer'),
+      id: ds.idColumn ?? '(row index)',
+      tests: task === 'code' ? testsCol : '',
+      family: familyCol,
+    },
     problems,
   };
 }
@@ -257,7 +277,11 @@ export function renderEvalPrompt(
   contextLength?: number,
 ): { ids: number[]; text: string } {
   if (tok.chatTemplate) {
-    return renderPrompt(tok, p.messages ?? p.prompt, { ...(system !== undefined ? { system } : {}), ...(extra ? { templateFlags: extra } : {}), ...(contextLength !== undefined ? { contextLength } : {}) });
+    return renderPrompt(tok, p.messages ?? p.prompt, {
+      ...(system !== undefined ? { system } : {}),
+      ...(extra ? { templateFlags: extra } : {}),
+      ...(contextLength !== undefined ? { contextLength } : {}),
+    });
   }
   const text = system ? `${system}\n\n${p.prompt}` : p.prompt;
   if (contextLength !== undefined) checkPromptChars(text.length, tok, contextLength);
@@ -291,7 +315,11 @@ export function wallSeconds(records: SampleRecord[], current?: { run: string; se
 }
 
 /** Metrics over the records of the given problems (K samples each). */
-export function computeMetrics(records: SampleRecord[], K: number, wall: number): { metrics: EvalMetrics; perFamily?: Record<string, FamilyMetrics> } {
+export function computeMetrics(
+  records: SampleRecord[],
+  K: number,
+  wall: number,
+): { metrics: EvalMetrics; perFamily?: Record<string, FamilyMetrics> } {
   const byProblem = new Map<string, SampleRecord[]>();
   for (const r of records) {
     let l = byProblem.get(r.problem_id);
@@ -380,7 +408,8 @@ export function readSampleLog(path: string): SampleRecord[] {
   const seen = new Set<string>();
   for (const { row, where } of log.rows) {
     const rec = row as unknown as SampleRecord;
-    if (typeof rec.problem_id !== 'string' || !Number.isInteger(rec.sample)) throw new Error(`${where}: corrupt sample record (not a sample record); ${hint}`);
+    if (typeof rec.problem_id !== 'string' || !Number.isInteger(rec.sample))
+      throw new Error(`${where}: corrupt sample record (not a sample record); ${hint}`);
     const key = `${rec.problem_id}\u0000${rec.sample}`;
     if (seen.has(key)) continue;
     seen.add(key);
@@ -401,7 +430,11 @@ export interface EvalHooks {
 export const DEFAULT_CODE_LIMITS: SandboxLimits = { wallMs: 10_000, cpuSeconds: 5, memoryMb: 1024 };
 
 /** Per-test sandbox limits for the `code` task: the given ones over DEFAULT_CODE_LIMITS. */
-export function codeLimits(o: { wallSeconds?: number | undefined; cpuSeconds?: number | undefined; memoryMb?: number | undefined }): SandboxLimits {
+export function codeLimits(o: {
+  wallSeconds?: number | undefined;
+  cpuSeconds?: number | undefined;
+  memoryMb?: number | undefined;
+}): SandboxLimits {
   const check = (v: number | undefined, what: string) => {
     if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`${what} must be a positive number, got ${v}`);
   };
@@ -425,7 +458,12 @@ export function traceGrader(task: EvalTask): ((text: string, answer: string) => 
   return null;
 }
 
-async function grade(task: EvalTask, p: EvalProblem, text: string, limits: SandboxLimits): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
+async function grade(
+  task: EvalTask,
+  p: EvalProblem,
+  text: string,
+  limits: SandboxLimits,
+): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
   // A tiny row with tests (the code family) is graded as the code task grades it.
   if (task === 'tiny' && p.tests === null) return gradeTiny(text, p.answer!);
   if (task === 'math') return gradeMath(text, p.answer!);
@@ -462,7 +500,14 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   if (problems.length === 0) throw new Error(`${datasetFile}: no problems`);
   const K = cfg.samples;
   const s = cfg.sampling;
-  const sampling: SamplingSettings = { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens, seed: s.seed, ...(s.stopStrings?.length ? { stopStrings: s.stopStrings } : {}) };
+  const sampling: SamplingSettings = {
+    temperature: s.temperature,
+    topP: s.topP,
+    topK: s.topK,
+    maxNewTokens: s.maxNewTokens,
+    seed: s.seed,
+    ...(s.stopStrings?.length ? { stopStrings: s.stopStrings } : {}),
+  };
   const limits = cfg.codeLimits ?? DEFAULT_CODE_LIMITS;
 
   // The manifest: everything that decides a sample's text or grade. --limit and the batch size
@@ -477,7 +522,14 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
     system: cfg.system ?? null,
     template_extra: cfg.templateExtra ?? null,
     samples: K,
-    sampling: { temperature: sampling.temperature, top_p: sampling.topP, top_k: sampling.topK, max_new_tokens: sampling.maxNewTokens, seed: sampling.seed, stop: sampling.stopStrings ?? [] },
+    sampling: {
+      temperature: sampling.temperature,
+      top_p: sampling.topP,
+      top_k: sampling.topK,
+      max_new_tokens: sampling.maxNewTokens,
+      seed: sampling.seed,
+      stop: sampling.stopStrings ?? [],
+    },
     ...(cfg.task === 'code' ? { code_limits: limits } : {}),
   };
   const mPath = manifestPath(out);
@@ -487,7 +539,9 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
     const old = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
     const diff = settingsDiff(old, manifest, { depth: 1 }); // top-level keys name what differs
     if (diff.length) {
-      throw new Error(`${mPath}: settings differ from the interrupted run (${diff.join(', ')}); use another --out or delete ${basename(sPath)} and ${basename(mPath)}`);
+      throw new Error(
+        `${mPath}: settings differ from the interrupted run (${diff.join(', ')}); use another --out or delete ${basename(sPath)} and ${basename(mPath)}`,
+      );
     }
   } else if (existsSync(sPath)) throw new Error(`${sPath} exists without a manifest; delete it or use another --out`);
 
@@ -501,7 +555,8 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
       const r = renderEvalPrompt(tok, p, cfg.system, cfg.templateExtra, backend.contextLength);
       return { index: p.index, prompt: r.ids, promptText: r.text, n: K };
     } catch (e) {
-      if (e instanceof PromptLengthError) throw new PromptLengthError(`${datasetFile}: row ${p.index} (id ${JSON.stringify(p.id)}): ${e.message}`);
+      if (e instanceof PromptLengthError)
+        throw new PromptLengthError(`${datasetFile}: row ${p.index} (id ${JSON.stringify(p.id)}): ${e.message}`);
       throw e;
     }
   });
@@ -570,9 +625,22 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   const results: EvalResults = {
     rac_eval: 1,
     created: new Date().toISOString(),
-    model: { dir: modelDir, fingerprint: backend.fingerprint, backend: backend.name, ...(modelHub ? { hub: modelHub } : {}), ...(pruning ? { pruning } : {}) },
+    model: {
+      dir: modelDir,
+      fingerprint: backend.fingerprint,
+      backend: backend.name,
+      ...(modelHub ? { hub: modelHub } : {}),
+      ...(pruning ? { pruning } : {}),
+    },
     task: cfg.task,
-    dataset: { file: datasetFile, sha256: sha, problems: problems.length, columns, system: cfg.system ?? null, ...(datasetHub ? { hub: datasetHub } : {}) },
+    dataset: {
+      file: datasetFile,
+      sha256: sha,
+      problems: problems.length,
+      columns,
+      system: cfg.system ?? null,
+      ...(datasetHub ? { hub: datasetHub } : {}),
+    },
     sampling: { samples: K, ...manifest.sampling },
     metrics,
     ...(perFamily ? { per_family: perFamily } : {}),

@@ -23,7 +23,23 @@ import type { GenerationBackend } from '../backends/backend.ts';
 import { openBackend, type OpenBackendOptions } from '../backends/index.ts';
 import { buildCalibSet, type CalibMode } from '../prune/calib-modes.ts';
 import { codeLimits, runEval, traceGrader, type EvalTask } from './eval.ts';
-import { calibShapeOf, fieldsOf, PRUNE_DEFAULTS, prunerOptionsOf, readFields, RECIPE_DEFAULTS, RECIPE_EVAL_DEFAULTS, selectionOf, settingsProblem, TRACE_DEFAULTS, traceSettingsOf, evalSamplingOf, usesPolicy, type PruneSettings, type TraceJob } from './job.ts';
+import {
+  calibShapeOf,
+  fieldsOf,
+  PRUNE_DEFAULTS,
+  prunerOptionsOf,
+  readFields,
+  RECIPE_DEFAULTS,
+  RECIPE_EVAL_DEFAULTS,
+  selectionOf,
+  settingsProblem,
+  TRACE_DEFAULTS,
+  traceSettingsOf,
+  evalSamplingOf,
+  usesPolicy,
+  type PruneSettings,
+  type TraceJob,
+} from './job.ts';
 import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
@@ -77,7 +93,17 @@ export interface Recipe {
   /** The `calibration:` section over the defaults (each prune entry may override its keys). */
   calibration: PruneSettings;
   prune: PruneSpec[];
-  eval: { samples: number; maxNewTokens: number; temperature: number; topP: number; topK: number; seed: number; limit?: number; batchSize: number; codeLimits?: SandboxLimits };
+  eval: {
+    samples: number;
+    maxNewTokens: number;
+    temperature: number;
+    topP: number;
+    topK: number;
+    seed: number;
+    limit?: number;
+    batchSize: number;
+    codeLimits?: SandboxLimits;
+  };
   backend: Omit<OpenBackendOptions, 'backend' | 'model' | 'gguf'> & { backend: 'local' | 'llama.cpp' | 'openai' };
 }
 
@@ -116,7 +142,8 @@ export function loadRecipe(path: string): Recipe {
   };
   const num = (o: Obj, k: string, def: number, where: string, int = false): number => {
     const v = o[k] ?? def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) fail(`"${where}.${k}" must be a ${int ? 'non-negative integer' : 'number ≥ 0'}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v)))
+      fail(`"${where}.${k}" must be a ${int ? 'non-negative integer' : 'number ≥ 0'}`);
     return v as number;
   };
   const task = (r['task'] ?? 'tiny') as EvalTask;
@@ -124,10 +151,14 @@ export function loadRecipe(path: string): Recipe {
   const ds = sub('datasets', ['calib', 'eval', 'text', 'prompt_column', 'answer_column', 'id_column']);
   const calibDs = datasetSpec(ds['calib'], 'datasets.calib', p, fail);
   const evalDs = datasetSpec(ds['eval'], 'datasets.eval', p, fail);
-  const text = ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
+  const text =
+    ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
   const tr = sub('trace', ['n', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'token_budget', 'batch_size']);
   const calibFields = fieldsOf('calibration');
-  const ca = sub('calibration', calibFields.map((f) => f.key));
+  const ca = sub(
+    'calibration',
+    calibFields.map((f) => f.key),
+  );
   const calibration = wrap(() => readFields(ca, 'calibration', { ...PRUNE_DEFAULTS, ...RECIPE_DEFAULTS }, calibFields));
   const ev = sub('eval', ['samples', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'limit', 'batch_size', 'code_limits']);
   const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
@@ -162,16 +193,21 @@ export function loadRecipe(path: string): Recipe {
       }
     }
     const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
-    for (const q of quantize) if (q !== null && !isQuantFormat(String(q))) fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
+    for (const q of quantize)
+      if (q !== null && !isQuantFormat(String(q)))
+        fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
     if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
-    if (usesPolicy(settings) && quantize.some((q) => q !== null)) fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
+    if (usesPolicy(settings) && quantize.some((q) => q !== null))
+      fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
     return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize, settings };
   });
   const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
-  if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai') fail('"backend.kind" must be local, llama.cpp or openai');
+  if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai')
+    fail('"backend.kind" must be local, llama.cpp or openai');
   // A recipe generates with several models (dense, then every pruned one): the llama.cpp backend
   // exports each model directory to a temporary GGUF, so a fixed GGUF file cannot be named.
-  if (be['gguf'] !== undefined) fail('"backend.gguf": a recipe runs several models; the llama.cpp backend exports each one to a temporary GGUF (remove "gguf")');
+  if (be['gguf'] !== undefined)
+    fail('"backend.gguf": a recipe runs several models; the llama.cpp backend exports each one to a temporary GGUF (remove "gguf")');
   return {
     file,
     model: modelSpec(r['model'], p),
@@ -222,12 +258,21 @@ export function loadRecipe(path: string): Recipe {
  * `org/name[@revision]` when no such path exists (config `default`, split `train`, as --dataset),
  * or a mapping `{id, config, split}`.
  */
-function datasetSpec(v: unknown, where: string, p: (v: unknown, what: string) => string, fail: (m: string) => never): { spec: string; split?: DatasetSplit } {
+function datasetSpec(
+  v: unknown,
+  where: string,
+  p: (v: unknown, what: string) => string,
+  fail: (m: string) => never,
+): { spec: string; split?: DatasetSplit } {
   if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
     const o = mapping(v, where, ['id', 'config', 'split'], fail);
     if (typeof o['id'] !== 'string' || !parseHubId(o['id'])) fail(`"${where}.id" must be a Hugging Face dataset id org/name[@revision]`);
-    for (const k of ['config', 'split'] as const) if (o[k] !== undefined && (typeof o[k] !== 'string' || !o[k])) fail(`"${where}.${k}" must be a non-empty string`);
-    const split: DatasetSplit = { ...(o['config'] ? { config: o['config'] as string } : {}), ...(o['split'] ? { split: o['split'] as string } : {}) };
+    for (const k of ['config', 'split'] as const)
+      if (o[k] !== undefined && (typeof o[k] !== 'string' || !o[k])) fail(`"${where}.${k}" must be a non-empty string`);
+    const split: DatasetSplit = {
+      ...(o['config'] ? { config: o['config'] as string } : {}),
+      ...(o['split'] ? { split: o['split'] as string } : {}),
+    };
     return { spec: o['id'] as string, split };
   }
   if (typeof v !== 'string' || !v) fail(`"${where}" must be a path, a Hugging Face dataset id, or {id, config, split}`);
@@ -243,10 +288,20 @@ export async function resolveRecipeDatasets(recipe: Recipe, opts: HubOptions = {
   const one = async (spec: string | readonly string[], split: DatasetSplit | undefined): Promise<string | readonly string[]> => {
     if (typeof spec !== 'string' || (split === undefined && existsSync(spec))) return spec;
     const r = await resolveDataset(spec, split ?? {}, opts);
-    if (r.source) opts.log?.(`dataset ${r.source.id}@${r.source.revision} (${r.source.config}/${r.source.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'} of ${r.source.commit}`);
+    if (r.source)
+      opts.log?.(
+        `dataset ${r.source.id}@${r.source.revision} (${r.source.config}/${r.source.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'} of ${r.source.commit}`,
+      );
     return r.files.length === 1 ? r.files[0]! : r.files;
   };
-  return { ...recipe, datasets: { ...recipe.datasets, calib: await one(recipe.datasets.calib, recipe.datasets.calibSplit), eval: await one(recipe.datasets.eval, recipe.datasets.evalSplit) } };
+  return {
+    ...recipe,
+    datasets: {
+      ...recipe.datasets,
+      calib: await one(recipe.datasets.calib, recipe.datasets.calibSplit),
+      eval: await one(recipe.datasets.eval, recipe.datasets.evalSplit),
+    },
+  };
 }
 
 function modelSpec(v: unknown, p: (v: unknown, what: string) => string): string {
@@ -255,7 +310,23 @@ function modelSpec(v: unknown, p: (v: unknown, what: string) => string): string 
 }
 
 /** Keys of a recipe's `backend` mapping: the kind and openBackend's options a recipe may set. */
-const RECIPE_BACKEND_KEYS = ['kind', 'backend', 'gguf', 'exportDtype', 'threads', 'contextSize', 'baseUrl', 'apiKeyEnv', 'servedModel', 'concurrency', 'promptFormat', 'tokenizer', 'timeoutMs', 'maxAttempts', 'backoffMs'] as const;
+const RECIPE_BACKEND_KEYS = [
+  'kind',
+  'backend',
+  'gguf',
+  'exportDtype',
+  'threads',
+  'contextSize',
+  'baseUrl',
+  'apiKeyEnv',
+  'servedModel',
+  'concurrency',
+  'promptFormat',
+  'tokenizer',
+  'timeoutMs',
+  'maxAttempts',
+  'backoffMs',
+] as const;
 
 /** A recipe mapping at `where` with only `known` keys: a misspelt setting must not silently fall back to its default. */
 function mapping(v: unknown, where: string, known: readonly string[], fail: (m: string) => never): Obj {
@@ -297,7 +368,13 @@ export interface RunResult {
   summaryJson: Record<string, unknown>;
 }
 
-async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, runtime: Partial<RuntimeOptions>, fn: (b: GenerationBackend) => Promise<T>): Promise<T> {
+async function withBackend<T>(
+  recipe: Recipe,
+  model: string,
+  batchSize: number,
+  runtime: Partial<RuntimeOptions>,
+  fn: (b: GenerationBackend) => Promise<T>,
+): Promise<T> {
   const b = await openBackend({ ...recipe.backend, model, batchSize, runtime });
   try {
     return await fn(b);
@@ -307,7 +384,12 @@ async function withBackend<T>(recipe: Recipe, model: string, batchSize: number, 
 }
 
 /** Run (or resume) the study described by `recipe`. */
-export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: string, runtime: Partial<RuntimeOptions> = {}): Promise<RunResult> {
+export async function runRecipe(
+  recipe0: Recipe,
+  hooks: RunHooks,
+  version: string,
+  runtime: Partial<RuntimeOptions> = {},
+): Promise<RunResult> {
   const log = hooks.log;
   // A hub id resolves to its cached snapshot once; every step then reads that directory.
   const hubLog = (line: string) => log(`      ${line}`);
@@ -323,16 +405,30 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
   const tokenizer = await RacTokenizer.load(recipe.model);
 
   // 1. On-policy traces of the dense model on the calibration prompts.
-  const calibData = await loadDataset(recipe.datasets.calib, { promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn, ...(recipe.datasets.answerColumn ? { answerColumn: recipe.datasets.answerColumn } : {}) });
+  const calibData = await loadDataset(recipe.datasets.calib, {
+    promptColumn: recipe.datasets.promptColumn,
+    idColumn: recipe.datasets.idColumn,
+    ...(recipe.datasets.answerColumn ? { answerColumn: recipe.datasets.answerColumn } : {}),
+  });
   const grader = traceGrader(recipe.task);
   // Calibration prompts with answers are graded as they are traced (trace selection reads it).
   const grade = grader && calibData.rows.some((r) => r.answer !== undefined) ? (recipe.task as 'math' | 'tiny') : undefined;
-  const tset: TraceSettings = traceSettingsOf({ ...recipe.trace, ...(grade ? { grade } : {}) }, calibData, recipe.system, recipe.templateFlags);
+  const tset: TraceSettings = traceSettingsOf(
+    { ...recipe.trace, ...(grade ? { grade } : {}) },
+    calibData,
+    recipe.system,
+    recipe.templateFlags,
+  );
   const prompts: TracePrompt[] = calibData.rows.map((row) => ({
     id: row.id,
     index: row.index,
     ...(tset.grade && row.answer !== undefined ? { answer: row.answer } : {}),
-    render: (contextLength?: number) => renderPrompt(tokenizer, row, { system: recipe.system, templateFlags: recipe.templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
+    render: (contextLength?: number) =>
+      renderPrompt(tokenizer, row, {
+        system: recipe.system,
+        templateFlags: recipe.templateFlags,
+        ...(contextLength !== undefined ? { contextLength } : {}),
+      }),
   }));
   let lastLog = 0;
   // Evaluation of one model (the dense one or a pruned one) on the held-out problems, cached by
@@ -341,13 +437,19 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
   // The pruned models to make: method × target × calibration mode (named once the traces exist).
   const plans = recipe.prune.flatMap((spec) =>
     spec.targets.flatMap((target) =>
-      (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) => spec.quantize.map((quant) => ({ spec, target, calib, quant }))),
+      (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) =>
+        spec.quantize.map((quant) => ({ spec, target, calib, quant })),
+      ),
     ),
   );
   const evalTotal = 1 + plans.length;
   const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
     const tag = `(${i + 1}/${evalTotal}) ${name}`;
-    const file = join(out, 'evals', `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`);
+    const file = join(
+      out,
+      'evals',
+      `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`,
+    );
     if (existsSync(file)) {
       log(`      ${tag}: evaluated before, skipped`);
       return file;
@@ -382,7 +484,9 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
         },
       },
     );
-    log(`      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    log(
+      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+    );
     return file;
   };
   const evalScope = `${typeof recipe.datasets.eval === 'string' && recipe.datasets.eval === recipe0.datasets.eval ? recipe.datasets.eval : `${String(recipe0.datasets.eval)} (${recipe0.datasets.evalSplit?.config ?? 'default'}/${recipe0.datasets.evalSplit?.split ?? 'train'})`}${recipe.eval.limit ? ` (first ${recipe.eval.limit} problems)` : ''}`;
@@ -393,33 +497,43 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
 
   // One dense backend serves its fingerprint (which names every derived output), the traces and
   // the dense evaluation: the dense model is opened (or, for llama.cpp, exported) once.
-  const { denseId, tracesPath, traces, denseEval } = await withBackend(recipe, recipe.model, recipe.trace.batchSize, runtime, async (backend) => {
-    const denseId = backend.fingerprint;
-    const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
-    mkdirSync(dirname(tracesPath), { recursive: true });
-    log(`[1/4] traces: dense model on ${calibData.rows.length} calibration prompts × ${recipe.trace.n}, budget ${recipe.trace.tokenBudget} tokens → ${tracesPath}`);
-    const traces = await runTrace({
-      out: tracesPath,
-      backend,
-      prompts,
-      settings: tset,
-      tokenBudget: recipe.trace.tokenBudget,
-      batchSize: recipe.trace.batchSize,
-      dataset: { file: calibData.file, rows: calibData.rows.length, ...(calibData.hub ? { hub: calibData.hub } : {}) },
-      ...(hub.source ? { modelHub: hub.source } : {}),
-      ...(tset.grade && grader ? { grader } : {}),
-      version,
-      onProgress: (p) => {
-        if (Date.now() - lastLog < 5000) return;
-        lastLog = Date.now();
-        log(`      ${p.promptTokens + p.decodeTokens} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`);
-      },
-    });
-    log(`      ${traces.counts.records} traces, ${traces.tokens.total} tokens, decode share ${(100 * traces.decode_share).toFixed(1)}%`);
-    // The backend's batch size is fixed when it opens: reuse it when evaluation asks for the same.
-    const denseEval = recipe.eval.batchSize === recipe.trace.batchSize ? await evaluateDense(backend) : null;
-    return { denseId, tracesPath, traces, denseEval };
-  });
+  const { denseId, tracesPath, traces, denseEval } = await withBackend(
+    recipe,
+    recipe.model,
+    recipe.trace.batchSize,
+    runtime,
+    async (backend) => {
+      const denseId = backend.fingerprint;
+      const tracesPath = join(out, 'traces', `traces-${hashOf({ model: denseId, tset, budget: recipe.trace.tokenBudget })}.jsonl`);
+      mkdirSync(dirname(tracesPath), { recursive: true });
+      log(
+        `[1/4] traces: dense model on ${calibData.rows.length} calibration prompts × ${recipe.trace.n}, budget ${recipe.trace.tokenBudget} tokens → ${tracesPath}`,
+      );
+      const traces = await runTrace({
+        out: tracesPath,
+        backend,
+        prompts,
+        settings: tset,
+        tokenBudget: recipe.trace.tokenBudget,
+        batchSize: recipe.trace.batchSize,
+        dataset: { file: calibData.file, rows: calibData.rows.length, ...(calibData.hub ? { hub: calibData.hub } : {}) },
+        ...(hub.source ? { modelHub: hub.source } : {}),
+        ...(tset.grade && grader ? { grader } : {}),
+        version,
+        onProgress: (p) => {
+          if (Date.now() - lastLog < 5000) return;
+          lastLog = Date.now();
+          log(
+            `      ${p.promptTokens + p.decodeTokens} tokens, ${p.records} records, ${(p.sessionDecodeTokens / Math.max(p.seconds, 1e-9)).toFixed(0)} decode tok/s`,
+          );
+        },
+      });
+      log(`      ${traces.counts.records} traces, ${traces.tokens.total} tokens, decode share ${(100 * traces.decode_share).toFixed(1)}%`);
+      // The backend's batch size is fixed when it opens: reuse it when evaluation asks for the same.
+      const denseEval = recipe.eval.batchSize === recipe.trace.batchSize ? await evaluateDense(backend) : null;
+      return { denseId, tracesPath, traces, denseEval };
+    },
+  );
 
   // 2. Pruning: method × target × calibration mode, each into a content-addressed directory.
   const textShas = recipe.datasets.text.map(fileSha);
@@ -432,7 +546,17 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
       target,
       linears: spec.linears,
       calib,
-      calibInputs: calib === null ? null : { calibSha: calibData.sha256, traceSha, textShas, c: spec.settings, tflags: recipe.templateFlags, system: recipe.system ?? null },
+      calibInputs:
+        calib === null
+          ? null
+          : {
+              calibSha: calibData.sha256,
+              traceSha,
+              textShas,
+              c: spec.settings,
+              tflags: recipe.templateFlags,
+              system: recipe.system ?? null,
+            },
       ...(calib === null ? { settings: spec.settings } : {}),
     };
     const variant = calib === null ? undefined : variantLabel(spec.settings);
@@ -486,7 +610,13 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
     const calibSet = await buildCalibSet(
       j.calib ?? 'prompt',
       {
-        dataset: { path: recipe.datasets.calib, promptColumn: recipe.datasets.promptColumn, idColumn: recipe.datasets.idColumn, system: recipe.system, templateFlags: recipe.templateFlags },
+        dataset: {
+          path: recipe.datasets.calib,
+          promptColumn: recipe.datasets.promptColumn,
+          idColumn: recipe.datasets.idColumn,
+          system: recipe.system,
+          templateFlags: recipe.templateFlags,
+        },
         traces: [tracesPath],
         textFiles: recipe.datasets.text,
         select: selectionOf(st),
@@ -504,7 +634,14 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
         model,
         calibSet,
         j.dir,
-        { method: j.spec.method, target: j.target, layers, ...prunerOptionsOf(st, runtime), overwrite: true, ...(j.quant ? { quant: j.quant } : {}) },
+        {
+          method: j.spec.method,
+          target: j.target,
+          layers,
+          ...prunerOptionsOf(st, runtime),
+          overwrite: true,
+          ...(j.quant ? { quant: j.quant } : {}),
+        },
         version,
       );
       log(
@@ -518,7 +655,10 @@ export async function runRecipe(recipe0: Recipe, hooks: RunHooks, version: strin
   // 3. Evaluation of every pruned model (and of the dense one, unless step 1 did it).
   log(`[3/4] evaluation: ${jobs.length} pruned models${denseEval === null ? ' and the dense one' : ''} on ${evalScope}`);
   const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, runtime, evaluateDense))];
-  for (const [i, j] of jobs.entries()) results.push(await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)));
+  for (const [i, j] of jobs.entries())
+    results.push(
+      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)),
+    );
 
   // 4. Report and summary.
   const report = join(out, 'report.html');

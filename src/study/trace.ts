@@ -62,7 +62,16 @@ export interface TraceRecord {
   completion_ids: number[];
   text: string;
   finish_reason: string;
-  sampling: { temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number; n: number; stream: number; stop?: string[] };
+  sampling: {
+    temperature: number;
+    top_p: number;
+    top_k: number;
+    max_new_tokens: number;
+    seed: number;
+    n: number;
+    stream: number;
+    stop?: string[];
+  };
   model: string;
   input_ids: number[];
   num_prompt_tokens: number;
@@ -196,8 +205,10 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
   const s = opts.settings;
   const model = opts.backend.fingerprint;
   if (!Number.isInteger(s.n) || s.n < 1) throw new TraceError(`n must be a positive integer, got ${s.n}`);
-  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new TraceError(`batch size must be a positive integer, got ${opts.batchSize}`);
-  if (!Number.isInteger(opts.tokenBudget) || opts.tokenBudget < 0) throw new TraceError(`token budget must be an integer ≥ 0, got ${opts.tokenBudget}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)
+    throw new TraceError(`batch size must be a positive integer, got ${opts.batchSize}`);
+  if (!Number.isInteger(opts.tokenBudget) || opts.tokenBudget < 0)
+    throw new TraceError(`token budget must be an integer ≥ 0, got ${opts.tokenBudget}`);
   const fsyncEvery = opts.fsyncEvery ?? 32;
   if (s.grade && !opts.grader) throw new TraceError(`settings.grade is ${s.grade} but no grader was given`);
   const grader = s.grade ? opts.grader : undefined;
@@ -219,7 +230,12 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
     const diff = settingsDiff(prev.settings, s, TRACE_DIFF);
     if (prev.model !== model) diff.unshift('model');
     if (diff.length) {
-      const show = (o: unknown, k: string) => JSON.stringify(k === 'model' ? (o as TraceManifest).model : k.split('.').reduce<unknown>((x, p) => (x as Record<string, unknown> | undefined)?.[p], (o as TraceManifest).settings));
+      const show = (o: unknown, k: string) =>
+        JSON.stringify(
+          k === 'model'
+            ? (o as TraceManifest).model
+            : k.split('.').reduce<unknown>((x, p) => (x as Record<string, unknown> | undefined)?.[p], (o as TraceManifest).settings),
+        );
       throw new TraceError(
         `${out} was made with different settings; resume needs the same ones, or choose another --out. Differences: ` +
           diff.map((k) => `${k}: was ${show(prev, k)}, now ${show({ settings: s, model }, k)}`).join('; '),
@@ -247,11 +263,13 @@ async function runTraceLocked(opts: TraceOptions): Promise<TraceManifest> {
     repairJsonlLog(out, got);
     got.records.forEach((r, i) => {
       const where = `${out}: record ${i + 1}`;
-      if (typeof r.prompt_id !== 'string' || !Number.isInteger(r.sample) || !Array.isArray(r.input_ids)) throw new TraceError(`${where}: not a rac trace record (prompt_id, sample, input_ids)`);
+      if (typeof r.prompt_id !== 'string' || !Number.isInteger(r.sample) || !Array.isArray(r.input_ids))
+        throw new TraceError(`${where}: not a rac trace record (prompt_id, sample, input_ids)`);
       if (r.model !== model) throw new TraceError(`${where}: made by model ${r.model}, this model is ${model}; use another --out`);
       if (!prev) {
         const d = settingsDiff(r.sampling, samplingOf(s, r.sampling?.stream), TRACE_DIFF);
-        if (d.length) throw new TraceError(`${where}: sampled with other settings (${d.join(', ')}) and ${mpath} is missing; use another --out`);
+        if (d.length)
+          throw new TraceError(`${where}: sampled with other settings (${d.join(', ')}) and ${mpath} is missing; use another --out`);
       }
       if (done.get(r.prompt_id)?.has(r.sample)) throw new TraceError(`${where}: duplicate (prompt_id ${r.prompt_id}, sample ${r.sample})`);
       count(r);

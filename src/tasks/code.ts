@@ -105,7 +105,10 @@ export function extractProgram(completion: string): Program | null {
 
 /** Output normalization: CRLF → LF, trailing whitespace of each line and trailing blank lines dropped. */
 export function normalizeOutput(s: string): string {
-  const lines = s.replace(/\r\n?/g, '\n').split('\n').map((l) => l.trimEnd());
+  const lines = s
+    .replace(/\r\n?/g, '\n')
+    .split('\n')
+    .map((l) => l.trimEnd());
   while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines.join('\n');
 }

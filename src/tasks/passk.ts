@@ -6,7 +6,11 @@
  * Throws on invalid arguments (non-integers, c > n, k < 1, k > n).
  */
 export function passAtK(n: number, c: number, k: number): number {
-  for (const [name, v] of [['n', n], ['c', c], ['k', k]] as const) {
+  for (const [name, v] of [
+    ['n', n],
+    ['c', c],
+    ['k', k],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`passAtK: ${name} must be a non-negative integer, got ${v}`);
   }
   if (c > n) throw new RangeError(`passAtK: c (${c}) > n (${n})`);

@@ -250,8 +250,7 @@ export function sandboxAvailable(): Promise<{ ok: boolean; reason?: string }> {
     if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
       return {
         ok: false,
-        reason:
-          'sandbox needs root (unshare --net/--pid/--mount and setpriv to uid 65534); refusing to run untrusted code unisolated',
+        reason: 'sandbox needs root (unshare --net/--pid/--mount and setpriv to uid 65534); refusing to run untrusted code unisolated',
       };
     }
     const t = tools();
@@ -440,10 +439,13 @@ async function rawRun(t: Tools, req: SandboxRequest): Promise<SandboxResult> {
     child.stdin!.on('error', () => {}); // EPIPE when the program does not read its input
     child.stdin!.end(req.stdin ?? '');
 
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup();
-    }, Math.max(1, limits.wallMs));
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        killGroup();
+      },
+      Math.max(1, limits.wallMs),
+    );
 
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       let done = false;

@@ -59,14 +59,36 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
   before(() => {
     dir = tempDir('llamacpp-backend');
     data = join(dir, 'prompts.jsonl');
-    writeFileSync(data, ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.'].map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p })).join('\n') + '\n');
+    writeFileSync(
+      data,
+      ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.']
+        .map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p }))
+        .join('\n') + '\n',
+    );
   });
 
   it('rac trace on a GGUF from rac export-gguf: greedy records identical to the local engine', async () => {
     const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
     const gguf = join(dir, 'random.gguf');
     await ok(['export-gguf', '--model', model, '--out', gguf, '-q']);
-    const common = ['trace', '-q', '--threads', '1', '--model', model, '--dataset', data, '--n', '1', '--max-new-tokens', '32', '--temperature', '0', '--batch-size', '4'];
+    const common = [
+      'trace',
+      '-q',
+      '--threads',
+      '1',
+      '--model',
+      model,
+      '--dataset',
+      data,
+      '--n',
+      '1',
+      '--max-new-tokens',
+      '32',
+      '--temperature',
+      '0',
+      '--batch-size',
+      '4',
+    ];
     await ok([...common, '--out', join(dir, 'local.jsonl')]);
     await ok([...common, '--out', join(dir, 'llama.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '1']);
     await ok([...common, '--out', join(dir, 'llama-par.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '3']);
@@ -95,8 +117,31 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
   it('sampling: seeded and reproducible, samples differ; stop strings end the text', async () => {
     const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
     const args = (out: string, seed: number, extra: string[] = []) => [
-      'trace', '-q', '--threads', '1', '--model', model, '--dataset', data, '--n', '2', '--max-new-tokens', '24',
-      '--temperature', '1', '--top-p', '0.95', '--seed', String(seed), '--backend', 'llama.cpp', '--concurrency', '1', '--out', out, ...extra,
+      'trace',
+      '-q',
+      '--threads',
+      '1',
+      '--model',
+      model,
+      '--dataset',
+      data,
+      '--n',
+      '2',
+      '--max-new-tokens',
+      '24',
+      '--temperature',
+      '1',
+      '--top-p',
+      '0.95',
+      '--seed',
+      String(seed),
+      '--backend',
+      'llama.cpp',
+      '--concurrency',
+      '1',
+      '--out',
+      out,
+      ...extra,
     ];
     await ok(args(join(dir, 's1.jsonl'), 5));
     await ok(args(join(dir, 's2.jsonl'), 5));
@@ -105,8 +150,14 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     assert.equal(a!.size, 8);
     for (const [k, v] of a!) assert.deepEqual(strip(b!.get(k)!), strip(v), `seed 5 reproduces ${k}`);
     const ids = (m: Map<string, TraceRecord>, k: string) => JSON.stringify(m.get(k)!.completion_ids);
-    assert.ok([...a!.keys()].some((k) => ids(a!, k) !== ids(c!, k)), 'seed 6 draws other samples');
-    assert.ok(['p0', 'p1', 'p2', 'p3'].some((p) => ids(a!, `${p}/0`) !== ids(a!, `${p}/1`)), 'the two samples of a prompt differ');
+    assert.ok(
+      [...a!.keys()].some((k) => ids(a!, k) !== ids(c!, k)),
+      'seed 6 draws other samples',
+    );
+    assert.ok(
+      ['p0', 'p1', 'p2', 'p3'].some((p) => ids(a!, `${p}/0`) !== ids(a!, `${p}/1`)),
+      'the two samples of a prompt differ',
+    );
 
     // A stop string taken from a sampled completion: the text ends before it, finish "stop".
     const [k0, r0] = [...a!].find(([, r]) => r.text.length >= 8)!;
@@ -118,16 +169,35 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     assert.ok(s.completion_ids.length <= r0.completion_ids.length);
   });
 
-  it('the tiny reasoner, exported on the fly: chat traces stop on <|im_end|> like the local engine, and eval grades the same', { skip: !existsSync(join(TINY, 'config.json')) && 'no models/tiny-reasoner' }, async () => {
+  it('the tiny reasoner, exported on the fly: chat traces stop on <|im_end|> like the local engine, and eval grades the same', {
+    skip: !existsSync(join(TINY, 'config.json')) && 'no models/tiny-reasoner',
+  }, async () => {
     const rows = [...generateSplit('eval', 'arith', 3, 1), ...generateSplit('eval', 'trace', 3, 1)];
     const ds = join(dir, 'tiny.jsonl');
     writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const common = ['trace', '-q', '--threads', '1', '--model', TINY, '--dataset', ds, '--n', '1', '--max-new-tokens', '400', '--temperature', '0'];
+    const common = [
+      'trace',
+      '-q',
+      '--threads',
+      '1',
+      '--model',
+      TINY,
+      '--dataset',
+      ds,
+      '--n',
+      '1',
+      '--max-new-tokens',
+      '400',
+      '--temperature',
+      '0',
+    ];
     await ok([...common, '--out', join(dir, 'tiny-local.jsonl')]);
     await ok([...common, '--out', join(dir, 'tiny-llama.jsonl'), '--backend', 'llama.cpp', '--concurrency', '1']);
     const local = records(join(dir, 'tiny-local.jsonl'));
     const llama = records(join(dir, 'tiny-llama.jsonl'));
-    const imEnd = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')).added_tokens.find((t: { content: string }) => t.content === '<|im_end|>').id as number;
+    const imEnd = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')).added_tokens.find(
+      (t: { content: string }) => t.content === '<|im_end|>',
+    ).id as number;
     for (const [k, v] of local) {
       assert.deepEqual(strip(llama.get(k)!), strip(v), k);
       assert.equal(v.finish_reason, 'stop');
@@ -135,7 +205,23 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
       assert.ok(!v.text.includes('<|im_end|>'), 'and is not in the text');
     }
 
-    const ev = ['eval', '-q', '--threads', '1', '--model', TINY, '--dataset', ds, '--task', 'tiny', '--temperature', '0', '--max-new-tokens', '400', '--json'];
+    const ev = [
+      'eval',
+      '-q',
+      '--threads',
+      '1',
+      '--model',
+      TINY,
+      '--dataset',
+      ds,
+      '--task',
+      'tiny',
+      '--temperature',
+      '0',
+      '--max-new-tokens',
+      '400',
+      '--json',
+    ];
     const a = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-local.json')]));
     const b = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-llama.json'), '--backend', 'llama.cpp', '--concurrency', '1']));
     assert.deepEqual(b.accuracy, a.accuracy);
@@ -158,7 +244,10 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
       assert.ok(first >= 11 && first < 2048, `context ${first} tokens for 3 + 8`);
       await b.generate([{ index: 1, prompt: [4, 5], promptText: '', n: 1 }], { ...settings, maxNewTokens: first + 100 }, hooks);
       assert.ok(b.contextSize! >= first + 102, `context grew to ${b.contextSize}`);
-      await assert.rejects(b.generate([{ index: 2, prompt: [1, 1_000_000], promptText: '', n: 1 }], settings, hooks), /token id 1000000, outside .*vocabulary/);
+      await assert.rejects(
+        b.generate([{ index: 2, prompt: [1, 1_000_000], promptText: '', n: 1 }], settings, hooks),
+        /token id 1000000, outside .*vocabulary/,
+      );
       await assert.rejects(b.generate([{ index: 3, prompt: [], promptText: '', n: 1 }], settings, hooks), /empty prompt/);
       assert.match(b.fingerprint, /^sha256:[0-9a-f]{16}$/);
     } finally {
@@ -169,7 +258,10 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
   it('rac run with backend llama.cpp: every model exported on the fly, the same summary as the local backend', async () => {
     const d = tempDir('llamacpp-run');
     const rows = (split: 'calib' | 'eval', n: number) =>
-      (['arith', 'trace'] as const).flatMap((f) => generateSplit(split, f, n, 1)).map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer })).join('\n') + '\n';
+      (['arith', 'trace'] as const)
+        .flatMap((f) => generateSplit(split, f, n, 1))
+        .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
+        .join('\n') + '\n';
     writeFileSync(join(d, 'calib.jsonl'), rows('calib', 6));
     writeFileSync(join(d, 'eval.jsonl'), rows('eval', 3));
     const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64, tied: false });
@@ -190,17 +282,30 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     writeFileSync(join(d, 'llama.yaml'), recipe('{kind: llama.cpp, threads: 1, concurrency: 1}', 'llama-out'));
     await ok(['run', '-q', '--threads', '1', '--config', join(d, 'local.yaml')]);
     await ok(['run', '-q', '--threads', '1', '--config', join(d, 'llama.yaml')]);
-    const summary = (o: string) => JSON.parse(readFileSync(join(d, o, 'summary.json'), 'utf8')) as { dense: unknown; rows: { accuracy: number; mean_tokens: number }[] };
+    const summary = (o: string) =>
+      JSON.parse(readFileSync(join(d, o, 'summary.json'), 'utf8')) as { dense: unknown; rows: { accuracy: number; mean_tokens: number }[] };
     const a = summary('local-out');
     const b = summary('llama-out');
     assert.equal(b.rows.length, 2);
     assert.deepEqual(b.dense, a.dense);
-    assert.deepEqual(b.rows.map((r) => [r.accuracy, r.mean_tokens]), a.rows.map((r) => [r.accuracy, r.mean_tokens]));
+    assert.deepEqual(
+      b.rows.map((r) => [r.accuracy, r.mean_tokens]),
+      a.rows.map((r) => [r.accuracy, r.mean_tokens]),
+    );
   });
 
   it('a recipe names the llama.cpp backend but not a fixed GGUF', async () => {
     const recipe = join(dir, 'recipe.yaml');
-    writeFileSync(recipe, ['model: m', 'datasets: {calib: c.jsonl, eval: e.jsonl}', 'prune: [{method: magnitude, sparsity: 0.5}]', 'backend: {kind: llama.cpp, gguf: x.gguf}', ''].join('\n'));
+    writeFileSync(
+      recipe,
+      [
+        'model: m',
+        'datasets: {calib: c.jsonl, eval: e.jsonl}',
+        'prune: [{method: magnitude, sparsity: 0.5}]',
+        'backend: {kind: llama.cpp, gguf: x.gguf}',
+        '',
+      ].join('\n'),
+    );
     const r = await rac(['run', '--config', recipe]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /backend\.gguf.*temporary GGUF/);

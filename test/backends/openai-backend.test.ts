@@ -15,7 +15,14 @@ import { OpenAIBackend, requestSeed } from '../../src/backends/openai.ts';
 import { startServer, type RunningServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
 
-const settings = (o: Partial<SamplingSettings> = {}): SamplingSettings => ({ temperature: 0, topP: 1, topK: 0, maxNewTokens: 8, seed: 11, ...o });
+const settings = (o: Partial<SamplingSettings> = {}): SamplingSettings => ({
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  maxNewTokens: 8,
+  seed: 11,
+  ...o,
+});
 
 async function collect(backend: { generate: LocalBackend['generate'] }, reqs: BackendRequest[], s: SamplingSettings) {
   const got = new Map<number, BackendCompletion[]>();
@@ -60,7 +67,10 @@ describe('OpenAIBackend against rac serve', { timeout: 60_000 }, () => {
       const want = await collect(local, requests(), s);
       const got = await collect(backend, requests(), s);
       assert.equal(got.calls.length, 4);
-      assert.deepEqual([...got.calls].sort((a, b) => a - b), [3, 5, 7, 9]);
+      assert.deepEqual(
+        [...got.calls].sort((a, b) => a - b),
+        [3, 5, 7, 9],
+      );
       for (const r of requests()) assert.deepEqual(got.got.get(r.index), want.got.get(r.index), `request ${r.index}`);
       const reasons = new Set([...got.got.values()].flat().map((c) => c.finishReason));
       assert.ok(reasons.size >= 1);
@@ -138,7 +148,8 @@ async function fakeServer(o: FakeOptions): Promise<Fake> {
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
       if (o.apiKey && req.headers.authorization !== `Bearer ${o.apiKey}`) return send(res, 401, { error: { message: 'bad key' } });
-      if (req.url === '/v1/models') return send(res, 200, { object: 'list', data: [{ id: 'fake-model', object: 'model', owned_by: 'someone' }] });
+      if (req.url === '/v1/models')
+        return send(res, 200, { object: 'list', data: [{ id: 'fake-model', object: 'model', owned_by: 'someone' }] });
       if (req.url !== '/v1/completions' || req.method !== 'POST') return send(res, 404, { error: { message: 'no' } });
       const b = JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown>;
       bodies.push(b);
@@ -146,7 +157,19 @@ async function fakeServer(o: FakeOptions): Promise<Fake> {
       if (o.textOnly && isIds) return send(res, 400, { error: { message: 'prompt must be a string' } });
       if (o.strict) {
         for (const k of Object.keys(b)) {
-          if (!['model', 'prompt', 'n', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', ...(o.logprobs ? ['logprobs', 'return_tokens_as_token_ids'] : [])].includes(k)) {
+          if (
+            ![
+              'model',
+              'prompt',
+              'n',
+              'max_tokens',
+              'temperature',
+              'top_p',
+              'seed',
+              'stop',
+              ...(o.logprobs ? ['logprobs', 'return_tokens_as_token_ids'] : []),
+            ].includes(k)
+          ) {
             return send(res, 400, { error: { message: `unknown field ${k}` } });
           }
         }
@@ -220,7 +243,14 @@ describe('OpenAIBackend against a misbehaving server', { timeout: 60_000 }, () =
     const logs: string[] = [];
     let backend: OpenAIBackend | undefined;
     try {
-      backend = await OpenAIBackend.open({ baseUrl: fake.url, concurrency: 4, timeoutMs: 400, backoffMs: 20, maxAttempts: 4, log: (l) => logs.push(l) });
+      backend = await OpenAIBackend.open({
+        baseUrl: fake.url,
+        concurrency: 4,
+        timeoutMs: 400,
+        backoffMs: 20,
+        maxAttempts: 4,
+        log: (l) => logs.push(l),
+      });
       assert.equal(backend.fingerprint, `openai:${fake.url}/v1:fake-model`);
       assert.equal(backend.promptFormat, 'ids');
       assert.equal(backend.idSource, 'token_ids');
@@ -239,10 +269,17 @@ describe('OpenAIBackend against a misbehaving server', { timeout: 60_000 }, () =
       });
       assert.ok(Date.now() - t0 >= 950, 'Retry-After: 1 was honoured');
       assert.equal(calls.length, reqs.length, 'no loss, no duplicate');
-      assert.deepEqual([...calls].sort((a, b) => a - b), reqs.map((r) => r.index));
+      assert.deepEqual(
+        [...calls].sort((a, b) => a - b),
+        reqs.map((r) => r.index),
+      );
       for (const r of reqs) assert.deepEqual(got.get(r.index), expected(r, 3), `request ${r.index}`);
-      assert.deepEqual(progress, reqs.map((_, i) => i + 1));
-      for (let i = 0; i < kinds.length; i++) assert.ok(fake.attempts.get(JSON.stringify(reqs[i]!.prompt))! >= 2, `request ${i} (${kinds[i]}) was retried`);
+      assert.deepEqual(
+        progress,
+        reqs.map((_, i) => i + 1),
+      );
+      for (let i = 0; i < kinds.length; i++)
+        assert.ok(fake.attempts.get(JSON.stringify(reqs[i]!.prompt))! >= 2, `request ${i} (${kinds[i]}) was retried`);
       // Each request carries its own derived seed, the same on every attempt.
       for (const r of reqs) {
         const sent = fake.bodies.filter((b) => JSON.stringify(b.prompt) === JSON.stringify(r.prompt));
@@ -269,7 +306,10 @@ describe('OpenAIBackend against a misbehaving server', { timeout: 60_000 }, () =
         /HTTP 500.*after 3 attempts/,
       );
       assert.equal(fake.attempts.get(JSON.stringify(reqs[1]!.prompt)), 3);
-      assert.deepEqual([...calls].sort((a, b) => a - b), [100, 102, 103, 104, 105]);
+      assert.deepEqual(
+        [...calls].sort((a, b) => a - b),
+        [100, 102, 103, 104, 105],
+      );
     } finally {
       await backend?.close();
       await fake.close();
@@ -321,7 +361,9 @@ describe('OpenAIBackend against a misbehaving server', { timeout: 60_000 }, () =
       );
       for (const [i, r] of reqs.entries()) {
         // stopped without a stop string → stopped on eos, which the local engine keeps in ids
-        assert.deepEqual(got.get(r.index), [{ ids: [...tok.encode(words[i]!, { addSpecialTokens: false }), tok.eosTokenId!], text: words[i]!, finishReason: 'stop' }]);
+        assert.deepEqual(got.get(r.index), [
+          { ids: [...tok.encode(words[i]!, { addSpecialTokens: false }), tok.eosTokenId!], text: words[i]!, finishReason: 'stop' },
+        ]);
       }
     } finally {
       await b2?.close();
@@ -335,9 +377,17 @@ describe('OpenAIBackend against a misbehaving server', { timeout: 60_000 }, () =
     const logs: string[] = [];
     process.env.RAC_TEST_OPENAI_KEY = key;
     try {
-      await assert.rejects(OpenAIBackend.open({ baseUrl: fake.url, apiKeyEnv: 'RAC_TEST_OPENAI_KEY_MISSING' }), /RAC_TEST_OPENAI_KEY_MISSING .*not set/);
+      await assert.rejects(
+        OpenAIBackend.open({ baseUrl: fake.url, apiKeyEnv: 'RAC_TEST_OPENAI_KEY_MISSING' }),
+        /RAC_TEST_OPENAI_KEY_MISSING .*not set/,
+      );
       await assert.rejects(OpenAIBackend.open({ baseUrl: fake.url, maxAttempts: 1 }), /HTTP 401/);
-      const backend = await OpenAIBackend.open({ baseUrl: fake.url, apiKeyEnv: 'RAC_TEST_OPENAI_KEY', backoffMs: 5, log: (l) => logs.push(l) });
+      const backend = await OpenAIBackend.open({
+        baseUrl: fake.url,
+        apiKeyEnv: 'RAC_TEST_OPENAI_KEY',
+        backoffMs: 5,
+        log: (l) => logs.push(l),
+      });
       try {
         const { calls } = await collect(backend, fakeReqs(1), settings());
         assert.deepEqual(calls, [100]);

@@ -57,7 +57,22 @@ const SHARDED_BF16 = { family: 'llama', seed: 12, dtype: 'BF16', shards: 3, laye
 describe('rac CLI', { concurrency: 2 }, () => {
   for (const [cmd, options] of [
     ['info', ['--model', '--json']],
-    ['generate', ['--model', '--prompt', '--chat', '--max-new-tokens', '--temperature', '--top-p', '--top-k', '--seed', '--stop', '--json', '--threads']],
+    [
+      'generate',
+      [
+        '--model',
+        '--prompt',
+        '--chat',
+        '--max-new-tokens',
+        '--temperature',
+        '--top-p',
+        '--top-k',
+        '--seed',
+        '--stop',
+        '--json',
+        '--threads',
+      ],
+    ],
     ['logits', ['--model', '--text', '--ids', '--json']],
     ['eval', ['--model', '--dataset', '--task', '--samples', '--code-wall-seconds', '--code-cpu-seconds', '--code-memory-mb']],
   ] as const) {
@@ -124,7 +139,10 @@ describe('rac CLI', { concurrency: 2 }, () => {
     try {
       const V = model.config.vocabSize;
       const [logits] = await engine.forward([ids]);
-      assert.deepEqual(out.argmax, ids.map((_, t) => argmax(logits!, t * V, V)));
+      assert.deepEqual(
+        out.argmax,
+        ids.map((_, t) => argmax(logits!, t * V, V)),
+      );
       assert.equal(out.logits_last.length, V);
       const last = logits!.subarray((ids.length - 1) * V);
       let d = 0;
@@ -150,7 +168,10 @@ describe('rac CLI', { concurrency: 2 }, () => {
     try {
       const V = model.config.vocabSize;
       const [logits] = await engine.forward([out.ids]);
-      assert.deepEqual(out.argmax, out.ids.map((_, t) => argmax(logits!, t * V, V)));
+      assert.deepEqual(
+        out.argmax,
+        out.ids.map((_, t) => argmax(logits!, t * V, V)),
+      );
       const last = logits!.subarray((out.ids.length - 1) * V);
       out.logits_last.forEach((x, i) => assert.ok(Math.abs(x - last[i]!) <= ATOL, `logit ${i}: ${x} vs ${last[i]}`));
     } finally {
@@ -161,7 +182,21 @@ describe('rac CLI', { concurrency: 2 }, () => {
 
   it('generate --chat --temperature 0 --json is deterministic and equals in-process greedy generate()', async () => {
     const dir = checkpoint(MAIN);
-    const args = ['generate', '--model', dir, '--prompt', 'hi', '--chat', '--max-new-tokens', '8', '--temperature', '0', '--json', '--threads', '1'];
+    const args = [
+      'generate',
+      '--model',
+      dir,
+      '--prompt',
+      'hi',
+      '--chat',
+      '--max-new-tokens',
+      '8',
+      '--temperature',
+      '0',
+      '--json',
+      '--threads',
+      '1',
+    ];
     const [a, b] = [await rac(...args), await rac(...args)];
     assert.equal(a.code, 0, a.stderr);
     assert.equal(b.code, 0, b.stderr);
@@ -199,7 +234,24 @@ describe('rac CLI', { concurrency: 2 }, () => {
     const ds = join(d, 'code.jsonl');
     writeFileSync(ds, `${JSON.stringify({ id: 'p', prompt: 'Double n.', tests: [{ input: '2\n', output: '4\n' }] })}\n`);
     const out = join(d, 'r.json');
-    const base = ['eval', '-q', '--threads', '1', '--model', dir, '--dataset', ds, '--task', 'code', '--temperature', '0', '--max-new-tokens', '4', '--out', out];
+    const base = [
+      'eval',
+      '-q',
+      '--threads',
+      '1',
+      '--model',
+      dir,
+      '--dataset',
+      ds,
+      '--task',
+      'code',
+      '--temperature',
+      '0',
+      '--max-new-tokens',
+      '4',
+      '--out',
+      out,
+    ];
     const bad = await rac(...base, '--code-cpu-seconds', '0');
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /code-cpu-seconds/);
@@ -265,7 +317,10 @@ describe('rac CLI', { concurrency: 2 }, () => {
       pokeF32(join(dir, 'model.safetensors'), name, 5, NaN);
       const r = await rac('logits', '--model', dir, '--ids', '1,2');
       assert.equal(r.code, 0, r.stderr);
-      const warnings = r.stderr.trimEnd().split('\n').filter((l) => l.startsWith('warning: '));
+      const warnings = r.stderr
+        .trimEnd()
+        .split('\n')
+        .filter((l) => l.startsWith('warning: '));
       assert.equal(warnings.length, 1, r.stderr);
       assert.ok(warnings[0]!.includes(`"${name}"`) && warnings[0]!.includes(join(dir, 'model.safetensors')), warnings[0]);
       assert.deepEqual((JSON.parse(r.stdout) as { ids: number[] }).ids, [1, 2]);

@@ -22,9 +22,14 @@ const CTX = 64;
 function rac(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'bin/rac.js'), ...args], { cwd: ROOT, timeout: 60_000, maxBuffer: 16 << 20, env: { ...process.env, RAC_DEBUG: '' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr, ms: performance.now() - t0 });
-    });
+    execFile(
+      process.execPath,
+      [join(ROOT, 'bin/rac.js'), ...args],
+      { cwd: ROOT, timeout: 60_000, maxBuffer: 16 << 20, env: { ...process.env, RAC_DEBUG: '' } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr, ms: performance.now() - t0 });
+      },
+    );
   });
 }
 
@@ -43,11 +48,19 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
   it('rac trace: a 5 MB prompt is refused before tokenizing, a 3×-context prompt by its tokens; no files left (before: OOM / generated anyway)', async () => {
     const dir = tempDir('trace-long');
     const ds = join(dir, 'prompts.jsonl');
-    writeFileSync(ds, [JSON.stringify({ id: 'ok', prompt: 'hi' }), JSON.stringify({ id: 'huge', prompt: 'x'.repeat(5_000_000) })].join('\n') + '\n');
+    writeFileSync(
+      ds,
+      [JSON.stringify({ id: 'ok', prompt: 'hi' }), JSON.stringify({ id: 'huge', prompt: 'x'.repeat(5_000_000) })].join('\n') + '\n',
+    );
     const out = join(dir, 'traces.jsonl');
     const r = await rac(['trace', '-q', '--threads', '1', '--model', model, '--dataset', ds, '--out', out, '--max-new-tokens', '4']);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`^rac: error: ${ds.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: row 1 \\(id "huge"\\): the prompt has 5000000 characters and cannot fit the model's 64-token context .* refused before tokenizing\\n$`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^rac: error: ${ds.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: row 1 \\(id "huge"\\): the prompt has 5000000 characters and cannot fit the model's 64-token context .* refused before tokenizing\\n$`,
+      ),
+    );
     assert.ok(r.ms < 30_000, `took ${r.ms} ms`);
     assert.deepEqual(readdirSync(dir), ['prompts.jsonl'], 'no trace file, no manifest');
 
@@ -55,16 +68,40 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
     writeFileSync(ds2, JSON.stringify({ id: 'long', prompt: words(60) }) + '\n');
     const r2 = await rac(['trace', '-q', '--threads', '1', '--model', model, '--dataset', ds2, '--out', out, '--max-new-tokens', '4']);
     assert.equal(r2.code, 1, r2.stderr);
-    assert.match(r2.stderr, /long\.jsonl: row 0 \(id "long"\): the prompt has \d+ tokens; the model's context is 64 tokens, so it leaves no room for a new token\n$/);
+    assert.match(
+      r2.stderr,
+      /long\.jsonl: row 0 \(id "long"\): the prompt has \d+ tokens; the model's context is 64 tokens, so it leaves no room for a new token\n$/,
+    );
     assert.deepEqual(readdirSync(dir).sort(), ['long.jsonl', 'prompts.jsonl']);
   });
 
   it('rac eval: the same, naming the dataset row; no results, samples or manifest files', async () => {
     const dir = tempDir('eval-long');
     const ds = join(dir, 'problems.jsonl');
-    writeFileSync(ds, [JSON.stringify({ id: 'a', prompt: 'What is 1+1?', answer: '2' }), JSON.stringify({ id: 'b', prompt: `${words(80)} What is 2+2?`, answer: '4' })].join('\n') + '\n');
+    writeFileSync(
+      ds,
+      [
+        JSON.stringify({ id: 'a', prompt: 'What is 1+1?', answer: '2' }),
+        JSON.stringify({ id: 'b', prompt: `${words(80)} What is 2+2?`, answer: '4' }),
+      ].join('\n') + '\n',
+    );
     const out = join(dir, 'results.json');
-    const r = await rac(['eval', '-q', '--threads', '1', '--model', model, '--dataset', ds, '--task', 'math', '--max-new-tokens', '4', '--out', out]);
+    const r = await rac([
+      'eval',
+      '-q',
+      '--threads',
+      '1',
+      '--model',
+      model,
+      '--dataset',
+      ds,
+      '--task',
+      'math',
+      '--max-new-tokens',
+      '4',
+      '--out',
+      out,
+    ]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /problems\.jsonl: row 1 \(id "b"\): the prompt has \d+ tokens; the model's context is 64 tokens/);
     assert.deepEqual(readdirSync(dir), ['problems.jsonl']);
@@ -73,7 +110,10 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
   it('rac generate: --prompt longer than the context is refused naming the flag (before: generated anyway)', async () => {
     const r = await rac(['generate', '--threads', '1', '--model', model, '--prompt', words(80), '--max-new-tokens', '4']);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /^rac: error: --prompt: the prompt has \d+ tokens; the model's context is 64 tokens, so it leaves no room for a new token \(max_position_embeddings of .*\)\n$/);
+    assert.match(
+      r.stderr,
+      /^rac: error: --prompt: the prompt has \d+ tokens; the model's context is 64 tokens, so it leaves no room for a new token \(max_position_embeddings of .*\)\n$/,
+    );
     const huge = await rac(['generate', '--threads', '1', '--model', model, '--prompt', 'y'.repeat(100_000), '--max-new-tokens', '4']);
     assert.equal(huge.code, 1, huge.stderr);
     assert.match(huge.stderr, /--prompt: the prompt has 100000 characters and cannot fit the model's 64-token context/);
@@ -86,10 +126,27 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
       const tok = await RacTokenizer.load(model);
       const prompt = tok.encode(words(6));
       assert.ok(prompt.length < CTX - 1 && prompt.length > 8, String(prompt.length));
-      const [c] = await generate(engine, null, [{ prompt, stream: 0 }], { maxNewTokens: 500, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0 });
+      const [c] = await generate(engine, null, [{ prompt, stream: 0 }], {
+        maxNewTokens: 500,
+        seed: 0,
+        eosTokenIds: [],
+        temperature: 0,
+        topP: 1,
+        topK: 0,
+      });
       assert.equal(c!.ids.length, CTX - prompt.length);
       assert.equal(c!.finishReason, 'length');
-      await assert.rejects(generate(engine, null, [{ prompt: new Array(CTX).fill(5), stream: 0 }], { maxNewTokens: 1, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0 }), /request 0: the prompt has 64 tokens; the model's context is 64 tokens/);
+      await assert.rejects(
+        generate(engine, null, [{ prompt: new Array(CTX).fill(5), stream: 0 }], {
+          maxNewTokens: 1,
+          seed: 0,
+          eosTokenIds: [],
+          temperature: 0,
+          topP: 1,
+          topK: 0,
+        }),
+        /request 0: the prompt has 64 tokens; the model's context is 64 tokens/,
+      );
       assert.ok(tok.maxTokenChars >= 5 && tok.maxTokenChars < 64, String(tok.maxTokenChars));
     } finally {
       await engine.release();

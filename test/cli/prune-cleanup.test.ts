@@ -24,7 +24,11 @@ interface Exit {
 function start(args: string[], tmp: string): { child: ChildProcess; exit: Promise<Exit> } {
   // A private TMPDIR: spill files that land in the system temp dir are seen here, and other
   // processes' files are not.
-  const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), ...args], { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, RAC_DEBUG: '', TMPDIR: tmp },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const exit = new Promise<Exit>((done) => child.on('close', (code, signal) => done({ code, signal, stderr })));
@@ -55,9 +59,37 @@ describe('rac prune: temp dirs and spill files on signals', () => {
   const V = m.config.vocabSize;
   m.close();
   const calib = join(tempDir('prune-cleanup-calib'), 'calib.jsonl');
-  writeFileSync(calib, randomSequences(V, 90, 60, 120, 5).map((s) => JSON.stringify({ input_ids: s.ids })).join('\n') + '\n');
+  writeFileSync(
+    calib,
+    randomSequences(V, 90, 60, 120, 5)
+      .map((s) => JSON.stringify({ input_ids: s.ids }))
+      .join('\n') + '\n',
+  );
   // ~6,000 tokens × 64 floats × 4 bytes ≈ 1.5 MiB of hidden states per store: over 1 MiB, spilled.
-  const args = (out: string) => ['prune', '--model', dir, '--method', 'sparsegpt', '--sparsity', '0.5', '--calib', calib, '--calib-tokens', '6000', '--max-seq-len', '128', '--batch-tokens', '1024', '--memory-limit-mb', '1', '--threads', '1', '-q', '--out', out];
+  const args = (out: string) => [
+    'prune',
+    '--model',
+    dir,
+    '--method',
+    'sparsegpt',
+    '--sparsity',
+    '0.5',
+    '--calib',
+    calib,
+    '--calib-tokens',
+    '6000',
+    '--max-seq-len',
+    '128',
+    '--batch-tokens',
+    '1024',
+    '--memory-limit-mb',
+    '1',
+    '--threads',
+    '1',
+    '-q',
+    '--out',
+    out,
+  ];
 
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     it(`${sig}: the process dies by it, no temp dir beside --out, no spill file anywhere`, async () => {
@@ -78,7 +110,7 @@ describe('rac prune: temp dirs and spill files on signals', () => {
     });
   }
 
-  it('SIGKILL: the next run on the same --out removes the dead run\'s temp dir (with its spill files) and completes', async () => {
+  it("SIGKILL: the next run on the same --out removes the dead run's temp dir (with its spill files) and completes", async () => {
     const work = tempDir('prune-cleanup');
     const tmp = tempDir('prune-cleanup-tmpdir');
     const out = join(work, 'out');
@@ -98,9 +130,13 @@ describe('rac prune: temp dirs and spill files on signals', () => {
     } finally {
       second.child.kill('SIGKILL');
     }
-    assert.deepEqual(ls(work), ['out'], 'only the output: the dead run\'s temp dir is gone');
+    assert.deepEqual(ls(work), ['out'], "only the output: the dead run's temp dir is gone");
     assert.deepEqual(spills(out, tmp), [], 'no spill file left in the temp dir');
     assert.ok(existsSync(join(out, 'rac.json')));
-    assert.deepEqual(ls(out).filter((n) => n.startsWith('rac-hidden-')), [], 'spill dirs never reach the output');
+    assert.deepEqual(
+      ls(out).filter((n) => n.startsWith('rac-hidden-')),
+      [],
+      'spill dirs never reach the output',
+    );
   });
 });

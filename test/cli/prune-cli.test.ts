@@ -32,7 +32,9 @@ function rac(...args: string[]): Promise<Run> {
 /** A calibration file of input_ids and text rows, ~2,400 tokens before the budget. */
 function calibFile(vocab: number): string {
   const f = join(tempDir('cli-calib'), 'calib.jsonl');
-  const rows = randomSequences(vocab, 30, 40, 120, 12).map((s, i) => JSON.stringify(i % 5 === 4 ? { text: `Step ${i}: 4 + 5 = 9. The answer is \\boxed{${i}}.` } : { input_ids: s.ids }));
+  const rows = randomSequences(vocab, 30, 40, 120, 12).map((s, i) =>
+    JSON.stringify(i % 5 === 4 ? { text: `Step ${i}: 4 + 5 = 9. The answer is \\boxed{${i}}.` } : { input_ids: s.ids }),
+  );
   writeFileSync(f, rows.join('\n') + '\n');
   return f;
 }
@@ -47,7 +49,28 @@ describe('rac prune', { concurrency: 2 }, () => {
 
   it('--pattern 2:4 --json: exit 0, the summary on stdout equals rac.json, every group has 2 zeros', async () => {
     const out = join(tempDir('cli'), 'out');
-    const r = await rac('prune', '--model', dir, '--method', 'sparsegpt', '--pattern', '2:4', '--calib', calib, '--calib-tokens', '1500', '--max-seq-len', '64', '--batch-tokens', '512', '--out', out, '--json', '--threads', '1');
+    const r = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'sparsegpt',
+      '--pattern',
+      '2:4',
+      '--calib',
+      calib,
+      '--calib-tokens',
+      '1500',
+      '--max-seq-len',
+      '64',
+      '--batch-tokens',
+      '512',
+      '--out',
+      out,
+      '--json',
+      '--threads',
+      '1',
+    );
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     assert.equal(lines.length, 1, 'stdout must be one JSON line');
@@ -73,7 +96,21 @@ describe('rac prune', { concurrency: 2 }, () => {
 
   it('--sparsity and --pattern together: exit 2 with a usage message, nothing written', async () => {
     const out = join(tempDir('cli'), 'out');
-    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--pattern', '2:4', '--calib', calib, '--out', out);
+    const r = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'wanda',
+      '--sparsity',
+      '0.5',
+      '--pattern',
+      '2:4',
+      '--calib',
+      calib,
+      '--out',
+      out,
+    );
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /exactly one of --sparsity or --pattern/);
@@ -82,14 +119,69 @@ describe('rac prune', { concurrency: 2 }, () => {
 
   it('--token-weights and --sparsity-profile owl: bad values exit 2; a run records both in rac.json', async () => {
     const out = join(tempDir('cli'), 'out');
-    const bad = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--token-weights', 'decode=0', '--out', out);
+    const bad = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'wanda',
+      '--sparsity',
+      '0.5',
+      '--calib',
+      calib,
+      '--token-weights',
+      'decode=0',
+      '--out',
+      out,
+    );
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /--token-weights: unknown class "decode"/);
-    const nm = await rac('prune', '--model', dir, '--method', 'sparsegpt', '--pattern', '2:4', '--calib', calib, '--sparsity-profile', 'owl', '--out', out);
+    const nm = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'sparsegpt',
+      '--pattern',
+      '2:4',
+      '--calib',
+      calib,
+      '--sparsity-profile',
+      'owl',
+      '--out',
+      out,
+    );
     assert.equal(nm.code, 2, nm.stderr);
     assert.match(nm.stderr, /--sparsity-profile owl needs --sparsity/);
-    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--calib-tokens', '1500', '--max-seq-len', '64',
-      '--sparsity-profile', 'owl', '--owl-m', '3', '--owl-lambda', '0.05', '--token-weights', 'prompt=0', '--out', out, '--threads', '1', '--quiet', '--json');
+    const r = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'wanda',
+      '--sparsity',
+      '0.5',
+      '--calib',
+      calib,
+      '--calib-tokens',
+      '1500',
+      '--max-seq-len',
+      '64',
+      '--sparsity-profile',
+      'owl',
+      '--owl-m',
+      '3',
+      '--owl-lambda',
+      '0.05',
+      '--token-weights',
+      'prompt=0',
+      '--out',
+      out,
+      '--threads',
+      '1',
+      '--quiet',
+      '--json',
+    );
     assert.equal(r.code, 0, r.stderr);
     const s = readSummary(out);
     assert.deepEqual(s.options['sparsity_profile'], { owl: { m: 3, lambda: 0.05 } });
@@ -111,7 +203,26 @@ describe('rac prune', { concurrency: 2 }, () => {
 
   it('--layers last --linears mlp: only layer 2 gate/up/down change; a table on stdout', async () => {
     const out = join(tempDir('cli'), 'out');
-    const r = await rac('prune', '--model', dir, '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--layers', 'last', '--linears', 'mlp', '--out', out, '--threads', '1', '--quiet');
+    const r = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'wanda',
+      '--sparsity',
+      '0.5',
+      '--calib',
+      calib,
+      '--layers',
+      'last',
+      '--linears',
+      'mlp',
+      '--out',
+      out,
+      '--threads',
+      '1',
+      '--quiet',
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '', '--quiet prints no progress');
     const lines = r.stdout.trimEnd().split('\n');
@@ -120,7 +231,11 @@ describe('rac prune', { concurrency: 2 }, () => {
     assert.match(lines[2]!, /^\s*1\s+kept\s/);
     assert.match(lines[3]!, /^\s*2\s+0\.5000\s/);
     assert.match(lines[4]!, /^pruned 3 Linears to 50\.00% sparsity/);
-    const pruned = new Set(['gate_proj', 'up_proj', 'down_proj'].map((n) => spec.linears(config).find((l) => l.name === n)!).map((l) => `model.layers.2.${l.module}.weight`));
+    const pruned = new Set(
+      ['gate_proj', 'up_proj', 'down_proj']
+        .map((n) => spec.linears(config).find((l) => l.name === n)!)
+        .map((l) => `model.layers.2.${l.module}.weight`),
+    );
     const hi = tensorHashes(dir);
     const ho = tensorHashes(out);
     const t = readAll(out);
@@ -151,10 +266,38 @@ describe('rac prune --quant', () => {
     assert.equal(s.quantization!.format, 'q4_0');
     assert.equal(s.calibration.tokens, 0);
     assert.ok(entries(out).includes('quant_scales.safetensors'));
-    const u = await rac('prune', '--model', dir, '--method', 'gptq', '--calib-mode', 'prompt', '--dataset', 'x.jsonl', '--out', join(tempDir('cli-q'), 'o'));
+    const u = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'gptq',
+      '--calib-mode',
+      'prompt',
+      '--dataset',
+      'x.jsonl',
+      '--out',
+      join(tempDir('cli-q'), 'o'),
+    );
     assert.equal(u.code, 2);
     assert.match(u.stderr, /--method gptq needs --quant q4_0\|q8_0/);
-    const v = await rac('prune', '--model', dir, '--method', 'gptq', '--quant', 'q8_0', '--sparsity', '0.5', '--calib-mode', 'prompt', '--dataset', 'x.jsonl', '--out', join(tempDir('cli-q'), 'o'));
+    const v = await rac(
+      'prune',
+      '--model',
+      dir,
+      '--method',
+      'gptq',
+      '--quant',
+      'q8_0',
+      '--sparsity',
+      '0.5',
+      '--calib-mode',
+      'prompt',
+      '--dataset',
+      'x.jsonl',
+      '--out',
+      join(tempDir('cli-q'), 'o'),
+    );
     assert.equal(v.code, 2);
     assert.match(v.stderr, /only quantizes/);
   });

@@ -77,7 +77,7 @@ test('f16 scalars: round to nearest even, exact round trip', () => {
   for (const h of [0x0001, 0x03ff, 0x0400, 0x3c00, 0x7bff, 0x8001, 0xbc00]) assert.equal(f16Bits(f16Value(h)), h);
 });
 
-test('RTN is llama.cpp\'s reference quantizer: hand-checked blocks, and the GGUF byte layout', () => {
+test("RTN is llama.cpp's reference quantizer: hand-checked blocks, and the GGUF byte layout", () => {
   // One q4_0 block: the largest |x| is −4 (first of ±4), d = −4/−8 = 0.5, nibble = trunc(x/0.5 + 8.5).
   const x = new Float32Array(QK);
   for (let i = 0; i < QK; i++) x[i] = (i % 9) * 0.25 - 1; // −1 … 1
@@ -213,5 +213,8 @@ test('GPTQ: dead columns are zeroed, H is untouched, and the sub-block size does
   let diff = 0;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) diff++;
   assert.ok(diff <= 0.01 * a.length, `${diff} values differ between block/sub-block sizes`);
-  await assert.rejects(gptqQuantize(randn(16 * 40, 1), 16, 40, Float32Array.from(gram64(randn(80 * 40, 2), 80, 40, 1)), 'q8_0', jsGemm), /cols divisible by 32/);
+  await assert.rejects(
+    gptqQuantize(randn(16 * 40, 1), 16, 40, Float32Array.from(gram64(randn(80 * 40, 2), 80, 40, 1)), 'q8_0', jsGemm),
+    /cols divisible by 32/,
+  );
 });

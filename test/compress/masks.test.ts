@@ -63,7 +63,14 @@ test('kthSmallest equals the sorted order at every rank, with many ties', async 
   const { kthSmallest } = await import('../../src/compress/masks.ts');
   let s = 7;
   const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
-  for (const [n, distinct] of [[1, 1], [2, 2], [50, 3], [257, 1000], [1000, 10], [333, 2]] as const) {
+  for (const [n, distinct] of [
+    [1, 1],
+    [2, 2],
+    [50, 3],
+    [257, 1000],
+    [1000, 10],
+    [333, 2],
+  ] as const) {
     const a = Float64Array.from({ length: n }, () => Math.floor(rnd() * distinct) / distinct);
     const sorted = Float64Array.from(a).sort();
     for (let k = 0; k < n; k += Math.max(1, Math.floor(n / 37))) {

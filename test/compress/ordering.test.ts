@@ -27,14 +27,20 @@ for (const [label, target] of [
     wandaPrune(Ww, rows, cols, colSqNorm, target);
     const Ws = W0.slice();
     const rep = await sparsegptPrune(Ws, rows, cols, H, target, jsGemm);
-    for (const [name, W] of [['magnitude', Wm], ['wanda', Ww], ['sparsegpt', Ws]] as const) {
+    for (const [name, W] of [
+      ['magnitude', Wm],
+      ['wanda', Ww],
+      ['sparsegpt', Ws],
+    ] as const) {
       assert.equal(W.filter((v) => v === 0).length, (rows * cols) / 2, `${name} sparsity`);
     }
     const eM = reconstructionError(X, n, W0, Wm, rows, cols);
     const eW = reconstructionError(X, n, W0, Ww, rows, cols);
     const eS = reconstructionError(X, n, W0, Ws, rows, cols);
     const dense = reconstructionError(X, n, W0, new Float32Array(rows * cols), rows, cols); // ‖XWᵀ‖²
-    t.diagnostic(`${label}: relative error magnitude ${(eM / dense).toExponential(3)}, wanda ${(eW / dense).toExponential(3)}, sparsegpt ${(eS / dense).toExponential(3)}`);
+    t.diagnostic(
+      `${label}: relative error magnitude ${(eM / dense).toExponential(3)}, wanda ${(eW / dense).toExponential(3)}, sparsegpt ${(eS / dense).toExponential(3)}`,
+    );
     assert.ok(eS < eW, `SparseGPT ${eS} ≥ Wanda ${eW}`);
     assert.ok(eW < eM, `Wanda ${eW} ≥ magnitude ${eM}`);
 

@@ -93,8 +93,21 @@ test('rank-deficient Hessians: dead columns, duplicated columns, fewer samples t
   const target: SparsityTarget = { kind: 'unstructured', sparsity: 0.5 };
   const dead = [3, 77, 159];
   const cases: { name: string; n: number; edit: (X: Float32Array, n: number) => void }[] = [
-    { name: 'dead columns', n: 400, edit: (X, n) => dead.forEach((j) => { for (let s = 0; s < n; s++) X[s * cols + j] = 0; }) },
-    { name: 'duplicated columns', n: 400, edit: (X, n) => { for (let s = 0; s < n; s++) for (let j = 0; j < 40; j++) X[s * cols + j + 40] = X[s * cols + j]; } },
+    {
+      name: 'dead columns',
+      n: 400,
+      edit: (X, n) =>
+        dead.forEach((j) => {
+          for (let s = 0; s < n; s++) X[s * cols + j] = 0;
+        }),
+    },
+    {
+      name: 'duplicated columns',
+      n: 400,
+      edit: (X, n) => {
+        for (let s = 0; s < n; s++) for (let j = 0; j < 40; j++) X[s * cols + j + 40] = X[s * cols + j];
+      },
+    },
     { name: 'n = 20 samples < cols', n: 20, edit: () => {} },
   ];
   for (const { name, n, edit } of cases) {

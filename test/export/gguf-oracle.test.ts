@@ -35,9 +35,15 @@ const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : f
 
 const CASES: [string, RandomCheckpointOptions][] = [
   ['qwen2 (q/k/v bias, tied output)', { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true }],
-  ['llama (permuted q/k, llama3 rope → rope_freqs)', { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2, llama3Rope: true }],
+  [
+    'llama (permuted q/k, llama3 rope → rope_freqs)',
+    { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2, llama3Rope: true },
+  ],
   ['qwen3 (q/k norm, head_dim 48 ≠ 128/4)', { family: 'qwen3', seed: 13, hidden: 128, heads: 4, kvHeads: 2, layers: 2, headDim: 48 }],
-  ['mistral → llama (vocab padded with [PAD] tokens)', { family: 'mistral', seed: 14, hidden: 128, heads: 4, kvHeads: 1, layers: 2, vocabPad: 21 }],
+  [
+    'mistral → llama (vocab padded with [PAD] tokens)',
+    { family: 'mistral', seed: 14, hidden: 128, heads: 4, kvHeads: 1, layers: 2, vocabPad: 21 },
+  ],
 ];
 
 const PROMPTS = [
@@ -126,13 +132,19 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
         // The vocabulary metadata: llama.cpp tokenizes text as rac's tokenizer does.
         const tok = await RacTokenizer.load(dir);
         for (const text of TEXTS) {
-          assert.deepEqual(lm.tokenize(text, true), tok.encode(text, { addSpecialTokens: false }), `tokenization of ${JSON.stringify(text)}`);
+          assert.deepEqual(
+            lm.tokenize(text, true),
+            tok.encode(text, { addSpecialTokens: false }),
+            `tokenization of ${JSON.stringify(text)}`,
+          );
         }
         if (tok.eosTokenId !== undefined) assert.equal(lm.tokens.eos, tok.eosTokenId);
         // Fixed id prompts (folded into the vocabulary), plus a chat-templated question.
         const prompts = PROMPTS.map((p) => p.map((t) => t % V));
         if (tok.chatTemplate !== undefined) {
-          const chat = tok.applyChatTemplate([{ role: 'user', content: 'What is 12 + 30? Think step by step.' }], { addGenerationPrompt: true });
+          const chat = tok.applyChatTemplate([{ role: 'user', content: 'What is 12 + 30? Think step by step.' }], {
+            addGenerationPrompt: true,
+          });
           prompts.push(tok.encode(chat, { addSpecialTokens: false }));
         }
         const seq = ctx.getSequence();
@@ -205,13 +217,18 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
             }
             assert.ok(Math.abs(mass - 1) < 1e-3, `prompt ${pi} step ${k}: llama.cpp probabilities sum to ${mass}`);
             assert.ok(d < PROB_ATOL, `prompt ${pi} step ${k}: max |Δp| = ${d.toExponential(2)} ≥ ${PROB_ATOL}`);
-            assert.ok(dl < LOGP_ATOL, `prompt ${pi} step ${k}: max |Δ ln p| = ${dl.toExponential(2)} ≥ ${LOGP_ATOL} (tokens with p > ${LOGP_FLOOR})`);
+            assert.ok(
+              dl < LOGP_ATOL,
+              `prompt ${pi} step ${k}: max |Δ ln p| = ${dl.toExponential(2)} ≥ ${LOGP_ATOL} (tokens with p > ${LOGP_FLOOR})`,
+            );
             worst = Math.max(worst, d);
             worstLog = Math.max(worstLog, dl);
             compared++;
           }
         }
-        stats.push(`${label}: ${compared} distributions, max |Δp| ${worst.toExponential(2)}, max |Δ ln p| ${worstLog.toExponential(2)}, near-tie splits ${ties}/${prompts.length}; ms ${JSON.stringify(Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, Math.round(v)])))}`);
+        stats.push(
+          `${label}: ${compared} distributions, max |Δp| ${worst.toExponential(2)}, max |Δ ln p| ${worstLog.toExponential(2)}, near-tie splits ${ties}/${prompts.length}; ms ${JSON.stringify(Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, Math.round(v)])))}`,
+        );
       } finally {
         await ctx.dispose();
         await lm.dispose();

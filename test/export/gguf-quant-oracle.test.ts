@@ -107,7 +107,13 @@ describe('quantized GGUF (Q4_0/Q8_0) vs llama.cpp (node-llama-cpp)', { skip }, (
       const srcModel = Model.open(src);
       try {
         const calib = q.calib ? calibSet(randomSequences(srcModel.config.vocabSize, 16, 30, 80, 3)) : null;
-        await pruneCheckpoint(srcModel, calib, dir, { method: q.method, target: q.target, quant: fmt, linears: 'all', batchTokens: 1024, runtime: { threads: THREADS } }, 'test');
+        await pruneCheckpoint(
+          srcModel,
+          calib,
+          dir,
+          { method: q.method, target: q.target, quant: fmt, linears: 'all', batchTokens: 1024, runtime: { threads: THREADS } },
+          'test',
+        );
       } finally {
         srcModel.close();
       }
@@ -118,7 +124,14 @@ describe('quantized GGUF (Q4_0/Q8_0) vs llama.cpp (node-llama-cpp)', { skip }, (
 
       const model = Model.open(dir);
       const engine = await Engine.load(model, { threads: THREADS });
-      const opts = { contextSize: 128, sequences: 1, threads: THREADS, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as const;
+      const opts = {
+        contextSize: 128,
+        sequences: 1,
+        threads: THREADS,
+        flashAttention: false,
+        experimentalKvCacheKeyType: 'F32',
+        experimentalKvCacheValueType: 'F32',
+      } as const;
       const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
       const ctx = await lm.createContext(opts);
       const lm32 = await llama.loadModel({ modelPath: ggufF32, gpuLayers: 0 });
@@ -155,7 +168,10 @@ describe('quantized GGUF (Q4_0/Q8_0) vs llama.cpp (node-llama-cpp)', { skip }, (
           if (split >= 0) {
             const margin = top2Margin(racP(split));
             minMargin = Math.min(minMargin, margin);
-            assert.ok(margin < TIE, `prompt ${pi}: continuations part at step ${split} where rac's top-2 margin is ${margin.toExponential(2)} ≥ ${TIE}`);
+            assert.ok(
+              margin < TIE,
+              `prompt ${pi}: continuations part at step ${split} where rac's top-2 margin is ${margin.toExponential(2)} ≥ ${TIE}`,
+            );
             splits++;
           }
           await seq.clearHistory();
@@ -180,7 +196,10 @@ describe('quantized GGUF (Q4_0/Q8_0) vs llama.cpp (node-llama-cpp)', { skip }, (
               d = Math.max(d, Math.abs((probs.get(v as Token) ?? 0) - ref[v]!));
               d32 = Math.max(d32, Math.abs((probs32.get(v as Token) ?? 0) - ref[v]!));
             }
-            assert.ok(d32 < F32_PROB_ATOL, `prompt ${pi} step ${k}: F32 GGUF of the quantized model, max |Δp| = ${d32.toExponential(2)} ≥ ${F32_PROB_ATOL}`);
+            assert.ok(
+              d32 < F32_PROB_ATOL,
+              `prompt ${pi} step ${k}: F32 GGUF of the quantized model, max |Δp| = ${d32.toExponential(2)} ≥ ${F32_PROB_ATOL}`,
+            );
             worst32 = Math.max(worst32, d32);
             assert.ok(d < PROB_ATOL, `prompt ${pi} step ${k}: max |Δp| = ${d.toExponential(2)} ≥ ${PROB_ATOL}`);
             worst = Math.max(worst, d);
@@ -189,7 +208,9 @@ describe('quantized GGUF (Q4_0/Q8_0) vs llama.cpp (node-llama-cpp)', { skip }, (
           }
         }
         assert.ok(sum / compared < MEAN_ATOL, `mean max |Δp| over positions ${(sum / compared).toExponential(2)} ≥ ${MEAN_ATOL}`);
-        stats.push(`${label}: ${compared} distributions, ${fmt} GGUF max |Δp| ${worst.toExponential(2)} (mean ${(sum / compared).toExponential(2)}), F32 GGUF ${worst32.toExponential(2)}; greedy splits ${splits}/${prompts.length}${splits ? ` (smallest margin ${minMargin.toExponential(2)})` : ''}`);
+        stats.push(
+          `${label}: ${compared} distributions, ${fmt} GGUF max |Δp| ${worst.toExponential(2)} (mean ${(sum / compared).toExponential(2)}), F32 GGUF ${worst32.toExponential(2)}; greedy splits ${splits}/${prompts.length}${splits ? ` (smallest margin ${minMargin.toExponential(2)})` : ''}`,
+        );
       } finally {
         await ctx.dispose();
         await lm.dispose();

@@ -36,7 +36,14 @@ export function commitOf(label: string): string {
 }
 
 /** Write one snapshot of a repo into a cache: blobs, relative symlinks, and the given refs. */
-export function writeCachedRepo(cache: string, type: 'model' | 'dataset', id: string, commit: string, files: Files, refs: Record<string, string> = {}): string {
+export function writeCachedRepo(
+  cache: string,
+  type: 'model' | 'dataset',
+  id: string,
+  commit: string,
+  files: Files,
+  refs: Record<string, string> = {},
+): string {
   const repo = join(cache, `${type}s--${id.split('/').join('--')}`);
   const snap = join(repo, 'snapshots', commit);
   for (const [path, bytes] of Object.entries(files)) {
@@ -76,7 +83,11 @@ export interface FakeHub {
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const b = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  res.writeHead(status, { 'Content-Type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json', 'Content-Length': String(b.length), ...headers });
+  res.writeHead(status, {
+    'Content-Type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json',
+    'Content-Length': String(b.length),
+    ...headers,
+  });
   res.end(b);
 }
 
@@ -95,7 +106,13 @@ export async function startFakeHub(repos: HubRepo[]): Promise<FakeHub> {
   const entry = (r: HubRepo, path: string) => {
     const b = r.files[path]!;
     const lfs = path.endsWith('.safetensors') || path.endsWith('.parquet');
-    return { type: 'file', path, size: b.length, oid: sha1(b), ...(lfs ? { lfs: { oid: sha256(b), size: b.length, pointerSize: 130 } } : {}) };
+    return {
+      type: 'file',
+      path,
+      size: b.length,
+      oid: sha1(b),
+      ...(lfs ? { lfs: { oid: sha256(b), size: b.length, pointerSize: 130 } } : {}),
+    };
   };
   const commitFor = (r: HubRepo, rev: string) => (rev === r.commit ? r.commit : (r.refs ?? { main: r.commit })[rev]);
   const server: Server = createServer((req, res) => {
@@ -117,7 +134,8 @@ export async function startFakeHub(repos: HubRepo[]): Promise<FakeHub> {
       const id = `${parts[0]}/${parts[1]}`;
       const repo = repos.find((r) => r.type === type && r.id === id);
       if (!repo) return send(res, 404, { error: 'Repository not found' }, { 'X-Error-Code': 'RepoNotFound' });
-      if (repo.token && auth !== `Bearer ${repo.token}`) return send(res, 401, { error: 'Access to this repository is restricted' }, { 'X-Error-Code': 'GatedRepo' });
+      if (repo.token && auth !== `Bearer ${repo.token}`)
+        return send(res, 401, { error: 'Access to this repository is restricted' }, { 'X-Error-Code': 'GatedRepo' });
       const action = parts[2];
       const commit = commitFor(repo, parts[3] ?? '');
       if (!commit) return send(res, 404, { error: `Invalid rev id: ${parts[3]}` }, { 'X-Error-Code': 'RevisionNotFound' });
@@ -125,15 +143,29 @@ export async function startFakeHub(repos: HubRepo[]): Promise<FakeHub> {
       if (api && action === 'revision') return send(res, 200, { _id: commit.slice(0, 24), id, sha: commit, private: false });
       if (api && action === 'tree') {
         const list = Object.keys(repo.files).filter((p) => p.startsWith(rest ? `${rest}/` : ''));
-        const dirs = [...new Set(list.flatMap((p) => p.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'))))];
-        return send(res, 200, [...dirs.map((d) => ({ type: 'directory', path: d, size: 0, oid: sha1(Buffer.from(d)) })), ...list.map((p) => entry(repo, p))]);
+        const dirs = [
+          ...new Set(
+            list.flatMap((p) =>
+              p
+                .split('/')
+                .slice(0, -1)
+                .map((_, i, a) => a.slice(0, i + 1).join('/')),
+            ),
+          ),
+        ];
+        return send(res, 200, [
+          ...dirs.map((d) => ({ type: 'directory', path: d, size: 0, oid: sha1(Buffer.from(d)) })),
+          ...list.map((p) => entry(repo, p)),
+        ]);
       }
       if (api && action === 'paths-info') {
         const body = JSON.parse(await readBody(req)) as { paths: string[] };
         return send(
           res,
           200,
-          body.paths.filter((p) => repo.files[p]).map((p) => ({ ...entry(repo, p), lastCommit: { id: commit, title: 'fixture', date: '2026-01-01T00:00:00Z' } })),
+          body.paths
+            .filter((p) => repo.files[p])
+            .map((p) => ({ ...entry(repo, p), lastCommit: { id: commit, title: 'fixture', date: '2026-01-01T00:00:00Z' } })),
         );
       }
       if (!api && action === 'resolve') {
@@ -144,7 +176,11 @@ export async function startFakeHub(repos: HubRepo[]): Promise<FakeHub> {
         if (range) {
           const a = Number(range[1]);
           const z = range[2] ? Math.min(Number(range[2]), b.length - 1) : b.length - 1;
-          return send(res, 206, b.subarray(a, z + 1), { 'Content-Range': `bytes ${a}-${z}/${b.length}`, ETag: etag, 'Accept-Ranges': 'bytes' });
+          return send(res, 206, b.subarray(a, z + 1), {
+            'Content-Range': `bytes ${a}-${z}/${b.length}`,
+            ETag: etag,
+            'Accept-Ranges': 'bytes',
+          });
         }
         return send(res, 200, b, { ETag: etag, 'Accept-Ranges': 'bytes' });
       }

@@ -28,7 +28,7 @@ class Out {
   }
   zigzag(n: number | bigint): void {
     const x = BigInt(n);
-    this.varint(x >= 0n ? x << 1n : ((-x) << 1n) - 1n);
+    this.varint(x >= 0n ? x << 1n : (-x << 1n) - 1n);
   }
   value(v: TV): void {
     switch (v.t) {
@@ -81,14 +81,23 @@ const i64 = (v: number | bigint): TV => ({ t: 'i64', v });
 const bin = (v: string): TV => ({ t: 'bin', v });
 const struct = (f: [number, TV][]): TV => ({ t: 'struct', f });
 
-export function writeParquet(path: string, columns: Record<string, (string | bigint)[]>, opts: { codec?: 'UNCOMPRESSED' | 'GZIP' } = {}): void {
+export function writeParquet(
+  path: string,
+  columns: Record<string, (string | bigint)[]>,
+  opts: { codec?: 'UNCOMPRESSED' | 'GZIP' } = {},
+): void {
   const codec = opts.codec === 'GZIP' ? 2 : 0;
   const names = Object.keys(columns);
   const numRows = columns[names[0]!]!.length;
   const parts: Buffer[] = [Buffer.from('PAR1')];
   let offset = 4;
   const chunks: TV[] = [];
-  const schema: TV[] = [struct([[4, bin('schema')], [5, i32(names.length)]])];
+  const schema: TV[] = [
+    struct([
+      [4, bin('schema')],
+      [5, i32(names.length)],
+    ]),
+  ];
   for (const name of names) {
     const vals = columns[name]!;
     if (vals.length !== numRows) throw new Error(`column ${name}: ${vals.length} values, expected ${numRows}`);
@@ -114,7 +123,15 @@ export function writeParquet(path: string, columns: Record<string, (string | big
         [1, i32(0)], // DATA_PAGE
         [2, i32(data.length)],
         [3, i32(page.length)],
-        [5, struct([[1, i32(numRows)], [2, i32(0)], [3, i32(3)], [4, i32(3)]])], // PLAIN, RLE, RLE
+        [
+          5,
+          struct([
+            [1, i32(numRows)],
+            [2, i32(0)],
+            [3, i32(3)],
+            [4, i32(3)],
+          ]),
+        ], // PLAIN, RLE, RLE
       ]),
     );
     const start = offset;
@@ -144,7 +161,20 @@ export function writeParquet(path: string, columns: Record<string, (string | big
       [1, i32(1)],
       [2, { t: 'list', elem: 'struct', v: schema }],
       [3, i64(numRows)],
-      [4, { t: 'list', elem: 'struct', v: [struct([[1, { t: 'list', elem: 'struct', v: chunks }], [2, i64(offset - 4)], [3, i64(numRows)]])] }],
+      [
+        4,
+        {
+          t: 'list',
+          elem: 'struct',
+          v: [
+            struct([
+              [1, { t: 'list', elem: 'struct', v: chunks }],
+              [2, i64(offset - 4)],
+              [3, i64(numRows)],
+            ]),
+          ],
+        },
+      ],
       [6, bin('rac test writer')],
     ]),
   );

@@ -3,13 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  DEFAULT_SPECIAL_TOKENS,
-  QWEN_CHAT_TEMPLATE,
-  bytesToUnicode,
-  trainByteLevelBpe,
-  writeTokenizerFiles,
-} from '../../src/io/bpe.ts';
+import { DEFAULT_SPECIAL_TOKENS, QWEN_CHAT_TEMPLATE, bytesToUnicode, trainByteLevelBpe, writeTokenizerFiles } from '../../src/io/bpe.ts';
 
 interface BpeModelJson {
   type: string;
@@ -49,11 +43,7 @@ function naiveBpe(words: Map<string, number>, numMerges: number, minFrequency: n
     }
     let best: { a: string; b: string; c: number } | undefined;
     for (const e of counts.values()) {
-      if (
-        !best ||
-        e.c > best.c ||
-        (e.c === best.c && (e.a < best.a || (e.a === best.a && e.b < best.b)))
-      ) {
+      if (!best || e.c > best.c || (e.c === best.c && (e.a < best.a || (e.a === best.a && e.b < best.b)))) {
         best = e;
       }
     }
@@ -84,7 +74,11 @@ test('bytesToUnicode matches GPT-2: printable bytes map to themselves, space to 
 });
 
 test('trainByteLevelBpe: vocab layout (bytes, merges, specials last) and Qwen2 pre-tokenizer', () => {
-  const tj = trainByteLevelBpe({ corpus: corpus(), vocabSize: 400, specialTokens: DEFAULT_SPECIAL_TOKENS }) as unknown as TokenizerJsonShape;
+  const tj = trainByteLevelBpe({
+    corpus: corpus(),
+    vocabSize: 400,
+    specialTokens: DEFAULT_SPECIAL_TOKENS,
+  }) as unknown as TokenizerJsonShape;
   const { vocab, merges } = tj.model;
   assert.equal(tj.model.type, 'BPE');
   const { byteToChar, vocabOrder } = bytesToUnicode();
@@ -132,11 +126,23 @@ test('trainByteLevelBpe is deterministic', () => {
 test('incremental pair counting learns exactly the merges of a naive full-recount BPE', () => {
   // Each text is a single pre-token (letters with an optional leading space), so the words are known.
   const words = new Map<string, number>([
-    ['low', 5], ['lower', 2], ['newest', 6], ['widest', 3], [' lowest', 4], [' new', 7], ['aaaa', 3], ['aaab', 2],
+    ['low', 5],
+    ['lower', 2],
+    ['newest', 6],
+    ['widest', 3],
+    [' lowest', 4],
+    [' new', 7],
+    ['aaaa', 3],
+    ['aaab', 2],
   ]);
   const texts: string[] = [];
   for (const [w, f] of words) for (let i = 0; i < f; i++) texts.push(w);
-  const tj = trainByteLevelBpe({ corpus: texts, vocabSize: 256 + 30 + 1, specialTokens: ['<|endoftext|>'], minFrequency: 2 }) as unknown as TokenizerJsonShape;
+  const tj = trainByteLevelBpe({
+    corpus: texts,
+    vocabSize: 256 + 30 + 1,
+    specialTokens: ['<|endoftext|>'],
+    minFrequency: 2,
+  }) as unknown as TokenizerJsonShape;
   const byteWords = new Map([...words].map(([w, f]) => [w.replaceAll(' ', 'Ġ'), f]));
   const expected = naiveBpe(byteWords, 30, 2);
   assert.ok(expected.length >= 10);
@@ -146,7 +152,9 @@ test('incremental pair counting learns exactly the merges of a naive full-recoun
 test('special tokens inside the corpus are not learned as merges', () => {
   const texts = Array.from({ length: 50 }, () => '<|im_start|>user\nhi<|im_end|>');
   const tj = trainByteLevelBpe({ corpus: texts, vocabSize: 300, specialTokens: DEFAULT_SPECIAL_TOKENS }) as unknown as TokenizerJsonShape;
-  const learned = Object.entries(tj.model.vocab).filter(([, id]) => id >= 256).map(([t]) => t);
+  const learned = Object.entries(tj.model.vocab)
+    .filter(([, id]) => id >= 256)
+    .map(([t]) => t);
   assert.ok(learned.includes('user'), 'the text around the specials is learned');
   for (const tok of learned) assert.ok(!tok.includes('|') && !tok.includes('<'), `learned ${tok}`);
 });
@@ -188,7 +196,11 @@ test('trainByteLevelBpe rejects a vocab too small for bytes + specials', () => {
 test('writeTokenizerFiles writes tokenizer.json and a Qwen2Tokenizer tokenizer_config.json', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rac-bpe-'));
   try {
-    const tj = trainByteLevelBpe({ corpus: corpus(), vocabSize: 300, specialTokens: DEFAULT_SPECIAL_TOKENS }) as unknown as TokenizerJsonShape;
+    const tj = trainByteLevelBpe({
+      corpus: corpus(),
+      vocabSize: 300,
+      specialTokens: DEFAULT_SPECIAL_TOKENS,
+    }) as unknown as TokenizerJsonShape;
     writeTokenizerFiles(dir, tj, {
       chatTemplate: QWEN_CHAT_TEMPLATE,
       eosToken: '<|im_end|>',
@@ -207,7 +219,12 @@ test('writeTokenizerFiles writes tokenizer.json and a Qwen2Tokenizer tokenizer_c
     assert.equal(cfg.add_bos_token, false);
     const imStart = tj.added_tokens.find((t) => t.content === '<|im_start|>')!;
     assert.deepEqual(cfg.added_tokens_decoder[String(imStart.id)], {
-      content: '<|im_start|>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true,
+      content: '<|im_start|>',
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+      special: true,
     });
     assert.deepEqual(cfg.additional_special_tokens, ['<|im_start|>']);
     assert.throws(

@@ -53,7 +53,10 @@ describe('CheckpointWriter', () => {
     w.copy(copied);
     assert.ok(w.isWritten(target) && w.isWritten(copied) && !w.isWritten(names[0]!));
     assert.throws(() => w.writeF32(target, edited), /written twice/);
-    assert.throws(() => w.copy('no.such.tensor'), (e: Error) => e instanceof CheckpointError && /no tensor "no.such.tensor"/.test(e.message));
+    assert.throws(
+      () => w.copy('no.such.tensor'),
+      (e: Error) => e instanceof CheckpointError && /no tensor "no.such.tensor"/.test(e.message),
+    );
     w.finish();
     m.close();
     const a = readAll(out);
@@ -63,7 +66,8 @@ describe('CheckpointWriter', () => {
     const ho = tensorHashes(out);
     for (const [n, h] of hi) if (n !== target) assert.equal(ho.get(n), h, n);
     assert.notEqual(ho.get(target), hi.get(target));
-    for (const f of entries(src).filter((f) => !f.endsWith('.safetensors'))) assert.equal(fileHash(join(out, f)), fileHash(join(src, f)), f);
+    for (const f of entries(src).filter((f) => !f.endsWith('.safetensors')))
+      assert.equal(fileHash(join(out, f)), fileHash(join(src, f)), f);
     assert.throws(() => w.copy(names[0]!), /already finished/);
   });
 

@@ -17,7 +17,8 @@ function file(name: string, text: string): string {
   writeFileSync(f, text);
   return f;
 }
-const jsonl = (name: string, rows: unknown[]) => file(name, rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n');
+const jsonl = (name: string, rows: unknown[]) =>
+  file(name, rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n');
 
 async function rejects(p: Promise<unknown>, mentions: string[]): Promise<void> {
   await assert.rejects(p, (e: Error) => {
@@ -29,7 +30,12 @@ async function rejects(p: Promise<unknown>, mentions: string[]): Promise<void> {
 
 describe('loadDataset', () => {
   it('JSONL: problem column by default, answers, ids from the id column, blank lines skipped, limit', async () => {
-    const f = jsonl('a.jsonl', [{ id: 'x1', problem: 'What is 1+1?', answer: 2, extra: true }, '', { id: 'x2', problem: 'Name a prime.', answer: '7' }, { id: 'x3', problem: 'p3' }]);
+    const f = jsonl('a.jsonl', [
+      { id: 'x1', problem: 'What is 1+1?', answer: 2, extra: true },
+      '',
+      { id: 'x2', problem: 'Name a prime.', answer: '7' },
+      { id: 'x3', problem: 'p3' },
+    ]);
     const d = await loadDataset(f);
     assert.equal(d.format, 'jsonl');
     assert.equal(d.promptColumn, 'problem');
@@ -55,17 +61,32 @@ describe('loadDataset', () => {
     const d = await loadDataset(f);
     assert.equal(d.promptColumn, 'prompt');
     assert.equal(d.idColumn, undefined);
-    assert.deepEqual(d.rows.map((r) => r.id), ['0', '1']);
+    assert.deepEqual(
+      d.rows.map((r) => r.id),
+      ['0', '1'],
+    );
   });
 
   it('explicit columns: --prompt-column / --answer-column / --id-column', async () => {
-    const f = jsonl('c.jsonl', [{ q: 'Q1', gold: 'A1', uid: 10 }, { q: 'Q2', gold: 'A2', uid: 11 }]);
+    const f = jsonl('c.jsonl', [
+      { q: 'Q1', gold: 'A1', uid: 10 },
+      { q: 'Q2', gold: 'A2', uid: 11 },
+    ]);
     const d = await loadDataset(f, { promptColumn: 'q', answerColumn: 'gold', idColumn: 'uid' });
-    assert.deepEqual(d.rows.map((r) => [r.id, r.prompt, r.answer]), [['10', 'Q1', 'A1'], ['11', 'Q2', 'A2']]);
+    assert.deepEqual(
+      d.rows.map((r) => [r.id, r.prompt, r.answer]),
+      [
+        ['10', 'Q1', 'A1'],
+        ['11', 'Q2', 'A2'],
+      ],
+    );
   });
 
   it('JSON: an array, {data: [...]}, datasets-server {rows: [{row_idx, row}]}, and columns all give the same rows', async () => {
-    const rows = [{ problem: 'p0', answer: 'a0' }, { problem: 'p1', answer: 'a1' }];
+    const rows = [
+      { problem: 'p0', answer: 'a0' },
+      { problem: 'p1', answer: 'a1' },
+    ];
     const variants = [
       rows,
       { data: rows },
@@ -75,15 +96,32 @@ describe('loadDataset', () => {
     for (const [i, v] of variants.entries()) {
       const d = await loadDataset(file(`v${i}.json`, JSON.stringify(v)));
       assert.equal(d.format, 'json');
-      assert.deepEqual(d.rows.map((r) => [r.id, r.prompt, r.answer]), [['0', 'p0', 'a0'], ['1', 'p1', 'a1']], `variant ${i}`);
+      assert.deepEqual(
+        d.rows.map((r) => [r.id, r.prompt, r.answer]),
+        [
+          ['0', 'p0', 'a0'],
+          ['1', 'p1', 'a1'],
+        ],
+        `variant ${i}`,
+      );
     }
   });
 
   it('a prompt given as chat messages is kept as messages', async () => {
-    const f = jsonl('m.jsonl', [{ prompt: [{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }] }]);
+    const f = jsonl('m.jsonl', [
+      {
+        prompt: [
+          { role: 'system', content: 'S' },
+          { role: 'user', content: 'U' },
+        ],
+      },
+    ]);
     const d = await loadDataset(f);
     assert.equal(d.rows[0]!.prompt, 'U');
-    assert.deepEqual(d.rows[0]!.messages, [{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }]);
+    assert.deepEqual(d.rows[0]!.messages, [
+      { role: 'system', content: 'S' },
+      { role: 'user', content: 'U' },
+    ]);
   });
 
   it('Parquet (uncompressed, and GZIP pages through hyparquet-compressors) with INT64 ids', async () => {
@@ -94,10 +132,21 @@ describe('loadDataset', () => {
       const d = await loadDataset(f);
       assert.equal(d.format, 'parquet');
       assert.deepEqual(d.columns, ['id', 'problem', 'answer']);
-      assert.deepEqual(d.rows.map((r) => [r.id, r.prompt, r.answer]), [['7', 'p7', '1'], ['8', 'p8', '2'], ['9', 'p9', '3']], codec);
+      assert.deepEqual(
+        d.rows.map((r) => [r.id, r.prompt, r.answer]),
+        [
+          ['7', 'p7', '1'],
+          ['8', 'p8', '2'],
+          ['9', 'p9', '3'],
+        ],
+        codec,
+      );
       assert.equal(d.rows[0]!.raw['id'], 7);
       const lim = await loadDataset(f, { limit: 1, promptColumn: 'answer' });
-      assert.deepEqual(lim.rows.map((r) => r.prompt), ['1']);
+      assert.deepEqual(
+        lim.rows.map((r) => r.prompt),
+        ['1'],
+      );
       assert.equal(lim.totalRows, 3);
     }
     const bad = join(tempDir('pq'), 'bad.parquet');
@@ -106,7 +155,10 @@ describe('loadDataset', () => {
   });
 
   it('errors name the file, the row and the available columns', async () => {
-    const f = jsonl('e.jsonl', [{ problem: 'ok', id: 'a' }, { question: 'no problem here', id: 'b' }]);
+    const f = jsonl('e.jsonl', [
+      { problem: 'ok', id: 'a' },
+      { question: 'no problem here', id: 'b' },
+    ]);
     await rejects(loadDataset(f), [f, ':2', 'row 1', 'missing prompt column "problem"', 'available columns: problem, id']);
     await rejects(loadDataset(f, { promptColumn: 'text' }), [f, 'no column "text"', 'available columns: problem, id']);
     await rejects(loadDataset(f, { answerColumn: 'gold' }), ['no column "gold"', 'available columns']);
@@ -116,7 +168,10 @@ describe('loadDataset', () => {
     await rejects(loadDataset(badJson), [`${badJson}:2`, 'invalid JSON']);
     const notObj = jsonl('arr.jsonl', [[1, 2]]);
     await rejects(loadDataset(notObj), [`${notObj}:1`, 'expected a JSON object']);
-    const dup = jsonl('dup.jsonl', [{ problem: 'a', k: 1 }, { problem: 'b', k: 1 }]);
+    const dup = jsonl('dup.jsonl', [
+      { problem: 'a', k: 1 },
+      { problem: 'b', k: 1 },
+    ]);
     await rejects(loadDataset(dup, { idColumn: 'k' }), ['duplicate id "1"', 'row 0']);
     const numPrompt = jsonl('num.jsonl', [{ problem: 5 }]);
     await rejects(loadDataset(numPrompt), ['prompt column "problem" must be a string']);
@@ -127,9 +182,17 @@ describe('loadDataset', () => {
   });
 
   it('an automatic id column with duplicates falls back to row indices', async () => {
-    const d = await loadDataset(jsonl('autodup.jsonl', [{ problem: 'a', id: 1 }, { problem: 'b', id: 1 }]));
+    const d = await loadDataset(
+      jsonl('autodup.jsonl', [
+        { problem: 'a', id: 1 },
+        { problem: 'b', id: 1 },
+      ]),
+    );
     assert.equal(d.idColumn, undefined);
-    assert.deepEqual(d.rows.map((r) => r.id), ['0', '1']);
+    assert.deepEqual(
+      d.rows.map((r) => r.id),
+      ['0', '1'],
+    );
   });
 });
 
@@ -137,7 +200,10 @@ describe('renderPrompt', () => {
   it('chat template with the system prompt and add_generation_prompt; ids = encode(text) without added specials', async () => {
     const tok = await RacTokenizer.load(checkpoint({ family: 'qwen2', seed: 11 }));
     const r = renderPrompt(tok, 'What is 2+2?', { system: 'Think step by step.' });
-    assert.equal(r.text, '<|im_start|>system\nThink step by step.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n');
+    assert.equal(
+      r.text,
+      '<|im_start|>system\nThink step by step.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n',
+    );
     assert.deepEqual(r.ids, tok.encode(r.text, { addSpecialTokens: false }));
     assert.equal(r.ids[0], tok.tokenToId('<|im_start|>'));
     const plain = renderPrompt(tok, 'What is 2+2?');
@@ -147,8 +213,20 @@ describe('renderPrompt', () => {
     assert.equal(off.text, plain.text + '<think>\n\n</think>\n\n');
     assert.equal(renderPrompt(tok, 'What is 2+2?', { templateFlags: { enable_thinking: true } }).text, plain.text);
     // a row with messages keeps its own system message
-    const row = { id: '0', index: 0, prompt: 'U', messages: [{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }], raw: {} };
-    assert.equal(renderPrompt(tok, row, { system: 'ignored' }).text, '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n');
+    const row = {
+      id: '0',
+      index: 0,
+      prompt: 'U',
+      messages: [
+        { role: 'system', content: 'S' },
+        { role: 'user', content: 'U' },
+      ],
+      raw: {},
+    };
+    assert.equal(
+      renderPrompt(tok, row, { system: 'ignored' }).text,
+      '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n',
+    );
   });
 
   it('template flags parse key=value with JSON values', () => {

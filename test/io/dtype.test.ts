@@ -1,14 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  DTYPE_SIZES,
-  bf16ToF32,
-  f16ToF32,
-  f32ToBf16,
-  f32ToF16,
-  findNonFinite,
-  isFloatDtype,
-} from '../../src/io/dtype.ts';
+import { DTYPE_SIZES, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, findNonFinite, isFloatDtype } from '../../src/io/dtype.ts';
 
 /** float32 values from bit patterns. */
 function f32(...bits: number[]): Float32Array {
@@ -35,10 +27,23 @@ function rng(seed: number): () => number {
 }
 
 test('DTYPE_SIZES and isFloatDtype', () => {
-  assert.deepEqual(
-    Object.keys(DTYPE_SIZES).sort(),
-    ['BF16', 'BOOL', 'F16', 'F32', 'F64', 'F8_E4M3', 'F8_E5M2', 'I16', 'I32', 'I64', 'I8', 'U16', 'U32', 'U64', 'U8'],
-  );
+  assert.deepEqual(Object.keys(DTYPE_SIZES).sort(), [
+    'BF16',
+    'BOOL',
+    'F16',
+    'F32',
+    'F64',
+    'F8_E4M3',
+    'F8_E5M2',
+    'I16',
+    'I32',
+    'I64',
+    'I8',
+    'U16',
+    'U32',
+    'U64',
+    'U8',
+  ]);
   assert.equal(DTYPE_SIZES.BF16, 2);
   assert.equal(DTYPE_SIZES.F64, 8);
   assert.equal(DTYPE_SIZES.U64, 8);
@@ -140,16 +145,22 @@ test('f16 → f32: exact values including subnormals, Inf, NaN', () => {
 
 test('f32 → f16: rounding, subnormals, overflow', () => {
   const xs = [
-    1, -2, 65504,
+    1,
+    -2,
+    65504,
     65519, // below the tie with the next (virtual) step → 65504
     65520, // tie between 65504 (odd) and 2^16 → even → Inf
-    1e6, -1e6, Infinity, -Infinity,
+    1e6,
+    -1e6,
+    Infinity,
+    -Infinity,
     2 ** -24, // smallest subnormal
     2 ** -25, // exactly half of it: tie → 0
     2 ** -25 * (1 + 2 ** -23), // just above the tie → smallest subnormal
     3 * 2 ** -25, // tie between 1 and 2 subnormal units → 2
     5 * 2 ** -25, // tie between 2 and 3 → 2
-    2 ** -26, 1e-30,
+    2 ** -26,
+    1e-30,
     -(2 ** -24),
     2 ** -14 - 2 ** -25, // tie between largest subnormal (odd) and smallest normal → normal
     1 + 2 ** -11, // tie, 1.0 is even → 1
@@ -157,8 +168,8 @@ test('f32 → f16: rounding, subnormals, overflow', () => {
     -0,
   ];
   const want = [
-    0x3c00, 0xc000, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0xfc00, 0x7c00, 0xfc00, 0x0001, 0x0000, 0x0001, 0x0002,
-    0x0002, 0x0000, 0x0000, 0x8001, 0x0400, 0x3c00, 0x3c02, 0x8000,
+    0x3c00, 0xc000, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0xfc00, 0x7c00, 0xfc00, 0x0001, 0x0000, 0x0001, 0x0002, 0x0002, 0x0000, 0x0000, 0x8001,
+    0x0400, 0x3c00, 0x3c02, 0x8000,
   ];
   assert.deepEqual(hex(f32ToF16(new Float32Array(xs))), hex(want));
 });
@@ -210,7 +221,7 @@ test('f16: random f32 values round to the nearest half (oracle: search over all 
     // exponents around the half range: 2^-28 … 2^17
     const e = 99 + (next() % 46);
     bits[i] = (next() & 0x807fffff) | (e << 23);
-    if (i % 4 === 0) bits[i] = bits[i]! & 0xffffe000 | 0x1000; // normal-range ties
+    if (i % 4 === 0) bits[i] = (bits[i]! & 0xffffe000) | 0x1000; // normal-range ties
   }
   const src = new Float32Array(bits.buffer);
   const got = f32ToF16(src);

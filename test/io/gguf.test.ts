@@ -39,10 +39,14 @@ const str = (s: string) => bytes(u64(Buffer.byteLength(s)), Buffer.from(s, 'utf8
 describe('GGUF writer and reader', () => {
   it('writes the exact bytes of a small file (header, reversed dims, 32-byte alignment)', () => {
     const file = join(tempDir('gguf'), 'a.gguf');
-    const w = GgufWriter.create(file, [kv.str('general.architecture', 'llama'), kv.u32('x.n', 7)], [
-      { name: 'a', type: 'F32', shape: [2, 3] },
-      { name: 'b', type: 'F16', shape: [1] },
-    ]);
+    const w = GgufWriter.create(
+      file,
+      [kv.str('general.architecture', 'llama'), kv.u32('x.n', 7)],
+      [
+        { name: 'a', type: 'F32', shape: [2, 3] },
+        { name: 'b', type: 'F16', shape: [1] },
+      ],
+    );
     assert.ok(!existsSync(file), 'the final name appears only at close()');
     w.writeF32('b', Float32Array.of(1.5));
     w.writeF32('a', Float32Array.of(1, 2, 3, 4, 5, 6));
@@ -148,7 +152,14 @@ describe('GGUF writer and reader', () => {
     assert.throws(() => GgufWriter.create(file, [kv.u32('k', -1)], []), /does not fit type UINT32/);
     assert.throws(() => GgufWriter.create(file, [], [{ name: 'x', type: 'F32', shape: [0] }]), /positive dimensions/);
     assert.throws(() => GgufWriter.create(file, [], [{ name: 'x'.repeat(64), type: 'F32', shape: [1] }]), /63-byte/);
-    const w = GgufWriter.create(file, [], [{ name: 'x', type: 'F32', shape: [2] }, { name: 'y', type: 'F32', shape: [2] }]);
+    const w = GgufWriter.create(
+      file,
+      [],
+      [
+        { name: 'x', type: 'F32', shape: [2] },
+        { name: 'y', type: 'F32', shape: [2] },
+      ],
+    );
     assert.throws(() => w.writeF32('x', Float32Array.of(1)), /got 1 values, expected 2/);
     w.writeF32('x', Float32Array.of(1, 2));
     assert.throws(() => w.writeF32('x', Float32Array.of(1, 2)), /written twice/);
@@ -163,7 +174,11 @@ describe('GGUF writer and reader', () => {
     const bad = (name: string, buf: Buffer, re: RegExp) => {
       const p = join(dir, name);
       writeFileSync(p, buf);
-      assert.throws(() => readGguf(p), (e: unknown) => e instanceof GgufError && re.test(e.message) && e.message.startsWith(p), name);
+      assert.throws(
+        () => readGguf(p),
+        (e: unknown) => e instanceof GgufError && re.test(e.message) && e.message.startsWith(p),
+        name,
+      );
     };
     bad('magic.gguf', bytes(Buffer.from('GGUX'), good.subarray(4)), /not a GGUF file/);
     bad('version.gguf', bytes(good.subarray(0, 4), u32(9), good.subarray(8)), /unsupported GGUF version 9/);
@@ -216,7 +231,10 @@ describe('q/k permutation and rope factors (llama.cpp converter)', () => {
     assert.equal(f.length, 64);
     assert.equal(f[0], 1);
     assert.equal(f[63], 8);
-    assert.ok(f.some((x) => x > 1 && x < 8), 'some frequencies fall in the smooth band');
+    assert.ok(
+      f.some((x) => x > 1 && x < 8),
+      'some frequencies fall in the smooth band',
+    );
     for (let i = 0; i < 64; i++) assert.ok(Math.abs(base[i]! / f[i]! / scaled[i]! - 1) < 1e-6, `frequency ${i}`);
   });
 });
@@ -232,9 +250,20 @@ describe('HF → GGUF export', () => {
     const g = readGguf(out);
     const names = g.tensors.map((t) => t.name);
     const layer = (i: number) =>
-      ['attn_norm.weight', 'ffn_norm.weight', 'attn_q.weight', 'attn_q.bias', 'attn_k.weight', 'attn_k.bias', 'attn_v.weight', 'attn_v.bias', 'attn_output.weight', 'ffn_gate.weight', 'ffn_up.weight', 'ffn_down.weight'].map(
-        (n) => `blk.${i}.${n}`,
-      );
+      [
+        'attn_norm.weight',
+        'ffn_norm.weight',
+        'attn_q.weight',
+        'attn_q.bias',
+        'attn_k.weight',
+        'attn_k.bias',
+        'attn_v.weight',
+        'attn_v.bias',
+        'attn_output.weight',
+        'ffn_gate.weight',
+        'ffn_up.weight',
+        'ffn_down.weight',
+      ].map((n) => `blk.${i}.${n}`);
     assert.deepEqual(new Set(names), new Set(['token_embd.weight', ...layer(0), ...layer(1), 'output_norm.weight']));
     const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     const V = cfg.vocab_size;
@@ -360,7 +389,10 @@ describe('HF → GGUF export', () => {
     const st = SafetensorsModel.open(dir);
     try {
       // qwen3 uses NEOX rope in llama.cpp: q is not permuted
-      assert.deepEqual(readGgufTensorF32(g, 'blk.0.attn_q.weight'), bf16ToF32(f32ToBf16(st.readF32('model.layers.0.self_attn.q_proj.weight'))));
+      assert.deepEqual(
+        readGgufTensorF32(g, 'blk.0.attn_q.weight'),
+        bf16ToF32(f32ToBf16(st.readF32('model.layers.0.self_attn.q_proj.weight'))),
+      );
     } finally {
       st.close();
     }
@@ -418,8 +450,11 @@ describe('HF → GGUF export', () => {
     const out = join(tempDir('gguf'), 'cli.gguf');
     const run = (...args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(process.execPath, [join(ROOT, 'bin/rac.js'), 'export-gguf', ...args], { cwd: ROOT, timeout: 60_000 }, (err, stdout, stderr) =>
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+        execFile(
+          process.execPath,
+          [join(ROOT, 'bin/rac.js'), 'export-gguf', ...args],
+          { cwd: ROOT, timeout: 60_000 },
+          (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
         );
       });
     const ok = await run('--model', src, '--out', out, '--dtype', 'f16', '--json');

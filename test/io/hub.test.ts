@@ -12,7 +12,17 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, u
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadDataset } from '../../src/io/datasets.ts';
-import { cachedCommit, hubCacheDir, HubError, hubSourceOf, isModelFile, parseHubId, resolveDataset, resolveModel, splitShards } from '../../src/io/hub.ts';
+import {
+  cachedCommit,
+  hubCacheDir,
+  HubError,
+  hubSourceOf,
+  isModelFile,
+  parseHubId,
+  resolveDataset,
+  resolveModel,
+  splitShards,
+} from '../../src/io/hub.ts';
 import { Model } from '../../src/models/model.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { commitOf, filesOf, startFakeHub, writeCachedRepo, type Files } from '../helpers/hub.ts';
@@ -44,7 +54,18 @@ describe('hub ids', () => {
     assert.deepEqual(parseHubId('deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'), { id: 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B' });
     assert.deepEqual(parseHubId('org/name@v1.0'), { id: 'org/name', revision: 'v1.0' });
     assert.deepEqual(parseHubId('org/name@refs/pr/3'), { id: 'org/name', revision: 'refs/pr/3' });
-    for (const bad of ['name', './org/name', '/abs/org', 'a/b/c', 'org/..', '../x', 'org/name@', 'org/name@../../x', 'org/na--me', 'models/tiny-reasoner/']) {
+    for (const bad of [
+      'name',
+      './org/name',
+      '/abs/org',
+      'a/b/c',
+      'org/..',
+      '../x',
+      'org/name@',
+      'org/name@../../x',
+      'org/na--me',
+      'models/tiny-reasoner/',
+    ]) {
       assert.equal(parseHubId(bad), null, bad);
     }
   });
@@ -57,8 +78,20 @@ describe('hub ids', () => {
   });
 
   it('downloads only the files rac reads', () => {
-    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'model.safetensors', 'model-00001-of-00002.safetensors', 'model.safetensors.index.json', 'chat_template.jinja', 'README.md']) assert.ok(isModelFile(f), f);
-    for (const f of ['pytorch_model.bin', 'original/consolidated.safetensors', 'onnx/model.onnx', '.gitattributes', 'model.gguf']) assert.ok(!isModelFile(f), f);
+    for (const f of [
+      'config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'model-00001-of-00002.safetensors',
+      'model.safetensors.index.json',
+      'chat_template.jinja',
+      'README.md',
+    ])
+      assert.ok(isModelFile(f), f);
+    for (const f of ['pytorch_model.bin', 'original/consolidated.safetensors', 'onnx/model.onnx', '.gitattributes', 'model.gguf'])
+      assert.ok(!isModelFile(f), f);
   });
 });
 
@@ -71,7 +104,10 @@ describe('models from the cache', () => {
   function cache(): string {
     const cache = tempDir('hf-cache');
     writeCachedRepo(cache, 'model', 'acme/tiny', c1, files, { main: c1 });
-    const older = { ...files, 'config.json': Buffer.from(JSON.stringify({ ...JSON.parse(files['config.json']!.toString()), rope_theta: 12345 })) };
+    const older = {
+      ...files,
+      'config.json': Buffer.from(JSON.stringify({ ...JSON.parse(files['config.json']!.toString()), rope_theta: 12345 })),
+    };
     writeCachedRepo(cache, 'model', 'acme/tiny', c2, older, { v0: c2 });
     return cache;
   }
@@ -129,10 +165,18 @@ describe('models from the cache', () => {
       assert.match(e.message, /no refs\/nope naming a snapshot.*HF_HUB_OFFLINE/);
       return true;
     });
-    await assert.rejects(resolveModel('acme/other', { env, fetch: net.fetch }), /not in the Hugging Face cache .*\(no models--acme--other\)/);
+    await assert.rejects(
+      resolveModel('acme/other', { env, fetch: net.fetch }),
+      /not in the Hugging Face cache .*\(no models--acme--other\)/,
+    );
     await assert.rejects(resolveModel(`acme/tiny@${'f'.repeat(40)}`, { env, fetch: net.fetch }), /no snapshots\/f{40}/);
-    unlinkSync(join(hub, 'models--acme--tiny', 'blobs', createHash('sha256').update(files['model-00002-of-00002.safetensors']!).digest('hex')));
-    await assert.rejects(resolveModel('acme/tiny', { env, fetch: net.fetch }), /snapshot [0-9a-f]{40} lacks model-00002-of-00002\.safetensors/);
+    unlinkSync(
+      join(hub, 'models--acme--tiny', 'blobs', createHash('sha256').update(files['model-00002-of-00002.safetensors']!).digest('hex')),
+    );
+    await assert.rejects(
+      resolveModel('acme/tiny', { env, fetch: net.fetch }),
+      /snapshot [0-9a-f]{40} lacks model-00002-of-00002\.safetensors/,
+    );
     assert.equal(net.calls.length, 0);
     assert.equal(cachedCommit(hub, 'model', 'acme/tiny', 'main'), c1);
   });
@@ -166,8 +210,14 @@ describe('model download through @huggingface/hub (loopback hub)', () => {
       }
       assert.ok(!existsSync(join(snap, 'pytorch_model.bin')));
       assert.ok(!existsSync(join(snap, 'original')));
-      assert.ok(!hub.requests.some((q) => q.url.includes('pytorch_model.bin') || q.url.includes('consolidated')), 'unwanted files were requested');
-      assert.ok(lines.some((l) => /\[\d+\/\d+\] model\.safetensors/.test(l)), lines.join('\n'));
+      assert.ok(
+        !hub.requests.some((q) => q.url.includes('pytorch_model.bin') || q.url.includes('consolidated')),
+        'unwanted files were requested',
+      );
+      assert.ok(
+        lines.some((l) => /\[\d+\/\d+\] model\.safetensors/.test(l)),
+        lines.join('\n'),
+      );
       const m = Model.open(r.dir);
       m.close();
       // Second time: the cache answers, and offline works too.
@@ -201,7 +251,10 @@ describe('model download through @huggingface/hub (loopback hub)', () => {
   it('an unknown revision on the hub is one clear error', async () => {
     const hub = await startFakeHub([{ type: 'model', id: 'acme/dl', commit, files }]);
     try {
-      await assert.rejects(resolveModel('acme/dl@nope', { env: { HF_HUB_CACHE: tempDir('hf-norev') }, hubUrl: hub.url }), /acme\/dl@nope: resolving the revision from http:\/\/127\.0\.0\.1:\d+ failed/);
+      await assert.rejects(
+        resolveModel('acme/dl@nope', { env: { HF_HUB_CACHE: tempDir('hf-norev') }, hubUrl: hub.url }),
+        /acme\/dl@nope: resolving the revision from http:\/\/127\.0\.0\.1:\d+ failed/,
+      );
     } finally {
       await hub.close();
     }
@@ -211,7 +264,10 @@ describe('model download through @huggingface/hub (loopback hub)', () => {
 describe('datasets from the cache', () => {
   const dir = tempDir('pq');
   const shard = (name: string, start: number, n: number) =>
-    parquetBytes(dir, name, { problem: Array.from({ length: n }, (_, i) => `p${start + i}`), answer: Array.from({ length: n }, (_, i) => String(start + i)) });
+    parquetBytes(dir, name, {
+      problem: Array.from({ length: n }, (_, i) => `p${start + i}`),
+      answer: Array.from({ length: n }, (_, i) => String(start + i)),
+    });
   const s0 = shard('a.parquet', 0, 3);
   const s1 = shard('b.parquet', 3, 2);
   const t0 = shard('c.parquet', 100, 2);
@@ -219,9 +275,35 @@ describe('datasets from the cache', () => {
 
   it('finds a split in both layouts, in shard order, and reads every shard as one dataset', async () => {
     const hub = tempDir('hf-ds');
-    writeCachedRepo(hub, 'dataset', 'acme/math', c, { 'default/train-00001-of-00002.parquet': s1, 'default/train-00000-of-00002.parquet': s0, 'default/test-00000-of-00001.parquet': t0, 'README.md': Buffer.from('# math') }, { main: c });
-    writeCachedRepo(hub, 'dataset', 'acme/flat', c, { 'data/train-00000-of-00002.parquet': s0, 'data/train-00001-of-00002.parquet': s1 }, { main: c });
-    writeCachedRepo(hub, 'dataset', 'acme/configs', c, { 'hard/train-00000-of-00002.parquet': s0, 'hard/train-00001-of-00002.parquet': s1, 'easy/train-00000-of-00001.parquet': t0 }, { main: c });
+    writeCachedRepo(
+      hub,
+      'dataset',
+      'acme/math',
+      c,
+      {
+        'default/train-00001-of-00002.parquet': s1,
+        'default/train-00000-of-00002.parquet': s0,
+        'default/test-00000-of-00001.parquet': t0,
+        'README.md': Buffer.from('# math'),
+      },
+      { main: c },
+    );
+    writeCachedRepo(
+      hub,
+      'dataset',
+      'acme/flat',
+      c,
+      { 'data/train-00000-of-00002.parquet': s0, 'data/train-00001-of-00002.parquet': s1 },
+      { main: c },
+    );
+    writeCachedRepo(
+      hub,
+      'dataset',
+      'acme/configs',
+      c,
+      { 'hard/train-00000-of-00002.parquet': s0, 'hard/train-00001-of-00002.parquet': s1, 'easy/train-00000-of-00001.parquet': t0 },
+      { main: c },
+    );
     const env = { HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' };
     const net = noNetwork();
     for (const id of ['acme/math', 'acme/flat']) {
@@ -230,17 +312,34 @@ describe('datasets from the cache', () => {
       assert.match(r.files[0]!, /train-00000-of-00002\.parquet$/);
       assert.deepEqual(r.source, { type: 'dataset', id, revision: 'main', commit: c, config: 'default', split: 'train' });
       const ds = await loadDataset(r.files);
-      assert.deepEqual(ds.rows.map((x) => x.prompt), ['p0', 'p1', 'p2', 'p3', 'p4']);
-      assert.deepEqual(ds.rows.map((x) => x.index), [0, 1, 2, 3, 4]);
+      assert.deepEqual(
+        ds.rows.map((x) => x.prompt),
+        ['p0', 'p1', 'p2', 'p3', 'p4'],
+      );
+      assert.deepEqual(
+        ds.rows.map((x) => x.index),
+        [0, 1, 2, 3, 4],
+      );
       assert.equal(ds.totalRows, 5);
-      assert.equal(ds.sha256, createHash('sha256').update(Buffer.concat([s0, s1])).digest('hex'));
+      assert.equal(
+        ds.sha256,
+        createHash('sha256')
+          .update(Buffer.concat([s0, s1]))
+          .digest('hex'),
+      );
       assert.deepEqual(ds.files, r.files);
       const lim = await loadDataset(r.files, { limit: 4 });
-      assert.deepEqual(lim.rows.map((x) => x.answer), ['0', '1', '2', '3']);
+      assert.deepEqual(
+        lim.rows.map((x) => x.answer),
+        ['0', '1', '2', '3'],
+      );
       assert.deepEqual(hubSourceOf(r.files[1]!), r.source);
     }
     const test = await resolveDataset('acme/math', { split: 'test' }, { env, fetch: net.fetch });
-    assert.deepEqual((await loadDataset(test.files)).rows.map((x) => x.prompt), ['p100', 'p101']);
+    assert.deepEqual(
+      (await loadDataset(test.files)).rows.map((x) => x.prompt),
+      ['p100', 'p101'],
+    );
     const hard = await resolveDataset('acme/configs', { config: 'hard' }, { env, fetch: net.fetch });
     assert.equal(hard.files.length, 2);
     await assert.rejects(resolveDataset('acme/configs', {}, { env, fetch: net.fetch }), (e: Error) => {
@@ -248,18 +347,35 @@ describe('datasets from the cache', () => {
       assert.match(e.message, /snapshot [0-9a-f]{40} has no default\/train-\*\.parquet or data\/train-\*\.parquet/);
       return true;
     });
-    await assert.rejects(resolveDataset('acme/math', { split: 'validation' }, { env, fetch: net.fetch }), /has no default\/validation-\*\.parquet/);
+    await assert.rejects(
+      resolveDataset('acme/math', { split: 'validation' }, { env, fetch: net.fetch }),
+      /has no default\/validation-\*\.parquet/,
+    );
     assert.equal(net.calls.length, 0);
     // A shard's place in the snapshot names its config and split for a process that did not resolve it.
-    assert.deepEqual(splitShards(['default/train-00001-of-00002.parquet', 'default/train-00000-of-00002.parquet', 'default/test-0.parquet'], 'default', 'train'), [
-      'default/train-00000-of-00002.parquet',
-      'default/train-00001-of-00002.parquet',
-    ]);
+    assert.deepEqual(
+      splitShards(
+        ['default/train-00001-of-00002.parquet', 'default/train-00000-of-00002.parquet', 'default/test-0.parquet'],
+        'default',
+        'train',
+      ),
+      ['default/train-00000-of-00002.parquet', 'default/train-00001-of-00002.parquet'],
+    );
   });
 
   it('downloads the split’s shards (and nothing else) from a loopback hub', async () => {
     const hub = await startFakeHub([
-      { type: 'dataset', id: 'acme/math', commit: c, files: { 'data/train-00000-of-00002.parquet': s0, 'data/train-00001-of-00002.parquet': s1, 'data/test-00000-of-00001.parquet': t0, 'README.md': Buffer.from('# m') } },
+      {
+        type: 'dataset',
+        id: 'acme/math',
+        commit: c,
+        files: {
+          'data/train-00000-of-00002.parquet': s0,
+          'data/train-00001-of-00002.parquet': s1,
+          'data/test-00000-of-00001.parquet': t0,
+          'README.md': Buffer.from('# m'),
+        },
+      },
     ]);
     try {
       const cache = tempDir('hf-ds-dl');
@@ -279,8 +395,11 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
   const ROOT = fileURLToPath(new URL('../..', import.meta.url));
   const rac = (env: Record<string, string>, ...args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [join(ROOT, 'bin/rac.js'), ...args], { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/rac.js'), ...args],
+        { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', ...env }, timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
       );
     });
 
@@ -298,7 +417,10 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     assert.equal(bad.stdout, '');
     const lines = bad.stderr.trimEnd().split('\n');
     assert.equal(lines.length, 1, bad.stderr);
-    assert.match(lines[0]!, /^rac: error: acme\/tiny@v9: not a local path, and not in the Hugging Face cache .* \(no refs\/v9 naming a snapshot\); HF_HUB_OFFLINE is set/);
+    assert.match(
+      lines[0]!,
+      /^rac: error: acme\/tiny@v9: not a local path, and not in the Hugging Face cache .* \(no refs\/v9 naming a snapshot\); HF_HUB_OFFLINE is set/,
+    );
     assert.ok(lines[0]!.includes(hub));
   });
 
@@ -306,7 +428,10 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     const hub = tempDir('hf-prov');
     const cm = commitOf('tiny-reasoner');
     const cd = commitOf('math');
-    const files = { ...filesOf(join(ROOT, 'models', 'tiny-reasoner')), 'README.md': Buffer.from('---\nlicense: apache-2.0\nbase_model: Qwen/Qwen2.5-Math-1.5B # the dense model\'s base\n---\n# tiny card\n') };
+    const files = {
+      ...filesOf(join(ROOT, 'models', 'tiny-reasoner')),
+      'README.md': Buffer.from("---\nlicense: apache-2.0\nbase_model: Qwen/Qwen2.5-Math-1.5B # the dense model's base\n---\n# tiny card\n"),
+    };
     writeCachedRepo(hub, 'model', 'acme/tiny', cm, files, { main: cm, v1: cm });
     const pq = tempDir('prov-pq');
     writeCachedRepo(
@@ -315,7 +440,10 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
       'acme/math',
       cd,
       {
-        'data/train-00000-of-00002.parquet': parquetBytes(pq, 'a.parquet', { prompt: ['Compute 3 + 4.', 'Compute 5 + 1.'], answer: ['7', '6'] }),
+        'data/train-00000-of-00002.parquet': parquetBytes(pq, 'a.parquet', {
+          prompt: ['Compute 3 + 4.', 'Compute 5 + 1.'],
+          answer: ['7', '6'],
+        }),
         'data/train-00001-of-00002.parquet': parquetBytes(pq, 'b.parquet', { prompt: ['Compute 2 + 2.'], answer: ['4'] }),
       },
       { main: cd },
@@ -324,24 +452,86 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     const out = tempDir('prov-out');
     const model = { type: 'model', id: 'acme/tiny', revision: 'v1', commit: cm };
     const dataset = { type: 'dataset', id: 'acme/math', revision: 'main', commit: cd, config: 'default', split: 'train' };
-    const tr = await rac(env, 'trace', '--model', 'acme/tiny@v1', '--dataset', 'acme/math', '--n', '1', '--max-new-tokens', '8', '--out', join(out, 't.jsonl'), '--quiet', '--json', '--threads', '1');
+    const tr = await rac(
+      env,
+      'trace',
+      '--model',
+      'acme/tiny@v1',
+      '--dataset',
+      'acme/math',
+      '--n',
+      '1',
+      '--max-new-tokens',
+      '8',
+      '--out',
+      join(out, 't.jsonl'),
+      '--quiet',
+      '--json',
+      '--threads',
+      '1',
+    );
     assert.equal(tr.code, 0, tr.stderr);
-    const m = JSON.parse(readFileSync(join(out, 't.jsonl.manifest.json'), 'utf8')) as { model_hub: unknown; dataset: { rows: number; hub: unknown } };
+    const m = JSON.parse(readFileSync(join(out, 't.jsonl.manifest.json'), 'utf8')) as {
+      model_hub: unknown;
+      dataset: { rows: number; hub: unknown };
+    };
     assert.deepEqual(m.model_hub, model);
     assert.deepEqual(m.dataset.hub, dataset);
     assert.equal(m.dataset.rows, 3);
-    const pr = await rac(env, 'prune', '--model', 'acme/tiny@v1', '--method', 'wanda', '--sparsity', '0.5', '--calib-mode', 'prompt', '--dataset', 'acme/math', '--out', join(out, 'pruned'), '--quiet', '--json', '--threads', '1');
+    const pr = await rac(
+      env,
+      'prune',
+      '--model',
+      'acme/tiny@v1',
+      '--method',
+      'wanda',
+      '--sparsity',
+      '0.5',
+      '--calib-mode',
+      'prompt',
+      '--dataset',
+      'acme/math',
+      '--out',
+      join(out, 'pruned'),
+      '--quiet',
+      '--json',
+      '--threads',
+      '1',
+    );
     assert.equal(pr.code, 0, pr.stderr);
-    const summary = JSON.parse(readFileSync(join(out, 'pruned', 'rac.json'), 'utf8')) as { source_hub: unknown; calibration: { files: { hub: unknown }[] } };
+    const summary = JSON.parse(readFileSync(join(out, 'pruned', 'rac.json'), 'utf8')) as {
+      source_hub: unknown;
+      calibration: { files: { hub: unknown }[] };
+    };
     assert.deepEqual(summary.source_hub, model);
     assert.deepEqual(summary.calibration.files[0]!.hub, dataset);
     const card = readFileSync(join(out, 'pruned', 'README.md'), 'utf8');
     assert.match(card, /^---\nlicense: apache-2\.0\nbase_model: acme\/tiny/);
     assert.ok(!card.slice(0, card.indexOf('\n---\n', 4)).includes('Qwen/Qwen2.5-Math-1.5B'), card.slice(0, 200));
     assert.ok(card.includes(`[\`acme/tiny\`](https://huggingface.co/acme/tiny) at commit \`${cm}\` (\`v1\`)`), card.slice(0, 600));
-    const ev = await rac(env, 'eval', '--model', 'acme/tiny@v1', '--dataset', 'acme/math', '--task', 'tiny', '--max-new-tokens', '8', '--out', join(out, 'ev.json'), '--quiet', '--json', '--threads', '1');
+    const ev = await rac(
+      env,
+      'eval',
+      '--model',
+      'acme/tiny@v1',
+      '--dataset',
+      'acme/math',
+      '--task',
+      'tiny',
+      '--max-new-tokens',
+      '8',
+      '--out',
+      join(out, 'ev.json'),
+      '--quiet',
+      '--json',
+      '--threads',
+      '1',
+    );
     assert.equal(ev.code, 0, ev.stderr);
-    const res = JSON.parse(readFileSync(join(out, 'ev.json'), 'utf8')) as { model: { hub: unknown }; dataset: { hub: unknown; problems: number } };
+    const res = JSON.parse(readFileSync(join(out, 'ev.json'), 'utf8')) as {
+      model: { hub: unknown };
+      dataset: { hub: unknown; problems: number };
+    };
     assert.deepEqual(res.model.hub, model);
     assert.deepEqual(res.dataset.hub, dataset);
     assert.equal(res.dataset.problems, 3);

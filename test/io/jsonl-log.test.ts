@@ -17,8 +17,14 @@ describe('append-only JSONL log', () => {
     const torn = Buffer.from('{"a":"é', 'utf8').subarray(0, 7); // ends inside "é"
     writeFileSync(p, Buffer.concat([full, torn]));
     const log = readJsonlLog(p);
-    assert.deepEqual(log.rows.map((r) => r.row), [{ a: 1 }, { a: 'é' }]);
-    assert.deepEqual(log.rows.map((r) => r.where), [`${p}:1`, `${p}:3`]);
+    assert.deepEqual(
+      log.rows.map((r) => r.row),
+      [{ a: 1 }, { a: 'é' }],
+    );
+    assert.deepEqual(
+      log.rows.map((r) => r.where),
+      [`${p}:1`, `${p}:3`],
+    );
     assert.equal(log.validBytes, full.length);
     assert.equal(log.tornBytes, 7);
     repairJsonlLog(p, log);
@@ -26,10 +32,13 @@ describe('append-only JSONL log', () => {
     assert.equal(readJsonlLog(p).tornBytes, 0);
   });
 
-  it('a corrupt complete line is an error naming file:line, with the caller\'s record name and hint', () => {
+  it("a corrupt complete line is an error naming file:line, with the caller's record name and hint", () => {
     const p = join(tempDir('jsonllog'), 'log.jsonl');
     writeFileSync(p, '{"a":1}\n{"a":\n');
-    assert.throws(() => readJsonlLog(p, { record: 'sample record', hint: 'delete it' }), (e: Error) => e instanceof JsonlError && e.message.startsWith(`${p}:2: corrupt sample record (`) && e.message.endsWith('; delete it'));
+    assert.throws(
+      () => readJsonlLog(p, { record: 'sample record', hint: 'delete it' }),
+      (e: Error) => e instanceof JsonlError && e.message.startsWith(`${p}:2: corrupt sample record (`) && e.message.endsWith('; delete it'),
+    );
     writeFileSync(p, '[1]\n');
     assert.throws(() => readJsonlLog(p), /log\.jsonl:1: expected a JSON object$/);
     assert.throws(() => readJsonlLog(join(p, '..', 'absent.jsonl')), /file not found/);
@@ -47,6 +56,9 @@ describe('append-only JSONL log', () => {
       w.close();
     }
     assert.equal(readFileSync(p, 'utf8'), '{"a":0}\n{"a":1}\n{"b":"x\\ny"}\n');
-    assert.deepEqual(readJsonlLog(p).rows.map((r) => r.row), [{ a: 0 }, { a: 1 }, { b: 'x\ny' }]);
+    assert.deepEqual(
+      readJsonlLog(p).rows.map((r) => r.row),
+      [{ a: 0 }, { a: 1 }, { b: 'x\ny' }],
+    );
   });
 });

@@ -129,7 +129,10 @@ describe('model directory files', () => {
     for (const name of ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']) {
       const d = withLink(name, secret);
       if (name === 'chat_template.jinja') editJson(join(d, 'tokenizer_config.json'), (j) => delete j['chat_template']);
-      await assert.rejects(RacTokenizer.load(d), (e: Error) => e.message.startsWith(`${join(d, name)}: `) && /symlink escape/.test(e.message) && !e.message.includes('root:x'));
+      await assert.rejects(
+        RacTokenizer.load(d),
+        (e: Error) => e.message.startsWith(`${join(d, name)}: `) && /symlink escape/.test(e.message) && !e.message.includes('root:x'),
+      );
     }
     const single = withLink('model.safetensors', join(checkpoint(CK), 'model.safetensors'));
     assertRefused(() => SafetensorsModel.open(single), join(single, 'model.safetensors'), /symlink escape/);
@@ -142,8 +145,17 @@ describe('model directory files', () => {
     try {
       const calib = calibSet(randomSequences(m.config.vocabSize, 4, 8, 16, 1));
       await assert.rejects(
-        pruneCheckpoint(m, calib, out, { method: 'magnitude', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 64 } as never, 'test'),
-        (e: Error) => e.message.startsWith(`${join(dir, 'README.md')}: resolves to `) && /passwd, outside the model directory \(symlink escape\)$/.test(e.message) && !e.message.includes('root:x'),
+        pruneCheckpoint(
+          m,
+          calib,
+          out,
+          { method: 'magnitude', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 64 } as never,
+          'test',
+        ),
+        (e: Error) =>
+          e.message.startsWith(`${join(dir, 'README.md')}: resolves to `) &&
+          /passwd, outside the model directory \(symlink escape\)$/.test(e.message) &&
+          !e.message.includes('root:x'),
       );
       assert.equal(existsSync(out), false);
       assert.deepEqual(readdirSync(join(out, '..')), []);
@@ -163,14 +175,17 @@ describe('model directory files', () => {
   it('invalid JSON: the error quotes at most a 40-character escaped excerpt', () => {
     const d = copyCheckpoint(checkpoint(CK), 'bad-json');
     writeFileSync(join(d, 'config.json'), SECRET);
-    assert.throws(() => Model.open(d), (e: Error) => {
-      assert.ok(e.message.startsWith(`${join(d, 'config.json')}: invalid JSON`), e.message);
-      assert.ok(!e.message.includes('\n'), e.message);
-      const quoted = /near (".*")/.exec(e.message);
-      assert.ok(quoted, e.message);
-      assert.ok((JSON.parse(quoted[1]!) as string).length <= 40, e.message);
-      return true;
-    });
+    assert.throws(
+      () => Model.open(d),
+      (e: Error) => {
+        assert.ok(e.message.startsWith(`${join(d, 'config.json')}: invalid JSON`), e.message);
+        assert.ok(!e.message.includes('\n'), e.message);
+        const quoted = /near (".*")/.exec(e.message);
+        assert.ok(quoted, e.message);
+        assert.ok((JSON.parse(quoted[1]!) as string).length <= 40, e.message);
+        return true;
+      },
+    );
     assert.equal(excerpt('a\nb'), '"a\\nb"');
     assert.equal(excerpt('x'.repeat(100)), `"${'x'.repeat(40)}"…`);
   });
@@ -209,8 +224,11 @@ describe('non-regular files (FIFOs) are refused without blocking', () => {
     const dir = copyCheckpoint(checkpoint(CK), 'fifo-cli');
     fifo(dir, 'config.json');
     const r = await new Promise<{ code: number | null; stderr: string }>((done) => {
-      execFile(process.execPath, [join(ROOT, 'bin/rac.js'), 'info', '--model', dir], { timeout: 20_000, env: { ...process.env, RAC_DEBUG: '' } }, (err, _o, stderr) =>
-        done({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/rac.js'), 'info', '--model', dir],
+        { timeout: 20_000, env: { ...process.env, RAC_DEBUG: '' } },
+        (err, _o, stderr) => done({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
       );
     });
     assert.equal(r.code, 1, r.stderr);

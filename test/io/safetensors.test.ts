@@ -188,20 +188,41 @@ test('writer: close() names tensors never written; bad entries rejected up front
   w.writeF32('two', new Float32Array([2]));
   assertStErr(() => w.close(), file, '2 tensor(s) never written: "one", "three"');
 
-  assertStErr(() => SafetensorsWriter.create(file, [{ name: 'a', dtype: 'F32', shape: [1] }, { name: 'a', dtype: 'F32', shape: [1] }]), file, 'duplicate tensor name "a"');
+  assertStErr(
+    () =>
+      SafetensorsWriter.create(file, [
+        { name: 'a', dtype: 'F32', shape: [1] },
+        { name: 'a', dtype: 'F32', shape: [1] },
+      ]),
+    file,
+    'duplicate tensor name "a"',
+  );
   assertStErr(() => SafetensorsWriter.create(file, [{ name: 'a', dtype: 'F4', shape: [1] }]), file, 'unknown dtype "F4"');
-  assertStErr(() => SafetensorsWriter.create(file, [{ name: 'a', dtype: 'F32', shape: [-1] }]), file, 'shape must be an array of non-negative integers');
-  assertStErr(() => SafetensorsWriter.create(file, [{ name: '__metadata__', dtype: 'F32', shape: [1] }]), file, 'cannot be named __metadata__');
+  assertStErr(
+    () => SafetensorsWriter.create(file, [{ name: 'a', dtype: 'F32', shape: [-1] }]),
+    file,
+    'shape must be an array of non-negative integers',
+  );
+  assertStErr(
+    () => SafetensorsWriter.create(file, [{ name: '__metadata__', dtype: 'F32', shape: [1] }]),
+    file,
+    'cannot be named __metadata__',
+  );
 
   // writeSafetensors removes its partial file on failure
   const bad = path.join(dir, 'bad.safetensors');
-  assertStErr(() => writeSafetensors(bad, [{ name: 'a', dtype: 'F32', shape: [4], data: new Float32Array(3) }]), bad, 'got 3 values, expected 4');
+  assertStErr(
+    () => writeSafetensors(bad, [{ name: 'a', dtype: 'F32', shape: [4], data: new Float32Array(3) }]),
+    bad,
+    'got 3 values, expected 4',
+  );
   assert.equal(fs.existsSync(bad), false);
 });
 
 test('reader keeps header order, including integer-like names JSON.parse would reorder', () => {
   const file = path.join(freshDir(), 'o.safetensors');
-  const header = '{"z":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"1":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"0":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}}';
+  const header =
+    '{"z":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"1":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"0":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}}';
   fs.writeFileSync(file, rawFile(header, [5, 6]));
   const f = SafetensorsFile.open(file);
   assert.deepEqual([...f.tensors.keys()], ['z', '1', '0']);
@@ -247,29 +268,78 @@ test('every malformed file is a SafetensorsError naming the file and the problem
     ['no-offsets', rawFile(t('{"a":{"dtype":"U8","shape":[1]}}'), [0]), 'tensor "a": missing data_offsets'],
     ['dtype-type', rawFile(t('{"a":{"dtype":8,"shape":[1],"data_offsets":[0,1]}}'), [0]), 'tensor "a": dtype must be a string'],
     ['dtype-unknown', rawFile(t('{"a":{"dtype":"F4","shape":[1],"data_offsets":[0,1]}}'), [0]), 'tensor "a": unknown dtype "F4"'],
-    ['shape-type', rawFile(t('{"a":{"dtype":"U8","shape":"1","data_offsets":[0,1]}}'), [0]), 'tensor "a": shape must be an array of non-negative integers'],
-    ['shape-neg', rawFile(t('{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}'), [0]), 'shape must be an array of non-negative integers (got [-1])'],
-    ['shape-frac', rawFile(t('{"a":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}'), [0]), 'shape must be an array of non-negative integers (got [1.5])'],
-    ['offsets-type', rawFile(t('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}}'), [0]), 'tensor "a": data_offsets must be [begin, end]'],
-    ['offsets-neg', rawFile(t('{"a":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}}'), [0]), 'tensor "a": data_offsets must be [begin, end]'],
-    ['offsets-reversed', rawFile(t('{"a":{"dtype":"U8","shape":[1],"data_offsets":[1,0]}}'), [0]), 'tensor "a": data_offsets [1, 0] end before begin'],
-    ['offsets-out', rawFile(t('{"a":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}'), new Uint8Array(14)), 'data_offsets [0, 16] run past the end of the data section (14 bytes)'],
-    ['bytes-vs-shape', rawFile(t('{"a":{"dtype":"I32","shape":[2,2],"data_offsets":[0,4]}}'), new Uint8Array(4)), 'byte length 4 from data_offsets does not match shape [2, 2] × I32 (4 bytes) = 16'],
-    ['bytes-overflow', rawFile(t('{"a":{"dtype":"I32","shape":[2,9223372036854775807],"data_offsets":[0,16]}}'), new Uint8Array(16)), 'tensor "a": shape must be an array of non-negative integers'],
+    [
+      'shape-type',
+      rawFile(t('{"a":{"dtype":"U8","shape":"1","data_offsets":[0,1]}}'), [0]),
+      'tensor "a": shape must be an array of non-negative integers',
+    ],
+    [
+      'shape-neg',
+      rawFile(t('{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}'), [0]),
+      'shape must be an array of non-negative integers (got [-1])',
+    ],
+    [
+      'shape-frac',
+      rawFile(t('{"a":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}'), [0]),
+      'shape must be an array of non-negative integers (got [1.5])',
+    ],
+    [
+      'offsets-type',
+      rawFile(t('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}}'), [0]),
+      'tensor "a": data_offsets must be [begin, end]',
+    ],
+    [
+      'offsets-neg',
+      rawFile(t('{"a":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}}'), [0]),
+      'tensor "a": data_offsets must be [begin, end]',
+    ],
+    [
+      'offsets-reversed',
+      rawFile(t('{"a":{"dtype":"U8","shape":[1],"data_offsets":[1,0]}}'), [0]),
+      'tensor "a": data_offsets [1, 0] end before begin',
+    ],
+    [
+      'offsets-out',
+      rawFile(t('{"a":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}'), new Uint8Array(14)),
+      'data_offsets [0, 16] run past the end of the data section (14 bytes)',
+    ],
+    [
+      'bytes-vs-shape',
+      rawFile(t('{"a":{"dtype":"I32","shape":[2,2],"data_offsets":[0,4]}}'), new Uint8Array(4)),
+      'byte length 4 from data_offsets does not match shape [2, 2] × I32 (4 bytes) = 16',
+    ],
+    [
+      'bytes-overflow',
+      rawFile(t('{"a":{"dtype":"I32","shape":[2,9223372036854775807],"data_offsets":[0,16]}}'), new Uint8Array(16)),
+      'tensor "a": shape must be an array of non-negative integers',
+    ],
     [
       'overlap',
-      rawFile(t('{"test1":{"dtype":"I32","shape":[1],"data_offsets":[0,4]},"test2":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}'), new Uint8Array(4)),
+      rawFile(
+        t('{"test1":{"dtype":"I32","shape":[1],"data_offsets":[0,4]},"test2":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}'),
+        new Uint8Array(4),
+      ),
       'tensor "test2" (bytes [0, 4]) overlaps tensor "test1" (bytes [0, 4])',
     ],
     [
       'gap',
-      rawFile(t('{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}}'), new Uint8Array(6)),
+      rawFile(
+        t('{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}}'),
+        new Uint8Array(6),
+      ),
       'gap in the data section: bytes [2, 4) before tensor "b"',
     ],
-    ['gap-at-start', rawFile(t('{"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}'), new Uint8Array(4)), 'gap in the data section: bytes [0, 2)'],
+    [
+      'gap-at-start',
+      rawFile(t('{"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}'), new Uint8Array(4)),
+      'gap in the data section: bytes [0, 2)',
+    ],
     [
       'trailing',
-      rawFile(t('{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}'), Buffer.concat([new Uint8Array(16), Buffer.from('extra_bogus_data_for_polyglot_file')])),
+      rawFile(
+        t('{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}'),
+        Buffer.concat([new Uint8Array(16), Buffer.from('extra_bogus_data_for_polyglot_file')]),
+      ),
       '34 trailing bytes after the last tensor',
     ],
     [
@@ -338,11 +408,18 @@ function makeSharded(dir: string): void {
   writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), [
     { name: 'c', dtype: 'F16', shape: [2, 1], data: new Float32Array([4, 5]) },
   ]);
-  writeShardedIndex(dir, { c: 'model-00002-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', a: 'model-00001-of-00002.safetensors' }, 12);
+  writeShardedIndex(
+    dir,
+    { c: 'model-00002-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', a: 'model-00001-of-00002.safetensors' },
+    12,
+  );
 }
 
 function writeIndex(dir: string, weightMap: Record<string, string>, extra = ''): void {
-  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), `{"metadata":{"total_size":1}${extra},"weight_map":${JSON.stringify(weightMap)}}`);
+  fs.writeFileSync(
+    path.join(dir, 'model.safetensors.index.json'),
+    `{"metadata":{"total_size":1}${extra},"weight_map":${JSON.stringify(weightMap)}}`,
+  );
 }
 
 test('sharded model with index: names, shards, reads, index text in the HF format', () => {
@@ -375,7 +452,7 @@ test('sharded model with index: names, shards, reads, index text in the HF forma
 
 test('index JSON escapes like Python json.dumps (ensure_ascii) and sorts by code point', () => {
   const dir = freshDir();
-  writeShardedIndex(dir, { 'é': 's.safetensors', 'z': 's.safetensors', '\u{1F600}': 's.safetensors', '\uFF5E': 's.safetensors' }, 0);
+  writeShardedIndex(dir, { é: 's.safetensors', z: 's.safetensors', '\u{1F600}': 's.safetensors', '\uFF5E': 's.safetensors' }, 0);
   assert.equal(
     fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'),
     '{\n  "metadata": {\n    "total_size": 0\n  },\n  "weight_map": {\n' +
@@ -420,14 +497,22 @@ test('index problems: escapes, missing shards, weight_map ≠ headers', () => {
   check((d) => writeIndex(d, { a: 'sub/x.safetensors' }), 'which is not a plain file name');
   check((d) => writeIndex(d, { a: '..' }), 'which is not a plain file name');
   check((d) => writeIndex(d, { a: 7 as unknown as string }), 'maps to 7, not a file name');
-  check((d) => {
-    fs.symlinkSync(evil, path.join(d, 'link.safetensors'));
-    writeIndex(d, { a: 'link.safetensors' });
-  }, `shard "link.safetensors" resolves to ${fs.realpathSync(evil)}, outside the model directory (symlink escape)`);
+  check(
+    (d) => {
+      fs.symlinkSync(evil, path.join(d, 'link.safetensors'));
+      writeIndex(d, { a: 'link.safetensors' });
+    },
+    `shard "link.safetensors" resolves to ${fs.realpathSync(evil)}, outside the model directory (symlink escape)`,
+  );
   check((d) => writeIndex(d, { a: 'gone.safetensors' }), 'shard "gone.safetensors" does not exist');
   check((d) => {
     makeSharded(d);
-    writeIndex(d, { a: 'model-00001-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', c: 'model-00002-of-00002.safetensors', d: 'model-00002-of-00002.safetensors' });
+    writeIndex(d, {
+      a: 'model-00001-of-00002.safetensors',
+      b: 'model-00001-of-00002.safetensors',
+      c: 'model-00002-of-00002.safetensors',
+      d: 'model-00002-of-00002.safetensors',
+    });
   }, 'weight_map puts tensor "d" in shard "model-00002-of-00002.safetensors", whose header has no such tensor');
   check((d) => {
     makeSharded(d);
@@ -445,7 +530,11 @@ test('index problems: escapes, missing shards, weight_map ≠ headers', () => {
   check((d) => fs.writeFileSync(path.join(d, 'model.safetensors.index.json'), '{"weight_map":[]}'), 'weight_map must be an object');
   check((d) => {
     makeSharded(d);
-    writeIndex(d, { a: 'model-00001-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', c: 'model-00002-of-00002.safetensors' }, ',"metadata":5');
+    writeIndex(
+      d,
+      { a: 'model-00001-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', c: 'model-00002-of-00002.safetensors' },
+      ',"metadata":5',
+    );
   }, 'metadata must be an object');
   // a corrupt shard is reported by its own path
   const parent = freshDir();

@@ -62,17 +62,40 @@ describe('chat template bounds', { concurrency: 1 }, () => {
     // the output bound on its own
     const big = await withTemplate(`{% for i in range(2000) %}{{ messages[0].content }}{% endfor %}`);
     big.templateLimits = { ...big.templateLimits, maxChars: 10_000 };
-    refusedWithin(big, join(big.dir, 'tokenizer_config.json'), /the output has 28000 characters, more than the 10000-character limit/, 8000);
+    refusedWithin(
+      big,
+      join(big.dir, 'tokenizer_config.json'),
+      /the output has 28000 characters, more than the 10000-character limit/,
+      8000,
+    );
     // and rendering works again afterwards (a fresh worker replaced the terminated one)
     const tok = await RacTokenizer.load(TINY);
-    assert.equal(tok.applyChatTemplate(USER, { addGenerationPrompt: true }), new Template(tok.chatTemplate!).render({ messages: USER, add_generation_prompt: true, bos_token: tok.bosToken, eos_token: tok.eosToken, pad_token: tok.padToken, unk_token: tok.unkToken }));
+    assert.equal(
+      tok.applyChatTemplate(USER, { addGenerationPrompt: true }),
+      new Template(tok.chatTemplate!).render({
+        messages: USER,
+        add_generation_prompt: true,
+        bos_token: tok.bosToken,
+        eos_token: tok.eosToken,
+        pad_token: tok.padToken,
+        unk_token: tok.unkToken,
+      }),
+    );
   });
 
   it('template errors keep their kind and name the file', async () => {
     const bad = await withTemplate('{% for %}');
-    assert.throws(() => bad.applyChatTemplate(USER), new RegExp(`^TokenizerError: ${join(bad.dir, 'tokenizer_config.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot parse chat_template`));
+    assert.throws(
+      () => bad.applyChatTemplate(USER),
+      new RegExp(
+        `^TokenizerError: ${join(bad.dir, 'tokenizer_config.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot parse chat_template`,
+      ),
+    );
     const raise = await withTemplate("{{ raise_exception('no system role') }}", 'jinja');
-    assert.throws(() => raise.applyChatTemplate(USER), (e: Error) => e.message === `${join(raise.dir, 'chat_template.jinja')}: chat template: no system role`);
+    assert.throws(
+      () => raise.applyChatTemplate(USER),
+      (e: Error) => e.message === `${join(raise.dir, 'chat_template.jinja')}: chat template: no system role`,
+    );
     rmSync(bad.dir, { recursive: true, force: true });
   });
 
@@ -80,7 +103,14 @@ describe('chat template bounds', { concurrency: 1 }, () => {
     const tok = await RacTokenizer.load(TINY);
     const rows = Array.from({ length: 1000 }, (_, i) => `Compute ${i} + ${i * 7} and explain the steps carefully.`);
     const t = new Template(tok.chatTemplate!);
-    const vars = (content: string) => ({ messages: [{ role: 'user', content }], add_generation_prompt: true, bos_token: tok.bosToken, eos_token: tok.eosToken, pad_token: tok.padToken, unk_token: tok.unkToken });
+    const vars = (content: string) => ({
+      messages: [{ role: 'user', content }],
+      add_generation_prompt: true,
+      bos_token: tok.bosToken,
+      eos_token: tok.eosToken,
+      pad_token: tok.padToken,
+      unk_token: tok.unkToken,
+    });
     renderPrompt(tok, rows[0]!); // worker start-up out of the timing
     let t0 = performance.now();
     const direct = rows.map((r) => t.render(vars(r)));

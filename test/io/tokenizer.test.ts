@@ -116,8 +116,7 @@ test('chat template: system + user with generation prompt, and enable_thinking=f
     { role: 'system', content: 'You are a helpful assistant.' },
     { role: 'user', content: 'What is 2+2?' },
   ];
-  const base =
-    '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' + '<|im_start|>user\nWhat is 2+2?<|im_end|>\n';
+  const base = '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' + '<|im_start|>user\nWhat is 2+2?<|im_end|>\n';
   assert.equal(tok.applyChatTemplate(messages), base);
   assert.equal(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), base + '<|im_start|>assistant\n');
   assert.equal(
@@ -143,7 +142,10 @@ test('chat template: HF globals, list form, raise_exception, missing template', 
     cfg.bos_token = '<|endoftext|>';
     cfg.chat_template = [
       { name: 'tool_use', template: 'TOOLS' },
-      { name: 'default', template: '{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ messages[0].content }}|{{ add_generation_prompt }}|{{ custom }}' },
+      {
+        name: 'default',
+        template: '{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ messages[0].content }}|{{ add_generation_prompt }}|{{ custom }}',
+      },
     ];
   });
   const t1 = await RacTokenizer.load(d1);
@@ -157,21 +159,27 @@ test('chat template: HF globals, list form, raise_exception, missing template', 
   });
   const t2 = await RacTokenizer.load(d2);
   assert.equal(t2.applyChatTemplate([{ role: 'user', content: '' }]), 'ok');
-  assert.throws(() => t2.applyChatTemplate([{ role: 'assistant', content: '' }]), (e: unknown) => {
-    assert.ok(e instanceof TokenizerError);
-    assert.match(e.message, /first must be user/);
-    return true;
-  });
+  assert.throws(
+    () => t2.applyChatTemplate([{ role: 'assistant', content: '' }]),
+    (e: unknown) => {
+      assert.ok(e instanceof TokenizerError);
+      assert.match(e.message, /first must be user/);
+      return true;
+    },
+  );
 
   const d3 = variant('no-template', (cfg) => delete cfg.chat_template);
   const t3 = await RacTokenizer.load(d3);
   assert.equal(t3.chatTemplate, undefined);
-  assert.throws(() => t3.applyChatTemplate([{ role: 'user', content: 'x' }]), (e: unknown) => {
-    assert.ok(e instanceof TokenizerError);
-    assert.ok(e.message.includes(join(d3, 'tokenizer_config.json')), e.message);
-    assert.match(e.message, /chat_template/);
-    return true;
-  });
+  assert.throws(
+    () => t3.applyChatTemplate([{ role: 'user', content: 'x' }]),
+    (e: unknown) => {
+      assert.ok(e instanceof TokenizerError);
+      assert.ok(e.message.includes(join(d3, 'tokenizer_config.json')), e.message);
+      assert.match(e.message, /chat_template/);
+      return true;
+    },
+  );
 
   writeFileSync(join(d3, 'chat_template.jinja'), '{{ messages | length }}');
   assert.equal((await RacTokenizer.load(d3)).applyChatTemplate([{ role: 'user', content: 'x' }]), '1');
@@ -227,7 +235,13 @@ test('decodeStream reproduces decode() and holds back split multi-byte character
   const emoji = tok.encode('😀');
   assert.ok(emoji.length > 1);
   const s2 = tok.decodeStream();
-  assert.equal(emoji.slice(0, -1).map((id) => s2.push(id)).join(''), '');
+  assert.equal(
+    emoji
+      .slice(0, -1)
+      .map((id) => s2.push(id))
+      .join(''),
+    '',
+  );
   assert.equal(s2.flush(), tok.decode(emoji.slice(0, -1)));
 });
 
@@ -260,7 +274,10 @@ test('load errors name the file: missing tokenizer.json, bad JSON, missing token
 
   const badCfg = variant('bad-config', () => {});
   writeFileSync(join(badCfg, 'tokenizer_config.json'), 'not json');
-  await assert.rejects(RacTokenizer.load(badCfg), new RegExp(`${join(badCfg, 'tokenizer_config.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: invalid JSON`));
+  await assert.rejects(
+    RacTokenizer.load(badCfg),
+    new RegExp(`${join(badCfg, 'tokenizer_config.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: invalid JSON`),
+  );
 });
 
 test('generation config: int and list eos, sampling fields, fallback to config.json', () => {
@@ -268,10 +285,24 @@ test('generation config: int and list eos, sampling fields, fallback to config.j
   mkdirSync(d, { recursive: true });
   writeFileSync(
     join(d, 'generation_config.json'),
-    JSON.stringify({ bos_token_id: 151643, eos_token_id: 151643, do_sample: true, temperature: 0.6, top_p: 0.95, top_k: 20, max_new_tokens: 32768 }),
+    JSON.stringify({
+      bos_token_id: 151643,
+      eos_token_id: 151643,
+      do_sample: true,
+      temperature: 0.6,
+      top_p: 0.95,
+      top_k: 20,
+      max_new_tokens: 32768,
+    }),
   );
   assert.deepEqual(loadGenerationConfig(d), {
-    eosTokenIds: [151643], bosTokenId: 151643, temperature: 0.6, topP: 0.95, topK: 20, doSample: true, maxNewTokens: 32768,
+    eosTokenIds: [151643],
+    bosTokenId: 151643,
+    temperature: 0.6,
+    topP: 0.95,
+    topK: 20,
+    doSample: true,
+    maxNewTokens: 32768,
   });
 
   writeFileSync(join(d, 'generation_config.json'), JSON.stringify({ eos_token_id: [128001, 128008, 128009], pad_token_id: 0 }));
@@ -294,13 +325,19 @@ test('generation config errors name the file', () => {
   mkdirSync(d, { recursive: true });
   const path = join(d, 'generation_config.json');
   writeFileSync(path, '{ "eos_token_id": ');
-  assert.throws(() => loadGenerationConfig(d), (e: unknown) => {
-    assert.ok(e instanceof GenerationConfigError);
-    assert.ok(e.message.startsWith(`${path}: `), e.message);
-    return true;
-  });
+  assert.throws(
+    () => loadGenerationConfig(d),
+    (e: unknown) => {
+      assert.ok(e instanceof GenerationConfigError);
+      assert.ok(e.message.startsWith(`${path}: `), e.message);
+      return true;
+    },
+  );
   writeFileSync(path, JSON.stringify({ eos_token_id: 'eos' }));
-  assert.throws(() => loadGenerationConfig(d), (e: unknown) => e instanceof GenerationConfigError && e.message.includes(path) && /eos_token_id/.test(e.message));
+  assert.throws(
+    () => loadGenerationConfig(d),
+    (e: unknown) => e instanceof GenerationConfigError && e.message.includes(path) && /eos_token_id/.test(e.message),
+  );
   writeFileSync(path, JSON.stringify({ temperature: 'hot' }));
   assert.throws(() => loadGenerationConfig(d), /temperature/);
 });

@@ -39,9 +39,17 @@ describe('config.json bounds', () => {
   it('num_hidden_layers 1e9 is refused against the weights, at once (before: out of memory after 30–45 s)', () => {
     const dir = withConfig('layers-1e9', (j) => (j['num_hidden_layers'] = 1e9));
     const t0 = performance.now();
-    refused(dir, 'num_hidden_layers', /is 1000000000 but the weights hold 2 layers \(no tensor "model\.layers\.2\.self_attn\.q_proj\.weight"/);
+    refused(
+      dir,
+      'num_hidden_layers',
+      /is 1000000000 but the weights hold 2 layers \(no tensor "model\.layers\.2\.self_attn\.q_proj\.weight"/,
+    );
     assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
-    refused(withConfig('layers-3', (j) => (j['num_hidden_layers'] = 3)), 'num_hidden_layers', /is 3 but the weights hold 2 layers/);
+    refused(
+      withConfig('layers-3', (j) => (j['num_hidden_layers'] = 3)),
+      'num_hidden_layers',
+      /is 3 but the weights hold 2 layers/,
+    );
   });
 
   it('invalid values are refused, naming the key (before: accepted; rope_theta 0 gave NaN logits)', () => {
@@ -62,7 +70,12 @@ describe('config.json bounds', () => {
       ['hidden_act', 'gelu', /"hidden_act" "gelu" is not supported \(rac computes silu \/ swish\)/],
       ['hidden_act', 'relu', /not supported/],
     ];
-    for (const [key, value, re] of cases) refused(withConfig(`bad-${key}`, (j) => (j[key] = value)), key, re);
+    for (const [key, value, re] of cases)
+      refused(
+        withConfig(`bad-${key}`, (j) => (j[key] = value)),
+        key,
+        re,
+      );
     const rs = withConfig('bad-rope-scaling', (j) => (j['rope_scaling'] = { rope_type: 'linear', factor: 0 }));
     refused(rs, 'factor', /must be a positive number/);
   });
@@ -80,7 +93,12 @@ describe('config.json bounds', () => {
     const m = Model.open(dir, { warn: (s) => warnings.push(s) });
     m.close();
     assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0]!, new RegExp(`^${join(dir, 'model.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ tensors not used by config.json \\(first: "model\\.layers\\.1\\.`));
+    assert.match(
+      warnings[0]!,
+      new RegExp(
+        `^${join(dir, 'model.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ tensors not used by config.json \\(first: "model\\.layers\\.1\\.`,
+      ),
+    );
     assert.match(warnings[0]!, /"num_hidden_layers" is 1 but the weights hold 2 layers; they are ignored$/);
     // a good checkpoint warns about nothing
     Model.open(checkpoint(CK), { warn: (s) => assert.fail(s) }).close();
@@ -89,7 +107,9 @@ describe('config.json bounds', () => {
   it('generation_config.json eos outside the vocabulary is refused naming that file', async () => {
     const dir = copyCheckpoint(checkpoint(CK), 'gen-eos');
     editJson(join(dir, 'generation_config.json'), (j) => (j['eos_token_id'] = [2, 123_456]));
-    await assert.rejects(loadModel(dir), (e: Error) => e.message.startsWith(`${join(dir, 'generation_config.json')}: "eos_token_id" 123456 is outside the model's vocabulary`));
+    await assert.rejects(loadModel(dir), (e: Error) =>
+      e.message.startsWith(`${join(dir, 'generation_config.json')}: "eos_token_id" 123456 is outside the model's vocabulary`),
+    );
   });
 
   it('NaN weights: generation says the logits are not finite (before: "token id undefined out of range")', async () => {
@@ -101,11 +121,21 @@ describe('config.json bounds', () => {
     try {
       for (const temperature of [0, 1]) {
         await assert.rejects(
-          generate(engine, null, [{ prompt: [1, 2, 3], stream: 0 }], { maxNewTokens: 4, seed: 1, eosTokenIds: [], temperature, topP: 1, topK: 0 }),
+          generate(engine, null, [{ prompt: [1, 2, 3], stream: 0 }], {
+            maxNewTokens: 4,
+            seed: 1,
+            eosTokenIds: [],
+            temperature,
+            topP: 1,
+            topK: 0,
+          }),
           /^Error: the model's logits are not finite \(NaN for token 0, request 0, new token 1\)/,
         );
       }
-      assert.ok(warnings.some((w) => w.includes('"model.norm.weight"')), warnings.join('\n'));
+      assert.ok(
+        warnings.some((w) => w.includes('"model.norm.weight"')),
+        warnings.join('\n'),
+      );
     } finally {
       await engine.release();
       model.close();

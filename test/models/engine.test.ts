@@ -11,7 +11,10 @@ const ATOL = 1e-4;
 const CASES: [string, RandomCheckpointOptions][] = [
   ['qwen2 (q/k/v bias, GQA 4:2, untied)', { family: 'qwen2', seed: 1 }],
   ['qwen2 tied head, bf16 weights', { family: 'qwen2', seed: 2, tied: true, dtype: 'BF16' }],
-  ['llama (llama3 rope scaling, GQA 8:2, f16)', { family: 'llama', seed: 3, heads: 8, kvHeads: 2, hidden: 64, llama3Rope: true, dtype: 'F16' }],
+  [
+    'llama (llama3 rope scaling, GQA 8:2, f16)',
+    { family: 'llama', seed: 3, heads: 8, kvHeads: 2, hidden: 64, llama3Rope: true, dtype: 'F16' },
+  ],
   ['qwen3 (q/k norm, head_dim ≠ hidden/heads)', { family: 'qwen3', seed: 4, heads: 4, kvHeads: 1, headDim: 24 }],
   ['mistral (sliding window 5, 3 layers, sharded)', { family: 'mistral', seed: 5, layers: 3, slidingWindow: 5, shards: 3 }],
 ];
@@ -55,7 +58,13 @@ describe('ORT engine vs plain TypeScript reference', () => {
     ];
     const { lastLogits, cache } = await engine.prefill(prompts);
     const steps: Float32Array[] = [lastLogits];
-    for (let t = 0; t < 4; t++) steps.push(await engine.decode(cache, cont.map((c) => c[t]!)));
+    for (let t = 0; t < 4; t++)
+      steps.push(
+        await engine.decode(
+          cache,
+          cont.map((c) => c[t]!),
+        ),
+      );
     for (let b = 0; b < 2; b++) {
       const full = await engine.forward([[...prompts[b]!, ...cont[b]!]]);
       for (let t = 0; t <= 4; t++) {
@@ -80,7 +89,10 @@ describe('ORT engine vs plain TypeScript reference', () => {
     const split = await Engine.load(model, { threads: 1, bakeLimitBytes: Math.ceil((V * D * 4) / 3) + 1 });
     engines.push(split);
     const want = await inputs.forward(SEQS);
-    for (const [name, e] of [['baked', baked], ['split', split]] as const) {
+    for (const [name, e] of [
+      ['baked', baked],
+      ['split', split],
+    ] as const) {
       const got = await e.forward(SEQS);
       for (let b = 0; b < SEQS.length; b++) assert.ok(maxAbsDiff(got[b]!, want[b]!) <= 1e-5, `${name}, sequence ${b}`);
       const a = await e.prefill([SEQS[1]!, SEQS[2]!]);

@@ -10,12 +10,7 @@ import { checkpoint } from '../helpers/checkpoints.ts';
 /** A logit gap below this counts as a tie between the KV-cache and full-forward paths. */
 const TIE_ATOL = 1e-4;
 
-const PROMPTS = [
-  [5, 17, 33, 2, 90, 41, 7, 250, 11],
-  [200, 4, 99],
-  [1, 2, 3, 4, 5],
-  [77],
-];
+const PROMPTS = [[5, 17, 33, 2, 90, 41, 7, 250, 11], [200, 4, 99], [1, 2, 3, 4, 5], [77]];
 
 const greedy = (maxNewTokens: number, extra: Partial<GenerateOptions> = {}): GenerateOptions => ({
   temperature: 0,
@@ -90,7 +85,11 @@ describe('generate (random qwen2 checkpoint)', () => {
   it('seeded sampling is reproducible, seed-dependent, and independent of batch composition', async () => {
     const a = await generate(engine, null, reqs(PROMPTS), sampled(123));
     const again = await generate(engine, null, reqs(PROMPTS), sampled(123));
-    assert.deepEqual(again.map((c) => c.ids), a.map((c) => c.ids), 'same seed, same tokens');
+    assert.deepEqual(
+      again.map((c) => c.ids),
+      a.map((c) => c.ids),
+      'same seed, same tokens',
+    );
 
     const other = await generate(engine, null, reqs(PROMPTS), sampled(124));
     const differ = other.filter((c, i) => c.ids.join() !== a[i]!.ids.join()).length;
@@ -104,13 +103,29 @@ describe('generate (random qwen2 checkpoint)', () => {
     );
 
     const one = await generate(engine, null, reqs(PROMPTS), sampled(123, { batchSize: 1 }));
-    assert.deepEqual(one.map((c) => c.ids), a.map((c) => c.ids), 'batchSize 1');
+    assert.deepEqual(
+      one.map((c) => c.ids),
+      a.map((c) => c.ids),
+      'batchSize 1',
+    );
 
     // request 2 alone, and requests reordered: each keeps its stream's tokens
     const [alone] = await generate(engine, null, [{ prompt: PROMPTS[2]!, stream: 2 }], sampled(123));
     assert.deepEqual(alone!.ids, a[2]!.ids, 'stream 2 alone');
-    const swapped = await generate(engine, null, [{ prompt: PROMPTS[3]!, stream: 3 }, { prompt: PROMPTS[0]!, stream: 0 }], sampled(123));
-    assert.deepEqual(swapped.map((c) => c.ids), [a[3]!.ids, a[0]!.ids], 'reordered subset');
+    const swapped = await generate(
+      engine,
+      null,
+      [
+        { prompt: PROMPTS[3]!, stream: 3 },
+        { prompt: PROMPTS[0]!, stream: 0 },
+      ],
+      sampled(123),
+    );
+    assert.deepEqual(
+      swapped.map((c) => c.ids),
+      [a[3]!.ids, a[0]!.ids],
+      'reordered subset',
+    );
 
     // the same prompt on two streams draws two different samples
     const twins = await generate(engine, null, reqs([PROMPTS[1]!, PROMPTS[1]!]), sampled(123));
@@ -184,7 +199,10 @@ describe('generate (random qwen2 checkpoint)', () => {
     const last = seen.at(-1)!;
     assert.equal(last.done, last.total);
     assert.equal(last.active, 0);
-    assert.equal(last.newTokens, out.reduce((a, c) => a + c.ids.length, 0));
+    assert.equal(
+      last.newTokens,
+      out.reduce((a, c) => a + c.ids.length, 0),
+    );
     assert.deepEqual([...completed].sort(), [0, 1, 2, 3]);
   });
 

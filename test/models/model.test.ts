@@ -38,7 +38,10 @@ describe('Model.open', () => {
       const expected = m.expectedTensors();
       assert.equal(expected.length, m.tensors.names().length);
       for (const t of expected) assert.deepEqual(m.tensors.info(t.name).shape, t.shape, t.name);
-      assert.equal(m.parameterCount(), expected.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0));
+      assert.equal(
+        m.parameterCount(),
+        expected.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0),
+      );
       assert.throws(() => m.layerWeights(m.config.numLayers), RangeError);
     } finally {
       m.close();
@@ -78,7 +81,11 @@ describe('Model.open', () => {
     editJson(join(dir, 'config.json'), (j) => {
       j['intermediate_size'] = (j['intermediate_size'] as number) + 8;
     });
-    const msg = assertOneLineError(() => Model.open(dir), [join(dir, 'model.safetensors'), 'mlp.'], /shape \[.*\] but config\.json implies \[.*\]/);
+    const msg = assertOneLineError(
+      () => Model.open(dir),
+      [join(dir, 'model.safetensors'), 'mlp.'],
+      /shape \[.*\] but config\.json implies \[.*\]/,
+    );
     assert.match(msg, /model\.layers\.0\.mlp\.(gate|up|down)_proj\.weight/);
   });
 
@@ -147,7 +154,11 @@ describe('Model.open', () => {
   it('a shard the index names but the directory lacks', () => {
     const dir = copyCheckpoint(checkpoint(SHARDED), 'lost-shard');
     rmSync(join(dir, 'model-00002-of-00002.safetensors'));
-    assertOneLineError(() => Model.open(dir), [join(dir, 'model.safetensors.index.json'), 'model-00002-of-00002.safetensors'], /does not exist/);
+    assertOneLineError(
+      () => Model.open(dir),
+      [join(dir, 'model.safetensors.index.json'), 'model-00002-of-00002.safetensors'],
+      /does not exist/,
+    );
   });
 
   it('NaN and Inf in weights warn when read, naming the file and the tensor', () => {
@@ -185,7 +196,10 @@ describe('Model.open', () => {
     const dir = copyCheckpoint(checkpoint(GOOD), 'no-tokenizer');
     rmSync(join(dir, 'tokenizer.json'));
     const file = join(dir, 'tokenizer.json');
-    await assert.rejects(RacTokenizer.load(dir), (e: Error) => e.message.includes(file) && /missing/.test(e.message) && !e.message.includes('\n'));
+    await assert.rejects(
+      RacTokenizer.load(dir),
+      (e: Error) => e.message.includes(file) && /missing/.test(e.message) && !e.message.includes('\n'),
+    );
     await assert.rejects(loadModel(dir), (e: Error) => e.message.includes(file));
   });
 });

@@ -92,7 +92,14 @@ const FAMILIES: Record<string, Record<string, unknown>> = {
   // q/k norm, GQA 2:1, tied head
   qwen3: { ...common, model_type: 'qwen3', num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8, tie_word_embeddings: true },
   // sliding window 3 < T, GQA 4:2, untied head
-  mistral: { ...common, model_type: 'mistral', num_attention_heads: 4, num_key_value_heads: 2, sliding_window: 3, tie_word_embeddings: false },
+  mistral: {
+    ...common,
+    model_type: 'mistral',
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    sliding_window: 3,
+    tie_word_embeddings: false,
+  },
 };
 
 function maxAbsDiff(a: Float32Array, b: Float32Array, from = 0, to = a.length): number {
@@ -205,7 +212,10 @@ function expandKv(m: Model, headOf: (h: number, group: number, Hkv: number) => n
   const map = new Map(m.weights.map);
   for (let l = 0; l < cfg.numLayers; l++) {
     for (const lin of spec.linears(cfg).filter((x) => x.name === 'k_proj' || x.name === 'v_proj')) {
-      for (const [suffix, cols] of [['.weight', D], ['.bias', 1]] as const) {
+      for (const [suffix, cols] of [
+        ['.weight', D],
+        ['.bias', 1],
+      ] as const) {
         const name = `${spec.layerPrefix(l)}${lin.module}${suffix}`;
         if (!map.has(name)) continue;
         const src = map.get(name)!; // (Hkv·hd, cols)
@@ -312,11 +322,21 @@ test('referenceForward = embed → referenceLayer × L → head; group inputs ar
     const h1 = o.map((v, i) => v + h[i]!);
     assert.ok(maxAbsDiff(inputs.mlp_in, rmsNorm(h1, w.norms.post_attention_layernorm!, cfg.rmsNormEps, N, D)) <= 1e-6);
     const d = linear(inputs.mlp_out, w.linears.down_proj, null, N, cfg.intermediateSize, D);
-    assert.ok(maxAbsDiff(out, h1.map((v, i) => v + d[i]!)) <= 1e-5);
+    assert.ok(
+      maxAbsDiff(
+        out,
+        h1.map((v, i) => v + d[i]!),
+      ) <= 1e-5,
+    );
     // mlp_out = silu(gate(mlp_in)) · up(mlp_in)
     const g = linear(inputs.mlp_in, w.linears.gate_proj, null, N, D, cfg.intermediateSize);
     const u = linear(inputs.mlp_in, w.linears.up_proj, null, N, D, cfg.intermediateSize);
-    assert.ok(maxAbsDiff(inputs.mlp_out, g.map((v, i) => silu(v) * u[i]!)) <= 1e-6);
+    assert.ok(
+      maxAbsDiff(
+        inputs.mlp_out,
+        g.map((v, i) => silu(v) * u[i]!),
+      ) <= 1e-6,
+    );
     assert.equal(inputs.attn_out.length, N * cfg.numHeads * cfg.headDim);
     h = out;
   }

@@ -63,8 +63,10 @@ test('llama3 rope scaling: high band kept, low band divided, medium band smoothe
   close(inv[0]!, 1, 1e-12, 'high band inv[0]');
   close(inv[1]!, 0.0794030091792082, 1e-12, 'medium band inv[1]');
   close(inv[2]!, 0.03760603093086393 / 8, 1e-12, 'low band inv[2]');
-  const base = [1, 0.19392274474868576, 0.03760603093086393, 0.0072926647372171085, 0.001414213562373095,
-    0.0002742481756762073, 0.00005318295896944989, 0.00001031338537721246];
+  const base = [
+    1, 0.19392274474868576, 0.03760603093086393, 0.0072926647372171085, 0.001414213562373095, 0.0002742481756762073, 0.00005318295896944989,
+    0.00001031338537721246,
+  ];
   for (let i = 2; i < 8; i++) close(inv[i]!, base[i]! / 8, 1e-12, `low band inv[${i}]`);
   // The medium value lies strictly between the scaled and unscaled frequency.
   assert.ok(inv[1]! > base[1]! / 8 && inv[1]! < base[1]!);
@@ -82,7 +84,13 @@ test('llama3 smoothing is continuous at both band edges', () => {
         num_attention_heads: 2,
         head_dim: hd,
         rope_theta: theta,
-        rope_scaling: { rope_type: 'llama3', factor: 2, low_freq_factor: low, high_freq_factor: high, original_max_position_embeddings: ctx },
+        rope_scaling: {
+          rope_type: 'llama3',
+          factor: 2,
+          low_freq_factor: low,
+          high_freq_factor: high,
+          original_max_position_embeddings: ctx,
+        },
       }),
     );
   // original ctx must be an integer: place the edge through the freq factors instead.

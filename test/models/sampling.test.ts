@@ -102,7 +102,10 @@ describe('Rng', () => {
       hi[x >>> 28]!++;
     }
     const e = n / 16;
-    for (const [name, b] of [['low', lo], ['high', hi]] as const) {
+    for (const [name, b] of [
+      ['low', lo],
+      ['high', hi],
+    ] as const) {
       const chi2 = b.reduce((a, c) => a + (c - e) ** 2 / e, 0);
       // 15 degrees of freedom: P(chi2 > 37.7) = 0.001.
       assert.ok(chi2 < 37.7, `${name} nibble chi-square ${chi2.toFixed(2)}`);

@@ -40,7 +40,13 @@ function calibError(fn: () => unknown, mentions: string[], problem: RegExp): voi
 
 describe('readCalibJsonl', () => {
   it('reads input_ids, text and weight rows in order; blank lines skipped; source recorded', () => {
-    const f = jsonl('mixed.jsonl', [{ input_ids: [1, 2, 3] }, '', { text: 'hey', weight: 2.5 }, '   ', { input_ids: [7], weight: 4, num_prompt_tokens: 1 }]);
+    const f = jsonl('mixed.jsonl', [
+      { input_ids: [1, 2, 3] },
+      '',
+      { text: 'hey', weight: 2.5 },
+      '   ',
+      { input_ids: [7], weight: 4, num_prompt_tokens: 1 },
+    ]);
     const c = readCalibJsonl(f, charTok, V, NO_LIMIT);
     assert.deepEqual(c.sequences, [
       { ids: [1, 2, 3], weight: 1 },
@@ -81,7 +87,10 @@ describe('readCalibJsonl', () => {
 
   it('the budget is filled even when rows are much longer than the max length (truncate)', () => {
     // 40 rows of 300 ids truncated to 100: a budget of 1000 needs 10 rows.
-    const f = jsonl('long.jsonl', Array.from({ length: 40 }, (_, i) => ({ input_ids: range(i, 300) })));
+    const f = jsonl(
+      'long.jsonl',
+      Array.from({ length: 40 }, (_, i) => ({ input_ids: range(i, 300) })),
+    );
     const c = readCalibJsonl(f, null, V, { tokenBudget: 1000, maxSeqLen: 100 });
     assert.equal(c.tokens, 1000);
     assert.equal(c.sequences.length, 10);
@@ -119,7 +128,12 @@ describe('readCalibJsonl', () => {
       calibError(() => readCalibJsonl(f, charTok, V, NO_LIMIT), [`${resolve(f)}:${line}`], problem);
     };
     bad('json.jsonl', [{ input_ids: [1] }, '{"input_ids": [1, 2', { input_ids: [3] }], 2, /invalid JSON/);
-    bad('vocab.jsonl', [{ input_ids: [1] }, { input_ids: [1] }, { input_ids: [5, V] }], 3, new RegExp(`token id ${V} is not an integer in \\[0, ${V}\\)`));
+    bad(
+      'vocab.jsonl',
+      [{ input_ids: [1] }, { input_ids: [1] }, { input_ids: [5, V] }],
+      3,
+      new RegExp(`token id ${V} is not an integer in \\[0, ${V}\\)`),
+    );
     bad('negid.jsonl', [{ input_ids: [-1] }], 1, /token id -1/);
     bad('frac.jsonl', [{ input_ids: [1.5] }], 1, /token id 1.5/);
     bad('negw.jsonl', [{ input_ids: [1] }, '', { input_ids: [2], weight: -1 }], 3, /"weight" must be a positive number, got -1/);
@@ -192,7 +206,13 @@ describe('sequence weights', () => {
       const outs: string[] = [];
       for (const c of [weighted, repeated, plain]) {
         const out = join(tempDir('weights'), 'out');
-        await pruneCheckpoint(model, c, out, { method: 'wanda', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 256, runtime: { threads: 1 } }, 't');
+        await pruneCheckpoint(
+          model,
+          c,
+          out,
+          { method: 'wanda', target: { kind: 'unstructured', sparsity: 0.5 }, linears: 'all', batchTokens: 256, runtime: { threads: 1 } },
+          't',
+        );
         outs.push(out);
       }
       const [a, b, p] = outs.map((o) => readAll(o));
@@ -206,8 +226,14 @@ describe('sequence weights', () => {
       for (const l of sa.layers) {
         for (const [k, r] of Object.entries(l.linears)) {
           const o = sb.layers[l.layer]!.linears[k as keyof typeof l.linears]!;
-          assert.ok(Math.abs(o.output_norm! - r!.output_norm!) <= 1e-4 * r!.output_norm!, `${l.layer}.${k} output_norm ${r!.output_norm} vs ${o.output_norm}`);
-          assert.ok(Math.abs(o.output_error! - r!.output_error!) <= 1e-4 * r!.output_error!, `${l.layer}.${k} output_error ${r!.output_error} vs ${o.output_error}`);
+          assert.ok(
+            Math.abs(o.output_norm! - r!.output_norm!) <= 1e-4 * r!.output_norm!,
+            `${l.layer}.${k} output_norm ${r!.output_norm} vs ${o.output_norm}`,
+          );
+          assert.ok(
+            Math.abs(o.output_error! - r!.output_error!) <= 1e-4 * r!.output_error!,
+            `${l.layer}.${k} output_error ${r!.output_error} vs ${o.output_error}`,
+          );
         }
       }
     } finally {

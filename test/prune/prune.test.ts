@@ -51,7 +51,12 @@ function calibFor(dir: string, seed: number, n = 24): CalibSet {
   return calibSet(randomSequences(V, n, 40, 100, seed));
 }
 
-async function prune(dir: string, calib: CalibSet, out: string, o: Partial<PruneOptions> & { method: PruneMethod; target: SparsityTarget }): Promise<PruneSummary> {
+async function prune(
+  dir: string,
+  calib: CalibSet,
+  out: string,
+  o: Partial<PruneOptions> & { method: PruneMethod; target: SparsityTarget },
+): Promise<PruneSummary> {
   const model = Model.open(dir);
   try {
     return await pruneCheckpoint(model, calib, out, { linears: 'all', batchTokens: 512, runtime: RT, ...o }, 'test-version');
@@ -77,11 +82,12 @@ interface Expect {
 async function checkPrunedCheckpoint(inDir: string, outDir: string, e: Expect): Promise<void> {
   const model = Model.open(inDir);
   const { spec, config: cfg } = model;
-  const scope = spec.linears(cfg).filter((l) =>
-    e.linears === 'all' ? true : e.linears === 'attn' ? l.group.startsWith('attn') : l.group.startsWith('mlp'),
-  );
+  const scope = spec
+    .linears(cfg)
+    .filter((l) => (e.linears === 'all' ? true : e.linears === 'attn' ? l.group.startsWith('attn') : l.group.startsWith('mlp')));
   const pruned = new Map<string, { layer: number; name: LinearName; rows: number; cols: number }>();
-  for (const l of e.layers) for (const ls of scope) pruned.set(model.tensorName(l, ls.module), { layer: l, name: ls.name, rows: ls.rows, cols: ls.cols });
+  for (const l of e.layers)
+    for (const ls of scope) pruned.set(model.tensorName(l, ls.module), { layer: l, name: ls.name, rows: ls.rows, cols: ls.cols });
   model.close();
 
   // Layout: same shard files, same header (names, dtypes, shapes, offsets, metadata) in each.
@@ -132,7 +138,10 @@ async function checkPrunedCheckpoint(inDir: string, outDir: string, e: Expect): 
     if (e.method !== 'sparsegpt') {
       for (let i = 0; i < W.length; i++) if (W[i] !== 0) assert.equal(W[i], W0[i], `${n}[${i}] changed value`);
     } else {
-      assert.ok(W.some((x, i) => x !== 0 && x !== W0[i]), `${n}: SparseGPT updated no surviving weight`);
+      assert.ok(
+        W.some((x, i) => x !== 0 && x !== W0[i]),
+        `${n}: SparseGPT updated no surviving weight`,
+      );
     }
     const rep = reportOf(p);
     assert.equal(rep.rows, rows);
@@ -174,7 +183,10 @@ async function checkPrunedCheckpoint(inDir: string, outDir: string, e: Expect): 
     assert.deepEqual(Object.keys(lr.linears).sort(), sel ? scope.map((x) => x.name).sort() : []);
     for (const r of Object.values(lr.linears)) {
       assert.ok(Number.isFinite(r!.output_error) && r!.output_error! > 0, `output_error ${r!.output_error}`);
-      assert.ok(Number.isFinite(r!.output_norm) && r!.output_norm! > r!.output_error!, `output_norm ${r!.output_norm} vs error ${r!.output_error}`);
+      assert.ok(
+        Number.isFinite(r!.output_norm) && r!.output_norm! > r!.output_error!,
+        `output_norm ${r!.output_norm} vs error ${r!.output_error}`,
+      );
       if (e.method === 'sparsegpt') {
         assert.ok(r!.loss! > 0 && r!.damp! >= 0.01, `loss ${r!.loss}, damp ${r!.damp}`);
       }
@@ -309,21 +321,35 @@ describe('hidden states spilled to disk', () => {
           // Spill dirs live inside the output's temp dir (.out.tmp-PID-*), none in the system temp dir.
           onProgress: () => {
             entries(tmp).forEach((f) => seen.add(`tmpdir/${f}`));
-            for (const t of entries(join(out, '..')).filter((f) => f.startsWith('.out.tmp-'))) entries(join(out, '..', t)).forEach((f) => seen.add(f));
+            for (const t of entries(join(out, '..')).filter((f) => f.startsWith('.out.tmp-')))
+              entries(join(out, '..', t)).forEach((f) => seen.add(f));
           },
         });
         const spills = [...seen].filter((f) => f.startsWith('rac-hidden-'));
         assert.equal(spills.length, limit === 0 ? 2 : 0, `spill dirs seen: ${[...seen].join(', ')}`);
-        assert.deepEqual([...seen].filter((f) => f.startsWith('tmpdir/rac-hidden-')), [], 'no spill dir in the system temp dir');
-        assert.deepEqual(entries(tmp).filter((f) => f.startsWith('rac-hidden-')), [], 'spill dirs left behind');
-        assert.deepEqual(entries(out).filter((f) => f.startsWith('rac-hidden-')), [], 'spill dirs moved into the output');
+        assert.deepEqual(
+          [...seen].filter((f) => f.startsWith('tmpdir/rac-hidden-')),
+          [],
+          'no spill dir in the system temp dir',
+        );
+        assert.deepEqual(
+          entries(tmp).filter((f) => f.startsWith('rac-hidden-')),
+          [],
+          'spill dirs left behind',
+        );
+        assert.deepEqual(
+          entries(out).filter((f) => f.startsWith('rac-hidden-')),
+          [],
+          'spill dirs moved into the output',
+        );
       });
     }
     for (const f of shardFiles(dir)) assert.equal(fileHash(join(outDisk, f)), fileHash(join(outMem, f)), f);
     const a = readSummary(outMem);
     const b = readSummary(outDisk);
     for (const l of a.layers) {
-      for (const [k, r] of Object.entries(l.linears)) assert.equal(b.layers[l.layer]!.linears[k as LinearName]!.output_error, r!.output_error, `${l.layer}.${k}`);
+      for (const [k, r] of Object.entries(l.linears))
+        assert.equal(b.layers[l.layer]!.linears[k as LinearName]!.output_error, r!.output_error, `${l.layer}.${k}`);
     }
   });
 });
@@ -362,7 +388,10 @@ describe('padding never counts', () => {
       for (const l of a.layers) {
         for (const [k, r] of Object.entries(l.linears)) {
           const o = b.layers[l.layer]!.linears[k as LinearName]!;
-          assert.ok(Math.abs(o.output_norm! - r!.output_norm!) <= 1e-4 * r!.output_norm!, `${method} ${l.layer}.${k} output_norm ${r!.output_norm} vs ${o.output_norm}`);
+          assert.ok(
+            Math.abs(o.output_norm! - r!.output_norm!) <= 1e-4 * r!.output_norm!,
+            `${method} ${l.layer}.${k} output_norm ${r!.output_norm} vs ${o.output_norm}`,
+          );
         }
       }
     }
@@ -457,14 +486,21 @@ describe('lm_head pruning (asked for)', () => {
     assert.equal(s.lm_head!.zeros, (V! * D!) / 2);
 
     const tied = checkpoint({ family: 'qwen2', seed: 23, hidden: 64, layers: 1, tied: true });
-    await assert.rejects(prune(tied, calibFor(tied, 6), join(tempDir('lmhead-tied'), 'out'), { method: 'wanda', target: HALF, pruneLmHead: true }), /tied to the embeddings/);
+    await assert.rejects(
+      prune(tied, calibFor(tied, 6), join(tempDir('lmhead-tied'), 'out'), { method: 'wanda', target: HALF, pruneLmHead: true }),
+      /tied to the embeddings/,
+    );
   });
 });
 
 describe('magnitude without error statistics', () => {
   it('skips the capture pass and still prunes exactly', async () => {
     const dir = checkpoint(LLAMA);
-    const s = await prune(dir, calibFor(dir, 8), join(tempDir('mag-nostats'), 'out'), { method: 'magnitude', target: HALF, errorStats: false });
+    const s = await prune(dir, calibFor(dir, 8), join(tempDir('mag-nostats'), 'out'), {
+      method: 'magnitude',
+      target: HALF,
+      errorStats: false,
+    });
     for (const r of s.layers) {
       assert.equal(r.seconds.capture, 0, `layer ${r.layer} ran a capture pass`);
       for (const lr of Object.values(r.linears)) {
@@ -484,7 +520,12 @@ describe('model card of a pruned model', () => {
     const s = await prune(dir, calibFor(dir, 8), out, { method: 'magnitude', target: HALF, errorStats: false });
     const card = readFileSync(join(out, 'README.md'), 'utf8');
     assert.ok(card.startsWith('---\nlicense: mit\ntags: [reasoning]\n---\n\n# Pruned with rac: magnitude, 50.00% unstructured\n'), card);
-    assert.ok(card.includes(`| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (50.00%) |`), card);
+    assert.ok(
+      card.includes(
+        `| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (50.00%) |`,
+      ),
+      card,
+    );
     assert.match(card, /\| calibration \| none/);
     assert.ok(card.endsWith('## Original model card\n\n# Source model\n\nDense accuracy: 83.2%.\n'), card);
     assert.equal(card.split('---\n').length, 3, 'the front matter appears once');

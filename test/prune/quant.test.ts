@@ -26,7 +26,12 @@ const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 31, hidden: 64, l
 /** llama (q/k rows permuted in GGUF, block scales with them), untied output. */
 const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 32, hidden: 64, layers: 2, intermediate: 128, heads: 4, kvHeads: 2 };
 
-async function run(dir: string, out: string, o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>, withCalib = true): Promise<PruneSummary> {
+async function run(
+  dir: string,
+  out: string,
+  o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>,
+  withCalib = true,
+): Promise<PruneSummary> {
   const model = Model.open(dir);
   try {
     const calib = withCalib ? calibSet(randomSequences(model.config.vocabSize, 16, 30, 80, 5)) : null;
@@ -46,7 +51,15 @@ async function run(dir: string, out: string, o: Partial<PruneOptions> & Pick<Pru
 function ggufTensors(m: Model, arch: string): [string, string, number][] {
   const c = m.config;
   const out: [string, string, number][] = [['token_embd.weight', m.spec.embedName, 0]];
-  const map: Record<string, string> = { q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', o_proj: 'attn_output', gate_proj: 'ffn_gate', up_proj: 'ffn_up', down_proj: 'ffn_down' };
+  const map: Record<string, string> = {
+    q_proj: 'attn_q',
+    k_proj: 'attn_k',
+    v_proj: 'attn_v',
+    o_proj: 'attn_output',
+    gate_proj: 'ffn_gate',
+    up_proj: 'ffn_up',
+    down_proj: 'ffn_down',
+  };
   for (let i = 0; i < c.numLayers; i++) {
     for (const l of m.spec.linears(c)) {
       const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
@@ -78,7 +91,10 @@ function assertGgufEqualsCheckpoint(dir: string, gguf: string, fmt: QuantFormat,
 }
 
 test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks reproduce them exactly', async () => {
-  for (const [opts, arch] of [[QWEN, 'qwen2'], [LLAMA, 'llama']] as const) {
+  for (const [opts, arch] of [
+    [QWEN, 'qwen2'],
+    [LLAMA, 'llama'],
+  ] as const) {
     const dir = checkpoint(opts);
     for (const fmt of ['q4_0', 'q8_0'] as const) {
       const out = join(tempDir('gptq'), 'm');
@@ -93,7 +109,8 @@ test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks rep
       assert.equal(Object.keys(q.tensors).length, linears + (tied ? 1 : 2), 'every Linear + embedding (+ output)');
       assert.equal(q.tensors['model.embed_tokens.weight']!.format, 'q8_0');
       assert.equal(readSummary(out).quantization!.format, fmt);
-      for (const l of s.layers) for (const r of Object.values(l.linears)) assert.ok(r!.quant === fmt && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
+      for (const l of s.layers)
+        for (const r of Object.values(l.linears)) assert.ok(r!.quant === fmt && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
       // Quantized tensors are F32 even from a BF16 input; the sidecar holds F16 (rows, cols/32).
       const all = readAll(out);
       const sc = SafetensorsFile.open(join(out, QUANT_SCALES_FILE));
@@ -114,7 +131,10 @@ test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks rep
       const f32 = exportGguf({ model: dir, out: join(tempDir('gguf'), 'f.gguf'), dtype: 'f32', warn: () => {} });
       assert.ok(r.bytes < (fmt === 'q4_0' ? 0.3 : 0.4) * f32.bytes, `${fmt}: ${r.bytes} vs F32 ${f32.bytes}`);
       // The other grid cannot be written from these scales.
-      assert.throws(() => exportGguf({ model: out, out: join(tempDir('gguf'), 'x.gguf'), dtype: fmt === 'q4_0' ? 'q8_0' : 'q4_0', warn: () => {} }), /was quantized to q/);
+      assert.throws(
+        () => exportGguf({ model: out, out: join(tempDir('gguf'), 'x.gguf'), dtype: fmt === 'q4_0' ? 'q8_0' : 'q4_0', warn: () => {} }),
+        /was quantized to q/,
+      );
     }
   }
 });
@@ -156,7 +176,10 @@ test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN nee
 test('quantization refusals: gptq without a format or with a sparsity target', async () => {
   const dir = checkpoint(QWEN);
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq' }), /needs a format/);
-  await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0', target: { kind: 'unstructured', sparsity: 0.5 } }), /does not prune/);
+  await assert.rejects(
+    run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0', target: { kind: 'unstructured', sparsity: 0.5 } }),
+    /does not prune/,
+  );
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0' }, false), /needs a calibration set/);
 });
 
@@ -166,7 +189,16 @@ test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entri
   const d = tempDir('recipe');
   const file = join(d, 'r.json');
   const base = { model: 'm', datasets: { calib: 'c.jsonl', eval: 'e.jsonl' } };
-  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: [null, 'q4_0'] }, { method: 'magnitude', sparsity: 0.5 }] }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      ...base,
+      prune: [
+        { method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: [null, 'q4_0'] },
+        { method: 'magnitude', sparsity: 0.5 },
+      ],
+    }),
+  );
   const r = loadRecipe(file);
   assert.deepEqual(r.prune[0]!.quantize, [null, 'q4_0']);
   assert.deepEqual(r.prune[1]!.quantize, [null]);

@@ -72,8 +72,15 @@ function synthetic(root: string, modelName = 'tiny-reasoner'): string[] {
         model: { dir, fingerprint: `sha256:${i}`, backend: 'local' },
         task: 'tiny',
         dataset: { file: 'eval.jsonl', sha256: 'abc', problems: 40 },
-        metrics: { accuracy: f.accuracy, mean_tokens: { all: f.tokens, correct: f.tokens, incorrect: f.tokens }, truncated: f.tokens / 1000 },
-        per_family: { arith: { accuracy: f.accuracy, mean_tokens: f.tokens, truncated: 0, n: 20 }, trace: { accuracy: f.accuracy / 2, mean_tokens: f.tokens, truncated: 0, n: 20 } },
+        metrics: {
+          accuracy: f.accuracy,
+          mean_tokens: { all: f.tokens, correct: f.tokens, incorrect: f.tokens },
+          truncated: f.tokens / 1000,
+        },
+        per_family: {
+          arith: { accuracy: f.accuracy, mean_tokens: f.tokens, truncated: 0, n: 20 },
+          trace: { accuracy: f.accuracy / 2, mean_tokens: f.tokens, truncated: 0, n: 20 },
+        },
         samples: [],
       }),
     );
@@ -94,12 +101,23 @@ describe('report data', () => {
     assert.equal(g!.dense!.accuracy, 0.9);
     assert.deepEqual(g!.notes, []);
     const claims = claimChecks(g!);
-    assert.deepEqual(claims.map((c) => [c.sparsity, c.holds]), [['50%', true], ['70%', false]]);
+    assert.deepEqual(
+      claims.map((c) => [c.sparsity, c.holds]),
+      [
+        ['50%', true],
+        ['70%', false],
+      ],
+    );
     assert.ok(Math.abs(claims[0]!.recovered! - 0.75) < 1e-12);
     assert.ok(Math.abs(claims[1]!.recovered! - 0.25) < 1e-12);
     const s = summarize([g!]) as { eval_problems: number; dense: unknown; rows: Array<Record<string, unknown>> };
     assert.equal(s.eval_problems, 40);
-    assert.deepEqual(s.dense, { accuracy: 0.9, mean_tokens: 300, truncated: 0.3, per_family: JSON.parse(readFileSync(files[0]!, 'utf8')).per_family });
+    assert.deepEqual(s.dense, {
+      accuracy: 0.9,
+      mean_tokens: 300,
+      truncated: 0.3,
+      per_family: JSON.parse(readFileSync(files[0]!, 'utf8')).per_family,
+    });
     assert.equal(s.rows.length, FAKES.length - 1);
     const r = s.rows.find((x) => x.method === 'sparsegpt' && x.calib === 'rac' && x.sparsity === 0.7)!;
     assert.ok(Math.abs((r.delta_accuracy as number) + 0.45) < 1e-12);
@@ -109,13 +127,36 @@ describe('report data', () => {
   it('prefers model.pruning recorded at eval time, reads summary.json, refuses junk', () => {
     const dir = tempDir('rep-inputs');
     const f = join(dir, 'r.json');
-    writeFileSync(f, JSON.stringify({ model: { dir: join(dir, 'gone'), pruning: { method: 'wanda', pattern: '2:4', source_model: '/m/base', calibration: { mode: 'rac', tokens: 9 } } }, metrics: { accuracy: 0.5, mean_tokens: { all: 10 } } }));
+    writeFileSync(
+      f,
+      JSON.stringify({
+        model: {
+          dir: join(dir, 'gone'),
+          pruning: { method: 'wanda', pattern: '2:4', source_model: '/m/base', calibration: { mode: 'rac', tokens: 9 } },
+        },
+        metrics: { accuracy: 0.5, mean_tokens: { all: 10 } },
+      }),
+    );
     const [row] = loadReportInput(f);
     assert.deepEqual([row!.model, row!.method, row!.calib, row!.pattern, row!.calib_tokens], ['base', 'wanda', 'rac', '2:4', 9]);
     const s = join(dir, 'summary.json');
-    writeFileSync(s, JSON.stringify({ model: 'tiny', eval_problems: 400, dense: { accuracy: 0.8, mean_tokens: 100, truncated: 0 }, rows: [{ method: 'sparsegpt', calib: 'rac', sparsity: 0.5, calib_tokens: 1000, accuracy: 0.7, mean_tokens: 110, truncated: 0.01 }] }));
+    writeFileSync(
+      s,
+      JSON.stringify({
+        model: 'tiny',
+        eval_problems: 400,
+        dense: { accuracy: 0.8, mean_tokens: 100, truncated: 0 },
+        rows: [{ method: 'sparsegpt', calib: 'rac', sparsity: 0.5, calib_tokens: 1000, accuracy: 0.7, mean_tokens: 110, truncated: 0.01 }],
+      }),
+    );
     const rows = loadReportInput(s);
-    assert.deepEqual(rows.map((r) => [r.model, r.method, r.calib, r.sparsity, r.problems]), [['tiny', 'dense', null, null, 400], ['tiny', 'sparsegpt', 'rac', 0.5, 400]]);
+    assert.deepEqual(
+      rows.map((r) => [r.model, r.method, r.calib, r.sparsity, r.problems]),
+      [
+        ['tiny', 'dense', null, null, 400],
+        ['tiny', 'sparsegpt', 'rac', 0.5, 400],
+      ],
+    );
     writeFileSync(join(dir, 'junk.json'), '{"hello": 1}');
     assert.throws(() => loadReportInput(join(dir, 'junk.json')), /neither a results.json/);
     assert.throws(() => loadReportInput(join(dir, 'absent.json')), /file not found/);
@@ -150,8 +191,11 @@ describe('report page', () => {
     const out = join(dir, 'report.html');
     const sum = join(dir, 'summary.json');
     const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
-      execFile(process.execPath, [join(ROOT, 'bin/rac.js'), 'report', ...files, '--out', out, '--summary', sum], { cwd: ROOT, timeout: 60_000 }, (err, _o, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr }),
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/rac.js'), 'report', ...files, '--out', out, '--summary', sum],
+        { cwd: ROOT, timeout: 60_000 },
+        (err, _o, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr }),
       ),
     );
     assert.equal(r.code, 0, r.stderr);
@@ -166,7 +210,12 @@ describe('report page', () => {
     }
     assert.equal(a, b);
     const bad = await new Promise<number>((resolve) =>
-      execFile(process.execPath, [join(ROOT, 'bin/rac.js'), 'report', join(dir, 'nope.json'), '--out', join(dir, 'x.html')], { cwd: ROOT }, (err) => resolve(err && typeof err.code === 'number' ? err.code : 0)),
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/rac.js'), 'report', join(dir, 'nope.json'), '--out', join(dir, 'x.html')],
+        { cwd: ROOT },
+        (err) => resolve(err && typeof err.code === 'number' ? err.code : 0),
+      ),
     );
     assert.equal(bad, 1);
     assert.equal(existsSync(join(dir, 'x.html')), false);
@@ -178,9 +227,19 @@ describe('report page', () => {
 
 function chromiumArgs(userDir: string): string[] {
   return [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', `--user-data-dir=${userDir}`, '--enable-logging=stderr', '--v=0',
-    '--hide-scrollbars', '--window-size=1280,2000',
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    `--user-data-dir=${userDir}`,
+    '--enable-logging=stderr',
+    '--v=0',
+    '--hide-scrollbars',
+    '--window-size=1280,2000',
   ];
 }
 
@@ -228,7 +287,8 @@ const PROBE = `<script>
 
 describe('report in headless Chromium', () => {
   const have = existsSync(CHROMIUM);
-  const skip = !have && process.env.CI !== 'true' ? `${CHROMIUM} not found (apt-get install chromium); set CI=true to make this a failure` : false;
+  const skip =
+    !have && process.env.CI !== 'true' ? `${CHROMIUM} not found (apt-get install chromium); set CI=true to make this a failure` : false;
 
   it('every plot renders with a non-zero box and visible marks, and nothing reaches the console', { skip, timeout: 120_000 }, async () => {
     assert.ok(have, `${CHROMIUM} is missing (CI=true): install Debian's chromium (.ci/apt-packages)`);
@@ -244,8 +304,17 @@ describe('report in headless Chromium', () => {
     assert.deepEqual(consoleLines(dom.stderr), [], 'console messages');
     const m = /<pre id="rac-probe">(.*?)<\/pre>/s.exec(dom.stdout);
     assert.ok(m, `probe output missing from the DOM:\n${dom.stdout.slice(0, 500)}`);
-    const boxes = JSON.parse(m![1]!.replace(/&quot;/g, '"').replace(/&amp;/g, '&')) as Array<{ id: string; width: number; height: number; marks: number; series: number }>;
-    assert.deepEqual(boxes.map((b) => b.id), ['acc-vs-sparsity-0', 'tokens-vs-sparsity-0', 'acc-vs-length-0']);
+    const boxes = JSON.parse(m![1]!.replace(/&quot;/g, '"').replace(/&amp;/g, '&')) as Array<{
+      id: string;
+      width: number;
+      height: number;
+      marks: number;
+      series: number;
+    }>;
+    assert.deepEqual(
+      boxes.map((b) => b.id),
+      ['acc-vs-sparsity-0', 'tokens-vs-sparsity-0', 'acc-vs-length-0'],
+    );
     const pruned = rows.length - 1;
     for (const b of boxes) {
       assert.ok(b.width > 100 && b.height > 100, `${b.id}: box ${b.width}×${b.height}`);
@@ -268,10 +337,19 @@ describe('report in headless Chromium', () => {
   it('the console check catches errors (negative control)', { skip, timeout: 60_000 }, async () => {
     const dir = tempDir('rep-chromium-neg');
     const page = join(dir, 'bad.html');
-    writeFileSync(page, '<!DOCTYPE html><html><body><svg width="10" height="10"></svg><script>console.error("rac-negative-control"); missingFunction();</script></body></html>');
+    writeFileSync(
+      page,
+      '<!DOCTYPE html><html><body><svg width="10" height="10"></svg><script>console.error("rac-negative-control"); missingFunction();</script></body></html>',
+    );
     const r = await runChromium([...chromiumArgs(join(dir, 'ud')), '--dump-dom', `file://${page}`]);
     const lines = consoleLines(r.stderr);
-    assert.ok(lines.some((l) => l.includes('rac-negative-control')), r.stderr.slice(-2000));
-    assert.ok(lines.some((l) => /Uncaught ReferenceError/.test(l)), r.stderr.slice(-2000));
+    assert.ok(
+      lines.some((l) => l.includes('rac-negative-control')),
+      r.stderr.slice(-2000),
+    );
+    assert.ok(
+      lines.some((l) => /Uncaught ReferenceError/.test(l)),
+      r.stderr.slice(-2000),
+    );
   });
 });

@@ -16,10 +16,14 @@ const ROOT = join(import.meta.dirname, '..', '..');
 describe('rac serve CLI', { timeout: 60_000 }, () => {
   it('starts on a free port, answers /v1/models and a completion, exits 0 on SIGTERM', async () => {
     const dir = checkpoint({ family: 'qwen2', seed: 7 });
-    const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', dir, '--port', '0', '--threads', '1', '--served-model-name', 'cli-tiny'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bin/rac.js'), 'serve', '--model', dir, '--port', '0', '--threads', '1', '--served-model-name', 'cli-tiny'],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     let stdout = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -39,7 +43,10 @@ describe('rac serve CLI', { timeout: 60_000 }, () => {
         models.data.map((m) => m.id),
         ['cli-tiny'],
       );
-      const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'cli-tiny', prompt: 'Hello', max_tokens: 3, temperature: 0 }) });
+      const r = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'cli-tiny', prompt: 'Hello', max_tokens: 3, temperature: 0 }),
+      });
       assert.equal(r.status, 200);
       const body = (await r.json()) as { choices: { token_ids: number[] }[] };
       assert.ok(body.choices[0]!.token_ids.length >= 1);
@@ -57,7 +64,10 @@ describe('rac serve CLI', { timeout: 60_000 }, () => {
 
 describe('rac serve CLI flags', { timeout: 60_000 }, () => {
   it('refuses an unknown --scheduler with a one-line error and exit code 2', () => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', 'nowhere', '--scheduler', 'fifo'], { cwd: ROOT, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', 'nowhere', '--scheduler', 'fifo'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, /scheduler must be continuous or window, got "fifo"/);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
@@ -78,7 +88,10 @@ describe('rac serve shutdown', { timeout: 60_000 }, () => {
     const server = await startServer({ model: lm.model.dir, loaded: { ...lm, eosTokenIds: [] }, port: 0, shutdownGraceMs: 20_000 });
     let closed = false;
     try {
-      const pending = fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Hello', max_tokens: 200, temperature: 0 }) });
+      const pending = fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ prompt: 'Hello', max_tokens: 200, temperature: 0 }),
+      });
       pending.catch(() => {}); // awaited below; a failure before that must not become an unhandled rejection
       await waitFor('the request to reach the server', () => server.stats.active === 1);
       await server.close();

@@ -16,7 +16,15 @@ describe('generate: per-request settings, onToken, abort', { timeout: 60_000 }, 
   after(async () => {
     if (lm) await closeModel(lm);
   });
-  const base = (o: Partial<GenerateOptions> = {}): GenerateOptions => ({ temperature: 0, topP: 1, topK: 0, seed: 0, maxNewTokens: 8, eosTokenIds: [], ...o });
+  const base = (o: Partial<GenerateOptions> = {}): GenerateOptions => ({
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    seed: 0,
+    maxNewTokens: 8,
+    eosTokenIds: [],
+    ...o,
+  });
   const P = [
     [5, 17, 33, 2, 90, 41, 7],
     [200, 4, 99],
@@ -32,8 +40,22 @@ describe('generate: per-request settings, onToken, abort', { timeout: 60_000 }, 
     const together = await generate(lm.engine, lm.tokenizer, reqs, base());
     const alone = [
       (await generate(lm.engine, lm.tokenizer, [{ prompt: P[0]!, stream: 0 }], base()))[0],
-      (await generate(lm.engine, lm.tokenizer, [{ prompt: P[1]!, stream: 4 }], base({ temperature: 0.8, topK: 30, seed: 9, maxNewTokens: 5 })))[0],
-      (await generate(lm.engine, lm.tokenizer, [{ prompt: P[2]!, stream: 1 }], base({ temperature: 1.1, topP: 0.9, seed: 3, maxNewTokens: 11 })))[0],
+      (
+        await generate(
+          lm.engine,
+          lm.tokenizer,
+          [{ prompt: P[1]!, stream: 4 }],
+          base({ temperature: 0.8, topK: 30, seed: 9, maxNewTokens: 5 }),
+        )
+      )[0],
+      (
+        await generate(
+          lm.engine,
+          lm.tokenizer,
+          [{ prompt: P[2]!, stream: 1 }],
+          base({ temperature: 1.1, topP: 0.9, seed: 3, maxNewTokens: 11 }),
+        )
+      )[0],
     ];
     assert.deepEqual(together, alone);
     assert.deepEqual(

@@ -33,7 +33,11 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
   }
 
   const post = (s: RunningServer, path: string, body: unknown) =>
-    fetch(s.url + path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
+    fetch(s.url + path, {
+      method: 'POST',
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      signal: AbortSignal.timeout(60_000),
+    });
 
   async function expectError(r: Response, status: number, code: string, message: RegExp): Promise<ErrorBody['error']> {
     const text = await r.text();
@@ -49,17 +53,32 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
     await withServer({ maxBodyBytes: 32 << 20 }, async (s) => {
       const body = `{"prompt":[${Array.from({ length: 2_000_000 }, () => '[1]').join(',')}],"max_tokens":1}`;
       const t0 = performance.now();
-      await expectError(await post(s, '/v1/completions', body), 400, 'too_many_prompts', /'prompt' has 2000000 prompts; at most 64 per request/);
+      await expectError(
+        await post(s, '/v1/completions', body),
+        400,
+        'too_many_prompts',
+        /'prompt' has 2000000 prompts; at most 64 per request/,
+      );
       assert.ok(performance.now() - t0 < 10_000);
       // 65 strings too; 64 are served.
-      await expectError(await post(s, '/v1/completions', { prompt: Array.from({ length: 65 }, () => 'Hi'), max_tokens: 1 }), 400, 'too_many_prompts', /at most 64/);
+      await expectError(
+        await post(s, '/v1/completions', { prompt: Array.from({ length: 65 }, () => 'Hi'), max_tokens: 1 }),
+        400,
+        'too_many_prompts',
+        /at most 64/,
+      );
       const ok = await post(s, '/v1/completions', { prompt: Array.from({ length: 64 }, () => [1, 2]), max_tokens: 1, temperature: 0 });
       assert.equal(ok.status, 200);
       assert.equal(((await ok.json()) as { choices: unknown[] }).choices.length, 64);
     });
     // The limit is settable.
     await withServer({ maxPromptsPerRequest: 2 }, async (s) => {
-      await expectError(await post(s, '/v1/completions', { prompt: [[1], [2], [3]], max_tokens: 1 }), 400, 'too_many_prompts', /'prompt' has 3 prompts; at most 2 per request/);
+      await expectError(
+        await post(s, '/v1/completions', { prompt: [[1], [2], [3]], max_tokens: 1 }),
+        400,
+        'too_many_prompts',
+        /'prompt' has 3 prompts; at most 2 per request/,
+      );
     });
   });
 
@@ -98,7 +117,12 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
       })();
       try {
         const t0 = performance.now();
-        await expectError(await post(s, '/v1/completions', { prompt: huge, max_tokens: 1 }), 400, 'prompt_too_long', /'prompt' has 7000000 characters; prompts over 65536 characters are refused before tokenization/);
+        await expectError(
+          await post(s, '/v1/completions', { prompt: huge, max_tokens: 1 }),
+          400,
+          'prompt_too_long',
+          /'prompt' has 7000000 characters; prompts over 65536 characters are refused before tokenization/,
+        );
         await expectError(
           await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: huge }], max_tokens: 1 }),
           400,
@@ -119,7 +143,11 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
     // No eos: every sequence runs to max_tokens.
     await withServer({ loaded: { ...lm, eosTokenIds: [] }, maxRunning: 4 }, async (s) => {
       let bigDone = false;
-      const big = post(s, '/v1/completions', { prompt: Array.from({ length: 64 }, (_, i) => [i + 1, 7, 9]), max_tokens: 24, temperature: 0 }).then(async (r) => {
+      const big = post(s, '/v1/completions', {
+        prompt: Array.from({ length: 64 }, (_, i) => [i + 1, 7, 9]),
+        max_tokens: 24,
+        temperature: 0,
+      }).then(async (r) => {
         bigDone = true;
         return r;
       });
@@ -181,7 +209,9 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
       let reply = '';
       sock.on('data', (d) => (reply += d.toString()));
       await new Promise<void>((ok) => sock!.on('connect', () => ok()));
-      sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"prompt": "Hel');
+      sock.write(
+        'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"prompt": "Hel',
+      );
       const deadline = Date.now() + 10_000;
       while (server.stats.reading !== 1) {
         if (Date.now() > deadline) throw new Error(`the server never started reading the body (stats ${JSON.stringify(server.stats)})`);
@@ -189,7 +219,10 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
       }
       const t0 = performance.now();
       closed = server.close();
-      const outcome = await Promise.race([closed.then(() => 'closed'), new Promise<string>((ok) => setTimeout(() => ok('hung'), 10_000).unref())]);
+      const outcome = await Promise.race([
+        closed.then(() => 'closed'),
+        new Promise<string>((ok) => setTimeout(() => ok('hung'), 10_000).unref()),
+      ]);
       const ms = performance.now() - t0;
       assert.equal(outcome, 'closed', 'close() did not resolve within 10 s');
       assert.ok(ms < 200 + 2000 + 1000, `closing took ${ms.toFixed(0)} ms (grace 200 ms)`);

@@ -58,7 +58,11 @@ describe('rac serve (OpenAI client over loopback)', { timeout: 60_000 }, () => {
     assert.deepEqual(ca.token_ids, want!.ids);
     assert.equal(ca.finish_reason, want!.finishReason);
     assert.equal(a.model, 'tiny');
-    assert.deepEqual(a.usage, { prompt_tokens: ids.length, completion_tokens: want!.ids.length, total_tokens: ids.length + want!.ids.length });
+    assert.deepEqual(a.usage, {
+      prompt_tokens: ids.length,
+      completion_tokens: want!.ids.length,
+      total_tokens: ids.length + want!.ids.length,
+    });
     const b = await client.completions.create({ model, prompt: ids, max_tokens: 10, temperature: 0 });
     assert.equal(b.choices[0]!.text, want!.text);
     assert.deepEqual((b.choices[0] as unknown as Choice).token_ids, want!.ids);
@@ -118,9 +122,12 @@ describe('rac serve (OpenAI client over loopback)', { timeout: 60_000 }, () => {
       temperature: 0,
       chat_template_kwargs: { enable_thinking: false },
     } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    const noThinkIds = lm.tokenizer.encode(lm.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, extra: { enable_thinking: false } }), {
-      addSpecialTokens: false,
-    });
+    const noThinkIds = lm.tokenizer.encode(
+      lm.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, extra: { enable_thinking: false } }),
+      {
+        addSpecialTokens: false,
+      },
+    );
     assert.ok(noThinkIds.length > ids.length);
     assert.equal(noThink.usage!.prompt_tokens, noThinkIds.length);
   });
@@ -190,7 +197,11 @@ describe('rac serve (OpenAI client over loopback)', { timeout: 60_000 }, () => {
     };
     await expectError(client.completions.create({ model: 'no-such-model', prompt: 'x', max_tokens: 2 }), 404, 'model');
     await expectError(client.completions.create({ model, prompt: 'x', max_tokens: 2, temperature: -1 }), 400, 'temperature');
-    await expectError(client.completions.create({ model, prompt: 'x', max_tokens: 2, temperature: 'hot' as unknown as number }), 400, 'temperature');
+    await expectError(
+      client.completions.create({ model, prompt: 'x', max_tokens: 2, temperature: 'hot' as unknown as number }),
+      400,
+      'temperature',
+    );
     await expectError(client.completions.create({ model, prompt: 'x', max_tokens: 0 }), 400, 'max_tokens');
     await expectError(client.completions.create({ model, prompt: [[1, 2], []] as unknown as number[][], max_tokens: 2 }), 400, 'prompt');
     await expectError(client.completions.create({ model, prompt: [1, 1e9], max_tokens: 2 }), 400, 'prompt');
@@ -207,14 +218,22 @@ describe('rac serve (OpenAI client over loopback)', { timeout: 60_000 }, () => {
       if (code) assert.equal(body.error.code, code);
       return res;
     };
-    await check(await raw('/v1/completions', { method: 'POST', body: '{"prompt": "x",', headers: { 'content-type': 'application/json' } }), 400, 'invalid_json');
+    await check(
+      await raw('/v1/completions', { method: 'POST', body: '{"prompt": "x",', headers: { 'content-type': 'application/json' } }),
+      400,
+      'invalid_json',
+    );
     await check(await raw('/v1/completions', { method: 'POST', body: '[1, 2]' }), 400);
     const r405 = await check(await raw('/v1/completions'), 405, 'method_not_allowed');
     assert.equal(r405.headers.get('allow'), 'POST');
     await check(await raw('/v1/models', { method: 'DELETE' }), 405);
     await check(await raw('/v1/nothing-here'), 404, 'not_found');
     await check(await raw('/v1/models/other'), 404, 'model_not_found');
-    await check(await raw('/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'x'.repeat(100_000) }) }), 413, 'request_too_large');
+    await check(
+      await raw('/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'x'.repeat(100_000) }) }),
+      413,
+      'request_too_large',
+    );
     // still serving after all that
     const ok = await client.completions.create({ model, prompt: 'x', max_tokens: 2, temperature: 0 });
     assert.equal(ok.choices.length, 1);
@@ -222,7 +241,15 @@ describe('rac serve (OpenAI client over loopback)', { timeout: 60_000 }, () => {
 
   it('decodes concurrent requests together, each getting what it gets alone', async () => {
     const a = { model, prompt: 'Let x = 3 and', max_tokens: 10, temperature: 0 };
-    const b = { model, prompt: [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18], max_tokens: 7, temperature: 0.8, top_k: 20, seed: 5, stop: ['a'] };
+    const b = {
+      model,
+      prompt: [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18],
+      max_tokens: 7,
+      temperature: 0.8,
+      top_k: 20,
+      seed: 5,
+      stop: ['a'],
+    };
     const [ra, rb] = await Promise.all([
       client.completions.create(a),
       client.completions.create(b as unknown as OpenAI.CompletionCreateParamsNonStreaming),

@@ -11,7 +11,19 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Model } from '../../src/models/model.ts';
-import { estimatePrune, estimateTrace, kvBytes, machineSpeed, secondsOf, sparsegptCost, SPEED_VERSION, waveCost, zeroCost, type Cost, type MachineSpeed } from '../../src/study/estimate.ts';
+import {
+  estimatePrune,
+  estimateTrace,
+  kvBytes,
+  machineSpeed,
+  secondsOf,
+  sparsegptCost,
+  SPEED_VERSION,
+  waveCost,
+  zeroCost,
+  type Cost,
+  type MachineSpeed,
+} from '../../src/study/estimate.ts';
 import { scopeLinears } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { calibSet, randomSequences } from '../helpers/prune.ts';
@@ -42,7 +54,19 @@ describe('estimate', () => {
     assert.equal(a.cached, false);
     assert.equal(a.file, join(env.XDG_CACHE_HOME, 'rac', 'speed.json'));
     assert.equal(a.version, SPEED_VERSION);
-    for (const k of ['call_overhead_s', 'gemm_flops_per_s', 'skinny_flops_per_s', 'panel_flops_per_s', 'thin_flops_per_s', 'js_ops_per_s', 'layer_call_s', 'score_s', 'kv_byte_s', 'sample_s', 'session_s'] as const) {
+    for (const k of [
+      'call_overhead_s',
+      'gemm_flops_per_s',
+      'skinny_flops_per_s',
+      'panel_flops_per_s',
+      'thin_flops_per_s',
+      'js_ops_per_s',
+      'layer_call_s',
+      'score_s',
+      'kv_byte_s',
+      'sample_s',
+      'session_s',
+    ] as const) {
       assert.ok(a[k] > 0 && Number.isFinite(a[k]), k);
     }
     assert.match(a.key, /\| 1 threads \| cpu \| onnxruntime /);
@@ -59,7 +83,15 @@ describe('estimate', () => {
     mkdirSync(dir, { recursive: true });
     const probe = await machineSpeed({ env: { XDG_CACHE_HOME: tempDir('rac-cache-probe') }, runtime: { threads: 1 } });
     // A version-1 entry (no version field, fewer figures) under this machine's key.
-    const old = { key: probe.key, call_overhead_s: 1, gemm_flops_per_s: 1, skinny_flops_per_s: 1, js_ops_per_s: 1, session_s: 1, measured: '' };
+    const old = {
+      key: probe.key,
+      call_overhead_s: 1,
+      gemm_flops_per_s: 1,
+      skinny_flops_per_s: 1,
+      js_ops_per_s: 1,
+      session_s: 1,
+      measured: '',
+    };
     writeFileSync(join(dir, 'speed.json'), JSON.stringify({ [probe.key]: old }));
     const s = await machineSpeed({ env, runtime: { threads: 1 } });
     assert.equal(s.cached, false);
@@ -137,7 +169,10 @@ describe('estimate', () => {
       const e1 = estimatePrune(cfg, lin, small, work, SPEED, 0);
       const e2 = estimatePrune(cfg, lin, big, work, SPEED, 0);
       assert.match(e1.work[0]!, /^3 of 3 layers × 256 calibration tokens \(256 padded, 1 batches/);
-      assert.equal(e1.work[1], 'Hessians per layer: attn_in 64² (0.0 MiB), attn_out 64² (0.0 MiB), mlp_in 64² (0.0 MiB), mlp_out 160² (0.1 MiB)');
+      assert.equal(
+        e1.work[1],
+        'Hessians per layer: attn_in 64² (0.0 MiB), attn_out 64² (0.0 MiB), mlp_in 64² (0.0 MiB), mlp_out 160² (0.1 MiB)',
+      );
       // Capture and recompute are linear in the tokens; the solver does not depend on them.
       assert.ok(Math.abs(e2.phases['capture']! / e1.phases['capture']! - 2) < 0.05, `${e2.phases['capture']} vs ${e1.phases['capture']}`);
       assert.ok(Math.abs(e2.phases['recompute']! / e1.phases['recompute']! - 2) < 0.05);
@@ -156,7 +191,9 @@ describe('estimate', () => {
       assert.equal(mag.phases['capture'], 0);
       // OWL's dense pre-pass: one more forward per layer (= the recompute pass) in capture
       const owl = estimatePrune(cfg, lin, small, { ...work, owl: true }, SPEED, 0);
-      assert.ok(Math.abs(owl.phases['capture']! - e1.phases['capture']! - e1.phases['recompute']!) < 1e-9 * e1.phases['recompute']! + 1e-12);
+      assert.ok(
+        Math.abs(owl.phases['capture']! - e1.phases['capture']! - e1.phases['recompute']!) < 1e-9 * e1.phases['recompute']! + 1e-12,
+      );
       // Wanda without error statistics captures diag(XᵀX) only: less capture work than with them
       const wStats = estimatePrune(cfg, lin, small, { ...work, method: 'wanda' }, SPEED, 0);
       const wDiag = estimatePrune(cfg, lin, small, { ...work, method: 'wanda', errorStats: false }, SPEED, 0);
@@ -167,13 +204,25 @@ describe('estimate', () => {
   });
 
   it('bounds a trace by the token budget', () => {
-    const e = estimateTrace(null, [], { promptTokens: [10, 10, 10, 10], prompts: 4, n: 2, maxNewTokens: 40, tokenBudget: 150, batchSize: 4 }, null, 0);
+    const e = estimateTrace(
+      null,
+      [],
+      { promptTokens: [10, 10, 10, 10], prompts: 4, n: 2, maxNewTokens: 40, tokenBudget: 150, batchSize: 4 },
+      null,
+      0,
+    );
     // 2·(10+40) = 100 per prompt: the second prompt reaches the budget.
     assert.equal(e.work[0], '2 of 4 prompts × 2 = 4 traces in 1 wave of ≤ 4, ≤ 40 new tokens each');
     assert.equal(e.work[1], '≤ 200 tokens (40 prompt + ≤ 160 generated); token budget 150');
     assert.ok(Number.isNaN(e.seconds));
     // The budget is checked before each wave, as runTrace does: a second wave when 200 < 250.
-    const e2 = estimateTrace(null, [], { promptTokens: [10, 10, 10, 10, 10], prompts: 5, n: 2, maxNewTokens: 40, tokenBudget: 250, batchSize: 4 }, null, 0);
+    const e2 = estimateTrace(
+      null,
+      [],
+      { promptTokens: [10, 10, 10, 10, 10], prompts: 5, n: 2, maxNewTokens: 40, tokenBudget: 250, batchSize: 4 },
+      null,
+      0,
+    );
     assert.equal(e2.work[0], '4 of 5 prompts × 2 = 8 traces in 2 waves of ≤ 4, ≤ 40 new tokens each');
   });
 
@@ -203,7 +252,28 @@ describe('estimate', () => {
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(
         process.execPath,
-        [join(ROOT, 'bin/rac.js'), 'trace', '--model', dir, '--dataset', data, '--n', '2', '--max-new-tokens', '16', '--batch-size', '4', '--token-budget', '0', '--out', out, '--dry-run', '--json', '--threads', '1'],
+        [
+          join(ROOT, 'bin/rac.js'),
+          'trace',
+          '--model',
+          dir,
+          '--dataset',
+          data,
+          '--n',
+          '2',
+          '--max-new-tokens',
+          '16',
+          '--batch-size',
+          '4',
+          '--token-budget',
+          '0',
+          '--out',
+          out,
+          '--dry-run',
+          '--json',
+          '--threads',
+          '1',
+        ],
         { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
         (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
       );
@@ -220,12 +290,34 @@ describe('estimate', () => {
     const dir = checkpoint(CK);
     const tmp = tempDir('dry');
     const calib = join(tmp, 'calib.jsonl');
-    writeFileSync(calib, randomSequences(96, 6, 20, 40, 3).map((s) => JSON.stringify({ input_ids: s.ids })).join('\n') + '\n');
+    writeFileSync(
+      calib,
+      randomSequences(96, 6, 20, 40, 3)
+        .map((s) => JSON.stringify({ input_ids: s.ids }))
+        .join('\n') + '\n',
+    );
     const out = join(tmp, 'out');
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(
         process.execPath,
-        [join(ROOT, 'bin/rac.js'), 'prune', '--model', dir, '--method', 'sparsegpt', '--sparsity', '0.5', '--calib', calib, '--out', out, '--dry-run', '--json', '--threads', '1'],
+        [
+          join(ROOT, 'bin/rac.js'),
+          'prune',
+          '--model',
+          dir,
+          '--method',
+          'sparsegpt',
+          '--sparsity',
+          '0.5',
+          '--calib',
+          calib,
+          '--out',
+          out,
+          '--dry-run',
+          '--json',
+          '--threads',
+          '1',
+        ],
         { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
         (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
       );

@@ -24,7 +24,12 @@ function rac(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
-const lineCount = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8').split('\n').filter((l) => l.trim() !== '').length : 0);
+const lineCount = (p: string) =>
+  existsSync(p)
+    ? readFileSync(p, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '').length
+    : 0;
 
 function comparable(path: string) {
   const r = JSON.parse(readFileSync(path, 'utf8'));
@@ -42,8 +47,30 @@ describe('rac eval resume', () => {
     const K = 2;
     const total = rows.length * K;
     const args = (out: string) => [
-      'eval', '--model', model, '--dataset', ds, '--task', 'tiny', '--samples', String(K), '--max-new-tokens', '64',
-      '--temperature', '1', '--top-p', '0.95', '--seed', '7', '--batch-size', '1', '--threads', '1', '--out', out, '--json',
+      'eval',
+      '--model',
+      model,
+      '--dataset',
+      ds,
+      '--task',
+      'tiny',
+      '--samples',
+      String(K),
+      '--max-new-tokens',
+      '64',
+      '--temperature',
+      '1',
+      '--top-p',
+      '0.95',
+      '--seed',
+      '7',
+      '--batch-size',
+      '1',
+      '--threads',
+      '1',
+      '--out',
+      out,
+      '--json',
     ];
 
     const full = join(dir, 'full.json');

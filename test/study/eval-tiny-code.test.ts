@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import { before, it } from 'node:test';
 import { printSummaryTable } from '../../src/cli/commands/run.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
-import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../../src/backends/backend.ts';
+import {
+  streamOf,
+  type BackendCompletion,
+  type BackendRequest,
+  type GenerationBackend,
+  type GenerationHooks,
+  type SamplingSettings,
+} from '../../src/backends/backend.ts';
 import { loadEvalProblems, runEval } from '../../src/study/eval.ts';
 import { groupRows, loadReportInput, summarize } from '../../src/report/data.ts';
 import { passAtK } from '../../src/tasks/passk.ts';
@@ -50,7 +57,13 @@ it('tiny task with code rows: code graded by its tests, per-family pass@k and he
   const ds = join(dir, 'eval.jsonl');
   const arith = generateSplit('eval', 'arith', 1, 0, { format: 'v2' })[0]!;
   const code = generateSplit('eval', 'code', 2, 0, { format: 'v2' });
-  const rows = [arith, ...code].map(({ id, family, prompt, answer, tests }) => ({ id, family, prompt, answer, ...(tests ? { tests } : {}) }));
+  const rows = [arith, ...code].map(({ id, family, prompt, answer, tests }) => ({
+    id,
+    family,
+    prompt,
+    answer,
+    ...(tests ? { tests } : {}),
+  }));
   writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   const loaded = await loadEvalProblems(ds, 'tiny');
   assert.equal(loaded.problems[0]!.tests, null);
@@ -65,12 +78,23 @@ it('tiny task with code rows: code graded by its tests, per-family pass@k and he
     return fence(right ? p.answer : 'print(12345)');
   };
   const res = await runEval(
-    { model: 'scripted-model', dataset: ds, task: 'tiny', samples: 4, sampling: { temperature: 0.6, topP: 0.95, topK: 0, maxNewTokens: 64, seed: 1 }, out: join(dir, 'results.json'), codeLimits: { wallMs: 10_000, cpuSeconds: 2, memoryMb: 256 } },
+    {
+      model: 'scripted-model',
+      dataset: ds,
+      task: 'tiny',
+      samples: 4,
+      sampling: { temperature: 0.6, topP: 0.95, topK: 0, maxNewTokens: 64, seed: 1 },
+      out: join(dir, 'results.json'),
+      codeLimits: { wallMs: 10_000, cpuSeconds: 2, memoryMb: 256 },
+    },
     new ScriptedBackend(script),
     tok,
   );
   const codeSamples = res.samples.filter((s) => s.family === 'code');
-  assert.deepEqual(codeSamples.map((s) => s.correct), [true, true, false, false, false, false, false, true]);
+  assert.deepEqual(
+    codeSamples.map((s) => s.correct),
+    [true, true, false, false, false, false, false, true],
+  );
   assert.ok(codeSamples.every((s) => s.tests_total === 5));
   const pf = res.per_family!;
   assert.deepEqual(pf['code']!.pass_at_k, { '1': (0.5 + 0.25) / 2, '2': (passAtK(4, 2, 2) + passAtK(4, 1, 2)) / 2, '4': 1 });

@@ -8,7 +8,14 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
-import { streamOf, type BackendCompletion, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../../src/backends/backend.ts';
+import {
+  streamOf,
+  type BackendCompletion,
+  type BackendRequest,
+  type GenerationBackend,
+  type GenerationHooks,
+  type SamplingSettings,
+} from '../../src/backends/backend.ts';
 import {
   computeMetrics,
   countHesitations,
@@ -31,7 +38,10 @@ class ScriptedBackend implements GenerationBackend {
   readonly name = 'scripted';
   readonly fingerprint = 'sha256:scripted';
   calls: Array<{ index: number; n: number }> = [];
-  constructor(private readonly script: (index: number, sample: number, stream: number) => { text: string; finish?: 'stop' | 'length' }, private readonly failAfter = Infinity) {}
+  constructor(
+    private readonly script: (index: number, sample: number, stream: number) => { text: string; finish?: 'stop' | 'length' },
+    private readonly failAfter = Infinity,
+  ) {}
   async generate(requests: BackendRequest[], _s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
     let k = 0;
     for (const r of requests) {
@@ -75,7 +85,9 @@ before(async () => {
 
 describe('hesitation words', () => {
   it('counts whole words case-insensitively, "But wait" apart from "Wait", without double counting', () => {
-    const h = countHesitations('Wait, so 3. But wait, 4? WAIT. Hmm... hmmm. Alternatively: but,wait. awaited waits wait-list Hm Hmmingbird');
+    const h = countHesitations(
+      'Wait, so 3. But wait, 4? WAIT. Hmm... hmmm. Alternatively: but,wait. awaited waits wait-list Hm Hmmingbird',
+    );
     assert.deepEqual(h, { wait: 3, alternatively: 1, hmm: 2, but_wait: 2 });
     assert.deepEqual(countHesitations(''), { wait: 0, alternatively: 0, hmm: 0, but_wait: 0 });
   });
@@ -86,7 +98,12 @@ describe('metrics', () => {
     // p1: 1 of 4 correct, p2: 4 of 4, p3: 0 of 4 — but p1 has more samples than p2? no: all K=4.
     const rs: SampleRecord[] = [];
     const correct = { p1: [true, false, false, false], p2: [true, true, true, true], p3: [false, false, false, false] };
-    for (const [id, cs] of Object.entries(correct)) cs.forEach((c, i) => rs.push(rec({ problem_id: id, sample: i, correct: c, tokens: c ? 10 : 30, extracted: c ? '1' : null, family: id === 'p3' ? 'b' : 'a' })));
+    for (const [id, cs] of Object.entries(correct))
+      cs.forEach((c, i) =>
+        rs.push(
+          rec({ problem_id: id, sample: i, correct: c, tokens: c ? 10 : 30, extracted: c ? '1' : null, family: id === 'p3' ? 'b' : 'a' }),
+        ),
+      );
     rs[5]!.finish_reason = 'length';
     rs[2]!.hesitations = { wait: 2, alternatively: 1, hmm: 0, but_wait: 1 };
     const { metrics: m, perFamily } = computeMetrics(rs, 4, 2);
@@ -106,7 +123,14 @@ describe('metrics', () => {
     assert.equal(m.tokens_per_second, 260 / 2);
     assert.equal(m.problems, 3);
     assert.deepEqual(perFamily, {
-      a: { accuracy: 0.625, mean_tokens: (5 * 10 + 3 * 30) / 8, truncated: 1 / 8, n: 2, pass_at_k: { '1': 0.625, '2': (passAtK(4, 1, 2) + 1) / 2, '4': 1 }, hesitations_per_sample: 4 / 8 },
+      a: {
+        accuracy: 0.625,
+        mean_tokens: (5 * 10 + 3 * 30) / 8,
+        truncated: 1 / 8,
+        n: 2,
+        pass_at_k: { '1': 0.625, '2': (passAtK(4, 1, 2) + 1) / 2, '4': 1 },
+        hesitations_per_sample: 4 / 8,
+      },
       b: { accuracy: 0, mean_tokens: 30, truncated: 0, n: 1, pass_at_k: { '1': 0, '2': 0, '4': 0 }, hesitations_per_sample: 0 },
     });
     assert.equal(computeMetrics([rec({ problem_id: 'x', sample: 0 })], 1, 1).perFamily, undefined);
@@ -119,7 +143,11 @@ describe('metrics', () => {
   });
 
   it('wall time adds the runs of a resumed evaluation', () => {
-    const rs = [rec({ problem_id: 'a', sample: 0, run: 'r1', elapsed: 3 }), rec({ problem_id: 'a', sample: 1, run: 'r1', elapsed: 5 }), rec({ problem_id: 'b', sample: 0, run: 'r2', elapsed: 2 })];
+    const rs = [
+      rec({ problem_id: 'a', sample: 0, run: 'r1', elapsed: 3 }),
+      rec({ problem_id: 'a', sample: 1, run: 'r1', elapsed: 5 }),
+      rec({ problem_id: 'b', sample: 0, run: 'r2', elapsed: 2 }),
+    ];
     assert.equal(wallSeconds(rs), 7);
     assert.equal(wallSeconds(rs, { run: 'r2', seconds: 4 }), 9);
   });
@@ -133,7 +161,10 @@ describe('sample log', () => {
     const b = JSON.stringify(rec({ problem_id: 'b', sample: 0, correct: true }));
     writeFileSync(p, `${a}\n${b}\n${a}\n${b.slice(0, 20)}`);
     const rs = readSampleLog(p);
-    assert.deepEqual(rs.map((r) => r.problem_id), ['a', 'b']);
+    assert.deepEqual(
+      rs.map((r) => r.problem_id),
+      ['a', 'b'],
+    );
     assert.equal(readFileSync(p, 'utf8'), `${a}\n${b}\n${a}\n`, 'torn tail truncated away');
     // A complete line that does not parse is not a torn write (a crash cannot end a line it cut):
     // refused like trace's, naming the line, and the file is left as it is.
@@ -153,7 +184,13 @@ describe('datasets', () => {
     writeFileSync(jl, '{"q": "1+1", "a": 2, "fam": "x"}\n\n{"q": "2+2", "a": "4"}\n');
     const cols = { prompt: 'q', answer: 'a', family: 'fam' };
     const ps = (await loadEvalProblems(jl, 'math', cols)).problems;
-    assert.deepEqual(ps.map((p) => [p.index, p.id, p.prompt, p.answer, p.family]), [[0, '0', '1+1', '2', 'x'], [1, '1', '2+2', '4', null]]);
+    assert.deepEqual(
+      ps.map((p) => [p.index, p.id, p.prompt, p.answer, p.family]),
+      [
+        [0, '0', '1+1', '2', 'x'],
+        [1, '1', '2+2', '4', null],
+      ],
+    );
     assert.equal((await loadEvalProblems(jl, 'math', cols, 1)).problems.length, 1);
     await assert.rejects(loadEvalProblems(jl, 'math', { prompt: 'prompt' }), /no column "prompt"/);
     const js = join(dir, 'd.json');
@@ -191,7 +228,10 @@ describe('runEval with a scripted backend', () => {
       1: ['\\boxed{3.14}', '<think>', '\\boxed{\\pi}'],
       2: ['\\boxed{(0,1]}', '\\boxed{[0,1]}', '\\boxed{(0, 1)}'],
     };
-    const script = (i: number, s: number) => ({ text: answers[i]![s]!, finish: (answers[i]![s] === '<think>' ? 'length' : 'stop') as 'stop' | 'length' });
+    const script = (i: number, s: number) => ({
+      text: answers[i]![s]!,
+      finish: (answers[i]![s] === '<think>' ? 'length' : 'stop') as 'stop' | 'length',
+    });
     const first = new ScriptedBackend(script, 2);
     await assert.rejects(runEval(config(dir, ds, 'math', 3), first, tok), /backend died/);
     assert.equal(existsSync(join(dir, 'results.json')), false, 'no results.json before the end');
@@ -203,9 +243,15 @@ describe('runEval with a scripted backend', () => {
     assert.deepEqual(
       res.samples.map((s) => [s.problem_id, s.sample, s.correct]),
       [
-        ['half', 0, true], ['half', 1, true], ['half', 2, false],
-        ['pi', 0, false], ['pi', 1, false], ['pi', 2, true],
-        ['int', 0, true], ['int', 1, false], ['int', 2, false],
+        ['half', 0, true],
+        ['half', 1, true],
+        ['half', 2, false],
+        ['pi', 0, false],
+        ['pi', 1, false],
+        ['pi', 2, true],
+        ['int', 0, true],
+        ['int', 1, false],
+        ['int', 2, false],
       ],
     );
     const m = res.metrics;
@@ -224,7 +270,10 @@ describe('runEval with a scripted backend', () => {
     assert.deepEqual(onDisk.metrics.pass_at_k, res.metrics.pass_at_k);
 
     // Changed settings are refused; --limit may change.
-    await assert.rejects(runEval(config(dir, ds, 'math', 3, { sampling: { ...SAMPLING, seed: 2 } }), new ScriptedBackend(script), tok), /settings differ.*sampling/);
+    await assert.rejects(
+      runEval(config(dir, ds, 'math', 3, { sampling: { ...SAMPLING, seed: 2 } }), new ScriptedBackend(script), tok),
+      /settings differ.*sampling/,
+    );
     await assert.rejects(runEval(config(dir, ds, 'math', 2), new ScriptedBackend(script), tok), /settings differ.*samples/);
     const third = new ScriptedBackend(script);
     const lim = await runEval(config(dir, ds, 'math', 3, { limit: 1 }), third, tok);
@@ -237,8 +286,15 @@ describe('runEval with a scripted backend', () => {
     const dir = tempDir('evaltiny');
     const ds = join(dir, 't.jsonl');
     writeFileSync(ds, `${JSON.stringify({ id: 'a', prompt: 'x', answer: '-42', family: 'arith' })}\n`);
-    const res = await runEval(config(dir, ds, 'tiny', 4), new ScriptedBackend((_i, s) => ({ text: ['\\boxed{-42}', '\\boxed{-042}', '\\boxed{42}', '\\boxed{-42.0}'][s]! })), tok);
-    assert.deepEqual(res.samples.map((s) => s.correct), [true, true, false, false]);
+    const res = await runEval(
+      config(dir, ds, 'tiny', 4),
+      new ScriptedBackend((_i, s) => ({ text: ['\\boxed{-42}', '\\boxed{-042}', '\\boxed{42}', '\\boxed{-42.0}'][s]! })),
+      tok,
+    );
+    assert.deepEqual(
+      res.samples.map((s) => s.correct),
+      [true, true, false, false],
+    );
     assert.equal(res.metrics.pass_at_k['4'], 1);
     assert.equal(res.metrics.pass_at_k['2'], passAtK(4, 2, 2));
   });
@@ -251,14 +307,37 @@ describe('runEval with a scripted backend', () => {
     }
     const dir = tempDir('evalcode');
     const ds = join(dir, 'c.jsonl');
-    writeFileSync(ds, `${JSON.stringify({ id: 'double', prompt: 'double n', tests: [{ input: '2\n', output: '4\n' }, { input: '5\n', output: '10\n' }] })}\n`);
-    const programs = ['```python\nprint(int(input())*2)\n```', '```python\nprint(int(input())+2)\n```', 'no code', '```python\nwhile True: pass\n```'];
+    writeFileSync(
+      ds,
+      `${JSON.stringify({
+        id: 'double',
+        prompt: 'double n',
+        tests: [
+          { input: '2\n', output: '4\n' },
+          { input: '5\n', output: '10\n' },
+        ],
+      })}\n`,
+    );
+    const programs = [
+      '```python\nprint(int(input())*2)\n```',
+      '```python\nprint(int(input())+2)\n```',
+      'no code',
+      '```python\nwhile True: pass\n```',
+    ];
     const res = await runEval(
       config(dir, ds, 'code', 4, { codeLimits: { wallMs: 3000, cpuSeconds: 1, memoryMb: 256 } }),
       new ScriptedBackend((_i, s) => ({ text: programs[s]! })),
       tok,
     );
-    assert.deepEqual(res.samples.map((s) => [s.correct, s.tests_passed]), [[true, 2], [false, 1], [false, 0], [false, 0]]);
+    assert.deepEqual(
+      res.samples.map((s) => [s.correct, s.tests_passed]),
+      [
+        [true, 2],
+        [false, 1],
+        [false, 0],
+        [false, 0],
+      ],
+    );
     assert.equal(res.metrics.accuracy, 0.25);
     assert.equal(res.metrics.pass_at_k['2'], passAtK(4, 1, 2));
   });

@@ -50,7 +50,12 @@ function deadPid(): number {
   return Number(r.stdout);
 }
 
-const lines = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8').split('\n').filter((l) => l.trim() !== '').length : 0);
+const lines = (p: string) =>
+  existsSync(p)
+    ? readFileSync(p, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '').length
+    : 0;
 
 describe('output lock (src/io/lock.ts)', () => {
   it('a second lock on the same output is refused naming the owner; after release it is free again', () => {
@@ -59,12 +64,15 @@ describe('output lock (src/io/lock.ts)', () => {
     try {
       assert.ok(existsSync(lockPath(target)));
       assert.equal(JSON.parse(readFileSync(lockPath(target), 'utf8')).pid, process.pid);
-      assert.throws(() => lockOutput(target, 'traces'), (e: unknown) => {
-        assert.ok(e instanceof LockError);
-        assert.match(e.message, new RegExp(`traces in use by another rac process \\(pid ${process.pid}, lock .*out\\.jsonl\\.lock\\)`));
-        assert.doesNotMatch(e.message, /\n/);
-        return true;
-      });
+      assert.throws(
+        () => lockOutput(target, 'traces'),
+        (e: unknown) => {
+          assert.ok(e instanceof LockError);
+          assert.match(e.message, new RegExp(`traces in use by another rac process \\(pid ${process.pid}, lock .*out\\.jsonl\\.lock\\)`));
+          assert.doesNotMatch(e.message, /\n/);
+          return true;
+        },
+      );
     } finally {
       a.release();
     }
@@ -102,14 +110,38 @@ describe('rac trace / rac eval: one writer per --out', () => {
     const rows = generateSplit('calib', 'arith', 4000, 3);
     writeFileSync(ds, rows.map((p) => JSON.stringify({ id: p.id, prompt: p.prompt })).join('\n') + '\n');
     const out = join(work, 'traces.jsonl');
-    const args = ['trace', '-q', '--model', model, '--dataset', ds, '--n', '2', '--max-new-tokens', '48', '--token-budget', '0', '--batch-size', '2', '--threads', '1', '--out', out];
+    const args = [
+      'trace',
+      '-q',
+      '--model',
+      model,
+      '--dataset',
+      ds,
+      '--n',
+      '2',
+      '--max-new-tokens',
+      '48',
+      '--token-budget',
+      '0',
+      '--batch-size',
+      '2',
+      '--threads',
+      '1',
+      '--out',
+      out,
+    ];
     const first = start(args);
     try {
       await waitFor('the first record', () => lines(out) >= 1, first.child);
       const second = await start(args).exit;
       assert.equal(first.child.exitCode, null, 'the first run was still going while the second was refused');
       assert.equal(second.code, 1, second.stderr);
-      assert.match(second.stderr, new RegExp(`^rac: error: .*traces\\.jsonl: traces in use by another rac process \\(pid ${first.child.pid}, lock .*traces\\.jsonl\\.lock\\); wait for it to finish, or use another --out\\n$`));
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `^rac: error: .*traces\\.jsonl: traces in use by another rac process \\(pid ${first.child.pid}, lock .*traces\\.jsonl\\.lock\\); wait for it to finish, or use another --out\\n$`,
+        ),
+      );
       assert.equal(second.stdout, '');
     } finally {
       first.child.kill('SIGKILL');
@@ -129,9 +161,31 @@ describe('rac trace / rac eval: one writer per --out', () => {
   it('trace: SIGTERM removes the lock (the process still dies by the signal)', async () => {
     const work = tempDir('trace-lock-term');
     const ds = join(work, 'prompts.jsonl');
-    writeFileSync(ds, generateSplit('calib', 'arith', 4000, 4).map((p) => JSON.stringify({ id: p.id, prompt: p.prompt })).join('\n') + '\n');
+    writeFileSync(
+      ds,
+      generateSplit('calib', 'arith', 4000, 4)
+        .map((p) => JSON.stringify({ id: p.id, prompt: p.prompt }))
+        .join('\n') + '\n',
+    );
     const out = join(work, 'traces.jsonl');
-    const run = start(['trace', '-q', '--model', model, '--dataset', ds, '--n', '1', '--max-new-tokens', '48', '--token-budget', '0', '--threads', '1', '--out', out]);
+    const run = start([
+      'trace',
+      '-q',
+      '--model',
+      model,
+      '--dataset',
+      ds,
+      '--n',
+      '1',
+      '--max-new-tokens',
+      '48',
+      '--token-budget',
+      '0',
+      '--threads',
+      '1',
+      '--out',
+      out,
+    ]);
     try {
       await waitFor('the first record', () => lines(out) >= 1, run.child);
       assert.ok(existsSync(lockPath(out)));
@@ -152,14 +206,44 @@ describe('rac trace / rac eval: one writer per --out', () => {
     writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const out = join(work, 'results.json');
     const log = `${out}.samples.jsonl`;
-    const args = (limit: number) => ['eval', '-q', '--model', model, '--dataset', ds, '--task', 'tiny', '--samples', '2', '--max-new-tokens', '48', '--temperature', '1', '--seed', '7', '--batch-size', '1', '--threads', '1', '--limit', String(limit), '--out', out];
+    const args = (limit: number) => [
+      'eval',
+      '-q',
+      '--model',
+      model,
+      '--dataset',
+      ds,
+      '--task',
+      'tiny',
+      '--samples',
+      '2',
+      '--max-new-tokens',
+      '48',
+      '--temperature',
+      '1',
+      '--seed',
+      '7',
+      '--batch-size',
+      '1',
+      '--threads',
+      '1',
+      '--limit',
+      String(limit),
+      '--out',
+      out,
+    ];
     const first = start(args(rows.length));
     try {
       await waitFor('the first sample', () => lines(log) >= 1, first.child);
       const second = await start(args(rows.length)).exit;
       assert.equal(first.child.exitCode, null, 'the first run was still going while the second was refused');
       assert.equal(second.code, 1, second.stderr);
-      assert.match(second.stderr, new RegExp(`^rac: error: .*results\\.json: evaluation output in use by another rac process \\(pid ${first.child.pid}, lock .*results\\.json\\.lock\\); wait for it to finish, or use another --out\\n$`));
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `^rac: error: .*results\\.json: evaluation output in use by another rac process \\(pid ${first.child.pid}, lock .*results\\.json\\.lock\\); wait for it to finish, or use another --out\\n$`,
+        ),
+      );
     } finally {
       first.child.kill('SIGKILL');
       await first.exit;

@@ -156,7 +156,8 @@ describe('job settings: one table for flags and recipes', () => {
     assert.equal(settingsProblem({ ...s, calibTokens: 100 }, 'rac'), null);
     assert.match(settingsProblem({ ...s, calibTokens: 100, twoPassShare: 0.5 }, 'rac')!, /alternatives/);
     assert.match(settingsProblem({ ...PRUNE_DEFAULTS, selectCorrect: 'correct' }, 'text')!, /needs calibration mode rac or mix/);
-    if (!PRUNER_SUPPORTS.tokenWeights) assert.match(settingsProblem({ ...PRUNE_DEFAULTS, tokenWeights: { prompt: 0, think: 1, answer: 1 } }, 'rac')!, /token_weights/);
+    if (!PRUNER_SUPPORTS.tokenWeights)
+      assert.match(settingsProblem({ ...PRUNE_DEFAULTS, tokenWeights: { prompt: 0, think: 1, answer: 1 } }, 'rac')!, /token_weights/);
     else assert.equal(settingsProblem({ ...PRUNE_DEFAULTS, tokenWeights: { prompt: 0, think: 1, answer: 1 } }, 'rac'), null);
     assert.match(
       settingsProblem({ ...PRUNE_DEFAULTS, sparsityProfile: 'owl' }, 'rac', { kind: 'nm', n: 2, m: 4 })!,
@@ -194,7 +195,10 @@ describe('job settings: one table for flags and recipes', () => {
     assert.throws(() => loadRecipe(write('', ', blocksize: 64')) && loadRecipe(write(', blocksize: 64', '')), /unknown key "blocksize"/);
     assert.throws(() => loadRecipe(write('', ', refresh_stages: 2, two_pass_share: 0.5')), /alternatives/);
     assert.equal(loadRecipe(write('', ', sparsity_profile: owl, owl_lambda: 0.05')).prune[0]!.settings.owlLambda, 0.05);
-    assert.throws(() => loadRecipe(write('', ", pattern: '2:4', sparsity_profile: owl")), /sparsity_profile owl needs sparsity, not pattern/);
+    assert.throws(
+      () => loadRecipe(write('', ", pattern: '2:4', sparsity_profile: owl")),
+      /sparsity_profile owl needs sparsity, not pattern/,
+    );
     // the example recipe parses up to the options this build's pruner lacks
     const example = join(fileURLToPath(new URL('../..', import.meta.url)), 'examples', 'ablation-60.yaml');
     if (PRUNER_SUPPORTS.tokenWeights && PRUNER_SUPPORTS.sparsityProfile) assert.equal(loadRecipe(example).prune.length, 8);

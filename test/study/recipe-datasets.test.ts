@@ -17,7 +17,10 @@ import { writeParquet } from '../helpers/parquet.ts';
 
 function shard(dir: string, name: string, start: number, n: number): Buffer {
   const f = join(dir, name);
-  writeParquet(f, { problem: Array.from({ length: n }, (_, i) => `p${start + i}`), answer: Array.from({ length: n }, (_, i) => String(start + i)) });
+  writeParquet(f, {
+    problem: Array.from({ length: n }, (_, i) => `p${start + i}`),
+    answer: Array.from({ length: n }, (_, i) => String(start + i)),
+  });
   return readFileSync(f);
 }
 
@@ -34,7 +37,14 @@ describe('recipe datasets: hub ids', () => {
   const t0 = shard(pq, 'c.parquet', 100, 2);
   const c = commitOf('recipe-data');
   const hub = tempDir('rd-hub');
-  writeCachedRepo(hub, 'dataset', 'acme/math', c, { 'data/train-00001-of-00002.parquet': s1, 'data/train-00000-of-00002.parquet': s0, 'data/test-00000-of-00001.parquet': t0 }, { main: c });
+  writeCachedRepo(
+    hub,
+    'dataset',
+    'acme/math',
+    c,
+    { 'data/train-00001-of-00002.parquet': s1, 'data/train-00000-of-00002.parquet': s0, 'data/test-00000-of-00001.parquet': t0 },
+    { main: c },
+  );
   writeCachedRepo(hub, 'dataset', 'acme/configs', c, { 'hard/train-00000-of-00001.parquet': t0 }, { main: c });
   const env = { HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' };
 
@@ -46,16 +56,30 @@ describe('recipe datasets: hub ids', () => {
     assert.equal(r.datasets.eval, 'acme/configs');
     assert.deepEqual(r.datasets.evalSplit, { config: 'hard' });
     const lines: string[] = [];
-    const resolved = await resolveRecipeDatasets(r, { env, log: (l) => lines.push(l), fetch: () => Promise.reject(new Error('network touched')) });
+    const resolved = await resolveRecipeDatasets(r, {
+      env,
+      log: (l) => lines.push(l),
+      fetch: () => Promise.reject(new Error('network touched')),
+    });
     const calib = resolved.datasets.calib as string[];
     assert.equal(calib.length, 2);
     assert.match(calib[0]!, /snapshots\/[0-9a-f]{40}\/data\/train-00000-of-00002\.parquet$/);
     assert.match(calib[1]!, /train-00001-of-00002\.parquet$/);
     assert.match(resolved.datasets.eval as string, /hard\/train-00000-of-00001\.parquet$/);
     const ds = await loadDataset(calib);
-    assert.deepEqual(ds.rows.map((x) => x.prompt), ['p0', 'p1', 'p2', 'p3', 'p4']);
+    assert.deepEqual(
+      ds.rows.map((x) => x.prompt),
+      ['p0', 'p1', 'p2', 'p3', 'p4'],
+    );
     assert.deepEqual(ds.hub, { type: 'dataset', id: 'acme/math', revision: 'main', commit: c, config: 'default', split: 'train' });
-    assert.deepEqual((await loadDataset(resolved.datasets.eval)).hub, { type: 'dataset', id: 'acme/configs', revision: 'main', commit: c, config: 'hard', split: 'train' });
+    assert.deepEqual((await loadDataset(resolved.datasets.eval)).hub, {
+      type: 'dataset',
+      id: 'acme/configs',
+      revision: 'main',
+      commit: c,
+      config: 'hard',
+      split: 'train',
+    });
     assert.equal(lines.length, 2);
     assert.match(lines[0]!, /^dataset acme\/math@main \(default\/train\) → 2 Parquet shards of [0-9a-f]{40}$/);
 
@@ -76,10 +100,22 @@ describe('recipe datasets: hub ids', () => {
 
   it('refuses a bad entry naming the recipe and the key; a missing split names the cache', async () => {
     const dir = tempDir('rd-bad');
-    assert.throws(() => loadRecipe(recipe(dir, '{calib: c.jsonl, eval: {id: "not an id"}}')), (e: unknown) => e instanceof RecipeError && /recipe\.yaml: "datasets\.eval\.id" must be a Hugging Face dataset id/.test(e.message));
-    assert.throws(() => loadRecipe(recipe(dir, '{calib: c.jsonl, eval: {id: acme/math, splt: test}}')), (e: unknown) => e instanceof RecipeError && /"datasets\.eval": unknown key "splt"/.test(e.message));
-    assert.throws(() => loadRecipe(recipe(dir, '{calib: 3, eval: e.jsonl}')), (e: unknown) => e instanceof RecipeError && /"datasets\.calib" must be a path, a Hugging Face dataset id/.test(e.message));
+    assert.throws(
+      () => loadRecipe(recipe(dir, '{calib: c.jsonl, eval: {id: "not an id"}}')),
+      (e: unknown) => e instanceof RecipeError && /recipe\.yaml: "datasets\.eval\.id" must be a Hugging Face dataset id/.test(e.message),
+    );
+    assert.throws(
+      () => loadRecipe(recipe(dir, '{calib: c.jsonl, eval: {id: acme/math, splt: test}}')),
+      (e: unknown) => e instanceof RecipeError && /"datasets\.eval": unknown key "splt"/.test(e.message),
+    );
+    assert.throws(
+      () => loadRecipe(recipe(dir, '{calib: 3, eval: e.jsonl}')),
+      (e: unknown) => e instanceof RecipeError && /"datasets\.calib" must be a path, a Hugging Face dataset id/.test(e.message),
+    );
     const r = loadRecipe(recipe(dir, '{calib: {id: acme/math, split: validation}, eval: e.jsonl}'));
-    await assert.rejects(resolveRecipeDatasets(r, { env }), (e: unknown) => e instanceof HubError && e.message.includes(hub) && /HF_HUB_OFFLINE is set/.test(e.message));
+    await assert.rejects(
+      resolveRecipeDatasets(r, { env }),
+      (e: unknown) => e instanceof HubError && e.message.includes(hub) && /HF_HUB_OFFLINE is set/.test(e.message),
+    );
   });
 });

@@ -42,9 +42,23 @@ describe('rac run', () => {
     assert.equal(s.eval_problems, 6);
     assert.equal(typeof s.dense.accuracy, 'number');
     assert.equal(typeof s.dense.mean_tokens, 'number');
-    const rows = s.rows as { method: string; calib: string | null; sparsity?: number; pattern?: string; calib_tokens: number | null; accuracy: number; mean_tokens: number }[];
-    assert.deepEqual(rows.map((r) => `${r.method}/${r.calib}/${r.sparsity ?? r.pattern}`).sort(), ['magnitude/null/2:4', 'sparsegpt/prompt/0.5', 'sparsegpt/rac/0.5', 'sparsegpt/text/0.5']);
-    for (const r of rows.filter((x) => x.method === 'sparsegpt')) assert.equal(r.calib_tokens, 600, 'equal calibration budgets across modes');
+    const rows = s.rows as {
+      method: string;
+      calib: string | null;
+      sparsity?: number;
+      pattern?: string;
+      calib_tokens: number | null;
+      accuracy: number;
+      mean_tokens: number;
+    }[];
+    assert.deepEqual(rows.map((r) => `${r.method}/${r.calib}/${r.sparsity ?? r.pattern}`).sort(), [
+      'magnitude/null/2:4',
+      'sparsegpt/prompt/0.5',
+      'sparsegpt/rac/0.5',
+      'sparsegpt/text/0.5',
+    ]);
+    for (const r of rows.filter((x) => x.method === 'sparsegpt'))
+      assert.equal(r.calib_tokens, 600, 'equal calibration budgets across modes');
     assert.ok(existsSync(r1.report));
     assert.equal(r1.results.length, 5);
     // The dense model is evaluated by the backend that wrote its traces (same batch size), before pruning.
@@ -66,18 +80,27 @@ describe('rac run', () => {
   it('rejects a bad recipe with the file and the problem', () => {
     const p = study();
     writeFileSync(p, readFileSync(p, 'utf8').replace('method: magnitude', 'method: obs'));
-    assert.throws(() => loadRecipe(p), (e: unknown) => e instanceof RecipeError && e.message.includes(p) && /prune\[1\]\.method/.test(e.message));
+    assert.throws(
+      () => loadRecipe(p),
+      (e: unknown) => e instanceof RecipeError && e.message.includes(p) && /prune\[1\]\.method/.test(e.message),
+    );
     writeFileSync(p, 'model: x\nunknown_key: 1\n');
     assert.throws(() => loadRecipe(p), /unknown key "unknown_key"/);
     // eval.code_limits: partial limits over the defaults; absent, nothing is added (result names stay put).
     const q = study();
     assert.equal(loadRecipe(q).eval.codeLimits, undefined);
-    const withLimits = readFileSync(q, 'utf8').replace('top_p: 1, batch_size: 8}\n', 'top_p: 1, batch_size: 8, code_limits: {cpu_seconds: 2, memory_mb: 512}}\n');
+    const withLimits = readFileSync(q, 'utf8').replace(
+      'top_p: 1, batch_size: 8}\n',
+      'top_p: 1, batch_size: 8, code_limits: {cpu_seconds: 2, memory_mb: 512}}\n',
+    );
     assert.notEqual(withLimits, readFileSync(q, 'utf8'));
     writeFileSync(q, withLimits);
     assert.deepEqual(loadRecipe(q).eval.codeLimits, { wallMs: 10_000, cpuSeconds: 2, memoryMb: 512 });
     writeFileSync(q, withLimits.replace('cpu_seconds: 2', 'cpu_secs: 2'));
-    assert.throws(() => loadRecipe(q), (e: unknown) => e instanceof RecipeError && e.message.includes(q) && /code_limits.*unknown key "cpu_secs"/.test(e.message));
+    assert.throws(
+      () => loadRecipe(q),
+      (e: unknown) => e instanceof RecipeError && e.message.includes(q) && /code_limits.*unknown key "cpu_secs"/.test(e.message),
+    );
     writeFileSync(q, withLimits.replace('cpu_seconds: 2', 'cpu_seconds: 0'));
     assert.throws(() => loadRecipe(q), /eval\.code_limits\.cpu_seconds" must be a positive number/);
     // A misspelt setting in any section is refused rather than silently defaulted.

@@ -20,7 +20,11 @@ const PROMPTS = 24;
 const N = 2;
 
 function start(args: string[]) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', ...args], { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, RAC_DEBUG: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -65,7 +69,30 @@ describe('rac trace: kill -9 and resume', () => {
     const ds = join(work, 'calib.jsonl');
     const problems = [...generateSplit('calib', 'arith', PROMPTS / 2, 1), ...generateSplit('calib', 'trace', PROMPTS / 2, 1)];
     writeFileSync(ds, problems.map((p) => JSON.stringify({ id: p.id, prompt: p.prompt, answer: p.answer })).join('\n') + '\n');
-    const args = (out: string) => ['--model', dir, '--dataset', ds, '--n', String(N), '--max-new-tokens', '12', '--token-budget', '0', '--temperature', '0.8', '--top-p', '0.95', '--seed', '5', '--batch-size', '2', '--threads', '1', '--out', out];
+    const args = (out: string) => [
+      '--model',
+      dir,
+      '--dataset',
+      ds,
+      '--n',
+      String(N),
+      '--max-new-tokens',
+      '12',
+      '--token-budget',
+      '0',
+      '--temperature',
+      '0.8',
+      '--top-p',
+      '0.95',
+      '--seed',
+      '5',
+      '--batch-size',
+      '2',
+      '--threads',
+      '1',
+      '--out',
+      out,
+    ];
 
     const ref = join(work, 'ref.jsonl');
     const refRun = start(args(ref)).exit; // runs alongside the killed one

@@ -16,7 +16,9 @@ const ROOT = new URL('../..', import.meta.url).pathname;
 /** Run `rac trace` in a child process; async, so the in-process server keeps answering. */
 function trace(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', '-q', '--threads', '1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', '-q', '--threads', '1', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     c.stderr.on('data', (d) => (err += d));
     c.on('error', reject);
@@ -33,7 +35,12 @@ describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, (
     server = await startServer({ model: dir, port: 0, runtime: { threads: 1 }, maxBatch: 8 });
     const d = tempDir('trace-openai');
     data = join(d, 'prompts.jsonl');
-    writeFileSync(data, ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.'].map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p })).join('\n') + '\n');
+    writeFileSync(
+      data,
+      ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.']
+        .map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p }))
+        .join('\n') + '\n',
+    );
   });
   after(async () => {
     await server?.close();
@@ -45,7 +52,21 @@ describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, (
   ] as const) {
     it(`${label}: same records as the local engine, except the model fingerprint`, async () => {
       const d = tempDir('trace-openai-run');
-      const common = ['--model', dir, '--dataset', data, '--n', '2', '--max-new-tokens', '12', '--seed', '5', '--batch-size', '8', ...sampling];
+      const common = [
+        '--model',
+        dir,
+        '--dataset',
+        data,
+        '--n',
+        '2',
+        '--max-new-tokens',
+        '12',
+        '--seed',
+        '5',
+        '--batch-size',
+        '8',
+        ...sampling,
+      ];
       await trace([...common, '--out', join(d, 'local.jsonl')]);
       await trace([...common, '--out', join(d, 'remote.jsonl'), '--backend', 'openai', '--base-url', server.url]);
       const key = (r: { prompt_id: string; sample: number }) => `${r.prompt_id}/${r.sample}`;

@@ -7,8 +7,23 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { streamOf, type BackendRequest, type GenerationBackend, type GenerationHooks, type SamplingSettings } from '../../src/backends/backend.ts';
-import { manifestPath, readTraceFile, runTrace, TraceError, type TraceManifest, type TracePrompt, type TraceRecord, type TraceSettings } from '../../src/study/trace.ts';
+import {
+  streamOf,
+  type BackendRequest,
+  type GenerationBackend,
+  type GenerationHooks,
+  type SamplingSettings,
+} from '../../src/backends/backend.ts';
+import {
+  manifestPath,
+  readTraceFile,
+  runTrace,
+  TraceError,
+  type TraceManifest,
+  type TracePrompt,
+  type TraceRecord,
+  type TraceSettings,
+} from '../../src/study/trace.ts';
 import { tempDir } from '../helpers/checkpoints.ts';
 
 /** Completions are a pure function of (seed, stream): length 3..10, ids derived from the stream. */
@@ -23,7 +38,11 @@ class FakeBackend implements GenerationBackend {
         const stream = streamOf(r.index, r.n, i);
         const len = 3 + ((stream * 7 + s.seed) % 8);
         const ids = Array.from({ length: len }, (_, k) => (stream * 31 + k * 17 + s.seed) % 100);
-        return { ids, text: `s${stream}:${ids.join(',')}`, finishReason: (len === s.maxNewTokens ? 'length' : 'stop') as 'length' | 'stop' };
+        return {
+          ids,
+          text: `s${stream}:${ids.join(',')}`,
+          finishReason: (len === s.maxNewTokens ? 'length' : 'stop') as 'length' | 'stop',
+        };
       });
       await hooks.onResult(r, out);
     }
@@ -56,7 +75,10 @@ function prompts(count: number): TracePrompt[] {
 const key = (r: TraceRecord) => `${r.prompt_id}#${r.sample}`;
 const byKey = (rs: TraceRecord[]) => new Map(rs.map((r) => [key(r), r]));
 
-async function trace(out: string, o: { count?: number; budget?: number; batch?: number; settings?: TraceSettings; backend?: FakeBackend } = {}): Promise<TraceManifest> {
+async function trace(
+  out: string,
+  o: { count?: number; budget?: number; batch?: number; settings?: TraceSettings; backend?: FakeBackend } = {},
+): Promise<TraceManifest> {
   return runTrace({
     out,
     backend: o.backend ?? new FakeBackend(),
@@ -168,9 +190,18 @@ describe('runTrace', () => {
       assert.match(e.message, /temperature: was 0\.6, now 1/);
       return true;
     });
-    await assert.rejects(trace(out, { count: 3, settings: { ...SETTINGS, template_flags: { enable_thinking: false } } }), /template_flags: was \{\}, now \{"enable_thinking":false\}/);
-    await assert.rejects(trace(out, { count: 3, settings: { ...SETTINGS, dataset: { ...SETTINGS.dataset, sha256: 'other' } } }), /dataset\.sha256/);
-    await assert.rejects(trace(out, { count: 3, backend: new FakeBackend('sha256:other') }), /model: was "sha256:fake", now "sha256:other"/);
+    await assert.rejects(
+      trace(out, { count: 3, settings: { ...SETTINGS, template_flags: { enable_thinking: false } } }),
+      /template_flags: was \{\}, now \{"enable_thinking":false\}/,
+    );
+    await assert.rejects(
+      trace(out, { count: 3, settings: { ...SETTINGS, dataset: { ...SETTINGS.dataset, sha256: 'other' } } }),
+      /dataset\.sha256/,
+    );
+    await assert.rejects(
+      trace(out, { count: 3, backend: new FakeBackend('sha256:other') }),
+      /model: was "sha256:fake", now "sha256:other"/,
+    );
     assert.deepEqual(readFileSync(out), before);
     // the batch size and the budget may change
     await trace(out, { count: 3, batch: 1, budget: 5 });

@@ -73,5 +73,15 @@ test('passAtK: unbiased estimator', () => {
   assert.throws(() => passAtK(3, 4, 1), RangeError);
   assert.throws(() => passAtK(3, 1, 4), RangeError);
   assert.throws(() => passAtK(3, 1, 0), RangeError);
-  assert.ok(Math.abs(meanPassAtK([{ n: 4, c: 4 }, { n: 4, c: 0 }], 1) - 0.5) < 1e-12);
+  assert.ok(
+    Math.abs(
+      meanPassAtK(
+        [
+          { n: 4, c: 4 },
+          { n: 4, c: 0 },
+        ],
+        1,
+      ) - 0.5,
+    ) < 1e-12,
+  );
 });

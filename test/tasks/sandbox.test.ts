@@ -39,7 +39,9 @@ function sandboxProcesses(): number[] {
 
 /** The sandbox's processes still alive once the kernel had time to reap them (polls up to 15 s on a loaded machine). */
 async function noLeftovers(): Promise<number[]> {
-  await waitFor('the sandbox processes to be gone', () => sandboxProcesses().length === 0, { timeoutMs: 15_000, intervalMs: 50 }).catch(() => {});
+  await waitFor('the sandbox processes to be gone', () => sandboxProcesses().length === 0, { timeoutMs: 15_000, intervalMs: 50 }).catch(
+    () => {},
+  );
   return sandboxProcesses();
 }
 
@@ -53,7 +55,9 @@ test('fails closed without root', { skip: isRoot ? 'running as root' : false }, 
 test('sandbox self-check: uid nobody, only loopback, private empty cwd', { skip }, async () => {
   assert.deepEqual(await sandboxAvailable(), { ok: true });
   const r = await runInSandbox({
-    files: [{ name: 'main.py', content: 'import os\nprint(os.getuid(), os.getgid(), os.getgroups(), sorted(os.listdir(".")), os.getcwd())' }],
+    files: [
+      { name: 'main.py', content: 'import os\nprint(os.getuid(), os.getgid(), os.getgroups(), sorted(os.listdir(".")), os.getcwd())' },
+    ],
     argv: [sandboxPython()!, '-I', '-S', 'main.py'],
     limits: LIMITS,
   });
@@ -64,14 +68,23 @@ test('sandbox self-check: uid nobody, only loopback, private empty cwd', { skip 
 test('correct A+B passes; off-by-one is graded wrong', { skip }, async () => {
   const ok = await runTests(py('a, b = map(int, input().split())\nprint(a + b)'), AB_TESTS, LIMITS);
   assert.equal(ok.passed, true, JSON.stringify(ok.results));
-  assert.deepEqual(ok.results.map((r) => r.status), ['ok', 'ok', 'ok']);
+  assert.deepEqual(
+    ok.results.map((r) => r.status),
+    ['ok', 'ok', 'ok'],
+  );
   const bad = await runTests(py('a, b = map(int, input().split())\nprint(a + b + 1)'), AB_TESTS, LIMITS);
   assert.equal(bad.passed, false);
-  assert.deepEqual(bad.results.map((r) => r.status), ['wrong', 'wrong', 'wrong']);
+  assert.deepEqual(
+    bad.results.map((r) => r.status),
+    ['wrong', 'wrong', 'wrong'],
+  );
   const crash = await runTests(py('raise SystemExit(3)'), AB_TESTS.slice(0, 1), LIMITS);
   assert.equal(crash.results[0]!.status, 'runtime_error');
   const stop = await runTests(py('print(5)'), AB_TESTS, LIMITS, { stopOnFirstFailure: true });
-  assert.deepEqual(stop.results.map((r) => r.status), ['ok', 'wrong']);
+  assert.deepEqual(
+    stop.results.map((r) => r.status),
+    ['ok', 'wrong'],
+  );
   assert.equal(stop.passed, false);
   const none = await runTests(null, AB_TESTS, LIMITS);
   assert.equal(none.passed, false);
@@ -108,7 +121,8 @@ test('fork bomb is contained and leaves no process behind', { skip }, async () =
   // The plain form from the brief, and a setsid()-daemon that tries to outlive the run.
   const plain = await runTests(py('import os\nwhile True: os.fork()'), AB_TESTS.slice(0, 1), { ...LIMITS, wallMs: 2000 });
   assert.notEqual(plain.results[0]!.status, 'ok');
-  const daemon = 'import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(120)\n    os._exit(0)\nprint(5)';
+  const daemon =
+    'import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(120)\n    os._exit(0)\nprint(5)';
   const d = await runTests(py(daemon), AB_TESTS.slice(0, 1), LIMITS);
   assert.equal(d.results[0]!.status, 'ok');
   assert.deepEqual(await noLeftovers(), [], 'the daemon was killed with the run');
@@ -175,7 +189,9 @@ test('writes outside the work dir do not reach the host', { skip }, async () => 
   // Even the repo is invisible inside the sandbox: covered by an empty tmpfs, or absent when it
   // lives under /tmp (replaced by the sandbox's private /tmp).
   const peek = await runInSandbox({
-    files: [{ name: 'main.py', content: `import os\np = ${JSON.stringify(REPO)}\nprint(os.listdir(p) if os.path.exists(p) else 'absent')` }],
+    files: [
+      { name: 'main.py', content: `import os\np = ${JSON.stringify(REPO)}\nprint(os.listdir(p) if os.path.exists(p) else 'absent')` },
+    ],
     argv: [sandboxPython()!, '-I', '-S', 'main.py'],
     limits: LIMITS,
   });
@@ -197,12 +213,20 @@ test("the parent's environment does not leak into the program", { skip }, async 
       '            pass',
       'print("\\n".join(out))',
     ].join('\n');
-    const r = await runInSandbox({ files: [{ name: 'main.py', content: code }], argv: [sandboxPython()!, '-I', '-S', 'main.py'], limits: LIMITS });
+    const r = await runInSandbox({
+      files: [{ name: 'main.py', content: code }],
+      argv: [sandboxPython()!, '-I', '-S', 'main.py'],
+      limits: LIMITS,
+    });
     assert.equal(r.exitCode, 0, r.stderr);
     assert.ok(r.stdout.length > 0);
     assert.ok(!r.stdout.includes(secret), 'secret visible in the sandbox');
     assert.ok(!r.stdout.includes('RAC_SANDBOX_TEST_SECRET'));
-    const graded = await runTests(py('import os\nprint(os.environ.get("RAC_SANDBOX_TEST_SECRET", "none"))'), [{ input: '', output: secret }], LIMITS);
+    const graded = await runTests(
+      py('import os\nprint(os.environ.get("RAC_SANDBOX_TEST_SECRET", "none"))'),
+      [{ input: '', output: secret }],
+      LIMITS,
+    );
     assert.equal(graded.results[0]!.status, 'wrong');
   } finally {
     delete process.env.RAC_SANDBOX_TEST_SECRET;
@@ -229,7 +253,11 @@ test('output that fills the cap exactly, then goes on, is cut at the cap (pipe c
   assert.equal(flood.stdout.length, cap);
   assert.equal(flood.timedOut, false);
   // Exactly the cap and then exit: at the cap is not over it.
-  const exact = await runInSandbox({ argv: [python, '-c', 'import os\nos.write(1, b"x" * 65536)'], files: [], limits: { ...LIMITS, maxOutputBytes: cap } });
+  const exact = await runInSandbox({
+    argv: [python, '-c', 'import os\nos.write(1, b"x" * 65536)'],
+    files: [],
+    limits: { ...LIMITS, maxOutputBytes: cap },
+  });
   assert.equal(exact.outputLimitExceeded, false);
   assert.equal(exact.exitCode, 0);
   assert.equal(exact.stdout.length, cap);

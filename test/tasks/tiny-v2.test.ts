@@ -25,7 +25,8 @@ function v2(split: 'train' | 'calib' | 'eval', f: Family, n = N, seed = 7): Tiny
   if (!v) cache.set(key, (v = generateSplit(split, f, n, seed, { format: 'v2' })));
   return v;
 }
-const v1Of = (p: TinyProblem, split: 'train' | 'calib' | 'eval', seed = 7) => generateSplit(split, p.family, N, seed).find((q) => q.prompt === p.prompt)!;
+const v1Of = (p: TinyProblem, split: 'train' | 'calib' | 'eval', seed = 7) =>
+  generateSplit(split, p.family, N, seed).find((q) => q.prompt === p.prompt)!;
 
 const scratchLines = (p: TinyProblem) => thinkSpan(p.completion).thinkText.replace(/^\n/, '').replace(/\n$/, '').split('\n');
 const pad2 = (n: number) => String(n).padStart(2, '0');
@@ -138,9 +139,11 @@ function checkTraceV2(p: TinyProblem, v1: TinyProblem): Checked {
   const wrongAt: Checked['wrongAt'] = [];
   let hesitations = 0;
   const check = (x: number, op: string, y: number, v: number): { text: string; got: number; want: number } =>
-    op === '+' ? { text: `${v} - ${y} = ${v - y}`, got: v - y, want: x }
-    : op === '-' ? { text: `${v} + ${y} = ${v + y}`, got: v + y, want: x }
-    : { text: `${y} * ${x} = ${x * y}`, got: x * y, want: v };
+    op === '+'
+      ? { text: `${v} - ${y} = ${v - y}`, got: v - y, want: x }
+      : op === '-'
+        ? { text: `${v} + ${y} = ${v + y}`, got: v + y, want: x }
+        : { text: `${y} * ${x} = ${x * y}`, got: x * y, want: v };
   lines.forEach((line, k) => {
     const m = /^(line \d+: [a-z] = \S+ [-+*] \S+ ; \S+ ([-+*]) \S+ = )((\d+) [-+*] (\d+) = )(.*)$/.exec(line);
     if (!m) {
@@ -187,13 +190,18 @@ const checkV2 = (p: TinyProblem, v1: TinyProblem) => (p.family === 'arith' ? che
 
 // ---------------------------------------------------------------------------------------------
 
-test('v1 is unchanged: the generators and the train pool match today\'s (golden hashes), and the tokenizer is the shipped one', async () => {
+test("v1 is unchanged: the generators and the train pool match today's (golden hashes), and the tokenizer is the shipped one", async () => {
   const h = (x: unknown) => createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 16);
   // Computed with the generators as of commit f5f9a01 (before format v2 existed).
   const golden: Record<string, string> = {
-    'arith/train/0': '657ff46658e0a947', 'arith/eval/0': '31ecaad6abedbe02', 'trace/train/0': '0f1cc98f799b8bcd',
-    'trace/eval/0': '469414e12eadb296', 'arith/calib/1': 'ef7ac0701abffed5', 'trace/calib/1': '7ae1c925e75e8928',
-    'arith/train/12345': '5ce5130847dccf58', 'trace/eval/12345': 'a874beca21e519cd',
+    'arith/train/0': '657ff46658e0a947',
+    'arith/eval/0': '31ecaad6abedbe02',
+    'trace/train/0': '0f1cc98f799b8bcd',
+    'trace/eval/0': '469414e12eadb296',
+    'arith/calib/1': 'ef7ac0701abffed5',
+    'trace/calib/1': '7ae1c925e75e8928',
+    'arith/train/12345': '5ce5130847dccf58',
+    'trace/eval/12345': 'a874beca21e519cd',
   };
   for (const [key, want] of Object.entries(golden)) {
     const [f, s, seed] = key.split('/') as [Family, 'train', string];
@@ -206,19 +214,23 @@ test('v1 is unchanged: the generators and the train pool match today\'s (golden 
   try {
     await makeTokenizer(dir, 0, RECIPES.v1.tokenizerVocab, RECIPES.v1.data);
     const shipped = new URL('../../models/tiny-reasoner/', import.meta.url).pathname;
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) assert.ok(readFileSync(join(dir, f)).equals(readFileSync(join(shipped, f))), f);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      assert.ok(readFileSync(join(dir, f)).equals(readFileSync(join(shipped, f))), f);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   assert.throws(() => generateSplit('train', 'code', 3, 0), /only in format v2/);
 });
 
-test('v2 problems are v1\'s problems (same prompts, same split) with checked scratchpads and the same answers', () => {
+test("v2 problems are v1's problems (same prompts, same split) with checked scratchpads and the same answers", () => {
   for (const f of ['arith', 'trace'] as const) {
     for (const split of ['train', 'eval'] as const) {
       const a = generateSplit(split, f, 200, 3);
       const b = generateSplit(split, f, 200, 3, { format: 'v2' });
-      assert.deepEqual(b.map((p) => [p.id, p.prompt, p.answer]), a.map((p) => [p.id, p.prompt, p.answer]));
+      assert.deepEqual(
+        b.map((p) => [p.id, p.prompt, p.answer]),
+        a.map((p) => [p.id, p.prompt, p.answer]),
+      );
       b.forEach((p) => assert.deepEqual(gradeTiny(p.completion, p.answer), { correct: true, extracted: p.answer }));
     }
   }
@@ -232,7 +244,11 @@ test('v2 checker accepts every gold scratchpad; each injected error is exposed b
     for (const p of train) {
       const c = checkV2(p, v1.get(p.prompt)!);
       // Exactly the injected wrong values are masked, and nothing else.
-      assert.deepEqual((p.noLoss ?? []).map(([a, b]) => ({ at: a, text: p.completion.slice(a, b) })), c.wrongAt, p.prompt);
+      assert.deepEqual(
+        (p.noLoss ?? []).map(([a, b]) => ({ at: a, text: p.completion.slice(a, b) })),
+        c.wrongAt,
+        p.prompt,
+      );
       assert.ok(c.hesitations <= 1);
       if (c.hesitations) injected++;
       const hes = countHesitations(p.completion);
@@ -267,23 +283,72 @@ test('v2 checker rejects corrupted scratchpads', () => {
   };
   // A wrong column sum whose check still claims to pass.
   const add = arith.find((p) => / \+ /.test(p.prompt) && !p.noLoss)!;
-  assert.throws(() => checkV2(corrupt(add, /(\n1: \d\+\d\+\d=)(\d)(\d)/, (_m, h, a, b) => `${h}${a}${(Number(b) + 1) % 10}`), v1(add)));
+  assert.throws(() =>
+    checkV2(
+      corrupt(add, /(\n1: \d\+\d\+\d=)(\d)(\d)/, (_m, h, a, b) => `${h}${a}${(Number(b) + 1) % 10}`),
+      v1(add),
+    ),
+  );
   // A check that does not subtract back correctly.
-  assert.throws(() => checkV2(corrupt(add, /(\n2: \d\+\d\+\d=\d\d \d\d-\d-\d=)(\d)/, (_m, h, d) => `${h}${(Number(d) + 1) % 10}`), v1(add)));
+  assert.throws(() =>
+    checkV2(
+      corrupt(add, /(\n2: \d\+\d\+\d=\d\d \d\d-\d-\d=)(\d)/, (_m, h, d) => `${h}${(Number(d) + 1) % 10}`),
+      v1(add),
+    ),
+  );
   // A product check that copies a wrong value.
   const mul = arith.find((p) => / \* /.test(p.prompt) && !p.noLoss && /\n1: [1-9]\*[2-9]/.test(p.completion))!;
-  assert.throws(() => checkV2(corrupt(mul, /(\n1: \d\*\d\+\d=)(\d\d) (\d\*\d\+\d=)(\d\d)/, (_m, h, a, h2) => `${h}${pad2((Number(a) + 1) % 100)} ${h2}${pad2((Number(a) + 1) % 100)}`), v1(mul)));
+  assert.throws(() =>
+    checkV2(
+      corrupt(
+        mul,
+        /(\n1: \d\*\d\+\d=)(\d\d) (\d\*\d\+\d=)(\d\d)/,
+        (_m, h, a, h2) => `${h}${pad2((Number(a) + 1) % 100)} ${h2}${pad2((Number(a) + 1) % 100)}`,
+      ),
+      v1(mul),
+    ),
+  );
   // An injected error whose hesitation is dropped, or whose redo is wrong.
   const inj = arith.find((p) => p.noLoss && / \+ /.test(p.prompt))!;
-  assert.throws(() => checkV2(corrupt(inj, /\n(?:Wait|But wait|Hmm|Alternatively)[^\n]*/, () => ''), v1(inj)));
-  assert.throws(() => checkV2(corrupt(inj, /( is not )(\d+)/, (_m, h, d) => `${h}${Number(d) + 1}`), v1(inj)));
+  assert.throws(() =>
+    checkV2(
+      corrupt(inj, /\n(?:Wait|But wait|Hmm|Alternatively)[^\n]*/, () => ''),
+      v1(inj),
+    ),
+  );
+  assert.throws(() =>
+    checkV2(
+      corrupt(inj, /( is not )(\d+)/, (_m, h, d) => `${h}${Number(d) + 1}`),
+      v1(inj),
+    ),
+  );
   // Trace: a wrong result with a passing-looking check, a wrong check, a hesitation with no failure.
   const tr = trace.find((p) => !p.noLoss && /line 2: [a-z] = \S+ \+ /.test(p.completion))!;
-  assert.throws(() => checkV2(corrupt(tr, /(line 2: [^;]+; [^=]+= [^=]+= )(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`), v1(tr)));
-  assert.throws(() => checkV2(corrupt(tr, /(line 2: [^;]+; [^;]+; \d+ - \d+ = )(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`), v1(tr)));
+  assert.throws(() =>
+    checkV2(
+      corrupt(tr, /(line 2: [^;]+; [^=]+= [^=]+= )(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`),
+      v1(tr),
+    ),
+  );
+  assert.throws(() =>
+    checkV2(
+      corrupt(tr, /(line 2: [^;]+; [^;]+; \d+ - \d+ = )(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`),
+      v1(tr),
+    ),
+  );
   const trInj = trace.find((p) => p.noLoss)!;
-  assert.throws(() => checkV2(corrupt(trInj, /(?:Wait|But wait|Hmm|Alternatively, redo it),? /, () => ''), v1(trInj)));
-  assert.throws(() => checkV2(corrupt(trInj, /( is not )(\d+)/, (_m, h, d) => `${h}${Number(d) + 1}`), v1(trInj)));
+  assert.throws(() =>
+    checkV2(
+      corrupt(trInj, /(?:Wait|But wait|Hmm|Alternatively, redo it),? /, () => ''),
+      v1(trInj),
+    ),
+  );
+  assert.throws(() =>
+    checkV2(
+      corrupt(trInj, /( is not )(\d+)/, (_m, h, d) => `${h}${Number(d) + 1}`),
+      v1(trInj),
+    ),
+  );
 });
 
 let tokV2: RacTokenizer | null = null;
@@ -301,9 +366,25 @@ test.after(() => {
 
 test('loss mask: the injected wrong tokens are inputs but never targets, every other completion token is a target', async () => {
   const tok = await v2Tokenizer();
-  const ps = [...v2('train', 'arith').filter((p) => p.noLoss).slice(0, 40), ...v2('train', 'trace').filter((p) => p.noLoss).slice(0, 40)];
+  const ps = [
+    ...v2('train', 'arith')
+      .filter((p) => p.noLoss)
+      .slice(0, 40),
+    ...v2('train', 'trace')
+      .filter((p) => p.noLoss)
+      .slice(0, 40),
+  ];
   assert.ok(ps.length === 80);
-  const cfg: TinyConfig = { vocab: tok.vocabSize, hidden: 32, layers: 1, heads: 2, kvHeads: 1, intermediate: 48, ropeTheta: 10000, eps: 1e-6 };
+  const cfg: TinyConfig = {
+    vocab: tok.vocabSize,
+    hidden: 32,
+    layers: 1,
+    heads: 2,
+    kvHeads: 1,
+    intermediate: 48,
+    ropeTheta: 10000,
+    eps: 1e-6,
+  };
   for (const p of ps) {
     const ex = encodeExample(tok, p);
     const plain = encodeExample(tok, { ...p, noLoss: undefined });
@@ -349,13 +430,18 @@ test('code family: specs, prompts with one example, hand-checked thinking, fence
   for (const [k, n] of Object.entries(kinds)) assert.ok(n > ps.length / 5, `${k}: ${n}`);
   // The tokenizer is trained on code texts too: program words are single tokens in v2's, not v1's.
   const tok = await v2Tokenizer();
-  for (const w of ['print', ' input', ' int', ' range', ' for', ' if']) assert.equal(tok.encode(w, { addSpecialTokens: false }).length, 1, `v2 tokenizer: ${JSON.stringify(w)}`);
-  const v1tok = JSON.parse(readFileSync(new URL('../../models/tiny-reasoner/tokenizer.json', import.meta.url), 'utf8')) as { model: { vocab: Record<string, number> } };
+  for (const w of ['print', ' input', ' int', ' range', ' for', ' if'])
+    assert.equal(tok.encode(w, { addSpecialTokens: false }).length, 1, `v2 tokenizer: ${JSON.stringify(w)}`);
+  const v1tok = JSON.parse(readFileSync(new URL('../../models/tiny-reasoner/tokenizer.json', import.meta.url), 'utf8')) as {
+    model: { vocab: Record<string, number> };
+  };
   for (const w of ['Ġrange', 'Ġint', 'Ġinput', 'Ġfor']) assert.ok(!(w in v1tok.model.vocab), `v1 tokenizer (unchanged) has no ${w}`);
 });
 
 const isRoot = process.platform === 'linux' && process.getuid?.() === 0;
-test('gold code programs pass their own tests in the sandbox; a wrong program fails them', { skip: isRoot ? false : 'the sandbox needs root (unshare + setpriv)' }, async () => {
+test('gold code programs pass their own tests in the sandbox; a wrong program fails them', {
+  skip: isRoot ? false : 'the sandbox needs root (unshare + setpriv)',
+}, async () => {
   const ps = v2('eval', 'code', 60);
   const pick = ['Read two', 'Read n, then', 'Read n. For'].flatMap((h) => ps.filter((p) => p.prompt.startsWith(h)).slice(0, 3));
   assert.equal(pick.length, 9);
@@ -376,7 +462,10 @@ test('recipe v2 stays within 2.5M parameters and its longest train example fits 
   assert.ok(params <= 2_500_000);
   const pool = trainPool(300, 0, RECIPES.v2.data);
   assert.equal(pool.length, 900);
-  assert.deepEqual(pool.slice(0, 3).map((p) => p.family), ['arith', 'trace', 'code']);
+  assert.deepEqual(
+    pool.slice(0, 3).map((p) => p.family),
+    ['arith', 'trace', 'code'],
+  );
   const longest = Math.max(...pool.map((p) => encodeExample(tok, p).ids.length));
   assert.ok(longest <= RECIPES.v2.seq, `longest example ${longest} tokens`);
 });
@@ -389,8 +478,19 @@ test('make-tiny-dataset --format v2 writes the v2 splits and code files that rac
   try {
     const root = new URL('../../', import.meta.url).pathname;
     const script = join(root, 'scripts/make-tiny-dataset.ts');
-    execFileSync(process.execPath, ['--import', 'tsx', script, '--out', dir, '--format', 'v2', '--train', '40', '--calib', '3', '--eval', '6'], { cwd: root, stdio: 'pipe' });
-    assert.deepEqual(readdirSync(dir).sort(), ['calib-code.jsonl', 'calib.jsonl', 'eval-code.jsonl', 'eval.jsonl', 'train-code.jsonl', 'train.jsonl']);
+    execFileSync(
+      process.execPath,
+      ['--import', 'tsx', script, '--out', dir, '--format', 'v2', '--train', '40', '--calib', '3', '--eval', '6'],
+      { cwd: root, stdio: 'pipe' },
+    );
+    assert.deepEqual(readdirSync(dir).sort(), [
+      'calib-code.jsonl',
+      'calib.jsonl',
+      'eval-code.jsonl',
+      'eval.jsonl',
+      'train-code.jsonl',
+      'train.jsonl',
+    ]);
     const code = await loadEvalProblems(join(dir, 'eval-code.jsonl'), 'code');
     assert.equal(code.problems.length, 6);
     const gold = generateSplit('eval', 'code', 6, 0, { format: 'v2' });
@@ -400,9 +500,18 @@ test('make-tiny-dataset --format v2 writes the v2 splits and code files that rac
       assert.equal(p.family, 'code');
     });
     const tiny = await loadEvalProblems(join(dir, 'eval.jsonl'), 'tiny');
-    assert.deepEqual(tiny.problems.map((p) => p.family), ['arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace']);
-    const train = readFileSync(join(dir, 'train.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as TinyProblem);
-    assert.deepEqual(train.filter((p) => p.family === 'arith'), generateSplit('train', 'arith', 40, 0, { format: 'v2' }));
+    assert.deepEqual(
+      tiny.problems.map((p) => p.family),
+      ['arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace', 'arith', 'trace'],
+    );
+    const train = readFileSync(join(dir, 'train.jsonl'), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as TinyProblem);
+    assert.deepEqual(
+      train.filter((p) => p.family === 'arith'),
+      generateSplit('train', 'arith', 40, 0, { format: 'v2' }),
+    );
     // Bad input: one line naming the problem, non-zero exit, nothing written.
     const bad = join(dir, 'bad');
     const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--out', bad, '--format', 'v3'], { cwd: root, encoding: 'utf8' });

@@ -102,10 +102,7 @@ function checkColumnBlock(lines: string[], i: number, A0: string, B0: string, op
   let c = 0;
   for (let k = 1; k <= W; k++) {
     const line = lines[i++] as string;
-    const re =
-      op === '+'
-        ? /^(\d): (\d)\+(\d)\+(\d)=(\d\d) (\d+)\+(\d+) (\d+)$/
-        : /^(\d): ([01])(\d)-(\d)-([01])=(\d) (\d+)-(\d+) (\d+)$/;
+    const re = op === '+' ? /^(\d): (\d)\+(\d)\+(\d)=(\d\d) (\d+)\+(\d+) (\d+)$/ : /^(\d): ([01])(\d)-(\d)-([01])=(\d) (\d+)-(\d+) (\d+)$/;
     const m = re.exec(line);
     assert.ok(m, `step line ${JSON.stringify(line)}`);
     assert.equal(Number(m[1]), k, `step index in ${line}`);
@@ -392,7 +389,10 @@ test('trace programs: 2–4 variables, 3–6 lines, bounded values, faithful sta
   assert.throws(() => checkTraceScratch(bad));
   // …or a fetched value (`Xv` before the bare numbers) that is not the previous state's.
   const q = ps.find((r) => /line 2: [a-z] = [a-z] [-+*] /.test(r.completion))!;
-  const badFetch = { ...q, completion: q.completion.replace(/(line 2: [a-z] = [a-z] [-+*] \w+ ; [A-Z])(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`) };
+  const badFetch = {
+    ...q,
+    completion: q.completion.replace(/(line 2: [a-z] = [a-z] [-+*] \w+ ; [A-Z])(\d+)/, (_m, h, v) => `${h}${Number(v) + 1}`),
+  };
   assert.notEqual(badFetch.completion, q.completion);
   assert.throws(() => checkTraceScratch(badFetch));
 });
@@ -413,13 +413,30 @@ test('make-tiny-dataset writes interleaved, split-consistent JSONL', () => {
     const root = new URL('../../', import.meta.url).pathname;
     execFileSync(
       process.execPath,
-      ['--import', 'tsx', join(root, 'scripts/make-tiny-dataset.ts'), '--out', dir, '--seed', '3', '--train', '30', '--calib', '5', '--eval', '7'],
+      [
+        '--import',
+        'tsx',
+        join(root, 'scripts/make-tiny-dataset.ts'),
+        '--out',
+        dir,
+        '--seed',
+        '3',
+        '--train',
+        '30',
+        '--calib',
+        '5',
+        '--eval',
+        '7',
+      ],
       { cwd: root, stdio: 'pipe' },
     );
     assert.deepEqual(readdirSync(dir).sort(), ['calib.jsonl', 'eval.jsonl', 'train.jsonl']);
     const counts: Record<Split, number> = { train: 30, calib: 5, eval: 7 };
     for (const s of SPLITS) {
-      const rows = readFileSync(join(dir, `${s}.jsonl`), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as TinyProblem);
+      const rows = readFileSync(join(dir, `${s}.jsonl`), 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as TinyProblem);
       assert.equal(rows.length, 2 * counts[s]);
       rows.forEach((r, i) => {
         assert.equal(r.family, FAMILIES[i % 2]);

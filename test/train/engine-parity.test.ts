@@ -19,10 +19,22 @@ test('engine logits match the training graph within 1e-4 (packed rows, GQA, tied
   const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-parity-'));
   try {
     const tok = await makeTokenizer(join(dir, 'tok'), 7, 300);
-    const cfg: TinyConfig = { vocab: tok.vocabSize, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 48, ropeTheta: 10000, eps: 1e-6 };
+    const cfg: TinyConfig = {
+      vocab: tok.vocabSize,
+      hidden: 32,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      intermediate: 48,
+      ropeTheta: 10000,
+      eps: 1e-6,
+    };
     const rng = createRng(99);
     const specs = paramSpecs(cfg);
-    const p = initParams(specs.map((s) => ({ ...s, init: s.init.kind === 'normal' ? { kind: 'normal' as const, std: 0.3 } : s.init })), () => rng.next());
+    const p = initParams(
+      specs.map((s) => ({ ...s, init: s.init.kind === 'normal' ? { kind: 'normal' as const, std: 0.3 } : s.init })),
+      () => rng.next(),
+    );
     for (const s of specs) {
       if (s.init.kind !== 'normal') {
         const v = p.get(s.name);
@@ -37,7 +49,10 @@ test('engine logits match the training graph within 1e-4 (packed rows, GQA, tied
     const c = seq(20);
     const T = 24;
     const rows: Example[][] = [
-      [{ ids: a, promptLen: 1 }, { ids: b, promptLen: 1 }], // two packed examples, 2 padding slots
+      [
+        { ids: a, promptLen: 1 },
+        { ids: b, promptLen: 1 },
+      ], // two packed examples, 2 padding slots
       [{ ids: c, promptLen: 1 }],
     ];
     const runner = await StepRunner.create(cfg, { batch: 2, seq: T, logits: true, grads: false }, { threads: 1 });
@@ -55,7 +70,7 @@ test('engine logits match the training graph within 1e-4 (packed rows, GQA, tied
         assert.equal(eng[i]!.length, want[i]!.length);
         for (let j = 0; j < want[i]!.length; j++) maxDiff = Math.max(maxDiff, Math.abs(eng[i]![j]! - want[i]![j]!));
       }
-      if (process.env.PARITY_VERBOSE) console.log("max diff", maxDiff, "logit scale", Math.max(...want[2]!.slice(0, 50)));
+      if (process.env.PARITY_VERBOSE) console.log('max diff', maxDiff, 'logit scale', Math.max(...want[2]!.slice(0, 50)));
       assert.ok(maxDiff < 1e-4, `max |engine − trainer| = ${maxDiff}`);
     } finally {
       await closeModel(m);

@@ -19,13 +19,29 @@ import { createRng } from '../../src/tasks/rng.ts';
 
 const isRoot = process.platform === 'linux' && process.getuid?.() === 0;
 
-test('evaluateFamily(code): k samples per problem, sandboxed tests, pass@1 and pass@k', { skip: isRoot ? false : 'the sandbox needs root' }, async () => {
+test('evaluateFamily(code): k samples per problem, sandboxed tests, pass@1 and pass@k', {
+  skip: isRoot ? false : 'the sandbox needs root',
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rac-eval-code-'));
   try {
     const tok = await makeTokenizer(join(dir, 'tok'), 0, RECIPES.v2.tokenizerVocab, RECIPES.v2.data);
-    const cfg: TinyConfig = { vocab: tok.vocabSize, hidden: 32, layers: 1, heads: 2, kvHeads: 1, intermediate: 48, ropeTheta: 10000, eps: 1e-6 };
+    const cfg: TinyConfig = {
+      vocab: tok.vocabSize,
+      hidden: 32,
+      layers: 1,
+      heads: 2,
+      kvHeads: 1,
+      intermediate: 48,
+      ropeTheta: 10000,
+      eps: 1e-6,
+    };
     const rng = createRng(3);
-    exportHf(join(dir, 'model'), cfg, initParams(paramSpecs(cfg), () => rng.next()), join(dir, 'tok'));
+    exportHf(
+      join(dir, 'model'),
+      cfg,
+      initParams(paramSpecs(cfg), () => rng.next()),
+      join(dir, 'tok'),
+    );
     const m = await loadModel(join(dir, 'model'), { threads: 1 });
     try {
       const r = await evaluateFamily(m, 'code', 2, SAMPLED, 0, 8, { samples: 3 });

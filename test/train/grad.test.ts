@@ -30,10 +30,7 @@ test('every gradient matches central finite differences of the loss', async () =
     }
   }
   const T = 10;
-  const rows: Example[][] = [
-    [randomExample(rng, 4, 1), randomExample(rng, 6, 2)],
-    [randomExample(rng, 7, 3)],
-  ];
+  const rows: Example[][] = [[randomExample(rng, 4, 1), randomExample(rng, 6, 2)], [randomExample(rng, 7, 3)]];
   const { feeds } = batchFeeds(cfg, rows, T, 0);
   const runner = await StepRunner.create(cfg, { batch: 2, seq: T }, { threads: 1 });
   try {
@@ -63,7 +60,10 @@ test('every gradient matches central finite differences of the loss', async () =
       const fd = ((await lossAt(plus)) - (await lossAt(minus))) / (2 * eps);
       if (process.env.GRAD_VERBOSE) console.log(s.name, analytic, fd, gnorm);
       const tol = 2e-3 + 2e-2 * Math.abs(analytic);
-      assert.ok(Math.abs(fd - analytic) <= tol, `${s.name}: analytic ${analytic.toExponential(4)} vs finite difference ${fd.toExponential(4)} (|g| ${gnorm.toExponential(3)})`);
+      assert.ok(
+        Math.abs(fd - analytic) <= tol,
+        `${s.name}: analytic ${analytic.toExponential(4)} vs finite difference ${fd.toExponential(4)} (|g| ${gnorm.toExponential(3)})`,
+      );
       off += n;
     }
   } finally {

@@ -12,13 +12,35 @@ import { fileURLToPath } from 'node:url';
 import { loadCheckpoint } from '../../scripts/train/checkpoint.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TINY = ['--hidden', '32', '--layers', '1', '--heads', '2', '--kv-heads', '1', '--intermediate', '48', '--batch', '2', '--seq', '384', '--threads', '1', '--quiet'];
+const TINY = [
+  '--hidden',
+  '32',
+  '--layers',
+  '1',
+  '--heads',
+  '2',
+  '--kv-heads',
+  '1',
+  '--intermediate',
+  '48',
+  '--batch',
+  '2',
+  '--seq',
+  '384',
+  '--threads',
+  '1',
+  '--quiet',
+];
 
 function train(work: string, out: string, extra: string[], size: string[] = TINY): void {
-  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/train-tiny-reasoner.ts', '--work', work, '--out', out, '--steps', '4', ...size, ...extra], {
-    cwd: ROOT,
-    stdio: 'pipe',
-  });
+  execFileSync(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/train-tiny-reasoner.ts', '--work', work, '--out', out, '--steps', '4', ...size, ...extra],
+    {
+      cwd: ROOT,
+      stdio: 'pipe',
+    },
+  );
 }
 
 test('training 4 steps straight equals 2 steps + --resume 2 steps, bit for bit', () => {

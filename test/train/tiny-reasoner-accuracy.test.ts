@@ -36,7 +36,13 @@ function evaluate(): Promise<Record<Family, ModeResult>> {
 test('committed tiny reasoner: greedy held-out accuracy ≥ 90% per family (issue 4 bar)', { skip: !HAVE_MODEL }, async () => {
   const r = await evaluate();
   for (const family of FAMILIES) {
-    assert.ok(r[family].accuracy >= BAR, `${family}: greedy accuracy ${(100 * r[family].accuracy).toFixed(1)}% on ${N} eval problems < ${100 * BAR}%`);
-    assert.ok(r[family].closedBoxed >= 0.95, `${family}: only ${(100 * r[family].closedBoxed).toFixed(1)}% closed </think> with a boxed answer`);
+    assert.ok(
+      r[family].accuracy >= BAR,
+      `${family}: greedy accuracy ${(100 * r[family].accuracy).toFixed(1)}% on ${N} eval problems < ${100 * BAR}%`,
+    );
+    assert.ok(
+      r[family].closedBoxed >= 0.95,
+      `${family}: only ${(100 * r[family].closedBoxed).toFixed(1)}% closed </think> with a boxed answer`,
+    );
   }
 });

@@ -30,8 +30,13 @@ async function withModel<T>(f: (m: LoadedModel) => Promise<T>): Promise<T> {
   }
 }
 
-test('tiny-reasoner-v2: greedy accuracy ≥ 90% on arith and trace, ≥ 95% closed, few hesitations', { skip: HAVE_MODEL ? false : 'models/tiny-reasoner-v2 is not trained yet' }, async () => {
-  const rs: ModeResult[] = await withModel(async (m) => [await evaluateFamily(m, 'arith', N, GREEDY, 0, N), await evaluateFamily(m, 'trace', N, GREEDY, 0, N)]);
+test('tiny-reasoner-v2: greedy accuracy ≥ 90% on arith and trace, ≥ 95% closed, few hesitations', {
+  skip: HAVE_MODEL ? false : 'models/tiny-reasoner-v2 is not trained yet',
+}, async () => {
+  const rs: ModeResult[] = await withModel(async (m) => [
+    await evaluateFamily(m, 'arith', N, GREEDY, 0, N),
+    await evaluateFamily(m, 'trace', N, GREEDY, 0, N),
+  ]);
   for (const r of rs) {
     assert.ok(r.accuracy >= 0.9, `${r.family}: greedy accuracy ${(100 * r.accuracy).toFixed(1)}% on ${N} eval problems < 90%`);
     assert.ok(r.closedBoxed >= 0.95, `${r.family}: only ${(100 * r.closedBoxed).toFixed(1)}% closed </think> with a boxed answer`);
@@ -39,7 +44,9 @@ test('tiny-reasoner-v2: greedy accuracy ≥ 90% on arith and trace, ≥ 95% clos
   }
 });
 
-test('tiny-reasoner-v2: code pass@1 ≥ 80% and pass@8 ≥ 90% (sampled, T 0.6)', { skip: !HAVE_MODEL ? 'models/tiny-reasoner-v2 is not trained yet' : !isRoot ? 'the sandbox needs root' : false }, async () => {
+test('tiny-reasoner-v2: code pass@1 ≥ 80% and pass@8 ≥ 90% (sampled, T 0.6)', {
+  skip: !HAVE_MODEL ? 'models/tiny-reasoner-v2 is not trained yet' : !isRoot ? 'the sandbox needs root' : false,
+}, async () => {
   const r = await withModel((m) => evaluateFamily(m, 'code', N_CODE, SAMPLED, 0, 64, { samples: 8 }));
   assert.ok(r.passAt!['1']! >= 0.8, `code pass@1 ${(100 * r.passAt!['1']!).toFixed(1)}% on ${N_CODE} problems × 8 samples < 80%`);
   assert.ok(r.passAt!['8']! >= 0.9, `code pass@8 ${(100 * r.passAt!['8']!).toFixed(1)}% < 90%`);

@@ -42,7 +42,8 @@ export function register(program: Command): void {
     .requiredOption('--model <dir>', 'model directory (its tokenizer renders prompts; `rac report` reads <dir>/rac.json)')
     .requiredOption('--dataset <file>', 'problems: JSONL, JSON or Parquet rows')
     .requiredOption('--task <task>', 'grader: math | code | tiny', (v: string) => {
-      if (!(EVAL_TASKS as readonly string[]).includes(v)) throw new InvalidArgumentError(`task must be one of ${EVAL_TASKS.join(', ')}, got "${v}"`);
+      if (!(EVAL_TASKS as readonly string[]).includes(v))
+        throw new InvalidArgumentError(`task must be one of ${EVAL_TASKS.join(', ')}, got "${v}"`);
       return v as EvalTask;
     })
     .requiredOption('--out <file>', 'results.json (samples are logged to <out>.samples.jsonl as they finish)')
@@ -62,9 +63,24 @@ export function register(program: Command): void {
     .option('--stop <text...>', 'stop strings')
     .option('--limit <n>', 'evaluate only the first n problems', int('limit', 1))
     .option('--batch-size <b>', 'sequences decoded together (local backend)', int('batch-size', 1), D.batchSize)
-    .option('--code-wall-seconds <s>', 'code: wall-clock limit per test run', float('code-wall-seconds', 0.001, 86_400), DEFAULT_CODE_LIMITS.wallMs / 1000)
-    .option('--code-cpu-seconds <s>', 'code: CPU-time limit per test run', float('code-cpu-seconds', 0.001, 86_400), DEFAULT_CODE_LIMITS.cpuSeconds)
-    .option('--code-memory-mb <m>', 'code: address-space limit per test run, MiB', float('code-memory-mb', 16, 1 << 20), DEFAULT_CODE_LIMITS.memoryMb)
+    .option(
+      '--code-wall-seconds <s>',
+      'code: wall-clock limit per test run',
+      float('code-wall-seconds', 0.001, 86_400),
+      DEFAULT_CODE_LIMITS.wallMs / 1000,
+    )
+    .option(
+      '--code-cpu-seconds <s>',
+      'code: CPU-time limit per test run',
+      float('code-cpu-seconds', 0.001, 86_400),
+      DEFAULT_CODE_LIMITS.cpuSeconds,
+    )
+    .option(
+      '--code-memory-mb <m>',
+      'code: address-space limit per test run, MiB',
+      float('code-memory-mb', 16, 1 << 20),
+      DEFAULT_CODE_LIMITS.memoryMb,
+    )
     .option('--json', 'print the metrics as one JSON object on stdout');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     const tok = await RacTokenizer.load(o.model);
@@ -110,7 +126,9 @@ export function register(program: Command): void {
       if (o.json) process.stdout.write(JSON.stringify(m) + '\n');
       else {
         const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-        const passk = Object.entries(m.pass_at_k).map(([k, v]) => `pass@${k} ${pct(v)}`).join(', ');
+        const passk = Object.entries(m.pass_at_k)
+          .map(([k, v]) => `pass@${k} ${pct(v)}`)
+          .join(', ');
         process.stdout.write(
           `${res.dataset.problems} problems × ${res.sampling.samples} samples: accuracy ${pct(m.accuracy)} (${passk})\n` +
             `mean tokens ${m.mean_tokens.all.toFixed(1)} (correct ${m.mean_tokens.correct?.toFixed(1) ?? '–'}, incorrect ${m.mean_tokens.incorrect?.toFixed(1) ?? '–'}), ` +

@@ -32,7 +32,11 @@ export function register(program: Command): void {
     .option('--chat', "render the prompt as a user message through the model's chat template")
     .option('--system <text>', 'system message (with --chat)')
     .option('--max-new-tokens <n>', 'maximum new tokens', int('max-new-tokens', 1), 256)
-    .option('--temperature <t>', "sampling temperature, 0 = greedy (default: the model's generation_config, else greedy)", float('temperature', 0, 100))
+    .option(
+      '--temperature <t>',
+      "sampling temperature, 0 = greedy (default: the model's generation_config, else greedy)",
+      float('temperature', 0, 100),
+    )
     .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1))
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'))
     .option('--seed <s>', 'sampling seed', int('seed'), 0)
@@ -104,7 +108,10 @@ export function register(program: Command): void {
           if (o.n > 1) process.stdout.write(`--- completion ${i + 1} (${c.finishReason}, ${c.ids.length} tokens)\n`);
           process.stdout.write(c.text + '\n');
         });
-        if (!o.quiet) process.stderr.write(`${newTokens} tokens in ${seconds.toFixed(2)}s (${(newTokens / seconds).toFixed(1)} tokens/s), finish: ${out.map((c) => c.finishReason).join(', ')}\n`);
+        if (!o.quiet)
+          process.stderr.write(
+            `${newTokens} tokens in ${seconds.toFixed(2)}s (${(newTokens / seconds).toFixed(1)} tokens/s), finish: ${out.map((c) => c.finishReason).join(', ')}\n`,
+          );
       }
     } finally {
       await closeModel(lm);

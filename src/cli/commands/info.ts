@@ -45,8 +45,18 @@ export function register(program: Command): void {
           ['vocab', String(info.vocab_size)],
           ['tied embeddings', String(info.tied_embeddings)],
           ['rope', `theta ${info.rope_theta}, scaling ${info.rope_scaling}`],
-          ['quirks', [info.qkv_bias && 'q/k/v bias', info.qk_norm && 'q/k norm', info.sliding_window && `sliding window ${info.sliding_window}`].filter(Boolean).join(', ') || 'none'],
-          ['dtypes', Object.entries(info.dtypes).map(([k, v]) => `${k}×${v}`).join(', ')],
+          [
+            'quirks',
+            [info.qkv_bias && 'q/k/v bias', info.qk_norm && 'q/k norm', info.sliding_window && `sliding window ${info.sliding_window}`]
+              .filter(Boolean)
+              .join(', ') || 'none',
+          ],
+          [
+            'dtypes',
+            Object.entries(info.dtypes)
+              .map(([k, v]) => `${k}×${v}`)
+              .join(', '),
+          ],
           ['shards', `${info.shards.length}: ${info.shards.join(', ')}`],
         ];
         const w = Math.max(...rows.map((r) => r[0].length));

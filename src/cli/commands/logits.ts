@@ -24,7 +24,7 @@ function parseIds(v: string): number[] {
 export function register(program: Command): void {
   const cmd = program
     .command('logits')
-    .description('teacher-forced forward: argmax per position and the last position\'s logits')
+    .description("teacher-forced forward: argmax per position and the last position's logits")
     .requiredOption('--model <dir>', 'model directory')
     .option('--text <text>', 'input text (tokenized without special tokens added)')
     .option('--ids <list>', 'input token ids, comma-separated', parseIds)

@@ -4,7 +4,17 @@ import { join } from 'node:path';
 import { loadDataset, renderPrompt } from '../../io/datasets.ts';
 import { openBackend } from '../../backends/index.ts';
 import { traceGrader } from '../../study/eval.ts';
-import { addFieldOptions, calibShapeOf, prunerOptionsOf, runtimeOf, selectionOf, settingsFromFlags, settingsProblem, usesPolicy, type PruneSettings } from '../../study/job.ts';
+import {
+  addFieldOptions,
+  calibShapeOf,
+  prunerOptionsOf,
+  runtimeOf,
+  selectionOf,
+  settingsFromFlags,
+  settingsProblem,
+  usesPolicy,
+  type PruneSettings,
+} from '../../study/job.ts';
 import { prunePolicy, traceBudgetOf, traceGenerator, variantLabel } from '../../study/policy.ts';
 import { manifestPath, type TraceManifest } from '../../study/trace.ts';
 import { readFileSync } from 'node:fs';
@@ -50,20 +60,40 @@ function choice<T extends string>(name: string, values: readonly T[]) {
 export function register(program: Command): void {
   const cmd = program
     .command('prune')
-    .description('prune and/or quantize a checkpoint layer by layer (magnitude | Wanda | SparseGPT; GPTQ | RTN to GGUF q4_0/q8_0) and write the result')
+    .description(
+      'prune and/or quantize a checkpoint layer by layer (magnitude | Wanda | SparseGPT; GPTQ | RTN to GGUF q4_0/q8_0) and write the result',
+    )
     .requiredOption('--model <dir>', 'input model directory')
     .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude | gptq | rtn', choice('method', [...PRUNE_METHODS, ...QUANT_METHODS]))
-    .option('--quant <format>', 'quantize to a GGUF grid: q4_0 | q8_0 (gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest)', choice('quant', QUANT_FORMATS))
+    .option(
+      '--quant <format>',
+      'quantize to a GGUF grid: q4_0 | q8_0 (gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest)',
+      choice('quant', QUANT_FORMATS),
+    )
     .option('--sparsity <s>', 'unstructured sparsity in [0, 1), e.g. 0.5')
     .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
     .option('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight" (or use --calib-mode)')
-    .option('--calib-mode <mode>', 'build the calibration set: prompt (--dataset) | rac (--traces) | text (--text-files) | mix (--mix)', choice('calib-mode', CALIB_MODES))
-    .option('--dataset <file>', 'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from')
+    .option(
+      '--calib-mode <mode>',
+      'build the calibration set: prompt (--dataset) | rac (--traces) | text (--text-files) | mix (--mix)',
+      choice('calib-mode', CALIB_MODES),
+    )
+    .option(
+      '--dataset <file>',
+      'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from',
+    )
     .option('--traces <files...>', 'traces JSONL for --calib-mode rac (rac trace or SGLang RAC rows)')
     .option('--text-files <files...>', 'plain text (.txt/.md) or JSONL/JSON with a text field, for --calib-mode text')
     .option('--text-field <name>', 'text field of JSONL/JSON text files', 'text')
-    .option('--task <task>', 'staged refresh / two-pass mix: grade the regenerated traces with this grader (math | tiny; the dataset needs answers)', choice('task', ['math', 'tiny'] as const))
-    .option('--policy-traces <dir>', 'staged refresh / two-pass mix: where the pruned models\' traces go (default: OUT.policy-traces beside --out)')
+    .option(
+      '--task <task>',
+      'staged refresh / two-pass mix: grade the regenerated traces with this grader (math | tiny; the dataset needs answers)',
+      choice('task', ['math', 'tiny'] as const),
+    )
+    .option(
+      '--policy-traces <dir>',
+      "staged refresh / two-pass mix: where the pruned models' traces go (default: OUT.policy-traces beside --out)",
+    )
     .requiredOption('--out <dir>', 'output directory (written to a temp dir, renamed into place)')
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON (with --dry-run: the estimate)')
@@ -75,19 +105,24 @@ export function register(program: Command): void {
     const quantOnly = QUANT_METHODS.includes(o.method);
     if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant q4_0|q8_0`);
     if (quantOnly && (o.pattern !== undefined || (o.sparsity !== undefined && Number(o.sparsity) !== 0))) {
-      usage(cmd, `--method ${o.method} only quantizes; for pruning + quantization use --method sparsegpt --quant, or rtn on a pruned model`);
+      usage(
+        cmd,
+        `--method ${o.method} only quantizes; for pruning + quantization use --method sparsegpt --quant, or rtn on a pruned model`,
+      );
     }
     if (quantOnly && o.sparsity === undefined) o.sparsity = '0';
     if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
     const noCalib = o.method === 'rtn' && o.calib === undefined && o.calibMode === undefined;
-    if (!noCalib && (o.calib === undefined) === (o.calibMode === undefined)) usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
+    if (!noCalib && (o.calib === undefined) === (o.calibMode === undefined))
+      usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
     const needs: Record<CalibMode, [keyof Opts, string][]> = {
       prompt: [['dataset', '--dataset']],
       rac: [['traces', '--traces']],
       text: [['textFiles', '--text-files']],
       mix: [['mix', '--mix']],
     };
-    if (o.calibMode) for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) usage(cmd, `--calib-mode ${o.calibMode} needs ${flag}`);
+    if (o.calibMode)
+      for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) usage(cmd, `--calib-mode ${o.calibMode} needs ${flag}`);
     let system: string | undefined;
     let templateFlags: Record<string, unknown> = {};
     try {
@@ -106,11 +141,16 @@ export function register(program: Command): void {
     }
     const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null), target);
     if (problem) usage(cmd, problem);
-    if (usesPolicy(st) && o.dataset === undefined) usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
+    if (usesPolicy(st) && o.dataset === undefined)
+      usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
     if (usesPolicy(st) && o.quant) usage(cmd, 'staged refresh / two-pass mix do not quantize (prune, then run rtn or gptq on the result)');
     if (o.calibMode === 'mix') {
       if (st.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
-      for (const [k, flag] of [['prompt', '--dataset'], ['rac', '--traces'], ['text', '--text-files']] as const) {
+      for (const [k, flag] of [
+        ['prompt', '--dataset'],
+        ['rac', '--traces'],
+        ['text', '--text-files'],
+      ] as const) {
         const key = ({ prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const)[k];
         if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
       }
@@ -128,7 +168,9 @@ export function register(program: Command): void {
         calib = await buildCalibSet(
           o.calibMode,
           {
-            ...(o.dataset !== undefined ? { dataset: { path: o.dataset, promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit, system, templateFlags } } : {}),
+            ...(o.dataset !== undefined
+              ? { dataset: { path: o.dataset, promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit, system, templateFlags } }
+              : {}),
             ...(o.traces ? { traces: o.traces } : {}),
             ...(o.textFiles ? { textFiles: o.textFiles } : {}),
             textField: o.textField,
@@ -140,7 +182,11 @@ export function register(program: Command): void {
           calibShapeOf(st),
         );
       } else {
-        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, { tokenBudget: st.calibTokens, maxSeqLen: st.maxSeqLen, overflow: st.overflow });
+        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, {
+          tokenBudget: st.calibTokens,
+          maxSeqLen: st.maxSeqLen,
+          overflow: st.overflow,
+        });
       }
       const L = model.config.numLayers;
       if (!o.quiet) {
@@ -148,7 +194,9 @@ export function register(program: Command): void {
           `prune: ${o.method} ${targetText(target)}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
             (calib
               ? `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
-                (o.calibMode ? ` (${o.calibMode}${typeof calib.source['decode_share'] === 'number' ? `, decode share ${(100 * (calib.source['decode_share'] as number)).toFixed(1)}%` : ''})` : '') +
+                (o.calibMode
+                  ? ` (${o.calibMode}${typeof calib.source['decode_share'] === 'number' ? `, decode share ${(100 * (calib.source['decode_share'] as number)).toFixed(1)}%` : ''})`
+                  : '') +
                 (calib.source['exhausted'] === true ? ` — the calibration data ran out before the ${st.calibTokens}-token budget` : '')
               : 'no calibration') +
             '\n',
@@ -158,30 +206,35 @@ export function register(program: Command): void {
       // Quiet runs print no estimate: nothing is measured for them.
       // (round-to-nearest quantization has no calibration pass to estimate)
       const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed({ runtime }) : null;
-      const estimate = speed && calib && estimatePrune(
-        model.config,
-        model.spec.linears(model.config),
-        calib,
-        {
-          // GPTQ runs SparseGPT's solver; round-to-nearest needs no statistics, like magnitude
-          method: o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : o.method,
-          layers,
-          linears: scopeLinears(model.spec, model.config, st.linears),
-          batchTokens: st.batchTokens,
-          blocksize: st.blocksize,
-          errorStats: st.errorStats,
-          trueSequential: st.trueSequential,
-          memoryLimitBytes: st.memoryLimitMb * 2 ** 20,
-          pruneLmHead: st.pruneLmHead,
-          owl: st.sparsityProfile === 'owl',
-        },
-        speed,
-        rssBefore,
-      );
+      const estimate =
+        speed &&
+        calib &&
+        estimatePrune(
+          model.config,
+          model.spec.linears(model.config),
+          calib,
+          {
+            // GPTQ runs SparseGPT's solver; round-to-nearest needs no statistics, like magnitude
+            method: o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : o.method,
+            layers,
+            linears: scopeLinears(model.spec, model.config, st.linears),
+            batchTokens: st.batchTokens,
+            blocksize: st.blocksize,
+            errorStats: st.errorStats,
+            trueSequential: st.trueSequential,
+            memoryLimitBytes: st.memoryLimitMb * 2 ** 20,
+            pruneLmHead: st.pruneLmHead,
+            owl: st.sparsityProfile === 'owl',
+          },
+          speed,
+          rssBefore,
+        );
       if (estimate) for (const line of estimateLines('prune', estimate, speed)) process.stderr.write(`${line}\n`);
       if (o.dryRun) {
-        if (!estimate) process.stderr.write('prune: --dry-run: no calibration pass to estimate (round-to-nearest is one pass over the weights)\n');
-        else if (o.json) printJson({ work: estimate.work, seconds: estimate.seconds, phases: estimate.phases, peak_bytes: estimate.peakBytes, speed });
+        if (!estimate)
+          process.stderr.write('prune: --dry-run: no calibration pass to estimate (round-to-nearest is one pass over the weights)\n');
+        else if (o.json)
+          printJson({ work: estimate.work, seconds: estimate.seconds, phases: estimate.phases, peak_bytes: estimate.peakBytes, speed });
         return;
       }
       const t0 = performance.now();
@@ -221,7 +274,15 @@ export function register(program: Command): void {
             model,
             calib,
             o.out,
-            { method: o.method, ...(o.quant ? { quant: o.quant } : {}), target, layers, ...prunerOptionsOf(st, runtime), overwrite: o.overwrite, onProgress },
+            {
+              method: o.method,
+              ...(o.quant ? { quant: o.quant } : {}),
+              target,
+              layers,
+              ...prunerOptionsOf(st, runtime),
+              overwrite: o.overwrite,
+              onProgress,
+            },
             RAC_VERSION,
           );
       if (!o.quiet && estimate) {
@@ -240,7 +301,13 @@ export function register(program: Command): void {
         const err = lin.reduce((a, x) => a + (x!.output_error ?? 0), 0);
         const norm = lin.reduce((a, x) => a + (x!.output_norm ?? 0), 0);
         const loss = lin.reduce((a, x) => a + (x!.loss ?? 0), 0);
-        return [String(r.layer), r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept', norm ? (err / norm).toExponential(3) : '-', loss ? loss.toExponential(3) : '-', r.seconds.total.toFixed(2)];
+        return [
+          String(r.layer),
+          r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept',
+          norm ? (err / norm).toExponential(3) : '-',
+          loss ? loss.toExponential(3) : '-',
+          r.seconds.total.toFixed(2),
+        ];
       });
       const head = ['layer', 'sparsity', 'rel.out.err', 'obs.loss', 'seconds'];
       const wd = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -249,7 +316,9 @@ export function register(program: Command): void {
       for (const r of rows) process.stdout.write(fmt(r));
       process.stdout.write(
         `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity` +
-          (summary.quantization ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)` : '') +
+          (summary.quantization
+            ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)`
+            : '') +
           ` in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`,
       );
     } finally {
@@ -265,10 +334,17 @@ async function cliGenerator(o: Opts, runtime: ReturnType<typeof runtimeOf>, toke
   try {
     m = JSON.parse(readFileSync(mpath, 'utf8')) as TraceManifest;
   } catch (e) {
-    throw new Error(`${mpath}: staged refresh / two-pass mix trace the pruned model with the dense traces' settings, read from their manifest (${(e as Error).message})`);
+    throw new Error(
+      `${mpath}: staged refresh / two-pass mix trace the pruned model with the dense traces' settings, read from their manifest (${(e as Error).message})`,
+    );
   }
-  const data = await loadDataset(o.dataset!, { promptColumn: m.settings.dataset.prompt_column, ...(m.settings.dataset.id_column ? { idColumn: m.settings.dataset.id_column } : {}), limit: o.limit });
-  if (data.sha256 !== m.settings.dataset.sha256) throw new Error(`${data.file}: not the dataset ${o.traces![0]} was traced from (sha256 differs from its manifest)`);
+  const data = await loadDataset(o.dataset!, {
+    promptColumn: m.settings.dataset.prompt_column,
+    ...(m.settings.dataset.id_column ? { idColumn: m.settings.dataset.id_column } : {}),
+    limit: o.limit,
+  });
+  if (data.sha256 !== m.settings.dataset.sha256)
+    throw new Error(`${data.file}: not the dataset ${o.traces![0]} was traced from (sha256 differs from its manifest)`);
   // The prompts rendered as the dense traces' were (their manifest's system prompt and template flags).
   const system = m.settings.system ?? undefined;
   const templateFlags = m.settings.template_flags;
@@ -279,7 +355,8 @@ async function cliGenerator(o: Opts, runtime: ReturnType<typeof runtimeOf>, toke
       id: row.id,
       index: row.index,
       ...(row.answer !== undefined ? { answer: row.answer } : {}),
-      render: (contextLength?: number) => renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
+      render: (contextLength?: number) =>
+        renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
     })),
     settings: { ...m.settings, ...(grader ? { grade } : {}) },
     batchSize: m.batch_size,

@@ -39,9 +39,21 @@ export function printSummaryTable(summary: Record<string, unknown>): void {
     ...passCols.flatMap((c) => [1, c.k].map((k) => pct(r.per_family?.[c.f]?.pass_at_k?.[String(k)]))),
   ];
   const table: string[][] = [
-    ['method', 'calib', 'target', 'accuracy', 'Δacc', 'mean tokens', 'Δtokens', 'truncated', ...(hasHes ? ['hes/sample'] : []), ...passCols.flatMap((c) => [`pass@1 ${c.f}`, `pass@${c.k} ${c.f}`])],
+    [
+      'method',
+      'calib',
+      'target',
+      'accuracy',
+      'Δacc',
+      'mean tokens',
+      'Δtokens',
+      'truncated',
+      ...(hasHes ? ['hes/sample'] : []),
+      ...passCols.flatMap((c) => [`pass@1 ${c.f}`, `pass@${c.k} ${c.f}`]),
+    ],
   ];
-  if (dense) table.push(['dense', '-', '-', pct(dense.accuracy), '', dense.mean_tokens.toFixed(1), '', pct(dense.truncated), ...extra(dense)]);
+  if (dense)
+    table.push(['dense', '-', '-', pct(dense.accuracy), '', dense.mean_tokens.toFixed(1), '', pct(dense.truncated), ...extra(dense)]);
   for (const r of rows) {
     table.push([
       r.method,
@@ -50,7 +62,7 @@ export function printSummaryTable(summary: Record<string, unknown>): void {
       pct(r.accuracy),
       dense ? `${(100 * (r.accuracy - dense.accuracy)).toFixed(1)}` : '',
       r.mean_tokens.toFixed(1),
-      dense ? `${(r.mean_tokens - dense.mean_tokens >= 0 ? '+' : '')}${(r.mean_tokens - dense.mean_tokens).toFixed(1)}` : '',
+      dense ? `${r.mean_tokens - dense.mean_tokens >= 0 ? '+' : ''}${(r.mean_tokens - dense.mean_tokens).toFixed(1)}` : '',
       pct(r.truncated),
       ...extra(r),
     ]);
@@ -62,12 +74,19 @@ export function printSummaryTable(summary: Record<string, unknown>): void {
 export function register(program: Command): void {
   const cmd = program
     .command('run')
-    .description('the whole study from a recipe: traces, pruning (method × target × calibration), evaluation, report; resumes after a crash')
+    .description(
+      'the whole study from a recipe: traces, pruning (method × target × calibration), evaluation, report; resumes after a crash',
+    )
     .requiredOption('--config <file>', 'recipe (.yaml or .json); paths inside resolve relative to it')
     .option('--json', 'print summary.json');
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const recipe = loadRecipe(o.config);
-    const r = await runRecipe(recipe, { log: (line) => (o.quiet ? undefined : process.stderr.write(line + '\n')) }, RAC_VERSION, runtimeOf(o));
+    const r = await runRecipe(
+      recipe,
+      { log: (line) => (o.quiet ? undefined : process.stderr.write(line + '\n')) },
+      RAC_VERSION,
+      runtimeOf(o),
+    );
     if (o.json) return printJson(r.summaryJson);
     printSummaryTable(r.summaryJson);
     process.stdout.write(`report: ${r.report}\nsummary: ${r.summary}\n`);

@@ -40,14 +40,27 @@ export function register(program: Command): void {
       'continuous',
     )
     .option('--max-running <n>', 'continuous: most sequences decoded together', int('max-running', 1), 32)
-    .option('--max-kv-tokens <n>', 'continuous: most KV cache tokens (rows × the longest row; default 2 GiB of cache, at least one context)', int('max-kv-tokens', 2))
+    .option(
+      '--max-kv-tokens <n>',
+      'continuous: most KV cache tokens (rows × the longest row; default 2 GiB of cache, at least one context)',
+      int('max-kv-tokens', 2),
+    )
     .option('--max-batch <n>', 'window: most sequences decoded together', int('max-batch', 1), 16)
     .option('--served-model-name <name>', "model name in /v1/models and requests (default: the directory's name)")
     .option('--batch-window-ms <ms>', 'window: how long a request waits for others to share its batch', int('batch-window-ms'), 5)
-    .option('--shutdown-grace <s>', 'on SIGINT/SIGTERM, seconds running requests may finish before they are aborted', int('shutdown-grace'), 10)
+    .option(
+      '--shutdown-grace <s>',
+      'on SIGINT/SIGTERM, seconds running requests may finish before they are aborted',
+      int('shutdown-grace'),
+      10,
+    )
     .option('--max-body-mb <n>', 'largest request body in MiB (larger → 413)', int('max-body-mb', 1), 8)
     .option('--max-prompts <n>', 'prompts per /v1/completions request', int('max-prompts', 1), 64)
-    .option('--max-request-tokens <n>', 'Σ over a request\'s sequences of prompt tokens + max_tokens (default 128 × the context)', int('max-request-tokens', 1))
+    .option(
+      '--max-request-tokens <n>',
+      "Σ over a request's sequences of prompt tokens + max_tokens (default 128 × the context)",
+      int('max-request-tokens', 1),
+    )
     .option('--max-prompt-chars <n>', 'longest prompt string tokenized at all (default 16 × the context)', int('max-prompt-chars', 1));
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const log = (line: string) => {

@@ -41,16 +41,25 @@ export function register(program: Command): void {
   addPromptOptions(cmd)
     .option('--n <n>', 'completions per prompt', int('n', 1), D.n)
     .option('--max-new-tokens <n>', 'generation budget per completion', int('max-new-tokens', 1), D.maxNewTokens)
-    .option('--token-budget <n>', 'stop submitting prompts once prompt+completion tokens written reach this (0 = whole dataset)', int('token-budget'), D.tokenBudget)
+    .option(
+      '--token-budget <n>',
+      'stop submitting prompts once prompt+completion tokens written reach this (0 = whole dataset)',
+      int('token-budget'),
+      D.tokenBudget,
+    )
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('temperature', 0, 100), D.temperature)
     .option('--top-p <p>', 'nucleus sampling mass', float('top-p', 1e-9, 1), D.topP)
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', int('top-k'), D.topK)
     .option('--seed <s>', 'sampling seed (sample i of prompt r uses stream r·n+i)', int('seed'), D.seed)
     .option('--stop <text...>', 'stop strings')
-    .option('--task <task>', 'grade each trace whose row has an answer, as rac eval --task grades it: math | tiny (recorded as "correct")', (v: string) => {
-      if (v !== 'math' && v !== 'tiny') throw new InvalidArgumentError(`task must be math or tiny, got "${v}"`);
-      return v as 'math' | 'tiny';
-    })
+    .option(
+      '--task <task>',
+      'grade each trace whose row has an answer, as rac eval --task grades it: math | tiny (recorded as "correct")',
+      (v: string) => {
+        if (v !== 'math' && v !== 'tiny') throw new InvalidArgumentError(`task must be math or tiny, got "${v}"`);
+        return v as 'math' | 'tiny';
+      },
+    )
     .option('--batch-size <b>', 'sequences generated together (one wave; local backend batch)', int('batch-size', 1), D.batchSize)
     .option('--json', 'print the final manifest as JSON on stdout (with --dry-run: the estimate)')
     .option('--dry-run', 'print the work (traces × tokens), estimated time and peak memory, and exit without generating');
@@ -83,7 +92,20 @@ export function register(program: Command): void {
       const promptTokens = function* () {
         for (const row of data.rows) yield renderPrompt(tokenizer, row, { system, templateFlags }).ids.length;
       };
-      const est = estimateTrace(cfg, linears, { promptTokens: promptTokens(), prompts: data.rows.length, n: o.n, maxNewTokens: o.maxNewTokens, tokenBudget: o.tokenBudget, batchSize: o.batchSize }, speed, rssBefore);
+      const est = estimateTrace(
+        cfg,
+        linears,
+        {
+          promptTokens: promptTokens(),
+          prompts: data.rows.length,
+          n: o.n,
+          maxNewTokens: o.maxNewTokens,
+          tokenBudget: o.tokenBudget,
+          batchSize: o.batchSize,
+        },
+        speed,
+        rssBefore,
+      );
       for (const line of estimateLines('trace', est, speed)) process.stderr.write(`${line}\n`);
       estimate = est;
       if (o.dryRun) {
@@ -100,11 +122,15 @@ export function register(program: Command): void {
         id: row.id,
         index: row.index,
         ...(row.answer !== undefined ? { answer: row.answer } : {}),
-        render: (contextLength?: number) => renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
+        render: (contextLength?: number) =>
+          renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
       }));
       let last = 0;
       const quiet = !!o.quiet;
-      if (!quiet) process.stderr.write(`trace: ${data.rows.length} prompts × ${o.n} from ${data.file} on ${backend.name} (${backend.fingerprint}) → ${o.out}\n`);
+      if (!quiet)
+        process.stderr.write(
+          `trace: ${data.rows.length} prompts × ${o.n} from ${data.file} on ${backend.name} (${backend.fingerprint}) → ${o.out}\n`,
+        );
       const m = await runTrace({
         out: o.out,
         backend,
@@ -136,9 +162,9 @@ export function register(program: Command): void {
       if (o.json) printJson(m);
       else
         process.stdout.write(
-        `${m.counts.records} records (${m.counts.complete_prompts} complete prompts) · ${m.tokens.total} tokens: ${m.tokens.prompt} prompt + ${m.tokens.decode} decode · ` +
-          `decode share ${share}% · stopped: ${m.status === 'budget' ? 'token budget reached' : 'dataset exhausted'} → ${o.out} (manifest ${manifestPath(o.out)})\n`,
-      );
+          `${m.counts.records} records (${m.counts.complete_prompts} complete prompts) · ${m.tokens.total} tokens: ${m.tokens.prompt} prompt + ${m.tokens.decode} decode · ` +
+            `decode share ${share}% · stopped: ${m.status === 'budget' ? 'token budget reached' : 'dataset exhausted'} → ${o.out} (manifest ${manifestPath(o.out)})\n`,
+        );
       if (!quiet) process.stderr.write(`decode share ${share}%: the activation mass prompt-only calibration never sees\n`);
       if (!quiet && estimate && Number.isFinite(estimate.seconds)) {
         // This session's time against the estimate (a from-scratch figure: a resumed run does less).

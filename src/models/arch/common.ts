@@ -32,7 +32,10 @@ export function parseLlamaStyle(
   // Every supported family computes its MLP as silu(gate)·up; HF's "swish" is the same function.
   const act = r.str('hidden_act') ?? 'silu';
   if (!SUPPORTED_ACTIVATIONS.includes(act)) {
-    throw new ConfigError(r.file, `"hidden_act" ${describeValue(act)} is not supported (rac computes ${SUPPORTED_ACTIVATIONS.join(' / ')})`);
+    throw new ConfigError(
+      r.file,
+      `"hidden_act" ${describeValue(act)} is not supported (rac computes ${SUPPORTED_ACTIVATIONS.join(' / ')})`,
+    );
   }
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
@@ -53,9 +56,13 @@ export function parseLlamaStyle(
   const vocabSize = pos('vocab_size');
   const bosTokenId = r.has('bos_token_id') ? r.int('bos_token_id') : null;
   const eosTokenIds = r.intList('eos_token_id');
-  for (const [key, ids] of [['bos_token_id', bosTokenId === null ? [] : [bosTokenId]], ['eos_token_id', eosTokenIds]] as const) {
+  for (const [key, ids] of [
+    ['bos_token_id', bosTokenId === null ? [] : [bosTokenId]],
+    ['eos_token_id', eosTokenIds],
+  ] as const) {
     for (const id of ids) {
-      if (id < 0 || id >= vocabSize) throw new ConfigError(r.file, `"${key}" ${id} is outside the vocabulary [0, ${vocabSize}) (vocab_size)`);
+      if (id < 0 || id >= vocabSize)
+        throw new ConfigError(r.file, `"${key}" ${id} is outside the vocabulary [0, ${vocabSize}) (vocab_size)`);
     }
   }
   const attnBias = flags.attnBias === 'config' ? r.bool('attention_bias', false) : null;

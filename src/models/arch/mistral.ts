@@ -6,8 +6,7 @@ import { HF_NAMES, parseLlamaStyle } from './common.ts';
 export const mistral: ArchSpec = {
   modelTypes: ['mistral'],
   hfArchitecture: 'MistralForCausalLM',
-  parseConfig: (r) =>
-    parseLlamaStyle(r, { attnBias: { qkv: false, o: false }, qkNorm: false, ropeThetaDefault: 10000, tieDefault: false }),
+  parseConfig: (r) => parseLlamaStyle(r, { attnBias: { qkv: false, o: false }, qkNorm: false, ropeThetaDefault: 10000, tieDefault: false }),
   ...HF_NAMES,
   linears: llamaStyleLinears,
   norms: llamaStyleNorms,

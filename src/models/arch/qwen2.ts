@@ -6,8 +6,7 @@ import { HF_NAMES, parseLlamaStyle } from './common.ts';
 export const qwen2: ArchSpec = {
   modelTypes: ['qwen2'],
   hfArchitecture: 'Qwen2ForCausalLM',
-  parseConfig: (r) =>
-    parseLlamaStyle(r, { attnBias: { qkv: true, o: false }, qkNorm: false, ropeThetaDefault: 10000, tieDefault: false }),
+  parseConfig: (r) => parseLlamaStyle(r, { attnBias: { qkv: true, o: false }, qkNorm: false, ropeThetaDefault: 10000, tieDefault: false }),
   ...HF_NAMES,
   linears: llamaStyleLinears,
   norms: llamaStyleNorms,

@@ -38,7 +38,14 @@ export const CODE_TESTS = 5;
 type Op = '+' | '-' | '*';
 const OPS: readonly Op[] = ['+', '-', '*'];
 const NAME_PAIRS: readonly [string, string][] = [
-  ['a', 'b'], ['x', 'y'], ['m', 'n'], ['p', 'q'], ['u', 'v'], ['s', 't'], ['b', 'c'], ['j', 'k'],
+  ['a', 'b'],
+  ['x', 'y'],
+  ['m', 'n'],
+  ['p', 'q'],
+  ['u', 'v'],
+  ['s', 't'],
+  ['b', 'c'],
+  ['j', 'k'],
 ];
 
 /** A spec's expression as tokens: names/numbers, operators and parentheses. */
@@ -51,10 +58,7 @@ export interface ExprSpec {
   example: [number, number];
 }
 
-export type Filter =
-  | { kind: 'all' }
-  | { kind: 'cmp'; op: '>' | '<' | '>=' | '<='; k: number }
-  | { kind: 'mod'; m: number; r: number };
+export type Filter = { kind: 'all' } | { kind: 'cmp'; op: '>' | '<' | '>=' | '<='; k: number } | { kind: 'mod'; m: number; r: number };
 
 export interface ListSpec {
   kind: 'list';
@@ -156,11 +160,15 @@ export function sampleCodeSpec(rng: Rng): CodeSpec {
     const k = String(rng.int(1, 9));
     const form = rng.int(0, 4);
     const tokens =
-      form === 0 ? [u, o1, v]
-      : form === 1 ? [u, o1, v, o2, k]
-      : form === 2 ? ['(', u, o1, v, ')', '*', k]
-      : form === 3 ? [u, o1, k, o2, v]
-      : [u, '*', u, o1, v];
+      form === 0
+        ? [u, o1, v]
+        : form === 1
+          ? [u, o1, v, o2, k]
+          : form === 2
+            ? ['(', u, o1, v, ')', '*', k]
+            : form === 3
+              ? [u, o1, k, o2, v]
+              : [u, '*', u, o1, v];
     return { kind, names, tokens, example: [rng.int(1, 9), rng.int(1, 9)] };
   }
   if (kind === 'list') {
@@ -182,7 +190,8 @@ function aggText(s: ListSpec): string {
   const f = filterText(s.filter, true);
   if (s.agg === 'count') return `how many are ${f}`;
   const what = { sum: 'the sum', squares: 'the sum of the squares', product: 'the product' }[s.agg];
-  if (s.filter.kind === 'all') return s.agg === 'squares' ? 'the sum of their squares' : `${s.agg === 'sum' ? 'their sum' : 'their product'}`;
+  if (s.filter.kind === 'all')
+    return s.agg === 'squares' ? 'the sum of their squares' : `${s.agg === 'sum' ? 'their sum' : 'their product'}`;
   const ones = s.filter.kind === 'mod' && s.filter.m === 2 ? `the ${f} ones` : `the ones ${f}`;
   return `${what} of ${ones}`;
 }
@@ -190,7 +199,12 @@ function aggText(s: ListSpec): string {
 export function codeSpecText(s: CodeSpec): string {
   if (s.kind === 'expr') return `Read two integers ${s.names[0]} and ${s.names[1]} on one line. Print ${render(s.tokens)}.`;
   if (s.kind === 'list') return `Read n, then n integers on one line. Print ${aggText(s)}.`;
-  const cond = s.filter.kind === 'all' ? '' : s.filter.kind === 'cmp' ? ` that is ${filterText(s.filter, false)}` : ` that is ${filterText(s.filter, false)}`;
+  const cond =
+    s.filter.kind === 'all'
+      ? ''
+      : s.filter.kind === 'cmp'
+        ? ` that is ${filterText(s.filter, false)}`
+        : ` that is ${filterText(s.filter, false)}`;
   return `Read n. For each i from ${s.start} to n${cond}, print ${render(s.body)}.`;
 }
 
@@ -209,10 +223,14 @@ export function runSpec(s: CodeSpec, input: number[] | number): string[] {
   }
   if (s.kind === 'list') {
     const xs = (input as number[]).filter((x) => keeps(s.filter, x));
-    const v = s.agg === 'sum' ? xs.reduce((a, x) => a + x, 0)
-      : s.agg === 'count' ? xs.length
-      : s.agg === 'squares' ? xs.reduce((a, x) => a + x * x, 0)
-      : xs.reduce((a, x) => a * x, 1);
+    const v =
+      s.agg === 'sum'
+        ? xs.reduce((a, x) => a + x, 0)
+        : s.agg === 'count'
+          ? xs.length
+          : s.agg === 'squares'
+            ? xs.reduce((a, x) => a + x * x, 0)
+            : xs.reduce((a, x) => a * x, 1);
     return [String(v)];
   }
   const out: string[] = [];
@@ -292,9 +310,13 @@ function testInputs(s: CodeSpec, prompt: string): (number[] | number)[] {
   const out: (number[] | number)[] = [];
   for (let guard = 0; out.length < CODE_TESTS && guard < 1000; guard++) {
     const x: number[] | number =
-      s.kind === 'expr' ? [rng.int(-20, 60), rng.int(-20, 60)]
-      : s.kind === 'list' ? Array.from({ length: rng.int(out.length === 0 ? 0 : 1, 8) }, () => rng.int(-10, 30))
-      : out.length === 0 ? 0 : rng.int(1, 15);
+      s.kind === 'expr'
+        ? [rng.int(-20, 60), rng.int(-20, 60)]
+        : s.kind === 'list'
+          ? Array.from({ length: rng.int(out.length === 0 ? 0 : 1, 8) }, () => rng.int(-10, 30))
+          : out.length === 0
+            ? 0
+            : rng.int(1, 15);
     const key = JSON.stringify(x);
     if (seen.has(key)) continue;
     seen.add(key);

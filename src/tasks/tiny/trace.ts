@@ -61,9 +61,7 @@ function operandText(o: Operand): string {
 
 export function lineText(l: TraceLine): string {
   const e = l.expr;
-  return e.kind === 'atom'
-    ? `${l.target} = ${operandText(e.x)}`
-    : `${l.target} = ${operandText(e.x)} ${e.op} ${operandText(e.y)}`;
+  return e.kind === 'atom' ? `${l.target} = ${operandText(e.x)}` : `${l.target} = ${operandText(e.x)} ${e.op} ${operandText(e.y)}`;
 }
 
 export function programText(p: TraceProgram): string {
