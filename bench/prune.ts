@@ -63,11 +63,7 @@ export const QWEN2_7B_LAYER: LayerShape = { hidden: 3584, intermediate: 18944, h
  * lazy block updates (rows·cols² + rows·cols·128). The same model `prune_layer`'s efficiency uses;
  * `prune_real` scales each measured phase by these ratios to project other token counts and shapes.
  */
-export function layerPhaseFlops(
-  l: LayerShape,
-  tokens: number,
-  seqLen: number,
-): { capture: number; hessian: number; hessianAdds: number; factor: number; sweep: number; recompute: number } {
+export function layerPhaseFlops(l: LayerShape, tokens: number, seqLen: number): Record<Phase, number> {
   const D = l.hidden;
   const I = l.intermediate;
   const q = l.heads * l.headDim;
@@ -91,7 +87,7 @@ export function layerPhaseFlops(
     factor += (2 * cols ** 3) / 3;
     sweep += rows * cols * cols + rows * cols * 128;
   }
-  return { capture: forward, hessian: xtx + hessianAdds, hessianAdds, factor, sweep, recompute: forward };
+  return { capture: forward, hessian: xtx + hessianAdds, factor, sweep, recompute: forward };
 }
 
 /** Returns the layer's seconds in its phases (capture through recompute), for prune_real's ratio. */
@@ -148,13 +144,8 @@ async function layerBench(
     tokens,
     seqLen,
   );
-  const forward = f.capture;
-  const xtx = f.hessian - f.hessianAdds;
-  const hessianAdds = f.hessianAdds;
-  const factor = f.factor;
-  const sweep = f.sweep;
   const phases = { capture: sec.capture, hessian: sec.hessian, factorization: sec.factor, obs_sweep: sec.sweep, recompute: sec.recompute };
-  const flops = forward + xtx + hessianAdds + factor + sweep + forward;
+  const flops = PHASES.reduce((acc, p) => acc + f[p], 0);
   const seconds = Object.values(phases).reduce((a, b) => a + b, 0);
   const gflops = flops / seconds / 1e9;
   emit({
