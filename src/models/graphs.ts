@@ -27,7 +27,17 @@ export interface LayerGraphVariant {
   capture: boolean;
   /** With `capture`: return diag(XᵀX) (width) per group instead of XᵀX (width, width). */
   captureDiagonal?: boolean;
+  /**
+   * With `capture` (full, no past): also run the layer on a reference stream — `hidden_ref`
+   * through reference weights (inputs named with REFERENCE_PREFIX) — and return its output
+   * `out_ref` and, per group, the cross term `xcross_<group>` = X_refᵀ·X (width, width), rows
+   * weighted as XᵀX (asymmetric calibration: the dense model's stream against the pruned one's).
+   */
+  captureCross?: boolean;
 }
+
+/** Prefix of the reference weights' input names in the `captureCross` variant. */
+export const REFERENCE_PREFIX = 'ref_';
 
 /** Names of the per-layer weight inputs, fixed across architectures. */
 export function weightInputName(kind: 'w' | 'b', name: string): string {
@@ -38,13 +48,21 @@ export function captureOutputName(g: InputGroup): string {
   return `xtx_${g}`;
 }
 
+export function crossOutputName(g: InputGroup): string {
+  return `xcross_${g}`;
+}
+
 export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphVariant): Uint8Array {
   const D = cfg.hiddenSize;
   const H = cfg.numHeads;
   const Hkv = cfg.numKvHeads;
   const G = H / Hkv;
   const hd = cfg.headDim;
-  const g = new GraphBuilder(`decoder_layer${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`);
+  if (v.captureCross && (!v.capture || v.captureDiagonal || v.past))
+    throw new Error('buildLayerGraph: captureCross needs a full capture without a past');
+  const g = new GraphBuilder(
+    `decoder_layer${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : v.captureCross ? '_capture_cross' : '_capture') : ''}`,
+  );
 
   const hidden = g.input('hidden', 'float32', ['B', 'T', D]); // (B, T, D)
   const cos = g.input('cos', 'float32', ['B', 'T', hd]); // (B, T, hd)
@@ -53,45 +71,82 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const pastK = v.past ? g.input('past_key_t', 'float32', ['B', Hkv, hd, 'C']) : null; // keys, transposed
   const pastV = v.past ? g.input('past_value', 'float32', ['B', Hkv, 'C', hd]) : null;
   const tokenWeight = v.capture ? g.input('token_weight', 'float32', ['N', 1]) : null; // (B·T, 1)
+  const hiddenRef = v.captureCross ? g.input('hidden_ref', 'float32', ['B', 'T', D]) : null;
 
-  const W = {} as Record<LinearName, Value>;
-  const bias = {} as Partial<Record<LinearName, Value>>;
-  for (const l of spec.linears(cfg)) {
-    W[l.name] = g.input(weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
-    if (l.bias) bias[l.name] = g.input(weightInputName('b', l.name), 'float32', [l.rows]);
-  }
-  const norms: Record<string, Value> = {};
-  for (const n of spec.norms(cfg)) norms[n.name] = g.input(weightInputName('w', n.name), 'float32', [n.size]);
-
-  const captured: Partial<Record<InputGroup, Value>> = {};
-  const capture = (grp: InputGroup, x2d: Value) => {
-    if (!tokenWeight) return;
-    const xw = g.mul(x2d, tokenWeight); // (N, width), padded rows zeroed
-    captured[grp] = v.captureDiagonal
-      ? g.reduceSum(g.mul(xw, xw), [0], false) // (width)
-      : g.gemm(xw, xw, null, { transA: true }); // (width, width)
+  const weightsOf = (prefix: string) => {
+    const W = {} as Record<LinearName, Value>;
+    const bias = {} as Partial<Record<LinearName, Value>>;
+    for (const l of spec.linears(cfg)) {
+      W[l.name] = g.input(prefix + weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
+      if (l.bias) bias[l.name] = g.input(prefix + weightInputName('b', l.name), 'float32', [l.rows]);
+    }
+    const norms: Record<string, Value> = {};
+    for (const n of spec.norms(cfg)) norms[n.name] = g.input(prefix + weightInputName('w', n.name), 'float32', [n.size]);
+    return { W, bias, norms };
   };
-  // y = x·Wᵀ (+ b): Gemm reads the HF (out, in) weight as is.
-  const linear = (x2d: Value, name: LinearName) => g.gemm(x2d, W[name], bias[name] ?? null, { transB: true });
 
-  const x = g.reshape(hidden, [-1, D]); // (N, D)
-  const xn = g.rmsNorm(x, norms['input_layernorm']!, cfg.rmsNormEps);
-  capture('attn_in', xn);
-  let q = linear(xn, 'q_proj'); // (N, H·hd)
-  let k = linear(xn, 'k_proj'); // (N, Hkv·hd)
-  const vv = linear(xn, 'v_proj');
+  /** The decoder layer on `hid` (B, T, D) with one set of weights; `tap` sees each input group's (N, width) activations. */
+  const layer = (hid: Value, ws: ReturnType<typeof weightsOf>, tap: (grp: InputGroup, x2d: Value) => void) => {
+    const { W, bias, norms } = ws;
+    // y = x·Wᵀ (+ b): Gemm reads the HF (out, in) weight as is.
+    const linear = (x2d: Value, name: LinearName) => g.gemm(x2d, W[name], bias[name] ?? null, { transB: true });
 
-  // q → (B, T, Hkv, G, hd) → (B, Hkv, G, T, hd); k, v → (B, T, Hkv, hd) → (B, Hkv, T, hd)
-  q = g.reshape(q, g.shapeFrom(hidden, 2, [Hkv, G, hd]));
-  k = g.reshape(k, g.shapeFrom(hidden, 2, [Hkv, hd]));
-  let vh = g.reshape(vv, g.shapeFrom(hidden, 2, [Hkv, hd]));
-  if (cfg.qkNorm) {
-    q = g.rmsNorm(q, norms['q_norm']!, cfg.rmsNormEps);
-    k = g.rmsNorm(k, norms['k_norm']!, cfg.rmsNormEps);
-  }
-  q = g.transpose(q, [0, 2, 3, 1, 4]);
-  k = g.transpose(k, [0, 2, 1, 3]);
-  vh = g.transpose(vh, [0, 2, 1, 3]);
+    const x = g.reshape(hid, [-1, D]); // (N, D)
+    const xn = g.rmsNorm(x, norms['input_layernorm']!, cfg.rmsNormEps);
+    tap('attn_in', xn);
+    let q = linear(xn, 'q_proj'); // (N, H·hd)
+    let k = linear(xn, 'k_proj'); // (N, Hkv·hd)
+    const vv = linear(xn, 'v_proj');
+
+    // q → (B, T, Hkv, G, hd) → (B, Hkv, G, T, hd); k, v → (B, T, Hkv, hd) → (B, Hkv, T, hd)
+    q = g.reshape(q, g.shapeFrom(hid, 2, [Hkv, G, hd]));
+    k = g.reshape(k, g.shapeFrom(hid, 2, [Hkv, hd]));
+    let vh = g.reshape(vv, g.shapeFrom(hid, 2, [Hkv, hd]));
+    if (cfg.qkNorm) {
+      q = g.rmsNorm(q, norms['q_norm']!, cfg.rmsNormEps);
+      k = g.rmsNorm(k, norms['k_norm']!, cfg.rmsNormEps);
+    }
+    q = g.transpose(q, [0, 2, 3, 1, 4]);
+    k = g.transpose(k, [0, 2, 1, 3]);
+    vh = g.transpose(vh, [0, 2, 1, 3]);
+    q = rope(q, cos5, sin5);
+    k = rope(k, cos4, sin4);
+
+    // scores: (B, Hkv, G·T, hd) · keysᵀ. With a past, the cache is read in place: keys pre-transposed
+    // (B, Hkv, hd, C) and values (B, Hkv, C, hd) at capacity C (unused slots masked), so a decode
+    // step copies no cache; the new tokens' keys and values are scored separately and concatenated.
+    const qs = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
+    const q4 = g.reshape(qs, g.shapeFrom(hid, 1, [Hkv, -1, hd]));
+    const sNew = g.matmul(q4, g.transpose(k, [0, 1, 3, 2])); // (B, Hkv, G·T, T)
+    const scores = pastK ? g.concat([g.matmul(q4, pastK), sNew], -1) : sNew; // (B, Hkv, G·T, C+T)
+    // (B, Hkv, G, T, S) + mask (B, 1, 1, T, S)
+    const maskTS = g.slice(g.shape(mask), [3], [5], [0]); // [T, S]
+    const batch = g.slice(g.shape(hid), [0], [1], [0]); // [B]
+    const s5 = g.reshape(scores, g.concat([batch, g.constI64([Hkv, G]), maskTS], 0));
+    const probs = g.softmax(g.add(s5, mask), -1);
+    const p4 = g.reshape(probs, g.concat([batch, g.constI64([Hkv, -1]), g.slice(maskTS, [1], [2], [0])], 0));
+    let ctx: Value; // (B, Hkv, G·T, hd)
+    if (pastV) {
+      const C = g.slice(g.shape(pastV), [2], [3], [0]); // [C]
+      const pPast = g.op('Slice', [p4, g.constI64([0]), C, g.constI64([-1])]);
+      const pNew = g.op('Slice', [p4, C, g.constI64([Number.MAX_SAFE_INTEGER]), g.constI64([-1])]);
+      ctx = g.add(g.matmul(pPast, pastV), g.matmul(pNew, vh));
+    } else {
+      ctx = g.matmul(p4, vh);
+    }
+    // → (B, Hkv, G, T, hd) → (B, T, Hkv, G, hd) → (N, H·hd)
+    const ctx5 = g.reshape(ctx, g.shapeFrom(hid, 1, [Hkv, G, -1, hd]));
+    const ctx2d = g.reshape(g.transpose(ctx5, [0, 3, 1, 2, 4]), [-1, H * hd]);
+    tap('attn_out', ctx2d);
+    const attnOut = linear(ctx2d, 'o_proj');
+    const h1 = g.add(x, attnOut); // (N, D)
+
+    const hn = g.rmsNorm(h1, norms['post_attention_layernorm']!, cfg.rmsNormEps);
+    tap('mlp_in', hn);
+    const act = g.mul(g.silu(linear(hn, 'gate_proj')), linear(hn, 'up_proj')); // (N, I)
+    tap('mlp_out', act);
+    return { h2: g.add(h1, linear(act, 'down_proj')), k, vh };
+  };
 
   // RoPE, HF rotate-half: x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]
   const half = hd / 2;
@@ -105,43 +160,24 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const sin5 = g.reshape(sin, g.shapeFrom(sin, 1, [1, 1, -1, hd]));
   const cos4 = g.reshape(cos, g.shapeFrom(cos, 1, [1, -1, hd])); // (B, 1, T, hd)
   const sin4 = g.reshape(sin, g.shapeFrom(sin, 1, [1, -1, hd]));
-  q = rope(q, cos5, sin5);
-  k = rope(k, cos4, sin4);
 
-  // scores: (B, Hkv, G·T, hd) · keysᵀ. With a past, the cache is read in place: keys pre-transposed
-  // (B, Hkv, hd, C) and values (B, Hkv, C, hd) at capacity C (unused slots masked), so a decode
-  // step copies no cache; the new tokens' keys and values are scored separately and concatenated.
-  const qs = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-  const q4 = g.reshape(qs, g.shapeFrom(hidden, 1, [Hkv, -1, hd]));
-  const sNew = g.matmul(q4, g.transpose(k, [0, 1, 3, 2])); // (B, Hkv, G·T, T)
-  const scores = pastK ? g.concat([g.matmul(q4, pastK), sNew], -1) : sNew; // (B, Hkv, G·T, C+T)
-  // (B, Hkv, G, T, S) + mask (B, 1, 1, T, S)
-  const maskTS = g.slice(g.shape(mask), [3], [5], [0]); // [T, S]
-  const batch = g.slice(g.shape(hidden), [0], [1], [0]); // [B]
-  const s5 = g.reshape(scores, g.concat([batch, g.constI64([Hkv, G]), maskTS], 0));
-  const probs = g.softmax(g.add(s5, mask), -1);
-  const p4 = g.reshape(probs, g.concat([batch, g.constI64([Hkv, -1]), g.slice(maskTS, [1], [2], [0])], 0));
-  let ctx: Value; // (B, Hkv, G·T, hd)
-  if (pastV) {
-    const C = g.slice(g.shape(pastV), [2], [3], [0]); // [C]
-    const pPast = g.op('Slice', [p4, g.constI64([0]), C, g.constI64([-1])]);
-    const pNew = g.op('Slice', [p4, C, g.constI64([Number.MAX_SAFE_INTEGER]), g.constI64([-1])]);
-    ctx = g.add(g.matmul(pPast, pastV), g.matmul(pNew, vh));
-  } else {
-    ctx = g.matmul(p4, vh);
+  // Captured activations, rows scaled by the token weights (padded rows zeroed).
+  const acts: Partial<Record<InputGroup, Value>> = {};
+  const refActs: Partial<Record<InputGroup, Value>> = {};
+  const weighted = (into: Partial<Record<InputGroup, Value>>) => (grp: InputGroup, x2d: Value) => {
+    if (tokenWeight) into[grp] = g.mul(x2d, tokenWeight); // (N, width)
+  };
+  const { h2, k, vh } = layer(hidden, weightsOf(''), weighted(acts));
+  const ref = hiddenRef ? layer(hiddenRef, weightsOf(REFERENCE_PREFIX), weighted(refActs)) : null;
+  const captured: Partial<Record<InputGroup, Value>> = {};
+  const crossed: Partial<Record<InputGroup, Value>> = {};
+  for (const grp of tokenWeight ? INPUT_GROUPS : []) {
+    const xw = acts[grp]!;
+    captured[grp] = v.captureDiagonal
+      ? g.reduceSum(g.mul(xw, xw), [0], false) // (width)
+      : g.gemm(xw, xw, null, { transA: true }); // (width, width)
+    if (ref) crossed[grp] = g.gemm(refActs[grp]!, xw, null, { transA: true }); // XᵀX̃ (width, width)
   }
-  // → (B, Hkv, G, T, hd) → (B, T, Hkv, G, hd) → (N, H·hd)
-  const ctx5 = g.reshape(ctx, g.shapeFrom(hidden, 1, [Hkv, G, -1, hd]));
-  const ctx2d = g.reshape(g.transpose(ctx5, [0, 3, 1, 2, 4]), [-1, H * hd]);
-  capture('attn_out', ctx2d);
-  const attnOut = linear(ctx2d, 'o_proj');
-  const h1 = g.add(x, attnOut); // (N, D)
-
-  const hn = g.rmsNorm(h1, norms['post_attention_layernorm']!, cfg.rmsNormEps);
-  capture('mlp_in', hn);
-  const act = g.mul(g.silu(linear(hn, 'gate_proj')), linear(hn, 'up_proj')); // (N, I)
-  capture('mlp_out', act);
-  const h2 = g.add(h1, linear(act, 'down_proj'));
 
   g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'out', 'float32', ['B', 'T', D]);
   if (v.present) {
@@ -153,8 +189,10 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
     for (const grp of INPUT_GROUPS) {
       const width = groupWidth(cfg, grp);
       g.output(captured[grp]!, captureOutputName(grp), 'float32', v.captureDiagonal ? [width] : [width, width]);
+      if (ref) g.output(crossed[grp]!, crossOutputName(grp), 'float32', [width, width]);
     }
   }
+  if (ref) g.output(g.reshape(ref.h2, g.shapeFrom(hidden, 2, [D])), 'out_ref', 'float32', ['B', 'T', D]);
   return g.build();
 }
 

@@ -2,12 +2,14 @@
  * One decoder layer at a time, weights supplied per call: the pruning pipeline's engine.
  * Two sessions serve every layer: a plain forward, and a capture forward that also returns, per
  * Linear input group, XᵀX over the batch's real tokens (rows scaled by √weight; padding rows 0).
- * A third, created on first use, returns only diag(XᵀX) (Wanda's statistics, OWL's ‖X_j‖²).
+ * A third, created on first use, returns only diag(XᵀX) (Wanda's statistics, OWL's ‖X_j‖²); a
+ * fourth, also on first use, runs a dense reference stream beside the pruned one (asymmetric
+ * calibration's cross terms).
  */
 import { runtimeDefaults, Session, type RuntimeOptions } from '../runtime/session.ts';
 import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
 import type { ModelConfig } from './config.ts';
-import { buildHeadCaptureGraph, buildLayerGraph, captureOutputName } from './graphs.ts';
+import { buildHeadCaptureGraph, buildLayerGraph, captureOutputName, crossOutputName, REFERENCE_PREFIX } from './graphs.ts';
 import { INPUT_GROUPS, type ArchSpec, type InputGroup, type LayerWeights } from './spec.ts';
 
 export type BatchLayout = Pick<PaddedBatch, 'valid' | 'positions' | 'B' | 'T'>;
@@ -97,6 +99,44 @@ export class LayerRunner {
     return { out: res['out']!.data as Float32Array, xtx };
   }
 
+  private capturingCross: Session | null = null;
+
+  /**
+   * Asymmetric calibration's capture: the layer on the pruned model's stream `hidden` with weights
+   * `w` and on the dense model's stream `hiddenRef` with the dense weights `ref`, in one call.
+   * Returns both outputs, XᵀX of the pruned stream per input group, and the cross term
+   * X_refᵀ·X (width, width) per group, rows weighted alike.
+   */
+  async captureCross(
+    w: Feeds,
+    ref: Feeds,
+    hidden: Float32Array,
+    hiddenRef: Float32Array,
+    b: BatchLayout,
+    rowWeight: Float32Array,
+  ): Promise<{ out: Float32Array; outRef: Float32Array; xtx: Record<InputGroup, Float32Array>; cross: Record<InputGroup, Float32Array> }> {
+    if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
+    if (hiddenRef.length !== hidden.length)
+      throw new RangeError(`reference hidden has ${hiddenRef.length} values, expected ${hidden.length}`);
+    this.capturingCross ??= await Session.create(
+      'decoder layer (cross capture)',
+      buildLayerGraph(this.spec, this.config, { past: false, present: false, capture: true, captureCross: true }),
+      this.runtime,
+    );
+    const feeds = this.feeds(w, hidden, b);
+    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
+    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
+    feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
+    const res = await this.capturingCross.run(feeds);
+    const xtx = {} as Record<InputGroup, Float32Array>;
+    const cross = {} as Record<InputGroup, Float32Array>;
+    for (const g of INPUT_GROUPS) {
+      xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
+      cross[g] = res[crossOutputName(g)]!.data as Float32Array;
+    }
+    return { out: res['out']!.data as Float32Array, outRef: res['out_ref']!.data as Float32Array, xtx, cross };
+  }
+
   private headCapture: Session | null = null;
   private headCaptureDiagonal: Session | null = null;
 
@@ -125,6 +165,7 @@ export class LayerRunner {
       this.plain.release(),
       this.capturing.release(),
       this.capturingDiagonal?.release(),
+      this.capturingCross?.release(),
       this.headCapture?.release(),
       this.headCaptureDiagonal?.release(),
     ]);

@@ -16,6 +16,7 @@
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
 import { join } from 'node:path';
+import { asymmetricTarget } from '../compress/asymmetric.ts';
 import type { Gemm } from '../compress/gemm.ts';
 import { magnitudePrune } from '../compress/magnitude.ts';
 import { describeTarget, type PruneReport, type SparsityTarget } from '../compress/masks.ts';
@@ -43,7 +44,7 @@ import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
-import { embedRows, leftPad } from '../models/batch.ts';
+import { embedRows, leftPad, type Feeds } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
 import { groupWidth, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
@@ -116,6 +117,21 @@ export interface PruneOptions {
    * DENSE model over the calibration set. Unstructured targets and pruning methods only.
    */
   sparsityProfile?: 'uniform' | { owl: OwlOptions };
+  /**
+   * Asymmetric calibration (compress/asymmetric.ts, GPTAQ's objective): SparseGPT / GPTQ
+   * reconstruct the outputs the INPUT checkpoint's layer gives on its own stream, ‖XWᵀ − X̃Ŵᵀ‖²,
+   * instead of the dense weights on the pruned model's stream, ‖X̃Wᵀ − X̃Ŵᵀ‖², so the error the
+   * layers before left is corrected rather than carried on. A second (reference) stream of hidden
+   * states runs beside the pruned one: twice the capture forward, two more hidden stores, and
+   * one (cols, cols) solve per Linear. Default false.
+   */
+  asymmetric?: boolean;
+  /**
+   * With `asymmetric`: the model whose stream is reconstructed (default: the input model). Staged
+   * refresh prunes a partly pruned checkpoint and passes the dense model here, so every stage
+   * reconstructs the dense model's outputs. Same architecture and shapes as the input model.
+   */
+  reference?: Model;
   /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
   errorStats?: boolean;
   overwrite?: boolean;
@@ -206,6 +222,12 @@ export async function pruneCheckpoint(
     );
   }
   if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
+  const asymmetric = !!opts.asymmetric;
+  if (asymmetric && opts.method !== 'sparsegpt' && opts.method !== 'gptq')
+    throw new Error(`--asymmetric reconstructs through SparseGPT's or GPTQ's solver; ${opts.method} has none`);
+  const reference = asymmetric && opts.reference && opts.reference !== model ? opts.reference : null;
+  if (reference && JSON.stringify(reference.config) !== JSON.stringify(model.config))
+    throw new Error(`${reference.dir}: the reference model's config differs from ${model.dir}'s`);
   const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
   validateTokenWeights(tokenWeights);
   const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
@@ -268,6 +290,11 @@ export async function pruneCheckpoint(
     // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
     stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
     let [input, output] = stores as [HiddenStore, HiddenStore];
+    // Asymmetric calibration: the reference stream (the input checkpoint's own hidden states).
+    let [refIn, refOut] = asymmetric
+      ? [new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir)]
+      : [null, null];
+    if (refIn && refOut) stores.push(refIn, refOut);
     if (!statsFree) runner = await LayerRunner.create(spec, cfg, opts.runtime);
     gemm = createOrtGemm(opts.runtime);
     let E = model.embedding();
@@ -282,6 +309,8 @@ export async function pruneCheckpoint(
       writer.writeF32(spec.embedName, E);
     }
     padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+    const refStart = refIn;
+    if (refStart) padded.forEach((pb, i) => refStart.put(i, embedRows(E, cfg, pb.ids)));
     let owlRecord: OwlRecord | undefined;
     const targetOf = new Map<number, SparsityTarget>();
     if (owl && opts.target.kind === 'unstructured') {
@@ -320,22 +349,34 @@ export async function pruneCheckpoint(
       const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
         opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
 
+      // Asymmetric: the layer's own weights, before any is pruned, run the reference stream.
+      const refFeeds = refIn
+        ? runner!.weightFeeds(reference ? reference.layerWeights(l) : selected.has(l) ? copyLayerWeights(w) : w)
+        : null;
+      let refDone = false;
       // capture → prune, per stage (true-sequential: the MLP inputs are re-captured after attention is pruned)
       for (const stage of selected.has(l) ? stages : []) {
-        const stats = needStats
-          ? await captureStats(
-              runner!,
-              w,
-              input,
-              padded,
-              rowWeights,
-              [...new Set(stage.map((x) => x.group))],
-              cfg,
-              diagonalOnly,
-              timer,
-              (b) => progress('capture', { batch: b, batches: padded.length }),
-            )
-          : null;
+        const groups = [...new Set(stage.map((x) => x.group))];
+        const onBatch = (b: number) => progress('capture', { batch: b, batches: padded.length });
+        let cross: Map<InputGroup, XtxSum> | null = null;
+        let stats: Map<InputGroup, XtxSum> | null = null;
+        if (refIn && refOut && refFeeds) {
+          ({ stats, cross } = await captureCrossStats(
+            runner!,
+            w,
+            refFeeds,
+            input,
+            refIn,
+            refDone ? null : refOut,
+            padded,
+            rowWeights,
+            groups,
+            cfg,
+            timer,
+            onBatch,
+          ));
+          refDone = true;
+        } else if (needStats) stats = await captureStats(runner!, w, input, padded, rowWeights, groups, cfg, diagonalOnly, timer, onBatch);
         for (const ls of stage) {
           if (stats) progress('prune', { linear: ls.name });
           const lr = await timer.time('prune', () =>
@@ -348,6 +389,7 @@ export async function pruneCheckpoint(
               layerOpts,
               gemm!,
               noteQuant(model.tensorName(l, ls.module)),
+              cross?.get(ls.group) ?? null,
             ),
           );
           timer.add('factor', lr.factor_seconds ?? 0);
@@ -361,6 +403,8 @@ export async function pruneCheckpoint(
         const feeds = runner.weightFeeds(w);
         for (let b = 0; b < padded.length; b++) {
           output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
+          // A layer left as it is (not selected) moves the reference stream on too.
+          if (refIn && refOut && refFeeds && !refDone) refOut.put(b, await runner.forward(refFeeds, refIn.get(b), padded[b]!));
           progress('recompute', { batch: b + 1, batches: padded.length });
         }
       });
@@ -369,6 +413,7 @@ export async function pruneCheckpoint(
       reports.push(rep);
       progress('done', { report: rep });
       [input, output] = [output, input];
+      [refIn, refOut] = [refOut, refIn];
     }
 
     let lmHead: LinearReport | undefined;
@@ -479,6 +524,55 @@ async function captureStats(
     onBatch(b + 1);
   }
   return sums;
+}
+
+/**
+ * Asymmetric calibration's statistics: per requested group, XᵀX of the pruned stream and the cross
+ * term X_refᵀX of the reference stream against it, from one two-stream capture per batch; the
+ * reference layer's outputs go to `refOut` when given (the first stage of a layer).
+ */
+async function captureCrossStats(
+  runner: LayerRunner,
+  w: LayerWeights,
+  refFeeds: Feeds,
+  input: HiddenStore,
+  refIn: HiddenStore,
+  refOut: HiddenStore | null,
+  padded: ReturnType<typeof leftPad>[],
+  rowWeights: Float32Array[],
+  groups: InputGroup[],
+  cfg: Model['config'],
+  timer: PhaseTimer,
+  onBatch: (b: number) => void,
+): Promise<{ stats: Map<InputGroup, XtxSum>; cross: Map<InputGroup, XtxSum> }> {
+  const stats = new Map<InputGroup, XtxSum>();
+  const cross = new Map<InputGroup, XtxSum>();
+  for (const g of groups) {
+    stats.set(g, new XtxSum(groupWidth(cfg, g), false));
+    cross.set(g, new XtxSum(groupWidth(cfg, g), false));
+  }
+  const feeds = runner.weightFeeds(w);
+  for (let b = 0; b < padded.length; b++) {
+    const r = await timer.time('capture', () =>
+      runner.captureCross(feeds, refFeeds, input.get(b), refIn.get(b), padded[b]!, rowWeights[b]!),
+    );
+    await timer.time('hessian', () => {
+      for (const g of groups) {
+        stats.get(g)!.add(r.xtx[g]);
+        cross.get(g)!.add(r.cross[g]);
+      }
+    });
+    refOut?.put(b, r.outRef);
+    onBatch(b + 1);
+  }
+  return { stats, cross };
+}
+
+/** A copy of a layer's Linear weights (biases and norms shared: pruning never touches them). */
+function copyLayerWeights(w: LayerWeights): LayerWeights {
+  const linears = {} as LayerWeights['linears'];
+  for (const [k, v] of Object.entries(w.linears) as [LinearName, Float32Array][]) linears[k] = v.slice();
+  return { linears, biases: w.biases, norms: w.norms };
 }
 
 /**
@@ -615,6 +709,7 @@ function pruneSummary(
       linears: opts.linears,
       layers: [...r.selected].sort((a, b) => a - b),
       true_sequential: !!opts.trueSequential,
+      ...(opts.asymmetric ? { asymmetric: true } : {}),
       ...(opts.method === 'sparsegpt' ? { blocksize: opts.blocksize ?? 128, percdamp: opts.percdamp ?? 0.01 } : {}),
       ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
       batch_tokens: opts.batchTokens,
@@ -653,9 +748,16 @@ async function pruneLinear(
   gemm: Gemm,
   /** Records the f16 scales of a quantized Linear. */
   onQuant: QuantNote = () => {},
+  /** Asymmetric calibration: the group's Σ X_refᵀX̃ (the solver then reconstructs the reference outputs). */
+  cross: XtxSum | null = null,
 ): Promise<LinearReport> {
   const t0 = performance.now();
   const original = opts.errorStats === false || !stats ? null : W.slice();
+  let shift: number | undefined;
+  if (cross && stats && (opts.method === 'sparsegpt' || opts.method === 'gptq')) {
+    const a = await asymmetricTarget(W, rows, cols, hessianOf(stats, n), hessianOf(cross, n), gemm, { percdamp: opts.percdamp });
+    shift = a.shift;
+  }
   let r: PruneReport;
   if (!stats && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
   const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
@@ -711,6 +813,7 @@ async function pruneLinear(
     out.quant_method = quantMethod === 'joint' ? 'gptq' : quantMethod;
   }
   if (r.loss !== undefined) out.loss = r.loss;
+  if (shift !== undefined) out.target_shift = shift;
   if (r.damp !== undefined) out.damp = r.damp;
   if (r.retries !== undefined) out.retries = r.retries;
   if (r.factorSeconds !== undefined) {

@@ -23,6 +23,8 @@ export interface LinearReport {
   sparsity: number;
   /** SparseGPT's OBS loss Σ (w − q)²/U_jj²/2. */
   loss?: number;
+  /** Asymmetric calibration: ‖W* − W‖_F / ‖W‖_F, how far the reconstruction target moved from the layer's weights. */
+  target_shift?: number;
   /** ‖XWᵀ − XŴᵀ‖²_F / n over the calibration tokens. */
   output_error?: number;
   /** ‖XWᵀ‖²_F / n, to read output_error relative to the signal. */
