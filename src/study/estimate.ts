@@ -322,6 +322,12 @@ export interface PruneWork {
   pruneLmHead?: boolean;
   /** OWL (--sparsity-profile owl): a dense pre-pass forwards every layer up to the last selected one once more. */
   owl?: boolean;
+  /**
+   * Asymmetric calibration (--asymmetric, sparsegpt): every capture runs the layer on two streams
+   * and adds a cross term per group; per Linear one more factorization and three (r, c, c) GEMMs;
+   * two more hidden-state stores and a dense copy of the layer's weights.
+   */
+  asymmetric?: boolean;
 }
 
 export interface Estimate {
@@ -446,11 +452,13 @@ export function estimatePrune(
   const forward = zeroCost();
   for (const b of batches) layerForward(forward, cfg, allLinears, b.B, b.T);
   forward.js += 2 * padded * D; // the stores' get/put and the graph's output copy
+  const asym = !!w.asymmetric && w.method === 'sparsegpt';
+  const streams = asym ? 2 : 1;
   const capture = zeroCost();
-  add(capture, forward, stages);
-  capture.flops += batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * statWidth(g), 0), 0);
+  add(capture, forward, stages * streams);
+  capture.flops += streams * batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * statWidth(g), 0), 0);
   const hessian = zeroCost();
-  hessian.js += batches.length * (hessBytes / 4);
+  hessian.js += streams * batches.length * (hessBytes / 4);
   const factor = zeroCost();
   const sweep = zeroCost();
   const other = zeroCost();
@@ -462,6 +470,13 @@ export function estimatePrune(
       add(factor, sg.factor);
       add(sweep, sg.sweep);
       other.js += 3 * c * c; // the dead-column scan, the damped diagonal
+      if (asym) {
+        // the target W* = (W·C + λW)·Uᵀ·U: (H + λI)'s factorization and three (r, c, c) GEMMs
+        add(factor, sg.factor);
+        other.flops += 3 * 2 * r * c * c;
+        other.calls += 3;
+        other.js += 6 * r * c + 2 * c * c;
+      }
     } else if (w.method === 'wanda') {
       other.js += r * c * (4 + Math.log2(Math.max(2, c)));
     } else {
@@ -522,7 +537,8 @@ export function estimatePrune(
   const perSession =
     4 * maxBatch * (qkv + 2 * D + 3 * cfg.intermediateSize) + 2 * 4 * Math.max(0, ...batches.map((b) => b.B * b.T * b.T)) * cfg.numHeads;
   const activations = ARENA_FACTOR * (needStats ? 2 : 1) * perSession + SESSION_BYTES;
-  const fixed = 2 * storeBytes + 2 * layerWeights + embedding + (needStats ? 2 * hessBytes : 0) + solver;
+  const fixed =
+    2 * streams * storeBytes + (2 + (asym ? 1 : 0)) * layerWeights + embedding + (needStats ? 2 * streams * hessBytes : 0) + solver;
   const peakBytes = baseRssBytes + fixed + activations;
 
   const hess = groups.map((g) => `${g} ${groupWidth(cfg, g)}² (${mib(4 * groupWidth(cfg, g) ** 2)})`).join(', ');

@@ -82,6 +82,7 @@ export interface PruneSettings {
   linears: (typeof LINEAR_SCOPES)[number];
   layers: string;
   trueSequential: boolean;
+  asymmetric: boolean;
   magnitudeScope: (typeof MAGNITUDE_SCOPES)[number];
   blocksize: number;
   percdamp: number;
@@ -115,6 +116,7 @@ export const PRUNE_DEFAULTS: PruneSettings = {
   linears: 'all',
   layers: 'all',
   trueSequential: false,
+  asymmetric: false,
   magnitudeScope: 'layer',
   blocksize: 128,
   percdamp: 0.01,
@@ -304,6 +306,14 @@ export const PRUNE_FIELDS: readonly Field[] = [
     section: 'prune',
     kind: { t: 'bool' },
     help: 're-capture MLP inputs after pruning attention',
+  },
+  {
+    prop: 'asymmetric',
+    key: 'asymmetric',
+    flag: '--asymmetric',
+    section: 'prune',
+    kind: { t: 'bool' },
+    help: "sparsegpt/gptq reconstruct the input model's outputs on its own stream (GPTAQ's asymmetric calibration)",
   },
   {
     prop: 'magnitudeScope',
@@ -531,6 +541,7 @@ export function prunerOptionsOf(s: PruneSettings, runtime: Partial<RuntimeOption
   return {
     linears: s.linears,
     trueSequential: s.trueSequential,
+    ...(s.asymmetric ? { asymmetric: true } : {}),
     magnitudeScope: s.magnitudeScope,
     blocksize: s.blocksize,
     percdamp: s.percdamp,

@@ -97,6 +97,8 @@ function calibOf(job: PolicyJob, sets: { producer: string; files: string[]; shar
 
 async function pruneOnce(job: PolicyJob, modelDir: string, calib: CalibSet, layers: number[], outDir: string): Promise<PruneSummary> {
   const model = Model.open(modelDir);
+  // Asymmetric calibration on a stage checkpoint reconstructs the dense model's stream, not the stage's.
+  const reference = job.settings.asymmetric && resolve(modelDir) !== resolve(job.model) ? Model.open(job.model) : null;
   try {
     const opts: PruneOptions = {
       method: job.method,
@@ -106,10 +108,12 @@ async function pruneOnce(job: PolicyJob, modelDir: string, calib: CalibSet, laye
       ...prunerOptionsOf(job.settings, job.runtime),
       overwrite: true,
       ...(job.onProgress ? { onProgress: job.onProgress } : {}),
+      ...(reference ? { reference } : {}),
     };
     return await pruneCheckpoint(model, calib, outDir, opts, job.version);
   } finally {
     model.close();
+    reference?.close();
   }
 }
 
@@ -278,6 +282,8 @@ export function variantLabel(s: PruneSettings): string | undefined {
   }
   if (s.tokenWeights) parts.push(`tw${s.tokenWeights.prompt}/${s.tokenWeights.think}/${s.tokenWeights.answer}`);
   if (s.sparsityProfile !== 'uniform') parts.push(s.sparsityProfile);
+  if (s.asymmetric) parts.push('asym');
+  if (s.trueSequential) parts.push('seq');
   return parts.length ? parts.join('+') : undefined;
 }
 

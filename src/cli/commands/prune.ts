@@ -222,6 +222,7 @@ export function register(program: Command): void {
             blocksize: st.blocksize,
             errorStats: st.errorStats,
             trueSequential: st.trueSequential,
+            asymmetric: st.asymmetric,
             memoryLimitBytes: st.memoryLimitMb * 2 ** 20,
             pruneLmHead: st.pruneLmHead,
             owl: st.sparsityProfile === 'owl',
