@@ -194,6 +194,14 @@ describe('estimate', () => {
       assert.ok(
         Math.abs(owl.phases['capture']! - e1.phases['capture']! - e1.phases['recompute']!) < 1e-9 * e1.phases['recompute']! + 1e-12,
       );
+      // Asymmetric calibration (sparsegpt): two streams in every capture — exactly twice the
+      // capture and hessian work; more solver work per Linear; two more stores in memory
+      const asym = estimatePrune(cfg, lin, small, { ...work, asymmetric: true }, SPEED, 0);
+      assert.ok(Math.abs(asym.phases['capture']! / e1.phases['capture']! - 2) < 1e-9);
+      assert.ok(Math.abs(asym.phases['hessian']! / e1.phases['hessian']! - 2) < 1e-9);
+      assert.ok(asym.phases['factor']! > e1.phases['factor']! && asym.phases['prune']! > e1.phases['prune']!);
+      assert.equal(asym.phases['recompute'], e1.phases['recompute']);
+      assert.ok(asym.peakBytes > e1.peakBytes);
       // Wanda without error statistics captures diag(XᵀX) only: less capture work than with them
       const wStats = estimatePrune(cfg, lin, small, { ...work, method: 'wanda' }, SPEED, 0);
       const wDiag = estimatePrune(cfg, lin, small, { ...work, method: 'wanda', errorStats: false }, SPEED, 0);
