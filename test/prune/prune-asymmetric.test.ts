@@ -173,6 +173,24 @@ describe('asymmetric calibration', () => {
     }
   });
 
+  it('GPTQ takes the same target (quantization only, no pruning)', async () => {
+    const dir = checkpoint({ ...QWEN, layers: 2 });
+    const m = Model.open(dir);
+    const V = m.config.vocabSize;
+    m.close();
+    const calib = calibSet(randomSequences(V, 8, 20, 40, 8));
+    const s = await prune(dir, calib, join(tempDir('asym-gptq'), 'out'), {
+      method: 'gptq',
+      quant: 'q8_0',
+      target: { kind: 'unstructured', sparsity: 0 },
+      asymmetric: true,
+    });
+    assert.equal(s.options['asymmetric'], true);
+    const l1 = Object.values(s.layers[1]!.linears);
+    assert.ok(l1.every((r) => r!.quant === 'q8_0' && r!.zeros < r!.rows * r!.cols));
+    assert.ok(Math.max(...l1.map((r) => r!.target_shift!)) > 1e-4, 'layer 1 targets move: layer 0 was quantized');
+  });
+
   it('is refused for methods without a reconstruction solver', async () => {
     const dir = checkpoint({ ...QWEN, layers: 1 });
     const m = Model.open(dir);
