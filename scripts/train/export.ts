@@ -92,8 +92,8 @@ export function exportHf(out: string, c: TinyConfig, p: Params, tokenizerDir: st
     JSON.stringify({ bos_token_id: eot, eos_token_id: [imEnd, eot], do_sample: true, temperature: 0.6, top_p: 0.95 }, null, 2) + '\n',
   );
   writeTokenizerFiles(tmp, tj, TOKENIZER_OPTIONS);
-  // Keep files already in `out` that the export does not write (the model card README.md).
-  const keep = ['README.md'];
+  // Keep files already in `out` that the export does not write (the model card README.md, v2's RECIPE.md).
+  const keep = ['README.md', 'RECIPE.md'];
   for (const k of keep) {
     try {
       writeFileSync(join(tmp, k), readFileSync(join(dir, k)));
