@@ -1,18 +1,21 @@
 #!/usr/bin/env -S npx tsx
 /**
- * `npm run demo`: the mission on the shipped tiny reasoner (models/tiny-reasoner).
- *   1. calibration prompts and held-out evaluation problems from the tiny task generators
- *      (disjoint by construction: a hash of each problem decides its split);
+ * `npm run demo`: the mission on the shipped tiny reasoner (models/tiny-reasoner-v2, issue 17:
+ * the self-checking reasoner that says "Wait" when a check fails and writes programs).
+ *   1. calibration prompts and held-out evaluation problems from the tiny task generators, all
+ *      three families — arith, trace, code (disjoint by construction: a hash of each problem
+ *      decides its split); code rows carry their stdin/stdout tests (graded in the sandbox);
  *   2. `rac run`: the dense model's own traces → SparseGPT with prompt-only, RAC and text
  *      calibration (equal token budgets), Wanda and magnitude, at the paper's 40% and 50% → evaluation of
  *      the dense and every pruned model → table, report.html and summary.json in demo-out/.
+ *      Each problem gets 2 sampled completions (T 0.6), so the table shows pass@1/pass@2 for code
+ *      and hesitations per sample beside mean tokens; 40 eval problems per family (the sandbox
+ *      runs each code completion on five tests, ≈ 0.25 s of the 2 cores; `--eval-per-family`
+ *      for more); a 480-token generation budget (v2 products run to 438 tokens).
  * A rerun resumes: finished steps are skipped.
  *
- * `--model models/tiny-reasoner-v2` (issue 17; `--format v2` for another directory) runs the
- * same study on the self-checking reasoner with all three families: code rows carry their
- * stdin/stdout tests (graded in the sandbox), each problem gets 2 sampled completions (T 0.6) so
- * the table shows pass@1/pass@2 for code and hesitations per sample beside mean tokens, 100 eval
- * problems per family, and a 480-token generation budget (v2 products run to 438 tokens).
+ * `--model models/tiny-reasoner` runs the first tiny reasoner (format v1: arith and trace, greedy,
+ * 200 problems per family); `--format v1|v2` for another directory.
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -30,9 +33,11 @@ const { values } = parseArgs({
   },
 });
 const root = new URL('..', import.meta.url).pathname;
-const model = values.model ?? join(root, 'models', 'tiny-reasoner');
+const model = values.model ?? join(root, 'models', 'tiny-reasoner-v2');
 if (!existsSync(join(model, 'model.safetensors'))) {
-  console.error(`demo: ${model} is missing; run \`npm run train:tiny-reasoner\` to make it`);
+  console.error(
+    `demo: ${model} is missing; run \`npm run train:tiny-reasoner${basename(model) === 'tiny-reasoner' ? '' : ' -- --recipe v2'}\` to make it`,
+  );
   process.exit(1);
 }
 const format = values.format ?? (basename(model) === 'tiny-reasoner-v2' ? 'v2' : 'v1');
@@ -56,7 +61,7 @@ const interleave = <T>(lists: T[][]): T[] => {
   return outList;
 };
 const strip = ({ id, family, prompt, answer, tests }: TinyProblem) => ({ id, family, prompt, answer, ...(tests ? { tests } : {}) });
-const perFamily = Number(values['eval-per-family'] ?? (v2 ? '100' : '200'));
+const perFamily = Number(values['eval-per-family'] ?? (v2 ? '40' : '200'));
 const families = v2 ? ALL_FAMILIES : FAMILIES;
 const opts = v2 ? { format: 'v2' as const } : {};
 // Calibration prompts: traces use the first ones (up to the trace budget); prompt-only
