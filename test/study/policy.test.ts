@@ -201,7 +201,7 @@ describe('job settings: one table for flags and recipes', () => {
     );
     // the example recipe parses up to the options this build's pruner lacks
     const example = join(fileURLToPath(new URL('../..', import.meta.url)), 'examples', 'ablation-60.yaml');
-    if (PRUNER_SUPPORTS.tokenWeights && PRUNER_SUPPORTS.sparsityProfile) assert.equal(loadRecipe(example).prune.length, 8);
+    if (PRUNER_SUPPORTS.tokenWeights && PRUNER_SUPPORTS.sparsityProfile) assert.equal(loadRecipe(example).prune.length, 11);
     else assert.throws(() => loadRecipe(example), /prune\[4\]: token_weights: this build of the pruner/);
   });
 });
