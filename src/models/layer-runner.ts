@@ -6,7 +6,7 @@
  * fourth, also on first use, runs a dense reference stream beside the pruned one (asymmetric
  * calibration's cross terms).
  */
-import { runtimeDefaults, Session, type RuntimeOptions } from '../runtime/session.ts';
+import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
 import type { ModelConfig } from './config.ts';
 import { buildHeadCaptureGraph, buildLayerGraph, captureOutputName, crossOutputName, REFERENCE_PREFIX } from './graphs.ts';
@@ -67,13 +67,16 @@ export class LayerRunner {
     b: BatchLayout,
     rowWeight: Float32Array,
   ): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
+    const res = await this.capturing.run(this.captureFeeds(w, hidden, b, rowWeight));
+    return { out: res['out']!.data as Float32Array, xtx: perGroup(res, captureOutputName) };
+  }
+
+  /** A capture's feeds: the layer's, and the row weights (checked against the batch). */
+  private captureFeeds(w: Feeds, hidden: Float32Array, b: BatchLayout, rowWeight: Float32Array): Feeds {
     if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
     const feeds = this.feeds(w, hidden, b);
     feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
-    const res = await this.capturing.run(feeds);
-    const xtx = {} as Record<InputGroup, Float32Array>;
-    for (const g of INPUT_GROUPS) xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
-    return { out: res['out']!.data as Float32Array, xtx };
+    return feeds;
   }
 
   private capturingDiagonal: Session | null = null;
@@ -85,18 +88,14 @@ export class LayerRunner {
     b: BatchLayout,
     rowWeight: Float32Array,
   ): Promise<{ out: Float32Array; xtx: Record<InputGroup, Float32Array> }> {
-    if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
+    const feeds = this.captureFeeds(w, hidden, b, rowWeight);
     this.capturingDiagonal ??= await Session.create(
       'decoder layer (diagonal capture)',
       buildLayerGraph(this.spec, this.config, { past: false, present: false, capture: true, captureDiagonal: true }),
       this.runtime,
     );
-    const feeds = this.feeds(w, hidden, b);
-    feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
     const res = await this.capturingDiagonal.run(feeds);
-    const xtx = {} as Record<InputGroup, Float32Array>;
-    for (const g of INPUT_GROUPS) xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
-    return { out: res['out']!.data as Float32Array, xtx };
+    return { out: res['out']!.data as Float32Array, xtx: perGroup(res, captureOutputName) };
   }
 
   private capturingCross: Session | null = null;
@@ -115,26 +114,23 @@ export class LayerRunner {
     b: BatchLayout,
     rowWeight: Float32Array,
   ): Promise<{ out: Float32Array; outRef: Float32Array; xtx: Record<InputGroup, Float32Array>; cross: Record<InputGroup, Float32Array> }> {
-    if (rowWeight.length !== b.B * b.T) throw new RangeError(`row weights: ${rowWeight.length} values for ${b.B}·${b.T} tokens`);
     if (hiddenRef.length !== hidden.length)
       throw new RangeError(`reference hidden has ${hiddenRef.length} values, expected ${hidden.length}`);
+    const feeds = this.captureFeeds(w, hidden, b, rowWeight);
+    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
+    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
     this.capturingCross ??= await Session.create(
       'decoder layer (cross capture)',
       buildLayerGraph(this.spec, this.config, { past: false, present: false, capture: true, captureCross: true }),
       this.runtime,
     );
-    const feeds = this.feeds(w, hidden, b);
-    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
-    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
-    feeds['token_weight'] = { data: rowWeight, dims: [b.B * b.T, 1] };
     const res = await this.capturingCross.run(feeds);
-    const xtx = {} as Record<InputGroup, Float32Array>;
-    const cross = {} as Record<InputGroup, Float32Array>;
-    for (const g of INPUT_GROUPS) {
-      xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
-      cross[g] = res[crossOutputName(g)]!.data as Float32Array;
-    }
-    return { out: res['out']!.data as Float32Array, outRef: res['out_ref']!.data as Float32Array, xtx, cross };
+    return {
+      out: res['out']!.data as Float32Array,
+      outRef: res['out_ref']!.data as Float32Array,
+      xtx: perGroup(res, captureOutputName),
+      cross: perGroup(res, crossOutputName),
+    };
   }
 
   private headCapture: Session | null = null;
@@ -170,4 +166,11 @@ export class LayerRunner {
       this.headCaptureDiagonal?.release(),
     ]);
   }
+}
+
+/** A capture session's per-group outputs, by output name. */
+function perGroup(res: Record<string, HostTensor>, name: (g: InputGroup) => string): Record<InputGroup, Float32Array> {
+  const out = {} as Record<InputGroup, Float32Array>;
+  for (const g of INPUT_GROUPS) out[g] = res[name(g)]!.data as Float32Array;
+  return out;
 }

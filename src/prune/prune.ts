@@ -308,9 +308,13 @@ export async function pruneCheckpoint(
       } else skipped.push(spec.embedName);
       writer.writeF32(spec.embedName, E);
     }
-    padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
+    // Both streams start from the same embeddings (the stores only read what they hold).
     const refStart = refIn;
-    if (refStart) padded.forEach((pb, i) => refStart.put(i, embedRows(E, cfg, pb.ids)));
+    padded.forEach((pb, i) => {
+      const e = embedRows(E, cfg, pb.ids);
+      input.put(i, e);
+      refStart?.put(i, e);
+    });
     let owlRecord: OwlRecord | undefined;
     const targetOf = new Map<number, SparsityTarget>();
     if (owl && opts.target.kind === 'unstructured') {
@@ -753,9 +757,11 @@ async function pruneLinear(
 ): Promise<LinearReport> {
   const t0 = performance.now();
   const original = opts.errorStats === false || !stats ? null : W.slice();
+  let H: Float32Array | null = null;
+  const hessian = () => (H ??= hessianOf(stats!, n));
   let shift: number | undefined;
   if (cross && stats && (opts.method === 'sparsegpt' || opts.method === 'gptq')) {
-    const a = await asymmetricTarget(W, rows, cols, hessianOf(stats, n), hessianOf(cross, n), gemm, { percdamp: opts.percdamp });
+    const a = await asymmetricTarget(W, rows, cols, hessian(), hessianOf(cross, n), gemm, { percdamp: opts.percdamp });
     shift = a.shift;
   }
   let r: PruneReport;
@@ -768,7 +774,7 @@ async function pruneLinear(
       break;
     case 'gptq': {
       if (quant) {
-        const g = await gptqQuantize(W, rows, cols, hessianOf(stats!, n), quant, gemm, {
+        const g = await gptqQuantize(W, rows, cols, hessian(), quant, gemm, {
           blocksize: opts.blocksize,
           percdamp: opts.percdamp,
         });
@@ -785,7 +791,7 @@ async function pruneLinear(
       r = wandaPrune(W, rows, cols, stats!.diag(), opts.target);
       break;
     case 'sparsegpt': {
-      const o = await sparsegptPrune(W, rows, cols, hessianOf(stats!, n), opts.target, gemm, {
+      const o = await sparsegptPrune(W, rows, cols, hessian(), opts.target, gemm, {
         blocksize: opts.blocksize,
         percdamp: opts.percdamp,
         ...(quant ? { quant } : {}),
