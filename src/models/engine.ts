@@ -400,6 +400,13 @@ export class Engine {
   async head(hidden: Float32Array, rows: number, chunkRows = 512): Promise<Float32Array> {
     const D = this.config.hiddenSize;
     const V = this.config.vocabSize;
+    // One call covers it all (a decode step, a prefill's last tokens): its output is the answer,
+    // not copied into a second rows × V array.
+    if (rows <= chunkRows && this.headChunks.length === 1) {
+      const { session, feeds } = this.headChunks[0]!;
+      return (await session.run({ ...feeds, hidden: { data: hidden.subarray(0, rows * D), dims: [rows, D] } }))['logits']!
+        .data as Float32Array;
+    }
     const out = new Float32Array(rows * V);
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const n = Math.min(chunkRows, rows - r0);
