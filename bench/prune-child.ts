@@ -12,7 +12,7 @@ const json = args.includes('--json');
 // `--layers N`: prune only the first N decoder layers (the rest are still read, forwarded and written).
 const li = args.indexOf('--layers');
 const firstLayers = li >= 0 ? Number(args[li + 1]) : null;
-const [model, calib, out] = args.filter((a, i) => a !== '--json' && i !== li && i !== li + 1);
+const [model, calib, out] = args.filter((a, i) => a !== '--json' && (li < 0 || (i !== li && i !== li + 1)));
 const m = Model.open(model!);
 const set = readCalibJsonl(calib!, null, m.config.vocabSize, { tokenBudget: 0, maxSeqLen: 4096 });
 const summary = await pruneCheckpoint(
