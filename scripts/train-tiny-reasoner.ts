@@ -39,7 +39,7 @@ import {
 } from './train/data.ts';
 import { numberFlag, parseFlags, stringFlag } from './train/cli.ts';
 import { exportHf } from './train/export.ts';
-import { initParams, paramSpecs, Params, type TinyConfig } from './train/model.ts';
+import { headDim, initParams, paramSpecs, Params, type TinyConfig } from './train/model.ts';
 import { AdamW, lrAt } from './train/optim.ts';
 import { RECIPE_NAMES, RECIPES, type RecipeName } from './train/recipes.ts';
 import { StepRunner } from './train/step.ts';
@@ -210,7 +210,11 @@ async function main(): Promise<void> {
     `recipe ${recipe.name}: ${data.families.join(' + ')}, format ${data.format}${data.format === 'v2' ? `, inject rate ${data.injectRate}` : ''}`,
   );
   log(
-    `model: D=${cfg.hidden} L=${cfg.layers} H=${cfg.heads} Hkv=${cfg.kvHeads} I=${cfg.intermediate} V=${cfg.vocab}, ${params.size} params; batch ${B}×${T}`,
+    `model: D=${cfg.hidden} L=${cfg.layers} H=${cfg.heads} Hkv=${cfg.kvHeads} hd=${headDim(cfg)} ` +
+      (cfg.moe
+        ? `MoE E=${cfg.moe.experts} top-${cfg.moe.topK} I=${cfg.moe.expertIntermediate} aux ${cfg.moe.auxCoef}`
+        : `I=${cfg.intermediate}`) +
+      ` V=${cfg.vocab}, ${params.size} params; batch ${B}×${T}`,
   );
 
   // ---- data stream: index i → problem (epoch-wise permutation of the pool) -------------------
@@ -273,6 +277,8 @@ async function main(): Promise<void> {
 
   let lastSave = Date.now();
   let winLoss = 0;
+  let winCe = 0;
+  const winLoad: Float64Array[] = [];
   let winSteps = 0;
   let winTokens = 0;
   let winStart = Date.now();
@@ -284,7 +290,7 @@ async function main(): Promise<void> {
     const runP = runner.run(params, cur.feeds, grad);
     // Prepare the next batch while ORT computes this one.
     pending = nextBatch(cur.next);
-    const { loss } = await runP;
+    const { loss, ce, loads } = await runP;
     if (!Number.isFinite(loss)) throw new Error(`non-finite loss at step ${meta.step}; checkpoint left at step ${meta.step}`);
     const gnorm = AdamW.clip(grad, meta.optim.clip);
     const lr = lrAt(meta.optim, meta.step, meta.totalSteps);
@@ -295,15 +301,28 @@ async function main(): Promise<void> {
     meta.targetTokensSeen += cur.targets;
     meta.trainSeconds += (Date.now() - stepStart) / 1000;
     winLoss += loss;
+    winCe += ce;
+    for (let l = 0; l < loads.length; l++) {
+      const acc = (winLoad[l] ??= new Float64Array(loads[l]!.length));
+      loads[l]!.forEach((x, j) => (acc[j]! += x));
+    }
     winSteps++;
     winTokens += cur.tokens;
     if (meta.step % 20 === 0 || meta.step === meta.totalSteps) {
       const dt = (Date.now() - winStart) / 1000;
+      const ceNote = cfg.moe ? ` (ce ${(winCe / winSteps).toFixed(4)})` : '';
       log(
-        `step ${meta.step}/${meta.totalSteps} loss ${(winLoss / winSteps).toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)} ` +
+        `step ${meta.step}/${meta.totalSteps} loss ${(winLoss / winSteps).toFixed(4)}${ceNote} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)} ` +
           `${(winTokens / dt).toFixed(0)} tok/s, ${(meta.tokensSeen / 1e6).toFixed(2)}M tokens, ${(meta.trainSeconds / 60).toFixed(1)} min`,
       );
-      winLoss = winSteps = winTokens = 0;
+      // MoE: each layer's routing-slot shares per expert over the window (1/E each when balanced).
+      if (cfg.moe && meta.step % 200 === 0) {
+        log(
+          `  expert load: ${winLoad.map((a, l) => `L${l} [${[...a].map((x) => ((100 * x) / winSteps).toFixed(0)).join(' ')}]%`).join(' ')}`,
+        );
+      }
+      winLoss = winCe = winSteps = winTokens = 0;
+      winLoad.length = 0;
       winStart = Date.now();
     }
     if (Date.now() - lastSave > CHECKPOINT_SECONDS * 1000) {

@@ -303,6 +303,60 @@ export class Tape {
     return y;
   }
 
+  /** Softmax over the last axis; backward dx = y·(dy − Σ dy·y). */
+  softmax(x: Tensor): Tensor {
+    const g = this.g;
+    const yv = g.softmax(x.v, -1);
+    const y = this.make(yv, x.shape, x.needsGrad);
+    if (y.needsGrad) this.record([y], [x], ([dy]) => [[x, g.mul(yv, g.sub(dy!, this.reduceSum(g.mul(dy!, yv), [-1], true)))]]);
+    return y;
+  }
+
+  /**
+   * Mixture-of-Experts routing weights from router probabilities p (N, E): keep each row's k
+   * largest, zero the rest, and (with `normalize`, Qwen3-MoE's norm_topk_prob) divide the kept
+   * ones by their sum. Returns the weights (N, E) and the selection mask (N, E, 1 where kept; no
+   * gradient). The selection is a constant of the backward (as in every top-k router):
+   * with q = p·sel and s = Σ q, w = q/s gives dq = (dw − Σ dw·w)/s, and dp = dq·sel.
+   */
+  topkGate(p: Tensor, k: number, normalize: boolean): { w: Tensor; sel: Value } {
+    const g = this.g;
+    const [, E] = p.shape as [number, number];
+    if (!(k >= 1 && k <= E)) throw new Error(`topkGate: k ${k} for ${E} experts`);
+    const [vals] = g.node('TopK', [p.v, g.constI64([k])], { axis: -1, largest: 1, sorted: 1 }, 2, 'topk') as [Value, Value];
+    const kth = g.slice(vals, [k - 1], [k], [-1]); // (N, 1)
+    const sel = g.op('Cast', [g.op('GreaterOrEqual', [p.v, kth])], { to: 1 }); // (N, E) float
+    const q = g.mul(p.v, sel);
+    const s = normalize ? this.reduceSum(q, [-1], true) : null; // (N, 1)
+    const wv = s ? g.div(q, s) : q;
+    const w = this.make(wv, p.shape, p.needsGrad);
+    if (w.needsGrad) {
+      this.record([w], [p], ([dw]) => {
+        const dq = s ? g.div(g.sub(dw!, this.reduceSum(g.mul(dw!, wv), [-1], true)), s) : dw!;
+        return [[p, g.mul(dq, sel)]];
+      });
+    }
+    return { w, sel };
+  }
+
+  /**
+   * Switch-Transformer load-balancing loss of one MoE layer: coef · E · Σ_j f_j · P_j, where
+   * f_j = share of the real tokens' k routing slots that went to expert j (from `sel`, no
+   * gradient) and P_j = mean router probability of j over the real tokens. `real` (N, 1) holds
+   * 1/n_real for real tokens and 0 for padding. Returns the loss (scalar) and f (E) for logging.
+   */
+  loadBalance(p: Tensor, sel: Value, real: Value, k: number, coef: number): { loss: Tensor; load: Value } {
+    const g = this.g;
+    const E = p.shape[1]!;
+    const load = g.div(this.reduceSum(g.mul(sel, real), [0], false), g.scalar(k)); // f (E)
+    const P = this.reduceSum(g.mul(p.v, real), [0], false); // (E)
+    const c = coef * E;
+    const lv = g.mul(this.reduceSum(g.mul(load, P), [0], false), g.scalar(c));
+    const loss = this.make(lv, [], p.needsGrad);
+    if (loss.needsGrad) this.record([loss], [p], ([dy]) => [[p, g.mul(g.mul(g.mul(real, load), g.scalar(c)), dy!)]]);
+    return { loss, load };
+  }
+
   /**
    * Weighted cross-entropy: loss = −Σ_n Σ_v Y[n,v]·log_softmax(logits)[n,v], where Y (N, V) holds
    * w_n at the target column (w_n = 0 for tokens without a target; Σ w_n = 1 for a mean).

@@ -10,7 +10,7 @@ import type { OptimConfig } from './optim.ts';
 export interface CheckpointMeta {
   version: 1;
   /** The recipe (scripts/train/recipes.ts); absent in v1 checkpoints (written before recipes). */
-  recipe?: 'v1' | 'v2';
+  recipe?: 'v1' | 'v2' | 'moe';
   /** What the run draws (families, format, inject rate); absent = v1's. */
   data?: DataRecipe;
   cfg: TinyConfig;

@@ -232,6 +232,14 @@ export function batchFeeds(c: TinyConfig, rows: Example[][], T: number, padId: n
   }
   for (let n = 0; n < N; n++) onehot[n * V + Number(ids[n]!)] = 1;
   const w = tgtIdx.length > 0 ? 1 / tgtIdx.length : 0;
+  // MoE: each real token's share of the load-balancing means (padding 0).
+  const real = c.moe ? new Float32Array(N) : null;
+  if (real && tokens > 0) {
+    for (let b = 0; b < B; b++) {
+      const used = rows[b]!.reduce((a, ex) => a + ex.ids.length, 0);
+      real.fill(1 / tokens, b * T, b * T + used);
+    }
+  }
   tgtIdx.forEach((n, i) => {
     targets[n * V + tgtTok[i]!] = w;
     weights[n] = w;
@@ -245,6 +253,7 @@ export function batchFeeds(c: TinyConfig, rows: Example[][], T: number, padId: n
       mask: { data: mask, dims: [B, 1, 1, T, T] },
       targets: { data: targets, dims: [N, V] },
       weights: { data: weights, dims: [N, 1] },
+      ...(real ? { real: { data: real, dims: [N, 1] } } : {}),
     },
     tokens,
     targets: tgtIdx.length,

@@ -1,6 +1,6 @@
 /**
- * Export the trainer's parameters as a Hugging Face Qwen2 directory (F32, tied embeddings),
- * written to a temp dir beside `out` and renamed into place.
+ * Export the trainer's parameters as a Hugging Face directory (F32, tied embeddings) — Qwen2, or
+ * Qwen3-MoE for a config with `moe` — written to a temp dir beside `out` and renamed into place.
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -18,9 +18,26 @@ function tokenId(tj: { added_tokens: { id: number; content: string }[] }, s: str
 }
 
 export function hfConfig(c: TinyConfig, imEnd: number, endOfText: number): Record<string, unknown> {
+  const moe = c.moe
+    ? {
+        architectures: ['Qwen3MoeForCausalLM'],
+        model_type: 'qwen3_moe',
+        head_dim: headDim(c),
+        attention_bias: false,
+        num_experts: c.moe.experts,
+        num_experts_per_tok: c.moe.topK,
+        moe_intermediate_size: c.moe.expertIntermediate,
+        norm_topk_prob: true,
+        decoder_sparse_step: 1,
+        mlp_only_layers: [],
+        router_aux_loss_coef: c.moe.auxCoef,
+        output_router_logits: false,
+      }
+    : null;
   return {
     architectures: ['Qwen2ForCausalLM'],
     model_type: 'qwen2',
+    ...moe,
     hidden_size: c.hidden,
     intermediate_size: c.intermediate,
     num_hidden_layers: c.layers,
@@ -56,6 +73,30 @@ export function hfTensors(c: TinyConfig, p: Params): { name: string; dtype: stri
   put('model.embed_tokens.weight', [c.vocab, D], p.get('embed'));
   for (let l = 0; l < c.layers; l++) {
     const pre = `model.layers.${l}.`;
+    if (c.moe) {
+      const { experts: E, expertIntermediate: Ie } = c.moe;
+      const wqkv = p.get(`l${l}.wqkv`);
+      const wgu = p.get(`l${l}.wgu`); // (2·E·Ie, D): all gates, then all ups
+      const wd = p.get(`l${l}.wd`); // (D, E·Ie): expert j's down_proj is columns j·Ie..(j+1)·Ie
+      put(`${pre}input_layernorm.weight`, [D], p.get(`l${l}.ln1`));
+      put(`${pre}self_attn.q_proj.weight`, [Q, D], wqkv.subarray(0, Q * D));
+      put(`${pre}self_attn.k_proj.weight`, [K, D], wqkv.subarray(Q * D, (Q + K) * D));
+      put(`${pre}self_attn.v_proj.weight`, [K, D], wqkv.subarray((Q + K) * D, (Q + 2 * K) * D));
+      put(`${pre}self_attn.q_norm.weight`, [hd], p.get(`l${l}.qn`));
+      put(`${pre}self_attn.k_norm.weight`, [hd], p.get(`l${l}.kn`));
+      put(`${pre}self_attn.o_proj.weight`, [D, Q], p.get(`l${l}.wo`));
+      put(`${pre}post_attention_layernorm.weight`, [D], p.get(`l${l}.ln2`));
+      put(`${pre}mlp.gate.weight`, [E, D], p.get(`l${l}.router`));
+      for (let j = 0; j < E; j++) {
+        const ex = `${pre}mlp.experts.${j}.`;
+        put(`${ex}gate_proj.weight`, [Ie, D], wgu.subarray(j * Ie * D, (j + 1) * Ie * D));
+        put(`${ex}up_proj.weight`, [Ie, D], wgu.subarray((E + j) * Ie * D, (E + j + 1) * Ie * D));
+        const down = new Float32Array(D * Ie); // (D, Ie)
+        for (let d = 0; d < D; d++) down.set(wd.subarray(d * E * Ie + j * Ie, d * E * Ie + (j + 1) * Ie), d * Ie);
+        put(`${ex}down_proj.weight`, [D, Ie], down);
+      }
+      continue;
+    }
     const wqkv = p.get(`l${l}.wqkv`);
     const bqkv = p.get(`l${l}.bqkv`);
     const wgu = p.get(`l${l}.wgu`);

@@ -1,12 +1,21 @@
 /**
- * The trainer's Qwen2 model: parameter layout, init, the training-step ONNX graph
- * (forward + hand-derived backward, see ./ad.ts) and the Hugging Face export.
+ * The trainer's models — Qwen2 (dense; v1, v2) and Qwen3-MoE (recipe `moe`) — parameter layout,
+ * init, the training-step ONNX graph (forward + hand-derived backward, see ./ad.ts).
  *
  * Training layout (per layer, fused for fewer, larger GEMMs):
  *   ln1 (D) · wqkv (Q+2K, D) = [q_proj; k_proj; v_proj] · bqkv (Q+2K) · wo (D, Q) ·
  *   ln2 (D) · wgu (2I, D) = [gate_proj; up_proj] · wd (D, I)
  * plus embed (V, D) (tied LM head) and lnf (D). Q = H·hd, K = Hkv·hd.
  * The export splits the fused tensors back into HF names; the math is exactly HF Qwen2's.
+ *
+ * With `moe` (Qwen3-MoE, E experts of width I, top-k): no q/k/v bias; qn (hd) / kn (hd) are the
+ * per-head q_norm / k_norm applied before RoPE; the MLP is router (E, D) ·
+ *   wgu (2·E·I, D) = [gate_0; …; gate_{E−1}; up_0; …; up_{E−1}] · wd (D, E·I) = [down_0 | … | down_{E−1}].
+ * Every expert runs on every token as one wide GEMM (static shapes, no gather), and the routing
+ * weights — softmax over all E, top-k, renormalized (norm_topk_prob) — scale each expert's
+ * activation block, so an expert outside a token's top-k contributes nothing and gets no gradient
+ * from it: exactly HF Qwen3-MoE's sparse forward, computed densely (E/k times the expert flops).
+ * A Switch-style load-balancing loss (coef `auxCoef`) is added per MoE layer.
  *
  * Batch layout: B rows of T tokens; each row packs whole examples. A block-diagonal causal mask
  * keeps examples apart and RoPE positions restart at 0 for each example, so a packed example is
@@ -24,9 +33,22 @@ export interface TinyConfig {
   intermediate: number; // I
   ropeTheta: number;
   eps: number;
+  /** Head size when not hidden / heads (Qwen3-MoE writes `head_dim`). */
+  headDim?: number;
+  /** A Mixture-of-Experts MLP in every layer (exported as `qwen3_moe`, with q/k norms and no attention bias). */
+  moe?: MoeConfig;
 }
 
-export const headDim = (c: TinyConfig) => c.hidden / c.heads;
+export interface MoeConfig {
+  experts: number; // E
+  topK: number; // k
+  /** Width of one expert's MLP (`moe_intermediate_size`). */
+  expertIntermediate: number; // I
+  /** Load-balancing loss coefficient (`router_aux_loss_coef`). */
+  auxCoef: number;
+}
+
+export const headDim = (c: TinyConfig) => c.headDim ?? c.hidden / c.heads;
 
 export interface ParamSpec {
   name: string;
@@ -45,6 +67,21 @@ export function paramSpecs(c: TinyConfig): ParamSpec[] {
   const resid = 1 / Math.sqrt(2 * c.layers);
   const out: ParamSpec[] = [{ name: 'embed', shape: [c.vocab, D], init: { kind: 'normal', std: 0.05 }, decay: true }];
   for (let l = 0; l < c.layers; l++) {
+    if (c.moe) {
+      const { experts: E, expertIntermediate: Ie } = c.moe;
+      out.push(
+        { name: `l${l}.ln1`, shape: [D], init: { kind: 'one' }, decay: false },
+        { name: `l${l}.wqkv`, shape: [Q + 2 * K, D], init: { kind: 'normal', std: 1 / Math.sqrt(D) }, decay: true },
+        { name: `l${l}.qn`, shape: [hd], init: { kind: 'one' }, decay: false },
+        { name: `l${l}.kn`, shape: [hd], init: { kind: 'one' }, decay: false },
+        { name: `l${l}.wo`, shape: [D, Q], init: { kind: 'normal', std: resid / Math.sqrt(Q) }, decay: true },
+        { name: `l${l}.ln2`, shape: [D], init: { kind: 'one' }, decay: false },
+        { name: `l${l}.router`, shape: [E, D], init: { kind: 'normal', std: 1 / Math.sqrt(D) }, decay: true },
+        { name: `l${l}.wgu`, shape: [2 * E * Ie, D], init: { kind: 'normal', std: 1 / Math.sqrt(D) }, decay: true },
+        { name: `l${l}.wd`, shape: [D, E * Ie], init: { kind: 'normal', std: resid / Math.sqrt(Ie) }, decay: true },
+      );
+      continue;
+    }
     out.push(
       { name: `l${l}.ln1`, shape: [D], init: { kind: 'one' }, decay: false },
       { name: `l${l}.wqkv`, shape: [Q + 2 * K, D], init: { kind: 'normal', std: 1 / Math.sqrt(D) }, decay: true },
@@ -116,13 +153,16 @@ export interface StepGraphOptions {
   grads?: boolean;
 }
 
-/** Graph input names besides the params. */
+/** Graph input names besides the params (MoE graphs also take `real`, see batchFeeds). */
 export const BATCH_INPUTS = ['ids', 'onehot', 'cos', 'sin', 'mask', 'targets', 'weights'] as const;
 
 /**
  * The training-step graph. Inputs: every param (by spec name), ids (N) int64, onehot (N, V),
  * cos/sin (B, T, hd), mask (B, 1, 1, T, T) additive, targets (N, V) = w_n·onehot(next token),
- * weights (N, 1) = w_n. Outputs: loss (scalar), `grad.<name>` per param, optionally logits.
+ * weights (N, 1) = w_n; MoE graphs also real (N, 1) = 1/n_real per real token (0 for padding).
+ * Outputs: loss (scalar: cross-entropy plus, for MoE, the load-balancing terms), `ce` (the
+ * cross-entropy alone), `grad.<name>` per param, optionally logits; MoE graphs also `load.<l>`
+ * (E): each expert's share of layer l's routing slots over the real tokens.
  */
 export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
   const { batch: B, seq: T } = o;
@@ -148,16 +188,24 @@ export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
   const mask: Value = g.input('mask', 'float32', [B, 1, 1, T, T]);
   const targets = g.input('targets', 'float32', [N, V]);
   const weights = g.input('weights', 'float32', [N, 1]);
+  const real = c.moe ? g.input('real', 'float32', [N, 1]) : null;
   const cos5 = g.reshape(cos, [B, 1, 1, T, hd]);
   const sin5 = g.reshape(sin, [B, 1, 1, T, hd]);
   const cos4 = g.reshape(cos, [B, 1, T, hd]);
   const sin4 = g.reshape(sin, [B, 1, T, hd]);
 
   let h = tape.embedding(p('embed'), ids, onehot); // (N, D)
+  let aux: Tensor | null = null; // MoE load-balancing terms
+  const loads: Value[] = [];
   for (let l = 0; l < c.layers; l++) {
     const x = tape.rmsNorm(h, p(`l${l}.ln1`), c.eps);
-    const qkv = tape.linear(x, p(`l${l}.wqkv`), p(`l${l}.bqkv`)); // (N, Q+2K)
-    const [q0, k0, v0] = tape.split(qkv, [Q, K, K], 1) as [Tensor, Tensor, Tensor];
+    const qkv = tape.linear(x, p(`l${l}.wqkv`), c.moe ? null : p(`l${l}.bqkv`)); // (N, Q+2K)
+    let [q0, k0, v0] = tape.split(qkv, [Q, K, K], 1) as [Tensor, Tensor, Tensor];
+    if (c.moe) {
+      // Qwen3: RMSNorm over each head's hd values, before RoPE.
+      q0 = tape.reshape(tape.rmsNorm(tape.reshape(q0, [N * H, hd]), p(`l${l}.qn`), c.eps), [N, Q]);
+      k0 = tape.reshape(tape.rmsNorm(tape.reshape(k0, [N * Hkv, hd]), p(`l${l}.kn`), c.eps), [N, K]);
+    }
     let q = tape.transpose(tape.reshape(q0, [B, T, Hkv, G, hd]), [0, 2, 3, 1, 4]); // (B, Hkv, G, T, hd)
     q = tape.rope(q, cos5, sin5);
     q = tape.scale(tape.reshape(q, [B, Hkv, G * T, hd]), 1 / Math.sqrt(hd));
@@ -168,13 +216,25 @@ export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
     const ctx2 = tape.reshape(tape.transpose(tape.reshape(ctx, [B, Hkv, G, T, hd]), [0, 3, 1, 2, 4]), [N, Q]);
     h = tape.add(h, tape.linear(ctx2, p(`l${l}.wo`), null));
     const x2 = tape.rmsNorm(h, p(`l${l}.ln2`), c.eps);
-    const m = tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)); // (N, I)
+    let m = tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)); // (N, I) or, MoE, (N, E·I)
+    if (c.moe) {
+      const { experts: E, topK, expertIntermediate: Ie, auxCoef } = c.moe;
+      const probs = tape.softmax(tape.linear(x2, p(`l${l}.router`), null)); // (N, E)
+      const { w, sel } = tape.topkGate(probs, topK, true);
+      const lb = tape.loadBalance(probs, sel, real!, topK, auxCoef);
+      aux = aux ? tape.add(aux, lb.loss) : lb.loss;
+      loads.push(lb.load);
+      m = tape.reshape(tape.mul(tape.reshape(m, [N, E, Ie]), tape.reshape(w, [N, E, 1])), [N, E * Ie]);
+    }
     h = tape.add(h, tape.linear(m, p(`l${l}.wd`), null));
   }
   const hf = tape.rmsNorm(h, p('lnf'), c.eps);
   const logits = tape.linear(hf, p('embed'), null); // tied head (N, V)
-  const loss = tape.crossEntropy(logits, targets, weights);
+  const ce = tape.crossEntropy(logits, targets, weights);
+  const loss = aux ? tape.add(ce, aux) : ce;
   g.output(loss.v, 'loss', 'float32', []);
+  g.output(ce.v, 'ce', 'float32', []);
+  loads.forEach((v, l) => g.output(v, `load.${l}`, 'float32', [c.moe!.experts]));
   if (o.logits) g.output(logits.v, 'logits', 'float32', [N, V]);
   if (o.grads !== false) {
     const grads = tape.backward(loss);

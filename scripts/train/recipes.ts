@@ -7,8 +7,8 @@ import { V1_DATA, type DataRecipe } from './data.ts';
 import type { TinyConfig } from './model.ts';
 import { DEFAULT_OPTIM, type OptimConfig } from './optim.ts';
 
-export type RecipeName = 'v1' | 'v2';
-export const RECIPE_NAMES: readonly RecipeName[] = ['v1', 'v2'];
+export type RecipeName = 'v1' | 'v2' | 'moe';
+export const RECIPE_NAMES: readonly RecipeName[] = ['v1', 'v2', 'moe'];
 
 export interface Recipe {
   name: RecipeName;
@@ -60,5 +60,32 @@ export const RECIPES: Readonly<Record<RecipeName, Recipe>> = {
     poolPerFamily: (steps) => Math.ceil((steps * 13) / 3),
     out: 'models/tiny-reasoner-v2',
     work: '/work/tiny-train-v2',
+  },
+  moe: {
+    name: 'moe',
+    // Issue 29's tiny MoE reasoner (Qwen3-MoE): 8 experts, top-2, every width a multiple of 256
+    // so llama.cpp's k-quants (256-wide super-blocks) apply to every tensor; 5.45M parameters
+    // (≤ 6M). `intermediate` is only config.json's intermediate_size (no dense MLP layer).
+    model: {
+      hidden: 256,
+      layers: 3,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 64,
+      intermediate: 512,
+      ropeTheta: 10000,
+      eps: 1e-6,
+      moe: { experts: 8, topK: 2, expertIntermediate: 256, auxCoef: 0.01 },
+    },
+    batch: 6,
+    seq: 512,
+    // 2,269 tokens/s on 2 idle cores (40-step probe, 2026-12-05): 8,000 steps ≈ 22.8M tokens ≈ 2.8 h.
+    steps: 8000,
+    tokenizerVocab: 512,
+    data: { families: ['arith', 'trace', 'code'], format: 'v2', injectRate: 0.15 },
+    optim: { ...DEFAULT_OPTIM, lr: 1.5e-3, minLr: 1.5e-4, warmup: 300 },
+    poolPerFamily: (steps) => Math.ceil((steps * 13) / 3),
+    out: 'models/tiny-moe-reasoner',
+    work: '/work/tiny-train-moe',
   },
 };

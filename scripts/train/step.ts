@@ -19,11 +19,14 @@ export class StepRunner {
     params: Params,
     batch: Record<string, HostTensor>,
     gradOut?: Float32Array,
-  ): Promise<{ loss: number; grad: Float32Array | null; logits: Float32Array | null }> {
+  ): Promise<{ loss: number; ce: number; grad: Float32Array | null; logits: Float32Array | null; loads: Float32Array[] }> {
     const feeds: Record<string, HostTensor> = { ...batch };
     for (const s of params.specs) feeds[s.name] = { data: params.get(s.name), dims: s.shape };
     const res = await this.session.run(feeds);
     const loss = (res['loss']!.data as Float32Array)[0]!;
+    const ce = (res['ce']!.data as Float32Array)[0]!;
+    const loads: Float32Array[] = [];
+    for (let l = 0; res[`load.${l}`]; l++) loads.push(res[`load.${l}`]!.data as Float32Array);
     let grad: Float32Array | null = null;
     if (this.opts.grads !== false) {
       grad = gradOut ?? new Float32Array(params.size);
@@ -35,7 +38,7 @@ export class StepRunner {
       }
     }
     const logits = this.opts.logits ? (res['logits']!.data as Float32Array) : null;
-    return { loss, grad, logits };
+    return { loss, ce, grad, logits, loads };
   }
 
   async release(): Promise<void> {

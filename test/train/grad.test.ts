@@ -1,6 +1,8 @@
 /**
  * The training graph's hand-derived gradients match central finite differences of its own loss,
- * for every parameter tensor of a tiny Qwen2 config (packed rows, padding, GQA, tied head).
+ * for every parameter tensor of a tiny Qwen2 config (packed rows, padding, GQA, tied head) and of
+ * a tiny Qwen3-MoE config (q/k norms, explicit head_dim, router softmax, top-k renormalized
+ * gates, load-balancing loss).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,13 +11,22 @@ import { batchFeeds, type Example } from '../../scripts/train/data.ts';
 import { initParams, paramSpecs, Params, type TinyConfig } from '../../scripts/train/model.ts';
 import { StepRunner } from '../../scripts/train/step.ts';
 
-const cfg: TinyConfig = { vocab: 23, hidden: 16, layers: 2, heads: 4, kvHeads: 2, intermediate: 24, ropeTheta: 10000, eps: 1e-6 };
+const qwen2: TinyConfig = { vocab: 23, hidden: 16, layers: 2, heads: 4, kvHeads: 2, intermediate: 24, ropeTheta: 10000, eps: 1e-6 };
+const moe: TinyConfig = {
+  ...qwen2,
+  headDim: 6,
+  moe: { experts: 4, topK: 2, expertIntermediate: 8, auxCoef: 0.05 },
+};
 
-function randomExample(rng: ReturnType<typeof createRng>, len: number, promptLen: number): Example {
+function randomExample(cfg: TinyConfig, rng: ReturnType<typeof createRng>, len: number, promptLen: number): Example {
   return { ids: Array.from({ length: len }, () => rng.int(0, cfg.vocab - 1)), promptLen };
 }
 
-test('every gradient matches central finite differences of the loss', async () => {
+test('every gradient matches central finite differences of the loss (qwen2)', () => checkGradients(qwen2, 1e-2));
+// Smaller steps: a finite difference across a top-k boundary would measure the jump, not the slope.
+test('every gradient matches central finite differences of the loss (qwen3_moe)', () => checkGradients(moe, 2e-3));
+
+async function checkGradients(cfg: TinyConfig, eps: number): Promise<void> {
   const rng = createRng(1234);
   const specs = paramSpecs(cfg);
   // Larger-than-usual init and perturbed norms/biases so every gradient is non-trivial.
@@ -30,7 +41,7 @@ test('every gradient matches central finite differences of the loss', async () =
     }
   }
   const T = 10;
-  const rows: Example[][] = [[randomExample(rng, 4, 1), randomExample(rng, 6, 2)], [randomExample(rng, 7, 3)]];
+  const rows: Example[][] = [[randomExample(cfg, rng, 4, 1), randomExample(cfg, rng, 6, 2)], [randomExample(cfg, rng, 7, 3)]];
   const { feeds } = batchFeeds(cfg, rows, T, 0);
   const runner = await StepRunner.create(cfg, { batch: 2, seq: T }, { threads: 1 });
   try {
@@ -50,7 +61,6 @@ test('every gradient matches central finite differences of the loss', async () =
       for (let i = 0; i < n; i++) u[i]! /= un;
       let analytic = 0;
       for (let i = 0; i < n; i++) analytic += g[i]! * u[i]!;
-      const eps = 1e-2;
       const plus = p.flat.slice();
       const minus = p.flat.slice();
       for (let i = 0; i < n; i++) {
@@ -69,4 +79,4 @@ test('every gradient matches central finite differences of the loss', async () =
   } finally {
     await runner.release();
   }
-});
+}
