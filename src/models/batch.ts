@@ -4,9 +4,9 @@
  */
 import type { HostTensor } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
-import { weightInputName } from './graphs.ts';
+import { ROUTER_INPUT, weightInputName } from './graphs.ts';
 import { ropeCosSin } from './rope.ts';
-import type { ArchSpec, LayerWeights } from './spec.ts';
+import { linearWeight, type ArchSpec, type ExpertSpec, type LayerWeights, type MoeWeights } from './spec.ts';
 
 export const MASK_NEG = -1e9;
 
@@ -89,14 +89,23 @@ export function ropeFeeds(cfg: ModelConfig, positions: Int32Array, B: number, T:
   return { cos: { data: cos, dims: [B, T, hd] }, sin: { data: sin, dims: [B, T, hd] } };
 }
 
-/** The layer graph's weight inputs for one layer. */
+/** The layer graph's weight inputs for one layer (an MoE layer's: attention, norms and the router). */
 export function weightFeeds(spec: ArchSpec, cfg: ModelConfig, w: LayerWeights): Feeds {
   const f: Feeds = {};
   for (const l of spec.linears(cfg)) {
-    f[weightInputName('w', l.name)] = { data: w.linears[l.name], dims: [l.rows, l.cols] };
+    if (w.moe && (l.group === 'mlp_in' || l.group === 'mlp_out')) continue;
+    f[weightInputName('w', l.name)] = { data: linearWeight(w, l.name), dims: [l.rows, l.cols] };
     if (l.bias) f[weightInputName('b', l.name)] = { data: w.biases[l.name]!, dims: [l.rows] };
   }
   for (const n of spec.norms(cfg)) f[weightInputName('w', n.name)] = { data: w.norms[n.name]!, dims: [n.size] };
+  if (w.moe) f[ROUTER_INPUT] = { data: w.moe.router, dims: [w.moe.experts.length, cfg.hiddenSize] };
+  return f;
+}
+
+/** The expert graph's weight inputs for expert j of an MoE layer. */
+export function expertFeeds(ex: ExpertSpec, moe: MoeWeights, j: number): Feeds {
+  const f: Feeds = {};
+  for (const l of ex.linears) f[weightInputName('w', l.name)] = { data: moe.experts[j]![l.name], dims: [l.rows, l.cols] };
   return f;
 }
 

@@ -39,12 +39,29 @@ export interface ModelConfig {
   qkNorm: boolean;
   /** Sliding-window attention span in tokens, or null for full attention. */
   slidingWindow: number | null;
+  /** Mixture-of-Experts MLPs (Qwen3-MoE), or null for a dense model. */
+  moe: MoeConfig | null;
   /** The dtype the checkpoint declares (`torch_dtype`/`dtype`), informational. */
   torchDtype: string | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
   /** The raw JSON, kept so writers can copy it unchanged. */
   raw: Record<string, unknown>;
+}
+
+/**
+ * The MoE fields of a Qwen3-MoE config.json. A layer is sparse iff it is not in `mlpOnlyLayers`
+ * and (layer + 1) is a multiple of `decoderSparseStep` (transformers' rule); the other layers
+ * have a dense MLP of `intermediateSize`.
+ */
+export interface MoeConfig {
+  numExperts: number; // E
+  topK: number; // k (num_experts_per_tok)
+  expertIntermediateSize: number; // moe_intermediate_size
+  /** Divide the top-k router probabilities by their sum (norm_topk_prob; transformers' default false). */
+  normTopKProb: boolean;
+  decoderSparseStep: number;
+  mlpOnlyLayers: number[];
 }
 
 export class ConfigError extends Error {

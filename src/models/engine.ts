@@ -10,8 +10,10 @@
 import { bakeInputs, MAX_BAKED_BYTES } from '../runtime/graph.ts';
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
-import { attentionMask, decodeMask, embedRows, leftPad, MASK_NEG, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
-import { buildHeadGraph, buildLayerGraph } from './graphs.ts';
+import { attentionMask, decodeMask, embedRows, expertFeeds, leftPad, MASK_NEG, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
+import { buildExpertGraph, buildHeadGraph, buildLayerGraph } from './graphs.ts';
+import { groupByExpert, runRoutedExperts } from './moe.ts';
+import type { ExpertSpec } from './spec.ts';
 import type { Model } from './model.ts';
 
 /**
@@ -264,7 +266,11 @@ export interface PrefillResult {
 interface LayerSession {
   session: Session;
   feeds: Feeds | null;
+  /** An MoE layer's experts: one session (and, when not baked, feeds) per expert. */
+  experts: { spec: ExpertSpec; sessions: Session[]; feeds: (Feeds | null)[] } | null;
 }
+
+const MOE_OUTPUTS = ['h1', 'moe_in', 'route_idx', 'route_w'];
 
 /** The LM head over vocabulary rows [v0, v1); `feeds` as for a layer. */
 interface HeadChunk {
@@ -307,6 +313,7 @@ export class Engine {
     const { bakeWeights = true, bakeLimitBytes = MAX_BAKED_BYTES, ...runtime } = opts;
     const o = { ...runtimeDefaults(), ...runtime };
     const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
+    let moeGraphs: { layer: Uint8Array; expert: Uint8Array } | null = null;
     const sessions: Session[] = [];
     const open = async (name: string, bytes: Uint8Array) => {
       const s = await Session.create(name, bytes, o);
@@ -314,16 +321,35 @@ export class Engine {
       return s;
     };
     try {
-      let shared: Session | null = null;
+      const shared = new Map<Uint8Array, Session>();
+      /** A session of `graph` with `feeds` baked in when allowed and small enough, else the graph's shared session and the feeds. */
+      const bound = async (name: string, graph: Uint8Array, feeds: Feeds): Promise<{ session: Session; feeds: Feeds | null }> => {
+        if (bakeWeights && feedBytes(feeds) <= bakeLimitBytes)
+          return { session: await open(name, bakeInputs(graph, asConstants(feeds))), feeds: null };
+        let s = shared.get(graph);
+        if (!s) shared.set(graph, (s = await open(name.replace(/ \d+$/, ''), graph)));
+        return { session: s, feeds };
+      };
       const layerSessions: LayerSession[] = [];
       for (let i = 0; i < c.numLayers; i++) {
-        const feeds = weightFeeds(spec, c, model.layerWeights(i));
-        if (bakeWeights && feedBytes(feeds) <= bakeLimitBytes) {
-          layerSessions.push({ session: await open(`decoder layer ${i}`, bakeInputs(layerGraph, asConstants(feeds))), feeds: null });
-        } else {
-          shared ??= await open('decoder layer', layerGraph);
-          layerSessions.push({ session: shared, feeds });
+        const w = model.layerWeights(i);
+        const ex = model.experts(i);
+        if (!ex || !w.moe) {
+          layerSessions.push({ ...(await bound(`decoder layer ${i}`, layerGraph, weightFeeds(spec, c, w))), experts: null });
+          continue;
         }
+        moeGraphs ??= {
+          layer: buildLayerGraph(spec, c, { past: true, present: true, capture: false, experts: ex }),
+          expert: buildExpertGraph(c, ex, { capture: false }),
+        };
+        const attn = await bound(`decoder layer ${i}`, moeGraphs.layer, weightFeeds(spec, c, w));
+        const experts = { spec: ex, sessions: [] as Session[], feeds: [] as (Feeds | null)[] };
+        for (let j = 0; j < ex.count; j++) {
+          const e = await bound(`layer ${i} expert ${j}`, moeGraphs.expert, expertFeeds(ex, w.moe, j));
+          experts.sessions.push(e.session);
+          experts.feeds.push(e.feeds);
+        }
+        layerSessions.push({ ...attn, experts });
       }
       const headGraph = buildHeadGraph(c);
       const norm = model.finalNorm();
@@ -369,6 +395,8 @@ export class Engine {
     mask: HostTensor,
     cache: KvCache | SlotCache | null,
     usePast: boolean,
+    /** (B·T): 1 for a padding slot (skipped by MoE experts), or null when every slot is a token. */
+    padding: Uint8Array | null = null,
   ): Promise<Float32Array> {
     const c = this.config;
     const { cos, sin } = ropeFeeds(c, positions, B, T);
@@ -377,7 +405,7 @@ export class Engine {
     const kvRow = cache ? c.numKvHeads * c.headDim * cache.C : 0;
     let h = hidden;
     for (let l = 0; l < c.numLayers; l++) {
-      const { session, feeds: weights } = this.layerSessions[l]!;
+      const { session, feeds: weights, experts } = this.layerSessions[l]!;
       const past = cache && usePast;
       const feeds: Feeds = {
         ...weights,
@@ -389,10 +417,40 @@ export class Engine {
         past_key_t: past ? { data: cache.keysT[l]!.subarray(0, B * kvRow), dims: [B, c.numKvHeads, c.headDim, cache.C] } : emptyK,
         past_value: past ? { data: cache.values[l]!.subarray(0, B * kvRow), dims: [B, c.numKvHeads, cache.C, c.headDim] } : emptyV,
       };
-      const out = await session.run(feeds, cache ? undefined : ['out']);
-      h = out['out']!.data as Float32Array;
+      const out = await session.run(feeds, cache ? undefined : experts ? MOE_OUTPUTS : ['out']);
+      h = experts ? await this.moe(out, experts, B * T, padding) : (out['out']!.data as Float32Array);
       if (cache) cache.write(l, out['new_key']!.data as Float32Array, out['new_value']!.data as Float32Array, T);
     }
+    return h;
+  }
+
+  /** An MoE layer's output: h1 plus each routed expert's weighted output (padding rows keep h1). */
+  private async moe(
+    out: Record<string, HostTensor>,
+    experts: NonNullable<LayerSession['experts']>,
+    N: number,
+    padding: Uint8Array | null,
+  ): Promise<Float32Array> {
+    const D = this.config.hiddenSize;
+    const h = out['h1']!.data as Float32Array; // (N, D), updated in place
+    const x = out['moe_in']!.data as Float32Array; // (N, D)
+    const { spec: ex, sessions, feeds } = experts;
+    const groups = groupByExpert(
+      out['route_idx']!.data as BigInt64Array,
+      out['route_w']!.data as Float32Array,
+      N,
+      ex.topK,
+      ex.count,
+      padding ? (n) => padding[n] === 1 : undefined,
+    );
+    await runRoutedExperts(groups, x, D, h, async (j, xj, gw) => {
+      const res = await sessions[j]!.run({
+        ...feeds[j],
+        x: { data: xj, dims: [gw.length, D] },
+        gate_w: { data: gw, dims: [gw.length, 1] },
+      });
+      return res['y']!.data as Float32Array;
+    });
     return h;
   }
 
@@ -426,7 +484,16 @@ export class Engine {
     const B = seqs.length;
     const V = this.config.vocabSize;
     const D = this.config.hiddenSize;
-    const hidden = await this.layers(this.embed(ids), B, T, positions, attentionMask(valid, T, T, this.config.slidingWindow), null, false);
+    const hidden = await this.layers(
+      this.embed(ids),
+      B,
+      T,
+      positions,
+      attentionMask(valid, T, T, this.config.slidingWindow),
+      null,
+      false,
+      paddingRows(valid),
+    );
     const out: Float32Array[] = [];
     for (let b = 0; b < B; b++) {
       const len = seqs[b]!.length;
@@ -446,7 +513,16 @@ export class Engine {
     const c = this.config;
     const D = c.hiddenSize;
     const cache = KvCache.allocate(c.numLayers, B, c.numKvHeads, c.headDim, Math.ceil((T + Math.max(1, reserve)) / 64) * 64);
-    const hidden = await this.layers(this.embed(ids), B, T, positions, attentionMask(valid, T, T, c.slidingWindow), cache, false);
+    const hidden = await this.layers(
+      this.embed(ids),
+      B,
+      T,
+      positions,
+      attentionMask(valid, T, T, c.slidingWindow),
+      cache,
+      false,
+      paddingRows(valid),
+    );
     cache.S = T;
     cache.valid = valid;
     cache.nextPos = seqs.map((s) => s.length);
@@ -497,6 +573,21 @@ export class Engine {
   async release(): Promise<void> {
     await Promise.all(this.sessions.map((s) => s.release()));
   }
+}
+
+/** (B·T) 1 where a left-padded batch's slot is padding, or null when none is. */
+function paddingRows(valid: readonly Uint8Array[]): Uint8Array | null {
+  const T = valid[0]?.length ?? 0;
+  const pad = new Uint8Array(valid.length * T);
+  let any = false;
+  valid.forEach((v, b) => {
+    for (let t = 0; t < T; t++) {
+      if (v[t]) continue;
+      pad[b * T + t] = 1;
+      any = true;
+    }
+  });
+  return any ? pad : null;
 }
 
 /** Bytes of float32 data in a set of feeds. */

@@ -14,12 +14,30 @@
  *             need no more (Wanda): O(N·width) instead of O(N·width²). The weighting, the sum
  *             over batches and the scaling are compress/hessian.ts's.
  *
+ * An MoE layer's graph (variant `experts`) stops before the experts: it returns the residual
+ * after attention `h1` (B, T, D), the post-attention-normed `moe_in` (N, D) and each token's routing
+ * — `route_idx` (N, k) int64 and `route_w` (N, k): softmax over all E router logits, the k largest,
+ * renormalized when the spec says so — and the caller runs the routed experts (models/moe.ts) on
+ * their rows through the expert graph (buildExpertGraph), one call per expert with tokens: decode
+ * touches only the routed experts' weights. Its capture returns XᵀX of attn_in, attn_out and
+ * mlp_in (every token: the shared input of every expert's gate/up); the experts' own statistics
+ * come from the expert graph's capture.
+ *
  * Shapes (B batch, T new tokens, C cached slots, D hidden, H heads, Hkv kv heads, G = H/Hkv):
  *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9), S = C + T
  */
 import { GraphBuilder, type Value } from '../runtime/graph.ts';
 import type { ModelConfig } from './config.ts';
-import { groupWidth, INPUT_GROUPS, type InputGroup, type LinearName, type ArchSpec } from './spec.ts';
+import {
+  expertGroupWidth,
+  groupWidth,
+  INPUT_GROUPS,
+  type ArchSpec,
+  type ExpertLinearName,
+  type ExpertSpec,
+  type InputGroup,
+  type LinearName,
+} from './spec.ts';
 
 export interface LayerGraphVariant {
   past: boolean;
@@ -34,6 +52,13 @@ export interface LayerGraphVariant {
    * weighted as XᵀX (asymmetric calibration: the dense model's stream against the pruned one's).
    */
   captureCross?: boolean;
+  /** The layer's MoE block: the graph ends at the routing (see the header); never with captureCross. */
+  experts?: ExpertSpec | null;
+}
+
+/** The input groups a layer graph's capture returns: an MoE layer's mlp_out is per expert. */
+export function layerCaptureGroups(moe: boolean): readonly InputGroup[] {
+  return moe ? ['attn_in', 'attn_out', 'mlp_in'] : INPUT_GROUPS;
 }
 
 /** Prefix of the reference weights' input names in the `captureCross` variant. */
@@ -60,9 +85,12 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const hd = cfg.headDim;
   if (v.captureCross && (!v.capture || v.captureDiagonal || v.past))
     throw new Error('buildLayerGraph: captureCross needs a full capture without a past');
+  const ex = v.experts ?? null;
+  if (ex && v.captureCross) throw new Error('buildLayerGraph: captureCross is not built for MoE layers');
   const g = new GraphBuilder(
-    `decoder_layer${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : v.captureCross ? '_capture_cross' : '_capture') : ''}`,
+    `decoder_layer${ex ? '_moe' : ''}${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : v.captureCross ? '_capture_cross' : '_capture') : ''}`,
   );
+  const groups = layerCaptureGroups(!!ex);
 
   const hidden = g.input('hidden', 'float32', ['B', 'T', D]); // (B, T, D)
   const cos = g.input('cos', 'float32', ['B', 'T', hd]); // (B, T, hd)
@@ -77,12 +105,14 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
     const W = {} as Record<LinearName, Value>;
     const bias = {} as Partial<Record<LinearName, Value>>;
     for (const l of spec.linears(cfg)) {
+      if (ex && (l.group === 'mlp_in' || l.group === 'mlp_out')) continue;
       W[l.name] = g.input(prefix + weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
       if (l.bias) bias[l.name] = g.input(prefix + weightInputName('b', l.name), 'float32', [l.rows]);
     }
     const norms: Record<string, Value> = {};
     for (const n of spec.norms(cfg)) norms[n.name] = g.input(prefix + weightInputName('w', n.name), 'float32', [n.size]);
-    return { W, bias, norms };
+    const router = ex ? g.input(prefix + ROUTER_INPUT, 'float32', [ex.count, D]) : null;
+    return { W, bias, norms, router };
   };
 
   /** The decoder layer on `hid` (B, T, D) with one set of weights; `tap` sees each input group's (N, width) activations. */
@@ -143,9 +173,16 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
 
     const hn = g.rmsNorm(h1, norms['post_attention_layernorm']!, cfg.rmsNormEps);
     tap('mlp_in', hn);
+    if (ex) {
+      // Routing: softmax over all E logits (f32), the k largest, renormalized when the spec says so.
+      const probs = g.softmax(g.gemm(hn, ws.router!, null, { transB: true }), -1); // (N, E)
+      const [top, idx] = g.node('TopK', [probs, g.constI64([ex.topK])], { axis: -1, largest: 1, sorted: 1 }, 2, 'topk') as [Value, Value];
+      const routeW = ex.normTopK ? g.div(top, g.reduceSum(top, [-1], true)) : top; // (N, k)
+      return { h2: h1, k, vh, moe: { hn, idx, routeW } };
+    }
     const act = g.mul(g.silu(linear(hn, 'gate_proj')), linear(hn, 'up_proj')); // (N, I)
     tap('mlp_out', act);
-    return { h2: g.add(h1, linear(act, 'down_proj')), k, vh };
+    return { h2: g.add(h1, linear(act, 'down_proj')), k, vh, moe: null };
   };
 
   // RoPE, HF rotate-half: x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]
@@ -167,11 +204,11 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   const weighted = (into: Partial<Record<InputGroup, Value>>) => (grp: InputGroup, x2d: Value) => {
     if (tokenWeight) into[grp] = g.mul(x2d, tokenWeight); // (N, width)
   };
-  const { h2, k, vh } = layer(hidden, weightsOf(''), weighted(acts));
+  const { h2, k, vh, moe } = layer(hidden, weightsOf(''), weighted(acts));
   const ref = hiddenRef ? layer(hiddenRef, weightsOf(REFERENCE_PREFIX), weighted(refActs)) : null;
   const captured: Partial<Record<InputGroup, Value>> = {};
   const crossed: Partial<Record<InputGroup, Value>> = {};
-  for (const grp of tokenWeight ? INPUT_GROUPS : []) {
+  for (const grp of tokenWeight ? groups : []) {
     const xw = acts[grp]!;
     captured[grp] = v.captureDiagonal
       ? g.reduceSum(g.mul(xw, xw), [0], false) // (width)
@@ -179,20 +216,70 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
     if (ref) crossed[grp] = g.gemm(refActs[grp]!, xw, null, { transA: true }); // XᵀX̃ (width, width)
   }
 
-  g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'out', 'float32', ['B', 'T', D]);
+  if (moe && ex) {
+    g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'h1', 'float32', ['B', 'T', D]);
+    g.output(moe.hn, 'moe_in', 'float32', ['N', D]);
+    g.output(moe.idx, 'route_idx', 'int64', ['N', ex.topK]);
+    g.output(moe.routeW, 'route_w', 'float32', ['N', ex.topK]);
+  } else g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'out', 'float32', ['B', 'T', D]);
   if (v.present) {
     // the new tokens' keys and values (B, Hkv, T, hd); the engine appends them to its cache
     g.output(k, 'new_key', 'float32', ['B', Hkv, 'T', hd]);
     g.output(vh, 'new_value', 'float32', ['B', Hkv, 'T', hd]);
   }
   if (v.capture) {
-    for (const grp of INPUT_GROUPS) {
+    for (const grp of groups) {
       const width = groupWidth(cfg, grp);
       g.output(captured[grp]!, captureOutputName(grp), 'float32', v.captureDiagonal ? [width] : [width, width]);
       if (ref) g.output(crossed[grp]!, crossOutputName(grp), 'float32', [width, width]);
     }
   }
   if (ref) g.output(g.reshape(ref.h2, g.shapeFrom(hidden, 2, [D])), 'out_ref', 'float32', ['B', 'T', D]);
+  return g.build();
+}
+
+/** The router weight's input name in an MoE layer graph. */
+export const ROUTER_INPUT = 'w_router';
+
+export interface ExpertGraphVariant {
+  /** Also return XᵀX (or, with captureDiagonal, its diagonal) of the expert's two input groups over rows weighted by token_weight. */
+  capture: boolean;
+  captureDiagonal?: boolean;
+}
+
+/**
+ * One expert of an MoE layer on its routed rows: x (n, D), gate_w (n, 1) the rows' routing
+ * weights → y (n, D) = gate_w · down(silu(gate x)·up x). Weights are inputs `w_gate_proj`,
+ * `w_up_proj` (I, D), `w_down_proj` (D, I). The capture variant takes token_weight (n, 1) and
+ * returns xtx_mlp_in (D, D) of x and xtx_mlp_out (I, I) of the activation (diagonals with
+ * captureDiagonal); the routing weight does not enter them (an expert's statistics are its inputs).
+ */
+export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGraphVariant): Uint8Array {
+  const D = cfg.hiddenSize;
+  const g = new GraphBuilder(`moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`);
+  const x = g.input('x', 'float32', ['n', D]);
+  const gw = g.input('gate_w', 'float32', ['n', 1]);
+  const W = {} as Record<ExpertLinearName, Value>;
+  for (const l of ex.linears) W[l.name] = g.input(weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
+  const lin = (a: Value, n: ExpertLinearName) => g.gemm(a, W[n], null, { transB: true });
+  const act = g.mul(g.silu(lin(x, 'gate_proj')), lin(x, 'up_proj')); // (n, I)
+  g.output(g.mul(lin(act, 'down_proj'), gw), 'y', 'float32', ['n', D]);
+  if (v.capture) {
+    const tw = g.input('token_weight', 'float32', ['n', 1]);
+    for (const [grp, a] of [
+      ['mlp_in', x],
+      ['mlp_out', act],
+    ] as const) {
+      const xw = g.mul(a, tw);
+      const width = expertGroupWidth(cfg, grp);
+      g.output(
+        v.captureDiagonal ? g.reduceSum(g.mul(xw, xw), [0], false) : g.gemm(xw, xw, null, { transA: true }),
+        captureOutputName(grp),
+        'float32',
+        v.captureDiagonal ? [width] : [width, width],
+      );
+    }
+  }
   return g.build();
 }
 

@@ -9,7 +9,16 @@ import { CheckpointError, openCheckpointDir } from '../io/checkpoint.ts';
 import { findNonFinite, INDEX_FILE, SINGLE_FILE, type SafetensorsModel } from '../io/safetensors.ts';
 import { resolveArch } from './arch/index.ts';
 import type { ModelConfig } from './config.ts';
-import type { ArchSpec, LayerWeights, LinearName, NormName } from './spec.ts';
+import {
+  layerExperts,
+  layerLinears,
+  type ArchSpec,
+  type ExpertLinearName,
+  type ExpertSpec,
+  type LayerWeights,
+  type LinearName,
+  type NormName,
+} from './spec.ts';
 
 export interface ExpectedTensor {
   name: string;
@@ -54,11 +63,17 @@ export class Model {
     const out: ExpectedTensor[] = [{ name: spec.embedName, shape: [c.vocabSize, c.hiddenSize] }];
     for (let i = 0; i < c.numLayers; i++) {
       const p = spec.layerPrefix(i);
-      for (const l of spec.linears(c)) {
+      for (const l of layerLinears(spec, c, i)) {
         out.push({ name: `${p}${l.module}.weight`, shape: [l.rows, l.cols] });
         if (l.bias) out.push({ name: `${p}${l.module}.bias`, shape: [l.rows] });
       }
       for (const n of spec.norms(c)) out.push({ name: `${p}${n.module}.weight`, shape: [n.size] });
+      const ex = layerExperts(spec, c, i);
+      if (!ex) continue;
+      out.push({ name: `${p}${ex.routerModule}.weight`, shape: [ex.count, c.hiddenSize] });
+      for (let j = 0; j < ex.count; j++) {
+        for (const l of ex.linears) out.push({ name: `${p}${ex.expertModule(j)}.${l.module}.weight`, shape: [l.rows, l.cols] });
+      }
     }
     out.push({ name: spec.finalNormName, shape: [c.hiddenSize] });
     if (!c.tieWordEmbeddings) out.push({ name: spec.lmHeadName, shape: [c.vocabSize, c.hiddenSize] });
@@ -71,7 +86,9 @@ export class Model {
    * trusts config.json's sizes.
    */
   layersPresent(): number {
-    const modules = [...this.spec.linears(this.config), ...this.spec.norms(this.config)].map((m) => m.module);
+    // Attention Linears and norms: every layer has them, dense or MoE.
+    const attention = this.spec.linears(this.config).filter((l) => l.group === 'attn_in' || l.group === 'attn_out');
+    const modules = [...attention, ...this.spec.norms(this.config)].map((m) => m.module);
     const limit = this.tensors.names().length;
     let n = 0;
     while (n < limit && modules.some((m) => this.tensors.has(`${this.spec.layerPrefix(n)}${m}.weight`))) n++;
@@ -145,15 +162,35 @@ export class Model {
     if (!Number.isInteger(i) || i < 0 || i >= this.config.numLayers) {
       throw new RangeError(`layer ${i} out of range [0, ${this.config.numLayers})`);
     }
-    const linears = {} as Record<LinearName, Float32Array>;
+    const linears: Partial<Record<LinearName, Float32Array>> = {};
     const biases: Partial<Record<LinearName, Float32Array>> = {};
     const norms: Partial<Record<NormName, Float32Array>> = {};
-    for (const l of this.spec.linears(this.config)) {
+    for (const l of layerLinears(this.spec, this.config, i)) {
       linears[l.name] = this.read(this.tensorName(i, l.module));
       if (l.bias) biases[l.name] = this.read(this.tensorName(i, l.module, 'bias'));
     }
     for (const n of this.spec.norms(this.config)) norms[n.name] = this.read(this.tensorName(i, n.module));
-    return { linears, biases, norms };
+    const ex = this.experts(i);
+    if (!ex) return { linears, biases, norms };
+    const experts: Record<ExpertLinearName, Float32Array>[] = [];
+    for (let j = 0; j < ex.count; j++) {
+      const e = {} as Record<ExpertLinearName, Float32Array>;
+      for (const l of ex.linears) e[l.name] = this.read(this.expertTensorName(i, j, l.module));
+      experts.push(e);
+    }
+    return { linears, biases, norms, moe: { router: this.read(this.tensorName(i, ex.routerModule)), experts } };
+  }
+
+  /** Layer i's MoE block, or null for a dense layer. */
+  experts(i: number): ExpertSpec | null {
+    return layerExperts(this.spec, this.config, i);
+  }
+
+  /** The HF name of expert j's Linear `module` (e.g. `gate_proj`) in layer i. */
+  expertTensorName(i: number, j: number, module: string): string {
+    const ex = this.experts(i);
+    if (!ex) throw new RangeError(`layer ${i} has no experts`);
+    return `${this.spec.layerPrefix(i)}${ex.expertModule(j)}.${module}.weight`;
   }
 
   /** Embedding matrix (V, D), cached: it serves both lookup and a tied head. */

@@ -9,10 +9,22 @@ import { dirname, join, resolve } from 'node:path';
 import { DEFAULT_SPECIAL_TOKENS, QWEN_CHAT_TEMPLATE, trainByteLevelBpe, writeTokenizerFiles } from '../io/bpe.ts';
 import { SafetensorsWriter, writeShardedIndex } from '../io/safetensors-writer.ts';
 import { resolveArch } from './arch/index.ts';
+import { layerExperts, layerLinears } from './spec.ts';
 import { Rng } from './sampling.ts';
 
-export type Family = 'qwen2' | 'llama' | 'qwen3' | 'mistral';
-export const FAMILIES: readonly Family[] = ['qwen2', 'llama', 'qwen3', 'mistral'];
+export type Family = 'qwen2' | 'llama' | 'qwen3' | 'mistral' | 'qwen3_moe';
+export const FAMILIES: readonly Family[] = ['qwen2', 'llama', 'qwen3', 'mistral', 'qwen3_moe'];
+
+/** The MoE fields of a `qwen3_moe` random checkpoint (defaults: 8 experts, top-2, width 2·hidden, renormalized). */
+export interface RandomMoeOptions {
+  experts?: number;
+  topK?: number;
+  expertIntermediate?: number;
+  normTopK?: boolean;
+  /** Layers with a dense MLP of `intermediate` instead. */
+  mlpOnlyLayers?: number[];
+  decoderSparseStep?: number;
+}
 
 export interface RandomCheckpointOptions {
   family: Family;
@@ -42,6 +54,8 @@ export interface RandomCheckpointOptions {
    * inputs are then far from white noise (what pruning tests need). 0 = off (default).
    */
   anisotropy?: number;
+  /** qwen3_moe only. */
+  moe?: RandomMoeOptions;
 }
 
 const CORPUS = [
@@ -93,9 +107,16 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
   const eos = idOf('<|im_end|>');
   const endoftext = idOf('<|endoftext|>');
 
+  const qwen3Like = o.family === 'qwen3' || o.family === 'qwen3_moe';
   const raw: Record<string, unknown> = {
     architectures: [
-      { qwen2: 'Qwen2ForCausalLM', llama: 'LlamaForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM' }[o.family],
+      {
+        qwen2: 'Qwen2ForCausalLM',
+        llama: 'LlamaForCausalLM',
+        qwen3: 'Qwen3ForCausalLM',
+        mistral: 'MistralForCausalLM',
+        qwen3_moe: 'Qwen3MoeForCausalLM',
+      }[o.family],
     ],
     model_type: o.family,
     hidden_size: hidden,
@@ -105,7 +126,7 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
     num_key_value_heads: o.kvHeads ?? Math.max(1, heads / 2),
     max_position_embeddings: 4096,
     rms_norm_eps: 1e-6,
-    rope_theta: o.family === 'qwen3' ? 1000000 : 10000,
+    rope_theta: qwen3Like ? 1000000 : 10000,
     vocab_size: vocab,
     tie_word_embeddings: o.tied ?? false,
     bos_token_id: endoftext,
@@ -113,8 +134,20 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
     hidden_act: 'silu',
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[o.dtype ?? 'F32'],
   };
-  if (o.headDim !== undefined || o.family === 'qwen3') raw['head_dim'] = headDim;
-  if (o.family === 'qwen3') raw['attention_bias'] = false;
+  if (o.headDim !== undefined || qwen3Like) raw['head_dim'] = headDim;
+  if (qwen3Like) raw['attention_bias'] = false;
+  if (o.family === 'qwen3_moe') {
+    const m = o.moe ?? {};
+    Object.assign(raw, {
+      num_experts: m.experts ?? 8,
+      num_experts_per_tok: m.topK ?? 2,
+      moe_intermediate_size: m.expertIntermediate ?? hidden * 2,
+      norm_topk_prob: m.normTopK ?? true,
+      decoder_sparse_step: m.decoderSparseStep ?? 1,
+      mlp_only_layers: m.mlpOnlyLayers ?? [],
+      router_aux_loss_coef: 0.001,
+    });
+  } else if (o.moe) throw new Error(`--experts and the other MoE options need --family qwen3_moe, not ${o.family}`);
   if (o.llama3Rope) {
     raw['rope_scaling'] = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
     raw['rope_theta'] = 500000;
@@ -132,9 +165,17 @@ export function writeRandomCheckpoint(dir: string, o: RandomCheckpointOptions): 
   for (let i = 0; i < config.numLayers; i++) {
     const p = spec.layerPrefix(i);
     for (const n of spec.norms(config)) tensors.push({ name: `${p}${n.module}.weight`, shape: [n.size], init: 'norm', fanIn: 1 });
-    for (const l of spec.linears(config)) {
+    for (const l of layerLinears(spec, config, i)) {
       tensors.push({ name: `${p}${l.module}.weight`, shape: [l.rows, l.cols], init: 'normal', fanIn: l.cols });
       if (l.bias) tensors.push({ name: `${p}${l.module}.bias`, shape: [l.rows], init: 'bias', fanIn: 1 });
+    }
+    const ex = layerExperts(spec, config, i);
+    if (!ex) continue;
+    tensors.push({ name: `${p}${ex.routerModule}.weight`, shape: [ex.count, hidden], init: 'normal', fanIn: hidden });
+    for (let j = 0; j < ex.count; j++) {
+      for (const l of ex.linears) {
+        tensors.push({ name: `${p}${ex.expertModule(j)}.${l.module}.weight`, shape: [l.rows, l.cols], init: 'normal', fanIn: l.cols });
+      }
     }
   }
   tensors.push({ name: spec.finalNormName, shape: [hidden], init: 'norm', fanIn: 1 });

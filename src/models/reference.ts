@@ -12,6 +12,10 @@
  *               x2 = RMSNorm(h)·w_post                                → mlp_in
  *               m  = silu(x2·Wgᵀ) ⊙ (x2·Wuᵀ)                          → mlp_out
  *               h  += m·Wdᵀ (+b)
+ *   MoE layer:  p  = softmax(x2·Wrouterᵀ) over all E experts; keep the k largest (ties: lower
+ *               index), divided by their sum when normTopK;
+ *               h  += Σ_{j kept} p_j · down_j(silu(gate_j x2) ⊙ up_j x2)   → per expert: its
+ *               rows of mlp_in and its mlp_out
  *   logits = RMSNorm(h)·w_final · Eᵀ   (E = lm_head, or embed_tokens when tied)
  *
  * Every tensor is stored as f32 (as an f32 HF model would); dot products, norms and softmax
@@ -20,7 +24,17 @@
  */
 import type { ModelConfig } from './config.ts';
 import { ropeCosSin } from './rope.ts';
-import type { ArchSpec, InputGroup, LayerWeights, LinearName, NormName } from './spec.ts';
+import {
+  layerExperts,
+  layerLinears,
+  type ArchSpec,
+  type ExpertLinearName,
+  type ExpertSpec,
+  type LayerWeights,
+  type LinearName,
+  type MoeWeights,
+  type NormName,
+} from './spec.ts';
 
 /** f32 tensors by HF name. */
 export interface WeightSource {
@@ -38,8 +52,33 @@ export interface LayerBatch {
   positions: Int32Array;
 }
 
-/** The input of every Linear group of one layer, each (B·T, width) row-major, padded rows included. */
-export type LayerInputs = Record<InputGroup, Float32Array>;
+/**
+ * The input of every Linear group of one layer, each (B·T, width) row-major, padded rows included.
+ * An MoE layer has no dense mlp_out; its `experts` hold each expert's routed rows instead.
+ */
+export interface LayerInputs {
+  attn_in: Float32Array;
+  attn_out: Float32Array;
+  mlp_in: Float32Array;
+  mlp_out?: Float32Array;
+  experts?: ExpertInputs[];
+}
+
+/** One expert's share of an MoE layer's tokens. */
+export interface ExpertInputs {
+  /** Token rows (indices into B·T) routed to the expert, ascending. */
+  rows: number[];
+  /** Each routed row's routing weight. */
+  weights: number[];
+  /** silu(gate x)·up x of the routed rows: the expert's mlp_out, (rows.length, I). */
+  act: Float32Array;
+}
+
+/** Each token's routing in an MoE layer: expert ids (N, k) and weights (N, k), best first. */
+export interface Routing {
+  experts: Int32Array;
+  weights: Float32Array;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -133,14 +172,26 @@ export function loadLayerWeights(spec: ArchSpec, cfg: ModelConfig, weights: Weig
   const linears = {} as Record<LinearName, Float32Array>;
   const biases: Partial<Record<LinearName, Float32Array>> = {};
   const norms: Partial<Record<NormName, Float32Array>> = {};
-  for (const l of spec.linears(cfg)) {
+  for (const l of layerLinears(spec, cfg, layer)) {
     linears[l.name] = getTensor(weights, `${prefix}${l.module}.weight`, l.rows * l.cols, `(${l.rows}, ${l.cols})`);
     if (l.bias) biases[l.name] = getTensor(weights, `${prefix}${l.module}.bias`, l.rows, `(${l.rows})`);
   }
   for (const n of spec.norms(cfg)) {
     norms[n.name] = getTensor(weights, `${prefix}${n.module}.weight`, n.size, `(${n.size})`);
   }
-  return { linears, biases, norms };
+  const ex = layerExperts(spec, cfg, layer);
+  if (!ex) return { linears, biases, norms };
+  const D = cfg.hiddenSize;
+  const router = getTensor(weights, `${prefix}${ex.routerModule}.weight`, ex.count * D, `(${ex.count}, ${D})`);
+  const experts: Record<ExpertLinearName, Float32Array>[] = [];
+  for (let j = 0; j < ex.count; j++) {
+    const e = {} as Record<ExpertLinearName, Float32Array>;
+    for (const l of ex.linears) {
+      e[l.name] = getTensor(weights, `${prefix}${ex.expertModule(j)}.${l.module}.weight`, l.rows * l.cols, `(${l.rows}, ${l.cols})`);
+    }
+    experts.push(e);
+  }
+  return { linears, biases, norms, moe: { router, experts } };
 }
 
 /** h = embed[ids] → (B, T, D). Every row of ids must have the same length T. */
@@ -179,15 +230,22 @@ export function referenceHead(spec: ArchSpec, cfg: ModelConfig, weights: WeightS
 // ---------------------------------------------------------------------------------------------
 // One decoder layer
 
-/** One decoder layer on hidden (B, T, D) → output (B, T, D). */
-export function referenceLayer(cfg: ModelConfig, w: LayerWeights, hidden: Float32Array, batch: LayerBatch): Float32Array {
-  return runLayer(cfg, w, hidden, batch, false).out;
+/** One decoder layer on hidden (B, T, D) → output (B, T, D). `ex` is the layer's MoE block, if any. */
+export function referenceLayer(
+  cfg: ModelConfig,
+  w: LayerWeights,
+  hidden: Float32Array,
+  batch: LayerBatch,
+  ex: ExpertSpec | null = null,
+): Float32Array {
+  return runLayer(cfg, w, hidden, batch, false, ex).out;
 }
 
 /**
  * One decoder layer that also returns the input of every Linear group (the Hessian oracle):
  * attn_in = input_layernorm(h) (B·T, D), attn_out = attention context before o_proj (B·T, H·hd),
- * mlp_in = post_attention_layernorm(h′) (B·T, D), mlp_out = silu(gate)·up (B·T, I).
+ * mlp_in = post_attention_layernorm(h′) (B·T, D), mlp_out = silu(gate)·up (B·T, I) — or, in an
+ * MoE layer, each expert's routed rows and their activations, and every token's routing.
  * Padded rows are included; select rows with `batch.mask` for statistics over real tokens.
  */
 export function referenceLayerInputs(
@@ -195,9 +253,10 @@ export function referenceLayerInputs(
   w: LayerWeights,
   hidden: Float32Array,
   batch: LayerBatch,
-): { out: Float32Array; inputs: LayerInputs } {
-  const r = runLayer(cfg, w, hidden, batch, true);
-  return { out: r.out, inputs: r.inputs! };
+  ex: ExpertSpec | null = null,
+): { out: Float32Array; inputs: LayerInputs; routing?: Routing } {
+  const r = runLayer(cfg, w, hidden, batch, true, ex);
+  return { out: r.out, inputs: r.inputs!, ...(r.routing ? { routing: r.routing } : {}) };
 }
 
 function runLayer(
@@ -206,7 +265,8 @@ function runLayer(
   hidden: Float32Array,
   batch: LayerBatch,
   keepInputs: boolean,
-): { out: Float32Array; inputs?: LayerInputs } {
+  ex: ExpertSpec | null,
+): { out: Float32Array; inputs?: LayerInputs; routing?: Routing } {
   const { batch: B, seq: T, mask, positions } = batch;
   const D = cfg.hiddenSize;
   const H = cfg.numHeads;
@@ -221,9 +281,10 @@ function runLayer(
   assertLen('layer mask', mask, N);
   assertLen('layer positions', positions, N);
   if (H % Hkv !== 0) throw new Error(`num_heads ${H} is not a multiple of num_kv_heads ${Hkv}`);
-  checkBiases(cfg, w);
+  checkBiases(cfg, w, !!ex);
+  if (!!ex !== !!w.moe) throw new Error(`the layer weights ${w.moe ? 'have' : 'lack'} an MoE block, the spec ${ex ? 'has' : 'has none'}`);
 
-  const W = w.linears;
+  const W = w.linears as Record<LinearName, Float32Array>;
   const bias = (n: LinearName): Float32Array | null => w.biases[n] ?? null;
   const norm = (n: NormName): Float32Array => {
     const t = w.norms[n];
@@ -251,6 +312,13 @@ function runLayer(
 
   // --- MLP block
   const x2 = rmsNorm(h1, norm('post_attention_layernorm'), eps, N, D); // (N, D)
+  if (ex) {
+    const moe = referenceMoe(ex, w.moe!, x2, N, D);
+    const out = new Float32Array(N * D); // (N, D)
+    for (let i = 0; i < N * D; i++) out[i] = h1[i]! + moe.out[i]!;
+    if (!keepInputs) return { out };
+    return { out, inputs: { attn_in: x, attn_out: ctx, mlp_in: x2, experts: moe.experts }, routing: moe.routing };
+  }
   const g = linear(x2, W.gate_proj, bias('gate_proj'), N, D, I); // (N, I)
   const u = linear(x2, W.up_proj, bias('up_proj'), N, D, I); // (N, I)
   const m = new Float32Array(N * I); // (N, I)
@@ -261,6 +329,63 @@ function runLayer(
 
   if (!keepInputs) return { out };
   return { out, inputs: { attn_in: x, attn_out: ctx, mlp_in: x2, mlp_out: m } };
+}
+
+/**
+ * The MoE block on x (N, D): routing (softmax over all E router logits in f64, the k largest —
+ * lower index first on ties — renormalized when normTopK), then each expert on its routed rows,
+ * its outputs weighted and summed into out (N, D).
+ */
+export function referenceMoe(
+  ex: ExpertSpec,
+  moe: MoeWeights,
+  x: Float32Array,
+  N: number,
+  D: number,
+): { out: Float32Array; routing: Routing; experts: ExpertInputs[] } {
+  const E = ex.count;
+  const k = ex.topK;
+  const I = ex.linears.find((l) => l.name === 'gate_proj')!.rows;
+  const logits = linear(x, moe.router, null, N, D, E); // (N, E)
+  const routing: Routing = { experts: new Int32Array(N * k), weights: new Float32Array(N * k) }; // (N, k)
+  const experts: ExpertInputs[] = Array.from({ length: E }, () => ({ rows: [], weights: [], act: new Float32Array(0) }));
+  const p = new Float64Array(E);
+  for (let n = 0; n < N; n++) {
+    let max = -Infinity;
+    for (let j = 0; j < E; j++) max = Math.max(max, logits[n * E + j]!);
+    let sum = 0;
+    for (let j = 0; j < E; j++) sum += p[j] = Math.exp(logits[n * E + j]! - max);
+    for (let j = 0; j < E; j++) p[j]! /= sum;
+    const order = Array.from({ length: E }, (_, j) => j).sort((a, b) => p[b]! - p[a]! || a - b);
+    let kept = 0;
+    for (let r = 0; r < k; r++) kept += p[order[r]!]!;
+    for (let r = 0; r < k; r++) {
+      const j = order[r]!;
+      const wgt = Math.fround(ex.normTopK ? p[j]! / kept : p[j]!);
+      routing.experts[n * k + r] = j;
+      routing.weights[n * k + r] = wgt;
+      experts[j]!.rows.push(n);
+      experts[j]!.weights.push(wgt);
+    }
+  }
+  const acc = new Float64Array(N * D); // (N, D)
+  for (let j = 0; j < E; j++) {
+    const e = experts[j]!;
+    const n = e.rows.length;
+    if (n === 0) continue;
+    const xj = new Float32Array(n * D); // (n, D)
+    e.rows.forEach((row, r) => xj.set(x.subarray(row * D, (row + 1) * D), r * D));
+    const w = moe.experts[j]!;
+    const g = linear(xj, w.gate_proj, null, n, D, I); // (n, I)
+    const u = linear(xj, w.up_proj, null, n, D, I); // (n, I)
+    e.act = new Float32Array(n * I); // (n, I)
+    for (let i = 0; i < n * I; i++) e.act[i] = Math.fround(silu(g[i]!)) * u[i]!;
+    const y = linear(e.act, w.down_proj, null, n, I, D); // (n, D)
+    e.rows.forEach((row, r) => {
+      for (let d = 0; d < D; d++) acc[row * D + d]! += e.weights[r]! * y[r * D + d]!;
+    });
+  }
+  return { out: Float32Array.from(acc), routing, experts };
 }
 
 /** In place, per head: x ← x·cos + rotate_half(x)·sin. x (N, heads·hd), cos/sin (N, hd). */
@@ -361,7 +486,7 @@ export function referenceForward(
   const batch = makeLayerBatch(B, T, opts.attentionMask);
   let h = embedTokens(spec, cfg, weights, ids); // (B, T, D)
   for (let l = 0; l < cfg.numLayers; l++) {
-    h = referenceLayer(cfg, loadLayerWeights(spec, cfg, weights, l), h, batch);
+    h = referenceLayer(cfg, loadLayerWeights(spec, cfg, weights, l), h, batch, layerExperts(spec, cfg, l));
   }
   const logits = referenceHead(spec, cfg, weights, h, B * T); // (B·T, V)
   const out: Float32Array[] = [];
@@ -395,15 +520,16 @@ function assertLen(what: string, a: ArrayLike<number>, len: number): void {
 }
 
 /** Biases present must be exactly those the config declares: a mismatch is a loading bug. */
-function checkBiases(cfg: ModelConfig, w: LayerWeights): void {
+function checkBiases(cfg: ModelConfig, w: LayerWeights, moeLayer: boolean): void {
+  const mlp = cfg.mlpBias && !moeLayer;
   const want: Record<LinearName, boolean> = {
     q_proj: cfg.qkvBias,
     k_proj: cfg.qkvBias,
     v_proj: cfg.qkvBias,
     o_proj: cfg.oBias,
-    gate_proj: cfg.mlpBias,
-    up_proj: cfg.mlpBias,
-    down_proj: cfg.mlpBias,
+    gate_proj: mlp,
+    up_proj: mlp,
+    down_proj: mlp,
   };
   for (const n of Object.keys(want) as LinearName[]) {
     const has = w.biases[n] !== undefined;

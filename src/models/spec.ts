@@ -35,11 +35,48 @@ export interface NormSpec {
   size: number;
 }
 
-/** One decoder layer's weights, f32, in HF layout (Linear weight is [out, in], row-major). */
+/** The Linears of one expert of an MoE layer (each reads the expert's rows of the `mlp_in` / `mlp_out` group). */
+export type ExpertLinearName = 'gate_proj' | 'up_proj' | 'down_proj';
+
+/**
+ * The Mixture-of-Experts block of a sparse layer: a router (E, D) without bias, E experts each a
+ * SwiGLU MLP of width I. Routing: softmax over all E router logits (f32), the k largest kept,
+ * divided by their sum when `normTopK`; the output is Σ w·down(silu(gate x)·up x).
+ */
+export interface ExpertSpec {
+  count: number; // E
+  topK: number; // k
+  normTopK: boolean;
+  /** The router weight's module relative to the layer prefix (tensor `<module>.weight`, (E, D)). */
+  routerModule: string;
+  /** Expert j's module prefix relative to the layer prefix, e.g. `mlp.experts.3`. */
+  expertModule(j: number): string;
+  /** One expert's Linears; `module` is relative to expertModule(j); no biases. */
+  linears: (LinearSpec & { name: ExpertLinearName })[];
+}
+
+/** One MoE layer's expert weights, f32, HF layout. */
+export interface MoeWeights {
+  router: Float32Array; // (E, D)
+  experts: Record<ExpertLinearName, Float32Array>[]; // per expert: gate/up (I, D), down (D, I)
+}
+
+/**
+ * One decoder layer's weights, f32, in HF layout (Linear weight is [out, in], row-major). An MoE
+ * layer holds only the attention Linears in `linears`, its MLP in `moe`.
+ */
 export interface LayerWeights {
-  linears: Record<LinearName, Float32Array>; // (rows, cols)
+  linears: Partial<Record<LinearName, Float32Array>>; // (rows, cols)
   biases: Partial<Record<LinearName, Float32Array>>; // (rows)
   norms: Partial<Record<NormName, Float32Array>>; // (size)
+  moe?: MoeWeights;
+}
+
+/** A layer's Linear weight by name; a missing one is a loading bug, named. */
+export function linearWeight(w: LayerWeights, name: LinearName): Float32Array {
+  const t = w.linears[name];
+  if (!t) throw new Error(`layer weights lack Linear "${name}"`);
+  return t;
 }
 
 export interface ArchSpec {
@@ -54,8 +91,36 @@ export interface ArchSpec {
   embedName: string; // (V, D)
   finalNormName: string; // (D)
   lmHeadName: string; // (V, D); absent when tied
+  /** A dense layer's Linears (an MoE layer has the attention ones of these, see layerLinears). */
   linears(cfg: ModelConfig): LinearSpec[];
   norms(cfg: ModelConfig): NormSpec[];
+  /** The MoE block of a sparse layer (families with experts only; see isMoeLayer). */
+  experts?(cfg: ModelConfig): ExpertSpec;
+}
+
+/** Whether layer i has an MoE block (transformers' Qwen3-MoE rule; false for dense models). */
+export function isMoeLayer(cfg: ModelConfig, i: number): boolean {
+  const m = cfg.moe;
+  return !!m && m.numExperts > 0 && !m.mlpOnlyLayers.includes(i) && (i + 1) % m.decoderSparseStep === 0;
+}
+
+/** Layer i's Linears: all of spec.linears for a dense layer, the attention ones for an MoE layer. */
+export function layerLinears(spec: ArchSpec, cfg: ModelConfig, i: number): LinearSpec[] {
+  const all = spec.linears(cfg);
+  return isMoeLayer(cfg, i) ? all.filter((l) => l.group === 'attn_in' || l.group === 'attn_out') : all;
+}
+
+/** Layer i's MoE block, or null for a dense layer. */
+export function layerExperts(spec: ArchSpec, cfg: ModelConfig, i: number): ExpertSpec | null {
+  if (!isMoeLayer(cfg, i)) return null;
+  if (!spec.experts) throw new Error(`${cfg.modelType}: config.json declares experts but the family has no MoE block`);
+  return spec.experts(cfg);
+}
+
+/** Whether any layer has an MoE block. */
+export function hasMoeLayers(cfg: ModelConfig): boolean {
+  for (let i = 0; i < cfg.numLayers; i++) if (isMoeLayer(cfg, i)) return true;
+  return false;
 }
 
 /** Standard Llama-style decoder-layer layout shared by every supported family. */
@@ -98,6 +163,11 @@ export function groupWidth(cfg: ModelConfig, g: InputGroup): number {
     case 'mlp_out':
       return cfg.intermediateSize;
   }
+}
+
+/** The input width of each group in an MoE expert (mlp_out is the expert's width). */
+export function expertGroupWidth(cfg: ModelConfig, g: 'mlp_in' | 'mlp_out'): number {
+  return g === 'mlp_in' ? cfg.hiddenSize : cfg.moe!.expertIntermediateSize;
 }
 
 export const INPUT_GROUPS: readonly InputGroup[] = ['attn_in', 'attn_out', 'mlp_in', 'mlp_out'];

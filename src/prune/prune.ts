@@ -47,7 +47,7 @@ import { SafetensorsWriter } from '../io/safetensors-writer.ts';
 import { embedRows, leftPad, type Feeds } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
-import { groupWidth, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
+import { groupWidth, linearWeight, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
@@ -385,7 +385,7 @@ export async function pruneCheckpoint(
           if (stats) progress('prune', { linear: ls.name });
           const lr = await timer.time('prune', () =>
             pruneLinear(
-              w.linears[ls.name],
+              linearWeight(w, ls.name),
               ls.rows,
               ls.cols,
               stats?.get(ls.group) ?? null,
@@ -614,7 +614,7 @@ async function owlOutlierRatios(
       ratios.set(
         l,
         outlierRatio(
-          linearSpecs.map((ls) => ({ W: w.linears[ls.name], rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })),
+          linearSpecs.map((ls) => ({ W: linearWeight(w, ls.name), rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })),
           m,
         ),
       );
@@ -855,7 +855,7 @@ function writeScales(dir: string, quantized: Map<string, { scales: Float32Array;
 function writeLayer(writer: CheckpointWriter, model: Model, l: number, w: LayerWeights, pruned: Set<LinearName>): void {
   for (const ls of model.spec.linears(model.config)) {
     const name = model.tensorName(l, ls.module);
-    if (pruned.has(ls.name)) writer.writeF32(name, w.linears[ls.name]);
+    if (pruned.has(ls.name)) writer.writeF32(name, linearWeight(w, ls.name));
     else writer.copy(name);
   }
 }

@@ -50,7 +50,7 @@ describe('capture graph: XᵀX per Linear input group', () => {
       const ref = referenceLayerInputs(cfg, w, hidden, makeLayerBatch(pb.B, pb.T, mask));
       for (const g of INPUT_GROUPS) {
         const n = groupWidth(cfg, g);
-        const X = ref.inputs[g];
+        const X = ref.inputs[g]!;
         const H = new Float64Array(n * n);
         for (let r = 0; r < pb.B * pb.T; r++) {
           const wr = rowW[r]! * rowW[r]!;

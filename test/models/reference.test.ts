@@ -318,10 +318,10 @@ test('referenceForward = embed → referenceLayer × L → head; group inputs ar
     // attn_in = input_layernorm(h)
     assert.equal(maxAbsDiff(inputs.attn_in, rmsNorm(h, w.norms.input_layernorm!, cfg.rmsNormEps, N, D)), 0);
     // out = h + o_proj(attn_out) + down_proj(mlp_out)
-    const o = linear(inputs.attn_out, w.linears.o_proj, null, N, cfg.numHeads * cfg.headDim, D);
+    const o = linear(inputs.attn_out, w.linears.o_proj!, null, N, cfg.numHeads * cfg.headDim, D);
     const h1 = o.map((v, i) => v + h[i]!);
     assert.ok(maxAbsDiff(inputs.mlp_in, rmsNorm(h1, w.norms.post_attention_layernorm!, cfg.rmsNormEps, N, D)) <= 1e-6);
-    const d = linear(inputs.mlp_out, w.linears.down_proj, null, N, cfg.intermediateSize, D);
+    const d = linear(inputs.mlp_out!, w.linears.down_proj!, null, N, cfg.intermediateSize, D);
     assert.ok(
       maxAbsDiff(
         out,
@@ -329,11 +329,11 @@ test('referenceForward = embed → referenceLayer × L → head; group inputs ar
       ) <= 1e-5,
     );
     // mlp_out = silu(gate(mlp_in)) · up(mlp_in)
-    const g = linear(inputs.mlp_in, w.linears.gate_proj, null, N, D, cfg.intermediateSize);
-    const u = linear(inputs.mlp_in, w.linears.up_proj, null, N, D, cfg.intermediateSize);
+    const g = linear(inputs.mlp_in, w.linears.gate_proj!, null, N, D, cfg.intermediateSize);
+    const u = linear(inputs.mlp_in, w.linears.up_proj!, null, N, D, cfg.intermediateSize);
     assert.ok(
       maxAbsDiff(
-        inputs.mlp_out,
+        inputs.mlp_out!,
         g.map((v, i) => silu(v) * u[i]!),
       ) <= 1e-6,
     );

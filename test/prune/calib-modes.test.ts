@@ -139,7 +139,10 @@ describe('calibration modes', () => {
     assert.equal(tr.source['decode_share'], (50 - keptPrompt) / 50);
     // split: every token of the first row, in chunks
     const sp = await buildCalibSet('rac', { traces: [t.path] }, ctx, { tokenBudget: full[0]!.length, maxSeqLen: 10, overflow: 'split' });
-    assert.deepEqual(sp.sequences.map((s) => s.ids).flat(), full[0]);
+    assert.deepEqual(
+      sp.sequences.flatMap((s) => s.ids),
+      full[0],
+    );
     assert.ok(sp.sequences.every((s) => s.ids.length <= 10));
     // row weights and the mode's sequence weight multiply
     const w = jsonl('w.jsonl', [{ input_ids: [1, 2, 3], num_prompt_tokens: 1, weight: 2 }]);
@@ -163,7 +166,10 @@ describe('calibration modes', () => {
     ]);
     const ids = [tok.encode(story), tok.encode('Pruning removes weights.'), tok.encode('A reasoning model thinks before it answers.')];
     const c = await buildCalibSet('text', { textFiles: [txt, rows] }, ctx, { tokenBudget: 0, maxSeqLen: 32 });
-    assert.deepEqual(c.sequences.map((s) => s.ids).flat(), ids.flat());
+    assert.deepEqual(
+      c.sequences.flatMap((s) => s.ids),
+      ids.flat(),
+    );
     assert.ok(c.sequences.every((s) => s.ids.length <= 32));
     assert.equal(c.sequences.length, Math.ceil(ids[0]!.length / 32) + 2);
     assert.equal(c.source['prompt_tokens'], 0);
@@ -242,7 +248,10 @@ describe('calibration modes', () => {
     const eos = tok.eosTokenId!;
     const c = await buildCalibSet('rac', { traces: [t.path] }, ctx, { tokenBudget: 0, maxSeqLen: 40, pack: true });
     const stream = full.flatMap((f, i) => (i === 0 ? f : [eos, ...f]));
-    assert.deepEqual(c.sequences.map((s) => s.ids).flat(), stream);
+    assert.deepEqual(
+      c.sequences.flatMap((s) => s.ids),
+      stream,
+    );
     assert.ok(c.sequences.slice(0, -1).every((s) => s.ids.length === 40));
     assert.equal(c.source['prompt_tokens'], sum(t.prompt.map((p) => p.length)));
     assert.equal(c.source['pack'], true);

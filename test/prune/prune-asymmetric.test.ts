@@ -89,7 +89,7 @@ describe('asymmetric calibration', () => {
     const dense = model.layerWeights(0);
     const pruned: LayerWeights = { ...dense, linears: { ...dense.linears } };
     for (const k of Object.keys(pruned.linears) as (keyof LayerWeights['linears'])[])
-      pruned.linears[k] = dense.linears[k].map((x, i) => (i % 2 ? 0 : x));
+      pruned.linears[k] = dense.linears[k]!.map((x, i) => (i % 2 ? 0 : x));
     const rw = new Float32Array(pb.B * pb.T);
     pb.valid.forEach((v, b) => v.forEach((x, t) => (rw[b * pb.T + t] = x ? 1 : 0)));
     const got = await runner.captureCross(runner.weightFeeds(pruned), runner.weightFeeds(dense), hPruned, hRef, pb, rw);
@@ -101,8 +101,8 @@ describe('asymmetric calibration', () => {
     assert.ok(relMax(pick(got.outRef), pick(b.out)) < 1e-5, 'reference stream output');
     for (const g of INPUT_GROUPS) {
       const n = groupWidth(cfg, g);
-      const X = a.inputs[g];
-      const R = b.inputs[g];
+      const X = a.inputs[g]!;
+      const R = b.inputs[g]!;
       const H = new Float64Array(n * n);
       const C = new Float64Array(n * n);
       for (let r = 0; r < pb.B * pb.T; r++) {

@@ -113,7 +113,7 @@ describe('token weights', () => {
     );
     for (const g of INPUT_GROUPS) {
       const n = groupWidth(cfg, g);
-      const X = ref.inputs[g];
+      const X = ref.inputs[g]!;
       const H = new Float64Array(n * n);
       for (let r = 0; r < pb.B * pb.T; r++) {
         if (!decode[r]) continue;

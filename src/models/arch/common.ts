@@ -85,6 +85,7 @@ export function parseLlamaStyle(
     mlpBias: r.bool('mlp_bias', false),
     qkNorm: flags.qkNorm,
     slidingWindow: sw,
+    moe: null,
     torchDtype: r.str('torch_dtype') ?? r.str('dtype'),
     bosTokenId,
     eosTokenIds,

@@ -5,8 +5,9 @@ import { llama } from './llama.ts';
 import { mistral } from './mistral.ts';
 import { qwen2 } from './qwen2.ts';
 import { qwen3 } from './qwen3.ts';
+import { qwen3Moe } from './qwen3-moe.ts';
 
-export const ARCHS: readonly ArchSpec[] = [qwen2, llama, qwen3, mistral];
+export const ARCHS: readonly ArchSpec[] = [qwen2, llama, qwen3, mistral, qwen3Moe];
 
 export function supportedModelTypes(): string[] {
   return ARCHS.flatMap((a) => a.modelTypes);
