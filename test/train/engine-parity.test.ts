@@ -15,20 +15,18 @@ import { exportHf } from '../../scripts/train/export.ts';
 import { initParams, paramSpecs, type TinyConfig } from '../../scripts/train/model.ts';
 import { StepRunner } from '../../scripts/train/step.ts';
 
-test('engine logits match the training graph within 1e-4 (packed rows, GQA, tied head)', async () => {
+const QWEN2: Omit<TinyConfig, 'vocab'> = { hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 48, ropeTheta: 10000, eps: 1e-6 };
+
+test('engine logits match the training graph within 1e-4 (packed rows, GQA, tied head)', () => parity(QWEN2));
+
+test('engine logits match the training graph within 1e-4 (qwen3_moe export: q/k norms, head_dim, experts)', () =>
+  parity({ ...QWEN2, headDim: 12, moe: { experts: 4, topK: 2, expertIntermediate: 16, auxCoef: 0.01 } }));
+
+async function parity(shape: Omit<TinyConfig, 'vocab'>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-parity-'));
   try {
     const tok = await makeTokenizer(join(dir, 'tok'), 7, 300);
-    const cfg: TinyConfig = {
-      vocab: tok.vocabSize,
-      hidden: 32,
-      layers: 2,
-      heads: 4,
-      kvHeads: 2,
-      intermediate: 48,
-      ropeTheta: 10000,
-      eps: 1e-6,
-    };
+    const cfg: TinyConfig = { ...shape, vocab: tok.vocabSize };
     const rng = createRng(99);
     const specs = paramSpecs(cfg);
     const p = initParams(
@@ -78,4 +76,4 @@ test('engine logits match the training graph within 1e-4 (packed rows, GQA, tied
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
