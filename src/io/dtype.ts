@@ -31,7 +31,7 @@ const FLOAT_DTYPES = new Set(['F64', 'F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2']
 
 /** True for a known safetensors dtype name. */
 export function isKnownDtype(dtype: string): boolean {
-  return Object.prototype.hasOwnProperty.call(DTYPE_SIZES, dtype);
+  return Object.hasOwn(DTYPE_SIZES, dtype);
 }
 
 /** True for floating-point dtypes (F64, F32, F16, BF16, F8_E4M3, F8_E5M2). */

@@ -1,5 +1,8 @@
 /**
  * One decoder layer at a time, weights supplied per call: the pruning pipeline's engine.
+ * MoE layers run as the engine runs them (models/moe.ts): the layer graph up to the routing, then
+ * each routed expert through the expert graph; `moeCapture` / `expertCapture` return their
+ * statistics separately so the pruner can keep one Hessian per expert.
  * Two sessions serve every layer: a plain forward, and a capture forward that also returns, per
  * Linear input group, XᵀX over the batch's real tokens (rows scaled by √weight; padding rows 0).
  * A third, created on first use, returns only diag(XᵀX) (Wanda's statistics, OWL's ‖X_j‖²); a
@@ -9,8 +12,17 @@
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
 import type { ModelConfig } from './config.ts';
-import { buildHeadCaptureGraph, buildLayerGraph, captureOutputName, crossOutputName, REFERENCE_PREFIX } from './graphs.ts';
-import { INPUT_GROUPS, type ArchSpec, type InputGroup, type LayerWeights } from './spec.ts';
+import {
+  buildExpertGraph,
+  buildHeadCaptureGraph,
+  buildLayerGraph,
+  captureOutputName,
+  crossOutputName,
+  layerCaptureGroups,
+  REFERENCE_PREFIX,
+} from './graphs.ts';
+import { groupByExpert, runRoutedExperts, type ExpertRows } from './moe.ts';
+import { INPUT_GROUPS, type ArchSpec, type ExpertSpec, type InputGroup, type LayerWeights } from './spec.ts';
 
 export type BatchLayout = Pick<PaddedBatch, 'valid' | 'positions' | 'B' | 'T'>;
 
@@ -133,6 +145,97 @@ export class LayerRunner {
     };
   }
 
+  // ---- MoE layers -----------------------------------------------------------------------------
+  private readonly moeSessions = new Map<string, Session>();
+
+  /** A lazily created MoE session: 'layer' / 'layer_capture' / 'layer_capture_diag' / 'expert' / 'expert_capture' / 'expert_capture_diag'. */
+  private async moeSession(ex: ExpertSpec, kind: string): Promise<Session> {
+    let s = this.moeSessions.get(kind);
+    if (!s) {
+      const diag = kind.endsWith('_diag');
+      const capture = kind.includes('capture');
+      const graph = kind.startsWith('expert')
+        ? buildExpertGraph(this.config, ex, { capture, captureDiagonal: diag })
+        : buildLayerGraph(this.spec, this.config, { past: false, present: false, capture, captureDiagonal: diag, experts: ex });
+      s = await Session.create(`MoE ${kind.replace(/_/g, ' ')}`, graph, this.runtime);
+      this.moeSessions.set(kind, s);
+    }
+    return s;
+  }
+
+  /**
+   * An MoE layer's attention and routing on hidden (B, T, D): the residual h1 (N, D), the experts'
+   * input moe_in (N, D) and the routing grouped by expert (padding left out). With `rowWeight`
+   * (B·T), also XᵀX (or its diagonal) of attn_in, attn_out and mlp_in over the weighted rows.
+   */
+  async moeRoute(
+    ex: ExpertSpec,
+    w: Feeds,
+    hidden: Float32Array,
+    b: BatchLayout,
+    rowWeight: Float32Array | null,
+    diagonal = false,
+  ): Promise<{ h1: Float32Array; moeIn: Float32Array; groups: ExpertRows[]; xtx: Partial<Record<InputGroup, Float32Array>> }> {
+    const feeds = rowWeight ? this.captureFeeds(w, hidden, b, rowWeight) : this.feeds(w, hidden, b);
+    const session = await this.moeSession(ex, rowWeight ? (diagonal ? 'layer_capture_diag' : 'layer_capture') : 'layer');
+    const res = await session.run(feeds);
+    const N = b.B * b.T;
+    const xtx: Partial<Record<InputGroup, Float32Array>> = {};
+    if (rowWeight) for (const g of layerCaptureGroups(true)) xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
+    const groups = groupByExpert(
+      res['route_idx']!.data as BigInt64Array,
+      res['route_w']!.data as Float32Array,
+      N,
+      ex.topK,
+      ex.count,
+      (n) => !b.valid[Math.floor(n / b.T)]![n % b.T],
+    );
+    return { h1: res['h1']!.data as Float32Array, moeIn: res['moe_in']!.data as Float32Array, groups, xtx };
+  }
+
+  /** Expert j's weighted output on its rows: x (n, D), gateW (n) → (n, D). */
+  async expertForward(ex: ExpertSpec, w: Feeds, x: Float32Array, gateW: Float32Array): Promise<Float32Array> {
+    const D = this.config.hiddenSize;
+    const s = await this.moeSession(ex, 'expert');
+    const res = await s.run({ ...w, x: { data: x, dims: [gateW.length, D] }, gate_w: { data: gateW, dims: [gateW.length, 1] } });
+    return res['y']!.data as Float32Array;
+  }
+
+  /** As expertForward, and XᵀX (or its diagonal) of the expert's mlp_in and mlp_out over rows weighted by rowWeight (n). */
+  async expertCapture(
+    ex: ExpertSpec,
+    w: Feeds,
+    x: Float32Array,
+    gateW: Float32Array,
+    rowWeight: Float32Array,
+    diagonal = false,
+  ): Promise<{ y: Float32Array; xtx: Record<'mlp_in' | 'mlp_out', Float32Array> }> {
+    const D = this.config.hiddenSize;
+    const n = gateW.length;
+    if (rowWeight.length !== n) throw new RangeError(`expert row weights: ${rowWeight.length} values for ${n} rows`);
+    const s = await this.moeSession(ex, diagonal ? 'expert_capture_diag' : 'expert_capture');
+    const res = await s.run({
+      ...w,
+      x: { data: x, dims: [n, D] },
+      gate_w: { data: gateW, dims: [n, 1] },
+      token_weight: { data: rowWeight, dims: [n, 1] },
+    });
+    return {
+      y: res['y']!.data as Float32Array,
+      xtx: {
+        mlp_in: res[captureOutputName('mlp_in')]!.data as Float32Array,
+        mlp_out: res[captureOutputName('mlp_out')]!.data as Float32Array,
+      },
+    };
+  }
+
+  /** An MoE layer's output (B, T, D): attention, routing, and the routed experts (`experts[j]` the expert feeds). */
+  async moeForward(ex: ExpertSpec, w: Feeds, experts: readonly Feeds[], hidden: Float32Array, b: BatchLayout): Promise<Float32Array> {
+    const { h1, moeIn, groups } = await this.moeRoute(ex, w, hidden, b, null);
+    await runRoutedExperts(groups, moeIn, this.config.hiddenSize, h1, (j, xj, gw) => this.expertForward(ex, experts[j]!, xj, gw));
+    return h1;
+  }
+
   private headCapture: Session | null = null;
   private headCaptureDiagonal: Session | null = null;
 
@@ -164,6 +267,7 @@ export class LayerRunner {
       this.capturingCross?.release(),
       this.headCapture?.release(),
       this.headCaptureDiagonal?.release(),
+      ...[...this.moeSessions.values()].map((s) => s.release()),
     ]);
   }
 }

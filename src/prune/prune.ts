@@ -16,138 +16,60 @@
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
 import { join } from 'node:path';
-import { asymmetricTarget } from '../compress/asymmetric.ts';
 import type { Gemm } from '../compress/gemm.ts';
-import { magnitudePrune } from '../compress/magnitude.ts';
-import { describeTarget, type PruneReport, type SparsityTarget } from '../compress/masks.ts';
-import { outputErrorGemm } from '../compress/metrics.ts';
-import { gptqQuantize } from '../compress/gptq.ts';
-import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
-import { sparsegptPrune } from '../compress/sparsegpt.ts';
-import { wandaPrune } from '../compress/wanda.ts';
 import {
   batchRowWeights,
   classCounts,
-  hessianOf,
   isUniform,
-  secondMoment,
   UNIFORM_TOKEN_WEIGHTS,
   validateTokenWeights,
   weightedTokens,
   XtxSum,
   type TokenWeights,
 } from '../compress/hessian.ts';
-import { outlierRatio, owlTargets, type OwlOptions } from '../compress/owl.ts';
+import { describeTarget, type SparsityTarget } from '../compress/masks.ts';
+import { outlierRatio, owlTargets } from '../compress/owl.ts';
+import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
 import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
-import { embedRows, leftPad, type Feeds } from '../models/batch.ts';
+import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
-import { groupWidth, linearWeight, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
+import { groupWidth, hasMoeLayers, layerLinears, linearWeight, type InputGroup, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
-import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
+import { moeLayerStep } from './experts.ts';
 import { HiddenStore } from './hidden-store.ts';
+import { denseLayerStep, layerOptions, type LayerJob, type PruneRun } from './layer-step.ts';
+import { PhaseTimer, pruneLinear, type QuantNote } from './linear.ts';
 import { prunedModelCard } from './model-card.ts';
 import {
+  EMBEDDING_QUANT,
+  MIN_EXPERT_TOKENS,
+  PRUNE_METHODS,
+  QUANT_METHODS,
+  QUANT_SCALES_FILE,
+  type LinearScope,
+  type PruneOptions,
+} from './options.ts';
+import {
   formatRacJson,
+  layerLinearReports,
   RAC_JSON,
   type LayerReport,
   type LinearReport,
   type OwlRecord,
-  type PruneMethod,
   type PruneSummary,
   type QuantizationRecord,
 } from './rac-json.ts';
 
+export { EMBEDDING_QUANT, PRUNE_METHODS, QUANT_METHODS, QUANT_SCALES_FILE } from './options.ts';
+export type { LinearScope, MoeCalibration, PruneOptions, PruneProgress } from './options.ts';
 export type { PruneMethod } from './rac-json.ts';
-/** The pruning methods (recipes' `methods`). */
-export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
-/** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
-export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
-/** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
-export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
-/** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
-export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
-export type LinearScope = 'all' | 'attn' | 'mlp';
-
-export interface PruneOptions {
-  method: PruneMethod;
-  /**
-   * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
-   * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
-   * untied lm_head) is rounded to q8_0. Quantized tensors are written as F32 values on the grid,
-   * their f16 scales to quant_scales.safetensors.
-   */
-  quant?: QuantFormat;
-  target: SparsityTarget;
-  /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
-  linears: LinearScope;
-  /** Selected layer indices (default: every layer). */
-  layers?: number[];
-  /** Re-capture the MLP inputs after pruning the attention Linears. */
-  trueSequential?: boolean;
-  magnitudeScope?: 'layer' | 'row';
-  blocksize?: number;
-  percdamp?: number;
-  /** Padded tokens per calibration batch (B·T). */
-  batchTokens: number;
-  /** Bytes of hidden states kept in memory per store before spilling to disk. */
-  memoryLimitBytes?: number;
-  /**
-   * Also prune lm_head, calibrated on the final-normed hidden states of the pruned model. Refused
-   * for tied embeddings (it would prune the embedding table too). Default false.
-   */
-  pruneLmHead?: boolean;
-  /**
-   * Per-token weights by position class (prompt / think / answer tokens of `prompt` and `rac`
-   * calibration sequences), multiplied into the sequence weight: rows enter XᵀX scaled by √w and
-   * n = Σ w (compress/hessian.ts). Default 1,1,1 (bit-identical to no token weights); prompt 0 =
-   * decode tokens only. Unclassified sequences (text, --calib files) keep their sequence weight.
-   */
-  tokenWeights?: TokenWeights;
-  /**
-   * Per-layer sparsity: 'uniform' (default: every layer at `target`) or OWL (compress/owl.ts):
-   * per-layer targets within sparsity ± lambda from the outlier ratio of |W|·‖X‖ (M × the layer's
-   * mean), averaging to the target over all pruned weights. ‖X‖ comes from a pre-pass of the
-   * DENSE model over the calibration set. Unstructured targets and pruning methods only.
-   */
-  sparsityProfile?: 'uniform' | { owl: OwlOptions };
-  /**
-   * Asymmetric calibration (compress/asymmetric.ts, GPTAQ's objective): SparseGPT / GPTQ
-   * reconstruct the outputs the INPUT checkpoint's layer gives on its own stream, ‖XWᵀ − X̃Ŵᵀ‖²,
-   * instead of the dense weights on the pruned model's stream, ‖X̃Wᵀ − X̃Ŵᵀ‖², so the error the
-   * layers before left is corrected rather than carried on. A second (reference) stream of hidden
-   * states runs beside the pruned one: twice the capture forward, two more hidden stores, and
-   * one (cols, cols) solve per Linear. Default false.
-   */
-  asymmetric?: boolean;
-  /**
-   * With `asymmetric`: the model whose stream is reconstructed (default: the input model). Staged
-   * refresh prunes a partly pruned checkpoint and passes the dense model here, so every stage
-   * reconstructs the dense model's outputs. Same architecture and shapes as the input model.
-   */
-  reference?: Model;
-  /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
-  errorStats?: boolean;
-  overwrite?: boolean;
-  runtime?: Partial<RuntimeOptions>;
-  onProgress?: (e: PruneProgress) => void;
-}
-
-export interface PruneProgress {
-  layer: number;
-  layers: number;
-  phase: 'capture' | 'prune' | 'recompute' | 'write' | 'done';
-  batch?: number;
-  batches?: number;
-  linear?: LinearName;
-  report?: LayerReport;
-}
 
 const GROUP_OF_SCOPE: Record<LinearScope, (l: LinearSpec) => boolean> = {
   all: () => true,
@@ -202,43 +124,18 @@ export async function pruneCheckpoint(
   version: string,
 ): Promise<PruneSummary> {
   const t0 = performance.now();
+  checkOptions(model, calibIn, opts);
   const quant = opts.quant;
-  if (QUANT_METHODS.includes(opts.method) && !quant)
-    throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
-  if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
-    throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
-  }
-  if (!calibIn && opts.method !== 'rtn') throw new Error(`${opts.method} needs a calibration set`);
   const calib: CalibSet = calibIn ?? { sequences: [], tokens: 0, source: { kind: 'none' } };
   const statsFree = !calibIn; // rtn without calibration: no capture, no error statistics
   const { spec, config: cfg } = model;
   const L = cfg.numLayers;
   const selected = new Set(opts.layers ?? Array.from({ length: L }, (_, i) => i));
-  for (const i of selected) if (!Number.isInteger(i) || i < 0 || i >= L) throw new Error(`layer ${i} is outside [0, ${L})`);
   const linearSpecs = spec.linears(cfg).filter(GROUP_OF_SCOPE[opts.linears]);
-  if (opts.pruneLmHead && model.tiedHead) {
-    throw new Error(
-      `${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`,
-    );
-  }
-  if (calibIn && calib.sequences.length === 0) throw new Error('the calibration set is empty');
   const asymmetric = !!opts.asymmetric;
-  if (asymmetric && opts.method !== 'sparsegpt' && opts.method !== 'gptq')
-    throw new Error(`--asymmetric reconstructs through SparseGPT's or GPTQ's solver; ${opts.method} has none`);
   const reference = asymmetric && opts.reference && opts.reference !== model ? opts.reference : null;
-  if (reference && JSON.stringify(reference.config) !== JSON.stringify(model.config))
-    throw new Error(`${reference.dir}: the reference model's config differs from ${model.dir}'s`);
   const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
-  validateTokenWeights(tokenWeights);
   const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
-  if (owl) {
-    if (opts.target.kind !== 'unstructured')
-      throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
-    if (!PRUNE_METHODS.includes(opts.method))
-      throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
-    owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
-    if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
-  }
   const quantized = new Map<
     string,
     { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }
@@ -246,9 +143,11 @@ export async function pruneCheckpoint(
   const skipped: string[] = [];
   const widen = new Set<string>();
   if (quant) {
-    for (let l = 0; l < L; l++) {
-      if (!selected.has(l)) continue;
-      for (const ls of linearSpecs) if (ls.cols % QK === 0) widen.add(model.tensorName(l, ls.module));
+    for (const l of selected) {
+      for (const t of scopeTensors(model, l, opts.linears)) {
+        if (t.cols % QK === 0) widen.add(t.name);
+        else skipped.push(t.name);
+      }
     }
     widen.add(spec.embedName);
     if (!model.tiedHead) widen.add(spec.lmHeadName);
@@ -257,11 +156,6 @@ export async function pruneCheckpoint(
     (name: string): QuantNote =>
     (scales, rows, cols, format, method) =>
       quantized.set(name, { scales, rows, cols, format, method });
-  if (quant) {
-    for (let l = 0; l < L; l++) {
-      if (selected.has(l)) for (const ls of linearSpecs) if (ls.cols % QK !== 0) skipped.push(model.tensorName(l, ls.module));
-    }
-  }
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);
   const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
@@ -343,79 +237,50 @@ export async function pruneCheckpoint(
       };
     }
 
+    const run: PruneRun = {
+      model,
+      opts,
+      runner,
+      gemm,
+      padded,
+      rowWeights,
+      n,
+      tokenWeights,
+      needStats,
+      diagonalOnly,
+      stages,
+      noteQuant,
+      reference,
+    };
     for (let l = 0; l < L; l++) {
       const timer = new PhaseTimer();
-      const w = model.layerWeights(l);
-      const rep: LayerReport = { layer: l, pruned: selected.has(l), linears: {}, seconds: timer.seconds };
       const layerTarget = targetOf.get(l);
-      if (layerTarget?.kind === 'unstructured') rep.target = layerTarget.sparsity;
-      const layerOpts = layerTarget ? { ...opts, target: layerTarget } : opts;
-      const progress = (phase: PruneProgress['phase'], extra: Partial<PruneProgress> = {}) =>
-        opts.onProgress?.({ layer: l, layers: L, phase, ...extra });
-
-      // Asymmetric: the layer's own weights, before any is pruned, run the reference stream.
-      const refFeeds = refIn
-        ? runner!.weightFeeds(reference ? reference.layerWeights(l) : selected.has(l) ? copyLayerWeights(w) : w)
-        : null;
-      let refDone = false;
-      // capture → prune, per stage (true-sequential: the MLP inputs are re-captured after attention is pruned)
-      for (const stage of selected.has(l) ? stages : []) {
-        const groups = [...new Set(stage.map((x) => x.group))];
-        const onBatch = (b: number) => progress('capture', { batch: b, batches: padded.length });
-        let cross: Map<InputGroup, XtxSum> | null = null;
-        let stats: Map<InputGroup, XtxSum> | null = null;
-        if (refIn && refOut && refFeeds) {
-          ({ stats, cross } = await captureCrossStats(
-            runner!,
-            w,
-            refFeeds,
-            input,
-            refIn,
-            refDone ? null : refOut,
-            padded,
-            rowWeights,
-            groups,
-            cfg,
-            timer,
-            onBatch,
-          ));
-          refDone = true;
-        } else if (needStats) stats = await captureStats(runner!, w, input, padded, rowWeights, groups, cfg, diagonalOnly, timer, onBatch);
-        for (const ls of stage) {
-          if (stats) progress('prune', { linear: ls.name });
-          const lr = await timer.time('prune', () =>
-            pruneLinear(
-              linearWeight(w, ls.name),
-              ls.rows,
-              ls.cols,
-              stats?.get(ls.group) ?? null,
-              n,
-              layerOpts,
-              gemm!,
-              noteQuant(model.tensorName(l, ls.module)),
-              cross?.get(ls.group) ?? null,
-            ),
-          );
-          timer.add('factor', lr.factor_seconds ?? 0);
-          timer.add('sweep', lr.sweep_seconds ?? 0);
-          rep.linears[ls.name] = lr;
-        }
-      }
-      // recompute: the pruned layer's outputs are the next layer's inputs
-      await timer.time('recompute', async () => {
-        if (!runner) return;
-        const feeds = runner.weightFeeds(w);
-        for (let b = 0; b < padded.length; b++) {
-          output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
-          // A layer left as it is (not selected) moves the reference stream on too.
-          if (refIn && refOut && refFeeds && !refDone) refOut.put(b, await runner.forward(refFeeds, refIn.get(b), padded[b]!));
-          progress('recompute', { batch: b + 1, batches: padded.length });
-        }
-      });
-      await timer.time('write', () => writeLayer(writer, model, l, w, new Set(selected.has(l) ? linearSpecs.map((x) => x.name) : [])));
+      const job: LayerJob = {
+        l,
+        w: model.layerWeights(l),
+        rep: {
+          layer: l,
+          pruned: selected.has(l),
+          linears: {},
+          seconds: timer.seconds,
+          ...(layerTarget?.kind === 'unstructured' ? { target: layerTarget.sparsity } : {}),
+        },
+        timer,
+        opts: layerOptions(opts, layerTarget),
+        progress: (phase, extra = {}) => opts.onProgress?.({ layer: l, layers: L, phase, ...extra }),
+        input,
+        output,
+        refIn,
+        refOut,
+        pruned: new Map(),
+      };
+      const step = model.experts(l) ? moeLayerStep : denseLayerStep;
+      if (job.rep.pruned) await step.calibrate(run, job);
+      await timer.time('recompute', () => step.recompute(run, job)); // the pruned layer's outputs: the next layer's inputs
+      await timer.time('write', () => writeLayer(writer, model, l, job.pruned));
       timer.finish();
-      reports.push(rep);
-      progress('done', { report: rep });
+      reports.push(job.rep);
+      job.progress('done', { report: job.rep });
       [input, output] = [output, input];
       [refIn, refOut] = [refOut, refIn];
     }
@@ -447,8 +312,8 @@ export async function pruneCheckpoint(
     if (quant) writeScales(writer.tmpDir, quantized);
     if (owlRecord) {
       for (const e of owlRecord.layers) {
-        const lin = Object.values(reports[e.layer]!.linears);
-        e.sparsity = lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
+        const lin = layerLinearReports(reports[e.layer]!);
+        e.sparsity = lin.reduce((a, x) => a + x.zeros, 0) / lin.reduce((a, x) => a + x.rows * x.cols, 0);
       }
     }
     const summary = pruneSummary(model, opts, version, {
@@ -477,106 +342,44 @@ export async function pruneCheckpoint(
   }
 }
 
-/** Seconds per phase of one layer (LayerReport.seconds): `time(phase, fn)` adds fn's wall time. */
-class PhaseTimer {
-  readonly seconds: LayerReport['seconds'] = { capture: 0, hessian: 0, prune: 0, factor: 0, sweep: 0, recompute: 0, write: 0, total: 0 };
-  private readonly t0 = performance.now();
-
-  async time<T>(phase: keyof LayerReport['seconds'], fn: () => T | Promise<T>): Promise<T> {
-    const t = performance.now();
-    try {
-      return await fn();
-    } finally {
-      this.seconds[phase] += (performance.now() - t) / 1000;
-    }
+/** Every refusal pruneCheckpoint makes before any work (one line each). */
+function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions): void {
+  const L = model.config.numLayers;
+  if (QUANT_METHODS.includes(opts.method) && !opts.quant)
+    throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
+    throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
   }
-
-  add(phase: keyof LayerReport['seconds'], seconds: number): void {
-    this.seconds[phase] += seconds;
-  }
-
-  finish(): void {
-    this.seconds.total = (performance.now() - this.t0) / 1000;
-  }
-}
-
-/** Σ over batches of XᵀX (or its diagonal) for the requested groups; the forward + XᵀX graph is `capture`, the sums `hessian`. */
-async function captureStats(
-  runner: LayerRunner,
-  w: LayerWeights,
-  input: HiddenStore,
-  padded: ReturnType<typeof leftPad>[],
-  rowWeights: Float32Array[],
-  groups: InputGroup[],
-  cfg: Model['config'],
-  diagonal: boolean,
-  timer: PhaseTimer,
-  onBatch: (b: number) => void,
-): Promise<Map<InputGroup, XtxSum>> {
-  const sums = new Map<InputGroup, XtxSum>();
-  for (const g of groups) sums.set(g, new XtxSum(groupWidth(cfg, g), diagonal));
-  const feeds = runner.weightFeeds(w);
-  for (let b = 0; b < padded.length; b++) {
-    const { xtx } = await timer.time('capture', () =>
-      diagonal
-        ? runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!)
-        : runner.capture(feeds, input.get(b), padded[b]!, rowWeights[b]!),
+  if (!calibIn && opts.method !== 'rtn') throw new Error(`${opts.method} needs a calibration set`);
+  for (const i of opts.layers ?? []) if (!Number.isInteger(i) || i < 0 || i >= L) throw new Error(`layer ${i} is outside [0, ${L})`);
+  if (opts.pruneLmHead && model.tiedHead) {
+    throw new Error(
+      `${model.dir}: lm_head is tied to the embeddings (tie_word_embeddings); pruning it would prune the embedding table too`,
     );
-    await timer.time('hessian', () => {
-      for (const g of groups) sums.get(g)!.add(xtx[g]);
-    });
-    onBatch(b + 1);
   }
-  return sums;
-}
-
-/**
- * Asymmetric calibration's statistics: per requested group, XᵀX of the pruned stream and the cross
- * term X_refᵀX of the reference stream against it, from one two-stream capture per batch; the
- * reference layer's outputs go to `refOut` when given (the first stage of a layer).
- */
-async function captureCrossStats(
-  runner: LayerRunner,
-  w: LayerWeights,
-  refFeeds: Feeds,
-  input: HiddenStore,
-  refIn: HiddenStore,
-  refOut: HiddenStore | null,
-  padded: ReturnType<typeof leftPad>[],
-  rowWeights: Float32Array[],
-  groups: InputGroup[],
-  cfg: Model['config'],
-  timer: PhaseTimer,
-  onBatch: (b: number) => void,
-): Promise<{ stats: Map<InputGroup, XtxSum>; cross: Map<InputGroup, XtxSum> }> {
-  const stats = new Map<InputGroup, XtxSum>();
-  const cross = new Map<InputGroup, XtxSum>();
-  for (const g of groups) {
-    stats.set(g, new XtxSum(groupWidth(cfg, g), false));
-    cross.set(g, new XtxSum(groupWidth(cfg, g), false));
+  if (calibIn && calibIn.sequences.length === 0) throw new Error('the calibration set is empty');
+  if (opts.asymmetric && opts.method !== 'sparsegpt' && opts.method !== 'gptq')
+    throw new Error(`--asymmetric reconstructs through SparseGPT's or GPTQ's solver; ${opts.method} has none`);
+  const reference = opts.asymmetric && opts.reference && opts.reference !== model ? opts.reference : null;
+  if (reference && JSON.stringify(reference.config) !== JSON.stringify(model.config))
+    throw new Error(`${reference.dir}: the reference model's config differs from ${model.dir}'s`);
+  validateTokenWeights(opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS);
+  const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
+  if (owl) {
+    if (opts.target.kind !== 'unstructured')
+      throw new Error('--sparsity-profile owl needs an unstructured --sparsity (N:M fixes the sparsity of every group)');
+    if (!PRUNE_METHODS.includes(opts.method))
+      throw new Error(`--sparsity-profile owl needs a pruning method (sparsegpt, wanda, magnitude), not ${opts.method}`);
+    owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
+    if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
   }
-  const feeds = runner.weightFeeds(w);
-  for (let b = 0; b < padded.length; b++) {
-    const r = await timer.time('capture', () =>
-      runner.captureCross(feeds, refFeeds, input.get(b), refIn.get(b), padded[b]!, rowWeights[b]!),
-    );
-    await timer.time('hessian', () => {
-      for (const g of groups) {
-        stats.get(g)!.add(r.xtx[g]);
-        cross.get(g)!.add(r.cross[g]);
-      }
-    });
-    refOut?.put(b, r.outRef);
-    onBatch(b + 1);
+  if (hasMoeLayers(model.config)) {
+    // Not built for expert layers yet: each would need its statistics per expert.
+    if (opts.asymmetric) throw new Error(`${model.dir}: --asymmetric is not supported for Mixture-of-Experts models yet`);
+    if (owl) throw new Error(`${model.dir}: --sparsity-profile owl is not supported for Mixture-of-Experts models yet`);
   }
-  return { stats, cross };
-}
-
-/** A copy of a layer's Linear weights (biases and norms shared: pruning never touches them). */
-function copyLayerWeights(w: LayerWeights): LayerWeights {
-  const linears = {} as LayerWeights['linears'];
-  for (const [k, v] of Object.entries(w.linears) as [LinearName, Float32Array][]) linears[k] = v.slice();
-  return { linears, biases: w.biases, norms: w.norms };
+  const min = opts.minExpertTokens;
+  if (min !== undefined && !(Number.isInteger(min) && min >= 0)) throw new Error(`--min-expert-tokens must be an integer ≥ 0, got ${min}`);
 }
 
 /**
@@ -658,7 +461,7 @@ function quantizationRecord(
   for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
   let qz = 0;
   let qn = 0;
-  for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
+  for (const lr of [...reports.flatMap(layerLinearReports), lmHead]) {
     if (!lr?.quant) continue;
     qz += lr.zeros;
     qn += lr.rows * lr.cols;
@@ -693,7 +496,7 @@ function pruneSummary(
   let zeros = 0;
   let weights = 0;
   let count = 0;
-  for (const lr of [...r.reports.flatMap((x) => Object.values(x.linears)), r.lmHead]) {
+  for (const lr of [...r.reports.flatMap(layerLinearReports), r.lmHead]) {
     if (!lr) continue;
     zeros += lr.zeros;
     weights += lr.rows * lr.cols;
@@ -722,6 +525,9 @@ function pruneSummary(
       lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
       ...(quant ? { quant } : {}),
       token_weights: { ...r.tokenWeights },
+      ...(hasMoeLayers(model.config)
+        ? { moe_calibration: opts.moeCalibration ?? 'routed', min_expert_tokens: opts.minExpertTokens ?? MIN_EXPERT_TOKENS }
+        : {}),
       sparsity_profile: r.owl ? { owl: { m: r.owl.m, lambda: r.owl.lambda } } : 'uniform',
     },
     calibration: {
@@ -736,103 +542,6 @@ function pruneSummary(
     ...(r.owl ? { sparsity_profile: r.owl } : {}),
     totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: r.seconds },
   };
-}
-
-type QuantNote = (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void;
-
-/** Prune one Linear (rows, cols) in place given its group's XᵀX sum; returns its report. */
-async function pruneLinear(
-  W: Float32Array,
-  rows: number,
-  cols: number,
-  /** The group's Σ XᵀX (or its diagonal, for Wanda without error statistics); null only for magnitude / rtn without error statistics. */
-  stats: XtxSum | null,
-  n: number,
-  opts: PruneOptions,
-  gemm: Gemm,
-  /** Records the f16 scales of a quantized Linear. */
-  onQuant: QuantNote = () => {},
-  /** Asymmetric calibration: the group's Σ X_refᵀX̃ (the solver then reconstructs the reference outputs). */
-  cross: XtxSum | null = null,
-): Promise<LinearReport> {
-  const t0 = performance.now();
-  const original = opts.errorStats === false || !stats ? null : W.slice();
-  let H: Float32Array | null = null;
-  const hessian = () => (H ??= hessianOf(stats!, n));
-  let shift: number | undefined;
-  if (cross && stats && (opts.method === 'sparsegpt' || opts.method === 'gptq')) {
-    const a = await asymmetricTarget(W, rows, cols, hessian(), hessianOf(cross, n), gemm, { percdamp: opts.percdamp });
-    shift = a.shift;
-  }
-  let r: PruneReport;
-  if (!stats && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
-  const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
-  let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
-  switch (opts.method) {
-    case 'rtn':
-      r = { zeros: 0, total: W.length, sparsity: 0 };
-      break;
-    case 'gptq': {
-      if (quant) {
-        const g = await gptqQuantize(W, rows, cols, hessian(), quant, gemm, {
-          blocksize: opts.blocksize,
-          percdamp: opts.percdamp,
-        });
-        onQuant(g.scales, rows, cols, quant, 'gptq');
-        quantMethod = 'gptq';
-        r = g;
-      } else r = { zeros: 0, total: W.length, sparsity: 0 };
-      break;
-    }
-    case 'magnitude':
-      r = magnitudePrune(W, rows, cols, opts.target, { scope: opts.magnitudeScope ?? 'layer' });
-      break;
-    case 'wanda':
-      r = wandaPrune(W, rows, cols, stats!.diag(), opts.target);
-      break;
-    case 'sparsegpt': {
-      const o = await sparsegptPrune(W, rows, cols, hessian(), opts.target, gemm, {
-        blocksize: opts.blocksize,
-        percdamp: opts.percdamp,
-        ...(quant ? { quant } : {}),
-      });
-      if (quant) {
-        onQuant(o.scales!, rows, cols, quant, 'joint');
-        quantMethod = 'joint';
-      }
-      r = o;
-      break;
-    }
-  }
-  if (quant && !quantMethod) {
-    // Round to nearest after pruning (zeros stay zeros: 0 is on the grid).
-    const { scales } = rtnQuantize(W, rows, cols, quant);
-    onQuant(scales, rows, cols, quant, 'rtn');
-    quantMethod = 'rtn';
-    let z = 0;
-    for (let i = 0; i < W.length; i++) if (W[i] === 0) z++;
-    r = { ...r, zeros: z, sparsity: z / W.length };
-  }
-  const out: LinearReport = { rows, cols, zeros: r.zeros, sparsity: r.sparsity, seconds: 0 };
-  if (quant && quantMethod) {
-    out.quant = quant;
-    out.quant_method = quantMethod === 'joint' ? 'gptq' : quantMethod;
-  }
-  if (r.loss !== undefined) out.loss = r.loss;
-  if (shift !== undefined) out.target_shift = shift;
-  if (r.damp !== undefined) out.damp = r.damp;
-  if (r.retries !== undefined) out.retries = r.retries;
-  if (r.factorSeconds !== undefined) {
-    out.factor_seconds = r.factorSeconds;
-    out.sweep_seconds = (r.seconds ?? 0) - r.factorSeconds;
-  }
-  if (original && stats) {
-    const M = secondMoment(stats, n);
-    out.output_error = await outputErrorGemm(original, W, M, rows, cols, gemm);
-    out.output_norm = await outputErrorGemm(original, new Float32Array(W.length), M, rows, cols, gemm);
-  }
-  out.seconds = (performance.now() - t0) / 1000;
-  return out;
 }
 
 /** The f16 scales of every quantized tensor, one F16 (rows, cols/32) tensor each, under its own name. */
@@ -851,13 +560,37 @@ function writeScales(dir: string, quantized: Map<string, { scales: Float32Array;
   }
 }
 
-/** Write layer l's tensors: pruned Linears from `w`, everything else copied byte for byte. */
-function writeLayer(writer: CheckpointWriter, model: Model, l: number, w: LayerWeights, pruned: Set<LinearName>): void {
-  for (const ls of model.spec.linears(model.config)) {
-    const name = model.tensorName(l, ls.module);
-    if (pruned.has(ls.name)) writer.writeF32(name, linearWeight(w, ls.name));
+/** Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name), every other one copied byte for byte. */
+function writeLayer(writer: CheckpointWriter, model: Model, l: number, pruned: Map<string, Float32Array>): void {
+  for (const name of layerTensorNames(model, l)) {
+    const W = pruned.get(name);
+    if (W) writer.writeF32(name, W);
     else writer.copy(name);
   }
+}
+
+/** Every Linear weight of layer l (an MoE layer's attention, router and experts), by HF name. */
+function layerTensorNames(model: Model, l: number): string[] {
+  const names = layerLinears(model.spec, model.config, l).map((ls) => model.tensorName(l, ls.module));
+  const ex = model.experts(l);
+  if (ex) {
+    names.push(model.tensorName(l, ex.routerModule));
+    for (let j = 0; j < ex.count; j++) for (const ls of ex.linears) names.push(model.expertTensorName(l, j, ls.module));
+  }
+  return names;
+}
+
+/** The Linears of layer l a scope prunes, as (HF name, cols): attention, dense MLP or every expert's. */
+function scopeTensors(model: Model, l: number, scope: LinearScope): { name: string; cols: number }[] {
+  const out = layerLinears(model.spec, model.config, l)
+    .filter(GROUP_OF_SCOPE[scope])
+    .map((ls) => ({ name: model.tensorName(l, ls.module), cols: ls.cols }));
+  const ex = model.experts(l);
+  if (ex && scope !== 'attn') {
+    for (let j = 0; j < ex.count; j++)
+      for (const ls of ex.linears) out.push({ name: model.expertTensorName(l, j, ls.module), cols: ls.cols });
+  }
+  return out;
 }
 
 function readCard(dir: string): string | undefined {

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { QuantFormat } from '../compress/quant-grids.ts';
 import type { HubSource } from '../io/hub.ts';
-import type { LinearName } from '../models/spec.ts';
+import type { ExpertLinearName, LinearName } from '../models/spec.ts';
 
 /** The file name inside a pruned model directory. */
 export const RAC_JSON = 'rac.json';
@@ -40,12 +40,29 @@ export interface LinearReport {
   seconds: number;
 }
 
+/** One expert of a pruned MoE layer: the calibration it saw and its Linears. */
+export interface ExpertReport {
+  expert: number;
+  /** Real calibration tokens the router sent to the expert (Σ over experts = top-k × tokens). */
+  tokens: number;
+  /**
+   * Where its statistics came from: `routed` (its routed tokens), `all` (every token,
+   * moe_calibration all), `all_low_tokens` (every token: fewer routed than min_expert_tokens),
+   * `none` (magnitude / rtn without statistics).
+   */
+  statistics: 'routed' | 'all' | 'all_low_tokens' | 'none';
+  linears: Partial<Record<ExpertLinearName, LinearReport>>;
+}
+
 export interface LayerReport {
   layer: number;
   pruned: boolean;
   /** This layer's unstructured sparsity target (OWL: its own; uniform: omitted). */
   target?: number;
+  /** The attention Linears and, in a dense layer, the MLP's; an MoE layer's experts are in `experts`. */
   linears: Partial<Record<LinearName, LinearReport>>;
+  /** An MoE layer's experts, in order (pruned layers whose scope includes the MLP). */
+  experts?: ExpertReport[];
   /** capture: forward + XᵀX graph; hessian: accumulating and scaling H in JS; factor/sweep: SparseGPT's U and OBS sweep. */
   seconds: {
     capture: number;
@@ -57,6 +74,13 @@ export interface LayerReport {
     write: number;
     total: number;
   };
+}
+
+/** Every Linear report of a layer: its attention / dense Linears and, in an MoE layer, every expert's. */
+export function layerLinearReports(r: LayerReport): LinearReport[] {
+  const out = Object.values(r.linears).filter((x): x is LinearReport => !!x);
+  for (const e of r.experts ?? []) for (const x of Object.values(e.linears)) if (x) out.push(x);
+  return out;
 }
 
 export interface PruneSummary {

@@ -14,6 +14,7 @@ import type { SparsityTarget } from '../compress/masks.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { parseSourceMap, type CalibShape, type SourceMode } from '../prune/calib-modes.ts';
 import type { TraceSelection } from '../prune/select.ts';
+import { MIN_EXPERT_TOKENS, MOE_CALIBRATIONS, type MoeCalibration } from '../prune/options.ts';
 import type { SamplingSettings } from '../backends/backend.ts';
 import type { TraceSettings } from './trace.ts';
 
@@ -92,6 +93,8 @@ export interface PruneSettings {
   sparsityProfile: SparsityProfileKind;
   owlM: number;
   owlLambda: number;
+  moeCalibration: MoeCalibration;
+  minExpertTokens: number;
 }
 
 /**
@@ -127,6 +130,8 @@ export const PRUNE_DEFAULTS: PruneSettings = {
   // OWL's paper values (M 5, λ 0.08), as llm-compressor's owl_m / owl_lmbda
   owlM: 5,
   owlLambda: 0.08,
+  moeCalibration: 'routed',
+  minExpertTokens: MIN_EXPERT_TOKENS,
 };
 
 /** The settings a recipe defaults differently, and why: a recipe is a whole study at one budget. */
@@ -306,6 +311,22 @@ export const PRUNE_FIELDS: readonly Field[] = [
     section: 'prune',
     kind: { t: 'bool' },
     help: 're-capture MLP inputs after pruning attention',
+  },
+  {
+    prop: 'moeCalibration',
+    key: 'moe_calibration',
+    flag: '--moe-calibration',
+    section: 'prune',
+    kind: choice(MOE_CALIBRATIONS),
+    help: "MoE experts' statistics: routed = the tokens routed to each expert | all = every token (the output stays routed)",
+  },
+  {
+    prop: 'minExpertTokens',
+    key: 'min_expert_tokens',
+    flag: '--min-expert-tokens',
+    section: 'prune',
+    kind: int(0),
+    help: 'MoE, routed: an expert routed fewer calibration tokens is calibrated on every token instead',
   },
   {
     prop: 'asymmetric',
@@ -549,6 +570,8 @@ export function prunerOptionsOf(s: PruneSettings, runtime: Partial<RuntimeOption
     memoryLimitBytes: s.memoryLimitMb * 2 ** 20,
     errorStats: s.errorStats,
     pruneLmHead: s.pruneLmHead,
+    moeCalibration: s.moeCalibration,
+    minExpertTokens: s.minExpertTokens,
     runtime,
     ...(s.tokenWeights ? { tokenWeights: s.tokenWeights } : {}),
     ...(s.sparsityProfile === 'owl' ? { sparsityProfile: { owl: { m: s.owlM, lambda: s.owlLambda } } } : {}),

@@ -33,7 +33,7 @@ import { prunedModelCard } from '../prune/model-card.ts';
 import type { GenerationBackend } from '../backends/backend.ts';
 import { runTrace, type TraceOptions, type TracePrompt, type TraceSettings } from './trace.ts';
 import { parseLayerSelection, pruneCheckpoint, type PruneMethod, type PruneOptions, type PruneProgress } from '../prune/prune.ts';
-import { formatRacJson, RAC_JSON, type PruneSummary } from '../prune/rac-json.ts';
+import { formatRacJson, layerLinearReports, RAC_JSON, type PruneSummary } from '../prune/rac-json.ts';
 
 /** What a generator reports about the traces it wrote. */
 export interface GeneratedTraces {
@@ -250,7 +250,7 @@ function mergeSummaries(lastSum: PruneSummary, layers: PruneSummary['layers'], j
   let zeros = 0;
   let weights = 0;
   let count = 0;
-  for (const lr of [...layers.flatMap((r) => Object.values(r.linears)), lastSum.lm_head]) {
+  for (const lr of [...layers.flatMap(layerLinearReports), lastSum.lm_head]) {
     if (!lr) continue;
     zeros += lr.zeros;
     weights += lr.rows * lr.cols;

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Model } from '../../src/models/model.ts';
+import type { Model } from '../../src/models/model.ts';
 import type { WeightSource } from '../../src/models/reference.ts';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../../src/models/random.ts';
 

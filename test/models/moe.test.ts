@@ -13,11 +13,14 @@ import { Engine } from '../../src/models/engine.ts';
 import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../../src/models/random.ts';
-import { referenceForward, referenceMoe } from '../../src/models/reference.ts';
-import { groupByExpert } from '../../src/models/moe.ts';
+import { makeLayerBatch, referenceForward, referenceLayerInputs, referenceMoe } from '../../src/models/reference.ts';
+import { LayerRunner } from '../../src/models/layer-runner.ts';
+import { embedRows, expertFeeds, leftPad } from '../../src/models/batch.ts';
+import { gatherRows, groupByExpert } from '../../src/models/moe.ts';
 import { isMoeLayer } from '../../src/models/spec.ts';
 import { checkpoint, maxAbsDiff, tempDir, weightSource } from '../helpers/checkpoints.ts';
 import { dropTensor } from '../helpers/corrupt.ts';
+import { relDiff } from '../helpers/prune.ts';
 
 const ATOL = 1e-4;
 
@@ -212,5 +215,58 @@ describe('Qwen3-MoE: inconsistent configs and checkpoints', () => {
       /tensor "model\.layers\.0\.mlp\.gate\.weight" has shape \[4, 64\] but config\.json implies \[3, 64\]/,
     );
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('Qwen3-MoE: the layer runner’s per-expert statistics', () => {
+  it('routing, expert inputs and XᵀX of each expert’s rows equal the reference (padding and token weights applied)', async () => {
+    const model = Model.open(checkpoint(CASES[0]![1]));
+    const runner = await LayerRunner.create(model.spec, model.config, { threads: 1 });
+    try {
+      const ex = model.experts(0)!;
+      const w = model.layerWeights(0);
+      const pb = leftPad([SEQS[0]!, SEQS[1]!]);
+      const D = model.config.hiddenSize;
+      const I = model.config.moe!.expertIntermediateSize;
+      const hidden = embedRows(model.embedding(), model.config, pb.ids);
+      const rowW = Float32Array.from({ length: pb.B * pb.T }, (_, r) =>
+        pb.valid[Math.floor(r / pb.T)]![r % pb.T] ? 0.5 + (r % 3) / 4 : 0,
+      );
+      const route = await runner.moeRoute(ex, runner.weightFeeds(w), hidden, pb, rowW);
+      const mask = pb.valid.map((v) => [...v]);
+      const ref = referenceLayerInputs(model.config, w, hidden, makeLayerBatch(pb.B, pb.T, mask), ex);
+      for (let j = 0; j < ex.count; j++) {
+        const want = ref.inputs.experts![j]!;
+        const real = want.rows.filter((r) => rowW[r]! > 0);
+        assert.deepEqual([...route.groups[j]!.rows], real, `expert ${j}: routed rows`);
+        const rows = route.groups[j]!.rows;
+        if (rows.length === 0) continue;
+        const tw = Float32Array.from(rows, (r) => rowW[r]!);
+        const got = await runner.expertCapture(
+          ex,
+          expertFeeds(ex, w.moe!, j),
+          gatherRows(route.moeIn, D, rows),
+          route.groups[j]!.weights,
+          tw,
+        );
+        const xtx = (X: Float32Array, width: number, at: (r: number) => number) => {
+          const H = new Float64Array(width * width);
+          rows.forEach((row, r) => {
+            const wr = rowW[row]! * rowW[row]!;
+            for (let a = 0; a < width; a++)
+              for (let b = 0; b < width; b++) H[a * width + b]! += wr * X[at(r) * width + a]! * X[at(r) * width + b]!;
+          });
+          return H;
+        };
+        const inRef = xtx(ref.inputs.mlp_in, D, (r) => rows[r]!);
+        const pos = new Map(want.rows.map((row, i) => [row, i]));
+        const outRef = xtx(want.act, I, (r) => pos.get(rows[r]!)!);
+        assert.ok(relDiff(got.xtx.mlp_in, inRef) < 1e-5, `expert ${j}: mlp_in XᵀX`);
+        assert.ok(relDiff(got.xtx.mlp_out, outRef) < 1e-5, `expert ${j}: mlp_out XᵀX`);
+      }
+    } finally {
+      await runner.release();
+      model.close();
+    }
   });
 });

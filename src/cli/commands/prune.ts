@@ -26,6 +26,7 @@ import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
 import { parseTokenWeights, type TokenWeights } from '../../compress/hessian.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
 import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
+import { layerLinearReports } from '../../prune/rac-json.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
@@ -244,8 +245,8 @@ export function register(program: Command): void {
         const r = e.report;
         const el = (performance.now() - t0) / 1000;
         const eta = (el / (e.layer + 1)) * (L - e.layer - 1);
-        const lin = Object.values(r.linears);
-        const sp = lin.length ? lin.reduce((a, x) => a + x!.zeros, 0) / lin.reduce((a, x) => a + x!.rows * x!.cols, 0) : 0;
+        const lin = layerLinearReports(r);
+        const sp = lin.length ? lin.reduce((a, x) => a + x.zeros, 0) / lin.reduce((a, x) => a + x.rows * x.cols, 0) : 0;
         process.stderr.write(
           `layer ${e.layer + 1}/${L}: ${r.pruned ? `sparsity ${(100 * sp).toFixed(2)}%` : 'kept'} in ${r.seconds.total.toFixed(2)}s ` +
             `(capture ${r.seconds.capture.toFixed(2)}, prune ${r.seconds.prune.toFixed(2)}, recompute ${r.seconds.recompute.toFixed(2)}) · ` +
@@ -296,11 +297,11 @@ export function register(program: Command): void {
       }
       if (o.json) return printJson(summary);
       const rows = summary.layers.map((r) => {
-        const lin = Object.values(r.linears);
-        const z = lin.reduce((a, x) => a + x!.zeros, 0);
-        const n = lin.reduce((a, x) => a + x!.rows * x!.cols, 0);
-        const err = lin.reduce((a, x) => a + (x!.output_error ?? 0), 0);
-        const norm = lin.reduce((a, x) => a + (x!.output_norm ?? 0), 0);
+        const lin = layerLinearReports(r);
+        const z = lin.reduce((a, x) => a + x.zeros, 0);
+        const n = lin.reduce((a, x) => a + x.rows * x.cols, 0);
+        const err = lin.reduce((a, x) => a + (x.output_error ?? 0), 0);
+        const norm = lin.reduce((a, x) => a + (x.output_norm ?? 0), 0);
         const loss = lin.reduce((a, x) => a + (x!.loss ?? 0), 0);
         return [
           String(r.layer),
