@@ -32,7 +32,7 @@ import { SafetensorsFile } from '../io/safetensors.ts';
 import { QWEN2_PRETOKENIZE_REGEX } from '../io/bpe.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { Model } from '../models/model.ts';
-import type { LinearName, NormName } from '../models/spec.ts';
+import { hasMoeLayers, layerLinears, type ExpertLinearName, type LinearName, type NormName } from '../models/spec.ts';
 import { RAC_JSON, type QuantizationRecord } from '../prune/rac-json.ts';
 
 export type GgufDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
@@ -71,7 +71,16 @@ export interface ExportGgufResult {
 }
 
 /** llama.cpp architecture for each HF model_type. */
-const GGUF_ARCH: Record<string, 'qwen2' | 'qwen3' | 'llama'> = { qwen2: 'qwen2', qwen3: 'qwen3', llama: 'llama', mistral: 'llama' };
+const GGUF_ARCH: Record<string, 'qwen2' | 'qwen3' | 'llama' | 'qwen3moe'> = {
+  qwen2: 'qwen2',
+  qwen3: 'qwen3',
+  llama: 'llama',
+  mistral: 'llama',
+  qwen3_moe: 'qwen3moe',
+};
+
+/** An MoE layer's stacked expert tensors: ggml ne {cols, rows, experts} = row-major (E, rows, cols), experts in order. */
+const EXPERTS_GGUF: Record<ExpertLinearName, string> = { gate_proj: 'ffn_gate_exps', up_proj: 'ffn_up_exps', down_proj: 'ffn_down_exps' };
 
 const LINEAR_GGUF: Record<LinearName, string> = {
   q_proj: 'attn_q',
@@ -461,6 +470,13 @@ function modelMetadata(arch: string, c: ModelConfig, name: string, dtype: GgufDt
   if (arch === 'llama') {
     kvs.push(kv.u32(`${arch}.vocab_size`, c.vocabSize), kv.u32(`${arch}.rope.dimension_count`, c.headDim));
   }
+  if (c.moe && hasMoeLayers(c)) {
+    kvs.push(
+      kv.u32(`${arch}.expert_count`, c.moe.numExperts),
+      kv.u32(`${arch}.expert_used_count`, c.moe.topK),
+      kv.u32(`${arch}.expert_feed_forward_length`, c.moe.expertIntermediateSize),
+    );
+  }
   if (c.ropeScaling.type === 'linear') {
     kvs.push(kv.str(`${arch}.rope.scaling.type`, 'linear'), kv.f32(`${arch}.rope.scaling.factor`, c.ropeScaling.factor));
   }
@@ -478,39 +494,80 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource |
    * `hf`: the checkpoint tensor (for its recorded quantization); `fmt`: its grid in a quantized
    * export; `heads`: the llama q/k permutation (rows move together with their block scales).
    */
-  const add = (name: string, shape: number[], data: () => Float32Array, hf?: string, fmt?: QuantFormat, heads = 0) => {
-    if (shape.length < 2) return out.push({ name, type: 'F32', shape, data });
-    const [rows, cols] = [shape[0]!, shape[shape.length - 1]!];
-    if (!quant || !fmt || cols % QK !== 0) {
-      // Float exports; and in quantized ones, rows that are not whole blocks stay F32 (exact).
-      return out.push({ name, type: quant ? 'F32' : wt, shape, data });
-    }
+  /** The blocks of one HF tensor (rows, cols) on grid `fmt`: its recorded rac quantization, else llama.cpp's RTN. */
+  const blocksOf = (
+    hf: string | undefined,
+    name: string,
+    w0: Float32Array,
+    rows: number,
+    cols: number,
+    fmt: QuantFormat,
+    heads: number,
+  ) => {
     const rec = hf !== undefined ? qs?.tensors[hf] : undefined;
+    let w = w0; // permuted already when heads > 0
+    let scales: Float32Array;
+    if (rec) {
+      scales = qs!.scales(hf!);
+      if (heads > 0) scales = permuteQk(scales, rows, cols / QK, heads);
+    } else {
+      w = w.slice();
+      scales = rtnQuantize(w, rows, cols, fmt).scales; // llama.cpp's reference quantizer
+    }
+    try {
+      return encodeBlocks(fmt, w, scales, rows, cols);
+    } catch (e) {
+      throw new ExportError(
+        `${m.dir}: "${hf ?? name}": ${(e as Error).message}; the weights no longer match the scales recorded in rac.json`,
+      );
+    }
+  };
+  const checkFormat = (hf: string, fmt: QuantFormat) => {
+    const rec = qs?.tensors[hf];
     if (rec && rec.format !== fmt) {
       throw new ExportError(
         `${m.dir}: "${hf}" was quantized to ${rec.format}, but a ${dtype} GGUF stores it as ${fmt}; export with --dtype ${rec.format} (or f32)`,
       );
     }
+  };
+  /**
+   * One GGUF tensor of row-major `shape` made of the HF tensors `hfs` stacked along the first axis
+   * (one for a plain tensor; E for an MoE layer's experts). `fmt`: its grid in a quantized export;
+   * `heads`: the llama q/k permutation (rows move together with their block scales).
+   */
+  const addStacked = (name: string, shape: number[], parts: { hf?: string; data: () => Float32Array }[], fmt?: QuantFormat, heads = 0) => {
+    const data =
+      parts.length === 1
+        ? parts[0]!.data
+        : () => {
+            const per = shape.slice(1).reduce((a, b) => a * b, 1);
+            const all = new Float32Array(per * parts.length);
+            parts.forEach((p, i) => all.set(p.data(), i * per));
+            return all;
+          };
+    if (shape.length < 2) return out.push({ name, type: 'F32', shape, data });
+    const cols = shape[shape.length - 1]!;
+    const rows = shape.slice(parts.length === 1 ? 0 : 1, -1).reduce((a, b) => a * b, 1); // of one part
+    if (!quant || !fmt || cols % QK !== 0) {
+      // Float exports; and in quantized ones, rows that are not whole blocks stay F32 (exact).
+      return out.push({ name, type: quant ? 'F32' : wt, shape, data });
+    }
+    for (const p of parts) if (p.hf !== undefined) checkFormat(p.hf, fmt);
     const blocks = () => {
-      let w = data(); // permuted already when heads > 0
-      let scales: Float32Array;
-      if (rec) {
-        scales = qs!.scales(hf!);
-        if (heads > 0) scales = permuteQk(scales, rows, cols / QK, heads);
-      } else {
-        w = w.slice();
-        scales = rtnQuantize(w, rows, cols, fmt).scales; // llama.cpp's reference quantizer
+      const bs = parts.map((p) => blocksOf(p.hf, name, p.data(), rows, cols, fmt, heads));
+      if (bs.length === 1) return bs[0]!;
+      const all = new Uint8Array(bs.reduce((a, b) => a + b.byteLength, 0));
+      let off = 0;
+      for (const b of bs) {
+        all.set(b, off);
+        off += b.byteLength;
       }
-      try {
-        return encodeBlocks(fmt, w, scales, rows, cols);
-      } catch (e) {
-        throw new ExportError(
-          `${m.dir}: "${hf ?? name}": ${(e as Error).message}; the weights no longer match the scales recorded in rac.json`,
-        );
-      }
+      return all;
     };
     out.push({ name, type: GGML_OF[fmt], shape, data, blocks });
   };
+  const add = (name: string, shape: number[], data: () => Float32Array, hf?: string, fmt?: QuantFormat, heads = 0) =>
+    addStacked(name, shape, [{ ...(hf !== undefined ? { hf } : {}), data }], fmt, heads);
   const outFmt: QuantFormat | undefined = quant ? OUTPUT_QUANT : undefined;
   const linFmt: QuantFormat | undefined = quant ?? undefined;
 
@@ -519,7 +576,7 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource |
   for (let i = 0; i < c.numLayers; i++) {
     const blk = `blk.${i}`;
     for (const n of spec.norms(c)) add(`${blk}.${NORM_GGUF[n.name]}.weight`, [n.size], () => m.read(m.tensorName(i, n.module)));
-    for (const l of spec.linears(c)) {
+    for (const l of layerLinears(spec, c, i)) {
       const heads = l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0;
       const perm = permute && heads > 0;
       add(
@@ -540,6 +597,22 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource |
         });
       }
     }
+    const ex = m.experts(i);
+    if (!ex) continue;
+    // The router stays F32 in every export (llama.cpp's converter and llama-quantize keep ffn_gate_inp so).
+    out.push({
+      name: `${blk}.ffn_gate_inp.weight`,
+      type: 'F32',
+      shape: [ex.count, c.hiddenSize],
+      data: () => m.read(m.tensorName(i, ex.routerModule)),
+    });
+    for (const l of ex.linears) {
+      const parts = Array.from({ length: ex.count }, (_, j) => {
+        const hf = m.expertTensorName(i, j, l.module);
+        return { hf, data: () => m.read(hf) };
+      });
+      addStacked(`${blk}.${EXPERTS_GGUF[l.name]}.weight`, [ex.count, l.rows, l.cols], parts, linFmt);
+    }
   }
   add('output_norm.weight', [c.hiddenSize], () => m.read(spec.finalNormName));
   if (!m.tiedHead) add('output.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.lmHeadName), spec.lmHeadName, outFmt);
@@ -553,9 +626,21 @@ function checkSupported(m: Model, arch: string, warn: (s: string) => void): void
   if (arch !== 'llama') {
     if (c.oBias) throw new ExportError(`${where}: ${c.modelType} with an o_proj bias (attention_bias) has no llama.cpp ${arch} equivalent`);
     if (c.mlpBias) throw new ExportError(`${where}: ${c.modelType} with MLP biases (mlp_bias) has no llama.cpp ${arch} equivalent`);
-    if (arch === 'qwen3' && c.qkvBias)
-      throw new ExportError(`${where}: qwen3 with q/k/v biases (attention_bias) has no llama.cpp qwen3 equivalent`);
+    if ((arch === 'qwen3' || arch === 'qwen3moe') && c.qkvBias)
+      throw new ExportError(`${where}: ${c.modelType} with q/k/v biases (attention_bias) has no llama.cpp ${arch} equivalent`);
     if (c.ropeScaling.type === 'llama3') throw new ExportError(`${where}: llama3 rope scaling is exported only for the llama architecture`);
+  }
+  if (arch === 'qwen3moe' && c.moe) {
+    // llama.cpp's qwen3moe renormalizes the top-k weights and has an MoE block in every layer.
+    if (!c.moe.normTopKProb)
+      throw new ExportError(
+        `${where}: norm_topk_prob is false, but llama.cpp's qwen3moe always divides the top-k routing weights by their sum: the GGUF would compute another model (rac runs it as it is)`,
+      );
+    const dense = Array.from({ length: c.numLayers }, (_, i) => i).filter((i) => !m.experts(i));
+    if (dense.length > 0)
+      throw new ExportError(
+        `${where}: layer${dense.length === 1 ? '' : 's'} ${dense.join(', ')} ha${dense.length === 1 ? 's' : 've'} a dense MLP (mlp_only_layers / decoder_sparse_step), but llama.cpp's qwen3moe has an MoE block in every layer (rac runs it as it is)`,
+      );
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
     warn(

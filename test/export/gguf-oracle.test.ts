@@ -41,6 +41,19 @@ const CASES: [string, RandomCheckpointOptions][] = [
   ],
   ['qwen3 (q/k norm, head_dim 48 ≠ 128/4)', { family: 'qwen3', seed: 13, hidden: 128, heads: 4, kvHeads: 2, layers: 2, headDim: 48 }],
   [
+    'qwen3_moe → qwen3moe (8 experts, top-2 renormalized, head_dim 48, stacked expert tensors)',
+    {
+      family: 'qwen3_moe',
+      seed: 15,
+      hidden: 128,
+      heads: 4,
+      kvHeads: 2,
+      layers: 2,
+      headDim: 48,
+      moe: { experts: 8, topK: 2, expertIntermediate: 96 },
+    },
+  ],
+  [
     'mistral → llama (vocab padded with [PAD] tokens)',
     { family: 'mistral', seed: 14, hidden: 128, heads: 4, kvHeads: 1, layers: 2, vocabPad: 21 },
   ],

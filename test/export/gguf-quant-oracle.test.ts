@@ -47,10 +47,21 @@ const RTN: Quantize = { method: 'rtn', target: { kind: 'unstructured', sparsity:
 
 const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true };
 const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2 };
+const MOE: RandomCheckpointOptions = {
+  family: 'qwen3_moe',
+  seed: 13,
+  hidden: 128,
+  heads: 4,
+  kvHeads: 2,
+  layers: 2,
+  moe: { experts: 4, topK: 2, expertIntermediate: 96 },
+};
 const CASES: [string, () => string, QuantFormat, Quantize][] = [
   ['qwen2 random, GPTQ q4_0', () => checkpoint(QWEN), 'q4_0', GPTQ],
   ['qwen2 random, GPTQ q8_0', () => checkpoint(QWEN), 'q8_0', GPTQ],
   ['llama random (permuted q/k), joint 50% + q4_0', () => checkpoint(LLAMA), 'q4_0', JOINT],
+  ['qwen3_moe random (per-expert GPTQ, stacked expert blocks), q4_0', () => checkpoint(MOE), 'q4_0', GPTQ],
+  ['qwen3_moe random, joint 50% + q8_0 per expert', () => checkpoint(MOE), 'q8_0', JOINT],
 ];
 const TINY = join(process.cwd(), 'models', 'tiny-reasoner');
 if (existsSync(join(TINY, 'config.json'))) {
