@@ -214,6 +214,16 @@ export class Model {
     return n;
   }
 
+  /** Parameters a token runs through: the stored ones less, in each MoE layer, the experts it is not routed to. */
+  activeParameterCount(): number {
+    let n = this.parameterCount();
+    for (let i = 0; i < this.config.numLayers; i++) {
+      const ex = this.experts(i);
+      if (ex) n -= (ex.count - ex.topK) * ex.linears.reduce((a, l) => a + l.rows * l.cols, 0);
+    }
+    return n;
+  }
+
   /** Number of tensors per dtype. */
   dtypeCounts(): Record<string, number> {
     const out: Record<string, number> = {};

@@ -12,6 +12,7 @@ export function register(program: Command): void {
       const m = Model.open(o.model);
       try {
         const c = m.config;
+        const moeLayers = Array.from({ length: c.numLayers }, (_, i) => i).filter((i) => m.experts(i));
         const info = {
           dir: m.dir,
           model_type: c.modelType,
@@ -30,6 +31,16 @@ export function register(program: Command): void {
           qkv_bias: c.qkvBias,
           qk_norm: c.qkNorm,
           sliding_window: c.slidingWindow,
+          ...(moeLayers.length > 0 && c.moe
+            ? {
+                experts: c.moe.numExperts,
+                experts_per_token: c.moe.topK,
+                expert_intermediate_size: c.moe.expertIntermediateSize,
+                norm_topk_prob: c.moe.normTopKProb,
+                moe_layers: moeLayers,
+                active_parameters: m.activeParameterCount(),
+              }
+            : {}),
           dtypes: m.dtypeCounts(),
           shards: m.tensors.shards,
           tensors: m.tensors.names().length,
@@ -42,6 +53,15 @@ export function register(program: Command): void {
           ['layers', String(info.layers)],
           ['hidden / intermediate', `${info.hidden_size} / ${info.intermediate_size}`],
           ['heads / kv heads / head dim', `${info.heads} / ${info.kv_heads} / ${info.head_dim}`],
+          ...(info.experts !== undefined
+            ? ([
+                [
+                  'experts',
+                  `${info.experts}, top-${info.experts_per_token}${info.norm_topk_prob ? ' renormalized' : ''}, width ${info.expert_intermediate_size}, in ${moeLayers.length} of ${info.layers} layers`,
+                ],
+                ['active parameters', `${info.active_parameters!.toLocaleString('en-US')} per token`],
+              ] as [string, string][])
+            : []),
           ['vocab', String(info.vocab_size)],
           ['tied embeddings', String(info.tied_embeddings)],
           ['rope', `theta ${info.rope_theta}, scaling ${info.rope_scaling}`],
