@@ -147,6 +147,25 @@ export interface PruningInfo {
   calibration?: Record<string, unknown>;
   /** PruneSummary.totals.sparsity. */
   realised_sparsity?: number;
+  /** MoE models: per pruned MoE layer, the calibration tokens routed to each expert. */
+  experts?: ExpertCoverage[];
+}
+
+/** One MoE layer's expert coverage: calibration tokens routed to each expert, in expert order. */
+export interface ExpertCoverage {
+  layer: number;
+  tokens: number[];
+}
+
+/** The experts' coverage of a rac.json's layers (absent when no layer reports experts). */
+function expertCoverage(layers: unknown): ExpertCoverage[] | undefined {
+  if (!Array.isArray(layers)) return undefined;
+  const out: ExpertCoverage[] = [];
+  for (const l of layers as Partial<LayerReport>[]) {
+    if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
+    out.push({ layer: l.layer, tokens: l.experts.map((e) => (typeof e?.tokens === 'number' ? e.tokens : 0)) });
+  }
+  return out.length > 0 ? out : undefined;
 }
 
 /** Pruning facts from `<dir>/rac.json`, or null when the directory has none (a dense model). */
@@ -157,6 +176,7 @@ export function readPruningInfo(dir: string): PruningInfo | null {
   if (typeof j.method !== 'string') return null;
   const calib = j.calibration && typeof j.calibration === 'object' ? (j.calibration as Record<string, unknown>) : undefined;
   const totals = j.totals as { sparsity?: unknown } | undefined;
+  const coverage = expertCoverage(j.layers);
   return {
     method: j.method,
     ...(typeof j.sparsity === 'number' ? { sparsity: j.sparsity } : {}),
@@ -171,5 +191,6 @@ export function readPruningInfo(dir: string): PruningInfo | null {
         }
       : {}),
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
+    ...(coverage ? { experts: coverage } : {}),
   };
 }

@@ -14,7 +14,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
+import { readPruningInfo, type ExpertCoverage, type PruningInfo } from '../prune/rac-json.ts';
 
 export interface ReportRow {
   /** Base model (dense) this row belongs to: its directory name. */
@@ -41,6 +41,8 @@ export interface ReportRow {
   dir?: string;
   /** Dataset identity when known (rows of one group should share it). */
   dataset?: string;
+  /** MoE models: calibration tokens routed to each expert, per pruned MoE layer. */
+  experts?: ExpertCoverage[];
 }
 
 export interface ReportGroup {
@@ -114,6 +116,7 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
     source: file,
     ...(dir ? { dir } : {}),
     ...(dataset?.sha256 ? { dataset: dataset.sha256 } : {}),
+    ...(p?.experts ? { experts: p.experts } : {}),
   };
 }
 

@@ -6,7 +6,7 @@
 import { basename, resolve } from 'node:path';
 import { RAC_VERSION } from '../version.ts';
 import { claimChecks, groupRows, loadReportInput, summarize, xSparsity, type ReportGroup, type ReportRow } from './data.ts';
-import { chart, esc, type RefLine, type Series } from './svg.ts';
+import { chart, esc, heatmap, type RefLine, type Series } from './svg.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 
 const CALIB_COLORS: Record<string, string> = { prompt: '#d62728', rac: '#2ca02c', text: '#1f77b4', mix: '#9467bd' };
@@ -235,6 +235,37 @@ svg .al{font-size:12px;fill:#333}svg .lg{font-size:12px}svg .grid{stroke:#eee}
 .claim{background:#fff;border:1px solid #ddd;padding:8px 14px;margin:10px 0}.ok{color:#070;font-weight:600}.no{color:#b00;font-weight:600}
 .note{color:#a60}.tw{overflow-x:auto;max-width:100%}`;
 
+/** Below this many routed calibration tokens an expert's statistics are thin (rac prune's --min-expert-tokens default). */
+const FEW_TOKENS = 32;
+
+/**
+ * MoE models: per pruned model, a heatmap of calibration tokens routed to each expert (layers ×
+ * experts) with the experts under FEW_TOKENS outlined, so calibrations (prompt-only vs RAC) can
+ * be compared at a glance.
+ */
+function expertCoverage(g: ReportGroup, gi: number): string {
+  const rows = g.rows.filter((r) => r.experts && r.experts.length > 0);
+  if (rows.length === 0) return '';
+  const figs = rows.map((r, ri) => {
+    const cov = r.experts!;
+    const cols = Math.max(...cov.map((l) => l.tokens.length));
+    const few = cov.reduce((a, l) => a + l.tokens.filter((t) => t < FEW_TOKENS).length, 0);
+    const total = cov.reduce((a, l) => a + l.tokens.length, 0);
+    const svg = heatmap({
+      id: `g${gi}-experts-${ri}`,
+      title: rowTitle(r),
+      rows: cov.map((l) => `layer ${l.layer}`),
+      cols,
+      values: cov.map((l) => l.tokens),
+      flagBelow: FEW_TOKENS,
+      cellTitle: (ri2, c, v) => `layer ${cov[ri2]!.layer}, expert ${c}: ${v} tokens`,
+      xLabel: `experts (${few} of ${total} with fewer than ${FEW_TOKENS} tokens, outlined)`,
+    });
+    return `<figure>${svg}</figure>`;
+  });
+  return `<h3>Expert coverage: calibration tokens routed to each expert</h3>\n<div class="charts">${figs.join('')}</div>`;
+}
+
 export interface ReportOptions {
   title?: string;
   /** Fixed timestamp (tests); default now. */
@@ -249,7 +280,7 @@ export function renderReport(rows: ReportRow[], opts: ReportOptions = {}): strin
   const body = groups
     .map((g, gi) => {
       const notes = g.notes.map((n) => `<p class="note">⚠ ${esc(n)}</p>`).join('');
-      return `<section>\n<h2>${esc(g.model)}</h2>${notes}\n${groupClaim(g)}\n${groupTable(g)}\n${groupCharts(g, gi)}\n</section>`;
+      return `<section>\n<h2>${esc(g.model)}</h2>${notes}\n${groupClaim(g)}\n${groupTable(g)}\n${groupCharts(g, gi)}\n${expertCoverage(g, gi)}\n</section>`;
     })
     .join('\n');
   return `<!DOCTYPE html>

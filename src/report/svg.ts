@@ -159,3 +159,47 @@ export function chart(spec: ChartSpec): string {
   parts.push('</svg>');
   return parts.join('\n');
 }
+
+export interface HeatmapSpec {
+  id: string;
+  title: string;
+  /** Row labels (top to bottom) and column count. */
+  rows: string[];
+  cols: number;
+  /** values[r][c] ≥ 0; colour ∝ log(1 + v) against the largest value. */
+  values: number[][];
+  /** Cells below this value get a red outline (e.g. experts with too few calibration tokens). */
+  flagBelow?: number;
+  /** Tooltip of one cell. */
+  cellTitle: (r: number, c: number, v: number) => string;
+  xLabel: string;
+}
+
+/** A heatmap: one row of cells per row label, darker for larger values (log scale), low cells outlined. */
+export function heatmap(spec: HeatmapSpec): string {
+  const cell = Math.max(3, Math.min(16, Math.floor(640 / Math.max(1, spec.cols))));
+  const left = 70;
+  const top = 26;
+  const w = left + cell * spec.cols + 10;
+  const h = top + cell * spec.rows.length + 30;
+  const max = Math.max(1, ...spec.values.flat());
+  const parts: string[] = [
+    `<svg class="chart" id="${esc(spec.id)}" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" xmlns="http://www.w3.org/2000/svg">`,
+    `<text class="ct" x="${left}" y="16">${esc(spec.title)}</text>`,
+  ];
+  spec.rows.forEach((label, r) => {
+    const y = top + r * cell;
+    parts.push(`<text class="tk" x="${left - 6}" y="${y + cell * 0.75}" text-anchor="end">${esc(label)}</text>`);
+    for (let c = 0; c < spec.cols; c++) {
+      const v = spec.values[r]?.[c] ?? 0;
+      const t = Math.log1p(v) / Math.log1p(max);
+      const shade = Math.round(245 - 200 * t);
+      const flag = spec.flagBelow !== undefined && v < spec.flagBelow;
+      parts.push(
+        `<rect x="${left + c * cell}" y="${y}" width="${cell}" height="${cell}" fill="rgb(${shade},${shade},255)"${flag ? ' stroke="#c00" stroke-width="1"' : ''}><title>${esc(spec.cellTitle(r, c, v))}</title></rect>`,
+      );
+    }
+  });
+  parts.push(`<text class="al" x="${left}" y="${h - 8}">${esc(spec.xLabel)}</text>`, '</svg>');
+  return parts.join('');
+}

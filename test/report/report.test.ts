@@ -353,3 +353,51 @@ describe('report in headless Chromium', () => {
     );
   });
 });
+
+describe('report: MoE expert coverage', () => {
+  it('reads each pruned MoE layer’s routed tokens from rac.json and draws one heatmap per model, outlining thin experts', () => {
+    const root = tempDir('rep-moe');
+    const dense = join(root, 'tiny-moe');
+    mkdirSync(dense, { recursive: true });
+    const files = [
+      ['prompt', [0, 3, 40, 100], [12, 60, 60, 31]],
+      ['rac', [40, 50, 60, 70], [100, 33, 40, 32]],
+    ].map(([mode, l0, l2], i) => {
+      const dir = join(root, `moe-${mode}`);
+      mkdirSync(dir, { recursive: true });
+      const experts = (tokens: number[]) => tokens.map((t, j) => ({ expert: j, tokens: t, statistics: 'routed', linears: {} }));
+      writeFileSync(
+        join(dir, 'rac.json'),
+        JSON.stringify({
+          method: 'sparsegpt',
+          sparsity: 0.5,
+          source_model: dense,
+          calibration: { kind: 'mode', mode, tokens: 2000, sequences: 8 },
+          totals: { sparsity: 0.5 },
+          layers: [
+            { layer: 0, experts: experts(l0 as number[]) },
+            { layer: 1, linears: {} },
+            { layer: 2, experts: experts(l2 as number[]) },
+          ],
+        }),
+      );
+      const file = join(root, `results-${i}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({ model: { dir }, metrics: { accuracy: 0.5, mean_tokens: { all: 100 } }, dataset: { problems: 10 } }),
+      );
+      return file;
+    });
+    const rows = files.flatMap(loadReportInput);
+    assert.deepEqual(rows[0]!.experts, [
+      { layer: 0, tokens: [0, 3, 40, 100] },
+      { layer: 2, tokens: [12, 60, 60, 31] },
+    ]);
+    const html = renderReport(rows, { created: 'fixed' });
+    assert.match(html, /Expert coverage: calibration tokens routed to each expert/);
+    assert.match(html, /experts \(4 of 8 with fewer than 32 tokens, outlined\)/);
+    assert.match(html, /experts \(0 of 8 with fewer than 32 tokens, outlined\)/);
+    assert.match(html, /layer 2, expert 3: 31 tokens/);
+    assert.equal((html.match(/stroke="#c00"/g) ?? []).length, 4);
+  });
+});
