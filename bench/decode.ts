@@ -38,7 +38,7 @@ function prompts(n: number, len: number): number[][] {
   return Array.from({ length: n }, (_, s) => Array.from({ length: len }, (_, t) => (t * 31 + s * 17 + 3) % 500));
 }
 
-async function racDecode(engine: Engine, streams: number, len: number): Promise<number> {
+export async function racDecode(engine: Engine, streams: number, len = PROMPT): Promise<number> {
   let first = 0;
   let last = 0;
   let steps = 0;

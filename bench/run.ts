@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
 import { benchDecodeGguf } from './decode-gguf.ts';
+import { benchDecodeMoe, benchPruneMoe } from './moe.ts';
 import { benchPrefill } from './prefill.ts';
 import { benchCaptureVariants, benchPruneLayer, benchPruneLayerWanda, benchPruneReal, benchPruneRss } from './prune.ts';
 import { benchServe } from './serve.ts';
@@ -31,12 +32,14 @@ try {
   if (want('prefill')) await benchPrefill(join(dir, 'prefill'), await peak());
   if (want('decode')) await benchDecode(join(dir, 'decode'));
   if (want('decode_gguf')) await benchDecodeGguf(join(dir, 'decode_gguf'));
+  if (want('decode_moe')) await benchDecodeMoe(join(dir, 'decode_moe'));
   if (want('serve')) await benchServe(join(dir, 'serve'));
   let layerSeconds: number | null = null;
   if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
   if (want('prune_layer_wanda')) await benchPruneLayerWanda(join(dir, 'prune_layer_wanda'));
   if (want('capture_variants')) await benchCaptureVariants(join(dir, 'capture_variants'));
   if (want('prune_rss')) benchPruneRss(join(dir, 'prune_rss'));
+  if (want('prune_moe')) benchPruneMoe(join(dir, 'prune_moe'));
   if (named('prune_real')) benchPruneReal(join(dir, 'prune_real'), layerSeconds);
   emit({ name: 'gemm_peak_final', gflops: +best.toFixed(2), note: 'best of all gemm_peak measurements in this run' });
 } finally {

@@ -1,0 +1,167 @@
+/**
+ * Mixture-of-Experts benchmarks on a model with Qwen3-30B-A3B's per-layer shapes (hidden 2048,
+ * 32 / 4 heads of 128, 128 experts of width 768, top-8 renormalized), a few layers
+ * (RAC_BENCH_MOE_LAYERS, default 2), vocabulary cut to 32k, tied embeddings, random BF16 weights:
+ * - `decode_moe` / `decode_moe_ratio`: decode tokens/s of rac's engine (only the routed experts
+ *   run, one baked session each) and of llama.cpp (node-llama-cpp, the same model exported to an
+ *   F32 GGUF, F32 KV cache), 1, 8 and 32 streams after 32-token prompts, same threads, in one run
+ *   (measured as `decode`: decode steps only, best of 2);
+ * - `prune_moe`: SparseGPT 50% of every Linear (attention and each expert with its own routed
+ *   statistics) on 4,096 calibration tokens in a child process: seconds per MoE layer (and per
+ *   phase) and peak RSS.
+ * RAC_BENCH_MOE_SMALL=1 runs the same at hidden 256 with 16 experts of 128 (a quick check).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { exportGguf } from '../src/export/gguf.ts';
+import { Engine } from '../src/models/engine.ts';
+import { Model } from '../src/models/model.ts';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../src/models/random.ts';
+import { emit } from './common.ts';
+import { llamaDecode, racDecode } from './decode.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const THREADS = Number(process.env.RAC_BENCH_DECODE_THREADS ?? 2);
+const REPS = 2;
+const STREAMS = [1, 8, 32];
+
+/** Qwen3-30B-A3B's layer (48 of them there; vocabulary 151,936). */
+export const QWEN3_30B_A3B_LAYER = {
+  hidden: 2048,
+  heads: 32,
+  kvHeads: 4,
+  headDim: 128,
+  intermediate: 6144,
+  moe: { experts: 128, topK: 8, expertIntermediate: 768 },
+};
+const SMALL_LAYER = {
+  hidden: 256,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 64,
+  intermediate: 768,
+  moe: { experts: 16, topK: 4, expertIntermediate: 128 },
+};
+
+function benchModel(dir: string): { ckpt: string; opts: RandomCheckpointOptions } {
+  const small = process.env.RAC_BENCH_MOE_SMALL === '1';
+  const layers = Number(process.env.RAC_BENCH_MOE_LAYERS ?? 2);
+  const opts: RandomCheckpointOptions = {
+    family: 'qwen3_moe',
+    layers,
+    ...(small ? SMALL_LAYER : QWEN3_30B_A3B_LAYER),
+    tied: true,
+    dtype: 'BF16',
+    tokenizerVocab: 512,
+    vocabPad: 32768 - 512,
+    seed: 7,
+  };
+  const ckpt = join(dir, 'model');
+  writeRandomCheckpoint(ckpt, opts);
+  return { ckpt, opts };
+}
+
+function dimsOf(o: RandomCheckpointOptions): Record<string, unknown> {
+  return {
+    layers: o.layers,
+    hidden: o.hidden,
+    heads: o.heads,
+    kv_heads: o.kvHeads,
+    head_dim: o.headDim,
+    ...o.moe,
+    vocab: 32768,
+    threads: THREADS,
+  };
+}
+
+export async function benchDecodeMoe(dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const { ckpt, opts } = benchModel(dir);
+  const gguf = join(dir, 'model-f32.gguf');
+  exportGguf({ model: ckpt, out: gguf, dtype: 'f32', warn: () => {} });
+  const dims = dimsOf(opts);
+  const rac = new Map<number, number>();
+  const model = Model.open(ckpt);
+  const t0 = performance.now();
+  const engine = await Engine.load(model, { threads: THREADS });
+  const loadSeconds = (performance.now() - t0) / 1000;
+  try {
+    for (const streams of STREAMS) {
+      let best = 0;
+      for (let r = 0; r < REPS; r++) best = Math.max(best, await racDecode(engine, streams));
+      rac.set(streams, best);
+      emit({ name: 'decode_moe', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), load_seconds: +loadSeconds.toFixed(1), ...dims });
+    }
+  } finally {
+    await engine.release();
+    model.close();
+  }
+  let nlc: typeof import('node-llama-cpp');
+  try {
+    nlc = await import('node-llama-cpp');
+  } catch (e) {
+    emit({ name: 'decode_moe', engine: 'llama.cpp', skipped: `node-llama-cpp unavailable (${(e as Error).message.split('\n')[0]})` });
+    return;
+  }
+  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
+  try {
+    const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
+    try {
+      for (const streams of STREAMS) {
+        let best = 0;
+        for (let r = 0; r < REPS; r++) best = Math.max(best, await llamaDecode(lm, streams));
+        emit({ name: 'decode_moe', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), kv_cache: 'f32', ...dims });
+        emit({ name: 'decode_moe_ratio', streams, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
+      }
+    } finally {
+      await lm.dispose();
+    }
+  } finally {
+    await llama.dispose();
+  }
+}
+
+export function benchPruneMoe(dir: string, tokens = 4096): void {
+  mkdirSync(dir, { recursive: true });
+  const { ckpt, opts } = benchModel(dir);
+  const calib = join(dir, 'calib.jsonl');
+  let s = 4242;
+  const lines: string[] = [];
+  for (let done = 0; done < tokens; done += 512) {
+    const ids = Array.from({ length: 512 }, () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return (s >>> 8) % 500;
+    });
+    lines.push(JSON.stringify({ input_ids: ids }));
+  }
+  writeFileSync(calib, `${lines.join('\n')}\n`);
+  const res = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'bench/prune-child.ts'), ckpt, calib, join(dir, 'out'), '--json'],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  if (res.status !== 0) throw new Error(`prune child failed (exit ${res.status})`);
+  const r = JSON.parse(res.stdout.trim().split('\n').pop()!) as {
+    max_rss_kib: number;
+    layer_seconds: number[];
+    layer_phases: Record<string, number>[];
+    total_seconds: number;
+  };
+  const sorted = [...r.layer_seconds].sort((a, b) => a - b);
+  emit({
+    name: 'prune_moe',
+    method: 'sparsegpt 50%',
+    calib_tokens: tokens,
+    ...dimsOf(opts),
+    layer_seconds: r.layer_seconds.map((x) => +x.toFixed(1)),
+    median_layer_seconds: +sorted[Math.floor(sorted.length / 2)]!.toFixed(1),
+    layer_phases: r.layer_phases.map((p) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, +v.toFixed(1)]))),
+    peak_rss_gib: +(r.max_rss_kib / 2 ** 20).toFixed(2),
+    total_seconds: +r.total_seconds.toFixed(1),
+  });
+}
