@@ -103,11 +103,11 @@ export function register(program: Command): void {
     const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
     const bm = o.benchmark ? benchmark(o.benchmark) : null;
     const task = o.task ?? bm?.task;
-    if (!task) throw new InvalidArgumentError('give --task (or --benchmark)');
-    if (bm && task !== bm.task) throw new InvalidArgumentError(`--benchmark ${bm.name} is a ${bm.task} task, not ${task}`);
+    if (!task) return cmd.error('error: give --task (or --benchmark)');
+    if (bm && task !== bm.task) return cmd.error(`error: --benchmark ${bm.name} is a ${bm.task} task, not ${task}`);
     let dataset = o.dataset;
     if (dataset === undefined) {
-      if (!bm) throw new InvalidArgumentError('give --dataset (or --benchmark)');
+      if (!bm) return cmd.error('error: give --dataset (or --benchmark)');
       const log = o.quiet ? undefined : (line: string) => void process.stderr.write(`rac: ${line}\n`);
       const r = await resolveDataset(bm.dataset.id, { config: bm.dataset.config, split: bm.dataset.split }, { ...(log ? { log } : {}) });
       dataset = r.files;
@@ -119,7 +119,7 @@ export function register(program: Command): void {
     try {
       grader = graderFor(task, o.grader);
     } catch (e) {
-      throw new InvalidArgumentError((e as Error).message);
+      return cmd.error(`error: ${(e as Error).message}`);
     }
     if (bm) {
       if (!given('samples')) o.samples = bm.samples;
