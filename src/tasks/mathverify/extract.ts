@@ -201,8 +201,11 @@ function fromLatex(m: RegExpExecArray): { value: Node | null; text: string } {
   return { value: values[0]!, text: texts[0]! };
 }
 
-/** Longest text searched: a longer completion is searched in its last MAX_TEXT characters (its answer is at the end). */
-const MAX_TEXT = 60_000;
+/**
+ * Longest text searched whole; a longer one is searched in its last MAX_TEXT characters. A
+ * 32,768-token completion is ~130,000 characters (searched in ~20 ms), so only a runaway text is cut.
+ */
+const MAX_TEXT = 400_000;
 
 /**
  * The answer of a text under the given targets, as Math-Verify's parse() finds it (see the module
