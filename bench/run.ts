@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
 import { benchDecodeGguf } from './decode-gguf.ts';
+import { benchGradeMath } from './grade.ts';
 import { benchDecodeMoe, benchPruneMoe } from './moe.ts';
 import { benchPrefill } from './prefill.ts';
 import { benchCaptureVariants, benchPruneLayer, benchPruneLayerWanda, benchPruneReal, benchPruneRss } from './prune.ts';
@@ -34,6 +35,7 @@ try {
   if (want('decode_gguf')) await benchDecodeGguf(join(dir, 'decode_gguf'));
   if (want('decode_moe')) await benchDecodeMoe(join(dir, 'decode_moe'));
   if (want('serve')) await benchServe(join(dir, 'serve'));
+  if (want('grade_math')) benchGradeMath();
   let layerSeconds: number | null = null;
   if (want('prune_layer')) layerSeconds = await benchPruneLayer(join(dir, 'prune_layer'), await peak());
   if (want('prune_layer_wanda')) await benchPruneLayerWanda(join(dir, 'prune_layer_wanda'));

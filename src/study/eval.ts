@@ -23,8 +23,10 @@ import { loadDataset, renderPrompt } from '../io/datasets.ts';
 import { checkPromptChars, checkPromptTokens, PromptLengthError } from '../io/prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from '../io/tokenizer.ts';
 import { thinkSpan, gradeTiny } from '../tasks/boxed.ts';
-import { extractProgram, runTests, type CodeTest } from '../tasks/code.ts';
-import { gradeMath } from '../tasks/math.ts';
+import { benchmark, isCallBased, type BenchmarkName } from '../tasks/benchmarks.ts';
+import { gradeChoice } from '../tasks/choice.ts';
+import { CODE_GRADERS, extractProgram, runTests, type CodeGrader, type CodeTest } from '../tasks/code.ts';
+import { gradeMath, MATH_GRADERS, type MathGrader } from '../tasks/math.ts';
 import { passAtK } from '../tasks/passk.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import type { BackendCompletion, BackendRequest, GenerationBackend, SamplingSettings } from '../backends/backend.ts';
@@ -34,8 +36,28 @@ import { settingsDiff } from './settings.ts';
 import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
 import { lockOutput } from '../io/lock.ts';
 
-export type EvalTask = 'math' | 'code' | 'tiny';
-export const EVAL_TASKS: readonly EvalTask[] = ['math', 'code', 'tiny'];
+export type EvalTask = 'math' | 'code' | 'tiny' | 'choice';
+export const EVAL_TASKS: readonly EvalTask[] = ['math', 'code', 'tiny', 'choice'];
+
+/**
+ * The graders of each task, the default first: math `math-verify` (Math-Verify's verdicts) or
+ * `legacy` (rac ≤ 0.1); code `livecodebench` (its output checker) or `legacy` (exact lines);
+ * tiny `exact` (the integer in the last box); choice `letter` (the chosen letter).
+ */
+export const GRADERS: Record<EvalTask, readonly string[]> = {
+  math: MATH_GRADERS,
+  code: CODE_GRADERS,
+  tiny: ['exact'],
+  choice: ['letter'],
+};
+
+/** The grader named for a task (its default when none is), or an error naming the valid ones. */
+export function graderFor(task: EvalTask, name?: string): string {
+  const valid = GRADERS[task];
+  if (name === undefined) return valid[0]!;
+  if (!valid.includes(name)) throw new Error(`grader "${name}" does not grade the ${task} task (${valid.join(', ')})`);
+  return name;
+}
 
 export interface EvalColumns {
   prompt: string;
@@ -75,6 +97,10 @@ export interface EvalConfig {
   out: string;
   /** Sandbox limits for the code task. */
   codeLimits?: SandboxLimits;
+  /** The grader (GRADERS; default: the task's first). */
+  grader?: string;
+  /** Rows are this benchmark's (src/tasks/benchmarks.ts): its prompt, answer and tests fields. */
+  benchmark?: BenchmarkName;
 }
 
 export interface SampleRecord {
@@ -138,6 +164,10 @@ export interface EvalResults {
   /** hub: the Hugging Face id, revision and commit, when the model directory is a hub cache snapshot. */
   model: { dir: string; fingerprint: string; backend: string; hub?: HubSource; pruning?: PruningInfo };
   task: EvalTask;
+  /** The grader that decided `correct` (GRADERS). */
+  grader: string;
+  /** The benchmark preset the problems came from, null for a plain dataset. */
+  benchmark: BenchmarkName | null;
   /** hub: the Hugging Face dataset, commit, config and split the problems came from. */
   dataset: { file: string; sha256: string; problems: number; columns: EvalColumns; system: string | null; hub?: HubSource };
   sampling: { samples: number; temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number; stop: string[] };
@@ -211,6 +241,8 @@ export interface LoadedProblems {
   /** The columns actually used (defaults resolved by loadDataset). */
   columns: EvalColumns;
   problems: EvalProblem[];
+  /** Rows left out (a code benchmark's call-based problems). */
+  skipped?: number;
 }
 
 /** Problems of a JSONL / JSON / Parquet dataset (src/io/datasets.ts) for a task. */
@@ -219,7 +251,9 @@ export async function loadEvalProblems(
   task: EvalTask,
   columns: Partial<EvalColumns> = {},
   limit?: number,
+  bench?: BenchmarkName,
 ): Promise<LoadedProblems> {
+  if (bench) return loadBenchmarkProblems(file, bench, limit);
   const ds = await loadDataset(file, {
     ...(columns.prompt !== undefined ? { promptColumn: columns.prompt } : {}),
     ...(task !== 'code' ? { answerColumn: columns.answer ?? 'answer' } : {}),
@@ -265,6 +299,39 @@ export async function loadEvalProblems(
       family: familyCol,
     },
     problems,
+  };
+}
+
+/** A benchmark's rows as problems: its prompt wording, answer or tests (call-based code rows left out). */
+async function loadBenchmarkProblems(file: string | readonly string[], name: BenchmarkName, limit?: number): Promise<LoadedProblems> {
+  const b = benchmark(name);
+  const ds = await loadDataset(file, { promptColumn: b.fields[0]!, ...(limit !== undefined ? { limit } : {}) });
+  const rows = b.task === 'code' ? ds.rows.filter((r) => !isCallBased(r.raw)) : ds.rows;
+  const seen = new Set<string>();
+  const problems = rows.map((r): EvalProblem => {
+    let p: ReturnType<typeof b.problem>;
+    try {
+      p = b.problem(r.raw, r.index);
+    } catch (e) {
+      throw new Error(`${ds.file}: ${(e as Error).message}`);
+    }
+    const id = seen.has(p.id) ? `${p.id}#${r.index}` : p.id;
+    seen.add(id);
+    return { index: r.index, id, prompt: p.prompt, answer: p.answer, tests: p.tests, family: null };
+  });
+  return {
+    file: ds.file,
+    sha256: ds.sha256,
+    ...(ds.hub ? { hub: ds.hub } : {}),
+    columns: {
+      prompt: `${name} prompt`,
+      answer: b.task === 'code' ? '' : `${name} answer`,
+      id: `${name} id`,
+      tests: b.task === 'code' ? `${name} tests` : '',
+      family: '',
+    },
+    problems,
+    ...(rows.length < ds.rows.length ? { skipped: ds.rows.length - rows.length } : {}),
   };
 }
 
@@ -455,21 +522,24 @@ export function codeLimits(o: {
 export function traceGrader(task: EvalTask): ((text: string, answer: string) => boolean) | null {
   if (task === 'tiny') return (text, answer) => gradeTiny(text, answer).correct;
   if (task === 'math') return (text, answer) => gradeMath(text, answer).correct;
+  if (task === 'choice') return (text, answer) => gradeChoice(text, answer).correct;
   return null;
 }
 
 async function grade(
   task: EvalTask,
+  grader: string,
   p: EvalProblem,
   text: string,
   limits: SandboxLimits,
 ): Promise<Pick<SampleRecord, 'correct' | 'extracted' | 'tests_passed' | 'tests_total'>> {
   // A tiny row with tests (the code family) is graded as the code task grades it.
   if (task === 'tiny' && p.tests === null) return gradeTiny(text, p.answer!);
-  if (task === 'math') return gradeMath(text, p.answer!);
+  if (task === 'math') return gradeMath(text, p.answer!, { grader: grader as MathGrader });
+  if (task === 'choice') return gradeChoice(text, p.answer!);
   const prog = extractProgram(text);
   const tests = p.tests!;
-  const r = await runTests(prog, tests, limits);
+  const r = await runTests(prog, tests, limits, task === 'code' ? { grader: grader as CodeGrader } : {});
   return {
     correct: r.passed,
     extracted: prog ? prog.code : null,
@@ -495,7 +565,11 @@ export async function runEval(cfg: EvalConfig, backend: GenerationBackend, tok: 
 async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: RacTokenizer, hooks: EvalHooks): Promise<EvalResults> {
   if (!Number.isInteger(cfg.samples) || cfg.samples < 1) throw new Error(`samples must be ≥ 1, got ${cfg.samples}`);
   const out = resolve(cfg.out);
-  const loaded = await loadEvalProblems(cfg.dataset, cfg.task, cfg.columns ?? {}, cfg.limit);
+  const grader = graderFor(cfg.task, cfg.grader);
+  if (cfg.benchmark && benchmark(cfg.benchmark).task !== cfg.task)
+    throw new Error(`benchmark ${cfg.benchmark} is a ${benchmark(cfg.benchmark).task} task, not ${cfg.task}`);
+  const loaded = await loadEvalProblems(cfg.dataset, cfg.task, cfg.columns ?? {}, cfg.limit, cfg.benchmark);
+  if (loaded.skipped) hooks.log?.(`${loaded.skipped} call-based problems left out (rac runs stdin/stdout programs)`);
   const { columns, problems, sha256: sha, file: datasetFile, hub: datasetHub } = loaded;
   if (problems.length === 0) throw new Error(`${datasetFile}: no problems`);
   const K = cfg.samples;
@@ -517,6 +591,8 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
     model_fingerprint: backend.fingerprint,
     backend: backend.name,
     task: cfg.task,
+    grader,
+    benchmark: cfg.benchmark ?? null,
     dataset_sha256: sha,
     columns,
     system: cfg.system ?? null,
@@ -580,7 +656,7 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
             const key = `${p.id}\u0000${i}`;
             if (done.has(key)) continue;
             const c = completions[i]!;
-            const g = await grade(cfg.task, p, c.text, limits);
+            const g = await grade(cfg.task, grader, p, c.text, limits);
             const span = thinkSpan(c.text);
             const hasThink = span.closed || c.text.includes('<think>');
             const rec: SampleRecord = {
@@ -633,6 +709,8 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
       ...(pruning ? { pruning } : {}),
     },
     task: cfg.task,
+    grader,
+    benchmark: cfg.benchmark ?? null,
     dataset: {
       file: datasetFile,
       sha256: sha,

@@ -22,7 +22,8 @@ import { Model } from '../models/model.ts';
 import type { GenerationBackend } from '../backends/backend.ts';
 import { openBackend, type OpenBackendOptions } from '../backends/index.ts';
 import { buildCalibSet, type CalibMode } from '../prune/calib-modes.ts';
-import { codeLimits, runEval, traceGrader, type EvalTask } from './eval.ts';
+import { codeLimits, graderFor, runEval, traceGrader, type EvalTask } from './eval.ts';
+import { benchmark, isBenchmark, type BenchmarkName } from '../tasks/benchmarks.ts';
 import {
   calibShapeOf,
   fieldsOf,
@@ -84,6 +85,8 @@ export interface Recipe {
     eval: string | readonly string[];
     calibSplit?: DatasetSplit;
     evalSplit?: DatasetSplit;
+    /** `eval` named a benchmark (math500, lcb, …): its hub dataset, prompts and answers. */
+    evalBenchmark?: BenchmarkName;
     text: string[];
     promptColumn?: string;
     answerColumn?: string;
@@ -103,6 +106,8 @@ export interface Recipe {
     limit?: number;
     batchSize: number;
     codeLimits?: SandboxLimits;
+    /** The grader (eval.ts GRADERS; default: the task's first). */
+    grader: string;
   };
   backend: Omit<OpenBackendOptions, 'backend' | 'model' | 'gguf'> & { backend: 'local' | 'llama.cpp' | 'openai' };
 }
@@ -147,10 +152,21 @@ export function loadRecipe(path: string): Recipe {
     return v as number;
   };
   const task = (r['task'] ?? 'tiny') as EvalTask;
-  if (!['math', 'code', 'tiny'].includes(task)) fail(`"task" must be math, code or tiny`);
+  if (!['math', 'code', 'tiny', 'choice'].includes(task)) fail(`"task" must be math, code, tiny or choice`);
   const ds = sub('datasets', ['calib', 'eval', 'text', 'prompt_column', 'answer_column', 'id_column']);
   const calibDs = datasetSpec(ds['calib'], 'datasets.calib', p, fail);
-  const evalDs = datasetSpec(ds['eval'], 'datasets.eval', p, fail);
+  // datasets.eval may name a benchmark (math500, aime24, aime25, gpqa-diamond, lcb) when no such path exists.
+  const evalBenchmark =
+    typeof ds['eval'] === 'string' && isBenchmark(ds['eval']) && !existsSync(p(ds['eval'], 'datasets.eval')) ? ds['eval'] : undefined;
+  const evalDs = evalBenchmark
+    ? {
+        spec: benchmark(evalBenchmark).dataset.id,
+        split: { config: benchmark(evalBenchmark).dataset.config, split: benchmark(evalBenchmark).dataset.split },
+      }
+    : datasetSpec(ds['eval'], 'datasets.eval', p, fail);
+  if (evalBenchmark && benchmark(evalBenchmark).task !== task)
+    fail(`"datasets.eval": benchmark ${evalBenchmark} is a ${benchmark(evalBenchmark).task} task, but "task" is ${task}`);
+  const bm = evalBenchmark ? benchmark(evalBenchmark) : null;
   const text =
     ds['text'] === undefined ? [] : (Array.isArray(ds['text']) ? ds['text'] : [ds['text']]).map((t, i) => p(t, `datasets.text[${i}]`));
   const tr = sub('trace', ['n', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'token_budget', 'batch_size']);
@@ -160,7 +176,20 @@ export function loadRecipe(path: string): Recipe {
     calibFields.map((f) => f.key),
   );
   const calibration = wrap(() => readFields(ca, 'calibration', { ...PRUNE_DEFAULTS, ...RECIPE_DEFAULTS }, calibFields));
-  const ev = sub('eval', ['samples', 'max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'limit', 'batch_size', 'code_limits']);
+  const ev = sub('eval', [
+    'samples',
+    'max_new_tokens',
+    'temperature',
+    'top_p',
+    'top_k',
+    'seed',
+    'limit',
+    'batch_size',
+    'code_limits',
+    'grader',
+  ]);
+  if (ev['grader'] !== undefined && typeof ev['grader'] !== 'string') fail('"eval.grader" must be a string');
+  const grader = wrap(() => graderFor(task, ev['grader'] as string | undefined));
   const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
   const prune = r['prune'];
   if (!Array.isArray(prune) || prune.length === 0) fail('"prune" must be a non-empty list of {method, calib, sparsity | pattern}');
@@ -220,6 +249,7 @@ export function loadRecipe(path: string): Recipe {
       eval: evalDs.spec,
       ...(calibDs.split ? { calibSplit: calibDs.split } : {}),
       ...(evalDs.split ? { evalSplit: evalDs.split } : {}),
+      ...(evalBenchmark ? { evalBenchmark } : {}),
       text,
       ...(typeof ds['prompt_column'] === 'string' ? { promptColumn: ds['prompt_column'] } : {}),
       ...(typeof ds['answer_column'] === 'string' ? { answerColumn: ds['answer_column'] } : {}),
@@ -238,7 +268,7 @@ export function loadRecipe(path: string): Recipe {
     calibration,
     prune: specs,
     eval: {
-      samples: num(ev, 'samples', RECIPE_EVAL_DEFAULTS.samples, 'eval', true),
+      samples: num(ev, 'samples', bm?.samples ?? RECIPE_EVAL_DEFAULTS.samples, 'eval', true),
       maxNewTokens: num(ev, 'max_new_tokens', RECIPE_EVAL_DEFAULTS.maxNewTokens, 'eval', true),
       temperature: num(ev, 'temperature', RECIPE_EVAL_DEFAULTS.temperature, 'eval'),
       topP: num(ev, 'top_p', RECIPE_EVAL_DEFAULTS.topP, 'eval'),
@@ -246,7 +276,12 @@ export function loadRecipe(path: string): Recipe {
       seed: num(ev, 'seed', RECIPE_EVAL_DEFAULTS.seed, 'eval', true),
       ...(ev['limit'] !== undefined ? { limit: num(ev, 'limit', 0, 'eval', true) } : {}),
       batchSize: num(ev, 'batch_size', RECIPE_EVAL_DEFAULTS.batchSize, 'eval', true),
-      ...(ev['code_limits'] !== undefined ? { codeLimits: recipeCodeLimits(ev['code_limits'], fail) } : {}),
+      ...(ev['code_limits'] !== undefined
+        ? { codeLimits: recipeCodeLimits(ev['code_limits'], fail) }
+        : bm?.codeLimits
+          ? { codeLimits: codeLimits({ wallSeconds: bm.codeLimits.wallSeconds, cpuSeconds: bm.codeLimits.cpuSeconds }) }
+          : {}),
+      grader,
     },
     backend: { ...(be as object), backend: backendKind } as Recipe['backend'],
   };
@@ -443,12 +478,15 @@ export async function runRecipe(
     ),
   );
   const evalTotal = 1 + plans.length;
+  // The grader names an evaluation's verdicts (math and code changed theirs); tiny has one grader, and its evaluations keep their names.
+  const { grader: _grader, ...evalNoGrader } = recipe.eval;
+  const evalKey = recipe.task === 'tiny' ? evalNoGrader : recipe.eval;
   const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
     const tag = `(${i + 1}/${evalTotal}) ${name}`;
     const file = join(
       out,
       'evals',
-      `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: recipe.eval, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags })}.json`,
+      `${name}-${hashOf({ fp: backend.fingerprint, evalSha, ev: evalKey, task: recipe.task, system: recipe.system ?? null, t: recipe.templateFlags, ...(recipe.datasets.evalBenchmark ? { bench: recipe.datasets.evalBenchmark } : {}) })}.json`,
     );
     if (existsSync(file)) {
       log(`      ${tag}: evaluated before, skipped`);
@@ -472,6 +510,8 @@ export async function runRecipe(
         sampling: evalSamplingOf(recipe.eval),
         ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
         ...(recipe.eval.codeLimits ? { codeLimits: recipe.eval.codeLimits } : {}),
+        grader: recipe.eval.grader,
+        ...(recipe.datasets.evalBenchmark ? { benchmark: recipe.datasets.evalBenchmark } : {}),
         out: file,
       },
       backend,

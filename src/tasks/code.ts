@@ -35,6 +35,8 @@ export interface RunTestsOptions {
   stopOnFirstFailure?: boolean;
   /** Limits for the C++ compilation. */
   compileLimits?: SandboxLimits;
+  /** How outputs are compared (default livecodebench). */
+  grader?: CodeGrader;
 }
 
 const LANG_TAGS: Record<string, ProgramLang> = {
@@ -103,7 +105,11 @@ export function extractProgram(completion: string): Program | null {
   return pick(fences(completion));
 }
 
-/** Output normalization: CRLF → LF, trailing whitespace of each line and trailing blank lines dropped. */
+/** How outputs are compared: LiveCodeBench's checker (default), or rac ≤ 0.1's exact lines. */
+export const CODE_GRADERS = ['livecodebench', 'legacy'] as const;
+export type CodeGrader = (typeof CODE_GRADERS)[number];
+
+/** Output normalization of the legacy grader: CRLF → LF, trailing whitespace of each line and trailing blank lines dropped. */
 export function normalizeOutput(s: string): string {
   const lines = s
     .replace(/\r\n?/g, '\n')
@@ -113,8 +119,59 @@ export function normalizeOutput(s: string): string {
   return lines.join('\n');
 }
 
-export function outputsMatch(actual: string, expected: string): boolean {
-  return normalizeOutput(actual) === normalizeOutput(expected);
+/** Python's str.strip() / split() whitespace (ASCII and Unicode spaces, \x1c-\x1f, \x85). */
+const PY_WS = '\\s\\x1c-\\x1f\\x85';
+const PY_STRIP = new RegExp(`^[${PY_WS}]+|[${PY_WS}]+$`, 'g');
+const PY_SPLIT = new RegExp(`[${PY_WS}]+`);
+const pyStrip = (s: string): string => s.replace(PY_STRIP, '');
+
+/** A Python Decimal literal, canonical ('0', 'inf', '-inf', or sign, digits without trailing zeros, exponent); NaN → null; not a literal → undefined. */
+function decimalKey(tok: string): string | null | undefined {
+  const m = /^([+-]?)(?:(\d+(?:_\d+)*)(?:\.(\d+(?:_\d+)*)?)?|\.(\d+(?:_\d+)*))(?:[eE]([+-]?\d+(?:_\d+)*))?$/.exec(tok);
+  if (!m) {
+    const s = /^([+-]?)(inf|infinity|s?nan)$/i.exec(tok);
+    if (!s) return undefined;
+    return /nan/i.test(s[2]!) ? null : `${s[1] === '-' ? '-' : ''}inf`;
+  }
+  const intPart = (m[2] ?? '').replace(/_/g, '');
+  const frac = (m[3] ?? m[4] ?? '').replace(/_/g, '');
+  let digits = (intPart + frac).replace(/^0+/, '');
+  let exp = BigInt((m[5] ?? '0').replace(/_/g, '')) - BigInt(frac.length);
+  if (digits === '') return '0';
+  const trail = /0+$/.exec(digits)?.[0].length ?? 0;
+  digits = digits.slice(0, digits.length - trail);
+  exp += BigInt(trail);
+  return `${m[1] === '-' ? '-' : ''}${digits}e${exp}`;
+}
+
+/** One line's tokens as Decimals, compared exactly (LiveCodeBench's `convert_line_to_decimals`). */
+function sameDecimals(a: string, b: string): boolean {
+  const ta = a.split(PY_SPLIT).filter((t) => t !== '');
+  const tb = b.split(PY_SPLIT).filter((t) => t !== '');
+  const ka = ta.map(decimalKey);
+  const kb = tb.map(decimalKey);
+  if (ka.some((k) => k === undefined) || kb.some((k) => k === undefined)) return false;
+  return ka.length === kb.length && ka.every((k, i) => k !== null && k === kb[i]);
+}
+
+/** LiveCodeBench's lines: the whole output stripped, split at \n, each line stripped. */
+function lcbLines(s: string): string[] {
+  return pyStrip(s).split('\n').map(pyStrip);
+}
+
+/**
+ * Whether a program's output is right. `livecodebench` (its grade_stdio, as lighteval runs it):
+ * the same number of lines after stripping the whole output and each line; each line equal, or
+ * every whitespace-separated token of both a number (a Python Decimal) and the numbers equal
+ * exactly (1.0 = 1, 1e3 = 1000, but 0.1 ≠ 0.10000001; no float tolerance). `legacy`: the lines
+ * equal after dropping CRLF, trailing spaces and trailing blank lines.
+ */
+export function outputsMatch(actual: string, expected: string, grader: CodeGrader = 'livecodebench'): boolean {
+  if (grader === 'legacy') return normalizeOutput(actual) === normalizeOutput(expected);
+  const a = lcbLines(actual);
+  const e = lcbLines(expected);
+  if (a.length !== e.length) return false;
+  return a.every((line, i) => line === e[i] || sameDecimals(line, e[i]!));
 }
 
 function guessLang(code: string): ProgramLang {
@@ -130,7 +187,7 @@ function tail(s: string, n = 400): string {
 }
 
 /** Classifies one sandboxed run against its expected output. */
-export function classify(r: SandboxResult, expected: string, limits: SandboxLimits): TestResult {
+export function classify(r: SandboxResult, expected: string, limits: SandboxLimits, grader: CodeGrader = 'livecodebench'): TestResult {
   const ms = Math.round(r.ms);
   if (r.sandboxError) return { status: 'runtime_error', ms, detail: `not run: ${r.sandboxError}` };
   if (r.outputLimitExceeded) return { status: 'wrong', ms, detail: 'output limit exceeded' };
@@ -143,7 +200,7 @@ export function classify(r: SandboxResult, expected: string, limits: SandboxLimi
     const how = r.signal ? `killed by ${r.signal}` : `exit ${r.exitCode}`;
     return { status: 'runtime_error', ms, detail: `${how}: ${tail(r.stderr)}` };
   }
-  return outputsMatch(r.stdout, expected) ? { status: 'ok', ms } : { status: 'wrong', ms };
+  return outputsMatch(r.stdout, expected, grader) ? { status: 'ok', ms } : { status: 'wrong', ms };
 }
 
 const DEFAULT_COMPILE: SandboxLimits = {
@@ -205,7 +262,7 @@ export async function runTests(
     const maxOut = Math.max(limits.maxOutputBytes ?? 1 << 20, 2 * Buffer.byteLength(t.output) + 4096);
     const runLimits = { ...limits, maxOutputBytes: maxOut };
     const r = await runInSandbox({ files: prep.files, argv: prep.argv, stdin: t.input, limits: runLimits });
-    return classify(r, t.output, limits);
+    return classify(r, t.output, limits, opts.grader);
   };
   let results: TestResult[];
   if (opts.stopOnFirstFailure) {

@@ -31,13 +31,13 @@ test('extractProgram: a tagged block wins over a later sample-output block; clos
   assert.deepEqual(extractProgram('```python\nprint(3)'), { lang: 'python', code: 'print(3)' });
 });
 
-test('normalizeOutput: trailing spaces / newlines / CRLF ignored, inner differences kept', () => {
+test('legacy output comparison: trailing spaces / newlines / CRLF ignored, inner differences kept', () => {
   assert.equal(normalizeOutput('1 2  \r\n3\n\n\n'), '1 2\n3');
-  assert.ok(outputsMatch('5\n', '5'));
-  assert.ok(outputsMatch('1 2 \n3  \n', '1 2\n3\n'));
-  assert.ok(!outputsMatch('1  2', '1 2'));
-  assert.ok(!outputsMatch('6\n', '5\n'));
-  assert.ok(!outputsMatch('5\n5', '5'));
+  assert.ok(outputsMatch('5\n', '5', 'legacy'));
+  assert.ok(outputsMatch('1 2 \n3  \n', '1 2\n3\n', 'legacy'));
+  assert.ok(!outputsMatch('1  2', '1 2', 'legacy'));
+  assert.ok(!outputsMatch('6\n', '5\n', 'legacy'));
+  assert.ok(!outputsMatch('5\n5', '5', 'legacy'));
 });
 
 test('classify maps sandbox outcomes to statuses (fail closed when not run)', () => {
@@ -84,4 +84,45 @@ test('passAtK: unbiased estimator', () => {
       ) - 0.5,
     ) < 1e-12,
   );
+});
+
+/**
+ * LiveCodeBench's stdin/stdout checker (lcb_runner/evaluation/testing_util.py grade_stdio, the
+ * one lighteval's lcb:codegeneration runs): [program output, expected output, verdict].
+ */
+const LCB_TABLE: [string, string, boolean][] = [
+  // whitespace: each line stripped at both ends, the whole output stripped
+  ['5', '5\n', true],
+  ['  5  \n', '5', true],
+  ['\t5\r\n', '5', true],
+  ['1 2 \n3  \n\n\n', '1 2\n3\n', true],
+  ['\n\n5', '5', true], // leading blank lines go with the strip
+  // tokens: a line of numbers compares token by token, so runs of spaces do not matter
+  ['1 2  3', '1 2 3', true],
+  ['1\t2 3', '1 2 3', true],
+  ['a  b', 'a b', false], // not numbers: the lines must be equal
+  ['YES', 'yes', false],
+  // blank lines inside the output count as lines
+  ['1\n\n2', '1\n2', false],
+  ['5\n5', '5', false],
+  // numbers are Python Decimals, equal exactly: no float tolerance
+  ['1.0', '1', true],
+  ['1.50 2', '1.5 2.0', true],
+  ['1e3', '1000', true],
+  ['-0', '0', true],
+  ['0.1', '0.10000001', false],
+  ['3.14159', '3.141590000', true],
+  ['0.3333333333', '0.333333333', false],
+  ['1_000', '1000', true], // Python's Decimal accepts digit separators
+  ['nan', 'nan', true], // equal lines pass before any number is read
+  ['nan 1', 'NaN 1', false], // NaN never equals NaN
+  ['inf', 'Infinity', true],
+  ['1,5', '1.5', false],
+  ['50000000000000000', '50000000000000001', false],
+];
+
+test('LiveCodeBench output comparison: whitespace, blank lines, numbers as Decimals', () => {
+  for (const [out, exp, ok] of LCB_TABLE) assert.equal(outputsMatch(out, exp), ok, `${JSON.stringify(out)} vs ${JSON.stringify(exp)}`);
+  // the legacy grader was stricter on spaces between tokens
+  assert.equal(outputsMatch('1 2  3', '1 2 3', 'legacy'), false);
 });

@@ -3,15 +3,19 @@ import { parseTemplateFlag } from '../../io/datasets.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import type { GenerationBackend } from '../../backends/backend.ts';
 import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
-import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, runEval, type EvalTask } from '../../study/eval.ts';
+import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, GRADERS, graderFor, runEval, type EvalTask } from '../../study/eval.ts';
+import { benchmark, BENCHMARKS, isBenchmark, type BenchmarkName } from '../../tasks/benchmarks.ts';
+import { resolveDataset } from '../../io/hub.ts';
 import { addRuntimeOptions, float, int, type RuntimeFlags } from '../common.ts';
 import { EVAL_DEFAULTS as D, evalSamplingOf, runtimeOf } from '../../study/job.ts';
 import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, BackendFlags {
   model: string;
-  dataset: string | string[];
-  task: EvalTask;
+  dataset?: string | string[];
+  task?: EvalTask;
+  benchmark?: BenchmarkName;
+  grader?: string;
   promptColumn?: string;
   answerColumn: string;
   idColumn?: string;
@@ -40,12 +44,24 @@ export function register(program: Command): void {
     .command('eval')
     .description('sample K completions per problem, grade them, and report accuracy, pass@k and generated length (resumable)')
     .requiredOption('--model <dir>', 'model directory (its tokenizer renders prompts; `rac report` reads <dir>/rac.json)')
-    .requiredOption('--dataset <file>', 'problems: JSONL, JSON or Parquet rows')
-    .requiredOption('--task <task>', 'grader: math | code | tiny', (v: string) => {
+    .option('--dataset <file>', 'problems: JSONL, JSON or Parquet rows (or give --benchmark)')
+    .option('--task <task>', 'math | code | tiny | choice (or give --benchmark)', (v: string) => {
       if (!(EVAL_TASKS as readonly string[]).includes(v))
         throw new InvalidArgumentError(`task must be one of ${EVAL_TASKS.join(', ')}, got "${v}"`);
       return v as EvalTask;
     })
+    .option(
+      '--benchmark <name>',
+      `a paper benchmark as lighteval runs it: ${BENCHMARKS.join(' | ')} (its hub dataset, prompt, task, samples and sampling; flags override)`,
+      (v: string) => {
+        if (!isBenchmark(v)) throw new InvalidArgumentError(`benchmark must be one of ${BENCHMARKS.join(', ')}, got "${v}"`);
+        return v;
+      },
+    )
+    .option(
+      '--grader <name>',
+      `how answers are judged: math ${GRADERS.math.join(' | ')}; code ${GRADERS.code.join(' | ')} (default: the first)`,
+    )
     .requiredOption('--out <file>', 'results.json (samples are logged to <out>.samples.jsonl as they finish)')
     .option('--prompt-column <c>', 'prompt column (default: the first of problem, prompt, question)')
     .option('--answer-column <c>', 'gold answer column (math, tiny)', 'answer')
@@ -83,6 +99,36 @@ export function register(program: Command): void {
     )
     .option('--json', 'print the metrics as one JSON object on stdout');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
+    // A benchmark preset gives the dataset, task and sampling; a flag given on the command line wins.
+    const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+    const bm = o.benchmark ? benchmark(o.benchmark) : null;
+    const task = o.task ?? bm?.task;
+    if (!task) return cmd.error('error: give --task (or --benchmark)');
+    if (bm && task !== bm.task) return cmd.error(`error: --benchmark ${bm.name} is a ${bm.task} task, not ${task}`);
+    let dataset = o.dataset;
+    if (dataset === undefined) {
+      if (!bm) return cmd.error('error: give --dataset (or --benchmark)');
+      const log = o.quiet ? undefined : (line: string) => void process.stderr.write(`rac: ${line}\n`);
+      const r = await resolveDataset(bm.dataset.id, { config: bm.dataset.config, split: bm.dataset.split }, { ...(log ? { log } : {}) });
+      dataset = r.files;
+      log?.(
+        `benchmark ${bm.name}: dataset ${bm.dataset.id} (${bm.dataset.config}/${bm.dataset.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'}`,
+      );
+    }
+    let grader: string;
+    try {
+      grader = graderFor(task, o.grader);
+    } catch (e) {
+      return cmd.error(`error: ${(e as Error).message}`);
+    }
+    if (bm) {
+      if (!given('samples')) o.samples = bm.samples;
+      if (!given('temperature')) o.temperature = bm.sampling.temperature;
+      if (!given('topP')) o.topP = bm.sampling.topP;
+      if (!given('maxNewTokens')) o.maxNewTokens = bm.sampling.maxNewTokens;
+      if (bm.codeLimits && !given('codeWallSeconds')) o.codeWallSeconds = bm.codeLimits.wallSeconds;
+      if (bm.codeLimits && !given('codeCpuSeconds')) o.codeCpuSeconds = bm.codeLimits.cpuSeconds;
+    }
     const tok = await RacTokenizer.load(o.model);
     const backend: GenerationBackend = await openBackendFromFlags(o, runtimeOf(o));
     try {
@@ -91,8 +137,10 @@ export function register(program: Command): void {
       const res = await runEval(
         {
           model: o.model,
-          dataset: o.dataset,
-          task: o.task,
+          dataset,
+          task,
+          grader,
+          ...(bm ? { benchmark: bm.name } : {}),
           columns: {
             ...(o.promptColumn !== undefined ? { prompt: o.promptColumn } : {}),
             ...(o.idColumn !== undefined ? { id: o.idColumn } : {}),
