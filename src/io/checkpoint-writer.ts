@@ -1,7 +1,9 @@
 /**
  * Writes a modified copy of a checkpoint in the input's exact layout: same shard files, same
  * tensor order, names, shapes, dtypes and safetensors metadata; tensors not rewritten are copied
- * byte for byte; config, tokenizer and index files copied unchanged. Everything goes to a temp
+ * byte for byte; config, tokenizer and index files copied unchanged. A `plan` changes the
+ * layout on purpose (removing MoE experts): tensors dropped, renamed or reshaped, the index
+ * rewritten; callers name tensors by their SOURCE names throughout. Everything goes to a temp
  * directory beside the destination, renamed into place by `finish()` — an interrupted run never
  * leaves a half-written model at the destination: the temp dir is removed on SIGINT/SIGTERM, and
  * one left by a killed run (its pid gone) is removed by the next `begin()` for the same output.
@@ -14,8 +16,16 @@ import { INDEX_FILE, SafetensorsFile, type SafetensorsModel } from './safetensor
 import { SafetensorsWriter, writeShardedIndex } from './safetensors-writer.ts';
 import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
+/** A deliberate change of layout: tensors dropped, renamed (source → output name) or given a new shape (by source name). */
+export interface CheckpointPlan {
+  drop?: ReadonlySet<string>;
+  rename?: ReadonlyMap<string, string>;
+  shapes?: ReadonlyMap<string, number[]>;
+}
+
 export class CheckpointWriter {
   private readonly writers = new Map<string, SafetensorsWriter>();
+  private plan: CheckpointPlan = {};
   private readonly written = new Set<string>();
   private done = false;
   private widened = false;
@@ -32,7 +42,11 @@ export class CheckpointWriter {
    * Start writing a copy of `src` (a model directory) to `outDir`. `outDir` must not exist unless
    * `overwrite` (then it is replaced only at `finish()`).
    */
-  static begin(src: SafetensorsModel, outDir: string, opts: { overwrite?: boolean; widen?: ReadonlySet<string> } = {}): CheckpointWriter {
+  static begin(
+    src: SafetensorsModel,
+    outDir: string,
+    opts: { overwrite?: boolean; widen?: ReadonlySet<string>; plan?: CheckpointPlan } = {},
+  ): CheckpointWriter {
     const out = resolve(outDir);
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
     if (existsSync(out) && !opts.overwrite) throw new CheckpointError(`${out}: already exists (choose another --out, or pass --overwrite)`);
@@ -49,15 +63,19 @@ export class CheckpointWriter {
     mkdirSync(tmp);
     const w = new CheckpointWriter(src, out, tmp, removeOnSignal(tmp));
     w.widened = [...(opts.widen ?? [])].some((n) => src.has(n) && src.info(n).dtype !== 'F32');
+    const plan = opts.plan ?? {};
+    w.plan = plan;
     try {
       for (const shard of src.shards) {
         const f = src.shard(shard);
         // `widen`: tensors stored as F32 whatever their input dtype (quantized values d·k need f32).
-        const entries = [...f.tensors.values()].map((t) => ({
-          name: t.name,
-          dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype,
-          shape: t.shape,
-        }));
+        const entries = [...f.tensors.values()]
+          .filter((t) => !plan.drop?.has(t.name))
+          .map((t) => ({
+            name: plan.rename?.get(t.name) ?? t.name,
+            dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype,
+            shape: plan.shapes?.get(t.name) ?? t.shape,
+          }));
         w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
       }
     } catch (e) {
@@ -70,19 +88,26 @@ export class CheckpointWriter {
   private writerOf(name: string): SafetensorsWriter {
     if (this.done) throw new Error('checkpoint writer already finished');
     if (!this.src.has(name)) throw new CheckpointError(`${this.src.dir}: no tensor "${name}" to write`);
+    if (this.plan.drop?.has(name)) throw new Error(`tensor "${name}" is dropped by the plan`);
     if (this.written.has(name)) throw new Error(`tensor "${name}" written twice`);
     this.written.add(name);
     return this.writers.get(this.src.shardOf(name))!;
   }
 
+  /** The output name of source tensor `name`. */
+  private outName(name: string): string {
+    return this.plan.rename?.get(name) ?? name;
+  }
+
   /** Write f32 data narrowed to the tensor's stored dtype (F32/F16/BF16). */
   writeF32(name: string, data: Float32Array): void {
-    this.writerOf(name).writeF32(name, data);
+    this.writerOf(name).writeF32(this.outName(name), data);
   }
 
   /** Copy a tensor's stored bytes unchanged. */
   copy(name: string): void {
-    this.writerOf(name).write(name, this.src.readRaw(name));
+    if (this.plan.shapes?.has(name)) throw new Error(`tensor "${name}" is reshaped by the plan: write its data`);
+    this.writerOf(name).write(this.outName(name), this.src.readRaw(name));
   }
 
   isWritten(name: string): boolean {
@@ -95,7 +120,7 @@ export class CheckpointWriter {
    */
   finish(extra: Record<string, string> = {}): void {
     try {
-      for (const name of this.src.names()) if (!this.written.has(name)) this.copy(name);
+      for (const name of this.src.names()) if (!this.written.has(name) && !this.plan.drop?.has(name)) this.copy(name);
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
       for (const f of SIDECAR_FILES) {
@@ -104,8 +129,9 @@ export class CheckpointWriter {
       }
       const indexBytes = asCheckpointError(() => readModelFile(this.src.dir, INDEX_FILE));
       if (indexBytes !== undefined) {
-        if (this.widened) {
-          // Widened tensors change the shards' sizes: the index gets the new total_size.
+        const replanned = !!(this.plan.drop?.size || this.plan.rename?.size || this.plan.shapes?.size);
+        if (this.widened || replanned) {
+          // Widened, dropped or reshaped tensors change the shards' sizes (and names): a new index.
           let total = 0;
           for (const shard of this.src.shards) {
             const h = SafetensorsFile.open(join(this.tmpDir, shard));
@@ -116,7 +142,7 @@ export class CheckpointWriter {
             }
           }
           const map: Record<string, string> = {};
-          for (const name of this.src.names()) map[name] = this.src.shardOf(name);
+          for (const name of this.src.names()) if (!this.plan.drop?.has(name)) map[this.outName(name)] = this.src.shardOf(name);
           writeShardedIndex(this.tmpDir, map, total);
         } else writeFileSync(join(this.tmpDir, INDEX_FILE), indexBytes);
       }

@@ -48,6 +48,9 @@ export async function pruneLinear(
   const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
   let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
   switch (opts.method) {
+    case 'reap':
+    case 'frequency':
+      throw new Error(`--method ${opts.method} removes whole experts; it solves no Linear`);
     case 'rtn':
       r = { zeros: 0, total: W.length, sparsity: 0 };
       break;

@@ -9,10 +9,12 @@ import type { QuantFormat } from '../compress/quant-grids.ts';
 import type { Model } from '../models/model.ts';
 import type { LinearName } from '../models/spec.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
-import type { LayerReport, PruneMethod } from './rac-json.ts';
+import type { ExpertRemovalRecord, LayerReport, PruneMethod } from './rac-json.ts';
 
 /** The pruning methods (recipes' `methods`). */
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
+/** Expert-removal methods (MoE models): remove whole experts, prune nothing else. */
+export const EXPERT_METHODS: readonly PruneMethod[] = ['reap', 'frequency'];
 /** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
 export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
 /** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
@@ -87,6 +89,15 @@ export interface PruneOptions {
   reference?: Model;
   /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
   errorStats?: boolean;
+  /**
+   * MoE models: remove whole experts first — `scoring` REAP or routed-token frequency, `experts` a
+   * fraction in (0, 1) or a count per layer (prune/expert-removal.ts). Required by methods reap /
+   * frequency (which do only that); with any other method, the rest is then pruned / quantized
+   * as usual on the same calibration set. rac.json `expert_removal` records it.
+   */
+  removeExperts?: { scoring: 'reap' | 'frequency'; experts: number };
+  /** Internal (composition): the run's original source, and the expert removal done before this stage. */
+  provenance?: { source: Model; expertRemoval: ExpertRemovalRecord };
   /** MoE layers: each expert's statistics from its routed tokens or from every token (default routed, see README: MoE). */
   moeCalibration?: MoeCalibration;
   /**

@@ -15,18 +15,10 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
-import {
-  batchRowWeights,
-  classCounts,
-  isUniform,
-  UNIFORM_TOKEN_WEIGHTS,
-  validateTokenWeights,
-  weightedTokens,
-  XtxSum,
-  type TokenWeights,
-} from '../compress/hessian.ts';
+import { classCounts, isUniform, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, XtxSum, type TokenWeights } from '../compress/hessian.ts';
 import { describeTarget, type SparsityTarget } from '../compress/masks.ts';
 import { outlierRatio, owlTargets } from '../compress/owl.ts';
 import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
@@ -36,12 +28,13 @@ import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
-import { embedRows, leftPad } from '../models/batch.ts';
+import { embedRows, type PaddedBatch } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
-import type { Model } from '../models/model.ts';
+import { Model } from '../models/model.ts';
 import { groupWidth, hasMoeLayers, layerLinears, linearWeight, type InputGroup, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
-import { makeBatches, type CalibSet } from './calib.ts';
+import { calibBatches, type CalibSet } from './calib.ts';
+import { checkExpertRemoval, scoreExperts, scratchDir, writeWithoutExperts } from './expert-removal.ts';
 import { moeLayerStep } from './experts.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { denseLayerStep, layerOptions, type LayerJob, type PruneRun } from './layer-step.ts';
@@ -49,6 +42,7 @@ import { PhaseTimer, pruneLinear, type QuantNote } from './linear.ts';
 import { prunedModelCard } from './model-card.ts';
 import {
   EMBEDDING_QUANT,
+  EXPERT_METHODS,
   MIN_EXPERT_TOKENS,
   PRUNE_METHODS,
   QUANT_METHODS,
@@ -63,11 +57,12 @@ import {
   type LayerReport,
   type LinearReport,
   type OwlRecord,
+  type ExpertRemovalRecord,
   type PruneSummary,
   type QuantizationRecord,
 } from './rac-json.ts';
 
-export { EMBEDDING_QUANT, PRUNE_METHODS, QUANT_METHODS, QUANT_SCALES_FILE } from './options.ts';
+export { EMBEDDING_QUANT, EXPERT_METHODS, PRUNE_METHODS, QUANT_METHODS, QUANT_SCALES_FILE } from './options.ts';
 export type { LinearScope, MoeCalibration, PruneOptions, PruneProgress } from './options.ts';
 export type { PruneMethod } from './rac-json.ts';
 
@@ -123,6 +118,7 @@ export async function pruneCheckpoint(
   opts: PruneOptions,
   version: string,
 ): Promise<PruneSummary> {
+  if (opts.removeExperts || EXPERT_METHODS.includes(opts.method)) return removeExpertsThenPrune(model, calibIn, outDir, opts, version);
   const t0 = performance.now();
   checkOptions(model, calibIn, opts);
   const quant = opts.quant;
@@ -157,10 +153,7 @@ export async function pruneCheckpoint(
     (scales, rows, cols, format, method) =>
       quantized.set(name, { scales, rows, cols, format, method });
   const D = cfg.hiddenSize;
-  const batches = makeBatches(calib.sequences, opts.batchTokens);
-  const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
-  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T, tokenWeights));
-  const n = weightedTokens(batches.flat(), tokenWeights);
+  const { padded, rowWeights, n } = calibBatches(calib, opts.batchTokens, tokenWeights);
   // Statistics: none for magnitude / rtn without the error report; Wanda without it needs only diag(XᵀX).
   const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
   const diagonalOnly = opts.method === 'wanda' && opts.errorStats === false;
@@ -342,6 +335,105 @@ export async function pruneCheckpoint(
   }
 }
 
+/**
+ * Expert removal (prune/expert-removal.ts), alone (methods reap / frequency) or followed by the
+ * method's pruning / quantization of what is left, on the same calibration set: the smaller model
+ * goes to a scratch directory beside `outDir` and is pruned from there into `outDir`.
+ */
+async function removeExpertsThenPrune(
+  model: Model,
+  calib: CalibSet | null,
+  outDir: string,
+  opts: PruneOptions,
+  version: string,
+): Promise<PruneSummary> {
+  const t0 = performance.now();
+  const only = EXPERT_METHODS.includes(opts.method);
+  if (!opts.removeExperts)
+    throw new Error(`--method ${opts.method} needs --experts (a fraction in (0, 1) or a count of experts to remove per layer)`);
+  // Methods reap / frequency name the scoring; with another method, removeExperts.scoring does.
+  const removal = only ? { ...opts.removeExperts, scoring: opts.method as 'reap' | 'frequency' } : opts.removeExperts;
+  if (!calib) throw new Error(`expert removal (${removal.scoring}) needs a calibration set`);
+  checkExpertRemoval(model, removal);
+  if (!only) checkOptions(model, calib, opts);
+  else if (opts.quant)
+    throw new Error(
+      `--method ${opts.method} only removes experts; quantize with a method that quantizes (gptq, rtn, sparsegpt --quant) and --experts`,
+    );
+  if (existsSync(outDir) && !opts.overwrite)
+    throw new CheckpointError(`${resolve(outDir)}: already exists (choose another --out, or pass --overwrite)`);
+  const sourceCard = readCard(model.dir);
+  const scratch = scratchDir(resolve(outDir));
+  try {
+    const { record, plan } = await scoreExperts(
+      model,
+      calib,
+      {
+        scoring: removal.scoring,
+        experts: removal.experts,
+        batchTokens: opts.batchTokens,
+        ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
+        ...(opts.memoryLimitBytes !== undefined ? { memoryLimitBytes: opts.memoryLimitBytes } : {}),
+        ...(opts.runtime ? { runtime: opts.runtime } : {}),
+        onProgress: (e) => e.phase === 'done' && opts.onProgress?.({ layer: e.layer, layers: e.layers, phase: 'done' }),
+      },
+      scratch.dir,
+    );
+    if (only) {
+      const summary = expertRemovalSummary(model, opts, version, record, (performance.now() - t0) / 1000);
+      writeWithoutExperts(
+        model,
+        plan,
+        outDir,
+        { [RAC_JSON]: formatRacJson(summary), 'README.md': prunedModelCard(summary, sourceCard ?? null) },
+        opts.overwrite,
+      );
+      return summary;
+    }
+    const mid = join(scratch.dir, 'experts-removed');
+    writeWithoutExperts(model, plan, mid, {});
+    const small = Model.open(mid);
+    try {
+      const { removeExperts: _, ...rest } = opts;
+      return await pruneCheckpoint(small, calib, outDir, { ...rest, provenance: { source: model, expertRemoval: record } }, version);
+    } finally {
+      small.close();
+    }
+  } finally {
+    scratch.release();
+  }
+}
+
+/** rac.json of an expert removal alone (methods reap / frequency). */
+function expertRemovalSummary(
+  model: Model,
+  opts: PruneOptions,
+  version: string,
+  record: ExpertRemovalRecord,
+  seconds: number,
+): PruneSummary {
+  const sourceHub = hubSourceOf(model.dir);
+  return {
+    rac_version: version,
+    created: new Date().toISOString(),
+    source_model: model.dir,
+    ...(sourceHub ? { source_hub: sourceHub } : {}),
+    architecture: model.config.modelType,
+    method: opts.method,
+    options: {
+      experts: record.experts_before - record.experts_after,
+      batch_tokens: opts.batchTokens,
+      token_weights: { ...(opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS) },
+      embeddings: 'untouched',
+      lm_head: model.tiedHead ? 'tied' : 'untouched',
+    },
+    calibration: record.calibration,
+    layers: [],
+    expert_removal: record,
+    totals: { pruned_linears: 0, zeros: 0, weights: 0, sparsity: 0, seconds },
+  };
+}
+
 /** Every refusal pruneCheckpoint makes before any work (one line each). */
 function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions): void {
   const L = model.config.numLayers;
@@ -391,7 +483,7 @@ async function owlOutlierRatios(
   model: Model,
   runner: LayerRunner,
   stores: [HiddenStore, HiddenStore],
-  padded: ReturnType<typeof leftPad>[],
+  padded: PaddedBatch[],
   rowWeights: Float32Array[],
   selected: Set<number>,
   linearSpecs: LinearSpec[],
@@ -503,11 +595,13 @@ function pruneSummary(
     count++;
   }
   const quant = opts.quant;
-  const sourceHub = hubSourceOf(model.dir);
+  // After an expert removal, the run's source is the model the experts were removed from.
+  const source = opts.provenance?.source ?? model;
+  const sourceHub = hubSourceOf(source.dir);
   return {
     rac_version: version,
     created: new Date().toISOString(),
-    source_model: model.dir,
+    source_model: source.dir,
     ...(sourceHub ? { source_hub: sourceHub } : {}),
     architecture: model.config.modelType,
     method: opts.method,
@@ -540,7 +634,14 @@ function pruneSummary(
     ...(r.lmHead ? { lm_head: r.lmHead } : {}),
     ...(r.quantization ? { quantization: r.quantization } : {}),
     ...(r.owl ? { sparsity_profile: r.owl } : {}),
-    totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: r.seconds },
+    ...(opts.provenance ? { expert_removal: opts.provenance.expertRemoval } : {}),
+    totals: {
+      pruned_linears: count,
+      zeros,
+      weights,
+      sparsity: weights ? zeros / weights : 0,
+      seconds: r.seconds + (opts.provenance?.expertRemoval.seconds ?? 0),
+    },
   };
 }
 

@@ -14,7 +14,7 @@ import type { ExpertLinearName, LinearName } from '../models/spec.ts';
 /** The file name inside a pruned model directory. */
 export const RAC_JSON = 'rac.json';
 
-export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude' | 'gptq' | 'rtn';
+export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude' | 'gptq' | 'rtn' | 'reap' | 'frequency';
 
 export interface LinearReport {
   rows: number;
@@ -100,6 +100,8 @@ export interface PruneSummary {
   quantization?: QuantizationRecord;
   /** OWL: the statistics' source, M, λ and per layer the outlier ratio, the target and the realized sparsity. */
   sparsity_profile?: OwlRecord;
+  /** MoE: experts removed before (or instead of) pruning the rest. */
+  expert_removal?: ExpertRemovalRecord;
   totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
 }
 
@@ -113,6 +115,30 @@ export interface OwlRecord {
   /** Σ p_l·target_l / Σ p_l over the pruned weights (the requested sparsity, up to rounding). */
   mean_target: number;
   layers: { layer: number; outlier_ratio: number; target: number; sparsity: number; weights: number }[];
+}
+
+/**
+ * rac.json `expert_removal`: whole experts removed from every MoE layer (REAP or routed-token
+ * frequency, compress/expert-scores.ts), before any other pruning of the same run.
+ */
+export interface ExpertRemovalRecord {
+  scoring: 'reap' | 'frequency';
+  /** Experts per MoE layer before and after; the same in every layer (one num_experts in config.json). */
+  experts_before: number;
+  experts_after: number;
+  /** Parameters of the checkpoint before and after. */
+  parameters_before: number;
+  parameters_after: number;
+  /** Calibration of the scores (as PruneSummary.calibration). */
+  calibration: Record<string, unknown> & { tokens: number; sequences: number };
+  seconds: number;
+  layers: {
+    layer: number;
+    /** Removed expert ids (of the input model), ascending. */
+    removed: number[];
+    /** Every expert of the input model: routed calibration tokens, its score, whether it was removed. */
+    experts: { expert: number; tokens: number; score: number; removed: boolean }[];
+  }[];
 }
 
 /** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */
@@ -147,23 +173,43 @@ export interface PruningInfo {
   calibration?: Record<string, unknown>;
   /** PruneSummary.totals.sparsity. */
   realised_sparsity?: number;
-  /** MoE models: per pruned MoE layer, the calibration tokens routed to each expert. */
+  /** MoE models: per pruned MoE layer, the calibration tokens routed to each expert (with expert removal: scores, removed). */
   experts?: ExpertCoverage[];
+  /** Expert removal: experts per layer before → after, and the scoring. */
+  expert_removal?: { scoring: string; experts_before: number; experts_after: number };
 }
 
-/** One MoE layer's expert coverage: calibration tokens routed to each expert, in expert order. */
+/**
+ * One MoE layer's expert coverage: calibration tokens routed to each expert, in expert order —
+ * with expert removal, of the input model's experts, with their scores and which were removed.
+ */
 export interface ExpertCoverage {
   layer: number;
   tokens: number[];
+  scores?: number[];
+  removed?: boolean[];
 }
 
-/** The experts' coverage of a rac.json's layers (absent when no layer reports experts). */
-function expertCoverage(layers: unknown): ExpertCoverage[] | undefined {
-  if (!Array.isArray(layers)) return undefined;
+/** The experts' coverage of a rac.json: expert removal's record, else the layers' per-expert pruning (absent when neither). */
+function expertCoverage(j: Partial<Record<keyof PruneSummary, unknown>>): ExpertCoverage[] | undefined {
+  const num = (x: unknown) => (typeof x === 'number' ? x : 0);
+  const removal = j.expert_removal as Partial<ExpertRemovalRecord> | undefined;
   const out: ExpertCoverage[] = [];
-  for (const l of layers as Partial<LayerReport>[]) {
-    if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
-    out.push({ layer: l.layer, tokens: l.experts.map((e) => (typeof e?.tokens === 'number' ? e.tokens : 0)) });
+  if (removal && Array.isArray(removal.layers)) {
+    for (const l of removal.layers) {
+      if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
+      out.push({
+        layer: l.layer,
+        tokens: l.experts.map((e) => num(e?.tokens)),
+        scores: l.experts.map((e) => num(e?.score)),
+        removed: l.experts.map((e) => e?.removed === true),
+      });
+    }
+  } else if (Array.isArray(j.layers)) {
+    for (const l of j.layers as Partial<LayerReport>[]) {
+      if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
+      out.push({ layer: l.layer, tokens: l.experts.map((e) => num(e?.tokens)) });
+    }
   }
   return out.length > 0 ? out : undefined;
 }
@@ -176,7 +222,12 @@ export function readPruningInfo(dir: string): PruningInfo | null {
   if (typeof j.method !== 'string') return null;
   const calib = j.calibration && typeof j.calibration === 'object' ? (j.calibration as Record<string, unknown>) : undefined;
   const totals = j.totals as { sparsity?: unknown } | undefined;
-  const coverage = expertCoverage(j.layers);
+  const coverage = expertCoverage(j);
+  const er = j.expert_removal as Partial<ExpertRemovalRecord> | undefined;
+  const removal =
+    er && typeof er.scoring === 'string' && typeof er.experts_before === 'number' && typeof er.experts_after === 'number'
+      ? { scoring: er.scoring, experts_before: er.experts_before, experts_after: er.experts_after }
+      : undefined;
   return {
     method: j.method,
     ...(typeof j.sparsity === 'number' ? { sparsity: j.sparsity } : {}),
@@ -192,5 +243,6 @@ export function readPruningInfo(dir: string): PruningInfo | null {
       : {}),
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
     ...(coverage ? { experts: coverage } : {}),
+    ...(removal ? { expert_removal: removal } : {}),
   };
 }

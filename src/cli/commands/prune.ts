@@ -25,7 +25,15 @@ import { buildCalibSet, CALIB_MODES, type CalibMode } from '../../prune/calib-mo
 import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
 import { parseTokenWeights, type TokenWeights } from '../../compress/hessian.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
-import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
+import {
+  EXPERT_METHODS,
+  parseLayerSelection,
+  pruneCheckpoint,
+  PRUNE_METHODS,
+  QUANT_METHODS,
+  scopeLinears,
+  type PruneMethod,
+} from '../../prune/prune.ts';
 import { layerLinearReports } from '../../prune/rac-json.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
@@ -65,7 +73,11 @@ export function register(program: Command): void {
       'prune and/or quantize a checkpoint layer by layer (magnitude | Wanda | SparseGPT; GPTQ | RTN to GGUF q4_0/q8_0) and write the result',
     )
     .requiredOption('--model <dir>', 'input model directory')
-    .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude | gptq | rtn', choice('method', [...PRUNE_METHODS, ...QUANT_METHODS]))
+    .requiredOption(
+      '--method <name>',
+      'sparsegpt | wanda | magnitude | gptq | rtn | reap | frequency (MoE: remove whole experts, with --experts)',
+      choice('method', [...PRUNE_METHODS, ...QUANT_METHODS, ...EXPERT_METHODS]),
+    )
     .option(
       '--quant <format>',
       'quantize to a GGUF grid: q4_0 | q8_0 (gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest)',
@@ -111,7 +123,12 @@ export function register(program: Command): void {
         `--method ${o.method} only quantizes; for pruning + quantization use --method sparsegpt --quant, or rtn on a pruned model`,
       );
     }
-    if (quantOnly && o.sparsity === undefined) o.sparsity = '0';
+    const expertsOnly = EXPERT_METHODS.includes(o.method);
+    if (expertsOnly && (o.sparsity !== undefined || o.pattern !== undefined || o.quant))
+      usage(cmd, `--method ${o.method} only removes experts (--experts); prune or quantize the rest with another method and --experts`);
+    if (expertsOnly && !(st.experts > 0))
+      usage(cmd, `--method ${o.method} needs --experts (a fraction in (0, 1) or a count of experts per layer)`);
+    if ((quantOnly || expertsOnly) && o.sparsity === undefined) o.sparsity = '0';
     if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
     const noCalib = o.method === 'rtn' && o.calib === undefined && o.calibMode === undefined;
     if (!noCalib && (o.calib === undefined) === (o.calibMode === undefined))
@@ -192,7 +209,7 @@ export function register(program: Command): void {
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
-          `prune: ${o.method} ${targetText(target)}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
+          `prune: ${o.method} ${expertsOnly ? `removing ${st.experts} experts per layer` : `${st.experts > 0 ? `after removing ${st.experts} experts per layer (${st.expertScoring}), ` : ''}${targetText(target)}`}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
             (calib
               ? `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
                 (o.calibMode
@@ -207,7 +224,9 @@ export function register(program: Command): void {
       // Quiet runs print no estimate: nothing is measured for them.
       // (round-to-nearest quantization has no calibration pass to estimate)
       const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed({ runtime }) : null;
+      // (expert removal has no estimate yet: the figures would be the pruning stage's alone)
       const estimate =
+        st.experts === 0 &&
         speed &&
         calib &&
         estimatePrune(
@@ -216,7 +235,8 @@ export function register(program: Command): void {
           calib,
           {
             // GPTQ runs SparseGPT's solver; round-to-nearest needs no statistics, like magnitude
-            method: o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : o.method,
+            method:
+              o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : (o.method as 'sparsegpt' | 'wanda' | 'magnitude'),
             layers,
             linears: scopeLinears(model.spec, model.config, st.linears),
             batchTokens: st.batchTokens,
@@ -296,6 +316,17 @@ export function register(program: Command): void {
         );
       }
       if (o.json) return printJson(summary);
+      const er = summary.expert_removal;
+      if (er) {
+        for (const l of er.layers) process.stdout.write(`layer ${l.layer}: removed experts ${l.removed.join(', ')}\n`);
+        process.stdout.write(
+          `removed ${er.experts_before - er.experts_after} of ${er.experts_before} experts per MoE layer by ${er.scoring}: parameters ${er.parameters_before.toLocaleString('en-US')} → ${er.parameters_after.toLocaleString('en-US')}\n`,
+        );
+        if (expertsOnly) {
+          process.stdout.write(`in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`);
+          return;
+        }
+      }
       const rows = summary.layers.map((r) => {
         const lin = layerLinearReports(r);
         const z = lin.reduce((a, x) => a + x.zeros, 0);
