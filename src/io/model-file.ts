@@ -106,6 +106,31 @@ export function modelDirRoots(dir: string): string[] {
   return roots;
 }
 
+/**
+ * The real path `p` would have: symlinks resolved in the part that exists (the whole path when it
+ * exists), the rest appended. For "is this output inside that input" checks before anything exists.
+ */
+export function realPathOf(p: string): string {
+  const abs = path.resolve(p);
+  let head = abs;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(head), ...rest.reverse());
+    } catch {
+      const up = path.dirname(head);
+      if (up === head) return abs;
+      rest.push(path.basename(head));
+      head = up;
+    }
+  }
+}
+
+/** Whether real path `p` is `root` or lies inside it. */
+export function isWithin(p: string, root: string): boolean {
+  return p === root || isInside(p, root);
+}
+
 function kindOf(st: fs.Stats): string {
   if (st.isFIFO()) return 'a FIFO';
   if (st.isSocket()) return 'a socket';
