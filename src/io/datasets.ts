@@ -231,7 +231,7 @@ async function readParquetPrefix(
     const cols: [string, unknown[]][] = [];
     for (const chunk of group.columns) {
       const meta = chunk.meta_data;
-      if (!meta) return null;
+      if (!meta || chunk.file_path) return null;
       const schemaPath = getTreePath(tree, meta.path_in_schema);
       const decoder = {
         pathInSchema: meta.path_in_schema,
@@ -241,7 +241,8 @@ async function readParquetPrefix(
         ...meta,
         parsers: DEFAULT_PARSERS,
       };
-      const start = Number(meta.dictionary_page_offset ?? meta.data_page_offset);
+      // (as hyparquet: a missing or zero dictionary offset means the chunk starts at its first data page)
+      const start = Number(meta.dictionary_page_offset || meta.data_page_offset);
       const reader = { view: new DataView(buf, start, Number(meta.total_compressed_size)), offset: 0 };
       let dictionary: unknown;
       const values: unknown[] = [];

@@ -48,8 +48,8 @@ import {
 } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { ModelFileError, readModelFile, readRegularFile } from './model-file.ts';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { isWithin, ModelFileError, readModelFile, readRegularFile } from './model-file.ts';
 
 export class HubError extends Error {
   constructor(message: string) {
@@ -95,11 +95,6 @@ function readCacheFile(path: string, maxBytes: number, what: string): Buffer | u
   }
 }
 
-function isInside(child: string, root: string): boolean {
-  const rel = relative(root, child);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
-}
-
 /**
  * Refuses a snapshot directory that is not a directory of its repo (a symlink to, or through, a
  * directory elsewhere). Nothing to refuse when it does not exist.
@@ -117,7 +112,7 @@ function checkSnapshotDir(cacheDir: string, type: RepoType, id: string, commit: 
   const folder = repo.split(sep).pop()!;
   if (real !== join(realpathSync(repo), 'snapshots', commit))
     throw new HubError(
-      `${snap}: ${folder}/snapshots/${commit} is a symlink to ${real}, outside ${folder} (the hub cache ${cacheDir}); a snapshot directory must not be a link`,
+      `${snap}: the snapshot directory is a symlink to ${real}, outside ${folder} in the hub cache ${cacheDir} (a snapshot must be a directory of its repo)`,
     );
 }
 
@@ -399,7 +394,7 @@ export async function resolveDataset(
     // A shard is a link into the repo's blobs/ (or a file of the snapshot), never a link out of the repo.
     const realRepo = realpathSync(repo);
     for (const f of files)
-      if (!isInside(realpathSync(f), realRepo))
+      if (!isWithin(realpathSync(f), realRepo))
         throw new HubError(`${f}: resolves to ${realpathSync(f)}, outside ${repo.split(sep).pop()} in the hub cache (symlink escape)`);
     return files;
   };
@@ -631,7 +626,7 @@ async function download(
     const link = join(snapshot, ...f.path.split('/'));
     mkdirSync(dirname(link), { recursive: true });
     const realParent = realpathSync(dirname(link));
-    if (realParent !== realSnapshot && !isInside(realParent, realSnapshot))
+    if (!isWithin(realParent, realSnapshot))
       throw new HubError(`${where}: ${f.path}: its directory in the snapshot resolves to ${realParent}, outside ${snapshot}`);
     rmSync(link, { force: true });
     symlinkSync(relative(dirname(link), blob), link);

@@ -482,7 +482,10 @@ describe('a hostile or broken hub (loopback)', () => {
     symlinkSync(outside, snap);
     const env = { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' };
     await assert.rejects(resolveModel('acme/h', { env, fetch: noNetwork().fetch }), (e: Error) => {
-      assert.match(e.message, /snapshots\/[0-9a-f]{40} is a symlink to .*hf-outside.*, outside models--acme--h/);
+      assert.match(
+        e.message,
+        /snapshots\/[0-9a-f]{40}: the snapshot directory is a symlink to .*hf-outside.*, outside models--acme--h in the hub cache/,
+      );
       return true;
     });
     assert.throws(() => Model.open(snap), /hub cache snapshot .* resolves to .*hf-outside.*, outside its repository/);
@@ -501,7 +504,7 @@ describe('a hostile or broken hub (loopback)', () => {
     symlinkSync(dout, dsnap);
     await assert.rejects(
       resolveDataset('acme/d', {}, { env, fetch: noNetwork().fetch }),
-      /snapshots\/[0-9a-f]{40} is a symlink to .*hf-outside-ds.*, outside datasets--acme--d/,
+      /snapshots\/[0-9a-f]{40}: the snapshot directory is a symlink to .*hf-outside-ds.*, outside datasets--acme--d in the hub cache/,
     );
   });
 });
