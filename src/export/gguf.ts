@@ -26,7 +26,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { encodeBlocks, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { f16ToF32 } from '../io/dtype.ts';
-import { ModelFileError, parseJsonText, readModelText } from '../io/model-file.ts';
+import { isWithin, ModelFileError, modelDirRoots, parseJsonText, readModelText, realPathOf } from '../io/model-file.ts';
 import { GgufWriter, kv, type GgmlTypeName, type GgufKv, type GgufTensorEntry } from '../io/gguf.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import { QWEN2_PRETOKENIZE_REGEX } from '../io/bpe.ts';
@@ -57,6 +57,8 @@ export interface ExportGgufOptions {
   tokenizerPre?: string;
   warn?: (message: string) => void;
   onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Replace an existing `out` (default: refuse it). An output in the input model is refused whatever this says. */
+  force?: boolean;
 }
 
 export interface ExportGgufResult {
@@ -655,9 +657,25 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
   if (!GGUF_DTYPES.includes(dtype)) throw new ExportError(`dtype must be one of ${GGUF_DTYPES.join(', ')}, got "${String(dtype)}"`);
   const warn = o.warn ?? ((s: string) => process.stderr.write(`warning: ${s}\n`));
   const out = resolve(o.out);
+  // The output may not be (or be inside) the input model, its real directory or — for a hub
+  // snapshot — the blobs its files link to: writing there would replace what is being read.
+  const outReal = realPathOf(out);
+  let roots = [resolve(o.model)];
+  try {
+    roots = [...roots, ...modelDirRoots(o.model)];
+  } catch {
+    /* no such model directory: Model.open below says so */
+  }
+  for (const root of roots)
+    if (isWithin(outReal, root) || isWithin(out, root))
+      throw new ExportError(
+        `${out}: the output${outReal !== out ? ` (${outReal})` : ''} ${outReal === root || out === root ? 'is' : 'lies inside'} the input model directory ${root}; choose an --out outside it`,
+      );
   const m = Model.open(o.model, { warn });
   let qs: QuantSource | null = null;
   try {
+    if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
+    if (existsSync(out) && !o.force) throw new ExportError(`${out}: exists; pass --force to replace it`);
     qs = openQuantSource(m.dir);
     if (qs && (dtype === 'f16' || dtype === 'bf16')) {
       warn(`${m.dir}: the model is quantized (rac.json); its grid values are exact in f32, q4_0 or q8_0 GGUF, not in ${dtype}`);
@@ -678,7 +696,6 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
     const name = o.name ?? basename(m.dir);
     const kvs = [...modelMetadata(arch, m.config, name, dtype), ...tok.kvs];
     const plan = planTensors(m, arch, dtype, qs);
-    if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
     mkdirSync(dirname(out), { recursive: true });
     const w = GgufWriter.create(out, kvs, plan);
     try {

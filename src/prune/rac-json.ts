@@ -5,10 +5,9 @@
  * (`formatRacJson`), `rac eval` and `rac report` read it (`readPruningInfo`) through these types.
  * Imports only types from compress / io / models.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { QuantFormat } from '../compress/quant-grids.ts';
 import type { HubSource } from '../io/hub.ts';
+import { readModelJson } from '../io/model-file.ts';
 import type { ExpertLinearName, LinearName } from '../models/spec.ts';
 
 /** The file name inside a pruned model directory. */
@@ -216,9 +215,9 @@ function expertCoverage(j: Partial<Record<keyof PruneSummary, unknown>>): Expert
 
 /** Pruning facts from `<dir>/rac.json`, or null when the directory has none (a dense model). */
 export function readPruningInfo(dir: string): PruningInfo | null {
-  const p = join(dir, RAC_JSON);
-  if (!existsSync(p)) return null;
-  const j = JSON.parse(readFileSync(p, 'utf8')) as Partial<Record<keyof PruneSummary, unknown>>;
+  // Through the model-directory reader: a FIFO or a link out of the directory is refused.
+  const j = readModelJson(dir, RAC_JSON) as Partial<Record<keyof PruneSummary, unknown>> | undefined;
+  if (j === undefined || j === null || typeof j !== 'object') return null;
   if (typeof j.method !== 'string') return null;
   const calib = j.calibration && typeof j.calibration === 'object' ? (j.calibration as Record<string, unknown>) : undefined;
   const totals = j.totals as { sparsity?: unknown } | undefined;

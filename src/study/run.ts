@@ -11,11 +11,13 @@
  * what is not (trace and eval resume mid-file; a pruned model is complete or absent).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { targetLabel, targetOf, type SparsityTarget } from '../compress/masks.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
+import { ModelFileError, readRegularFile } from '../io/model-file.ts';
 import { parseHubId, resolveDataset, resolveModel, type DatasetSplit, type HubOptions } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { Model } from '../models/model.ts';
@@ -57,6 +59,16 @@ export class RecipeError extends Error {
   }
 }
 
+/**
+ * Bounds on a recipe, checked before the work they would cause: the file's size before it is
+ * parsed, the `prune:` entries before any is read (identical entries are kept once), and the
+ * pruned models they make (entries × targets × calibration modes × quantize).
+ */
+export const RECIPE_LIMITS = { maxBytes: 1 << 20, maxPruneEntries: 1000, maxModels: 1000 } as const;
+
+/** The file `rac run` writes into its `out` first: a directory holding it is a rac run directory. */
+export const RUN_MARKER = 'rac-run.json';
+
 export interface PruneSpec {
   method: PruneMethod;
   /** Calibration modes (ignored by magnitude). */
@@ -96,6 +108,8 @@ export interface Recipe {
   /** The `calibration:` section over the defaults (each prune entry may override its keys). */
   calibration: PruneSettings;
   prune: PruneSpec[];
+  /** `prune:` entries dropped because an identical entry came before (any key order). */
+  duplicatePruneEntries: number;
   eval: {
     samples: number;
     maxNewTokens: number;
@@ -117,13 +131,21 @@ type Obj = Record<string, unknown>;
 /** Read and validate a recipe (YAML or JSON); paths resolve relative to the recipe file. */
 export function loadRecipe(path: string): Recipe {
   const file = resolve(path);
+  let bytes: Buffer | undefined;
+  try {
+    // A FIFO is refused, not waited on; a file over the size bound is refused before it is read.
+    bytes = readRegularFile(file, RECIPE_LIMITS.maxBytes, 'a recipe');
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new RecipeError(file, e.problem);
+    throw e;
+  }
+  if (bytes === undefined) throw new RecipeError(file, 'file not found');
   let raw: unknown;
   try {
-    const text = readFileSync(file, 'utf8');
+    const text = bytes.toString('utf8');
     raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new RecipeError(file, code === 'ENOENT' ? 'file not found' : `cannot parse (${(e as Error).message})`);
+    throw new RecipeError(file, `cannot parse (${(e as Error).message})`);
   }
   const fail = (m: string): never => {
     throw new RecipeError(file, m);
@@ -193,7 +215,26 @@ export function loadRecipe(path: string): Recipe {
   const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
   const prune = r['prune'];
   if (!Array.isArray(prune) || prune.length === 0) fail('"prune" must be a non-empty list of {method, calib, sparsity | pattern}');
-  const specs: PruneSpec[] = (prune as unknown[]).map((x, i) => {
+  if ((prune as unknown[]).length > RECIPE_LIMITS.maxPruneEntries)
+    fail(`"prune" has ${(prune as unknown[]).length} entries; a recipe may have at most ${RECIPE_LIMITS.maxPruneEntries}`);
+  // Identical entries (in any key order) are one: the first is kept, with its index in messages.
+  const seen = new Set<string>();
+  const entries = (prune as unknown[]).flatMap((x, i) => {
+    const key = canonicalJson(x);
+    if (seen.has(key)) return [];
+    seen.add(key);
+    return [{ x, i }];
+  });
+  const once = <T>(xs: T[]): T[] => {
+    const keys = new Set<string>();
+    return xs.filter((v) => {
+      const k = JSON.stringify(v);
+      if (keys.has(k)) return false;
+      keys.add(k);
+      return true;
+    });
+  };
+  const specs: PruneSpec[] = entries.map(({ x, i }) => {
     const where = `prune[${i}]`;
     if (typeof x !== 'object' || x === null) fail(`${where} must be a mapping`);
     const o = x as Obj;
@@ -201,7 +242,7 @@ export function loadRecipe(path: string): Recipe {
     for (const k of Object.keys(o)) if (!entryKeys.includes(k)) fail(`${where}: unknown key "${k}" (known: ${entryKeys.join(', ')})`);
     const method = o['method'] as PruneMethod;
     if (!PRUNE_METHODS.includes(method)) fail(`${where}.method must be one of ${PRUNE_METHODS.join(', ')}`);
-    const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+    const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? once(v) : [v]);
     const calib = list(o['calib']) as CalibMode[];
     for (const c of calib) if (!['prompt', 'rac', 'text', 'mix'].includes(c)) fail(`${where}.calib: unknown mode "${String(c)}"`);
     if (method !== 'magnitude' && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
@@ -213,6 +254,8 @@ export function loadRecipe(path: string): Recipe {
       fail(`${where}: ${(e as Error).message}`);
     }
     if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
+    const uniqueTargets = once(targets);
+    targets.splice(0, targets.length, ...uniqueTargets);
     const settings = wrap(() => readFields(o, where, calibration, fieldsOf('prune')));
     const linears = settings.linears as LinearScope;
     for (const c of calib) {
@@ -230,6 +273,8 @@ export function loadRecipe(path: string): Recipe {
       fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
     return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize, settings };
   });
+  const models = specs.reduce((a, sp) => a + sp.targets.length * Math.max(1, sp.calib.length) * sp.quantize.length, 0);
+  if (models > RECIPE_LIMITS.maxModels) fail(`"prune" makes ${models} pruned models; a recipe may make at most ${RECIPE_LIMITS.maxModels}`);
   const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
   if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai')
     fail('"backend.kind" must be local, llama.cpp or openai');
@@ -267,6 +312,7 @@ export function loadRecipe(path: string): Recipe {
     },
     calibration,
     prune: specs,
+    duplicatePruneEntries: (prune as unknown[]).length - entries.length,
     eval: {
       samples: num(ev, 'samples', bm?.samples ?? RECIPE_EVAL_DEFAULTS.samples, 'eval', true),
       maxNewTokens: num(ev, 'max_new_tokens', RECIPE_EVAL_DEFAULTS.maxNewTokens, 'eval', true),
@@ -363,6 +409,47 @@ const RECIPE_BACKEND_KEYS = [
   'backoffMs',
 ] as const;
 
+/** JSON with every mapping's keys sorted: equal for values that differ only in key order. */
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x !== null && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.keys(x as Obj)
+            .sort()
+            .map((k) => [k, (x as Obj)[k]]),
+        )
+      : x,
+  );
+}
+
+/**
+ * Refuses an `out` that exists and holds anything but a rac run: a run directory has the marker
+ * file (or, from rac before the marker, a traces/traces-<hash>.jsonl).
+ */
+export function checkRunDir(out: string): void {
+  let names: string[];
+  try {
+    if (!statSync(out).isDirectory()) throw new RecipeError(out, 'exists and is not a directory; "out" must be a directory');
+    names = readdirSync(out);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (names.length === 0 || names.includes(RUN_MARKER)) return;
+  let legacy = false;
+  try {
+    legacy = readdirSync(join(out, 'traces')).some((f) => /^traces-[0-9a-f]{12}\.jsonl$/.test(f));
+  } catch {
+    /* no traces/ */
+  }
+  if (legacy) return;
+  const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? `, … (${names.length} entries)` : '');
+  throw new RecipeError(
+    out,
+    `not a rac run directory (it holds ${shown}); choose an empty or new "out", or a directory an earlier rac run wrote`,
+  );
+}
+
 /** A recipe mapping at `where` with only `known` keys: a misspelt setting must not silently fall back to its default. */
 function mapping(v: unknown, where: string, known: readonly string[], fail: (m: string) => never): Obj {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${where}" must be a mapping (keys: ${known.join(', ')})`);
@@ -426,6 +513,12 @@ export async function runRecipe(
   runtime: Partial<RuntimeOptions> = {},
 ): Promise<RunResult> {
   const log = hooks.log;
+  // The output directory is checked before anything else: rac never writes into a directory it did not make.
+  checkRunDir(recipe0.out);
+  if (recipe0.duplicatePruneEntries > 0)
+    log(
+      `recipe: ${recipe0.duplicatePruneEntries} prune entr${recipe0.duplicatePruneEntries === 1 ? 'y' : 'ies'} identical to an earlier one, dropped`,
+    );
   // A hub id resolves to its cached snapshot once; every step then reads that directory.
   const hubLog = (line: string) => log(`      ${line}`);
   const hub = await resolveModel(recipe0.model, { log: hubLog });
@@ -433,6 +526,11 @@ export async function runRecipe(
   const title = hub.source ? `${hub.source.id}@${hub.source.revision}` : recipe.model;
   const out = recipe.out;
   mkdirSync(out, { recursive: true });
+  if (!existsSync(join(out, RUN_MARKER)))
+    writeFileAtomic(
+      join(out, RUN_MARKER),
+      `${JSON.stringify({ rac_run: 1, recipe: recipe.file, created: new Date().toISOString(), version }, null, 2)}\n`,
+    );
   const dense = Model.open(recipe.model);
   const vocabSize = dense.config.vocabSize;
   const denseConfig = dense.config;
@@ -470,13 +568,22 @@ export async function runRecipe(
   // the backend's fingerprint and the evaluation settings.
   const evalSha = fileSha(recipe.datasets.eval);
   // The pruned models to make: method × target × calibration mode (named once the traces exist).
-  const plans = recipe.prune.flatMap((spec) =>
-    spec.targets.flatMap((target) =>
-      (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) =>
-        spec.quantize.map((quant) => ({ spec, target, calib, quant })),
+  // (a model two entries both ask for — e.g. sparsity 0.5 and [0.5] — is made and evaluated once)
+  const planned = new Set<string>();
+  const plans = recipe.prune
+    .flatMap((spec) =>
+      spec.targets.flatMap((target) =>
+        (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) =>
+          spec.quantize.map((quant) => ({ spec, target, calib, quant })),
+        ),
       ),
-    ),
-  );
+    )
+    .filter((p) => {
+      const k = JSON.stringify([p.spec.method, p.spec.linears, p.spec.settings, p.target, p.calib, p.quant]);
+      if (planned.has(k)) return false;
+      planned.add(k);
+      return true;
+    });
   const evalTotal = 1 + plans.length;
   // The grader names an evaluation's verdicts (math and code changed theirs); tiny has one grader, and its evaluations keep their names.
   const { grader: _grader, ...evalNoGrader } = recipe.eval;

@@ -20,15 +20,26 @@ export function register(program: Command): void {
     )
     .option('--name <name>', 'general.name (default: the model directory name)')
     .option('--tokenizer-pre <name>', "llama.cpp pre-tokenizer name, when rac does not recognise the tokenizer's (e.g. qwen2, llama-bpe)")
+    .option('--force', 'replace --out if it exists (an --out inside the input model is refused regardless)')
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'no progress on stderr')
     .action(
-      (o: { model: string; out: string; dtype: GgufDtype; name?: string; tokenizerPre?: string; json?: boolean; quiet?: boolean }) => {
+      (o: {
+        model: string;
+        out: string;
+        dtype: GgufDtype;
+        name?: string;
+        tokenizerPre?: string;
+        force?: boolean;
+        json?: boolean;
+        quiet?: boolean;
+      }) => {
         let last = 0;
         const r = exportGguf({
           model: o.model,
           out: o.out,
           dtype: o.dtype,
+          force: o.force === true,
           ...(o.name !== undefined ? { name: o.name } : {}),
           ...(o.tokenizerPre !== undefined ? { tokenizerPre: o.tokenizerPre } : {}),
           onProgress: (done, total) => {

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { targetOf, targetText, type SparsityTarget } from '../../compress/masks.ts';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { loadDataset, renderPrompt } from '../../io/datasets.ts';
 import { openBackend } from '../../backends/index.ts';
 import { traceGrader } from '../../study/eval.ts';
@@ -17,7 +17,8 @@ import {
 } from '../../study/job.ts';
 import { prunePolicy, traceBudgetOf, traceGenerator, variantLabel } from '../../study/policy.ts';
 import { manifestPath, type TraceManifest } from '../../study/trace.ts';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { lockOutput } from '../../io/lock.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
 import { readCalibJsonl, type CalibSet } from '../../prune/calib.ts';
@@ -175,7 +176,22 @@ export function register(program: Command): void {
     }
     if (st.sparsityProfile === 'owl' && quantOnly) usage(cmd, `--sparsity-profile owl needs a pruning method, not ${o.method}`);
     const runtime = runtimeOf(o);
-    const model = Model.open(o.model);
+    // One writer per output, as trace and eval: the lock is taken before any work, and an existing
+    // output is refused (without --overwrite) before the calibration set is built.
+    const outDir = resolve(o.out);
+    if (!o.dryRun) mkdirSync(dirname(outDir), { recursive: true });
+    const lock = o.dryRun ? null : lockOutput(outDir, 'pruned model');
+    if (existsSync(outDir) && !o.overwrite && !o.dryRun) {
+      lock?.release();
+      throw new Error(`${outDir}: already exists (choose another --out, or pass --overwrite)`);
+    }
+    let model: Model;
+    try {
+      model = Model.open(o.model);
+    } catch (e) {
+      lock?.release();
+      throw e;
+    }
     try {
       const layers = parseLayerSelection(st.layers, model.config.numLayers);
       const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
@@ -356,6 +372,7 @@ export function register(program: Command): void {
       );
     } finally {
       model.close();
+      lock?.release();
     }
   });
 }

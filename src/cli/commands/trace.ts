@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { loadDataset, renderPrompt } from '../../io/datasets.ts';
+import { loadDataset, renderPrompt, rowLabel } from '../../io/datasets.ts';
 import { hubSourceOf } from '../../io/hub.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
@@ -90,7 +90,8 @@ export function register(program: Command): void {
       }
       const speed = cfg ? await machineSpeed({ runtime }) : null;
       const promptTokens = function* () {
-        for (const row of data.rows) yield renderPrompt(tokenizer, row, { system, templateFlags }).ids.length;
+        for (const row of data.rows)
+          yield renderPrompt(tokenizer, row, { system, templateFlags, where: rowLabel(data.file, row) }).ids.length;
       };
       const est = estimateTrace(
         cfg,
