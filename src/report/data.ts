@@ -43,6 +43,9 @@ export interface ReportRow {
   dataset?: string;
   /** MoE models: calibration tokens routed to each expert, per pruned MoE layer. */
   experts?: ExpertCoverage[];
+  /** MoE expert removal: the fraction of each layer's experts removed (by `expert_scoring`). */
+  experts_removed?: number;
+  expert_scoring?: string;
 }
 
 export interface ReportGroup {
@@ -53,8 +56,10 @@ export interface ReportGroup {
 }
 
 /** Sparsity for plotting: the number, or 1 − N/M for an N:M pattern. */
-export function xSparsity(r: Pick<ReportRow, 'sparsity' | 'pattern' | 'method'>): number | null {
+export function xSparsity(r: Pick<ReportRow, 'sparsity' | 'pattern' | 'method' | 'experts_removed'>): number | null {
   if (r.method === 'dense') return 0;
+  // Expert removal alone: plotted at the fraction of experts removed.
+  if ((r.method === 'reap' || r.method === 'frequency') && r.experts_removed !== undefined) return r.experts_removed;
   if (r.sparsity !== null) return r.sparsity;
   const m = r.pattern ? /^(\d+):(\d+)$/.exec(r.pattern) : null;
   return m ? 1 - Number(m[1]) / Number(m[2]) : null;
@@ -117,6 +122,12 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
     ...(dir ? { dir } : {}),
     ...(dataset?.sha256 ? { dataset: dataset.sha256 } : {}),
     ...(p?.experts ? { experts: p.experts } : {}),
+    ...(p?.expert_removal
+      ? {
+          experts_removed: (p.expert_removal.experts_before - p.expert_removal.experts_after) / p.expert_removal.experts_before,
+          expert_scoring: p.expert_removal.scoring,
+        }
+      : {}),
   };
 }
 
@@ -197,7 +208,7 @@ export function loadReportInput(path: string): ReportRow[] {
   throw new Error(`${file}: neither a results.json from rac eval nor a summary.json`);
 }
 
-const METHOD_ORDER = ['dense', 'sparsegpt', 'wanda', 'magnitude'];
+const METHOD_ORDER = ['dense', 'reap', 'frequency', 'sparsegpt', 'wanda', 'magnitude'];
 const CALIB_ORDER = ['prompt', 'rac', 'text', 'mix'];
 const rank = (list: string[], v: string | null) => (v === null ? -1 : list.indexOf(v) < 0 ? list.length : list.indexOf(v));
 

@@ -16,6 +16,8 @@ const METHOD_STYLE: Record<string, { dash?: string; marker: Series['marker'] }> 
   sparsegpt: { marker: 'circle' },
   wanda: { dash: '7 4', marker: 'square' },
   magnitude: { dash: '2 3', marker: 'triangle' },
+  reap: { marker: 'diamond' },
+  frequency: { dash: '7 4', marker: 'diamond' },
 };
 
 const pct = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v) ? '–' : `${(100 * v).toFixed(digits)}%`);
@@ -24,8 +26,10 @@ const signed = (v: number, s: string) => (v > 0 ? `+${s}` : v < 0 ? `−${s.repl
 
 function sparsityLabel(r: ReportRow): string {
   if (r.method === 'dense') return '0%';
-  if (r.pattern) return r.pattern;
-  return r.sparsity === null ? '?' : `${+(100 * r.sparsity).toFixed(1)}%`;
+  const experts = r.experts_removed !== undefined ? `experts −${+(100 * r.experts_removed).toFixed(1)}%` : null;
+  if (experts && (r.method === 'reap' || r.method === 'frequency')) return experts;
+  const s = r.pattern ? r.pattern : r.sparsity === null ? '?' : `${+(100 * r.sparsity).toFixed(1)}%`;
+  return experts ? `${experts} (${r.expert_scoring}), then ${s}` : s;
 }
 
 function calibLabel(c: string | null): string {
@@ -251,6 +255,7 @@ function expertCoverage(g: ReportGroup, gi: number): string {
     const cols = Math.max(...cov.map((l) => l.tokens.length));
     const few = cov.reduce((a, l) => a + l.tokens.filter((t) => t < FEW_TOKENS).length, 0);
     const total = cov.reduce((a, l) => a + l.tokens.length, 0);
+    const removed = cov.some((l) => l.removed) ? cov.map((l) => l.removed ?? []) : undefined;
     const svg = heatmap({
       id: `g${gi}-experts-${ri}`,
       title: rowTitle(r),
@@ -258,8 +263,13 @@ function expertCoverage(g: ReportGroup, gi: number): string {
       cols,
       values: cov.map((l) => l.tokens),
       flagBelow: FEW_TOKENS,
-      cellTitle: (ri2, c, v) => `layer ${cov[ri2]!.layer}, expert ${c}: ${v} tokens`,
-      xLabel: `experts (${few} of ${total} with fewer than ${FEW_TOKENS} tokens, outlined)`,
+      ...(removed ? { crossed: removed } : {}),
+      cellTitle: (ri2, c, v) => {
+        const l = cov[ri2]!;
+        const score = l.scores?.[c];
+        return `layer ${l.layer}, expert ${c}: ${v} tokens${score !== undefined ? `, score ${score.toPrecision(4)}` : ''}${l.removed?.[c] ? ', removed' : ''}`;
+      },
+      xLabel: `experts (${few} of ${total} with fewer than ${FEW_TOKENS} tokens, outlined${removed ? '; removed experts crossed' : ''})`,
     });
     return `<figure>${svg}</figure>`;
   });

@@ -401,3 +401,52 @@ describe('report: MoE expert coverage', () => {
     assert.equal((html.match(/stroke="#c00"/g) ?? []).length, 4);
   });
 });
+
+describe('report: MoE expert removal', () => {
+  it('plots expert removal at the fraction of experts removed, labels compositions, and crosses the removed experts', () => {
+    const root = tempDir('rep-reap');
+    const dense = join(root, 'tiny-moe');
+    mkdirSync(dense, { recursive: true });
+    const removal = (scoring: string) => ({
+      scoring,
+      experts_before: 8,
+      experts_after: 6,
+      parameters_before: 100,
+      parameters_after: 80,
+      calibration: { tokens: 10, sequences: 1 },
+      seconds: 1,
+      layers: [
+        {
+          layer: 0,
+          removed: [1, 6],
+          experts: [0, 1, 2, 3, 4, 5, 6, 7].map((j) => ({ expert: j, tokens: 10 * j, score: j, removed: j === 1 || j === 6 })),
+        },
+      ],
+    });
+    const rows = [
+      ['reap', { method: 'reap', expert_removal: removal('reap') }],
+      ['both', { method: 'sparsegpt', sparsity: 0.5, expert_removal: removal('frequency') }],
+    ].flatMap(([name, racJson], i) => {
+      const dir = join(root, name as string);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(
+        join(dir, 'rac.json'),
+        JSON.stringify({
+          ...(racJson as object),
+          source_model: dense,
+          calibration: { kind: 'mode', mode: 'rac', tokens: 10, sequences: 1 },
+          totals: {},
+        }),
+      );
+      const file = join(root, `r${i}.json`);
+      writeFileSync(file, JSON.stringify({ model: { dir }, metrics: { accuracy: 0.5, mean_tokens: { all: 100 } } }));
+      return loadReportInput(file);
+    });
+    assert.equal(rows[0]!.experts_removed, 0.25);
+    const html = renderReport(rows, { created: 'fixed' });
+    assert.match(html, /experts −25%</);
+    assert.match(html, /experts −25% \(frequency\), then 50%/);
+    assert.match(html, /layer 0, expert 6: 60 tokens, score 6\.000, removed/);
+    assert.equal((html.match(/class="x"/g) ?? []).length, 4, 'two removed experts in each of two heatmaps');
+  });
+});
