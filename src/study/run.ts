@@ -47,7 +47,7 @@ import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
-import { parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
+import { EXPERT_METHODS, parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { hashOf } from './settings.ts';
 import { buildReport } from '../report/html.ts';
@@ -241,7 +241,9 @@ export function loadRecipe(path: string): Recipe {
     const entryKeys = ['method', 'calib', 'sparsity', 'pattern', 'quantize', ...fieldsOf('prune').map((f) => f.key)];
     for (const k of Object.keys(o)) if (!entryKeys.includes(k)) fail(`${where}: unknown key "${k}" (known: ${entryKeys.join(', ')})`);
     const method = o['method'] as PruneMethod;
-    if (!PRUNE_METHODS.includes(method)) fail(`${where}.method must be one of ${PRUNE_METHODS.join(', ')}`);
+    const methods = [...PRUNE_METHODS, ...EXPERT_METHODS];
+    if (!methods.includes(method)) fail(`${where}.method must be one of ${methods.join(', ')}`);
+    const expertsOnly = EXPERT_METHODS.includes(method);
     const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? once(v) : [v]);
     const calib = list(o['calib']) as CalibMode[];
     for (const c of calib) if (!['prompt', 'rac', 'text', 'mix'].includes(c)) fail(`${where}.calib: unknown mode "${String(c)}"`);
@@ -253,10 +255,17 @@ export function loadRecipe(path: string): Recipe {
     } catch (e) {
       fail(`${where}: ${(e as Error).message}`);
     }
+    if (expertsOnly) {
+      // reap / frequency remove whole experts (`experts`); they prune no weight.
+      if (targets.length > 0) fail(`${where}: method ${method} removes experts (experts: …); it takes no sparsity or pattern`);
+      targets.push({ kind: 'unstructured', sparsity: 0 });
+    }
     if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
     const uniqueTargets = once(targets);
     targets.splice(0, targets.length, ...uniqueTargets);
     const settings = wrap(() => readFields(o, where, calibration, fieldsOf('prune')));
+    if (expertsOnly && !(settings.experts > 0))
+      fail(`${where}: method ${method} needs experts (a fraction in (0, 1) or a count per layer)`);
     const linears = settings.linears as LinearScope;
     for (const c of calib) {
       for (const t of targets) {
@@ -707,7 +716,10 @@ export async function runRecipe(
       ...(calib === null ? { settings: spec.settings } : {}),
     };
     const variant = calib === null ? undefined : variantLabel(spec.settings);
-    const name = `${spec.method}-${calib ?? 'nocalib'}${variant ? `+${variant.replace(/[^A-Za-z0-9.+-]/g, '_')}` : ''}-${targetLabel(target)}${quant ? `-${quant}` : ''}`;
+    const st = spec.settings;
+    const experts = st.experts > 0 ? `experts${st.experts}${EXPERT_METHODS.includes(spec.method) ? '' : `${st.expertScoring}`}` : null;
+    const what = EXPERT_METHODS.includes(spec.method) ? experts! : `${experts ? `${experts}-` : ''}${targetLabel(target)}`;
+    const name = `${spec.method}-${calib ?? 'nocalib'}${variant ? `+${variant.replace(/[^A-Za-z0-9.+-]/g, '_')}` : ''}-${what}${quant ? `-${quant}` : ''}`;
     return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib, quant };
   });
   log(`[2/4] pruning: ${jobs.length} models`);
@@ -791,8 +803,9 @@ export async function runRecipe(
         },
         version,
       );
+      const er = s.expert_removal;
       log(
-        `      (${i + 1}/${jobs.length}) ${j.name}: ${(100 * s.totals.sparsity).toFixed(1)}% sparse, ${calibSet.tokens} calibration tokens, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+        `      (${i + 1}/${jobs.length}) ${j.name}: ${er ? `${er.experts_before} → ${er.experts_after} experts, ` : ''}${(100 * s.totals.sparsity).toFixed(1)}% sparse, ${calibSet.tokens} calibration tokens, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
       );
     } finally {
       model.close();
