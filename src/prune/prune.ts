@@ -15,6 +15,8 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { asymmetricTarget } from '../compress/asymmetric.ts';
 import type { Gemm } from '../compress/gemm.ts';
@@ -22,7 +24,8 @@ import { magnitudePrune } from '../compress/magnitude.ts';
 import { describeTarget, type PruneReport, type SparsityTarget } from '../compress/masks.ts';
 import { outputErrorGemm } from '../compress/metrics.ts';
 import { gptqQuantize } from '../compress/gptq.ts';
-import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
+import { dequantizeRows, quantizeRows, rowBytes, type GgmlQuantType } from '../compress/ggml-quants.ts';
+import { SCHEME_INFO, type QuantScheme } from '../compress/quant-schemes.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
 import {
@@ -40,8 +43,8 @@ import {
 import { outlierRatio, owlTargets, type OwlOptions } from '../compress/owl.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
-import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
+import type { Imatrix } from '../io/imatrix.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
 import { embedRows, leftPad, type Feeds } from '../models/batch.ts';
@@ -51,6 +54,7 @@ import { groupWidth, type InputGroup, type LayerWeights, type LinearName, type L
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
+import { quantPlan } from './quant-plan.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { prunedModelCard } from './model-card.ts';
 import {
@@ -69,21 +73,25 @@ export type { PruneMethod } from './rac-json.ts';
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
 /** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
 export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
-/** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
-export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
-/** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
-export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
+/** The sidecar with the GGUF block bytes of every quantized tensor (`<name>` → U8 (rows, row bytes), HF row order). */
+export const QUANT_BLOCKS_FILE = 'quant_blocks.safetensors';
 export type LinearScope = 'all' | 'attn' | 'mlp';
 
 export interface PruneOptions {
   method: PruneMethod;
   /**
-   * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
-   * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
-   * untied lm_head) is rounded to q8_0. Quantized tensors are written as F32 values on the grid,
-   * their f16 scales to quant_scales.safetensors.
+   * Quantize to ggml types under a scheme (compress/quant-schemes.ts: one type, or a llama.cpp
+   * mix with its per-tensor types): gptq (alone), sparsegpt (joint: one OBS walk prunes and
+   * quantizes), rtn / wanda / magnitude (round to nearest after any pruning, llama.cpp's quantizer
+   * byte for byte). The embedding table (and an untied lm_head) gets the scheme's type for it by
+   * RTN (GPTQ with pruneLmHead). Quantized tensors are written as F32 dequantized values, their
+   * GGUF block bytes to quant_blocks.safetensors.
    */
-  quant?: QuantFormat;
+  quant?: QuantScheme;
+  /** An importance matrix (llama-imatrix's format) for the quantizers' block choices, as llama-quantize --imatrix. */
+  imatrix?: Imatrix;
+  /** Where `imatrix` was read (recorded with its sha256). */
+  imatrixFile?: string;
   target: SparsityTarget;
   /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
   linears: LinearScope;
@@ -203,8 +211,8 @@ export async function pruneCheckpoint(
 ): Promise<PruneSummary> {
   const t0 = performance.now();
   const quant = opts.quant;
-  if (QUANT_METHODS.includes(opts.method) && !quant)
-    throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !quant) throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant)`);
+  if (opts.imatrix && !quant) throw new Error('an importance matrix is for quantization: give --quant');
   if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
     throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
   }
@@ -239,29 +247,18 @@ export async function pruneCheckpoint(
     owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
     if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
   }
-  const quantized = new Map<
-    string,
-    { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }
-  >();
+  // Quantization: every tensor's type under the scheme (over the whole model, as llama-quantize
+  // decides it); rac quantizes the selected layers' Linears, the embedding and an untied head.
+  const plan = quant ? quantPlan(model, quant, opts.imatrix, opts.imatrixFile) : null;
+  const quantNames: string[] = [];
   const skipped: string[] = [];
-  const widen = new Set<string>();
-  if (quant) {
-    for (let l = 0; l < L; l++) {
-      if (!selected.has(l)) continue;
-      for (const ls of linearSpecs) if (ls.cols % QK === 0) widen.add(model.tensorName(l, ls.module));
-    }
-    widen.add(spec.embedName);
-    if (!model.tiedHead) widen.add(spec.lmHeadName);
+  if (plan) {
+    const names = [...[...selected].flatMap((l) => linearSpecs.map((ls) => model.tensorName(l, ls.module))), spec.embedName];
+    if (!model.tiedHead) names.push(spec.lmHeadName);
+    for (const name of names) (plan.tensors.get(name)?.type ? quantNames : skipped).push(name);
   }
-  const noteQuant =
-    (name: string): QuantNote =>
-    (scales, rows, cols, format, method) =>
-      quantized.set(name, { scales, rows, cols, format, method });
-  if (quant) {
-    for (let l = 0; l < L; l++) {
-      if (selected.has(l)) for (const ls of linearSpecs) if (ls.cols % QK !== 0) skipped.push(model.tensorName(l, ls.module));
-    }
-  }
+  const widen = new Set(quantNames);
+  const quantized = new Map<string, QuantizedTensor>();
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);
   const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
@@ -282,12 +279,45 @@ export async function pruneCheckpoint(
   const sourceCard = readCard(model.dir);
   // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
   const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite, widen });
+  let blocks: SafetensorsWriter | null = null;
+  /** The quantizer of a tensor rac quantizes (its type, importance weights, and where its bytes go). */
+  const quantOf = (name: string): LinearQuant | null => {
+    const t = plan?.tensors.get(name);
+    if (!plan || !t?.type || !widen.has(name)) return null;
+    const imatrix = plan.imatrix(name);
+    return {
+      type: t.type,
+      ...(imatrix ? { imatrix } : {}),
+      note: (bytes, method) => {
+        blocks!.write(name, bytes);
+        quantized.set(name, {
+          type: t.type!,
+          method,
+          rows: t.rows,
+          cols: t.cols,
+          imatrix: !!imatrix,
+          bytes: bytes.length,
+          ...(t.fallbackFrom ? { fallback_from: t.fallbackFrom } : {}),
+        });
+      },
+    };
+  };
   const stores: HiddenStore[] = [];
   let runner: LayerRunner | null = null;
   let gemm: OrtGemm | null = null;
   const reports: LayerReport[] = [];
   try {
     // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
+    if (plan) {
+      const entries = quantNames.map((name) => {
+        const t = plan.tensors.get(name)!;
+        return { name, dtype: 'U8', shape: [t.rows, rowBytes(t.type!, t.cols)] };
+      });
+      blocks = SafetensorsWriter.create(join(writer.tmpDir, QUANT_BLOCKS_FILE), entries, {
+        format: 'pt',
+        rac: `GGUF block bytes (${quant})`,
+      });
+    }
     stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
     let [input, output] = stores as [HiddenStore, HiddenStore];
     // Asymmetric calibration: the reference stream (the input checkpoint's own hidden states).
@@ -298,14 +328,12 @@ export async function pruneCheckpoint(
     if (!statsFree) runner = await LayerRunner.create(spec, cfg, opts.runtime);
     gemm = createOrtGemm(opts.runtime);
     let E = model.embedding();
-    if (quant) {
-      // The embedding table (the tied output too) on q8_0, as the GGUF will hold it; the pruned
+    const eq = quantOf(spec.embedName);
+    if (eq) {
+      // The embedding table (the tied output too) in its type, as the GGUF will hold it; the pruned
       // layers are then calibrated on what the quantized model embeds.
       E = E.slice();
-      if (cfg.hiddenSize % QK === 0) {
-        const { scales } = rtnQuantize(E, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
-        quantized.set(spec.embedName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
-      } else skipped.push(spec.embedName);
+      eq.note(roundToNearest(E, cfg.vocabSize, cfg.hiddenSize, eq), 'rtn');
       writer.writeF32(spec.embedName, E);
     }
     // Both streams start from the same embeddings (the stores only read what they hold).
@@ -392,7 +420,7 @@ export async function pruneCheckpoint(
               n,
               layerOpts,
               gemm!,
-              noteQuant(model.tensorName(l, ls.module)),
+              quantOf(model.tensorName(l, ls.module)),
               cross?.get(ls.group) ?? null,
             ),
           );
@@ -422,29 +450,17 @@ export async function pruneCheckpoint(
 
     let lmHead: LinearReport | undefined;
     if (opts.pruneLmHead && runner) {
-      lmHead = await pruneLmHead(
-        model,
-        runner,
-        input,
-        rowWeights,
-        n,
-        diagonalOnly,
-        quant ? { ...opts, quant: EMBEDDING_QUANT } : opts,
-        gemm,
-        writer,
-        noteQuant(spec.lmHeadName),
-      );
-    } else if (quant && !model.tiedHead) {
+      lmHead = await pruneLmHead(model, runner, input, rowWeights, n, diagonalOnly, opts, gemm, writer, quantOf(spec.lmHeadName));
+    } else if (!model.tiedHead && quantOf(spec.lmHeadName)) {
       const W = model.read(spec.lmHeadName).slice();
-      if (cfg.hiddenSize % QK === 0) {
-        const { scales } = rtnQuantize(W, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
-        quantized.set(spec.lmHeadName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
-      } else skipped.push(spec.lmHeadName);
+      const hq = quantOf(spec.lmHeadName)!;
+      hq.note(roundToNearest(W, cfg.vocabSize, cfg.hiddenSize, hq), 'rtn');
       writer.writeF32(spec.lmHeadName, W);
     }
 
-    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
-    if (quant) writeScales(writer.tmpDir, quantized);
+    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead, opts) : undefined;
+    blocks?.close();
+    blocks = null;
     if (owlRecord) {
       for (const e of owlRecord.layers) {
         const lin = Object.values(reports[e.layer]!.linears);
@@ -468,6 +484,7 @@ export async function pruneCheckpoint(
     });
     return summary;
   } catch (e) {
+    blocks?.abort();
     writer.abort();
     throw e;
   } finally {
@@ -635,27 +652,37 @@ async function pruneLmHead(
   opts: PruneOptions,
   gemm: Gemm,
   writer: CheckpointWriter,
-  onQuant: QuantNote,
+  quant: LinearQuant | null,
 ): Promise<LinearReport> {
   const { config: cfg, spec } = model;
   const normW = model.finalNorm();
   const sum = new XtxSum(cfg.hiddenSize, diagonal);
   for (let b = 0; b < rowWeights.length; b++) sum.add(await runner.captureHead(normW, hidden.get(b), rowWeights[b]!, diagonal));
   const W = model.read(spec.lmHeadName);
-  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, onQuant);
+  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, quant);
   writer.writeF32(spec.lmHeadName, W);
   return report;
 }
 
 function quantizationRecord(
-  quant: QuantFormat,
-  quantized: Map<string, { rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>,
+  scheme: QuantScheme,
+  quantized: Map<string, QuantizedTensor>,
   skipped: string[],
   reports: LayerReport[],
   lmHead: LinearReport | undefined,
+  opts: PruneOptions,
 ): QuantizationRecord {
   const tensors: QuantizationRecord['tensors'] = {};
-  for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
+  const types: Record<string, number> = {};
+  let bytes = 0;
+  let weights = 0;
+  for (const [name, q] of quantized) {
+    const { bytes: b, ...rec } = q;
+    tensors[name] = rec;
+    types[q.type] = (types[q.type] ?? 0) + 1;
+    bytes += b;
+    weights += q.rows * q.cols;
+  }
   let qz = 0;
   let qn = 0;
   for (const lr of [...reports.flatMap((r) => Object.values(r.linears)), lmHead]) {
@@ -663,12 +690,26 @@ function quantizationRecord(
     qz += lr.zeros;
     qn += lr.rows * lr.cols;
   }
+  let imatrix: QuantizationRecord['imatrix'];
+  if (opts.imatrix) {
+    const used = Object.values(tensors).filter((t) => t.imatrix).length;
+    imatrix = {
+      ...(opts.imatrixFile
+        ? { file: opts.imatrixFile, sha256: createHash('sha256').update(readFileSync(opts.imatrixFile)).digest('hex') }
+        : {}),
+      datasets: opts.imatrix.datasets,
+      chunk_count: opts.imatrix.chunkCount,
+      tensors_with_entry: used,
+    };
+  }
   return {
-    format: quant,
-    block: QK,
+    format: scheme,
+    file_type: SCHEME_INFO[scheme].ftype,
     tensors,
-    scales_file: QUANT_SCALES_FILE,
-    bits_per_weight: BITS_PER_WEIGHT[quant],
+    types,
+    blocks_file: QUANT_BLOCKS_FILE,
+    bits_per_weight: weights ? (8 * bytes) / weights : 0,
+    ...(imatrix ? { imatrix } : {}),
     skipped,
     sparsity_after: qn ? qz / qn : 0,
   };
@@ -718,8 +759,16 @@ function pruneSummary(
       ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
       batch_tokens: opts.batchTokens,
       hessian_scale: HESSIAN_SCALE_NOTE,
-      embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
-      lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      embeddings: r.quantization?.tensors[model.spec.embedName]
+        ? `rounded to ${r.quantization.tensors[model.spec.embedName]!.type} (RTN)`
+        : 'untouched',
+      lm_head: opts.pruneLmHead
+        ? 'pruned'
+        : model.tiedHead
+          ? 'tied'
+          : r.quantization?.tensors[model.spec.lmHeadName]
+            ? `rounded to ${r.quantization.tensors[model.spec.lmHeadName]!.type} (RTN)`
+            : 'untouched',
       ...(quant ? { quant } : {}),
       token_weights: { ...r.tokenWeights },
       sparsity_profile: r.owl ? { owl: { m: r.owl.m, lambda: r.owl.lambda } } : 'uniform',
@@ -738,7 +787,22 @@ function pruneSummary(
   };
 }
 
-type QuantNote = (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void;
+/** A quantized tensor as rac.json records it (and its byte count, for the bits per weight). */
+type QuantizedTensor = QuantizationRecord['tensors'][string] & { bytes: number };
+
+/** How one tensor is quantized: its ggml type, its importance weights, and where its bytes go. */
+interface LinearQuant {
+  type: GgmlQuantType;
+  imatrix?: Float32Array;
+  note: (bytes: Uint8Array, method: 'gptq' | 'rtn' | 'joint') => void;
+}
+
+/** llama.cpp's round-to-nearest quantizer on W (rows, cols) in place (W becomes the dequantized values); the GGUF bytes. */
+function roundToNearest(W: Float32Array, rows: number, cols: number, q: LinearQuant): Uint8Array {
+  const bytes = quantizeRows(q.type, W, rows, cols, q.imatrix);
+  W.set(dequantizeRows(q.type, bytes, W.length));
+  return bytes;
+}
 
 /** Prune one Linear (rows, cols) in place given its group's XᵀX sum; returns its report. */
 async function pruneLinear(
@@ -750,8 +814,8 @@ async function pruneLinear(
   n: number,
   opts: PruneOptions,
   gemm: Gemm,
-  /** Records the f16 scales of a quantized Linear. */
-  onQuant: QuantNote = () => {},
+  /** Quantize this Linear (null: leave it as pruned). */
+  quant: LinearQuant | null = null,
   /** Asymmetric calibration: the group's Σ X_refᵀX̃ (the solver then reconstructs the reference outputs). */
   cross: XtxSum | null = null,
 ): Promise<LinearReport> {
@@ -766,7 +830,6 @@ async function pruneLinear(
   }
   let r: PruneReport;
   if (!stats && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
-  const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
   let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
   switch (opts.method) {
     case 'rtn':
@@ -774,11 +837,12 @@ async function pruneLinear(
       break;
     case 'gptq': {
       if (quant) {
-        const g = await gptqQuantize(W, rows, cols, hessian(), quant, gemm, {
+        const g = await gptqQuantize(W, rows, cols, hessian(), quant.type, gemm, {
           blocksize: opts.blocksize,
           percdamp: opts.percdamp,
+          ...(quant.imatrix ? { imatrix: quant.imatrix } : {}),
         });
-        onQuant(g.scales, rows, cols, quant, 'gptq');
+        quant.note(g.blocks, 'gptq');
         quantMethod = 'gptq';
         r = g;
       } else r = { zeros: 0, total: W.length, sparsity: 0 };
@@ -794,10 +858,10 @@ async function pruneLinear(
       const o = await sparsegptPrune(W, rows, cols, hessian(), opts.target, gemm, {
         blocksize: opts.blocksize,
         percdamp: opts.percdamp,
-        ...(quant ? { quant } : {}),
+        ...(quant ? { quant: quant.type, ...(quant.imatrix ? { imatrix: quant.imatrix } : {}) } : {}),
       });
       if (quant) {
-        onQuant(o.scales!, rows, cols, quant, 'joint');
+        quant.note(o.blocks!, 'joint');
         quantMethod = 'joint';
       }
       r = o;
@@ -805,9 +869,8 @@ async function pruneLinear(
     }
   }
   if (quant && !quantMethod) {
-    // Round to nearest after pruning (zeros stay zeros: 0 is on the grid).
-    const { scales } = rtnQuantize(W, rows, cols, quant);
-    onQuant(scales, rows, cols, quant, 'rtn');
+    // Round to nearest after pruning (zeros stay zeros on the symmetric grids: 0 is on them).
+    quant.note(roundToNearest(W, rows, cols, quant), 'rtn');
     quantMethod = 'rtn';
     let z = 0;
     for (let i = 0; i < W.length; i++) if (W[i] === 0) z++;
@@ -815,7 +878,7 @@ async function pruneLinear(
   }
   const out: LinearReport = { rows, cols, zeros: r.zeros, sparsity: r.sparsity, seconds: 0 };
   if (quant && quantMethod) {
-    out.quant = quant;
+    out.quant = quant.type;
     out.quant_method = quantMethod === 'joint' ? 'gptq' : quantMethod;
   }
   if (r.loss !== undefined) out.loss = r.loss;
@@ -833,22 +896,6 @@ async function pruneLinear(
   }
   out.seconds = (performance.now() - t0) / 1000;
   return out;
-}
-
-/** The f16 scales of every quantized tensor, one F16 (rows, cols/32) tensor each, under its own name. */
-function writeScales(dir: string, quantized: Map<string, { scales: Float32Array; rows: number; cols: number }>): void {
-  const entries = [...quantized].map(([name, q]) => ({ name, dtype: 'F16', shape: [q.rows, q.cols / QK] }));
-  const w = SafetensorsWriter.create(join(dir, QUANT_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q4_0/Q8_0 block scales' });
-  try {
-    for (const [name, q] of quantized) {
-      const h = f32ToF16(q.scales);
-      w.write(name, new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
-    }
-    w.close();
-  } catch (e) {
-    w.abort();
-    throw e;
-  }
 }
 
 /** Write layer l's tensors: pruned Linears from `w`, everything else copied byte for byte. */

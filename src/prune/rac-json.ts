@@ -7,7 +7,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { QuantFormat } from '../compress/quant-grids.ts';
+import type { GgmlQuantType } from '../compress/ggml-quants.ts';
+import type { QuantScheme } from '../compress/quant-schemes.ts';
 import type { HubSource } from '../io/hub.ts';
 import type { LinearName } from '../models/spec.ts';
 
@@ -31,8 +32,8 @@ export interface LinearReport {
   output_norm?: number;
   damp?: number;
   retries?: number;
-  /** The GGUF grid the values are on, and how they got there. */
-  quant?: QuantFormat;
+  /** The ggml type the values are on, and how they got there. */
+  quant?: GgmlQuantType;
   quant_method?: 'gptq' | 'rtn';
   /** SparseGPT: seconds in damping + factorization, and in the OBS sweep. */
   factor_seconds?: number;
@@ -91,15 +92,28 @@ export interface OwlRecord {
   layers: { layer: number; outlier_ratio: number; target: number; sparsity: number; weights: number }[];
 }
 
-/** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */
+/** rac.json `quantization`: what `rac export-gguf --dtype SCHEME` writes byte for byte. */
 export interface QuantizationRecord {
-  format: QuantFormat;
-  block: number;
-  /** Every value of these tensors is d·k exactly, d the f16 scale of its 32-block in `scales_file`. */
-  tensors: Record<string, { format: QuantFormat; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
-  scales_file: string;
+  /** The scheme (`--quant`): one ggml type, or a llama.cpp mix. */
+  format: QuantScheme;
+  /** llama-quantize's file type of the same per-tensor assignment. */
+  file_type: string;
+  /**
+   * The quantized tensors: the values in the checkpoint are the dequantization of their GGUF
+   * blocks in `blocks_file` (U8 (rows, row bytes), Hugging Face row order), exactly.
+   */
+  tensors: Record<
+    string,
+    { type: GgmlQuantType; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number; imatrix: boolean; fallback_from?: GgmlQuantType }
+  >;
+  /** How many tensors got each type. */
+  types: Record<string, number>;
+  blocks_file: string;
+  /** Block bytes · 8 / weights over the quantized tensors. */
   bits_per_weight: number;
-  /** Tensors left unquantized (rows not a multiple of 32), kept as they were. */
+  /** The importance matrix the quantizers used (llama-quantize --imatrix). */
+  imatrix?: { file?: string; sha256?: string; datasets: string[]; chunk_count: number; tensors_with_entry: number };
+  /** Tensors the scheme keeps float (rows not a multiple of 32), kept as they were. */
   skipped: string[];
   /** Zeros / weights over the quantized Linears, measured after quantization. */
   sparsity_after: number;

@@ -43,7 +43,7 @@ import {
 import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
-import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
+import { isQuantScheme, QUANT_SCHEMES, type QuantScheme } from '../compress/quant-schemes.ts';
 import { parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { hashOf } from './settings.ts';
@@ -62,8 +62,8 @@ export interface PruneSpec {
   calib: CalibMode[];
   targets: SparsityTarget[];
   linears: LinearScope;
-  /** The quantization axis: null = not quantized; q4_0/q8_0 = joint with sparsegpt, RTN after wanda/magnitude. */
-  quantize: (QuantFormat | null)[];
+  /** The quantization axis: null = not quantized; a scheme (q4_0, q4_k_m, …) = joint with sparsegpt, RTN after wanda/magnitude. */
+  quantize: (QuantScheme | null)[];
   /** Every prune / calibration setting of this entry: the recipe's `calibration:` section, then the entry's own keys. */
   settings: PruneSettings;
 }
@@ -192,10 +192,10 @@ export function loadRecipe(path: string): Recipe {
         if (problem) fail(`${where}: ${problem}`);
       }
     }
-    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
+    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantScheme | null)[];
     for (const q of quantize)
-      if (q !== null && !isQuantFormat(String(q)))
-        fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
+      if (q !== null && !isQuantScheme(String(q)))
+        fail(`${where}.quantize: each entry must be null or one of ${QUANT_SCHEMES.join(', ')}, got ${JSON.stringify(q)}`);
     if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
     if (usesPolicy(settings) && quantize.some((q) => q !== null))
       fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
