@@ -137,6 +137,8 @@ export interface PruningInfo {
   calibration?: Record<string, unknown>;
   /** PruneSummary.totals.sparsity. */
   realised_sparsity?: number;
+  /** The quantization scheme (rac.json quantization.format) and whether an importance matrix steered it. */
+  quant?: { scheme: string; imatrix: boolean };
 }
 
 /** Pruning facts from `<dir>/rac.json`, or null when the directory has none (a dense model). */
@@ -147,6 +149,7 @@ export function readPruningInfo(dir: string): PruningInfo | null {
   if (typeof j.method !== 'string') return null;
   const calib = j.calibration && typeof j.calibration === 'object' ? (j.calibration as Record<string, unknown>) : undefined;
   const totals = j.totals as { sparsity?: unknown } | undefined;
+  const q = j.quantization as { format?: unknown; imatrix?: unknown } | undefined;
   return {
     method: j.method,
     ...(typeof j.sparsity === 'number' ? { sparsity: j.sparsity } : {}),
@@ -161,5 +164,6 @@ export function readPruningInfo(dir: string): PruningInfo | null {
         }
       : {}),
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
+    ...(typeof q?.format === 'string' ? { quant: { scheme: q.format, imatrix: !!q.imatrix } } : {}),
   };
 }

@@ -443,7 +443,8 @@ export async function runRecipe(
     ),
   );
   const evalTotal = 1 + plans.length;
-  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
+  /** `dense`: the dense model's results (pruned models: results.json gets vs_dense, the length ratios). */
+  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number, dense?: string): Promise<string> => {
     const tag = `(${i + 1}/${evalTotal}) ${name}`;
     const file = join(
       out,
@@ -473,6 +474,7 @@ export async function runRecipe(
         ...(recipe.eval.limit ? { limit: recipe.eval.limit } : {}),
         ...(recipe.eval.codeLimits ? { codeLimits: recipe.eval.codeLimits } : {}),
         out: file,
+        ...(dense ? { dense } : {}),
       },
       backend,
       tokenizer,
@@ -485,7 +487,7 @@ export async function runRecipe(
       },
     );
     log(
-      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens${r.vs_dense?.tokens_ratio != null ? ` (×${r.vs_dense.tokens_ratio.toFixed(2)} dense)` : ''}, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
     );
     return file;
   };
@@ -657,7 +659,9 @@ export async function runRecipe(
   const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, runtime, evaluateDense))];
   for (const [i, j] of jobs.entries())
     results.push(
-      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)),
+      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) =>
+        evaluateWith(backend, j.name, j.dir, i + 1, results[0]),
+      ),
     );
 
   // 4. Report and summary.
