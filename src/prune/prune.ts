@@ -258,6 +258,14 @@ export async function pruneCheckpoint(
     for (const name of names) (plan.tensors.get(name)?.type ? quantNames : skipped).push(name);
   }
   const widen = new Set(quantNames);
+  const bs = opts.blocksize ?? 128;
+  if (plan && (opts.method === 'gptq' || opts.method === 'sparsegpt') && bs % 256 !== 0 && 256 % bs !== 0) {
+    const k = quantNames.find((n) => plan.tensors.get(n)!.type!.endsWith('_K'));
+    if (k)
+      throw new Error(
+        `--blocksize ${bs}: GPTQ onto ${plan.tensors.get(k)!.type} (256-weight super-blocks) needs a block size that divides 256 or is a multiple of it`,
+      );
+  }
   const quantized = new Map<string, QuantizedTensor>();
   const D = cfg.hiddenSize;
   const batches = makeBatches(calib.sequences, opts.batchTokens);

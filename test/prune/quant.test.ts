@@ -186,7 +186,7 @@ test('quantization refusals: gptq without a format or with a sparsity target', a
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0' }, false), /needs a calibration set/);
 });
 
-test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entries refused', async () => {
+test('recipes: the quantize axis (null | a scheme) per prune entry, bad entries refused', async () => {
   const { loadRecipe } = await import('../../src/study/run.ts');
   const { writeFileSync } = await import('node:fs');
   const d = tempDir('recipe');
@@ -207,4 +207,59 @@ test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entri
   assert.deepEqual(r.prune[1]!.quantize, [null]);
   writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_x'] }] }));
   assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null or one of q4_0, .*, got "q3_x"/);
+});
+
+test('k-quant schemes: GPTQ q4_k_m and joint 50% + q6_k write blocks that decode to the checkpoint, with the mix’s types', async () => {
+  const K256: RandomCheckpointOptions = {
+    family: 'llama',
+    seed: 33,
+    hidden: 256,
+    layers: 2,
+    intermediate: 256,
+    heads: 4,
+    kvHeads: 2,
+    dtype: 'BF16',
+  };
+  const dir = checkpoint(K256);
+  for (const [o, scheme] of [
+    [{ method: 'gptq' }, 'q4_k_m'],
+    [{ method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, blocksize: 256 }, 'q6_k'],
+  ] as const) {
+    const out = join(tempDir('kq'), 'm');
+    const s = await run(dir, out, { ...o, quant: scheme });
+    const q = s.quantization!;
+    assert.equal(q.format, scheme);
+    if (scheme === 'q4_k_m') {
+      // 2 layers: use_more_bits(1, 2) → attn_v and ffn_down of layer 1 in Q6_K; untied output Q6_K, token_embd Q4_K
+      assert.deepEqual(q.types, { Q4_K: 13, Q6_K: 3 });
+      assert.equal(q.tensors['model.layers.1.mlp.down_proj.weight']!.type, 'Q6_K');
+      assert.equal(q.tensors['model.layers.0.mlp.down_proj.weight']!.type, 'Q4_K');
+      assert.equal(q.tensors['lm_head.weight']!.type, 'Q6_K');
+      assert.ok(q.bits_per_weight > 4.5 && q.bits_per_weight < 6.5625, `${q.bits_per_weight} bits/weight: between Q4_K's and Q6_K's`);
+    } else {
+      assert.ok(q.sparsity_after >= 0.5, `Q6_K is symmetric: masks survive (${q.sparsity_after})`);
+      assert.equal(q.tensors['model.embed_tokens.weight']!.type, 'Q8_0');
+    }
+    const gguf = join(tempDir('gguf'), 'k.gguf');
+    exportGguf({ model: out, out: gguf, dtype: scheme, warn: () => {} });
+    const g = readGguf(gguf);
+    const m = Model.open(out);
+    try {
+      for (const [gname, hf, heads] of ggufTensors(m, 'llama')) {
+        const t = g.tensors.find((x) => x.name === gname)!;
+        assert.equal(t.type, q.tensors[hf]!.type, gname);
+        let want = m.read(hf);
+        const [rows, cols] = m.tensors.info(hf).shape as [number, number];
+        if (heads) want = permuteQk(want, rows, cols, heads);
+        assert.equal(bits(readGgufTensorF32(g, gname)), bits(want), `${gname}: decoded blocks = ${hf}`);
+      }
+    } finally {
+      m.close();
+    }
+    assert.equal(g.metadata.get('general.file_type'), scheme === 'q4_k_m' ? 15 : 18);
+  }
+  await assert.rejects(
+    run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_k', blocksize: 96 }),
+    /--blocksize 96: GPTQ onto Q4_K/,
+  );
 });
