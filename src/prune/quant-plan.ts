@@ -73,6 +73,10 @@ export function quantPlan(m: Model, scheme: QuantScheme, imatrix?: Imatrix, imat
     if (t) tensors.set(hf, { ...t, ...w });
   }
   const cache = new Map<string, Float32Array | undefined>();
+  if (imatrix && ![...tensors.values()].some((t) => t.type && imatrix.entries.has(t.gguf)))
+    throw new QuantPlanError(
+      `${imatrixFile}: no entry for any tensor --quant ${scheme} quantizes (it has ${[...imatrix.entries.keys()].slice(0, 3).join(', ')}…; rac and llama-imatrix name them blk.N.attn_q.weight …)`,
+    );
   return {
     scheme,
     tensors,

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { GgufType, GgufWriter, kv, readGguf } from '../../src/io/gguf.ts';
 import { imatrixWeights, readImatrix, writeImatrix, type Imatrix } from '../../src/io/imatrix.ts';
-import { tempDir } from '../helpers/checkpoints.ts';
+import { Model } from '../../src/models/model.ts';
+import { quantPlan } from '../../src/prune/quant-plan.ts';
+import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 
 test("round trip in llama-imatrix's layout, per-expert entries, rac's own metadata kept aside", () => {
   const f = join(tempDir('im'), 'm.gguf');
@@ -77,4 +79,19 @@ test('refusals: not GGUF (the legacy .dat), a model file, missing metadata, unpa
     () => readImatrix(write('unpaired.gguf', [kv.str('general.type', 'imatrix'), ...meta], ['a.in_sum2'])),
     /mismatched sums and counts for "a"/,
   );
+});
+
+test('a matrix with no entry for any tensor of the model is refused by the quantization plan', () => {
+  const m = Model.open(checkpoint({ family: 'qwen2', seed: 71, hidden: 64, layers: 1, intermediate: 128 }));
+  try {
+    const im: Imatrix = {
+      entries: new Map([['model.layers.0.q_proj', { sums: new Float32Array(64), counts: [1] }]]),
+      datasets: [],
+      chunkCount: 1,
+      chunkSize: 1,
+    };
+    assert.throws(() => quantPlan(m, 'q4_0', im, 'hf-names.gguf'), /hf-names\.gguf: no entry for any tensor --quant q4_0 quantizes/);
+  } finally {
+    m.close();
+  }
 });
