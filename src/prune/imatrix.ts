@@ -26,6 +26,7 @@ import {
 } from '../compress/hessian.ts';
 import { GGUF_LINEAR } from '../compress/quant-schemes.ts';
 import type { Imatrix } from '../io/imatrix.ts';
+import { removeOnSignal } from '../io/temp-cleanup.ts';
 import { embedRows, leftPad } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import type { Model } from '../models/model.ts';
@@ -69,6 +70,7 @@ export async function computeImatrix(model: Model, calib: CalibSet, opts: Imatri
   const sizes = padded.map((pb) => pb.B * pb.T * D);
   const memory = opts.memoryLimitBytes ?? 4 * 2 ** 30;
   const spill = mkdtempSync(join(tmpdir(), 'rac-imatrix-'));
+  const cleanup = removeOnSignal(spill); // hidden states spilled above the memory limit go here
   const stores = [new HiddenStore(sizes, memory, spill), new HiddenStore(sizes, memory, spill)];
   let runner: LayerRunner | null = null;
   const entries = new Map<string, { sums: Float32Array; counts: number[] }>();
@@ -105,6 +107,7 @@ export async function computeImatrix(model: Model, calib: CalibSet, opts: Imatri
     for (const s of stores) s.close();
     await runner?.release();
     rmSync(spill, { recursive: true, force: true });
+    cleanup.release();
   }
   // imatrix.datasets: the calibration files (llama-imatrix records its text file there).
   const listed = (calib.source['files'] as { file?: unknown }[] | undefined)?.map((x) => x.file) ?? [calib.source['file']];
