@@ -7,6 +7,7 @@ import { RAC_VERSION } from '../version.ts';
 import { register as evaluate } from './commands/eval.ts';
 import { register as exportGguf } from './commands/export-gguf.ts';
 import { register as generate } from './commands/generate.ts';
+import { register as imatrix } from './commands/imatrix.ts';
 import { register as info } from './commands/info.ts';
 import { register as logits } from './commands/logits.ts';
 import { register as prune } from './commands/prune.ts';
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
     .version(RAC_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const reg of [info, generate, logits, trace, prune, evaluate, report, run, exportGguf, serve]) reg(program);
+  for (const reg of [info, generate, logits, trace, prune, imatrix, evaluate, report, run, exportGguf, serve]) reg(program);
   for (const c of program.commands) c.exitOverride();
   addHubResolution(program);
   return program;

@@ -83,7 +83,11 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
     `| calibration | ${calib} |`,
     ...(s.quantization
       ? [
-          `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; values stored as F32 on the grid, f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them bit for bit) |`,
+          `| quantization | ${s.quantization.format} (llama.cpp ${s.quantization.file_type}: ${Object.entries(s.quantization.types)
+            .map(([t, n]) => `${n} × ${t}`)
+            .join(
+              ', ',
+            )}; ${s.quantization.bits_per_weight.toFixed(2)} bits/weight${s.quantization.imatrix ? ', with an importance matrix' : ''}); values stored as F32 (the dequantized blocks), GGUF block bytes in \`${s.quantization.blocks_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them byte for byte) |`,
         ]
       : []),
     '',

@@ -5,7 +5,8 @@
 import type { OwlOptions } from '../compress/owl.ts';
 import type { TokenWeights } from '../compress/hessian.ts';
 import type { SparsityTarget } from '../compress/masks.ts';
-import type { QuantFormat } from '../compress/quant-grids.ts';
+import type { QuantScheme } from '../compress/quant-schemes.ts';
+import type { Imatrix } from '../io/imatrix.ts';
 import type { Model } from '../models/model.ts';
 import type { LinearName } from '../models/spec.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
@@ -17,10 +18,8 @@ export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'mag
 export const EXPERT_METHODS: readonly PruneMethod[] = ['reap', 'frequency'];
 /** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
 export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
-/** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
-export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
-/** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
-export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
+/** The sidecar with the GGUF block bytes of every quantized tensor (`<name>` → U8 (rows, row bytes), HF row order). */
+export const QUANT_BLOCKS_FILE = 'quant_blocks.safetensors';
 export type LinearScope = 'all' | 'attn' | 'mlp';
 /**
  * Where an MoE expert's calibration statistics come from: `routed` — the tokens the router sends
@@ -33,12 +32,18 @@ export const MOE_CALIBRATIONS: readonly MoeCalibration[] = ['routed', 'all'];
 export interface PruneOptions {
   method: PruneMethod;
   /**
-   * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
-   * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
-   * untied lm_head) is rounded to q8_0. Quantized tensors are written as F32 values on the grid,
-   * their f16 scales to quant_scales.safetensors.
+   * Quantize to ggml types under a scheme (compress/quant-schemes.ts: one type, or a llama.cpp
+   * mix with its per-tensor types): gptq (alone), sparsegpt (joint: one OBS walk prunes and
+   * quantizes), rtn / wanda / magnitude (round to nearest after any pruning, llama.cpp's quantizer
+   * byte for byte). The embedding table (and an untied lm_head) gets the scheme's type for it by
+   * RTN (GPTQ with pruneLmHead). Quantized tensors are written as F32 dequantized values, their
+   * GGUF block bytes to quant_blocks.safetensors.
    */
-  quant?: QuantFormat;
+  quant?: QuantScheme;
+  /** An importance matrix (llama-imatrix's format) for the quantizers' block choices, as llama-quantize --imatrix. */
+  imatrix?: Imatrix;
+  /** Where `imatrix` was read (recorded with its sha256). */
+  imatrixFile?: string;
   target: SparsityTarget;
   /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
   linears: LinearScope;

@@ -15,16 +15,17 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
+import { rowBytes } from '../compress/ggml-quants.ts';
 import { classCounts, isUniform, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, XtxSum, type TokenWeights } from '../compress/hessian.ts';
 import { describeTarget, type SparsityTarget } from '../compress/masks.ts';
 import { outlierRatio, owlTargets } from '../compress/owl.ts';
-import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
+import { SCHEME_INFO, type QuantScheme } from '../compress/quant-schemes.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
-import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
@@ -36,17 +37,17 @@ import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import { calibBatches, type CalibSet } from './calib.ts';
 import { checkExpertRemoval, scoreExperts, scratchDir, writeWithoutExperts } from './expert-removal.ts';
 import { moeLayerStep } from './experts.ts';
+import { quantPlan } from './quant-plan.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { denseLayerStep, layerOptions, type LayerJob, type PruneRun } from './layer-step.ts';
-import { PhaseTimer, pruneLinear, type QuantNote } from './linear.ts';
+import { PhaseTimer, pruneLinear, roundToNearest, type LinearQuant } from './linear.ts';
 import { prunedModelCard } from './model-card.ts';
 import {
-  EMBEDDING_QUANT,
   EXPERT_METHODS,
   MIN_EXPERT_TOKENS,
   PRUNE_METHODS,
+  QUANT_BLOCKS_FILE,
   QUANT_METHODS,
-  QUANT_SCALES_FILE,
   type LinearScope,
   type PruneOptions,
 } from './options.ts';
@@ -62,7 +63,7 @@ import {
   type QuantizationRecord,
 } from './rac-json.ts';
 
-export { EMBEDDING_QUANT, EXPERT_METHODS, PRUNE_METHODS, QUANT_METHODS, QUANT_SCALES_FILE } from './options.ts';
+export { EXPERT_METHODS, PRUNE_METHODS, QUANT_BLOCKS_FILE, QUANT_METHODS } from './options.ts';
 export type { LinearScope, MoeCalibration, PruneOptions, PruneProgress } from './options.ts';
 export type { PruneMethod } from './rac-json.ts';
 
@@ -132,26 +133,27 @@ export async function pruneCheckpoint(
   const reference = asymmetric && opts.reference && opts.reference !== model ? opts.reference : null;
   const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
   const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
-  const quantized = new Map<
-    string,
-    { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }
-  >();
+  // Quantization: every tensor's type under the scheme (over the whole model, as llama-quantize
+  // decides it); rac quantizes the selected layers' Linears (experts included), the embedding and
+  // an untied head.
+  const plan = quant ? quantPlan(model, quant, opts.imatrix, opts.imatrixFile) : null;
+  const quantNames: string[] = [];
   const skipped: string[] = [];
-  const widen = new Set<string>();
-  if (quant) {
-    for (const l of selected) {
-      for (const t of scopeTensors(model, l, opts.linears)) {
-        if (t.cols % QK === 0) widen.add(t.name);
-        else skipped.push(t.name);
-      }
-    }
-    widen.add(spec.embedName);
-    if (!model.tiedHead) widen.add(spec.lmHeadName);
+  if (plan) {
+    const names = [...[...selected].flatMap((l) => scopeTensors(model, l, opts.linears).map((t) => t.name)), spec.embedName];
+    if (!model.tiedHead) names.push(spec.lmHeadName);
+    for (const name of names) (plan.tensors.get(name)?.type ? quantNames : skipped).push(name);
   }
-  const noteQuant =
-    (name: string): QuantNote =>
-    (scales, rows, cols, format, method) =>
-      quantized.set(name, { scales, rows, cols, format, method });
+  const widen = new Set(quantNames);
+  const bs = opts.blocksize ?? 128;
+  if (plan && (opts.method === 'gptq' || opts.method === 'sparsegpt') && bs % 256 !== 0 && 256 % bs !== 0) {
+    const k = quantNames.find((n) => plan.tensors.get(n)!.type!.endsWith('_K'));
+    if (k)
+      throw new Error(
+        `--blocksize ${bs}: GPTQ onto ${plan.tensors.get(k)!.type} (256-weight super-blocks) needs a block size that divides 256 or is a multiple of it`,
+      );
+  }
+  const quantized = new Map<string, QuantizedTensor>();
   const D = cfg.hiddenSize;
   const { padded, rowWeights, n } = calibBatches(calib, opts.batchTokens, tokenWeights);
   // Statistics: none for magnitude / rtn without the error report; Wanda without it needs only diag(XᵀX).
@@ -169,12 +171,45 @@ export async function pruneCheckpoint(
   const sourceCard = readCard(model.dir);
   // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
   const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite, widen });
+  let blocks: SafetensorsWriter | null = null;
+  /** The quantizer of a tensor rac quantizes (its type, importance weights, and where its bytes go). */
+  const quantOf = (name: string): LinearQuant | null => {
+    const t = plan?.tensors.get(name);
+    if (!plan || !t?.type || !widen.has(name)) return null;
+    const imatrix = plan.imatrix(name);
+    return {
+      type: t.type,
+      ...(imatrix ? { imatrix } : {}),
+      note: (bytes, method) => {
+        blocks!.write(name, bytes);
+        quantized.set(name, {
+          type: t.type!,
+          method,
+          rows: t.rows,
+          cols: t.cols,
+          imatrix: !!imatrix,
+          bytes: bytes.length,
+          ...(t.fallbackFrom ? { fallback_from: t.fallbackFrom } : {}),
+        });
+      },
+    };
+  };
   const stores: HiddenStore[] = [];
   let runner: LayerRunner | null = null;
   let gemm: OrtGemm | null = null;
   const reports: LayerReport[] = [];
   try {
     // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
+    if (plan) {
+      const entries = quantNames.map((name) => {
+        const t = plan.tensors.get(name)!;
+        return { name, dtype: 'U8', shape: [t.rows, rowBytes(t.type!, t.cols)] };
+      });
+      blocks = SafetensorsWriter.create(join(writer.tmpDir, QUANT_BLOCKS_FILE), entries, {
+        format: 'pt',
+        rac: `GGUF block bytes (${quant})`,
+      });
+    }
     stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
     let [input, output] = stores as [HiddenStore, HiddenStore];
     // Asymmetric calibration: the reference stream (the input checkpoint's own hidden states).
@@ -185,14 +220,12 @@ export async function pruneCheckpoint(
     if (!statsFree) runner = await LayerRunner.create(spec, cfg, opts.runtime);
     gemm = createOrtGemm(opts.runtime);
     let E = model.embedding();
-    if (quant) {
-      // The embedding table (the tied output too) on q8_0, as the GGUF will hold it; the pruned
+    const eq = quantOf(spec.embedName);
+    if (eq) {
+      // The embedding table (the tied output too) in its type, as the GGUF will hold it; the pruned
       // layers are then calibrated on what the quantized model embeds.
       E = E.slice();
-      if (cfg.hiddenSize % QK === 0) {
-        const { scales } = rtnQuantize(E, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
-        quantized.set(spec.embedName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
-      } else skipped.push(spec.embedName);
+      eq.note(roundToNearest(E, cfg.vocabSize, cfg.hiddenSize, eq), 'rtn');
       writer.writeF32(spec.embedName, E);
     }
     // Both streams start from the same embeddings (the stores only read what they hold).
@@ -242,7 +275,7 @@ export async function pruneCheckpoint(
       needStats,
       diagonalOnly,
       stages,
-      noteQuant,
+      quantOf,
       reference,
     };
     for (let l = 0; l < L; l++) {
@@ -280,29 +313,17 @@ export async function pruneCheckpoint(
 
     let lmHead: LinearReport | undefined;
     if (opts.pruneLmHead && runner) {
-      lmHead = await pruneLmHead(
-        model,
-        runner,
-        input,
-        rowWeights,
-        n,
-        diagonalOnly,
-        quant ? { ...opts, quant: EMBEDDING_QUANT } : opts,
-        gemm,
-        writer,
-        noteQuant(spec.lmHeadName),
-      );
-    } else if (quant && !model.tiedHead) {
+      lmHead = await pruneLmHead(model, runner, input, rowWeights, n, diagonalOnly, opts, gemm, writer, quantOf(spec.lmHeadName));
+    } else if (!model.tiedHead && quantOf(spec.lmHeadName)) {
       const W = model.read(spec.lmHeadName).slice();
-      if (cfg.hiddenSize % QK === 0) {
-        const { scales } = rtnQuantize(W, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
-        quantized.set(spec.lmHeadName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
-      } else skipped.push(spec.lmHeadName);
+      const hq = quantOf(spec.lmHeadName)!;
+      hq.note(roundToNearest(W, cfg.vocabSize, cfg.hiddenSize, hq), 'rtn');
       writer.writeF32(spec.lmHeadName, W);
     }
 
-    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
-    if (quant) writeScales(writer.tmpDir, quantized);
+    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead, opts) : undefined;
+    blocks?.close();
+    blocks = null;
     if (owlRecord) {
       for (const e of owlRecord.layers) {
         const lin = layerLinearReports(reports[e.layer]!);
@@ -326,6 +347,7 @@ export async function pruneCheckpoint(
     });
     return summary;
   } catch (e) {
+    blocks?.abort();
     writer.abort();
     throw e;
   } finally {
@@ -437,8 +459,8 @@ function expertRemovalSummary(
 /** Every refusal pruneCheckpoint makes before any work (one line each). */
 function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions): void {
   const L = model.config.numLayers;
-  if (QUANT_METHODS.includes(opts.method) && !opts.quant)
-    throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !opts.quant) throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant)`);
+  if (opts.imatrix && !opts.quant) throw new Error('an importance matrix is for quantization: give --quant');
   if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
     throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
   }
@@ -530,27 +552,37 @@ async function pruneLmHead(
   opts: PruneOptions,
   gemm: Gemm,
   writer: CheckpointWriter,
-  onQuant: QuantNote,
+  quant: LinearQuant | null,
 ): Promise<LinearReport> {
   const { config: cfg, spec } = model;
   const normW = model.finalNorm();
   const sum = new XtxSum(cfg.hiddenSize, diagonal);
   for (let b = 0; b < rowWeights.length; b++) sum.add(await runner.captureHead(normW, hidden.get(b), rowWeights[b]!, diagonal));
   const W = model.read(spec.lmHeadName);
-  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, onQuant);
+  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, quant);
   writer.writeF32(spec.lmHeadName, W);
   return report;
 }
 
 function quantizationRecord(
-  quant: QuantFormat,
-  quantized: Map<string, { rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>,
+  scheme: QuantScheme,
+  quantized: Map<string, QuantizedTensor>,
   skipped: string[],
   reports: LayerReport[],
   lmHead: LinearReport | undefined,
+  opts: PruneOptions,
 ): QuantizationRecord {
   const tensors: QuantizationRecord['tensors'] = {};
-  for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
+  const types: Record<string, number> = {};
+  let bytes = 0;
+  let weights = 0;
+  for (const [name, q] of quantized) {
+    const { bytes: b, ...rec } = q;
+    tensors[name] = rec;
+    types[q.type] = (types[q.type] ?? 0) + 1;
+    bytes += b;
+    weights += q.rows * q.cols;
+  }
   let qz = 0;
   let qn = 0;
   for (const lr of [...reports.flatMap(layerLinearReports), lmHead]) {
@@ -558,12 +590,26 @@ function quantizationRecord(
     qz += lr.zeros;
     qn += lr.rows * lr.cols;
   }
+  let imatrix: QuantizationRecord['imatrix'];
+  if (opts.imatrix) {
+    const used = Object.values(tensors).filter((t) => t.imatrix).length;
+    imatrix = {
+      ...(opts.imatrixFile
+        ? { file: opts.imatrixFile, sha256: createHash('sha256').update(readFileSync(opts.imatrixFile)).digest('hex') }
+        : {}),
+      datasets: opts.imatrix.datasets,
+      chunk_count: opts.imatrix.chunkCount,
+      tensors_with_entry: used,
+    };
+  }
   return {
-    format: quant,
-    block: QK,
+    format: scheme,
+    file_type: SCHEME_INFO[scheme].ftype,
     tensors,
-    scales_file: QUANT_SCALES_FILE,
-    bits_per_weight: BITS_PER_WEIGHT[quant],
+    types,
+    blocks_file: QUANT_BLOCKS_FILE,
+    bits_per_weight: weights ? (8 * bytes) / weights : 0,
+    ...(imatrix ? { imatrix } : {}),
     skipped,
     sparsity_after: qn ? qz / qn : 0,
   };
@@ -615,8 +661,16 @@ function pruneSummary(
       ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
       batch_tokens: opts.batchTokens,
       hessian_scale: HESSIAN_SCALE_NOTE,
-      embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
-      lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      embeddings: r.quantization?.tensors[model.spec.embedName]
+        ? `rounded to ${r.quantization.tensors[model.spec.embedName]!.type} (RTN)`
+        : 'untouched',
+      lm_head: opts.pruneLmHead
+        ? 'pruned'
+        : model.tiedHead
+          ? 'tied'
+          : r.quantization?.tensors[model.spec.lmHeadName]
+            ? `rounded to ${r.quantization.tensors[model.spec.lmHeadName]!.type} (RTN)`
+            : 'untouched',
       ...(quant ? { quant } : {}),
       token_weights: { ...r.tokenWeights },
       ...(hasMoeLayers(model.config)
@@ -645,21 +699,8 @@ function pruneSummary(
   };
 }
 
-/** The f16 scales of every quantized tensor, one F16 (rows, cols/32) tensor each, under its own name. */
-function writeScales(dir: string, quantized: Map<string, { scales: Float32Array; rows: number; cols: number }>): void {
-  const entries = [...quantized].map(([name, q]) => ({ name, dtype: 'F16', shape: [q.rows, q.cols / QK] }));
-  const w = SafetensorsWriter.create(join(dir, QUANT_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q4_0/Q8_0 block scales' });
-  try {
-    for (const [name, q] of quantized) {
-      const h = f32ToF16(q.scales);
-      w.write(name, new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
-    }
-    w.close();
-  } catch (e) {
-    w.abort();
-    throw e;
-  }
-}
+/** A quantized tensor as rac.json records it (and its byte count, for the bits per weight). */
+type QuantizedTensor = QuantizationRecord['tensors'][string] & { bytes: number };
 
 /** Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name), every other one copied byte for byte. */
 function writeLayer(writer: CheckpointWriter, model: Model, l: number, pruned: Map<string, Float32Array>): void {

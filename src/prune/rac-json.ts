@@ -5,7 +5,8 @@
  * (`formatRacJson`), `rac eval` and `rac report` read it (`readPruningInfo`) through these types.
  * Imports only types from compress / io / models.
  */
-import type { QuantFormat } from '../compress/quant-grids.ts';
+import type { GgmlQuantType } from '../compress/ggml-quants.ts';
+import type { QuantScheme } from '../compress/quant-schemes.ts';
 import type { HubSource } from '../io/hub.ts';
 import { readModelJson } from '../io/model-file.ts';
 import type { ExpertLinearName, LinearName } from '../models/spec.ts';
@@ -30,8 +31,8 @@ export interface LinearReport {
   output_norm?: number;
   damp?: number;
   retries?: number;
-  /** The GGUF grid the values are on, and how they got there. */
-  quant?: QuantFormat;
+  /** The ggml type the values are on, and how they got there. */
+  quant?: GgmlQuantType;
   quant_method?: 'gptq' | 'rtn';
   /** SparseGPT: seconds in damping + factorization, and in the OBS sweep. */
   factor_seconds?: number;
@@ -140,15 +141,28 @@ export interface ExpertRemovalRecord {
   }[];
 }
 
-/** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */
+/** rac.json `quantization`: what `rac export-gguf --dtype SCHEME` writes byte for byte. */
 export interface QuantizationRecord {
-  format: QuantFormat;
-  block: number;
-  /** Every value of these tensors is d·k exactly, d the f16 scale of its 32-block in `scales_file`. */
-  tensors: Record<string, { format: QuantFormat; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
-  scales_file: string;
+  /** The scheme (`--quant`): one ggml type, or a llama.cpp mix. */
+  format: QuantScheme;
+  /** llama-quantize's file type of the same per-tensor assignment. */
+  file_type: string;
+  /**
+   * The quantized tensors: the values in the checkpoint are the dequantization of their GGUF
+   * blocks in `blocks_file` (U8 (rows, row bytes), Hugging Face row order), exactly.
+   */
+  tensors: Record<
+    string,
+    { type: GgmlQuantType; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number; imatrix: boolean; fallback_from?: GgmlQuantType }
+  >;
+  /** How many tensors got each type. */
+  types: Record<string, number>;
+  blocks_file: string;
+  /** Block bytes · 8 / weights over the quantized tensors. */
   bits_per_weight: number;
-  /** Tensors left unquantized (rows not a multiple of 32), kept as they were. */
+  /** The importance matrix the quantizers used (llama-quantize --imatrix). */
+  imatrix?: { file?: string; sha256?: string; datasets: string[]; chunk_count: number; tensors_with_entry: number };
+  /** Tensors the scheme keeps float (rows not a multiple of 32), kept as they were. */
   skipped: string[];
   /** Zeros / weights over the quantized Linears, measured after quantization. */
   sparsity_after: number;
@@ -176,6 +190,8 @@ export interface PruningInfo {
   experts?: ExpertCoverage[];
   /** Expert removal: experts per layer before → after, and the scoring. */
   expert_removal?: { scoring: string; experts_before: number; experts_after: number };
+  /** The quantization scheme (rac.json quantization.format) and whether an importance matrix steered it. */
+  quant?: { scheme: string; imatrix: boolean };
 }
 
 /**
@@ -227,6 +243,7 @@ export function readPruningInfo(dir: string): PruningInfo | null {
     er && typeof er.scoring === 'string' && typeof er.experts_before === 'number' && typeof er.experts_after === 'number'
       ? { scoring: er.scoring, experts_before: er.experts_before, experts_after: er.experts_after }
       : undefined;
+  const q = j.quantization as { format?: unknown; imatrix?: unknown } | undefined;
   return {
     method: j.method,
     ...(typeof j.sparsity === 'number' ? { sparsity: j.sparsity } : {}),
@@ -243,5 +260,6 @@ export function readPruningInfo(dir: string): PruningInfo | null {
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
     ...(coverage ? { experts: coverage } : {}),
     ...(removal ? { expert_removal: removal } : {}),
+    ...(typeof q?.format === 'string' ? { quant: { scheme: q.format, imatrix: !!q.imatrix } } : {}),
   };
 }

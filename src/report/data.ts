@@ -15,6 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { readPruningInfo, type ExpertCoverage, type PruningInfo } from '../prune/rac-json.ts';
+import { lengthSamplesOf, lengthVsDense, type LengthSample, type LengthVsDense } from './length.ts';
 
 export interface ReportRow {
   /** Base model (dense) this row belongs to: its directory name. */
@@ -34,6 +35,12 @@ export interface ReportRow {
   problems: number | null;
   /** Hesitation words per sample (results.json `metrics.hesitations.per_sample`), when known. */
   hesitations?: number;
+  /** Quantization: the scheme and whether an importance matrix steered it (rac.json). */
+  quant?: { scheme: string; imatrix: boolean };
+  /** Length inflation against the group's dense row on the same problems (report/length.ts), when known. */
+  vs_dense?: LengthVsDense;
+  /** results.json samples (problem, tokens, grade, finish), for vs_dense. */
+  lengthSamples?: LengthSample[];
   per_family?: Record<string, unknown>;
   /** The file the row came from. */
   source: string;
@@ -104,6 +111,7 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
   if (acc === null || mt === null) throw new Error(`${file}: results.json without metrics.accuracy / metrics.mean_tokens.all`);
   const dataset = j.dataset as { sha256?: string; problems?: number } | undefined;
   const base = p?.source_model ?? dir ?? file;
+  const samples = lengthSamplesOf(j);
   return {
     model: modelName(base),
     base: resolve(base),
@@ -117,7 +125,10 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
     truncated: num(metrics.truncated),
     problems: num(dataset?.problems),
     ...hesitationsField(num((metrics.hesitations as Record<string, unknown> | undefined)?.per_sample)),
+    ...(p?.quant ? { quant: p.quant } : {}),
     ...(j.per_family && typeof j.per_family === 'object' ? { per_family: j.per_family as Record<string, unknown> } : {}),
+    ...(j.vs_dense && typeof j.vs_dense === 'object' ? { vs_dense: j.vs_dense as LengthVsDense } : {}),
+    ...(samples ? { lengthSamples: samples } : {}),
     source: file,
     ...(dir ? { dir } : {}),
     ...(dataset?.sha256 ? { dataset: dataset.sha256 } : {}),
@@ -181,7 +192,9 @@ function fromSummary(file: string, s: Record<string, unknown>): ReportRow[] {
       truncated: num(r.truncated),
       problems,
       ...hesitationsField(num(r.hesitations)),
+      ...(r.quant && typeof r.quant === 'object' ? { quant: r.quant as { scheme: string; imatrix: boolean } } : {}),
       ...(r.per_family && typeof r.per_family === 'object' ? { per_family: r.per_family as Record<string, unknown> } : {}),
+      ...(r.vs_dense && typeof r.vs_dense === 'object' ? { vs_dense: r.vs_dense as LengthVsDense } : {}),
       source: file,
     });
   });
@@ -242,7 +255,15 @@ export function groupRows(rows: ReportRow[]): ReportGroup[] {
     if (datasets.size > 1) notes.push(`rows were evaluated on ${datasets.size} different datasets`);
     const problems = new Set(rs.map((r) => r.problems).filter((p) => p !== null));
     if (problems.size > 1) notes.push(`rows were evaluated on different numbers of problems (${[...problems].join(', ')})`);
-    return { model, dense: denses[0] ?? null, rows: sortRows(rs), notes };
+    // Length inflation on the same problems, from the samples when both rows have them.
+    const dense = denses[0];
+    if (dense?.lengthSamples)
+      for (const r of rs) {
+        if (r === dense || !r.lengthSamples) continue;
+        const v = lengthVsDense(r.lengthSamples, dense.lengthSamples);
+        if (v) r.vs_dense = v;
+      }
+    return { model, dense: dense ?? null, rows: sortRows(rs), notes };
   });
 }
 
@@ -312,7 +333,11 @@ export function summarize(groups: ReportGroup[]): Record<string, unknown> {
         mean_tokens: r.mean_tokens,
         truncated: r.truncated,
         ...hesitationsField(r.hesitations ?? null),
+        ...(r.quant ? { quant: r.quant } : {}),
         ...(g.dense ? { delta_accuracy: r.accuracy - g.dense.accuracy, delta_mean_tokens: r.mean_tokens - g.dense.mean_tokens } : {}),
+        ...(r.vs_dense
+          ? { tokens_ratio: r.vs_dense.tokens_ratio, tokens_ratio_correct: r.vs_dense.tokens_ratio_correct, vs_dense: r.vs_dense }
+          : {}),
         ...(r.per_family ? { per_family: r.per_family } : {}),
       })),
     claim: claimChecks(g).map((c) => ({

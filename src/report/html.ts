@@ -32,6 +32,11 @@ function sparsityLabel(r: ReportRow): string {
   return experts ? `${experts} (${r.expert_scoring}), then ${s}` : s;
 }
 
+/** The method with its quantization scheme (rac.json), e.g. "gptq q4_k_m +imatrix". */
+function methodLabel(r: ReportRow): string {
+  return r.quant ? `${r.method} ${r.quant.scheme}${r.quant.imatrix ? ' +imatrix' : ''}` : r.method;
+}
+
 function calibLabel(c: string | null): string {
   return c === null ? '—' : (CALIB_LABELS[c] ?? c);
 }
@@ -49,7 +54,7 @@ function seriesOf(
 ): Array<SeriesKey & { label: string; color: string; dash?: string; marker: Series['marker']; rows: ReportRow[] }> {
   const map = new Map<string, ReportRow[]>();
   for (const r of rows) {
-    const key = `${r.method}\u0000${r.calib ?? ''}\u0000${r.pattern ? 'nm' : ''}`;
+    const key = `${methodLabel(r)}\u0000${r.calib ?? ''}\u0000${r.pattern ? 'nm' : ''}`;
     let l = map.get(key);
     if (!l) map.set(key, (l = []));
     l.push(r);
@@ -67,11 +72,11 @@ function seriesOf(
     const style = METHOD_STYLE[r.method] ?? { dash: '4 2 1 2', marker: 'diamond' as const };
     const base = oneMethod
       ? calib === null
-        ? r.method
+        ? methodLabel(r)
         : calibLabel(calib)
       : calib === null
-        ? r.method
-        : `${r.method} · ${calibLabel(calib)}`;
+        ? methodLabel(r)
+        : `${methodLabel(r)} · ${calibLabel(calib)}`;
     return {
       key,
       method: r.method,
@@ -87,12 +92,12 @@ function seriesOf(
 }
 
 function rowTitle(r: ReportRow): string {
-  return `${r.method}${r.calib ? ` · ${calibLabel(r.calib)}` : ''} @ ${sparsityLabel(r)}: accuracy ${pct(r.accuracy)}, mean tokens ${fixed(r.mean_tokens)}`;
+  return `${methodLabel(r)}${r.calib ? ` · ${calibLabel(r.calib)}` : ''} @ ${sparsityLabel(r)}: accuracy ${pct(r.accuracy)}, mean tokens ${fixed(r.mean_tokens)}${r.vs_dense?.tokens_ratio != null ? ` (${r.vs_dense.tokens_ratio.toFixed(2)}× dense)` : ''}`;
 }
 
 function groupCharts(g: ReportGroup, gi: number): string {
   const pruned = g.rows.filter((r) => r.method !== 'dense' && xSparsity(r) !== null);
-  const oneMethod = new Set(pruned.map((r) => r.method)).size <= 1;
+  const oneMethod = new Set(pruned.map((r) => methodLabel(r))).size <= 1;
   const series = seriesOf(pruned, oneMethod);
   const spx = (v: number) => `${+(100 * v).toFixed(1)}%`;
   const denseAcc: RefLine[] = g.dense ? [{ y: g.dense.accuracy, label: `dense ${pct(g.dense.accuracy)}` }] : [];
@@ -164,6 +169,8 @@ function groupTable(g: ReportGroup): string {
     }))
     .filter((c) => c.k > 1);
   const hasHes = g.rows.some((r) => r.hesitations !== undefined);
+  // length inflation on the same problems (report/length.ts): all samples; correct ones on problems both solve
+  const hasLen = g.rows.some((r) => r.vs_dense);
   const head = [
     'model',
     'method',
@@ -174,6 +181,7 @@ function groupTable(g: ReportGroup): string {
     'Δ acc vs dense',
     'mean tokens',
     'Δ tokens vs dense',
+    ...(hasLen ? ['tokens ÷ dense', 'correct tokens ÷ dense'] : []),
     ...(hasHes ? ['hesitations / sample'] : []),
     'truncated',
     'problems',
@@ -195,14 +203,17 @@ function groupTable(g: ReportGroup): string {
       }
     }
     const hes = hasHes ? `<td class="n">${r.hesitations === undefined ? '–' : r.hesitations.toFixed(2)}</td>` : '';
+    const ratio = (v: number | null | undefined) =>
+      `<td class="n ${v != null && v > 1 ? 'neg' : 'pos'}">${v == null ? '–' : `${v.toFixed(2)}×`}</td>`;
+    const len = hasLen ? (r === d ? ratio(1) + ratio(1) : ratio(r.vs_dense?.tokens_ratio) + ratio(r.vs_dense?.tokens_ratio_correct)) : '';
     const cls = r.method === 'dense' ? ' class="dense"' : '';
     return (
-      `<tr${cls}><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${esc(calibLabel(r.calib))}</td><td class="n">${esc(sparsityLabel(r))}</td>` +
+      `<tr${cls}><td>${esc(r.model)}</td><td>${esc(methodLabel(r))}</td><td>${esc(calibLabel(r.calib))}</td><td class="n">${esc(sparsityLabel(r))}</td>` +
       `<td class="n">${r.calib_tokens === null ? '–' : r.calib_tokens.toLocaleString('en-US')}</td>` +
       `<td class="n"><b>${pct(r.accuracy)}</b></td>` +
       `<td class="n ${dAcc !== null && dAcc < 0 ? 'neg' : 'pos'}">${dAcc === null ? '–' : signed(dAcc, `${(100 * dAcc).toFixed(1)} pts`)}</td>` +
       `<td class="n"><b>${fixed(r.mean_tokens)}</b></td>` +
-      `<td class="n ${dTok !== null && dTok > 0 ? 'neg' : 'pos'}">${dTok === null ? '–' : signed(dTok, dTok.toFixed(1))}</td>${hes}` +
+      `<td class="n ${dTok !== null && dTok > 0 ? 'neg' : 'pos'}">${dTok === null ? '–' : signed(dTok, dTok.toFixed(1))}</td>${len}${hes}` +
       `<td class="n">${pct(r.truncated)}</td><td class="n">${r.problems ?? '–'}</td>${fam.join('')}` +
       `<td class="src" title="${esc(r.source)}">${esc(basename(r.source))}</td></tr>`
     );

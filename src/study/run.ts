@@ -46,7 +46,7 @@ import {
 import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
-import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
+import { isQuantScheme, QUANT_SCHEMES, type QuantScheme } from '../compress/quant-schemes.ts';
 import { EXPERT_METHODS, parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { hashOf } from './settings.ts';
@@ -75,8 +75,8 @@ export interface PruneSpec {
   calib: CalibMode[];
   targets: SparsityTarget[];
   linears: LinearScope;
-  /** The quantization axis: null = not quantized; q4_0/q8_0 = joint with sparsegpt, RTN after wanda/magnitude. */
-  quantize: (QuantFormat | null)[];
+  /** The quantization axis: null = not quantized; a scheme (q4_0, q4_k_m, …) = joint with sparsegpt, RTN after wanda/magnitude. */
+  quantize: (QuantScheme | null)[];
   /** Every prune / calibration setting of this entry: the recipe's `calibration:` section, then the entry's own keys. */
   settings: PruneSettings;
 }
@@ -273,10 +273,10 @@ export function loadRecipe(path: string): Recipe {
         if (problem) fail(`${where}: ${problem}`);
       }
     }
-    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
+    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantScheme | null)[];
     for (const q of quantize)
-      if (q !== null && !isQuantFormat(String(q)))
-        fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
+      if (q !== null && !isQuantScheme(String(q)))
+        fail(`${where}.quantize: each entry must be null or one of ${QUANT_SCHEMES.join(', ')}, got ${JSON.stringify(q)}`);
     if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
     if (usesPolicy(settings) && quantize.some((q) => q !== null))
       fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
@@ -597,7 +597,8 @@ export async function runRecipe(
   // The grader names an evaluation's verdicts (math and code changed theirs); tiny has one grader, and its evaluations keep their names.
   const { grader: _grader, ...evalNoGrader } = recipe.eval;
   const evalKey = recipe.task === 'tiny' ? evalNoGrader : recipe.eval;
-  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
+  /** `dense`: the dense model's results (pruned models: results.json gets vs_dense, the length ratios). */
+  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number, dense?: string): Promise<string> => {
     const tag = `(${i + 1}/${evalTotal}) ${name}`;
     const file = join(
       out,
@@ -629,6 +630,7 @@ export async function runRecipe(
         grader: recipe.eval.grader,
         ...(recipe.datasets.evalBenchmark ? { benchmark: recipe.datasets.evalBenchmark } : {}),
         out: file,
+        ...(dense ? { dense } : {}),
       },
       backend,
       tokenizer,
@@ -641,7 +643,7 @@ export async function runRecipe(
       },
     );
     log(
-      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens${r.vs_dense?.tokens_ratio != null ? ` (×${r.vs_dense.tokens_ratio.toFixed(2)} dense)` : ''}, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
     );
     return file;
   };
@@ -817,7 +819,9 @@ export async function runRecipe(
   const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, runtime, evaluateDense))];
   for (const [i, j] of jobs.entries())
     results.push(
-      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)),
+      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) =>
+        evaluateWith(backend, j.name, j.dir, i + 1, results[0]),
+      ),
     );
 
   // 4. Report and summary.

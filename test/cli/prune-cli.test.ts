@@ -265,7 +265,7 @@ describe('rac prune --quant', () => {
     const s = JSON.parse(r.stdout) as ReturnType<typeof readSummary>;
     assert.equal(s.quantization!.format, 'q4_0');
     assert.equal(s.calibration.tokens, 0);
-    assert.ok(entries(out).includes('quant_scales.safetensors'));
+    assert.ok(entries(out).includes('quant_blocks.safetensors'));
     const u = await rac(
       'prune',
       '--model',
@@ -280,7 +280,7 @@ describe('rac prune --quant', () => {
       join(tempDir('cli-q'), 'o'),
     );
     assert.equal(u.code, 2);
-    assert.match(u.stderr, /--method gptq needs --quant q4_0\|q8_0/);
+    assert.match(u.stderr, /--method gptq needs --quant \(q4_0, q8_0, q2_k/);
     const v = await rac(
       'prune',
       '--model',

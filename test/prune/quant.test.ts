@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { QK, type QuantFormat } from '../../src/compress/quant-grids.ts';
+import { rowBytes } from '../../src/compress/ggml-quants.ts';
+import type { QuantFormat } from '../../src/compress/quant-grids.ts';
 import { readGguf, readGgufTensorF32 } from '../../src/io/gguf.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
-import { pruneCheckpoint, QUANT_SCALES_FILE, type PruneOptions } from '../../src/prune/prune.ts';
+import { pruneCheckpoint, QUANT_BLOCKS_FILE, type PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { calibSet, randomSequences, readAll, readSummary } from '../helpers/prune.ts';
@@ -101,24 +102,26 @@ test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks rep
       const s = await run(dir, out, { method: 'gptq', quant: fmt });
       const q = s.quantization!;
       assert.equal(q.format, fmt);
-      assert.equal(q.scales_file, QUANT_SCALES_FILE);
+      assert.equal(q.blocks_file, QUANT_BLOCKS_FILE);
+      assert.equal(q.file_type, fmt.toUpperCase());
       const m = Model.open(dir);
       const linears = m.config.numLayers * m.spec.linears(m.config).length;
       const tied = m.tiedHead;
       m.close();
       assert.equal(Object.keys(q.tensors).length, linears + (tied ? 1 : 2), 'every Linear + embedding (+ output)');
-      assert.equal(q.tensors['model.embed_tokens.weight']!.format, 'q8_0');
+      assert.equal(q.tensors['model.embed_tokens.weight']!.type, 'Q8_0');
       assert.equal(readSummary(out).quantization!.format, fmt);
       for (const l of s.layers)
-        for (const r of Object.values(l.linears)) assert.ok(r!.quant === fmt && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
-      // Quantized tensors are F32 even from a BF16 input; the sidecar holds F16 (rows, cols/32).
+        for (const r of Object.values(l.linears))
+          assert.ok(r!.quant === fmt.toUpperCase() && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
+      // Quantized tensors are F32 even from a BF16 input; the sidecar holds their GGUF bytes, U8 (rows, row bytes).
       const all = readAll(out);
-      const sc = SafetensorsFile.open(join(out, QUANT_SCALES_FILE));
+      const sc = SafetensorsFile.open(join(out, QUANT_BLOCKS_FILE));
       try {
         for (const [name, rec] of Object.entries(q.tensors)) {
           assert.equal(all.get(name)!.dtype, 'F32', name);
-          assert.deepEqual(sc.info(name).shape, [rec.rows, rec.cols / QK]);
-          assert.equal(sc.info(name).dtype, 'F16');
+          assert.deepEqual(sc.info(name).shape, [rec.rows, rowBytes(rec.type, rec.cols)]);
+          assert.equal(sc.info(name).dtype, 'U8');
         }
       } finally {
         sc.close();
@@ -133,7 +136,7 @@ test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks rep
       // The other grid cannot be written from these scales.
       assert.throws(
         () => exportGguf({ model: out, out: join(tempDir('gguf'), 'x.gguf'), dtype: fmt === 'q4_0' ? 'q8_0' : 'q4_0', warn: () => {} }),
-        /was quantized to q/,
+        /was quantized as q/,
       );
     }
   }
@@ -170,7 +173,7 @@ test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN nee
   const ga = readGguf(a);
   const gb = readGguf(b);
   for (const t of ga.tensors) assert.equal(bits(readGgufTensorF32(ga, t.name)), bits(readGgufTensorF32(gb, t.name)), t.name);
-  assert.ok(existsSync(join(rtn, QUANT_SCALES_FILE)));
+  assert.ok(existsSync(join(rtn, QUANT_BLOCKS_FILE)));
 });
 
 test('quantization refusals: gptq without a format or with a sparsity target', async () => {
@@ -183,7 +186,7 @@ test('quantization refusals: gptq without a format or with a sparsity target', a
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0' }, false), /needs a calibration set/);
 });
 
-test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entries refused', async () => {
+test('recipes: the quantize axis (null | a scheme) per prune entry, bad entries refused', async () => {
   const { loadRecipe } = await import('../../src/study/run.ts');
   const { writeFileSync } = await import('node:fs');
   const d = tempDir('recipe');
@@ -202,6 +205,61 @@ test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entri
   const r = loadRecipe(file);
   assert.deepEqual(r.prune[0]!.quantize, [null, 'q4_0']);
   assert.deepEqual(r.prune[1]!.quantize, [null]);
-  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_k'] }] }));
-  assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null, q4_0 or q8_0, got "q3_k"/);
+  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_x'] }] }));
+  assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null or one of q4_0, .*, got "q3_x"/);
+});
+
+test('k-quant schemes: GPTQ q4_k_m and joint 50% + q6_k write blocks that decode to the checkpoint, with the mix’s types', async () => {
+  const K256: RandomCheckpointOptions = {
+    family: 'llama',
+    seed: 33,
+    hidden: 256,
+    layers: 2,
+    intermediate: 256,
+    heads: 4,
+    kvHeads: 2,
+    dtype: 'BF16',
+  };
+  const dir = checkpoint(K256);
+  for (const [o, scheme] of [
+    [{ method: 'gptq' }, 'q4_k_m'],
+    [{ method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, blocksize: 256 }, 'q6_k'],
+  ] as const) {
+    const out = join(tempDir('kq'), 'm');
+    const s = await run(dir, out, { ...o, quant: scheme });
+    const q = s.quantization!;
+    assert.equal(q.format, scheme);
+    if (scheme === 'q4_k_m') {
+      // 2 layers: use_more_bits(1, 2) → attn_v and ffn_down of layer 1 in Q6_K; untied output Q6_K, token_embd Q4_K
+      assert.deepEqual(q.types, { Q4_K: 13, Q6_K: 3 });
+      assert.equal(q.tensors['model.layers.1.mlp.down_proj.weight']!.type, 'Q6_K');
+      assert.equal(q.tensors['model.layers.0.mlp.down_proj.weight']!.type, 'Q4_K');
+      assert.equal(q.tensors['lm_head.weight']!.type, 'Q6_K');
+      assert.ok(q.bits_per_weight > 4.5 && q.bits_per_weight < 6.5625, `${q.bits_per_weight} bits/weight: between Q4_K's and Q6_K's`);
+    } else {
+      assert.ok(q.sparsity_after >= 0.5, `Q6_K is symmetric: masks survive (${q.sparsity_after})`);
+      assert.equal(q.tensors['model.embed_tokens.weight']!.type, 'Q8_0');
+    }
+    const gguf = join(tempDir('gguf'), 'k.gguf');
+    exportGguf({ model: out, out: gguf, dtype: scheme, warn: () => {} });
+    const g = readGguf(gguf);
+    const m = Model.open(out);
+    try {
+      for (const [gname, hf, heads] of ggufTensors(m, 'llama')) {
+        const t = g.tensors.find((x) => x.name === gname)!;
+        assert.equal(t.type, q.tensors[hf]!.type, gname);
+        let want = m.read(hf);
+        const [rows, cols] = m.tensors.info(hf).shape as [number, number];
+        if (heads) want = permuteQk(want, rows, cols, heads);
+        assert.equal(bits(readGgufTensorF32(g, gname)), bits(want), `${gname}: decoded blocks = ${hf}`);
+      }
+    } finally {
+      m.close();
+    }
+    assert.equal(g.metadata.get('general.file_type'), scheme === 'q4_k_m' ? 15 : 18);
+  }
+  await assert.rejects(
+    run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_k', blocksize: 96 }),
+    /--blocksize 96: GPTQ onto Q4_K/,
+  );
 });

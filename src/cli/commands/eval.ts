@@ -23,6 +23,7 @@ interface Opts extends RuntimeFlags, BackendFlags {
   testsColumn: string;
   familyColumn: string;
   system?: string;
+  dense?: string;
   samples: number;
   maxNewTokens: number;
   temperature: number;
@@ -97,6 +98,10 @@ export function register(program: Command): void {
       float('code-memory-mb', 16, 1 << 20),
       DEFAULT_CODE_LIMITS.memoryMb,
     )
+    .option(
+      '--dense <results.json>',
+      "the dense model's results on the same problems: adds vs_dense (mean tokens ÷ dense, all and correct only; truncation)",
+    )
     .option('--json', 'print the metrics as one JSON object on stdout');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     // A benchmark preset gives the dataset, task and sampling; a flag given on the command line wins.
@@ -155,6 +160,7 @@ export function register(program: Command): void {
           ...(o.limit !== undefined ? { limit: o.limit } : {}),
           codeLimits: codeLimits({ wallSeconds: o.codeWallSeconds, cpuSeconds: o.codeCpuSeconds, memoryMb: o.codeMemoryMb }),
           out: o.out,
+          ...(o.dense !== undefined ? { dense: o.dense } : {}),
         },
         backend,
         tok,
@@ -171,7 +177,7 @@ export function register(program: Command): void {
       );
       (bar as ReturnType<typeof progress> | null)?.stop();
       const m = res.metrics;
-      if (o.json) process.stdout.write(JSON.stringify(m) + '\n');
+      if (o.json) process.stdout.write(JSON.stringify(res.vs_dense ? { ...m, vs_dense: res.vs_dense } : m) + '\n');
       else {
         const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
         const passk = Object.entries(m.pass_at_k)
@@ -183,6 +189,9 @@ export function register(program: Command): void {
             `think ${m.mean_think_tokens.toFixed(1)}, truncated ${pct(m.truncated)}, closed </think> ${pct(m.closed_think)}, boxed ${pct(m.boxed)}\n` +
             `hesitations: wait ${m.hesitations.wait}, but wait ${m.hesitations.but_wait}, alternatively ${m.hesitations.alternatively}, hmm ${m.hesitations.hmm} ` +
             `(${m.hesitations.per_1k_tokens.toFixed(2)} per 1k tokens)\n` +
+            (res.vs_dense
+              ? `vs dense on ${res.vs_dense.problems} problems: mean tokens ×${res.vs_dense.tokens_ratio?.toFixed(2) ?? '–'} (correct, ${res.vs_dense.problems_both_correct} problems both solve: ×${res.vs_dense.tokens_ratio_correct?.toFixed(2) ?? '–'}), truncated ${pct(res.vs_dense.truncated)} (dense ${pct(res.vs_dense.dense_truncated)})\n`
+              : '') +
             `${m.wall_seconds.toFixed(1)}s, ${m.tokens_per_second.toFixed(1)} tokens/s → ${o.out}\n`,
         );
       }

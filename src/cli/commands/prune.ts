@@ -6,10 +6,8 @@ import { openBackend } from '../../backends/index.ts';
 import { traceGrader } from '../../study/eval.ts';
 import {
   addFieldOptions,
-  calibShapeOf,
   prunerOptionsOf,
   runtimeOf,
-  selectionOf,
   settingsFromFlags,
   settingsProblem,
   usesPolicy,
@@ -19,12 +17,10 @@ import { prunePolicy, traceBudgetOf, traceGenerator, variantLabel } from '../../
 import { manifestPath, type TraceManifest } from '../../study/trace.ts';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { lockOutput } from '../../io/lock.ts';
-import { RacTokenizer } from '../../io/tokenizer.ts';
+import type { RacTokenizer } from '../../io/tokenizer.ts';
+import { readImatrix } from '../../io/imatrix.ts';
 import { Model } from '../../models/model.ts';
-import { readCalibJsonl, type CalibSet } from '../../prune/calib.ts';
-import { buildCalibSet, CALIB_MODES, type CalibMode } from '../../prune/calib-modes.ts';
-import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
-import { parseTokenWeights, type TokenWeights } from '../../compress/hessian.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../../compress/quant-schemes.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
 import {
   EXPERT_METHODS,
@@ -38,20 +34,16 @@ import {
 import { layerLinearReports } from '../../prune/rac-json.ts';
 import { RAC_VERSION } from '../../version.ts';
 import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
-import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
+import { addCalibOptions, calibFlagsProblem, calibSetOf, type CalibFlags } from '../calib-options.ts';
 import { formatDuration } from '../progress.ts';
 
-interface Opts extends RuntimeFlags, DatasetFlags, Partial<PruneSettings> {
+interface Opts extends RuntimeFlags, CalibFlags, Partial<PruneSettings> {
   model: string;
   method: PruneMethod;
-  quant?: QuantFormat;
+  quant?: QuantScheme;
+  imatrix?: string;
   sparsity?: string;
   pattern?: string;
-  calib?: string;
-  calibMode?: CalibMode;
-  traces?: string[];
-  textFiles?: string[];
-  textField: string;
   task?: 'math' | 'tiny';
   policyTraces?: string;
   out: string;
@@ -80,25 +72,16 @@ export function register(program: Command): void {
       choice('method', [...PRUNE_METHODS, ...QUANT_METHODS, ...EXPERT_METHODS]),
     )
     .option(
-      '--quant <format>',
-      'quantize to a GGUF grid: q4_0 | q8_0 (gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest)',
-      choice('quant', QUANT_FORMATS),
+      '--quant <scheme>',
+      `quantize to ggml types: ${QUANT_SCHEMES.join(' | ')} (one type: q4_0 … q6_k; llama.cpp's mixes: q4_k_m …) — gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest`,
+      choice('quant', QUANT_SCHEMES),
+    )
+    .option(
+      '--imatrix <file>',
+      "importance matrix (rac imatrix or llama-imatrix GGUF) for the quantizers' block choices, as llama-quantize --imatrix",
     )
     .option('--sparsity <s>', 'unstructured sparsity in [0, 1), e.g. 0.5')
     .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
-    .option('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight" (or use --calib-mode)')
-    .option(
-      '--calib-mode <mode>',
-      'build the calibration set: prompt (--dataset) | rac (--traces) | text (--text-files) | mix (--mix)',
-      choice('calib-mode', CALIB_MODES),
-    )
-    .option(
-      '--dataset <file>',
-      'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from',
-    )
-    .option('--traces <files...>', 'traces JSONL for --calib-mode rac (rac trace or SGLang RAC rows)')
-    .option('--text-files <files...>', 'plain text (.txt/.md) or JSONL/JSON with a text field, for --calib-mode text')
-    .option('--text-field <name>', 'text field of JSONL/JSON text files', 'text')
     .option(
       '--task <task>',
       'staged refresh / two-pass mix: grade the regenerated traces with this grader (math | tiny; the dataset needs answers)',
@@ -112,12 +95,16 @@ export function register(program: Command): void {
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON (with --dry-run: the estimate)')
     .option('--dry-run', 'print the work, estimated time and peak memory, and exit without pruning');
+  addCalibOptions(
+    cmd,
+    'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from',
+  );
   addFieldOptions(cmd);
-  addPromptOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const st = settingsFromFlags(o as unknown as Record<string, unknown>);
     const quantOnly = QUANT_METHODS.includes(o.method);
-    if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant q4_0|q8_0`);
+    if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant (${QUANT_SCHEMES.join(', ')})`);
+    if (o.imatrix !== undefined && !o.quant) usage(cmd, '--imatrix is for quantization: give --quant');
     if (quantOnly && (o.pattern !== undefined || (o.sparsity !== undefined && Number(o.sparsity) !== 0))) {
       usage(
         cmd,
@@ -131,27 +118,8 @@ export function register(program: Command): void {
       usage(cmd, `--method ${o.method} needs --experts (a fraction in (0, 1) or a count of experts per layer)`);
     if ((quantOnly || expertsOnly) && o.sparsity === undefined) o.sparsity = '0';
     if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
-    const noCalib = o.method === 'rtn' && o.calib === undefined && o.calibMode === undefined;
-    if (!noCalib && (o.calib === undefined) === (o.calibMode === undefined))
-      usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
-    const needs: Record<CalibMode, [keyof Opts, string][]> = {
-      prompt: [['dataset', '--dataset']],
-      rac: [['traces', '--traces']],
-      text: [['textFiles', '--text-files']],
-      mix: [['mix', '--mix']],
-    };
-    if (o.calibMode)
-      for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) usage(cmd, `--calib-mode ${o.calibMode} needs ${flag}`);
-    let system: string | undefined;
-    let templateFlags: Record<string, unknown> = {};
-    try {
-      system = systemOf(o);
-      templateFlags = templateFlagsOf(o);
-    } catch (e) {
-      return usage(cmd, (e as Error).message);
-    }
-    const mix = st.mix;
-    const weights = st.mixWeights;
+    const calibProblem = calibFlagsProblem(o, st, o.method === 'rtn');
+    if (calibProblem) usage(cmd, calibProblem);
     let target: SparsityTarget;
     try {
       target = targetOf(o);
@@ -163,17 +131,6 @@ export function register(program: Command): void {
     if (usesPolicy(st) && o.dataset === undefined)
       usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
     if (usesPolicy(st) && o.quant) usage(cmd, 'staged refresh / two-pass mix do not quantize (prune, then run rtn or gptq on the result)');
-    if (o.calibMode === 'mix') {
-      if (st.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
-      for (const [k, flag] of [
-        ['prompt', '--dataset'],
-        ['rac', '--traces'],
-        ['text', '--text-files'],
-      ] as const) {
-        const key = ({ prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const)[k];
-        if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
-      }
-    }
     if (st.sparsityProfile === 'owl' && quantOnly) usage(cmd, `--sparsity-profile owl needs a pruning method, not ${o.method}`);
     const runtime = runtimeOf(o);
     // One writer per output, as trace and eval: the lock is taken before any work, and an existing
@@ -194,34 +151,8 @@ export function register(program: Command): void {
     }
     try {
       const layers = parseLayerSelection(st.layers, model.config.numLayers);
-      const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
-      let calib: CalibSet | null;
-      if (noCalib) {
-        calib = null;
-      } else if (o.calibMode) {
-        calib = await buildCalibSet(
-          o.calibMode,
-          {
-            ...(o.dataset !== undefined
-              ? { dataset: { path: o.dataset, promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit, system, templateFlags } }
-              : {}),
-            ...(o.traces ? { traces: o.traces } : {}),
-            ...(o.textFiles ? { textFiles: o.textFiles } : {}),
-            textField: o.textField,
-            select: selectionOf(st),
-            ...(mix ? { mix } : {}),
-            ...(weights ? { weights } : {}),
-          },
-          { tokenizer, vocabSize: model.config.vocabSize },
-          calibShapeOf(st),
-        );
-      } else {
-        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, {
-          tokenBudget: st.calibTokens,
-          maxSeqLen: st.maxSeqLen,
-          overflow: st.overflow,
-        });
-      }
+      const { calib, tokenizer } = await calibSetOf(o, st, model);
+      const imatrix = o.imatrix !== undefined ? readImatrix(o.imatrix) : undefined;
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
@@ -315,6 +246,7 @@ export function register(program: Command): void {
             {
               method: o.method,
               ...(o.quant ? { quant: o.quant } : {}),
+              ...(imatrix ? { imatrix, imatrixFile: o.imatrix } : {}),
               target,
               layers,
               ...prunerOptionsOf(st, runtime),
