@@ -1,14 +1,11 @@
 /**
  * The calibration flags `rac prune` and `rac imatrix` share: --calib FILE or --calib-mode with its
- * sources (--dataset, --traces, --text-files, --mix), checked once and built into a CalibSet.
+ * sources (--dataset, --traces, --text-files, --mix), read into the API's CalibrationSpec.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { RacTokenizer } from '../io/tokenizer.ts';
-import type { Model } from '../models/model.ts';
-import { readCalibJsonl, type CalibSet } from '../prune/calib.ts';
-import { buildCalibSet, CALIB_MODES, type CalibMode } from '../prune/calib-modes.ts';
-import { calibShapeOf, selectionOf, type PruneSettings } from '../study/job.ts';
+import type { CalibrationSpec } from '../api/calibration.ts';
+import { CALIB_MODES, type CalibMode } from '../prune/calib-modes.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from './dataset-options.ts';
 
 export interface CalibFlags extends DatasetFlags {
@@ -42,70 +39,19 @@ export function addCalibOptions(cmd: Command, datasetHelp: string): Command {
   return addPromptOptions(cmd);
 }
 
-/** What is missing or contradictory in the calibration flags (null when fine); `optional`: no calibration is allowed. */
-export function calibFlagsProblem(o: CalibFlags, st: PruneSettings, optional: boolean): string | null {
-  const none = o.calib === undefined && o.calibMode === undefined;
-  if (none && optional) return null;
-  if ((o.calib === undefined) === (o.calibMode === undefined)) return 'give exactly one of --calib FILE or --calib-mode MODE';
-  const needs: Record<CalibMode, [keyof CalibFlags, string][]> = {
-    prompt: [['dataset', '--dataset']],
-    rac: [['traces', '--traces']],
-    text: [['textFiles', '--text-files']],
-    mix: [],
+/** The calibration described by the flags (system prompt and template flags read here: a bad file or flag is a usage error). */
+export function calibrationOf(o: CalibFlags): CalibrationSpec {
+  return {
+    ...(o.calib !== undefined ? { file: o.calib } : {}),
+    ...(o.calibMode !== undefined ? { mode: o.calibMode } : {}),
+    ...(o.dataset !== undefined ? { dataset: o.dataset } : {}),
+    ...(o.promptColumn !== undefined ? { promptColumn: o.promptColumn } : {}),
+    ...(o.idColumn !== undefined ? { idColumn: o.idColumn } : {}),
+    ...(o.limit !== undefined ? { limit: o.limit } : {}),
+    ...(o.traces !== undefined ? { traces: o.traces } : {}),
+    ...(o.textFiles !== undefined ? { textFiles: o.textFiles } : {}),
+    textField: o.textField,
+    system: systemOf(o),
+    templateFlags: templateFlagsOf(o),
   };
-  if (o.calibMode) for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) return `--calib-mode ${o.calibMode} needs ${flag}`;
-  if (o.calibMode === 'mix') {
-    if (!st.mix) return '--calib-mode mix needs --mix';
-    if (st.calibTokens === 0) return '--calib-mode mix needs --calib-tokens (the budget its shares divide)';
-    const key = { prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const;
-    const flag = { prompt: '--dataset', rac: '--traces', text: '--text-files' } as const;
-    for (const k of ['prompt', 'rac', 'text'] as const)
-      if ((st.mix[k] ?? 0) > 0 && o[key[k]] === undefined) return `--mix ${k}:… needs ${flag[k]}`;
-  }
-  try {
-    systemOf(o);
-    templateFlagsOf(o);
-  } catch (e) {
-    return (e as Error).message;
-  }
-  return null;
-}
-
-/** The calibration set of the flags (null when none was asked for); the tokenizer is the model's, when it has one. */
-export async function calibSetOf(
-  o: CalibFlags,
-  st: PruneSettings,
-  model: Model,
-): Promise<{ calib: CalibSet | null; tokenizer: RacTokenizer | null }> {
-  const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
-  if (o.calibMode) {
-    const system = systemOf(o);
-    const templateFlags = templateFlagsOf(o);
-    const calib = await buildCalibSet(
-      o.calibMode,
-      {
-        ...(o.dataset !== undefined
-          ? { dataset: { path: o.dataset, promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit, system, templateFlags } }
-          : {}),
-        ...(o.traces ? { traces: o.traces } : {}),
-        ...(o.textFiles ? { textFiles: o.textFiles } : {}),
-        textField: o.textField,
-        select: selectionOf(st),
-        ...(st.mix ? { mix: st.mix } : {}),
-        ...(st.mixWeights ? { weights: st.mixWeights } : {}),
-      },
-      { tokenizer, vocabSize: model.config.vocabSize },
-      calibShapeOf(st),
-    );
-    return { calib, tokenizer };
-  }
-  if (o.calib !== undefined) {
-    const calib = readCalibJsonl(o.calib, tokenizer, model.config.vocabSize, {
-      tokenBudget: st.calibTokens,
-      maxSeqLen: st.maxSeqLen,
-      overflow: st.overflow,
-    });
-    return { calib, tokenizer };
-  }
-  return { calib: null, tokenizer };
 }

@@ -3,6 +3,7 @@
  * Exit codes: 0 ok · 1 runtime failure (bad file, model error) · 2 usage error.
  */
 import { Command, CommanderError } from 'commander';
+import { UsageError } from '../errors.ts';
 import { RAC_VERSION } from '../version.ts';
 import { register as evaluate } from './commands/eval.ts';
 import { register as exportGguf } from './commands/export-gguf.ts';
@@ -40,10 +41,11 @@ export async function main(argv: string[]): Promise<number> {
       // help and version exit 0; usage errors were printed by commander
       return e.exitCode === 0 ? 0 : 2;
     }
+    // Library errors (RacError) are one-line messages for the user; a UsageError is a usage error (exit 2).
     const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`rac: error: ${msg}\n`);
     if (process.env.RAC_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-    return 1;
+    return e instanceof UsageError ? 2 : 1;
   }
 }
 

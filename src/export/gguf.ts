@@ -36,12 +36,13 @@ import { Model } from '../models/model.ts';
 import { hasMoeLayers, layerLinears, type ExpertLinearName, type LinearName, type NormName } from '../models/spec.ts';
 import { quantPlan, type QuantPlan } from '../prune/quant-plan.ts';
 import { RAC_JSON, type QuantizationRecord } from '../prune/rac-json.ts';
+import { RacError } from '../errors.ts';
 
 /** Float dtypes, or a quantization scheme (compress/quant-schemes.ts: q4_0 … q6_k, llama.cpp's mixes q4_k_m …). */
 export type GgufDtype = 'f32' | 'f16' | 'bf16' | QuantScheme;
 export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', ...QUANT_SCHEMES];
 
-export class ExportError extends Error {
+export class ExportError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'ExportError';

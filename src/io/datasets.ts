@@ -26,8 +26,9 @@ import { decodeUtf8 } from './jsonl.ts';
 import { ModelFileError, readRegularFile } from './model-file.ts';
 import { checkPromptChars, checkPromptTokens, PromptLengthError, promptChars } from './prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from './tokenizer.ts';
+import { RacError } from '../errors.ts';
 
-export class DatasetError extends Error {
+export class DatasetError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'DatasetError';

@@ -17,12 +17,13 @@ import * as path from 'node:path';
 import { dequantizeRows, GGML_QUANT_TRAITS, GGML_QUANT_TYPES, type GgmlQuantType } from '../compress/ggml-quants.ts';
 import { AtomicFileWriter } from './atomic.ts';
 import { f16ToF32, bf16ToF32, f32ToBf16, f32ToF16 } from './dtype.ts';
+import { RacError } from '../errors.ts';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 
-export class GgufError extends Error {
+export class GgufError extends RacError {
   constructor(
     readonly file: string,
     problem: string,

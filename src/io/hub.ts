@@ -50,8 +50,9 @@ import { open as openFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { isWithin, ModelFileError, readModelFile, readRegularFile } from './model-file.ts';
+import { RacError } from '../errors.ts';
 
-export class HubError extends Error {
+export class HubError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'HubError';

@@ -18,8 +18,9 @@ import { linkSync, lstatSync, readFileSync, rmSync, unlinkSync, writeFileSync } 
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pidAlive, removeOnSignal } from './temp-cleanup.ts';
+import { RacError } from '../errors.ts';
 
-export class LockError extends Error {
+export class LockError extends RacError {
   override name = 'LockError';
 }
 

@@ -22,8 +22,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RacError } from '../errors.ts';
 
-export class ModelFileError extends Error {
+export class ModelFileError extends RacError {
   constructor(
     readonly file: string,
     readonly problem: string,

@@ -14,6 +14,7 @@ import { resolve } from 'node:path';
 import { batchRowWeights, weightedTokens, type TokenWeights } from '../compress/hessian.ts';
 import { decodeUtf8, jsonlObjects } from '../io/jsonl.ts';
 import { leftPad, type PaddedBatch } from '../models/batch.ts';
+import { RacError } from '../errors.ts';
 
 export interface CalibSequence {
   ids: number[];
@@ -42,7 +43,7 @@ export interface CalibLimits {
   overflow?: 'truncate' | 'split';
 }
 
-export class CalibError extends Error {
+export class CalibError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'CalibError';

@@ -10,6 +10,7 @@ import { GGUF_ARCH, GGUF_LINEAR, schemeTypes, type QuantScheme, type SchemeTenso
 import { imatrixWeights, type Imatrix } from '../io/imatrix.ts';
 import type { Model } from '../models/model.ts';
 import { hasMoeLayers, layerLinears } from '../models/spec.ts';
+import { RacError } from '../errors.ts';
 
 export interface PlannedTensor extends TensorType {
   /** GGUF name (blk.N.attn_q.weight, token_embd.weight, output.weight; an MoE expert's stacked blk.N.ffn_down_exps.weight). */
@@ -28,7 +29,7 @@ export interface QuantPlan {
   imatrix(hfName: string): Float32Array | undefined;
 }
 
-export class QuantPlanError extends Error {
+export class QuantPlanError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'QuantPlanError';

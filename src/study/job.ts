@@ -18,6 +18,7 @@ import { EXPERT_SCORINGS, type ExpertScoring } from '../compress/expert-scores.t
 import { MIN_EXPERT_TOKENS, MOE_CALIBRATIONS, type MoeCalibration } from '../prune/options.ts';
 import type { SamplingSettings } from '../backends/backend.ts';
 import type { TraceSettings } from './trace.ts';
+import { RacError } from '../errors.ts';
 
 export const LINEAR_SCOPES = ['all', 'attn', 'mlp'] as const;
 export const OVERFLOW_MODES = ['truncate', 'split'] as const;
@@ -425,7 +426,7 @@ export const PRUNE_FIELDS: readonly Field[] = [
   },
 ];
 
-export class JobError extends Error {
+export class JobError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'JobError';

@@ -51,8 +51,9 @@ import { EXPERT_METHODS, parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, ty
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { hashOf } from './settings.ts';
 import { buildReport } from '../report/html.ts';
+import { RacError } from '../errors.ts';
 
-export class RecipeError extends Error {
+export class RecipeError extends RacError {
   constructor(file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'RecipeError';

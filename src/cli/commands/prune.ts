@@ -1,40 +1,13 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { targetOf, targetText, type SparsityTarget } from '../../compress/masks.ts';
-import { dirname, join, resolve } from 'node:path';
-import { loadDataset, renderPrompt } from '../../io/datasets.ts';
-import { openBackend } from '../../backends/index.ts';
-import { traceGrader } from '../../study/eval.ts';
-import {
-  addFieldOptions,
-  prunerOptionsOf,
-  runtimeOf,
-  settingsFromFlags,
-  settingsProblem,
-  usesPolicy,
-  type PruneSettings,
-} from '../../study/job.ts';
-import { prunePolicy, traceBudgetOf, traceGenerator, variantLabel } from '../../study/policy.ts';
-import { manifestPath, type TraceManifest } from '../../study/trace.ts';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { lockOutput } from '../../io/lock.ts';
-import type { RacTokenizer } from '../../io/tokenizer.ts';
-import { readImatrix } from '../../io/imatrix.ts';
-import { Model } from '../../models/model.ts';
+import { executePrune, planPrune, pruneJobProblem, type PruneJob } from '../../api/prune.ts';
+import { targetText } from '../../compress/masks.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../compress/quant-schemes.ts';
+import { EXPERT_METHODS, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
+import { layerLinearReports, type PruneSummary } from '../../prune/rac-json.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
-import {
-  EXPERT_METHODS,
-  parseLayerSelection,
-  pruneCheckpoint,
-  PRUNE_METHODS,
-  QUANT_METHODS,
-  scopeLinears,
-  type PruneMethod,
-} from '../../prune/prune.ts';
-import { layerLinearReports } from '../../prune/rac-json.ts';
-import { RAC_VERSION } from '../../version.ts';
+import { addFieldOptions, runtimeOf, settingsFromFlags, type PruneSettings } from '../../study/job.ts';
+import { calibrationOf, addCalibOptions, type CalibFlags } from '../calib-options.ts';
 import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
-import { addCalibOptions, calibFlagsProblem, calibSetOf, type CalibFlags } from '../calib-options.ts';
 import { formatDuration } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, CalibFlags, Partial<PruneSettings> {
@@ -102,57 +75,34 @@ export function register(program: Command): void {
   addFieldOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const st = settingsFromFlags(o as unknown as Record<string, unknown>);
-    const quantOnly = QUANT_METHODS.includes(o.method);
-    if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant (${QUANT_SCHEMES.join(', ')})`);
-    if (o.imatrix !== undefined && !o.quant) usage(cmd, '--imatrix is for quantization: give --quant');
-    if (quantOnly && (o.pattern !== undefined || (o.sparsity !== undefined && Number(o.sparsity) !== 0))) {
-      usage(
-        cmd,
-        `--method ${o.method} only quantizes; for pruning + quantization use --method sparsegpt --quant, or rtn on a pruned model`,
-      );
-    }
-    const expertsOnly = EXPERT_METHODS.includes(o.method);
-    if (expertsOnly && (o.sparsity !== undefined || o.pattern !== undefined || o.quant))
-      usage(cmd, `--method ${o.method} only removes experts (--experts); prune or quantize the rest with another method and --experts`);
-    if (expertsOnly && !(st.experts > 0))
-      usage(cmd, `--method ${o.method} needs --experts (a fraction in (0, 1) or a count of experts per layer)`);
-    if ((quantOnly || expertsOnly) && o.sparsity === undefined) o.sparsity = '0';
-    if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
-    const calibProblem = calibFlagsProblem(o, st, o.method === 'rtn');
-    if (calibProblem) usage(cmd, calibProblem);
-    let target: SparsityTarget;
+    let job: PruneJob;
     try {
-      target = targetOf(o);
+      job = {
+        model: o.model,
+        out: o.out,
+        method: o.method,
+        ...(o.sparsity !== undefined ? { sparsity: Number(o.sparsity) } : {}),
+        ...(o.pattern !== undefined ? { pattern: o.pattern } : {}),
+        ...(o.quant ? { quant: o.quant } : {}),
+        ...(o.imatrix !== undefined ? { imatrix: o.imatrix } : {}),
+        calibration: calibrationOf(o),
+        settings: st,
+        ...(o.task ? { task: o.task } : {}),
+        ...(o.policyTraces ? { policyTraces: o.policyTraces } : {}),
+        ...(o.overwrite ? { overwrite: true } : {}),
+        runtime: runtimeOf(o),
+        ...(o.quiet ? {} : { log: (line: string) => void process.stderr.write(`${line}\n`) }),
+      };
+      if (o.sparsity !== undefined && !Number.isFinite(job.sparsity)) return usage(cmd, `--sparsity must be a number, got "${o.sparsity}"`);
     } catch (e) {
       return usage(cmd, (e as Error).message);
     }
-    const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null), target);
-    if (problem) usage(cmd, problem);
-    if (usesPolicy(st) && o.dataset === undefined)
-      usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
-    if (usesPolicy(st) && o.quant) usage(cmd, 'staged refresh / two-pass mix do not quantize (prune, then run rtn or gptq on the result)');
-    if (st.sparsityProfile === 'owl' && quantOnly) usage(cmd, `--sparsity-profile owl needs a pruning method, not ${o.method}`);
-    const runtime = runtimeOf(o);
-    // One writer per output, as trace and eval: the lock is taken before any work, and an existing
-    // output is refused (without --overwrite) before the calibration set is built.
-    const outDir = resolve(o.out);
-    if (!o.dryRun) mkdirSync(dirname(outDir), { recursive: true });
-    const lock = o.dryRun ? null : lockOutput(outDir, 'pruned model');
-    if (existsSync(outDir) && !o.overwrite && !o.dryRun) {
-      lock?.release();
-      throw new Error(`${outDir}: already exists (choose another --out, or pass --overwrite)`);
-    }
-    let model: Model;
+    const problem = pruneJobProblem(job, st);
+    if (problem) return usage(cmd, problem);
+    const plan = await planPrune(job, { dryRun: !!o.dryRun });
     try {
-      model = Model.open(o.model);
-    } catch (e) {
-      lock?.release();
-      throw e;
-    }
-    try {
-      const layers = parseLayerSelection(st.layers, model.config.numLayers);
-      const { calib, tokenizer } = await calibSetOf(o, st, model);
-      const imatrix = o.imatrix !== undefined ? readImatrix(o.imatrix) : undefined;
+      const { model, calib, target, layers } = plan;
+      const expertsOnly = EXPERT_METHODS.includes(o.method);
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
@@ -167,6 +117,7 @@ export function register(program: Command): void {
             '\n',
         );
       }
+      const runtime = job.runtime ?? {};
       const rssBefore = process.memoryUsage().rss; // before a first-time speed measurement grows it
       // Quiet runs print no estimate: nothing is measured for them.
       // (round-to-nearest quantization has no calibration pass to estimate)
@@ -207,7 +158,7 @@ export function register(program: Command): void {
         return;
       }
       const t0 = performance.now();
-      const onProgress = (e: Parameters<NonNullable<Parameters<typeof pruneCheckpoint>[3]['onProgress']>>[0]) => {
+      job.onProgress = (e) => {
         if (o.quiet || e.phase !== 'done' || !e.report) return;
         const r = e.report;
         const el = (performance.now() - t0) / 1000;
@@ -220,41 +171,7 @@ export function register(program: Command): void {
             `elapsed ${formatDuration(el)} · ETA ${formatDuration(eta)}\n`,
         );
       };
-      const variant = variantLabel(st);
-      if (calib && variant) calib.source['variant'] = variant;
-      const summary = usesPolicy(st)
-        ? await prunePolicy({
-            model: o.model,
-            out: o.out,
-            method: o.method,
-            target,
-            settings: st,
-            runtime,
-            denseTraces: o.traces!,
-            denseTraceBudget: traceBudgetOf(o.traces![0]!) ?? 0,
-            ctx: { tokenizer, vocabSize: model.config.vocabSize },
-            generate: await cliGenerator(o, runtime, tokenizer!),
-            overwrite: o.overwrite,
-            version: RAC_VERSION,
-            log: (line) => (o.quiet ? undefined : process.stderr.write(`${line}\n`)),
-            onProgress,
-          })
-        : await pruneCheckpoint(
-            model,
-            calib,
-            o.out,
-            {
-              method: o.method,
-              ...(o.quant ? { quant: o.quant } : {}),
-              ...(imatrix ? { imatrix, imatrixFile: o.imatrix } : {}),
-              target,
-              layers,
-              ...prunerOptionsOf(st, runtime),
-              overwrite: o.overwrite,
-              onProgress,
-            },
-            RAC_VERSION,
-          );
+      const summary = await executePrune(plan);
       if (!o.quiet && estimate) {
         const took = summary.totals.seconds;
         const rss = process.resourceUsage().maxRSS * 1024;
@@ -264,89 +181,51 @@ export function register(program: Command): void {
         );
       }
       if (o.json) return printJson(summary);
-      const er = summary.expert_removal;
-      if (er) {
-        for (const l of er.layers) process.stdout.write(`layer ${l.layer}: removed experts ${l.removed.join(', ')}\n`);
-        process.stdout.write(
-          `removed ${er.experts_before - er.experts_after} of ${er.experts_before} experts per MoE layer by ${er.scoring}: parameters ${er.parameters_before.toLocaleString('en-US')} → ${er.parameters_after.toLocaleString('en-US')}\n`,
-        );
-        if (expertsOnly) {
-          process.stdout.write(`in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`);
-          return;
-        }
-      }
-      const rows = summary.layers.map((r) => {
-        const lin = layerLinearReports(r);
-        const z = lin.reduce((a, x) => a + x.zeros, 0);
-        const n = lin.reduce((a, x) => a + x.rows * x.cols, 0);
-        const err = lin.reduce((a, x) => a + (x.output_error ?? 0), 0);
-        const norm = lin.reduce((a, x) => a + (x.output_norm ?? 0), 0);
-        const loss = lin.reduce((a, x) => a + (x!.loss ?? 0), 0);
-        return [
-          String(r.layer),
-          r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept',
-          norm ? (err / norm).toExponential(3) : '-',
-          loss ? loss.toExponential(3) : '-',
-          r.seconds.total.toFixed(2),
-        ];
-      });
-      const head = ['layer', 'sparsity', 'rel.out.err', 'obs.loss', 'seconds'];
-      const wd = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-      const fmt = (r: string[]) => r.map((c, i) => c.padStart(wd[i]!)).join('  ') + '\n';
-      process.stdout.write(fmt(head));
-      for (const r of rows) process.stdout.write(fmt(r));
-      process.stdout.write(
-        `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity` +
-          (summary.quantization
-            ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)`
-            : '') +
-          ` in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`,
-      );
+      printSummary(summary, o.out, expertsOnly);
     } finally {
-      model.close();
-      lock?.release();
+      plan.close();
     }
   });
 }
 
-/** The trace generator of staged refresh / two-pass mix: the local backend, the dense traces' settings, --dataset's prompts. */
-async function cliGenerator(o: Opts, runtime: ReturnType<typeof runtimeOf>, tokenizer: RacTokenizer) {
-  const mpath = manifestPath(o.traces![0]!);
-  let m: TraceManifest;
-  try {
-    m = JSON.parse(readFileSync(mpath, 'utf8')) as TraceManifest;
-  } catch (e) {
-    throw new Error(
-      `${mpath}: staged refresh / two-pass mix trace the pruned model with the dense traces' settings, read from their manifest (${(e as Error).message})`,
+/** The summary as a table per layer and a closing line. */
+function printSummary(summary: PruneSummary, out: string, expertsOnly: boolean): void {
+  const er = summary.expert_removal;
+  if (er) {
+    for (const l of er.layers) process.stdout.write(`layer ${l.layer}: removed experts ${l.removed.join(', ')}\n`);
+    process.stdout.write(
+      `removed ${er.experts_before - er.experts_after} of ${er.experts_before} experts per MoE layer by ${er.scoring}: parameters ${er.parameters_before.toLocaleString('en-US')} → ${er.parameters_after.toLocaleString('en-US')}\n`,
     );
+    if (expertsOnly) {
+      process.stdout.write(`in ${summary.totals.seconds.toFixed(1)}s → ${out}\n`);
+      return;
+    }
   }
-  const data = await loadDataset(o.dataset!, {
-    promptColumn: m.settings.dataset.prompt_column,
-    ...(m.settings.dataset.id_column ? { idColumn: m.settings.dataset.id_column } : {}),
-    limit: o.limit,
+  const rows = summary.layers.map((r) => {
+    const lin = layerLinearReports(r);
+    const z = lin.reduce((a, x) => a + x.zeros, 0);
+    const n = lin.reduce((a, x) => a + x.rows * x.cols, 0);
+    const err = lin.reduce((a, x) => a + (x.output_error ?? 0), 0);
+    const norm = lin.reduce((a, x) => a + (x.output_norm ?? 0), 0);
+    const loss = lin.reduce((a, x) => a + (x.loss ?? 0), 0);
+    return [
+      String(r.layer),
+      r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept',
+      norm ? (err / norm).toExponential(3) : '-',
+      loss ? loss.toExponential(3) : '-',
+      r.seconds.total.toFixed(2),
+    ];
   });
-  if (data.sha256 !== m.settings.dataset.sha256)
-    throw new Error(`${data.file}: not the dataset ${o.traces![0]} was traced from (sha256 differs from its manifest)`);
-  // The prompts rendered as the dense traces' were (their manifest's system prompt and template flags).
-  const system = m.settings.system ?? undefined;
-  const templateFlags = m.settings.template_flags;
-  const grade = o.task ?? m.settings.grade;
-  const grader = grade ? traceGrader(grade) : null;
-  return traceGenerator({
-    prompts: data.rows.map((row) => ({
-      id: row.id,
-      index: row.index,
-      ...(row.answer !== undefined ? { answer: row.answer } : {}),
-      render: (contextLength?: number) =>
-        renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
-    })),
-    settings: { ...m.settings, ...(grader ? { grade } : {}) },
-    batchSize: m.batch_size,
-    dir: o.policyTraces ?? join(o.out, '..', `${o.out.replace(/\/+$/, '').split('/').pop()}.policy-traces`),
-    open: (dir) => openBackend({ backend: 'local', model: dir, batchSize: m.batch_size, runtime }),
-    ...(grader ? { grader } : {}),
-    dataset: { file: data.file, rows: data.rows.length },
-    version: RAC_VERSION,
-    ...(o.quiet ? {} : { log: (line: string) => process.stderr.write(`policy traces: ${line}\n`) }),
-  });
+  const head = ['layer', 'sparsity', 'rel.out.err', 'obs.loss', 'seconds'];
+  const wd = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => `${r.map((c, i) => c.padStart(wd[i]!)).join('  ')}\n`;
+  process.stdout.write(fmt(head));
+  for (const r of rows) process.stdout.write(fmt(r));
+  process.stdout.write(
+    `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity` +
+      (summary.quantization
+        ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)`
+        : '') +
+      ` in ${summary.totals.seconds.toFixed(1)}s → ${out}\n`,
+  );
 }
