@@ -42,8 +42,10 @@ export { QUANT_SCHEMES, type QuantScheme } from './compress/quant-schemes.ts';
 export type { PruneSummary, ExpertRemovalRecord, QuantizationRecord } from './prune/rac-json.ts';
 
 // traces, evaluation, studies, reports
+export { trace, type TraceJob } from './api/trace.ts';
+export { evaluate, type EvalJob } from './api/evaluate.ts';
 export { runTrace, type TraceManifest, type TraceSettings } from './study/trace.ts';
-export { runEval } from './study/eval.ts';
+export { runEval, type EvalResults } from './study/eval.ts';
 export { loadRecipe, runRecipe, type Recipe } from './study/run.ts';
 export { buildReport } from './report/html.ts';
 
