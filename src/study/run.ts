@@ -47,7 +47,15 @@ import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
 import { isQuantScheme, QUANT_SCHEMES, type QuantScheme } from '../compress/quant-schemes.ts';
-import { EXPERT_METHODS, parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
+import {
+  EXPERT_METHODS,
+  parseLayerSelection,
+  PRUNE_METHODS,
+  pruneCheckpoint,
+  QUANT_METHODS,
+  type LinearScope,
+  type PruneMethod,
+} from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { hashOf } from './settings.ts';
 import { buildReport } from '../report/html.ts';
@@ -72,7 +80,7 @@ export const RUN_MARKER = 'rac-run.json';
 
 export interface PruneSpec {
   method: PruneMethod;
-  /** Calibration modes (ignored by magnitude). */
+  /** Calibration modes (ignored by magnitude and rtn). */
   calib: CalibMode[];
   targets: SparsityTarget[];
   linears: LinearScope;
@@ -242,13 +250,15 @@ export function loadRecipe(path: string): Recipe {
     const entryKeys = ['method', 'calib', 'sparsity', 'pattern', 'quantize', ...fieldsOf('prune').map((f) => f.key)];
     for (const k of Object.keys(o)) if (!entryKeys.includes(k)) fail(`${where}: unknown key "${k}" (known: ${entryKeys.join(', ')})`);
     const method = o['method'] as PruneMethod;
-    const methods = [...PRUNE_METHODS, ...EXPERT_METHODS];
+    const methods = [...PRUNE_METHODS, ...EXPERT_METHODS, ...QUANT_METHODS];
     if (!methods.includes(method)) fail(`${where}.method must be one of ${methods.join(', ')}`);
     const expertsOnly = EXPERT_METHODS.includes(method);
+    const quantOnly = QUANT_METHODS.includes(method);
+    const noCalib = method === 'magnitude' || method === 'rtn';
     const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? once(v) : [v]);
     const calib = list(o['calib']) as CalibMode[];
     for (const c of calib) if (!['prompt', 'rac', 'text', 'mix'].includes(c)) fail(`${where}.calib: unknown mode "${String(c)}"`);
-    if (method !== 'magnitude' && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
+    if (!noCalib && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
     const targets: SparsityTarget[] = [];
     try {
       for (const s of list(o['sparsity'])) targets.push(targetOf({ sparsity: s as number }));
@@ -256,9 +266,10 @@ export function loadRecipe(path: string): Recipe {
     } catch (e) {
       fail(`${where}: ${(e as Error).message}`);
     }
-    if (expertsOnly) {
-      // reap / frequency remove whole experts (`experts`); they prune no weight.
-      if (targets.length > 0) fail(`${where}: method ${method} removes experts (experts: …); it takes no sparsity or pattern`);
+    if (expertsOnly || quantOnly) {
+      // reap / frequency remove whole experts (`experts`), gptq / rtn quantize (`quantize`); they prune no weight.
+      const does = expertsOnly ? 'removes experts (experts: …)' : 'only quantizes (quantize: …)';
+      if (targets.length > 0) fail(`${where}: method ${method} ${does}; it takes no sparsity or pattern`);
       targets.push({ kind: 'unstructured', sparsity: 0 });
     }
     if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
@@ -279,9 +290,11 @@ export function loadRecipe(path: string): Recipe {
       if (q !== null && !isQuantScheme(String(q)))
         fail(`${where}.quantize: each entry must be null or one of ${QUANT_SCHEMES.join(', ')}, got ${JSON.stringify(q)}`);
     if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
+    if (quantOnly && quantize.some((q) => q === null))
+      fail(`${where}: method ${method} quantizes: give quantize (one or more of ${QUANT_SCHEMES.join(', ')}; no null)`);
     if (usesPolicy(settings) && quantize.some((q) => q !== null))
       fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
-    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize, settings };
+    return { method, calib: noCalib ? [] : calib, targets, linears, quantize, settings };
   });
   const models = specs.reduce((a, sp) => a + sp.targets.length * Math.max(1, sp.calib.length) * sp.quantize.length, 0);
   if (models > RECIPE_LIMITS.maxModels) fail(`"prune" makes ${models} pruned models; a recipe may make at most ${RECIPE_LIMITS.maxModels}`);
