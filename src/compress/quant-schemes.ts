@@ -16,8 +16,8 @@
  *
  * Rows that are not a multiple of 32 stay F32 in every scheme (llama-quantize writes F16 there).
  * Tensors are visited in llama.cpp's order (the model loader's map: layer number, then name),
- * which is what its counters (i_attention_wv, i_ffn_down) count in. Mixture-of-experts rules
- * (n_expert) are written but rac's dense families have no experts.
+ * which is what its counters (i_attention_wv, i_ffn_down) count in. Mixture-of-experts models
+ * (qwen3_moe) get llama.cpp's n_expert rules on their stacked ffn_*_exps tensors.
  */
 import { GGML_QUANT_TRAITS, type GgmlQuantType } from './ggml-quants.ts';
 

@@ -63,9 +63,9 @@ const CASES: [string, RandomCheckpointOptions][] = [
 
 const MOE_CASE = CASES.find(([, o]) => o.family === 'qwen3_moe')![1];
 
-/** `o`'s checkpoint with half of each layer's experts removed by REAP on random calibration ids. */
-async function expertsRemoved(o: RandomCheckpointOptions): Promise<string> {
-  const model = Model.open(checkpoint(o));
+/** `dir`'s checkpoint with half of each layer's experts removed by REAP on random calibration ids. */
+async function expertsRemoved(dir: string): Promise<string> {
+  const model = Model.open(dir);
   const out = join(tempDir('gguf-reap'), 'model');
   try {
     await pruneCheckpoint(
@@ -140,10 +140,16 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
 
   const cases: [string, () => string | Promise<string>][] = CASES.map(([label, o]) => [label, () => checkpoint(o)]);
   // Expert removal's output is an ordinary qwen3_moe checkpoint: llama.cpp runs it as rac does.
-  cases.push(['qwen3_moe with half its experts removed (REAP): 4 of 8 left', () => expertsRemoved(MOE_CASE)]);
+  cases.push(['qwen3_moe with half its experts removed (REAP): 4 of 8 left', () => expertsRemoved(checkpoint(MOE_CASE))]);
   const tiny = join(process.cwd(), 'models', 'tiny-reasoner');
   if (existsSync(join(tiny, 'config.json'))) cases.push(['tiny reasoner (models/tiny-reasoner)', () => tiny]);
   else it('tiny reasoner (models/tiny-reasoner)', { skip: `${tiny} does not exist yet` }, () => {});
+  // The shipped MoE reasoner, whole and with half its experts removed (issue 29's 50% GGUF).
+  const tinyMoe = join(process.cwd(), 'models', 'tiny-moe-reasoner');
+  if (existsSync(join(tinyMoe, 'config.json'))) {
+    cases.push(['tiny MoE reasoner (models/tiny-moe-reasoner)', () => tinyMoe]);
+    cases.push(['tiny MoE reasoner with half its experts removed (REAP): 4 of 8 left', () => expertsRemoved(tinyMoe)]);
+  } else it('tiny MoE reasoner (models/tiny-moe-reasoner)', { skip: `${tinyMoe} does not exist yet` }, () => {});
 
   for (const [label, dirOf] of cases) {
     it(`${label}: identical greedy continuations, probabilities within ${PROB_ATOL}`, async () => {
