@@ -84,7 +84,7 @@ export async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND')
       throw new LlamaCppUnavailableError(
         `the llama.cpp backend needs the node-llama-cpp package, a development dependency of rac that production installs (--omit=dev) leave out: ` +
-          `run \`npm install --no-save node-llama-cpp@${NODE_LLAMA_CPP_VERSION}\` in rac's directory (see README, "llama.cpp")`,
+          `run \`npm install --no-save node-llama-cpp@${NODE_LLAMA_CPP_VERSION}\` in rac's directory (see docs/install.md, "node-llama-cpp")`,
       );
     throw e;
   }
