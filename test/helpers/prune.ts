@@ -1,6 +1,6 @@
 /** Shared helpers for the pruning-pipeline tests: synthetic calibration sets, hashes, mask checks. */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
 import { Rng } from '../../src/models/sampling.ts';
@@ -14,6 +14,12 @@ export function randomSequences(vocab: number, n: number, minLen: number, maxLen
     const len = minLen + Math.floor(rng.next() * (maxLen - minLen + 1));
     return { ids: Array.from({ length: len }, () => Math.floor(rng.next() * vocab)), weight: 1 };
   });
+}
+
+/** Writes `sequences` as a calibration file of `input_ids` rows (what `rac prune --calib` reads); returns `file`. */
+export function writeCalibIds(file: string, sequences: readonly CalibSequence[]): string {
+  writeFileSync(file, sequences.map((s) => JSON.stringify({ input_ids: s.ids })).join('\n') + '\n');
+  return file;
 }
 
 export function calibSet(sequences: CalibSequence[]): CalibSet {

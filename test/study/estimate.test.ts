@@ -5,11 +5,9 @@
  * estimate and writes nothing.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Model } from '../../src/models/model.ts';
 import {
   estimatePrune,
@@ -26,9 +24,9 @@ import {
 } from '../../src/study/estimate.ts';
 import { scopeLinears } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences } from '../helpers/prune.ts';
+import { argv, racWith } from '../helpers/cli.ts';
+import { calibSet, randomSequences, writeCalibIds } from '../helpers/prune.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SPEED: MachineSpeed = {
   version: SPEED_VERSION,
   key: 'test',
@@ -257,35 +255,11 @@ describe('estimate', () => {
     const data = join(tmp, 'prompts.jsonl');
     writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `question ${i}` })).join('\n') + '\n');
     const out = join(tmp, 'traces.jsonl');
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          join(ROOT, 'bin/rac.js'),
-          'trace',
-          '--model',
-          dir,
-          '--dataset',
-          data,
-          '--n',
-          '2',
-          '--max-new-tokens',
-          '16',
-          '--batch-size',
-          '4',
-          '--token-budget',
-          '0',
-          '--out',
-          out,
-          '--dry-run',
-          '--json',
-          '--threads',
-          '1',
-        ],
-        { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-      );
-    });
+    const r = await racWith(
+      { env: { XDG_CACHE_HOME: join(tmp, 'cache') } },
+      ...argv`trace --model ${dir} --dataset ${data} --n 2 --max-new-tokens 16 --batch-size 4 --token-budget 0 --out ${out} --dry-run
+        --json --threads 1`,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!existsSync(out), 'a dry run wrote --out');
     assert.match(r.stderr, /trace: 6 of 6 prompts × 2 = 12 traces in 3 waves of ≤ 4, ≤ 16 new tokens each/);
@@ -297,39 +271,12 @@ describe('estimate', () => {
   it('rac prune --dry-run prints the estimate, writes nothing and exits 0', async () => {
     const dir = checkpoint(CK);
     const tmp = tempDir('dry');
-    const calib = join(tmp, 'calib.jsonl');
-    writeFileSync(
-      calib,
-      randomSequences(96, 6, 20, 40, 3)
-        .map((s) => JSON.stringify({ input_ids: s.ids }))
-        .join('\n') + '\n',
-    );
+    const calib = writeCalibIds(join(tmp, 'calib.jsonl'), randomSequences(96, 6, 20, 40, 3));
     const out = join(tmp, 'out');
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          join(ROOT, 'bin/rac.js'),
-          'prune',
-          '--model',
-          dir,
-          '--method',
-          'sparsegpt',
-          '--sparsity',
-          '0.5',
-          '--calib',
-          calib,
-          '--out',
-          out,
-          '--dry-run',
-          '--json',
-          '--threads',
-          '1',
-        ],
-        { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-      );
-    });
+    const r = await racWith(
+      { env: { XDG_CACHE_HOME: join(tmp, 'cache') } },
+      ...argv`prune --model ${dir} --method sparsegpt --sparsity 0.5 --calib ${calib} --out ${out} --dry-run --json --threads 1`,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!existsSync(out), 'a dry run wrote --out');
     assert.match(r.stderr, /prune: 3 of 3 layers × \d+ calibration tokens/);

@@ -6,9 +6,7 @@
  * stand-in trace generator (who it is called with, what rac.json records).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
@@ -38,6 +36,7 @@ import { selectTraces, type TraceSelection } from '../../src/prune/select.ts';
 import { readTraceFile, runTrace, type TraceSettings } from '../../src/study/trace.ts';
 import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, racWith, ROOT } from '../helpers/cli.ts';
 import { readSummary, zerosIn } from '../helpers/prune.ts';
 
 const CK = { family: 'qwen2', seed: 41, layers: 4, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 } as const;
@@ -88,24 +87,8 @@ describe('job settings: one table for flags and recipes', () => {
   it('flags and recipe keys give the same settings; defaults are PRUNE_DEFAULTS (max_seq_len 8192 from both)', () => {
     const cmd = addFieldOptions(new Command().exitOverride());
     cmd.parse(
-      [
-        '--calib-tokens',
-        '5000',
-        '--refresh-stages',
-        '2',
-        '--refresh-share',
-        '0.5',
-        '--select-correct',
-        'correct',
-        '--select-drop-truncated',
-        '--select-max-tokens',
-        '300',
-        '--no-error-stats',
-        '--layers',
-        '0-2',
-        '--mix',
-        'rac:0.75,text:0.25',
-      ],
+      argv`--calib-tokens 5000 --refresh-stages 2 --refresh-share 0.5 --select-correct correct --select-drop-truncated
+        --select-max-tokens 300 --no-error-stats --layers 0-2 --mix rac:0.75,text:0.25`,
       { from: 'user' },
     );
     const fromFlags = settingsFromFlags(cmd.opts());
@@ -200,7 +183,7 @@ describe('job settings: one table for flags and recipes', () => {
       /sparsity_profile owl needs sparsity, not pattern/,
     );
     // the example recipe parses up to the options this build's pruner lacks
-    const example = join(fileURLToPath(new URL('../..', import.meta.url)), 'examples', 'ablation-60.yaml');
+    const example = join(ROOT, 'examples', 'ablation-60.yaml');
     if (PRUNER_SUPPORTS.tokenWeights && PRUNER_SUPPORTS.sparsityProfile) assert.equal(loadRecipe(example).prune.length, 11);
     else assert.throws(() => loadRecipe(example), /prune\[4\]: token_weights: this build of the pruner/);
   });
@@ -545,22 +528,8 @@ describe("calibration from the pruned model's policy", () => {
   });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-function rac(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 120_000 },
-      (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+/** `rac` with two minutes to finish (the helper's default is one). */
+const rac = (...args: string[]) => racWith({ timeoutMs: 120_000 }, ...args);
 
 describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', () => {
   it('graded traces, then a two-pass prune traced by the local backend: exact token split, provenance; usage errors exit 2', async () => {
@@ -575,26 +544,8 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     );
     const traces = join(d, 'traces.jsonl');
     const t = await rac(
-      'trace',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--n',
-      '2',
-      '--max-new-tokens',
-      '400',
-      '--token-budget',
-      '0',
-      '--temperature',
-      '0.6',
-      '--task',
-      'tiny',
-      '--out',
-      traces,
-      '--threads',
-      '1',
-      '-q',
+      ...argv`trace --model ${model} --dataset ${ds} --n 2 --max-new-tokens 400 --token-budget 0 --temperature 0.6 --task tiny
+        --out ${traces} --threads 1 -q`,
     );
     assert.equal(t.code, 0, t.stderr);
     const recs = readTraceFile(traces).records;
@@ -603,33 +554,8 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     assert.ok(recs.filter((r) => r.correct).length >= 6, 'the dense tiny reasoner solves most of its calibration prompts');
     const out = join(d, 'pruned');
     const p = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      traces,
-      '--dataset',
-      ds,
-      '--two-pass-share',
-      '0.5',
-      '--select-correct',
-      'correct',
-      '--calib-tokens',
-      '801',
-      '--max-seq-len',
-      '512',
-      '--out',
-      out,
-      '--json',
-      '--threads',
-      '1',
-      '-q',
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode rac --traces ${traces} --dataset ${ds}
+        --two-pass-share 0.5 --select-correct correct --calib-tokens 801 --max-seq-len 512 --out ${out} --json --threads 1 -q`,
     );
     assert.equal(p.code, 0, p.stderr);
     const j = JSON.parse(readFileSync(join(out, 'rac.json'), 'utf8')) as {
@@ -657,61 +583,20 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     assert.ok(pol.traces.file.startsWith(`${out}.policy-traces/`), pol.traces.file);
 
     const u1 = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      traces,
-      '--refresh-stages',
-      '2',
-      '--calib-tokens',
-      '800',
-      '--out',
-      join(d, 'o1'),
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode rac --traces ${traces} --refresh-stages 2
+        --calib-tokens 800 --out ${join(d, 'o1')}`,
     );
     assert.equal(u1.code, 2);
     assert.match(u1.stderr, /need --dataset/);
     const u2 = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'prompt',
-      '--dataset',
-      ds,
-      '--select-correct',
-      'correct',
-      '--out',
-      join(d, 'o2'),
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode prompt --dataset ${ds} --select-correct correct
+        --out ${join(d, 'o2')}`,
     );
     assert.equal(u2.code, 2);
     assert.match(u2.stderr, /trace selection \(select_\*\) needs calibration mode rac or mix/);
     const u3 = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      traces,
-      '--refresh-share',
-      '2',
-      '--out',
-      join(d, 'o3'),
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode rac --traces ${traces} --refresh-share 2
+        --out ${join(d, 'o3')}`,
     );
     assert.equal(u3.code, 2);
     assert.match(u3.stderr, /--refresh-share must be a number in \(0, 1\]/);
