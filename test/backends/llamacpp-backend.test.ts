@@ -23,11 +23,11 @@ import { readTraceFile, type TraceRecord } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { argv, racWith, ROOT } from '../helpers/cli.ts';
+import { skipLlamaCpp } from '../helpers/llamacpp.ts';
 
 const TINY = join(ROOT, 'models', 'tiny-reasoner');
 /** The random model three of the cases run. */
 const RANDOM = { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false } as const;
-const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : false;
 
 /** These runs are bounded by the test's own timeout, not by the helper's minute. */
 const rac = (...args: string[]) => racWith({ timeoutMs: 0 }, ...args);
@@ -44,7 +44,7 @@ function records(path: string): Map<string, TraceRecord> {
   return new Map(readTraceFile(path).records.map((r) => [key(r), r]));
 }
 
-describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
+describe('llama.cpp generation backend', { skip: skipLlamaCpp, timeout: 300_000 }, () => {
   let dir: string;
   let data: string;
   before(() => {

@@ -14,6 +14,7 @@ import {
   estimateTrace,
   kvBytes,
   machineSpeed,
+  NUMERIC_FIELDS,
   secondsOf,
   sparsegptCost,
   SPEED_VERSION,
@@ -52,21 +53,14 @@ describe('estimate', () => {
     assert.equal(a.cached, false);
     assert.equal(a.file, join(env.XDG_CACHE_HOME, 'rac', 'speed.json'));
     assert.equal(a.version, SPEED_VERSION);
-    for (const k of [
-      'call_overhead_s',
-      'gemm_flops_per_s',
-      'skinny_flops_per_s',
-      'panel_flops_per_s',
-      'thin_flops_per_s',
-      'js_ops_per_s',
-      'layer_call_s',
-      'score_s',
-      'kv_byte_s',
-      'sample_s',
-      'session_s',
-    ] as const) {
-      assert.ok(a[k] > 0 && Number.isFinite(a[k]), k);
-    }
+    // Every measured figure: the fixture (typed MachineSpeed) has each numeric field once.
+    assert.deepEqual(
+      [...NUMERIC_FIELDS].sort(),
+      Object.keys(SPEED)
+        .filter((k) => k !== 'version' && typeof SPEED[k as keyof MachineSpeed] === 'number')
+        .sort(),
+    );
+    for (const k of NUMERIC_FIELDS) assert.ok(a[k] > 0 && Number.isFinite(a[k]), k);
     assert.match(a.key, /\| 1 threads \| cpu \| onnxruntime /);
     const b = await machineSpeed({ env, runtime: { threads: 1 } });
     assert.equal(b.cached, true);
