@@ -23,6 +23,7 @@ import { readTraceFile, type TraceRecord } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { argv, racWith, ROOT } from '../helpers/cli.ts';
+import { writeFourPrompts, writeTinyDataset } from '../helpers/datasets.ts';
 import { skipLlamaCpp } from '../helpers/llamacpp.ts';
 
 const TINY = join(ROOT, 'models', 'tiny-reasoner');
@@ -49,13 +50,7 @@ describe('llama.cpp generation backend', { skip: skipLlamaCpp, timeout: 300_000 
   let data: string;
   before(() => {
     dir = tempDir('llamacpp-backend');
-    data = join(dir, 'prompts.jsonl');
-    writeFileSync(
-      data,
-      ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.']
-        .map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p }))
-        .join('\n') + '\n',
-    );
+    data = writeFourPrompts(join(dir, 'prompts.jsonl'));
   });
 
   it('rac trace on a GGUF from rac export-gguf: greedy records identical to the local engine', async () => {
@@ -178,13 +173,8 @@ describe('llama.cpp generation backend', { skip: skipLlamaCpp, timeout: 300_000 
 
   it('rac run with backend llama.cpp: every model exported on the fly, the same summary as the local backend', async () => {
     const d = tempDir('llamacpp-run');
-    const rows = (split: 'calib' | 'eval', n: number) =>
-      (['arith', 'trace'] as const)
-        .flatMap((f) => generateSplit(split, f, n, 1))
-        .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
-        .join('\n') + '\n';
-    writeFileSync(join(d, 'calib.jsonl'), rows('calib', 6));
-    writeFileSync(join(d, 'eval.jsonl'), rows('eval', 3));
+    writeTinyDataset(join(d, 'calib.jsonl'), 'calib', 6);
+    writeTinyDataset(join(d, 'eval.jsonl'), 'eval', 3);
     const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64, tied: false });
     const recipe = (backend: string, out: string) =>
       [

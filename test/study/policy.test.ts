@@ -11,13 +11,6 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
 import { Model } from '../../src/models/model.ts';
-import {
-  streamOf,
-  type BackendRequest,
-  type GenerationBackend,
-  type GenerationHooks,
-  type SamplingSettings,
-} from '../../src/backends/backend.ts';
 import { buildCalibSet, splitShares, type CalibModeContext } from '../../src/prune/calib-modes.ts';
 import { CalibError } from '../../src/prune/calib.ts';
 import { traceGrader } from '../../src/study/eval.ts';
@@ -30,13 +23,15 @@ import {
   settingsFromFlags,
   settingsProblem,
 } from '../../src/study/job.ts';
-import { prunePolicy, stageRuns, type GeneratedTraces } from '../../src/study/policy.ts';
+import { prunePolicy, stageRuns, type GeneratedTraces, type PolicyJob } from '../../src/study/policy.ts';
 import { loadRecipe, RecipeError, runRecipe } from '../../src/study/run.ts';
 import { selectTraces, type TraceSelection } from '../../src/prune/select.ts';
 import { readTraceFile, runTrace, type TraceSettings } from '../../src/study/trace.ts';
 import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
+import { ScriptedBackend } from '../helpers/backends.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { argv, racWith, ROOT } from '../helpers/cli.ts';
+import { writeTinyDataset } from '../helpers/datasets.ts';
 import { readSummary, zerosIn } from '../helpers/prune.ts';
 
 const CK = { family: 'qwen2', seed: 41, layers: 4, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 } as const;
@@ -299,22 +294,9 @@ describe('trace sets (two-pass mix)', () => {
   });
 });
 
-class GradedBackend implements GenerationBackend {
-  readonly name = 'fake';
-  readonly fingerprint = 'sha256:fake';
-  async generate(requests: BackendRequest[], _s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    for (const r of requests)
-      await hooks.onResult(
-        r,
-        Array.from({ length: r.n }, (_, i) => ({
-          ids: [1, 2, 3],
-          text: `<think>…</think> \\boxed{${streamOf(r.index, r.n, i) % 2 === 0 ? r.index : 99}}`,
-          finishReason: 'stop' as const,
-        })),
-      );
-  }
-  async close(): Promise<void> {}
-}
+/** Sample i of request r answers r when its stream is even, 99 when odd: half the samples are right. */
+const graded = () =>
+  new ScriptedBackend((index, _sample, stream) => ({ text: `<think>…</think> \\boxed{${stream % 2 === 0 ? index : 99}}`, ids: [1, 2, 3] }));
 
 describe('graded traces', () => {
   it("rac trace with a grade records correct on each row that has an answer (rac eval's tiny grader)", async () => {
@@ -338,7 +320,7 @@ describe('graded traces', () => {
       ...(i < 3 ? { answer: String(i) } : {}),
       render: () => ({ text: 'q', ids: [5, 6] }),
     }));
-    await runTrace({ out, backend: new GradedBackend(), prompts, settings, tokenBudget: 0, batchSize: 8, grader: traceGrader('tiny')! });
+    await runTrace({ out, backend: graded(), prompts, settings, tokenBudget: 0, batchSize: 8, grader: traceGrader('tiny')! });
     const recs = readTraceFile(out).records;
     assert.deepEqual(
       recs.map((r) => [r.prompt_id, r.sample, r.correct]),
@@ -354,7 +336,7 @@ describe('graded traces', () => {
       ],
     );
     await assert.rejects(
-      runTrace({ out: join(tempDir('graded'), 'u.jsonl'), backend: new GradedBackend(), prompts, settings, tokenBudget: 0, batchSize: 8 }),
+      runTrace({ out: join(tempDir('graded'), 'u.jsonl'), backend: graded(), prompts, settings, tokenBudget: 0, batchSize: 8 }),
       /settings\.grade is tiny but no grader/,
     );
   });
@@ -375,6 +357,33 @@ function layerSparsity(dir: string, l: number): number {
   } finally {
     m.close();
   }
+}
+
+/**
+ * SparseGPT under a policy on the dense checkpoint: its traces (1,000 tokens of them) and the
+ * stand-in generator, rows of 64 tokens, the PRUNE_DEFAULTS but for `settings`.
+ */
+function sparsegptPolicy(
+  dense: string,
+  out: string,
+  denseTraces: string,
+  generate: PolicyJob['generate'],
+  target: PolicyJob['target'],
+  settings: Partial<PolicyJob['settings']>,
+): ReturnType<typeof prunePolicy> {
+  return prunePolicy({
+    model: dense,
+    out,
+    method: 'sparsegpt',
+    target,
+    settings: { ...PRUNE_DEFAULTS, maxSeqLen: 64, ...settings },
+    runtime: {},
+    denseTraces: [denseTraces],
+    denseTraceBudget: 1000,
+    ctx: { tokenizer: null, vocabSize: 200 },
+    generate,
+    version: 'test',
+  });
 }
 
 describe("calibration from the pruned model's policy", () => {
@@ -404,19 +413,18 @@ describe("calibration from the pruned model's policy", () => {
       };
     };
     const out = join(d, 'pruned');
-    const s = await prunePolicy({
-      model: dense,
+    const s = await sparsegptPolicy(
+      dense,
       out,
-      method: 'sparsegpt',
-      target: { kind: 'unstructured', sparsity: 0.5 },
-      settings: { ...PRUNE_DEFAULTS, calibTokens: 400, maxSeqLen: 64, refreshStages: 2, refreshShare: 0.5 },
-      runtime: {},
-      denseTraces: [denseTraces],
-      denseTraceBudget: 1000,
-      ctx: { tokenizer: null, vocabSize: 200 },
+      denseTraces,
       generate,
-      version: 'test',
-    });
+      { kind: 'unstructured', sparsity: 0.5 },
+      {
+        calibTokens: 400,
+        refreshStages: 2,
+        refreshShare: 0.5,
+      },
+    );
     // one call, with the checkpoint whose layers 0-1 are pruned and 2-3 still dense
     assert.equal(calls.length, 1);
     assert.equal(calls[0]!.budget, 500);
@@ -481,19 +489,7 @@ describe("calibration from the pruned model's policy", () => {
       };
     };
     const out = join(d, 'pruned');
-    await prunePolicy({
-      model: dense,
-      out,
-      method: 'sparsegpt',
-      target: { kind: 'nm', n: 2, m: 4 },
-      settings: { ...PRUNE_DEFAULTS, calibTokens: 333, maxSeqLen: 64, twoPassShare: 0.4 },
-      runtime: {},
-      denseTraces: [denseTraces],
-      denseTraceBudget: 1000,
-      ctx: { tokenizer: null, vocabSize: 200 },
-      generate,
-      version: 'test',
-    });
+    await sparsegptPolicy(dense, out, denseTraces, generate, { kind: 'nm', n: 2, m: 4 }, { calibTokens: 333, twoPassShare: 0.4 });
     assert.equal(calls.length, 1);
     assert.equal(calls[0]!.budget, 400);
     assert.ok(
@@ -606,12 +602,8 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
 describe('rac run with policy and selection entries', () => {
   it('a two-pass entry and a selection entry beside plain RAC: graded traces, named variants, equal budgets, provenance in rac.json', async () => {
     const d = tempDir('run-policy');
-    const rows = (split: 'calib' | 'eval', n: number) =>
-      FAMILIES.flatMap((f) => generateSplit(split, f, n, 1))
-        .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
-        .join('\n') + '\n';
-    writeFileSync(join(d, 'calib.jsonl'), rows('calib', 12));
-    writeFileSync(join(d, 'eval.jsonl'), rows('eval', 2));
+    writeTinyDataset(join(d, 'calib.jsonl'), 'calib', 12);
+    writeTinyDataset(join(d, 'eval.jsonl'), 'eval', 2);
     const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64 });
     writeFileSync(
       join(d, 'recipe.yaml'),

@@ -3,13 +3,13 @@
  * end to end over real HTTP on loopback, greedy and sampled.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readTraceFile } from '../../src/study/trace.ts';
 import { startServer, type RunningServer } from '../../src/serve/server.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { argv, racWith } from '../helpers/cli.ts';
+import { writeFourPrompts } from '../helpers/datasets.ts';
 
 /** Run `rac trace` in a child process; async, so the in-process server keeps answering. */
 async function trace(args: string[]): Promise<void> {
@@ -25,13 +25,7 @@ describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, (
     dir = checkpoint({ family: 'qwen2', seed: 31 });
     server = await startServer({ model: dir, port: 0, runtime: { threads: 1 }, maxBatch: 8 });
     const d = tempDir('trace-openai');
-    data = join(d, 'prompts.jsonl');
-    writeFileSync(
-      data,
-      ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.']
-        .map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p }))
-        .join('\n') + '\n',
-    );
+    data = writeFourPrompts(join(d, 'prompts.jsonl'));
   });
   after(async () => {
     await server?.close();
