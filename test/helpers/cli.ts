@@ -16,6 +16,8 @@ export interface Run {
   ms: number;
   /** Whether the child was killed at its timeout. */
   killed: boolean;
+  /** The signal that ended the child, if one did. */
+  signal: NodeJS.Signals | null;
 }
 
 export interface RacOptions {
@@ -53,6 +55,7 @@ export function racWith(opts: RacOptions, ...args: string[]): Promise<Run> {
           stderr,
           ms: performance.now() - t0,
           killed: !!err?.killed,
+          signal: err?.signal ?? null,
         }),
     );
   });
