@@ -13,21 +13,10 @@ import { Model } from '../../src/models/model.ts';
 import { argmax } from '../../src/models/sampling.ts';
 import { closeModel, loadModel } from '../../src/models/loaded.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { rac, type Run } from '../helpers/cli.ts';
+import { assertCliError, rac } from '../helpers/cli.ts';
 import { copyCheckpoint, editJson, pokeF32, truncateBy } from '../helpers/corrupt.ts';
 
 const ATOL = 1e-4;
-
-/** Exit 1, nothing on stdout, and exactly one stderr line `rac: error: …` mentioning each string. */
-function assertCliError(r: Run, mentions: string[], problem: RegExp): void {
-  assert.equal(r.code, 1, `exit ${r.code}; stderr: ${r.stderr}`);
-  assert.equal(r.stdout, '', 'stdout must stay empty');
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `stderr is not one line: ${JSON.stringify(r.stderr)}`);
-  assert.ok(lines[0]!.startsWith('rac: error: '), lines[0]);
-  for (const m of mentions) assert.ok(lines[0]!.includes(m), `${lines[0]} does not mention ${m}`);
-  assert.match(lines[0]!, problem);
-}
 
 const MAIN = { family: 'qwen2', seed: 11 } as const;
 const SHARDED_BF16 = { family: 'llama', seed: 12, dtype: 'BF16', shards: 3, layers: 3 } as const;

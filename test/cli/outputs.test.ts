@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { lockPath } from '../../src/io/lock.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { argv, racWith, type Run, startRac } from '../helpers/cli.ts';
+import { argv, assertCliError, racWith, startRac } from '../helpers/cli.ts';
 import { copyCheckpoint } from '../helpers/corrupt.ts';
 import { killChild, waitFor } from '../helpers/wait.ts';
 
@@ -18,16 +18,6 @@ import { killChild, waitFor } from '../helpers/wait.ts';
 const rac = (...args: string[]) => racWith({ timeoutMs: 120_000 }, ...args);
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
-
-/** Exit 1, empty stdout, one stderr line `rac: error: …` matching `problem`. */
-function assertOneLine(r: Run, problem: RegExp): void {
-  assert.equal(r.code, 1, r.stderr);
-  assert.equal(r.stdout, '');
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /^rac: error: /);
-  assert.match(lines[0]!, problem);
-}
 
 describe('rac export-gguf: never over its input, never over an existing file without --force', () => {
   it('an output equal to or inside the input model is refused, the model untouched (before: --out M/model.safetensors replaced the weights, exit 0)', async () => {
@@ -46,7 +36,7 @@ describe('rac export-gguf: never over its input, never over an existing file wit
       [link, ['--force']],
     ] as const) {
       const r = await rac('export-gguf', '--model', m, '--out', out, ...force);
-      assertOneLine(r, /: the output (\(.*\) )?(is|lies inside) the input model directory .*; choose an --out outside it/);
+      assertCliError(r, [], /: the output (\(.*\) )?(is|lies inside) the input model directory .*; choose an --out outside it/);
       assert.ok(r.stderr.includes(out), r.stderr);
     }
     assert.deepEqual(Object.fromEntries(readdirSync(m).map((f) => [f, sha(join(m, f))])), before, 'the model is untouched');
@@ -57,7 +47,7 @@ describe('rac export-gguf: never over its input, never over an existing file wit
     const out = join(tempDir('gguf-exists'), 'mine.gguf');
     writeFileSync(out, 'my file\n');
     const r = await rac('export-gguf', '--model', m, '--out', out);
-    assertOneLine(r, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: exists; pass --force to replace it`));
+    assertCliError(r, [], new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: exists; pass --force to replace it`));
     assert.equal(readFileSync(out, 'utf8'), 'my file\n');
     const forced = await rac('export-gguf', '--model', m, '--out', out, '--force', '-q');
     assert.equal(forced.code, 0, forced.stderr);
@@ -87,8 +77,9 @@ describe('rac prune: one writer per --out', () => {
       first.kill('SIGSTOP');
       const second = await rac(...args('wanda'));
       first.kill('SIGCONT');
-      assertOneLine(
+      assertCliError(
         second,
+        [],
         new RegExp(
           `pruned: pruned model in use by another rac process \\(pid ${first.pid}, lock .*pruned\\.lock\\); wait for it to finish, or use another --out`,
         ),

@@ -1,4 +1,5 @@
 /** Running the `rac` command in a child process, as a user would (tests that check exit codes and output). */
+import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +60,17 @@ export function racWith(opts: RacOptions, ...args: string[]): Promise<Run> {
         }),
     );
   });
+}
+
+/** Exit 1, nothing on stdout, and exactly one stderr line `rac: error: …` mentioning each string and matching `problem`. */
+export function assertCliError(r: Run, mentions: string[], problem: RegExp): void {
+  assert.equal(r.code, 1, `exit ${r.code}; stderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', 'stdout must stay empty');
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `stderr is not one line: ${JSON.stringify(r.stderr)}`);
+  assert.ok(lines[0]!.startsWith('rac: error: '), lines[0]);
+  for (const m of mentions) assert.ok(lines[0]!.includes(m), `${lines[0]} does not mention ${m}`);
+  assert.match(lines[0]!, problem);
 }
 
 export interface Exit {
