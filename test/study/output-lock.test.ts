@@ -114,7 +114,7 @@ describe('output lock (src/io/lock.ts)', () => {
     const holders = [a, b].filter((x) => x !== null && !(x instanceof Error));
     for (const h of holders) (h as ReturnType<typeof lockOutput>).release();
     assert.notEqual(b, null, 'the second taker ran');
-    assert.equal(holders.length, 1, `holders: ${holders.length} (A: ${a}, B: ${b})`);
+    assert.equal(holders.length, 1, `holders: ${holders.length} (A: ${String(a)}, B: ${String(b)})`);
     assert.equal(existsSync(lockPath(target)), false);
   });
 
