@@ -10,14 +10,7 @@ import { describe, it } from 'node:test';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { argv, rac, startRac } from '../helpers/cli.ts';
-import { killChild, waitFor } from '../helpers/wait.ts';
-
-const lineCount = (p: string) =>
-  existsSync(p)
-    ? readFileSync(p, 'utf8')
-        .split('\n')
-        .filter((l) => l.trim() !== '').length
-    : 0;
+import { killChild, lineCount, waitFor } from '../helpers/wait.ts';
 
 function comparable(path: string) {
   const r = JSON.parse(readFileSync(path, 'utf8'));

@@ -16,6 +16,7 @@ import { readTraceFile } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { argv, startRac } from '../helpers/cli.ts';
+import { lineCount } from '../helpers/wait.ts';
 
 async function waitFor(what: string, cond: () => boolean, child: ChildProcess, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -31,13 +32,6 @@ function deadPid(): number {
   const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
   return Number(r.stdout);
 }
-
-const lines = (p: string) =>
-  existsSync(p)
-    ? readFileSync(p, 'utf8')
-        .split('\n')
-        .filter((l) => l.trim() !== '').length
-    : 0;
 
 describe('output lock (src/io/lock.ts)', () => {
   it('a second lock on the same output is refused naming the owner; after release it is free again', () => {
@@ -197,7 +191,7 @@ describe('rac trace / rac eval: one writer per --out', () => {
       --threads 1 --out ${out}`;
     const first = startRac(args);
     try {
-      await waitFor('the first record', () => lines(out) >= 1, first.child);
+      await waitFor('the first record', () => lineCount(out) >= 1, first.child);
       const second = await startRac(args).exit;
       assert.equal(first.child.exitCode, null, 'the first run was still going while the second was refused');
       assert.equal(second.code, 1, second.stderr);
@@ -237,7 +231,7 @@ describe('rac trace / rac eval: one writer per --out', () => {
       argv`trace -q --model ${model} --dataset ${ds} --n 1 --max-new-tokens 48 --token-budget 0 --threads 1 --out ${out}`,
     );
     try {
-      await waitFor('the first record', () => lines(out) >= 1, run.child);
+      await waitFor('the first record', () => lineCount(out) >= 1, run.child);
       assert.ok(existsSync(lockPath(out)));
       run.child.kill('SIGTERM');
       const r = await run.exit;
@@ -261,7 +255,7 @@ describe('rac trace / rac eval: one writer per --out', () => {
         --batch-size 1 --threads 1 --limit ${limit} --out ${out}`;
     const first = startRac(args(rows.length));
     try {
-      await waitFor('the first sample', () => lines(log) >= 1, first.child);
+      await waitFor('the first sample', () => lineCount(log) >= 1, first.child);
       const second = await startRac(args(rows.length)).exit;
       assert.equal(first.child.exitCode, null, 'the first run was still going while the second was refused');
       assert.equal(second.code, 1, second.stderr);
