@@ -69,7 +69,8 @@ export interface MachineSpeed {
   measured: string;
 }
 
-const NUMERIC_FIELDS = [
+/** The measured figures of a MachineSpeed: a cached entry is used only when every one is a positive number. */
+export const NUMERIC_FIELDS = [
   'call_overhead_s',
   'gemm_flops_per_s',
   'skinny_flops_per_s',

@@ -9,62 +9,37 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { rowBytes } from '../../src/compress/ggml-quants.ts';
+import { GGUF_LINEAR } from '../../src/compress/quant-schemes.ts';
 import type { QuantFormat } from '../../src/compress/quant-grids.ts';
 import { readGguf, readGgufTensorF32 } from '../../src/io/gguf.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
-import { pruneCheckpoint, QUANT_BLOCKS_FILE, type PruneOptions } from '../../src/prune/prune.ts';
+import { QUANT_BLOCKS_FILE, type PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences, readAll, readSummary } from '../helpers/prune.ts';
+import { calibSet, pruneDir, randomSequencesFor, readAll, readSummary } from '../helpers/prune.ts';
 
-const RT = { threads: 1 };
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
 /** qwen2, BF16 input (quantized tensors must be widened to F32 to be exact), tied embeddings. */
 const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 31, hidden: 64, layers: 2, intermediate: 160, dtype: 'BF16', tied: true };
 /** llama (q/k rows permuted in GGUF, block scales with them), untied output. */
 const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 32, hidden: 64, layers: 2, intermediate: 128, heads: 4, kvHeads: 2 };
 
-async function run(
-  dir: string,
-  out: string,
-  o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>,
-  withCalib = true,
-): Promise<PruneSummary> {
-  const model = Model.open(dir);
-  try {
-    const calib = withCalib ? calibSet(randomSequences(model.config.vocabSize, 16, 30, 80, 5)) : null;
-    return await pruneCheckpoint(
-      model,
-      calib,
-      out,
-      { target: { kind: 'unstructured', sparsity: 0 }, linears: 'all', batchTokens: 512, runtime: RT, ...o },
-      'test-version',
-    );
-  } finally {
-    model.close();
-  }
+function run(dir: string, out: string, o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>, withCalib = true): Promise<PruneSummary> {
+  const calib = withCalib ? calibSet(randomSequencesFor(dir, 16, 30, 80, 5)) : null;
+  return pruneDir(dir, calib, out, { target: { kind: 'unstructured', sparsity: 0 }, ...o });
 }
 
 /** GGUF name → HF name, and whether the llama q/k permutation applies (heads). */
 function ggufTensors(m: Model, arch: string): [string, string, number][] {
   const c = m.config;
   const out: [string, string, number][] = [['token_embd.weight', m.spec.embedName, 0]];
-  const map: Record<string, string> = {
-    q_proj: 'attn_q',
-    k_proj: 'attn_k',
-    v_proj: 'attn_v',
-    o_proj: 'attn_output',
-    gate_proj: 'ffn_gate',
-    up_proj: 'ffn_up',
-    down_proj: 'ffn_down',
-  };
   for (let i = 0; i < c.numLayers; i++) {
     for (const l of m.spec.linears(c)) {
       const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
-      out.push([`blk.${i}.${map[l.name]}.weight`, m.tensorName(i, l.module), heads]);
+      out.push([`blk.${i}.${GGUF_LINEAR[l.name]}.weight`, m.tensorName(i, l.module), heads]);
     }
   }
   if (!m.tiedHead) out.push(['output.weight', m.spec.lmHeadName, 0]);
