@@ -18,7 +18,7 @@
  * against the unpruned model without renormalization is the denominator: the kept experts'
  * weights grow.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { EXPERT_SCORINGS, ExpertSaliency, expertsToRemove, lowestExperts, type ExpertScoring } from '../compress/expert-scores.ts';
 import { isUniform, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, type TokenWeights } from '../compress/hessian.ts';
@@ -209,8 +209,12 @@ export function writeWithoutExperts(
   }
 }
 
-/** A scratch directory beside `outDir` for spilled hidden states, removed on a signal and by the caller. */
+/**
+ * A scratch directory beside `outDir` (its parent made when missing, as the output's writer would)
+ * for spilled hidden states, removed on a signal and by the caller.
+ */
 export function scratchDir(outDir: string): { dir: string; release(): void } {
+  mkdirSync(dirname(outDir), { recursive: true });
   const dir = mkdtempSync(`${dirname(outDir)}/.${basename(outDir)}.experts-`);
   const cleanup = removeOnSignal(dir);
   return {

@@ -151,7 +151,8 @@ describe('expert removal', () => {
   it('composes: experts removed, then SparseGPT 50% on what is left, recorded in one rac.json', async () => {
     const dir = checkpoint(base(true));
     const m = Model.open(dir);
-    const out = join(tempDir('experts-sgpt'), 'out');
+    // The output's parent does not exist yet (as under rac run's models/): it is made.
+    const out = join(tempDir('experts-sgpt'), 'models', 'out');
     let s: PruneSummary;
     try {
       s = await pruneCheckpoint(
