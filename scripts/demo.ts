@@ -19,7 +19,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ALL_FAMILIES, FAMILIES, generateSplit, type TinyProblem } from '../src/tasks/tiny/index.ts';
 import { projectProse } from './prose.ts';
@@ -27,10 +27,13 @@ import { projectProse } from './prose.ts';
 const { values } = parseArgs({
   options: {
     out: { type: 'string', default: 'demo-out' },
+    inputs: { type: 'string' },
     model: { type: 'string' },
     'eval-per-family': { type: 'string' },
     format: { type: 'string' },
     sparsity: { type: 'string', default: '0.4,0.5' },
+    'trace-budget': { type: 'string', default: '48000' },
+    'calib-tokens': { type: 'string', default: '16384' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
@@ -47,8 +50,11 @@ if (format !== 'v1' && format !== 'v2') {
   process.exit(2);
 }
 const v2 = format === 'v2';
-const out = join(root, values.out!);
-const data = join(out, 'data');
+// The run's directory holds only what rac writes (rac refuses an "out" holding other files), so
+// the recipe and its data live beside it.
+const out = resolve(root, values.out!);
+const inputs = resolve(root, values.inputs ?? (values.out === 'demo-out' ? 'demo-in' : `${values.out!}-in`));
+const data = join(inputs, 'data');
 mkdirSync(data, { recursive: true });
 
 const writeJsonl = (path: string, rows: object[]) => {
@@ -75,11 +81,19 @@ writeFileSync(join(data, 'text.md'), projectProse(root));
 const sparsities = values.sparsity!.split(',').map(Number);
 const recipe = {
   model,
-  out: '.',
+  out: relative(inputs, out) || '.',
   task: 'tiny',
   datasets: { calib: 'data/calib.jsonl', eval: 'data/eval.jsonl', text: ['data/text.md'] },
-  trace: { n: 2, max_new_tokens: 512, temperature: 0.6, top_p: 0.95, seed: 0, token_budget: 48000, batch_size: 128 },
-  calibration: { tokens: 16384, max_seq_len: 512, batch_tokens: 8192 },
+  trace: {
+    n: 2,
+    max_new_tokens: 512,
+    temperature: 0.6,
+    top_p: 0.95,
+    seed: 0,
+    token_budget: Number(values['trace-budget']),
+    batch_size: 128,
+  },
+  calibration: { tokens: Number(values['calib-tokens']), max_seq_len: 512, batch_tokens: 8192 },
   prune: [
     { method: 'sparsegpt', calib: ['prompt', 'rac', 'text'], sparsity: sparsities },
     { method: 'wanda', calib: ['rac'], sparsity: sparsities },
@@ -89,7 +103,7 @@ const recipe = {
     ? { samples: 2, max_new_tokens: 480, temperature: 0.6, top_p: 0.95, seed: 0, batch_size: 200 }
     : { samples: 1, max_new_tokens: 400, temperature: 0, top_p: 1, seed: 0, batch_size: 200 },
 };
-writeFileSync(join(out, 'recipe.json'), JSON.stringify(recipe, null, 2) + '\n');
-console.error(`demo: recipe → ${join(out, 'recipe.json')}`);
-const r = spawnSync(process.execPath, [join(root, 'bin/rac.js'), 'run', '--config', join(out, 'recipe.json')], { stdio: 'inherit' });
+writeFileSync(join(inputs, 'recipe.json'), JSON.stringify(recipe, null, 2) + '\n');
+console.error(`demo: recipe → ${join(inputs, 'recipe.json')}, results → ${out}`);
+const r = spawnSync(process.execPath, [join(root, 'bin/rac.js'), 'run', '--config', join(inputs, 'recipe.json')], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
