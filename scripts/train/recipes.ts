@@ -80,12 +80,12 @@ export const RECIPES: Readonly<Record<RecipeName, Recipe>> = {
     batch: 6,
     seq: 512,
     // 2,269 tokens/s on 2 idle cores (40-step probe, 2026-12-05). The shipped run's schedule
-    // changed twice (models/tiny-moe-reasoner/README.md): started with 8,000 steps (its data pool
-    // sized for 8,000), resumed at step 1,598 with --steps 6000 (the shared machine ran at a third
-    // of that speed), and at step 4,061 with --steps 9000 (greedy trace accuracy was 20% on 30
-    // validation problems at CE 0.015: the variable look-ups were not learned yet). 9,000 steps,
-    // v2's count, is what it trained for.
-    steps: 9000,
+    // changed three times (models/tiny-moe-reasoner/README.md): started with 8,000 steps (its data
+    // pool sized for 8,000), resumed at step 1,598 with --steps 6000 (the shared machine ran at a
+    // third of that speed), at step 4,061 with --steps 9000 (greedy trace accuracy was 20% on 30
+    // validation problems at CE 0.015: the variable look-ups were not learned yet), and at step
+    // 4,211 with --steps 7000 (the session's remaining time). 7,000 steps is what it trained for.
+    steps: 7000,
     tokenizerVocab: 512,
     data: { families: ['arith', 'trace', 'code'], format: 'v2', injectRate: 0.15 },
     optim: { ...DEFAULT_OPTIM, lr: 1.5e-3, minLr: 1.5e-4, warmup: 300 },
