@@ -34,6 +34,7 @@ import type { ModelConfig } from '../models/config.ts';
 import { Model } from '../models/model.ts';
 import { hasMoeLayers, layerLinears, type ExpertLinearName, type LinearName, type NormName } from '../models/spec.ts';
 import { RAC_JSON, type QuantizationRecord } from '../prune/rac-json.ts';
+import { packedGgufBlocks } from './gguf-packed.ts';
 
 export type GgufDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
@@ -484,7 +485,14 @@ function modelMetadata(arch: string, c: ModelConfig, name: string, dtype: GgufDt
   return kvs;
 }
 
-function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource | null): PlannedTensor[] {
+function planTensors(
+  m: Model,
+  arch: string,
+  dtype: GgufDtype,
+  qs: QuantSource | null,
+  warn: (s: string) => void = () => {},
+): PlannedTensor[] {
+  let requantized = 0;
   const { spec, config: c } = m;
   const wt = WEIGHT_TYPE[dtype];
   const quant = dtype === 'q4_0' || dtype === 'q8_0' ? dtype : null;
@@ -504,7 +512,15 @@ function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource |
     fmt: QuantFormat,
     heads: number,
   ) => {
-    const rec = hf !== undefined ? qs?.tensors[hf] : undefined;
+    // A compressed-tensors Linear on this grid: its codes and scales are the blocks.
+    const packed = hf !== undefined ? m.packedLinear(hf) : null;
+    const direct = packed ? packedGgufBlocks(packed, fmt, heads) : null;
+    if (direct) return direct;
+    if (packed && requantized++ === 0)
+      warn(
+        `${m.dir}: "${hf}" is int${packed.bits} in groups of ${packed.groupSize}${packed.zeroPoints ? ' with zero points' : ''}${packed.gIdx ? ' and g_idx' : ''}, not ${fmt}'s grid: its dequantized weights are rounded to ${fmt} (a second quantization; likewise any other such Linear)`,
+      );
+    const rec = hf !== undefined && !packed ? qs?.tensors[hf] : undefined;
     let w = w0; // permuted already when heads > 0
     let scales: Float32Array;
     if (rec) {
@@ -677,7 +693,7 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
     );
     const name = o.name ?? basename(m.dir);
     const kvs = [...modelMetadata(arch, m.config, name, dtype), ...tok.kvs];
-    const plan = planTensors(m, arch, dtype, qs);
+    const plan = planTensors(m, arch, dtype, qs, warn);
     if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
     mkdirSync(dirname(out), { recursive: true });
     const w = GgufWriter.create(out, kvs, plan);

@@ -32,6 +32,7 @@ import { outlierRatio, owlTargets } from '../compress/owl.ts';
 import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
+import { Q8_0_SCALES_FILE } from '../io/compressed-tensors.ts';
 import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
@@ -42,20 +43,13 @@ import type { Model } from '../models/model.ts';
 import { groupWidth, hasMoeLayers, layerLinears, linearWeight, type InputGroup, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import { makeBatches, type CalibSet } from './calib.ts';
+import { compressedConfigText, packedReplacements, writePackedLinear } from './ct-output.ts';
 import { moeLayerStep } from './experts.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { denseLayerStep, layerOptions, type LayerJob, type PruneRun } from './layer-step.ts';
 import { PhaseTimer, pruneLinear, type QuantNote } from './linear.ts';
 import { prunedModelCard } from './model-card.ts';
-import {
-  EMBEDDING_QUANT,
-  MIN_EXPERT_TOKENS,
-  PRUNE_METHODS,
-  QUANT_METHODS,
-  QUANT_SCALES_FILE,
-  type LinearScope,
-  type PruneOptions,
-} from './options.ts';
+import { EMBEDDING_QUANT, MIN_EXPERT_TOKENS, PRUNE_METHODS, QUANT_METHODS, type LinearScope, type PruneOptions } from './options.ts';
 import {
   formatRacJson,
   layerLinearReports,
@@ -142,16 +136,20 @@ export async function pruneCheckpoint(
   >();
   const skipped: string[] = [];
   const widen = new Set<string>();
+  // Quantized Linears are written pack-quantized (compressed-tensors, ct-output.ts); the
+  // embedding and an untied lm_head as F32 values on the Q8_0 grid.
+  const packLinears: { name: string; rows: number; cols: number }[] = [];
   if (quant) {
     for (const l of selected) {
       for (const t of scopeTensors(model, l, opts.linears)) {
-        if (t.cols % QK === 0) widen.add(t.name);
+        if (t.cols % QK === 0) packLinears.push(t);
         else skipped.push(t.name);
       }
     }
     widen.add(spec.embedName);
     if (!model.tiedHead) widen.add(spec.lmHeadName);
   }
+  const replace = quant ? packedReplacements(packLinears, quant) : undefined;
   const noteQuant =
     (name: string): QuantNote =>
     (scales, rows, cols, format, method) =>
@@ -175,7 +173,11 @@ export async function pruneCheckpoint(
   // the model directory (or a FIFO) is refused rather than copied into the pruned model's card.
   const sourceCard = readCard(model.dir);
   // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
-  const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite, widen });
+  const writer = CheckpointWriter.begin(model.tensors, outDir, {
+    overwrite: opts.overwrite,
+    widen,
+    ...(replace ? { replace, index: true } : {}),
+  });
   const stores: HiddenStore[] = [];
   let runner: LayerRunner | null = null;
   let gemm: OrtGemm | null = null;
@@ -277,7 +279,14 @@ export async function pruneCheckpoint(
       const step = model.experts(l) ? moeLayerStep : denseLayerStep;
       if (job.rep.pruned) await step.calibrate(run, job);
       await timer.time('recompute', () => step.recompute(run, job)); // the pruned layer's outputs: the next layer's inputs
-      await timer.time('write', () => writeLayer(writer, model, l, job.pruned));
+      await timer.time('write', () =>
+        writeLayer(writer, model, l, job.pruned, (name, W) => {
+          const q = replace?.has(name) ? quantized.get(name) : undefined;
+          if (!q) return false;
+          writePackedLinear(writer, name, W, q.scales, q.rows, q.cols, q.format);
+          return true;
+        }),
+      );
       timer.finish();
       reports.push(job.rep);
       job.progress('done', { report: job.rep });
@@ -309,7 +318,7 @@ export async function pruneCheckpoint(
     }
 
     const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
-    if (quant) writeScales(writer.tmpDir, quantized);
+    if (quant) writeScales(writer.tmpDir, new Map([...quantized].filter(([name]) => !replace?.has(name))));
     if (owlRecord) {
       for (const e of owlRecord.layers) {
         const lin = layerLinearReports(reports[e.layer]!);
@@ -330,6 +339,7 @@ export async function pruneCheckpoint(
     writer.finish({
       [RAC_JSON]: formatRacJson(summary),
       'README.md': prunedModelCard(summary, sourceCard ?? null),
+      ...(quant ? { 'config.json': compressedConfigText(model, quant, new Set(replace!.keys())) } : {}),
     });
     return summary;
   } catch (e) {
@@ -345,6 +355,10 @@ export async function pruneCheckpoint(
 /** Every refusal pruneCheckpoint makes before any work (one line each). */
 function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions): void {
   const L = model.config.numLayers;
+  if (model.compressed)
+    throw new Error(
+      `${model.dir}: is a compressed-tensors (pack-quantized) checkpoint; prune or quantize the unquantized model it came from`,
+    );
   if (QUANT_METHODS.includes(opts.method) && !opts.quant)
     throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
   if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
@@ -469,8 +483,9 @@ function quantizationRecord(
   return {
     format: quant,
     block: QK,
+    layout: 'compressed-tensors',
     tensors,
-    scales_file: QUANT_SCALES_FILE,
+    scales_file: Q8_0_SCALES_FILE,
     bits_per_weight: BITS_PER_WEIGHT[quant],
     skipped,
     sparsity_after: qn ? qz / qn : 0,
@@ -544,10 +559,10 @@ function pruneSummary(
   };
 }
 
-/** The f16 scales of every quantized tensor, one F16 (rows, cols/32) tensor each, under its own name. */
+/** The f16 scales of the tensors stored as F32 on the Q8_0 grid (embedding, untied lm_head), one F16 (rows, cols/32) tensor each, under its own name. */
 function writeScales(dir: string, quantized: Map<string, { scales: Float32Array; rows: number; cols: number }>): void {
   const entries = [...quantized].map(([name, q]) => ({ name, dtype: 'F16', shape: [q.rows, q.cols / QK] }));
-  const w = SafetensorsWriter.create(join(dir, QUANT_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q4_0/Q8_0 block scales' });
+  const w = SafetensorsWriter.create(join(dir, Q8_0_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q8_0 block scales' });
   try {
     for (const [name, q] of quantized) {
       const h = f32ToF16(q.scales);
@@ -560,12 +575,22 @@ function writeScales(dir: string, quantized: Map<string, { scales: Float32Array;
   }
 }
 
-/** Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name), every other one copied byte for byte. */
-function writeLayer(writer: CheckpointWriter, model: Model, l: number, pruned: Map<string, Float32Array>): void {
+/**
+ * Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name; `pack` writes a
+ * quantized one pack-quantized and says so), every other one copied byte for byte.
+ */
+function writeLayer(
+  writer: CheckpointWriter,
+  model: Model,
+  l: number,
+  pruned: Map<string, Float32Array>,
+  pack: (name: string, W: Float32Array) => boolean,
+): void {
   for (const name of layerTensorNames(model, l)) {
     const W = pruned.get(name);
-    if (W) writer.writeF32(name, W);
-    else writer.copy(name);
+    if (W) {
+      if (!pack(name, W)) writer.writeF32(name, W);
+    } else writer.copy(name);
   }
 }
 
@@ -580,15 +605,15 @@ function layerTensorNames(model: Model, l: number): string[] {
   return names;
 }
 
-/** The Linears of layer l a scope prunes, as (HF name, cols): attention, dense MLP or every expert's. */
-function scopeTensors(model: Model, l: number, scope: LinearScope): { name: string; cols: number }[] {
+/** The Linears of layer l a scope prunes, as (HF name, rows, cols): attention, dense MLP or every expert's. */
+function scopeTensors(model: Model, l: number, scope: LinearScope): { name: string; rows: number; cols: number }[] {
   const out = layerLinears(model.spec, model.config, l)
     .filter(GROUP_OF_SCOPE[scope])
-    .map((ls) => ({ name: model.tensorName(l, ls.module), cols: ls.cols }));
+    .map((ls) => ({ name: model.tensorName(l, ls.module), rows: ls.rows, cols: ls.cols }));
   const ex = model.experts(l);
   if (ex && scope !== 'attn') {
     for (let j = 0; j < ex.count; j++)
-      for (const ls of ex.linears) out.push({ name: model.expertTensorName(l, j, ls.module), cols: ls.cols });
+      for (const ls of ex.linears) out.push({ name: model.expertTensorName(l, j, ls.module), rows: ls.rows, cols: ls.cols });
   }
   return out;
 }

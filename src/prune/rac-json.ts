@@ -119,7 +119,13 @@ export interface OwlRecord {
 export interface QuantizationRecord {
   format: QuantFormat;
   block: number;
-  /** Every value of these tensors is d·k exactly, d the f16 scale of its 32-block in `scales_file`. */
+  /**
+   * `compressed-tensors`: the quantized Linears are pack-quantized (weight_packed, F16 weight_scale
+   * per 32 weights: d, bit for bit), `scales_file` holds only the embedding's / untied lm_head's.
+   * Absent (rac before compressed-tensors output): every tensor F32 on the grid, all scales in `scales_file`.
+   */
+  layout?: 'compressed-tensors';
+  /** Every value of these tensors is d·k exactly, d the f16 scale of its 32-block (weight_scale or `scales_file`). */
   tensors: Record<string, { format: QuantFormat; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
   scales_file: string;
   bits_per_weight: number;

@@ -265,7 +265,7 @@ describe('rac prune --quant', () => {
     const s = JSON.parse(r.stdout) as ReturnType<typeof readSummary>;
     assert.equal(s.quantization!.format, 'q4_0');
     assert.equal(s.calibration.tokens, 0);
-    assert.ok(entries(out).includes('quant_scales.safetensors'));
+    assert.ok(entries(out).includes('q8_0_scales.safetensors'));
     const u = await rac(
       'prune',
       '--model',

@@ -1,30 +1,45 @@
 /**
  * Quantized checkpoints end to end without llama.cpp: `pruneCheckpoint` with --quant (GPTQ, joint
- * SparseGPT + quantization, RTN without calibration), the rac.json record and the scales sidecar,
- * and `exportGguf --dtype q4_0|q8_0`: decoding every block of the written GGUF gives the
- * safetensors values bit for bit; an unquantized model exports by llama.cpp's reference RTN.
+ * SparseGPT + quantization, RTN without calibration) writes compressed-tensors pack-quantized
+ * Linears (weight_packed, F16 weight_scale per 32 weights, weight_shape; quantization_config in
+ * config.json), the Q8_0 embedding as F32 values with its scales in q8_0_scales.safetensors, and
+ * the rac.json record; `exportGguf --dtype q4_0|q8_0` writes every block bit for bit from them:
+ * its f16 d is weight_scale's bits and its codes are weight_packed's. A directory in the earlier
+ * layout (every tensor F32 on the grid, quant_scales.safetensors) still loads and exports the same
+ * blocks. An unquantized model exports by llama.cpp's reference RTN, the same blocks as rtn.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { QK, type QuantFormat } from '../../src/compress/quant-grids.ts';
-import { readGguf, readGgufTensorF32 } from '../../src/io/gguf.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { ggmlTensorBytes, readGguf, readGgufTensorF32, type GgufFile } from '../../src/io/gguf.ts';
+import { INDEX_FILE, SafetensorsFile, SafetensorsModel } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-writer.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
 import { pruneCheckpoint, QUANT_SCALES_FILE, type PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences, readAll, readSummary } from '../helpers/prune.ts';
+import { calibSet, randomSequences, readSummary } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
-const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
-/** qwen2, BF16 input (quantized tensors must be widened to F32 to be exact), tied embeddings. */
+const SIDECAR = 'q8_0_scales.safetensors';
+/** qwen2, BF16 input (the embedding must be widened to F32 to be exact on its grid), tied embeddings. */
 const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 31, hidden: 64, layers: 2, intermediate: 160, dtype: 'BF16', tied: true };
 /** llama (q/k rows permuted in GGUF, block scales with them), untied output. */
 const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 32, hidden: 64, layers: 2, intermediate: 128, heads: 4, kvHeads: 2 };
+/** qwen3_moe: every expert's Linears packed, the router not. */
+const MOE: RandomCheckpointOptions = {
+  family: 'qwen3_moe',
+  seed: 33,
+  hidden: 64,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  moe: { experts: 4, topK: 2, expertIntermediate: 64 },
+};
 
 async function run(
   dir: string,
@@ -47,42 +62,142 @@ async function run(
   }
 }
 
-/** GGUF name → HF name, and whether the llama q/k permutation applies (heads). */
-function ggufTensors(m: Model, arch: string): [string, string, number][] {
+const LINEAR_GGUF: Record<string, string> = {
+  q_proj: 'attn_q',
+  k_proj: 'attn_k',
+  v_proj: 'attn_v',
+  o_proj: 'attn_output',
+  gate_proj: 'ffn_gate',
+  up_proj: 'ffn_up',
+  down_proj: 'ffn_down',
+};
+const EXPERTS_GGUF: Record<string, string> = { gate_proj: 'ffn_gate_exps', up_proj: 'ffn_up_exps', down_proj: 'ffn_down_exps' };
+
+/** Every quantized GGUF tensor: its HF Linears (experts stacked), their (rows, cols) and the llama q/k permutation's heads. */
+function ggufLinears(m: Model, arch: string): { gguf: string; hf: string[]; rows: number; cols: number; heads: number }[] {
   const c = m.config;
-  const out: [string, string, number][] = [['token_embd.weight', m.spec.embedName, 0]];
-  const map: Record<string, string> = {
-    q_proj: 'attn_q',
-    k_proj: 'attn_k',
-    v_proj: 'attn_v',
-    o_proj: 'attn_output',
-    gate_proj: 'ffn_gate',
-    up_proj: 'ffn_up',
-    down_proj: 'ffn_down',
-  };
+  const out: { gguf: string; hf: string[]; rows: number; cols: number; heads: number }[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     for (const l of m.spec.linears(c)) {
+      const ex = m.experts(i);
+      if (ex && (l.group === 'mlp_in' || l.group === 'mlp_out')) continue;
       const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
-      out.push([`blk.${i}.${map[l.name]}.weight`, m.tensorName(i, l.module), heads]);
+      out.push({ gguf: `blk.${i}.${LINEAR_GGUF[l.name]}.weight`, hf: [m.tensorName(i, l.module)], rows: l.rows, cols: l.cols, heads });
     }
+    const ex = m.experts(i);
+    if (ex)
+      for (const l of ex.linears)
+        out.push({
+          gguf: `blk.${i}.${EXPERTS_GGUF[l.name]}.weight`,
+          hf: Array.from({ length: ex.count }, (_, j) => m.expertTensorName(i, j, l.module)),
+          rows: l.rows,
+          cols: l.cols,
+          heads: 0,
+        });
   }
-  if (!m.tiedHead) out.push(['output.weight', m.spec.lmHeadName, 0]);
   return out;
 }
 
-/** Every quantized tensor of the GGUF decodes to the safetensors values, bit for bit. */
-function assertGgufEqualsCheckpoint(dir: string, gguf: string, fmt: QuantFormat, arch: string): void {
+/** A GGUF tensor's stored bytes. */
+function ggufRaw(g: GgufFile, name: string): Uint8Array {
+  const t = g.tensors.find((x) => x.name === name)!;
+  const n = ggmlTensorBytes(
+    t.type!,
+    t.ne[0]!,
+    t.ne.reduce((a, b) => a * b, 1),
+  );
+  return readFileSync(g.file).subarray(g.dataStart + t.offset, g.dataStart + t.offset + n);
+}
+
+/**
+ * The GGUF blocks the compressed-tensors tensors of `hf` stand for, built here from the stored
+ * bytes: d = weight_scale's f16 bits, Q4_0 nibble = code + 8 (ggml order: elements 0–15 low,
+ * 16–31 high), Q8_0 int8 = code; code i of a row = bits 4i (8i) of weight_packed's int32 words.
+ */
+function expectedBlocks(dir: string, hf: string, rows: number, cols: number, fmt: QuantFormat, heads: number): Uint8Array {
+  const st = SafetensorsModel.open(dir);
+  const m = hf.replace(/\.weight$/, '');
+  try {
+    const packed = st.readRaw(`${m}.weight_packed`);
+    const scale = st.readRaw(`${m}.weight_scale`);
+    const bb = fmt === 'q4_0' ? 18 : 34;
+    const bits = fmt === 'q4_0' ? 4 : 8;
+    const nb = cols / 32;
+    const rowWords = (cols * bits) / 32;
+    const out = new Uint8Array(rows * nb * bb);
+    const perm = (r: number) => {
+      if (!heads) return r;
+      const hd = rows / heads;
+      const h = Math.floor(r / hd);
+      const k = r % hd; // destination row within the head: 2i + j ← j·hd/2 + i
+      return h * hd + (k % 2) * (hd / 2) + Math.floor(k / 2);
+    };
+    for (let r = 0; r < rows; r++) {
+      const src = perm(r);
+      for (let b = 0; b < nb; b++) {
+        const p = (r * nb + b) * bb;
+        out[p] = scale[(src * nb + b) * 2]!;
+        out[p + 1] = scale[(src * nb + b) * 2 + 1]!;
+        const code = (i: number) => {
+          const e = b * 32 + i;
+          const w = packed.readUInt32LE((src * rowWords + Math.floor((e * bits) / 32)) * 4);
+          return ((w >>> ((e * bits) % 32)) & ((1 << bits) - 1)) - (1 << (bits - 1));
+        };
+        for (let i = 0; i < 32; i++) {
+          if (fmt === 'q8_0') out[p + 2 + i] = code(i) & 0xff;
+          else if (i < 16) out[p + 2 + i] = code(i) + 8;
+          else out[p + 2 + i - 16]! |= (code(i) + 8) << 4;
+        }
+      }
+    }
+    return out;
+  } finally {
+    st.close();
+  }
+}
+
+function assertSameBytes(a: Uint8Array, b: Uint8Array, what: string): void {
+  assert.equal(a.length, b.length, `${what}: ${a.length} vs ${b.length} bytes`);
+  const i = a.findIndex((x, k) => x !== b[k]);
+  assert.equal(i, -1, `${what}: first differing byte ${i}`);
+}
+
+/**
+ * The round trip quantize → compressed-tensors → GGUF: every Linear's GGUF blocks are the stored
+ * scales and codes, bit for bit; token_embd / output decode to the F32 grid values, the Q8_0 scales.
+ */
+function assertGgufIsCheckpoint(dir: string, gguf: string, fmt: QuantFormat, arch: string): void {
   const g = readGguf(gguf);
   const m = Model.open(dir);
   try {
-    const linType = fmt === 'q4_0' ? 'Q4_0' : 'Q8_0';
-    for (const [gname, hf, heads] of ggufTensors(m, arch)) {
-      const t = g.tensors.find((x) => x.name === gname)!;
-      assert.equal(t.type, gname.startsWith('blk.') ? linType : 'Q8_0', `${gname} type`);
-      let want = m.read(hf);
-      const [rows, cols] = m.tensors.info(hf).shape as [number, number];
-      if (heads) want = permuteQk(want, rows, cols, heads);
-      assert.equal(bits(readGgufTensorF32(g, gname)), bits(want), `${gname}: decoded blocks = ${hf}`);
+    for (const t of ggufLinears(m, arch)) {
+      const want = t.hf.map((hf) => expectedBlocks(dir, hf, t.rows, t.cols, fmt, t.heads));
+      const all = new Uint8Array(want.reduce((a, b) => a + b.length, 0));
+      let off = 0;
+      for (const b of want) {
+        all.set(b, off);
+        off += b.length;
+      }
+      assert.equal(g.tensors.find((x) => x.name === t.gguf)!.type, fmt === 'q4_0' ? 'Q4_0' : 'Q8_0', t.gguf);
+      assertSameBytes(ggufRaw(g, t.gguf), all, `${t.gguf}: blocks = ${t.hf[0]}${t.hf.length > 1 ? ` … (${t.hf.length} experts)` : ''}`);
+      // And the blocks decode to what rac reads from the directory.
+      let read = new Float32Array(0);
+      for (const hf of t.hf) {
+        let w = m.read(hf);
+        if (t.heads) w = permuteQk(w, t.rows, t.cols, t.heads);
+        const both = new Float32Array(read.length + w.length);
+        both.set(read);
+        both.set(w, read.length);
+        read = both;
+      }
+      assertSameBytes(new Uint8Array(readGgufTensorF32(g, t.gguf).buffer), new Uint8Array(read.buffer), `${t.gguf} decoded`);
+    }
+    for (const [gname, hf] of [
+      ['token_embd.weight', m.spec.embedName],
+      ...(m.tiedHead ? [] : [['output.weight', m.spec.lmHeadName]]),
+    ] as const) {
+      assert.equal(g.tensors.find((x) => x.name === gname)!.type, 'Q8_0', gname);
+      assertSameBytes(new Uint8Array(readGgufTensorF32(g, gname).buffer), new Uint8Array(m.read(hf).buffer), gname);
     }
     for (const t of g.tensors) if (t.shape.length === 1) assert.equal(t.type, 'F32', `${t.name} stays F32`);
   } finally {
@@ -90,20 +205,90 @@ function assertGgufEqualsCheckpoint(dir: string, gguf: string, fmt: QuantFormat,
   }
 }
 
-test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks reproduce them exactly', async () => {
+/** What `rac prune --quant` wrote: compressed-tensors tensors and config, the Q8_0 sidecar, an index without it. */
+function assertCompressedTensorsLayout(out: string, fmt: QuantFormat, s: PruneSummary): void {
+  const q = s.quantization!;
+  assert.equal(q.layout, 'compressed-tensors');
+  assert.equal(q.scales_file, SIDECAR);
+  const bits = fmt === 'q4_0' ? 4 : 8;
+  const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+  const qc = config.quantization_config;
+  assert.equal(qc.quant_method, 'compressed-tensors');
+  assert.equal(qc.format, 'pack-quantized');
+  assert.equal(qc.quantization_status, 'compressed');
+  assert.deepEqual(qc.config_groups.group_0.targets, ['Linear']);
+  assert.deepEqual(
+    { ...qc.config_groups.group_0.weights },
+    {
+      ...qc.config_groups.group_0.weights,
+      num_bits: bits,
+      group_size: 32,
+      strategy: 'group',
+      symmetric: true,
+      type: 'int',
+      dynamic: false,
+      actorder: null,
+    },
+  );
+  assert.ok(qc.ignore.includes('lm_head'));
+  const st = SafetensorsModel.open(out);
+  const sc = SafetensorsFile.open(join(out, SIDECAR));
+  try {
+    let linears = 0;
+    for (const [name, rec] of Object.entries(q.tensors)) {
+      const m = name.replace(/\.weight$/, '');
+      if (st.has(`${m}.weight_packed`)) {
+        linears++;
+        assert.equal(rec.format, fmt);
+        assert.ok(!st.has(name), `${name} is replaced`);
+        assert.deepEqual(
+          [st.info(`${m}.weight_packed`).dtype, st.info(`${m}.weight_packed`).shape],
+          ['I32', [rec.rows, (rec.cols * bits) / 32]],
+        );
+        assert.deepEqual([st.info(`${m}.weight_scale`).dtype, st.info(`${m}.weight_scale`).shape], ['F16', [rec.rows, rec.cols / QK]]);
+        assert.deepEqual([st.info(`${m}.weight_shape`).dtype, st.info(`${m}.weight_shape`).shape], ['I64', [2]]);
+        const shape = st.readRaw(`${m}.weight_shape`);
+        assert.deepEqual([Number(shape.readBigInt64LE(0)), Number(shape.readBigInt64LE(8))], [rec.rows, rec.cols]);
+        assert.ok(!qc.ignore.includes(m));
+      } else {
+        // The embedding / an untied lm_head: F32 values on the Q8_0 grid, scales in the sidecar.
+        assert.equal(rec.format, 'q8_0');
+        assert.equal(st.info(name).dtype, 'F32', name);
+        assert.deepEqual([sc.info(name).dtype, sc.info(name).shape], ['F16', [rec.rows, rec.cols / QK]]);
+      }
+    }
+    assert.ok(linears > 0);
+    assert.equal(sc.tensors.size, Object.keys(q.tensors).length - linears, 'the sidecar holds only the Q8_0 tables');
+  } finally {
+    sc.close();
+    st.close();
+  }
+  // The index lists the weight shards only: vLLM and transformers never load the sidecar.
+  const index = JSON.parse(readFileSync(join(out, INDEX_FILE), 'utf8'));
+  assert.deepEqual([...new Set(Object.values(index.weight_map))], ['model.safetensors']);
+  assert.ok(!readdirSync(out).includes(QUANT_SCALES_FILE));
+}
+
+test('GPTQ q4_0 / q8_0: compressed-tensors directory, rac.json record; GGUF blocks are its scales and codes, bit for bit', async () => {
   for (const [opts, arch] of [
     [QWEN, 'qwen2'],
     [LLAMA, 'llama'],
+    [MOE, 'qwen3moe'],
   ] as const) {
     const dir = checkpoint(opts);
     for (const fmt of ['q4_0', 'q8_0'] as const) {
+      if (opts === MOE && fmt === 'q8_0') continue;
       const out = join(tempDir('gptq'), 'm');
       const s = await run(dir, out, { method: 'gptq', quant: fmt });
       const q = s.quantization!;
       assert.equal(q.format, fmt);
-      assert.equal(q.scales_file, QUANT_SCALES_FILE);
+      assertCompressedTensorsLayout(out, fmt, s);
       const m = Model.open(dir);
-      const linears = m.config.numLayers * m.spec.linears(m.config).length;
+      let linears = m.config.numLayers * m.spec.linears(m.config).length;
+      for (let i = 0; i < m.config.numLayers; i++) {
+        const ex = m.experts(i);
+        if (ex) linears += ex.count * ex.linears.length - 3;
+      }
       const tied = m.tiedHead;
       m.close();
       assert.equal(Object.keys(q.tensors).length, linears + (tied ? 1 : 2), 'every Linear + embedding (+ output)');
@@ -111,21 +296,9 @@ test('GPTQ q4_0 / q8_0: rac.json record, F32 values on the grid, GGUF blocks rep
       assert.equal(readSummary(out).quantization!.format, fmt);
       for (const l of s.layers)
         for (const r of Object.values(l.linears)) assert.ok(r!.quant === fmt && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
-      // Quantized tensors are F32 even from a BF16 input; the sidecar holds F16 (rows, cols/32).
-      const all = readAll(out);
-      const sc = SafetensorsFile.open(join(out, QUANT_SCALES_FILE));
-      try {
-        for (const [name, rec] of Object.entries(q.tensors)) {
-          assert.equal(all.get(name)!.dtype, 'F32', name);
-          assert.deepEqual(sc.info(name).shape, [rec.rows, rec.cols / QK]);
-          assert.equal(sc.info(name).dtype, 'F16');
-        }
-      } finally {
-        sc.close();
-      }
       const gguf = join(tempDir('gguf'), 'm.gguf');
       const r = exportGguf({ model: out, out: gguf, dtype: fmt, warn: () => {} });
-      assertGgufEqualsCheckpoint(out, gguf, fmt, arch);
+      assertGgufIsCheckpoint(out, gguf, fmt, arch);
       assert.equal(readGguf(gguf).metadata.get('general.file_type'), fmt === 'q4_0' ? 2 : 7);
       // Quantized files are a fraction of the F32 export.
       const f32 = exportGguf({ model: dir, out: join(tempDir('gguf'), 'f.gguf'), dtype: 'f32', warn: () => {} });
@@ -147,7 +320,7 @@ test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN nee
   for (const l of s.layers) for (const r of Object.values(l.linears)) assert.ok(r!.sparsity >= 0.5, `${r!.sparsity}`);
   const gguf = join(tempDir('gguf'), 'j.gguf');
   exportGguf({ model: out, out: gguf, dtype: 'q4_0', warn: () => {} });
-  assertGgufEqualsCheckpoint(out, gguf, 'q4_0', 'qwen2');
+  assertGgufIsCheckpoint(out, gguf, 'q4_0', 'qwen2');
 
   // RTN without calibration (no capture, no ORT sessions), on the pruned model: zeros stay zeros.
   const rtn = join(tempDir('rtn'), 'm');
@@ -156,11 +329,18 @@ test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN nee
   const sr = await run(pruned, rtn, { method: 'rtn', quant: 'q4_0' }, false);
   assert.equal(sr.calibration.tokens, 0);
   assert.ok(sr.quantization!.sparsity_after >= 0.5);
-  const before = readAll(pruned);
-  for (const [name, t] of readAll(rtn)) {
-    if (!(name in sr.quantization!.tensors) || name.includes('embed')) continue;
-    const b = before.get(name)!.data;
-    for (let i = 0; i < b.length; i++) if (b[i] === 0) assert.ok(Object.is(t.data[i], 0), `${name}[${i}] zero kept`);
+  const before = Model.open(pruned);
+  const after = Model.open(rtn);
+  try {
+    for (const name of Object.keys(sr.quantization!.tensors)) {
+      if (name.includes('embed')) continue;
+      const b = before.read(name);
+      const t = after.read(name);
+      for (let i = 0; i < b.length; i++) if (b[i] === 0) assert.ok(Object.is(t[i], 0), `${name}[${i}] zero kept`);
+    }
+  } finally {
+    before.close();
+    after.close();
   }
   // Exporting the pruned (unquantized) model as q4_0 quantizes by RTN: the same blocks.
   const a = join(tempDir('gguf'), 'a.gguf');
@@ -169,8 +349,71 @@ test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN nee
   exportGguf({ model: pruned, out: b, dtype: 'q4_0', warn: () => {} });
   const ga = readGguf(a);
   const gb = readGguf(b);
-  for (const t of ga.tensors) assert.equal(bits(readGgufTensorF32(ga, t.name)), bits(readGgufTensorF32(gb, t.name)), t.name);
-  assert.ok(existsSync(join(rtn, QUANT_SCALES_FILE)));
+  for (const t of ga.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), t.name);
+  assert.ok(existsSync(join(rtn, SIDECAR)));
+});
+
+test('the earlier layout (every tensor F32 on the grid, quant_scales.safetensors) still loads and exports the same blocks', async () => {
+  const dir = checkpoint(LLAMA);
+  const ct = join(tempDir('ct'), 'm');
+  const s = await run(dir, ct, { method: 'gptq', quant: 'q4_0' });
+  // Rebuild what rac wrote before: the dequantized values as F32 in place of every quantized
+  // Linear, config.json without quantization_config, every scale in quant_scales.safetensors.
+  const old = join(tempDir('old'), 'm');
+  mkdirSync(old);
+  const m = Model.open(ct);
+  const src = SafetensorsModel.open(dir);
+  const scales: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] = [];
+  try {
+    const st = SafetensorsModel.open(ct);
+    const sidecar = SafetensorsFile.open(join(ct, SIDECAR));
+    for (const [name, rec] of Object.entries(s.quantization!.tensors)) {
+      const raw = sidecar.tensors.has(name) ? sidecar.readRaw(name) : st.readRaw(name.replace(/\.weight$/, '.weight_scale'));
+      scales.push({ name, dtype: 'F16', shape: [rec.rows, rec.cols / QK], data: new Uint8Array(raw) });
+    }
+    sidecar.close();
+    st.close();
+    writeSafetensors(
+      join(old, 'model.safetensors'),
+      src.names().map((name) => ({
+        name,
+        dtype: name in s.quantization!.tensors ? 'F32' : src.info(name).dtype,
+        shape: src.info(name).shape,
+        data: name in s.quantization!.tensors ? m.read(name) : new Uint8Array(src.readRaw(name)),
+      })),
+      { format: 'pt' },
+    );
+  } finally {
+    src.close();
+    m.close();
+  }
+  writeSafetensors(join(old, QUANT_SCALES_FILE), scales, { format: 'pt' });
+  const summary = JSON.parse(readFileSync(join(ct, 'rac.json'), 'utf8'));
+  delete summary.quantization.layout;
+  summary.quantization.scales_file = QUANT_SCALES_FILE;
+  writeFileSync(join(old, 'rac.json'), JSON.stringify(summary));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) copyFileSync(join(dir, f), join(old, f));
+  copyFileSync(join(dir, 'config.json'), join(old, 'config.json'));
+
+  const o = Model.open(old);
+  assert.equal(o.compressed, false, 'an F32 model to the engine, as before');
+  o.close();
+  const a = join(tempDir('gguf'), 'old.gguf');
+  const b = join(tempDir('gguf'), 'ct.gguf');
+  exportGguf({ model: old, out: a, dtype: 'q4_0', warn: () => {} });
+  exportGguf({ model: ct, out: b, dtype: 'q4_0', warn: () => {} });
+  const ga = readGguf(a);
+  const gb = readGguf(b);
+  for (const t of gb.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), t.name);
+});
+
+test('a compressed-tensors model is not pruned or quantized again', async () => {
+  const out = join(tempDir('ct'), 'm');
+  await run(checkpoint(QWEN), out, { method: 'rtn', quant: 'q4_0' }, false);
+  await assert.rejects(
+    run(out, join(tempDir('x'), 'm'), { method: 'rtn', quant: 'q8_0' }, false),
+    /is a compressed-tensors \(pack-quantized\) checkpoint; prune or quantize the unquantized model/,
+  );
 });
 
 test('quantization refusals: gptq without a format or with a sparsity target', async () => {
