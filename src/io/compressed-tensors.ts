@@ -99,11 +99,15 @@ export interface PackedLinear {
   gIdx: Int32Array | null;
 }
 
-/** A tensor stored as F32 values on the Q8_0 grid, with its block scales: codes (rows, cols), scales (rows, cols/32). */
+/**
+ * A tensor stored as F32 values on the Q8_0 grid, with its block scales: value = d·k with k =
+ * u − 128, u (rows, cols) the codes as unsigned bytes (MatMulNBits' 8-bit B as is), d the scales
+ * (rows, cols/32).
+ */
 export interface GridTable {
   rows: number;
   cols: number;
-  codes: Int8Array;
+  u: Uint8Array;
   scales: Float32Array;
 }
 
@@ -473,30 +477,28 @@ export class CompressedTensors {
       fail(sc.path, `"${name}" is ${s.dtype} [${s.shape.join(', ')}], expected F16 [${rows}, ${cols / 32}]`);
     const sr = sc.readRaw(name);
     const scales = f16ToF32(new Uint16Array(sr.buffer, sr.byteOffset, sr.byteLength / 2));
-    const codes = new Int8Array(rows * cols);
+    const u = new Uint8Array(rows * cols);
     // Rows in chunks of ~4 MiB: the F32 table is never whole in memory.
     const chunk = Math.max(1, Math.floor((4 << 20) / (cols * 4)));
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
       const b = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4);
       try {
-        codes.set(
-          gridCodes(
-            new Float32Array(b.buffer, b.byteOffset, n * cols),
-            scales.subarray((r0 * cols) / 32, ((r0 + n) * cols) / 32),
-            n,
-            cols,
-            32,
-            -127,
-            127,
-          ),
-          r0 * cols,
+        const q = gridCodes(
+          new Float32Array(b.buffer, b.byteOffset, n * cols),
+          scales.subarray((r0 * cols) / 32, ((r0 + n) * cols) / 32),
+          n,
+          cols,
+          32,
+          -127,
+          127,
         );
+        for (let i = 0; i < q.length; i++) u[r0 * cols + i] = q[i]! + 128;
       } catch (e) {
         fail(t.file, `"${name}" rows ${r0}..${r0 + n}: ${(e as Error).message} (${Q8_0_SCALES_FILE})`);
       }
     }
-    return { rows, cols, codes, scales };
+    return { rows, cols, u, scales };
   }
 
   close(): void {

@@ -337,12 +337,22 @@ export class Engine {
     const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
     let moeGraphs: { layer: Uint8Array; expert: Uint8Array } | null = null;
     const sessions: Session[] = [];
+    // Packed weights: no per-session arena holding each session's largest activations (Session.create).
+    const memArena = !(native && (model.compressed || embedTable));
     const open = async (name: string, bytes: Uint8Array) => {
-      const s = await Session.create(name, bytes, o);
+      const s = await Session.create(name, bytes, { ...o, memArena });
       sessions.push(s);
       return s;
     };
     try {
+      // A packed head first: its load-time copies (the largest session's) come before the layers' weights are held.
+      let packedHead: HeadChunk | null = null;
+      const headWeight = native ? Engine.packedHead(model, embedTable) : null;
+      if (headWeight) {
+        const feeds: Feeds = { w_norm: { data: model.finalNorm(), dims: [c.hiddenSize] } };
+        const session = await open('lm head', buildHeadGraph(c, headWeight, accuracyLevel, bakeWeights ? asConstants(feeds) : undefined));
+        packedHead = { session, v0: 0, v1: c.vocabSize, feeds: bakeWeights ? null : feeds };
+      }
       const shared = new Map<Uint8Array, Session>();
       /** A session of `graph` with `feeds` baked in when allowed and small enough, else the graph's shared session and the feeds. */
       const bound = async (name: string, graph: Uint8Array, feeds: Feeds): Promise<{ session: Session; feeds: Feeds | null }> => {
@@ -380,18 +390,11 @@ export class Engine {
         }
         layerSessions.push({ ...attn, experts });
       }
+      if (packedHead) return new Engine(model, c, layerSessions, [packedHead], sessions, embedTable);
       const norm = model.finalNorm();
       const D = c.hiddenSize;
       const V = c.vocabSize;
       const headChunks: HeadChunk[] = [];
-      const packedHead = native ? Engine.packedHead(model, embedTable) : null;
-      if (packedHead) {
-        const g = buildHeadGraph(c, packedHead, accuracyLevel);
-        const feeds: Feeds = { w_norm: { data: norm, dims: [D] } };
-        const session = await open('lm head', bakeWeights ? bakeInputs(g, asConstants(feeds)) : g);
-        headChunks.push({ session, v0: 0, v1: V, feeds: bakeWeights ? null : feeds });
-        return new Engine(model, c, layerSessions, headChunks, sessions, embedTable);
-      }
       const headGraph = buildHeadGraph(c);
       const lm = model.lmHead();
       if (bakeWeights) {
@@ -434,11 +437,13 @@ export class Engine {
       feedBytes(feeds) + Object.values(p).reduce((a, m) => a + m!.weight.B.byteLength + m!.weight.scales.byteLength, 0);
     if (bytes(pl.feeds, pl.packed) > o.bakeLimitBytes || (pl.experts ?? []).some((e) => bytes(e.feeds, e.packed) > o.bakeLimitBytes))
       return null;
-    // A session holding its graph's packed weights and, when baking, its float ones too.
-    const session = async (name: string, graph: Uint8Array, feeds: Feeds) =>
-      o.bakeWeights
-        ? { session: await open(name, bakeInputs(graph, asConstants(feeds))), feeds: null }
-        : { session: await open(name, graph), feeds };
+    // A session holding its graph's packed weights and, when baking, its float ones too (as
+    // initializers from the start: no bakeInputs decode and re-encode of the packed bytes).
+    const baked = (feeds: Feeds) => (o.bakeWeights ? { constants: asConstants(feeds) } : {});
+    const session = async (name: string, graph: Uint8Array, feeds: Feeds) => ({
+      session: await open(name, graph),
+      feeds: o.bakeWeights ? null : feeds,
+    });
     const layer = await session(
       `decoder layer ${i}`,
       buildLayerGraph(spec, c, {
@@ -448,6 +453,7 @@ export class Engine {
         experts: ex,
         packed: pl.packed,
         accuracyLevel: o.accuracyLevel,
+        ...baked(pl.feeds),
       }),
       pl.feeds,
     );
@@ -457,7 +463,7 @@ export class Engine {
       const e = pl.experts[j]!;
       const s = await session(
         `layer ${i} expert ${j}`,
-        buildExpertGraph(c, ex, { capture: false, packed: e.packed, accuracyLevel: o.accuracyLevel }),
+        buildExpertGraph(c, ex, { capture: false, packed: e.packed, accuracyLevel: o.accuracyLevel, ...baked(e.feeds) }),
         e.feeds,
       );
       experts.sessions.push(s.session);

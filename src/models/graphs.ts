@@ -58,6 +58,8 @@ export interface LayerGraphVariant {
   packed?: Partial<Record<LinearName, PackedMatMul>>;
   /** MatMulNBits' accuracy_level for `packed` (default PACKED_ACCURACY_LEVEL, models/packed.ts). */
   accuracyLevel?: number;
+  /** Weight inputs baked in as initializers at build (the graph then declares only the rest as inputs). */
+  constants?: Record<string, { data: Float32Array; dims: readonly number[] }>;
 }
 
 /** A Linear as MatMulNBits runs it: the weight, and the input-column order when activation ordering permutes it. */
@@ -108,6 +110,7 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   if (v.captureCross && Object.keys(packed).length > 0) throw new Error('buildLayerGraph: captureCross takes float weights');
   const g = new GraphBuilder(
     `decoder_layer${ex ? '_moe' : ''}${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : v.captureCross ? '_capture_cross' : '_capture') : ''}`,
+    v.constants,
   );
   const groups = layerCaptureGroups(!!ex);
 
@@ -272,6 +275,8 @@ export interface ExpertGraphVariant {
   /** The expert's Linears baked in as MatMulNBits weights instead of inputs. */
   packed?: Partial<Record<ExpertLinearName, PackedMatMul>>;
   accuracyLevel?: number;
+  /** Weight inputs baked in as initializers at build. */
+  constants?: Record<string, { data: Float32Array; dims: readonly number[] }>;
 }
 
 /**
@@ -283,7 +288,7 @@ export interface ExpertGraphVariant {
  */
 export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGraphVariant): Uint8Array {
   const D = cfg.hiddenSize;
-  const g = new GraphBuilder(`moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`);
+  const g = new GraphBuilder(`moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`, v.constants);
   const x = g.input('x', 'float32', ['n', D]);
   const gw = g.input('gate_w', 'float32', ['n', 1]);
   const W = {} as Record<ExpertLinearName, Value>;
@@ -313,8 +318,13 @@ export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGrap
 }
 
 /** Final RMSNorm + LM head: hidden (N, D) → logits (N, V); with `packed`, the head is that MatMulNBits weight (V rows). */
-export function buildHeadGraph(cfg: ModelConfig, packed?: PackedMatMul, accuracyLevel?: number): Uint8Array {
-  const g = new GraphBuilder('lm_head');
+export function buildHeadGraph(
+  cfg: ModelConfig,
+  packed?: PackedMatMul,
+  accuracyLevel?: number,
+  constants?: Record<string, { data: Float32Array; dims: readonly number[] }>,
+): Uint8Array {
+  const g = new GraphBuilder('lm_head', constants);
   const h = g.input('hidden', 'float32', ['N', cfg.hiddenSize]);
   const nw = g.input('w_norm', 'float32', [cfg.hiddenSize]);
   const xn = g.rmsNorm(h, nw, cfg.rmsNormEps);

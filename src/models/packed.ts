@@ -81,11 +81,9 @@ export function packedMatMul(p: PackedLinear): PackedMatMul | null {
   return { weight: { K, N, bits, blockSize: block, B, scales, zeroPoints }, perm };
 }
 
-/** A Q8_0 table (rows, cols) as an 8-bit MatMulNBits weight, blocks of 32 (the LM head of rac's quantized output). */
+/** A Q8_0 table (rows, cols) as an 8-bit MatMulNBits weight, blocks of 32 (the LM head of rac's quantized output): its bytes, not a copy. */
 export function gridMatMul(t: GridTable): PackedMatMul {
-  const B = new Uint8Array(t.codes.length);
-  for (let i = 0; i < B.length; i++) B[i] = t.codes[i]! + 128;
-  return { weight: { K: t.cols, N: t.rows, bits: 8, blockSize: 32, B, scales: t.scales, zeroPoints: null }, perm: null };
+  return { weight: { K: t.cols, N: t.rows, bits: 8, blockSize: 32, B: t.u, scales: t.scales, zeroPoints: null }, perm: null };
 }
 
 /** The embedding rows of ids from a Q8_0 table: d·k, exactly the F32 values it stands for. */
@@ -95,7 +93,7 @@ export function gridRows(t: GridTable, ids: ArrayLike<number>): Float32Array {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     if (!Number.isInteger(id) || id < 0 || id >= t.rows) throw new RangeError(`token id ${id} out of range [0, ${t.rows})`);
-    for (let c = 0; c < D; c++) out[i * D + c] = t.scales[(id * D + c) >> 5]! * t.codes[id * D + c]! + 0;
+    for (let c = 0; c < D; c++) out[i * D + c] = t.scales[(id * D + c) >> 5]! * (t.u[id * D + c]! - 128) + 0;
   }
   return out;
 }

@@ -75,7 +75,14 @@ export class GraphBuilder {
   private counter = 0;
   private usesMsDomain = false;
 
-  constructor(readonly graphName: string) {}
+  /**
+   * `constants`: inputs baked in as initializers when declared (their data referenced, copied once
+   * by build()) — bakeInputs' effect without decoding and re-encoding the model.
+   */
+  constructor(
+    readonly graphName: string,
+    private readonly constants: Readonly<Record<string, { data: Float32Array; dims: readonly number[] }>> = {},
+  ) {}
 
   private fresh(hint: string): string {
     let name: string;
@@ -103,8 +110,22 @@ export class GraphBuilder {
     };
   }
 
-  /** Declare a graph input. */
+  /** Declare a graph input (an initializer when `constants` holds it). */
   input(name: string, elem: ElemType, shape: Dim[]): Value {
+    const c = this.constants[name];
+    if (c) {
+      if (elem !== 'float32' || c.dims.length !== shape.length || shape.some((d, i) => typeof d === 'number' && d !== c.dims[i]))
+        throw new Error(
+          `graph ${this.graphName}: constant "${name}" [${c.dims.join(', ')}] does not fit input ${elem} [${shape.join(', ')}]`,
+        );
+      this.inits.push({
+        name: this.claim(name),
+        dataType: ELEM.float32,
+        dims: [...c.dims],
+        rawData: new Uint8Array(c.data.buffer, c.data.byteOffset, c.data.byteLength),
+      });
+      return new Value(this, name);
+    }
     this.inputs.push(this.valueInfo(this.claim(name), elem, shape));
     return new Value(this, name);
   }
