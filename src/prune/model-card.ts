@@ -66,11 +66,15 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
     `| calibration | ${calib} |`,
     ...(s.quantization
       ? [
-          `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; values stored as F32 on the grid, f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them bit for bit) |`,
+          s.quantization.layout === 'compressed-tensors'
+            ? `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; the linear layers stored as compressed-tensors \`pack-quantized\` (W${s.quantization.format === 'q4_0' ? 4 : 8}A16, symmetric, group size 32, f16 scales: \`quantization_config\` in config.json, loadable by vLLM and transformers), the embedding (and an untied lm_head) as F32 on the Q8_0 grid with its f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes every block bit for bit) |`
+            : `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; values stored as F32 on the grid, f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them bit for bit) |`,
         ]
       : []),
     '',
-    'Weights are stored dense (zeros included), in the source dtype. `rac.json` beside this file has the',
+    s.quantization?.layout === 'compressed-tensors'
+      ? 'Other weights are stored as in the source. `rac.json` beside this file has the'
+      : 'Weights are stored dense (zeros included), in the source dtype. `rac.json` beside this file has the',
     'full record: settings, calibration inputs with their sha256, and the reconstruction error of every',
     `layer. Measure this model with \`rac eval\`${originalCard !== null ? '; any accuracy figures in the original card below are the dense model’s' : ''}.`,
     '',

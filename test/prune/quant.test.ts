@@ -267,6 +267,7 @@ function assertCompressedTensorsLayout(out: string, fmt: QuantFormat, s: PruneSu
   const index = JSON.parse(readFileSync(join(out, INDEX_FILE), 'utf8'));
   assert.deepEqual([...new Set(Object.values(index.weight_map))], ['model.safetensors']);
   assert.ok(!readdirSync(out).includes(QUANT_SCALES_FILE));
+  assert.match(readFileSync(join(out, 'README.md'), 'utf8'), /compressed-tensors `pack-quantized` \(W[48]A16, symmetric, group size 32/);
 }
 
 test('GPTQ q4_0 / q8_0: compressed-tensors directory, rac.json record; GGUF blocks are its scales and codes, bit for bit', async () => {
