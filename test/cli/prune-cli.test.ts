@@ -266,6 +266,25 @@ describe('rac prune --quant', () => {
     assert.equal(s.quantization!.format, 'q4_0');
     assert.equal(s.calibration.tokens, 0);
     assert.ok(entries(out).includes('q8_0_scales.safetensors'));
+    // The compressed-tensors directory runs in rac's commands.
+    const info = await rac('info', '--model', out, '--json');
+    assert.equal(info.code, 0, info.stderr);
+    assert.equal((JSON.parse(info.stdout) as { dtypes: Record<string, number> }).dtypes['INT4 (pack-quantized)'], 7);
+    const gen = await rac(
+      'generate',
+      '--model',
+      out,
+      '--prompt',
+      'hello',
+      '--max-new-tokens',
+      '4',
+      '--temperature',
+      '0',
+      '--json',
+      '--threads',
+      '1',
+    );
+    assert.equal(gen.code, 0, gen.stderr);
     const u = await rac(
       'prune',
       '--model',
