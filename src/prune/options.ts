@@ -15,7 +15,11 @@ import type { LayerReport, PruneMethod } from './rac-json.ts';
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
 /** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
 export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
-/** The sidecar with the f16 block scales of every quantized tensor (`<name>` → F16 (rows, cols/32)). */
+/**
+ * The earlier layout's sidecar: the f16 block scales of every quantized tensor (`<name>` → F16
+ * (rows, cols/32)), beside F32 values on the grid. rac now writes compressed-tensors
+ * (ct-output.ts); directories in this layout still load and export (export/gguf.ts).
+ */
 export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
 /** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
 export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
@@ -33,8 +37,9 @@ export interface PruneOptions {
   /**
    * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
    * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
-   * untied lm_head) is rounded to q8_0. Quantized tensors are written as F32 values on the grid,
-   * their f16 scales to quant_scales.safetensors.
+   * untied lm_head) is rounded to q8_0. Quantized Linears are written compressed-tensors
+   * pack-quantized (ct-output.ts); the q8_0 tables as F32 values on the grid, their f16 scales
+   * in q8_0_scales.safetensors.
    */
   quant?: QuantFormat;
   target: SparsityTarget;

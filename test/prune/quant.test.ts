@@ -408,6 +408,34 @@ test('the earlier layout (every tensor F32 on the grid, quant_scales.safetensors
   for (const t of gb.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), t.name);
 });
 
+test('a sharded source: packed tensors stay in their shards, the index maps them, the blocks equal RTN of the source', async () => {
+  const dir = checkpoint({ ...LLAMA, seed: 34, shards: 2 });
+  const out = join(tempDir('sharded'), 'm');
+  await run(dir, out, { method: 'rtn', quant: 'q8_0' }, false);
+  const index = JSON.parse(readFileSync(join(out, INDEX_FILE), 'utf8')) as { weight_map: Record<string, string> };
+  const src = SafetensorsModel.open(dir);
+  const st = SafetensorsModel.open(out);
+  try {
+    assert.equal(new Set(Object.values(index.weight_map)).size, 2);
+    for (const [name, shard] of Object.entries(index.weight_map)) {
+      assert.equal(st.shardOf(name), shard, name);
+      const source = name.replace(/\.weight_(packed|scale|shape)$/, '.weight');
+      assert.equal(shard, src.shardOf(source), `${name} in the shard of ${source}`);
+    }
+    assert.ok(Object.keys(index.weight_map).some((n) => n.endsWith('.weight_packed')));
+  } finally {
+    st.close();
+    src.close();
+  }
+  const a = join(tempDir('gguf'), 'a.gguf');
+  const b = join(tempDir('gguf'), 'b.gguf');
+  exportGguf({ model: out, out: a, dtype: 'q8_0', warn: () => {} });
+  exportGguf({ model: dir, out: b, dtype: 'q8_0', warn: () => {} });
+  const ga = readGguf(a);
+  const gb = readGguf(b);
+  for (const t of ga.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), t.name);
+});
+
 test('a compressed-tensors model is not pruned or quantized again', async () => {
   const out = join(tempDir('ct'), 'm');
   await run(checkpoint(QWEN), out, { method: 'rtn', quant: 'q4_0' }, false);
