@@ -16,10 +16,18 @@ const LAYERS = [
   ['backends'], // generation backends behind one interface
   ['report'], // rac report
   ['study', 'serve'], // trace / eval / rac run / estimate; rac serve
+  ['api'], // rac as a library (src/index.ts is its public face)
   ['cli'], // commands
 ];
 
 const forbidden = [
+  {
+    name: 'index-is-the-entry',
+    severity: 'error',
+    comment: 'src/index.ts is what package users import; nothing inside src imports it',
+    from: { path: '^src/' },
+    to: { path: '^src/index\\.ts$' },
+  },
   { name: 'no-circular', severity: 'error', comment: 'import cycles make the layers meaningless', from: {}, to: { circular: true } },
   { name: 'not-to-unresolvable', severity: 'error', from: {}, to: { couldNotResolve: true } },
   {
@@ -47,7 +55,7 @@ const forbidden = [
     name: 'rooms-known',
     severity: 'error',
     comment: 'every directory under src/ is a room of LAYERS (add a new one there and to the README)',
-    from: { path: '^src/', pathNot: `^src/(${LAYERS.flat().join('|')})/|^src/version\\.ts$` },
+    from: { path: '^src/', pathNot: `^src/(${LAYERS.flat().join('|')})/|^src/(version|errors|index)\\.ts$` },
     to: {},
   },
 ];

@@ -47,7 +47,7 @@ const hesitationsOf = (text: string) => {
 };
 
 /** Chat-templated prompt ids (generation prompt, no special tokens added again). */
-function encodePrompts(m: LoadedModel, problems: readonly TinyProblem[]): number[][] {
+export function encodePrompts(m: LoadedModel, problems: readonly TinyProblem[]): number[][] {
   return problems.map((p) =>
     m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: p.prompt }], { addGenerationPrompt: true }), {
       addSpecialTokens: false,
@@ -56,7 +56,7 @@ function encodePrompts(m: LoadedModel, problems: readonly TinyProblem[]): number
 }
 
 /** Generate every request in `mode` with room up to the context for the longest prompt. */
-function generateAll(m: LoadedModel, reqs: { prompt: number[]; stream: number }[], mode: Mode, seed: number, batchSize: number) {
+export function generateAll(m: LoadedModel, reqs: { prompt: number[]; stream: number }[], mode: Mode, seed: number, batchSize: number) {
   const maxPrompt = reqs.reduce((a, r) => Math.max(a, r.prompt.length), 0);
   return generate(m.engine, m.tokenizer, reqs, {
     maxNewTokens: Math.max(1, m.model.config.maxPositionEmbeddings - maxPrompt),

@@ -41,6 +41,7 @@ import {
 import { exportGguf, type GgufDtype } from '../export/gguf.ts';
 import { stopTokenIds } from '../models/loaded.ts';
 import { validateGenerateOptions } from '../models/generate.ts';
+import { RacError } from '../errors.ts';
 
 export const NODE_LLAMA_CPP_VERSION = '3.21.1';
 
@@ -67,7 +68,7 @@ export interface LlamaCppBackendOptions {
   log?: (line: string) => void;
 }
 
-export class LlamaCppUnavailableError extends Error {
+export class LlamaCppUnavailableError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'LlamaCppUnavailableError';

@@ -32,6 +32,7 @@ import {
   type GenerationHooks,
   type SamplingSettings,
 } from './backend.ts';
+import { RacError } from '../errors.ts';
 
 export type PromptFormat = 'ids' | 'text';
 /** Where completion token ids come from. */
@@ -62,7 +63,7 @@ export interface OpenAIBackendOptions {
   log?: (line: string) => void;
 }
 
-export class OpenAIHttpError extends Error {
+export class OpenAIHttpError extends RacError {
   constructor(
     readonly status: number,
     message: string,

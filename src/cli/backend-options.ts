@@ -2,7 +2,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { GenerationBackend } from '../backends/backend.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
-import { BACKENDS, openBackend, type BackendKind } from '../backends/index.ts';
+import { BACKENDS, openBackend, type BackendKind, type OpenBackendOptions } from '../backends/index.ts';
 import type { PromptFormat } from '../backends/openai.ts';
 import { int } from './common.ts';
 
@@ -52,6 +52,21 @@ export function addBackendOptions(cmd: Command): Command {
         throw new InvalidArgumentError(`prompt format must be ids, text or auto, got "${v}"`);
       return v as PromptFormat | 'auto';
     });
+}
+
+/** The backend options of the flags (everything but the model, batch size and runtime). */
+export function backendOptionsOf(o: BackendFlags): Omit<OpenBackendOptions, 'model' | 'batchSize' | 'runtime'> {
+  return {
+    backend: o.backend,
+    ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
+    ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
+    ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
+    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
+    ...(o.gguf !== undefined ? { gguf: o.gguf } : {}),
+    ...(o.contextSize !== undefined ? { contextSize: o.contextSize } : {}),
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+  };
 }
 
 /** The backend named by --backend, through the backend factory. */

@@ -3,10 +3,12 @@
  * Exit codes: 0 ok · 1 runtime failure (bad file, model error) · 2 usage error.
  */
 import { Command, CommanderError } from 'commander';
+import { UsageError } from '../errors.ts';
 import { RAC_VERSION } from '../version.ts';
 import { register as evaluate } from './commands/eval.ts';
 import { register as exportGguf } from './commands/export-gguf.ts';
 import { register as generate } from './commands/generate.ts';
+import { register as imatrix } from './commands/imatrix.ts';
 import { register as info } from './commands/info.ts';
 import { register as logits } from './commands/logits.ts';
 import { register as prune } from './commands/prune.ts';
@@ -23,7 +25,7 @@ export function buildProgram(): Command {
     .version(RAC_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const reg of [info, generate, logits, trace, prune, evaluate, report, run, exportGguf, serve]) reg(program);
+  for (const reg of [info, generate, logits, trace, prune, imatrix, evaluate, report, run, exportGguf, serve]) reg(program);
   for (const c of program.commands) c.exitOverride();
   addHubResolution(program);
   return program;
@@ -39,10 +41,11 @@ export async function main(argv: string[]): Promise<number> {
       // help and version exit 0; usage errors were printed by commander
       return e.exitCode === 0 ? 0 : 2;
     }
+    // Library errors (RacError) are one-line messages for the user; a UsageError is a usage error (exit 2).
     const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`rac: error: ${msg}\n`);
     if (process.env.RAC_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-    return 1;
+    return e instanceof UsageError ? 2 : 1;
   }
 }
 

@@ -11,9 +11,12 @@
  * later blocks as GEMMs. The scale of each 32-wide quantization block is computed from the
  * already-updated weights when the walk reaches the block's first column (the reference's
  * `groupsize` behaviour, `static_groups=False`), rounded to f16, so the file stores exactly what
- * GPTQ decided. No act-order (columns are walked in their natural order).
+ * GPTQ decided; the k-quants' 256-column super-blocks take llama.cpp's choice of scales, mins and
+ * super-scales on the current weights when the walk reaches them (ggml-quants.ts GridWalk). No
+ * act-order (columns are walked in their natural order).
  */
 import type { Gemm } from './gemm.ts';
+import type { GgmlQuantType } from './ggml-quants.ts';
 import type { QuantFormat } from './quant-grids.ts';
 import { sparsegptPrune, type ObsReport, type SparseGPTOptions } from './sparsegpt.ts';
 
@@ -21,17 +24,19 @@ export type GptqOptions = Omit<SparseGPTOptions, 'quant'>;
 
 /**
  * Quantize W (rows, cols), row-major f32, in place to `fmt` by GPTQ on H (cols, cols) = 2/n·Σ xᵀx.
- * Returns the report with the f16 block scales (rows, cols/32): every W value is scales·k exactly.
+ * Returns the report with the GGUF bytes (`blocks`; every W value is their dequantization, exactly)
+ * and, for q4_0/q8_0, the f16 block scales (rows, cols/32). `opts.imatrix` steers llama.cpp's
+ * choice of each block's scales (k-quants: each 256-column super-block's) as llama-quantize's.
  */
 export async function gptqQuantize(
   W: Float32Array,
   rows: number,
   cols: number,
   H: Float32Array,
-  fmt: QuantFormat,
+  fmt: QuantFormat | GgmlQuantType,
   gemm: Gemm,
   opts: GptqOptions = {},
-): Promise<ObsReport & { scales: Float32Array }> {
+): Promise<ObsReport & { blocks: Uint8Array }> {
   const r = await sparsegptPrune(W, rows, cols, H, { kind: 'unstructured', sparsity: 0 }, gemm, { ...opts, quant: fmt });
-  return r as ObsReport & { scales: Float32Array };
+  return r as ObsReport & { blocks: Uint8Array };
 }

@@ -139,3 +139,46 @@ export function ggufBlocksFromCodes(fmt: 'q4_0' | 'q8_0', q: Int8Array, d: Uint1
   }
   return out;
 }
+
+/**
+ * The inverse of ggufBlocksFromCodes: GGUF Q4_0 / Q8_0 blocks of a (rows, cols) tensor as
+ * compressed-tensors pack-quantized bytes (rows, packedRowBytes(cols, bits)) — unsigned codes
+ * u = q + 2^(b−1): Q4_0's nibble as it is, Q8_0's int8 + 128 — and each block's d as its f16 bits
+ * (rows, cols/32), copied, never converted (a −0 or subnormal d stays what llama.cpp wrote).
+ */
+export function packedFromGgufBlocks(
+  fmt: 'q4_0' | 'q8_0',
+  blocks: Uint8Array,
+  rows: number,
+  cols: number,
+): { packed: Uint8Array; d: Uint16Array } {
+  if (cols % 32 !== 0) throw new RangeError(`packedFromGgufBlocks: row length ${cols} is not a multiple of 32`);
+  const bb = fmt === 'q4_0' ? 18 : 34;
+  const G = cols / 32;
+  if (blocks.length !== rows * G * bb) throw new RangeError(`packedFromGgufBlocks: ${blocks.length} bytes, expected ${rows}·${G}·${bb}`);
+  const bits = fmt === 'q4_0' ? 4 : 8;
+  const stride = packedRowBytes(cols, bits);
+  const packed = new Uint8Array(rows * stride);
+  const d = new Uint16Array(rows * G);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < G; g++) {
+      const b = r * G + g;
+      const p = b * bb;
+      d[b] = blocks[p]! | (blocks[p + 1]! << 8);
+      if (fmt === 'q8_0') {
+        const dst = r * stride + g * 32;
+        for (let i = 0; i < 32; i++) packed[dst + i] = blocks[p + 2 + i]! ^ 0x80;
+        continue;
+      }
+      // Q4_0: elements i and i + 16 share qs[i] (low, high nibble); packed: elements 2j, 2j + 1 share a byte.
+      const dst = r * stride + g * 16;
+      for (let i = 0; i < 16; i++) {
+        const lo = blocks[p + 2 + i]! & 0x0f;
+        const hi = blocks[p + 2 + i]! >> 4;
+        packed[dst + (i >> 1)]! |= lo << ((i & 1) << 2);
+        packed[dst + ((i + 16) >> 1)]! |= hi << ((i & 1) << 2);
+      }
+    }
+  }
+  return { packed, d };
+}

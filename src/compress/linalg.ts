@@ -18,9 +18,10 @@
  * route; element traffic in JS is O(n³/nb) for the strided write-back of GEMM results.
  */
 import type { Gemm } from './gemm.ts';
+import { RacError } from '../errors.ts';
 
 /** Cholesky met a pivot that is not a finite positive number: the matrix is not (numerically) PD. */
-export class NotPositiveDefiniteError extends Error {
+export class NotPositiveDefiniteError extends RacError {
   constructor(
     readonly pivot: number,
     readonly value: number,

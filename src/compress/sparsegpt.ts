@@ -21,7 +21,8 @@
  */
 import type { Gemm } from './gemm.ts';
 import { inverseUpperFactor, NotPositiveDefiniteError, readBlock32, readBlock64, subtractBlock } from './linalg.ts';
-import { blockScale, QK, quantizeToGrid, type QuantFormat } from './quant-grids.ts';
+import { GGML_QUANT_TRAITS, GridWalk, legacyScales, type GgmlQuantType } from './ggml-quants.ts';
+import { QK, type QuantFormat } from './quant-grids.ts';
 import {
   reportFor,
   selectSmallest,
@@ -45,18 +46,25 @@ export interface SparseGPTOptions {
   subBlock?: number;
   /**
    * Joint sparsification + quantization (the SparseGPT paper's joint mode; GPTQ when the target
-   * prunes nothing): every kept weight is rounded to this GGUF grid inside the same column walk,
-   * masked ones become exact zeros (zero is on the grid), and both errors are propagated. Block
-   * scales (32 consecutive columns of a row) are computed when a block starts, from the current,
-   * already-updated weights (the kept ones, when the mask is already known: unstructured).
+   * prunes nothing): every kept weight is rounded to this ggml grid inside the same column walk,
+   * masked ones to the grid point nearest 0 (exactly 0 on the symmetric grids: Q4_0, Q8_0, Q3_K,
+   * Q6_K, Q5_0), and both errors are propagated. A block's grid (32 columns, or a 256-column
+   * super-block for the k-quants) is llama.cpp's choice on the current, already-updated weights
+   * when the walk reaches the block's first column (masked weights known by then enter as 0); see
+   * GridWalk. A super-block spans whole solver blocks: blocksize must divide 256 or be a multiple.
    */
-  quant?: QuantFormat;
+  quant?: QuantFormat | GgmlQuantType;
+  /** With `quant`: the importance matrix (cols values, mean x² per input column) of llama.cpp's block choice. */
+  imatrix?: Float32Array;
 }
 
-/** A report with the quantization grid's f16 scales, (rows, cols/32), when `quant` was given. */
+/** A report with the GGUF bytes when `quant` was given (and, for Q4_0/Q8_0, the f16 block scales (rows, cols/32)). */
 export interface ObsReport extends PruneReport {
+  blocks?: Uint8Array;
   scales?: Float32Array;
 }
+
+const GGML_OF_FORMAT: Record<QuantFormat, GgmlQuantType> = { q4_0: 'Q4_0', q8_0: 'Q8_0' };
 
 /**
  * Prune W (rows, cols), row-major f32, in place. H (cols, cols) symmetric f32 is not modified.
@@ -73,7 +81,10 @@ export async function sparsegptPrune(
 ): Promise<ObsReport> {
   const t0 = performance.now();
   validateWeight(W, rows, cols, 'sparsegptPrune');
-  const quant = opts.quant;
+  const quant: GgmlQuantType | undefined = opts.quant
+    ? (GGML_OF_FORMAT[opts.quant as QuantFormat] ?? (opts.quant as GgmlQuantType))
+    : undefined;
+  const QB = quant ? GGML_QUANT_TRAITS[quant].block : QK; // columns per quantization block
   validateTarget(target, cols);
   if (H.length !== cols * cols) throw new RangeError(`sparsegptPrune: H has ${H.length} elements, expected cols² = ${cols}²`);
   const B = opts.blocksize ?? 128;
@@ -81,9 +92,14 @@ export async function sparsegptPrune(
   let sb = target.kind === 'nm' ? target.m * Math.max(1, Math.round((opts.subBlock ?? 16) / target.m)) : (opts.subBlock ?? 16);
   if (quant) {
     // Quantization blocks start at sub-block starts, where W1 is fully updated: sb must divide QK.
-    if (cols % QK !== 0) throw new RangeError(`sparsegptPrune: quantization to ${quant} needs cols divisible by ${QK}, got cols = ${cols}`);
-    if ((opts.blocksize ?? 128) % QK !== 0)
+    if (cols % QB !== 0) throw new RangeError(`sparsegptPrune: quantization to ${quant} needs cols divisible by ${QB}, got cols = ${cols}`);
+    if (QB === QK && (opts.blocksize ?? 128) % QK !== 0)
       throw new RangeError(`sparsegptPrune: quantization needs a blocksize divisible by ${QK}, got ${opts.blocksize}`);
+    const bs = opts.blocksize ?? 128;
+    if (QB > QK && bs % QB !== 0 && QB % bs !== 0)
+      throw new RangeError(
+        `sparsegptPrune: quantization to ${quant} needs a blocksize that divides ${QB} or is a multiple of it, got ${bs}`,
+      );
     if (target.kind === 'nm' && QK % target.m !== 0)
       throw new RangeError(`sparsegptPrune: quantization with N:M needs M dividing ${QK}, got M = ${target.m}`);
     sb = target.kind === 'nm' ? Math.max(sb, target.m) : sb;
@@ -101,8 +117,8 @@ export async function sparsegptPrune(
   }
   const seconds = () => (performance.now() - t0) / 1000;
   if (!quant && target.kind === 'unstructured' && target.sparsity === 0) return reportFor(W, { loss: 0, seconds: seconds() });
-  const nbq = cols / QK;
-  const scales = quant ? new Float32Array(rows * nbq) : undefined; // (rows, cols/32)
+  // The grid, decided block by block; sigma² of the legacy types' matrix path from the input rows.
+  const grid = quant ? new GridWalk(quant, rows, cols, W, opts.imatrix) : undefined;
 
   // 1. Dead columns.
   const diag = new Float64Array(cols); // (cols) diagonal of H after the dead-column fix
@@ -175,11 +191,15 @@ export async function sparsegptPrune(
     for (let j0 = 0; j0 < count; j0 += sb) {
       const j1 = Math.min(j0 + sb, count);
       for (let j = j0; j < j1; j++) {
-        if (quant && (i1 + j) % QK === 0) {
-          // A quantization block starts: its scale from the current weights W1[r, j : j+32].
-          const known = target.kind === 'unstructured' ? mask : undefined;
+        if (grid && (i1 + j) % QB === 0) {
+          // A quantization block starts: its grid from the current weights of columns i1+j … +QB —
+          // W1 inside this solver block (masked ones, when known, as 0), W past it (the lazy
+          // updates of every earlier block are in: blocks start at super-block starts).
+          const known = target.kind === 'unstructured';
           for (let r = 0; r < rows; r++) {
-            scales![r * nbq + (i1 + j) / QK] = blockScale(quant, W1, r * count + j, 1, QK, known, r * count + j, 1);
+            grid.start(r, (i1 + j) / QB, (c) =>
+              j + c < count ? (known && mask[r * count + j + c] ? 0 : W1[r * count + j + c]!) : W[r * cols + i1 + j + c]!,
+            );
           }
         }
         if (target.kind === 'nm' && j % target.m === 0) {
@@ -197,7 +217,7 @@ export async function sparsegptPrune(
         for (let r = 0; r < rows; r++) {
           const o = r * count;
           const w = W1[o + j];
-          const q = mask[o + j] ? 0 : quant ? quantizeToGrid(quant, w, scales![r * nbq + (i1 + j - ((i1 + j) % QK)) / QK]!) : w;
+          const q = grid ? grid.round(r, i1 + j, mask[o + j] ? 0 : w) : mask[o + j] ? 0 : w;
           W[r * cols + i1 + j] = q;
           if (q === w) continue; // err = 0: nothing to propagate
           const err = (w - q) / d;
@@ -222,5 +242,11 @@ export async function sparsegptPrune(
       subtractBlock(W, cols, 0, i2, rows, rest, await gemm.matmul(Err1, Ub, rows, count, rest));
     }
   }
-  return { ...reportFor(W, { loss, damp: lambda, retries, seconds: seconds(), factorSeconds }), ...(scales ? { scales } : {}) };
+  const blocks = grid?.blocks();
+  const scales = blocks && (quant === 'Q4_0' || quant === 'Q8_0') ? legacyScales(blocks, quant, rows * cols) : undefined;
+  return {
+    ...reportFor(W, { loss, damp: lambda, retries, seconds: seconds(), factorSeconds }),
+    ...(blocks ? { blocks } : {}),
+    ...(scales ? { scales } : {}),
+  };
 }

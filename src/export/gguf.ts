@@ -24,24 +24,28 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { encodeBlocks, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
-import { f16ToF32 } from '../io/dtype.ts';
-import { ModelFileError, parseJsonText, readModelText } from '../io/model-file.ts';
+import { dequantizeRows, quantizeRows, rowBytes, type GgmlQuantType } from '../compress/ggml-quants.ts';
+import { encodeBlocks, QK, QuantRangeError } from '../compress/quant-grids.ts';
+import { GGUF_ARCH, GGUF_LINEAR, isQuantScheme, QUANT_SCHEMES, SCHEME_INFO, type QuantScheme } from '../compress/quant-schemes.ts';
+import { readImatrix } from '../io/imatrix.ts';
+import { isWithin, ModelFileError, modelDirRoots, parseJsonText, readModelText, realPathOf } from '../io/model-file.ts';
 import { GgufWriter, kv, type GgmlTypeName, type GgufKv, type GgufTensorEntry } from '../io/gguf.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import { QWEN2_PRETOKENIZE_REGEX } from '../io/bpe.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { Model } from '../models/model.ts';
 import { hasMoeLayers, layerLinears, type ExpertLinearName, type LinearName, type NormName } from '../models/spec.ts';
-import { RAC_JSON, type QuantizationRecord } from '../prune/rac-json.ts';
+import { quantPlan, type QuantPlan } from '../prune/quant-plan.ts';
+import { RAC_JSON, type LegacyQuantizationRecord, type QuantizationRecord } from '../prune/rac-json.ts';
+import { RacError } from '../errors.ts';
+import { f16ToF32 } from '../io/dtype.ts';
 import { packedGgufBlocks } from './gguf-packed.ts';
 
-export type GgufDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
-export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
-/** The grid of token_embd / output in a quantized export (llama-quantize keeps them at ≥ 6 bits). */
-export const OUTPUT_QUANT: QuantFormat = 'q8_0';
+/** Float dtypes, or a quantization scheme (compress/quant-schemes.ts: q4_0 … q6_k, llama.cpp's mixes q4_k_m …). */
+export type GgufDtype = 'f32' | 'f16' | 'bf16' | QuantScheme;
+export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', ...QUANT_SCHEMES];
 
-export class ExportError extends Error {
+export class ExportError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'ExportError';
@@ -56,8 +60,12 @@ export interface ExportGgufOptions {
   name?: string;
   /** `tokenizer.ggml.pre`, when rac does not recognise the tokenizer's pre-tokenizer. */
   tokenizerPre?: string;
+  /** An importance matrix for the tensors quantized on export (as llama-quantize --imatrix); not for ones rac already quantized. */
+  imatrix?: string;
   warn?: (message: string) => void;
   onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Replace an existing `out` (default: refuse it). An output in the input model is refused whatever this says. */
+  force?: boolean;
 }
 
 export interface ExportGgufResult {
@@ -71,27 +79,10 @@ export interface ExportGgufResult {
   tiedOutput: boolean;
 }
 
-/** llama.cpp architecture for each HF model_type. */
-const GGUF_ARCH: Record<string, 'qwen2' | 'qwen3' | 'llama' | 'qwen3moe'> = {
-  qwen2: 'qwen2',
-  qwen3: 'qwen3',
-  llama: 'llama',
-  mistral: 'llama',
-  qwen3_moe: 'qwen3moe',
-};
-
 /** An MoE layer's stacked expert tensors: ggml ne {cols, rows, experts} = row-major (E, rows, cols), experts in order. */
 const EXPERTS_GGUF: Record<ExpertLinearName, string> = { gate_proj: 'ffn_gate_exps', up_proj: 'ffn_up_exps', down_proj: 'ffn_down_exps' };
 
-const LINEAR_GGUF: Record<LinearName, string> = {
-  q_proj: 'attn_q',
-  k_proj: 'attn_k',
-  v_proj: 'attn_v',
-  o_proj: 'attn_output',
-  gate_proj: 'ffn_gate',
-  up_proj: 'ffn_up',
-  down_proj: 'ffn_down',
-};
+const LINEAR_GGUF = GGUF_LINEAR as Record<LinearName, string>;
 
 const NORM_GGUF: Record<NormName, string> = {
   input_layernorm: 'attn_norm',
@@ -100,50 +91,118 @@ const NORM_GGUF: Record<NormName, string> = {
   k_norm: 'attn_k_norm',
 };
 
-/** gguf LlamaFileType. */
-const FILE_TYPE: Record<GgufDtype, number> = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q8_0: 7 };
-const WEIGHT_TYPE: Record<GgufDtype, GgmlTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q4_0: 'Q4_0', q8_0: 'Q8_0' };
-const GGML_OF: Record<QuantFormat, GgmlTypeName> = { q4_0: 'Q4_0', q8_0: 'Q8_0' };
+/** gguf LlamaFileType of the float dtypes (the schemes': SCHEME_INFO). */
+const FLOAT_FILE_TYPE: Record<'f32' | 'f16' | 'bf16', number> = { f32: 0, f16: 1, bf16: 32 };
+const FLOAT_TYPE: Record<'f32' | 'f16' | 'bf16', GgmlTypeName> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
 
-/** A rac-quantized model's record (rac.json `quantization`) with its f16 scales, read lazily. */
+/** A rac-quantized model's record (rac.json `quantization`) with its GGUF block bytes, read lazily. */
 interface QuantSource {
+  scheme: QuantScheme;
   tensors: QuantizationRecord['tensors'];
-  scales: (name: string) => Float32Array;
+  blocks: (name: string) => Uint8Array;
   close: () => void;
 }
 
-function openQuantSource(dir: string): QuantSource | null {
+/**
+ * The quantization record of a rac-quantized model directory, and its GGUF blocks: from
+ * `blocks_file` (the `gguf-blocks` layout, and the embedding / untied lm_head of the
+ * `compressed-tensors` one — its packed Linears are read from the checkpoint, export/gguf-packed.ts),
+ * or, for rac's first layout (q4_0 / q8_0, `scales_file` of f16 block scales beside F32 values on
+ * the grid), re-encoded from the values and their scales — exactly what that rac would have written.
+ */
+function openQuantSource(dir: string, read: (name: string) => Float32Array): QuantSource | null {
   const racJson = join(dir, RAC_JSON);
   if (!existsSync(racJson)) return null;
-  const rec = readJson(dir, RAC_JSON)['quantization'] as { tensors?: unknown; scales_file?: unknown } | undefined; // a QuantizationRecord, checked below
+  const rec = readJson(dir, RAC_JSON)['quantization'] as Partial<Record<keyof QuantizationRecord, unknown>> | undefined; // checked below
   if (rec === undefined) return null;
-  if (
-    !rec ||
-    typeof rec !== 'object' ||
-    !rec.tensors ||
-    typeof rec.tensors !== 'object' ||
-    typeof rec.scales_file !== 'string' ||
-    /[\\/]/.test(rec.scales_file)
-  ) {
-    throw new ExportError(`${racJson}: malformed "quantization" section (needs "tensors" and a plain "scales_file" name)`);
-  }
-  const file = join(dir, rec.scales_file);
-  if (!existsSync(file)) throw new ExportError(`${file}: missing (rac.json says the model is quantized; its block scales live there)`);
+  if (!rec || typeof rec !== 'object' || !rec.tensors || typeof rec.tensors !== 'object')
+    throw new ExportError(`${racJson}: malformed "quantization" section (needs "tensors")`);
+  const legacy = rec as Partial<Record<keyof LegacyQuantizationRecord, unknown>>;
+  if (rec.blocks_file === undefined && typeof legacy.scales_file === 'string') return openLegacyQuantSource(dir, legacy, read);
+  if (typeof rec.blocks_file !== 'string' || /[\\/]/.test(rec.blocks_file) || typeof rec.format !== 'string' || !isQuantScheme(rec.format))
+    throw new ExportError(
+      `${racJson}: the "quantization" section has no plain "blocks_file" name and scheme "format" (nor an earlier rac's "scales_file"); quantize the model again`,
+    );
+  const file = join(dir, rec.blocks_file);
+  if (!existsSync(file)) throw new ExportError(`${file}: missing (rac.json says the model is quantized; its GGUF blocks live there)`);
   const st = SafetensorsFile.open(file);
   const tensors = rec.tensors as QuantSource['tensors'];
   return {
+    scheme: rec.format,
     tensors,
-    scales: (name) => {
+    blocks: (name) => {
       const t = st.tensors.get(name);
       const q = tensors[name]!;
-      if (!t || t.dtype !== 'F16' || t.shape.length !== 2 || t.shape[0] !== q.rows || t.shape[1] !== q.cols / QK) {
-        throw new ExportError(`${file}: no F16 [${q.rows}, ${q.cols / QK}] scales for "${name}"`);
-      }
+      const rb = rowBytes(q.type, q.cols);
+      if (t?.dtype !== 'U8' || t.shape.length !== 2 || t.shape[0] !== q.rows || t.shape[1] !== rb)
+        throw new ExportError(`${file}: no U8 [${q.rows}, ${rb}] ${q.type} blocks for "${name}"`);
       const raw = st.readRaw(name);
-      return f16ToF32(new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+      return new Uint8Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
     },
     close: () => st.close(),
   };
+}
+
+/** rac's first quantized layout (QUANT_SCALES_FILE): blocks encoded from the F32 values on the grid and their f16 scales. */
+function openLegacyQuantSource(
+  dir: string,
+  rec: Partial<Record<keyof LegacyQuantizationRecord, unknown>>,
+  read: (name: string) => Float32Array,
+): QuantSource {
+  const racJson = join(dir, RAC_JSON);
+  const scheme = rec.format;
+  const scalesFile = rec.scales_file as string;
+  if ((scheme !== 'q4_0' && scheme !== 'q8_0') || /[\\/]/.test(scalesFile))
+    throw new ExportError(
+      `${racJson}: malformed "quantization" section (format ${JSON.stringify(scheme)} with "scales_file"; expected q4_0 or q8_0)`,
+    );
+  const file = join(dir, scalesFile);
+  if (!existsSync(file)) throw new ExportError(`${file}: missing (rac.json says the model is quantized; its block scales live there)`);
+  const tensors: QuantSource['tensors'] = {};
+  for (const [name, t] of Object.entries(rec.tensors as Record<string, Partial<LegacyQuantizationRecord['tensors'][string]>>)) {
+    if (!t || (t.format !== 'q4_0' && t.format !== 'q8_0') || typeof t.rows !== 'number' || typeof t.cols !== 'number')
+      throw new ExportError(`${racJson}: malformed quantization entry for "${name}"`);
+    tensors[name] = {
+      type: t.format === 'q4_0' ? 'Q4_0' : 'Q8_0',
+      method: t.method ?? 'rtn',
+      rows: t.rows,
+      cols: t.cols,
+      imatrix: false,
+    };
+  }
+  const st = SafetensorsFile.open(file);
+  return {
+    scheme,
+    tensors,
+    blocks: (name) => {
+      const q = tensors[name]!;
+      const t = st.tensors.get(name);
+      if (t?.dtype !== 'F16' || t.shape.length !== 2 || t.shape[0] !== q.rows || t.shape[1] !== q.cols / QK)
+        throw new ExportError(`${file}: no F16 [${q.rows}, ${q.cols / QK}] scales for "${name}"`);
+      const raw = st.readRaw(name);
+      const scales = f16ToF32(new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+      try {
+        return encodeBlocks(q.type === 'Q4_0' ? 'q4_0' : 'q8_0', read(name), scales, q.rows, q.cols);
+      } catch (e) {
+        if (!(e instanceof QuantRangeError)) throw e;
+        throw new ExportError(`${dir}: "${name}": ${e.message}; the weights no longer match the scales recorded in rac.json`);
+      }
+    },
+    close: () => st.close(),
+  };
+}
+
+/** Rows of a (rows, rowLen) byte matrix permuted as permuteQk permutes weight rows. */
+function permuteRowsBytes(b: Uint8Array, rows: number, heads: number): Uint8Array {
+  const hd = rows / heads;
+  const half = hd / 2;
+  const rl = b.length / rows;
+  const out = new Uint8Array(b.length);
+  for (let h = 0; h < heads; h++)
+    for (let i = 0; i < half; i++)
+      for (let j = 0; j < 2; j++)
+        out.set(b.subarray((h * hd + j * half + i) * rl, (h * hd + j * half + i + 1) * rl), (h * hd + 2 * i + j) * rl);
+  return out;
 }
 
 /** gguf TokenType. */
@@ -481,7 +540,8 @@ function modelMetadata(arch: string, c: ModelConfig, name: string, dtype: GgufDt
   if (c.ropeScaling.type === 'linear') {
     kvs.push(kv.str(`${arch}.rope.scaling.type`, 'linear'), kv.f32(`${arch}.rope.scaling.factor`, c.ropeScaling.factor));
   }
-  kvs.push(kv.u32('general.file_type', FILE_TYPE[dtype]), kv.u32('general.quantization_version', 2));
+  const fileType = dtype === 'f32' || dtype === 'f16' || dtype === 'bf16' ? FLOAT_FILE_TYPE[dtype] : SCHEME_INFO[dtype].fileType;
+  kvs.push(kv.u32('general.file_type', fileType), kv.u32('general.quantization_version', 2));
   return kvs;
 }
 
@@ -490,68 +550,51 @@ function planTensors(
   arch: string,
   dtype: GgufDtype,
   qs: QuantSource | null,
+  plan: QuantPlan | null,
   warn: (s: string) => void = () => {},
 ): PlannedTensor[] {
   let requantized = 0;
   const { spec, config: c } = m;
-  const wt = WEIGHT_TYPE[dtype];
-  const quant = dtype === 'q4_0' || dtype === 'q8_0' ? dtype : null;
   const permute = arch === 'llama';
   const out: PlannedTensor[] = [];
   /**
-   * `hf`: the checkpoint tensor (for its recorded quantization); `fmt`: its grid in a quantized
-   * export; `heads`: the llama q/k permutation (rows move together with their block scales).
+   * One HF tensor's blocks of `type`: a compressed-tensors Linear on that grid's codes and scales,
+   * its recorded rac blocks (checked against its weights), else llama.cpp's quantizer.
    */
-  /** The blocks of one HF tensor (rows, cols) on grid `fmt`: its recorded rac quantization, else llama.cpp's RTN. */
-  const blocksOf = (
-    hf: string | undefined,
-    name: string,
-    w0: Float32Array,
-    rows: number,
-    cols: number,
-    fmt: QuantFormat,
-    heads: number,
-  ) => {
-    // A compressed-tensors Linear on this grid: its codes and scales are the blocks.
-    const packed = hf !== undefined ? m.packedLinear(hf) : null;
-    const direct = packed ? packedGgufBlocks(packed, fmt, heads) : null;
-    if (direct) return direct;
-    if (packed && requantized++ === 0)
-      warn(
-        `${m.dir}: "${hf}" is int${packed.bits} in groups of ${packed.groupSize}${packed.zeroPoints ? ' with zero points' : ''}${packed.gIdx ? ' and g_idx' : ''}, not ${fmt}'s grid: its dequantized weights are rounded to ${fmt} (a second quantization; likewise any other such Linear)`,
-      );
-    const rec = hf !== undefined && !packed ? qs?.tensors[hf] : undefined;
-    let w = w0; // permuted already when heads > 0
-    let scales: Float32Array;
+  const blocksOf = (hf: string, type: GgmlQuantType, data: () => Float32Array, rows: number, cols: number, heads: number) => {
+    const packed = m.packedLinear(hf);
+    if (packed) {
+      const direct = type === 'Q4_0' || type === 'Q8_0' ? packedGgufBlocks(packed, type === 'Q4_0' ? 'q4_0' : 'q8_0', heads) : null;
+      if (direct) return direct;
+      if (requantized++ === 0)
+        warn(
+          `${m.dir}: "${hf}" is int${packed.bits} in groups of ${packed.groupSize}${packed.zeroPoints ? ' with zero points' : ''}${packed.gIdx ? ' and g_idx' : ''}, not ${type}'s grid: its dequantized weights are quantized to ${type} (a second quantization; likewise any other such Linear)`,
+        );
+    }
+    const rec = packed ? undefined : qs?.tensors[hf];
     if (rec) {
-      scales = qs!.scales(hf!);
-      if (heads > 0) scales = permuteQk(scales, rows, cols / QK, heads);
-    } else {
-      w = w.slice();
-      scales = rtnQuantize(w, rows, cols, fmt).scales; // llama.cpp's reference quantizer
+      // rac quantized it: its recorded blocks, checked against the weights in the checkpoint
+      const b = qs!.blocks(hf);
+      const values = dequantizeRows(type, b, rows * cols);
+      const w = m.read(hf);
+      for (let i = 0; i < w.length; i++) {
+        if (Object.is(w[i], values[i]) || w[i] === values[i]) continue;
+        throw new ExportError(
+          `${m.dir}: "${hf}" [${Math.floor(i / cols)}, ${i % cols}] is ${w[i]}, but its recorded ${type} blocks give ${values[i]}; the weights no longer match rac.json's quantization`,
+        );
+      }
+      return heads > 0 ? permuteRowsBytes(b, rows, heads) : b;
     }
-    try {
-      return encodeBlocks(fmt, w, scales, rows, cols);
-    } catch (e) {
-      throw new ExportError(
-        `${m.dir}: "${hf ?? name}": ${(e as Error).message}; the weights no longer match the scales recorded in rac.json`,
-      );
-    }
-  };
-  const checkFormat = (hf: string, fmt: QuantFormat) => {
-    const rec = qs?.tensors[hf];
-    if (rec && rec.format !== fmt) {
-      throw new ExportError(
-        `${m.dir}: "${hf}" was quantized to ${rec.format}, but a ${dtype} GGUF stores it as ${fmt}; export with --dtype ${rec.format} (or f32)`,
-      );
-    }
+    // anything else: llama.cpp's quantizer, on the (permuted) weights
+    return quantizeRows(type, data(), rows, cols, plan!.imatrix(hf));
   };
   /**
-   * One GGUF tensor of row-major `shape` made of the HF tensors `hfs` stacked along the first axis
-   * (one for a plain tensor; E for an MoE layer's experts). `fmt`: its grid in a quantized export;
-   * `heads`: the llama q/k permutation (rows move together with their block scales).
+   * One GGUF tensor of row-major `shape` made of the HF tensors `parts` stacked along the first
+   * axis (one for a plain tensor; E for an MoE layer's experts, which share one type). `hf`: the
+   * checkpoint tensor (its type under the scheme, its recorded blocks); `heads`: the llama q/k
+   * permutation (rows move together with their blocks).
    */
-  const addStacked = (name: string, shape: number[], parts: { hf?: string; data: () => Float32Array }[], fmt?: QuantFormat, heads = 0) => {
+  const addStacked = (name: string, shape: number[], parts: { hf?: string; data: () => Float32Array }[], heads = 0) => {
     const data =
       parts.length === 1
         ? parts[0]!.data
@@ -562,15 +605,22 @@ function planTensors(
             return all;
           };
     if (shape.length < 2) return out.push({ name, type: 'F32', shape, data });
+    if (!plan) return out.push({ name, type: FLOAT_TYPE[dtype as 'f32'], shape, data });
     const cols = shape[shape.length - 1]!;
     const rows = shape.slice(parts.length === 1 ? 0 : 1, -1).reduce((a, b) => a * b, 1); // of one part
-    if (!quant || !fmt || cols % QK !== 0) {
-      // Float exports; and in quantized ones, rows that are not whole blocks stay F32 (exact).
-      return out.push({ name, type: quant ? 'F32' : wt, shape, data });
+    const hf0 = parts[0]!.hf;
+    const type: GgmlQuantType | null = hf0 !== undefined ? (plan.tensors.get(hf0)?.type ?? null) : null;
+    // A quantized export: rows the scheme keeps float (not whole blocks) stay F32 (exact).
+    if (!type) return out.push({ name, type: 'F32', shape, data });
+    for (const p of parts) {
+      const rec = p.hf !== undefined ? qs?.tensors[p.hf] : undefined;
+      if (rec && rec.type !== type)
+        throw new ExportError(
+          `${m.dir}: "${p.hf}" was quantized to ${rec.type}, but --dtype ${dtype} stores it as ${type}; export with --dtype ${qs!.scheme} (or f32)`,
+        );
     }
-    for (const p of parts) if (p.hf !== undefined) checkFormat(p.hf, fmt);
     const blocks = () => {
-      const bs = parts.map((p) => blocksOf(p.hf, name, p.data(), rows, cols, fmt, heads));
+      const bs = parts.map((p) => blocksOf(p.hf!, type, p.data, rows, cols, heads));
       if (bs.length === 1) return bs[0]!;
       const all = new Uint8Array(bs.reduce((a, b) => a + b.byteLength, 0));
       let off = 0;
@@ -580,14 +630,12 @@ function planTensors(
       }
       return all;
     };
-    out.push({ name, type: GGML_OF[fmt], shape, data, blocks });
+    out.push({ name, type, shape, data, blocks });
   };
-  const add = (name: string, shape: number[], data: () => Float32Array, hf?: string, fmt?: QuantFormat, heads = 0) =>
-    addStacked(name, shape, [{ ...(hf !== undefined ? { hf } : {}), data }], fmt, heads);
-  const outFmt: QuantFormat | undefined = quant ? OUTPUT_QUANT : undefined;
-  const linFmt: QuantFormat | undefined = quant ?? undefined;
+  const add = (name: string, shape: number[], data: () => Float32Array, hf?: string, heads = 0) =>
+    addStacked(name, shape, [{ ...(hf !== undefined ? { hf } : {}), data }], heads);
 
-  add('token_embd.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.embedName), spec.embedName, outFmt);
+  add('token_embd.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.embedName), spec.embedName);
   if (c.ropeScaling.type === 'llama3') add('rope_freqs.weight', [c.headDim / 2], () => llama3RopeFactors(c));
   for (let i = 0; i < c.numLayers; i++) {
     const blk = `blk.${i}`;
@@ -603,7 +651,6 @@ function planTensors(
           return perm ? permuteQk(w, l.rows, l.cols, heads) : w;
         },
         m.tensorName(i, l.module),
-        linFmt,
         perm ? heads : 0,
       );
       if (l.bias) {
@@ -627,11 +674,11 @@ function planTensors(
         const hf = m.expertTensorName(i, j, l.module);
         return { hf, data: () => m.read(hf) };
       });
-      addStacked(`${blk}.${EXPERTS_GGUF[l.name]}.weight`, [ex.count, l.rows, l.cols], parts, linFmt);
+      addStacked(`${blk}.${EXPERTS_GGUF[l.name]}.weight`, [ex.count, l.rows, l.cols], parts);
     }
   }
   add('output_norm.weight', [c.hiddenSize], () => m.read(spec.finalNormName));
-  if (!m.tiedHead) add('output.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.lmHeadName), spec.lmHeadName, outFmt);
+  if (!m.tiedHead) add('output.weight', [c.vocabSize, c.hiddenSize], () => m.read(spec.lmHeadName), spec.lmHeadName);
   return out;
 }
 
@@ -671,13 +718,33 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
   if (!GGUF_DTYPES.includes(dtype)) throw new ExportError(`dtype must be one of ${GGUF_DTYPES.join(', ')}, got "${String(dtype)}"`);
   const warn = o.warn ?? ((s: string) => process.stderr.write(`warning: ${s}\n`));
   const out = resolve(o.out);
+  // The output may not be (or be inside) the input model, its real directory or — for a hub
+  // snapshot — the blobs its files link to: writing there would replace what is being read.
+  const outReal = realPathOf(out);
+  let roots = [resolve(o.model)];
+  try {
+    roots = [...roots, ...modelDirRoots(o.model)];
+  } catch {
+    /* no such model directory: Model.open below says so */
+  }
+  for (const root of roots)
+    if (isWithin(outReal, root) || isWithin(out, root))
+      throw new ExportError(
+        `${out}: the output${outReal !== out ? ` (${outReal})` : ''} ${outReal === root || out === root ? 'is' : 'lies inside'} the input model directory ${root}; choose an --out outside it`,
+      );
   const m = Model.open(o.model, { warn });
   let qs: QuantSource | null = null;
   try {
-    qs = openQuantSource(m.dir);
+    if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
+    if (existsSync(out) && !o.force) throw new ExportError(`${out}: exists; pass --force to replace it`);
+    qs = openQuantSource(m.dir, (name) => m.read(name));
     if (qs && (dtype === 'f16' || dtype === 'bf16')) {
-      warn(`${m.dir}: the model is quantized (rac.json); its grid values are exact in f32, q4_0 or q8_0 GGUF, not in ${dtype}`);
+      warn(`${m.dir}: the model is quantized (rac.json, ${qs.scheme}); its values are exact in f32 or ${qs.scheme} GGUF, not in ${dtype}`);
     }
+    if (qs && dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16' && dtype !== qs.scheme)
+      throw new ExportError(`${m.dir}: the model was quantized as ${qs.scheme} (rac.json); export it with --dtype ${qs.scheme} (or f32)`);
+    if (o.imatrix !== undefined && (dtype === 'f32' || dtype === 'f16' || dtype === 'bf16'))
+      throw new ExportError(`--imatrix is for quantized exports; --dtype ${dtype} does not quantize`);
     const arch = GGUF_ARCH[m.config.modelType];
     if (!arch)
       throw new ExportError(
@@ -693,8 +760,11 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
     );
     const name = o.name ?? basename(m.dir);
     const kvs = [...modelMetadata(arch, m.config, name, dtype), ...tok.kvs];
-    const plan = planTensors(m, arch, dtype, qs, warn);
-    if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
+    const qplan =
+      dtype === 'f32' || dtype === 'f16' || dtype === 'bf16'
+        ? null
+        : quantPlan(m, dtype, o.imatrix !== undefined ? readImatrix(o.imatrix) : undefined, o.imatrix);
+    const plan = planTensors(m, arch, dtype, qs, qplan, warn);
     mkdirSync(dirname(out), { recursive: true });
     const w = GgufWriter.create(out, kvs, plan);
     try {

@@ -1,10 +1,12 @@
 /**
  * Writes a modified copy of a checkpoint in the input's exact layout: same shard files, same
  * tensor order, names, shapes, dtypes and safetensors metadata; tensors not rewritten are copied
- * byte for byte; config, tokenizer and index files copied unchanged. Two planned departures:
- * `widen` (tensors stored as F32 whatever their dtype) and `replace` (a tensor replaced, in its
- * shard and place, by other tensors — a Linear by its compressed-tensors `weight_packed`, …); with
- * either the shard index is rewritten, and `index` writes one for a single-file checkpoint too. Everything goes to a temp
+ * byte for byte; config, tokenizer and index files copied unchanged. Planned departures: `widen`
+ * (tensors stored as F32 whatever their dtype); `replace` (a tensor replaced, in its shard and
+ * place, by other tensors — a Linear by its compressed-tensors `weight_packed`, …); a `plan`
+ * (removing MoE experts: tensors dropped, renamed or reshaped; callers name tensors by their
+ * SOURCE names throughout). With any of them the shard index is rewritten, and `index` writes one
+ * for a single-file checkpoint too. Everything goes to a temp
  * directory beside the destination, renamed into place by `finish()` — an interrupted run never
  * leaves a half-written model at the destination: the temp dir is removed on SIGINT/SIGTERM, and
  * one left by a killed run (its pid gone) is removed by the next `begin()` for the same output.
@@ -18,8 +20,16 @@ import { SafetensorsWriter, writeShardedIndex } from './safetensors-writer.ts';
 import type { TensorEntry } from './safetensors-header.ts';
 import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
+/** A deliberate change of layout: tensors dropped, renamed (source → output name) or given a new shape (by source name). */
+export interface CheckpointPlan {
+  drop?: ReadonlySet<string>;
+  rename?: ReadonlyMap<string, string>;
+  shapes?: ReadonlyMap<string, number[]>;
+}
+
 export class CheckpointWriter {
   private readonly writers = new Map<string, SafetensorsWriter>();
+  private plan: CheckpointPlan = {};
   private readonly written = new Set<string>();
   private done = false;
   private widened = false;
@@ -50,6 +60,7 @@ export class CheckpointWriter {
       replace?: ReadonlyMap<string, readonly TensorEntry[]>;
       /** Write model.safetensors.index.json even for a single-file checkpoint. */
       index?: boolean;
+      plan?: CheckpointPlan;
     } = {},
   ): CheckpointWriter {
     const out = resolve(outDir);
@@ -69,6 +80,8 @@ export class CheckpointWriter {
     const w = new CheckpointWriter(src, out, tmp, removeOnSignal(tmp));
     w.widened = [...(opts.widen ?? [])].some((n) => src.has(n) && src.info(n).dtype !== 'F32');
     w.indexAlways = !!opts.index;
+    const plan = opts.plan ?? {};
+    w.plan = plan;
     try {
       for (const [name, entries] of opts.replace ?? []) {
         if (!src.has(name)) throw new CheckpointError(`${src.dir}: no tensor "${name}" to replace`);
@@ -82,9 +95,18 @@ export class CheckpointWriter {
       for (const shard of src.shards) {
         const f = src.shard(shard);
         // `widen`: tensors stored as F32 whatever their input dtype (quantized values d·k need f32).
-        const entries = [...f.tensors.values()].flatMap(
-          (t) => opts.replace?.get(t.name) ?? [{ name: t.name, dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype, shape: t.shape }],
-        );
+        const entries = [...f.tensors.values()]
+          .filter((t) => !plan.drop?.has(t.name))
+          .flatMap(
+            (t) =>
+              opts.replace?.get(t.name) ?? [
+                {
+                  name: plan.rename?.get(t.name) ?? t.name,
+                  dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype,
+                  shape: plan.shapes?.get(t.name) ?? t.shape,
+                },
+              ],
+          );
         w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
       }
     } catch (e) {
@@ -99,6 +121,7 @@ export class CheckpointWriter {
     const shard = this.added.get(name) ?? (this.src.has(name) && !this.replaced.has(name) ? this.src.shardOf(name) : undefined);
     if (shard === undefined)
       throw new CheckpointError(`${this.src.dir}: no tensor "${name}" to write${this.replaced.has(name) ? ' (it is replaced)' : ''}`);
+    if (this.plan.drop?.has(name)) throw new Error(`tensor "${name}" is dropped by the plan`);
     if (this.written.has(name)) throw new Error(`tensor "${name}" written twice`);
     this.written.add(name);
     return this.writers.get(shard)!;
@@ -106,17 +129,23 @@ export class CheckpointWriter {
 
   /** Write a tensor's raw little-endian bytes (a replacement tensor, or any other whose bytes are ready). */
   writeRaw(name: string, bytes: Uint8Array): void {
-    this.writerOf(name).write(name, bytes);
+    this.writerOf(name).write(this.added.has(name) ? name : this.outName(name), bytes);
+  }
+
+  /** The output name of source tensor `name`. */
+  private outName(name: string): string {
+    return this.plan.rename?.get(name) ?? name;
   }
 
   /** Write f32 data narrowed to the tensor's stored dtype (F32/F16/BF16). */
   writeF32(name: string, data: Float32Array): void {
-    this.writerOf(name).writeF32(name, data);
+    this.writerOf(name).writeF32(this.outName(name), data);
   }
 
   /** Copy a tensor's stored bytes unchanged. */
   copy(name: string): void {
-    this.writerOf(name).write(name, this.src.readRaw(name));
+    if (this.plan.shapes?.has(name)) throw new Error(`tensor "${name}" is reshaped by the plan: write its data`);
+    this.writerOf(name).write(this.outName(name), this.src.readRaw(name));
   }
 
   isWritten(name: string): boolean {
@@ -129,7 +158,8 @@ export class CheckpointWriter {
    */
   finish(extra: Record<string, string> = {}): void {
     try {
-      for (const name of this.src.names()) if (!this.written.has(name) && !this.replaced.has(name)) this.copy(name);
+      for (const name of this.src.names())
+        if (!this.written.has(name) && !this.replaced.has(name) && !this.plan.drop?.has(name)) this.copy(name);
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
       for (const f of SIDECAR_FILES) {
@@ -138,8 +168,9 @@ export class CheckpointWriter {
       }
       const indexBytes = asCheckpointError(() => readModelFile(this.src.dir, INDEX_FILE));
       if (indexBytes !== undefined || this.indexAlways) {
-        if (this.widened || this.replaced.size > 0 || indexBytes === undefined) {
-          // Widened or replaced tensors change the shards: the index gets the new names and total_size.
+        const replanned = !!(this.plan.drop?.size || this.plan.rename?.size || this.plan.shapes?.size);
+        if (this.widened || replanned || this.replaced.size > 0 || indexBytes === undefined) {
+          // Widened, replaced, dropped or reshaped tensors change the shards' sizes (and names): a new index.
           let total = 0;
           for (const shard of this.src.shards) {
             const h = SafetensorsFile.open(join(this.tmpDir, shard));
@@ -150,7 +181,8 @@ export class CheckpointWriter {
             }
           }
           const map: Record<string, string> = {};
-          for (const name of this.src.names()) if (!this.replaced.has(name)) map[name] = this.src.shardOf(name);
+          for (const name of this.src.names())
+            if (!this.replaced.has(name) && !this.plan.drop?.has(name)) map[this.outName(name)] = this.src.shardOf(name);
           for (const [name, shard] of this.added) map[name] = shard;
           writeShardedIndex(this.tmpDir, map, total);
         } else writeFileSync(join(this.tmpDir, INDEX_FILE), indexBytes);

@@ -6,8 +6,9 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ModelFileError, readModelJson } from './model-file.ts';
 import { SafetensorsModel } from './safetensors.ts';
+import { RacError } from '../errors.ts';
 
-export class CheckpointError extends Error {
+export class CheckpointError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'CheckpointError';

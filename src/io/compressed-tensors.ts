@@ -20,12 +20,13 @@
  * with one line naming the tensor. rac writes W4A16 / W8A16 with group size 32, symmetric, F16
  * scales: GGUF Q4_0 / Q8_0's grids exactly (compress/quant-grids.ts).
  *
- * rac's own output adds one file beside the weights: `q8_0_scales.safetensors`, the f16 block
- * scales of tensors that are not Linears and so stay outside compressed-tensors (the embedding,
- * an untied lm_head), which rac stores as F32 values on the Q8_0 grid. The directory's
+ * rac's own output adds one file beside the weights: `quant_blocks.safetensors`, the GGUF Q8_0
+ * blocks of the tensors that are not Linears and so stay outside compressed-tensors (the
+ * embedding, an untied lm_head), which rac stores as F32 (the blocks' values). The directory's
  * model.safetensors.index.json lists only the weight shards, so vLLM and transformers never load it.
  */
-import { gridCodes, packedRowBytes } from '../compress/int-packing.ts';
+import { dequantizeRows, rowBytes } from '../compress/ggml-quants.ts';
+import { packedRowBytes } from '../compress/int-packing.ts';
 import { CheckpointError } from './checkpoint.ts';
 import { bf16ToF32, f16ToF32 } from './dtype.ts';
 import { ModelFileError, modelFilePath } from './model-file.ts';
@@ -35,8 +36,11 @@ export const QUANT_METHOD = 'compressed-tensors';
 export const PACK_QUANTIZED = 'pack-quantized';
 /** The compressed-tensors release whose `quantization_config` layout rac writes (the `version` field). */
 export const CT_FORMAT_VERSION = '0.18.0';
-/** rac's sidecar: F16 (rows, cols/32) Q8_0 block scales of the embedding / untied lm_head, by tensor name. */
-export const Q8_0_SCALES_FILE = 'q8_0_scales.safetensors';
+/**
+ * rac's GGUF blocks sidecar (prune/options.ts QUANT_BLOCKS_FILE): U8 (rows, row bytes) per tensor;
+ * in a compressed-tensors directory the Q8_0 blocks of the embedding / untied lm_head.
+ */
+export const BLOCKS_FILE = 'quant_blocks.safetensors';
 
 /** The compression formats compressed-tensors defines (config `format`), for naming what rac refuses. */
 const KNOWN_FORMATS = new Set([
@@ -260,7 +264,7 @@ export class CompressedTensors {
     private readonly tensors: SafetensorsModel,
     private readonly entries: Map<string, PackedEntry>,
     private readonly aux: Set<string>,
-    private readonly scalesFile: SafetensorsFile | null,
+    private readonly blocksFile: SafetensorsFile | null,
   ) {}
 
   /**
@@ -357,15 +361,15 @@ export class CompressedTensors {
           `"${module}.weight_packed" is missing: ${config.configPath} quantizes ${module} (${g.name}), but it is stored unquantized as "${name}"`,
         );
     }
-    let scalesFile: SafetensorsFile | null = null;
+    let blocksFile: SafetensorsFile | null = null;
     try {
-      const p = modelFilePath(dir, Q8_0_SCALES_FILE);
-      if (p !== undefined) scalesFile = SafetensorsFile.open(p);
+      const p = modelFilePath(dir, BLOCKS_FILE);
+      if (p !== undefined) blocksFile = SafetensorsFile.open(p);
     } catch (e) {
       if (e instanceof ModelFileError) throw new CheckpointError(e.message);
       throw e;
     }
-    return new CompressedTensors(config, tensors, entries, aux, scalesFile);
+    return new CompressedTensors(config, tensors, entries, aux, blocksFile);
   }
 
   /** Whether `name` (`M.weight`) is a pack-quantized Linear. */
@@ -463,46 +467,50 @@ export class CompressedTensors {
     return { name, rows, cols, bits, groupSize, packed, scales, scaleDtype: e.scale.dtype, zeroPoints, gIdx };
   }
 
-  /** A tensor rac stored as F32 values on the Q8_0 grid with its scales in q8_0_scales.safetensors, or null when the sidecar lacks it. */
+  /**
+   * A tensor rac stored as F32 with its GGUF Q8_0 blocks in quant_blocks.safetensors (the embedding
+   * / untied lm_head of its compressed output), as codes and scales — checked against the F32
+   * values, which must be the blocks' exactly — or null when the sidecar has no Q8_0 blocks for it.
+   */
   gridTable(name: string): GridTable | null {
-    const sc = this.scalesFile;
-    if (!sc?.tensors.has(name)) return null;
-    if (!this.tensors.has(name)) fail(sc.path, `holds scales for "${name}", which the checkpoint lacks`);
+    const bf = this.blocksFile;
+    if (!bf?.tensors.has(name)) return null;
+    if (!this.tensors.has(name)) fail(bf.path, `holds blocks for "${name}", which the checkpoint lacks`);
     const t = this.tensors.info(name);
-    if (t.dtype !== 'F32' || t.shape.length !== 2 || t.shape[1]! % 32 !== 0)
-      fail(t.file, `"${name}" is ${t.dtype} [${t.shape.join(', ')}]; its Q8_0 scales in ${Q8_0_SCALES_FILE} need F32 (rows, 32·k)`);
+    if (t.dtype !== 'F32' || t.shape.length !== 2 || t.shape[1]! % 32 !== 0) return null;
     const [rows, cols] = t.shape as [number, number];
-    const s = sc.info(name);
-    if (s.dtype !== 'F16' || s.shape.length !== 2 || s.shape[0] !== rows || s.shape[1] !== cols / 32)
-      fail(sc.path, `"${name}" is ${s.dtype} [${s.shape.join(', ')}], expected F16 [${rows}, ${cols / 32}]`);
-    const sr = sc.readRaw(name);
-    const scales = f16ToF32(new Uint16Array(sr.buffer, sr.byteOffset, sr.byteLength / 2));
+    const rb = rowBytes('Q8_0', cols);
+    const s = bf.info(name);
+    if (s.dtype !== 'U8' || s.shape.length !== 2 || s.shape[0] !== rows || s.shape[1] !== rb) return null; // another type: run it as F32
+    const blocks = bf.readRaw(name);
+    const nb = (rows * cols) / 32;
+    const d = new Uint16Array(nb);
     const u = new Uint8Array(rows * cols);
+    for (let b = 0; b < nb; b++) {
+      const p = b * 34;
+      d[b] = blocks[p]! | (blocks[p + 1]! << 8);
+      for (let i = 0; i < 32; i++) u[b * 32 + i] = blocks[p + 2 + i]! ^ 0x80;
+    }
+    const scales = f16ToF32(d);
     // Rows in chunks of ~4 MiB: the F32 table is never whole in memory.
     const chunk = Math.max(1, Math.floor((4 << 20) / (cols * 4)));
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
       const b = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4);
-      try {
-        const q = gridCodes(
-          new Float32Array(b.buffer, b.byteOffset, n * cols),
-          scales.subarray((r0 * cols) / 32, ((r0 + n) * cols) / 32),
-          n,
-          cols,
-          32,
-          -127,
-          127,
+      const w = new Float32Array(b.buffer, b.byteOffset, n * cols);
+      const want = dequantizeRows('Q8_0', blocks.subarray(r0 * rb, (r0 + n) * rb), n * cols);
+      const bad = w.findIndex((x, i) => x !== want[i]);
+      if (bad >= 0)
+        fail(
+          t.file,
+          `"${name}" [${r0 + Math.floor(bad / cols)}, ${bad % cols}] is ${w[bad]}, but its Q8_0 blocks in ${BLOCKS_FILE} give ${want[bad]}`,
         );
-        for (let i = 0; i < q.length; i++) u[r0 * cols + i] = q[i]! + 128;
-      } catch (e) {
-        fail(t.file, `"${name}" rows ${r0}..${r0 + n}: ${(e as Error).message} (${Q8_0_SCALES_FILE})`);
-      }
     }
     return { rows, cols, u, scales };
   }
 
   close(): void {
-    this.scalesFile?.close();
+    this.blocksFile?.close();
   }
 }
 

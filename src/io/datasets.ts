@@ -7,7 +7,12 @@
  *   `{ "rows": [{ "row_idx": i, "row": {...} }] }` or `{ "rows": [...] }`; or columns
  *   (`{ "problem": [...], "answer": [...] }`, all arrays of one length).
  * - Parquet (`.parquet`): read with hyparquet; snappy, gzip, brotli, zstd and lz4 pages through
- *   hyparquet-compressors.
+ *   hyparquet-compressors. With a row limit only the rows kept are decoded: row groups and pages
+ *   past them are skipped, and inside a page of a flat column in PLAIN or dictionary encoding
+ *   (data page v1, or v2 without nulls) decoding stops at the last row kept (the page itself is
+ *   still decompressed whole: the format allows no less).
+ *
+ * Every file is read through model-file.ts's regular-file rule (a FIFO is refused, not waited on).
  *
  * The prompt column defaults to the first of `problem`, `prompt`, `question` present (OpenR1-Math
  * uses `problem`, Codeforces `prompt`); the answer column to `answer` when present; the id column
@@ -15,14 +20,15 @@
  * of chat messages (`[{role, content}, ...]`), rendered as such.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { basename, dirname, extname, resolve, sep } from 'node:path';
 import { hubSourceOf, type HubSource } from './hub.ts';
 import { decodeUtf8 } from './jsonl.ts';
-import { checkPromptChars, checkPromptTokens, promptChars } from './prompt-bounds.ts';
+import { ModelFileError, readRegularFile } from './model-file.ts';
+import { checkPromptChars, checkPromptTokens, PromptLengthError, promptChars } from './prompt-bounds.ts';
 import type { ChatMessage, RacTokenizer } from './tokenizer.ts';
+import { RacError } from '../errors.ts';
 
-export class DatasetError extends Error {
+export class DatasetError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'DatasetError';
@@ -80,6 +86,9 @@ export interface Dataset {
 }
 
 export const DEFAULT_PROMPT_COLUMNS = ['problem', 'prompt', 'question'] as const;
+
+/** Largest dataset file (or shard) read: what one Buffer can hold. */
+const MAX_DATASET_FILE_BYTES = 2 ** 32 - 1;
 
 export function detectFormat(path: string): DatasetFormat {
   const ext = extname(path).toLowerCase();
@@ -169,7 +178,12 @@ async function readParquetRows(
 ): Promise<{ rows: Record<string, unknown>[]; columns: string[]; total: number }> {
   const { parquetMetadata, parquetReadObjects, parquetSchema } = await import('hyparquet');
   const { compressors } = await import('hyparquet-compressors');
-  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  // A file read whole owns its ArrayBuffer: no copy.
+  const buf = (
+    bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+      ? bytes.buffer
+      : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+  ) as ArrayBuffer;
   let metadata: ReturnType<typeof parquetMetadata>;
   try {
     metadata = parquetMetadata(buf);
@@ -178,15 +192,84 @@ async function readParquetRows(
   }
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   const total = Number(metadata.num_rows);
+  const want = Math.min(total, limit);
   try {
-    const rows = (await parquetReadObjects({ file: buf, metadata, compressors, rowStart: 0, rowEnd: Math.min(total, limit) })) as Record<
-      string,
-      unknown
-    >[];
+    const prefix = want < total ? await readParquetPrefix(buf, metadata, want, compressors) : null;
+    const rows =
+      prefix ?? ((await parquetReadObjects({ file: buf, metadata, compressors, rowStart: 0, rowEnd: want })) as Record<string, unknown>[]);
     return { rows, columns, total };
   } catch (e) {
     throw new DatasetError(`${file}: cannot read Parquet rows (${(e as Error).message})`);
   }
+}
+
+type ParquetMetadata = import('hyparquet').FileMetaData;
+
+/**
+ * The first `n` rows of a Parquet file whose columns are all flat (no nesting, no repetition),
+ * decoding no value past row n: hyparquet reads a column chunk page by page but decodes each page
+ * whole, so a page is handed to its page reader with `num_values` cut to the rows still needed
+ * where the encoding is sequential (PLAIN, PLAIN_DICTIONARY, RLE_DICTIONARY; data page v1, or v2
+ * without nulls). Null for a file of another shape (the caller reads it the general way).
+ */
+async function readParquetPrefix(
+  buf: ArrayBuffer,
+  metadata: ParquetMetadata,
+  n: number,
+  compressors: import('hyparquet').Compressors,
+): Promise<Record<string, unknown>[] | null> {
+  const { parquetSchema } = await import('hyparquet');
+  const { parquetHeader, readPage } = await import('hyparquet/src/column.js');
+  const { convert, DEFAULT_PARSERS } = await import('hyparquet/src/convert.js');
+  const { getTreePath } = await import('hyparquet/src/schema.js');
+  const tree = parquetSchema(metadata);
+  if (!tree.children.every((c) => c.children.length === 0 && c.element.repetition_type !== 'REPEATED')) return null;
+  const sequential = new Set(['PLAIN', 'PLAIN_DICTIONARY', 'RLE_DICTIONARY']);
+  const rows: Record<string, unknown>[] = [];
+  for (const group of metadata.row_groups) {
+    if (rows.length >= n) break;
+    const take = Math.min(n - rows.length, Number(group.num_rows));
+    const cols: [string, unknown[]][] = [];
+    for (const chunk of group.columns) {
+      const meta = chunk.meta_data;
+      if (!meta || chunk.file_path) return null;
+      const schemaPath = getTreePath(tree, meta.path_in_schema);
+      const decoder = {
+        pathInSchema: meta.path_in_schema,
+        element: schemaPath[schemaPath.length - 1]!.element,
+        schemaPath,
+        compressors,
+        ...meta,
+        parsers: DEFAULT_PARSERS,
+      };
+      // (as hyparquet: a missing or zero dictionary offset means the chunk starts at its first data page)
+      const start = Number(meta.dictionary_page_offset || meta.data_page_offset);
+      const reader = { view: new DataView(buf, start, Number(meta.total_compressed_size)), offset: 0 };
+      let dictionary: unknown;
+      const values: unknown[] = [];
+      while (values.length < take && reader.offset < reader.view.byteLength - 1) {
+        const header = parquetHeader(reader);
+        const need = take - values.length;
+        let page = header;
+        const v1 = header.data_page_header;
+        const v2 = header.data_page_header_v2;
+        if (header.type === 'DATA_PAGE' && v1 && v1.num_values > need && sequential.has(v1.encoding))
+          page = { ...header, data_page_header: { ...v1, num_values: need } };
+        else if (header.type === 'DATA_PAGE_V2' && v2 && v2.num_nulls === 0 && v2.num_values > need && sequential.has(v2.encoding))
+          page = { ...header, data_page_header_v2: { ...v2, num_values: need, num_rows: need } };
+        // biome-ignore lint/suspicious/noExplicitAny: hyparquet's internal page reader is untyped JS
+        const r = readPage(reader, page, decoder as any, dictionary as any, undefined, 0);
+        if (header.type === 'DICTIONARY_PAGE') {
+          // biome-ignore lint/suspicious/noExplicitAny: as above
+          dictionary = convert(r.data as any, decoder as any);
+        } else if (r.data) for (let i = 0; i < r.data.length && values.length < take; i++) values.push(r.data[i]);
+      }
+      if (values.length < take) throw new Error(`column ${meta.path_in_schema.join('.')} has ${values.length} of ${take} rows`);
+      cols.push([meta.path_in_schema[0]!, values]);
+    }
+    for (let i = 0; i < take; i++) rows.push(Object.fromEntries(cols.map(([name, v]) => [name, v[i]])));
+  }
+  return rows;
 }
 
 function asMessages(v: unknown): ChatMessage[] | null {
@@ -258,15 +341,14 @@ export async function loadDataset(path: string | readonly string[], opts: LoadDa
   let columns: string[] | undefined;
   let total = 0;
   for (const f of files) {
-    let bytes: Buffer;
+    let bytes: Buffer | undefined;
     try {
-      bytes = readFileSync(f);
+      bytes = readRegularFile(f, MAX_DATASET_FILE_BYTES, 'a dataset file');
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new DatasetError(
-        `${f}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code})`}`,
-      );
+      if (e instanceof ModelFileError) throw new DatasetError(e.message);
+      throw e;
     }
+    if (bytes === undefined) throw new DatasetError(`${f}: file not found`);
     hash.update(bytes);
     const r = await readRows(f, format, bytes, Math.max(0, limit - rawRows.length));
     if (columns === undefined) columns = r.columns;
@@ -383,6 +465,17 @@ export interface RenderOptions {
    * with a PromptLengthError, by its length in characters before it is tokenized when possible.
    */
   contextLength?: number;
+  /**
+   * Names the prompt in a PromptLengthError, e.g. `file: row 3 (id "x")` (`rowLabel`). Without a
+   * context length, a prompt longer than the chat template may render is still refused before it
+   * is rendered, so the error names the prompt rather than the template.
+   */
+  where?: string;
+}
+
+/** How errors name a dataset row: `file: row 3 (id "x")`. */
+export function rowLabel(file: string, row: Pick<DatasetRow, 'index' | 'id'>): string {
+  return `${file}: row ${row.index} (id ${JSON.stringify(row.id)})`;
 }
 
 export interface RenderedPrompt {
@@ -408,12 +501,27 @@ export function renderPrompt(
 ): RenderedPrompt {
   const p = typeof prompt === 'object' && !Array.isArray(prompt) ? (prompt.messages ?? prompt.prompt) : prompt;
   const ctx = opts.contextLength;
-  if (ctx !== undefined) checkPromptChars(promptChars(p, opts.system), tokenizer, ctx);
-  const text = tokenizer.applyChatTemplate(promptMessages(p, opts.system), { addGenerationPrompt: true, extra: opts.templateFlags ?? {} });
-  if (ctx !== undefined) checkPromptChars(text.length, tokenizer, ctx);
-  const ids = tokenizer.encode(text, { addSpecialTokens: false });
-  if (ctx !== undefined) checkPromptTokens(ids.length, ctx);
-  return { text, ids };
+  try {
+    const chars = promptChars(p, opts.system);
+    if (ctx !== undefined) checkPromptChars(chars, tokenizer, ctx);
+    // Whatever the context, a template's output is bounded: a prompt over the bound is the prompt's fault.
+    const maxChars = tokenizer.templateLimits.maxChars;
+    if (chars > maxChars)
+      throw new PromptLengthError(
+        `the prompt has ${chars} characters; a chat template renders at most ${maxChars} characters, so it is refused before rendering`,
+      );
+    const text = tokenizer.applyChatTemplate(promptMessages(p, opts.system), {
+      addGenerationPrompt: true,
+      extra: opts.templateFlags ?? {},
+    });
+    if (ctx !== undefined) checkPromptChars(text.length, tokenizer, ctx);
+    const ids = tokenizer.encode(text, { addSpecialTokens: false });
+    if (ctx !== undefined) checkPromptTokens(ids.length, ctx);
+    return { text, ids };
+  } catch (e) {
+    if (opts.where !== undefined && e instanceof PromptLengthError) throw new PromptLengthError(`${opts.where}: ${e.message}`);
+    throw e;
+  }
 }
 
 /**

@@ -5,6 +5,7 @@
 
 import { join } from 'node:path';
 import { describeValue, ModelFileError, readModelJson } from './model-file.ts';
+import { RacError } from '../errors.ts';
 
 export interface GenerationConfig {
   /** Every id that ends generation (HF allows an int or a list); may be empty. */
@@ -18,7 +19,7 @@ export interface GenerationConfig {
   maxNewTokens?: number;
 }
 
-export class GenerationConfigError extends Error {
+export class GenerationConfigError extends RacError {
   constructor(
     readonly file: string,
     message: string,

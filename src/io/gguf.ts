@@ -14,15 +14,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decodeBlocks, QK, type QuantFormat } from '../compress/quant-grids.ts';
+import { dequantizeRows, GGML_QUANT_TRAITS, GGML_QUANT_TYPES, type GgmlQuantType } from '../compress/ggml-quants.ts';
 import { AtomicFileWriter } from './atomic.ts';
 import { f16ToF32, bf16ToF32, f32ToBf16, f32ToF16 } from './dtype.ts';
+import { RacError } from '../errors.ts';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 
-export class GgufError extends Error {
+export class GgufError extends RacError {
   constructor(
     readonly file: string,
     problem: string,
@@ -49,12 +50,25 @@ export enum GgufType {
   FLOAT64 = 12,
 }
 
-/** The ggml tensor types rac writes (ggml_type ids). */
-export type GgmlTypeName = 'F32' | 'F16' | 'BF16' | 'Q4_0' | 'Q8_0';
-export const GGML_TYPE_ID: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 };
-/** Bytes per block and values per block (ggml type traits: blck_size, type_size). */
-const GGML_BLOCK: Record<GgmlTypeName, [number, number]> = { F32: [4, 1], F16: [2, 1], BF16: [2, 1], Q4_0: [18, QK], Q8_0: [34, QK] };
-const QUANT_OF: Partial<Record<GgmlTypeName, QuantFormat>> = { Q4_0: 'q4_0', Q8_0: 'q8_0' };
+/** The ggml tensor types rac writes and reads (ggml_type ids): floats and the block types of compress/ggml-quants.ts. */
+export type GgmlTypeName = 'F32' | 'F16' | 'BF16' | GgmlQuantType;
+export const GGML_TYPE_ID: Record<GgmlTypeName, number> = {
+  F32: 0,
+  F16: 1,
+  BF16: 30,
+  ...(Object.fromEntries(GGML_QUANT_TYPES.map((t) => [t, GGML_QUANT_TRAITS[t].id])) as Record<GgmlQuantType, number>),
+};
+/** Bytes per block and values per block (ggml type traits: type_size, blck_size). */
+const GGML_BLOCK: Record<GgmlTypeName, [number, number]> = {
+  F32: [4, 1],
+  F16: [2, 1],
+  BF16: [2, 1],
+  ...(Object.fromEntries(GGML_QUANT_TYPES.map((t) => [t, [GGML_QUANT_TRAITS[t].bytes, GGML_QUANT_TRAITS[t].block]])) as Record<
+    GgmlQuantType,
+    [number, number]
+  >),
+};
+const isBlockType = (t: GgmlTypeName): t is GgmlQuantType => t !== 'F32' && t !== 'F16' && t !== 'BF16';
 
 /**
  * Bytes of a tensor of `n` values whose innermost dimension is `ne0` (block types need ne0 to be a
@@ -386,8 +400,9 @@ export class GgufWriter {
     if (!s) throw new GgufError(this.path, `no tensor "${name}" in this file's header`);
     const n = numel(s.entry.shape);
     if (data.length !== n) throw new GgufError(this.path, `tensor "${name}": got ${data.length} values, expected ${n}`);
-    if (QUANT_OF[s.entry.type]) throw new GgufError(this.path, `tensor "${name}" is ${s.entry.type}: write its blocks with write()`);
-    const typed = s.entry.type === 'F32' ? data : s.entry.type === 'F16' ? f32ToF16(data) : f32ToBf16(data);
+    const type = s.entry.type;
+    if (isBlockType(type)) throw new GgufError(this.path, `tensor "${name}" is ${type}: write its blocks with write()`);
+    const typed = type === 'F32' ? data : type === 'F16' ? f32ToF16(data) : f32ToBf16(data);
     this.write(name, new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
   }
 
@@ -617,11 +632,11 @@ export function readGguf(file: string): GgufFile {
   }
 }
 
-/** Reads one F32/F16/BF16/Q8_0/Q4_0 tensor of a parsed file, decoded to f32 (row-major, `shape` order). */
-export function readGgufTensorF32(g: GgufFile, name: string): Float32Array {
+/** The raw bytes of one tensor of a parsed file (a type rac knows). */
+export function readGgufTensorBytes(g: GgufFile, name: string): Uint8Array {
   const t = g.tensors.find((x) => x.name === name);
   if (!t) throw new GgufError(g.file, `no tensor "${name}"`);
-  if (!t.type) throw new GgufError(g.file, `tensor "${name}" has ggml type ${t.typeId}; only F32, F16, BF16, Q8_0 and Q4_0 are read`);
+  if (!t.type) throw new GgufError(g.file, `tensor "${name}" has ggml type ${t.typeId}; rac reads ${Object.keys(GGML_TYPE_ID).join(', ')}`);
   const n = numel(t.ne);
   const bytes = Buffer.alloc(ggmlTensorBytes(t.type, t.ne[0]!, n));
   const fd = fs.openSync(g.file, 'r');
@@ -635,10 +650,16 @@ export function readGgufTensorF32(g: GgufFile, name: string): Float32Array {
   } finally {
     fs.closeSync(fd);
   }
-  const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
-  const q = QUANT_OF[t.type];
-  if (q) return decodeBlocks(q, new Uint8Array(ab), n);
-  if (t.type === 'F32') return new Float32Array(ab);
-  const u16 = new Uint16Array(ab);
-  return t.type === 'F16' ? f16ToF32(u16) : bf16ToF32(u16);
+  return new Uint8Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+}
+
+/** Reads one tensor of a parsed file (float or block type), decoded to f32 (row-major, `shape` order). */
+export function readGgufTensorF32(g: GgufFile, name: string): Float32Array {
+  const bytes = readGgufTensorBytes(g, name);
+  const t = g.tensors.find((x) => x.name === name)!;
+  const type = t.type!;
+  if (isBlockType(type)) return dequantizeRows(type, bytes, numel(t.ne));
+  if (type === 'F32') return new Float32Array(bytes.buffer);
+  const u16 = new Uint16Array(bytes.buffer);
+  return type === 'F16' ? f16ToF32(u16) : bf16ToF32(u16);
 }

@@ -1,7 +1,8 @@
 /** JSON Lines: one JSON object per line, errors naming file:line; append-only logs with their torn-line repair. */
 import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { RacError } from '../errors.ts';
 
-export class JsonlError extends Error {
+export class JsonlError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'JsonlError';

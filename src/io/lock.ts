@@ -6,12 +6,21 @@
 // pid, or the pid now belongs to a process started at another time) is stale and taken over; a lock
 // from another host cannot be checked and is refused. Released by `release()` or on SIGINT/SIGTERM;
 // a process killed by SIGKILL leaves a stale lock that the next run takes over.
-import { linkSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+//
+// Taking over a stale lock is atomic: reading it, finding it stale and removing it are three steps,
+// and between them another process may take the lock over and write its own — which a plain
+// "remove if still the same" would then delete. So the remover first claims that very lock file
+// (named by its inode and modification time) with a hard link `<lock>.stale-<ino>-<mtime>`; link(2)
+// lets only one process claim it. Holding the claim, it checks that the lock is still that file and
+// removes it; nobody else can remove it meanwhile, and a new lock can only appear once it is gone.
+// A claim whose owner died is removed by the next taker.
+import { linkSync, lstatSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pidAlive, removeOnSignal } from './temp-cleanup.ts';
+import { RacError } from '../errors.ts';
 
-export class LockError extends Error {
+export class LockError extends RacError {
   override name = 'LockError';
 }
 
@@ -40,6 +49,63 @@ function processStart(pid: number): string | null {
     // The command name (field 2) is in parentheses and may contain spaces: split after it.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return rest[19] ?? null; // field 22 overall
+  } catch {
+    return null;
+  }
+}
+
+/** Sleep `ms` synchronously (the lock is taken synchronously). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** The lock file's identity: its inode and modification time (ns). */
+function identity(path: string): string | 'absent' {
+  try {
+    const st = lstatSync(path, { bigint: true });
+    return `${st.ino}-${st.mtimeNs}`;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw e;
+  }
+}
+
+/**
+ * Removes the stale lock `path` whose identity was `id` when it was found stale, unless another
+ * process is doing so or has done so. `tmp` is this process's lock file (linked as the claim).
+ * Returns false when another live process holds the claim (try again shortly).
+ */
+function removeStale(path: string, id: string, text: string, tmp: string): boolean {
+  const claim = `${path}.stale-${id}`;
+  try {
+    linkSync(tmp, claim);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // Another taker holds the claim; if it died holding it, the claim goes and we try again.
+    const owner = readLock(claim);
+    if (owner !== 'absent' && owner !== null && held(owner)) return false;
+    rmSync(claim, { force: true });
+    return false;
+  }
+  try {
+    // Still the very file found stale (same inode, same mtime, same text)? Only the claim's holder
+    // removes it, and its owner is gone, so it cannot change between this check and the unlink.
+    if (identity(path) === id && readText(path) === text) {
+      try {
+        unlinkSync(path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+  } finally {
+    rmSync(claim, { force: true });
+  }
+  return true;
+}
+
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
   } catch {
     return null;
   }
@@ -88,6 +154,7 @@ export function lockOutput(target: string, what = 'output'): OutputLock {
   } catch (e) {
     throw new LockError(`${target}: cannot create the lock ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+  let contended = false;
   try {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -96,8 +163,10 @@ export function lockOutput(target: string, what = 'output'): OutputLock {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
+      const id = identity(path);
+      const text = readText(path);
       const info = readLock(path);
-      if (info === 'absent') continue; // released meanwhile: try again
+      if (id === 'absent' || text === null || info === 'absent') continue; // released meanwhile: try again
       if (info !== null && held(info)) {
         const other = info.host === me.host ? `pid ${info.pid}` : `pid ${info.pid} on host ${info.host}`;
         throw new LockError(
@@ -105,17 +174,15 @@ export function lockOutput(target: string, what = 'output'): OutputLock {
             (info.host === me.host ? '' : `; remove ${path} if that process is gone`),
         );
       }
-      if (attempt >= 5)
-        throw new LockError(`${target}: cannot take the stale lock ${path}; remove it if no rac process is writing ${target}`);
-      // Stale (owner gone) or unreadable: remove it, but only if it is still the same lock.
-      const again = readLock(path);
-      if (JSON.stringify(again) === JSON.stringify(info)) {
-        try {
-          unlinkSync(path);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        }
-      }
+      if (attempt >= 50)
+        throw new LockError(
+          contended
+            ? `${target}: another rac process is taking over the stale lock ${path}; try again`
+            : `${target}: cannot take the stale lock ${path}; remove it if no rac process is writing ${target}`,
+        );
+      // Stale (owner gone) or unreadable: remove it — atomically, see the header.
+      contended = !removeStale(path, id, text, tmp);
+      if (contended) pause(10);
     }
   } finally {
     rmSync(tmp, { force: true });

@@ -11,12 +11,20 @@
  *   (and the open itself is non-blocking and re-checked with fstat, so a FIFO swapped in between
  *   cannot hang the process).
  *
+ * - a hub cache snapshot directory (`…/models--org--name/snapshots/<rev>`) is itself a directory of
+ *   that repo, not a symlink to one elsewhere.
+ *
+ * `readRegularFile` is the same FIFO/size rule for a file named by its path (a hub cache ref, a
+ * recipe, a dataset): every file rac opens from a model directory or the hub cache goes through
+ * this module.
+ *
  * Errors never quote a file's content beyond `excerpt()`: at most 40 characters, JSON-escaped.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RacError } from '../errors.ts';
 
-export class ModelFileError extends Error {
+export class ModelFileError extends RacError {
   constructor(
     readonly file: string,
     readonly problem: string,
@@ -74,11 +82,54 @@ export function modelDirRoots(dir: string): string[] {
   } catch (e) {
     throw new ModelFileError(abs, `cannot open model directory (${errText(e)})`);
   }
+  // A snapshot named by its place in the cache must be that place: a snapshot directory that is a
+  // symlink elsewhere would make "inside the directory" mean inside whatever it points at.
+  const namedSnapshots = path.dirname(abs);
+  const namedRepo = path.dirname(namedSnapshots);
+  if (path.basename(namedSnapshots) === 'snapshots' && /^(models|datasets)--/.test(path.basename(namedRepo))) {
+    let realRepo: string;
+    try {
+      realRepo = fs.realpathSync(namedRepo);
+    } catch (e) {
+      throw new ModelFileError(abs, `cannot open model directory (${errText(e)})`);
+    }
+    const expected = path.join(realRepo, 'snapshots', path.basename(abs));
+    if (real !== expected)
+      throw new ModelFileError(
+        abs,
+        `is a hub cache snapshot that resolves to ${real}, outside its repository ${realRepo} (a snapshot directory must not be a symlink)`,
+      );
+  }
   const roots = [real];
   const snapshots = path.dirname(real);
   const repo = path.dirname(snapshots);
   if (path.basename(snapshots) === 'snapshots' && path.basename(repo).startsWith('models--')) roots.push(path.join(repo, 'blobs'));
   return roots;
+}
+
+/**
+ * The real path `p` would have: symlinks resolved in the part that exists (the whole path when it
+ * exists), the rest appended. For "is this output inside that input" checks before anything exists.
+ */
+export function realPathOf(p: string): string {
+  const abs = path.resolve(p);
+  let head = abs;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(head), ...rest.reverse());
+    } catch {
+      const up = path.dirname(head);
+      if (up === head) return abs;
+      rest.push(path.basename(head));
+      head = up;
+    }
+  }
+}
+
+/** Whether real path `p` is `root` or lies inside it. */
+export function isWithin(p: string, root: string): boolean {
+  return p === root || isInside(p, root);
 }
 
 function kindOf(st: fs.Stats): string {
@@ -151,22 +202,48 @@ export function openModelFile(file: string): { fd: number; size: number } {
 /** Largest side file (JSON, template, card) read whole into memory. */
 export const MAX_SIDE_FILE_BYTES = 256 * 1024 * 1024;
 
+/** Reads all of an opened regular file: at most `max` bytes (more is an error naming `file` and `what`). */
+function readOpened(file: string, fd: number, size: number, max: number, what: string): Buffer {
+  if (size > max) throw new ModelFileError(file, `is ${size} bytes, more than the ${max}-byte limit for ${what}`);
+  const buf = Buffer.alloc(size);
+  let done = 0;
+  while (done < size) {
+    const got = fs.readSync(fd, buf, done, size - done, done);
+    if (got === 0) break;
+    done += got;
+  }
+  return done === size ? buf : buf.subarray(0, done);
+}
+
 /** The bytes of `dir/name` (checked as above), or undefined when absent. */
 export function readModelFile(dir: string, name: string, opts: { maxBytes?: number } = {}): Buffer | undefined {
   const p = modelFilePath(dir, name);
   if (p === undefined) return undefined;
-  const max = opts.maxBytes ?? MAX_SIDE_FILE_BYTES;
   const { fd, size } = openModelFile(p);
   try {
-    if (size > max) throw new ModelFileError(p, `is ${size} bytes, more than the ${max}-byte limit for this file`);
-    const buf = Buffer.alloc(size);
-    let done = 0;
-    while (done < size) {
-      const got = fs.readSync(fd, buf, done, size - done, done);
-      if (got === 0) break;
-      done += got;
-    }
-    return done === size ? buf : buf.subarray(0, done);
+    return readOpened(p, fd, size, opts.maxBytes ?? MAX_SIDE_FILE_BYTES, 'this file');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The bytes of the file at `file` (symlinks followed), or undefined when there is none: a FIFO,
+ * socket, device or directory is refused without blocking (non-blocking open, fstat), and a file
+ * over `maxBytes` is refused before it is read. `what` names the file's role in the size error.
+ */
+export function readRegularFile(file: string, maxBytes: number, what = 'this file'): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ModelFileError(file, `cannot open (${errText(e)})`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new ModelFileError(file, `is ${kindOf(st)}, not a regular file`);
+    return readOpened(file, fd, st.size, maxBytes, what);
   } finally {
     fs.closeSync(fd);
   }

@@ -9,8 +9,9 @@
  *   (max_position_embeddings, or the backend's own context).
  */
 import type { RacTokenizer } from './tokenizer.ts';
+import { RacError } from '../errors.ts';
 
-export class PromptLengthError extends Error {
+export class PromptLengthError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'PromptLengthError';

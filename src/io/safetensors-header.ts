@@ -12,6 +12,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DTYPE_SIZES, isKnownDtype } from './dtype.ts';
+import { RacError } from '../errors.ts';
 
 if (os.endianness() !== 'LE') {
   throw new Error('rac reads and writes safetensors through typed-array views and needs a little-endian host');
@@ -28,7 +29,7 @@ export const INDEX_FILE = 'model.safetensors.index.json';
 export const IO_CHUNK = 1 << 30;
 
 /** A problem with one safetensors file (or model directory / index); the message starts with its path. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends RacError {
   readonly file: string;
   readonly problem: string;
   constructor(file: string, problem: string) {

@@ -14,6 +14,7 @@
  * test/io/template-render.test.ts; the worker starts once per process (on first render).
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { RacError } from '../errors.ts';
 
 export interface TemplateLimits {
   /** Wall-clock limit of one render, in milliseconds. */
@@ -27,7 +28,7 @@ export interface TemplateLimits {
 export const DEFAULT_TEMPLATE_LIMITS: Readonly<TemplateLimits> = { timeMs: 5000, maxChars: 16 * 1024 * 1024, memoryMb: 512 };
 
 /** Why a render failed: the template does not parse, it raised/failed, or it ran past a limit. */
-export class TemplateRenderError extends Error {
+export class TemplateRenderError extends RacError {
   constructor(
     readonly kind: 'parse' | 'render' | 'limit',
     message: string,

@@ -18,6 +18,7 @@ import * as hfTokenizers from '@huggingface/tokenizers';
 import { bytesToUnicode } from './bpe.ts';
 import { excerpt, ModelFileError, readModelJson, readModelText } from './model-file.ts';
 import { DEFAULT_TEMPLATE_LIMITS, renderTemplate, TemplateRenderError, type TemplateLimits } from './template-render.ts';
+import { RacError } from '../errors.ts';
 
 // The package's .d.ts files use extensionless relative imports, which NodeNext resolution cannot
 // follow (`Tokenizer` arrives as `any`), so the surface used here is typed by hand.
@@ -32,7 +33,7 @@ const { Tokenizer } = hfTokenizers as unknown as {
   Tokenizer: new (tokenizerJson: object, config: object) => HfTokenizer;
 };
 
-export class TokenizerError extends Error {
+export class TokenizerError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'TokenizerError';

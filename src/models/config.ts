@@ -4,6 +4,7 @@
  */
 
 import { describeValue } from '../io/model-file.ts';
+import { RacError } from '../errors.ts';
 
 export type RopeScaling =
   | { type: 'default' }
@@ -64,7 +65,7 @@ export interface MoeConfig {
   mlpOnlyLayers: number[];
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends RacError {
   constructor(
     readonly file: string,
     message: string,

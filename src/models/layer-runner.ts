@@ -148,9 +148,14 @@ export class LayerRunner {
   // ---- MoE layers -----------------------------------------------------------------------------
   private readonly moeSessions = new Map<string, Session>();
 
-  /** A lazily created MoE session: 'layer' / 'layer_capture' / 'layer_capture_diag' / 'expert' / 'expert_capture' / 'expert_capture_diag'. */
+  /**
+   * A lazily created MoE session: 'layer' / 'layer_capture' / 'layer_capture_diag' / 'expert' /
+   * 'expert_capture' / 'expert_capture_diag', per expert count (expert removal runs a layer with
+   * fewer experts: the router input's shape differs).
+   */
   private async moeSession(ex: ExpertSpec, kind: string): Promise<Session> {
-    let s = this.moeSessions.get(kind);
+    const key = `${kind}/${ex.count}/${ex.topK}`;
+    let s = this.moeSessions.get(key);
     if (!s) {
       const diag = kind.endsWith('_diag');
       const capture = kind.includes('capture');
@@ -158,7 +163,7 @@ export class LayerRunner {
         ? buildExpertGraph(this.config, ex, { capture, captureDiagonal: diag })
         : buildLayerGraph(this.spec, this.config, { past: false, present: false, capture, captureDiagonal: diag, experts: ex });
       s = await Session.create(`MoE ${kind.replace(/_/g, ' ')}`, graph, this.runtime);
-      this.moeSessions.set(kind, s);
+      this.moeSessions.set(key, s);
     }
     return s;
   }

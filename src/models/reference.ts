@@ -237,8 +237,9 @@ export function referenceLayer(
   hidden: Float32Array,
   batch: LayerBatch,
   ex: ExpertSpec | null = null,
+  masked?: ReadonlySet<number>,
 ): Float32Array {
-  return runLayer(cfg, w, hidden, batch, false, ex).out;
+  return runLayer(cfg, w, hidden, batch, false, ex, masked).out;
 }
 
 /**
@@ -266,6 +267,7 @@ function runLayer(
   batch: LayerBatch,
   keepInputs: boolean,
   ex: ExpertSpec | null,
+  masked?: ReadonlySet<number>,
 ): { out: Float32Array; inputs?: LayerInputs; routing?: Routing } {
   const { batch: B, seq: T, mask, positions } = batch;
   const D = cfg.hiddenSize;
@@ -313,7 +315,7 @@ function runLayer(
   // --- MLP block
   const x2 = rmsNorm(h1, norm('post_attention_layernorm'), eps, N, D); // (N, D)
   if (ex) {
-    const moe = referenceMoe(ex, w.moe!, x2, N, D);
+    const moe = referenceMoe(ex, w.moe!, x2, N, D, masked);
     const out = new Float32Array(N * D); // (N, D)
     for (let i = 0; i < N * D; i++) out[i] = h1[i]! + moe.out[i]!;
     if (!keepInputs) return { out };
@@ -342,6 +344,8 @@ export function referenceMoe(
   x: Float32Array,
   N: number,
   D: number,
+  /** Experts whose router logit is −∞ (never chosen): what removing them must equal. */
+  masked: ReadonlySet<number> = new Set(),
 ): { out: Float32Array; routing: Routing; experts: ExpertInputs[] } {
   const E = ex.count;
   const k = ex.topK;
@@ -351,10 +355,11 @@ export function referenceMoe(
   const experts: ExpertInputs[] = Array.from({ length: E }, () => ({ rows: [], weights: [], act: new Float32Array(0) }));
   const p = new Float64Array(E);
   for (let n = 0; n < N; n++) {
+    const logit = (j: number) => (masked.has(j) ? -Infinity : logits[n * E + j]!);
     let max = -Infinity;
-    for (let j = 0; j < E; j++) max = Math.max(max, logits[n * E + j]!);
+    for (let j = 0; j < E; j++) max = Math.max(max, logit(j));
     let sum = 0;
-    for (let j = 0; j < E; j++) sum += p[j] = Math.exp(logits[n * E + j]! - max);
+    for (let j = 0; j < E; j++) sum += p[j] = Math.exp(logit(j) - max);
     for (let j = 0; j < E; j++) p[j]! /= sum;
     const order = Array.from({ length: E }, (_, j) => j).sort((a, b) => p[b]! - p[a]! || a - b);
     let kept = 0;
@@ -478,7 +483,11 @@ export function referenceForward(
   cfg: ModelConfig,
   weights: WeightSource,
   ids: readonly (readonly number[])[],
-  opts: { attentionMask?: readonly (readonly number[])[] } = {},
+  opts: {
+    attentionMask?: readonly (readonly number[])[];
+    /** MoE: per layer, experts whose router logit is −∞. */
+    maskedExperts?: ReadonlyMap<number, ReadonlySet<number>>;
+  } = {},
 ): Float32Array[] {
   const B = ids.length;
   const T = seqLength(ids);
@@ -486,7 +495,7 @@ export function referenceForward(
   const batch = makeLayerBatch(B, T, opts.attentionMask);
   let h = embedTokens(spec, cfg, weights, ids); // (B, T, D)
   for (let l = 0; l < cfg.numLayers; l++) {
-    h = referenceLayer(cfg, loadLayerWeights(spec, cfg, weights, l), h, batch, layerExperts(spec, cfg, l));
+    h = referenceLayer(cfg, loadLayerWeights(spec, cfg, weights, l), h, batch, layerExperts(spec, cfg, l), opts.maskedExperts?.get(l));
   }
   const logits = referenceHead(spec, cfg, weights, h, B * T); // (B·T, V)
   const out: Float32Array[] = [];

@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { CalibError, validateLimits, type CalibSequence, type CalibSet } from './calib.ts';
-import { loadDataset, renderPrompt, type LoadDatasetOptions } from '../io/datasets.ts';
+import { loadDataset, renderPrompt, rowLabel, type LoadDatasetOptions } from '../io/datasets.ts';
 import { decodeUtf8, jsonlObjects, jsonlObjectsFromBytes } from '../io/jsonl.ts';
 import type { RacTokenizer } from '../io/tokenizer.ts';
 import { selectTraces, type TraceSelection } from './select.ts';
@@ -280,7 +280,7 @@ export async function buildPromptComponent(ds: DatasetSource, ctx: CalibModeCont
   const opts = { system: ds.system, templateFlags: ds.templateFlags };
   function* docs(): Generator<Doc> {
     for (const row of data.rows) {
-      const ids = renderPrompt(tok, row, opts).ids;
+      const ids = renderPrompt(tok, row, { ...opts, where: rowLabel(data.file, row) }).ids;
       yield { ids, promptLen: ids.length, classes: new Uint8Array(ids.length).fill(CLASS_PROMPT), weight };
     }
   }

@@ -11,7 +11,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { batchRowWeights, weightedTokens, type TokenWeights } from '../compress/hessian.ts';
 import { decodeUtf8, jsonlObjects } from '../io/jsonl.ts';
+import { leftPad, type PaddedBatch } from '../models/batch.ts';
+import { RacError } from '../errors.ts';
 
 export interface CalibSequence {
   ids: number[];
@@ -40,7 +43,7 @@ export interface CalibLimits {
   overflow?: 'truncate' | 'split';
 }
 
-export class CalibError extends Error {
+export class CalibError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'CalibError';
@@ -166,4 +169,19 @@ export function makeBatches(seqs: CalibSequence[], batchTokens: number): CalibSe
   }
   if (cur.length) batches.push(cur);
   return batches;
+}
+
+/**
+ * A calibration set as the layer loops read it: left-padded batches of about `batchTokens`
+ * tokens, their row weights (√ of sequence × token weight, 0 for padding) and n = Σ w.
+ */
+export function calibBatches(
+  calib: CalibSet,
+  batchTokens: number,
+  tokenWeights: TokenWeights,
+): { padded: PaddedBatch[]; rowWeights: Float32Array[]; n: number } {
+  const batches = makeBatches(calib.sequences, batchTokens);
+  const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
+  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T, tokenWeights));
+  return { padded, rowWeights, n: weightedTokens(batches.flat(), tokenWeights) };
 }

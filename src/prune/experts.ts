@@ -202,7 +202,7 @@ async function solveAttention(run: PruneRun, job: LayerJob, attn: LinearSpec[], 
     const W = linearWeight(job.w, ls.name);
     const name = run.model.tensorName(job.l, ls.module);
     const lr = await job.timer.time('prune', () =>
-      pruneLinear(W, ls.rows, ls.cols, stats?.get(ls.group) ?? null, run.n, job.opts, run.gemm, run.noteQuant(name)),
+      pruneLinear(W, ls.rows, ls.cols, stats?.get(ls.group) ?? null, run.n, job.opts, run.gemm, run.quantOf(name)),
     );
     job.timer.add('factor', lr.factor_seconds ?? 0);
     job.timer.add('sweep', lr.sweep_seconds ?? 0);
@@ -223,7 +223,7 @@ async function solveExperts(run: PruneRun, job: LayerJob, ex: ExpertSpec, stats:
       const name = run.model.expertTensorName(job.l, j, ls.module);
       const s = e ? (ls.group === 'mlp_in' ? e.mlpIn : e.mlpOut) : null;
       const n = e ? (e.source === 'routed' ? e.n : run.n) : run.n;
-      const lr = await job.timer.time('prune', () => pruneLinear(W, ls.rows, ls.cols, s, n, job.opts, run.gemm, run.noteQuant(name)));
+      const lr = await job.timer.time('prune', () => pruneLinear(W, ls.rows, ls.cols, s, n, job.opts, run.gemm, run.quantOf(name)));
       job.timer.add('factor', lr.factor_seconds ?? 0);
       job.timer.add('sweep', lr.sweep_seconds ?? 0);
       rep.linears[ls.name] = lr;

@@ -18,7 +18,7 @@ import type { Model } from '../models/model.ts';
 import { groupWidth, linearWeight, type InputGroup, type LayerWeights, type LinearName, type LinearSpec } from '../models/spec.ts';
 import type { OrtGemm } from '../runtime/gemm.ts';
 import type { HiddenStore } from './hidden-store.ts';
-import { pruneLinear, type PhaseTimer, type QuantNote } from './linear.ts';
+import { pruneLinear, type LinearQuant, type PhaseTimer } from './linear.ts';
 import type { PruneOptions, PruneProgress } from './options.ts';
 import type { LayerReport } from './rac-json.ts';
 
@@ -39,8 +39,8 @@ export interface PruneRun {
   diagonalOnly: boolean;
   /** The scope's Linears of a dense layer, in stages (true-sequential: attention, then MLP). */
   stages: LinearSpec[][];
-  /** Records a quantized tensor's scales under its name. */
-  noteQuant: (name: string) => QuantNote;
+  /** How a tensor (by HF name) is quantized, or null when it is not. */
+  quantOf: (name: string) => LinearQuant | null;
   /** Asymmetric calibration's reference model (null: the input model's own weights). */
   reference: Model | null;
 }
@@ -100,7 +100,7 @@ export const denseLayerStep: LayerStep = {
             n,
             job.opts,
             gemm,
-            run.noteQuant(model.tensorName(l, ls.module)),
+            run.quantOf(model.tensorName(l, ls.module)),
             cross?.get(ls.group) ?? null,
           ),
         );

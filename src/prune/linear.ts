@@ -10,14 +10,25 @@ import { hessianOf, secondMoment, type XtxSum } from '../compress/hessian.ts';
 import { magnitudePrune } from '../compress/magnitude.ts';
 import type { PruneReport } from '../compress/masks.ts';
 import { outputErrorGemm } from '../compress/metrics.ts';
-import { QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
+import { dequantizeRows, quantizeRows, type GgmlQuantType } from '../compress/ggml-quants.ts';
 import { sparsegptPrune } from '../compress/sparsegpt.ts';
 import { wandaPrune } from '../compress/wanda.ts';
 import type { PruneOptions } from './options.ts';
 import type { LayerReport, LinearReport } from './rac-json.ts';
 
-/** Records a quantized tensor's f16 block scales. */
-export type QuantNote = (scales: Float32Array, rows: number, cols: number, format: QuantFormat, method: 'gptq' | 'rtn' | 'joint') => void;
+/** How one tensor is quantized: its ggml type, its importance weights, and where its bytes go. */
+export interface LinearQuant {
+  type: GgmlQuantType;
+  imatrix?: Float32Array;
+  note: (bytes: Uint8Array, method: 'gptq' | 'rtn' | 'joint') => void;
+}
+
+/** llama.cpp's round-to-nearest quantizer on W (rows, cols) in place (W becomes the dequantized values); the GGUF bytes. */
+export function roundToNearest(W: Float32Array, rows: number, cols: number, q: LinearQuant): Uint8Array {
+  const bytes = quantizeRows(q.type, W, rows, cols, q.imatrix);
+  W.set(dequantizeRows(q.type, bytes, W.length));
+  return bytes;
+}
 
 /** Prune one Linear (rows, cols) in place given its group's XᵀX sum; returns its report. */
 export async function pruneLinear(
@@ -29,8 +40,8 @@ export async function pruneLinear(
   n: number,
   opts: PruneOptions,
   gemm: Gemm,
-  /** Records the f16 scales of a quantized Linear. */
-  onQuant: QuantNote = () => {},
+  /** Quantize this Linear (null: leave it as pruned). */
+  quant: LinearQuant | null = null,
   /** Asymmetric calibration: the group's Σ X_refᵀX̃ (the solver then reconstructs the reference outputs). */
   cross: XtxSum | null = null,
 ): Promise<LinearReport> {
@@ -45,19 +56,22 @@ export async function pruneLinear(
   }
   let r: PruneReport;
   if (!stats && opts.method !== 'magnitude' && opts.method !== 'rtn') throw new Error(`${opts.method} needs calibration statistics`);
-  const quant = opts.quant && cols % QK === 0 ? opts.quant : undefined;
   let quantMethod: 'gptq' | 'rtn' | 'joint' | undefined;
   switch (opts.method) {
+    case 'reap':
+    case 'frequency':
+      throw new Error(`--method ${opts.method} removes whole experts; it solves no Linear`);
     case 'rtn':
       r = { zeros: 0, total: W.length, sparsity: 0 };
       break;
     case 'gptq': {
       if (quant) {
-        const g = await gptqQuantize(W, rows, cols, hessian(), quant, gemm, {
+        const g = await gptqQuantize(W, rows, cols, hessian(), quant.type, gemm, {
           blocksize: opts.blocksize,
           percdamp: opts.percdamp,
+          ...(quant.imatrix ? { imatrix: quant.imatrix } : {}),
         });
-        onQuant(g.scales, rows, cols, quant, 'gptq');
+        quant.note(g.blocks, 'gptq');
         quantMethod = 'gptq';
         r = g;
       } else r = { zeros: 0, total: W.length, sparsity: 0 };
@@ -73,10 +87,10 @@ export async function pruneLinear(
       const o = await sparsegptPrune(W, rows, cols, hessian(), opts.target, gemm, {
         blocksize: opts.blocksize,
         percdamp: opts.percdamp,
-        ...(quant ? { quant } : {}),
+        ...(quant ? { quant: quant.type, ...(quant.imatrix ? { imatrix: quant.imatrix } : {}) } : {}),
       });
       if (quant) {
-        onQuant(o.scales!, rows, cols, quant, 'joint');
+        quant.note(o.blocks!, 'joint');
         quantMethod = 'joint';
       }
       r = o;
@@ -84,9 +98,8 @@ export async function pruneLinear(
     }
   }
   if (quant && !quantMethod) {
-    // Round to nearest after pruning (zeros stay zeros: 0 is on the grid).
-    const { scales } = rtnQuantize(W, rows, cols, quant);
-    onQuant(scales, rows, cols, quant, 'rtn');
+    // Round to nearest after pruning (zeros stay zeros on the symmetric grids: 0 is on them).
+    quant.note(roundToNearest(W, rows, cols, quant), 'rtn');
     quantMethod = 'rtn';
     let z = 0;
     for (let i = 0; i < W.length; i++) if (W[i] === 0) z++;
@@ -94,7 +107,7 @@ export async function pruneLinear(
   }
   const out: LinearReport = { rows, cols, zeros: r.zeros, sparsity: r.sparsity, seconds: 0 };
   if (quant && quantMethod) {
-    out.quant = quant;
+    out.quant = quant.type;
     out.quant_method = quantMethod === 'joint' ? 'gptq' : quantMethod;
   }
   if (r.loss !== undefined) out.loss = r.loss;

@@ -49,26 +49,49 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
   const source = hub
     ? `[\`${hub.id}\`](https://huggingface.co/${hub.id}) at commit \`${hub.commit}\`${hub.revision !== hub.commit ? ` (\`${hub.revision}\`)` : ''}`
     : `\`${s.source_model}\``;
+  const er = s.expert_removal;
+  const removalOnly = !!er && s.totals.pruned_linears === 0;
+  const experts = er
+    ? `${er.experts_before} → ${er.experts_after} per MoE layer (${er.scoring === 'reap' ? 'REAP saliency' : 'routed-token frequency'}); parameters ${er.parameters_before.toLocaleString('en-US')} → ${er.parameters_after.toLocaleString('en-US')}`
+    : '';
+  const heading = removalOnly
+    ? `${er.experts_before - er.experts_after} of ${er.experts_before} experts removed per layer`
+    : `${er ? `${er.experts_before - er.experts_after} of ${er.experts_before} experts removed, then ` : ''}${target}${s.quantization ? `, quantized to ${s.quantization.format}` : ''}`;
   const lines = [
     ...(frontMatter ? [frontMatter] : []),
-    `# ${s.quantization ? 'Compressed' : 'Pruned'} with rac: ${s.method}, ${target}${s.quantization ? `, quantized to ${s.quantization.format}` : ''}`,
+    `# ${s.quantization ? 'Compressed' : 'Pruned'} with rac: ${s.method}, ${heading}`,
     '',
-    `A pruned copy of ${source}, written by rac ${s.rac_version} on ${s.created.slice(0, 10)}. Only the weights of the`,
-    'pruned linear layers differ from the source; config, tokenizer and chat template are the same.',
+    `A pruned copy of ${source}, written by rac ${s.rac_version} on ${s.created.slice(0, 10)}. ` +
+      (er
+        ? 'Whole experts were removed (config.json `num_experts` lowered, the router rows sliced, the kept experts renumbered in order)' +
+          (removalOnly ? '; every other tensor' : '; then the remaining linear layers were pruned; tokenizer and chat template') +
+          ' are the same.'
+        : 'Only the weights of the pruned linear layers differ from the source; config, tokenizer and chat template are the same.'),
     '',
     '| | |',
     '|---|---|',
     `| architecture | \`${s.architecture}\` |`,
     `| method | ${s.method} |`,
-    `| target | ${target} |`,
-    `| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (${pct(s.totals.sparsity)}) |`,
+    ...(er ? [`| experts | ${experts} |`] : []),
+    ...(removalOnly
+      ? []
+      : [
+          `| target | ${target} |`,
+          `| zeros | ${s.totals.zeros.toLocaleString('en-US')} of ${s.totals.weights.toLocaleString('en-US')} weights in ${s.totals.pruned_linears} linear layers (${pct(s.totals.sparsity)}) |`,
+        ]),
     `| linear layers | ${String(o['linears'] ?? 'all')}; embeddings ${String(o['embeddings'] ?? 'untouched')}, lm_head ${String(o['lm_head'] ?? 'untouched')} |`,
     `| calibration | ${calib} |`,
     ...(s.quantization
       ? [
-          s.quantization.layout === 'compressed-tensors'
-            ? `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; the linear layers stored as compressed-tensors \`pack-quantized\` (W${s.quantization.format === 'q4_0' ? 4 : 8}A16, symmetric, group size 32, f16 scales: \`quantization_config\` in config.json, loadable by vLLM and transformers), the embedding (and an untied lm_head) as F32 on the Q8_0 grid with its f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes every block bit for bit) |`
-            : `| quantization | GGUF ${s.quantization.format} grid (${s.quantization.bits_per_weight} bits/weight), ${Object.keys(s.quantization.tensors).length} tensors; values stored as F32 on the grid, f16 block scales in \`${s.quantization.scales_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them bit for bit) |`,
+          `| quantization | ${s.quantization.format} (llama.cpp ${s.quantization.file_type}: ${Object.entries(s.quantization.types)
+            .map(([t, n]) => `${n} × ${t}`)
+            .join(
+              ', ',
+            )}; ${s.quantization.bits_per_weight.toFixed(2)} bits/weight${s.quantization.imatrix ? ', with an importance matrix' : ''}); ${
+            s.quantization.layout === 'compressed-tensors'
+              ? `the linear layers stored as compressed-tensors \`pack-quantized\` (W${s.quantization.format === 'q4_0' ? 4 : 8}A16, symmetric, group size 32, f16 scales: \`quantization_config\` in config.json, loadable by vLLM and transformers), the embedding (and an untied lm_head) as F32 (the dequantized blocks) with GGUF block bytes in \`${s.quantization.blocks_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes every block byte for byte)`
+              : `values stored as F32 (the dequantized blocks), GGUF block bytes in \`${s.quantization.blocks_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them byte for byte)`
+          } |`,
         ]
       : []),
     '',

@@ -5,24 +5,49 @@
 import type { OwlOptions } from '../compress/owl.ts';
 import type { TokenWeights } from '../compress/hessian.ts';
 import type { SparsityTarget } from '../compress/masks.ts';
-import type { QuantFormat } from '../compress/quant-grids.ts';
+import type { QuantScheme } from '../compress/quant-schemes.ts';
+import { BLOCKS_FILE } from '../io/compressed-tensors.ts';
+import type { Imatrix } from '../io/imatrix.ts';
 import type { Model } from '../models/model.ts';
 import type { LinearName } from '../models/spec.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
-import type { LayerReport, PruneMethod } from './rac-json.ts';
+import type { ExpertRemovalRecord, LayerReport, PruneMethod, QuantLayout } from './rac-json.ts';
 
 /** The pruning methods (recipes' `methods`). */
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
+/** Expert-removal methods (MoE models): remove whole experts, prune nothing else. */
+export const EXPERT_METHODS: readonly PruneMethod[] = ['reap', 'frequency'];
 /** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
 export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
 /**
- * The earlier layout's sidecar: the f16 block scales of every quantized tensor (`<name>` → F16
- * (rows, cols/32)), beside F32 values on the grid. rac now writes compressed-tensors
- * (ct-output.ts); directories in this layout still load and export (export/gguf.ts).
+ * The sidecar with the GGUF block bytes of the quantized tensors stored as F32 (`<name>` → U8
+ * (rows, row bytes), HF row order): every quantized tensor in the `gguf-blocks` layout, the
+ * embedding / untied lm_head in the `compressed-tensors` one.
+ */
+export const QUANT_BLOCKS_FILE = BLOCKS_FILE;
+/**
+ * The sidecar of rac's first quantized layout (q4_0 / q8_0 before GGUF blocks): the f16 block
+ * scales of every quantized tensor (`<name>` → F16 (rows, cols/32)), beside F32 values on the
+ * grid. rac no longer writes it; such directories still load and export (export/gguf.ts).
  */
 export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
-/** The embedding / untied output table's grid when a model is quantized (see README: GGUF). */
-export const EMBEDDING_QUANT: QuantFormat = 'q8_0';
+/**
+ * The schemes whose quantized Linears rac writes compressed-tensors pack-quantized (ct-output.ts):
+ * Q4_0 and Q8_0 are exactly its symmetric int4 / int8 with group size 32 and f16 scales. The
+ * k-quants and the mixes keep the `gguf-blocks` layout: their two-level scales (and mins) have no
+ * compressed-tensors form.
+ */
+export const PACKED_SCHEMES = ['q4_0', 'q8_0'] as const;
+export type PackedScheme = (typeof PACKED_SCHEMES)[number];
+
+export function isPackedScheme(s: QuantScheme): s is PackedScheme {
+  return (PACKED_SCHEMES as readonly string[]).includes(s);
+}
+
+/** The layout `rac prune --quant SCHEME` writes. */
+export function quantLayout(s: QuantScheme): QuantLayout {
+  return isPackedScheme(s) ? 'compressed-tensors' : 'gguf-blocks';
+}
 export type LinearScope = 'all' | 'attn' | 'mlp';
 /**
  * Where an MoE expert's calibration statistics come from: `routed` — the tokens the router sends
@@ -35,13 +60,20 @@ export const MOE_CALIBRATIONS: readonly MoeCalibration[] = ['routed', 'all'];
 export interface PruneOptions {
   method: PruneMethod;
   /**
-   * Quantize to a GGUF grid: gptq (alone), sparsegpt (joint: one OBS walk prunes and quantizes),
-   * rtn / wanda / magnitude (round to nearest after any pruning). The embedding table (and an
-   * untied lm_head) is rounded to q8_0. Quantized Linears are written compressed-tensors
-   * pack-quantized (ct-output.ts); the q8_0 tables as F32 values on the grid, their f16 scales
-   * in q8_0_scales.safetensors.
+   * Quantize to ggml types under a scheme (compress/quant-schemes.ts: one type, or a llama.cpp
+   * mix with its per-tensor types): gptq (alone), sparsegpt (joint: one OBS walk prunes and
+   * quantizes), rtn / wanda / magnitude (round to nearest after any pruning, llama.cpp's quantizer
+   * byte for byte). The embedding table (and an untied lm_head) gets the scheme's type for it by
+   * RTN (GPTQ with pruneLmHead). q4_0 / q8_0: the quantized Linears are written compressed-tensors
+   * pack-quantized (ct-output.ts), the embedding / untied lm_head as F32 with their GGUF blocks in
+   * quant_blocks.safetensors; every other scheme: quantized tensors as F32 dequantized values,
+   * their GGUF block bytes in quant_blocks.safetensors (quantLayout).
    */
-  quant?: QuantFormat;
+  quant?: QuantScheme;
+  /** An importance matrix (llama-imatrix's format) for the quantizers' block choices, as llama-quantize --imatrix. */
+  imatrix?: Imatrix;
+  /** Where `imatrix` was read (recorded with its sha256). */
+  imatrixFile?: string;
   target: SparsityTarget;
   /** Which Linears of each selected layer: all, attention (q/k/v/o) or MLP (gate/up/down). */
   linears: LinearScope;
@@ -92,6 +124,15 @@ export interface PruneOptions {
   reference?: Model;
   /** Compute ‖XWᵀ − XŴᵀ‖²/n per Linear (one extra GEMM pass per Linear). Default true. */
   errorStats?: boolean;
+  /**
+   * MoE models: remove whole experts first — `scoring` REAP or routed-token frequency, `experts` a
+   * fraction in (0, 1) or a count per layer (prune/expert-removal.ts). Required by methods reap /
+   * frequency (which do only that); with any other method, the rest is then pruned / quantized
+   * as usual on the same calibration set. rac.json `expert_removal` records it.
+   */
+  removeExperts?: { scoring: 'reap' | 'frequency'; experts: number };
+  /** Internal (composition): the run's original source, and the expert removal done before this stage. */
+  provenance?: { source: Model; expertRemoval: ExpertRemovalRecord };
   /** MoE layers: each expert's statistics from its routed tokens or from every token (default routed, see README: MoE). */
   moeCalibration?: MoeCalibration;
   /**

@@ -15,41 +15,45 @@
  * Memory: one layer's weights and Hessians, plus two hidden-state stores (spilled to disk above a
  * limit). Padding never enters the statistics: capture rows carry weight 0 for padded positions.
  */
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Gemm } from '../compress/gemm.ts';
-import {
-  batchRowWeights,
-  classCounts,
-  isUniform,
-  UNIFORM_TOKEN_WEIGHTS,
-  validateTokenWeights,
-  weightedTokens,
-  XtxSum,
-  type TokenWeights,
-} from '../compress/hessian.ts';
+import { rowBytes } from '../compress/ggml-quants.ts';
+import { classCounts, isUniform, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, XtxSum, type TokenWeights } from '../compress/hessian.ts';
 import { describeTarget, type SparsityTarget } from '../compress/masks.ts';
 import { outlierRatio, owlTargets } from '../compress/owl.ts';
-import { BITS_PER_WEIGHT, QK, rtnQuantize, type QuantFormat } from '../compress/quant-grids.ts';
+import { SCHEME_INFO, type QuantScheme } from '../compress/quant-schemes.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
-import { Q8_0_SCALES_FILE } from '../io/compressed-tensors.ts';
-import { f32ToF16 } from '../io/dtype.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
-import { embedRows, leftPad } from '../models/batch.ts';
+import { embedRows, type PaddedBatch } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
-import type { Model } from '../models/model.ts';
+import { Model } from '../models/model.ts';
 import { groupWidth, hasMoeLayers, layerLinears, linearWeight, type InputGroup, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
-import { makeBatches, type CalibSet } from './calib.ts';
-import { compressedConfigText, packedReplacements, writePackedLinear } from './ct-output.ts';
+import { calibBatches, type CalibSet } from './calib.ts';
+import { compressedConfigText, packedReplacements, writePackedFromBlocks } from './ct-output.ts';
+import { checkExpertRemoval, scoreExperts, scratchDir, writeWithoutExperts } from './expert-removal.ts';
 import { moeLayerStep } from './experts.ts';
+import { quantPlan } from './quant-plan.ts';
 import { HiddenStore } from './hidden-store.ts';
 import { denseLayerStep, layerOptions, type LayerJob, type PruneRun } from './layer-step.ts';
-import { PhaseTimer, pruneLinear, type QuantNote } from './linear.ts';
+import { PhaseTimer, pruneLinear, roundToNearest, type LinearQuant } from './linear.ts';
 import { prunedModelCard } from './model-card.ts';
-import { EMBEDDING_QUANT, MIN_EXPERT_TOKENS, PRUNE_METHODS, QUANT_METHODS, type LinearScope, type PruneOptions } from './options.ts';
+import {
+  EXPERT_METHODS,
+  isPackedScheme,
+  MIN_EXPERT_TOKENS,
+  PRUNE_METHODS,
+  QUANT_BLOCKS_FILE,
+  QUANT_METHODS,
+  quantLayout,
+  type LinearScope,
+  type PruneOptions,
+} from './options.ts';
 import {
   formatRacJson,
   layerLinearReports,
@@ -57,11 +61,12 @@ import {
   type LayerReport,
   type LinearReport,
   type OwlRecord,
+  type ExpertRemovalRecord,
   type PruneSummary,
   type QuantizationRecord,
 } from './rac-json.ts';
 
-export { EMBEDDING_QUANT, PRUNE_METHODS, QUANT_METHODS, QUANT_SCALES_FILE } from './options.ts';
+export { EXPERT_METHODS, PACKED_SCHEMES, PRUNE_METHODS, QUANT_BLOCKS_FILE, QUANT_METHODS, quantLayout } from './options.ts';
 export type { LinearScope, MoeCalibration, PruneOptions, PruneProgress } from './options.ts';
 export type { PruneMethod } from './rac-json.ts';
 
@@ -106,6 +111,14 @@ export function parseLayerSelection(spec: string, numLayers: number): number[] {
   return [...out].sort((x, y) => x - y);
 }
 
+/** A compressed-tensors (pack-quantized) model is not pruned, quantized or cut again: its source is. */
+export function refuseCompressed(model: Model): void {
+  if (model.compressed)
+    throw new CheckpointError(
+      `${model.dir}: is a compressed-tensors (pack-quantized) checkpoint; prune, quantize or remove experts from the unquantized model it came from`,
+    );
+}
+
 /** rac.json options.hessian_scale (see compress/hessian.ts for what n is and what it changes). */
 const HESSIAN_SCALE_NOTE = '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens';
 
@@ -117,6 +130,8 @@ export async function pruneCheckpoint(
   opts: PruneOptions,
   version: string,
 ): Promise<PruneSummary> {
+  refuseCompressed(model);
+  if (opts.removeExperts || EXPERT_METHODS.includes(opts.method)) return removeExpertsThenPrune(model, calibIn, outDir, opts, version);
   const t0 = performance.now();
   checkOptions(model, calibIn, opts);
   const quant = opts.quant;
@@ -130,35 +145,37 @@ export async function pruneCheckpoint(
   const reference = asymmetric && opts.reference && opts.reference !== model ? opts.reference : null;
   const tokenWeights = opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS;
   const owl = opts.sparsityProfile && opts.sparsityProfile !== 'uniform' ? opts.sparsityProfile.owl : null;
-  const quantized = new Map<
-    string,
-    { scales: Float32Array; rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }
-  >();
+  // Quantization: every tensor's type under the scheme (over the whole model, as llama-quantize
+  // decides it); rac quantizes the selected layers' Linears (experts included), the embedding and
+  // an untied head.
+  const plan = quant ? quantPlan(model, quant, opts.imatrix, opts.imatrixFile) : null;
+  const quantNames: string[] = [];
   const skipped: string[] = [];
-  const widen = new Set<string>();
-  // Quantized Linears are written pack-quantized (compressed-tensors, ct-output.ts); the
-  // embedding and an untied lm_head as F32 values on the Q8_0 grid.
-  const packLinears: { name: string; rows: number; cols: number }[] = [];
-  if (quant) {
-    for (const l of selected) {
-      for (const t of scopeTensors(model, l, opts.linears)) {
-        if (t.cols % QK === 0) packLinears.push(t);
-        else skipped.push(t.name);
-      }
-    }
-    widen.add(spec.embedName);
-    if (!model.tiedHead) widen.add(spec.lmHeadName);
+  if (plan) {
+    const names = [...[...selected].flatMap((l) => scopeTensors(model, l, opts.linears).map((t) => t.name)), spec.embedName];
+    if (!model.tiedHead) names.push(spec.lmHeadName);
+    for (const name of names) (plan.tensors.get(name)?.type ? quantNames : skipped).push(name);
   }
-  const replace = quant ? packedReplacements(packLinears, quant) : undefined;
-  const noteQuant =
-    (name: string): QuantNote =>
-    (scales, rows, cols, format, method) =>
-      quantized.set(name, { scales, rows, cols, format, method });
+  // q4_0 / q8_0: the quantized Linears are written compressed-tensors pack-quantized (ct-output.ts)
+  // in place of their .weight; what is not a Linear (the embedding, an untied lm_head) stays F32
+  // with its blocks in quant_blocks.safetensors, as every quantized tensor of the other schemes.
+  const packedScheme = plan && isPackedScheme(plan.scheme) ? plan.scheme : null;
+  const packedNames = new Set(packedScheme ? quantNames.filter((n) => n !== spec.embedName && n !== spec.lmHeadName) : []);
+  const replace = packedNames.size > 0 ? packedReplacements([...packedNames].map((n) => ({ name: n, ...plan!.tensors.get(n)! }))) : null;
+  /** A packed Linear's GGUF blocks from its quantizer until its layer is written. */
+  const packedBlocks = new Map<string, Uint8Array>();
+  const widen = new Set(quantNames.filter((n) => !packedNames.has(n)));
+  const bs = opts.blocksize ?? 128;
+  if (plan && (opts.method === 'gptq' || opts.method === 'sparsegpt') && bs % 256 !== 0 && 256 % bs !== 0) {
+    const k = quantNames.find((n) => plan.tensors.get(n)!.type!.endsWith('_K'));
+    if (k)
+      throw new Error(
+        `--blocksize ${bs}: GPTQ onto ${plan.tensors.get(k)!.type} (256-weight super-blocks) needs a block size that divides 256 or is a multiple of it`,
+      );
+  }
+  const quantized = new Map<string, QuantizedTensor>();
   const D = cfg.hiddenSize;
-  const batches = makeBatches(calib.sequences, opts.batchTokens);
-  const padded = batches.map((b) => leftPad(b.map((s) => s.ids)));
-  const rowWeights = padded.map((pb, bi) => batchRowWeights(batches[bi]!, pb.valid, pb.T, tokenWeights));
-  const n = weightedTokens(batches.flat(), tokenWeights);
+  const { padded, rowWeights, n } = calibBatches(calib, opts.batchTokens, tokenWeights);
   // Statistics: none for magnitude / rtn without the error report; Wanda without it needs only diag(XᵀX).
   const needStats = !statsFree && (!['magnitude', 'rtn'].includes(opts.method) || opts.errorStats !== false);
   const diagonalOnly = opts.method === 'wanda' && opts.errorStats === false;
@@ -178,12 +195,46 @@ export async function pruneCheckpoint(
     widen,
     ...(replace ? { replace, index: true } : {}),
   });
+  let blocks: SafetensorsWriter | null = null;
+  /** The quantizer of a tensor rac quantizes (its type, importance weights, and where its bytes go). */
+  const quantOf = (name: string): LinearQuant | null => {
+    const t = plan?.tensors.get(name);
+    if (!plan || !t?.type || !(widen.has(name) || packedNames.has(name))) return null;
+    const imatrix = plan.imatrix(name);
+    return {
+      type: t.type,
+      ...(imatrix ? { imatrix } : {}),
+      note: (bytes, method) => {
+        if (packedNames.has(name)) packedBlocks.set(name, bytes);
+        else blocks!.write(name, bytes);
+        quantized.set(name, {
+          type: t.type!,
+          method,
+          rows: t.rows,
+          cols: t.cols,
+          imatrix: !!imatrix,
+          bytes: bytes.length,
+          ...(t.fallbackFrom ? { fallback_from: t.fallbackFrom } : {}),
+        });
+      },
+    };
+  };
   const stores: HiddenStore[] = [];
   let runner: LayerRunner | null = null;
   let gemm: OrtGemm | null = null;
   const reports: LayerReport[] = [];
   try {
     // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
+    if (plan) {
+      const entries = [...widen].map((name) => {
+        const t = plan.tensors.get(name)!;
+        return { name, dtype: 'U8', shape: [t.rows, rowBytes(t.type!, t.cols)] };
+      });
+      blocks = SafetensorsWriter.create(join(writer.tmpDir, QUANT_BLOCKS_FILE), entries, {
+        format: 'pt',
+        rac: `GGUF block bytes (${quant})`,
+      });
+    }
     stores.push(new HiddenStore(sizes, memory, writer.tmpDir), new HiddenStore(sizes, memory, writer.tmpDir));
     let [input, output] = stores as [HiddenStore, HiddenStore];
     // Asymmetric calibration: the reference stream (the input checkpoint's own hidden states).
@@ -194,14 +245,12 @@ export async function pruneCheckpoint(
     if (!statsFree) runner = await LayerRunner.create(spec, cfg, opts.runtime);
     gemm = createOrtGemm(opts.runtime);
     let E = model.embedding();
-    if (quant) {
-      // The embedding table (the tied output too) on q8_0, as the GGUF will hold it; the pruned
+    const eq = quantOf(spec.embedName);
+    if (eq) {
+      // The embedding table (the tied output too) in its type, as the GGUF will hold it; the pruned
       // layers are then calibrated on what the quantized model embeds.
       E = E.slice();
-      if (cfg.hiddenSize % QK === 0) {
-        const { scales } = rtnQuantize(E, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
-        quantized.set(spec.embedName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
-      } else skipped.push(spec.embedName);
+      eq.note(roundToNearest(E, cfg.vocabSize, cfg.hiddenSize, eq), 'rtn');
       writer.writeF32(spec.embedName, E);
     }
     // Both streams start from the same embeddings (the stores only read what they hold).
@@ -251,7 +300,7 @@ export async function pruneCheckpoint(
       needStats,
       diagonalOnly,
       stages,
-      noteQuant,
+      quantOf,
       reference,
     };
     for (let l = 0; l < L; l++) {
@@ -280,10 +329,12 @@ export async function pruneCheckpoint(
       if (job.rep.pruned) await step.calibrate(run, job);
       await timer.time('recompute', () => step.recompute(run, job)); // the pruned layer's outputs: the next layer's inputs
       await timer.time('write', () =>
-        writeLayer(writer, model, l, job.pruned, (name, W) => {
-          const q = replace?.has(name) ? quantized.get(name) : undefined;
-          if (!q) return false;
-          writePackedLinear(writer, name, W, q.scales, q.rows, q.cols, q.format);
+        writeLayer(writer, model, l, job.pruned, (name) => {
+          const b = packedBlocks.get(name);
+          if (!b) return false;
+          const t = plan!.tensors.get(name)!;
+          writePackedFromBlocks(writer, name, b, t.type!, t.rows, t.cols);
+          packedBlocks.delete(name);
           return true;
         }),
       );
@@ -296,29 +347,17 @@ export async function pruneCheckpoint(
 
     let lmHead: LinearReport | undefined;
     if (opts.pruneLmHead && runner) {
-      lmHead = await pruneLmHead(
-        model,
-        runner,
-        input,
-        rowWeights,
-        n,
-        diagonalOnly,
-        quant ? { ...opts, quant: EMBEDDING_QUANT } : opts,
-        gemm,
-        writer,
-        noteQuant(spec.lmHeadName),
-      );
-    } else if (quant && !model.tiedHead) {
+      lmHead = await pruneLmHead(model, runner, input, rowWeights, n, diagonalOnly, opts, gemm, writer, quantOf(spec.lmHeadName));
+    } else if (!model.tiedHead && quantOf(spec.lmHeadName)) {
       const W = model.read(spec.lmHeadName).slice();
-      if (cfg.hiddenSize % QK === 0) {
-        const { scales } = rtnQuantize(W, cfg.vocabSize, cfg.hiddenSize, EMBEDDING_QUANT);
-        quantized.set(spec.lmHeadName, { scales, rows: cfg.vocabSize, cols: cfg.hiddenSize, format: EMBEDDING_QUANT, method: 'rtn' });
-      } else skipped.push(spec.lmHeadName);
+      const hq = quantOf(spec.lmHeadName)!;
+      hq.note(roundToNearest(W, cfg.vocabSize, cfg.hiddenSize, hq), 'rtn');
       writer.writeF32(spec.lmHeadName, W);
     }
 
-    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead) : undefined;
-    if (quant) writeScales(writer.tmpDir, new Map([...quantized].filter(([name]) => !replace?.has(name))));
+    const quantization = quant ? quantizationRecord(quant, quantized, skipped, reports, lmHead, opts) : undefined;
+    blocks?.close();
+    blocks = null;
     if (owlRecord) {
       for (const e of owlRecord.layers) {
         const lin = layerLinearReports(reports[e.layer]!);
@@ -339,10 +378,11 @@ export async function pruneCheckpoint(
     writer.finish({
       [RAC_JSON]: formatRacJson(summary),
       'README.md': prunedModelCard(summary, sourceCard ?? null),
-      ...(quant ? { 'config.json': compressedConfigText(model, quant, new Set(replace!.keys())) } : {}),
+      ...(replace && packedScheme ? { 'config.json': compressedConfigText(model, packedScheme, packedNames) } : {}),
     });
     return summary;
   } catch (e) {
+    blocks?.abort();
     writer.abort();
     throw e;
   } finally {
@@ -352,15 +392,110 @@ export async function pruneCheckpoint(
   }
 }
 
+/**
+ * Expert removal (prune/expert-removal.ts), alone (methods reap / frequency) or followed by the
+ * method's pruning / quantization of what is left, on the same calibration set: the smaller model
+ * goes to a scratch directory beside `outDir` and is pruned from there into `outDir`.
+ */
+async function removeExpertsThenPrune(
+  model: Model,
+  calib: CalibSet | null,
+  outDir: string,
+  opts: PruneOptions,
+  version: string,
+): Promise<PruneSummary> {
+  const t0 = performance.now();
+  const only = EXPERT_METHODS.includes(opts.method);
+  if (!opts.removeExperts)
+    throw new Error(`--method ${opts.method} needs --experts (a fraction in (0, 1) or a count of experts to remove per layer)`);
+  // Methods reap / frequency name the scoring; with another method, removeExperts.scoring does.
+  const removal = only ? { ...opts.removeExperts, scoring: opts.method as 'reap' | 'frequency' } : opts.removeExperts;
+  if (!calib) throw new Error(`expert removal (${removal.scoring}) needs a calibration set`);
+  checkExpertRemoval(model, removal);
+  if (!only) checkOptions(model, calib, opts);
+  else if (opts.quant)
+    throw new Error(
+      `--method ${opts.method} only removes experts; quantize with a method that quantizes (gptq, rtn, sparsegpt --quant) and --experts`,
+    );
+  if (existsSync(outDir) && !opts.overwrite)
+    throw new CheckpointError(`${resolve(outDir)}: already exists (choose another --out, or pass --overwrite)`);
+  const sourceCard = readCard(model.dir);
+  const scratch = scratchDir(resolve(outDir));
+  try {
+    const { record, plan } = await scoreExperts(
+      model,
+      calib,
+      {
+        scoring: removal.scoring,
+        experts: removal.experts,
+        batchTokens: opts.batchTokens,
+        ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
+        ...(opts.memoryLimitBytes !== undefined ? { memoryLimitBytes: opts.memoryLimitBytes } : {}),
+        ...(opts.runtime ? { runtime: opts.runtime } : {}),
+        onProgress: (e) => e.phase === 'done' && opts.onProgress?.({ layer: e.layer, layers: e.layers, phase: 'done' }),
+      },
+      scratch.dir,
+    );
+    if (only) {
+      const summary = expertRemovalSummary(model, opts, version, record, (performance.now() - t0) / 1000);
+      writeWithoutExperts(
+        model,
+        plan,
+        outDir,
+        { [RAC_JSON]: formatRacJson(summary), 'README.md': prunedModelCard(summary, sourceCard ?? null) },
+        opts.overwrite,
+      );
+      return summary;
+    }
+    const mid = join(scratch.dir, 'experts-removed');
+    writeWithoutExperts(model, plan, mid, {});
+    const small = Model.open(mid);
+    try {
+      const { removeExperts: _, ...rest } = opts;
+      return await pruneCheckpoint(small, calib, outDir, { ...rest, provenance: { source: model, expertRemoval: record } }, version);
+    } finally {
+      small.close();
+    }
+  } finally {
+    scratch.release();
+  }
+}
+
+/** rac.json of an expert removal alone (methods reap / frequency). */
+function expertRemovalSummary(
+  model: Model,
+  opts: PruneOptions,
+  version: string,
+  record: ExpertRemovalRecord,
+  seconds: number,
+): PruneSummary {
+  const sourceHub = hubSourceOf(model.dir);
+  return {
+    rac_version: version,
+    created: new Date().toISOString(),
+    source_model: model.dir,
+    ...(sourceHub ? { source_hub: sourceHub } : {}),
+    architecture: model.config.modelType,
+    method: opts.method,
+    options: {
+      experts: record.experts_before - record.experts_after,
+      batch_tokens: opts.batchTokens,
+      token_weights: { ...(opts.tokenWeights ?? UNIFORM_TOKEN_WEIGHTS) },
+      embeddings: 'untouched',
+      lm_head: model.tiedHead ? 'tied' : 'untouched',
+    },
+    calibration: record.calibration,
+    layers: [],
+    expert_removal: record,
+    totals: { pruned_linears: 0, zeros: 0, weights: 0, sparsity: 0, seconds },
+  };
+}
+
 /** Every refusal pruneCheckpoint makes before any work (one line each). */
 function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions): void {
   const L = model.config.numLayers;
-  if (model.compressed)
-    throw new Error(
-      `${model.dir}: is a compressed-tensors (pack-quantized) checkpoint; prune or quantize the unquantized model it came from`,
-    );
-  if (QUANT_METHODS.includes(opts.method) && !opts.quant)
-    throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant q4_0|q8_0)`);
+  if (QUANT_METHODS.includes(opts.method) && !opts.quant) throw new Error(`--method ${opts.method} quantizes: it needs a format (--quant)`);
+  if (opts.imatrix && !opts.quant) throw new Error('an importance matrix is for quantization: give --quant');
   if (QUANT_METHODS.includes(opts.method) && !(opts.target.kind === 'unstructured' && opts.target.sparsity === 0)) {
     throw new Error(`--method ${opts.method} does not prune; prune with sparsegpt (joint) or run rtn on a pruned model`);
   }
@@ -405,7 +540,7 @@ async function owlOutlierRatios(
   model: Model,
   runner: LayerRunner,
   stores: [HiddenStore, HiddenStore],
-  padded: ReturnType<typeof leftPad>[],
+  padded: PaddedBatch[],
   rowWeights: Float32Array[],
   selected: Set<number>,
   linearSpecs: LinearSpec[],
@@ -452,27 +587,37 @@ async function pruneLmHead(
   opts: PruneOptions,
   gemm: Gemm,
   writer: CheckpointWriter,
-  onQuant: QuantNote,
+  quant: LinearQuant | null,
 ): Promise<LinearReport> {
   const { config: cfg, spec } = model;
   const normW = model.finalNorm();
   const sum = new XtxSum(cfg.hiddenSize, diagonal);
   for (let b = 0; b < rowWeights.length; b++) sum.add(await runner.captureHead(normW, hidden.get(b), rowWeights[b]!, diagonal));
   const W = model.read(spec.lmHeadName);
-  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, onQuant);
+  const report = await pruneLinear(W, cfg.vocabSize, cfg.hiddenSize, sum, n, opts, gemm, quant);
   writer.writeF32(spec.lmHeadName, W);
   return report;
 }
 
 function quantizationRecord(
-  quant: QuantFormat,
-  quantized: Map<string, { rows: number; cols: number; format: QuantFormat; method: 'gptq' | 'rtn' | 'joint' }>,
+  scheme: QuantScheme,
+  quantized: Map<string, QuantizedTensor>,
   skipped: string[],
   reports: LayerReport[],
   lmHead: LinearReport | undefined,
+  opts: PruneOptions,
 ): QuantizationRecord {
   const tensors: QuantizationRecord['tensors'] = {};
-  for (const [name, q] of quantized) tensors[name] = { format: q.format, method: q.method, rows: q.rows, cols: q.cols };
+  const types: Record<string, number> = {};
+  let bytes = 0;
+  let weights = 0;
+  for (const [name, q] of quantized) {
+    const { bytes: b, ...rec } = q;
+    tensors[name] = rec;
+    types[q.type] = (types[q.type] ?? 0) + 1;
+    bytes += b;
+    weights += q.rows * q.cols;
+  }
   let qz = 0;
   let qn = 0;
   for (const lr of [...reports.flatMap(layerLinearReports), lmHead]) {
@@ -480,13 +625,27 @@ function quantizationRecord(
     qz += lr.zeros;
     qn += lr.rows * lr.cols;
   }
+  let imatrix: QuantizationRecord['imatrix'];
+  if (opts.imatrix) {
+    const used = Object.values(tensors).filter((t) => t.imatrix).length;
+    imatrix = {
+      ...(opts.imatrixFile
+        ? { file: opts.imatrixFile, sha256: createHash('sha256').update(readFileSync(opts.imatrixFile)).digest('hex') }
+        : {}),
+      datasets: opts.imatrix.datasets,
+      chunk_count: opts.imatrix.chunkCount,
+      tensors_with_entry: used,
+    };
+  }
   return {
-    format: quant,
-    block: QK,
-    layout: 'compressed-tensors',
+    format: scheme,
+    file_type: SCHEME_INFO[scheme].ftype,
+    layout: quantLayout(scheme),
     tensors,
-    scales_file: Q8_0_SCALES_FILE,
-    bits_per_weight: BITS_PER_WEIGHT[quant],
+    types,
+    blocks_file: QUANT_BLOCKS_FILE,
+    bits_per_weight: weights ? (8 * bytes) / weights : 0,
+    ...(imatrix ? { imatrix } : {}),
     skipped,
     sparsity_after: qn ? qz / qn : 0,
   };
@@ -518,11 +677,13 @@ function pruneSummary(
     count++;
   }
   const quant = opts.quant;
-  const sourceHub = hubSourceOf(model.dir);
+  // After an expert removal, the run's source is the model the experts were removed from.
+  const source = opts.provenance?.source ?? model;
+  const sourceHub = hubSourceOf(source.dir);
   return {
     rac_version: version,
     created: new Date().toISOString(),
-    source_model: model.dir,
+    source_model: source.dir,
     ...(sourceHub ? { source_hub: sourceHub } : {}),
     architecture: model.config.modelType,
     method: opts.method,
@@ -536,8 +697,16 @@ function pruneSummary(
       ...(opts.method === 'magnitude' ? { magnitude_scope: opts.magnitudeScope ?? 'layer' } : {}),
       batch_tokens: opts.batchTokens,
       hessian_scale: HESSIAN_SCALE_NOTE,
-      embeddings: quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
-      lm_head: opts.pruneLmHead ? 'pruned' : model.tiedHead ? 'tied' : quant ? `rounded to ${EMBEDDING_QUANT} (RTN)` : 'untouched',
+      embeddings: r.quantization?.tensors[model.spec.embedName]
+        ? `rounded to ${r.quantization.tensors[model.spec.embedName]!.type} (RTN)`
+        : 'untouched',
+      lm_head: opts.pruneLmHead
+        ? 'pruned'
+        : model.tiedHead
+          ? 'tied'
+          : r.quantization?.tensors[model.spec.lmHeadName]
+            ? `rounded to ${r.quantization.tensors[model.spec.lmHeadName]!.type} (RTN)`
+            : 'untouched',
       ...(quant ? { quant } : {}),
       token_weights: { ...r.tokenWeights },
       ...(hasMoeLayers(model.config)
@@ -555,41 +724,35 @@ function pruneSummary(
     ...(r.lmHead ? { lm_head: r.lmHead } : {}),
     ...(r.quantization ? { quantization: r.quantization } : {}),
     ...(r.owl ? { sparsity_profile: r.owl } : {}),
-    totals: { pruned_linears: count, zeros, weights, sparsity: weights ? zeros / weights : 0, seconds: r.seconds },
+    ...(opts.provenance ? { expert_removal: opts.provenance.expertRemoval } : {}),
+    totals: {
+      pruned_linears: count,
+      zeros,
+      weights,
+      sparsity: weights ? zeros / weights : 0,
+      seconds: r.seconds + (opts.provenance?.expertRemoval.seconds ?? 0),
+    },
   };
 }
 
-/** The f16 scales of the tensors stored as F32 on the Q8_0 grid (embedding, untied lm_head), one F16 (rows, cols/32) tensor each, under its own name. */
-function writeScales(dir: string, quantized: Map<string, { scales: Float32Array; rows: number; cols: number }>): void {
-  const entries = [...quantized].map(([name, q]) => ({ name, dtype: 'F16', shape: [q.rows, q.cols / QK] }));
-  const w = SafetensorsWriter.create(join(dir, Q8_0_SCALES_FILE), entries, { format: 'pt', rac: 'GGUF Q8_0 block scales' });
-  try {
-    for (const [name, q] of quantized) {
-      const h = f32ToF16(q.scales);
-      w.write(name, new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
-    }
-    w.close();
-  } catch (e) {
-    w.abort();
-    throw e;
-  }
-}
+/** A quantized tensor as rac.json records it (and its byte count, for the bits per weight). */
+type QuantizedTensor = QuantizationRecord['tensors'][string] & { bytes: number };
 
 /**
  * Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name; `pack` writes a
- * quantized one pack-quantized and says so), every other one copied byte for byte.
+ * packed one pack-quantized and says so), every other one copied byte for byte.
  */
 function writeLayer(
   writer: CheckpointWriter,
   model: Model,
   l: number,
   pruned: Map<string, Float32Array>,
-  pack: (name: string, W: Float32Array) => boolean,
+  pack: (name: string) => boolean,
 ): void {
   for (const name of layerTensorNames(model, l)) {
     const W = pruned.get(name);
     if (W) {
-      if (!pack(name, W)) writer.writeF32(name, W);
+      if (!pack(name)) writer.writeF32(name, W);
     } else writer.copy(name);
   }
 }
@@ -605,15 +768,15 @@ function layerTensorNames(model: Model, l: number): string[] {
   return names;
 }
 
-/** The Linears of layer l a scope prunes, as (HF name, rows, cols): attention, dense MLP or every expert's. */
-function scopeTensors(model: Model, l: number, scope: LinearScope): { name: string; rows: number; cols: number }[] {
+/** The Linears of layer l a scope prunes, as (HF name, cols): attention, dense MLP or every expert's. */
+function scopeTensors(model: Model, l: number, scope: LinearScope): { name: string; cols: number }[] {
   const out = layerLinears(model.spec, model.config, l)
     .filter(GROUP_OF_SCOPE[scope])
-    .map((ls) => ({ name: model.tensorName(l, ls.module), rows: ls.rows, cols: ls.cols }));
+    .map((ls) => ({ name: model.tensorName(l, ls.module), cols: ls.cols }));
   const ex = model.experts(l);
   if (ex && scope !== 'attn') {
     for (let j = 0; j < ex.count; j++)
-      for (const ls of ex.linears) out.push({ name: model.expertTensorName(l, j, ls.module), rows: ls.rows, cols: ls.cols });
+      for (const ls of ex.linears) out.push({ name: model.expertTensorName(l, j, ls.module), cols: ls.cols });
   }
   return out;
 }

@@ -5,16 +5,16 @@
  * (`formatRacJson`), `rac eval` and `rac report` read it (`readPruningInfo`) through these types.
  * Imports only types from compress / io / models.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { QuantFormat } from '../compress/quant-grids.ts';
+import type { GgmlQuantType } from '../compress/ggml-quants.ts';
+import type { QuantScheme } from '../compress/quant-schemes.ts';
 import type { HubSource } from '../io/hub.ts';
+import { readModelJson } from '../io/model-file.ts';
 import type { ExpertLinearName, LinearName } from '../models/spec.ts';
 
 /** The file name inside a pruned model directory. */
 export const RAC_JSON = 'rac.json';
 
-export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude' | 'gptq' | 'rtn';
+export type PruneMethod = 'sparsegpt' | 'wanda' | 'magnitude' | 'gptq' | 'rtn' | 'reap' | 'frequency';
 
 export interface LinearReport {
   rows: number;
@@ -31,8 +31,8 @@ export interface LinearReport {
   output_norm?: number;
   damp?: number;
   retries?: number;
-  /** The GGUF grid the values are on, and how they got there. */
-  quant?: QuantFormat;
+  /** The ggml type the values are on, and how they got there. */
+  quant?: GgmlQuantType;
   quant_method?: 'gptq' | 'rtn';
   /** SparseGPT: seconds in damping + factorization, and in the OBS sweep. */
   factor_seconds?: number;
@@ -100,6 +100,8 @@ export interface PruneSummary {
   quantization?: QuantizationRecord;
   /** OWL: the statistics' source, M, λ and per layer the outlier ratio, the target and the realized sparsity. */
   sparsity_profile?: OwlRecord;
+  /** MoE: experts removed before (or instead of) pruning the rest. */
+  expert_removal?: ExpertRemovalRecord;
   totals: { pruned_linears: number; zeros: number; weights: number; sparsity: number; seconds: number };
 }
 
@@ -115,21 +117,83 @@ export interface OwlRecord {
   layers: { layer: number; outlier_ratio: number; target: number; sparsity: number; weights: number }[];
 }
 
-/** rac.json `quantization`: what `rac export-gguf --dtype q4_0|q8_0` reproduces bit for bit. */
-export interface QuantizationRecord {
-  format: QuantFormat;
+/**
+ * rac.json `expert_removal`: whole experts removed from every MoE layer (REAP or routed-token
+ * frequency, compress/expert-scores.ts), before any other pruning of the same run.
+ */
+export interface ExpertRemovalRecord {
+  scoring: 'reap' | 'frequency';
+  /** Experts per MoE layer before and after; the same in every layer (one num_experts in config.json). */
+  experts_before: number;
+  experts_after: number;
+  /** Parameters of the checkpoint before and after. */
+  parameters_before: number;
+  parameters_after: number;
+  /** Calibration of the scores (as PruneSummary.calibration). */
+  calibration: Record<string, unknown> & { tokens: number; sequences: number };
+  seconds: number;
+  layers: {
+    layer: number;
+    /** Removed expert ids (of the input model), ascending. */
+    removed: number[];
+    /** Every expert of the input model: routed calibration tokens, its score, whether it was removed. */
+    experts: { expert: number; tokens: number; score: number; removed: boolean }[];
+  }[];
+}
+
+/** How a quantized model directory stores its quantized tensors (QuantizationRecord.layout). */
+export type QuantLayout = 'compressed-tensors' | 'gguf-blocks';
+
+/**
+ * rac.json `quantization` as rac wrote it before GGUF blocks (q4_0 / q8_0 only): every tensor F32
+ * on the grid, each value d·k with d the f16 scale of its 32-block in `scales_file` (F16 (rows,
+ * cols/32) per tensor). Still loaded, and exported (export/gguf.ts re-encodes the blocks).
+ */
+export interface LegacyQuantizationRecord {
+  format: 'q4_0' | 'q8_0';
   block: number;
-  /**
-   * `compressed-tensors`: the quantized Linears are pack-quantized (weight_packed, F16 weight_scale
-   * per 32 weights: d, bit for bit), `scales_file` holds only the embedding's / untied lm_head's.
-   * Absent (rac before compressed-tensors output): every tensor F32 on the grid, all scales in `scales_file`.
-   */
-  layout?: 'compressed-tensors';
-  /** Every value of these tensors is d·k exactly, d the f16 scale of its 32-block (weight_scale or `scales_file`). */
-  tensors: Record<string, { format: QuantFormat; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
+  tensors: Record<string, { format: 'q4_0' | 'q8_0'; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
   scales_file: string;
   bits_per_weight: number;
-  /** Tensors left unquantized (rows not a multiple of 32), kept as they were. */
+  skipped: string[];
+  sparsity_after: number;
+}
+
+/** rac.json `quantization`: what `rac export-gguf --dtype SCHEME` writes byte for byte. */
+export interface QuantizationRecord {
+  /** The scheme (`--quant`): one ggml type, or a llama.cpp mix. */
+  format: QuantScheme;
+  /** llama-quantize's file type of the same per-tensor assignment. */
+  file_type: string;
+  /**
+   * How the quantized tensors are stored (QUANT_LAYOUT in options.ts):
+   * - `compressed-tensors` (schemes q4_0, q8_0): the quantized Linears are pack-quantized
+   *   (`weight_packed`, F16 `weight_scale` per 32 weights: the GGUF block's d and codes, bit for
+   *   bit; `quantization_config` in config.json); the embedding (and an untied lm_head), which are
+   *   not Linears, F32 with their GGUF blocks in `blocks_file`.
+   * - `gguf-blocks` (the k-quants and llama.cpp's mixes, whose two-level scales and mins
+   *   compressed-tensors cannot express): every quantized tensor F32 (its blocks dequantized),
+   *   its GGUF blocks in `blocks_file`.
+   * Absent in rac.json files written before the field (read as `gguf-blocks`).
+   */
+  layout?: QuantLayout;
+  /**
+   * The quantized tensors: their values are the dequantization of their GGUF blocks, exactly —
+   * blocks in `blocks_file` (U8 (rows, row bytes), Hugging Face row order), or for a packed Linear
+   * its weight_packed / weight_scale.
+   */
+  tensors: Record<
+    string,
+    { type: GgmlQuantType; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number; imatrix: boolean; fallback_from?: GgmlQuantType }
+  >;
+  /** How many tensors got each type. */
+  types: Record<string, number>;
+  blocks_file: string;
+  /** Block bytes · 8 / weights over the quantized tensors. */
+  bits_per_weight: number;
+  /** The importance matrix the quantizers used (llama-quantize --imatrix). */
+  imatrix?: { file?: string; sha256?: string; datasets: string[]; chunk_count: number; tensors_with_entry: number };
+  /** Tensors the scheme keeps float (rows not a multiple of 32), kept as they were. */
   skipped: string[];
   /** Zeros / weights over the quantized Linears, measured after quantization. */
   sparsity_after: number;
@@ -153,36 +217,64 @@ export interface PruningInfo {
   calibration?: Record<string, unknown>;
   /** PruneSummary.totals.sparsity. */
   realised_sparsity?: number;
-  /** MoE models: per pruned MoE layer, the calibration tokens routed to each expert. */
+  /** MoE models: per pruned MoE layer, the calibration tokens routed to each expert (with expert removal: scores, removed). */
   experts?: ExpertCoverage[];
+  /** Expert removal: experts per layer before → after, and the scoring. */
+  expert_removal?: { scoring: string; experts_before: number; experts_after: number };
+  /** The quantization scheme (rac.json quantization.format) and whether an importance matrix steered it. */
+  quant?: { scheme: string; imatrix: boolean };
 }
 
-/** One MoE layer's expert coverage: calibration tokens routed to each expert, in expert order. */
+/**
+ * One MoE layer's expert coverage: calibration tokens routed to each expert, in expert order —
+ * with expert removal, of the input model's experts, with their scores and which were removed.
+ */
 export interface ExpertCoverage {
   layer: number;
   tokens: number[];
+  scores?: number[];
+  removed?: boolean[];
 }
 
-/** The experts' coverage of a rac.json's layers (absent when no layer reports experts). */
-function expertCoverage(layers: unknown): ExpertCoverage[] | undefined {
-  if (!Array.isArray(layers)) return undefined;
+/** The experts' coverage of a rac.json: expert removal's record, else the layers' per-expert pruning (absent when neither). */
+function expertCoverage(j: Partial<Record<keyof PruneSummary, unknown>>): ExpertCoverage[] | undefined {
+  const num = (x: unknown) => (typeof x === 'number' ? x : 0);
+  const removal = j.expert_removal as Partial<ExpertRemovalRecord> | undefined;
   const out: ExpertCoverage[] = [];
-  for (const l of layers as Partial<LayerReport>[]) {
-    if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
-    out.push({ layer: l.layer, tokens: l.experts.map((e) => (typeof e?.tokens === 'number' ? e.tokens : 0)) });
+  if (removal && Array.isArray(removal.layers)) {
+    for (const l of removal.layers) {
+      if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
+      out.push({
+        layer: l.layer,
+        tokens: l.experts.map((e) => num(e?.tokens)),
+        scores: l.experts.map((e) => num(e?.score)),
+        removed: l.experts.map((e) => e?.removed === true),
+      });
+    }
+  } else if (Array.isArray(j.layers)) {
+    for (const l of j.layers as Partial<LayerReport>[]) {
+      if (!l || typeof l.layer !== 'number' || !Array.isArray(l.experts)) continue;
+      out.push({ layer: l.layer, tokens: l.experts.map((e) => num(e?.tokens)) });
+    }
   }
   return out.length > 0 ? out : undefined;
 }
 
 /** Pruning facts from `<dir>/rac.json`, or null when the directory has none (a dense model). */
 export function readPruningInfo(dir: string): PruningInfo | null {
-  const p = join(dir, RAC_JSON);
-  if (!existsSync(p)) return null;
-  const j = JSON.parse(readFileSync(p, 'utf8')) as Partial<Record<keyof PruneSummary, unknown>>;
+  // Through the model-directory reader: a FIFO or a link out of the directory is refused.
+  const j = readModelJson(dir, RAC_JSON) as Partial<Record<keyof PruneSummary, unknown>> | undefined;
+  if (j === undefined || j === null || typeof j !== 'object') return null;
   if (typeof j.method !== 'string') return null;
   const calib = j.calibration && typeof j.calibration === 'object' ? (j.calibration as Record<string, unknown>) : undefined;
   const totals = j.totals as { sparsity?: unknown } | undefined;
-  const coverage = expertCoverage(j.layers);
+  const coverage = expertCoverage(j);
+  const er = j.expert_removal as Partial<ExpertRemovalRecord> | undefined;
+  const removal =
+    er && typeof er.scoring === 'string' && typeof er.experts_before === 'number' && typeof er.experts_after === 'number'
+      ? { scoring: er.scoring, experts_before: er.experts_before, experts_after: er.experts_after }
+      : undefined;
+  const q = j.quantization as { format?: unknown; imatrix?: unknown } | undefined;
   return {
     method: j.method,
     ...(typeof j.sparsity === 'number' ? { sparsity: j.sparsity } : {}),
@@ -198,5 +290,7 @@ export function readPruningInfo(dir: string): PruningInfo | null {
       : {}),
     ...(typeof totals?.sparsity === 'number' ? { realised_sparsity: totals.sparsity } : {}),
     ...(coverage ? { experts: coverage } : {}),
+    ...(removal ? { expert_removal: removal } : {}),
+    ...(typeof q?.format === 'string' ? { quant: { scheme: q.format, imatrix: !!q.imatrix } } : {}),
   };
 }

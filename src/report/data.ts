@@ -15,6 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { readPruningInfo, type ExpertCoverage, type PruningInfo } from '../prune/rac-json.ts';
+import { lengthSamplesOf, lengthVsDense, type LengthSample, type LengthVsDense } from './length.ts';
 
 export interface ReportRow {
   /** Base model (dense) this row belongs to: its directory name. */
@@ -34,6 +35,12 @@ export interface ReportRow {
   problems: number | null;
   /** Hesitation words per sample (results.json `metrics.hesitations.per_sample`), when known. */
   hesitations?: number;
+  /** Quantization: the scheme and whether an importance matrix steered it (rac.json). */
+  quant?: { scheme: string; imatrix: boolean };
+  /** Length inflation against the group's dense row on the same problems (report/length.ts), when known. */
+  vs_dense?: LengthVsDense;
+  /** results.json samples (problem, tokens, grade, finish), for vs_dense. */
+  lengthSamples?: LengthSample[];
   per_family?: Record<string, unknown>;
   /** The file the row came from. */
   source: string;
@@ -43,6 +50,9 @@ export interface ReportRow {
   dataset?: string;
   /** MoE models: calibration tokens routed to each expert, per pruned MoE layer. */
   experts?: ExpertCoverage[];
+  /** MoE expert removal: the fraction of each layer's experts removed (by `expert_scoring`). */
+  experts_removed?: number;
+  expert_scoring?: string;
 }
 
 export interface ReportGroup {
@@ -53,8 +63,10 @@ export interface ReportGroup {
 }
 
 /** Sparsity for plotting: the number, or 1 − N/M for an N:M pattern. */
-export function xSparsity(r: Pick<ReportRow, 'sparsity' | 'pattern' | 'method'>): number | null {
+export function xSparsity(r: Pick<ReportRow, 'sparsity' | 'pattern' | 'method' | 'experts_removed'>): number | null {
   if (r.method === 'dense') return 0;
+  // Expert removal alone: plotted at the fraction of experts removed.
+  if ((r.method === 'reap' || r.method === 'frequency') && r.experts_removed !== undefined) return r.experts_removed;
   if (r.sparsity !== null) return r.sparsity;
   const m = r.pattern ? /^(\d+):(\d+)$/.exec(r.pattern) : null;
   return m ? 1 - Number(m[1]) / Number(m[2]) : null;
@@ -99,6 +111,7 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
   if (acc === null || mt === null) throw new Error(`${file}: results.json without metrics.accuracy / metrics.mean_tokens.all`);
   const dataset = j.dataset as { sha256?: string; problems?: number } | undefined;
   const base = p?.source_model ?? dir ?? file;
+  const samples = lengthSamplesOf(j);
   return {
     model: modelName(base),
     base: resolve(base),
@@ -112,11 +125,20 @@ function fromResults(file: string, j: Record<string, unknown>): ReportRow {
     truncated: num(metrics.truncated),
     problems: num(dataset?.problems),
     ...hesitationsField(num((metrics.hesitations as Record<string, unknown> | undefined)?.per_sample)),
+    ...(p?.quant ? { quant: p.quant } : {}),
     ...(j.per_family && typeof j.per_family === 'object' ? { per_family: j.per_family as Record<string, unknown> } : {}),
+    ...(j.vs_dense && typeof j.vs_dense === 'object' ? { vs_dense: j.vs_dense as LengthVsDense } : {}),
+    ...(samples ? { lengthSamples: samples } : {}),
     source: file,
     ...(dir ? { dir } : {}),
     ...(dataset?.sha256 ? { dataset: dataset.sha256 } : {}),
     ...(p?.experts ? { experts: p.experts } : {}),
+    ...(p?.expert_removal
+      ? {
+          experts_removed: (p.expert_removal.experts_before - p.expert_removal.experts_after) / p.expert_removal.experts_before,
+          expert_scoring: p.expert_removal.scoring,
+        }
+      : {}),
   };
 }
 
@@ -170,7 +192,9 @@ function fromSummary(file: string, s: Record<string, unknown>): ReportRow[] {
       truncated: num(r.truncated),
       problems,
       ...hesitationsField(num(r.hesitations)),
+      ...(r.quant && typeof r.quant === 'object' ? { quant: r.quant as { scheme: string; imatrix: boolean } } : {}),
       ...(r.per_family && typeof r.per_family === 'object' ? { per_family: r.per_family as Record<string, unknown> } : {}),
+      ...(r.vs_dense && typeof r.vs_dense === 'object' ? { vs_dense: r.vs_dense as LengthVsDense } : {}),
       source: file,
     });
   });
@@ -197,7 +221,7 @@ export function loadReportInput(path: string): ReportRow[] {
   throw new Error(`${file}: neither a results.json from rac eval nor a summary.json`);
 }
 
-const METHOD_ORDER = ['dense', 'sparsegpt', 'wanda', 'magnitude'];
+const METHOD_ORDER = ['dense', 'reap', 'frequency', 'sparsegpt', 'wanda', 'magnitude'];
 const CALIB_ORDER = ['prompt', 'rac', 'text', 'mix'];
 const rank = (list: string[], v: string | null) => (v === null ? -1 : list.indexOf(v) < 0 ? list.length : list.indexOf(v));
 
@@ -231,7 +255,15 @@ export function groupRows(rows: ReportRow[]): ReportGroup[] {
     if (datasets.size > 1) notes.push(`rows were evaluated on ${datasets.size} different datasets`);
     const problems = new Set(rs.map((r) => r.problems).filter((p) => p !== null));
     if (problems.size > 1) notes.push(`rows were evaluated on different numbers of problems (${[...problems].join(', ')})`);
-    return { model, dense: denses[0] ?? null, rows: sortRows(rs), notes };
+    // Length inflation on the same problems, from the samples when both rows have them.
+    const dense = denses[0];
+    if (dense?.lengthSamples)
+      for (const r of rs) {
+        if (r === dense || !r.lengthSamples) continue;
+        const v = lengthVsDense(r.lengthSamples, dense.lengthSamples);
+        if (v) r.vs_dense = v;
+      }
+    return { model, dense: dense ?? null, rows: sortRows(rs), notes };
   });
 }
 
@@ -301,7 +333,11 @@ export function summarize(groups: ReportGroup[]): Record<string, unknown> {
         mean_tokens: r.mean_tokens,
         truncated: r.truncated,
         ...hesitationsField(r.hesitations ?? null),
+        ...(r.quant ? { quant: r.quant } : {}),
         ...(g.dense ? { delta_accuracy: r.accuracy - g.dense.accuracy, delta_mean_tokens: r.mean_tokens - g.dense.mean_tokens } : {}),
+        ...(r.vs_dense
+          ? { tokens_ratio: r.vs_dense.tokens_ratio, tokens_ratio_correct: r.vs_dense.tokens_ratio_correct, vs_dense: r.vs_dense }
+          : {}),
         ...(r.per_family ? { per_family: r.per_family } : {}),
       })),
     claim: claimChecks(g).map((c) => ({

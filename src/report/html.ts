@@ -16,6 +16,8 @@ const METHOD_STYLE: Record<string, { dash?: string; marker: Series['marker'] }> 
   sparsegpt: { marker: 'circle' },
   wanda: { dash: '7 4', marker: 'square' },
   magnitude: { dash: '2 3', marker: 'triangle' },
+  reap: { marker: 'diamond' },
+  frequency: { dash: '7 4', marker: 'diamond' },
 };
 
 const pct = (v: number | null, digits = 1) => (v === null || !Number.isFinite(v) ? '–' : `${(100 * v).toFixed(digits)}%`);
@@ -24,8 +26,15 @@ const signed = (v: number, s: string) => (v > 0 ? `+${s}` : v < 0 ? `−${s.repl
 
 function sparsityLabel(r: ReportRow): string {
   if (r.method === 'dense') return '0%';
-  if (r.pattern) return r.pattern;
-  return r.sparsity === null ? '?' : `${+(100 * r.sparsity).toFixed(1)}%`;
+  const experts = r.experts_removed !== undefined ? `experts −${+(100 * r.experts_removed).toFixed(1)}%` : null;
+  if (experts && (r.method === 'reap' || r.method === 'frequency')) return experts;
+  const s = r.pattern ? r.pattern : r.sparsity === null ? '?' : `${+(100 * r.sparsity).toFixed(1)}%`;
+  return experts ? `${experts} (${r.expert_scoring}), then ${s}` : s;
+}
+
+/** The method with its quantization scheme (rac.json), e.g. "gptq q4_k_m +imatrix". */
+function methodLabel(r: ReportRow): string {
+  return r.quant ? `${r.method} ${r.quant.scheme}${r.quant.imatrix ? ' +imatrix' : ''}` : r.method;
 }
 
 function calibLabel(c: string | null): string {
@@ -45,7 +54,7 @@ function seriesOf(
 ): Array<SeriesKey & { label: string; color: string; dash?: string; marker: Series['marker']; rows: ReportRow[] }> {
   const map = new Map<string, ReportRow[]>();
   for (const r of rows) {
-    const key = `${r.method}\u0000${r.calib ?? ''}\u0000${r.pattern ? 'nm' : ''}`;
+    const key = `${methodLabel(r)}\u0000${r.calib ?? ''}\u0000${r.pattern ? 'nm' : ''}`;
     let l = map.get(key);
     if (!l) map.set(key, (l = []));
     l.push(r);
@@ -63,11 +72,11 @@ function seriesOf(
     const style = METHOD_STYLE[r.method] ?? { dash: '4 2 1 2', marker: 'diamond' as const };
     const base = oneMethod
       ? calib === null
-        ? r.method
+        ? methodLabel(r)
         : calibLabel(calib)
       : calib === null
-        ? r.method
-        : `${r.method} · ${calibLabel(calib)}`;
+        ? methodLabel(r)
+        : `${methodLabel(r)} · ${calibLabel(calib)}`;
     return {
       key,
       method: r.method,
@@ -83,12 +92,12 @@ function seriesOf(
 }
 
 function rowTitle(r: ReportRow): string {
-  return `${r.method}${r.calib ? ` · ${calibLabel(r.calib)}` : ''} @ ${sparsityLabel(r)}: accuracy ${pct(r.accuracy)}, mean tokens ${fixed(r.mean_tokens)}`;
+  return `${methodLabel(r)}${r.calib ? ` · ${calibLabel(r.calib)}` : ''} @ ${sparsityLabel(r)}: accuracy ${pct(r.accuracy)}, mean tokens ${fixed(r.mean_tokens)}${r.vs_dense?.tokens_ratio != null ? ` (${r.vs_dense.tokens_ratio.toFixed(2)}× dense)` : ''}`;
 }
 
 function groupCharts(g: ReportGroup, gi: number): string {
   const pruned = g.rows.filter((r) => r.method !== 'dense' && xSparsity(r) !== null);
-  const oneMethod = new Set(pruned.map((r) => r.method)).size <= 1;
+  const oneMethod = new Set(pruned.map((r) => methodLabel(r))).size <= 1;
   const series = seriesOf(pruned, oneMethod);
   const spx = (v: number) => `${+(100 * v).toFixed(1)}%`;
   const denseAcc: RefLine[] = g.dense ? [{ y: g.dense.accuracy, label: `dense ${pct(g.dense.accuracy)}` }] : [];
@@ -160,6 +169,8 @@ function groupTable(g: ReportGroup): string {
     }))
     .filter((c) => c.k > 1);
   const hasHes = g.rows.some((r) => r.hesitations !== undefined);
+  // length inflation on the same problems (report/length.ts): all samples; correct ones on problems both solve
+  const hasLen = g.rows.some((r) => r.vs_dense);
   const head = [
     'model',
     'method',
@@ -170,6 +181,7 @@ function groupTable(g: ReportGroup): string {
     'Δ acc vs dense',
     'mean tokens',
     'Δ tokens vs dense',
+    ...(hasLen ? ['tokens ÷ dense', 'correct tokens ÷ dense'] : []),
     ...(hasHes ? ['hesitations / sample'] : []),
     'truncated',
     'problems',
@@ -191,14 +203,17 @@ function groupTable(g: ReportGroup): string {
       }
     }
     const hes = hasHes ? `<td class="n">${r.hesitations === undefined ? '–' : r.hesitations.toFixed(2)}</td>` : '';
+    const ratio = (v: number | null | undefined) =>
+      `<td class="n ${v != null && v > 1 ? 'neg' : 'pos'}">${v == null ? '–' : `${v.toFixed(2)}×`}</td>`;
+    const len = hasLen ? (r === d ? ratio(1) + ratio(1) : ratio(r.vs_dense?.tokens_ratio) + ratio(r.vs_dense?.tokens_ratio_correct)) : '';
     const cls = r.method === 'dense' ? ' class="dense"' : '';
     return (
-      `<tr${cls}><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${esc(calibLabel(r.calib))}</td><td class="n">${esc(sparsityLabel(r))}</td>` +
+      `<tr${cls}><td>${esc(r.model)}</td><td>${esc(methodLabel(r))}</td><td>${esc(calibLabel(r.calib))}</td><td class="n">${esc(sparsityLabel(r))}</td>` +
       `<td class="n">${r.calib_tokens === null ? '–' : r.calib_tokens.toLocaleString('en-US')}</td>` +
       `<td class="n"><b>${pct(r.accuracy)}</b></td>` +
       `<td class="n ${dAcc !== null && dAcc < 0 ? 'neg' : 'pos'}">${dAcc === null ? '–' : signed(dAcc, `${(100 * dAcc).toFixed(1)} pts`)}</td>` +
       `<td class="n"><b>${fixed(r.mean_tokens)}</b></td>` +
-      `<td class="n ${dTok !== null && dTok > 0 ? 'neg' : 'pos'}">${dTok === null ? '–' : signed(dTok, dTok.toFixed(1))}</td>${hes}` +
+      `<td class="n ${dTok !== null && dTok > 0 ? 'neg' : 'pos'}">${dTok === null ? '–' : signed(dTok, dTok.toFixed(1))}</td>${len}${hes}` +
       `<td class="n">${pct(r.truncated)}</td><td class="n">${r.problems ?? '–'}</td>${fam.join('')}` +
       `<td class="src" title="${esc(r.source)}">${esc(basename(r.source))}</td></tr>`
     );
@@ -251,6 +266,7 @@ function expertCoverage(g: ReportGroup, gi: number): string {
     const cols = Math.max(...cov.map((l) => l.tokens.length));
     const few = cov.reduce((a, l) => a + l.tokens.filter((t) => t < FEW_TOKENS).length, 0);
     const total = cov.reduce((a, l) => a + l.tokens.length, 0);
+    const removed = cov.some((l) => l.removed) ? cov.map((l) => l.removed ?? []) : undefined;
     const svg = heatmap({
       id: `g${gi}-experts-${ri}`,
       title: rowTitle(r),
@@ -258,8 +274,13 @@ function expertCoverage(g: ReportGroup, gi: number): string {
       cols,
       values: cov.map((l) => l.tokens),
       flagBelow: FEW_TOKENS,
-      cellTitle: (ri2, c, v) => `layer ${cov[ri2]!.layer}, expert ${c}: ${v} tokens`,
-      xLabel: `experts (${few} of ${total} with fewer than ${FEW_TOKENS} tokens, outlined)`,
+      ...(removed ? { crossed: removed } : {}),
+      cellTitle: (ri2, c, v) => {
+        const l = cov[ri2]!;
+        const score = l.scores?.[c];
+        return `layer ${l.layer}, expert ${c}: ${v} tokens${score !== undefined ? `, score ${score.toPrecision(4)}` : ''}${l.removed?.[c] ? ', removed' : ''}`;
+      },
+      xLabel: `experts (${few} of ${total} with fewer than ${FEW_TOKENS} tokens, outlined${removed ? '; removed experts crossed' : ''})`,
     });
     return `<figure>${svg}</figure>`;
   });

@@ -170,6 +170,8 @@ export interface HeatmapSpec {
   values: number[][];
   /** Cells below this value get a red outline (e.g. experts with too few calibration tokens). */
   flagBelow?: number;
+  /** Cells drawn crossed out (e.g. removed experts), [row][col]. */
+  crossed?: boolean[][];
   /** Tooltip of one cell. */
   cellTitle: (r: number, c: number, v: number) => string;
   xLabel: string;
@@ -195,9 +197,14 @@ export function heatmap(spec: HeatmapSpec): string {
       const t = Math.log1p(v) / Math.log1p(max);
       const shade = Math.round(245 - 200 * t);
       const flag = spec.flagBelow !== undefined && v < spec.flagBelow;
+      const x = left + c * cell;
       parts.push(
-        `<rect x="${left + c * cell}" y="${y}" width="${cell}" height="${cell}" fill="rgb(${shade},${shade},255)"${flag ? ' stroke="#c00" stroke-width="1"' : ''}><title>${esc(spec.cellTitle(r, c, v))}</title></rect>`,
+        `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="rgb(${shade},${shade},255)"${flag ? ' stroke="#c00" stroke-width="1"' : ''}><title>${esc(spec.cellTitle(r, c, v))}</title></rect>`,
       );
+      if (spec.crossed?.[r]?.[c])
+        parts.push(
+          `<path class="x" d="M${x} ${y}L${x + cell} ${y + cell}M${x + cell} ${y}L${x} ${y + cell}" stroke="#222" stroke-width="1"/>`,
+        );
     }
   });
   parts.push(`<text class="al" x="${left}" y="${h - 8}">${esc(spec.xLabel)}</text>`, '</svg>');

@@ -1,8 +1,17 @@
 /**
  * The one door to onnxruntime-node: every other module calls `createSession` / `Session.run`
  * with plain typed arrays, and never imports onnxruntime itself.
+ *
+ * onnxruntime's telemetry is off (`ORT_DISABLE_TELEMETRY=1` unless the environment sets it): on
+ * Linux, ORT 1.30 collects it when the first session is created — it reads /etc/machine-id, runs
+ * `blkid; hostname` and matches a std::regex over the whole command line, which overflows the stack
+ * (SIGSEGV) once the command line passes ~20–30 k characters, e.g. a long `--prompt` or `--stop`.
+ * The variable is read when the first session creates onnxruntime's environment, so setting it
+ * here, before any session, is enough.
  */
 import ort from 'onnxruntime-node';
+
+if (!process.env['ORT_DISABLE_TELEMETRY']) process.env['ORT_DISABLE_TELEMETRY'] = '1';
 
 export type Provider = 'cpu' | 'cuda';
 

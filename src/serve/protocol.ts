@@ -286,6 +286,11 @@ export async function parseChat(b: Body, lim: ModelLimits): Promise<JobSpec> {
     if (typeof o.role !== 'string') throw bad(`messages[${i}].role must be a string`, 'messages');
     let content: string;
     if (typeof o.content === 'string') content = o.content;
+    // Only an assistant message may come without content (OpenAI: one that made tool calls).
+    else if (o.content === null && o.role !== 'assistant')
+      throw bad("Invalid value for 'content': expected a string, got null.", `messages.[${i}].content`, 'invalid_type');
+    else if (o.content === undefined && o.role !== 'assistant')
+      throw bad(`Missing required parameter: 'messages.[${i}].content'.`, `messages.[${i}].content`, 'missing_required_parameter');
     else if (o.content === null || o.content === undefined) content = '';
     else if (Array.isArray(o.content)) {
       content = o.content

@@ -35,6 +35,22 @@ import {
 /** After the grace period and the abort, how long aborted requests get to send their 503. */
 const ABORT_DRAIN_MS = 2000;
 
+/** Defaults of the connection bounds (`rac serve` flags). */
+export const CONNECTION_DEFAULTS = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5000,
+  maxConnections: 256,
+} as const;
+
+/**
+ * A body over the limit is answered 413 at once, but the connection is closed only once the rest
+ * of the body has been read and discarded — a client that sends its whole body before reading
+ * (Python's urllib, the OpenAI client) would otherwise see its send fail ("Broken pipe") instead of
+ * the 413 — up to this many times the limit; past that the connection is cut.
+ */
+export const DISCARD_BODY_FACTOR = 8;
+
 export interface ServeOptions {
   /** Model directory (loaded here and released on close). */
   model: string;
@@ -58,6 +74,14 @@ export interface ServeOptions {
   servedModelName?: string;
   /** Largest request body (default 8 MiB; larger → 413, by Content-Length or while reading). */
   maxBodyBytes?: number;
+  /** A request's headers must arrive within this (default 10 s; else the connection is closed, 408). */
+  headersTimeoutMs?: number;
+  /** A whole request, headers and body, must arrive within this (default 60 s; else 408 and the connection is closed). The answer may take longer. */
+  requestTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this (default 5 s). */
+  keepAliveTimeoutMs?: number;
+  /** Open connections at most (default 256); one more is answered 503 and closed. */
+  maxConnections?: number;
   /** Prompts per /v1/completions request (default 64; more → 400 too_many_prompts). */
   maxPromptsPerRequest?: number;
   /** Σ over a request's sequences of prompt tokens + max_tokens (default 128 × the context; more → 400 request_too_large). */
@@ -120,7 +144,6 @@ function readBody(req: IncomingMessage, limit: number, abort: AbortSignal): Prom
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       reject(tooLarge());
-      req.resume();
       return;
     }
     const parts: Buffer[] = [];
@@ -232,6 +255,34 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     root: resolve(opts.model),
     max_model_len: limits.contextLength,
   });
+
+  /**
+   * 413: the answer is written at once, but ended (and the connection closed) only when the rest of
+   * the body has been read and discarded, up to DISCARD_BODY_FACTOR × the limit (then cut).
+   */
+  const answerTooLarge = (req: IncomingMessage, res: ServerResponse, err: HttpError) => {
+    counters.errors++;
+    const data = JSON.stringify(err.toJSON());
+    res.shouldKeepAlive = false;
+    res.writeHead(413, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), connection: 'close' });
+    res.write(data);
+    const bound = DISCARD_BODY_FACTOR * maxBody;
+    let discarded = 0;
+    const finish = () => {
+      if (!res.writableEnded) res.end();
+    };
+    if (req.complete) return finish();
+    req.on('data', (c: Buffer) => {
+      discarded += c.length;
+      if (discarded > bound) {
+        finish();
+        req.socket.destroy();
+      }
+    });
+    req.on('end', finish);
+    req.on('close', finish);
+    req.resume();
+  };
 
   const sendError = (res: ServerResponse, e: unknown) => {
     counters.errors++;
@@ -467,17 +518,70 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     throw new HttpError(404, `no route ${method} ${path}`, null, 'not_found');
   };
 
-  const server: Server = createServer((req, res) => {
-    const p = handle(req, res).catch((e) => {
-      // A body still arriving would otherwise be read as the next request.
-      if (e instanceof HttpError && e.status === 413) res.shouldKeepAlive = false;
-      sendError(res, e);
-    });
-    inflight.add(p);
-    void p.finally(() => inflight.delete(p));
+  const bounds = {
+    headersTimeoutMs: opts.headersTimeoutMs ?? CONNECTION_DEFAULTS.headersTimeoutMs,
+    requestTimeoutMs: opts.requestTimeoutMs ?? CONNECTION_DEFAULTS.requestTimeoutMs,
+    keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? CONNECTION_DEFAULTS.keepAliveTimeoutMs,
+    maxConnections: opts.maxConnections ?? CONNECTION_DEFAULTS.maxConnections,
+  };
+  for (const [k, v] of Object.entries(bounds)) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a positive integer, got ${v}`);
+  }
+  if (bounds.headersTimeoutMs > bounds.requestTimeoutMs)
+    throw new Error(
+      `the header timeout (${bounds.headersTimeoutMs} ms) must not be longer than the request timeout (${bounds.requestTimeoutMs} ms)`,
+    );
+  const server: Server = createServer(
+    // node:http checks these timeouts every connectionsCheckingInterval (30 s by default): often enough to honour them.
+    { connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(bounds.headersTimeoutMs / 4))) },
+    (req, res) => {
+      const p = handle(req, res).catch((e) => {
+        // A body still arriving would otherwise be read as the next request: it is read and discarded, then the connection closes.
+        if (e instanceof HttpError && e.status === 413) answerTooLarge(req, res, e);
+        else sendError(res, e);
+      });
+      inflight.add(p);
+      void p.finally(() => inflight.delete(p));
+    },
+  );
+  // A request (headers, then body) must arrive within its timeouts; the answer, a generation, may take as long as it takes.
+  server.headersTimeout = bounds.headersTimeoutMs;
+  server.requestTimeout = bounds.requestTimeoutMs;
+  server.keepAliveTimeout = bounds.keepAliveTimeoutMs;
+  // Connections over the cap are answered 503 and closed (node:http's maxConnections would drop them without a word).
+  let open = 0;
+  // node:http's header timeout starts at a request's first byte: a connection that sends nothing at
+  // all is cut here, when no request has arrived on it within the header timeout.
+  const silent = new WeakMap<object, NodeJS.Timeout>();
+  server.on('request', (req: IncomingMessage) => {
+    clearTimeout(silent.get(req.socket));
+    silent.delete(req.socket);
   });
-  server.keepAliveTimeout = 5000;
-  server.requestTimeout = 0; // generations may be long
+  server.on('connection', (socket) => {
+    open++;
+    const timer = setTimeout(() => socket.destroy(), bounds.headersTimeoutMs);
+    timer.unref();
+    silent.set(socket, timer);
+    socket.once('close', () => {
+      open--;
+      clearTimeout(timer);
+    });
+    if (open > bounds.maxConnections) {
+      counters.errors++;
+      const data = JSON.stringify(
+        new HttpError(
+          503,
+          `the server holds at most ${bounds.maxConnections} connections (--max-connections); try again later`,
+          null,
+          'too_many_connections',
+        ).toJSON(),
+      );
+      socket.end(
+        `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(data)}\r\nconnection: close\r\nretry-after: 1\r\n\r\n${data}`,
+      );
+      socket.destroySoon();
+    }
+  });
 
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);

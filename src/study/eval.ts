@@ -35,6 +35,7 @@ import { JsonlAppender, readJsonlLog, repairJsonlLog } from '../io/jsonl.ts';
 import { settingsDiff } from './settings.ts';
 import { readPruningInfo, type PruningInfo } from '../prune/rac-json.ts';
 import { lockOutput } from '../io/lock.ts';
+import { lengthSamplesOf, lengthVsDense, type LengthVsDense } from '../report/length.ts';
 
 export type EvalTask = 'math' | 'code' | 'tiny' | 'choice';
 export const EVAL_TASKS: readonly EvalTask[] = ['math', 'code', 'tiny', 'choice'];
@@ -101,6 +102,8 @@ export interface EvalConfig {
   grader?: string;
   /** Rows are this benchmark's (src/tasks/benchmarks.ts): its prompt, answer and tests fields. */
   benchmark?: BenchmarkName;
+  /** The dense model's results.json on the same problems: results.json gets `vs_dense` (length inflation). */
+  dense?: string;
 }
 
 export interface SampleRecord {
@@ -173,6 +176,8 @@ export interface EvalResults {
   sampling: { samples: number; temperature: number; top_p: number; top_k: number; max_new_tokens: number; seed: number; stop: string[] };
   metrics: EvalMetrics;
   per_family?: Record<string, FamilyMetrics>;
+  /** Mean tokens ÷ the dense model's on the same problems (all; correct ones), and truncation (report/length.ts). */
+  vs_dense?: LengthVsDense & { dense: string };
   samples: Array<Omit<SampleRecord, 'run' | 'elapsed' | 'index' | 'hesitations'>>;
 }
 
@@ -696,6 +701,23 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
   if (missing !== 0) throw new Error(`internal: ${missing} samples missing after generation`);
   const { metrics, perFamily } = computeMetrics(mine, K, wallSeconds(mine, { run, seconds }));
   const modelDir = existsSync(cfg.model) ? resolve(cfg.model) : cfg.model;
+  let vsDense: EvalResults['vs_dense'];
+  if (cfg.dense !== undefined) {
+    const file = resolve(cfg.dense);
+    let dense: unknown;
+    try {
+      dense = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new Error(`${file}: cannot read the dense results (${(e as Error).message})`);
+    }
+    const ds = lengthSamplesOf(dense);
+    if (!ds) throw new Error(`${file}: not a results.json with samples (rac eval's output)`);
+    if ((dense as EvalResults).dataset?.sha256 !== sha)
+      throw new Error(`${file}: the dense results are of another dataset (sha256 differs); length ratios need the same problems`);
+    const v = lengthVsDense(mine, ds);
+    if (!v) throw new Error(`${file}: no problem in common with this evaluation`);
+    vsDense = { dense: file, ...v };
+  }
   const pruning = existsSync(cfg.model) ? readPruningInfo(modelDir) : null;
   const modelHub = existsSync(cfg.model) ? hubSourceOf(modelDir) : null;
   const results: EvalResults = {
@@ -722,6 +744,7 @@ async function runEvalLocked(cfg: EvalConfig, backend: GenerationBackend, tok: R
     sampling: { samples: K, ...manifest.sampling },
     metrics,
     ...(perFamily ? { per_family: perFamily } : {}),
+    ...(vsDense ? { vs_dense: vsDense } : {}),
     samples: mine.map((r) => ({
       problem_id: r.problem_id,
       sample: r.sample,

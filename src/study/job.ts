@@ -14,9 +14,11 @@ import type { SparsityTarget } from '../compress/masks.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import { parseSourceMap, type CalibShape, type SourceMode } from '../prune/calib-modes.ts';
 import type { TraceSelection } from '../prune/select.ts';
+import { EXPERT_SCORINGS, type ExpertScoring } from '../compress/expert-scores.ts';
 import { MIN_EXPERT_TOKENS, MOE_CALIBRATIONS, type MoeCalibration } from '../prune/options.ts';
 import type { SamplingSettings } from '../backends/backend.ts';
 import type { TraceSettings } from './trace.ts';
+import { RacError } from '../errors.ts';
 
 export const LINEAR_SCOPES = ['all', 'attn', 'mlp'] as const;
 export const OVERFLOW_MODES = ['truncate', 'split'] as const;
@@ -95,6 +97,9 @@ export interface PruneSettings {
   owlLambda: number;
   moeCalibration: MoeCalibration;
   minExpertTokens: number;
+  /** MoE: experts to remove per layer before pruning (fraction in (0, 1) or a count; 0 = none). */
+  experts: number;
+  expertScoring: ExpertScoring;
 }
 
 /**
@@ -132,6 +137,8 @@ export const PRUNE_DEFAULTS: PruneSettings = {
   owlLambda: 0.08,
   moeCalibration: 'routed',
   minExpertTokens: MIN_EXPERT_TOKENS,
+  experts: 0,
+  expertScoring: 'reap',
 };
 
 /** The settings a recipe defaults differently, and why: a recipe is a whole study at one budget. */
@@ -321,6 +328,22 @@ export const PRUNE_FIELDS: readonly Field[] = [
     help: "MoE experts' statistics: routed = the tokens routed to each expert | all = every token (the output stays routed)",
   },
   {
+    prop: 'experts',
+    key: 'experts',
+    flag: '--experts',
+    section: 'prune',
+    kind: { t: 'num', min: 0, max: 1_000_000 },
+    help: 'MoE: remove this many experts per layer first (a fraction in (0, 1) or a count); required by --method reap|frequency',
+  },
+  {
+    prop: 'expertScoring',
+    key: 'expert_scoring',
+    flag: '--expert-scoring',
+    section: 'prune',
+    kind: choice(EXPERT_SCORINGS),
+    help: 'MoE, --experts with another method: score experts by reap (saliency) | frequency (routed tokens)',
+  },
+  {
     prop: 'minExpertTokens',
     key: 'min_expert_tokens',
     flag: '--min-expert-tokens',
@@ -403,7 +426,7 @@ export const PRUNE_FIELDS: readonly Field[] = [
   },
 ];
 
-export class JobError extends Error {
+export class JobError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'JobError';
@@ -572,6 +595,7 @@ export function prunerOptionsOf(s: PruneSettings, runtime: Partial<RuntimeOption
     pruneLmHead: s.pruneLmHead,
     moeCalibration: s.moeCalibration,
     minExpertTokens: s.minExpertTokens,
+    ...(s.experts > 0 ? { removeExperts: { scoring: s.expertScoring, experts: s.experts } } : {}),
     runtime,
     ...(s.tokenWeights ? { tokenWeights: s.tokenWeights } : {}),
     ...(s.sparsityProfile === 'owl' ? { sparsityProfile: { owl: { m: s.owlM, lambda: s.owlLambda } } } : {}),

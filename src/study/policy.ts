@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SparsityTarget } from '../compress/masks.ts';
-import type { QuantFormat } from '../compress/quant-grids.ts';
+import type { QuantScheme } from '../compress/quant-schemes.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { readModelText } from '../io/model-file.ts';
 import { Model } from '../models/model.ts';
@@ -56,7 +56,7 @@ export interface PolicyJob {
   model: string;
   out: string;
   method: PruneMethod;
-  quant?: QuantFormat;
+  quant?: QuantScheme;
   target: SparsityTarget;
   settings: PruneSettings;
   runtime: Partial<RuntimeOptions>;

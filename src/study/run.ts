@@ -11,11 +11,13 @@
  * what is not (trace and eval resume mid-file; a pruned model is complete or absent).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { targetLabel, targetOf, type SparsityTarget } from '../compress/masks.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { loadDataset, renderPrompt } from '../io/datasets.ts';
+import { ModelFileError, readRegularFile } from '../io/model-file.ts';
 import { parseHubId, resolveDataset, resolveModel, type DatasetSplit, type HubOptions } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { Model } from '../models/model.ts';
@@ -44,27 +46,46 @@ import {
 import { prunePolicy, traceGenerator, variantLabel } from './policy.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { SandboxLimits } from '../tasks/sandbox.ts';
-import { isQuantFormat, type QuantFormat } from '../compress/quant-grids.ts';
-import { parseLayerSelection, PRUNE_METHODS, pruneCheckpoint, type LinearScope, type PruneMethod } from '../prune/prune.ts';
+import { isQuantScheme, QUANT_SCHEMES, type QuantScheme } from '../compress/quant-schemes.ts';
+import {
+  EXPERT_METHODS,
+  parseLayerSelection,
+  PRUNE_METHODS,
+  pruneCheckpoint,
+  QUANT_METHODS,
+  type LinearScope,
+  type PruneMethod,
+} from '../prune/prune.ts';
 import { runTrace, type TraceManifest, type TracePrompt, type TraceSettings } from './trace.ts';
 import { hashOf } from './settings.ts';
 import { buildReport } from '../report/html.ts';
+import { RacError } from '../errors.ts';
 
-export class RecipeError extends Error {
+export class RecipeError extends RacError {
   constructor(file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'RecipeError';
   }
 }
 
+/**
+ * Bounds on a recipe, checked before the work they would cause: the file's size before it is
+ * parsed, the `prune:` entries before any is read (identical entries are kept once), and the
+ * pruned models they make (entries × targets × calibration modes × quantize).
+ */
+export const RECIPE_LIMITS = { maxBytes: 1 << 20, maxPruneEntries: 1000, maxModels: 1000 } as const;
+
+/** The file `rac run` writes into its `out` first: a directory holding it is a rac run directory. */
+export const RUN_MARKER = 'rac-run.json';
+
 export interface PruneSpec {
   method: PruneMethod;
-  /** Calibration modes (ignored by magnitude). */
+  /** Calibration modes (ignored by magnitude and rtn). */
   calib: CalibMode[];
   targets: SparsityTarget[];
   linears: LinearScope;
-  /** The quantization axis: null = not quantized; q4_0/q8_0 = joint with sparsegpt, RTN after wanda/magnitude. */
-  quantize: (QuantFormat | null)[];
+  /** The quantization axis: null = not quantized; a scheme (q4_0, q4_k_m, …) = joint with sparsegpt, RTN after wanda/magnitude. */
+  quantize: (QuantScheme | null)[];
   /** Every prune / calibration setting of this entry: the recipe's `calibration:` section, then the entry's own keys. */
   settings: PruneSettings;
 }
@@ -96,6 +117,8 @@ export interface Recipe {
   /** The `calibration:` section over the defaults (each prune entry may override its keys). */
   calibration: PruneSettings;
   prune: PruneSpec[];
+  /** `prune:` entries dropped because an identical entry came before (any key order). */
+  duplicatePruneEntries: number;
   eval: {
     samples: number;
     maxNewTokens: number;
@@ -117,13 +140,21 @@ type Obj = Record<string, unknown>;
 /** Read and validate a recipe (YAML or JSON); paths resolve relative to the recipe file. */
 export function loadRecipe(path: string): Recipe {
   const file = resolve(path);
+  let bytes: Buffer | undefined;
+  try {
+    // A FIFO is refused, not waited on; a file over the size bound is refused before it is read.
+    bytes = readRegularFile(file, RECIPE_LIMITS.maxBytes, 'a recipe');
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new RecipeError(file, e.problem);
+    throw e;
+  }
+  if (bytes === undefined) throw new RecipeError(file, 'file not found');
   let raw: unknown;
   try {
-    const text = readFileSync(file, 'utf8');
+    const text = bytes.toString('utf8');
     raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new RecipeError(file, code === 'ENOENT' ? 'file not found' : `cannot parse (${(e as Error).message})`);
+    throw new RecipeError(file, `cannot parse (${(e as Error).message})`);
   }
   const fail = (m: string): never => {
     throw new RecipeError(file, m);
@@ -193,18 +224,41 @@ export function loadRecipe(path: string): Recipe {
   const be = sub('backend', [...RECIPE_BACKEND_KEYS]);
   const prune = r['prune'];
   if (!Array.isArray(prune) || prune.length === 0) fail('"prune" must be a non-empty list of {method, calib, sparsity | pattern}');
-  const specs: PruneSpec[] = (prune as unknown[]).map((x, i) => {
+  if ((prune as unknown[]).length > RECIPE_LIMITS.maxPruneEntries)
+    fail(`"prune" has ${(prune as unknown[]).length} entries; a recipe may have at most ${RECIPE_LIMITS.maxPruneEntries}`);
+  // Identical entries (in any key order) are one: the first is kept, with its index in messages.
+  const seen = new Set<string>();
+  const entries = (prune as unknown[]).flatMap((x, i) => {
+    const key = canonicalJson(x);
+    if (seen.has(key)) return [];
+    seen.add(key);
+    return [{ x, i }];
+  });
+  const once = <T>(xs: T[]): T[] => {
+    const keys = new Set<string>();
+    return xs.filter((v) => {
+      const k = JSON.stringify(v);
+      if (keys.has(k)) return false;
+      keys.add(k);
+      return true;
+    });
+  };
+  const specs: PruneSpec[] = entries.map(({ x, i }) => {
     const where = `prune[${i}]`;
     if (typeof x !== 'object' || x === null) fail(`${where} must be a mapping`);
     const o = x as Obj;
     const entryKeys = ['method', 'calib', 'sparsity', 'pattern', 'quantize', ...fieldsOf('prune').map((f) => f.key)];
     for (const k of Object.keys(o)) if (!entryKeys.includes(k)) fail(`${where}: unknown key "${k}" (known: ${entryKeys.join(', ')})`);
     const method = o['method'] as PruneMethod;
-    if (!PRUNE_METHODS.includes(method)) fail(`${where}.method must be one of ${PRUNE_METHODS.join(', ')}`);
-    const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+    const methods = [...PRUNE_METHODS, ...EXPERT_METHODS, ...QUANT_METHODS];
+    if (!methods.includes(method)) fail(`${where}.method must be one of ${methods.join(', ')}`);
+    const expertsOnly = EXPERT_METHODS.includes(method);
+    const quantOnly = QUANT_METHODS.includes(method);
+    const noCalib = method === 'magnitude' || method === 'rtn';
+    const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? once(v) : [v]);
     const calib = list(o['calib']) as CalibMode[];
     for (const c of calib) if (!['prompt', 'rac', 'text', 'mix'].includes(c)) fail(`${where}.calib: unknown mode "${String(c)}"`);
-    if (method !== 'magnitude' && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
+    if (!noCalib && calib.length === 0) fail(`${where}.calib: ${method} needs at least one calibration mode`);
     const targets: SparsityTarget[] = [];
     try {
       for (const s of list(o['sparsity'])) targets.push(targetOf({ sparsity: s as number }));
@@ -212,8 +266,18 @@ export function loadRecipe(path: string): Recipe {
     } catch (e) {
       fail(`${where}: ${(e as Error).message}`);
     }
+    if (expertsOnly || quantOnly) {
+      // reap / frequency remove whole experts (`experts`), gptq / rtn quantize (`quantize`); they prune no weight.
+      const does = expertsOnly ? 'removes experts (experts: …)' : 'only quantizes (quantize: …)';
+      if (targets.length > 0) fail(`${where}: method ${method} ${does}; it takes no sparsity or pattern`);
+      targets.push({ kind: 'unstructured', sparsity: 0 });
+    }
     if (targets.length === 0) fail(`${where}: give sparsity and/or pattern`);
+    const uniqueTargets = once(targets);
+    targets.splice(0, targets.length, ...uniqueTargets);
     const settings = wrap(() => readFields(o, where, calibration, fieldsOf('prune')));
+    if (expertsOnly && !(settings.experts > 0))
+      fail(`${where}: method ${method} needs experts (a fraction in (0, 1) or a count per layer)`);
     const linears = settings.linears as LinearScope;
     for (const c of calib) {
       for (const t of targets) {
@@ -221,15 +285,19 @@ export function loadRecipe(path: string): Recipe {
         if (problem) fail(`${where}: ${problem}`);
       }
     }
-    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantFormat | null)[];
+    const quantize = (o['quantize'] === undefined ? [null] : list(o['quantize'])) as (QuantScheme | null)[];
     for (const q of quantize)
-      if (q !== null && !isQuantFormat(String(q)))
-        fail(`${where}.quantize: each entry must be null, q4_0 or q8_0, got ${JSON.stringify(q)}`);
+      if (q !== null && !isQuantScheme(String(q)))
+        fail(`${where}.quantize: each entry must be null or one of ${QUANT_SCHEMES.join(', ')}, got ${JSON.stringify(q)}`);
     if (quantize.length === 0) fail(`${where}.quantize: give at least one entry (null = not quantized)`);
+    if (quantOnly && quantize.some((q) => q === null))
+      fail(`${where}: method ${method} quantizes: give quantize (one or more of ${QUANT_SCHEMES.join(', ')}; no null)`);
     if (usesPolicy(settings) && quantize.some((q) => q !== null))
       fail(`${where}: staged refresh / two-pass mix do not quantize (quantize: [null])`);
-    return { method, calib: method === 'magnitude' ? [] : calib, targets, linears, quantize, settings };
+    return { method, calib: noCalib ? [] : calib, targets, linears, quantize, settings };
   });
+  const models = specs.reduce((a, sp) => a + sp.targets.length * Math.max(1, sp.calib.length) * sp.quantize.length, 0);
+  if (models > RECIPE_LIMITS.maxModels) fail(`"prune" makes ${models} pruned models; a recipe may make at most ${RECIPE_LIMITS.maxModels}`);
   const backendKind = (be['kind'] ?? be['backend'] ?? 'local') as 'local' | 'llama.cpp' | 'openai';
   if (backendKind !== 'local' && backendKind !== 'llama.cpp' && backendKind !== 'openai')
     fail('"backend.kind" must be local, llama.cpp or openai');
@@ -267,6 +335,7 @@ export function loadRecipe(path: string): Recipe {
     },
     calibration,
     prune: specs,
+    duplicatePruneEntries: (prune as unknown[]).length - entries.length,
     eval: {
       samples: num(ev, 'samples', bm?.samples ?? RECIPE_EVAL_DEFAULTS.samples, 'eval', true),
       maxNewTokens: num(ev, 'max_new_tokens', RECIPE_EVAL_DEFAULTS.maxNewTokens, 'eval', true),
@@ -363,6 +432,47 @@ const RECIPE_BACKEND_KEYS = [
   'backoffMs',
 ] as const;
 
+/** JSON with every mapping's keys sorted: equal for values that differ only in key order. */
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x !== null && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.keys(x as Obj)
+            .sort()
+            .map((k) => [k, (x as Obj)[k]]),
+        )
+      : x,
+  );
+}
+
+/**
+ * Refuses an `out` that exists and holds anything but a rac run: a run directory has the marker
+ * file (or, from rac before the marker, a traces/traces-<hash>.jsonl).
+ */
+export function checkRunDir(out: string): void {
+  let names: string[];
+  try {
+    if (!statSync(out).isDirectory()) throw new RecipeError(out, 'exists and is not a directory; "out" must be a directory');
+    names = readdirSync(out);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (names.length === 0 || names.includes(RUN_MARKER)) return;
+  let legacy = false;
+  try {
+    legacy = readdirSync(join(out, 'traces')).some((f) => /^traces-[0-9a-f]{12}\.jsonl$/.test(f));
+  } catch {
+    /* no traces/ */
+  }
+  if (legacy) return;
+  const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? `, … (${names.length} entries)` : '');
+  throw new RecipeError(
+    out,
+    `not a rac run directory (it holds ${shown}); choose an empty or new "out", or a directory an earlier rac run wrote`,
+  );
+}
+
 /** A recipe mapping at `where` with only `known` keys: a misspelt setting must not silently fall back to its default. */
 function mapping(v: unknown, where: string, known: readonly string[], fail: (m: string) => never): Obj {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"${where}" must be a mapping (keys: ${known.join(', ')})`);
@@ -426,6 +536,12 @@ export async function runRecipe(
   runtime: Partial<RuntimeOptions> = {},
 ): Promise<RunResult> {
   const log = hooks.log;
+  // The output directory is checked before anything else: rac never writes into a directory it did not make.
+  checkRunDir(recipe0.out);
+  if (recipe0.duplicatePruneEntries > 0)
+    log(
+      `recipe: ${recipe0.duplicatePruneEntries} prune entr${recipe0.duplicatePruneEntries === 1 ? 'y' : 'ies'} identical to an earlier one, dropped`,
+    );
   // A hub id resolves to its cached snapshot once; every step then reads that directory.
   const hubLog = (line: string) => log(`      ${line}`);
   const hub = await resolveModel(recipe0.model, { log: hubLog });
@@ -433,6 +549,11 @@ export async function runRecipe(
   const title = hub.source ? `${hub.source.id}@${hub.source.revision}` : recipe.model;
   const out = recipe.out;
   mkdirSync(out, { recursive: true });
+  if (!existsSync(join(out, RUN_MARKER)))
+    writeFileAtomic(
+      join(out, RUN_MARKER),
+      `${JSON.stringify({ rac_run: 1, recipe: recipe.file, created: new Date().toISOString(), version }, null, 2)}\n`,
+    );
   const dense = Model.open(recipe.model);
   const vocabSize = dense.config.vocabSize;
   const denseConfig = dense.config;
@@ -470,18 +591,28 @@ export async function runRecipe(
   // the backend's fingerprint and the evaluation settings.
   const evalSha = fileSha(recipe.datasets.eval);
   // The pruned models to make: method × target × calibration mode (named once the traces exist).
-  const plans = recipe.prune.flatMap((spec) =>
-    spec.targets.flatMap((target) =>
-      (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) =>
-        spec.quantize.map((quant) => ({ spec, target, calib, quant })),
+  // (a model two entries both ask for — e.g. sparsity 0.5 and [0.5] — is made and evaluated once)
+  const planned = new Set<string>();
+  const plans = recipe.prune
+    .flatMap((spec) =>
+      spec.targets.flatMap((target) =>
+        (spec.calib.length ? spec.calib : [null]).flatMap((calib: CalibMode | null) =>
+          spec.quantize.map((quant) => ({ spec, target, calib, quant })),
+        ),
       ),
-    ),
-  );
+    )
+    .filter((p) => {
+      const k = JSON.stringify([p.spec.method, p.spec.linears, p.spec.settings, p.target, p.calib, p.quant]);
+      if (planned.has(k)) return false;
+      planned.add(k);
+      return true;
+    });
   const evalTotal = 1 + plans.length;
   // The grader names an evaluation's verdicts (math and code changed theirs); tiny has one grader, and its evaluations keep their names.
   const { grader: _grader, ...evalNoGrader } = recipe.eval;
   const evalKey = recipe.task === 'tiny' ? evalNoGrader : recipe.eval;
-  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number): Promise<string> => {
+  /** `dense`: the dense model's results (pruned models: results.json gets vs_dense, the length ratios). */
+  const evaluateWith = async (backend: GenerationBackend, name: string, dir: string, i: number, dense?: string): Promise<string> => {
     const tag = `(${i + 1}/${evalTotal}) ${name}`;
     const file = join(
       out,
@@ -513,6 +644,7 @@ export async function runRecipe(
         grader: recipe.eval.grader,
         ...(recipe.datasets.evalBenchmark ? { benchmark: recipe.datasets.evalBenchmark } : {}),
         out: file,
+        ...(dense ? { dense } : {}),
       },
       backend,
       tokenizer,
@@ -525,7 +657,7 @@ export async function runRecipe(
       },
     );
     log(
-      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+      `      ${tag}: accuracy ${(100 * r.metrics.accuracy).toFixed(1)}%, mean ${r.metrics.mean_tokens.all.toFixed(0)} tokens${r.vs_dense?.tokens_ratio != null ? ` (×${r.vs_dense.tokens_ratio.toFixed(2)} dense)` : ''}, truncated ${(100 * r.metrics.truncated).toFixed(1)}%, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
     );
     return file;
   };
@@ -600,7 +732,10 @@ export async function runRecipe(
       ...(calib === null ? { settings: spec.settings } : {}),
     };
     const variant = calib === null ? undefined : variantLabel(spec.settings);
-    const name = `${spec.method}-${calib ?? 'nocalib'}${variant ? `+${variant.replace(/[^A-Za-z0-9.+-]/g, '_')}` : ''}-${targetLabel(target)}${quant ? `-${quant}` : ''}`;
+    const st = spec.settings;
+    const experts = st.experts > 0 ? `experts${st.experts}${EXPERT_METHODS.includes(spec.method) ? '' : `${st.expertScoring}`}` : null;
+    const what = EXPERT_METHODS.includes(spec.method) ? experts! : `${experts ? `${experts}-` : ''}${targetLabel(target)}`;
+    const name = `${spec.method}-${calib ?? 'nocalib'}${variant ? `+${variant.replace(/[^A-Za-z0-9.+-]/g, '_')}` : ''}-${what}${quant ? `-${quant}` : ''}`;
     return { name, dir: join(out, 'models', `${name}-${hashOf(key)}`), spec, target, calib, quant };
   });
   log(`[2/4] pruning: ${jobs.length} models`);
@@ -684,8 +819,9 @@ export async function runRecipe(
         },
         version,
       );
+      const er = s.expert_removal;
       log(
-        `      (${i + 1}/${jobs.length}) ${j.name}: ${(100 * s.totals.sparsity).toFixed(1)}% sparse, ${calibSet.tokens} calibration tokens, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+        `      (${i + 1}/${jobs.length}) ${j.name}: ${er ? `${er.experts_before} → ${er.experts_after} experts, ` : ''}${(100 * s.totals.sparsity).toFixed(1)}% sparse, ${calibSet.tokens} calibration tokens, ${((performance.now() - t0) / 1000).toFixed(1)}s`,
       );
     } finally {
       model.close();
@@ -697,7 +833,9 @@ export async function runRecipe(
   const results: string[] = [denseEval ?? (await withBackend(recipe, recipe.model, recipe.eval.batchSize, runtime, evaluateDense))];
   for (const [i, j] of jobs.entries())
     results.push(
-      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) => evaluateWith(backend, j.name, j.dir, i + 1)),
+      await withBackend(recipe, j.dir, recipe.eval.batchSize, runtime, (backend) =>
+        evaluateWith(backend, j.name, j.dir, i + 1, results[0]),
+      ),
     );
 
   // 4. Report and summary.

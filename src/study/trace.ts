@@ -30,8 +30,9 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { lockOutput } from '../io/lock.ts';
 import { JsonlAppender, readJsonlLog, repairJsonlLog } from '../io/jsonl.ts';
 import { settingsDiff, type SettingsDiffOptions } from './settings.ts';
+import { RacError } from '../errors.ts';
 
-export class TraceError extends Error {
+export class TraceError extends RacError {
   constructor(message: string) {
     super(message);
     this.name = 'TraceError';

@@ -45,6 +45,61 @@ const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i}`).joi
 describe('prompts longer than the context', { concurrency: 1 }, () => {
   const model = smallContext();
 
+  it('a prompt longer than any chat template may render (17 M characters) is blamed on the dataset row, not on the template (trace, prune)', async () => {
+    const dir = tempDir('huge-row');
+    const ds = join(dir, 'prompts.jsonl');
+    writeFileSync(
+      ds,
+      [JSON.stringify({ id: 'ok', prompt: 'hi' }), JSON.stringify({ id: 'huge', prompt: 'x '.repeat(8_500_000) })].join('\n') + '\n',
+    );
+    const esc = ds.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const runs = {
+      trace: await rac([
+        'trace',
+        '--threads',
+        '1',
+        '--model',
+        model,
+        '--dataset',
+        ds,
+        '--out',
+        join(dir, 't.jsonl'),
+        '--max-new-tokens',
+        '4',
+      ]),
+      prune: await rac([
+        'prune',
+        '-q',
+        '--threads',
+        '1',
+        '--model',
+        model,
+        '--method',
+        'wanda',
+        '--sparsity',
+        '0.5',
+        '--calib-mode',
+        'prompt',
+        '--dataset',
+        ds,
+        '--out',
+        join(dir, 'pruned'),
+      ]),
+    };
+    for (const [cmd, r] of Object.entries(runs)) {
+      assert.equal(r.code, 1, `${cmd}: ${r.stderr}`);
+      const lines = r.stderr.trimEnd().split('\n');
+      const last = lines[lines.length - 1]!;
+      assert.match(
+        last,
+        new RegExp(`^rac: error: ${esc}: row 1 \\(id "huge"\\): the prompt has 17000000 characters`),
+        `${cmd}: ${r.stderr.slice(-600)}`,
+      );
+      assert.doesNotMatch(r.stderr, /tokenizer_config\.json|chat template refused/, cmd);
+    }
+    assert.deepEqual(readdirSync(dir).sort(), ['prompts.jsonl'], 'nothing written');
+  });
+
   it('rac trace: a 5 MB prompt is refused before tokenizing, a 3×-context prompt by its tokens; no files left (before: OOM / generated anyway)', async () => {
     const dir = tempDir('trace-long');
     const ds = join(dir, 'prompts.jsonl');

@@ -265,7 +265,9 @@ describe('rac prune --quant', () => {
     const s = JSON.parse(r.stdout) as ReturnType<typeof readSummary>;
     assert.equal(s.quantization!.format, 'q4_0');
     assert.equal(s.calibration.tokens, 0);
-    assert.ok(entries(out).includes('q8_0_scales.safetensors'));
+    assert.ok(entries(out).includes('quant_blocks.safetensors'));
+    assert.ok(entries(out).includes('model.safetensors.index.json'));
+    assert.equal(s.quantization!.layout, 'compressed-tensors');
     // The compressed-tensors directory runs in rac's commands.
     const info = await rac('info', '--model', out, '--json');
     assert.equal(info.code, 0, info.stderr);
@@ -299,7 +301,7 @@ describe('rac prune --quant', () => {
       join(tempDir('cli-q'), 'o'),
     );
     assert.equal(u.code, 2);
-    assert.match(u.stderr, /--method gptq needs --quant q4_0\|q8_0/);
+    assert.match(u.stderr, /--method gptq needs --quant \(q4_0, q8_0, q2_k/);
     const v = await rac(
       'prune',
       '--model',

@@ -145,7 +145,7 @@ test('GPTQ matches a naive unblocked float64 GPTQ (codes) and beats RTN on aniso
   for (const fmt of FORMATS) {
     const G = W0.slice();
     const rep = await gptqQuantize(G, rows, cols, H, fmt, jsGemm);
-    assertOnGrid(fmt, G, rep.scales, rows, cols, `gptq ${fmt}`);
+    assertOnGrid(fmt, G, rep.scales!, rows, cols, `gptq ${fmt}`);
     const ref = gptqReference64(W0, rows, cols, H, fmt);
     let diff = 0;
     for (let i = 0; i < G.length; i++) if (Math.abs(G[i]! - ref[i]!) > 1e-6 * Math.abs(ref[i]!) + 1e-9) diff++;

@@ -23,7 +23,9 @@ import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf } from '../../src/export/gguf.ts';
+import { pruneCheckpoint } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { calibSet, randomSequences } from '../helpers/prune.ts';
 
 const NEW_TOKENS = 64;
 const PROB_ATOL = 1e-4;
@@ -58,6 +60,33 @@ const CASES: [string, RandomCheckpointOptions][] = [
     { family: 'mistral', seed: 14, hidden: 128, heads: 4, kvHeads: 1, layers: 2, vocabPad: 21 },
   ],
 ];
+
+const MOE_CASE = CASES.find(([, o]) => o.family === 'qwen3_moe')![1];
+
+/** `dir`'s checkpoint with half of each layer's experts removed by REAP on random calibration ids. */
+async function expertsRemoved(dir: string): Promise<string> {
+  const model = Model.open(dir);
+  const out = join(tempDir('gguf-reap'), 'model');
+  try {
+    await pruneCheckpoint(
+      model,
+      calibSet(randomSequences(model.config.vocabSize, 8, 16, 40, 3)),
+      out,
+      {
+        method: 'reap',
+        target: { kind: 'unstructured', sparsity: 0 },
+        linears: 'all',
+        batchTokens: 4096,
+        runtime: { threads: THREADS },
+        removeExperts: { scoring: 'reap', experts: 0.5 },
+      },
+      'test',
+    );
+    return out;
+  } finally {
+    model.close();
+  }
+}
 
 const PROMPTS = [
   [10, 20, 30, 40, 50, 60],
@@ -109,10 +138,18 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
     if (stats.length) process.stderr.write(`gguf oracle:\n  ${stats.join('\n  ')}\n`);
   });
 
-  const cases: [string, () => string][] = CASES.map(([label, o]) => [label, () => checkpoint(o)]);
+  const cases: [string, () => string | Promise<string>][] = CASES.map(([label, o]) => [label, () => checkpoint(o)]);
+  // Expert removal's output is an ordinary qwen3_moe checkpoint: llama.cpp runs it as rac does.
+  cases.push(['qwen3_moe with half its experts removed (REAP): 4 of 8 left', () => expertsRemoved(checkpoint(MOE_CASE))]);
   const tiny = join(process.cwd(), 'models', 'tiny-reasoner');
   if (existsSync(join(tiny, 'config.json'))) cases.push(['tiny reasoner (models/tiny-reasoner)', () => tiny]);
   else it('tiny reasoner (models/tiny-reasoner)', { skip: `${tiny} does not exist yet` }, () => {});
+  // The shipped MoE reasoner, whole and with half its experts removed (issue 29's 50% GGUF).
+  const tinyMoe = join(process.cwd(), 'models', 'tiny-moe-reasoner');
+  if (existsSync(join(tinyMoe, 'config.json'))) {
+    cases.push(['tiny MoE reasoner (models/tiny-moe-reasoner)', () => tinyMoe]);
+    cases.push(['tiny MoE reasoner with half its experts removed (REAP): 4 of 8 left', () => expertsRemoved(tinyMoe)]);
+  } else it('tiny MoE reasoner (models/tiny-moe-reasoner)', { skip: `${tinyMoe} does not exist yet` }, () => {});
 
   for (const [label, dirOf] of cases) {
     it(`${label}: identical greedy continuations, probabilities within ${PROB_ATOL}`, async () => {
@@ -123,7 +160,7 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
         timing[k] += now - t1;
         t1 = now;
       };
-      const dir = dirOf();
+      const dir = await dirOf();
       const gguf = join(tempDir('gguf'), 'model.gguf');
       exportGguf({ model: dir, out: gguf, dtype: 'f32', warn: () => {} });
       lap('export');

@@ -26,6 +26,11 @@ export function sha1(b: Buffer): string {
   return createHash('sha1').update(b).digest('hex');
 }
 
+/** The git blob id of `b` (what the hub lists as a file's `oid`): sha1 of "blob <size>\0" + the bytes. */
+export function gitOid(b: Buffer): string {
+  return createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+}
+
 export function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
@@ -72,6 +77,19 @@ export interface HubRepo {
   files: Files;
   /** Refuse requests without this bearer token (401), like a gated repo. */
   token?: string;
+  /** A hostile hub: rewrite the listing's entry for a file (tree and paths-info). */
+  entry?: (path: string, e: ListedFile) => ListedFile;
+  /** A hostile or slow hub: answer `resolve` for a file yourself (return false to let the fixture answer). */
+  serve?: (path: string, bytes: Buffer, req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+/** A file entry of the hub's listing (tree, paths-info). */
+export interface ListedFile {
+  type: 'file';
+  path: string;
+  size: number;
+  oid: string;
+  lfs?: { oid: string; size: number; pointerSize: number };
 }
 
 export interface FakeHub {
@@ -103,16 +121,17 @@ function readBody(req: IncomingMessage): Promise<string> {
 /** A loopback hub (127.0.0.1, an ephemeral port) serving `repos`; close it in `finally`. */
 export async function startFakeHub(repos: HubRepo[]): Promise<FakeHub> {
   const requests: FakeHub['requests'] = [];
-  const entry = (r: HubRepo, path: string) => {
+  const entry = (r: HubRepo, path: string): ListedFile => {
     const b = r.files[path]!;
     const lfs = path.endsWith('.safetensors') || path.endsWith('.parquet');
-    return {
+    const e: ListedFile = {
       type: 'file',
       path,
       size: b.length,
-      oid: sha1(b),
+      oid: gitOid(b),
       ...(lfs ? { lfs: { oid: sha256(b), size: b.length, pointerSize: 130 } } : {}),
     };
+    return r.entry ? r.entry(path, e) : e;
   };
   const commitFor = (r: HubRepo, rev: string) => (rev === r.commit ? r.commit : (r.refs ?? { main: r.commit })[rev]);
   const server: Server = createServer((req, res) => {
@@ -171,7 +190,9 @@ export async function startFakeHub(repos: HubRepo[]): Promise<FakeHub> {
       if (!api && action === 'resolve') {
         const b = repo.files[rest];
         if (!b) return send(res, 404, { error: 'Entry not found' }, { 'X-Error-Code': 'EntryNotFound' });
-        const etag = `"${entry(repo, rest).lfs?.oid ?? sha1(b)}"`;
+        // (size probes — HEAD, or the one-byte range @huggingface/hub asks first — get the true answer)
+        if (req.method !== 'HEAD' && req.headers.range !== 'bytes=0-0' && repo.serve?.(rest, b, req, res)) return;
+        const etag = `"${entry(repo, rest).lfs?.oid ?? gitOid(b)}"`;
         const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
         if (range) {
           const a = Number(range[1]);

@@ -4,11 +4,13 @@
  * rendered with the chat template (system prompt, add_generation_prompt, template flags).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DatasetError, loadDataset, parseTemplateFlag, renderPrompt } from '../../src/io/datasets.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
+import { fileURLToPath } from 'node:url';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { writeParquet } from '../helpers/parquet.ts';
 
@@ -152,6 +154,48 @@ describe('loadDataset', () => {
     const bad = join(tempDir('pq'), 'bad.parquet');
     writeFileSync(bad, 'PAR1 not really');
     await rejects(loadDataset(bad), [bad, 'Parquet']);
+  });
+
+  it('Parquet --limit decodes only the rows it keeps: values past them are never read (before: the whole row group)', async () => {
+    // One row group, one PLAIN page per column (the fixture writer): the third value's length is
+    // made absurd, so decoding the whole page fails and decoding the first two cannot.
+    const f = join(tempDir('pq-limit'), 'p.parquet');
+    writeParquet(f, { problem: ['first prompt', 'second prompt', 'THIRD-VALUE-XYZ'], answer: ['1', '2', '3'] });
+    const bytes = readFileSync(f);
+    const at = bytes.indexOf(Buffer.from('THIRD-VALUE-XYZ'));
+    assert.ok(at > 4);
+    bytes.writeUInt32LE(0x7fffffff, at - 4);
+    writeFileSync(f, bytes);
+    await rejects(loadDataset(f), [f, 'Parquet']);
+    const d = await loadDataset(f, { limit: 2 });
+    assert.deepEqual(
+      d.rows.map((r) => [r.prompt, r.answer]),
+      [
+        ['first prompt', '1'],
+        ['second prompt', '2'],
+      ],
+    );
+    assert.equal(d.totalRows, 3);
+    // GZIP pages, several row groups' worth of limits: the same rows as a full read.
+    const g = join(tempDir('pq-limit'), 'g.parquet');
+    const cols = { id: [1n, 2n, 3n, 4n, 5n], problem: ['a', 'b', 'c', 'd', 'e'], answer: ['1', '2', '3', '4', '5'] };
+    writeParquet(g, cols, { codec: 'GZIP' });
+    const all = (await loadDataset(g)).rows;
+    for (const limit of [0, 1, 3, 5, 9]) assert.deepEqual((await loadDataset(g, { limit })).rows, all.slice(0, limit), `limit ${limit}`);
+  });
+
+  it('a dataset file that is a FIFO is refused at once (before: rac hung reading it)', async () => {
+    const dir = tempDir('ds-fifo');
+    const fifo = join(dir, 'prompts.jsonl');
+    execFileSync('mkfifo', [fifo]);
+    const mod = fileURLToPath(new URL('../../src/io/datasets.ts', import.meta.url));
+    const code = `import('tsx/esm/api').then(async (t) => { t.register(); const { loadDataset } = await import(${JSON.stringify(mod)}); try { await loadDataset(${JSON.stringify(fifo)}); console.log('read'); } catch (e) { console.log(e.name + ': ' + e.message); } })`;
+    const out = await new Promise<string>((resolve) =>
+      execFile(process.execPath, ['-e', code], { timeout: 30_000, killSignal: 'SIGKILL' }, (err, stdout) =>
+        resolve(err && err.killed ? 'killed: it hung' : stdout.trim()),
+      ),
+    );
+    assert.equal(out, `DatasetError: ${fifo}: is a FIFO, not a regular file`);
   });
 
   it('errors name the file, the row and the available columns', async () => {

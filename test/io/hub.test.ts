@@ -8,7 +8,21 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, unlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+} from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadDataset } from '../../src/io/datasets.ts';
@@ -25,7 +39,7 @@ import {
 } from '../../src/io/hub.ts';
 import { Model } from '../../src/models/model.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { commitOf, filesOf, startFakeHub, writeCachedRepo, type Files } from '../helpers/hub.ts';
+import { commitOf, filesOf, gitOid, sha256, startFakeHub, writeCachedRepo, type Files, type ListedFile } from '../helpers/hub.ts';
 import { writeParquet } from '../helpers/parquet.ts';
 import { maxAbsDiff } from '../helpers/checkpoints.ts';
 
@@ -261,6 +275,240 @@ describe('model download through @huggingface/hub (loopback hub)', () => {
   });
 });
 
+/** Every path under `dir` (files, links and directories), relative; [] when it does not exist. */
+function entriesOf(dir: string, base = ''): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(join(dir, base));
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => {
+    const rel = base ? `${base}/${n}` : n;
+    const st = lstatSync(join(dir, rel));
+    return st.isDirectory() ? [`${rel}/`, ...entriesOf(dir, rel)] : [rel];
+  });
+}
+
+/** Rejects when `p` does not settle within `ms` (a download that never ends must fail the test, not hang it). */
+function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: still running after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+describe('a hostile or broken hub (loopback)', () => {
+  const src = checkpoint({ ...SHARDED, shards: 1, seed: 9 });
+  const files: Files = { ...filesOf(src), 'README.md': Buffer.from('# tiny\n') };
+  const commit = commitOf('hostile');
+  const weights = 'model.safetensors';
+
+  /** Every blob in the cache is named by the hash of its content (sha256, or the git blob id). */
+  function assertBlobsVerified(cache: string): void {
+    const blobs = join(cache, 'models--acme--h', 'blobs');
+    for (const name of existsSync(blobs) ? readdirSync(blobs) : []) {
+      const b = readFileSync(join(blobs, name));
+      assert.ok(name === sha256(b) || name === gitOid(b), `blobs/${name} does not hold what its name says`);
+    }
+  }
+
+  for (const [label, rewrite] of [
+    ['oid', (p: string, e: ListedFile): ListedFile => (p === 'config.json' ? { ...e, oid: '../../../evil-oid' } : e)],
+    ['lfs.oid', (_p: string, e: ListedFile): ListedFile => (e.lfs ? { ...e, lfs: { ...e.lfs, oid: '../../../evil-lfs' } } : e)],
+    ['an oid of the wrong length', (p: string, e: ListedFile): ListedFile => (p === 'README.md' ? { ...e, oid: 'abc123' } : e)],
+    ['a negative size', (p: string, e: ListedFile): ListedFile => (p === 'README.md' ? { ...e, size: -1 } : e)],
+  ] as const) {
+    it(`a listing with ${label} that is not a hash is refused before any byte is written (before: written outside the cache)`, async () => {
+      const hub = await startFakeHub([{ type: 'model', id: 'acme/h', commit, files, entry: rewrite }]);
+      try {
+        const root = tempDir('hf-evil');
+        const cache = join(root, 'cache');
+        await assert.rejects(resolveModel('acme/h', { env: { HF_HUB_CACHE: cache }, hubUrl: hub.url }), (e: Error) => {
+          assert.ok(e instanceof HubError, String(e));
+          assert.match(e.message, /acme\/h@main: the hub's listing of (config\.json|model\.safetensors|README\.md) /);
+          assert.doesNotMatch(e.message, /\n/);
+          return true;
+        });
+        assert.deepEqual(
+          readdirSync(root).filter((n) => n !== 'cache'),
+          [],
+          'nothing was written outside the cache',
+        );
+        assert.deepEqual(entriesOf(cache), [], 'nothing was written in the cache either');
+        assert.ok(!hub.requests.some((q) => q.url.includes('/resolve/')), 'no file was downloaded');
+      } finally {
+        await hub.close();
+      }
+    });
+  }
+
+  it('a listing that claims one oid for every file: the first mismatch is refused, nothing unverified is kept, refs/main is not written', async () => {
+    const one = files['config.json']!;
+    const hub = await startFakeHub([
+      {
+        type: 'model',
+        id: 'acme/h',
+        commit,
+        files,
+        entry: (_p, e) => ({
+          ...e,
+          oid: gitOid(one),
+          ...(e.lfs ? { lfs: { ...e.lfs, oid: sha256(one) } } : {}),
+        }),
+      },
+    ]);
+    try {
+      const cache = tempDir('hf-same-oid');
+      await assert.rejects(
+        resolveModel('acme/h', { env: { HF_HUB_CACHE: cache }, hubUrl: hub.url }),
+        /acme\/h@main: (README\.md|model\.safetensors|tokenizer\.json|tokenizer_config\.json|generation_config\.json): the bytes received have (sha256|git blob id) [0-9a-f]+, the hub's listing says [0-9a-f]+; nothing was kept/,
+      );
+      assert.ok(!existsSync(join(cache, 'models--acme--h', 'refs', 'main')), 'refs/main is not written');
+      assertBlobsVerified(cache);
+      assert.ok(!entriesOf(cache).some((e) => e.endsWith('.incomplete')), entriesOf(cache).join('\n'));
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('a response that ends cleanly at half the size is refused and removed; an offline rerun does not reuse it', async () => {
+    const hub = await startFakeHub([
+      {
+        type: 'model',
+        id: 'acme/h',
+        commit,
+        files,
+        serve: (path, bytes, _req, res) => {
+          if (path !== weights) return false;
+          res.writeHead(200, { 'Content-Type': 'application/octet-stream' }); // chunked: no length to check against
+          res.end(bytes.subarray(0, bytes.length >> 1));
+          return true;
+        },
+      },
+    ]);
+    try {
+      const cache = tempDir('hf-half');
+      await assert.rejects(
+        resolveModel('acme/h', { env: { HF_HUB_CACHE: cache }, hubUrl: hub.url }),
+        new RegExp(`acme/h@main: ${weights}: received ${files[weights]!.length >> 1} of ${files[weights]!.length} bytes; nothing was kept`),
+      );
+      assert.ok(!existsSync(join(cache, 'models--acme--h', 'refs', 'main')));
+      assert.ok(!existsSync(join(cache, 'models--acme--h', 'blobs', sha256(files[weights]!))));
+      assert.ok(!existsSync(join(cache, 'models--acme--h', 'snapshots', commit, weights)));
+      assert.ok(!entriesOf(cache).some((e) => e.endsWith('.incomplete')), entriesOf(cache).join('\n'));
+      assertBlobsVerified(cache);
+      await assert.rejects(
+        resolveModel('acme/h', { env: { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' }, fetch: noNetwork().fetch }),
+        /not in the Hugging Face cache/,
+      );
+    } finally {
+      await hub.close();
+    }
+  });
+
+  /** Serves `path` a few bytes at a time, `gapMs` apart (until the client goes). */
+  function trickle(path: string, bytesPerWrite: number, gapMs: number) {
+    return (p: string, bytes: Buffer, _req: unknown, res: ServerResponse): boolean => {
+      if (p !== path) return false;
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) });
+      let at = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed || at >= bytes.length) {
+          clearInterval(timer);
+          if (!res.destroyed) res.end();
+          return;
+        }
+        res.write(bytes.subarray(at, at + bytesPerWrite));
+        at += bytesPerWrite;
+      }, gapMs);
+      res.on('close', () => clearInterval(timer));
+      return true;
+    };
+  }
+
+  it('a hub that trickles 10 bytes/s is abandoned after RAC_HUB_STALL_S with one line; nothing is kept (before: waited for ever)', async () => {
+    const hub = await startFakeHub([{ type: 'model', id: 'acme/h', commit, files, serve: trickle(weights, 1, 100) }]);
+    try {
+      const cache = tempDir('hf-trickle');
+      const t0 = performance.now();
+      await assert.rejects(
+        within(
+          30_000,
+          resolveModel('acme/h', { env: { HF_HUB_CACHE: cache, RAC_HUB_STALL_S: '1' }, hubUrl: hub.url }),
+          'the trickling download',
+        ),
+        /acme\/h@main: model\.safetensors: stalled: \d+ bytes in the last 1 s \(less than 1024 bytes\/s, RAC_HUB_STALL_S=1, RAC_HUB_MIN_BYTES_PER_S=1024\); \d+ of \d+ bytes received; nothing was kept/,
+      );
+      assert.ok(performance.now() - t0 < 10_000, `gave up after ${(performance.now() - t0).toFixed(0)} ms`);
+      assert.ok(!existsSync(join(cache, 'models--acme--h', 'refs', 'main')));
+      assert.ok(!entriesOf(cache).some((e) => e.endsWith('.incomplete')), entriesOf(cache).join('\n'));
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('a slow download prints progress lines with bytes/s while it runs', async () => {
+    const size = files[weights]!.length;
+    const hub = await startFakeHub([{ type: 'model', id: 'acme/h', commit, files, serve: trickle(weights, Math.ceil(size / 8), 200) }]);
+    try {
+      const cache = tempDir('hf-slow');
+      const lines: string[] = [];
+      const r = await within(
+        60_000,
+        resolveModel('acme/h', { env: { HF_HUB_CACHE: cache, RAC_HUB_PROGRESS_S: '0.3' }, hubUrl: hub.url, log: (l) => lines.push(l) }),
+        'the slow download',
+      );
+      assert.equal(r.source!.commit, commit);
+      const progress = lines.filter((l) =>
+        /^hub: \[\d+\/\d+\] model\.safetensors \d+\.\d (B|KiB|MiB) of \d+\.\d (B|KiB|MiB), \d+\.\d (B|KiB|MiB)\/s$/.test(l),
+      );
+      assert.ok(progress.length >= 2, lines.join('\n'));
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('a snapshot directory that is a symlink out of the cache is refused (models and datasets)', async () => {
+    const cache = tempDir('hf-snaplink');
+    const snap = writeCachedRepo(cache, 'model', 'acme/h', commit, files, { main: commit });
+    const outside = join(tempDir('hf-outside'), 'model');
+    mkdirSync(outside);
+    for (const n of readdirSync(src)) copyFileSync(join(src, n), join(outside, n));
+    rmSync(snap, { recursive: true });
+    symlinkSync(outside, snap);
+    const env = { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' };
+    await assert.rejects(resolveModel('acme/h', { env, fetch: noNetwork().fetch }), (e: Error) => {
+      assert.match(
+        e.message,
+        /snapshots\/[0-9a-f]{40}: the snapshot directory is a symlink to .*hf-outside.*, outside models--acme--h in the hub cache/,
+      );
+      return true;
+    });
+    assert.throws(() => Model.open(snap), /hub cache snapshot .* resolves to .*hf-outside.*, outside its repository/);
+    // A dataset snapshot the same way.
+    const pq = tempDir('hf-snaplink-pq');
+    const dsnap = writeCachedRepo(
+      cache,
+      'dataset',
+      'acme/d',
+      commit,
+      { 'data/train-00000-of-00001.parquet': parquetBytes(pq, 'a.parquet', { prompt: ['x'] }) },
+      { main: commit },
+    );
+    const dout = join(tempDir('hf-outside-ds'), 'snap');
+    renameSync(dsnap, dout);
+    symlinkSync(dout, dsnap);
+    await assert.rejects(
+      resolveDataset('acme/d', {}, { env, fetch: noNetwork().fetch }),
+      /snapshots\/[0-9a-f]{40}: the snapshot directory is a symlink to .*hf-outside-ds.*, outside datasets--acme--d in the hub cache/,
+    );
+  });
+});
+
 describe('datasets from the cache', () => {
   const dir = tempDir('pq');
   const shard = (name: string, start: number, n: number) =>
@@ -398,7 +646,7 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
       execFile(
         process.execPath,
         [join(ROOT, 'bin/rac.js'), ...args],
-        { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', ...env }, timeout: 60_000 },
+        { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', ...env }, timeout: 60_000, killSignal: 'SIGKILL' },
         (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
       );
     });
@@ -422,6 +670,23 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
       /^rac: error: acme\/tiny@v9: not a local path, and not in the Hugging Face cache .* \(no refs\/v9 naming a snapshot\); HF_HUB_OFFLINE is set/,
     );
     assert.ok(lines[0]!.includes(hub));
+  });
+
+  it('refs/main as a FIFO is refused at once, naming it (before: rac info hung for ever)', async () => {
+    const hub = tempDir('hf-fifo');
+    const c = commitOf('fifo');
+    writeCachedRepo(hub, 'model', 'acme/tiny', c, filesOf(checkpoint(SHARDED)), {});
+    mkdirSync(join(hub, 'models--acme--tiny', 'refs'), { recursive: true });
+    execFileSync('mkfifo', [join(hub, 'models--acme--tiny', 'refs', 'main')]);
+    const t0 = performance.now();
+    const r = await rac({ HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' }, 'info', '--model', 'acme/tiny');
+    assert.ok(performance.now() - t0 < 30_000);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^rac: error: .*models--acme--tiny\/refs\/main: is a FIFO, not a regular file\n$/);
+    // By commit, provenance reads refs/ too: still no hang.
+    const byCommit = await rac({ HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' }, 'info', '--model', `acme/tiny@${c}`, '--json');
+    assert.ok(byCommit.code === 0 || byCommit.code === 1, byCommit.stderr);
+    assert.doesNotMatch(byCommit.stderr, /Error: | {4}at /);
   });
 
   it('trace, prune and eval on ids record the model and dataset id and commit: the manifest, rac.json, the card and results.json', async () => {

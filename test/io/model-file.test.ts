@@ -220,6 +220,30 @@ describe('non-regular files (FIFOs) are refused without blocking', () => {
     within(5000, () => assertRefused(() => Model.open(snap), join(snap, 'config.json'), /is a FIFO/));
   });
 
+  it('rac.json (read by rac eval and rac report) and a shard sampled for the fingerprint as FIFOs: refused, not waited on (before: hung)', async () => {
+    // In a child process: a blocking read would hang this one for good.
+    const dir = copyCheckpoint(checkpoint(CK), 'fifo-racjson');
+    fifo(dir, 'rac.json');
+    const racJson = fileURLToPath(new URL('../../src/prune/rac-json.ts', import.meta.url));
+    const sample = fileURLToPath(new URL('../../src/io/file-sample-hash.ts', import.meta.url));
+    const shardFifo = join(tempDir('fifo-sample'), 'shard.safetensors');
+    execFileSync('mkfifo', [shardFifo]);
+    const code = `import('tsx/esm/api').then(async (t) => { t.register();
+      const { readPruningInfo } = await import(${JSON.stringify(racJson)});
+      const { updateWithFileSample } = await import(${JSON.stringify(sample)});
+      const { createHash } = await import('node:crypto');
+      for (const f of [() => readPruningInfo(${JSON.stringify(dir)}), () => updateWithFileSample(createHash('sha256'), ${JSON.stringify(shardFifo)}, 's')]) {
+        try { f(); console.log('read'); } catch (e) { console.log(e.message); }
+      }
+    })`;
+    const out = await new Promise<string>((done) =>
+      execFile(process.execPath, ['-e', code], { timeout: 20_000, killSignal: 'SIGKILL' }, (err, stdout) =>
+        done(err?.killed ? `killed: it hung (${stdout.trim()})` : stdout.trim()),
+      ),
+    );
+    assert.equal(out, `${join(dir, 'rac.json')}: is a FIFO, not a regular file\n${shardFifo}: is a FIFO, not a regular file`);
+  });
+
   it('rac info on a FIFO config.json exits 1 with one line, within 20 s', async () => {
     const dir = copyCheckpoint(checkpoint(CK), 'fifo-cli');
     fifo(dir, 'config.json');

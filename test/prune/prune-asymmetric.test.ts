@@ -187,7 +187,7 @@ describe('asymmetric calibration', () => {
     });
     assert.equal(s.options['asymmetric'], true);
     const l1 = Object.values(s.layers[1]!.linears);
-    assert.ok(l1.every((r) => r!.quant === 'q8_0' && r!.zeros < r!.rows * r!.cols));
+    assert.ok(l1.every((r) => r!.quant === 'Q8_0' && r!.zeros < r!.rows * r!.cols));
     assert.ok(Math.max(...l1.map((r) => r!.target_shift!)) > 1e-4, 'layer 1 targets move: layer 0 was quantized');
   });
 

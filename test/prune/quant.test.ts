@@ -1,17 +1,22 @@
 /**
- * Quantized checkpoints end to end without llama.cpp: `pruneCheckpoint` with --quant (GPTQ, joint
- * SparseGPT + quantization, RTN without calibration) writes compressed-tensors pack-quantized
- * Linears (weight_packed, F16 weight_scale per 32 weights, weight_shape; quantization_config in
- * config.json), the Q8_0 embedding as F32 values with its scales in q8_0_scales.safetensors, and
- * the rac.json record; `exportGguf --dtype q4_0|q8_0` writes every block bit for bit from them:
- * its f16 d is weight_scale's bits and its codes are weight_packed's. A directory in the earlier
- * layout (every tensor F32 on the grid, quant_scales.safetensors) still loads and exports the same
- * blocks. An unquantized model exports by llama.cpp's reference RTN, the same blocks as rtn.
+ * Quantized checkpoints end to end without llama.cpp: `pruneCheckpoint` with --quant q4_0|q8_0
+ * (GPTQ, joint SparseGPT + quantization, RTN without calibration, with or without an importance
+ * matrix) writes compressed-tensors pack-quantized Linears (weight_packed, F16 weight_scale per 32
+ * weights, weight_shape; quantization_config in config.json), the Q8_0 embedding (and an untied
+ * lm_head) as F32 with its GGUF blocks in quant_blocks.safetensors, and the rac.json record
+ * (layout compressed-tensors); `exportGguf --dtype q4_0|q8_0` writes every block bit for bit from
+ * them: its f16 d is weight_scale's bits and its codes are weight_packed's. The k-quants and mixes
+ * keep the gguf-blocks layout (every quantized tensor F32, its blocks in quant_blocks.safetensors).
+ * Directories in the earlier layouts — q4_0 / q8_0 as gguf-blocks (rac before compressed-tensors
+ * output), every tensor F32 on the grid with quant_scales.safetensors (rac before GGUF blocks) —
+ * still load and export the same blocks. An unquantized model exports by llama.cpp's quantizer,
+ * the same blocks as rtn; MoE experts export to the stacked tensors on-the-fly quantization writes.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { rowBytes } from '../../src/compress/ggml-quants.ts';
 import { QK, type QuantFormat } from '../../src/compress/quant-grids.ts';
 import { ggmlTensorBytes, readGguf, readGgufTensorF32, type GgufFile } from '../../src/io/gguf.ts';
 import { INDEX_FILE, SafetensorsFile, SafetensorsModel } from '../../src/io/safetensors.ts';
@@ -19,13 +24,17 @@ import { writeSafetensors } from '../../src/io/safetensors-writer.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
-import { pruneCheckpoint, QUANT_SCALES_FILE, type PruneOptions } from '../../src/prune/prune.ts';
+import { writeImatrix } from '../../src/io/imatrix.ts';
+import { computeImatrix } from '../../src/prune/imatrix.ts';
+import { pruneCheckpoint, QUANT_BLOCKS_FILE, type PruneOptions } from '../../src/prune/prune.ts';
+import { QUANT_SCALES_FILE } from '../../src/prune/options.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences, readSummary } from '../helpers/prune.ts';
+import { calibSet, randomSequences, readAll, readSummary } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
-const SIDECAR = 'q8_0_scales.safetensors';
+const SIDECAR = QUANT_BLOCKS_FILE;
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
 /** qwen2, BF16 input (the embedding must be widened to F32 to be exact on its grid), tied embeddings. */
 const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 31, hidden: 64, layers: 2, intermediate: 160, dtype: 'BF16', tied: true };
 /** llama (q/k rows permuted in GGUF, block scales with them), untied output. */
@@ -95,6 +104,29 @@ function ggufLinears(m: Model, arch: string): { gguf: string; hf: string[]; rows
           heads: 0,
         });
   }
+  return out;
+}
+
+/** GGUF name → HF name, and whether the llama q/k permutation applies (heads). */
+function ggufTensors(m: Model, arch: string): [string, string, number][] {
+  const c = m.config;
+  const out: [string, string, number][] = [['token_embd.weight', m.spec.embedName, 0]];
+  const map: Record<string, string> = {
+    q_proj: 'attn_q',
+    k_proj: 'attn_k',
+    v_proj: 'attn_v',
+    o_proj: 'attn_output',
+    gate_proj: 'ffn_gate',
+    up_proj: 'ffn_up',
+    down_proj: 'ffn_down',
+  };
+  for (let i = 0; i < c.numLayers; i++) {
+    for (const l of m.spec.linears(c)) {
+      const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
+      out.push([`blk.${i}.${map[l.name]}.weight`, m.tensorName(i, l.module), heads]);
+    }
+  }
+  if (!m.tiedHead) out.push(['output.weight', m.spec.lmHeadName, 0]);
   return out;
 }
 
@@ -209,8 +241,9 @@ function assertGgufIsCheckpoint(dir: string, gguf: string, fmt: QuantFormat, arc
 function assertCompressedTensorsLayout(out: string, fmt: QuantFormat, s: PruneSummary): void {
   const q = s.quantization!;
   assert.equal(q.layout, 'compressed-tensors');
-  assert.equal(q.scales_file, SIDECAR);
-  const bits = fmt === 'q4_0' ? 4 : 8;
+  assert.equal(q.blocks_file, SIDECAR);
+  assert.equal(q.file_type, fmt.toUpperCase());
+  const nbits = fmt === 'q4_0' ? 4 : 8;
   const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
   const qc = config.quantization_config;
   assert.equal(qc.quant_method, 'compressed-tensors');
@@ -221,7 +254,7 @@ function assertCompressedTensorsLayout(out: string, fmt: QuantFormat, s: PruneSu
     { ...qc.config_groups.group_0.weights },
     {
       ...qc.config_groups.group_0.weights,
-      num_bits: bits,
+      num_bits: nbits,
       group_size: 32,
       strategy: 'group',
       symmetric: true,
@@ -239,11 +272,11 @@ function assertCompressedTensorsLayout(out: string, fmt: QuantFormat, s: PruneSu
       const m = name.replace(/\.weight$/, '');
       if (st.has(`${m}.weight_packed`)) {
         linears++;
-        assert.equal(rec.format, fmt);
+        assert.equal(rec.type, fmt.toUpperCase());
         assert.ok(!st.has(name), `${name} is replaced`);
         assert.deepEqual(
           [st.info(`${m}.weight_packed`).dtype, st.info(`${m}.weight_packed`).shape],
-          ['I32', [rec.rows, (rec.cols * bits) / 32]],
+          ['I32', [rec.rows, (rec.cols * nbits) / 32]],
         );
         assert.deepEqual([st.info(`${m}.weight_scale`).dtype, st.info(`${m}.weight_scale`).shape], ['F16', [rec.rows, rec.cols / QK]]);
         assert.deepEqual([st.info(`${m}.weight_shape`).dtype, st.info(`${m}.weight_shape`).shape], ['I64', [2]]);
@@ -251,14 +284,15 @@ function assertCompressedTensorsLayout(out: string, fmt: QuantFormat, s: PruneSu
         assert.deepEqual([Number(shape.readBigInt64LE(0)), Number(shape.readBigInt64LE(8))], [rec.rows, rec.cols]);
         assert.ok(!qc.ignore.includes(m));
       } else {
-        // The embedding / an untied lm_head: F32 values on the Q8_0 grid, scales in the sidecar.
-        assert.equal(rec.format, 'q8_0');
+        // The embedding / an untied lm_head: F32 (the dequantized blocks), its Q8_0 blocks in the sidecar.
+        assert.equal(rec.type, 'Q8_0');
         assert.equal(st.info(name).dtype, 'F32', name);
-        assert.deepEqual([sc.info(name).dtype, sc.info(name).shape], ['F16', [rec.rows, rec.cols / QK]]);
+        assert.deepEqual([sc.info(name).dtype, sc.info(name).shape], ['U8', [rec.rows, rowBytes('Q8_0', rec.cols)]]);
       }
     }
     assert.ok(linears > 0);
     assert.equal(sc.tensors.size, Object.keys(q.tensors).length - linears, 'the sidecar holds only the Q8_0 tables');
+    assert.equal(q.types[fmt.toUpperCase()], fmt === 'q8_0' ? Object.keys(q.tensors).length : linears);
   } finally {
     sc.close();
     st.close();
@@ -293,10 +327,11 @@ test('GPTQ q4_0 / q8_0: compressed-tensors directory, rac.json record; GGUF bloc
       const tied = m.tiedHead;
       m.close();
       assert.equal(Object.keys(q.tensors).length, linears + (tied ? 1 : 2), 'every Linear + embedding (+ output)');
-      assert.equal(q.tensors['model.embed_tokens.weight']!.format, 'q8_0');
+      assert.equal(q.tensors['model.embed_tokens.weight']!.type, 'Q8_0');
       assert.equal(readSummary(out).quantization!.format, fmt);
       for (const l of s.layers)
-        for (const r of Object.values(l.linears)) assert.ok(r!.quant === fmt && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
+        for (const r of Object.values(l.linears))
+          assert.ok(r!.quant === fmt.toUpperCase() && r!.output_error! > 0 && r!.output_error! < r!.output_norm!);
       const gguf = join(tempDir('gguf'), 'm.gguf');
       const r = exportGguf({ model: out, out: gguf, dtype: fmt, warn: () => {} });
       assertGgufIsCheckpoint(out, gguf, fmt, arch);
@@ -307,7 +342,7 @@ test('GPTQ q4_0 / q8_0: compressed-tensors directory, rac.json record; GGUF bloc
       // The other grid cannot be written from these scales.
       assert.throws(
         () => exportGguf({ model: out, out: join(tempDir('gguf'), 'x.gguf'), dtype: fmt === 'q4_0' ? 'q8_0' : 'q4_0', warn: () => {} }),
-        /was quantized to q/,
+        /was quantized as q/,
       );
     }
   }
@@ -354,33 +389,45 @@ test('joint SparseGPT 50% + q4_0: masks survive quantization and export; RTN nee
   assert.ok(existsSync(join(rtn, SIDECAR)));
 });
 
-test('the earlier layout (every tensor F32 on the grid, quant_scales.safetensors) still loads and exports the same blocks', async () => {
-  const dir = checkpoint(LLAMA);
-  const ct = join(tempDir('ct'), 'm');
-  const s = await run(dir, ct, { method: 'gptq', quant: 'q4_0' });
-  // Rebuild what rac wrote before: the dequantized values as F32 in place of every quantized
-  // Linear, config.json without quantization_config, every scale in quant_scales.safetensors.
+/**
+ * A copy of the compressed-tensors directory `ct` (quantized from `dir`) in an earlier layout: every
+ * quantized tensor F32 (the values rac reads), config.json without quantization_config, and either
+ * - `gguf-blocks` (rac between GGUF blocks and compressed-tensors output): every tensor's GGUF
+ *   blocks in quant_blocks.safetensors, rac.json without `layout`; or
+ * - `scales` (rac before GGUF blocks): every tensor's f16 block scales in quant_scales.safetensors,
+ *   rac.json's record as that rac wrote it (format / block / tensors[].format / scales_file).
+ */
+function earlierLayout(dir: string, ct: string, s: PruneSummary, kind: 'gguf-blocks' | 'scales'): string {
+  const q = s.quantization!;
+  const fmt = q.format as QuantFormat;
   const old = join(tempDir('old'), 'm');
   mkdirSync(old);
   const m = Model.open(ct);
   const src = SafetensorsModel.open(dir);
-  const scales: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] = [];
+  const side: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] = [];
   try {
-    const st = SafetensorsModel.open(ct);
     const sidecar = SafetensorsFile.open(join(ct, SIDECAR));
-    for (const [name, rec] of Object.entries(s.quantization!.tensors)) {
-      const raw = sidecar.tensors.has(name) ? sidecar.readRaw(name) : st.readRaw(name.replace(/\.weight$/, '.weight_scale'));
-      scales.push({ name, dtype: 'F16', shape: [rec.rows, rec.cols / QK], data: new Uint8Array(raw) });
+    for (const [name, rec] of Object.entries(q.tensors)) {
+      const blocks = sidecar.tensors.has(name)
+        ? new Uint8Array(sidecar.readRaw(name))
+        : expectedBlocks(ct, name, rec.rows, rec.cols, rec.type === 'Q4_0' ? 'q4_0' : 'q8_0', 0);
+      if (kind === 'gguf-blocks') side.push({ name, dtype: 'U8', shape: [rec.rows, rowBytes(rec.type, rec.cols)], data: blocks });
+      else {
+        // The f16 d of every block (its first two bytes).
+        const bb = rec.type === 'Q4_0' ? 18 : 34;
+        const d = new Uint8Array((blocks.length / bb) * 2);
+        for (let b = 0; b < blocks.length / bb; b++) d.set(blocks.subarray(b * bb, b * bb + 2), b * 2);
+        side.push({ name, dtype: 'F16', shape: [rec.rows, rec.cols / QK], data: d });
+      }
     }
     sidecar.close();
-    st.close();
     writeSafetensors(
       join(old, 'model.safetensors'),
       src.names().map((name) => ({
         name,
-        dtype: name in s.quantization!.tensors ? 'F32' : src.info(name).dtype,
+        dtype: name in q.tensors ? 'F32' : src.info(name).dtype,
         shape: src.info(name).shape,
-        data: name in s.quantization!.tensors ? m.read(name) : new Uint8Array(src.readRaw(name)),
+        data: name in q.tensors ? m.read(name) : new Uint8Array(src.readRaw(name)),
       })),
       { format: 'pt' },
     );
@@ -388,24 +435,100 @@ test('the earlier layout (every tensor F32 on the grid, quant_scales.safetensors
     src.close();
     m.close();
   }
-  writeSafetensors(join(old, QUANT_SCALES_FILE), scales, { format: 'pt' });
+  writeSafetensors(join(old, kind === 'gguf-blocks' ? QUANT_BLOCKS_FILE : QUANT_SCALES_FILE), side, { format: 'pt' });
   const summary = JSON.parse(readFileSync(join(ct, 'rac.json'), 'utf8'));
-  delete summary.quantization.layout;
-  summary.quantization.scales_file = QUANT_SCALES_FILE;
+  if (kind === 'gguf-blocks') delete summary.quantization.layout;
+  else
+    summary.quantization = {
+      format: fmt,
+      block: QK,
+      tensors: Object.fromEntries(
+        Object.entries(q.tensors).map(([n, t]) => [n, { format: t.type.toLowerCase(), method: t.method, rows: t.rows, cols: t.cols }]),
+      ),
+      scales_file: QUANT_SCALES_FILE,
+      bits_per_weight: fmt === 'q4_0' ? 4.5 : 8.5,
+      skipped: q.skipped,
+      sparsity_after: q.sparsity_after,
+    };
   writeFileSync(join(old, 'rac.json'), JSON.stringify(summary));
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) copyFileSync(join(dir, f), join(old, f));
   copyFileSync(join(dir, 'config.json'), join(old, 'config.json'));
+  return old;
+}
 
-  const o = Model.open(old);
-  assert.equal(o.compressed, false, 'an F32 model to the engine, as before');
-  o.close();
-  const a = join(tempDir('gguf'), 'old.gguf');
-  const b = join(tempDir('gguf'), 'ct.gguf');
-  exportGguf({ model: old, out: a, dtype: 'q4_0', warn: () => {} });
-  exportGguf({ model: ct, out: b, dtype: 'q4_0', warn: () => {} });
-  const ga = readGguf(a);
-  const gb = readGguf(b);
-  for (const t of gb.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), t.name);
+test('the earlier layouts (q4_0 / q8_0 as F32 with quant_blocks.safetensors, or with quant_scales.safetensors) still load and export the same blocks', async () => {
+  const dir = checkpoint(LLAMA);
+  for (const fmt of ['q4_0', 'q8_0'] as const) {
+    const ct = join(tempDir('ct'), 'm');
+    const s = await run(dir, ct, { method: 'gptq', quant: fmt });
+    const b = join(tempDir('gguf'), 'ct.gguf');
+    exportGguf({ model: ct, out: b, dtype: fmt, warn: () => {} });
+    const gb = readGguf(b);
+    for (const kind of ['gguf-blocks', 'scales'] as const) {
+      const old = earlierLayout(dir, ct, s, kind);
+      const o = Model.open(old);
+      const c = Model.open(ct);
+      try {
+        assert.equal(o.compressed, false, 'an F32 model to the engine, as before');
+        for (const name of Object.keys(s.quantization!.tensors)) assert.equal(bits(o.read(name)), bits(c.read(name)), `${kind}: ${name}`);
+      } finally {
+        o.close();
+        c.close();
+      }
+      const a = join(tempDir('gguf'), 'old.gguf');
+      exportGguf({ model: old, out: a, dtype: fmt, warn: () => {} });
+      const ga = readGguf(a);
+      for (const t of gb.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), `${kind} ${fmt}: ${t.name}`);
+      assert.throws(
+        () => exportGguf({ model: old, out: join(tempDir('gguf'), 'x.gguf'), dtype: fmt === 'q4_0' ? 'q8_0' : 'q4_0', warn: () => {} }),
+        /was quantized as q/,
+      );
+    }
+  }
+});
+
+test('MoE (qwen3_moe): RTN and GPTQ q4_0 / q8_0 with and without an importance matrix pack every expert; the stacked GGUF expert tensors equal on-the-fly quantization', async () => {
+  const dir = checkpoint(MOE);
+  const src = Model.open(dir);
+  const calib = calibSet(randomSequences(src.config.vocabSize, 16, 30, 80, 5));
+  const imFile = join(tempDir('im'), 'moe.imatrix.gguf');
+  try {
+    writeImatrix(imFile, (await computeImatrix(src, calib, { batchTokens: 512, runtime: RT })).imatrix);
+  } finally {
+    src.close();
+  }
+  const { readImatrix } = await import('../../src/io/imatrix.ts');
+  for (const fmt of ['q4_0', 'q8_0'] as const) {
+    for (const im of [false, true]) {
+      const out = join(tempDir('moe'), 'm');
+      const s = await run(
+        dir,
+        out,
+        { method: 'rtn', quant: fmt, ...(im ? { imatrix: readImatrix(imFile), imatrixFile: imFile } : {}) },
+        false,
+      );
+      assertCompressedTensorsLayout(out, fmt, s);
+      const q = s.quantization!;
+      assert.ok(q.tensors['model.layers.1.mlp.experts.3.down_proj.weight'], 'every expert quantized');
+      if (im) assert.ok(q.tensors['model.layers.1.mlp.experts.3.down_proj.weight']!.imatrix, "the expert's slice of the matrix");
+      const a = join(tempDir('gguf'), 'a.gguf');
+      const b = join(tempDir('gguf'), 'b.gguf');
+      exportGguf({ model: out, out: a, dtype: fmt, warn: () => {} });
+      exportGguf({ model: dir, out: b, dtype: fmt, ...(im ? { imatrix: imFile } : {}), warn: () => {} });
+      assertGgufIsCheckpoint(out, a, fmt, 'qwen3moe');
+      const ga = readGguf(a);
+      const gb = readGguf(b);
+      assert.ok(ga.tensors.some((t) => t.name === 'blk.0.ffn_down_exps.weight'));
+      for (const t of ga.tensors) assertSameBytes(ggufRaw(ga, t.name), ggufRaw(gb, t.name), `${fmt}${im ? ' + imatrix' : ''}: ${t.name}`);
+    }
+  }
+  // GPTQ per expert onto q8_0: still packed, still the checkpoint's blocks.
+  const out = join(tempDir('moe'), 'g');
+  const s = await run(dir, out, { method: 'gptq', quant: 'q8_0' });
+  assertCompressedTensorsLayout(out, 'q8_0', s);
+  const g = join(tempDir('gguf'), 'g.gguf');
+  exportGguf({ model: out, out: g, dtype: 'q8_0', warn: () => {} });
+  assertGgufIsCheckpoint(out, g, 'q8_0', 'qwen3moe');
 });
 
 test('a sharded source: packed tensors stay in their shards, the index maps them, the blocks equal RTN of the source', async () => {
@@ -441,7 +564,7 @@ test('a compressed-tensors model is not pruned or quantized again', async () => 
   await run(checkpoint(QWEN), out, { method: 'rtn', quant: 'q4_0' }, false);
   await assert.rejects(
     run(out, join(tempDir('x'), 'm'), { method: 'rtn', quant: 'q8_0' }, false),
-    /is a compressed-tensors \(pack-quantized\) checkpoint; prune or quantize the unquantized model/,
+    /is a compressed-tensors \(pack-quantized\) checkpoint; prune, quantize or remove experts from the unquantized model/,
   );
 });
 
@@ -455,7 +578,7 @@ test('quantization refusals: gptq without a format or with a sparsity target', a
   await assert.rejects(run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_0' }, false), /needs a calibration set/);
 });
 
-test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entries refused', async () => {
+test('recipes: the quantize axis (null | a scheme) per prune entry, bad entries refused', async () => {
   const { loadRecipe } = await import('../../src/study/run.ts');
   const { writeFileSync } = await import('node:fs');
   const d = tempDir('recipe');
@@ -474,6 +597,70 @@ test('recipes: the quantize axis (null | q4_0 | q8_0) per prune entry, bad entri
   const r = loadRecipe(file);
   assert.deepEqual(r.prune[0]!.quantize, [null, 'q4_0']);
   assert.deepEqual(r.prune[1]!.quantize, [null]);
-  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_k'] }] }));
-  assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null, q4_0 or q8_0, got "q3_k"/);
+  writeFileSync(file, JSON.stringify({ ...base, prune: [{ method: 'sparsegpt', calib: ['rac'], sparsity: 0.5, quantize: ['q3_x'] }] }));
+  assert.throws(() => loadRecipe(file), /prune\[0\]\.quantize: each entry must be null or one of q4_0, .*, got "q3_x"/);
+});
+
+test('k-quant schemes: GPTQ q4_k_m and joint 50% + q6_k write blocks that decode to the checkpoint, with the mix’s types', async () => {
+  const K256: RandomCheckpointOptions = {
+    family: 'llama',
+    seed: 33,
+    hidden: 256,
+    layers: 2,
+    intermediate: 256,
+    heads: 4,
+    kvHeads: 2,
+    dtype: 'BF16',
+  };
+  const dir = checkpoint(K256);
+  for (const [o, scheme] of [
+    [{ method: 'gptq' }, 'q4_k_m'],
+    [{ method: 'sparsegpt', target: { kind: 'unstructured', sparsity: 0.5 }, blocksize: 256 }, 'q6_k'],
+  ] as const) {
+    const out = join(tempDir('kq'), 'm');
+    const s = await run(dir, out, { ...o, quant: scheme });
+    const q = s.quantization!;
+    assert.equal(q.format, scheme);
+    // k-quants have no compressed-tensors form: every quantized tensor F32, its blocks in the sidecar.
+    assert.equal(q.layout, 'gguf-blocks');
+    assert.equal(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).quantization_config, undefined);
+    const written = readAll(out);
+    for (const name of Object.keys(q.tensors)) assert.equal(written.get(name)!.dtype, 'F32', name);
+    assert.ok(![...written.keys()].some((n) => n.endsWith('.weight_packed')));
+    const opened = Model.open(out);
+    assert.equal(opened.compressed, false);
+    opened.close();
+    if (scheme === 'q4_k_m') {
+      // 2 layers: use_more_bits(1, 2) → attn_v and ffn_down of layer 1 in Q6_K; untied output Q6_K, token_embd Q4_K
+      assert.deepEqual(q.types, { Q4_K: 13, Q6_K: 3 });
+      assert.equal(q.tensors['model.layers.1.mlp.down_proj.weight']!.type, 'Q6_K');
+      assert.equal(q.tensors['model.layers.0.mlp.down_proj.weight']!.type, 'Q4_K');
+      assert.equal(q.tensors['lm_head.weight']!.type, 'Q6_K');
+      assert.ok(q.bits_per_weight > 4.5 && q.bits_per_weight < 6.5625, `${q.bits_per_weight} bits/weight: between Q4_K's and Q6_K's`);
+    } else {
+      assert.ok(q.sparsity_after >= 0.5, `Q6_K is symmetric: masks survive (${q.sparsity_after})`);
+      assert.equal(q.tensors['model.embed_tokens.weight']!.type, 'Q8_0');
+    }
+    const gguf = join(tempDir('gguf'), 'k.gguf');
+    exportGguf({ model: out, out: gguf, dtype: scheme, warn: () => {} });
+    const g = readGguf(gguf);
+    const m = Model.open(out);
+    try {
+      for (const [gname, hf, heads] of ggufTensors(m, 'llama')) {
+        const t = g.tensors.find((x) => x.name === gname)!;
+        assert.equal(t.type, q.tensors[hf]!.type, gname);
+        let want = m.read(hf);
+        const [rows, cols] = m.tensors.info(hf).shape as [number, number];
+        if (heads) want = permuteQk(want, rows, cols, heads);
+        assert.equal(bits(readGgufTensorF32(g, gname)), bits(want), `${gname}: decoded blocks = ${hf}`);
+      }
+    } finally {
+      m.close();
+    }
+    assert.equal(g.metadata.get('general.file_type'), scheme === 'q4_k_m' ? 15 : 18);
+  }
+  await assert.rejects(
+    run(dir, join(tempDir('x'), 'm'), { method: 'gptq', quant: 'q4_k', blocksize: 96 }),
+    /--blocksize 96: GPTQ onto Q4_K/,
+  );
 });

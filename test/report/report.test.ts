@@ -165,6 +165,78 @@ describe('report data', () => {
   });
 });
 
+describe('length inflation in the report', () => {
+  it('tokens ÷ dense on the same problems (all; correct on problems both solve), the quantization scheme in the method', () => {
+    const root = tempDir('report-len');
+    const dense = join(root, 'm');
+    const q = join(root, 'm-q4km');
+    mkdirSync(dense, { recursive: true });
+    mkdirSync(q, { recursive: true });
+    writeFileSync(
+      join(q, 'rac.json'),
+      JSON.stringify({
+        method: 'gptq',
+        sparsity: 0,
+        source_model: dense,
+        calibration: { kind: 'mode', mode: 'rac', tokens: 4096 },
+        quantization: { format: 'q4_k_m', imatrix: { datasets: ['t'] } },
+        totals: { sparsity: 0.01 },
+      }),
+    );
+    const sample = (problem_id: string, tokens: number, correct: boolean, finish_reason = 'stop') => ({
+      problem_id,
+      tokens,
+      correct,
+      finish_reason,
+    });
+    const results = (name: string, dir: string, samples: ReturnType<typeof sample>[]) => {
+      const f = join(root, `${name}.json`);
+      const acc = samples.filter((x) => x.correct).length / samples.length;
+      const mt = samples.reduce((a, x) => a + x.tokens, 0) / samples.length;
+      writeFileSync(
+        f,
+        JSON.stringify({
+          rac_eval: 1,
+          model: { dir, fingerprint: name, backend: 'local' },
+          dataset: { file: 'e.jsonl', sha256: 'abc', problems: 3 },
+          metrics: {
+            accuracy: acc,
+            mean_tokens: { all: mt },
+            truncated: samples.filter((x) => x.finish_reason === 'length').length / samples.length,
+          },
+          samples,
+        }),
+      );
+      return f;
+    };
+    const d = results('dense', dense, [sample('a', 100, true), sample('b', 200, true), sample('c', 300, false)]);
+    // the compressed model also has a problem the dense evaluation lacks: it does not count
+    const p = results('q', q, [
+      sample('a', 150, true),
+      sample('b', 500, false, 'length'),
+      sample('c', 300, false),
+      sample('z', 9999, true),
+    ]);
+    const rows = [...loadReportInput(d), ...loadReportInput(p)];
+    const [g] = groupRows(rows);
+    const row = g!.rows.find((r) => r.method === 'gptq')!;
+    assert.deepEqual(row.quant, { scheme: 'q4_k_m', imatrix: true });
+    assert.equal(row.vs_dense!.problems, 3);
+    assert.equal(row.vs_dense!.tokens_ratio, (150 + 500 + 300) / 3 / 200);
+    assert.equal(row.vs_dense!.tokens_ratio_correct, 150 / 100); // problem a only: both solve it
+    assert.equal(row.vs_dense!.truncated, 1 / 3);
+    const html = renderReport(rows, { title: 't' });
+    assert.match(html, /tokens ÷ dense/);
+    assert.match(html, /gptq q4_k_m \+imatrix/);
+    assert.match(html, />1\.58×</);
+    assert.match(html, />1\.50×</);
+    const sum = summarize([g!]) as { rows: { tokens_ratio: number; tokens_ratio_correct: number; quant: unknown }[] };
+    assert.equal(sum.rows[0]!.tokens_ratio, row.vs_dense!.tokens_ratio);
+    assert.equal(sum.rows[0]!.tokens_ratio_correct, 1.5);
+    assert.deepEqual(sum.rows[0]!.quant, { scheme: 'q4_k_m', imatrix: true });
+  });
+});
+
 describe('report page', () => {
   it('is self-contained: table rows, three plots, no scripts, no external resources, escaped text', () => {
     const rows = synthetic(tempDir('rep-page'), 'm<b>&"x').flatMap(loadReportInput);
@@ -399,5 +471,54 @@ describe('report: MoE expert coverage', () => {
     assert.match(html, /experts \(0 of 8 with fewer than 32 tokens, outlined\)/);
     assert.match(html, /layer 2, expert 3: 31 tokens/);
     assert.equal((html.match(/stroke="#c00"/g) ?? []).length, 4);
+  });
+});
+
+describe('report: MoE expert removal', () => {
+  it('plots expert removal at the fraction of experts removed, labels compositions, and crosses the removed experts', () => {
+    const root = tempDir('rep-reap');
+    const dense = join(root, 'tiny-moe');
+    mkdirSync(dense, { recursive: true });
+    const removal = (scoring: string) => ({
+      scoring,
+      experts_before: 8,
+      experts_after: 6,
+      parameters_before: 100,
+      parameters_after: 80,
+      calibration: { tokens: 10, sequences: 1 },
+      seconds: 1,
+      layers: [
+        {
+          layer: 0,
+          removed: [1, 6],
+          experts: [0, 1, 2, 3, 4, 5, 6, 7].map((j) => ({ expert: j, tokens: 10 * j, score: j, removed: j === 1 || j === 6 })),
+        },
+      ],
+    });
+    const rows = [
+      ['reap', { method: 'reap', expert_removal: removal('reap') }],
+      ['both', { method: 'sparsegpt', sparsity: 0.5, expert_removal: removal('frequency') }],
+    ].flatMap(([name, racJson], i) => {
+      const dir = join(root, name as string);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(
+        join(dir, 'rac.json'),
+        JSON.stringify({
+          ...(racJson as object),
+          source_model: dense,
+          calibration: { kind: 'mode', mode: 'rac', tokens: 10, sequences: 1 },
+          totals: {},
+        }),
+      );
+      const file = join(root, `r${i}.json`);
+      writeFileSync(file, JSON.stringify({ model: { dir }, metrics: { accuracy: 0.5, mean_tokens: { all: 100 } } }));
+      return loadReportInput(file);
+    });
+    assert.equal(rows[0]!.experts_removed, 0.25);
+    const html = renderReport(rows, { created: 'fixed' });
+    assert.match(html, /experts −25%</);
+    assert.match(html, /experts −25% \(frequency\), then 50%/);
+    assert.match(html, /layer 0, expert 6: 60 tokens, score 6\.000, removed/);
+    assert.equal((html.match(/class="x"/g) ?? []).length, 4, 'two removed experts in each of two heatmaps');
   });
 });

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
@@ -58,6 +59,72 @@ describe('rac serve CLI', { timeout: 60_000 }, () => {
     } finally {
       clearTimeout(killer);
       child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('rac serve connection flags', { timeout: 60_000 }, () => {
+  it('--header-timeout, --request-timeout, --keep-alive-timeout and --max-connections reach the server', async () => {
+    const dir = checkpoint({ family: 'qwen2', seed: 7 });
+    const args = ['--header-timeout', '0.5', '--request-timeout', '1', '--keep-alive-timeout', '0.5', '--max-connections', '1'];
+    const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', dir, '--port', '0', '--threads', '1', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    const socks: ReturnType<typeof connect>[] = [];
+    try {
+      const url = await new Promise<string>((ok, fail) => {
+        child.stderr.on('data', (c: Buffer) => {
+          stderr += c.toString();
+          const m = /at (http:\/\/127\.0\.0\.1:(\d+))\/v1/.exec(stderr);
+          if (m) ok(m[1]!);
+        });
+        void exited.then((code) => fail(new Error(`exited ${code} before listening: ${stderr}`)));
+      });
+      const port = Number(new URL(url).port);
+      // One silent connection holds the only slot: a second is answered 503 …
+      const idle = connect(port, '127.0.0.1');
+      socks.push(idle);
+      idle.on('error', () => {});
+      const idleClosed = new Promise<number>((ok) => idle.on('close', () => ok(performance.now())));
+      await new Promise<void>((ok) => idle.on('connect', () => ok()));
+      const t0 = performance.now();
+      const over = await fetch(`${url}/health`).catch((e: unknown) => e as Error);
+      assert.ok(!(over instanceof Error), String(over));
+      assert.equal(over.status, 503);
+      assert.match(await over.text(), /too_many_connections/);
+      // … until the silent one is cut at the header timeout; then the server answers again.
+      const closedAt = await Promise.race([
+        idleClosed,
+        new Promise<number>((_, no) => setTimeout(() => no(new Error('the silent connection was never cut')), 10_000).unref()),
+      ]);
+      assert.ok(closedAt - t0 < 500 + 2000, `the silent connection was cut after ${(closedAt - t0).toFixed(0)} ms`);
+      const ok = await waitFor('a free slot', async () => {
+        const r = await fetch(`${url}/health`, { headers: { connection: 'close' } });
+        return r.status === 200 ? r : null;
+      });
+      assert.equal(ok.status, 200);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      for (const sk of socks) sk.destroy();
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('a header timeout longer than the request timeout, or a zero one, is a usage error', () => {
+    for (const bad of [
+      ['--header-timeout', '0'],
+      ['--max-connections', '0'],
+    ]) {
+      const r = spawnSync(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', 'nowhere', ...bad], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 2, r.stderr);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
     }
   });
 });

@@ -5,6 +5,7 @@
  * one, and a shutdown that a half-sent body cannot hold open.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
@@ -29,6 +30,14 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
       await body(server);
     } finally {
       await server.close();
+    }
+  }
+
+  async function waitUntil(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
     }
   }
 
@@ -195,6 +204,167 @@ describe('rac serve request limits', { timeout: 120_000 }, () => {
       } finally {
         sock?.destroy();
       }
+    });
+  });
+
+  /** A raw connection: what it received, and whether (and when) the server closed it. */
+  function rawClient(port: number) {
+    const sock = connect(port, '127.0.0.1');
+    const state = { got: '', closedAt: 0 };
+    sock.on('data', (d) => (state.got += d.toString()));
+    sock.on('error', () => {});
+    const closed = new Promise<void>((ok) =>
+      sock.on('close', () => {
+        state.closedAt = performance.now();
+        ok();
+      }),
+    );
+    const connected = new Promise<void>((ok) => sock.on('connect', () => ok()));
+    return { sock, state, closed, connected };
+  }
+
+  /** Writes `text` one byte every `gapMs` until the socket closes. */
+  function drip(sock: Socket, text: string, gapMs: number): () => void {
+    let i = 0;
+    const timer = setInterval(() => {
+      if (sock.destroyed || i >= text.length) return clearInterval(timer);
+      sock.write(text[i++]!);
+    }, gapMs);
+    return () => clearInterval(timer);
+  }
+
+  /** Resolves when `p` settles, rejects after `ms`. */
+  const within = <T>(ms: number, p: Promise<T>, what: string): Promise<T> => {
+    let t: NodeJS.Timeout | undefined;
+    return Promise.race([
+      p,
+      new Promise<T>((_, no) => {
+        t = setTimeout(() => no(new Error(`${what}: not within ${ms} ms`)), ms);
+      }),
+    ]).finally(() => clearTimeout(t));
+  };
+
+  it('slowloris: headers dripped at 1 byte / 200 ms are cut at --header-timeout; a body dripped so is cut at --request-timeout (before: held for ever)', async () => {
+    await withServer({ headersTimeoutMs: 1000, requestTimeoutMs: 2000 }, async (s) => {
+      const head = rawClient(s.port);
+      const body = rawClient(s.port);
+      const mute = rawClient(s.port); // connects and sends nothing at all
+      const stops: (() => void)[] = [];
+      try {
+        await Promise.all([head.connected, body.connected, mute.connected]);
+        const t0 = performance.now();
+        stops.push(drip(head.sock, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n', 200));
+        body.sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n');
+        stops.push(drip(body.sock, `{"prompt": "${'x'.repeat(380)}"}`, 200));
+        await within(8000, head.closed, 'the header slowloris closed');
+        await within(8000, body.closed, 'the body slowloris closed');
+        await within(8000, mute.closed, 'the silent connection closed');
+        assert.ok(mute.state.closedAt - t0 < 1000 + 1500, `silent connection cut after ${(mute.state.closedAt - t0).toFixed(0)} ms`);
+        assert.ok(head.state.closedAt - t0 < 1000 + 1500, `headers cut after ${(head.state.closedAt - t0).toFixed(0)} ms`);
+        assert.ok(body.state.closedAt - t0 < 2000 + 1500, `body cut after ${(body.state.closedAt - t0).toFixed(0)} ms`);
+        assert.match(body.state.got, /^HTTP\/1\.1 408 /);
+        // The server still serves.
+        assert.equal((await fetch(`${s.url}/health`)).status, 200);
+      } finally {
+        for (const stop of stops) stop();
+        head.sock.destroy();
+        body.sock.destroy();
+        mute.sock.destroy();
+      }
+    });
+  });
+
+  it('an idle keep-alive connection is closed after --keep-alive-timeout', async () => {
+    await withServer({ keepAliveTimeoutMs: 300 }, async (s) => {
+      const c = rawClient(s.port);
+      try {
+        await c.connected;
+        c.sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+        const t0 = performance.now();
+        await within(5000, c.closed, 'the idle connection closed');
+        assert.match(c.state.got, /^HTTP\/1\.1 200 /);
+        assert.ok(c.state.closedAt - t0 < 300 + 1500, `closed after ${(c.state.closedAt - t0).toFixed(0)} ms`);
+      } finally {
+        c.sock.destroy();
+      }
+    });
+  });
+
+  it('connections over --max-connections get a 503 and are closed; the held ones do not block the server for ever (before: no cap)', async () => {
+    await withServer({ maxConnections: 3, headersTimeoutMs: 60_000, requestTimeoutMs: 60_000 }, async (s) => {
+      const held = [rawClient(s.port), rawClient(s.port), rawClient(s.port)];
+      const extra: ReturnType<typeof rawClient>[] = [];
+      try {
+        await Promise.all(held.map((c) => c.connected));
+        for (const c of held) c.sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"pro');
+        await waitUntil(() => s.stats.reading === 3, 'the three held requests to be read');
+        const over = rawClient(s.port);
+        extra.push(over);
+        await within(5000, over.closed, 'the connection over the cap closed');
+        assert.match(over.state.got, /^HTTP\/1\.1 503 [\s\S]*"code":"too_many_connections"/);
+        assert.match(over.state.got, /at most 3 connections \(--max-connections\)/);
+        for (const c of held) assert.equal(c.sock.destroyed, false, 'the held connections stay');
+        // One goes: a new connection is served.
+        held[0]!.sock.destroy();
+        await held[0]!.closed;
+        await waitUntil(() => s.stats.reading === 2, 'the server to see it go');
+        const r = await fetch(`${s.url}/health`);
+        assert.equal(r.status, 200);
+      } finally {
+        for (const c of [...held, ...extra]) c.sock.destroy();
+      }
+    });
+  });
+
+  it('a body over --max-body-mb: Python urllib (which sends the whole body before reading) sees the 413 (before: "Broken pipe")', async (t) => {
+    const py = await new Promise<boolean>((ok) => execFile('python3', ['-c', 'print(1)'], (err) => ok(!err)));
+    if (!py) return t.skip('python3 is not installed');
+    await withServer({ maxBodyBytes: 1 << 20 }, async (s) => {
+      const script = [
+        'import json, sys, urllib.request, urllib.error',
+        `data = json.dumps({"prompt": "x" * (6 << 20), "max_tokens": 1}).encode()`,
+        `req = urllib.request.Request("${s.url}/v1/completions", data=data, headers={"Content-Type": "application/json"})`,
+        'try:',
+        '    urllib.request.urlopen(req, timeout=30)',
+        '    print("200")',
+        'except urllib.error.HTTPError as e:',
+        '    print(e.code, json.loads(e.read())["error"]["code"])',
+        'except Exception as e:',
+        '    print("failed:", type(e).__name__, e)',
+      ].join('\n');
+      for (let round = 0; round < 3; round++) {
+        const out = await new Promise<string>((ok) =>
+          execFile('python3', ['-c', script], { timeout: 60_000 }, (err, stdout, stderr) =>
+            ok(err ? `exit ${err.code}: ${stderr}` : stdout.trim()),
+          ),
+        );
+        assert.equal(out, '413 request_too_large', `round ${round}`);
+      }
+      assert.equal((await fetch(`${s.url}/health`)).status, 200);
+    });
+  });
+
+  it('chat: a user (or system) message with content null is a 400 like OpenAI; an assistant message may have it (before: 200)', async () => {
+    await withServer({}, async (s) => {
+      for (const role of ['user', 'system']) {
+        const e = await expectError(
+          await post(s, '/v1/chat/completions', { messages: [{ role, content: null }], max_tokens: 1 }),
+          400,
+          'invalid_type',
+          /Invalid value for 'content': expected a string, got null/,
+        );
+        assert.equal(e.param, 'messages.[0].content');
+      }
+      const ok = await post(s, '/v1/chat/completions', {
+        messages: [
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: null },
+          { role: 'user', content: 'Again' },
+        ],
+        max_tokens: 1,
+        temperature: 0,
+      });
+      assert.equal(ok.status, 200, await ok.clone().text());
     });
   });
 

@@ -350,3 +350,61 @@ describe('runEval with a scripted backend', () => {
     await assert.rejects(runEval(config(dir, ds, 'tiny', 1), new ScriptedBackend(() => ({ text: '' })), tok), /without a manifest/);
   });
 });
+
+describe('length inflation against the dense model (vs_dense)', () => {
+  it('mean tokens ÷ dense on the same problems, correct ones on problems both solve, truncation', async () => {
+    const dir = tempDir('evallen');
+    const ds = join(dir, 't.jsonl');
+    writeFileSync(ds, ['1', '2', '3'].map((a, i) => JSON.stringify({ id: `p${i}`, prompt: 'x', answer: a })).join('\n'));
+    // tokens = text length (the scripted backend's ids): \boxed{1} is 9 tokens
+    const dense = await runEval(
+      config(dir, ds, 'tiny', 2, { out: join(dir, 'dense.json') }),
+      new ScriptedBackend((i, s) => ({ text: s === 0 ? `\\boxed{${i + 1}}` : `${'.'.repeat(11)}\\boxed{${i === 2 ? 9 : i + 1}}` })),
+      tok,
+    );
+    assert.deepEqual(
+      dense.samples.map((s) => [s.tokens, s.correct]),
+      [
+        [9, true],
+        [20, true],
+        [9, true],
+        [20, true],
+        [9, true],
+        [20, false],
+      ],
+    );
+    // the compressed model: problem 0 right and twice as long, problem 1 wrong (cut at the budget), problem 2 right
+    const texts = [
+      ['.'.repeat(9) + '\\boxed{1}', '.'.repeat(31) + '\\boxed{1}'],
+      ['.'.repeat(55), '.'.repeat(55)],
+      ['\\boxed{3}', '\\boxed{3}'],
+    ];
+    const res = await runEval(
+      config(dir, ds, 'tiny', 2, { out: join(dir, 'pruned.json'), dense: join(dir, 'dense.json') }),
+      new ScriptedBackend((i, s) => ({ text: texts[i]![s]!, finish: i === 1 ? 'length' : 'stop' })),
+      tok,
+    );
+    const v = res.vs_dense!;
+    assert.equal(v.problems, 3);
+    assert.equal(v.mean_tokens, (18 + 40 + 55 + 55 + 9 + 9) / 6);
+    assert.equal(v.dense_mean_tokens, (9 + 20 + 9 + 20 + 9 + 20) / 6);
+    assert.equal(v.tokens_ratio, v.mean_tokens / v.dense_mean_tokens);
+    // correct only, on problems both solve (0 and 2): pruned (18 + 40 + 9 + 9)/4, dense (9 + 20 + 9)/3
+    assert.equal(v.problems_both_correct, 2);
+    assert.equal(v.tokens_ratio_correct, (18 + 40 + 9 + 9) / 4 / ((9 + 20 + 9) / 3));
+    assert.equal(v.truncated, 2 / 6);
+    assert.equal(v.dense_truncated, 0);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'pruned.json'), 'utf8')).vs_dense.tokens_ratio, v.tokens_ratio);
+    // another dataset is refused
+    const other = join(dir, 'o.jsonl');
+    writeFileSync(other, `${JSON.stringify({ id: 'p0', prompt: 'y', answer: '1' })}\n`);
+    await assert.rejects(
+      runEval(
+        config(dir, other, 'tiny', 1, { out: join(dir, 'o.json'), dense: join(dir, 'dense.json') }),
+        new ScriptedBackend(() => ({ text: '' })),
+        tok,
+      ),
+      /the dense results are of another dataset/,
+    );
+  });
+});

@@ -5,11 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { LockError, lockOutput, lockPath } from '../../src/io/lock.ts';
 import { readTraceFile } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
@@ -97,6 +99,107 @@ describe('output lock (src/io/lock.ts)', () => {
     // Another host's lock cannot be checked: refused, with the way out named.
     writeFileSync(lockPath(target), JSON.stringify({ pid: 1, host: `not-${hostname()}`, start: null }));
     assert.throws(() => lockOutput(target), /pid 1 on host not-.*remove .*out\.json\.lock if that process is gone/);
+  });
+  it('a second taker that removes the same stale lock in between cannot make two holders', () => {
+    // The interleaving that let two processes both take a stale lock: A has found the lock stale and
+    // is about to remove it; B, in that instant, finds it stale too and takes it over. A must not
+    // then remove B's fresh lock and take it as well. B runs inside A's removal (fs.unlinkSync of
+    // the lock, patched for this test), with this process's pid: a lock B holds is live for A.
+    const target = join(tempDir('lock-interleave'), 'out.json');
+    writeFileSync(lockPath(target), JSON.stringify({ pid: deadPid(), host: hostname(), start: null }));
+    const unlink = fs.unlinkSync;
+    let b: ReturnType<typeof lockOutput> | Error | null = null;
+    fs.unlinkSync = (p: fs.PathLike) => {
+      if (b === null && String(p) === lockPath(target)) {
+        try {
+          b = lockOutput(target);
+        } catch (e) {
+          b = e as Error;
+        }
+      }
+      unlink(p);
+    };
+    syncBuiltinESMExports();
+    let a: ReturnType<typeof lockOutput> | Error;
+    try {
+      try {
+        a = lockOutput(target);
+      } catch (e) {
+        a = e as Error;
+      }
+    } finally {
+      fs.unlinkSync = unlink;
+      syncBuiltinESMExports();
+    }
+    const holders = [a, b].filter((x) => x !== null && !(x instanceof Error));
+    for (const h of holders) (h as ReturnType<typeof lockOutput>).release();
+    assert.notEqual(b, null, 'the second taker ran');
+    assert.equal(holders.length, 1, `holders: ${holders.length} (A: ${String(a)}, B: ${String(b)})`);
+    assert.equal(existsSync(lockPath(target)), false);
+  });
+
+  it('several takers of one stale lock at the same moment: exactly one gets it (the takeover is atomic)', async () => {
+    // Threads of this process (one pid, one start time): a lock one of them holds is held for the
+    // others. Each round writes a stale lock and lets every thread try at once.
+    const dir = tempDir('lock-race');
+    const target = join(dir, 'out.json');
+    const N = 4;
+    const ROUNDS = 100;
+    const shared = new SharedArrayBuffer(4 * (2 + N));
+    const s = new Int32Array(shared);
+    const workers = Array.from(
+      { length: N },
+      (_, index) =>
+        // (a worker's entry is loaded before --import hooks apply: it registers tsx, then imports the .ts)
+        new Worker(
+          `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(String(new URL('../helpers/lock-race-worker.ts', import.meta.url)))}); })`,
+          { eval: true, workerData: { target, index, rounds: ROUNDS, shared } },
+        ),
+    );
+    let failed: unknown = null;
+    const finished = workers.map(
+      (w) =>
+        new Promise<void>((ok, fail) => {
+          w.on('message', () => ok());
+          w.on('error', (e) => {
+            failed = e;
+            fail(e);
+          });
+        }),
+    );
+    for (const f of finished) f.catch(() => {});
+    const doubles: number[] = [];
+    try {
+      const stale = JSON.stringify({ pid: deadPid(), host: hostname(), start: null });
+      for (let round = 1; round <= ROUNDS; round++) {
+        writeFileSync(lockPath(target), stale);
+        Atomics.store(s, 0, round);
+        const deadline = Date.now() + 30_000;
+        while (Array.from({ length: N }, (_, w) => Atomics.load(s, 2 + w)).some((a) => a === 0)) {
+          if (failed) throw failed;
+          if (Date.now() > deadline) throw new Error(`round ${round}: a worker never answered`);
+          await new Promise((r) => setImmediate(r));
+        }
+        const took = Array.from({ length: N }, (_, w) => Atomics.load(s, 2 + w)).filter((a) => a === 1).length;
+        if (took !== 1) doubles.push(took);
+        Atomics.store(s, 1, round);
+        Atomics.notify(s, 1);
+        while (Array.from({ length: N }, (_, w) => Atomics.load(s, 2 + w)).some((a) => a !== 0)) {
+          if (Date.now() > deadline) throw new Error(`round ${round}: a worker never released`);
+          await new Promise((r) => setImmediate(r));
+        }
+        rmSync(lockPath(target), { force: true });
+      }
+      await Promise.all(finished);
+    } finally {
+      for (const w of workers) await w.terminate();
+    }
+    assert.deepEqual(doubles, [], `rounds where the number of takers was not 1: ${doubles.join(', ')}`);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f !== 'out.json.lock'),
+      [],
+      'no temp or claim files are left behind',
+    );
   });
 });
 

@@ -1,13 +1,12 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseTemplateFlag } from '../../io/datasets.ts';
-import { RacTokenizer } from '../../io/tokenizer.ts';
-import type { GenerationBackend } from '../../backends/backend.ts';
-import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
-import { codeLimits, DEFAULT_CODE_LIMITS, EVAL_TASKS, GRADERS, graderFor, runEval, type EvalTask } from '../../study/eval.ts';
-import { benchmark, BENCHMARKS, isBenchmark, type BenchmarkName } from '../../tasks/benchmarks.ts';
-import { resolveDataset } from '../../io/hub.ts';
+import { evaluate } from '../../api/evaluate.ts';
+import { UsageError } from '../../errors.ts';
+import { addBackendOptions, backendOptionsOf, type BackendFlags } from '../backend-options.ts';
+import { DEFAULT_CODE_LIMITS, EVAL_TASKS, GRADERS, type EvalTask } from '../../study/eval.ts';
+import { BENCHMARKS, isBenchmark, type BenchmarkName } from '../../tasks/benchmarks.ts';
 import { addRuntimeOptions, float, int, type RuntimeFlags } from '../common.ts';
-import { EVAL_DEFAULTS as D, evalSamplingOf, runtimeOf } from '../../study/job.ts';
+import { EVAL_DEFAULTS as D, runtimeOf } from '../../study/job.ts';
 import { progress } from '../progress.ts';
 
 interface Opts extends RuntimeFlags, BackendFlags {
@@ -23,6 +22,7 @@ interface Opts extends RuntimeFlags, BackendFlags {
   testsColumn: string;
   familyColumn: string;
   system?: string;
+  dense?: string;
   samples: number;
   maxNewTokens: number;
   temperature: number;
@@ -97,81 +97,69 @@ export function register(program: Command): void {
       float('code-memory-mb', 16, 1 << 20),
       DEFAULT_CODE_LIMITS.memoryMb,
     )
+    .option(
+      '--dense <results.json>',
+      "the dense model's results on the same problems: adds vs_dense (mean tokens ÷ dense, all and correct only; truncation)",
+    )
     .option('--json', 'print the metrics as one JSON object on stdout');
   addRuntimeOptions(addBackendOptions(cmd)).action(async (o: Opts) => {
     // A benchmark preset gives the dataset, task and sampling; a flag given on the command line wins.
-    const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
-    const bm = o.benchmark ? benchmark(o.benchmark) : null;
-    const task = o.task ?? bm?.task;
-    if (!task) return cmd.error('error: give --task (or --benchmark)');
-    if (bm && task !== bm.task) return cmd.error(`error: --benchmark ${bm.name} is a ${bm.task} task, not ${task}`);
-    let dataset = o.dataset;
-    if (dataset === undefined) {
-      if (!bm) return cmd.error('error: give --dataset (or --benchmark)');
-      const log = o.quiet ? undefined : (line: string) => void process.stderr.write(`rac: ${line}\n`);
-      const r = await resolveDataset(bm.dataset.id, { config: bm.dataset.config, split: bm.dataset.split }, { ...(log ? { log } : {}) });
-      dataset = r.files;
-      log?.(
-        `benchmark ${bm.name}: dataset ${bm.dataset.id} (${bm.dataset.config}/${bm.dataset.split}) → ${r.files.length} Parquet shard${r.files.length === 1 ? '' : 's'}`,
-      );
-    }
-    let grader: string;
+    const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || !o.benchmark;
+    const pick = <K extends keyof Opts>(k: K) => (given(k as string) ? { [k]: o[k] } : {});
+    let bar: ReturnType<typeof progress> | null = null;
+    const t0 = performance.now();
+    let res: Awaited<ReturnType<typeof evaluate>>;
     try {
-      grader = graderFor(task, o.grader);
+      res = await evaluate({
+        model: o.model,
+        out: o.out,
+        ...(o.dataset !== undefined ? { dataset: o.dataset } : {}),
+        ...(o.task ? { task: o.task } : {}),
+        ...(o.benchmark ? { benchmark: o.benchmark } : {}),
+        ...(o.grader !== undefined ? { grader: o.grader } : {}),
+        columns: {
+          ...(o.promptColumn !== undefined ? { prompt: o.promptColumn } : {}),
+          ...(o.idColumn !== undefined ? { id: o.idColumn } : {}),
+          answer: o.answerColumn,
+          tests: o.testsColumn,
+          family: o.familyColumn,
+        },
+        ...(o.system !== undefined ? { system: o.system } : {}),
+        ...(o.templateFlag?.length ? { templateFlags: Object.fromEntries(o.templateFlag.map(parseTemplateFlag)) } : {}),
+        ...pick('samples'),
+        ...pick('maxNewTokens'),
+        ...pick('temperature'),
+        ...pick('topP'),
+        topK: o.topK,
+        seed: o.seed,
+        ...(o.stop ? { stop: o.stop } : {}),
+        ...(o.limit !== undefined ? { limit: o.limit } : {}),
+        batchSize: o.batchSize,
+        codeLimits: {
+          ...(given('codeWallSeconds') ? { wallSeconds: o.codeWallSeconds } : {}),
+          ...(given('codeCpuSeconds') ? { cpuSeconds: o.codeCpuSeconds } : {}),
+          memoryMb: o.codeMemoryMb,
+        },
+        ...(o.dense !== undefined ? { dense: o.dense } : {}),
+        backend: backendOptionsOf(o),
+        runtime: runtimeOf(o),
+        log: (m) => {
+          if (!o.quiet) process.stderr.write(`rac eval: ${m}\n`);
+        },
+        onProgress: (p) => {
+          bar ??= progress('eval', p.total, { quiet: o.quiet, unit: 'problems', extra: ' | {tps} tokens/s' });
+          const s = (performance.now() - t0) / 1000;
+          bar.update(p.done, { tps: s > 0 ? (p.newTokens / s).toFixed(1) : '0' });
+        },
+      });
     } catch (e) {
-      return cmd.error(`error: ${(e as Error).message}`);
+      if (e instanceof UsageError) return cmd.error(`error: ${e.message}`);
+      throw e;
     }
-    if (bm) {
-      if (!given('samples')) o.samples = bm.samples;
-      if (!given('temperature')) o.temperature = bm.sampling.temperature;
-      if (!given('topP')) o.topP = bm.sampling.topP;
-      if (!given('maxNewTokens')) o.maxNewTokens = bm.sampling.maxNewTokens;
-      if (bm.codeLimits && !given('codeWallSeconds')) o.codeWallSeconds = bm.codeLimits.wallSeconds;
-      if (bm.codeLimits && !given('codeCpuSeconds')) o.codeCpuSeconds = bm.codeLimits.cpuSeconds;
-    }
-    const tok = await RacTokenizer.load(o.model);
-    const backend: GenerationBackend = await openBackendFromFlags(o, runtimeOf(o));
-    try {
-      let bar: ReturnType<typeof progress> | null = null;
-      const t0 = performance.now();
-      const res = await runEval(
-        {
-          model: o.model,
-          dataset,
-          task,
-          grader,
-          ...(bm ? { benchmark: bm.name } : {}),
-          columns: {
-            ...(o.promptColumn !== undefined ? { prompt: o.promptColumn } : {}),
-            ...(o.idColumn !== undefined ? { id: o.idColumn } : {}),
-            answer: o.answerColumn,
-            tests: o.testsColumn,
-            family: o.familyColumn,
-          },
-          ...(o.system !== undefined ? { system: o.system } : {}),
-          ...(o.templateFlag?.length ? { templateExtra: Object.fromEntries(o.templateFlag.map(parseTemplateFlag)) } : {}),
-          samples: o.samples,
-          sampling: evalSamplingOf(o),
-          ...(o.limit !== undefined ? { limit: o.limit } : {}),
-          codeLimits: codeLimits({ wallSeconds: o.codeWallSeconds, cpuSeconds: o.codeCpuSeconds, memoryMb: o.codeMemoryMb }),
-          out: o.out,
-        },
-        backend,
-        tok,
-        {
-          log: (m) => {
-            if (!o.quiet) process.stderr.write(`rac eval: ${m}\n`);
-          },
-          onProgress: (p) => {
-            bar ??= progress('eval', p.total, { quiet: o.quiet, unit: 'problems', extra: ' | {tps} tokens/s' });
-            const s = (performance.now() - t0) / 1000;
-            bar.update(p.done, { tps: s > 0 ? (p.newTokens / s).toFixed(1) : '0' });
-          },
-        },
-      );
+    {
       (bar as ReturnType<typeof progress> | null)?.stop();
       const m = res.metrics;
-      if (o.json) process.stdout.write(JSON.stringify(m) + '\n');
+      if (o.json) process.stdout.write(JSON.stringify(res.vs_dense ? { ...m, vs_dense: res.vs_dense } : m) + '\n');
       else {
         const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
         const passk = Object.entries(m.pass_at_k)
@@ -183,11 +171,12 @@ export function register(program: Command): void {
             `think ${m.mean_think_tokens.toFixed(1)}, truncated ${pct(m.truncated)}, closed </think> ${pct(m.closed_think)}, boxed ${pct(m.boxed)}\n` +
             `hesitations: wait ${m.hesitations.wait}, but wait ${m.hesitations.but_wait}, alternatively ${m.hesitations.alternatively}, hmm ${m.hesitations.hmm} ` +
             `(${m.hesitations.per_1k_tokens.toFixed(2)} per 1k tokens)\n` +
+            (res.vs_dense
+              ? `vs dense on ${res.vs_dense.problems} problems: mean tokens ×${res.vs_dense.tokens_ratio?.toFixed(2) ?? '–'} (correct, ${res.vs_dense.problems_both_correct} problems both solve: ×${res.vs_dense.tokens_ratio_correct?.toFixed(2) ?? '–'}), truncated ${pct(res.vs_dense.truncated)} (dense ${pct(res.vs_dense.dense_truncated)})\n`
+              : '') +
             `${m.wall_seconds.toFixed(1)}s, ${m.tokens_per_second.toFixed(1)} tokens/s → ${o.out}\n`,
         );
       }
-    } finally {
-      await backend.close();
     }
   });
 }

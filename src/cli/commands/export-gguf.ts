@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .requiredOption('--out <file>', 'output .gguf file (written to a temp name, renamed when complete)')
     .option(
       '--dtype <type>',
-      `weight type of 2-D tensors: ${GGUF_DTYPES.join(' | ')} (norms and biases stay f32)`,
+      `weight type of 2-D tensors: ${GGUF_DTYPES.join(' | ')} (norms and biases stay f32; q2_k … q6_k: one ggml type, embeddings and output Q8_0; q4_k_m …: llama.cpp's mixes, as llama-quantize assigns them)`,
       (v: string) => {
         if (!(GGUF_DTYPES as readonly string[]).includes(v))
           throw new InvalidArgumentError(`dtype must be one of ${GGUF_DTYPES.join(', ')}, got "${v}"`);
@@ -19,18 +19,35 @@ export function register(program: Command): void {
       'f32',
     )
     .option('--name <name>', 'general.name (default: the model directory name)')
+    .option(
+      '--imatrix <file>',
+      'importance matrix (rac imatrix / llama-imatrix GGUF) for the tensors quantized here, as llama-quantize --imatrix',
+    )
     .option('--tokenizer-pre <name>', "llama.cpp pre-tokenizer name, when rac does not recognise the tokenizer's (e.g. qwen2, llama-bpe)")
+    .option('--force', 'replace --out if it exists (an --out inside the input model is refused regardless)')
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'no progress on stderr')
     .action(
-      (o: { model: string; out: string; dtype: GgufDtype; name?: string; tokenizerPre?: string; json?: boolean; quiet?: boolean }) => {
+      (o: {
+        model: string;
+        out: string;
+        dtype: GgufDtype;
+        name?: string;
+        tokenizerPre?: string;
+        force?: boolean;
+        imatrix?: string;
+        json?: boolean;
+        quiet?: boolean;
+      }) => {
         let last = 0;
         const r = exportGguf({
           model: o.model,
           out: o.out,
           dtype: o.dtype,
+          force: o.force === true,
           ...(o.name !== undefined ? { name: o.name } : {}),
           ...(o.tokenizerPre !== undefined ? { tokenizerPre: o.tokenizerPre } : {}),
+          ...(o.imatrix !== undefined ? { imatrix: o.imatrix } : {}),
           onProgress: (done, total) => {
             if (o.quiet || !process.stderr.isTTY) return;
             const now = Date.now();

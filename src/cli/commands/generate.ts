@@ -1,9 +1,5 @@
 import type { Command } from 'commander';
-import { generate } from '../../models/generate.ts';
-import { checkPromptChars, checkPromptTokens, promptChars, PromptLengthError } from '../../io/prompt-bounds.ts';
-import { RacTokenizer } from '../../io/tokenizer.ts';
-import { Model } from '../../models/model.ts';
-import { closeModel, loadModel } from '../../models/loaded.ts';
+import { closeModel, encodePrompt, generateText, loadModel } from '../../api/models.ts';
 import { addRuntimeOptions, float, int, printJson, type RuntimeFlags } from '../common.ts';
 import { runtimeOf } from '../../study/job.ts';
 import { progress } from '../progress.ts';
@@ -46,71 +42,42 @@ export function register(program: Command): void {
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     // The prompt must fit the context with one new token: checked (by length before tokenizing)
     // against config.json and the tokenizer alone, before the engine is loaded.
-    const probe = Model.open(o.model, { warn: () => {} });
-    const ctx = probe.config.maxPositionEmbeddings;
-    const modelDir = probe.dir;
-    probe.close();
-    const tok = await RacTokenizer.load(modelDir);
-    let text = o.prompt;
-    let prompt: number[];
+    await encodePrompt(o.model, o.prompt, { chat: !!o.chat, ...(o.system !== undefined ? { system: o.system } : {}) }, '--prompt');
+    const lm = await loadModel(o.model, { runtime: runtimeOf(o) });
     try {
-      checkPromptChars(promptChars(o.prompt, o.chat ? o.system : undefined), tok, ctx);
-      if (o.chat) {
-        const messages = o.system ? [{ role: 'system', content: o.system }] : [];
-        messages.push({ role: 'user', content: o.prompt });
-        text = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
-        checkPromptChars(text.length, tok, ctx);
-      }
-      prompt = tok.encode(text, { addSpecialTokens: !o.chat });
-      checkPromptTokens(prompt.length, ctx);
-    } catch (e) {
-      if (e instanceof PromptLengthError) throw new PromptLengthError(`--prompt: ${e.message} (max_position_embeddings of ${modelDir})`);
-      throw e;
-    }
-    const lm = await loadModel(o.model, runtimeOf(o));
-    try {
-      const { tokenizer, generation } = lm;
-      const sampled = generation.doSample !== false && generation.temperature !== undefined;
-      const temperature = o.temperature ?? (sampled ? generation.temperature! : 0);
-      const topP = o.topP ?? (sampled ? (generation.topP ?? 1) : 1);
-      const topK = o.topK ?? (sampled ? (generation.topK ?? 0) : 0);
       const bar = progress('generate', o.maxNewTokens * o.n, { quiet: o.quiet || o.n * o.maxNewTokens < 64, unit: 'tokens' });
-      const t0 = performance.now();
-      const out = await generate(
-        lm.engine,
-        tokenizer,
-        Array.from({ length: o.n }, (_, i) => ({ prompt, stream: i })),
-        {
-          maxNewTokens: o.maxNewTokens,
-          temperature,
-          topP,
-          topK,
-          seed: o.seed,
-          eosTokenIds: lm.eosTokenIds,
-          stopStrings: o.stop,
-          onProgress: (p) => bar.update(p.newTokens),
-        },
-      );
+      const r = await generateText(lm, o.prompt, {
+        chat: !!o.chat,
+        ...(o.system !== undefined ? { system: o.system } : {}),
+        maxNewTokens: o.maxNewTokens,
+        ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
+        ...(o.topP !== undefined ? { topP: o.topP } : {}),
+        ...(o.topK !== undefined ? { topK: o.topK } : {}),
+        seed: o.seed,
+        n: o.n,
+        ...(o.stop ? { stop: o.stop } : {}),
+        onProgress: (p) => bar.update(p.newTokens),
+      });
       bar.stop();
-      const seconds = (performance.now() - t0) / 1000;
+      const out = r.completions;
       const newTokens = out.reduce((a, c) => a + c.ids.length, 0);
       if (o.json) {
         printJson({
-          prompt: text,
-          prompt_ids: prompt,
-          sampling: { temperature, top_p: topP, top_k: topK, seed: o.seed, max_new_tokens: o.maxNewTokens },
+          prompt: r.prompt,
+          prompt_ids: r.promptIds,
+          sampling: r.sampling,
           completions: out.map((c) => ({ ids: c.ids, text: c.text, finish_reason: c.finishReason })),
-          seconds,
-          tokens_per_second: newTokens / seconds,
+          seconds: r.seconds,
+          tokens_per_second: newTokens / r.seconds,
         });
       } else {
         out.forEach((c, i) => {
           if (o.n > 1) process.stdout.write(`--- completion ${i + 1} (${c.finishReason}, ${c.ids.length} tokens)\n`);
-          process.stdout.write(c.text + '\n');
+          process.stdout.write(`${c.text}\n`);
         });
         if (!o.quiet)
           process.stderr.write(
-            `${newTokens} tokens in ${seconds.toFixed(2)}s (${(newTokens / seconds).toFixed(1)} tokens/s), finish: ${out.map((c) => c.finishReason).join(', ')}\n`,
+            `${newTokens} tokens in ${r.seconds.toFixed(2)}s (${(newTokens / r.seconds).toFixed(1)} tokens/s), finish: ${out.map((c) => c.finishReason).join(', ')}\n`,
           );
       }
     } finally {

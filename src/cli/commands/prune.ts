@@ -1,48 +1,22 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { targetOf, targetText, type SparsityTarget } from '../../compress/masks.ts';
-import { join } from 'node:path';
-import { loadDataset, renderPrompt } from '../../io/datasets.ts';
-import { openBackend } from '../../backends/index.ts';
-import { traceGrader } from '../../study/eval.ts';
-import {
-  addFieldOptions,
-  calibShapeOf,
-  prunerOptionsOf,
-  runtimeOf,
-  selectionOf,
-  settingsFromFlags,
-  settingsProblem,
-  usesPolicy,
-  type PruneSettings,
-} from '../../study/job.ts';
-import { prunePolicy, traceBudgetOf, traceGenerator, variantLabel } from '../../study/policy.ts';
-import { manifestPath, type TraceManifest } from '../../study/trace.ts';
-import { readFileSync } from 'node:fs';
-import { RacTokenizer } from '../../io/tokenizer.ts';
-import { Model } from '../../models/model.ts';
-import { readCalibJsonl, type CalibSet } from '../../prune/calib.ts';
-import { buildCalibSet, CALIB_MODES, type CalibMode } from '../../prune/calib-modes.ts';
-import { QUANT_FORMATS, type QuantFormat } from '../../compress/quant-grids.ts';
-import { parseTokenWeights, type TokenWeights } from '../../compress/hessian.ts';
+import { executePrune, planPrune, pruneJobProblem, type PruneJob } from '../../api/prune.ts';
+import { targetText } from '../../compress/masks.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../../compress/quant-schemes.ts';
+import { EXPERT_METHODS, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
+import { layerLinearReports, type PruneSummary } from '../../prune/rac-json.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
-import { parseLayerSelection, pruneCheckpoint, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
-import { layerLinearReports } from '../../prune/rac-json.ts';
-import { RAC_VERSION } from '../../version.ts';
+import { addFieldOptions, runtimeOf, settingsFromFlags, type PruneSettings } from '../../study/job.ts';
+import { calibrationOf, addCalibOptions, type CalibFlags } from '../calib-options.ts';
 import { addRuntimeOptions, printJson, usage, type RuntimeFlags } from '../common.ts';
-import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
 import { formatDuration } from '../progress.ts';
 
-interface Opts extends RuntimeFlags, DatasetFlags, Partial<PruneSettings> {
+interface Opts extends RuntimeFlags, CalibFlags, Partial<PruneSettings> {
   model: string;
   method: PruneMethod;
-  quant?: QuantFormat;
+  quant?: QuantScheme;
+  imatrix?: string;
   sparsity?: string;
   pattern?: string;
-  calib?: string;
-  calibMode?: CalibMode;
-  traces?: string[];
-  textFiles?: string[];
-  textField: string;
   task?: 'math' | 'tiny';
   policyTraces?: string;
   out: string;
@@ -65,27 +39,22 @@ export function register(program: Command): void {
       'prune and/or quantize a checkpoint layer by layer (magnitude | Wanda | SparseGPT; GPTQ | RTN to GGUF q4_0/q8_0) and write the result',
     )
     .requiredOption('--model <dir>', 'input model directory')
-    .requiredOption('--method <name>', 'sparsegpt | wanda | magnitude | gptq | rtn', choice('method', [...PRUNE_METHODS, ...QUANT_METHODS]))
+    .requiredOption(
+      '--method <name>',
+      'sparsegpt | wanda | magnitude | gptq | rtn | reap | frequency (MoE: remove whole experts, with --experts)',
+      choice('method', [...PRUNE_METHODS, ...QUANT_METHODS, ...EXPERT_METHODS]),
+    )
     .option(
-      '--quant <format>',
-      'quantize to a GGUF grid: q4_0 | q8_0 (gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest)',
-      choice('quant', QUANT_FORMATS),
+      '--quant <scheme>',
+      `quantize to ggml types: ${QUANT_SCHEMES.join(' | ')} (one type: q4_0 … q6_k; llama.cpp's mixes: q4_k_m …) — gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest`,
+      choice('quant', QUANT_SCHEMES),
+    )
+    .option(
+      '--imatrix <file>',
+      "importance matrix (rac imatrix or llama-imatrix GGUF) for the quantizers' block choices, as llama-quantize --imatrix",
     )
     .option('--sparsity <s>', 'unstructured sparsity in [0, 1), e.g. 0.5')
     .option('--pattern <n:m>', 'N:M semi-structured sparsity, e.g. 2:4 (N zeros in every M weights)')
-    .option('--calib <file>', 'calibration JSONL: rows of {"input_ids": [...]} or {"text": "..."}, optional "weight" (or use --calib-mode)')
-    .option(
-      '--calib-mode <mode>',
-      'build the calibration set: prompt (--dataset) | rac (--traces) | text (--text-files) | mix (--mix)',
-      choice('calib-mode', CALIB_MODES),
-    )
-    .option(
-      '--dataset <file>',
-      'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from',
-    )
-    .option('--traces <files...>', 'traces JSONL for --calib-mode rac (rac trace or SGLang RAC rows)')
-    .option('--text-files <files...>', 'plain text (.txt/.md) or JSONL/JSON with a text field, for --calib-mode text')
-    .option('--text-field <name>', 'text field of JSONL/JSON text files', 'text')
     .option(
       '--task <task>',
       'staged refresh / two-pass mix: grade the regenerated traces with this grader (math | tiny; the dataset needs answers)',
@@ -99,100 +68,45 @@ export function register(program: Command): void {
     .option('--overwrite', 'replace --out if it exists')
     .option('--json', 'print the summary (rac.json) as JSON (with --dry-run: the estimate)')
     .option('--dry-run', 'print the work, estimated time and peak memory, and exit without pruning');
+  addCalibOptions(
+    cmd,
+    'prompts for --calib-mode prompt (JSONL, JSON or Parquet), chat-templated; with --refresh-stages / --two-pass-share, the prompts --traces were made from',
+  );
   addFieldOptions(cmd);
-  addPromptOptions(cmd);
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const st = settingsFromFlags(o as unknown as Record<string, unknown>);
-    const quantOnly = QUANT_METHODS.includes(o.method);
-    if (quantOnly && !o.quant) usage(cmd, `--method ${o.method} needs --quant q4_0|q8_0`);
-    if (quantOnly && (o.pattern !== undefined || (o.sparsity !== undefined && Number(o.sparsity) !== 0))) {
-      usage(
-        cmd,
-        `--method ${o.method} only quantizes; for pruning + quantization use --method sparsegpt --quant, or rtn on a pruned model`,
-      );
-    }
-    if (quantOnly && o.sparsity === undefined) o.sparsity = '0';
-    if ((o.sparsity === undefined) === (o.pattern === undefined)) usage(cmd, 'give exactly one of --sparsity or --pattern');
-    const noCalib = o.method === 'rtn' && o.calib === undefined && o.calibMode === undefined;
-    if (!noCalib && (o.calib === undefined) === (o.calibMode === undefined))
-      usage(cmd, 'give exactly one of --calib FILE or --calib-mode MODE');
-    const needs: Record<CalibMode, [keyof Opts, string][]> = {
-      prompt: [['dataset', '--dataset']],
-      rac: [['traces', '--traces']],
-      text: [['textFiles', '--text-files']],
-      mix: [['mix', '--mix']],
-    };
-    if (o.calibMode)
-      for (const [k, flag] of needs[o.calibMode]) if (o[k] === undefined) usage(cmd, `--calib-mode ${o.calibMode} needs ${flag}`);
-    let system: string | undefined;
-    let templateFlags: Record<string, unknown> = {};
+    let job: PruneJob;
     try {
-      system = systemOf(o);
-      templateFlags = templateFlagsOf(o);
+      job = {
+        model: o.model,
+        out: o.out,
+        method: o.method,
+        ...(o.sparsity !== undefined ? { sparsity: Number(o.sparsity) } : {}),
+        ...(o.pattern !== undefined ? { pattern: o.pattern } : {}),
+        ...(o.quant ? { quant: o.quant } : {}),
+        ...(o.imatrix !== undefined ? { imatrix: o.imatrix } : {}),
+        calibration: calibrationOf(o),
+        settings: st,
+        ...(o.task ? { task: o.task } : {}),
+        ...(o.policyTraces ? { policyTraces: o.policyTraces } : {}),
+        ...(o.overwrite ? { overwrite: true } : {}),
+        runtime: runtimeOf(o),
+        ...(o.quiet ? {} : { log: (line: string) => void process.stderr.write(`${line}\n`) }),
+      };
+      if (o.sparsity !== undefined && !Number.isFinite(job.sparsity)) return usage(cmd, `--sparsity must be a number, got "${o.sparsity}"`);
     } catch (e) {
       return usage(cmd, (e as Error).message);
     }
-    const mix = st.mix;
-    const weights = st.mixWeights;
-    let target: SparsityTarget;
+    const problem = pruneJobProblem(job, st);
+    if (problem) return usage(cmd, problem);
+    const plan = await planPrune(job, { dryRun: !!o.dryRun });
     try {
-      target = targetOf(o);
-    } catch (e) {
-      return usage(cmd, (e as Error).message);
-    }
-    const problem = settingsProblem(st, o.calib !== undefined ? 'file' : (o.calibMode ?? null), target);
-    if (problem) usage(cmd, problem);
-    if (usesPolicy(st) && o.dataset === undefined)
-      usage(cmd, 'staged refresh / two-pass mix need --dataset (the calibration prompts the traces were made from)');
-    if (usesPolicy(st) && o.quant) usage(cmd, 'staged refresh / two-pass mix do not quantize (prune, then run rtn or gptq on the result)');
-    if (o.calibMode === 'mix') {
-      if (st.calibTokens === 0) usage(cmd, '--calib-mode mix needs --calib-tokens (the budget its shares divide)');
-      for (const [k, flag] of [
-        ['prompt', '--dataset'],
-        ['rac', '--traces'],
-        ['text', '--text-files'],
-      ] as const) {
-        const key = ({ prompt: 'dataset', rac: 'traces', text: 'textFiles' } as const)[k];
-        if ((mix![k] ?? 0) > 0 && o[key] === undefined) usage(cmd, `--mix ${k}:… needs ${flag}`);
-      }
-    }
-    if (st.sparsityProfile === 'owl' && quantOnly) usage(cmd, `--sparsity-profile owl needs a pruning method, not ${o.method}`);
-    const runtime = runtimeOf(o);
-    const model = Model.open(o.model);
-    try {
-      const layers = parseLayerSelection(st.layers, model.config.numLayers);
-      const tokenizer = await RacTokenizer.load(model.dir).catch(() => null);
-      let calib: CalibSet | null;
-      if (noCalib) {
-        calib = null;
-      } else if (o.calibMode) {
-        calib = await buildCalibSet(
-          o.calibMode,
-          {
-            ...(o.dataset !== undefined
-              ? { dataset: { path: o.dataset, promptColumn: o.promptColumn, idColumn: o.idColumn, limit: o.limit, system, templateFlags } }
-              : {}),
-            ...(o.traces ? { traces: o.traces } : {}),
-            ...(o.textFiles ? { textFiles: o.textFiles } : {}),
-            textField: o.textField,
-            select: selectionOf(st),
-            ...(mix ? { mix } : {}),
-            ...(weights ? { weights } : {}),
-          },
-          { tokenizer, vocabSize: model.config.vocabSize },
-          calibShapeOf(st),
-        );
-      } else {
-        calib = readCalibJsonl(o.calib!, tokenizer, model.config.vocabSize, {
-          tokenBudget: st.calibTokens,
-          maxSeqLen: st.maxSeqLen,
-          overflow: st.overflow,
-        });
-      }
+      const { model, calib, target, layers } = plan;
+      const expertsOnly = EXPERT_METHODS.includes(o.method);
       const L = model.config.numLayers;
       if (!o.quiet) {
         process.stderr.write(
-          `prune: ${o.method} ${targetText(target)}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
+          `prune: ${o.method} ${expertsOnly ? `removing ${st.experts} experts per layer` : `${st.experts > 0 ? `after removing ${st.experts} experts per layer (${st.expertScoring}), ` : ''}${targetText(target)}`}${o.quant ? ` → ${o.quant}` : ''} on ${model.config.modelType} (${L} layers), ` +
             (calib
               ? `${calib.tokens} calibration tokens in ${calib.sequences.length} sequences` +
                 (o.calibMode
@@ -203,11 +117,14 @@ export function register(program: Command): void {
             '\n',
         );
       }
+      const runtime = job.runtime ?? {};
       const rssBefore = process.memoryUsage().rss; // before a first-time speed measurement grows it
       // Quiet runs print no estimate: nothing is measured for them.
       // (round-to-nearest quantization has no calibration pass to estimate)
       const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed({ runtime }) : null;
+      // (expert removal has no estimate yet: the figures would be the pruning stage's alone)
       const estimate =
+        st.experts === 0 &&
         speed &&
         calib &&
         estimatePrune(
@@ -216,7 +133,8 @@ export function register(program: Command): void {
           calib,
           {
             // GPTQ runs SparseGPT's solver; round-to-nearest needs no statistics, like magnitude
-            method: o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : o.method,
+            method:
+              o.method === 'gptq' ? 'sparsegpt' : o.method === 'rtn' ? 'magnitude' : (o.method as 'sparsegpt' | 'wanda' | 'magnitude'),
             layers,
             linears: scopeLinears(model.spec, model.config, st.linears),
             batchTokens: st.batchTokens,
@@ -240,7 +158,7 @@ export function register(program: Command): void {
         return;
       }
       const t0 = performance.now();
-      const onProgress = (e: Parameters<NonNullable<Parameters<typeof pruneCheckpoint>[3]['onProgress']>>[0]) => {
+      job.onProgress = (e) => {
         if (o.quiet || e.phase !== 'done' || !e.report) return;
         const r = e.report;
         const el = (performance.now() - t0) / 1000;
@@ -253,40 +171,7 @@ export function register(program: Command): void {
             `elapsed ${formatDuration(el)} · ETA ${formatDuration(eta)}\n`,
         );
       };
-      const variant = variantLabel(st);
-      if (calib && variant) calib.source['variant'] = variant;
-      const summary = usesPolicy(st)
-        ? await prunePolicy({
-            model: o.model,
-            out: o.out,
-            method: o.method,
-            target,
-            settings: st,
-            runtime,
-            denseTraces: o.traces!,
-            denseTraceBudget: traceBudgetOf(o.traces![0]!) ?? 0,
-            ctx: { tokenizer, vocabSize: model.config.vocabSize },
-            generate: await cliGenerator(o, runtime, tokenizer!),
-            overwrite: o.overwrite,
-            version: RAC_VERSION,
-            log: (line) => (o.quiet ? undefined : process.stderr.write(`${line}\n`)),
-            onProgress,
-          })
-        : await pruneCheckpoint(
-            model,
-            calib,
-            o.out,
-            {
-              method: o.method,
-              ...(o.quant ? { quant: o.quant } : {}),
-              target,
-              layers,
-              ...prunerOptionsOf(st, runtime),
-              overwrite: o.overwrite,
-              onProgress,
-            },
-            RAC_VERSION,
-          );
+      const summary = await executePrune(plan);
       if (!o.quiet && estimate) {
         const took = summary.totals.seconds;
         const rss = process.resourceUsage().maxRSS * 1024;
@@ -296,77 +181,51 @@ export function register(program: Command): void {
         );
       }
       if (o.json) return printJson(summary);
-      const rows = summary.layers.map((r) => {
-        const lin = layerLinearReports(r);
-        const z = lin.reduce((a, x) => a + x.zeros, 0);
-        const n = lin.reduce((a, x) => a + x.rows * x.cols, 0);
-        const err = lin.reduce((a, x) => a + (x.output_error ?? 0), 0);
-        const norm = lin.reduce((a, x) => a + (x.output_norm ?? 0), 0);
-        const loss = lin.reduce((a, x) => a + (x!.loss ?? 0), 0);
-        return [
-          String(r.layer),
-          r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept',
-          norm ? (err / norm).toExponential(3) : '-',
-          loss ? loss.toExponential(3) : '-',
-          r.seconds.total.toFixed(2),
-        ];
-      });
-      const head = ['layer', 'sparsity', 'rel.out.err', 'obs.loss', 'seconds'];
-      const wd = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-      const fmt = (r: string[]) => r.map((c, i) => c.padStart(wd[i]!)).join('  ') + '\n';
-      process.stdout.write(fmt(head));
-      for (const r of rows) process.stdout.write(fmt(r));
-      process.stdout.write(
-        `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity` +
-          (summary.quantization
-            ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)`
-            : '') +
-          ` in ${summary.totals.seconds.toFixed(1)}s → ${o.out}\n`,
-      );
+      printSummary(summary, o.out, expertsOnly);
     } finally {
-      model.close();
+      plan.close();
     }
   });
 }
 
-/** The trace generator of staged refresh / two-pass mix: the local backend, the dense traces' settings, --dataset's prompts. */
-async function cliGenerator(o: Opts, runtime: ReturnType<typeof runtimeOf>, tokenizer: RacTokenizer) {
-  const mpath = manifestPath(o.traces![0]!);
-  let m: TraceManifest;
-  try {
-    m = JSON.parse(readFileSync(mpath, 'utf8')) as TraceManifest;
-  } catch (e) {
-    throw new Error(
-      `${mpath}: staged refresh / two-pass mix trace the pruned model with the dense traces' settings, read from their manifest (${(e as Error).message})`,
+/** The summary as a table per layer and a closing line. */
+function printSummary(summary: PruneSummary, out: string, expertsOnly: boolean): void {
+  const er = summary.expert_removal;
+  if (er) {
+    for (const l of er.layers) process.stdout.write(`layer ${l.layer}: removed experts ${l.removed.join(', ')}\n`);
+    process.stdout.write(
+      `removed ${er.experts_before - er.experts_after} of ${er.experts_before} experts per MoE layer by ${er.scoring}: parameters ${er.parameters_before.toLocaleString('en-US')} → ${er.parameters_after.toLocaleString('en-US')}\n`,
     );
+    if (expertsOnly) {
+      process.stdout.write(`in ${summary.totals.seconds.toFixed(1)}s → ${out}\n`);
+      return;
+    }
   }
-  const data = await loadDataset(o.dataset!, {
-    promptColumn: m.settings.dataset.prompt_column,
-    ...(m.settings.dataset.id_column ? { idColumn: m.settings.dataset.id_column } : {}),
-    limit: o.limit,
+  const rows = summary.layers.map((r) => {
+    const lin = layerLinearReports(r);
+    const z = lin.reduce((a, x) => a + x.zeros, 0);
+    const n = lin.reduce((a, x) => a + x.rows * x.cols, 0);
+    const err = lin.reduce((a, x) => a + (x.output_error ?? 0), 0);
+    const norm = lin.reduce((a, x) => a + (x.output_norm ?? 0), 0);
+    const loss = lin.reduce((a, x) => a + (x.loss ?? 0), 0);
+    return [
+      String(r.layer),
+      r.pruned ? (n ? (z / n).toFixed(4) : '-') : 'kept',
+      norm ? (err / norm).toExponential(3) : '-',
+      loss ? loss.toExponential(3) : '-',
+      r.seconds.total.toFixed(2),
+    ];
   });
-  if (data.sha256 !== m.settings.dataset.sha256)
-    throw new Error(`${data.file}: not the dataset ${o.traces![0]} was traced from (sha256 differs from its manifest)`);
-  // The prompts rendered as the dense traces' were (their manifest's system prompt and template flags).
-  const system = m.settings.system ?? undefined;
-  const templateFlags = m.settings.template_flags;
-  const grade = o.task ?? m.settings.grade;
-  const grader = grade ? traceGrader(grade) : null;
-  return traceGenerator({
-    prompts: data.rows.map((row) => ({
-      id: row.id,
-      index: row.index,
-      ...(row.answer !== undefined ? { answer: row.answer } : {}),
-      render: (contextLength?: number) =>
-        renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
-    })),
-    settings: { ...m.settings, ...(grader ? { grade } : {}) },
-    batchSize: m.batch_size,
-    dir: o.policyTraces ?? join(o.out, '..', `${o.out.replace(/\/+$/, '').split('/').pop()}.policy-traces`),
-    open: (dir) => openBackend({ backend: 'local', model: dir, batchSize: m.batch_size, runtime }),
-    ...(grader ? { grader } : {}),
-    dataset: { file: data.file, rows: data.rows.length },
-    version: RAC_VERSION,
-    ...(o.quiet ? {} : { log: (line: string) => process.stderr.write(`policy traces: ${line}\n`) }),
-  });
+  const head = ['layer', 'sparsity', 'rel.out.err', 'obs.loss', 'seconds'];
+  const wd = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => `${r.map((c, i) => c.padStart(wd[i]!)).join('  ')}\n`;
+  process.stdout.write(fmt(head));
+  for (const r of rows) process.stdout.write(fmt(r));
+  process.stdout.write(
+    `pruned ${summary.totals.pruned_linears} Linears to ${(100 * summary.totals.sparsity).toFixed(2)}% sparsity` +
+      (summary.quantization
+        ? `, quantized to ${summary.quantization.format} (${Object.keys(summary.quantization.tensors).length} tensors)`
+        : '') +
+      ` in ${summary.totals.seconds.toFixed(1)}s → ${out}\n`,
+  );
 }

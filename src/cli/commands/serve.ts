@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { hubSourceOf } from '../../io/hub.ts';
-import { startServer } from '../../serve/server.ts';
-import { addRuntimeOptions, int, type RuntimeFlags } from '../common.ts';
+import { CONNECTION_DEFAULTS, startServer } from '../../serve/server.ts';
+import { addRuntimeOptions, float, int, type RuntimeFlags } from '../common.ts';
 import { runtimeOf } from '../../study/job.ts';
 
 interface Opts extends RuntimeFlags {
@@ -19,6 +19,10 @@ interface Opts extends RuntimeFlags {
   maxPrompts: number;
   maxRequestTokens?: number;
   maxPromptChars?: number;
+  headerTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  maxConnections: number;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
@@ -61,7 +65,31 @@ export function register(program: Command): void {
       "Σ over a request's sequences of prompt tokens + max_tokens (default 128 × the context)",
       int('max-request-tokens', 1),
     )
-    .option('--max-prompt-chars <n>', 'longest prompt string tokenized at all (default 16 × the context)', int('max-prompt-chars', 1));
+    .option('--max-prompt-chars <n>', 'longest prompt string tokenized at all (default 16 × the context)', int('max-prompt-chars', 1))
+    .option(
+      '--header-timeout <s>',
+      "seconds a request's headers may take to arrive (slower: 408, connection closed)",
+      float('header-timeout', 0.01, 86_400),
+      CONNECTION_DEFAULTS.headersTimeoutMs / 1000,
+    )
+    .option(
+      '--request-timeout <s>',
+      'seconds a whole request (headers and body) may take to arrive; the answer may take longer',
+      float('request-timeout', 0.01, 86_400),
+      CONNECTION_DEFAULTS.requestTimeoutMs / 1000,
+    )
+    .option(
+      '--keep-alive-timeout <s>',
+      'seconds an idle keep-alive connection is kept',
+      float('keep-alive-timeout', 0.01, 86_400),
+      CONNECTION_DEFAULTS.keepAliveTimeoutMs / 1000,
+    )
+    .option(
+      '--max-connections <n>',
+      'open connections at most (one more is answered 503 and closed)',
+      int('max-connections', 1),
+      CONNECTION_DEFAULTS.maxConnections,
+    );
   addRuntimeOptions(cmd).action(async (o: Opts) => {
     const log = (line: string) => {
       if (!o.quiet) process.stderr.write(`rac serve: ${line}\n`);
@@ -81,6 +109,10 @@ export function register(program: Command): void {
       shutdownGraceMs: o.shutdownGrace * 1000,
       maxBodyBytes: o.maxBodyMb * 2 ** 20,
       maxPromptsPerRequest: o.maxPrompts,
+      headersTimeoutMs: Math.round(o.headerTimeout * 1000),
+      requestTimeoutMs: Math.round(o.requestTimeout * 1000),
+      keepAliveTimeoutMs: Math.round(o.keepAliveTimeout * 1000),
+      maxConnections: o.maxConnections,
       runtime: runtimeOf(o),
       ...(o.maxRequestTokens !== undefined ? { maxRequestTokens: o.maxRequestTokens } : {}),
       ...(o.maxPromptChars !== undefined ? { maxPromptChars: o.maxPromptChars } : {}),

@@ -1,15 +1,13 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { loadDataset, renderPrompt } from '../../io/datasets.ts';
-import { hubSourceOf } from '../../io/hub.ts';
+import { loadDataset, renderPrompt, rowLabel } from '../../io/datasets.ts';
 import { RacTokenizer } from '../../io/tokenizer.ts';
 import { Model } from '../../models/model.ts';
 import { estimateLines, estimateTrace, formatSeconds, machineSpeed, type Estimate } from '../../study/estimate.ts';
-import { manifestPath, runTrace, type TracePrompt, type TraceSettings } from '../../study/trace.ts';
-import { RAC_VERSION } from '../../version.ts';
+import { manifestPath } from '../../study/trace.ts';
 import { addRuntimeOptions, float, int, printJson, usage, type RuntimeFlags } from '../common.ts';
-import { runtimeOf, TRACE_DEFAULTS as D, traceSettingsOf } from '../../study/job.ts';
-import { traceGrader } from '../../study/eval.ts';
-import { addBackendOptions, openBackendFromFlags, type BackendFlags } from '../backend-options.ts';
+import { runtimeOf, TRACE_DEFAULTS as D } from '../../study/job.ts';
+import { trace } from '../../api/trace.ts';
+import { addBackendOptions, backendOptionsOf, type BackendFlags } from '../backend-options.ts';
 import { addPromptOptions, systemOf, templateFlagsOf, type DatasetFlags } from '../dataset-options.ts';
 import { formatDuration } from '../progress.ts';
 
@@ -90,7 +88,8 @@ export function register(program: Command): void {
       }
       const speed = cfg ? await machineSpeed({ runtime }) : null;
       const promptTokens = function* () {
-        for (const row of data.rows) yield renderPrompt(tokenizer, row, { system, templateFlags }).ids.length;
+        for (const row of data.rows)
+          yield renderPrompt(tokenizer, row, { system, templateFlags, where: rowLabel(data.file, row) }).ids.length;
       };
       const est = estimateTrace(
         cfg,
@@ -114,50 +113,51 @@ export function register(program: Command): void {
       }
     }
     const t0 = performance.now();
-    const backend = await openBackendFromFlags(o, runtime);
-    const modelHub = hubSourceOf(o.model);
-    try {
-      const settings: TraceSettings = traceSettingsOf({ ...o, ...(o.task ? { grade: o.task } : {}) }, data, system, templateFlags);
-      const prompts: TracePrompt[] = data.rows.map((row) => ({
-        id: row.id,
-        index: row.index,
-        ...(row.answer !== undefined ? { answer: row.answer } : {}),
-        render: (contextLength?: number) =>
-          renderPrompt(tokenizer, row, { system, templateFlags, ...(contextLength !== undefined ? { contextLength } : {}) }),
-      }));
-      let last = 0;
-      const quiet = !!o.quiet;
-      if (!quiet)
+    let last = 0;
+    const quiet = !!o.quiet;
+    const m = await trace({
+      model: o.model,
+      dataset: o.dataset,
+      out: o.out,
+      ...(o.promptColumn !== undefined ? { promptColumn: o.promptColumn } : {}),
+      ...(o.idColumn !== undefined ? { idColumn: o.idColumn } : {}),
+      ...(o.limit !== undefined ? { limit: o.limit } : {}),
+      ...(system !== undefined ? { system } : {}),
+      templateFlags,
+      n: o.n,
+      maxNewTokens: o.maxNewTokens,
+      tokenBudget: o.tokenBudget,
+      temperature: o.temperature,
+      topP: o.topP,
+      topK: o.topK,
+      seed: o.seed,
+      batchSize: o.batchSize,
+      ...(o.stop ? { stop: o.stop } : {}),
+      ...(o.task ? { grade: o.task } : {}),
+      backend: backendOptionsOf(o),
+      runtime,
+      ...(quiet ? {} : { log: (line: string) => void process.stderr.write(`${line}\n`) }),
+      onStart: ({ data, backend, fingerprint }) => {
+        if (!quiet)
+          process.stderr.write(`trace: ${data.rows.length} prompts × ${o.n} from ${data.file} on ${backend} (${fingerprint}) → ${o.out}\n`);
+      },
+      onProgress: (p) => {
+        if (quiet) return;
+        const now = Date.now();
+        if (now - last < 2000) return;
+        last = now;
+        const total = p.promptTokens + p.decodeTokens;
+        const tps = p.seconds > 0 ? p.sessionDecodeTokens / p.seconds : 0;
+        // ETA from this session's rate of written tokens (prompt+completion) towards the target.
+        const rate = p.seconds > 0 ? (p.sessionDecodeTokens > 0 ? tps * (total / Math.max(1, p.decodeTokens)) : 0) : 0;
+        const eta = rate > 0 ? Math.max(0, p.targetTokens - total) / rate : NaN;
+        const target = Number.isFinite(p.targetTokens) ? Math.round(p.targetTokens) : '?';
         process.stderr.write(
-          `trace: ${data.rows.length} prompts × ${o.n} from ${data.file} on ${backend.name} (${backend.fingerprint}) → ${o.out}\n`,
+          `trace: ${total}/${target} tokens · ${p.records} records · ${tps.toFixed(1)} decode tok/s · elapsed ${formatDuration(p.seconds)} · ETA ${formatDuration(eta)}\n`,
         );
-      const m = await runTrace({
-        out: o.out,
-        backend,
-        prompts,
-        settings,
-        tokenBudget: o.tokenBudget,
-        batchSize: o.batchSize,
-        dataset: { file: data.file, rows: data.rows.length, ...(data.hub ? { hub: data.hub } : {}) },
-        ...(modelHub ? { modelHub } : {}),
-        version: RAC_VERSION,
-        ...(o.task ? { grader: traceGrader(o.task)! } : {}),
-        onProgress: (p) => {
-          if (quiet) return;
-          const now = Date.now();
-          if (now - last < 2000) return;
-          last = now;
-          const total = p.promptTokens + p.decodeTokens;
-          const tps = p.seconds > 0 ? p.sessionDecodeTokens / p.seconds : 0;
-          // ETA from this session's rate of written tokens (prompt+completion) towards the target.
-          const rate = p.seconds > 0 ? (p.sessionDecodeTokens > 0 ? tps * (total / Math.max(1, p.decodeTokens)) : 0) : 0;
-          const eta = rate > 0 ? Math.max(0, p.targetTokens - total) / rate : NaN;
-          const target = Number.isFinite(p.targetTokens) ? Math.round(p.targetTokens) : '?';
-          process.stderr.write(
-            `trace: ${total}/${target} tokens · ${p.records} records · ${tps.toFixed(1)} decode tok/s · elapsed ${formatDuration(p.seconds)} · ETA ${formatDuration(eta)}\n`,
-          );
-        },
-      });
+      },
+    });
+    {
       const share = (100 * m.decode_share).toFixed(1);
       if (o.json) printJson(m);
       else
@@ -175,8 +175,6 @@ export function register(program: Command): void {
             `peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB (estimated ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB)\n`,
         );
       }
-    } finally {
-      await backend.close();
     }
   });
 }
