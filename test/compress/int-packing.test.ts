@@ -1,20 +1,23 @@
 /**
  * Integer codes and their byte layouts (src/compress/int-packing.ts): compressed-tensors'
  * int32 packing (the format's own documented examples), round trips, and GGUF Q4_0 / Q8_0 blocks
- * from codes equal to quant-grids.ts's encodeBlocks of the same values, byte for byte.
+ * from codes equal to quant-grids.ts's encodeBlocks of the same values, byte for byte, and back:
+ * llama.cpp's blocks (ggml-quants.ts) → packed codes and f16 d → the same blocks.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   ggufBlocksFromCodes,
   gridCodes,
+  packedFromGgufBlocks,
   packedRowBytes,
   packSigned,
   packUnsigned,
   unpackSigned,
   unpackUnsigned,
 } from '../../src/compress/int-packing.ts';
-import { encodeBlocks, f16Bits, rtnQuantize } from '../../src/compress/quant-grids.ts';
+import { dequantizeRows, quantizeRows } from '../../src/compress/ggml-quants.ts';
+import { encodeBlocks, f16Bits, f16Value, rtnQuantize } from '../../src/compress/quant-grids.ts';
 
 const words = (b: Uint8Array) => Array.from(new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4));
 
@@ -65,4 +68,31 @@ test('gridCodes: codes of on-grid values, a value off its group grid named', () 
     /value 2\.25 at \[0, 1\]/,
     'code 9 is outside [−8, 7]',
   );
+});
+
+test("GGUF Q4_0 / Q8_0 blocks → packed codes and d → the same blocks (llama.cpp's quantizer, with an importance matrix, a zero block's −0 d)", () => {
+  const rows = 5;
+  const cols = 128;
+  const W = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.71) * (1 + (i % 13)) * (i % 97 === 0 ? 9 : 1));
+  W.fill(0, 32, 64); // an all-zero block: Q4_0's d is max / −8 = −0
+  const imatrix = Float32Array.from({ length: cols }, (_, c) => 0.1 + ((c * 37) % 11));
+  for (const type of ['Q4_0', 'Q8_0'] as const) {
+    const fmt = type === 'Q4_0' ? 'q4_0' : 'q8_0';
+    const bits = type === 'Q4_0' ? 4 : 8;
+    for (const im of [undefined, imatrix]) {
+      const blocks = quantizeRows(type, W, rows, cols, im);
+      const { packed, d } = packedFromGgufBlocks(fmt, blocks, rows, cols);
+      assert.equal(packed.length, rows * packedRowBytes(cols, bits));
+      assert.deepEqual(
+        ggufBlocksFromCodes(fmt, unpackSigned(packed, rows, cols, bits), d, rows, cols),
+        blocks,
+        `${type}${im ? ' + imatrix' : ''}`,
+      );
+      // The packed codes times the scales are the blocks' values.
+      const values = dequantizeRows(type, blocks, rows * cols);
+      const q = unpackSigned(packed, rows, cols, bits);
+      for (let i = 0; i < q.length; i++) assert.equal(f16Value(d[i >> 5]!) * q[i]! + 0, values[i], `${type} [${i}]`);
+    }
+  }
+  assert.equal(packedFromGgufBlocks('q4_0', quantizeRows('Q4_0', W, rows, cols), rows, cols).d[1], 0x8000, 'a −0 d is kept');
 });
