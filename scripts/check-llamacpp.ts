@@ -25,21 +25,25 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { exportGguf } from '../src/export/gguf.ts';
 import { readGguf, readGgufTensorBytes } from '../src/io/gguf.ts';
 import { readImatrix, writeImatrix, type Imatrix } from '../src/io/imatrix.ts';
-import { RacTokenizer } from '../src/io/tokenizer.ts';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint } from '../src/models/random.ts';
-import { buildCalibSet } from '../src/prune/calib-modes.ts';
-import { computeImatrix } from '../src/prune/imatrix.ts';
 import { pruneCheckpoint } from '../src/prune/prune.ts';
 import { isMixScheme, llamaQuantizeArgs, QUANT_SCHEMES, type QuantScheme } from '../src/compress/quant-schemes.ts';
-import { CHECK_MODELS, GOLDEN_DIR, GOLDEN_MODELS, IMATRIX_CTX, type CheckModel } from '../test/golden/llamacpp/models.ts';
+import {
+  CHECK_MODELS,
+  GOLDEN_DIR,
+  GOLDEN_MODELS,
+  IMATRIX_CTX,
+  racImatrixLikeLlama,
+  type CheckModel,
+} from '../test/golden/llamacpp/models.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -143,19 +147,11 @@ function compareImatrix(ours: Imatrix, ref: Imatrix): { worst: number; line: str
   };
 }
 
-/** rac's importance matrix on `text` cut as llama-imatrix cuts it: chunks of IMATRIX_CTX tokens, the remainder dropped. */
+/** rac's importance matrix on `text` cut as llama-imatrix cuts it (test/golden/llamacpp/models.ts). */
 async function racImatrix(dir: string): Promise<Imatrix> {
   const model = Model.open(dir);
   try {
-    const tok = await RacTokenizer.load(dir);
-    const n = tok.encode(readFileSync(text, 'utf8')).length;
-    const calib = await buildCalibSet(
-      'text',
-      { textFiles: [text] },
-      { tokenizer: tok, vocabSize: model.config.vocabSize },
-      { tokenBudget: Math.floor(n / IMATRIX_CTX) * IMATRIX_CTX, maxSeqLen: IMATRIX_CTX, overflow: 'split' },
-    );
-    return (await computeImatrix(model, calib, { batchTokens: 4096, runtime: { threads: 2 } })).imatrix;
+    return await racImatrixLikeLlama(model, text, { batchTokens: 4096, threads: 2 });
   } finally {
     model.close();
   }

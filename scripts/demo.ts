@@ -18,10 +18,11 @@
  * 200 problems per family); `--format v1|v2` for another directory.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ALL_FAMILIES, FAMILIES, generateSplit, type TinyProblem } from '../src/tasks/tiny/index.ts';
+import { projectProse } from './prose.ts';
 
 const { values } = parseArgs({
   options: {
@@ -68,8 +69,8 @@ const opts = v2 ? { format: 'v2' as const } : {};
 // calibration draws as many as it needs to fill the same token budget.
 writeJsonl(join(data, 'calib.jsonl'), interleave(families.map((f) => generateSplit('calib', f, 400, 1, opts).map(strip))));
 writeJsonl(join(data, 'eval.jsonl'), interleave(families.map((f) => generateSplit('eval', f, perFamily, 2, opts).map(strip))));
-// Plain text (the C4 stand-in): English prose unrelated to the tasks, the project's README.
-copyFileSync(join(root, 'README.md'), join(data, 'text.md'));
+// Plain text (the C4 stand-in): English prose unrelated to the tasks, the project's docs.
+writeFileSync(join(data, 'text.md'), projectProse(root));
 
 const sparsities = values.sparsity!.split(',').map(Number);
 const recipe = {

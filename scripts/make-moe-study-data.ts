@@ -9,13 +9,15 @@
  *   val.jsonl    the next 100 calibration-split prompts per family: the validation split options
  *                are chosen on (disjoint from calib.jsonl; never an eval problem)
  *   eval.jsonl   held-out problems per family (seed 2)
- *   text.md      plain text for text calibration (the C4 stand-in): the project's README
+ *   text.md      plain text for text calibration (the C4 stand-in): the project's docs, README.md
+ *                then docs/*.md in name order (scripts/prose.ts)
  * Splits are disjoint by construction (a hash of each problem decides its split).
  */
-import { copyFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ALL_FAMILIES, generateSplit, type TinyProblem } from '../src/tasks/tiny/index.ts';
+import { projectProse } from './prose.ts';
 
 const { values } = parseArgs({
   options: { out: { type: 'string', default: 'examples/data-moe' }, 'eval-per-family': { type: 'string', default: '100' } },
@@ -37,4 +39,4 @@ const calib = ALL_FAMILIES.map((f) => generateSplit('calib', f, 500, 1, opts));
 write('calib.jsonl', interleave(calib.map((l) => l.slice(0, 400))));
 write('val.jsonl', interleave(calib.map((l) => l.slice(400))));
 write('eval.jsonl', interleave(ALL_FAMILIES.map((f) => generateSplit('eval', f, Number(values['eval-per-family']), 2, opts))));
-copyFileSync(join(root, 'README.md'), join(out, 'text.md'));
+writeFileSync(join(out, 'text.md'), projectProse(root));

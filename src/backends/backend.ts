@@ -10,6 +10,8 @@
  * Reproducibility: sample i of the request with stable index r uses PRNG stream r·n + i, so a
  * resumed or re-batched run draws the same samples (on backends that honour seeds).
  */
+import { createHash, type Hash } from 'node:crypto';
+import { validateGenerateOptions } from '../models/generate.ts';
 
 export interface SamplingSettings {
   temperature: number;
@@ -62,4 +64,53 @@ export interface GenerationBackend {
 
 export function streamOf(index: number, n: number, sample: number): number {
   return index * n + sample;
+}
+
+/** Refuses settings no backend can run (the checks rac's engine makes), before any work starts. */
+export function checkSettings(s: SamplingSettings): void {
+  validateGenerateOptions({ ...s, eosTokenIds: [] });
+}
+
+/** A model's identity as a backend records it: `sha256:` and 16 hex digits of what `feed` hashes. */
+export function fingerprintOf(feed: (h: Hash) => void): string {
+  const h = createHash('sha256');
+  feed(h);
+  return `sha256:${h.digest('hex').slice(0, 16)}`;
+}
+
+/** One sample to draw: sample `i` of request `ri`, on PRNG stream `stream`. */
+export interface SampleJob {
+  ri: number;
+  i: number;
+  stream: number;
+}
+
+/**
+ * The requests of one generate() call split into their samples, for backends that draw samples
+ * one by one (local, llama.cpp): each request goes to hooks.onResult once all its n samples are in.
+ */
+export class SampleJobs {
+  /** Every sample of every request, request by request. */
+  readonly jobs: SampleJob[];
+  /** Requests delivered so far. */
+  done = 0;
+  private readonly pending: { left: number; out: BackendCompletion[] }[];
+
+  constructor(
+    private readonly requests: readonly BackendRequest[],
+    private readonly hooks: GenerationHooks,
+  ) {
+    this.jobs = requests.flatMap((r, ri) => Array.from({ length: r.n }, (_, i) => ({ ri, i, stream: streamOf(r.index, r.n, i) })));
+    this.pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));
+  }
+
+  /** Records the completion of `job`; delivers its request when that was its last sample. */
+  async put(job: SampleJob, c: BackendCompletion): Promise<void> {
+    const p = this.pending[job.ri]!;
+    p.out[job.i] = c;
+    if (--p.left === 0) {
+      this.done++;
+      await this.hooks.onResult(this.requests[job.ri]!, p.out);
+    }
+  }
 }

@@ -31,16 +31,18 @@ import { modelFilePath } from '../io/model-file.ts';
 import { loadGenerationConfig } from '../io/generation-config.ts';
 import { resolveArch } from '../models/arch/index.ts';
 import {
-  streamOf,
+  checkSettings,
+  fingerprintOf,
+  SampleJobs,
   type BackendCompletion,
   type BackendRequest,
   type GenerationBackend,
   type GenerationHooks,
+  type SampleJob,
   type SamplingSettings,
 } from './backend.ts';
 import { exportGguf, type GgufDtype } from '../export/gguf.ts';
 import { stopTokenIds } from '../models/loaded.ts';
-import { validateGenerateOptions } from '../models/generate.ts';
 import { RacError } from '../errors.ts';
 
 export const NODE_LLAMA_CPP_VERSION = '3.21.1';
@@ -84,7 +86,7 @@ export async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND')
       throw new LlamaCppUnavailableError(
         `the llama.cpp backend needs the node-llama-cpp package, a development dependency of rac that production installs (--omit=dev) leave out: ` +
-          `run \`npm install --no-save node-llama-cpp@${NODE_LLAMA_CPP_VERSION}\` in rac's directory (see README, "llama.cpp")`,
+          `run \`npm install --no-save node-llama-cpp@${NODE_LLAMA_CPP_VERSION}\` in rac's directory (see docs/install.md, "node-llama-cpp")`,
       );
     throw e;
   }
@@ -92,9 +94,7 @@ export async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
 
 /** Identity of a GGUF file: sha256 over its size and 16 evenly spaced 4 KiB windows. */
 export function ggufFingerprint(path: string): string {
-  const h = createHash('sha256');
-  updateWithFileSample(h, path, 'gguf');
-  return `sha256:${h.digest('hex').slice(0, 16)}`;
+  return fingerprintOf((h) => updateWithFileSample(h, path, 'gguf'));
 }
 
 /** 32-bit llama.cpp sampler seed for PRNG stream `stream` of run seed `seed`. */
@@ -252,7 +252,7 @@ export class LlamaCppBackend implements GenerationBackend {
   }
 
   async generate(requests: BackendRequest[], s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    validateGenerateOptions({ ...s, eosTokenIds: [] });
+    checkSettings(s);
     const stops = (s.stopStrings ?? []).filter((x) => x.length > 0);
     if (requests.length === 0) return;
     for (const r of requests) {
@@ -271,15 +271,13 @@ export class LlamaCppBackend implements GenerationBackend {
           `llama.cpp: request ${r.index}'s prompt has ${r.prompt.length} tokens; the context holds ${ctx.contextSize} per sequence (--context-size)`,
         );
     }
-    const jobs = requests.flatMap((r, ri) => Array.from({ length: r.n }, (_, i) => ({ ri, i })));
-    const pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));
-    let done = 0;
+    const samples = new SampleJobs(requests, hooks);
     let newTokens = 0;
     let next = 0;
     let failure: unknown = null;
 
     // One sequence per worker for the whole call, cleared between requests.
-    const one = async (seq: LlamaSequence, req: BackendRequest, sample: number): Promise<BackendCompletion> => {
+    const one = async (seq: LlamaSequence, req: BackendRequest, job: SampleJob): Promise<BackendCompletion> => {
       await seq.clearHistory();
       const text = this.tokenizer ? this.tokenizer.decodeStream() : llamaTextStream(this.lm);
       const ids: number[] = [];
@@ -292,7 +290,7 @@ export class LlamaCppBackend implements GenerationBackend {
         topK: s.topK,
         topP: s.topP,
         minP: 0,
-        seed: llamaSeed(s.seed, streamOf(req.index, req.n, sample)),
+        seed: llamaSeed(s.seed, job.stream),
         yieldEogToken: true,
       });
       for await (const t of gen) {
@@ -326,24 +324,17 @@ export class LlamaCppBackend implements GenerationBackend {
     };
 
     const worker = async (seq: LlamaSequence) => {
-      while (!failure && next < jobs.length) {
-        const { ri, i } = jobs[next++]!;
-        const req = requests[ri]!;
+      while (!failure && next < samples.jobs.length) {
+        const job = samples.jobs[next++]!;
         try {
-          const c = await one(seq, req, i);
-          const p = pending[ri]!;
-          p.out[i] = c;
-          if (--p.left === 0) {
-            done++;
-            await hooks.onResult(req, p.out);
-          }
-          hooks.onProgress?.({ done, total: requests.length, newTokens });
+          await samples.put(job, await one(seq, requests[job.ri]!, job));
+          hooks.onProgress?.({ done: samples.done, total: requests.length, newTokens });
         } catch (e) {
           failure ??= e;
         }
       }
     };
-    const seqs = Array.from({ length: Math.min(this.parallel, jobs.length) }, () => ctx.getSequence());
+    const seqs = Array.from({ length: Math.min(this.parallel, samples.jobs.length) }, () => ctx.getSequence());
     try {
       await Promise.all(seqs.map(worker));
     } finally {

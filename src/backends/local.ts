@@ -1,12 +1,11 @@
 /** The local onnxruntime engine as a GenerationBackend. */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { updateWithFileSample } from '../io/file-sample-hash.ts';
 import { readModelFile } from '../io/model-file.ts';
 import { generate } from '../models/generate.ts';
 import {
-  streamOf,
-  type BackendCompletion,
+  fingerprintOf,
+  SampleJobs,
   type BackendRequest,
   type GenerationBackend,
   type GenerationHooks,
@@ -20,10 +19,10 @@ import type { RuntimeOptions } from '../runtime/session.ts';
  * size and its bytes at 16 evenly spaced 4 KiB windows (the header included).
  */
 export function modelFingerprint(lm: LoadedModel): string {
-  const h = createHash('sha256');
-  h.update(readModelFile(lm.model.dir, 'config.json') ?? '');
-  for (const shard of lm.model.tensors.shards) updateWithFileSample(h, join(lm.model.dir, shard), shard);
-  return `sha256:${h.digest('hex').slice(0, 16)}`;
+  return fingerprintOf((h) => {
+    h.update(readModelFile(lm.model.dir, 'config.json') ?? '');
+    for (const shard of lm.model.tensors.shards) updateWithFileSample(h, join(lm.model.dir, shard), shard);
+  });
 }
 
 export class LocalBackend implements GenerationBackend {
@@ -45,15 +44,11 @@ export class LocalBackend implements GenerationBackend {
   }
 
   async generate(requests: BackendRequest[], s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    const flat = requests.flatMap((r, ri) =>
-      Array.from({ length: r.n }, (_, i) => ({ ri, i, prompt: r.prompt, stream: streamOf(r.index, r.n, i) })),
-    );
-    const pending = requests.map((r) => ({ left: r.n, out: new Array<BackendCompletion>(r.n) }));
-    let done = 0;
+    const samples = new SampleJobs(requests, hooks);
     await generate(
       this.lm.engine,
       this.lm.tokenizer,
-      flat.map((f) => ({ prompt: f.prompt, stream: f.stream })),
+      samples.jobs.map((j) => ({ prompt: requests[j.ri]!.prompt, stream: j.stream })),
       {
         temperature: s.temperature,
         topP: s.topP,
@@ -63,16 +58,8 @@ export class LocalBackend implements GenerationBackend {
         stopStrings: s.stopStrings,
         eosTokenIds: this.lm.eosTokenIds,
         batchSize: this.batchSize,
-        onProgress: (p) => hooks.onProgress?.({ done, total: requests.length, newTokens: p.newTokens }),
-        onComplete: async (k, c) => {
-          const f = flat[k]!;
-          const p = pending[f.ri]!;
-          p.out[f.i] = { ids: c.ids, text: c.text, finishReason: c.finishReason };
-          if (--p.left === 0) {
-            done++;
-            await hooks.onResult(requests[f.ri]!, p.out);
-          }
-        },
+        onProgress: (p) => hooks.onProgress?.({ done: samples.done, total: requests.length, newTokens: p.newTokens }),
+        onComplete: (k, c) => samples.put(samples.jobs[k]!, { ids: c.ids, text: c.text, finishReason: c.finishReason }),
       },
     );
   }

@@ -20,11 +20,11 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { validateGenerateOptions } from '../models/generate.ts';
 import { Rng } from '../models/sampling.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { readModelFile } from '../io/model-file.ts';
 import {
+  checkSettings,
   streamOf,
   type BackendCompletion,
   type BackendRequest,
@@ -391,7 +391,7 @@ export class OpenAIBackend implements GenerationBackend {
   }
 
   async generate(requests: BackendRequest[], s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    validateGenerateOptions({ ...s, eosTokenIds: [] });
+    checkSettings(s);
     const total = requests.length;
     let next = 0;
     let done = 0;

@@ -9,8 +9,11 @@ import { resolveDataset, resolveModel } from '../io/hub.ts';
 const MODEL_HELP = ' — or a Hugging Face id org/name[@revision] (from the hub cache; downloaded when missing unless HF_HUB_OFFLINE=1)';
 const DATASET_HELP = ' — or a Hugging Face dataset id org/name[@revision] (the Parquet shards of --dataset-config / --split)';
 
-/** Add the id forms to every command's --model / --dataset help, --dataset-config and --split, and the resolving hook. */
-export function addHubResolution(program: Command): void {
+/**
+ * Add the id forms to every command's --model / --dataset help, --dataset-config and --split, and
+ * (unless `resolve` is false) the hook that resolves them.
+ */
+export function addHubResolution(program: Command, opts: { resolve?: boolean } = {}): void {
   for (const c of program.commands) {
     const model = c.options.find((o) => o.long === '--model');
     if (model) model.description += MODEL_HELP;
@@ -24,6 +27,7 @@ export function addHubResolution(program: Command): void {
       );
     }
   }
+  if (opts.resolve === false) return;
   program.hook('preAction', async (_program, action) => {
     const o = action.opts() as { model?: unknown; dataset?: unknown; datasetConfig?: string; split?: string; quiet?: boolean };
     const log = o.quiet ? undefined : (line: string) => void process.stderr.write(`rac: ${line}\n`);

@@ -2,34 +2,9 @@
  * rac — Reasoning-Aware Compression. Commands parse arguments and call library functions only.
  * Exit codes: 0 ok · 1 runtime failure (bad file, model error) · 2 usage error.
  */
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { UsageError } from '../errors.ts';
-import { RAC_VERSION } from '../version.ts';
-import { register as evaluate } from './commands/eval.ts';
-import { register as exportGguf } from './commands/export-gguf.ts';
-import { register as generate } from './commands/generate.ts';
-import { register as imatrix } from './commands/imatrix.ts';
-import { register as info } from './commands/info.ts';
-import { register as logits } from './commands/logits.ts';
-import { register as prune } from './commands/prune.ts';
-import { register as report } from './commands/report.ts';
-import { register as run } from './commands/run.ts';
-import { register as serve } from './commands/serve.ts';
-import { register as trace } from './commands/trace.ts';
-import { addHubResolution } from './hub-options.ts';
-
-export function buildProgram(): Command {
-  const program = new Command()
-    .name('rac')
-    .description('Reasoning-Aware Compression: prune reasoning LLMs calibrated on their own chains of thought')
-    .version(RAC_VERSION)
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
-  for (const reg of [info, generate, logits, trace, prune, imatrix, evaluate, report, run, exportGguf, serve]) reg(program);
-  for (const c of program.commands) c.exitOverride();
-  addHubResolution(program);
-  return program;
-}
+import { buildProgram } from './program.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();

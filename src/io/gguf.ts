@@ -15,7 +15,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { dequantizeRows, GGML_QUANT_TRAITS, GGML_QUANT_TYPES, type GgmlQuantType } from '../compress/ggml-quants.ts';
-import { AtomicFileWriter } from './atomic.ts';
+import type { AtomicFileWriter } from './atomic.ts';
+import { TensorFileWriter, type SlotWording, type TensorSlot } from './tensor-file-writer.ts';
 import { f16ToF32, bf16ToF32, f32ToBf16, f32ToF16 } from './dtype.ts';
 import { RacError } from '../errors.ts';
 
@@ -247,34 +248,32 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-interface Slot {
-  entry: GgufTensorEntry;
-  offset: number; // relative to the data section
-  bytes: number;
-  written: boolean;
-}
+const GGUF_WORDING: SlotWording<GgufTensorEntry> = {
+  error: (file, problem) => new GgufError(file, problem),
+  quote: (name) => `"${name}"`,
+  layout: (e) => `${e.type} [${e.shape.join(', ')}]`,
+  listMissing: (names) => names.slice(0, 10).join(', '),
+};
 
 /**
  * Streams one GGUF file. The header (metadata + tensor infos) is fixed at create(); tensors are
- * written at their offsets in any order. The file is written as `<out>.tmp-<pid>` and renamed to
- * `<out>` by close() once every tensor is in: an interrupted export never leaves a partial file
- * under the final name.
+ * written at their offsets in any order (TensorFileWriter). The file is written as
+ * `<out>.tmp-<pid>` and renamed to `<out>` by close() once every tensor is in: an interrupted
+ * export never leaves a partial file under the final name.
  */
-export class GgufWriter {
-  readonly path: string;
+export class GgufWriter extends TensorFileWriter<GgufTensorEntry> {
   readonly alignment: number;
-  /** Absolute file offset of the data section. */
-  readonly dataStart: number;
   readonly fileBytes: number;
-  private readonly slots: Map<string, Slot>;
-  private readonly file: AtomicFileWriter;
 
-  private constructor(file: AtomicFileWriter, slots: Map<string, Slot>, alignment: number, dataStart: number, fileBytes: number) {
-    this.path = file.path;
-    this.file = file;
-    this.slots = slots;
+  private constructor(
+    file: AtomicFileWriter,
+    slots: Map<string, TensorSlot<GgufTensorEntry>>,
+    alignment: number,
+    dataStart: number,
+    fileBytes: number,
+  ) {
+    super(file, slots, dataStart, GGUF_WORDING);
     this.alignment = alignment;
-    this.dataStart = dataStart;
     this.fileBytes = fileBytes;
   }
 
@@ -352,78 +351,32 @@ export class GgufWriter {
   static create(file: string, kvs: readonly GgufKv[], tensors: readonly GgufTensorEntry[]): GgufWriter {
     const abs = path.resolve(file);
     const { bytes, alignment, offsets, dataBytes } = GgufWriter.header(abs, kvs, tensors);
-    const slots = new Map<string, Slot>();
+    const slots = new Map<string, TensorSlot<GgufTensorEntry>>();
     tensors.forEach((t, i) => {
       slots.set(t.name, {
         entry: { ...t, shape: t.shape.slice() },
-        offset: offsets[i]!,
+        begin: offsets[i]!,
         bytes: ggmlTensorBytes(t.type, t.shape[t.shape.length - 1]!, numel(t.shape)),
         written: false,
       });
     });
-    let out: AtomicFileWriter;
-    try {
-      out = new AtomicFileWriter(abs);
-    } catch (e) {
-      throw new GgufError(abs, `cannot create ${abs}.tmp-${process.pid} (${(e as Error).message})`);
-    }
-    try {
-      out.writeAt(bytes, 0);
-      // Padding after the last tensor (and between tensors) reads as zeros.
-      out.setSize(bytes.length + dataBytes);
-    } catch (e) {
-      out.discard();
-      throw new GgufError(abs, `cannot write header (${(e as Error).message})`);
-    }
+    // Padding after the last tensor (and between tensors) reads as zeros.
+    const out = TensorFileWriter.openFile(abs, [bytes], bytes.length + dataBytes, {
+      create: (e) => new GgufError(abs, `cannot create ${abs}.tmp-${process.pid} (${(e as Error).message})`),
+      header: (e) => new GgufError(abs, `cannot write header (${(e as Error).message})`),
+    });
     return new GgufWriter(out, slots, alignment, bytes.length, bytes.length + dataBytes);
-  }
-
-  /** Writes one tensor's raw little-endian bytes. */
-  write(name: string, data: Uint8Array): void {
-    const s = this.slots.get(name);
-    if (!s) throw new GgufError(this.path, `no tensor "${name}" in this file's header`);
-    if (!this.file.isOpen) throw new GgufError(this.path, `write of "${name}" after close()`);
-    if (s.written) throw new GgufError(this.path, `tensor "${name}" written twice`);
-    if (data.byteLength !== s.bytes) {
-      throw new GgufError(
-        this.path,
-        `tensor "${name}": got ${data.byteLength} bytes, expected ${s.bytes} (${s.entry.type} [${s.entry.shape.join(', ')}])`,
-      );
-    }
-    this.file.writeAt(data, this.dataStart + s.offset);
-    s.written = true;
   }
 
   /** Narrows f32 values to the tensor's type (F16/BF16 round to nearest even) and writes them. */
   writeF32(name: string, data: Float32Array): void {
-    const s = this.slots.get(name);
-    if (!s) throw new GgufError(this.path, `no tensor "${name}" in this file's header`);
-    const n = numel(s.entry.shape);
-    if (data.length !== n) throw new GgufError(this.path, `tensor "${name}": got ${data.length} values, expected ${n}`);
-    const type = s.entry.type;
-    if (isBlockType(type)) throw new GgufError(this.path, `tensor "${name}" is ${type}: write its blocks with write()`);
+    const { entry } = this.slot(name);
+    const n = numel(entry.shape);
+    if (data.length !== n) throw this.fail(`tensor "${name}": got ${data.length} values, expected ${n}`);
+    const type = entry.type;
+    if (isBlockType(type)) throw this.fail(`tensor "${name}" is ${type}: write its blocks with write()`);
     const typed = type === 'F32' ? data : type === 'F16' ? f32ToF16(data) : f32ToBf16(data);
     this.write(name, new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
-  }
-
-  missing(): string[] {
-    return [...this.slots.values()].filter((s) => !s.written).map((s) => s.entry.name);
-  }
-
-  /** Checks every tensor was written, fsyncs, closes and renames the file into place. */
-  close(): void {
-    if (!this.file.isOpen) return;
-    const missing = this.missing();
-    if (missing.length) {
-      this.file.discard();
-      throw new GgufError(this.path, `${missing.length} tensor(s) never written: ${missing.slice(0, 10).join(', ')}`);
-    }
-    this.file.commit();
-  }
-
-  /** Closes without checks and removes the partial file. */
-  abort(): void {
-    this.file.discard();
   }
 }
 

@@ -6,7 +6,8 @@
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { AtomicFileWriter } from './atomic.ts';
+import type { AtomicFileWriter } from './atomic.ts';
+import { TensorFileWriter, type SlotWording, type TensorSlot } from './tensor-file-writer.ts';
 import { DTYPE_SIZES, f32ToBf16, f32ToF16, isF32Convertible, isKnownDtype } from './dtype.ts';
 import {
   bytesOf,
@@ -22,32 +23,25 @@ import {
   type TensorEntry,
 } from './safetensors-header.ts';
 
-interface WriterSlot {
-  entry: TensorEntry;
-  begin: number;
-  end: number;
-  written: boolean;
-}
+const quote = (name: string) => JSON.stringify(name);
+
+const SAFETENSORS_WORDING: SlotWording<TensorEntry> = {
+  error: (file, problem) => new SafetensorsError(file, problem),
+  quote,
+  layout: (e) => `${e.dtype} [${e.shape.join(', ')}]`,
+  listMissing: (names) => `${names.slice(0, 10).map(quote).join(', ')}${names.length > 10 ? `, and ${names.length - 10} more` : ''}`,
+};
 
 /**
  * Streams one safetensors file: the header is fixed at create(), tensors are written at their
- * offsets in any order, close() checks that each was written exactly once.
+ * offsets in any order, close() checks that each was written exactly once (TensorFileWriter).
  */
-export class SafetensorsWriter {
-  /** Absolute path. */
-  readonly path: string;
-  /** Byte offset of the data section (8 + padded header length). */
-  readonly dataStart: number;
+export class SafetensorsWriter extends TensorFileWriter<TensorEntry> {
   /** Size of the data section: the sum of all tensor byte lengths (the index's total_size share). */
   readonly dataBytes: number;
-  private readonly slots: Map<string, WriterSlot>;
-  private readonly file: AtomicFileWriter;
 
-  private constructor(file: AtomicFileWriter, slots: Map<string, WriterSlot>, dataStart: number, dataBytes: number) {
-    this.path = file.path;
-    this.file = file;
-    this.slots = slots;
-    this.dataStart = dataStart;
+  private constructor(file: AtomicFileWriter, slots: Map<string, TensorSlot<TensorEntry>>, dataStart: number, dataBytes: number) {
+    super(file, slots, dataStart, SAFETENSORS_WORDING);
     this.dataBytes = dataBytes;
   }
 
@@ -102,106 +96,39 @@ export class SafetensorsWriter {
   static create(file: string, entries: readonly TensorEntry[], metadata?: Record<string, string>): SafetensorsWriter {
     const abs = path.resolve(file);
     const { bytes, offsets } = SafetensorsWriter.header(abs, entries, metadata);
-    const slots = new Map<string, WriterSlot>();
+    const slots = new Map<string, TensorSlot<TensorEntry>>();
     entries.forEach((e, i) => {
       const [begin, end] = offsets[i]!;
-      slots.set(e.name, { entry: { name: e.name, dtype: e.dtype, shape: e.shape.slice() }, begin, end, written: false });
+      slots.set(e.name, { entry: { name: e.name, dtype: e.dtype, shape: e.shape.slice() }, begin, bytes: end - begin, written: false });
     });
     const dataBytes = offsets.length ? offsets[offsets.length - 1]![1] : 0;
-    let out: AtomicFileWriter;
-    try {
-      out = new AtomicFileWriter(abs);
-    } catch (e) {
-      throw new SafetensorsError(abs, `cannot create (${errorText(e)})`);
-    }
-    try {
-      const len = Buffer.alloc(8);
-      len.writeBigUInt64LE(BigInt(bytes.length), 0);
-      out.writeAt(len, 0);
-      out.writeAt(bytes, 8);
-      out.setSize(8 + bytes.length + dataBytes);
-    } catch (e) {
-      out.discard();
-      throw new SafetensorsError(abs, `cannot write header (${errorText(e)})`);
-    }
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(bytes.length), 0);
+    const out = TensorFileWriter.openFile(abs, [len, bytes], 8 + bytes.length + dataBytes, {
+      create: (e) => new SafetensorsError(abs, `cannot create (${errorText(e)})`),
+      header: (e) => new SafetensorsError(abs, `cannot write header (${errorText(e)})`),
+    });
     return new SafetensorsWriter(out, slots, 8 + bytes.length, dataBytes);
   }
 
   /** Header entry and data-section offsets of `name`. */
   entry(name: string): { name: string; dtype: string; shape: number[]; begin: number; end: number } {
     const s = this.slot(name);
-    return { ...s.entry, shape: s.entry.shape.slice(), begin: s.begin, end: s.end };
-  }
-
-  /** Writes the raw little-endian bytes of one tensor at its offset. */
-  write(name: string, data: Uint8Array): void {
-    const s = this.slot(name);
-    if (!this.file.isOpen) throw new SafetensorsError(this.path, `write of ${JSON.stringify(name)} after close()`);
-    if (s.written) throw new SafetensorsError(this.path, `tensor ${JSON.stringify(name)} written twice`);
-    const want = s.end - s.begin;
-    if (data.byteLength !== want) {
-      throw new SafetensorsError(
-        this.path,
-        `tensor ${JSON.stringify(name)}: got ${data.byteLength} bytes, expected ${want} (${s.entry.dtype} [${s.entry.shape.join(', ')}])`,
-      );
-    }
-    this.file.writeAt(data, this.dataStart + s.begin);
-    s.written = true;
+    return { ...s.entry, shape: s.entry.shape.slice(), begin: s.begin, end: s.begin + s.bytes };
   }
 
   /** Narrows float32 values to the entry's dtype (F32, F16 or BF16; RNE) and writes them. */
   writeF32(name: string, data: Float32Array): void {
-    const s = this.slot(name);
-    const { dtype, shape } = s.entry;
+    const { dtype, shape } = this.slot(name).entry;
     if (!isF32Convertible(dtype)) {
-      throw new SafetensorsError(this.path, `tensor ${JSON.stringify(name)} has dtype ${dtype}; writeF32 writes only F32, F16 and BF16`);
+      throw this.fail(`tensor ${quote(name)} has dtype ${dtype}; writeF32 writes only F32, F16 and BF16`);
     }
     const n = numel(shape);
     if (data.length !== n) {
-      throw new SafetensorsError(
-        this.path,
-        `tensor ${JSON.stringify(name)}: got ${data.length} values, expected ${n} ([${shape.join(', ')}])`,
-      );
+      throw this.fail(`tensor ${quote(name)}: got ${data.length} values, expected ${n} ([${shape.join(', ')}])`);
     }
     const bytes = dtype === 'F32' ? bytesOf(data) : bytesOf(dtype === 'F16' ? f32ToF16(data) : f32ToBf16(data));
     this.write(name, bytes);
-  }
-
-  /** Names not yet written. */
-  missing(): string[] {
-    return [...this.slots.values()].filter((s) => !s.written).map((s) => s.entry.name);
-  }
-
-  /**
-   * Checks every tensor was written, then fsyncs, closes and renames the file into place. Throws
-   * naming the missing tensors (and removes the partial file).
-   */
-  close(): void {
-    if (!this.file.isOpen) return;
-    const missing = this.missing();
-    if (missing.length) {
-      this.file.discard();
-      const shown = missing
-        .slice(0, 10)
-        .map((m) => JSON.stringify(m))
-        .join(', ');
-      throw new SafetensorsError(
-        this.path,
-        `${missing.length} tensor(s) never written: ${shown}${missing.length > 10 ? `, and ${missing.length - 10} more` : ''}`,
-      );
-    }
-    this.file.commit();
-  }
-
-  /** Closes without checks and removes the partial file. */
-  abort(): void {
-    this.file.discard();
-  }
-
-  private slot(name: string): WriterSlot {
-    const s = this.slots.get(name);
-    if (!s) throw new SafetensorsError(this.path, `no tensor ${JSON.stringify(name)} in this file's header`);
-    return s;
   }
 }
 

@@ -12,7 +12,7 @@
  * - activation order (g_idx): the columns are permuted so each group is contiguous, and the graph
  *   gathers the input's columns in the same order (x·Wᵀ = x[:, π]·W[:, π]ᵀ) — onnxruntime's own
  *   g_idx input has no 8-bit kernel and dequantizes the weight on every call;
- * - accuracy level 4 (int8 activations per block; measured, see README: the engine's packed path).
+ * - accuracy level 4 (int8 activations per block; measured, see docs/compressed-tensors.md: the engine's packed path).
  * A Linear none of this fits (a group size with no power-of-two divisor ≥ 16) runs dequantized.
  *
  * Also here: a layer's (and an expert's) weights for the engine, packed where the checkpoint is.
@@ -25,7 +25,7 @@ import { layerLinears, type ExpertLinearName, type LinearName } from './spec.ts'
 
 export type { PackedMatMul } from './graphs.ts';
 
-/** MatMulNBits' accuracy_level for packed Linears: 4 = int8 activations (see README: the engine's packed path). */
+/** MatMulNBits' accuracy_level for packed Linears: 4 = int8 activations (see docs/compressed-tensors.md: the engine's packed path). */
 export const PACKED_ACCURACY_LEVEL = 4;
 
 /** The largest power of two ≤ 128 dividing n, or 0 when it is below 16. */

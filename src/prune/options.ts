@@ -133,7 +133,7 @@ export interface PruneOptions {
   removeExperts?: { scoring: 'reap' | 'frequency'; experts: number };
   /** Internal (composition): the run's original source, and the expert removal done before this stage. */
   provenance?: { source: Model; expertRemoval: ExpertRemovalRecord };
-  /** MoE layers: each expert's statistics from its routed tokens or from every token (default routed, see README: MoE). */
+  /** MoE layers: each expert's statistics from its routed tokens or from every token (default routed, see docs/moe.md). */
   moeCalibration?: MoeCalibration;
   /**
    * MoE layers, routed calibration: an expert routed fewer real calibration tokens than this gets its
@@ -157,5 +157,5 @@ export interface PruneProgress {
   report?: LayerReport;
 }
 
-/** Default of `minExpertTokens`: below it an expert's Hessian is a handful of outer products (see README: MoE). */
+/** Default of `minExpertTokens`: below it an expert's Hessian is a handful of outer products (see docs/moe.md). */
 export const MIN_EXPERT_TOKENS = 32;

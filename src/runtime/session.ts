@@ -93,7 +93,7 @@ export class Session {
       if (o.provider === 'cuda') {
         throw new Error(
           `could not create the ${name} session on the CUDA provider: ${msg}\n` +
-            `(install onnxruntime-node's CUDA files as the README's "GPU" section describes, or use --provider cpu)`,
+            `(install onnxruntime-node's CUDA files as docs/install.md, "onnxruntime-node and GPUs", describes, or use --provider cpu)`,
         );
       }
       throw new Error(`could not create the ${name} session: ${msg}`);

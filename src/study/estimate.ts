@@ -69,7 +69,8 @@ export interface MachineSpeed {
   measured: string;
 }
 
-const NUMERIC_FIELDS = [
+/** The measured figures of a MachineSpeed: a cached entry is used only when every one is a positive number. */
+export const NUMERIC_FIELDS = [
   'call_overhead_s',
   'gemm_flops_per_s',
   'skinny_flops_per_s',
@@ -297,7 +298,7 @@ export async function machineSpeed(
  * Fitted on this project's build machine (2-core Xeon, onnxruntime 1.30 CPU) from two prunes (the
  * tiny reasoner, 4158 prompt tokens; a random 4-layer D=512 qwen2, 16k tokens): the arena holds
  * ~1.55× the planned intermediates plus ~76 MiB for the sessions themselves. Validated on a third
- * shape (README: the estimate).
+ * shape (docs/pruning.md: the estimate).
  */
 const ARENA_FACTOR = 1.55;
 const SESSION_BYTES = 76 * 2 ** 20;
@@ -306,7 +307,7 @@ const STARTUP_SESSIONS = 4;
 /**
  * The solvers' first Linears run before V8 has optimised their loops (a 352×128 SparseGPT prune:
  * ~250 ms cold, 5 ms warm): a one-time cost, in JS operations at the measured rate, per phase.
- * Fitted on the tiny reasoner's demo prune (README: the estimate); negligible for real sizes.
+ * Fitted on the tiny reasoner's demo prune (docs/pruning.md: the estimate); negligible for real sizes.
  */
 const WARMUP_JS = { factor: 0.06e9, sweep: 0.25e9, other: 0.06e9 };
 
@@ -695,7 +696,7 @@ export function estimateTrace(
 
 /**
  * Live KV-cache copies at the peak of a trace, in units of the largest cache: fitted on one wave of
- * the tiny reasoner (128 sequences, 611 MiB peak RSS; README: the estimate), where finished
+ * the tiny reasoner (128 sequences, 611 MiB peak RSS; docs/pruning.md: the estimate), where finished
  * sequences leave the batch one by one and each departure copies the cache.
  */
 const KV_GARBAGE = 2.5;

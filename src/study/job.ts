@@ -1,7 +1,7 @@
 /**
  * One job description per command — prune, trace, eval — built from `rac` flags or from a
  * `rac run` recipe through the same tables, so both sources parse, validate and default every
- * setting the same way. Every default lives here, once (README: "Settings and their defaults").
+ * setting the same way. Every default lives here, once (docs/pruning.md: "Settings and their defaults").
  *
  * A prune setting is one `Field`: its property name, its recipe key, its flag, its kind (the
  * validation) and its default. `addFieldOptions` registers the flags on a commander command;

@@ -15,7 +15,6 @@
  * Set RAC_SKIP_LLAMA_CPP=1 where node-llama-cpp's binary cannot load.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -23,26 +22,19 @@ import { LlamaCppBackend } from '../../src/backends/llamacpp.ts';
 import { readTraceFile, type TraceRecord } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, racWith, ROOT } from '../helpers/cli.ts';
+import { writeFourPrompts, writeTinyDataset } from '../helpers/datasets.ts';
+import { skipLlamaCpp } from '../helpers/llamacpp.ts';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
-const RAC = join(ROOT, 'bin/rac.js');
 const TINY = join(ROOT, 'models', 'tiny-reasoner');
-const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : false;
+/** The random model three of the cases run. */
+const RANDOM = { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false } as const;
 
-function rac(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [RAC, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+/** These runs are bounded by the test's own timeout, not by the helper's minute. */
+const rac = (...args: string[]) => racWith({ timeoutMs: 0 }, ...args);
 
 async function ok(args: string[]): Promise<string> {
-  const r = await rac(args);
+  const r = await rac(...args);
   assert.equal(r.code, 0, `rac ${args.join(' ')}\n${r.stderr}`);
   return r.stdout;
 }
@@ -53,42 +45,19 @@ function records(path: string): Map<string, TraceRecord> {
   return new Map(readTraceFile(path).records.map((r) => [key(r), r]));
 }
 
-describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
+describe('llama.cpp generation backend', { skip: skipLlamaCpp, timeout: 300_000 }, () => {
   let dir: string;
   let data: string;
   before(() => {
     dir = tempDir('llamacpp-backend');
-    data = join(dir, 'prompts.jsonl');
-    writeFileSync(
-      data,
-      ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.']
-        .map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p }))
-        .join('\n') + '\n',
-    );
+    data = writeFourPrompts(join(dir, 'prompts.jsonl'));
   });
 
   it('rac trace on a GGUF from rac export-gguf: greedy records identical to the local engine', async () => {
-    const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
+    const model = checkpoint(RANDOM);
     const gguf = join(dir, 'random.gguf');
     await ok(['export-gguf', '--model', model, '--out', gguf, '-q']);
-    const common = [
-      'trace',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      model,
-      '--dataset',
-      data,
-      '--n',
-      '1',
-      '--max-new-tokens',
-      '32',
-      '--temperature',
-      '0',
-      '--batch-size',
-      '4',
-    ];
+    const common = argv`trace -q --threads 1 --model ${model} --dataset ${data} --n 1 --max-new-tokens 32 --temperature 0 --batch-size 4`;
     await ok([...common, '--out', join(dir, 'local.jsonl')]);
     await ok([...common, '--out', join(dir, 'llama.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '1']);
     await ok([...common, '--out', join(dir, 'llama-par.jsonl'), '--backend', 'llama.cpp', '--gguf', gguf, '--concurrency', '3']);
@@ -115,32 +84,10 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
   });
 
   it('sampling: seeded and reproducible, samples differ; stop strings end the text', async () => {
-    const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
+    const model = checkpoint(RANDOM);
     const args = (out: string, seed: number, extra: string[] = []) => [
-      'trace',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      model,
-      '--dataset',
-      data,
-      '--n',
-      '2',
-      '--max-new-tokens',
-      '24',
-      '--temperature',
-      '1',
-      '--top-p',
-      '0.95',
-      '--seed',
-      String(seed),
-      '--backend',
-      'llama.cpp',
-      '--concurrency',
-      '1',
-      '--out',
-      out,
+      ...argv`trace -q --threads 1 --model ${model} --dataset ${data} --n 2 --max-new-tokens 24 --temperature 1 --top-p 0.95
+        --seed ${seed} --backend llama.cpp --concurrency 1 --out ${out}`,
       ...extra,
     ];
     await ok(args(join(dir, 's1.jsonl'), 5));
@@ -175,22 +122,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
     const rows = [...generateSplit('eval', 'arith', 3, 1), ...generateSplit('eval', 'trace', 3, 1)];
     const ds = join(dir, 'tiny.jsonl');
     writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const common = [
-      'trace',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      TINY,
-      '--dataset',
-      ds,
-      '--n',
-      '1',
-      '--max-new-tokens',
-      '400',
-      '--temperature',
-      '0',
-    ];
+    const common = argv`trace -q --threads 1 --model ${TINY} --dataset ${ds} --n 1 --max-new-tokens 400 --temperature 0`;
     await ok([...common, '--out', join(dir, 'tiny-local.jsonl')]);
     await ok([...common, '--out', join(dir, 'tiny-llama.jsonl'), '--backend', 'llama.cpp', '--concurrency', '1']);
     const local = records(join(dir, 'tiny-local.jsonl'));
@@ -205,23 +137,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
       assert.ok(!v.text.includes('<|im_end|>'), 'and is not in the text');
     }
 
-    const ev = [
-      'eval',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      TINY,
-      '--dataset',
-      ds,
-      '--task',
-      'tiny',
-      '--temperature',
-      '0',
-      '--max-new-tokens',
-      '400',
-      '--json',
-    ];
+    const ev = argv`eval -q --threads 1 --model ${TINY} --dataset ${ds} --task tiny --temperature 0 --max-new-tokens 400 --json`;
     const a = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-local.json')]));
     const b = JSON.parse(await ok([...ev, '--out', join(dir, 'ev-llama.json'), '--backend', 'llama.cpp', '--concurrency', '1']));
     assert.deepEqual(b.accuracy, a.accuracy);
@@ -230,7 +146,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
   });
 
   it('API: the context is sized to the work and grows; bad prompts are refused; the GGUF has its own fingerprint', async () => {
-    const model = checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: false });
+    const model = checkpoint(RANDOM);
     const b = await LlamaCppBackend.open({ model, parallel: 2, threads: 1 });
     try {
       assert.equal(b.contextSize, null, 'no context before the first call');
@@ -257,13 +173,8 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
 
   it('rac run with backend llama.cpp: every model exported on the fly, the same summary as the local backend', async () => {
     const d = tempDir('llamacpp-run');
-    const rows = (split: 'calib' | 'eval', n: number) =>
-      (['arith', 'trace'] as const)
-        .flatMap((f) => generateSplit(split, f, n, 1))
-        .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
-        .join('\n') + '\n';
-    writeFileSync(join(d, 'calib.jsonl'), rows('calib', 6));
-    writeFileSync(join(d, 'eval.jsonl'), rows('eval', 3));
+    writeTinyDataset(join(d, 'calib.jsonl'), 'calib', 6);
+    writeTinyDataset(join(d, 'eval.jsonl'), 'eval', 3);
     const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64, tied: false });
     const recipe = (backend: string, out: string) =>
       [
@@ -306,7 +217,7 @@ describe('llama.cpp generation backend', { skip, timeout: 300_000 }, () => {
         '',
       ].join('\n'),
     );
-    const r = await rac(['run', '--config', recipe]);
+    const r = await rac('run', '--config', recipe);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /backend\.gguf.*temporary GGUF/);
   });

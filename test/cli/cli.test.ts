@@ -3,11 +3,9 @@
  * against the library in-process, and one-line errors on stderr for bad input.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { Engine } from '../../src/models/engine.ts';
 import { generate } from '../../src/models/generate.ts';
@@ -15,41 +13,10 @@ import { Model } from '../../src/models/model.ts';
 import { argmax } from '../../src/models/sampling.ts';
 import { closeModel, loadModel } from '../../src/models/loaded.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { assertCliError, rac } from '../helpers/cli.ts';
 import { copyCheckpoint, editJson, pokeF32, truncateBy } from '../helpers/corrupt.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ATOL = 1e-4;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function rac(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-/** Exit 1, nothing on stdout, and exactly one stderr line `rac: error: …` mentioning each string. */
-function assertCliError(r: Run, mentions: string[], problem: RegExp): void {
-  assert.equal(r.code, 1, `exit ${r.code}; stderr: ${r.stderr}`);
-  assert.equal(r.stdout, '', 'stdout must stay empty');
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `stderr is not one line: ${JSON.stringify(r.stderr)}`);
-  assert.ok(lines[0]!.startsWith('rac: error: '), lines[0]);
-  for (const m of mentions) assert.ok(lines[0]!.includes(m), `${lines[0]} does not mention ${m}`);
-  assert.match(lines[0]!, problem);
-}
 
 const MAIN = { family: 'qwen2', seed: 11 } as const;
 const SHARDED_BF16 = { family: 'llama', seed: 12, dtype: 'BF16', shards: 3, layers: 3 } as const;

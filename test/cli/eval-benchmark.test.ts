@@ -4,27 +4,13 @@
  * another task is a usage error.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, racWith } from '../helpers/cli.ts';
 import { commitOf, writeCachedRepo } from '../helpers/hub.ts';
 import { writeParquet } from '../helpers/parquet.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-function rac(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', ...env }, maxBuffer: 64 << 20, timeout: 120_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 it('eval --benchmark math500: preset dataset, task, sampling and grader in the manifest; flags override', async () => {
   const model = checkpoint({ family: 'qwen2', seed: 11 });
@@ -44,26 +30,11 @@ it('eval --benchmark math500: preset dataset, task, sampling and grader in the m
     { 'data/test-00000-of-00001.parquet': readFileSync(join(pq, 'm.parquet')) },
     { main: c },
   );
-  const env = { HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' };
+  // The offline hub cache, and two minutes to finish (the helper's default is one).
+  const rac = (...args: string[]) => racWith({ env: { HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1' }, timeoutMs: 120_000 }, ...args);
   const out = join(tempDir('cli-bm'), 'r.json');
   const r = await rac(
-    env,
-    'eval',
-    '-q',
-    '--threads',
-    '1',
-    '--model',
-    model,
-    '--benchmark',
-    'math500',
-    '--limit',
-    '1',
-    '--samples',
-    '2',
-    '--max-new-tokens',
-    '3',
-    '--out',
-    out,
+    ...argv`eval -q --threads 1 --model ${model} --benchmark math500 --limit 1 --samples 2 --max-new-tokens 3 --out ${out}`,
   );
   assert.equal(r.code, 0, r.stderr);
   const m = JSON.parse(readFileSync(`${out}.manifest.json`, 'utf8'));
@@ -78,21 +49,11 @@ it('eval --benchmark math500: preset dataset, task, sampling and grader in the m
   assert.match(res.samples[0].text, /./);
 
   const bad = await rac(
-    env,
-    'eval',
-    '-q',
-    '--model',
-    model,
-    '--benchmark',
-    'math500',
-    '--grader',
-    'livecodebench',
-    '--out',
-    join(tempDir('cli-bm2'), 'r.json'),
+    ...argv`eval -q --model ${model} --benchmark math500 --grader livecodebench --out ${join(tempDir('cli-bm2'), 'r.json')}`,
   );
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /grader "livecodebench" does not grade the math task \(math-verify, legacy\)/);
-  const none = await rac(env, 'eval', '-q', '--model', model, '--out', join(tempDir('cli-bm3'), 'r.json'));
+  const none = await rac('eval', '-q', '--model', model, '--out', join(tempDir('cli-bm3'), 'r.json'));
   assert.equal(none.code, 2, none.stderr);
   assert.match(none.stderr, /give --task \(or --benchmark\)/);
 });

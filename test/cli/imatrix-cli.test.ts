@@ -6,29 +6,19 @@
  * fallback.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { readGguf, readGgufTensorBytes } from '../../src/io/gguf.ts';
 import { readImatrix } from '../../src/io/imatrix.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, racWith } from '../helpers/cli.ts';
 import { readSummary, sha256 } from '../helpers/prune.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CK = { family: 'qwen2', seed: 61, hidden: 256, intermediate: 256, heads: 2, kvHeads: 1, layers: 1 } as const;
 
-function rac(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 120_000 },
-      (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+/** `rac` with two minutes to finish (the helper's default is one). */
+const rac = (...args: string[]) => racWith({ timeoutMs: 120_000 }, ...args);
 
 describe('rac imatrix', { concurrency: 1 }, () => {
   const dir = checkpoint(CK);
@@ -76,22 +66,7 @@ describe('rac imatrix', { concurrency: 1 }, () => {
         0,
       );
     const q = join(d, 'q4km');
-    const p = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'rtn',
-      '--quant',
-      'q4_k_m',
-      '--imatrix',
-      im,
-      '--out',
-      q,
-      '-q',
-      '--threads',
-      '1',
-    );
+    const p = await rac(...argv`prune --model ${dir} --method rtn --quant q4_k_m --imatrix ${im} --out ${q} -q --threads 1`);
     assert.equal(p.code, 0, p.stderr);
     const s = readSummary(q).quantization!;
     assert.equal(s.file_type, 'Q4_K_M');

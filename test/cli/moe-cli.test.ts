@@ -5,7 +5,6 @@
  * tokens.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from '../../src/models/generate.ts';
@@ -14,8 +13,8 @@ import { argmax } from '../../src/models/sampling.ts';
 import { startServer, type RunningServer } from '../../src/serve/server.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { rac } from '../helpers/cli.ts';
-import { randomSequences } from '../helpers/prune.ts';
+import { argv, rac } from '../helpers/cli.ts';
+import { randomSequences, writeCalibIds } from '../helpers/prune.ts';
 
 const MOE = { family: 'qwen3_moe' as const, seed: 51, hidden: 64, layers: 2, moe: { experts: 4, topK: 2, expertIntermediate: 64 } };
 
@@ -56,31 +55,11 @@ describe('rac commands on a Qwen3-MoE checkpoint', { timeout: 120_000 }, () => {
   });
 
   it('prune --method sparsegpt prunes every expert from a calibration file', async () => {
-    const calib = join(tempDir('moe-cli-calib'), 'calib.jsonl');
-    writeFileSync(
-      calib,
-      `${randomSequences(lm.model.config.vocabSize, 12, 20, 40, 3)
-        .map((s) => JSON.stringify({ input_ids: s.ids }))
-        .join('\n')}\n`,
-    );
+    const calib = writeCalibIds(join(tempDir('moe-cli-calib'), 'calib.jsonl'), randomSequences(lm.model.config.vocabSize, 12, 20, 40, 3));
     const out = join(tempDir('moe-cli'), 'pruned');
     const r = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.5',
-      '--calib',
-      calib,
-      '--out',
-      out,
-      '--json',
-      '--threads',
-      '1',
-      '--moe-calibration',
-      'all',
+      ...argv`prune --model ${dir} --method sparsegpt --sparsity 0.5 --calib ${calib} --out ${out} --json --threads 1
+        --moe-calibration all`,
     );
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout.trimEnd().split('\n').pop()!) as PruneSummary;

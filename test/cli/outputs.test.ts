@@ -4,48 +4,20 @@
  * output unless --force; two `rac prune` into one --out cannot both run (one result was lost).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { lockPath } from '../../src/io/lock.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, assertCliError, racWith, startRac } from '../helpers/cli.ts';
 import { copyCheckpoint } from '../helpers/corrupt.ts';
 import { killChild, waitFor } from '../helpers/wait.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const RAC = join(ROOT, 'bin/rac.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function rac(args: string[]): Promise<Run> {
-  return new Promise((resolve) =>
-    execFile(
-      process.execPath,
-      [RAC, ...args],
-      { cwd: ROOT, timeout: 120_000, env: { ...process.env, RAC_DEBUG: '' } },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
-    ),
-  );
-}
+/** `rac` with two minutes to finish (the helper's default is one). */
+const rac = (...args: string[]) => racWith({ timeoutMs: 120_000 }, ...args);
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
-
-/** Exit 1, empty stdout, one stderr line `rac: error: …` matching `problem`. */
-function assertOneLine(r: Run, problem: RegExp): void {
-  assert.equal(r.code, 1, r.stderr);
-  assert.equal(r.stdout, '');
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /^rac: error: /);
-  assert.match(lines[0]!, problem);
-}
 
 describe('rac export-gguf: never over its input, never over an existing file without --force', () => {
   it('an output equal to or inside the input model is refused, the model untouched (before: --out M/model.safetensors replaced the weights, exit 0)', async () => {
@@ -63,8 +35,8 @@ describe('rac export-gguf: never over its input, never over an existing file wit
       [join(m, 'sub', 'x.gguf'), []],
       [link, ['--force']],
     ] as const) {
-      const r = await rac(['export-gguf', '--model', m, '--out', out, ...force]);
-      assertOneLine(r, /: the output (\(.*\) )?(is|lies inside) the input model directory .*; choose an --out outside it/);
+      const r = await rac('export-gguf', '--model', m, '--out', out, ...force);
+      assertCliError(r, [], /: the output (\(.*\) )?(is|lies inside) the input model directory .*; choose an --out outside it/);
       assert.ok(r.stderr.includes(out), r.stderr);
     }
     assert.deepEqual(Object.fromEntries(readdirSync(m).map((f) => [f, sha(join(m, f))])), before, 'the model is untouched');
@@ -74,10 +46,10 @@ describe('rac export-gguf: never over its input, never over an existing file wit
     const m = checkpoint({ family: 'qwen2', seed: 41, layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 });
     const out = join(tempDir('gguf-exists'), 'mine.gguf');
     writeFileSync(out, 'my file\n');
-    const r = await rac(['export-gguf', '--model', m, '--out', out]);
-    assertOneLine(r, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: exists; pass --force to replace it`));
+    const r = await rac('export-gguf', '--model', m, '--out', out);
+    assertCliError(r, [], new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: exists; pass --force to replace it`));
     assert.equal(readFileSync(out, 'utf8'), 'my file\n');
-    const forced = await rac(['export-gguf', '--model', m, '--out', out, '--force', '-q']);
+    const forced = await rac('export-gguf', '--model', m, '--out', out, '--force', '-q');
     assert.equal(forced.code, 0, forced.stderr);
     assert.equal(readFileSync(out).subarray(0, 4).toString(), 'GGUF');
   });
@@ -90,31 +62,10 @@ describe('rac prune: one writer per --out', () => {
     const ds = join(dir, 'prompts.jsonl');
     writeFileSync(ds, Array.from({ length: 64 }, (_, i) => JSON.stringify({ id: i, prompt: `Compute ${i} + ${i}.` })).join('\n') + '\n');
     const out = join(dir, 'pruned');
-    const args = (method: string) => [
-      RAC,
-      'prune',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      model,
-      '--method',
-      method,
-      '--sparsity',
-      '0.5',
-      '--calib-mode',
-      'prompt',
-      '--dataset',
-      ds,
-      '--calib-tokens',
-      '2048',
-      '--out',
-      out,
-    ];
-    const first = spawn(process.execPath, args('sparsegpt'), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let firstErr = '';
-    first.stderr!.on('data', (d) => (firstErr += d));
-    const firstExit = new Promise<number | null>((ok) => first.on('close', (code) => ok(code)));
+    const args = (method: string) =>
+      argv`prune -q --threads 1 --model ${model} --method ${method} --sparsity 0.5 --calib-mode prompt --dataset ${ds}
+        --calib-tokens 2048 --out ${out}`;
+    const { child: first, exit: firstExit } = startRac(args('sparsegpt'));
     try {
       // The first run holds the output (its lock, or with no lock its temp directory); it is then
       // stopped, so the second certainly runs while the first is in the middle of its work.
@@ -124,15 +75,17 @@ describe('rac prune: one writer per --out', () => {
         { timeoutMs: 60_000, intervalMs: 2 },
       );
       first.kill('SIGSTOP');
-      const second = await rac(args('wanda').slice(1));
+      const second = await rac(...args('wanda'));
       first.kill('SIGCONT');
-      assertOneLine(
+      assertCliError(
         second,
+        [],
         new RegExp(
           `pruned: pruned model in use by another rac process \\(pid ${first.pid}, lock .*pruned\\.lock\\); wait for it to finish, or use another --out`,
         ),
       );
-      assert.equal(await firstExit, 0, firstErr);
+      const e = await firstExit;
+      assert.equal(e.code, 0, e.stderr);
     } finally {
       first.kill('SIGCONT');
       killChild(first);

@@ -4,34 +4,18 @@
  * its length before it is tokenized, and a refused run leaves no output or manifest behind.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { Engine } from '../../src/models/engine.ts';
 import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, rac } from '../helpers/cli.ts';
 import { copyCheckpoint, editJson } from '../helpers/corrupt.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CTX = 64;
-
-function rac(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, timeout: 60_000, maxBuffer: 16 << 20, env: { ...process.env, RAC_DEBUG: '' } },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr, ms: performance.now() - t0 });
-      },
-    );
-  });
-}
 
 /** A 64-token-context copy of a small random checkpoint. */
 function smallContext(): string {
@@ -54,37 +38,11 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
     );
     const esc = ds.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const runs = {
-      trace: await rac([
-        'trace',
-        '--threads',
-        '1',
-        '--model',
-        model,
-        '--dataset',
-        ds,
-        '--out',
-        join(dir, 't.jsonl'),
-        '--max-new-tokens',
-        '4',
-      ]),
-      prune: await rac([
-        'prune',
-        '-q',
-        '--threads',
-        '1',
-        '--model',
-        model,
-        '--method',
-        'wanda',
-        '--sparsity',
-        '0.5',
-        '--calib-mode',
-        'prompt',
-        '--dataset',
-        ds,
-        '--out',
-        join(dir, 'pruned'),
-      ]),
+      trace: await rac(...argv`trace --threads 1 --model ${model} --dataset ${ds} --out ${join(dir, 't.jsonl')} --max-new-tokens 4`),
+      prune: await rac(
+        ...argv`prune -q --threads 1 --model ${model} --method wanda --sparsity 0.5 --calib-mode prompt --dataset ${ds}
+          --out ${join(dir, 'pruned')}`,
+      ),
     };
     for (const [cmd, r] of Object.entries(runs)) {
       assert.equal(r.code, 1, `${cmd}: ${r.stderr}`);
@@ -108,7 +66,7 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
       [JSON.stringify({ id: 'ok', prompt: 'hi' }), JSON.stringify({ id: 'huge', prompt: 'x'.repeat(5_000_000) })].join('\n') + '\n',
     );
     const out = join(dir, 'traces.jsonl');
-    const r = await rac(['trace', '-q', '--threads', '1', '--model', model, '--dataset', ds, '--out', out, '--max-new-tokens', '4']);
+    const r = await rac('trace', '-q', '--threads', '1', '--model', model, '--dataset', ds, '--out', out, '--max-new-tokens', '4');
     assert.equal(r.code, 1, r.stderr);
     assert.match(
       r.stderr,
@@ -121,7 +79,7 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
 
     const ds2 = join(dir, 'long.jsonl');
     writeFileSync(ds2, JSON.stringify({ id: 'long', prompt: words(60) }) + '\n');
-    const r2 = await rac(['trace', '-q', '--threads', '1', '--model', model, '--dataset', ds2, '--out', out, '--max-new-tokens', '4']);
+    const r2 = await rac('trace', '-q', '--threads', '1', '--model', model, '--dataset', ds2, '--out', out, '--max-new-tokens', '4');
     assert.equal(r2.code, 1, r2.stderr);
     assert.match(
       r2.stderr,
@@ -141,35 +99,20 @@ describe('prompts longer than the context', { concurrency: 1 }, () => {
       ].join('\n') + '\n',
     );
     const out = join(dir, 'results.json');
-    const r = await rac([
-      'eval',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--task',
-      'math',
-      '--max-new-tokens',
-      '4',
-      '--out',
-      out,
-    ]);
+    const r = await rac(...argv`eval -q --threads 1 --model ${model} --dataset ${ds} --task math --max-new-tokens 4 --out ${out}`);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /problems\.jsonl: row 1 \(id "b"\): the prompt has \d+ tokens; the model's context is 64 tokens/);
     assert.deepEqual(readdirSync(dir), ['problems.jsonl']);
   });
 
   it('rac generate: --prompt longer than the context is refused naming the flag (before: generated anyway)', async () => {
-    const r = await rac(['generate', '--threads', '1', '--model', model, '--prompt', words(80), '--max-new-tokens', '4']);
+    const r = await rac('generate', '--threads', '1', '--model', model, '--prompt', words(80), '--max-new-tokens', '4');
     assert.equal(r.code, 1, r.stderr);
     assert.match(
       r.stderr,
       /^rac: error: --prompt: the prompt has \d+ tokens; the model's context is 64 tokens, so it leaves no room for a new token \(max_position_embeddings of .*\)\n$/,
     );
-    const huge = await rac(['generate', '--threads', '1', '--model', model, '--prompt', 'y'.repeat(100_000), '--max-new-tokens', '4']);
+    const huge = await rac('generate', '--threads', '1', '--model', model, '--prompt', 'y'.repeat(100_000), '--max-new-tokens', '4');
     assert.equal(huge.code, 1, huge.stderr);
     assert.match(huge.stderr, /--prompt: the prompt has 100000 characters and cannot fit the model's 64-token context/);
   });

@@ -4,36 +4,14 @@
  * dead run's temp dir. Each child prune is killed when its temp dir and a spill file exist.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Model } from '../../src/models/model.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { randomSequences } from '../helpers/prune.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-}
-
-function start(args: string[], tmp: string): { child: ChildProcess; exit: Promise<Exit> } {
-  // A private TMPDIR: spill files that land in the system temp dir are seen here, and other
-  // processes' files are not.
-  const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, RAC_DEBUG: '', TMPDIR: tmp },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exit = new Promise<Exit>((done) => child.on('close', (code, signal) => done({ code, signal, stderr })));
-  return { child, exit };
-}
+import { argv, startRac } from '../helpers/cli.ts';
+import { randomSequences, writeCalibIds } from '../helpers/prune.ts';
 
 const ls = (d: string) => (existsSync(d) ? readdirSync(d).sort() : []);
 const tempDirsBeside = (out: string) => ls(join(out, '..')).filter((n) => n.startsWith('.out.tmp-'));
@@ -58,45 +36,20 @@ describe('rac prune: temp dirs and spill files on signals', () => {
   const m = Model.open(dir);
   const V = m.config.vocabSize;
   m.close();
-  const calib = join(tempDir('prune-cleanup-calib'), 'calib.jsonl');
-  writeFileSync(
-    calib,
-    randomSequences(V, 90, 60, 120, 5)
-      .map((s) => JSON.stringify({ input_ids: s.ids }))
-      .join('\n') + '\n',
-  );
+  const calib = writeCalibIds(join(tempDir('prune-cleanup-calib'), 'calib.jsonl'), randomSequences(V, 90, 60, 120, 5));
   // ~6,000 tokens × 64 floats × 4 bytes ≈ 1.5 MiB of hidden states per store: over 1 MiB, spilled.
-  const args = (out: string) => [
-    'prune',
-    '--model',
-    dir,
-    '--method',
-    'sparsegpt',
-    '--sparsity',
-    '0.5',
-    '--calib',
-    calib,
-    '--calib-tokens',
-    '6000',
-    '--max-seq-len',
-    '128',
-    '--batch-tokens',
-    '1024',
-    '--memory-limit-mb',
-    '1',
-    '--threads',
-    '1',
-    '-q',
-    '--out',
-    out,
-  ];
+  // A private TMPDIR (startRac's env below): spill files that land in the system temp dir are seen
+  // here, and other processes' files are not.
+  const args = (out: string) =>
+    argv`prune --model ${dir} --method sparsegpt --sparsity 0.5 --calib ${calib} --calib-tokens 6000 --max-seq-len 128
+      --batch-tokens 1024 --memory-limit-mb 1 --threads 1 -q --out ${out}`;
 
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     it(`${sig}: the process dies by it, no temp dir beside --out, no spill file anywhere`, async () => {
       const work = tempDir('prune-cleanup');
       const tmp = tempDir('prune-cleanup-tmpdir');
       const out = join(work, 'out');
-      const { child, exit } = start(args(out), tmp);
+      const { child, exit } = startRac(args(out), { env: { TMPDIR: tmp } });
       try {
         await killWhenSpilling(child, out, tmp, sig);
         const r = await exit;
@@ -114,7 +67,7 @@ describe('rac prune: temp dirs and spill files on signals', () => {
     const work = tempDir('prune-cleanup');
     const tmp = tempDir('prune-cleanup-tmpdir');
     const out = join(work, 'out');
-    const first = start(args(out), tmp);
+    const first = startRac(args(out), { env: { TMPDIR: tmp } });
     try {
       await killWhenSpilling(first.child, out, tmp, 'SIGKILL');
       assert.equal((await first.exit).signal, 'SIGKILL');
@@ -123,7 +76,7 @@ describe('rac prune: temp dirs and spill files on signals', () => {
       await first.exit;
     }
     assert.equal(tempDirsBeside(out).length, 1, 'SIGKILL leaves the temp dir');
-    const second = start(args(out), tmp);
+    const second = startRac(args(out), { env: { TMPDIR: tmp } });
     try {
       const r = await second.exit;
       assert.equal(r.code, 0, r.stderr);

@@ -1,33 +1,14 @@
 /** `rac prune` end to end (four spawns): JSON summary, usage and file errors, layer/Linear scope. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Model } from '../../src/models/model.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, rac } from '../helpers/cli.ts';
 import { entries, minZerosPerGroup, randomSequences, readAll, readSummary, tensorHashes, zerosIn } from '../helpers/prune.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CK = { family: 'qwen2', seed: 101, hidden: 64, layers: 3 } as const;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function rac(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 60_000 },
-      (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /** A calibration file of input_ids and text rows, ~2,400 tokens before the budget. */
 function calibFile(vocab: number): string {
@@ -50,26 +31,8 @@ describe('rac prune', { concurrency: 2 }, () => {
   it('--pattern 2:4 --json: exit 0, the summary on stdout equals rac.json, every group has 2 zeros', async () => {
     const out = join(tempDir('cli'), 'out');
     const r = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'sparsegpt',
-      '--pattern',
-      '2:4',
-      '--calib',
-      calib,
-      '--calib-tokens',
-      '1500',
-      '--max-seq-len',
-      '64',
-      '--batch-tokens',
-      '512',
-      '--out',
-      out,
-      '--json',
-      '--threads',
-      '1',
+      ...argv`prune --model ${dir} --method sparsegpt --pattern 2:4 --calib ${calib} --calib-tokens 1500 --max-seq-len 64
+        --batch-tokens 512 --out ${out} --json --threads 1`,
     );
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
@@ -96,21 +59,7 @@ describe('rac prune', { concurrency: 2 }, () => {
 
   it('--sparsity and --pattern together: exit 2 with a usage message, nothing written', async () => {
     const out = join(tempDir('cli'), 'out');
-    const r = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--pattern',
-      '2:4',
-      '--calib',
-      calib,
-      '--out',
-      out,
-    );
+    const r = await rac(...argv`prune --model ${dir} --method wanda --sparsity 0.5 --pattern 2:4 --calib ${calib} --out ${out}`);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /exactly one of --sparsity or --pattern/);
@@ -120,67 +69,18 @@ describe('rac prune', { concurrency: 2 }, () => {
   it('--token-weights and --sparsity-profile owl: bad values exit 2; a run records both in rac.json', async () => {
     const out = join(tempDir('cli'), 'out');
     const bad = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--calib',
-      calib,
-      '--token-weights',
-      'decode=0',
-      '--out',
-      out,
+      ...argv`prune --model ${dir} --method wanda --sparsity 0.5 --calib ${calib} --token-weights decode=0 --out ${out}`,
     );
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /--token-weights: unknown class "decode"/);
     const nm = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'sparsegpt',
-      '--pattern',
-      '2:4',
-      '--calib',
-      calib,
-      '--sparsity-profile',
-      'owl',
-      '--out',
-      out,
+      ...argv`prune --model ${dir} --method sparsegpt --pattern 2:4 --calib ${calib} --sparsity-profile owl --out ${out}`,
     );
     assert.equal(nm.code, 2, nm.stderr);
     assert.match(nm.stderr, /--sparsity-profile owl needs --sparsity/);
     const r = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--calib',
-      calib,
-      '--calib-tokens',
-      '1500',
-      '--max-seq-len',
-      '64',
-      '--sparsity-profile',
-      'owl',
-      '--owl-m',
-      '3',
-      '--owl-lambda',
-      '0.05',
-      '--token-weights',
-      'prompt=0',
-      '--out',
-      out,
-      '--threads',
-      '1',
-      '--quiet',
-      '--json',
+      ...argv`prune --model ${dir} --method wanda --sparsity 0.5 --calib ${calib} --calib-tokens 1500 --max-seq-len 64
+        --sparsity-profile owl --owl-m 3 --owl-lambda 0.05 --token-weights prompt=0 --out ${out} --threads 1 --quiet --json`,
     );
     assert.equal(r.code, 0, r.stderr);
     const s = readSummary(out);
@@ -204,24 +104,8 @@ describe('rac prune', { concurrency: 2 }, () => {
   it('--layers last --linears mlp: only layer 2 gate/up/down change; a table on stdout', async () => {
     const out = join(tempDir('cli'), 'out');
     const r = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--calib',
-      calib,
-      '--layers',
-      'last',
-      '--linears',
-      'mlp',
-      '--out',
-      out,
-      '--threads',
-      '1',
-      '--quiet',
+      ...argv`prune --model ${dir} --method wanda --sparsity 0.5 --calib ${calib} --layers last --linears mlp --out ${out} --threads 1
+        --quiet`,
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '', '--quiet prints no progress');
@@ -288,36 +172,13 @@ describe('rac prune --quant', () => {
     );
     assert.equal(gen.code, 0, gen.stderr);
     const u = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'gptq',
-      '--calib-mode',
-      'prompt',
-      '--dataset',
-      'x.jsonl',
-      '--out',
-      join(tempDir('cli-q'), 'o'),
+      ...argv`prune --model ${dir} --method gptq --calib-mode prompt --dataset x.jsonl --out ${join(tempDir('cli-q'), 'o')}`,
     );
     assert.equal(u.code, 2);
     assert.match(u.stderr, /--method gptq needs --quant \(q4_0, q8_0, q2_k/);
     const v = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'gptq',
-      '--quant',
-      'q8_0',
-      '--sparsity',
-      '0.5',
-      '--calib-mode',
-      'prompt',
-      '--dataset',
-      'x.jsonl',
-      '--out',
-      join(tempDir('cli-q'), 'o'),
+      ...argv`prune --model ${dir} --method gptq --quant q8_0 --sparsity 0.5 --calib-mode prompt --dataset x.jsonl
+        --out ${join(tempDir('cli-q'), 'o')}`,
     );
     assert.equal(v.code, 2);
     assert.match(v.stderr, /only quantizes/);

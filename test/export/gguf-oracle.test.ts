@@ -16,15 +16,15 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { Engine } from '../../src/models/engine.ts';
-import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf } from '../../src/export/gguf.ts';
 import { pruneCheckpoint } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { llamaGreedy, llamaNextProbs, loadGguf, racGreedy, racNextProbs, skipLlamaCpp, top2Margin, useLlama } from '../helpers/llamacpp.ts';
 import { calibSet, randomSequences } from '../helpers/prune.ts';
 
 const NEW_TOKENS = 64;
@@ -33,7 +33,6 @@ const LOGP_ATOL = 1e-3;
 const LOGP_FLOOR = 1e-6;
 const TIE = 1e-4;
 const THREADS = 1;
-const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : false;
 
 const CASES: [string, RandomCheckpointOptions][] = [
   ['qwen2 (q/k/v bias, tied output)', { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true }],
@@ -101,42 +100,8 @@ const TEXTS = [
   '  def add(a, b):\n\treturn a + b  \n',
 ];
 
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Token = import('node-llama-cpp').Token;
-type ControlledInput = import('node-llama-cpp').ControlledEvaluateInputItem;
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-
-function softmax(logits: Float32Array, off: number, V: number): Float64Array {
-  let mx = -Infinity;
-  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[off + i]!);
-  const p = new Float64Array(V);
-  let s = 0;
-  for (let i = 0; i < V; i++) s += p[i] = Math.exp(logits[off + i]! - mx);
-  for (let i = 0; i < V; i++) p[i]! /= s;
-  return p;
-}
-
-function top2Margin(p: Float64Array): number {
-  let a = -1;
-  let b = -1;
-  for (const x of p) {
-    if (x > a) [a, b] = [x, a];
-    else if (x > b) b = x;
-  }
-  return a - b;
-}
-
-describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
-  let llama: Llama;
-  const stats: string[] = [];
-  before(async () => {
-    const nlc: NodeLlamaCpp = await import('node-llama-cpp');
-    llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
-  });
-  after(async () => {
-    await llama?.dispose();
-    if (stats.length) process.stderr.write(`gguf oracle:\n  ${stats.join('\n  ')}\n`);
-  });
+describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip: skipLlamaCpp }, () => {
+  const { llama, stats } = useLlama('gguf oracle');
 
   const cases: [string, () => string | Promise<string>][] = CASES.map(([label, o]) => [label, () => checkpoint(o)]);
   // Expert removal's output is an ordinary qwen3_moe checkpoint: llama.cpp runs it as rac does.
@@ -167,15 +132,7 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
 
       const model = Model.open(dir);
       const engine = await Engine.load(model, { threads: THREADS });
-      const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
-      const ctx = await lm.createContext({
-        contextSize: 256,
-        sequences: 1,
-        threads: THREADS,
-        flashAttention: false,
-        experimentalKvCacheKeyType: 'F32',
-        experimentalKvCacheValueType: 'F32',
-      });
+      const { lm, ctx } = await loadGguf(llama(), gguf, 256, THREADS);
       lap('load');
       try {
         const V = model.config.vocabSize;
@@ -198,12 +155,7 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
           prompts.push(tok.encode(chat, { addSpecialTokens: false }));
         }
         const seq = ctx.getSequence();
-        const racOut = await generate(
-          engine,
-          null,
-          prompts.map((prompt, i) => ({ prompt, stream: i })),
-          { maxNewTokens: NEW_TOKENS, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0, batchSize: 1 },
-        );
+        const racOut = await racGreedy(engine, prompts, NEW_TOKENS);
         lap('racGen');
         let worst = 0;
         let worstLog = 0;
@@ -211,24 +163,19 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
         let ties = 0;
         for (let pi = 0; pi < prompts.length; pi++) {
           const prompt = prompts[pi]!;
-          const ours = racOut[pi]!.ids;
+          const ours = racOut[pi]!;
           assert.equal(ours.length, NEW_TOKENS);
 
           // llama.cpp greedy (temperature 0 = argmax), EOG tokens included and not stopping.
-          await seq.clearHistory();
-          const theirs: number[] = [];
           lap('load');
-          for await (const t of seq.evaluate(prompt as Token[], { temperature: 0, yieldEogToken: true })) {
-            theirs.push(t);
-            if (theirs.length >= NEW_TOKENS) break;
-          }
+          const theirs = await llamaGreedy(seq, prompt, NEW_TOKENS);
 
           lap('llamaGen');
           // rac's distributions along prompt + its continuation (teacher forced).
           const full = [...prompt, ...ours];
           const [logits] = await engine.forward([full]);
           lap('racForward');
-          const racP = (k: number) => softmax(logits!, (prompt.length - 1 + k) * V, V); // before continuation token k
+          const racP = racNextProbs(logits!, prompt.length, V); // before continuation token k
 
           const split = ours.findIndex((t, k) => t !== theirs[k]);
           if (split >= 0) {
@@ -242,25 +189,19 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip }, () => {
           assert.equal(theirs.length, NEW_TOKENS, `prompt ${pi}: llama.cpp stopped after ${theirs.length} tokens`);
 
           // llama.cpp probabilities at every 8th continuation step, teacher-forced on rac's tokens.
-          await seq.clearHistory();
           const upto = split >= 0 ? split : NEW_TOKENS - 1;
           const steps = [0, ...Array.from({ length: 8 }, (_, j) => 8 * j + 7)].filter((k) => k <= upto);
-          const input = full.slice(0, prompt.length + upto).map((t, idx) => {
-            const k = idx - (prompt.length - 1);
-            const token = t as Token;
-            return steps.includes(k) ? ([token, { generateNext: { probabilities: true } }] as ControlledInput) : token;
-          });
-          const res = await seq.controlledEvaluate(input);
+          const res = await llamaNextProbs(seq, full, prompt.length, upto, steps, V);
           lap('llamaProbs');
           for (const k of steps) {
-            const probs = res[prompt.length - 1 + k]?.next.probabilities;
+            const probs = res.get(k);
             assert.ok(probs, `prompt ${pi}: no probabilities from llama.cpp at step ${k}`);
             const ref = racP(k);
             let d = 0;
             let dl = 0;
             let mass = 0;
             for (let v = 0; v < V; v++) {
-              const q = probs.get(v as Token) ?? 0;
+              const q = probs[v]!;
               mass += q;
               d = Math.max(d, Math.abs(q - ref[v]!));
               if (ref[v]! > LOGP_FLOOR) dl = Math.max(dl, Math.abs(Math.log(Math.max(q, 1e-300)) - Math.log(ref[v]!)));

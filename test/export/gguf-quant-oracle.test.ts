@@ -22,17 +22,17 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { QuantScheme } from '../../src/compress/quant-schemes.ts';
 import type { Imatrix } from '../../src/io/imatrix.ts';
 import { Engine } from '../../src/models/engine.ts';
-import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf } from '../../src/export/gguf.ts';
 import { computeImatrix } from '../../src/prune/imatrix.ts';
 import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { llamaGreedy, llamaNextProbs, loadGguf, racGreedy, racNextProbs, skipLlamaCpp, top2Margin, useLlama } from '../helpers/llamacpp.ts';
 import { calibSet, randomSequences } from '../helpers/prune.ts';
 
 const NEW_TOKENS = 32;
@@ -48,7 +48,6 @@ const TIE = Number(process.env.RAC_QUANT_TIE ?? 0.15);
 /** The same model as an F32 GGUF: llama.cpp then runs an f32 matmul over the very same weights. */
 const F32_PROB_ATOL = 1e-4;
 const THREADS = 1;
-const skip = process.env.RAC_SKIP_LLAMA_CPP === '1' ? 'RAC_SKIP_LLAMA_CPP=1' : false;
 
 type Quantize = Pick<PruneOptions, 'method' | 'target'> & { calib: boolean; imatrix?: boolean };
 const GPTQ: Quantize = { method: 'gptq', target: { kind: 'unstructured', sparsity: 0 }, calib: true };
@@ -98,42 +97,8 @@ const PROMPTS = [
   [200, 7, 9],
 ];
 
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Token = import('node-llama-cpp').Token;
-type ControlledInput = import('node-llama-cpp').ControlledEvaluateInputItem;
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-
-function softmax(logits: Float32Array, off: number, V: number): Float64Array {
-  let mx = -Infinity;
-  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[off + i]!);
-  const p = new Float64Array(V);
-  let s = 0;
-  for (let i = 0; i < V; i++) s += p[i] = Math.exp(logits[off + i]! - mx);
-  for (let i = 0; i < V; i++) p[i]! /= s;
-  return p;
-}
-
-function top2Margin(p: Float64Array): number {
-  let a = -1;
-  let b = -1;
-  for (const x of p) {
-    if (x > a) [a, b] = [x, a];
-    else if (x > b) b = x;
-  }
-  return a - b;
-}
-
-describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llama-cpp)', { skip }, () => {
-  let llama: Llama;
-  const stats: string[] = [];
-  before(async () => {
-    const nlc: NodeLlamaCpp = await import('node-llama-cpp');
-    llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
-  });
-  after(async () => {
-    await llama?.dispose();
-    if (stats.length) process.stderr.write(`quantized gguf oracle:\n  ${stats.join('\n  ')}\n`);
-  });
+describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llama-cpp)', { skip: skipLlamaCpp }, () => {
+  const { llama, stats } = useLlama('quantized gguf oracle');
 
   for (const [label, dirOf, fmt, q] of CASES) {
     it(`${label}: llama.cpp agrees with rac's engine on the dequantized model`, async () => {
@@ -178,28 +143,13 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
       const engine = await Engine.load(model, { threads: THREADS, packedWeights: 'dequantize' });
       // q4_0 / q8_0: rac's own packed path (MatMulNBits, int8 activations) against the same llama.cpp runs.
       const native = model.compressed ? await Engine.load(model, { threads: THREADS }) : null;
-      const opts = {
-        contextSize: 128,
-        sequences: 1,
-        threads: THREADS,
-        flashAttention: false,
-        experimentalKvCacheKeyType: 'F32',
-        experimentalKvCacheValueType: 'F32',
-      } as const;
-      const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
-      const ctx = await lm.createContext(opts);
-      const lm32 = await llama.loadModel({ modelPath: ggufF32, gpuLayers: 0 });
-      const ctx32 = await lm32.createContext(opts);
+      const { lm, ctx } = await loadGguf(llama(), gguf, 128, THREADS);
+      const { lm: lm32, ctx: ctx32 } = await loadGguf(llama(), ggufF32, 128, THREADS);
       try {
         const V = model.config.vocabSize;
         const prompts = PROMPTS.map((p) => p.map((t) => t % V));
         const seq = ctx.getSequence();
-        const racOut = await generate(
-          engine,
-          null,
-          prompts.map((prompt, i) => ({ prompt, stream: i })),
-          { maxNewTokens: NEW_TOKENS, seed: 0, eosTokenIds: [], temperature: 0, topP: 1, topK: 0, batchSize: 1 },
-        );
+        const racOut = await racGreedy(engine, prompts, NEW_TOKENS);
         let worst = 0;
         let worst32 = 0;
         let worstNative = 0;
@@ -210,18 +160,12 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
         let minMargin = Infinity;
         for (let pi = 0; pi < prompts.length; pi++) {
           const prompt = prompts[pi]!;
-          const ours = racOut[pi]!.ids;
-          await seq.clearHistory();
-          const theirs: number[] = [];
-          for await (const t of seq.evaluate(prompt as Token[], { temperature: 0, yieldEogToken: true })) {
-            theirs.push(t);
-            if (theirs.length >= NEW_TOKENS) break;
-          }
+          const ours = racOut[pi]!;
+          const theirs = await llamaGreedy(seq, prompt, NEW_TOKENS);
           const full = [...prompt, ...ours];
           const [logits] = await engine.forward([full]);
-          const racP = (k: number) => softmax(logits!, (prompt.length - 1 + k) * V, V);
-          const nativeLogits = native ? (await native.forward([full]))[0]! : null;
-          const nativeP = (k: number) => softmax(nativeLogits!, (prompt.length - 1 + k) * V, V);
+          const racP = racNextProbs(logits!, prompt.length, V);
+          const nativeP = native ? racNextProbs((await native.forward([full]))[0]!, prompt.length, V) : null;
           const split = ours.findIndex((t, k) => t !== theirs[k]);
           if (split >= 0) {
             const margin = top2Margin(racP(split));
@@ -232,35 +176,30 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
             );
             splits++;
           }
-          await seq.clearHistory();
           const upto = split >= 0 ? split : NEW_TOKENS - 1;
           const steps = [0, ...Array.from({ length: 8 }, (_, j) => 4 * j + 3)].filter((k) => k <= upto);
-          const input = full.slice(0, prompt.length + upto).map((t, idx) => {
-            const k = idx - (prompt.length - 1);
-            return steps.includes(k) ? ([t as Token, { generateNext: { probabilities: true } }] as ControlledInput) : (t as Token);
-          });
-          const res = await seq.controlledEvaluate(input);
+          const res = await llamaNextProbs(seq, full, prompt.length, upto, steps, V);
           const seq32 = ctx32.getSequence();
-          const res32 = await seq32.controlledEvaluate(input);
+          const res32 = await llamaNextProbs(seq32, full, prompt.length, upto, steps, V);
           seq32.dispose();
           for (const k of steps) {
-            const probs = res[prompt.length - 1 + k]?.next.probabilities;
-            const probs32 = res32[prompt.length - 1 + k]?.next.probabilities;
+            const probs = res.get(k);
+            const probs32 = res32.get(k);
             assert.ok(probs && probs32, `prompt ${pi}: no probabilities at step ${k}`);
             const ref = racP(k);
             let d = 0;
             let d32 = 0;
             for (let v = 0; v < V; v++) {
-              d = Math.max(d, Math.abs((probs.get(v as Token) ?? 0) - ref[v]!));
-              d32 = Math.max(d32, Math.abs((probs32.get(v as Token) ?? 0) - ref[v]!));
+              d = Math.max(d, Math.abs(probs[v]! - ref[v]!));
+              d32 = Math.max(d32, Math.abs(probs32[v]! - ref[v]!));
             }
-            if (nativeLogits) {
+            if (nativeP) {
               const nat = nativeP(k);
               let dn = 0;
               let dn32 = 0;
               for (let v = 0; v < V; v++) {
-                dn = Math.max(dn, Math.abs((probs.get(v as Token) ?? 0) - nat[v]!));
-                dn32 = Math.max(dn32, Math.abs((probs32.get(v as Token) ?? 0) - nat[v]!));
+                dn = Math.max(dn, Math.abs(probs[v]! - nat[v]!));
+                dn32 = Math.max(dn32, Math.abs(probs32[v]! - nat[v]!));
               }
               assert.ok(
                 dn < PROB_ATOL,

@@ -25,13 +25,10 @@ import { QUANT_SCHEMES, type QuantScheme } from '../../src/compress/quant-scheme
 import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
 import { readGguf, readGgufTensorBytes } from '../../src/io/gguf.ts';
 import { readImatrix } from '../../src/io/imatrix.ts';
-import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { Model } from '../../src/models/model.ts';
-import { buildCalibSet } from '../../src/prune/calib-modes.ts';
-import { computeImatrix } from '../../src/prune/imatrix.ts';
 import { pruneCheckpoint } from '../../src/prune/prune.ts';
 import { quantPlan } from '../../src/prune/quant-plan.ts';
-import { GOLDEN_DIR, GOLDEN_MODELS, IMATRIX_CTX } from '../golden/llamacpp/models.ts';
+import { GOLDEN_DIR, GOLDEN_MODELS, racImatrixLikeLlama } from '../golden/llamacpp/models.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 
 const goldens = JSON.parse(readFileSync(join(GOLDEN_DIR, 'quantize-hashes.json'), 'utf8')) as Record<string, Record<string, string[]>>;
@@ -150,15 +147,7 @@ for (const gm of GOLDEN_MODELS) {
       const text = join(GOLDEN_DIR, 'text.txt');
       const m = Model.open(dir);
       try {
-        const tok = await RacTokenizer.load(dir);
-        const n = tok.encode(readFileSync(text, 'utf8')).length;
-        const calib = await buildCalibSet(
-          'text',
-          { textFiles: [text] },
-          { tokenizer: tok, vocabSize: m.config.vocabSize },
-          { tokenBudget: Math.floor(n / IMATRIX_CTX) * IMATRIX_CTX, maxSeqLen: IMATRIX_CTX, overflow: 'split' },
-        );
-        const ours = (await computeImatrix(m, calib, { batchTokens: 2048, runtime: { threads: 1 } })).imatrix;
+        const ours = await racImatrixLikeLlama(m, text, { batchTokens: 2048, threads: 1 });
         const ref = readImatrix(llamaIm);
         assert.deepEqual([...ours.entries.keys()].sort(), [...ref.entries.keys()].sort());
         let worst = 0;

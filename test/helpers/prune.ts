@@ -1,10 +1,12 @@
 /** Shared helpers for the pruning-pipeline tests: synthetic calibration sets, hashes, mask checks. */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
+import { Model } from '../../src/models/model.ts';
 import { Rng } from '../../src/models/sampling.ts';
 import type { CalibSequence, CalibSet } from '../../src/prune/calib.ts';
+import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 
 /** `n` sequences of random ids in [0, vocab), lengths uniform in [minLen, maxLen], weight 1. */
@@ -14,6 +16,38 @@ export function randomSequences(vocab: number, n: number, minLen: number, maxLen
     const len = minLen + Math.floor(rng.next() * (maxLen - minLen + 1));
     return { ids: Array.from({ length: len }, () => Math.floor(rng.next() * vocab)), weight: 1 };
   });
+}
+
+/** `randomSequences` over the vocabulary of the checkpoint in `dir`. */
+export function randomSequencesFor(dir: string, n: number, minLen: number, maxLen: number, seed: number): CalibSequence[] {
+  const m = Model.open(dir);
+  const V = m.config.vocabSize;
+  m.close();
+  return randomSequences(V, n, minLen, maxLen, seed);
+}
+
+/**
+ * pruneCheckpoint on the checkpoint in `dir` (opened and closed here): every Linear, batches of
+ * 512 tokens, one thread, version "test-version", unless `o` says otherwise.
+ */
+export async function pruneDir(
+  dir: string,
+  calib: CalibSet | null,
+  out: string,
+  o: Partial<PruneOptions> & Pick<PruneOptions, 'method' | 'target'>,
+): Promise<PruneSummary> {
+  const model = Model.open(dir);
+  try {
+    return await pruneCheckpoint(model, calib, out, { linears: 'all', batchTokens: 512, runtime: { threads: 1 }, ...o }, 'test-version');
+  } finally {
+    model.close();
+  }
+}
+
+/** Writes `sequences` as a calibration file of `input_ids` rows (what `rac prune --calib` reads); returns `file`. */
+export function writeCalibIds(file: string, sequences: readonly CalibSequence[]): string {
+  writeFileSync(file, sequences.map((s) => JSON.stringify({ input_ids: s.ids })).join('\n') + '\n');
+  return file;
 }
 
 export function calibSet(sequences: CalibSequence[]): CalibSet {

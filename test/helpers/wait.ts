@@ -4,6 +4,7 @@
  * slower, and a condition that never comes fails the test instead of hanging it.
  */
 import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 
 export interface WaitOptions {
   /** Give up after this long (default 30 s). */
@@ -28,4 +29,13 @@ export async function waitFor<T>(what: string, probe: () => T | Promise<T>, opts
 /** Kills `child` (SIGKILL) unless it has already exited; for `finally` blocks. */
 export function killChild(child: ChildProcess): void {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/** The non-empty lines of a file now (0 when it does not exist): what a running command has recorded so far. */
+export function lineCount(path: string): number {
+  return existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '').length
+    : 0;
 }

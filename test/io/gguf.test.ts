@@ -4,11 +4,9 @@
  * factors, tokenizer metadata, pruned (zero) weights, errors and the CLI.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { f32ToBf16, f32ToF16, bf16ToF32, f16ToF32 } from '../../src/io/dtype.ts';
 import { GgufError, GgufType, GgufWriter, kv, readGguf, readGgufTensorF32, type GgufKv } from '../../src/io/gguf.ts';
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
@@ -17,9 +15,8 @@ import { resolveArch } from '../../src/models/arch/index.ts';
 import { ropeInvFreq } from '../../src/models/rope.ts';
 import { exportGguf, llama3RopeFactors, permuteQk, TOKEN_TYPE } from '../../src/export/gguf.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { rac } from '../helpers/cli.ts';
 import { copyCheckpoint, editJson } from '../helpers/corrupt.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 function bytes(...parts: (number[] | Buffer)[]): Buffer {
   return Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p))));
@@ -448,15 +445,7 @@ describe('HF → GGUF export', () => {
   it('rac export-gguf: JSON result, exit 2 on a bad --dtype, exit 1 with one line on a bad model', async () => {
     const src = checkpoint({ family: 'qwen2', seed: 8, ...small });
     const out = join(tempDir('gguf'), 'cli.gguf');
-    const run = (...args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(
-          process.execPath,
-          [join(ROOT, 'bin/rac.js'), 'export-gguf', ...args],
-          { cwd: ROOT, timeout: 60_000 },
-          (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-        );
-      });
+    const run = (...args: string[]) => rac('export-gguf', ...args);
     const ok = await run('--model', src, '--out', out, '--dtype', 'f16', '--json');
     assert.equal(ok.code, 0, ok.stderr);
     const r = JSON.parse(ok.stdout);

@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import {
   copyFileSync,
@@ -42,6 +40,7 @@ import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { commitOf, filesOf, gitOid, sha256, startFakeHub, writeCachedRepo, type Files, type ListedFile } from '../helpers/hub.ts';
 import { writeParquet } from '../helpers/parquet.ts';
 import { maxAbsDiff } from '../helpers/checkpoints.ts';
+import { argv, racWith, ROOT } from '../helpers/cli.ts';
 
 const SHARDED = { family: 'qwen2' as const, layers: 2, hidden: 32, intermediate: 64, heads: 4, kvHeads: 2, vocab: 64, shards: 2, seed: 3 };
 
@@ -640,16 +639,7 @@ describe('datasets from the cache', () => {
 });
 
 describe('rac --model with an id (the shared pre-action resolver)', () => {
-  const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-  const rac = (env: Record<string, string>, ...args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [join(ROOT, 'bin/rac.js'), ...args],
-        { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '', ...env }, timeout: 60_000, killSignal: 'SIGKILL' },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-      );
-    });
+  const rac = (env: Record<string, string>, ...args: string[]) => racWith({ env, killSignal: 'SIGKILL' }, ...args);
 
   it('rac info reads the cached snapshot; a missing revision offline is one error line, exit 1', async () => {
     const hub = tempDir('hf-cli');
@@ -719,21 +709,8 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     const dataset = { type: 'dataset', id: 'acme/math', revision: 'main', commit: cd, config: 'default', split: 'train' };
     const tr = await rac(
       env,
-      'trace',
-      '--model',
-      'acme/tiny@v1',
-      '--dataset',
-      'acme/math',
-      '--n',
-      '1',
-      '--max-new-tokens',
-      '8',
-      '--out',
-      join(out, 't.jsonl'),
-      '--quiet',
-      '--json',
-      '--threads',
-      '1',
+      ...argv`trace --model acme/tiny@v1 --dataset acme/math --n 1 --max-new-tokens 8 --out ${join(out, 't.jsonl')} --quiet --json
+        --threads 1`,
     );
     assert.equal(tr.code, 0, tr.stderr);
     const m = JSON.parse(readFileSync(join(out, 't.jsonl.manifest.json'), 'utf8')) as {
@@ -745,23 +722,8 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     assert.equal(m.dataset.rows, 3);
     const pr = await rac(
       env,
-      'prune',
-      '--model',
-      'acme/tiny@v1',
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--calib-mode',
-      'prompt',
-      '--dataset',
-      'acme/math',
-      '--out',
-      join(out, 'pruned'),
-      '--quiet',
-      '--json',
-      '--threads',
-      '1',
+      ...argv`prune --model acme/tiny@v1 --method wanda --sparsity 0.5 --calib-mode prompt --dataset acme/math
+        --out ${join(out, 'pruned')} --quiet --json --threads 1`,
     );
     assert.equal(pr.code, 0, pr.stderr);
     const summary = JSON.parse(readFileSync(join(out, 'pruned', 'rac.json'), 'utf8')) as {
@@ -776,21 +738,8 @@ describe('rac --model with an id (the shared pre-action resolver)', () => {
     assert.ok(card.includes(`[\`acme/tiny\`](https://huggingface.co/acme/tiny) at commit \`${cm}\` (\`v1\`)`), card.slice(0, 600));
     const ev = await rac(
       env,
-      'eval',
-      '--model',
-      'acme/tiny@v1',
-      '--dataset',
-      'acme/math',
-      '--task',
-      'tiny',
-      '--max-new-tokens',
-      '8',
-      '--out',
-      join(out, 'ev.json'),
-      '--quiet',
-      '--json',
-      '--threads',
-      '1',
+      ...argv`eval --model acme/tiny@v1 --dataset acme/math --task tiny --max-new-tokens 8 --out ${join(out, 'ev.json')} --quiet --json
+        --threads 1`,
     );
     assert.equal(ev.code, 0, ev.stderr);
     const res = JSON.parse(readFileSync(join(out, 'ev.json'), 'utf8')) as {

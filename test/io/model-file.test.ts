@@ -20,10 +20,10 @@ import { Model } from '../../src/models/model.ts';
 import { closeModel, loadModel } from '../../src/models/loaded.ts';
 import { pruneCheckpoint } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { racWith } from '../helpers/cli.ts';
 import { copyCheckpoint, editJson } from '../helpers/corrupt.ts';
 import { calibSet, randomSequences } from '../helpers/prune.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CK = { family: 'qwen2', seed: 7, hidden: 32, layers: 2 } as const;
 const SECRET = 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n'.repeat(20);
 
@@ -247,14 +247,7 @@ describe('non-regular files (FIFOs) are refused without blocking', () => {
   it('rac info on a FIFO config.json exits 1 with one line, within 20 s', async () => {
     const dir = copyCheckpoint(checkpoint(CK), 'fifo-cli');
     fifo(dir, 'config.json');
-    const r = await new Promise<{ code: number | null; stderr: string }>((done) => {
-      execFile(
-        process.execPath,
-        [join(ROOT, 'bin/rac.js'), 'info', '--model', dir],
-        { timeout: 20_000, env: { ...process.env, RAC_DEBUG: '' } },
-        (err, _o, stderr) => done({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
-      );
-    });
+    const r = await racWith({ timeoutMs: 20_000 }, 'info', '--model', dir);
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stderr, `rac: error: ${join(dir, 'config.json')}: is a FIFO, not a regular file\n`);
   });

@@ -3,8 +3,8 @@ import { after, describe, it } from 'node:test';
 import { Engine } from '../../src/models/engine.ts';
 import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
-import { referenceForward } from '../../src/models/reference.ts';
-import { checkpoint, maxAbsDiff, weightSource } from '../helpers/checkpoints.ts';
+import { checkpoint, maxAbsDiff } from '../helpers/checkpoints.ts';
+import { itMatchesReference, SEQS } from '../helpers/engine.ts';
 
 const ATOL = 1e-4;
 
@@ -19,32 +19,12 @@ const CASES: [string, RandomCheckpointOptions][] = [
   ['mistral (sliding window 5, 3 layers, sharded)', { family: 'mistral', seed: 5, layers: 3, slidingWindow: 5, shards: 3 }],
 ];
 
-const SEQS = [
-  [5, 17, 33, 2, 90, 41, 7, 250, 11, 3, 60, 61],
-  [200, 4, 99],
-  [1, 2, 3, 4, 5, 6, 7],
-];
-
 describe('ORT engine vs plain TypeScript reference', () => {
   const engines: Engine[] = [];
   after(async () => {
     for (const e of engines) await e.release();
   });
-  for (const [label, opts] of CASES) {
-    it(`${label}: logits within ${ATOL} on a left-padded batch`, async () => {
-      const model = Model.open(checkpoint(opts));
-      const engine = await Engine.load(model, { threads: 1 });
-      engines.push(engine);
-      const got = await engine.forward(SEQS);
-      const V = model.config.vocabSize;
-      for (let b = 0; b < SEQS.length; b++) {
-        const [ref] = referenceForward(model.spec, model.config, weightSource(model), [SEQS[b]!]);
-        assert.equal(got[b]!.length, SEQS[b]!.length * V);
-        const d = maxAbsDiff(got[b]!, ref!);
-        assert.ok(d <= ATOL, `sequence ${b}: max |Δlogit| = ${d}`);
-      }
-    });
-  }
+  for (const [label, opts] of CASES) itMatchesReference(label, opts, ATOL, engines);
 
   it('prefill + incremental decode reproduce the full forward', async () => {
     const model = Model.open(checkpoint({ family: 'qwen2', seed: 1 }));

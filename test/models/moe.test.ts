@@ -13,12 +13,13 @@ import { Engine } from '../../src/models/engine.ts';
 import { generate } from '../../src/models/generate.ts';
 import { Model } from '../../src/models/model.ts';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../../src/models/random.ts';
-import { makeLayerBatch, referenceForward, referenceLayerInputs, referenceMoe } from '../../src/models/reference.ts';
+import { makeLayerBatch, referenceLayerInputs, referenceMoe } from '../../src/models/reference.ts';
 import { LayerRunner } from '../../src/models/layer-runner.ts';
 import { embedRows, expertFeeds, leftPad } from '../../src/models/batch.ts';
 import { gatherRows, groupByExpert } from '../../src/models/moe.ts';
 import { isMoeLayer } from '../../src/models/spec.ts';
-import { checkpoint, maxAbsDiff, tempDir, weightSource } from '../helpers/checkpoints.ts';
+import { checkpoint, maxAbsDiff, tempDir } from '../helpers/checkpoints.ts';
+import { itMatchesReference, SEQS } from '../helpers/engine.ts';
 import { dropTensor } from '../helpers/corrupt.ts';
 import { relDiff } from '../helpers/prune.ts';
 
@@ -41,30 +42,12 @@ const CASES: [string, RandomCheckpointOptions][] = [
   ],
 ];
 
-const SEQS = [
-  [5, 17, 33, 2, 90, 41, 7, 250, 11, 3, 60, 61],
-  [200, 4, 99],
-  [1, 2, 3, 4, 5, 6, 7],
-];
-
 describe('Qwen3-MoE: engine vs reference', () => {
   const engines: Engine[] = [];
   after(async () => {
     for (const e of engines) await e.release();
   });
-  for (const [label, opts] of CASES) {
-    it(`${label}: logits within ${ATOL} on a left-padded batch`, async () => {
-      const model = Model.open(checkpoint(opts));
-      const engine = await Engine.load(model, { threads: 1 });
-      engines.push(engine);
-      const got = await engine.forward(SEQS);
-      for (let b = 0; b < SEQS.length; b++) {
-        const [ref] = referenceForward(model.spec, model.config, weightSource(model), [SEQS[b]!]);
-        const d = maxAbsDiff(got[b]!, ref!);
-        assert.ok(d <= ATOL, `sequence ${b}: max |Δlogit| = ${d}`);
-      }
-    });
-  }
+  for (const [label, opts] of CASES) itMatchesReference(label, opts, ATOL, engines);
 
   it('the configs cover what they say: a dense layer among sparse ones, both routings', () => {
     const a = Model.open(checkpoint(CASES[0]![1]));

@@ -17,6 +17,7 @@ import {
   type WeightSource,
 } from '../../src/models/reference.ts';
 import type { ArchSpec } from '../../src/models/spec.ts';
+import { rng } from '../compress/helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Tiny in-memory models
@@ -31,18 +32,6 @@ class MapSource implements WeightSource {
   has(name: string): boolean {
     return this.map.has(name);
   }
-}
-
-/** mulberry32: a small deterministic PRNG → uniform [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Model {

@@ -32,8 +32,13 @@ function timeRun(cmd: string, args: string[], cwd: string): number {
 describe('the packed package', { timeout: 600_000 }, () => {
   it('installs from its tarball into an empty project; the API and the installed rac work there', () => {
     const work = tempDir('pack');
-    // npm pack runs prepack (npm run build: tsc into dist/)
-    const packed = execFileSync(npm, ['pack', '--pack-destination', work, '--silent'], { cwd: ROOT, encoding: 'utf8' })
+    // npm pack runs prepack (npm run build: tsc into dist/) — once scripts are allowed: the repo's
+    // .npmrc turns them off (onnxruntime-node's install script), which left a clean clone with
+    // no dist/ to pack. Only this package's own pack scripts run here.
+    const packed = execFileSync(npm, ['pack', '--ignore-scripts=false', '--pack-destination', work, '--silent'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    })
       .trim()
       .split('\n')
       .pop()!;

@@ -5,12 +5,10 @@
  * `rac prune --calib-mode` end to end.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { renderPrompt } from '../../src/io/datasets.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import { CLASS_ANSWER, CLASS_PROMPT, CLASS_THINK } from '../../src/compress/hessian.ts';
@@ -25,8 +23,8 @@ import {
   type CalibModeContext,
 } from '../../src/prune/calib-modes.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, rac } from '../helpers/cli.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CK = { family: 'qwen2', seed: 31, layers: 2, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 } as const;
 
 function file(name: string, text: string): string {
@@ -328,22 +326,6 @@ describe('calibration modes', () => {
   });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-function rac(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 60_000 },
-      (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
-
 describe('rac prune --calib-mode', () => {
   it('rac traces → pruned checkpoint whose rac.json records the mode, files, tokens and decode share; usage errors exit 2', async () => {
     const { V } = await setup();
@@ -351,26 +333,8 @@ describe('rac prune --calib-mode', () => {
     const t = tracesFile(V, 12);
     const out = join(tempDir('cm-cli'), 'out');
     const r = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      t.path,
-      '--calib-tokens',
-      '250',
-      '--max-seq-len',
-      '64',
-      '--out',
-      out,
-      '--json',
-      '--threads',
-      '1',
+      ...argv`prune --model ${dir} --method wanda --sparsity 0.5 --calib-mode rac --traces ${t.path} --calib-tokens 250 --max-seq-len 64
+        --out ${out} --json --threads 1`,
     );
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout) as { calibration: Record<string, unknown> };
@@ -382,17 +346,7 @@ describe('rac prune --calib-mode', () => {
     assert.match(r.stderr, /250 calibration tokens in \d+ sequences \(rac, decode share \d+\.\d%\)/);
 
     const u1 = await rac(
-      'prune',
-      '--model',
-      dir,
-      '--method',
-      'wanda',
-      '--sparsity',
-      '0.5',
-      '--calib-mode',
-      'rac',
-      '--out',
-      join(tempDir('cm-cli'), 'o'),
+      ...argv`prune --model ${dir} --method wanda --sparsity 0.5 --calib-mode rac --out ${join(tempDir('cm-cli'), 'o')}`,
     );
     assert.equal(u1.code, 2);
     assert.match(u1.stderr, /--calib-mode rac needs --traces/);

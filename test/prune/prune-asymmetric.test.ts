@@ -14,10 +14,10 @@ import { Model } from '../../src/models/model.ts';
 import { makeLayerBatch, referenceLayerInputs } from '../../src/models/reference.ts';
 import { groupWidth, INPUT_GROUPS, type LayerWeights } from '../../src/models/spec.ts';
 import type { CalibSet } from '../../src/prune/calib.ts';
-import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
+import type { PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences } from '../helpers/prune.ts';
+import { calibSet, pruneDir, randomSequences } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const QWEN = { family: 'qwen2' as const, seed: 41, hidden: 64, layers: 3, intermediate: 160, anisotropy: 1 };
@@ -48,20 +48,9 @@ function relMax(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return d / m;
 }
 
-async function prune(dir: string, calib: CalibSet, out: string, o: Partial<PruneOptions>): Promise<PruneSummary> {
-  const model = Model.open(dir);
-  try {
-    return await pruneCheckpoint(
-      model,
-      calib,
-      out,
-      { method: 'sparsegpt', target: HALF, linears: 'all', batchTokens: 512, runtime: RT, ...o },
-      'test-version',
-    );
-  } finally {
-    model.close();
-  }
-}
+/** SparseGPT at HALF, unless `o` says otherwise. */
+const prune = (dir: string, calib: CalibSet, out: string, o: Partial<PruneOptions>) =>
+  pruneDir(dir, calib, out, { method: 'sparsegpt', target: HALF, ...o });
 
 /** The last layer's outputs of a checkpoint on a batch, by the reference forward. */
 function lastHidden(dir: string, pb: ReturnType<typeof leftPad>): Float32Array {

@@ -14,10 +14,8 @@ import { Model } from '../../src/models/model.ts';
 import { makeLayerBatch, referenceLayerInputs } from '../../src/models/reference.ts';
 import { groupWidth, INPUT_GROUPS } from '../../src/models/spec.ts';
 import type { CalibSequence, CalibSet } from '../../src/prune/calib.ts';
-import { pruneCheckpoint, type PruneMethod, type PruneOptions } from '../../src/prune/prune.ts';
-import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences, tensorHashes } from '../helpers/prune.ts';
+import { calibSet, pruneDir, randomSequences, randomSequencesFor, tensorHashes } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const QWEN = { family: 'qwen2' as const, seed: 31, hidden: 64, layers: 3, intermediate: 160, anisotropy: 1 };
@@ -34,25 +32,8 @@ function withClasses(seqs: CalibSequence[]): CalibSequence[] {
 }
 
 function calibFor(dir: string, seed: number, classes: boolean): CalibSet {
-  const m = Model.open(dir);
-  const V = m.config.vocabSize;
-  m.close();
-  const seqs = randomSequences(V, 16, 30, 90, seed);
+  const seqs = randomSequencesFor(dir, 16, 30, 90, seed);
   return calibSet(classes ? withClasses(seqs) : seqs);
-}
-
-async function prune(
-  dir: string,
-  calib: CalibSet,
-  out: string,
-  o: Partial<PruneOptions> & { method: PruneMethod; target: SparsityTarget },
-): Promise<PruneSummary> {
-  const model = Model.open(dir);
-  try {
-    return await pruneCheckpoint(model, calib, out, { linears: 'all', batchTokens: 512, runtime: RT, ...o }, 'test-version');
-  } finally {
-    model.close();
-  }
 }
 
 describe('token weights', () => {
@@ -62,9 +43,9 @@ describe('token weights', () => {
     const classed = calibSet(withClasses(plain.sequences));
     const base = { method: 'sparsegpt' as const, target: { kind: 'unstructured', sparsity: 0.5 } as SparsityTarget };
     const out = ['a', 'b', 'c'].map((k) => join(tempDir(`tw-${k}`), 'out'));
-    const a = await prune(dir, plain, out[0]!, base);
-    const b = await prune(dir, classed, out[1]!, base);
-    const c = await prune(dir, classed, out[2]!, { ...base, tokenWeights: { prompt: 1, think: 1, answer: 1 } });
+    const a = await pruneDir(dir, plain, out[0]!, base);
+    const b = await pruneDir(dir, classed, out[1]!, base);
+    const c = await pruneDir(dir, classed, out[2]!, { ...base, tokenWeights: { prompt: 1, think: 1, answer: 1 } });
     const hashes = out.map((o) => tensorHashes(o));
     assert.deepEqual(hashes[1], hashes[0], 'classes with default weights: same tensors');
     assert.deepEqual(hashes[2], hashes[0], 'explicit 1,1,1: same tensors');
@@ -135,14 +116,14 @@ describe('token weights', () => {
     const c = calibFor(dir, 6, true);
     const promptOnly = calibSet(c.sequences.map((s) => ({ ...s, classes: new Uint8Array(s.ids.length).fill(CLASS_PROMPT) })));
     await assert.rejects(
-      prune(dir, promptOnly, join(tempDir('tw-none'), 'out'), {
+      pruneDir(dir, promptOnly, join(tempDir('tw-none'), 'out'), {
         method: 'wanda',
         target: { kind: 'unstructured', sparsity: 0.5 },
         tokenWeights: { prompt: 0, think: 1, answer: 1 },
       }),
       /leave no calibration token/,
     );
-    const s = await prune(dir, c, join(tempDir('tw-rec'), 'out'), {
+    const s = await pruneDir(dir, c, join(tempDir('tw-rec'), 'out'), {
       method: 'wanda',
       target: { kind: 'unstructured', sparsity: 0.5 },
       tokenWeights: { prompt: 0, think: 1, answer: 2 },
@@ -159,7 +140,7 @@ describe('OWL layer sparsity', () => {
       const dir = checkpoint(QWEN);
       const s = 0.5;
       const lambda = 0.08;
-      const sum = await prune(dir, calibFor(dir, 7, true), join(tempDir(`owl-${method}`), 'out'), {
+      const sum = await pruneDir(dir, calibFor(dir, 7, true), join(tempDir(`owl-${method}`), 'out'), {
         method,
         target: { kind: 'unstructured', sparsity: s },
         sparsityProfile: { owl: { m: 3, lambda } },
@@ -198,7 +179,7 @@ describe('OWL layer sparsity', () => {
     const dir = checkpoint({ ...QWEN, layers: 1 });
     const c = calibFor(dir, 8, false);
     await assert.rejects(
-      prune(dir, c, join(tempDir('owl-nm'), 'out'), {
+      pruneDir(dir, c, join(tempDir('owl-nm'), 'out'), {
         method: 'sparsegpt',
         target: { kind: 'nm', n: 2, m: 4 },
         sparsityProfile: { owl: { m: 5, lambda: 0.08 } },
@@ -206,7 +187,7 @@ describe('OWL layer sparsity', () => {
       /needs an unstructured --sparsity/,
     );
     await assert.rejects(
-      prune(dir, c, join(tempDir('owl-lam'), 'out'), {
+      pruneDir(dir, c, join(tempDir('owl-lam'), 'out'), {
         method: 'wanda',
         target: { kind: 'unstructured', sparsity: 0.05 },
         sparsityProfile: { owl: { m: 5, lambda: 0.08 } },

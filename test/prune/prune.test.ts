@@ -14,7 +14,7 @@ import { Model } from '../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import type { LinearName } from '../../src/models/spec.ts';
 import type { CalibSet } from '../../src/prune/calib.ts';
-import { parseLayerSelection, pruneCheckpoint, type LinearScope, type PruneMethod, type PruneOptions } from '../../src/prune/prune.ts';
+import { parseLayerSelection, type LinearScope, type PruneMethod } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import { copyCheckpoint, readHeader } from '../helpers/corrupt.ts';
@@ -24,7 +24,9 @@ import {
   entries,
   fileHash,
   minZerosPerGroup,
+  pruneDir,
   randomSequences,
+  randomSequencesFor,
   readAll,
   readSummary,
   relDiff,
@@ -45,24 +47,7 @@ const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 21, hidden: 64, l
 const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 22, hidden: 64, layers: 2, intermediate: 160, llama3Rope: true };
 
 function calibFor(dir: string, seed: number, n = 24): CalibSet {
-  const m = Model.open(dir);
-  const V = m.config.vocabSize;
-  m.close();
-  return calibSet(randomSequences(V, n, 40, 100, seed));
-}
-
-async function prune(
-  dir: string,
-  calib: CalibSet,
-  out: string,
-  o: Partial<PruneOptions> & { method: PruneMethod; target: SparsityTarget },
-): Promise<PruneSummary> {
-  const model = Model.open(dir);
-  try {
-    return await pruneCheckpoint(model, calib, out, { linears: 'all', batchTokens: 512, runtime: RT, ...o }, 'test-version');
-  } finally {
-    model.close();
-  }
+  return calibSet(randomSequencesFor(dir, n, 40, 100, seed));
 }
 
 function describeTarget(t: SparsityTarget): string {
@@ -227,7 +212,7 @@ describe('pruneCheckpoint end to end', () => {
         const dir = checkpoint(ck);
         const calib = calibFor(dir, 1);
         const out = join(tempDir('e2e'), 'out');
-        const summary = await prune(dir, calib, out, { method, target });
+        const summary = await pruneDir(dir, calib, out, { method, target });
         await checkPrunedCheckpoint(dir, out, { method, target, linears: 'all', layers: [0, 1], calib, summary });
       });
     }
@@ -239,7 +224,7 @@ describe('pruneCheckpoint end to end', () => {
     const out = join(tempDir('scope'), 'out');
     const layers = parseLayerSelection('last', 3);
     assert.deepEqual(layers, [2]);
-    const summary = await prune(dir, calib, out, { method: 'sparsegpt', target: HALF, linears: 'mlp', layers });
+    const summary = await pruneDir(dir, calib, out, { method: 'sparsegpt', target: HALF, linears: 'mlp', layers });
     await checkPrunedCheckpoint(dir, out, { method: 'sparsegpt', target: HALF, linears: 'mlp', layers, calib, summary });
   });
 });
@@ -252,7 +237,7 @@ describe('method ordering on anisotropic activations', () => {
       const calib = calibFor(dir, 3);
       const rel: Record<string, number> = {};
       for (const method of ['sparsegpt', 'wanda', 'magnitude'] as const) {
-        const s = await prune(dir, calib, join(tempDir('order'), 'out'), { method, target });
+        const s = await pruneDir(dir, calib, join(tempDir('order'), 'out'), { method, target });
         rel[method] = 0;
         let count = 0;
         for (const l of s.layers) {
@@ -277,7 +262,7 @@ describe('sparsity 0 is the identity', () => {
         const dir = checkpoint({ family: 'qwen2', seed: 41, hidden: 64, layers: 2, dtype, shards: dtype === 'BF16' ? 2 : 0 });
         const calib = calibFor(dir, 4, 12);
         const out = join(tempDir('zero'), 'out');
-        const s = await prune(dir, calib, out, { method, target: ZERO });
+        const s = await pruneDir(dir, calib, out, { method, target: ZERO });
         assert.deepEqual(tensorHashes(out), tensorHashes(dir));
         for (const f of entries(dir)) assert.equal(fileHash(join(out, f)), fileHash(join(dir, f)), f);
         assert.equal(s.sparsity, 0);
@@ -314,7 +299,7 @@ describe('hidden states spilled to disk', () => {
     ] as const) {
       await withTmpdir(async (tmp) => {
         const seen = new Set<string>();
-        await prune(dir, calib, out, {
+        await pruneDir(dir, calib, out, {
           method: 'sparsegpt',
           target: HALF,
           memoryLimitBytes: limit,
@@ -367,7 +352,7 @@ describe('padding never counts', () => {
       const outs: string[] = [];
       for (const batchTokens of [96, 1 << 20]) {
         const out = join(tempDir(`pad-${method}`), 'out');
-        await prune(dir, calib, out, { method, target: HALF, batchTokens });
+        await pruneDir(dir, calib, out, { method, target: HALF, batchTokens });
         outs.push(out);
       }
       const [small, large] = outs.map((o) => readAll(o));
@@ -408,7 +393,7 @@ describe('crash safety', () => {
     await withTmpdir(async (tmp) => {
       let sawTmp = false;
       await assert.rejects(
-        prune(dir(), calib, out, {
+        pruneDir(dir(), calib, out, {
           method: 'sparsegpt',
           target: HALF,
           memoryLimitBytes: 0,
@@ -432,7 +417,7 @@ describe('crash safety', () => {
     mkdirSync(out);
     writeFileSync(join(out, 'keep.txt'), 'old');
     await withTmpdir(async (tmp) => {
-      await assert.rejects(prune(dir(), calib, out, { method: 'wanda', target: HALF, memoryLimitBytes: 0 }), (e: Error) => {
+      await assert.rejects(pruneDir(dir(), calib, out, { method: 'wanda', target: HALF, memoryLimitBytes: 0 }), (e: Error) => {
         assert.ok(e.message.includes(resolve(out)), e.message);
         assert.match(e.message, /already exists/);
         return true;
@@ -443,7 +428,7 @@ describe('crash safety', () => {
     });
     // overwrite, but the run fails: the old directory survives intact
     await assert.rejects(
-      prune(dir(), calib, out, {
+      pruneDir(dir(), calib, out, {
         method: 'wanda',
         target: HALF,
         overwrite: true,
@@ -456,7 +441,7 @@ describe('crash safety', () => {
     assert.deepEqual(entries(parent), ['out']);
     assert.equal(readFileSync(join(out, 'keep.txt'), 'utf8'), 'old');
     // overwrite and success: replaced
-    await prune(dir(), calib, out, { method: 'wanda', target: HALF, overwrite: true });
+    await pruneDir(dir(), calib, out, { method: 'wanda', target: HALF, overwrite: true });
     assert.deepEqual(entries(parent), ['out']);
     assert.ok(!entries(out).includes('keep.txt'));
     assert.ok(entries(out).includes('rac.json'));
@@ -465,7 +450,10 @@ describe('crash safety', () => {
 
   it('the output directory cannot be the input directory', async () => {
     const calib = calibFor(dir(), 9, 4);
-    await assert.rejects(prune(dir(), calib, dir(), { method: 'magnitude', target: HALF, overwrite: true }), /must differ from the input/);
+    await assert.rejects(
+      pruneDir(dir(), calib, dir(), { method: 'magnitude', target: HALF, overwrite: true }),
+      /must differ from the input/,
+    );
   });
 });
 
@@ -474,7 +462,7 @@ describe('lm_head pruning (asked for)', () => {
     const dir = checkpoint(LLAMA);
     const out = join(tempDir('lmhead'), 'out');
     const calib = calibFor(dir, 5);
-    const s = await prune(dir, calib, out, { method: 'wanda', target: HALF, pruneLmHead: true });
+    const s = await pruneDir(dir, calib, out, { method: 'wanda', target: HALF, pruneLmHead: true });
     assert.ok(s.lm_head, 'rac.json reports lm_head');
     const before = tensorHashes(dir);
     const after = tensorHashes(out);
@@ -487,7 +475,7 @@ describe('lm_head pruning (asked for)', () => {
 
     const tied = checkpoint({ family: 'qwen2', seed: 23, hidden: 64, layers: 1, tied: true });
     await assert.rejects(
-      prune(tied, calibFor(tied, 6), join(tempDir('lmhead-tied'), 'out'), { method: 'wanda', target: HALF, pruneLmHead: true }),
+      pruneDir(tied, calibFor(tied, 6), join(tempDir('lmhead-tied'), 'out'), { method: 'wanda', target: HALF, pruneLmHead: true }),
       /tied to the embeddings/,
     );
   });
@@ -496,7 +484,7 @@ describe('lm_head pruning (asked for)', () => {
 describe('magnitude without error statistics', () => {
   it('skips the capture pass and still prunes exactly', async () => {
     const dir = checkpoint(LLAMA);
-    const s = await prune(dir, calibFor(dir, 8), join(tempDir('mag-nostats'), 'out'), {
+    const s = await pruneDir(dir, calibFor(dir, 8), join(tempDir('mag-nostats'), 'out'), {
       method: 'magnitude',
       target: HALF,
       errorStats: false,
@@ -517,7 +505,7 @@ describe('model card of a pruned model', () => {
     const original = '---\nlicense: mit\ntags: [reasoning]\n---\n\n# Source model\n\nDense accuracy: 83.2%.\n';
     writeFileSync(join(dir, 'README.md'), original);
     const out = join(tempDir('card'), 'out');
-    const s = await prune(dir, calibFor(dir, 8), out, { method: 'magnitude', target: HALF, errorStats: false });
+    const s = await pruneDir(dir, calibFor(dir, 8), out, { method: 'magnitude', target: HALF, errorStats: false });
     const card = readFileSync(join(out, 'README.md'), 'utf8');
     assert.ok(card.startsWith('---\nlicense: mit\ntags: [reasoning]\n---\n\n# Pruned with rac: magnitude, 50.00% unstructured\n'), card);
     assert.ok(
@@ -531,7 +519,7 @@ describe('model card of a pruned model', () => {
     assert.equal(card.split('---\n').length, 3, 'the front matter appears once');
     // Without a source card: the header only.
     const out2 = join(tempDir('card2'), 'out');
-    await prune(checkpoint(LLAMA), calibFor(dir, 8), out2, { method: 'sparsegpt', target: { kind: 'nm', n: 2, m: 4 } });
+    await pruneDir(checkpoint(LLAMA), calibFor(dir, 8), out2, { method: 'sparsegpt', target: { kind: 'nm', n: 2, m: 4 } });
     const card2 = readFileSync(join(out2, 'README.md'), 'utf8');
     assert.match(card2, /^# Pruned with rac: sparsegpt, 2:4 semi-structured \(N:M\)\n/);
     assert.match(card2, /\| calibration \| test; [\d,]+ tokens in 24 sequences \|/);

@@ -17,6 +17,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, copyFi
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { rowBytes } from '../../src/compress/ggml-quants.ts';
+import { GGUF_LINEAR } from '../../src/compress/quant-schemes.ts';
 import { QK, type QuantFormat } from '../../src/compress/quant-grids.ts';
 import { ggmlTensorBytes, readGguf, readGgufTensorF32, type GgufFile } from '../../src/io/gguf.ts';
 import { INDEX_FILE, SafetensorsFile, SafetensorsModel } from '../../src/io/safetensors.ts';
@@ -26,11 +27,11 @@ import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf, permuteQk } from '../../src/export/gguf.ts';
 import { writeImatrix } from '../../src/io/imatrix.ts';
 import { computeImatrix } from '../../src/prune/imatrix.ts';
-import { pruneCheckpoint, QUANT_BLOCKS_FILE, type PruneOptions } from '../../src/prune/prune.ts';
+import { QUANT_BLOCKS_FILE, type PruneOptions } from '../../src/prune/prune.ts';
 import { QUANT_SCALES_FILE } from '../../src/prune/options.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences, readAll, readSummary } from '../helpers/prune.ts';
+import { calibSet, pruneDir, randomSequencesFor, readAll, readSummary } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const SIDECAR = QUANT_BLOCKS_FILE;
@@ -50,36 +51,11 @@ const MOE: RandomCheckpointOptions = {
   moe: { experts: 4, topK: 2, expertIntermediate: 64 },
 };
 
-async function run(
-  dir: string,
-  out: string,
-  o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>,
-  withCalib = true,
-): Promise<PruneSummary> {
-  const model = Model.open(dir);
-  try {
-    const calib = withCalib ? calibSet(randomSequences(model.config.vocabSize, 16, 30, 80, 5)) : null;
-    return await pruneCheckpoint(
-      model,
-      calib,
-      out,
-      { target: { kind: 'unstructured', sparsity: 0 }, linears: 'all', batchTokens: 512, runtime: RT, ...o },
-      'test-version',
-    );
-  } finally {
-    model.close();
-  }
+function run(dir: string, out: string, o: Partial<PruneOptions> & Pick<PruneOptions, 'method'>, withCalib = true): Promise<PruneSummary> {
+  const calib = withCalib ? calibSet(randomSequencesFor(dir, 16, 30, 80, 5)) : null;
+  return pruneDir(dir, calib, out, { target: { kind: 'unstructured', sparsity: 0 }, ...o });
 }
 
-const LINEAR_GGUF: Record<string, string> = {
-  q_proj: 'attn_q',
-  k_proj: 'attn_k',
-  v_proj: 'attn_v',
-  o_proj: 'attn_output',
-  gate_proj: 'ffn_gate',
-  up_proj: 'ffn_up',
-  down_proj: 'ffn_down',
-};
 const EXPERTS_GGUF: Record<string, string> = { gate_proj: 'ffn_gate_exps', up_proj: 'ffn_up_exps', down_proj: 'ffn_down_exps' };
 
 /** Every quantized GGUF tensor: its HF Linears (experts stacked), their (rows, cols) and the llama q/k permutation's heads. */
@@ -91,7 +67,7 @@ function ggufLinears(m: Model, arch: string): { gguf: string; hf: string[]; rows
       const ex = m.experts(i);
       if (ex && (l.group === 'mlp_in' || l.group === 'mlp_out')) continue;
       const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
-      out.push({ gguf: `blk.${i}.${LINEAR_GGUF[l.name]}.weight`, hf: [m.tensorName(i, l.module)], rows: l.rows, cols: l.cols, heads });
+      out.push({ gguf: `blk.${i}.${GGUF_LINEAR[l.name]}.weight`, hf: [m.tensorName(i, l.module)], rows: l.rows, cols: l.cols, heads });
     }
     const ex = m.experts(i);
     if (ex)
@@ -111,19 +87,10 @@ function ggufLinears(m: Model, arch: string): { gguf: string; hf: string[]; rows
 function ggufTensors(m: Model, arch: string): [string, string, number][] {
   const c = m.config;
   const out: [string, string, number][] = [['token_embd.weight', m.spec.embedName, 0]];
-  const map: Record<string, string> = {
-    q_proj: 'attn_q',
-    k_proj: 'attn_k',
-    v_proj: 'attn_v',
-    o_proj: 'attn_output',
-    gate_proj: 'ffn_gate',
-    up_proj: 'ffn_up',
-    down_proj: 'ffn_down',
-  };
   for (let i = 0; i < c.numLayers; i++) {
     for (const l of m.spec.linears(c)) {
       const heads = arch === 'llama' ? (l.name === 'q_proj' ? c.numHeads : l.name === 'k_proj' ? c.numKvHeads : 0) : 0;
-      out.push([`blk.${i}.${map[l.name]}.weight`, m.tensorName(i, l.module), heads]);
+      out.push([`blk.${i}.${GGUF_LINEAR[l.name]}.weight`, m.tensorName(i, l.module), heads]);
     }
   }
   if (!m.tiedHead) out.push(['output.weight', m.spec.lmHeadName, 0]);
@@ -490,7 +457,7 @@ test('the earlier layouts (q4_0 / q8_0 as F32 with quant_blocks.safetensors, or 
 test('MoE (qwen3_moe): RTN and GPTQ q4_0 / q8_0 with and without an importance matrix pack every expert; the stacked GGUF expert tensors equal on-the-fly quantization', async () => {
   const dir = checkpoint(MOE);
   const src = Model.open(dir);
-  const calib = calibSet(randomSequences(src.config.vocabSize, 16, 30, 80, 5));
+  const calib = calibSet(randomSequencesFor(dir, 16, 30, 80, 5));
   const imFile = join(tempDir('im'), 'moe.imatrix.gguf');
   try {
     writeImatrix(imFile, (await computeImatrix(src, calib, { batchTokens: 512, runtime: RT })).imatrix);

@@ -9,17 +9,16 @@
  * RAC_REPORT_SCREENSHOT=path.png keeps a copy of the screenshot taken of the page.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { claimChecks, groupRows, loadReportInput, summarize } from '../../src/report/data.ts';
 import { buildReport, renderReport } from '../../src/report/html.ts';
 import { niceTicks } from '../../src/report/svg.ts';
 import { tempDir } from '../helpers/checkpoints.ts';
+import { rac } from '../helpers/cli.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHROMIUM = process.env.RAC_CHROMIUM ?? '/usr/bin/chromium';
 
 interface Fake {
@@ -262,14 +261,7 @@ describe('report page', () => {
     const files = synthetic(dir);
     const out = join(dir, 'report.html');
     const sum = join(dir, 'summary.json');
-    const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
-      execFile(
-        process.execPath,
-        [join(ROOT, 'bin/rac.js'), 'report', ...files, '--out', out, '--summary', sum],
-        { cwd: ROOT, timeout: 60_000 },
-        (err, _o, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr }),
-      ),
-    );
+    const r = await rac('report', ...files, '--out', out, '--summary', sum);
     assert.equal(r.code, 0, r.stderr);
     assert.match(readFileSync(out, 'utf8'), /^<!DOCTYPE html>/);
     const again = buildReport([sum], join(dir, 'again.html'));
@@ -281,15 +273,8 @@ describe('report page', () => {
       writeFileSync(join(dir, 'b.html'), b);
     }
     assert.equal(a, b);
-    const bad = await new Promise<number>((resolve) =>
-      execFile(
-        process.execPath,
-        [join(ROOT, 'bin/rac.js'), 'report', join(dir, 'nope.json'), '--out', join(dir, 'x.html')],
-        { cwd: ROOT },
-        (err) => resolve(err && typeof err.code === 'number' ? err.code : 0),
-      ),
-    );
-    assert.equal(bad, 1);
+    const bad = await rac('report', join(dir, 'nope.json'), '--out', join(dir, 'x.html'));
+    assert.equal(bad.code, 1);
     assert.equal(existsSync(join(dir, 'x.html')), false);
   });
 });

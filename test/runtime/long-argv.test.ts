@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { checkpoint } from '../helpers/checkpoints.ts';
+import { argv, racWith } from '../helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -38,22 +38,10 @@ describe('a long command line does not crash onnxruntime (Linux)', { skip: proce
   it('rac generate with a 60,000-character --stop string loads the engine and answers (before: SIGSEGV)', async () => {
     const model = checkpoint({ family: 'qwen2', seed: 3, layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 });
     const stop = 'z'.repeat(60_000);
-    const r = await run([
-      join(ROOT, 'bin/rac.js'),
-      'generate',
-      '-q',
-      '--threads',
-      '1',
-      '--model',
-      model,
-      '--prompt',
-      'Hello',
-      '--max-new-tokens',
-      '2',
-      '--json',
-      '--stop',
-      stop,
-    ]);
+    const r = await racWith(
+      { env: { ORT_DISABLE_TELEMETRY: '' }, timeoutMs: 120_000 },
+      ...argv`generate -q --threads 1 --model ${model} --prompt Hello --max-new-tokens 2 --json --stop ${stop}`,
+    );
     assert.equal(r.signal, null, `rac died by ${r.signal}: ${r.stderr.slice(-300)}`);
     assert.equal(r.code, 0, r.stderr.slice(-300));
     assert.equal((JSON.parse(r.stdout) as { completions: unknown[] }).completions.length, 1);

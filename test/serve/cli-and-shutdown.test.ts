@@ -3,36 +3,24 @@
  * (a running request is aborted after the grace period, close() resolves, the port is released).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closeModel, loadModel, type LoadedModel } from '../../src/models/loaded.ts';
 import { continuousStats, startServer } from '../../src/serve/server.ts';
 import { checkpoint } from '../helpers/checkpoints.ts';
+import { argv, rac, startRac } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-const ROOT = join(import.meta.dirname, '..', '..');
 
 describe('rac serve CLI', { timeout: 60_000 }, () => {
   it('starts on a free port, answers /v1/models and a completion, exits 0 on SIGTERM', async () => {
     const dir = checkpoint({ family: 'qwen2', seed: 7 });
-    const child = spawn(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), 'serve', '--model', dir, '--port', '0', '--threads', '1', '--served-model-name', 'cli-tiny'],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const { child, exit } = startRac(argv`serve --model ${dir} --port 0 --threads 1 --served-model-name cli-tiny`);
     let stderr = '';
-    let stdout = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    const exited = exit.then((e) => e.code);
     const killer = setTimeout(() => child.kill('SIGKILL'), 50_000);
     try {
       const url = await new Promise<string>((ok, fail) => {
-        child.stderr.on('data', (c: Buffer) => {
+        child.stderr!.on('data', (c: Buffer) => {
           stderr += c.toString();
           const m = /at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
           if (m) ok(m[1]!);
@@ -54,7 +42,7 @@ describe('rac serve CLI', { timeout: 60_000 }, () => {
       child.kill('SIGTERM');
       assert.equal(await exited, 0, stderr);
       assert.match(stderr, /SIGTERM: shutting down/);
-      assert.equal(stdout, '');
+      assert.equal((await exit).stdout, '');
       await assert.rejects(fetch(`${url}/v1/models`), 'the port is closed');
     } finally {
       clearTimeout(killer);
@@ -66,17 +54,14 @@ describe('rac serve CLI', { timeout: 60_000 }, () => {
 describe('rac serve connection flags', { timeout: 60_000 }, () => {
   it('--header-timeout, --request-timeout, --keep-alive-timeout and --max-connections reach the server', async () => {
     const dir = checkpoint({ family: 'qwen2', seed: 7 });
-    const args = ['--header-timeout', '0.5', '--request-timeout', '1', '--keep-alive-timeout', '0.5', '--max-connections', '1'];
-    const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', dir, '--port', '0', '--threads', '1', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const args = argv`--header-timeout 0.5 --request-timeout 1 --keep-alive-timeout 0.5 --max-connections 1`;
+    const { child, exit } = startRac(['serve', '--model', dir, '--port', '0', '--threads', '1', ...args]);
     let stderr = '';
-    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    const exited = exit.then((e) => e.code);
     const socks: ReturnType<typeof connect>[] = [];
     try {
       const url = await new Promise<string>((ok, fail) => {
-        child.stderr.on('data', (c: Buffer) => {
+        child.stderr!.on('data', (c: Buffer) => {
           stderr += c.toString();
           const m = /at (http:\/\/127\.0\.0\.1:(\d+))\/v1/.exec(stderr);
           if (m) ok(m[1]!);
@@ -114,28 +99,22 @@ describe('rac serve connection flags', { timeout: 60_000 }, () => {
     }
   });
 
-  it('a header timeout longer than the request timeout, or a zero one, is a usage error', () => {
+  it('a header timeout longer than the request timeout, or a zero one, is a usage error', async () => {
     for (const bad of [
       ['--header-timeout', '0'],
       ['--max-connections', '0'],
     ]) {
-      const r = spawnSync(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', 'nowhere', ...bad], {
-        cwd: ROOT,
-        encoding: 'utf8',
-      });
-      assert.equal(r.status, 2, r.stderr);
+      const r = await rac('serve', '--model', 'nowhere', ...bad);
+      assert.equal(r.code, 2, r.stderr);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     }
   });
 });
 
 describe('rac serve CLI flags', { timeout: 60_000 }, () => {
-  it('refuses an unknown --scheduler with a one-line error and exit code 2', () => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'bin/rac.js'), 'serve', '--model', 'nowhere', '--scheduler', 'fifo'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-    });
-    assert.equal(r.status, 2, r.stderr);
+  it('refuses an unknown --scheduler with a one-line error and exit code 2', async () => {
+    const r = await rac('serve', '--model', 'nowhere', '--scheduler', 'fifo');
+    assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /scheduler must be continuous or window, got "fifo"/);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });

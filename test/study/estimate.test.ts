@@ -5,17 +5,16 @@
  * estimate and writes nothing.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Model } from '../../src/models/model.ts';
 import {
   estimatePrune,
   estimateTrace,
   kvBytes,
   machineSpeed,
+  NUMERIC_FIELDS,
   secondsOf,
   sparsegptCost,
   SPEED_VERSION,
@@ -26,9 +25,9 @@ import {
 } from '../../src/study/estimate.ts';
 import { scopeLinears } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, randomSequences } from '../helpers/prune.ts';
+import { argv, racWith } from '../helpers/cli.ts';
+import { calibSet, randomSequences, writeCalibIds } from '../helpers/prune.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SPEED: MachineSpeed = {
   version: SPEED_VERSION,
   key: 'test',
@@ -54,21 +53,14 @@ describe('estimate', () => {
     assert.equal(a.cached, false);
     assert.equal(a.file, join(env.XDG_CACHE_HOME, 'rac', 'speed.json'));
     assert.equal(a.version, SPEED_VERSION);
-    for (const k of [
-      'call_overhead_s',
-      'gemm_flops_per_s',
-      'skinny_flops_per_s',
-      'panel_flops_per_s',
-      'thin_flops_per_s',
-      'js_ops_per_s',
-      'layer_call_s',
-      'score_s',
-      'kv_byte_s',
-      'sample_s',
-      'session_s',
-    ] as const) {
-      assert.ok(a[k] > 0 && Number.isFinite(a[k]), k);
-    }
+    // Every measured figure: the fixture (typed MachineSpeed) has each numeric field once.
+    assert.deepEqual(
+      [...NUMERIC_FIELDS].sort(),
+      Object.keys(SPEED)
+        .filter((k) => k !== 'version' && typeof SPEED[k as keyof MachineSpeed] === 'number')
+        .sort(),
+    );
+    for (const k of NUMERIC_FIELDS) assert.ok(a[k] > 0 && Number.isFinite(a[k]), k);
     assert.match(a.key, /\| 1 threads \| cpu \| onnxruntime /);
     const b = await machineSpeed({ env, runtime: { threads: 1 } });
     assert.equal(b.cached, true);
@@ -257,35 +249,11 @@ describe('estimate', () => {
     const data = join(tmp, 'prompts.jsonl');
     writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `question ${i}` })).join('\n') + '\n');
     const out = join(tmp, 'traces.jsonl');
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          join(ROOT, 'bin/rac.js'),
-          'trace',
-          '--model',
-          dir,
-          '--dataset',
-          data,
-          '--n',
-          '2',
-          '--max-new-tokens',
-          '16',
-          '--batch-size',
-          '4',
-          '--token-budget',
-          '0',
-          '--out',
-          out,
-          '--dry-run',
-          '--json',
-          '--threads',
-          '1',
-        ],
-        { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-      );
-    });
+    const r = await racWith(
+      { env: { XDG_CACHE_HOME: join(tmp, 'cache') } },
+      ...argv`trace --model ${dir} --dataset ${data} --n 2 --max-new-tokens 16 --batch-size 4 --token-budget 0 --out ${out} --dry-run
+        --json --threads 1`,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!existsSync(out), 'a dry run wrote --out');
     assert.match(r.stderr, /trace: 6 of 6 prompts × 2 = 12 traces in 3 waves of ≤ 4, ≤ 16 new tokens each/);
@@ -297,39 +265,12 @@ describe('estimate', () => {
   it('rac prune --dry-run prints the estimate, writes nothing and exits 0', async () => {
     const dir = checkpoint(CK);
     const tmp = tempDir('dry');
-    const calib = join(tmp, 'calib.jsonl');
-    writeFileSync(
-      calib,
-      randomSequences(96, 6, 20, 40, 3)
-        .map((s) => JSON.stringify({ input_ids: s.ids }))
-        .join('\n') + '\n',
-    );
+    const calib = writeCalibIds(join(tmp, 'calib.jsonl'), randomSequences(96, 6, 20, 40, 3));
     const out = join(tmp, 'out');
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          join(ROOT, 'bin/rac.js'),
-          'prune',
-          '--model',
-          dir,
-          '--method',
-          'sparsegpt',
-          '--sparsity',
-          '0.5',
-          '--calib',
-          calib,
-          '--out',
-          out,
-          '--dry-run',
-          '--json',
-          '--threads',
-          '1',
-        ],
-        { cwd: ROOT, env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'cache') }, timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-      );
-    });
+    const r = await racWith(
+      { env: { XDG_CACHE_HOME: join(tmp, 'cache') } },
+      ...argv`prune --model ${dir} --method sparsegpt --sparsity 0.5 --calib ${calib} --out ${out} --dry-run --json --threads 1`,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!existsSync(out), 'a dry run wrote --out');
     assert.match(r.stderr, /prune: 3 of 3 layers × \d+ calibration tokens/);

@@ -4,32 +4,13 @@
  * exactly the metrics and samples of an uninterrupted run.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { killChild, waitFor } from '../helpers/wait.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const RAC = join(ROOT, 'bin/rac.js');
-
-function rac(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [RAC, ...args], { cwd: ROOT, timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
-const lineCount = (p: string) =>
-  existsSync(p)
-    ? readFileSync(p, 'utf8')
-        .split('\n')
-        .filter((l) => l.trim() !== '').length
-    : 0;
+import { argv, rac, startRac } from '../helpers/cli.ts';
+import { killChild, lineCount, waitFor } from '../helpers/wait.ts';
 
 function comparable(path: string) {
   const r = JSON.parse(readFileSync(path, 'utf8'));
@@ -46,41 +27,17 @@ describe('rac eval resume', () => {
     writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const K = 2;
     const total = rows.length * K;
-    const args = (out: string) => [
-      'eval',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--task',
-      'tiny',
-      '--samples',
-      String(K),
-      '--max-new-tokens',
-      '64',
-      '--temperature',
-      '1',
-      '--top-p',
-      '0.95',
-      '--seed',
-      '7',
-      '--batch-size',
-      '1',
-      '--threads',
-      '1',
-      '--out',
-      out,
-      '--json',
-    ];
+    const args = (out: string) =>
+      argv`eval --model ${model} --dataset ${ds} --task tiny --samples ${K} --max-new-tokens 64 --temperature 1 --top-p 0.95
+        --seed 7 --batch-size 1 --threads 1 --out ${out} --json`;
 
     const full = join(dir, 'full.json');
-    const a = await rac(args(full));
+    const a = await rac(...args(full));
     assert.equal(a.code, 0, a.stderr);
 
     const out = join(dir, 'resumed.json');
     const log = `${out}.samples.jsonl`;
-    const child = spawn(process.execPath, [RAC, ...args(out)], { cwd: ROOT, stdio: 'ignore' });
-    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    const { child, exit: exited } = startRac(args(out));
     let seen = 0;
     try {
       await waitFor('2 recorded samples', () => (seen = lineCount(log)) >= 2 || child.exitCode !== null, { timeoutMs: 50_000 });
@@ -96,7 +53,7 @@ describe('rac eval resume', () => {
     const first = readFileSync(log, 'utf8').split('\n')[0]!;
     appendFileSync(log, first.slice(0, Math.floor(first.length / 2)));
 
-    const b = await rac(args(out));
+    const b = await rac(...args(out));
     assert.equal(b.code, 0, b.stderr);
     assert.match(b.stderr, /resuming: \d+ of 16 samples/);
     assert.equal(lineCount(log), total, 'each sample recorded exactly once');
@@ -104,12 +61,12 @@ describe('rac eval resume', () => {
     assert.deepEqual(JSON.parse(b.stdout).accuracy, JSON.parse(a.stdout).accuracy);
 
     // Finished: a third run generates nothing and rewrites the same results.
-    const c = await rac(args(out));
+    const c = await rac(...args(out));
     assert.equal(c.code, 0, c.stderr);
     assert.deepEqual(comparable(out), comparable(full));
 
     // Other settings against the same log are refused with a one-line error.
-    const d = await rac([...args(out).slice(0, -3), '--seed', '8', '--out', out]);
+    const d = await rac(...args(out).slice(0, -3), '--seed', '8', '--out', out);
     assert.equal(d.code, 1);
     assert.match(d.stderr, /^rac: error: .*settings differ from the interrupted run \(sampling\)/);
   });

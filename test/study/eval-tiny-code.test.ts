@@ -9,38 +9,13 @@ import { join } from 'node:path';
 import { before, it } from 'node:test';
 import { printSummaryTable } from '../../src/cli/commands/run.ts';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
-import {
-  streamOf,
-  type BackendCompletion,
-  type BackendRequest,
-  type GenerationBackend,
-  type GenerationHooks,
-  type SamplingSettings,
-} from '../../src/backends/backend.ts';
 import { loadEvalProblems, runEval } from '../../src/study/eval.ts';
 import { groupRows, loadReportInput, summarize } from '../../src/report/data.ts';
 import { passAtK } from '../../src/tasks/passk.ts';
 import { sandboxAvailable } from '../../src/tasks/sandbox.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
+import { ScriptedBackend } from '../helpers/backends.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-
-class ScriptedBackend implements GenerationBackend {
-  readonly name = 'scripted';
-  readonly fingerprint = 'sha256:scripted';
-  constructor(private readonly script: (index: number, sample: number) => string) {}
-  async generate(requests: BackendRequest[], _s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    for (const r of requests) {
-      const out: BackendCompletion[] = [];
-      for (let i = 0; i < r.n; i++) {
-        void streamOf(r.index, r.n, i);
-        const text = this.script(r.index, i);
-        out.push({ ids: Array.from({ length: text.length }, (_, j) => j), text, finishReason: 'stop' });
-      }
-      await hooks.onResult(r, out);
-    }
-  }
-  async close(): Promise<void> {}
-}
 
 let tok: RacTokenizer;
 before(async () => {
@@ -87,7 +62,7 @@ it('tiny task with code rows: code graded by its tests, per-family pass@k and he
       out: join(dir, 'results.json'),
       codeLimits: { wallMs: 10_000, cpuSeconds: 2, memoryMb: 256 },
     },
-    new ScriptedBackend(script),
+    new ScriptedBackend((i, s) => ({ text: script(i, s) })),
     tok,
   );
   const codeSamples = res.samples.filter((s) => s.family === 'code');

@@ -9,14 +9,6 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
 import {
-  streamOf,
-  type BackendCompletion,
-  type BackendRequest,
-  type GenerationBackend,
-  type GenerationHooks,
-  type SamplingSettings,
-} from '../../src/backends/backend.ts';
-import {
   computeMetrics,
   countHesitations,
   loadEvalProblems,
@@ -31,32 +23,8 @@ import {
 } from '../../src/study/eval.ts';
 import { passAtK } from '../../src/tasks/passk.ts';
 import { sandboxAvailable } from '../../src/tasks/sandbox.ts';
+import { ScriptedBackend } from '../helpers/backends.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-
-/** A backend that answers from a script: text for (problem index, sample). Counts calls. */
-class ScriptedBackend implements GenerationBackend {
-  readonly name = 'scripted';
-  readonly fingerprint = 'sha256:scripted';
-  calls: Array<{ index: number; n: number }> = [];
-  constructor(
-    private readonly script: (index: number, sample: number, stream: number) => { text: string; finish?: 'stop' | 'length' },
-    private readonly failAfter = Infinity,
-  ) {}
-  async generate(requests: BackendRequest[], _s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    let k = 0;
-    for (const r of requests) {
-      if (k++ >= this.failAfter) throw new Error('backend died');
-      this.calls.push({ index: r.index, n: r.n });
-      const out: BackendCompletion[] = [];
-      for (let i = 0; i < r.n; i++) {
-        const s = this.script(r.index, i, streamOf(r.index, r.n, i));
-        out.push({ ids: Array.from({ length: s.text.length }, (_, j) => j), text: s.text, finishReason: s.finish ?? 'stop' });
-      }
-      await hooks.onResult(r, out);
-    }
-  }
-  async close(): Promise<void> {}
-}
 
 function rec(p: Partial<SampleRecord> & { problem_id: string; sample: number }): SampleRecord {
   return {

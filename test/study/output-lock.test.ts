@@ -4,38 +4,19 @@
  * over. Plus the lock helper itself (src/io/lock.ts).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs, { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { LockError, lockOutput, lockPath } from '../../src/io/lock.ts';
 import { readTraceFile } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const RAC = join(ROOT, 'bin/rac.js');
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[]): { child: ChildProcess; exit: Promise<Exit> } {
-  const child = spawn(process.execPath, [RAC, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exit = new Promise<Exit>((done) => child.on('close', (code, signal) => done({ code, signal, stdout, stderr })));
-  return { child, exit };
-}
+import { argv, startRac } from '../helpers/cli.ts';
+import { lineCount } from '../helpers/wait.ts';
 
 async function waitFor(what: string, cond: () => boolean, child: ChildProcess, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -51,13 +32,6 @@ function deadPid(): number {
   const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
   return Number(r.stdout);
 }
-
-const lines = (p: string) =>
-  existsSync(p)
-    ? readFileSync(p, 'utf8')
-        .split('\n')
-        .filter((l) => l.trim() !== '').length
-    : 0;
 
 describe('output lock (src/io/lock.ts)', () => {
   it('a second lock on the same output is refused naming the owner; after release it is free again', () => {
@@ -213,30 +187,12 @@ describe('rac trace / rac eval: one writer per --out', () => {
     const rows = generateSplit('calib', 'arith', 4000, 3);
     writeFileSync(ds, rows.map((p) => JSON.stringify({ id: p.id, prompt: p.prompt })).join('\n') + '\n');
     const out = join(work, 'traces.jsonl');
-    const args = [
-      'trace',
-      '-q',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--n',
-      '2',
-      '--max-new-tokens',
-      '48',
-      '--token-budget',
-      '0',
-      '--batch-size',
-      '2',
-      '--threads',
-      '1',
-      '--out',
-      out,
-    ];
-    const first = start(args);
+    const args = argv`trace -q --model ${model} --dataset ${ds} --n 2 --max-new-tokens 48 --token-budget 0 --batch-size 2
+      --threads 1 --out ${out}`;
+    const first = startRac(args);
     try {
-      await waitFor('the first record', () => lines(out) >= 1, first.child);
-      const second = await start(args).exit;
+      await waitFor('the first record', () => lineCount(out) >= 1, first.child);
+      const second = await startRac(args).exit;
       assert.equal(first.child.exitCode, null, 'the first run was still going while the second was refused');
       assert.equal(second.code, 1, second.stderr);
       assert.match(
@@ -253,7 +209,7 @@ describe('rac trace / rac eval: one writer per --out', () => {
     // The killed run left its lock behind; its pid is gone, so the next run takes it over.
     assert.ok(existsSync(lockPath(out)), 'SIGKILL leaves the lock');
     // (--token-budget is not a resume setting: 1 token stops the rerun at once.)
-    const again = await start(args.map((a, i) => (args[i - 1] === '--token-budget' ? '1' : a))).exit;
+    const again = await startRac(args.map((a, i) => (args[i - 1] === '--token-budget' ? '1' : a))).exit;
     assert.equal(again.code, 0, again.stderr);
     assert.equal(existsSync(lockPath(out)), false, 'the rerun released the lock it took over');
     const recs = readTraceFile(out).records;
@@ -271,26 +227,11 @@ describe('rac trace / rac eval: one writer per --out', () => {
         .join('\n') + '\n',
     );
     const out = join(work, 'traces.jsonl');
-    const run = start([
-      'trace',
-      '-q',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--n',
-      '1',
-      '--max-new-tokens',
-      '48',
-      '--token-budget',
-      '0',
-      '--threads',
-      '1',
-      '--out',
-      out,
-    ]);
+    const run = startRac(
+      argv`trace -q --model ${model} --dataset ${ds} --n 1 --max-new-tokens 48 --token-budget 0 --threads 1 --out ${out}`,
+    );
     try {
-      await waitFor('the first record', () => lines(out) >= 1, run.child);
+      await waitFor('the first record', () => lineCount(out) >= 1, run.child);
       assert.ok(existsSync(lockPath(out)));
       run.child.kill('SIGTERM');
       const r = await run.exit;
@@ -309,36 +250,13 @@ describe('rac trace / rac eval: one writer per --out', () => {
     writeFileSync(ds, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const out = join(work, 'results.json');
     const log = `${out}.samples.jsonl`;
-    const args = (limit: number) => [
-      'eval',
-      '-q',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--task',
-      'tiny',
-      '--samples',
-      '2',
-      '--max-new-tokens',
-      '48',
-      '--temperature',
-      '1',
-      '--seed',
-      '7',
-      '--batch-size',
-      '1',
-      '--threads',
-      '1',
-      '--limit',
-      String(limit),
-      '--out',
-      out,
-    ];
-    const first = start(args(rows.length));
+    const args = (limit: number) =>
+      argv`eval -q --model ${model} --dataset ${ds} --task tiny --samples 2 --max-new-tokens 48 --temperature 1 --seed 7
+        --batch-size 1 --threads 1 --limit ${limit} --out ${out}`;
+    const first = startRac(args(rows.length));
     try {
-      await waitFor('the first sample', () => lines(log) >= 1, first.child);
-      const second = await start(args(rows.length)).exit;
+      await waitFor('the first sample', () => lineCount(log) >= 1, first.child);
+      const second = await startRac(args(rows.length)).exit;
       assert.equal(first.child.exitCode, null, 'the first run was still going while the second was refused');
       assert.equal(second.code, 1, second.stderr);
       assert.match(
@@ -353,7 +271,7 @@ describe('rac trace / rac eval: one writer per --out', () => {
     }
     assert.ok(existsSync(lockPath(out)), 'SIGKILL leaves the lock');
     // The rerun takes the dead process's lock over and finishes the first problem (--limit 1).
-    const again = await start(args(1)).exit;
+    const again = await startRac(args(1)).exit;
     assert.equal(again.code, 0, again.stderr);
     assert.equal(existsSync(lockPath(out)), false);
     assert.equal(JSON.parse(readFileSync(out, 'utf8')).samples.length, 2);

@@ -6,20 +6,11 @@
  * stand-in trace generator (who it is called with, what rac.json records).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
 import { Model } from '../../src/models/model.ts';
-import {
-  streamOf,
-  type BackendRequest,
-  type GenerationBackend,
-  type GenerationHooks,
-  type SamplingSettings,
-} from '../../src/backends/backend.ts';
 import { buildCalibSet, splitShares, type CalibModeContext } from '../../src/prune/calib-modes.ts';
 import { CalibError } from '../../src/prune/calib.ts';
 import { traceGrader } from '../../src/study/eval.ts';
@@ -32,12 +23,15 @@ import {
   settingsFromFlags,
   settingsProblem,
 } from '../../src/study/job.ts';
-import { prunePolicy, stageRuns, type GeneratedTraces } from '../../src/study/policy.ts';
+import { prunePolicy, stageRuns, type GeneratedTraces, type PolicyJob } from '../../src/study/policy.ts';
 import { loadRecipe, RecipeError, runRecipe } from '../../src/study/run.ts';
 import { selectTraces, type TraceSelection } from '../../src/prune/select.ts';
 import { readTraceFile, runTrace, type TraceSettings } from '../../src/study/trace.ts';
 import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
+import { ScriptedBackend } from '../helpers/backends.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, racWith, ROOT } from '../helpers/cli.ts';
+import { writeTinyDataset } from '../helpers/datasets.ts';
 import { readSummary, zerosIn } from '../helpers/prune.ts';
 
 const CK = { family: 'qwen2', seed: 41, layers: 4, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 } as const;
@@ -88,24 +82,8 @@ describe('job settings: one table for flags and recipes', () => {
   it('flags and recipe keys give the same settings; defaults are PRUNE_DEFAULTS (max_seq_len 8192 from both)', () => {
     const cmd = addFieldOptions(new Command().exitOverride());
     cmd.parse(
-      [
-        '--calib-tokens',
-        '5000',
-        '--refresh-stages',
-        '2',
-        '--refresh-share',
-        '0.5',
-        '--select-correct',
-        'correct',
-        '--select-drop-truncated',
-        '--select-max-tokens',
-        '300',
-        '--no-error-stats',
-        '--layers',
-        '0-2',
-        '--mix',
-        'rac:0.75,text:0.25',
-      ],
+      argv`--calib-tokens 5000 --refresh-stages 2 --refresh-share 0.5 --select-correct correct --select-drop-truncated
+        --select-max-tokens 300 --no-error-stats --layers 0-2 --mix rac:0.75,text:0.25`,
       { from: 'user' },
     );
     const fromFlags = settingsFromFlags(cmd.opts());
@@ -200,7 +178,7 @@ describe('job settings: one table for flags and recipes', () => {
       /sparsity_profile owl needs sparsity, not pattern/,
     );
     // the example recipe parses up to the options this build's pruner lacks
-    const example = join(fileURLToPath(new URL('../..', import.meta.url)), 'examples', 'ablation-60.yaml');
+    const example = join(ROOT, 'examples', 'ablation-60.yaml');
     if (PRUNER_SUPPORTS.tokenWeights && PRUNER_SUPPORTS.sparsityProfile) assert.equal(loadRecipe(example).prune.length, 11);
     else assert.throws(() => loadRecipe(example), /prune\[4\]: token_weights: this build of the pruner/);
   });
@@ -316,22 +294,9 @@ describe('trace sets (two-pass mix)', () => {
   });
 });
 
-class GradedBackend implements GenerationBackend {
-  readonly name = 'fake';
-  readonly fingerprint = 'sha256:fake';
-  async generate(requests: BackendRequest[], _s: SamplingSettings, hooks: GenerationHooks): Promise<void> {
-    for (const r of requests)
-      await hooks.onResult(
-        r,
-        Array.from({ length: r.n }, (_, i) => ({
-          ids: [1, 2, 3],
-          text: `<think>…</think> \\boxed{${streamOf(r.index, r.n, i) % 2 === 0 ? r.index : 99}}`,
-          finishReason: 'stop' as const,
-        })),
-      );
-  }
-  async close(): Promise<void> {}
-}
+/** Sample i of request r answers r when its stream is even, 99 when odd: half the samples are right. */
+const graded = () =>
+  new ScriptedBackend((index, _sample, stream) => ({ text: `<think>…</think> \\boxed{${stream % 2 === 0 ? index : 99}}`, ids: [1, 2, 3] }));
 
 describe('graded traces', () => {
   it("rac trace with a grade records correct on each row that has an answer (rac eval's tiny grader)", async () => {
@@ -355,7 +320,7 @@ describe('graded traces', () => {
       ...(i < 3 ? { answer: String(i) } : {}),
       render: () => ({ text: 'q', ids: [5, 6] }),
     }));
-    await runTrace({ out, backend: new GradedBackend(), prompts, settings, tokenBudget: 0, batchSize: 8, grader: traceGrader('tiny')! });
+    await runTrace({ out, backend: graded(), prompts, settings, tokenBudget: 0, batchSize: 8, grader: traceGrader('tiny')! });
     const recs = readTraceFile(out).records;
     assert.deepEqual(
       recs.map((r) => [r.prompt_id, r.sample, r.correct]),
@@ -371,7 +336,7 @@ describe('graded traces', () => {
       ],
     );
     await assert.rejects(
-      runTrace({ out: join(tempDir('graded'), 'u.jsonl'), backend: new GradedBackend(), prompts, settings, tokenBudget: 0, batchSize: 8 }),
+      runTrace({ out: join(tempDir('graded'), 'u.jsonl'), backend: graded(), prompts, settings, tokenBudget: 0, batchSize: 8 }),
       /settings\.grade is tiny but no grader/,
     );
   });
@@ -392,6 +357,33 @@ function layerSparsity(dir: string, l: number): number {
   } finally {
     m.close();
   }
+}
+
+/**
+ * SparseGPT under a policy on the dense checkpoint: its traces (1,000 tokens of them) and the
+ * stand-in generator, rows of 64 tokens, the PRUNE_DEFAULTS but for `settings`.
+ */
+function sparsegptPolicy(
+  dense: string,
+  out: string,
+  denseTraces: string,
+  generate: PolicyJob['generate'],
+  target: PolicyJob['target'],
+  settings: Partial<PolicyJob['settings']>,
+): ReturnType<typeof prunePolicy> {
+  return prunePolicy({
+    model: dense,
+    out,
+    method: 'sparsegpt',
+    target,
+    settings: { ...PRUNE_DEFAULTS, maxSeqLen: 64, ...settings },
+    runtime: {},
+    denseTraces: [denseTraces],
+    denseTraceBudget: 1000,
+    ctx: { tokenizer: null, vocabSize: 200 },
+    generate,
+    version: 'test',
+  });
 }
 
 describe("calibration from the pruned model's policy", () => {
@@ -421,19 +413,18 @@ describe("calibration from the pruned model's policy", () => {
       };
     };
     const out = join(d, 'pruned');
-    const s = await prunePolicy({
-      model: dense,
+    const s = await sparsegptPolicy(
+      dense,
       out,
-      method: 'sparsegpt',
-      target: { kind: 'unstructured', sparsity: 0.5 },
-      settings: { ...PRUNE_DEFAULTS, calibTokens: 400, maxSeqLen: 64, refreshStages: 2, refreshShare: 0.5 },
-      runtime: {},
-      denseTraces: [denseTraces],
-      denseTraceBudget: 1000,
-      ctx: { tokenizer: null, vocabSize: 200 },
+      denseTraces,
       generate,
-      version: 'test',
-    });
+      { kind: 'unstructured', sparsity: 0.5 },
+      {
+        calibTokens: 400,
+        refreshStages: 2,
+        refreshShare: 0.5,
+      },
+    );
     // one call, with the checkpoint whose layers 0-1 are pruned and 2-3 still dense
     assert.equal(calls.length, 1);
     assert.equal(calls[0]!.budget, 500);
@@ -498,19 +489,7 @@ describe("calibration from the pruned model's policy", () => {
       };
     };
     const out = join(d, 'pruned');
-    await prunePolicy({
-      model: dense,
-      out,
-      method: 'sparsegpt',
-      target: { kind: 'nm', n: 2, m: 4 },
-      settings: { ...PRUNE_DEFAULTS, calibTokens: 333, maxSeqLen: 64, twoPassShare: 0.4 },
-      runtime: {},
-      denseTraces: [denseTraces],
-      denseTraceBudget: 1000,
-      ctx: { tokenizer: null, vocabSize: 200 },
-      generate,
-      version: 'test',
-    });
+    await sparsegptPolicy(dense, out, denseTraces, generate, { kind: 'nm', n: 2, m: 4 }, { calibTokens: 333, twoPassShare: 0.4 });
     assert.equal(calls.length, 1);
     assert.equal(calls[0]!.budget, 400);
     assert.ok(
@@ -545,22 +524,8 @@ describe("calibration from the pruned model's policy", () => {
   });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-function rac(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, env: { ...process.env, RAC_DEBUG: '' }, maxBuffer: 64 << 20, timeout: 120_000 },
-      (err, stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+/** `rac` with two minutes to finish (the helper's default is one). */
+const rac = (...args: string[]) => racWith({ timeoutMs: 120_000 }, ...args);
 
 describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', () => {
   it('graded traces, then a two-pass prune traced by the local backend: exact token split, provenance; usage errors exit 2', async () => {
@@ -575,26 +540,8 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     );
     const traces = join(d, 'traces.jsonl');
     const t = await rac(
-      'trace',
-      '--model',
-      model,
-      '--dataset',
-      ds,
-      '--n',
-      '2',
-      '--max-new-tokens',
-      '400',
-      '--token-budget',
-      '0',
-      '--temperature',
-      '0.6',
-      '--task',
-      'tiny',
-      '--out',
-      traces,
-      '--threads',
-      '1',
-      '-q',
+      ...argv`trace --model ${model} --dataset ${ds} --n 2 --max-new-tokens 400 --token-budget 0 --temperature 0.6 --task tiny
+        --out ${traces} --threads 1 -q`,
     );
     assert.equal(t.code, 0, t.stderr);
     const recs = readTraceFile(traces).records;
@@ -603,33 +550,8 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     assert.ok(recs.filter((r) => r.correct).length >= 6, 'the dense tiny reasoner solves most of its calibration prompts');
     const out = join(d, 'pruned');
     const p = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      traces,
-      '--dataset',
-      ds,
-      '--two-pass-share',
-      '0.5',
-      '--select-correct',
-      'correct',
-      '--calib-tokens',
-      '801',
-      '--max-seq-len',
-      '512',
-      '--out',
-      out,
-      '--json',
-      '--threads',
-      '1',
-      '-q',
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode rac --traces ${traces} --dataset ${ds}
+        --two-pass-share 0.5 --select-correct correct --calib-tokens 801 --max-seq-len 512 --out ${out} --json --threads 1 -q`,
     );
     assert.equal(p.code, 0, p.stderr);
     const j = JSON.parse(readFileSync(join(out, 'rac.json'), 'utf8')) as {
@@ -657,61 +579,20 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
     assert.ok(pol.traces.file.startsWith(`${out}.policy-traces/`), pol.traces.file);
 
     const u1 = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      traces,
-      '--refresh-stages',
-      '2',
-      '--calib-tokens',
-      '800',
-      '--out',
-      join(d, 'o1'),
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode rac --traces ${traces} --refresh-stages 2
+        --calib-tokens 800 --out ${join(d, 'o1')}`,
     );
     assert.equal(u1.code, 2);
     assert.match(u1.stderr, /need --dataset/);
     const u2 = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'prompt',
-      '--dataset',
-      ds,
-      '--select-correct',
-      'correct',
-      '--out',
-      join(d, 'o2'),
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode prompt --dataset ${ds} --select-correct correct
+        --out ${join(d, 'o2')}`,
     );
     assert.equal(u2.code, 2);
     assert.match(u2.stderr, /trace selection \(select_\*\) needs calibration mode rac or mix/);
     const u3 = await rac(
-      'prune',
-      '--model',
-      model,
-      '--method',
-      'sparsegpt',
-      '--sparsity',
-      '0.6',
-      '--calib-mode',
-      'rac',
-      '--traces',
-      traces,
-      '--refresh-share',
-      '2',
-      '--out',
-      join(d, 'o3'),
+      ...argv`prune --model ${model} --method sparsegpt --sparsity 0.6 --calib-mode rac --traces ${traces} --refresh-share 2
+        --out ${join(d, 'o3')}`,
     );
     assert.equal(u3.code, 2);
     assert.match(u3.stderr, /--refresh-share must be a number in \(0, 1\]/);
@@ -721,12 +602,8 @@ describe('rac trace --task and rac prune --two-pass-share (the tiny reasoner)', 
 describe('rac run with policy and selection entries', () => {
   it('a two-pass entry and a selection entry beside plain RAC: graded traces, named variants, equal budgets, provenance in rac.json', async () => {
     const d = tempDir('run-policy');
-    const rows = (split: 'calib' | 'eval', n: number) =>
-      FAMILIES.flatMap((f) => generateSplit(split, f, n, 1))
-        .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
-        .join('\n') + '\n';
-    writeFileSync(join(d, 'calib.jsonl'), rows('calib', 12));
-    writeFileSync(join(d, 'eval.jsonl'), rows('eval', 2));
+    writeTinyDataset(join(d, 'calib.jsonl'), 'calib', 12);
+    writeTinyDataset(join(d, 'eval.jsonl'), 'eval', 2);
     const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64 });
     writeFileSync(
       join(d, 'recipe.yaml'),

@@ -5,27 +5,13 @@
  * non-empty directory that is not a rac run directory.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { loadRecipe, RECIPE_LIMITS, RecipeError, runRecipe } from '../../src/study/run.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-function rac(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
-  return new Promise((resolve) =>
-    execFile(
-      process.execPath,
-      [join(ROOT, 'bin/rac.js'), ...args],
-      { cwd: ROOT, timeout: timeoutMs, killSignal: 'SIGKILL', env: { ...process.env, RAC_DEBUG: '' } },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, killed: !!err?.killed }),
-    ),
-  );
-}
+import { racWith } from '../helpers/cli.ts';
 
 const HEAD = 'model: m\nout: study\ndatasets: {calib: c.jsonl, eval: e.jsonl}\n';
 
@@ -87,7 +73,7 @@ describe('recipe bounds', () => {
     const dir = tempDir('recipe-fifo');
     const f = join(dir, 'recipe.yaml');
     execFileSync('mkfifo', [f]);
-    const r = await rac(['run', '--config', f], 30_000);
+    const r = await racWith({ timeoutMs: 30_000, killSignal: 'SIGKILL' }, 'run', '--config', f);
     assert.equal(r.killed, false, 'rac run hung on the FIFO');
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stderr, `rac: error: ${f}: is a FIFO, not a regular file\n`);
@@ -110,7 +96,7 @@ describe('rac run output directory', () => {
       f,
       `model: ${model}\nout: mine\ntask: tiny\ndatasets: {calib: c.jsonl, eval: e.jsonl}\ntrace: {n: 1, max_new_tokens: 2, token_budget: 0}\ncalibration: {tokens: 16, max_seq_len: 16}\nprune:\n  - {method: magnitude, sparsity: 0.5}\neval: {samples: 1, max_new_tokens: 2, temperature: 0}\n`,
     );
-    const r = await rac(['run', '-q', '--threads', '1', '--config', f]);
+    const r = await racWith({ killSignal: 'SIGKILL' }, 'run', '-q', '--threads', '1', '--config', f);
     assert.equal(r.code, 1, r.stderr);
     assert.equal(
       r.stderr,

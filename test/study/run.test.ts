@@ -3,17 +3,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadRecipe, RecipeError, runRecipe } from '../../src/study/run.ts';
-import { FAMILIES, generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { writeTinyDataset } from '../helpers/datasets.ts';
 
 function study(): string {
   const d = tempDir('run');
-  const rows = (split: 'calib' | 'eval', n: number) =>
-    FAMILIES.flatMap((f) => generateSplit(split, f, n, 1))
-      .map(({ id, family, prompt, answer }) => JSON.stringify({ id, family, prompt, answer }))
-      .join('\n') + '\n';
-  writeFileSync(join(d, 'calib.jsonl'), rows('calib', 12));
-  writeFileSync(join(d, 'eval.jsonl'), rows('eval', 3));
+  writeTinyDataset(join(d, 'calib.jsonl'), 'calib', 12);
+  writeTinyDataset(join(d, 'eval.jsonl'), 'eval', 3);
   writeFileSync(join(d, 'text.txt'), 'Plain prose about nothing in particular, for calibration. '.repeat(80));
   const model = checkpoint({ family: 'qwen2', seed: 21, layers: 2, hidden: 64 });
   writeFileSync(

@@ -5,36 +5,24 @@
  * corrupt line.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { manifestPath, readTraceFile, type TraceManifest, type TraceRecord } from '../../src/study/trace.ts';
 import { generateSplit } from '../../src/tasks/tiny/index.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { argv, startRac } from '../helpers/cli.ts';
 import { killChild, waitFor } from '../helpers/wait.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PROMPTS = 24;
 const N = 2;
 
+/** `rac trace …args` in the background, with stack traces on; killed after the tests if still running. */
 function start(args: string[]) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, RAC_DEBUG: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  // 'close' comes after 'exit' once stdout and stderr are drained: the output is complete.
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((done) =>
-    child.on('close', (code, signal) => done({ code, signal, stdout, stderr })),
-  );
-  children.push(child);
-  return { child, exit };
+  const run = startRac(['trace', ...args], { env: { RAC_DEBUG: '1' } });
+  children.push(run.child);
+  return run;
 }
 
 /** Complete lines in the file now (0 when absent). */
@@ -69,30 +57,10 @@ describe('rac trace: kill -9 and resume', () => {
     const ds = join(work, 'calib.jsonl');
     const problems = [...generateSplit('calib', 'arith', PROMPTS / 2, 1), ...generateSplit('calib', 'trace', PROMPTS / 2, 1)];
     writeFileSync(ds, problems.map((p) => JSON.stringify({ id: p.id, prompt: p.prompt, answer: p.answer })).join('\n') + '\n');
-    const args = (out: string) => [
-      '--model',
-      dir,
-      '--dataset',
-      ds,
-      '--n',
-      String(N),
-      '--max-new-tokens',
-      '12',
-      '--token-budget',
-      '0',
-      '--temperature',
-      '0.8',
-      '--top-p',
-      '0.95',
-      '--seed',
-      '5',
-      '--batch-size',
-      '2',
-      '--threads',
-      '1',
-      '--out',
-      out,
-    ];
+    const args = (
+      out: string,
+    ) => argv`--model ${dir} --dataset ${ds} --n ${N} --max-new-tokens 12 --token-budget 0 --temperature 0.8 --top-p 0.95 --seed 5
+        --batch-size 2 --threads 1 --out ${out}`;
 
     const ref = join(work, 'ref.jsonl');
     const refRun = start(args(ref)).exit; // runs alongside the killed one

@@ -3,27 +3,18 @@
  * end to end over real HTTP on loopback, greedy and sampled.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readTraceFile } from '../../src/study/trace.ts';
 import { startServer, type RunningServer } from '../../src/serve/server.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-
-const ROOT = new URL('../..', import.meta.url).pathname;
+import { argv, racWith } from '../helpers/cli.ts';
+import { writeFourPrompts } from '../helpers/datasets.ts';
 
 /** Run `rac trace` in a child process; async, so the in-process server keeps answering. */
-function trace(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [join(ROOT, 'bin/rac.js'), 'trace', '-q', '--threads', '1', ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let err = '';
-    c.stderr.on('data', (d) => (err += d));
-    c.on('error', reject);
-    c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`rac trace exited ${code}: ${err}`))));
-  });
+async function trace(args: string[]): Promise<void> {
+  const r = await racWith({ timeoutMs: 0 }, 'trace', '-q', '--threads', '1', ...args);
+  if (r.code !== 0) throw new Error(`rac trace exited ${r.code}: ${r.stderr}`);
 }
 
 describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, () => {
@@ -34,13 +25,7 @@ describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, (
     dir = checkpoint({ family: 'qwen2', seed: 31 });
     server = await startServer({ model: dir, port: 0, runtime: { threads: 1 }, maxBatch: 8 });
     const d = tempDir('trace-openai');
-    data = join(d, 'prompts.jsonl');
-    writeFileSync(
-      data,
-      ['Compute 12 + 5.', 'x = 3\nprint(x * 2)', 'Hello there', 'Count to five.']
-        .map((p, i) => JSON.stringify({ id: `p${i}`, prompt: p }))
-        .join('\n') + '\n',
-    );
+    data = writeFourPrompts(join(d, 'prompts.jsonl'));
   });
   after(async () => {
     await server?.close();
@@ -52,21 +37,7 @@ describe('rac trace --backend openai against rac serve', { timeout: 120_000 }, (
   ] as const) {
     it(`${label}: same records as the local engine, except the model fingerprint`, async () => {
       const d = tempDir('trace-openai-run');
-      const common = [
-        '--model',
-        dir,
-        '--dataset',
-        data,
-        '--n',
-        '2',
-        '--max-new-tokens',
-        '12',
-        '--seed',
-        '5',
-        '--batch-size',
-        '8',
-        ...sampling,
-      ];
+      const common = [...argv`--model ${dir} --dataset ${data} --n 2 --max-new-tokens 12 --seed 5 --batch-size 8`, ...sampling];
       await trace([...common, '--out', join(d, 'local.jsonl')]);
       await trace([...common, '--out', join(d, 'remote.jsonl'), '--backend', 'openai', '--base-url', server.url]);
       const key = (r: { prompt_id: string; sample: number }) => `${r.prompt_id}/${r.sample}`;

@@ -27,7 +27,7 @@ function verdict(c: FixtureCase): 0 | 1 {
   return gradeMath(c.pred, c.gold, { targets, precision: c.precision }).correct ? 1 : 0;
 }
 
-/** The differences README lists (Math-Verify loose by design; rac strict). */
+/** The differences docs/evaluation.md lists (Math-Verify loose by design; rac strict). */
 const KNOWN_DIFFERENCES = [
   'tests/test_all.py::test_number_extraction:70', // 1000,99 read as 1000.99 (decimal comma)
   'tests/test_all.py::test_number_extraction:71', // 1,22 = 1.22 (decimal comma)
@@ -36,7 +36,7 @@ const KNOWN_DIFFERENCES = [
   'tests/test_all.py::test_math_extraction_additional_cases:754', // (1,3) = {1,3} (a pair is not a set)
 ];
 
-test("Math-Verify's own test cases: ≥ 97% agreement, and only the differences the README lists", () => {
+test("Math-Verify's own test cases: ≥ 97% agreement, and only the differences docs/evaluation.md lists", () => {
   const differ = fixture.cases.filter((c) => verdict(c) !== c.expected).map((c) => `${c.source}:${c.line}`);
   const agree = fixture.cases.length - differ.length;
   assert.ok(fixture.cases.length >= 260, `${fixture.cases.length} cases`);

@@ -222,6 +222,24 @@ test("v1 is unchanged: the generators and the train pool match today's (golden h
   assert.throws(() => generateSplit('train', 'code', 3, 0), /only in format v2/);
 });
 
+test('v2 is unchanged: its generators match the ones v1 and v2 shared blocks were merged from (golden hashes)', () => {
+  const h = (x: unknown) => createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 16);
+  // Computed with the separate v1 and v2 block builders (before they became one, issue 30).
+  const golden: Record<string, string> = {
+    'arith/train/0': 'f30a214a46c8f338',
+    'arith/eval/0': 'cb2d9988bf7b1a3c',
+    'trace/train/0': '5d0f8b2d8e01f229',
+    'trace/calib/0': 'e5313656ac22d123',
+  };
+  for (const [key, want] of Object.entries(golden)) {
+    const [f, s, seed] = key.split('/') as [Family, 'train', string];
+    assert.equal(h(generateSplit(s, f, 300, Number(seed), { format: 'v2' })), want, key);
+  }
+  // Half the train problems injected: every kind of wrong step and hesitation is in the hash.
+  assert.equal(h(generateSplit('train', 'arith', 300, 0, { format: 'v2', injectRate: 0.5 })), '5d06bdc5ed97adc0');
+  assert.equal(h(generateSplit('train', 'trace', 300, 0, { format: 'v2', injectRate: 0.5 })), 'b2a89418934ce60b');
+});
+
 test("v2 problems are v1's problems (same prompts, same split) with checked scratchpads and the same answers", () => {
   for (const f of ['arith', 'trace'] as const) {
     for (const split of ['train', 'eval'] as const) {

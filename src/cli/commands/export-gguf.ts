@@ -5,7 +5,9 @@ import { printJson } from '../common.ts';
 export function register(program: Command): void {
   program
     .command('export-gguf')
-    .description('convert a Hugging Face model directory (qwen2, qwen3, llama, mistral; pruned or not) to GGUF for llama.cpp / Ollama')
+    .description(
+      'convert a Hugging Face model directory (qwen2, qwen3, qwen3_moe, llama, mistral; pruned, quantized or not) to GGUF for llama.cpp / Ollama',
+    )
     .requiredOption('--model <dir>', 'model directory (config.json + safetensors + tokenizer.json)')
     .requiredOption('--out <file>', 'output .gguf file (written to a temp name, renamed when complete)')
     .option(

@@ -36,7 +36,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('prune')
     .description(
-      'prune and/or quantize a checkpoint layer by layer (magnitude | Wanda | SparseGPT; GPTQ | RTN to GGUF q4_0/q8_0) and write the result',
+      'prune and/or quantize a checkpoint layer by layer (SparseGPT | Wanda | magnitude; GPTQ | RTN to ggml types and llama.cpp mixes), or remove MoE experts (REAP | frequency), and write the result',
     )
     .requiredOption('--model <dir>', 'input model directory')
     .requiredOption(

@@ -37,7 +37,7 @@ const ci = (word: string): string =>
 const NUMBER =
   '(?<!\\d)(?:' +
   '(?<integer1>-?[1-9]\\d{0,2}(?:[ ,]\\d{3})+)(?<decimal1>\\.\\d+)?|' +
-  // rac: a decimal point only; Math-Verify also reads "2,74" as 2.74 (README: differences)
+  // rac: a decimal point only; Math-Verify also reads "2,74" as 2.74 (docs/evaluation.md: differences from Math-Verify)
   '(?<integer2>-?\\d+)(?<decimal2>\\.\\d+)|' +
   '(?<decimal3>\\.\\d+)|' +
   '(?<integer3>-?\\d+)' +

@@ -42,7 +42,9 @@
  */
 import type { Rng } from '../rng.ts';
 import { makeMarkedProblem, makeProblem, pad, stripZeros, wrong, type TinyProblem } from './common.ts';
-import { hesitation, wrongValue } from './selfcheck.ts';
+import { Fault, hesitation, wrongValue, type Injection } from './selfcheck.ts';
+
+export { Fault } from './selfcheck.ts';
 
 export type ArithOp = '+' | '-' | '*';
 
@@ -61,6 +63,28 @@ export function arithPrompt({ a, op, b }: ArithSpec): string {
   return `Compute ${a} ${op} ${b}.`;
 }
 
+// Format v2: every column step carries a check, and one step may carry an injected error.
+//
+// Each step line gets a fixed-width check right after the step's result, before the registers
+// (so every normal line of a block still has one width and the registers keep their constant
+// offsets):
+//   sum        `k: a+b+c=ss ss-b-c=a A+B R`        subtract back: must give the column digit a
+//   difference `k: Xa-b-r=d d+b+r=Xa A-B R`        add back: must give Xa (borrow flag, digit)
+//   product    `k: a*d+c=ss d*a+c=ss A R`          a second decomposition: the operands re-read
+//                                                  in the other order, must give ss again
+// The comparison is between tokens at a fixed distance inside one line (the check's result and
+// the value it must equal), then the line goes on with ` ` + registers when they agree.
+// An injected error (train split only) replaces the step's result by a wrong value (no loss on
+// it) and ends the line after the check; the next line is a hesitation naming the mismatch, and
+// the line after that is the step redone in full:
+//   1: 7+5+0=13 13-5-0=8
+//   Wait, 8 is not 7.
+//   1: 7+5+0=12 12-5-0=7 00048+00009 20000
+//
+// One set of block builders writes both formats: without a Fault (v1) a step is
+// `step result registers`; with one (v2) `step result check registers`, after the wrong line and
+// the hesitation at the planned step.
+
 interface Block {
   lines: string[];
   /** Final carry (0 for subtraction). */
@@ -69,8 +93,37 @@ interface Block {
   reg: string;
 }
 
-/** Column-by-column addition of two non-negative numbers < 10^W. */
-export function addBlock(a: number, b: number, width = ADD_WIDTH): Block {
+/** The injected error at one step: the wrong result and its check (the line's tail), and the hesitation. */
+type Injected = (rng: Rng) => { wrongTail: string; hesitation: string };
+
+/**
+ * Writes one column step: `step` is the line up to its result (`k: a+b+c=`); v1 (no fault)
+ * `step result regs`, v2 `step result check regs`, preceded by the injected error when the fault
+ * fires here.
+ */
+function pushStep(
+  lines: string[],
+  fault: Fault | null,
+  step: string,
+  result: string,
+  check: string,
+  regs: string,
+  injected: Injected,
+): void {
+  if (fault === null) {
+    lines.push(`${step}${result} ${regs}`);
+    return;
+  }
+  const rng = fault.next();
+  if (rng) {
+    const e = injected(rng);
+    lines.push(`${step}${e.wrongTail}`, e.hesitation);
+  }
+  lines.push(`${step}${result} ${check} ${regs}`);
+}
+
+/** Column-by-column addition of two non-negative numbers < 10^W (v2 with a fault counter). */
+export function addBlock(a: number, b: number, fault: Fault | null = null, width = ADD_WIDTH): Block {
   let A = pad(a, width);
   let B = pad(b, width);
   let R = '0'.repeat(width);
@@ -79,18 +132,22 @@ export function addBlock(a: number, b: number, width = ADD_WIDTH): Block {
   for (let k = 1; k <= width; k++) {
     const da = Number(A[width - 1]);
     const db = Number(B[width - 1]);
-    const ss = pad(da + db + c, 2);
+    const s = da + db + c;
     A = '0' + A.slice(0, width - 1);
     B = '0' + B.slice(0, width - 1);
-    R = ss[1] + R.slice(0, width - 1);
-    lines.push(`${k}: ${da}+${db}+${c}=${ss} ${A}+${B} ${R}`);
-    c = Number(ss[0]);
+    R = pad(s, 2)[1] + R.slice(0, width - 1);
+    const check = (v: number) => `${pad(v, 2)}-${db}-${c}=${v - db - c}`;
+    pushStep(lines, fault, `${k}: ${da}+${db}+${c}=`, pad(s, 2), check(s), `${A}+${B} ${R}`, (rng) => {
+      const w = wrongValue(rng, s, 0, 19, (v) => v - db - c >= 0 && v - db - c <= 9);
+      return { wrongTail: `${wrong(pad(w, 2))} ${check(w)}`, hesitation: hesitation(rng, String(w - db - c), String(da)) };
+    });
+    c = Math.floor(s / 10);
   }
   return { lines, carry: c, reg: R };
 }
 
 /** Column-by-column subtraction a - b with borrows; requires a >= b >= 0, both < 10^W. */
-export function subBlock(a: number, b: number, width = ADD_WIDTH): Block {
+export function subBlock(a: number, b: number, fault: Fault | null = null, width = ADD_WIDTH): Block {
   if (a < b) throw new RangeError('subBlock: a < b');
   let A = pad(a, width);
   let B = pad(b, width);
@@ -105,7 +162,11 @@ export function subBlock(a: number, b: number, width = ADD_WIDTH): Block {
     A = '0' + A.slice(0, width - 1);
     B = '0' + B.slice(0, width - 1);
     R = String(d) + R.slice(0, width - 1);
-    lines.push(`${k}: ${x}${da}-${db}-${r}=${d} ${A}-${B} ${R}`);
+    const check = (v: number) => `${v}+${db}+${r}=${pad(v + db + r, 2)}`;
+    pushStep(lines, fault, `${k}: ${x}${da}-${db}-${r}=`, String(d), check(d), `${A}-${B} ${R}`, (rng) => {
+      const w = wrongValue(rng, d, 0, 9);
+      return { wrongTail: `${wrong(String(w))} ${check(w)}`, hesitation: hesitation(rng, pad(w + db + r, 2), `${x}${da}`) };
+    });
     r = x;
   }
   if (r !== 0) throw new Error('subBlock: final borrow'); // impossible when a >= b
@@ -113,18 +174,22 @@ export function subBlock(a: number, b: number, width = ADD_WIDTH): Block {
 }
 
 /** Multiply a (< 10^MUL_WIDTH) by one digit d, digit by digit with carries. */
-export function mulDigitBlock(a: number, d: number, width = MUL_WIDTH): Block {
+export function mulDigitBlock(a: number, d: number, fault: Fault | null = null, width = MUL_WIDTH): Block {
   let A = pad(a, width);
   let R = '0'.repeat(width);
   let c = 0;
   const lines: string[] = [];
   for (let k = 1; k <= width; k++) {
     const da = Number(A[width - 1]);
-    const ss = pad(da * d + c, 2);
+    const s = da * d + c;
     A = '0' + A.slice(0, width - 1);
-    R = ss[1] + R.slice(0, width - 1);
-    lines.push(`${k}: ${da}*${d}+${c}=${ss} ${A} ${R}`);
-    c = Number(ss[0]);
+    R = pad(s, 2)[1] + R.slice(0, width - 1);
+    const check = `${d}*${da}+${c}=${pad(s, 2)}`;
+    pushStep(lines, fault, `${k}: ${da}*${d}+${c}=`, pad(s, 2), check, `${A} ${R}`, (rng) => {
+      const w = wrongValue(rng, s, 0, 99);
+      return { wrongTail: `${wrong(pad(w, 2))} ${check}`, hesitation: hesitation(rng, pad(s, 2), pad(w, 2)) };
+    });
+    c = Math.floor(s / 10);
   }
   return { lines, carry: c, reg: R };
 }
@@ -138,51 +203,67 @@ export interface ArithSolution {
   scratch: string[];
 }
 
-export function solveArith({ a, op, b }: ArithSpec): ArithSolution {
+/** The scratchpad of either format: v1 without a fault counter, v2 with one. */
+function solve({ a, op, b }: ArithSpec, fault: Fault | null): ArithSolution {
   const scratch: string[] = [];
+  let answer: string;
   if (op === '+') {
     scratch.push(`${pad(a, ADD_WIDTH)}+${pad(b, ADD_WIDTH)}`);
-    const blk = addBlock(a, b);
+    const blk = addBlock(a, b, fault);
     scratch.push(...blk.lines);
-    const answer = blockValue(blk);
-    scratch.push(`=${answer}`);
-    return { answer, scratch };
-  }
-  if (op === '-') {
+    answer = blockValue(blk);
+  } else if (op === '-') {
     const neg = a < b;
     const [x, y] = neg ? [b, a] : [a, b];
     const body = `${pad(x, ADD_WIDTH)}-${pad(y, ADD_WIDTH)}`;
     scratch.push(neg ? `-(${body})` : body);
-    const blk = subBlock(x, y);
+    const blk = subBlock(x, y, fault);
     scratch.push(...blk.lines);
     const mag = blockValue(blk);
-    const answer = neg ? `-${mag}` : mag;
-    scratch.push(`=${answer}`);
-    return { answer, scratch };
+    answer = neg ? `-${mag}` : mag;
+  } else {
+    const A = pad(a, MUL_WIDTH);
+    const B = pad(b, 2);
+    scratch.push(`${A}*${B}`);
+    const d0 = Number(B[1]);
+    const d1 = Number(B[0]);
+    scratch.push(`${A}*${d0}`);
+    const blk0 = mulDigitBlock(a, d0, fault);
+    scratch.push(...blk0.lines);
+    const p0 = blockValue(blk0);
+    scratch.push(`=${p0}`);
+    scratch.push(`${A}*${d1}0`);
+    const blk1 = mulDigitBlock(a, d1, fault);
+    scratch.push(...blk1.lines);
+    const p1 = blockValue(blk1) === '0' ? '0' : `${blockValue(blk1)}0`;
+    scratch.push(`=${p1}`);
+    const n0 = Number(p0);
+    const n1 = Number(p1);
+    scratch.push(`${pad(n0, ADD_WIDTH)}+${pad(n1, ADD_WIDTH)}`);
+    const sum = addBlock(n0, n1, fault);
+    scratch.push(...sum.lines);
+    answer = blockValue(sum);
   }
-  const A = pad(a, MUL_WIDTH);
-  const B = pad(b, 2);
-  scratch.push(`${A}*${B}`);
-  const d0 = Number(B[1]);
-  const d1 = Number(B[0]);
-  scratch.push(`${A}*${d0}`);
-  const blk0 = mulDigitBlock(a, d0);
-  scratch.push(...blk0.lines);
-  const p0 = blockValue(blk0);
-  scratch.push(`=${p0}`);
-  scratch.push(`${A}*${d1}0`);
-  const blk1 = mulDigitBlock(a, d1);
-  scratch.push(...blk1.lines);
-  const p1 = blockValue(blk1) === '0' ? '0' : `${blockValue(blk1)}0`;
-  scratch.push(`=${p1}`);
-  const n0 = Number(p0);
-  const n1 = Number(p1);
-  scratch.push(`${pad(n0, ADD_WIDTH)}+${pad(n1, ADD_WIDTH)}`);
-  const sum = addBlock(n0, n1);
-  scratch.push(...sum.lines);
-  const answer = blockValue(sum);
   scratch.push(`=${answer}`);
   return { answer, scratch };
+}
+
+/** The v1 scratchpad (plain steps). */
+export function solveArith(spec: ArithSpec): ArithSolution {
+  return solve(spec, null);
+}
+
+/** Checkable steps in a spec's v2 scratchpad (the injection point is drawn among them). */
+export function arithSteps({ op }: ArithSpec): number {
+  return op === '*' ? 2 * MUL_WIDTH + ADD_WIDTH : ADD_WIDTH;
+}
+
+/** The v2 scratchpad (checks everywhere; the planned step, if any, written wrong and repaired). */
+export function solveArithV2(spec: ArithSpec, plan: Injection | null): ArithSolution {
+  const fault = new Fault(plan);
+  const solution = solve(spec, fault);
+  if (fault.steps !== arithSteps(spec)) throw new Error(`solveArithV2: ${fault.steps} steps, expected ${arithSteps(spec)}`);
+  return solution;
 }
 
 /** A uniformly random number with exactly `digits` digits (1 digit: 0–9). */
@@ -209,174 +290,7 @@ export function generateArith(rng: Rng): TinyProblem {
   return arithProblem(sampleArithSpec(rng));
 }
 
-// ---------------------------------------------------------------------------------------------
-// Format v2: every column step carries a check, and one step may carry an injected error.
-//
-// Each step line gets a fixed-width check right after the step's result, before the registers
-// (so every normal line of a block still has one width and the registers keep their constant
-// offsets):
-//   sum        `k: a+b+c=ss ss-b-c=a A+B R`        subtract back: must give the column digit a
-//   difference `k: Xa-b-r=d d+b+r=Xa A-B R`        add back: must give Xa (borrow flag, digit)
-//   product    `k: a*d+c=ss d*a+c=ss A R`          a second decomposition: the operands re-read
-//                                                  in the other order, must give ss again
-// The comparison is between tokens at a fixed distance inside one line (the check's result and
-// the value it must equal), then the line goes on with ` ` + registers when they agree.
-// An injected error (train split only) replaces the step's result by a wrong value (no loss on
-// it) and ends the line after the check; the next line is a hesitation naming the mismatch, and
-// the line after that is the step redone in full:
-//   1: 7+5+0=13 13-5-0=8
-//   Wait, 8 is not 7.
-//   1: 7+5+0=12 12-5-0=7 00048+00009 20000
-
-/** Counts the checkable steps of one solve and fires (returns the plan's rng) at the planned one. */
-export class Fault {
-  private n = 0;
-  constructor(private readonly plan: { step: number; rng: Rng } | null) {}
-  next(): Rng | null {
-    const hit = this.plan !== null && this.n === this.plan.step;
-    this.n++;
-    return hit ? this.plan!.rng : null;
-  }
-  /** Steps seen so far. */
-  get steps(): number {
-    return this.n;
-  }
-}
-
-/** Checkable steps in a spec's v2 scratchpad (the injection point is drawn among them). */
-export function arithSteps({ op }: ArithSpec): number {
-  return op === '*' ? 2 * MUL_WIDTH + ADD_WIDTH : ADD_WIDTH;
-}
-
-export function addBlockV2(a: number, b: number, fault: Fault, width = ADD_WIDTH): Block {
-  let A = pad(a, width);
-  let B = pad(b, width);
-  let R = '0'.repeat(width);
-  let c = 0;
-  const lines: string[] = [];
-  for (let k = 1; k <= width; k++) {
-    const da = Number(A[width - 1]);
-    const db = Number(B[width - 1]);
-    const s = da + db + c;
-    A = '0' + A.slice(0, width - 1);
-    B = '0' + B.slice(0, width - 1);
-    R = pad(s, 2)[1] + R.slice(0, width - 1);
-    const step = `${k}: ${da}+${db}+${c}=`;
-    const check = (v: number) => `${pad(v, 2)}-${db}-${c}=${v - db - c}`;
-    const rng = fault.next();
-    if (rng) {
-      const w = wrongValue(rng, s, 0, 19, (v) => v - db - c >= 0 && v - db - c <= 9);
-      lines.push(`${step}${wrong(pad(w, 2))} ${check(w)}`);
-      lines.push(hesitation(rng, String(w - db - c), String(da)));
-    }
-    lines.push(`${step}${pad(s, 2)} ${check(s)} ${A}+${B} ${R}`);
-    c = Math.floor(s / 10);
-  }
-  return { lines, carry: c, reg: R };
-}
-
-export function subBlockV2(a: number, b: number, fault: Fault, width = ADD_WIDTH): Block {
-  if (a < b) throw new RangeError('subBlockV2: a < b');
-  let A = pad(a, width);
-  let B = pad(b, width);
-  let R = '0'.repeat(width);
-  let r = 0;
-  const lines: string[] = [];
-  for (let k = 1; k <= width; k++) {
-    const da = Number(A[width - 1]);
-    const db = Number(B[width - 1]);
-    const x = da - db - r < 0 ? 1 : 0;
-    const d = 10 * x + da - db - r;
-    A = '0' + A.slice(0, width - 1);
-    B = '0' + B.slice(0, width - 1);
-    R = String(d) + R.slice(0, width - 1);
-    const step = `${k}: ${x}${da}-${db}-${r}=`;
-    const check = (v: number) => `${v}+${db}+${r}=${pad(v + db + r, 2)}`;
-    const rng = fault.next();
-    if (rng) {
-      const w = wrongValue(rng, d, 0, 9);
-      lines.push(`${step}${wrong(String(w))} ${check(w)}`);
-      lines.push(hesitation(rng, pad(w + db + r, 2), `${x}${da}`));
-    }
-    lines.push(`${step}${d} ${check(d)} ${A}-${B} ${R}`);
-    r = x;
-  }
-  if (r !== 0) throw new Error('subBlockV2: final borrow');
-  return { lines, carry: 0, reg: R };
-}
-
-export function mulDigitBlockV2(a: number, d: number, fault: Fault, width = MUL_WIDTH): Block {
-  let A = pad(a, width);
-  let R = '0'.repeat(width);
-  let c = 0;
-  const lines: string[] = [];
-  for (let k = 1; k <= width; k++) {
-    const da = Number(A[width - 1]);
-    const s = da * d + c;
-    A = '0' + A.slice(0, width - 1);
-    R = pad(s, 2)[1] + R.slice(0, width - 1);
-    const step = `${k}: ${da}*${d}+${c}=`;
-    const check = `${d}*${da}+${c}=${pad(s, 2)}`;
-    const rng = fault.next();
-    if (rng) {
-      const w = wrongValue(rng, s, 0, 99);
-      lines.push(`${step}${wrong(pad(w, 2))} ${check}`);
-      lines.push(hesitation(rng, pad(s, 2), pad(w, 2)));
-    }
-    lines.push(`${step}${pad(s, 2)} ${check} ${A} ${R}`);
-    c = Math.floor(s / 10);
-  }
-  return { lines, carry: c, reg: R };
-}
-
-/** The v2 scratchpad (checks everywhere; the planned step, if any, written wrong and repaired). */
-export function solveArithV2({ a, op, b }: ArithSpec, plan: { step: number; rng: Rng } | null): ArithSolution {
-  const fault = new Fault(plan);
-  const scratch: string[] = [];
-  let answer: string;
-  if (op === '+') {
-    scratch.push(`${pad(a, ADD_WIDTH)}+${pad(b, ADD_WIDTH)}`);
-    const blk = addBlockV2(a, b, fault);
-    scratch.push(...blk.lines);
-    answer = blockValue(blk);
-  } else if (op === '-') {
-    const neg = a < b;
-    const [x, y] = neg ? [b, a] : [a, b];
-    const body = `${pad(x, ADD_WIDTH)}-${pad(y, ADD_WIDTH)}`;
-    scratch.push(neg ? `-(${body})` : body);
-    const blk = subBlockV2(x, y, fault);
-    scratch.push(...blk.lines);
-    const mag = blockValue(blk);
-    answer = neg ? `-${mag}` : mag;
-  } else {
-    const A = pad(a, MUL_WIDTH);
-    const B = pad(b, 2);
-    scratch.push(`${A}*${B}`);
-    const d0 = Number(B[1]);
-    const d1 = Number(B[0]);
-    scratch.push(`${A}*${d0}`);
-    const blk0 = mulDigitBlockV2(a, d0, fault);
-    scratch.push(...blk0.lines);
-    const p0 = blockValue(blk0);
-    scratch.push(`=${p0}`);
-    scratch.push(`${A}*${d1}0`);
-    const blk1 = mulDigitBlockV2(a, d1, fault);
-    scratch.push(...blk1.lines);
-    const p1 = blockValue(blk1) === '0' ? '0' : `${blockValue(blk1)}0`;
-    scratch.push(`=${p1}`);
-    const n0 = Number(p0);
-    const n1 = Number(p1);
-    scratch.push(`${pad(n0, ADD_WIDTH)}+${pad(n1, ADD_WIDTH)}`);
-    const sum = addBlockV2(n0, n1, fault);
-    scratch.push(...sum.lines);
-    answer = blockValue(sum);
-  }
-  scratch.push(`=${answer}`);
-  if (fault.steps !== arithSteps({ a, op, b })) throw new Error(`solveArithV2: ${fault.steps} steps, expected ${arithSteps({ a, op, b })}`);
-  return { answer, scratch };
-}
-
-export function arithProblemV2(spec: ArithSpec, plan: { step: number; rng: Rng } | null): TinyProblem {
+export function arithProblemV2(spec: ArithSpec, plan: Injection | null): TinyProblem {
   const { answer, scratch } = solveArithV2(spec, plan);
   return makeMarkedProblem('arith', arithPrompt(spec), answer, scratch);
 }

@@ -35,16 +35,37 @@ export function parseHesitation(text: string): { got: string; want: string; leng
   return m ? { got: m[1]!, want: m[2]!, length: m[0].length } : null;
 }
 
+/** Where a problem's one injected error goes: the step index, and the rng that draws the wrong value and the phrase. */
+export interface Injection {
+  step: number;
+  rng: Rng;
+}
+
 /**
  * Where (if anywhere) a problem's one injected error goes: null for no injection, else the step
  * index in [0, steps) and the rng that draws the wrong value and the phrase. Deterministic in
  * (seed, prompt); only the train split is ever injected.
  */
-export function planInjection(prompt: string, seed: number, rate: number, steps: number): { step: number; rng: Rng } | null {
+export function planInjection(prompt: string, seed: number, rate: number, steps: number): Injection | null {
   if (!(rate > 0) || steps <= 0) return null;
   const rng = createRng(hashSeed('rac-tiny-inject', seed, prompt));
   if (!rng.bool(rate)) return null;
   return { step: rng.int(0, steps - 1), rng };
+}
+
+/** Counts the checkable steps of one solve and fires (returns the plan's rng) at the planned one. */
+export class Fault {
+  private n = 0;
+  constructor(private readonly plan: Injection | null) {}
+  next(): Rng | null {
+    const hit = this.plan !== null && this.n === this.plan.step;
+    this.n++;
+    return hit ? this.plan!.rng : null;
+  }
+  /** Steps seen so far. */
+  get steps(): number {
+    return this.n;
+  }
 }
 
 /**

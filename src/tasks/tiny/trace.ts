@@ -34,7 +34,7 @@
  */
 import type { Rng } from '../rng.ts';
 import { makeMarkedProblem, makeProblem, wrong, type TinyProblem } from './common.ts';
-import { hesitation, wrongValue } from './selfcheck.ts';
+import { Fault, hesitation, wrongValue, type Injection } from './selfcheck.ts';
 
 export const TRACE_NAMES: readonly string[] = ['a', 'b', 'c', 'd', 'k', 'm', 'n', 'x', 'y', 'z'];
 export const TRACE_MAX_VALUE = 99;
@@ -90,38 +90,9 @@ export function binding(name: string, value: number): string {
   return `${name.toUpperCase()}${value}`;
 }
 
-/** Run the program, writing the state after every line. Throws on use before assignment. */
+/** Run the program, writing the state after every line (format v1). Throws on use before assignment. */
 export function solveTrace(p: TraceProgram): TraceSolution {
-  const env = new Map<string, number>(); // insertion order = order of first assignment
-  const val = (o: Operand): number => {
-    if (o.kind === 'lit') return o.value;
-    const v = env.get(o.name);
-    if (v === undefined) throw new Error(`trace: ${o.name} used before assignment`);
-    return v;
-  };
-  const fetch = (o: Operand): string => (o.kind === 'lit' ? String(o.value) : binding(o.name, val(o)));
-  const scratch: string[] = [];
-  p.lines.forEach((l, i) => {
-    const e = l.expr;
-    let text = `line ${i + 1}: ${lineText(l)}`;
-    let v: number;
-    if (e.kind === 'atom') {
-      v = val(e.x);
-      if (e.x.kind === 'var') text += ` ; ${fetch(e.x)} = ${v}`;
-    } else {
-      const xv = val(e.x);
-      const yv = val(e.y);
-      v = applyOp(xv, e.op, yv);
-      text += ` ; ${fetch(e.x)} ${e.op} ${fetch(e.y)} = ${xv} ${e.op} ${yv} = ${v}`;
-    }
-    env.set(l.target, v);
-    const state = [...env].map(([k, x]) => binding(k, x)).join(' ');
-    scratch.push(`${text} ; ${binding(l.target, v)} ; state ${state}`);
-  });
-  const out = env.get(p.print);
-  if (out === undefined) throw new Error(`trace: print(${p.print}) of an unassigned variable`);
-  scratch.push(`print(${p.print}) ; ${binding(p.print, out)}`);
-  return { answer: String(out), scratch };
+  return solve(p, null);
 }
 
 /** Draw a random program whose every intermediate value lies in [0, TRACE_MAX_VALUE]. */
@@ -241,8 +212,16 @@ export function traceSteps(p: TraceProgram): number {
 }
 
 /** The v2 scratchpad; `plan.step` indexes the program's binary operations. */
-export function solveTraceV2(p: TraceProgram, plan: { step: number; rng: Rng } | null): TraceSolution {
-  const env = new Map<string, number>();
+export function solveTraceV2(p: TraceProgram, plan: Injection | null): TraceSolution {
+  return solve(p, new Fault(plan));
+}
+
+/**
+ * The scratchpad of either format: v1 without a fault counter; v2 with one (every operation
+ * followed by its check, the planned one written wrong first).
+ */
+function solve(p: TraceProgram, fault: Fault | null): TraceSolution {
+  const env = new Map<string, number>(); // insertion order = order of first assignment
   const val = (o: Operand): number => {
     if (o.kind === 'lit') return o.value;
     const v = env.get(o.name);
@@ -251,7 +230,6 @@ export function solveTraceV2(p: TraceProgram, plan: { step: number; rng: Rng } |
   };
   const fetch = (o: Operand): string => (o.kind === 'lit' ? String(o.value) : binding(o.name, val(o)));
   const scratch: string[] = [];
-  let op = 0;
   p.lines.forEach((l, i) => {
     const e = l.expr;
     let text = `line ${i + 1}: ${lineText(l)}`;
@@ -265,14 +243,13 @@ export function solveTraceV2(p: TraceProgram, plan: { step: number; rng: Rng } |
       v = applyOp(xv, e.op, yv);
       const bare = `${xv} ${e.op} ${yv} = `;
       text += ` ; ${fetch(e.x)} ${e.op} ${fetch(e.y)} = ${bare}`;
-      if (plan !== null && op === plan.step) {
-        const rng = plan.rng;
+      const rng = fault?.next();
+      if (rng) {
         const w = wrongValue(rng, v, 0, TRACE_MAX_VALUE, (c) => e.op !== '+' || c >= yv);
         const bad = e.op === '*' ? { text: `${yv} * ${xv} = ${v}`, got: v, want: w } : traceCheck(xv, e.op, yv, w);
         text += `${wrong(String(w))} ; ${bad.text} ; ${hesitation(rng, String(bad.got), String(bad.want))} ${bare}`;
       }
-      text += `${v} ; ${traceCheck(xv, e.op, yv, v).text}`;
-      op++;
+      text += fault ? `${v} ; ${traceCheck(xv, e.op, yv, v).text}` : `${v}`;
     }
     env.set(l.target, v);
     const state = [...env].map(([k, x]) => binding(k, x)).join(' ');
@@ -284,7 +261,7 @@ export function solveTraceV2(p: TraceProgram, plan: { step: number; rng: Rng } |
   return { answer: String(out), scratch };
 }
 
-export function traceProblemV2(p: TraceProgram, plan: { step: number; rng: Rng } | null): TinyProblem {
+export function traceProblemV2(p: TraceProgram, plan: Injection | null): TinyProblem {
   const { answer, scratch } = solveTraceV2(p, plan);
   return makeMarkedProblem('trace', tracePrompt(p), answer, scratch);
 }

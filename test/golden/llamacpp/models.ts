@@ -2,13 +2,32 @@
  * The random checkpoints rac is compared with llama.cpp on (scripts/check-llamacpp.ts) and the
  * goldens made from them (test/export/llamacpp-goldens.test.ts): deterministic from their options.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PURE_SCHEMES, QUANT_SCHEMES, type QuantScheme } from '../../../src/compress/quant-schemes.ts';
+import type { Imatrix } from '../../../src/io/imatrix.ts';
+import { RacTokenizer } from '../../../src/io/tokenizer.ts';
+import type { Model } from '../../../src/models/model.ts';
 import type { RandomCheckpointOptions } from '../../../src/models/random.ts';
+import { buildCalibSet } from '../../../src/prune/calib-modes.ts';
+import { computeImatrix } from '../../../src/prune/imatrix.ts';
 
 export const GOLDEN_DIR = join(import.meta.dirname, '.');
 /** llama-imatrix's -c: the chunk length both tools cut the text into. */
 export const IMATRIX_CTX = 128;
+
+/** rac's importance matrix of `model` on `text` cut as llama-imatrix cuts it: chunks of IMATRIX_CTX tokens, the remainder dropped. */
+export async function racImatrixLikeLlama(model: Model, text: string, run: { batchTokens: number; threads: number }): Promise<Imatrix> {
+  const tok = await RacTokenizer.load(model.dir);
+  const n = tok.encode(readFileSync(text, 'utf8')).length;
+  const calib = await buildCalibSet(
+    'text',
+    { textFiles: [text] },
+    { tokenizer: tok, vocabSize: model.config.vocabSize },
+    { tokenBudget: Math.floor(n / IMATRIX_CTX) * IMATRIX_CTX, maxSeqLen: IMATRIX_CTX, overflow: 'split' },
+  );
+  return (await computeImatrix(model, calib, { batchTokens: run.batchTokens, runtime: { threads: run.threads } })).imatrix;
+}
 
 export interface CheckModel {
   key: string;
