@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { emit, gemmPeak } from './common.ts';
 import { benchDecode } from './decode.ts';
 import { benchDecodeGguf } from './decode-gguf.ts';
+import { benchDecodeQ4 } from './decode-q4.ts';
 import { benchGradeMath } from './grade.ts';
 import { benchDecodeMoe, benchPruneMoe } from './moe.ts';
 import { benchPrefill } from './prefill.ts';
@@ -33,6 +34,7 @@ try {
   if (want('prefill')) await benchPrefill(join(dir, 'prefill'), await peak());
   if (want('decode')) await benchDecode(join(dir, 'decode'));
   if (want('decode_gguf')) await benchDecodeGguf(join(dir, 'decode_gguf'));
+  if (want('decode_q4')) await benchDecodeQ4(join(dir, 'decode_q4'));
   if (want('decode_moe')) await benchDecodeMoe(join(dir, 'decode_moe'));
   if (want('serve')) await benchServe(join(dir, 'serve'));
   if (want('grade_math')) benchGradeMath();

@@ -29,6 +29,7 @@ export {
   type LoadedModel,
 } from './api/models.ts';
 export { Model } from './models/model.ts';
+export type { EngineOptions } from './models/engine.ts';
 export { generate, type GenerateOptions, type GenerationRequest } from './models/generate.ts';
 export { writeRandomCheckpoint, type RandomCheckpointOptions } from './models/random.ts';
 
@@ -37,9 +38,17 @@ export { buildCalibration, calibrationProblem, type CalibrationSpec } from './ap
 export { executePrune, planPrune, prune, pruneJobProblem, type PruneJob, type PrunePlan } from './api/prune.ts';
 export { imatrix, type ImatrixJob, type ImatrixSummary } from './api/imatrix.ts';
 export { PRUNE_DEFAULTS, type PruneSettings } from './study/job.ts';
-export { EXPERT_METHODS, PRUNE_METHODS, QUANT_METHODS, type PruneMethod, type PruneProgress } from './prune/prune.ts';
+export {
+  EXPERT_METHODS,
+  PACKED_SCHEMES,
+  PRUNE_METHODS,
+  QUANT_METHODS,
+  quantLayout,
+  type PruneMethod,
+  type PruneProgress,
+} from './prune/prune.ts';
 export { QUANT_SCHEMES, type QuantScheme } from './compress/quant-schemes.ts';
-export type { PruneSummary, ExpertRemovalRecord, QuantizationRecord } from './prune/rac-json.ts';
+export type { PruneSummary, ExpertRemovalRecord, QuantizationRecord, QuantLayout } from './prune/rac-json.ts';
 
 // traces, evaluation, studies, reports
 export { trace, type TraceJob } from './api/trace.ts';

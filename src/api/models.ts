@@ -9,6 +9,7 @@ import { resolveModel } from '../io/hub.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
 import { generate, type Completion, type GenerateProgress } from '../models/generate.ts';
 import { closeModel as closeLoaded, loadModel as loadDir, type LoadedModel } from '../models/loaded.ts';
+import type { EngineOptions } from '../models/engine.ts';
 import { Model } from '../models/model.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 
@@ -20,12 +21,20 @@ export async function resolveModelId(model: string, opts: { log?: (line: string)
   return r.dir;
 }
 
-/** Open a model (directory or hub id) for inference: engine, tokenizer, generation config. Close it with closeModel. */
+/**
+ * Open a model (directory or hub id) for inference: engine, tokenizer, generation config. Close it
+ * with closeModel. `engine`: how a compressed-tensors checkpoint's packed weights run
+ * (packedWeights 'native' — MatMulNBits on the packed codes, the default — or 'dequantize').
+ */
 export async function loadModel(
   model: string,
-  opts: { runtime?: Partial<RuntimeOptions>; log?: (line: string) => void } = {},
+  opts: {
+    runtime?: Partial<RuntimeOptions>;
+    engine?: Pick<EngineOptions, 'packedWeights' | 'accuracyLevel'>;
+    log?: (line: string) => void;
+  } = {},
 ): Promise<LoadedModel> {
-  return loadDir(await resolveModelId(model, opts), opts.runtime ?? {});
+  return loadDir(await resolveModelId(model, opts), { ...opts.runtime, ...opts.engine });
 }
 
 export async function closeModel(m: LoadedModel): Promise<void> {

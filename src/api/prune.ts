@@ -23,6 +23,7 @@ import {
   parseLayerSelection,
   pruneCheckpoint,
   QUANT_METHODS,
+  refuseCompressed,
   type PruneMethod,
   type PruneProgress,
 } from '../prune/prune.ts';
@@ -133,6 +134,7 @@ export async function planPrune(job: PruneJob, opts: { dryRun?: boolean } = {}):
     if (existsSync(outDir) && !job.overwrite && !opts.dryRun)
       throw new CheckpointError(`${outDir}: already exists (choose another --out, or pass --overwrite)`);
     model = Model.open(job.model);
+    refuseCompressed(model); // before the calibration set is built
     const layers = parseLayerSelection(settings.layers, model.config.numLayers);
     const { calib, tokenizer } = await buildCalibration(job.calibration, settings, model);
     const imatrix = job.imatrix !== undefined ? readImatrix(job.imatrix) : undefined;

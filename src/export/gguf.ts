@@ -25,6 +25,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { dequantizeRows, quantizeRows, rowBytes, type GgmlQuantType } from '../compress/ggml-quants.ts';
+import { encodeBlocks, QK, QuantRangeError } from '../compress/quant-grids.ts';
 import { GGUF_ARCH, GGUF_LINEAR, isQuantScheme, QUANT_SCHEMES, SCHEME_INFO, type QuantScheme } from '../compress/quant-schemes.ts';
 import { readImatrix } from '../io/imatrix.ts';
 import { isWithin, ModelFileError, modelDirRoots, parseJsonText, readModelText, realPathOf } from '../io/model-file.ts';
@@ -35,8 +36,10 @@ import type { ModelConfig } from '../models/config.ts';
 import { Model } from '../models/model.ts';
 import { hasMoeLayers, layerLinears, type ExpertLinearName, type LinearName, type NormName } from '../models/spec.ts';
 import { quantPlan, type QuantPlan } from '../prune/quant-plan.ts';
-import { RAC_JSON, type QuantizationRecord } from '../prune/rac-json.ts';
+import { RAC_JSON, type LegacyQuantizationRecord, type QuantizationRecord } from '../prune/rac-json.ts';
 import { RacError } from '../errors.ts';
+import { f16ToF32 } from '../io/dtype.ts';
+import { packedGgufBlocks } from './gguf-packed.ts';
 
 /** Float dtypes, or a quantization scheme (compress/quant-schemes.ts: q4_0 … q6_k, llama.cpp's mixes q4_k_m …). */
 export type GgufDtype = 'f32' | 'f16' | 'bf16' | QuantScheme;
@@ -100,16 +103,25 @@ interface QuantSource {
   close: () => void;
 }
 
-function openQuantSource(dir: string): QuantSource | null {
+/**
+ * The quantization record of a rac-quantized model directory, and its GGUF blocks: from
+ * `blocks_file` (the `gguf-blocks` layout, and the embedding / untied lm_head of the
+ * `compressed-tensors` one — its packed Linears are read from the checkpoint, export/gguf-packed.ts),
+ * or, for rac's first layout (q4_0 / q8_0, `scales_file` of f16 block scales beside F32 values on
+ * the grid), re-encoded from the values and their scales — exactly what that rac would have written.
+ */
+function openQuantSource(dir: string, read: (name: string) => Float32Array): QuantSource | null {
   const racJson = join(dir, RAC_JSON);
   if (!existsSync(racJson)) return null;
   const rec = readJson(dir, RAC_JSON)['quantization'] as Partial<Record<keyof QuantizationRecord, unknown>> | undefined; // checked below
   if (rec === undefined) return null;
   if (!rec || typeof rec !== 'object' || !rec.tensors || typeof rec.tensors !== 'object')
     throw new ExportError(`${racJson}: malformed "quantization" section (needs "tensors")`);
+  const legacy = rec as Partial<Record<keyof LegacyQuantizationRecord, unknown>>;
+  if (rec.blocks_file === undefined && typeof legacy.scales_file === 'string') return openLegacyQuantSource(dir, legacy, read);
   if (typeof rec.blocks_file !== 'string' || /[\\/]/.test(rec.blocks_file) || typeof rec.format !== 'string' || !isQuantScheme(rec.format))
     throw new ExportError(
-      `${racJson}: the "quantization" section has no "blocks_file" and scheme "format" (written by an older rac, which kept only block scales); quantize the model again`,
+      `${racJson}: the "quantization" section has no plain "blocks_file" name and scheme "format" (nor an earlier rac's "scales_file"); quantize the model again`,
     );
   const file = join(dir, rec.blocks_file);
   if (!existsSync(file)) throw new ExportError(`${file}: missing (rac.json says the model is quantized; its GGUF blocks live there)`);
@@ -126,6 +138,55 @@ function openQuantSource(dir: string): QuantSource | null {
         throw new ExportError(`${file}: no U8 [${q.rows}, ${rb}] ${q.type} blocks for "${name}"`);
       const raw = st.readRaw(name);
       return new Uint8Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+    },
+    close: () => st.close(),
+  };
+}
+
+/** rac's first quantized layout (QUANT_SCALES_FILE): blocks encoded from the F32 values on the grid and their f16 scales. */
+function openLegacyQuantSource(
+  dir: string,
+  rec: Partial<Record<keyof LegacyQuantizationRecord, unknown>>,
+  read: (name: string) => Float32Array,
+): QuantSource {
+  const racJson = join(dir, RAC_JSON);
+  const scheme = rec.format;
+  const scalesFile = rec.scales_file as string;
+  if ((scheme !== 'q4_0' && scheme !== 'q8_0') || /[\\/]/.test(scalesFile))
+    throw new ExportError(
+      `${racJson}: malformed "quantization" section (format ${JSON.stringify(scheme)} with "scales_file"; expected q4_0 or q8_0)`,
+    );
+  const file = join(dir, scalesFile);
+  if (!existsSync(file)) throw new ExportError(`${file}: missing (rac.json says the model is quantized; its block scales live there)`);
+  const tensors: QuantSource['tensors'] = {};
+  for (const [name, t] of Object.entries(rec.tensors as Record<string, Partial<LegacyQuantizationRecord['tensors'][string]>>)) {
+    if (!t || (t.format !== 'q4_0' && t.format !== 'q8_0') || typeof t.rows !== 'number' || typeof t.cols !== 'number')
+      throw new ExportError(`${racJson}: malformed quantization entry for "${name}"`);
+    tensors[name] = {
+      type: t.format === 'q4_0' ? 'Q4_0' : 'Q8_0',
+      method: t.method ?? 'rtn',
+      rows: t.rows,
+      cols: t.cols,
+      imatrix: false,
+    };
+  }
+  const st = SafetensorsFile.open(file);
+  return {
+    scheme,
+    tensors,
+    blocks: (name) => {
+      const q = tensors[name]!;
+      const t = st.tensors.get(name);
+      if (t?.dtype !== 'F16' || t.shape.length !== 2 || t.shape[0] !== q.rows || t.shape[1] !== q.cols / QK)
+        throw new ExportError(`${file}: no F16 [${q.rows}, ${q.cols / QK}] scales for "${name}"`);
+      const raw = st.readRaw(name);
+      const scales = f16ToF32(new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+      try {
+        return encodeBlocks(q.type === 'Q4_0' ? 'q4_0' : 'q8_0', read(name), scales, q.rows, q.cols);
+      } catch (e) {
+        if (!(e instanceof QuantRangeError)) throw e;
+        throw new ExportError(`${dir}: "${name}": ${e.message}; the weights no longer match the scales recorded in rac.json`);
+      }
     },
     close: () => st.close(),
   };
@@ -484,13 +545,33 @@ function modelMetadata(arch: string, c: ModelConfig, name: string, dtype: GgufDt
   return kvs;
 }
 
-function planTensors(m: Model, arch: string, dtype: GgufDtype, qs: QuantSource | null, plan: QuantPlan | null): PlannedTensor[] {
+function planTensors(
+  m: Model,
+  arch: string,
+  dtype: GgufDtype,
+  qs: QuantSource | null,
+  plan: QuantPlan | null,
+  warn: (s: string) => void = () => {},
+): PlannedTensor[] {
+  let requantized = 0;
   const { spec, config: c } = m;
   const permute = arch === 'llama';
   const out: PlannedTensor[] = [];
-  /** One HF tensor's blocks of `type`: its recorded rac blocks (checked against its weights), else llama.cpp's quantizer. */
+  /**
+   * One HF tensor's blocks of `type`: a compressed-tensors Linear on that grid's codes and scales,
+   * its recorded rac blocks (checked against its weights), else llama.cpp's quantizer.
+   */
   const blocksOf = (hf: string, type: GgmlQuantType, data: () => Float32Array, rows: number, cols: number, heads: number) => {
-    const rec = qs?.tensors[hf];
+    const packed = m.packedLinear(hf);
+    if (packed) {
+      const direct = type === 'Q4_0' || type === 'Q8_0' ? packedGgufBlocks(packed, type === 'Q4_0' ? 'q4_0' : 'q8_0', heads) : null;
+      if (direct) return direct;
+      if (requantized++ === 0)
+        warn(
+          `${m.dir}: "${hf}" is int${packed.bits} in groups of ${packed.groupSize}${packed.zeroPoints ? ' with zero points' : ''}${packed.gIdx ? ' and g_idx' : ''}, not ${type}'s grid: its dequantized weights are quantized to ${type} (a second quantization; likewise any other such Linear)`,
+        );
+    }
+    const rec = packed ? undefined : qs?.tensors[hf];
     if (rec) {
       // rac quantized it: its recorded blocks, checked against the weights in the checkpoint
       const b = qs!.blocks(hf);
@@ -656,7 +737,7 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
   try {
     if (existsSync(out) && !isFile(out)) throw new ExportError(`${out}: exists and is not a file`);
     if (existsSync(out) && !o.force) throw new ExportError(`${out}: exists; pass --force to replace it`);
-    qs = openQuantSource(m.dir);
+    qs = openQuantSource(m.dir, (name) => m.read(name));
     if (qs && (dtype === 'f16' || dtype === 'bf16')) {
       warn(`${m.dir}: the model is quantized (rac.json, ${qs.scheme}); its values are exact in f32 or ${qs.scheme} GGUF, not in ${dtype}`);
     }
@@ -683,7 +764,7 @@ export function exportGguf(o: ExportGgufOptions): ExportGgufResult {
       dtype === 'f32' || dtype === 'f16' || dtype === 'bf16'
         ? null
         : quantPlan(m, dtype, o.imatrix !== undefined ? readImatrix(o.imatrix) : undefined, o.imatrix);
-    const plan = planTensors(m, arch, dtype, qs, qplan);
+    const plan = planTensors(m, arch, dtype, qs, qplan, warn);
     mkdirSync(dirname(out), { recursive: true });
     const w = GgufWriter.create(out, kvs, plan);
     try {

@@ -1,9 +1,12 @@
 /**
  * Writes a modified copy of a checkpoint in the input's exact layout: same shard files, same
  * tensor order, names, shapes, dtypes and safetensors metadata; tensors not rewritten are copied
- * byte for byte; config, tokenizer and index files copied unchanged. A `plan` changes the
- * layout on purpose (removing MoE experts): tensors dropped, renamed or reshaped, the index
- * rewritten; callers name tensors by their SOURCE names throughout. Everything goes to a temp
+ * byte for byte; config, tokenizer and index files copied unchanged. Planned departures: `widen`
+ * (tensors stored as F32 whatever their dtype); `replace` (a tensor replaced, in its shard and
+ * place, by other tensors — a Linear by its compressed-tensors `weight_packed`, …); a `plan`
+ * (removing MoE experts: tensors dropped, renamed or reshaped; callers name tensors by their
+ * SOURCE names throughout). With any of them the shard index is rewritten, and `index` writes one
+ * for a single-file checkpoint too. Everything goes to a temp
  * directory beside the destination, renamed into place by `finish()` — an interrupted run never
  * leaves a half-written model at the destination: the temp dir is removed on SIGINT/SIGTERM, and
  * one left by a killed run (its pid gone) is removed by the next `begin()` for the same output.
@@ -14,6 +17,7 @@ import { CheckpointError, SIDECAR_FILES } from './checkpoint.ts';
 import { ModelFileError, modelDirRoots, modelFilePath, readModelFile } from './model-file.ts';
 import { INDEX_FILE, SafetensorsFile, type SafetensorsModel } from './safetensors.ts';
 import { SafetensorsWriter, writeShardedIndex } from './safetensors-writer.ts';
+import type { TensorEntry } from './safetensors-header.ts';
 import { removeOnSignal, removeStaleTempDirs } from './temp-cleanup.ts';
 
 /** A deliberate change of layout: tensors dropped, renamed (source → output name) or given a new shape (by source name). */
@@ -29,6 +33,10 @@ export class CheckpointWriter {
   private readonly written = new Set<string>();
   private done = false;
   private widened = false;
+  /** Replacement tensor name → its shard; replaced source names. */
+  private readonly added = new Map<string, string>();
+  private readonly replaced = new Set<string>();
+  private indexAlways = false;
 
   private constructor(
     readonly src: SafetensorsModel,
@@ -45,7 +53,15 @@ export class CheckpointWriter {
   static begin(
     src: SafetensorsModel,
     outDir: string,
-    opts: { overwrite?: boolean; widen?: ReadonlySet<string>; plan?: CheckpointPlan } = {},
+    opts: {
+      overwrite?: boolean;
+      widen?: ReadonlySet<string>;
+      /** Source tensor → the tensors written in its place (same shard, same position), with writeRaw. */
+      replace?: ReadonlyMap<string, readonly TensorEntry[]>;
+      /** Write model.safetensors.index.json even for a single-file checkpoint. */
+      index?: boolean;
+      plan?: CheckpointPlan;
+    } = {},
   ): CheckpointWriter {
     const out = resolve(outDir);
     if (out === resolve(src.dir)) throw new CheckpointError(`${out}: the output directory must differ from the input model directory`);
@@ -63,19 +79,34 @@ export class CheckpointWriter {
     mkdirSync(tmp);
     const w = new CheckpointWriter(src, out, tmp, removeOnSignal(tmp));
     w.widened = [...(opts.widen ?? [])].some((n) => src.has(n) && src.info(n).dtype !== 'F32');
+    w.indexAlways = !!opts.index;
     const plan = opts.plan ?? {};
     w.plan = plan;
     try {
+      for (const [name, entries] of opts.replace ?? []) {
+        if (!src.has(name)) throw new CheckpointError(`${src.dir}: no tensor "${name}" to replace`);
+        w.replaced.add(name);
+        for (const e of entries) {
+          if (src.has(e.name) || w.added.has(e.name))
+            throw new CheckpointError(`${src.dir}: replacement tensor "${e.name}" exists already`);
+          w.added.set(e.name, src.shardOf(name));
+        }
+      }
       for (const shard of src.shards) {
         const f = src.shard(shard);
         // `widen`: tensors stored as F32 whatever their input dtype (quantized values d·k need f32).
         const entries = [...f.tensors.values()]
           .filter((t) => !plan.drop?.has(t.name))
-          .map((t) => ({
-            name: plan.rename?.get(t.name) ?? t.name,
-            dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype,
-            shape: plan.shapes?.get(t.name) ?? t.shape,
-          }));
+          .flatMap(
+            (t) =>
+              opts.replace?.get(t.name) ?? [
+                {
+                  name: plan.rename?.get(t.name) ?? t.name,
+                  dtype: opts.widen?.has(t.name) ? 'F32' : t.dtype,
+                  shape: plan.shapes?.get(t.name) ?? t.shape,
+                },
+              ],
+          );
         w.writers.set(shard, SafetensorsWriter.create(join(tmp, shard), entries, f.metadata));
       }
     } catch (e) {
@@ -87,11 +118,18 @@ export class CheckpointWriter {
 
   private writerOf(name: string): SafetensorsWriter {
     if (this.done) throw new Error('checkpoint writer already finished');
-    if (!this.src.has(name)) throw new CheckpointError(`${this.src.dir}: no tensor "${name}" to write`);
+    const shard = this.added.get(name) ?? (this.src.has(name) && !this.replaced.has(name) ? this.src.shardOf(name) : undefined);
+    if (shard === undefined)
+      throw new CheckpointError(`${this.src.dir}: no tensor "${name}" to write${this.replaced.has(name) ? ' (it is replaced)' : ''}`);
     if (this.plan.drop?.has(name)) throw new Error(`tensor "${name}" is dropped by the plan`);
     if (this.written.has(name)) throw new Error(`tensor "${name}" written twice`);
     this.written.add(name);
-    return this.writers.get(this.src.shardOf(name))!;
+    return this.writers.get(shard)!;
+  }
+
+  /** Write a tensor's raw little-endian bytes (a replacement tensor, or any other whose bytes are ready). */
+  writeRaw(name: string, bytes: Uint8Array): void {
+    this.writerOf(name).write(this.added.has(name) ? name : this.outName(name), bytes);
   }
 
   /** The output name of source tensor `name`. */
@@ -120,7 +158,8 @@ export class CheckpointWriter {
    */
   finish(extra: Record<string, string> = {}): void {
     try {
-      for (const name of this.src.names()) if (!this.written.has(name) && !this.plan.drop?.has(name)) this.copy(name);
+      for (const name of this.src.names())
+        if (!this.written.has(name) && !this.replaced.has(name) && !this.plan.drop?.has(name)) this.copy(name);
       for (const w of this.writers.values()) w.close();
       this.writers.clear();
       for (const f of SIDECAR_FILES) {
@@ -128,10 +167,10 @@ export class CheckpointWriter {
         if (bytes !== undefined) writeFileSync(join(this.tmpDir, f), bytes);
       }
       const indexBytes = asCheckpointError(() => readModelFile(this.src.dir, INDEX_FILE));
-      if (indexBytes !== undefined) {
+      if (indexBytes !== undefined || this.indexAlways) {
         const replanned = !!(this.plan.drop?.size || this.plan.rename?.size || this.plan.shapes?.size);
-        if (this.widened || replanned) {
-          // Widened, dropped or reshaped tensors change the shards' sizes (and names): a new index.
+        if (this.widened || replanned || this.replaced.size > 0 || indexBytes === undefined) {
+          // Widened, replaced, dropped or reshaped tensors change the shards' sizes (and names): a new index.
           let total = 0;
           for (const shard of this.src.shards) {
             const h = SafetensorsFile.open(join(this.tmpDir, shard));
@@ -142,7 +181,9 @@ export class CheckpointWriter {
             }
           }
           const map: Record<string, string> = {};
-          for (const name of this.src.names()) if (!this.plan.drop?.has(name)) map[this.outName(name)] = this.src.shardOf(name);
+          for (const name of this.src.names())
+            if (!this.replaced.has(name) && !this.plan.drop?.has(name)) map[this.outName(name)] = this.src.shardOf(name);
+          for (const [name, shard] of this.added) map[name] = shard;
           writeShardedIndex(this.tmpDir, map, total);
         } else writeFileSync(join(this.tmpDir, INDEX_FILE), indexBytes);
       }

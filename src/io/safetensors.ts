@@ -123,6 +123,27 @@ export class SafetensorsFile {
     return Buffer.from(ab);
   }
 
+  /** `byteLength` bytes of one tensor's data from byte `offset` (a slice of its rows, say). */
+  readRange(name: string, offset: number, byteLength: number): Uint8Array {
+    const t = this.info(name);
+    if (
+      !(
+        Number.isSafeInteger(offset) &&
+        Number.isSafeInteger(byteLength) &&
+        offset >= 0 &&
+        byteLength >= 0 &&
+        offset + byteLength <= t.byteLength
+      )
+    )
+      throw new SafetensorsError(
+        this.path,
+        `bytes [${offset}, ${offset + byteLength}) are outside tensor ${JSON.stringify(name)} (${t.byteLength} bytes)`,
+      );
+    const out = new Uint8Array(byteLength);
+    this.readInto({ ...t, start: t.start + offset, byteLength }, out);
+    return out;
+  }
+
   /** One F32/F16/BF16 tensor widened to float32 (row-major, as stored). */
   readF32(name: string): Float32Array {
     const t = this.info(name);
@@ -312,6 +333,10 @@ export class SafetensorsModel {
 
   readF32(name: string): Float32Array {
     return this.files.get(this.shardOf(name))!.readF32(name);
+  }
+
+  readRange(name: string, offset: number, byteLength: number): Uint8Array {
+    return this.files.get(this.shardOf(name))!.readRange(name, offset, byteLength);
   }
 
   /** The open file of one shard (by file name). */

@@ -2,7 +2,9 @@
  * The inference engine: a checkpoint's weights (f32) run through ONNX sessions — per decoder
  * layer one session of the layer graph with a KV past, its weights baked in as initializers (a
  * prefill or a teacher-forced forward passes an empty past), and the head. JS does only
- * O(tokens·D) work: embedding lookup, masks, RoPE tables, cache bookkeeping.
+ * O(tokens·D) work: embedding lookup, masks, RoPE tables, cache bookkeeping. A compressed-tensors
+ * checkpoint's pack-quantized Linears run as MatMulNBits on their packed codes (models/packed.ts),
+ * and rac's Q8_0 embedding / LM head stay 8-bit: the loaded model's memory follows the packed size.
  *
  * Batches are LEFT-padded: sequence b's real tokens end at the last column, so every sequence's
  * next token is appended at the same column and one (B, 1) decode step serves the whole batch.
@@ -11,8 +13,10 @@ import { bakeInputs, MAX_BAKED_BYTES } from '../runtime/graph.ts';
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import type { ModelConfig } from './config.ts';
 import { attentionMask, decodeMask, embedRows, expertFeeds, leftPad, MASK_NEG, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
-import { buildExpertGraph, buildHeadGraph, buildLayerGraph } from './graphs.ts';
+import { buildExpertGraph, buildHeadGraph, buildLayerGraph, type PackedMatMul } from './graphs.ts';
 import { groupByExpert, runRoutedExperts } from './moe.ts';
+import { gridMatMul, gridRows, PACKED_ACCURACY_LEVEL, packedLayer, packedMatMul } from './packed.ts';
+import type { GridTable } from '../io/compressed-tensors.ts';
 import type { ExpertSpec } from './spec.ts';
 import type { Model } from './model.ts';
 
@@ -290,6 +294,14 @@ export interface EngineOptions extends Partial<RuntimeOptions> {
   bakeWeights?: boolean;
   /** Largest baked session (default MAX_BAKED_BYTES; smaller values exercise the split paths in tests). */
   bakeLimitBytes?: number;
+  /**
+   * A compressed-tensors checkpoint's packed Linears (and rac's Q8_0 embedding / LM head): `native`
+   * (default) runs them as MatMulNBits on the packed codes; `dequantize` widens them to f32 at load
+   * and runs the f32 graphs, exactly as the dequantized model.
+   */
+  packedWeights?: 'native' | 'dequantize';
+  /** MatMulNBits accuracy_level for native packed weights (default 4: int8 activations; 0/1: f32). */
+  accuracyLevel?: number;
 }
 
 export class Engine {
@@ -299,6 +311,8 @@ export class Engine {
     private readonly layerSessions: LayerSession[],
     private readonly headChunks: HeadChunk[],
     private readonly sessions: Session[],
+    /** The embedding on the Q8_0 grid (rac's quantized output, native packed weights), else null: the f32 table. */
+    private readonly embedTable: GridTable | null = null,
   ) {}
 
   /**
@@ -310,17 +324,35 @@ export class Engine {
    */
   static async load(model: Model, opts: EngineOptions = {}): Promise<Engine> {
     const { spec, config: c } = model;
-    const { bakeWeights = true, bakeLimitBytes = MAX_BAKED_BYTES, ...runtime } = opts;
+    const {
+      bakeWeights = true,
+      bakeLimitBytes = MAX_BAKED_BYTES,
+      packedWeights = 'native',
+      accuracyLevel = PACKED_ACCURACY_LEVEL,
+      ...runtime
+    } = opts;
     const o = { ...runtimeDefaults(), ...runtime };
+    const native = packedWeights === 'native';
+    const embedTable = native ? model.gridTable(spec.embedName) : null;
     const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
     let moeGraphs: { layer: Uint8Array; expert: Uint8Array } | null = null;
     const sessions: Session[] = [];
+    // Packed weights: no per-session arena holding each session's largest activations (Session.create).
+    const memArena = !(native && (model.compressed || embedTable));
     const open = async (name: string, bytes: Uint8Array) => {
-      const s = await Session.create(name, bytes, o);
+      const s = await Session.create(name, bytes, { ...o, memArena });
       sessions.push(s);
       return s;
     };
     try {
+      // A packed head first: its load-time copies (the largest session's) come before the layers' weights are held.
+      let packedHead: HeadChunk | null = null;
+      const headWeight = native ? Engine.packedHead(model, embedTable) : null;
+      if (headWeight) {
+        const feeds: Feeds = { w_norm: { data: model.finalNorm(), dims: [c.hiddenSize] } };
+        const session = await open('lm head', buildHeadGraph(c, headWeight, accuracyLevel, bakeWeights ? asConstants(feeds) : undefined));
+        packedHead = { session, v0: 0, v1: c.vocabSize, feeds: bakeWeights ? null : feeds };
+      }
       const shared = new Map<Uint8Array, Session>();
       /** A session of `graph` with `feeds` baked in when allowed and small enough, else the graph's shared session and the feeds. */
       const bound = async (name: string, graph: Uint8Array, feeds: Feeds): Promise<{ session: Session; feeds: Feeds | null }> => {
@@ -332,8 +364,15 @@ export class Engine {
       };
       const layerSessions: LayerSession[] = [];
       for (let i = 0; i < c.numLayers; i++) {
-        const w = model.layerWeights(i);
         const ex = model.experts(i);
+        if (native && model.compressed) {
+          const p = await Engine.packedLayerSessions(model, i, open, { bakeWeights, bakeLimitBytes, accuracyLevel });
+          if (p) {
+            layerSessions.push(p);
+            continue;
+          }
+        }
+        const w = model.layerWeights(i);
         if (!ex || !w.moe) {
           layerSessions.push({ ...(await bound(`decoder layer ${i}`, layerGraph, weightFeeds(spec, c, w))), experts: null });
           continue;
@@ -351,12 +390,13 @@ export class Engine {
         }
         layerSessions.push({ ...attn, experts });
       }
-      const headGraph = buildHeadGraph(c);
+      if (packedHead) return new Engine(model, c, layerSessions, [packedHead], sessions, embedTable);
       const norm = model.finalNorm();
-      const lm = model.lmHead();
       const D = c.hiddenSize;
       const V = c.vocabSize;
       const headChunks: HeadChunk[] = [];
+      const headGraph = buildHeadGraph(c);
+      const lm = model.lmHead();
       if (bakeWeights) {
         const chunks = Math.ceil((V * D * 4) / bakeLimitBytes);
         const per = Math.ceil(V / chunks);
@@ -370,16 +410,81 @@ export class Engine {
         const feeds: Feeds = { w_norm: { data: norm, dims: [D] }, w_lm_head: { data: lm, dims: [V, D] } };
         headChunks.push({ session: await open('lm head', headGraph), v0: 0, v1: V, feeds });
       }
-      return new Engine(model, c, layerSessions, headChunks, sessions);
+      return new Engine(model, c, layerSessions, headChunks, sessions, embedTable);
     } catch (e) {
       await Promise.all(sessions.map((s) => s.release()));
       throw e;
     }
   }
 
+  /**
+   * Layer i of a compressed checkpoint with its packed Linears baked in as MatMulNBits weights;
+   * null when nothing in the layer is packed, or its weights would pass the bake limit (it then
+   * loads as f32).
+   */
+  private static async packedLayerSessions(
+    model: Model,
+    i: number,
+    open: (name: string, bytes: Uint8Array) => Promise<Session>,
+    o: { bakeWeights: boolean; bakeLimitBytes: number; accuracyLevel: number },
+  ): Promise<LayerSession | null> {
+    const { spec, config: c } = model;
+    const pl = packedLayer(model, i);
+    const ex = model.experts(i);
+    const nPacked = (p: Partial<Record<string, PackedMatMul>>) => Object.keys(p).length;
+    if (nPacked(pl.packed) + (pl.experts ?? []).reduce((a, e) => a + nPacked(e.packed), 0) === 0) return null;
+    const bytes = (feeds: Feeds, p: Partial<Record<string, PackedMatMul>>) =>
+      feedBytes(feeds) + Object.values(p).reduce((a, m) => a + m!.weight.B.byteLength + m!.weight.scales.byteLength, 0);
+    if (bytes(pl.feeds, pl.packed) > o.bakeLimitBytes || (pl.experts ?? []).some((e) => bytes(e.feeds, e.packed) > o.bakeLimitBytes))
+      return null;
+    // A session holding its graph's packed weights and, when baking, its float ones too (as
+    // initializers from the start: no bakeInputs decode and re-encode of the packed bytes).
+    const baked = (feeds: Feeds) => (o.bakeWeights ? { constants: asConstants(feeds) } : {});
+    const session = async (name: string, graph: Uint8Array, feeds: Feeds) => ({
+      session: await open(name, graph),
+      feeds: o.bakeWeights ? null : feeds,
+    });
+    const layer = await session(
+      `decoder layer ${i}`,
+      buildLayerGraph(spec, c, {
+        past: true,
+        present: true,
+        capture: false,
+        experts: ex,
+        packed: pl.packed,
+        accuracyLevel: o.accuracyLevel,
+        ...baked(pl.feeds),
+      }),
+      pl.feeds,
+    );
+    if (!ex || !pl.experts) return { ...layer, experts: null };
+    const experts = { spec: ex, sessions: [] as Session[], feeds: [] as (Feeds | null)[] };
+    for (let j = 0; j < ex.count; j++) {
+      const e = pl.experts[j]!;
+      const s = await session(
+        `layer ${i} expert ${j}`,
+        buildExpertGraph(c, ex, { capture: false, packed: e.packed, accuracyLevel: o.accuracyLevel, ...baked(e.feeds) }),
+        e.feeds,
+      );
+      experts.sessions.push(s.session);
+      experts.feeds.push(s.feeds);
+    }
+    return { ...layer, experts };
+  }
+
+  /** The LM head as a MatMulNBits weight: rac's Q8_0 table (the embedding when tied) or a packed lm_head; null: f32. */
+  private static packedHead(model: Model, embedTable: GridTable | null): PackedMatMul | null {
+    const { spec } = model;
+    if (model.tiedHead) return embedTable ? gridMatMul(embedTable) : null;
+    const table = model.gridTable(spec.lmHeadName);
+    if (table) return gridMatMul(table);
+    const p = model.packedLinear(spec.lmHeadName);
+    return p ? packedMatMul(p) : null;
+  }
+
   /** Embedding rows for ids: (ids.length, D). */
   embed(ids: ArrayLike<number>): Float32Array {
-    return embedRows(this.model.embedding(), this.config, ids);
+    return this.embedTable ? gridRows(this.embedTable, ids) : embedRows(this.model.embedding(), this.config, ids);
   }
 
   /**

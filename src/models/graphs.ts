@@ -26,7 +26,7 @@
  * Shapes (B batch, T new tokens, C cached slots, D hidden, H heads, Hkv kv heads, G = H/Hkv):
  *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9), S = C + T
  */
-import { GraphBuilder, type Value } from '../runtime/graph.ts';
+import { GraphBuilder, type NBitsWeight, type Value } from '../runtime/graph.ts';
 import type { ModelConfig } from './config.ts';
 import {
   expertGroupWidth,
@@ -54,6 +54,25 @@ export interface LayerGraphVariant {
   captureCross?: boolean;
   /** The layer's MoE block: the graph ends at the routing (see the header); never with captureCross. */
   experts?: ExpertSpec | null;
+  /** Linears baked in as block-quantized MatMulNBits weights (models/packed.ts) instead of weight inputs. */
+  packed?: Partial<Record<LinearName, PackedMatMul>>;
+  /** MatMulNBits' accuracy_level for `packed` (default PACKED_ACCURACY_LEVEL, models/packed.ts). */
+  accuracyLevel?: number;
+  /** Weight inputs baked in as initializers at build (the graph then declares only the rest as inputs). */
+  constants?: Record<string, { data: Float32Array; dims: readonly number[] }>;
+}
+
+/** A Linear as MatMulNBits runs it: the weight, and the input-column order when activation ordering permutes it. */
+export interface PackedMatMul {
+  weight: NBitsWeight;
+  /** (K) input column order (int32), or null. */
+  perm: Int32Array | null;
+}
+
+/** y = x·Wᵀ for x (N, K) through MatMulNBits (columns of x gathered first when the weight's are permuted). */
+export function packedLinearOp(g: GraphBuilder, x: Value, p: PackedMatMul, accuracyLevel = 4): Value {
+  const xs = p.perm ? g.gather(x, g.constRaw('int32', [p.perm.length], p.perm, 'perm'), -1) : x;
+  return g.matMulNBits(xs, p.weight, accuracyLevel);
 }
 
 /** The input groups a layer graph's capture returns: an MoE layer's mlp_out is per expert. */
@@ -87,8 +106,11 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
     throw new Error('buildLayerGraph: captureCross needs a full capture without a past');
   const ex = v.experts ?? null;
   if (ex && v.captureCross) throw new Error('buildLayerGraph: captureCross is not built for MoE layers');
+  const packed = v.packed ?? {};
+  if (v.captureCross && Object.keys(packed).length > 0) throw new Error('buildLayerGraph: captureCross takes float weights');
   const g = new GraphBuilder(
     `decoder_layer${ex ? '_moe' : ''}${v.past ? '_past' : ''}${v.capture ? (v.captureDiagonal ? '_capture_diag' : v.captureCross ? '_capture_cross' : '_capture') : ''}`,
+    v.constants,
   );
   const groups = layerCaptureGroups(!!ex);
 
@@ -106,7 +128,7 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
     const bias = {} as Partial<Record<LinearName, Value>>;
     for (const l of spec.linears(cfg)) {
       if (ex && (l.group === 'mlp_in' || l.group === 'mlp_out')) continue;
-      W[l.name] = g.input(prefix + weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
+      if (!packed[l.name]) W[l.name] = g.input(prefix + weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
       if (l.bias) bias[l.name] = g.input(prefix + weightInputName('b', l.name), 'float32', [l.rows]);
     }
     const norms: Record<string, Value> = {};
@@ -118,8 +140,13 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   /** The decoder layer on `hid` (B, T, D) with one set of weights; `tap` sees each input group's (N, width) activations. */
   const layer = (hid: Value, ws: ReturnType<typeof weightsOf>, tap: (grp: InputGroup, x2d: Value) => void) => {
     const { W, bias, norms } = ws;
-    // y = x·Wᵀ (+ b): Gemm reads the HF (out, in) weight as is.
-    const linear = (x2d: Value, name: LinearName) => g.gemm(x2d, W[name], bias[name] ?? null, { transB: true });
+    // y = x·Wᵀ (+ b): Gemm reads the HF (out, in) weight as is; a packed one is a MatMulNBits.
+    const linear = (x2d: Value, name: LinearName) => {
+      const p = packed[name];
+      if (!p) return g.gemm(x2d, W[name], bias[name] ?? null, { transB: true });
+      const y = packedLinearOp(g, x2d, p, v.accuracyLevel);
+      return bias[name] ? g.add(y, bias[name]) : y;
+    };
 
     const x = g.reshape(hid, [-1, D]); // (N, D)
     const xn = g.rmsNorm(x, norms['input_layernorm']!, cfg.rmsNormEps);
@@ -245,6 +272,11 @@ export interface ExpertGraphVariant {
   /** Also return XᵀX (or, with captureDiagonal, its diagonal) of the expert's two input groups over rows weighted by token_weight. */
   capture: boolean;
   captureDiagonal?: boolean;
+  /** The expert's Linears baked in as MatMulNBits weights instead of inputs. */
+  packed?: Partial<Record<ExpertLinearName, PackedMatMul>>;
+  accuracyLevel?: number;
+  /** Weight inputs baked in as initializers at build. */
+  constants?: Record<string, { data: Float32Array; dims: readonly number[] }>;
 }
 
 /**
@@ -256,12 +288,14 @@ export interface ExpertGraphVariant {
  */
 export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGraphVariant): Uint8Array {
   const D = cfg.hiddenSize;
-  const g = new GraphBuilder(`moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`);
+  const g = new GraphBuilder(`moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`, v.constants);
   const x = g.input('x', 'float32', ['n', D]);
   const gw = g.input('gate_w', 'float32', ['n', 1]);
   const W = {} as Record<ExpertLinearName, Value>;
-  for (const l of ex.linears) W[l.name] = g.input(weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
-  const lin = (a: Value, n: ExpertLinearName) => g.gemm(a, W[n], null, { transB: true });
+  const packed = v.packed ?? {};
+  for (const l of ex.linears) if (!packed[l.name]) W[l.name] = g.input(weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
+  const lin = (a: Value, n: ExpertLinearName) =>
+    packed[n] ? packedLinearOp(g, a, packed[n], v.accuracyLevel) : g.gemm(a, W[n], null, { transB: true });
   const act = g.mul(g.silu(lin(x, 'gate_proj')), lin(x, 'up_proj')); // (n, I)
   g.output(g.mul(lin(act, 'down_proj'), gw), 'y', 'float32', ['n', D]);
   if (v.capture) {
@@ -283,13 +317,20 @@ export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGrap
   return g.build();
 }
 
-/** Final RMSNorm + LM head: hidden (N, D) → logits (N, V). */
-export function buildHeadGraph(cfg: ModelConfig): Uint8Array {
-  const g = new GraphBuilder('lm_head');
+/** Final RMSNorm + LM head: hidden (N, D) → logits (N, V); with `packed`, the head is that MatMulNBits weight (V rows). */
+export function buildHeadGraph(
+  cfg: ModelConfig,
+  packed?: PackedMatMul,
+  accuracyLevel?: number,
+  constants?: Record<string, { data: Float32Array; dims: readonly number[] }>,
+): Uint8Array {
+  const g = new GraphBuilder('lm_head', constants);
   const h = g.input('hidden', 'float32', ['N', cfg.hiddenSize]);
   const nw = g.input('w_norm', 'float32', [cfg.hiddenSize]);
-  const lm = g.input('w_lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]);
-  const logits = g.gemm(g.rmsNorm(h, nw, cfg.rmsNormEps), lm, null, { transB: true });
+  const xn = g.rmsNorm(h, nw, cfg.rmsNormEps);
+  const logits = packed
+    ? packedLinearOp(g, xn, packed, accuracyLevel)
+    : g.gemm(xn, g.input('w_lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]), null, { transB: true });
   g.output(logits, 'logits', 'float32', ['N', cfg.vocabSize]);
   return g.build();
 }

@@ -1,9 +1,8 @@
 /** A model directory opened for inference: weights in an engine, tokenizer, generation defaults. */
 import { loadGenerationConfig, type GenerationConfig } from '../io/generation-config.ts';
 import { RacTokenizer } from '../io/tokenizer.ts';
-import { Engine } from './engine.ts';
+import { Engine, type EngineOptions } from './engine.ts';
 import { Model } from './model.ts';
-import type { RuntimeOptions } from '../runtime/session.ts';
 
 export interface LoadedModel {
   model: Model;
@@ -21,12 +20,13 @@ export function stopTokenIds(generationEos: readonly number[], configEos: readon
   return [...eos].sort((a, b) => a - b);
 }
 
-export async function loadModel(dir: string, runtime: Partial<RuntimeOptions> = {}): Promise<LoadedModel> {
+/** `opts`: the runtime, and how the engine runs a compressed-tensors checkpoint's packed weights (EngineOptions). */
+export async function loadModel(dir: string, opts: EngineOptions = {}): Promise<LoadedModel> {
   const model = Model.open(dir);
   try {
     const tokenizer = await RacTokenizer.load(model.dir);
     const generation = loadGenerationConfig(model.dir, model.config.raw, model.config.vocabSize);
-    const engine = await Engine.load(model, runtime);
+    const engine = await Engine.load(model, opts);
     return {
       model,
       engine,

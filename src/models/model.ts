@@ -1,11 +1,14 @@
 /**
  * A loaded checkpoint bound to its ArchSpec: every expected tensor is checked against the config
  * once at open time (name and shape), and weights are read lazily, one layer at a time, widened
- * to f32.
+ * to f32. A compressed-tensors checkpoint (io/compressed-tensors.ts) stands its pack-quantized
+ * Linears in for their `.weight`: `read` dequantizes them, `packedLinear` hands the packed form
+ * to the engine.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, openCheckpointDir } from '../io/checkpoint.ts';
+import { CompressedTensors, dequantize, parseCompressionConfig, type GridTable, type PackedLinear } from '../io/compressed-tensors.ts';
 import { findNonFinite, INDEX_FILE, SINGLE_FILE, type SafetensorsModel } from '../io/safetensors.ts';
 import { resolveArch } from './arch/index.ts';
 import type { ModelConfig } from './config.ts';
@@ -29,6 +32,8 @@ export type Warn = (message: string) => void;
 
 export class Model {
   private embedCache: Float32Array | null = null;
+  /** The pack-quantized Linears of a compressed-tensors checkpoint (null: none). */
+  private ct: CompressedTensors | null = null;
 
   private constructor(
     readonly dir: string,
@@ -41,12 +46,16 @@ export class Model {
   /** Open and validate a HF model directory. */
   static open(dir: string, opts: { warn?: Warn } = {}): Model {
     const ck = openCheckpointDir(dir);
+    let ct: CompressedTensors | null = null;
     try {
       const { spec, config } = resolveArch(ck.configPath, ck.configRaw);
       const m = new Model(ck.dir, spec, config, ck.tensors, opts.warn ?? ((s) => process.stderr.write(`warning: ${s}\n`)));
+      const q = parseCompressionConfig(ck.configPath, ck.configRaw);
+      if (q) m.ct = ct = CompressedTensors.open(ck.dir, q, ck.tensors, m.linearWeightNames());
       m.validate();
       return m;
     } catch (e) {
+      ct?.close();
       ck.tensors.close();
       throw e;
     }
@@ -54,7 +63,7 @@ export class Model {
 
   /** Whether the LM head reads the embedding matrix. */
   get tiedHead(): boolean {
-    return this.config.tieWordEmbeddings || !this.tensors.has(this.spec.lmHeadName);
+    return this.config.tieWordEmbeddings || !this.stored(this.spec.lmHeadName);
   }
 
   /** Every tensor the architecture expects, with its shape from config.json. */
@@ -80,6 +89,27 @@ export class Model {
     return out;
   }
 
+  /** Every Linear weight the architecture has (attention, MLP, experts, routers, an untied lm_head). */
+  private linearWeightNames(): string[] {
+    const { spec, config: c } = this;
+    const out: string[] = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const p = spec.layerPrefix(i);
+      for (const l of layerLinears(spec, c, i)) out.push(`${p}${l.module}.weight`);
+      const ex = layerExperts(spec, c, i);
+      if (!ex) continue;
+      out.push(`${p}${ex.routerModule}.weight`);
+      for (let j = 0; j < ex.count; j++) for (const l of ex.linears) out.push(`${p}${ex.expertModule(j)}.${l.module}.weight`);
+    }
+    out.push(spec.lmHeadName);
+    return out;
+  }
+
+  /** Whether a tensor name the architecture expects is stored (plain or pack-quantized). */
+  stored(name: string): boolean {
+    return this.tensors.has(name) || !!this.ct?.has(name);
+  }
+
   /**
    * Decoder layers present in the weights: the count of consecutive layer indices from 0 that
    * hold any of the layer's Linear or norm weights. Bounded by the number of tensors, so it never
@@ -91,7 +121,7 @@ export class Model {
     const modules = [...attention, ...this.spec.norms(this.config)].map((m) => m.module);
     const limit = this.tensors.names().length;
     let n = 0;
-    while (n < limit && modules.some((m) => this.tensors.has(`${this.spec.layerPrefix(n)}${m}.weight`))) n++;
+    while (n < limit && modules.some((m) => this.stored(`${this.spec.layerPrefix(n)}${m}.weight`))) n++;
     return n;
   }
 
@@ -109,6 +139,16 @@ export class Model {
     }
     const expected = this.expectedTensors();
     for (const t of expected) {
+      if (this.ct?.has(t.name)) {
+        const shape = this.ct.shape(t.name);
+        if (shape[0] !== t.shape[0] || shape[1] !== t.shape[1]) {
+          const ws = t.name.replace(/\.weight$/, '.weight_shape');
+          throw new CheckpointError(
+            `${where(ws)}: tensor "${ws}" says [${shape.join(', ')}] but config.json implies [${t.shape.join(', ')}]`,
+          );
+        }
+        continue;
+      }
       if (!this.tensors.has(t.name)) {
         // Some tied checkpoints omit lm_head; others list it though tie_word_embeddings is set.
         throw new CheckpointError(`${this.weightsFile()}: missing tensor "${t.name}" expected by config.json (${this.config.modelType})`);
@@ -129,7 +169,13 @@ export class Model {
     const used = new Set(expected.map((t) => t.name));
     const unused = this.tensors
       .names()
-      .filter((n) => !used.has(n) && !(n === this.spec.lmHeadName && c.tieWordEmbeddings) && !n.endsWith('rotary_emb.inv_freq'));
+      .filter(
+        (n) =>
+          !used.has(n) &&
+          !this.ct?.isPackedTensor(n) &&
+          !(n === this.spec.lmHeadName && c.tieWordEmbeddings) &&
+          !n.endsWith('rotary_emb.inv_freq'),
+      );
     if (unused.length > 0) {
       const extra = present > c.numLayers ? `; "num_hidden_layers" is ${c.numLayers} but the weights hold ${present} layers` : '';
       this.warn(
@@ -144,13 +190,31 @@ export class Model {
     return existsSync(index) ? index : join(this.dir, this.tensors.shards[0] ?? SINGLE_FILE);
   }
 
-  /** Read one tensor widened to f32; non-finite values produce a warning naming the tensor. */
+  /**
+   * Read one tensor widened to f32 (a pack-quantized Linear dequantized); non-finite values
+   * produce a warning naming the tensor.
+   */
   read(name: string): Float32Array {
-    const data = this.tensors.readF32(name);
+    const data = this.ct?.has(name) ? dequantize(this.ct.linear(name)) : this.tensors.readF32(name);
     const bad = findNonFinite(data);
     if (bad >= 0)
       this.warn(`${this.dir}/${this.tensors.shardOf(name)}: tensor "${name}" has a non-finite value (${data[bad]}) at flat index ${bad}`);
     return data;
+  }
+
+  /** Whether this is a compressed-tensors checkpoint (some Linears pack-quantized). */
+  get compressed(): boolean {
+    return !!this.ct && this.ct.names().length > 0;
+  }
+
+  /** A Linear weight in its packed form (compressed-tensors), or null when it is stored as floats. */
+  packedLinear(name: string): PackedLinear | null {
+    return this.ct?.has(name) ? this.ct.linear(name) : null;
+  }
+
+  /** A table rac stored as F32 values on the Q8_0 grid with its scales beside (the embedding / untied lm_head of its compressed output), or null. */
+  gridTable(name: string): GridTable | null {
+    return this.ct?.gridTable(name) ?? null;
   }
 
   tensorName(layer: number, module: string, kind: 'weight' | 'bias' = 'weight'): string {
@@ -210,7 +274,9 @@ export class Model {
   /** Parameter count of the stored tensors (a tied head counted once). */
   parameterCount(): number {
     let n = 0;
-    for (const name of this.tensors.names()) n += this.tensors.info(name).shape.reduce((a, b) => a * b, 1);
+    for (const name of this.tensors.names())
+      if (!this.ct?.isPackedTensor(name)) n += this.tensors.info(name).shape.reduce((a, b) => a * b, 1);
+    for (const name of this.ct?.names() ?? []) n += this.ct!.shape(name).reduce((a, b) => a * b, 1);
     return n;
   }
 
@@ -228,13 +294,19 @@ export class Model {
   dtypeCounts(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const name of this.tensors.names()) {
+      if (this.ct?.isPackedTensor(name)) continue;
       const d = this.tensors.info(name).dtype;
+      out[d] = (out[d] ?? 0) + 1;
+    }
+    for (const name of this.ct?.names() ?? []) {
+      const d = `INT${this.ct!.bits(name)} (pack-quantized)`;
       out[d] = (out[d] ?? 0) + 1;
     }
     return out;
   }
 
   close(): void {
+    this.ct?.close();
     this.tensors.close();
     this.embedCache = null;
   }

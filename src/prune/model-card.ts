@@ -87,11 +87,17 @@ export function prunedModelCard(s: PruneSummary, originalCard: string | null): s
             .map(([t, n]) => `${n} × ${t}`)
             .join(
               ', ',
-            )}; ${s.quantization.bits_per_weight.toFixed(2)} bits/weight${s.quantization.imatrix ? ', with an importance matrix' : ''}); values stored as F32 (the dequantized blocks), GGUF block bytes in \`${s.quantization.blocks_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them byte for byte) |`,
+            )}; ${s.quantization.bits_per_weight.toFixed(2)} bits/weight${s.quantization.imatrix ? ', with an importance matrix' : ''}); ${
+            s.quantization.layout === 'compressed-tensors'
+              ? `the linear layers stored as compressed-tensors \`pack-quantized\` (W${s.quantization.format === 'q4_0' ? 4 : 8}A16, symmetric, group size 32, f16 scales: \`quantization_config\` in config.json, loadable by vLLM and transformers), the embedding (and an untied lm_head) as F32 (the dequantized blocks) with GGUF block bytes in \`${s.quantization.blocks_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes every block byte for byte)`
+              : `values stored as F32 (the dequantized blocks), GGUF block bytes in \`${s.quantization.blocks_file}\` (\`rac export-gguf --dtype ${s.quantization.format}\` writes them byte for byte)`
+          } |`,
         ]
       : []),
     '',
-    'Weights are stored dense (zeros included), in the source dtype. `rac.json` beside this file has the',
+    s.quantization?.layout === 'compressed-tensors'
+      ? 'Other weights are stored as in the source. `rac.json` beside this file has the'
+      : 'Weights are stored dense (zeros included), in the source dtype. `rac.json` beside this file has the',
     'full record: settings, calibration inputs with their sha256, and the reconstruction error of every',
     `layer. Measure this model with \`rac eval\`${originalCard !== null ? '; any accuracy figures in the original card below are the dense model’s' : ''}.`,
     '',

@@ -6,11 +6,12 @@ import type { OwlOptions } from '../compress/owl.ts';
 import type { TokenWeights } from '../compress/hessian.ts';
 import type { SparsityTarget } from '../compress/masks.ts';
 import type { QuantScheme } from '../compress/quant-schemes.ts';
+import { BLOCKS_FILE } from '../io/compressed-tensors.ts';
 import type { Imatrix } from '../io/imatrix.ts';
 import type { Model } from '../models/model.ts';
 import type { LinearName } from '../models/spec.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
-import type { ExpertRemovalRecord, LayerReport, PruneMethod } from './rac-json.ts';
+import type { ExpertRemovalRecord, LayerReport, PruneMethod, QuantLayout } from './rac-json.ts';
 
 /** The pruning methods (recipes' `methods`). */
 export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'magnitude'];
@@ -18,8 +19,35 @@ export const PRUNE_METHODS: readonly PruneMethod[] = ['sparsegpt', 'wanda', 'mag
 export const EXPERT_METHODS: readonly PruneMethod[] = ['reap', 'frequency'];
 /** Quantization-only methods: need `quant`, prune nothing (rtn reads no calibration). */
 export const QUANT_METHODS: readonly PruneMethod[] = ['gptq', 'rtn'];
-/** The sidecar with the GGUF block bytes of every quantized tensor (`<name>` → U8 (rows, row bytes), HF row order). */
-export const QUANT_BLOCKS_FILE = 'quant_blocks.safetensors';
+/**
+ * The sidecar with the GGUF block bytes of the quantized tensors stored as F32 (`<name>` → U8
+ * (rows, row bytes), HF row order): every quantized tensor in the `gguf-blocks` layout, the
+ * embedding / untied lm_head in the `compressed-tensors` one.
+ */
+export const QUANT_BLOCKS_FILE = BLOCKS_FILE;
+/**
+ * The sidecar of rac's first quantized layout (q4_0 / q8_0 before GGUF blocks): the f16 block
+ * scales of every quantized tensor (`<name>` → F16 (rows, cols/32)), beside F32 values on the
+ * grid. rac no longer writes it; such directories still load and export (export/gguf.ts).
+ */
+export const QUANT_SCALES_FILE = 'quant_scales.safetensors';
+/**
+ * The schemes whose quantized Linears rac writes compressed-tensors pack-quantized (ct-output.ts):
+ * Q4_0 and Q8_0 are exactly its symmetric int4 / int8 with group size 32 and f16 scales. The
+ * k-quants and the mixes keep the `gguf-blocks` layout: their two-level scales (and mins) have no
+ * compressed-tensors form.
+ */
+export const PACKED_SCHEMES = ['q4_0', 'q8_0'] as const;
+export type PackedScheme = (typeof PACKED_SCHEMES)[number];
+
+export function isPackedScheme(s: QuantScheme): s is PackedScheme {
+  return (PACKED_SCHEMES as readonly string[]).includes(s);
+}
+
+/** The layout `rac prune --quant SCHEME` writes. */
+export function quantLayout(s: QuantScheme): QuantLayout {
+  return isPackedScheme(s) ? 'compressed-tensors' : 'gguf-blocks';
+}
 export type LinearScope = 'all' | 'attn' | 'mlp';
 /**
  * Where an MoE expert's calibration statistics come from: `routed` — the tokens the router sends
@@ -36,8 +64,10 @@ export interface PruneOptions {
    * mix with its per-tensor types): gptq (alone), sparsegpt (joint: one OBS walk prunes and
    * quantizes), rtn / wanda / magnitude (round to nearest after any pruning, llama.cpp's quantizer
    * byte for byte). The embedding table (and an untied lm_head) gets the scheme's type for it by
-   * RTN (GPTQ with pruneLmHead). Quantized tensors are written as F32 dequantized values, their
-   * GGUF block bytes to quant_blocks.safetensors.
+   * RTN (GPTQ with pruneLmHead). q4_0 / q8_0: the quantized Linears are written compressed-tensors
+   * pack-quantized (ct-output.ts), the embedding / untied lm_head as F32 with their GGUF blocks in
+   * quant_blocks.safetensors; every other scheme: quantized tensors as F32 dequantized values,
+   * their GGUF block bytes in quant_blocks.safetensors (quantLayout).
    */
   quant?: QuantScheme;
   /** An importance matrix (llama-imatrix's format) for the quantizers' block choices, as llama-quantize --imatrix. */

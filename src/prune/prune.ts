@@ -35,6 +35,7 @@ import { Model } from '../models/model.ts';
 import { groupWidth, hasMoeLayers, layerLinears, linearWeight, type InputGroup, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import { calibBatches, type CalibSet } from './calib.ts';
+import { compressedConfigText, packedReplacements, writePackedFromBlocks } from './ct-output.ts';
 import { checkExpertRemoval, scoreExperts, scratchDir, writeWithoutExperts } from './expert-removal.ts';
 import { moeLayerStep } from './experts.ts';
 import { quantPlan } from './quant-plan.ts';
@@ -44,10 +45,12 @@ import { PhaseTimer, pruneLinear, roundToNearest, type LinearQuant } from './lin
 import { prunedModelCard } from './model-card.ts';
 import {
   EXPERT_METHODS,
+  isPackedScheme,
   MIN_EXPERT_TOKENS,
   PRUNE_METHODS,
   QUANT_BLOCKS_FILE,
   QUANT_METHODS,
+  quantLayout,
   type LinearScope,
   type PruneOptions,
 } from './options.ts';
@@ -63,7 +66,7 @@ import {
   type QuantizationRecord,
 } from './rac-json.ts';
 
-export { EXPERT_METHODS, PRUNE_METHODS, QUANT_BLOCKS_FILE, QUANT_METHODS } from './options.ts';
+export { EXPERT_METHODS, PACKED_SCHEMES, PRUNE_METHODS, QUANT_BLOCKS_FILE, QUANT_METHODS, quantLayout } from './options.ts';
 export type { LinearScope, MoeCalibration, PruneOptions, PruneProgress } from './options.ts';
 export type { PruneMethod } from './rac-json.ts';
 
@@ -108,6 +111,14 @@ export function parseLayerSelection(spec: string, numLayers: number): number[] {
   return [...out].sort((x, y) => x - y);
 }
 
+/** A compressed-tensors (pack-quantized) model is not pruned, quantized or cut again: its source is. */
+export function refuseCompressed(model: Model): void {
+  if (model.compressed)
+    throw new CheckpointError(
+      `${model.dir}: is a compressed-tensors (pack-quantized) checkpoint; prune, quantize or remove experts from the unquantized model it came from`,
+    );
+}
+
 /** rac.json options.hessian_scale (see compress/hessian.ts for what n is and what it changes). */
 const HESSIAN_SCALE_NOTE = '2/n · Σ w·xxᵀ over real (unpadded) calibration tokens, n = Σ w·tokens';
 
@@ -119,6 +130,7 @@ export async function pruneCheckpoint(
   opts: PruneOptions,
   version: string,
 ): Promise<PruneSummary> {
+  refuseCompressed(model);
   if (opts.removeExperts || EXPERT_METHODS.includes(opts.method)) return removeExpertsThenPrune(model, calibIn, outDir, opts, version);
   const t0 = performance.now();
   checkOptions(model, calibIn, opts);
@@ -144,7 +156,15 @@ export async function pruneCheckpoint(
     if (!model.tiedHead) names.push(spec.lmHeadName);
     for (const name of names) (plan.tensors.get(name)?.type ? quantNames : skipped).push(name);
   }
-  const widen = new Set(quantNames);
+  // q4_0 / q8_0: the quantized Linears are written compressed-tensors pack-quantized (ct-output.ts)
+  // in place of their .weight; what is not a Linear (the embedding, an untied lm_head) stays F32
+  // with its blocks in quant_blocks.safetensors, as every quantized tensor of the other schemes.
+  const packedScheme = plan && isPackedScheme(plan.scheme) ? plan.scheme : null;
+  const packedNames = new Set(packedScheme ? quantNames.filter((n) => n !== spec.embedName && n !== spec.lmHeadName) : []);
+  const replace = packedNames.size > 0 ? packedReplacements([...packedNames].map((n) => ({ name: n, ...plan!.tensors.get(n)! }))) : null;
+  /** A packed Linear's GGUF blocks from its quantizer until its layer is written. */
+  const packedBlocks = new Map<string, Uint8Array>();
+  const widen = new Set(quantNames.filter((n) => !packedNames.has(n)));
   const bs = opts.blocksize ?? 128;
   if (plan && (opts.method === 'gptq' || opts.method === 'sparsegpt') && bs % 256 !== 0 && 256 % bs !== 0) {
     const k = quantNames.find((n) => plan.tensors.get(n)!.type!.endsWith('_K'));
@@ -170,18 +190,23 @@ export async function pruneCheckpoint(
   // the model directory (or a FIFO) is refused rather than copied into the pruned model's card.
   const sourceCard = readCard(model.dir);
   // The writer first: a refused --out must leave nothing behind (no spill files, no sessions).
-  const writer = CheckpointWriter.begin(model.tensors, outDir, { overwrite: opts.overwrite, widen });
+  const writer = CheckpointWriter.begin(model.tensors, outDir, {
+    overwrite: opts.overwrite,
+    widen,
+    ...(replace ? { replace, index: true } : {}),
+  });
   let blocks: SafetensorsWriter | null = null;
   /** The quantizer of a tensor rac quantizes (its type, importance weights, and where its bytes go). */
   const quantOf = (name: string): LinearQuant | null => {
     const t = plan?.tensors.get(name);
-    if (!plan || !t?.type || !widen.has(name)) return null;
+    if (!plan || !t?.type || !(widen.has(name) || packedNames.has(name))) return null;
     const imatrix = plan.imatrix(name);
     return {
       type: t.type,
       ...(imatrix ? { imatrix } : {}),
       note: (bytes, method) => {
-        blocks!.write(name, bytes);
+        if (packedNames.has(name)) packedBlocks.set(name, bytes);
+        else blocks!.write(name, bytes);
         quantized.set(name, {
           type: t.type!,
           method,
@@ -201,7 +226,7 @@ export async function pruneCheckpoint(
   try {
     // Spill files inside the output's temp dir: removed with it on a signal or by the next run.
     if (plan) {
-      const entries = quantNames.map((name) => {
+      const entries = [...widen].map((name) => {
         const t = plan.tensors.get(name)!;
         return { name, dtype: 'U8', shape: [t.rows, rowBytes(t.type!, t.cols)] };
       });
@@ -303,7 +328,16 @@ export async function pruneCheckpoint(
       const step = model.experts(l) ? moeLayerStep : denseLayerStep;
       if (job.rep.pruned) await step.calibrate(run, job);
       await timer.time('recompute', () => step.recompute(run, job)); // the pruned layer's outputs: the next layer's inputs
-      await timer.time('write', () => writeLayer(writer, model, l, job.pruned));
+      await timer.time('write', () =>
+        writeLayer(writer, model, l, job.pruned, (name) => {
+          const b = packedBlocks.get(name);
+          if (!b) return false;
+          const t = plan!.tensors.get(name)!;
+          writePackedFromBlocks(writer, name, b, t.type!, t.rows, t.cols);
+          packedBlocks.delete(name);
+          return true;
+        }),
+      );
       timer.finish();
       reports.push(job.rep);
       job.progress('done', { report: job.rep });
@@ -344,6 +378,7 @@ export async function pruneCheckpoint(
     writer.finish({
       [RAC_JSON]: formatRacJson(summary),
       'README.md': prunedModelCard(summary, sourceCard ?? null),
+      ...(replace && packedScheme ? { 'config.json': compressedConfigText(model, packedScheme, packedNames) } : {}),
     });
     return summary;
   } catch (e) {
@@ -605,6 +640,7 @@ function quantizationRecord(
   return {
     format: scheme,
     file_type: SCHEME_INFO[scheme].ftype,
+    layout: quantLayout(scheme),
     tensors,
     types,
     blocks_file: QUANT_BLOCKS_FILE,
@@ -702,12 +738,22 @@ function pruneSummary(
 /** A quantized tensor as rac.json records it (and its byte count, for the bits per weight). */
 type QuantizedTensor = QuantizationRecord['tensors'][string] & { bytes: number };
 
-/** Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name), every other one copied byte for byte. */
-function writeLayer(writer: CheckpointWriter, model: Model, l: number, pruned: Map<string, Float32Array>): void {
+/**
+ * Write layer l's Linear tensors: the pruned ones from `pruned` (by HF name; `pack` writes a
+ * packed one pack-quantized and says so), every other one copied byte for byte.
+ */
+function writeLayer(
+  writer: CheckpointWriter,
+  model: Model,
+  l: number,
+  pruned: Map<string, Float32Array>,
+  pack: (name: string) => boolean,
+): void {
   for (const name of layerTensorNames(model, l)) {
     const W = pruned.get(name);
-    if (W) writer.writeF32(name, W);
-    else writer.copy(name);
+    if (W) {
+      if (!pack(name)) writer.writeF32(name, W);
+    } else writer.copy(name);
   }
 }
 

@@ -141,6 +141,24 @@ export interface ExpertRemovalRecord {
   }[];
 }
 
+/** How a quantized model directory stores its quantized tensors (QuantizationRecord.layout). */
+export type QuantLayout = 'compressed-tensors' | 'gguf-blocks';
+
+/**
+ * rac.json `quantization` as rac wrote it before GGUF blocks (q4_0 / q8_0 only): every tensor F32
+ * on the grid, each value d·k with d the f16 scale of its 32-block in `scales_file` (F16 (rows,
+ * cols/32) per tensor). Still loaded, and exported (export/gguf.ts re-encodes the blocks).
+ */
+export interface LegacyQuantizationRecord {
+  format: 'q4_0' | 'q8_0';
+  block: number;
+  tensors: Record<string, { format: 'q4_0' | 'q8_0'; method: 'gptq' | 'rtn' | 'joint'; rows: number; cols: number }>;
+  scales_file: string;
+  bits_per_weight: number;
+  skipped: string[];
+  sparsity_after: number;
+}
+
 /** rac.json `quantization`: what `rac export-gguf --dtype SCHEME` writes byte for byte. */
 export interface QuantizationRecord {
   /** The scheme (`--quant`): one ggml type, or a llama.cpp mix. */
@@ -148,8 +166,21 @@ export interface QuantizationRecord {
   /** llama-quantize's file type of the same per-tensor assignment. */
   file_type: string;
   /**
-   * The quantized tensors: the values in the checkpoint are the dequantization of their GGUF
-   * blocks in `blocks_file` (U8 (rows, row bytes), Hugging Face row order), exactly.
+   * How the quantized tensors are stored (QUANT_LAYOUT in options.ts):
+   * - `compressed-tensors` (schemes q4_0, q8_0): the quantized Linears are pack-quantized
+   *   (`weight_packed`, F16 `weight_scale` per 32 weights: the GGUF block's d and codes, bit for
+   *   bit; `quantization_config` in config.json); the embedding (and an untied lm_head), which are
+   *   not Linears, F32 with their GGUF blocks in `blocks_file`.
+   * - `gguf-blocks` (the k-quants and llama.cpp's mixes, whose two-level scales and mins
+   *   compressed-tensors cannot express): every quantized tensor F32 (its blocks dequantized),
+   *   its GGUF blocks in `blocks_file`.
+   * Absent in rac.json files written before the field (read as `gguf-blocks`).
+   */
+  layout?: QuantLayout;
+  /**
+   * The quantized tensors: their values are the dequantization of their GGUF blocks, exactly —
+   * blocks in `blocks_file` (U8 (rows, row bytes), Hugging Face row order), or for a packed Linear
+   * its weight_packed / weight_scale.
    */
   tensors: Record<
     string,

@@ -12,14 +12,34 @@ const { onnx } = onnxProto;
 export const OPSET = 17;
 export const IR_VERSION = 8;
 
-export type ElemType = 'float32' | 'int64' | 'int32' | 'bool';
+export type ElemType = 'float32' | 'int64' | 'int32' | 'bool' | 'uint8';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
+  uint8: onnx.TensorProto.DataType.UINT8,
 };
+
+/** onnxruntime's contrib-op domain (MatMulNBits), imported at version 1 when a graph uses it. */
+export const MS_DOMAIN = 'com.microsoft';
+
+/** A block-quantized weight for `MatMulNBits` (onnxruntime contrib op): B (N, K) in blocks of `blockSize` along K. */
+export interface NBitsWeight {
+  /** Inner dim (input features) and output features. */
+  K: number;
+  N: number;
+  bits: 4 | 8;
+  /** A power of two ≥ 16 dividing K. */
+  blockSize: number;
+  /** (N, K/blockSize, blockSize·bits/8): unsigned codes, 4-bit ones two a byte, element 2i in the low nibble. */
+  B: Uint8Array;
+  /** (N·K/blockSize) f32 scales. */
+  scales: Float32Array;
+  /** (N·ceil(K/blockSize·bits/8)) unsigned zero points packed like B, or null: 2^(bits−1). */
+  zeroPoints: Uint8Array | null;
+}
 
 /** A symbolic dimension (string) or a fixed one (number). */
 export type Dim = number | string;
@@ -53,8 +73,16 @@ export class GraphBuilder {
   private readonly inits: onnxProto.onnx.ITensorProto[] = [];
   private readonly names = new Set<string>();
   private counter = 0;
+  private usesMsDomain = false;
 
-  constructor(readonly graphName: string) {}
+  /**
+   * `constants`: inputs baked in as initializers when declared (their data referenced, copied once
+   * by build()) — bakeInputs' effect without decoding and re-encoding the model.
+   */
+  constructor(
+    readonly graphName: string,
+    private readonly constants: Readonly<Record<string, { data: Float32Array; dims: readonly number[] }>> = {},
+  ) {}
 
   private fresh(hint: string): string {
     let name: string;
@@ -82,8 +110,22 @@ export class GraphBuilder {
     };
   }
 
-  /** Declare a graph input. */
+  /** Declare a graph input (an initializer when `constants` holds it). */
   input(name: string, elem: ElemType, shape: Dim[]): Value {
+    const c = this.constants[name];
+    if (c) {
+      if (elem !== 'float32' || c.dims.length !== shape.length || shape.some((d, i) => typeof d === 'number' && d !== c.dims[i]))
+        throw new Error(
+          `graph ${this.graphName}: constant "${name}" [${c.dims.join(', ')}] does not fit input ${elem} [${shape.join(', ')}]`,
+        );
+      this.inits.push({
+        name: this.claim(name),
+        dataType: ELEM.float32,
+        dims: [...c.dims],
+        rawData: new Uint8Array(c.data.buffer, c.data.byteOffset, c.data.byteLength),
+      });
+      return new Value(this, name);
+    }
     this.inputs.push(this.valueInfo(this.claim(name), elem, shape));
     return new Value(this, name);
   }
@@ -117,11 +159,20 @@ export class GraphBuilder {
     return this.constF32([x], [], 'scalar');
   }
 
-  /** Emit a node; returns its outputs. */
-  node(opType: string, inputs: (Value | null)[], attrs: Record<string, Attr> = {}, nOut = 1, hint?: string): Value[] {
+  /** A constant of raw little-endian bytes (stored as an initializer, not copied until build()). */
+  constRaw(elem: ElemType, dims: number[], bytes: Uint8Array | Float32Array | Int32Array, hint = 'cr'): Value {
+    const name = this.fresh(hint);
+    this.inits.push({ name, dataType: ELEM[elem], dims, rawData: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
+    return new Value(this, name);
+  }
+
+  /** Emit a node (in `domain`, default ONNX's); returns its outputs. */
+  node(opType: string, inputs: (Value | null)[], attrs: Record<string, Attr> = {}, nOut = 1, hint?: string, domain = ''): Value[] {
     const outs = Array.from({ length: nOut }, () => this.fresh(hint ?? opType.toLowerCase()));
+    if (domain === MS_DOMAIN) this.usesMsDomain = true;
     this.nodes.push({
       opType,
+      ...(domain ? { domain } : {}),
       name: this.fresh(`n_${opType}`),
       input: inputs.map((v) => (v ? v.name : '')),
       output: outs,
@@ -192,6 +243,26 @@ export class GraphBuilder {
   gather(x: Value, indices: Value, axis = 0): Value {
     return this.op('Gather', [x, indices], { axis });
   }
+  /**
+   * Y = A·dequant(B)ᵀ for A (…, K) and a block-quantized B (N, K), its blocks baked in as
+   * initializers: com.microsoft `MatMulNBits`. `accuracyLevel` 4 quantizes A to int8 per block
+   * (onnxruntime's int8 dot-product kernels); 0/1 compute in f32.
+   */
+  matMulNBits(a: Value, w: NBitsWeight, accuracyLevel: number): Value {
+    const nb = w.K / w.blockSize;
+    if (!Number.isInteger(nb) || w.blockSize < 16 || (w.blockSize & (w.blockSize - 1)) !== 0)
+      throw new Error(`graph ${this.graphName}: MatMulNBits block size ${w.blockSize} must be a power of two ≥ 16 dividing K = ${w.K}`);
+    const blob = (w.blockSize * w.bits) / 8;
+    if (w.B.length !== w.N * nb * blob || w.scales.length !== w.N * nb)
+      throw new Error(
+        `graph ${this.graphName}: MatMulNBits weights hold ${w.B.length} bytes and ${w.scales.length} scales for ${w.N}×${w.K}`,
+      );
+    const B = this.constRaw('uint8', [w.N, nb, blob], w.B, 'nbits_b');
+    const S = this.constRaw('float32', [w.N * nb], w.scales, 'nbits_scales');
+    const Z = w.zeroPoints ? this.constRaw('uint8', [w.zeroPoints.length], w.zeroPoints, 'nbits_zp') : null;
+    const attrs = { K: w.K, N: w.N, bits: w.bits, block_size: w.blockSize, accuracy_level: accuracyLevel };
+    return this.node('MatMulNBits', Z ? [a, B, S, Z] : [a, B, S], attrs, 1, 'matmulnbits', MS_DOMAIN)[0]!;
+  }
 
   // ---- composite helpers -----------------------------------------------------------------
   /** x·sigmoid(x) */
@@ -216,7 +287,7 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: IR_VERSION,
       producerName: 'rac',
-      opsetImport: [{ domain: '', version: OPSET }],
+      opsetImport: [{ domain: '', version: OPSET }, ...(this.usesMsDomain ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
       graph: {
         name: this.graphName,
         node: this.nodes,

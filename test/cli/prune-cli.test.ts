@@ -150,6 +150,27 @@ describe('rac prune --quant', () => {
     assert.equal(s.quantization!.format, 'q4_0');
     assert.equal(s.calibration.tokens, 0);
     assert.ok(entries(out).includes('quant_blocks.safetensors'));
+    assert.ok(entries(out).includes('model.safetensors.index.json'));
+    assert.equal(s.quantization!.layout, 'compressed-tensors');
+    // The compressed-tensors directory runs in rac's commands.
+    const info = await rac('info', '--model', out, '--json');
+    assert.equal(info.code, 0, info.stderr);
+    assert.equal((JSON.parse(info.stdout) as { dtypes: Record<string, number> }).dtypes['INT4 (pack-quantized)'], 7);
+    const gen = await rac(
+      'generate',
+      '--model',
+      out,
+      '--prompt',
+      'hello',
+      '--max-new-tokens',
+      '4',
+      '--temperature',
+      '0',
+      '--json',
+      '--threads',
+      '1',
+    );
+    assert.equal(gen.code, 0, gen.stderr);
     const u = await rac(
       ...argv`prune --model ${dir} --method gptq --calib-mode prompt --dataset x.jsonl --out ${join(tempDir('cli-q'), 'o')}`,
     );

@@ -2,8 +2,12 @@
  * llama.cpp as the oracle for quantized GGUF: a checkpoint quantized by rac (GPTQ, joint
  * SparseGPT + quantization, RTN; with an importance matrix from rac imatrix) is exported as Q4_0 /
  * Q8_0 / k-quant GGUF (one type, and llama.cpp's mixes) and run in llama.cpp through
- * node-llama-cpp; rac's engine runs the same model from its safetensors (the dequantized values,
- * which the GGUF blocks reproduce bit for bit — test/prune/quant.test.ts).
+ * node-llama-cpp; rac's engine runs the same model from its directory, dequantized at load (the
+ * values the GGUF blocks reproduce bit for bit — test/prune/quant.test.ts). q4_0 / q8_0 directories
+ * are compressed-tensors; rac's engine also runs them on its packed path (MatMulNBits, int8
+ * activations, as llama.cpp's Q4_0/Q8_0 dot products quantize activations to 8 bits), which must
+ * agree with both GGUFs within PROB_ATOL too (measured: ≤ 9.8e-2 on the tiny reasoner against the
+ * F32 GGUF).
  *
  * The weights are identical — the same model exported as F32 GGUF agrees with rac to < 1e-4 in
  * llama.cpp — but llama.cpp's CPU dot products for quantized weights quantize the activations to
@@ -70,6 +74,7 @@ const LLAMA256: RandomCheckpointOptions = { family: 'llama', seed: 14, hidden: 2
 const CASES: [string, () => string, QuantScheme, Quantize][] = [
   ['qwen2 random, GPTQ q4_0', () => checkpoint(QWEN), 'q4_0', GPTQ],
   ['qwen2 random, GPTQ q8_0', () => checkpoint(QWEN), 'q8_0', GPTQ],
+  ['qwen2 random, RTN q4_0 + rac imatrix (compressed-tensors)', () => checkpoint(QWEN), 'q4_0', RTN_IM],
   ['llama random (permuted q/k), joint 50% + q4_0', () => checkpoint(LLAMA), 'q4_0', JOINT],
   ['qwen2 random 256, GPTQ q4_k_m', () => checkpoint(QWEN256), 'q4_k_m', GPTQ],
   ['qwen2 random 256, RTN q2_k_mix + rac imatrix', () => checkpoint(QWEN256), 'q2_k_mix', RTN_IM],
@@ -135,7 +140,9 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
       exportGguf({ model: dir, out: ggufF32, dtype: 'f32', warn: () => {} });
 
       const model = Model.open(dir);
-      const engine = await Engine.load(model, { threads: THREADS });
+      const engine = await Engine.load(model, { threads: THREADS, packedWeights: 'dequantize' });
+      // q4_0 / q8_0: rac's own packed path (MatMulNBits, int8 activations) against the same llama.cpp runs.
+      const native = model.compressed ? await Engine.load(model, { threads: THREADS }) : null;
       const { lm, ctx } = await loadGguf(llama(), gguf, 128, THREADS);
       const { lm: lm32, ctx: ctx32 } = await loadGguf(llama(), ggufF32, 128, THREADS);
       try {
@@ -145,6 +152,8 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
         const racOut = await racGreedy(engine, prompts, NEW_TOKENS);
         let worst = 0;
         let worst32 = 0;
+        let worstNative = 0;
+        let worstNative32 = 0;
         let sum = 0;
         let compared = 0;
         let splits = 0;
@@ -156,6 +165,7 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
           const full = [...prompt, ...ours];
           const [logits] = await engine.forward([full]);
           const racP = racNextProbs(logits!, prompt.length, V);
+          const nativeP = native ? racNextProbs((await native.forward([full]))[0]!, prompt.length, V) : null;
           const split = ours.findIndex((t, k) => t !== theirs[k]);
           if (split >= 0) {
             const margin = top2Margin(racP(split));
@@ -183,6 +193,25 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
               d = Math.max(d, Math.abs(probs[v]! - ref[v]!));
               d32 = Math.max(d32, Math.abs(probs32[v]! - ref[v]!));
             }
+            if (nativeP) {
+              const nat = nativeP(k);
+              let dn = 0;
+              let dn32 = 0;
+              for (let v = 0; v < V; v++) {
+                dn = Math.max(dn, Math.abs(probs[v]! - nat[v]!));
+                dn32 = Math.max(dn32, Math.abs(probs32[v]! - nat[v]!));
+              }
+              assert.ok(
+                dn < PROB_ATOL,
+                `prompt ${pi} step ${k}: rac's packed engine vs the ${fmt} GGUF, max |Δp| = ${dn.toExponential(2)}`,
+              );
+              assert.ok(
+                dn32 < PROB_ATOL,
+                `prompt ${pi} step ${k}: rac's packed engine vs the F32 GGUF, max |Δp| = ${dn32.toExponential(2)}`,
+              );
+              worstNative = Math.max(worstNative, dn);
+              worstNative32 = Math.max(worstNative32, dn32);
+            }
             assert.ok(
               d32 < F32_PROB_ATOL,
               `prompt ${pi} step ${k}: F32 GGUF of the quantized model, max |Δp| = ${d32.toExponential(2)} ≥ ${F32_PROB_ATOL}`,
@@ -196,7 +225,7 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
         }
         assert.ok(sum / compared < MEAN_ATOL, `mean max |Δp| over positions ${(sum / compared).toExponential(2)} ≥ ${MEAN_ATOL}`);
         stats.push(
-          `${label}: ${compared} distributions, ${fmt} GGUF max |Δp| ${worst.toExponential(2)} (mean ${(sum / compared).toExponential(2)}), F32 GGUF ${worst32.toExponential(2)}; greedy splits ${splits}/${prompts.length}${splits ? ` (smallest margin ${minMargin.toExponential(2)})` : ''}`,
+          `${label}: ${compared} distributions, ${fmt} GGUF max |Δp| ${worst.toExponential(2)} (mean ${(sum / compared).toExponential(2)}), F32 GGUF ${worst32.toExponential(2)}; greedy splits ${splits}/${prompts.length}${splits ? ` (smallest margin ${minMargin.toExponential(2)})` : ''}${native ? `; rac packed (MatMulNBits) vs ${fmt} GGUF ${worstNative.toExponential(2)}, vs F32 GGUF ${worstNative32.toExponential(2)}` : ''}`,
         );
       } finally {
         await ctx.dispose();
@@ -204,6 +233,7 @@ describe('quantized GGUF (Q4_0/Q8_0, k-quants and mixes) vs llama.cpp (node-llam
         await ctx32.dispose();
         await lm32.dispose();
         await engine.release();
+        await native?.release();
         model.close();
       }
     });

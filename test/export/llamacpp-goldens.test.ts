@@ -9,6 +9,9 @@
  *   - rac's importance matrix on the same text, cut into the same 128-token chunks, against
  *     llama-imatrix's: the same entries and token counts, sums within 1e-4 (relative; llama.cpp adds
  *     f32 per token, rac per batch);
+ *   - whole files, through export-gguf's own quantization and through rac prune --method rtn then
+ *     export-gguf (q4_0 / q8_0 by way of the compressed-tensors directory), with and without the
+ *     matrix: llama-quantize's bytes;
  *   - one-type k-quant schemes refuse rows that are not a multiple of 256, saying what llama-quantize
  *     would do instead.
  */
@@ -92,11 +95,15 @@ for (const gm of GOLDEN_MODELS) {
       assert.ok(compared > 200, `${compared} tensors compared`);
     });
 
-    it('whole files: export-gguf (on the fly) and prune --method rtn → export-gguf write llama-quantize bytes', async () => {
+    it('whole files: export-gguf (on the fly) and prune --method rtn → export-gguf write llama-quantize bytes (q4_0 / q8_0 through the compressed-tensors directory)', async () => {
       const scheme: QuantScheme = gm.schemes.includes('q4_k') ? 'q4_k' : 'q4_k_m';
       for (const [s, im] of [
         ['q4_k_m', true],
         [scheme, false],
+        ['q4_0', false],
+        ['q4_0', true],
+        ['q8_0', false],
+        ['q8_0', true],
       ] as const) {
         const want = new Map(g[`${s}${im ? '+imatrix' : ''}`]!.map((l) => [l.split(' ')[0]!, l.split(' ').slice(1).join(' ')]));
         const gguf = join(tempDir('golden'), 'm.gguf');
@@ -121,6 +128,9 @@ for (const gm of GOLDEN_MODELS) {
         } finally {
           m.close();
         }
+        // q4_0 / q8_0: the Linears packed (compressed-tensors), the rest as every scheme's blocks.
+        const layout = JSON.parse(readFileSync(join(q, 'rac.json'), 'utf8')).quantization.layout;
+        assert.equal(layout, s === 'q4_0' || s === 'q8_0' ? 'compressed-tensors' : 'gguf-blocks', `${s}: layout`);
         const gguf2 = join(tempDir('golden'), 'q.gguf');
         exportGguf({ model: q, out: gguf2, dtype: s, warn: () => {} });
         for (const file of [gguf, gguf2]) {

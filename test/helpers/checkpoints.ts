@@ -34,7 +34,7 @@ export function checkpoint(opts: RandomCheckpointOptions): string {
 }
 
 export function weightSource(m: Model): WeightSource {
-  return { get: (n) => m.read(n), has: (n) => m.tensors.has(n) };
+  return { get: (n) => m.read(n), has: (n) => m.stored(n) };
 }
 
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {

@@ -46,7 +46,7 @@ export function register(program: Command): void {
     )
     .option(
       '--quant <scheme>',
-      `quantize to ggml types: ${QUANT_SCHEMES.join(' | ')} (one type: q4_0 … q6_k; llama.cpp's mixes: q4_k_m …) — gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest`,
+      `quantize to ggml types: ${QUANT_SCHEMES.join(' | ')} (one type: q4_0 … q6_k; llama.cpp's mixes: q4_k_m …) — gptq alone; with sparsegpt one joint sweep; rtn/wanda/magnitude round to nearest; q4_0 / q8_0 write a compressed-tensors (vLLM) directory`,
       choice('quant', QUANT_SCHEMES),
     )
     .option(
