@@ -17,7 +17,7 @@
  *   tokens only: --token-weights prompt:0) is chosen on the validation split (greedy, Q2_K, never
  *   the eval problems) before the study runs; GPTQ-RAC takes the same calibration.
  *
- *   npm run quant-study -- --study kquant [--model DIR] [--out kquant-out]
+ *   npm run quant-study -- --study kquant [--model DIR] [--out kquant-out] [--eval-per-family 100] [--samples 4]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
@@ -32,6 +32,7 @@ const { values } = parseArgs({
     model: { type: 'string' },
     'eval-per-family': { type: 'string' },
     'calib-tokens': { type: 'string', default: '16384' },
+    samples: { type: 'string', default: '4' },
   },
   strict: true,
 });
@@ -119,7 +120,7 @@ const calibArgs: Record<Calib, string[]> = {
 };
 const budget = ['--calib-tokens', values['calib-tokens']!, '--max-seq-len', '512', '--batch-tokens', '8192'];
 const sampling = kq
-  ? ['--samples', '4', '--temperature', '0.6', '--top-p', '0.95', '--seed', '0']
+  ? ['--samples', values.samples!, '--temperature', '0.6', '--top-p', '0.95', '--seed', '0']
   : ['--samples', '1', '--temperature', '0', '--top-p', '1'];
 const greedy = ['--samples', '1', '--temperature', '0', '--top-p', '1'];
 
