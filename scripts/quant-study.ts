@@ -20,10 +20,11 @@
  *   npm run quant-study -- --study kquant [--model DIR] [--out kquant-out] [--eval-per-family 100] [--samples 4]
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ALL_FAMILIES, FAMILIES, generateSplit, type TinyProblem } from '../src/tasks/tiny/index.ts';
+import { projectProse } from './prose.ts';
 
 const { values } = parseArgs({
   options: {
@@ -89,14 +90,7 @@ writeJsonl(valFile, interleave(calibSplit.map((l) => l.slice(400))));
 writeJsonl(evalFile, interleave(families.map((f) => generateSplit('eval', f, perFamily, 2, opts).map(strip))));
 if (kq) {
   // The project's own prose (README and docs/), as the demo's plain-text calibration.
-  const docs = join(root, 'docs');
-  const pages = existsSync(docs)
-    ? readdirSync(docs)
-        .filter((f) => f.endsWith('.md'))
-        .sort()
-    : [];
-  const text = [join(root, 'README.md'), ...pages.map((p) => join(docs, p))].map((f) => readFileSync(f, 'utf8')).join('\n\n');
-  writeFileSync(`${textFile}.tmp`, text);
+  writeFileSync(`${textFile}.tmp`, projectProse(root));
   renameSync(`${textFile}.tmp`, textFile);
 }
 
