@@ -24,7 +24,7 @@ import { writeRandomCheckpoint } from '../src/models/random.ts';
 import { exportGguf } from '../src/export/gguf.ts';
 import { pruneCheckpoint } from '../src/prune/prune.ts';
 import { emit } from './common.ts';
-import { llamaDecode, QWEN2_0_5B_LAYER, racDecode } from './decode.ts';
+import { bestOf, llamaDecode, QWEN2_0_5B_LAYER, racDecode, withLlamaModel } from './decode.ts';
 
 const THREADS = Number(process.env.RAC_BENCH_DECODE_THREADS ?? 2);
 const STREAMS = [1, 8, 32];
@@ -77,8 +77,7 @@ export async function benchDecodeQ4(dir: string): Promise<void> {
   const engine = await Engine.load(model, { threads: THREADS });
   try {
     for (const streams of STREAMS) {
-      let best = 0;
-      for (let r = 0; r < REPS; r++) best = Math.max(best, await racDecode(engine, streams));
+      const best = await bestOf(REPS, () => racDecode(engine, streams));
       rac.set(streams, best);
       emit({ name: 'decode_q4', engine: 'rac (q4_0 compressed-tensors, MatMulNBits)', streams, tokens_per_s: +best.toFixed(2), ...info });
     }
@@ -87,30 +86,13 @@ export async function benchDecodeQ4(dir: string): Promise<void> {
     model.close();
   }
 
-  let nlc: typeof import('node-llama-cpp') | null = null;
-  try {
-    nlc = await import('node-llama-cpp');
-  } catch (e) {
-    emit({ name: 'decode_q4', engine: 'llama.cpp', skipped: `node-llama-cpp unavailable (${(e as Error).message.split('\n')[0]})` });
-  }
-  if (nlc) {
-    const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
-    try {
-      const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
-      try {
-        for (const streams of STREAMS) {
-          let best = 0;
-          for (let r = 0; r < REPS; r++) best = Math.max(best, await llamaDecode(lm, streams));
-          emit({ name: 'decode_q4', engine: 'llama.cpp (Q4_0 GGUF)', streams, tokens_per_s: +best.toFixed(2), ...info, kv_cache: 'f32' });
-          emit({ name: 'decode_q4_ratio', streams, prompt: 32, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
-        }
-      } finally {
-        await lm.dispose();
-      }
-    } finally {
-      await llama.dispose();
+  await withLlamaModel(gguf, 'decode_q4', async (lm) => {
+    for (const streams of STREAMS) {
+      const best = await bestOf(REPS, () => llamaDecode(lm, streams));
+      emit({ name: 'decode_q4', engine: 'llama.cpp (Q4_0 GGUF)', streams, tokens_per_s: +best.toFixed(2), ...info, kv_cache: 'f32' });
+      emit({ name: 'decode_q4_ratio', streams, prompt: 32, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
     }
-  }
+  });
 
   const rssQ4 = childPeakRss(q4);
   const rssF32 = childPeakRss(f32);

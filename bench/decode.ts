@@ -105,6 +105,38 @@ export async function llamaDecode(lm: LlamaModel, streams: number, len = PROMPT)
   }
 }
 
+/** Best of `reps` runs of a throughput measurement. */
+export async function bestOf(reps: number, run: () => Promise<number>): Promise<number> {
+  let best = 0;
+  for (let r = 0; r < reps; r++) best = Math.max(best, await run());
+  return best;
+}
+
+/**
+ * Runs `use` on the GGUF loaded in llama.cpp (node-llama-cpp, CPU), releasing both afterwards;
+ * when node-llama-cpp cannot load, emits a `skipped` line under `name` instead.
+ */
+export async function withLlamaModel(gguf: string, name: string, use: (lm: LlamaModel) => Promise<void>): Promise<void> {
+  let nlc: NodeLlamaCpp;
+  try {
+    nlc = await import('node-llama-cpp');
+  } catch (e) {
+    emit({ name, engine: 'llama.cpp', skipped: `node-llama-cpp unavailable (${(e as Error).message.split('\n')[0]})` });
+    return;
+  }
+  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
+  try {
+    const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
+    try {
+      await use(lm);
+    } finally {
+      await lm.dispose();
+    }
+  } finally {
+    await llama.dispose();
+  }
+}
+
 export async function benchDecode(dir: string): Promise<void> {
   const ckpt = join(dir, 'model');
   writeRandomCheckpoint(ckpt, {
@@ -120,20 +152,12 @@ export async function benchDecode(dir: string): Promise<void> {
   exportGguf({ model: ckpt, out: gguf, dtype: 'f32', warn: () => {} });
   const dims = { layers: 4, ...QWEN2_0_5B_LAYER, vocab: 32768, prompt: PROMPT, new_tokens: NEW_TOKENS, threads: THREADS };
 
-  let nlc: NodeLlamaCpp | null = null;
-  try {
-    nlc = await import('node-llama-cpp');
-  } catch (e) {
-    emit({ name: 'decode', engine: 'llama.cpp', skipped: `node-llama-cpp unavailable (${(e as Error).message.split('\n')[0]})` });
-  }
-
   const model = Model.open(ckpt);
   const engine = await Engine.load(model, { threads: THREADS });
   const rac = new Map<string, number>();
   try {
     for (const [streams, len] of CASES) {
-      let best = 0;
-      for (let r = 0; r < REPS; r++) best = Math.max(best, await racDecode(engine, streams, len));
+      const best = await bestOf(REPS, () => racDecode(engine, streams, len));
       rac.set(`${streams}/${len}`, best);
       emit({ name: 'decode', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), ...dims, prompt: len });
     }
@@ -142,21 +166,11 @@ export async function benchDecode(dir: string): Promise<void> {
     model.close();
   }
 
-  if (!nlc) return;
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
-  try {
-    const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
-    try {
-      for (const [streams, len] of CASES) {
-        let best = 0;
-        for (let r = 0; r < REPS; r++) best = Math.max(best, await llamaDecode(lm, streams, len));
-        emit({ name: 'decode', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), ...dims, prompt: len, kv_cache: 'f32' });
-        emit({ name: 'decode_ratio', streams, prompt: len, rac_over_llamacpp: +(rac.get(`${streams}/${len}`)! / best).toFixed(3) });
-      }
-    } finally {
-      await lm.dispose();
+  await withLlamaModel(gguf, 'decode', async (lm) => {
+    for (const [streams, len] of CASES) {
+      const best = await bestOf(REPS, () => llamaDecode(lm, streams, len));
+      emit({ name: 'decode', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), ...dims, prompt: len, kv_cache: 'f32' });
+      emit({ name: 'decode_ratio', streams, prompt: len, rac_over_llamacpp: +(rac.get(`${streams}/${len}`)! / best).toFixed(3) });
     }
-  } finally {
-    await llama.dispose();
-  }
+  });
 }

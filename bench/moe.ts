@@ -20,7 +20,7 @@ import { Engine } from '../src/models/engine.ts';
 import { Model } from '../src/models/model.ts';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../src/models/random.ts';
 import { emit } from './common.ts';
-import { llamaDecode, racDecode } from './decode.ts';
+import { bestOf, llamaDecode, racDecode, withLlamaModel } from './decode.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const THREADS = Number(process.env.RAC_BENCH_DECODE_THREADS ?? 2);
@@ -89,8 +89,7 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
   const loadSeconds = (performance.now() - t0) / 1000;
   try {
     for (const streams of STREAMS) {
-      let best = 0;
-      for (let r = 0; r < REPS; r++) best = Math.max(best, await racDecode(engine, streams));
+      const best = await bestOf(REPS, () => racDecode(engine, streams));
       rac.set(streams, best);
       emit({ name: 'decode_moe', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), load_seconds: +loadSeconds.toFixed(1), ...dims });
     }
@@ -98,29 +97,13 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
     await engine.release();
     model.close();
   }
-  let nlc: typeof import('node-llama-cpp');
-  try {
-    nlc = await import('node-llama-cpp');
-  } catch (e) {
-    emit({ name: 'decode_moe', engine: 'llama.cpp', skipped: `node-llama-cpp unavailable (${(e as Error).message.split('\n')[0]})` });
-    return;
-  }
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
-  try {
-    const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
-    try {
-      for (const streams of STREAMS) {
-        let best = 0;
-        for (let r = 0; r < REPS; r++) best = Math.max(best, await llamaDecode(lm, streams));
-        emit({ name: 'decode_moe', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), kv_cache: 'f32', ...dims });
-        emit({ name: 'decode_moe_ratio', streams, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
-      }
-    } finally {
-      await lm.dispose();
+  await withLlamaModel(gguf, 'decode_moe', async (lm) => {
+    for (const streams of STREAMS) {
+      const best = await bestOf(REPS, () => llamaDecode(lm, streams));
+      emit({ name: 'decode_moe', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), kv_cache: 'f32', ...dims });
+      emit({ name: 'decode_moe_ratio', streams, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
     }
-  } finally {
-    await llama.dispose();
-  }
+  });
 }
 
 export function benchPruneMoe(dir: string, tokens = 4096): void {
