@@ -31,7 +31,7 @@ import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { exportGguf } from '../../src/export/gguf.ts';
 import { computeImatrix } from '../../src/prune/imatrix.ts';
 import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
-import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { checkpoint, SMALL_LLAMA, SMALL_MOE, SMALL_QWEN2, tempDir } from '../helpers/checkpoints.ts';
 import { llamaGreedy, llamaNextProbs, loadGguf, racGreedy, racNextProbs, skipLlamaCpp, top2Margin, useLlama } from '../helpers/llamacpp.ts';
 import { calibSet, randomSequences } from '../helpers/prune.ts';
 
@@ -56,17 +56,9 @@ const RTN: Quantize = { method: 'rtn', target: { kind: 'unstructured', sparsity:
 const RTN_IM: Quantize = { ...RTN, imatrix: true };
 const GPTQ_IM: Quantize = { ...GPTQ, imatrix: true };
 
-const QWEN: RandomCheckpointOptions = { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true };
-const LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2 };
-const MOE: RandomCheckpointOptions = {
-  family: 'qwen3_moe',
-  seed: 13,
-  hidden: 128,
-  heads: 4,
-  kvHeads: 2,
-  layers: 2,
-  moe: { experts: 4, topK: 2, expertIntermediate: 96 },
-};
+const QWEN = SMALL_QWEN2;
+const LLAMA = SMALL_LLAMA;
+const MOE = SMALL_MOE;
 const MOE256: RandomCheckpointOptions = { ...MOE, seed: 15, hidden: 256, moe: { experts: 4, topK: 2, expertIntermediate: 256 } };
 /** k-quants need rows of multiples of 256 (untied: tied random qwen2 heads give near one-hot distributions). */
 const QWEN256: RandomCheckpointOptions = { family: 'qwen2', seed: 13, hidden: 256, heads: 4, kvHeads: 2, layers: 2, intermediate: 512 };

@@ -22,6 +22,19 @@ export function tempDir(name: string): string {
 }
 
 /** Path of a random checkpoint with these options (made on first use). */
+/** Small random checkpoints of the three families the quantization tests cover (2 layers, hidden 128). */
+export const SMALL_QWEN2: RandomCheckpointOptions = { family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true };
+export const SMALL_LLAMA: RandomCheckpointOptions = { family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2 };
+export const SMALL_MOE: RandomCheckpointOptions = {
+  family: 'qwen3_moe',
+  seed: 13,
+  hidden: 128,
+  heads: 4,
+  kvHeads: 2,
+  layers: 2,
+  moe: { experts: 4, topK: 2, expertIntermediate: 96 },
+};
+
 export function checkpoint(opts: RandomCheckpointOptions): string {
   const key = JSON.stringify(opts);
   let dir = made.get(key);

@@ -15,30 +15,17 @@ import { test } from 'node:test';
 import type { QuantFormat } from '../../src/compress/quant-grids.ts';
 import { Engine, type EngineOptions } from '../../src/models/engine.ts';
 import { Model } from '../../src/models/model.ts';
-import type { RandomCheckpointOptions } from '../../src/models/random.ts';
 import { pruneCheckpoint } from '../../src/prune/prune.ts';
-import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
+import { checkpoint, SMALL_LLAMA, SMALL_MOE, SMALL_QWEN2, tempDir } from '../helpers/checkpoints.ts';
 
 const PROB_ATOL = 0.15;
 const LOGIT_RTOL = 0.06;
 const RT = { threads: 1 };
 
 const CASES: [string, () => string][] = [
-  ['qwen2 random', () => checkpoint({ family: 'qwen2', seed: 11, hidden: 128, heads: 4, kvHeads: 2, layers: 2, tied: true })],
-  ['llama random (untied head)', () => checkpoint({ family: 'llama', seed: 12, hidden: 128, heads: 4, kvHeads: 2, layers: 2 })],
-  [
-    'qwen3_moe random',
-    () =>
-      checkpoint({
-        family: 'qwen3_moe',
-        seed: 13,
-        hidden: 128,
-        heads: 4,
-        kvHeads: 2,
-        layers: 2,
-        moe: { experts: 4, topK: 2, expertIntermediate: 96 },
-      } satisfies RandomCheckpointOptions),
-  ],
+  ['qwen2 random', () => checkpoint(SMALL_QWEN2)],
+  ['llama random (untied head)', () => checkpoint(SMALL_LLAMA)],
+  ['qwen3_moe random', () => checkpoint(SMALL_MOE)],
 ];
 const TINY = join(process.cwd(), 'models', 'tiny-reasoner');
 if (existsSync(join(TINY, 'config.json'))) CASES.push(['tiny reasoner', () => TINY]);
