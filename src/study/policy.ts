@@ -28,7 +28,7 @@ import { Model } from '../models/model.ts';
 import type { RuntimeOptions } from '../runtime/session.ts';
 import type { CalibSet } from '../prune/calib.ts';
 import { buildCalibSet, type CalibModeContext, type CalibModeInputs } from '../prune/calib-modes.ts';
-import { calibShapeOf, prunerOptionsOf, selectionOf, type PruneSettings } from './job.ts';
+import { calibShapeOf, PRUNE_DEFAULTS, prunerOptionsOf, selectionOf, type PruneSettings } from './job.ts';
 import { prunedModelCard } from '../prune/model-card.ts';
 import type { GenerationBackend } from '../backends/backend.ts';
 import { runTrace, type TraceOptions, type TracePrompt, type TraceSettings } from './trace.ts';
@@ -284,6 +284,9 @@ export function variantLabel(s: PruneSettings): string | undefined {
   if (s.sparsityProfile !== 'uniform') parts.push(s.sparsityProfile);
   if (s.asymmetric) parts.push('asym');
   if (s.trueSequential) parts.push('seq');
+  // MoE experts' statistics: named when not the default, so recipe rows that differ only there differ in name
+  if (s.moeCalibration !== PRUNE_DEFAULTS.moeCalibration) parts.push(`moe-${s.moeCalibration}`);
+  if (s.minExpertTokens !== PRUNE_DEFAULTS.minExpertTokens) parts.push(`minexp${s.minExpertTokens}`);
   return parts.length ? parts.join('+') : undefined;
 }
 

@@ -23,7 +23,7 @@ import {
   settingsFromFlags,
   settingsProblem,
 } from '../../src/study/job.ts';
-import { prunePolicy, stageRuns, type GeneratedTraces, type PolicyJob } from '../../src/study/policy.ts';
+import { prunePolicy, stageRuns, variantLabel, type GeneratedTraces, type PolicyJob } from '../../src/study/policy.ts';
 import { loadRecipe, RecipeError, runRecipe } from '../../src/study/run.ts';
 import { selectTraces, type TraceSelection } from '../../src/prune/select.ts';
 import { readTraceFile, runTrace, type TraceSettings } from '../../src/study/trace.ts';
@@ -650,5 +650,16 @@ eval: {samples: 1, max_new_tokens: 12, temperature: 0, top_p: 1, batch_size: 8}
     );
     const sel = readSummary(join(d, 'out', 'models', dirs.find((x) => x.includes('sel'))!));
     assert.equal((sel.calibration['selection'] as { kept: number }).kept, traces.length);
+  });
+});
+
+describe('variantLabel', () => {
+  it('names MoE calibration settings that are not the default, so recipe rows differing only there differ in name', () => {
+    assert.equal(variantLabel(PRUNE_DEFAULTS), undefined);
+    assert.equal(
+      variantLabel({ ...PRUNE_DEFAULTS, moeCalibration: PRUNE_DEFAULTS.moeCalibration === 'all' ? 'routed' : 'all' })?.startsWith('moe-'),
+      true,
+    );
+    assert.equal(variantLabel({ ...PRUNE_DEFAULTS, minExpertTokens: 64 }), 'minexp64');
   });
 });
