@@ -161,7 +161,7 @@ const evaluate = (name: string, dir: string, dataset: string, how: string[], den
   mkdirSync(join(results, '..'), { recursive: true });
   rac([
     'eval',
-    ...['--model', dir, '--dataset', dataset, '--task', 'tiny', ...how, '--max-new-tokens', '400', '--batch-size', '200'],
+    ...['--model', dir, '--dataset', dataset, '--task', 'tiny', ...how, '--max-new-tokens', kq ? '460' : '400', '--batch-size', '200'],
     ...(dense ? ['--dense', dense] : []),
     ...['--out', results, '--quiet'],
   ]);
