@@ -3,7 +3,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -264,12 +275,21 @@ test('output that fills the cap exactly, then goes on, is cut at the cap (pipe c
 });
 
 test('parallel runs under the concurrency limit all pass, temp dirs cleaned up', { skip }, async () => {
-  const before = new Set(readdirSync('/tmp').filter((n) => n.startsWith('rac-sbx-')));
-  const tests = Array.from({ length: 8 }, (_, i) => ({ input: `${i} ${i}\n`, output: `${2 * i}\n` }));
-  const r = await runTests(py('a, b = map(int, input().split())\nprint(a + b)'), tests, LIMITS);
-  assert.equal(r.passed, true, JSON.stringify(r.results));
-  const after = readdirSync('/tmp').filter((n) => n.startsWith('rac-sbx-') && !before.has(n));
-  assert.deepEqual(after, []);
+  // A private TMPDIR: other test files (and any eval on the machine) make rac-sbx-* dirs in /tmp at the same time.
+  const own = mkdtempSync(join(tmpdir(), 'sandbox-test-'));
+  chmodSync(own, 0o1777); // as /tmp: the sandbox's user must reach its run directory
+  const saved = process.env['TMPDIR'];
+  process.env['TMPDIR'] = own;
+  try {
+    const tests = Array.from({ length: 8 }, (_, i) => ({ input: `${i} ${i}\n`, output: `${2 * i}\n` }));
+    const r = await runTests(py('a, b = map(int, input().split())\nprint(a + b)'), tests, LIMITS);
+    assert.equal(r.passed, true, JSON.stringify(r.results));
+    assert.deepEqual(readdirSync(own), []);
+  } finally {
+    if (saved === undefined) delete process.env['TMPDIR'];
+    else process.env['TMPDIR'] = saved;
+    rmSync(own, { recursive: true, force: true });
+  }
   assert.deepEqual(await noLeftovers(), []);
 });
 
