@@ -44,7 +44,15 @@ const ggufBytes = (dir: string, dtype: GgufDtype): number => {
 const rows: Row[] = [];
 let denseBytes = 0;
 try {
-  const evals = readdirSync(join(out, 'evals')).filter((x) => x.endsWith('.json') && !x.includes('.manifest'));
+  // One result per model: a recipe whose eval settings changed leaves the older results beside the
+  // new ones (NAME-<hash>.json), so the newest file of each name is the current row.
+  const newest = new Map<string, { f: string; t: number }>();
+  for (const f of readdirSync(join(out, 'evals')).filter((x) => x.endsWith('.json') && !x.includes('.manifest'))) {
+    const name = f.replace(/-[0-9a-f]{12}\.json$/, '');
+    const t = statSync(join(out, 'evals', f)).mtimeMs;
+    if ((newest.get(name)?.t ?? -1) < t) newest.set(name, { f, t });
+  }
+  const evals = [...newest.values()].map((e) => e.f);
   const parsed = evals.map((f) => JSON.parse(readFileSync(join(out, 'evals', f), 'utf8')) as Obj).filter((j) => j['metrics']);
   // The dense model first: every size is a ratio to its GGUF.
   parsed.sort((a, b) => Number(readPruningInfo(a['model']['dir']) !== null) - Number(readPruningInfo(b['model']['dir']) !== null));
