@@ -53,6 +53,7 @@ const OUTPUTS: Record<string, string> = {
   'examples/data': 'scripts/make-ablation-data.ts writes the ablation recipes’ data (gitignored)',
   'examples/data-moe': 'scripts/make-moe-study-data.ts writes the MoE studies’ data (gitignored)',
   'examples/ablation-60-out': 'rac run --config examples/ablation-60.yaml writes its study there (gitignored)',
+  'examples/moe-study-out': 'rac run --config examples/moe-study.yaml writes its study there (gitignored)',
   'models/tiny-moe-reasoner': 'npm run train:tiny-reasoner -- --recipe moe writes the tiny MoE reasoner there',
 };
 
