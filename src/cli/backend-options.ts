@@ -1,8 +1,6 @@
 /** --backend and the llama.cpp / OpenAI-compatible server options shared by `rac trace` and `rac eval`. */
 import { InvalidArgumentError, type Command } from 'commander';
-import type { GenerationBackend } from '../backends/backend.ts';
-import type { RuntimeOptions } from '../runtime/session.ts';
-import { BACKENDS, openBackend, type BackendKind, type OpenBackendOptions } from '../backends/index.ts';
+import { BACKENDS, type BackendKind, type OpenBackendOptions } from '../backends/index.ts';
 import type { PromptFormat } from '../backends/openai.ts';
 import { int } from './common.ts';
 
@@ -67,24 +65,4 @@ export function backendOptionsOf(o: BackendFlags): Omit<OpenBackendOptions, 'mod
     ...(o.contextSize !== undefined ? { contextSize: o.contextSize } : {}),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
   };
-}
-
-/** The backend named by --backend, through the backend factory. */
-export function openBackendFromFlags(o: BackendFlags, runtime: Partial<RuntimeOptions> = {}): Promise<GenerationBackend> {
-  return openBackend(o.backend, {
-    model: o.model,
-    batchSize: o.batchSize,
-    runtime,
-    ...(o.baseUrl !== undefined ? { baseUrl: o.baseUrl } : {}),
-    ...(o.apiKeyEnv !== undefined ? { apiKeyEnv: o.apiKeyEnv } : {}),
-    ...(o.servedModel !== undefined ? { servedModel: o.servedModel } : {}),
-    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-    ...(o.promptFormat !== undefined ? { promptFormat: o.promptFormat } : {}),
-    ...(o.gguf !== undefined ? { gguf: o.gguf } : {}),
-    ...(o.contextSize !== undefined ? { contextSize: o.contextSize } : {}),
-    ...(o.threads !== undefined ? { threads: o.threads } : {}),
-    log: (line) => {
-      if (!o.quiet) process.stderr.write(`${line}\n`);
-    },
-  });
 }
