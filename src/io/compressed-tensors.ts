@@ -115,6 +115,14 @@ export interface GridTable {
   scales: Float32Array;
 }
 
+/** A grid table's rows read from its Q8_0 blocks on disk when asked (the table is never held in memory). */
+export interface GridRowSource {
+  rows: number;
+  cols: number;
+  /** Rows `ids` as f32 (d·k, +0 for zeros), each read from the blocks file. */
+  read(ids: ArrayLike<number>): Float32Array;
+}
+
 function fail(file: string, problem: string): never {
   throw new CheckpointError(`${file}: ${problem}`);
 }
@@ -482,31 +490,67 @@ export class CompressedTensors {
     const rb = rowBytes('Q8_0', cols);
     const s = bf.info(name);
     if (s.dtype !== 'U8' || s.shape.length !== 2 || s.shape[0] !== rows || s.shape[1] !== rb) return null; // another type: run it as F32
-    const blocks = bf.readRaw(name);
-    const nb = (rows * cols) / 32;
-    const d = new Uint16Array(nb);
+    // Rows in chunks of ~4 MiB through two reused buffers: neither the F32 table nor the block
+    // bytes are ever whole in memory (the engine's load peak), only the codes and scales kept.
     const u = new Uint8Array(rows * cols);
-    for (let b = 0; b < nb; b++) {
-      const p = b * 34;
-      d[b] = blocks[p]! | (blocks[p + 1]! << 8);
-      for (let i = 0; i < 32; i++) u[b * 32 + i] = blocks[p + 2 + i]! ^ 0x80;
-    }
-    const scales = f16ToF32(d);
-    // Rows in chunks of ~4 MiB: the F32 table is never whole in memory.
+    const scales = new Float32Array((rows * cols) / 32);
     const chunk = Math.max(1, Math.floor((4 << 20) / (cols * 4)));
+    const fBuf = new Uint8Array(chunk * cols * 4);
+    const bBuf = new Uint8Array(chunk * rb);
+    const d16 = new Uint16Array((chunk * cols) / 32);
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
-      const b = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4);
-      const w = new Float32Array(b.buffer, b.byteOffset, n * cols);
-      const want = dequantizeRows('Q8_0', blocks.subarray(r0 * rb, (r0 + n) * rb), n * cols);
-      const bad = w.findIndex((x, i) => x !== want[i]);
-      if (bad >= 0)
-        fail(
-          t.file,
-          `"${name}" [${r0 + Math.floor(bad / cols)}, ${bad % cols}] is ${w[bad]}, but its Q8_0 blocks in ${BLOCKS_FILE} give ${want[bad]}`,
-        );
+      const nb = (n * cols) / 32;
+      const blocks = bf.readRange(name, r0 * rb, n * rb, bBuf);
+      const fb = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4, fBuf);
+      const w = new Float32Array(fb.buffer, fb.byteOffset, n * cols);
+      for (let b = 0; b < nb; b++) d16[b] = blocks[b * 34]! | (blocks[b * 34 + 1]! << 8);
+      scales.set(f16ToF32(d16.subarray(0, nb)), (r0 * cols) / 32);
+      for (let b = 0; b < nb; b++) {
+        const p = b * 34;
+        const g = (r0 * cols) / 32 + b;
+        const d = scales[g]!;
+        for (let i = 0; i < 32; i++) {
+          const q = blocks[p + 2 + i]!;
+          u[g * 32 + i] = q ^ 0x80;
+          const want = d * ((q << 24) >> 24) + 0;
+          const at = b * 32 + i;
+          if (w[at] !== want) {
+            fail(
+              t.file,
+              `"${name}" [${r0 + Math.floor(at / cols)}, ${at % cols}] is ${w[at]}, but its Q8_0 blocks in ${BLOCKS_FILE} give ${want}`,
+            );
+          }
+        }
+      }
     }
     return { rows, cols, u, scales };
+  }
+
+  /**
+   * The rows of a grid table (gridTable, which checks the blocks against the F32 values, must have
+   * accepted `name`) read from quant_blocks.safetensors on demand: the engine's embedding lookup
+   * reads a row's 34-byte blocks per token instead of holding the whole table in memory.
+   */
+  gridRowSource(name: string, table: Pick<GridTable, 'rows' | 'cols'>): GridRowSource {
+    const bf = this.blocksFile;
+    if (!bf?.tensors.has(name)) throw new Error(`"${name}" has no Q8_0 blocks in ${BLOCKS_FILE}`);
+    const { rows, cols } = table;
+    const rb = rowBytes('Q8_0', cols);
+    return {
+      rows,
+      cols,
+      read: (ids) => {
+        const out = new Float32Array(ids.length * cols);
+        const row = new Uint8Array(rb);
+        for (let i = 0; i < ids.length; i++) {
+          const id = ids[i]!;
+          if (!Number.isInteger(id) || id < 0 || id >= rows) throw new RangeError(`token id ${id} out of range [0, ${rows})`);
+          out.set(dequantizeRows('Q8_0', bf.readRange(name, id * rb, rb, row), cols), i * cols);
+        }
+        return out;
+      },
+    };
   }
 
   close(): void {

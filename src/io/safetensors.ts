@@ -123,8 +123,11 @@ export class SafetensorsFile {
     return Buffer.from(ab);
   }
 
-  /** `byteLength` bytes of one tensor's data from byte `offset` (a slice of its rows, say). */
-  readRange(name: string, offset: number, byteLength: number): Uint8Array {
+  /**
+   * `byteLength` bytes of one tensor's data from byte `offset` (a slice of its rows, say), into the
+   * start of `into` when given (a buffer reused across reads; returned as its subarray).
+   */
+  readRange(name: string, offset: number, byteLength: number, into?: Uint8Array): Uint8Array {
     const t = this.info(name);
     if (
       !(
@@ -139,7 +142,8 @@ export class SafetensorsFile {
         this.path,
         `bytes [${offset}, ${offset + byteLength}) are outside tensor ${JSON.stringify(name)} (${t.byteLength} bytes)`,
       );
-    const out = new Uint8Array(byteLength);
+    if (into && into.byteLength < byteLength) throw new RangeError(`readRange: ${byteLength} bytes into a ${into.byteLength}-byte buffer`);
+    const out = into ? into.subarray(0, byteLength) : new Uint8Array(byteLength);
     this.readInto({ ...t, start: t.start + offset, byteLength }, out);
     return out;
   }
@@ -335,8 +339,8 @@ export class SafetensorsModel {
     return this.files.get(this.shardOf(name))!.readF32(name);
   }
 
-  readRange(name: string, offset: number, byteLength: number): Uint8Array {
-    return this.files.get(this.shardOf(name))!.readRange(name, offset, byteLength);
+  readRange(name: string, offset: number, byteLength: number, into?: Uint8Array): Uint8Array {
+    return this.files.get(this.shardOf(name))!.readRange(name, offset, byteLength, into);
   }
 
   /** The open file of one shard (by file name). */

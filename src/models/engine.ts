@@ -15,8 +15,8 @@ import type { ModelConfig } from './config.ts';
 import { attentionMask, decodeMask, embedRows, expertFeeds, leftPad, MASK_NEG, ropeFeeds, weightFeeds, type Feeds } from './batch.ts';
 import { buildExpertGraph, buildHeadGraph, buildLayerGraph, type PackedMatMul } from './graphs.ts';
 import { groupByExpert, runRoutedExperts } from './moe.ts';
-import { gridMatMul, gridRows, PACKED_ACCURACY_LEVEL, packedLayer, packedMatMul } from './packed.ts';
-import type { GridTable } from '../io/compressed-tensors.ts';
+import { gridMatMul, PACKED_ACCURACY_LEVEL, packedLayer, packedMatMul } from './packed.ts';
+import type { GridRowSource, GridTable } from '../io/compressed-tensors.ts';
 import type { ExpertSpec } from './spec.ts';
 import type { Model } from './model.ts';
 
@@ -311,8 +311,11 @@ export class Engine {
     private readonly layerSessions: LayerSession[],
     private readonly headChunks: HeadChunk[],
     private readonly sessions: Session[],
-    /** The embedding on the Q8_0 grid (rac's quantized output, native packed weights), else null: the f32 table. */
-    private readonly embedTable: GridTable | null = null,
+    /**
+     * The embedding on the Q8_0 grid (rac's quantized output, native packed weights), its rows read
+     * from disk per token (the tied head's session holds the table already), else null: the f32 table.
+     */
+    private readonly embedRows: GridRowSource | null = null,
   ) {}
 
   /**
@@ -333,7 +336,9 @@ export class Engine {
     } = opts;
     const o = { ...runtimeDefaults(), ...runtime };
     const native = packedWeights === 'native';
-    const embedTable = native ? model.gridTable(spec.embedName) : null;
+    // The table itself only while the head session is built; lookups read rows from disk.
+    let embedTable = native ? model.gridTable(spec.embedName) : null;
+    const embedSource = embedTable ? model.gridRowSource(spec.embedName, embedTable) : null;
     const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
     let moeGraphs: { layer: Uint8Array; expert: Uint8Array } | null = null;
     const sessions: Session[] = [];
@@ -347,11 +352,13 @@ export class Engine {
     try {
       // A packed head first: its load-time copies (the largest session's) come before the layers' weights are held.
       let packedHead: HeadChunk | null = null;
-      const headWeight = native ? Engine.packedHead(model, embedTable) : null;
+      let headWeight = native ? Engine.packedHead(model, embedTable) : null;
+      embedTable = null;
       if (headWeight) {
         const feeds: Feeds = { w_norm: { data: model.finalNorm(), dims: [c.hiddenSize] } };
         const session = await open('lm head', buildHeadGraph(c, headWeight, accuracyLevel, bakeWeights ? asConstants(feeds) : undefined));
         packedHead = { session, v0: 0, v1: c.vocabSize, feeds: bakeWeights ? null : feeds };
+        headWeight = null;
       }
       const shared = new Map<Uint8Array, Session>();
       /** A session of `graph` with `feeds` baked in when allowed and small enough, else the graph's shared session and the feeds. */
@@ -390,7 +397,7 @@ export class Engine {
         }
         layerSessions.push({ ...attn, experts });
       }
-      if (packedHead) return new Engine(model, c, layerSessions, [packedHead], sessions, embedTable);
+      if (packedHead) return new Engine(model, c, layerSessions, [packedHead], sessions, embedSource);
       const norm = model.finalNorm();
       const D = c.hiddenSize;
       const V = c.vocabSize;
@@ -410,7 +417,7 @@ export class Engine {
         const feeds: Feeds = { w_norm: { data: norm, dims: [D] }, w_lm_head: { data: lm, dims: [V, D] } };
         headChunks.push({ session: await open('lm head', headGraph), v0: 0, v1: V, feeds });
       }
-      return new Engine(model, c, layerSessions, headChunks, sessions, embedTable);
+      return new Engine(model, c, layerSessions, headChunks, sessions, embedSource);
     } catch (e) {
       await Promise.all(sessions.map((s) => s.release()));
       throw e;
@@ -484,7 +491,7 @@ export class Engine {
 
   /** Embedding rows for ids: (ids.length, D). */
   embed(ids: ArrayLike<number>): Float32Array {
-    return this.embedTable ? gridRows(this.embedTable, ids) : embedRows(this.model.embedding(), this.config, ids);
+    return this.embedRows ? this.embedRows.read(ids) : embedRows(this.model.embedding(), this.config, ids);
   }
 
   /**

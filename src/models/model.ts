@@ -8,7 +8,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, openCheckpointDir } from '../io/checkpoint.ts';
-import { CompressedTensors, dequantize, parseCompressionConfig, type GridTable, type PackedLinear } from '../io/compressed-tensors.ts';
+import {
+  CompressedTensors,
+  dequantize,
+  parseCompressionConfig,
+  type GridRowSource,
+  type GridTable,
+  type PackedLinear,
+} from '../io/compressed-tensors.ts';
 import { findNonFinite, INDEX_FILE, SINGLE_FILE, type SafetensorsModel } from '../io/safetensors.ts';
 import { resolveArch } from './arch/index.ts';
 import type { ModelConfig } from './config.ts';
@@ -215,6 +222,12 @@ export class Model {
   /** A table rac stored as F32 values on the Q8_0 grid with its scales beside (the embedding / untied lm_head of its compressed output), or null. */
   gridTable(name: string): GridTable | null {
     return this.ct?.gridTable(name) ?? null;
+  }
+
+  /** The rows of a grid table gridTable accepted, read from disk when asked. */
+  gridRowSource(name: string, table: Pick<GridTable, 'rows' | 'cols'>): GridRowSource {
+    if (!this.ct) throw new Error(`${this.dir}: not a compressed-tensors checkpoint`);
+    return this.ct.gridRowSource(name, table);
   }
 
   tensorName(layer: number, module: string, kind: 'weight' | 'bias' = 'weight'): string {

@@ -86,18 +86,6 @@ export function gridMatMul(t: GridTable): PackedMatMul {
   return { weight: { K: t.cols, N: t.rows, bits: 8, blockSize: 32, B: t.u, scales: t.scales, zeroPoints: null }, perm: null };
 }
 
-/** The embedding rows of ids from a Q8_0 table: d·k, exactly the F32 values it stands for. */
-export function gridRows(t: GridTable, ids: ArrayLike<number>): Float32Array {
-  const D = t.cols;
-  const out = new Float32Array(ids.length * D);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    if (!Number.isInteger(id) || id < 0 || id >= t.rows) throw new RangeError(`token id ${id} out of range [0, ${t.rows})`);
-    for (let c = 0; c < D; c++) out[i * D + c] = t.scales[(id * D + c) >> 5]! * (t.u[id * D + c]! - 128) + 0;
-  }
-  return out;
-}
-
 /** One layer's weights for the engine: feeds for the float ones, MatMulNBits weights for the packed Linears. */
 export interface PackedLayer {
   feeds: Feeds;
