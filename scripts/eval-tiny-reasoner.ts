@@ -3,7 +3,7 @@
  *
  *   npx tsx scripts/eval-tiny-reasoner.ts --model models/tiny-reasoner [--n 500] [--temperature T]
  *       [--top-p 0.95] [--seed 0] [--batch 64] [--threads 0] [--json out.json]
- *       [--families arith,trace[,code]] [--code-samples 8]
+ *       [--families arith,trace[,code]] [--code-samples 8] [--split eval|calib]
  *
  * Without --temperature it runs both greedy (T=0) and sampled (T=0.6, top-p 0.95). Prints, per
  * family and mode: accuracy (gradeTiny: last \boxed{} exact match), fraction of completions that
@@ -30,6 +30,8 @@ interface Args {
   families: Family[];
   showErrors: number;
   codeSamples: number;
+  /** `calib`: the calibration split, for choices made while training (never the eval problems). */
+  split: 'eval' | 'calib';
 }
 
 function parseArgs(argv: string[]): Args {
@@ -46,6 +48,7 @@ function parseArgs(argv: string[]): Args {
     families: S,
     'show-errors': S,
     'code-samples': S,
+    split: S,
   });
   const families = stringFlag(v, 'families');
   const a: Args = {
@@ -60,7 +63,9 @@ function parseArgs(argv: string[]): Args {
     families: families === undefined ? [...FAMILIES] : (families.split(',') as Family[]),
     showErrors: numberFlag(v, 'show-errors', 0),
     codeSamples: numberFlag(v, 'code-samples', 8),
+    split: (stringFlag(v, 'split') ?? 'eval') as Args['split'],
   };
+  if (a.split !== 'eval' && a.split !== 'calib') throw new Error(`--split: ${JSON.stringify(a.split)} is not eval or calib`);
   for (const f of a.families) if (!ALL_FAMILIES.includes(f)) throw new Error(`--families: unknown family ${JSON.stringify(f)}`);
   if (!Number.isInteger(a.codeSamples) || a.codeSamples < 1) throw new Error('--code-samples must be a positive integer');
   if (!a.model) throw new Error('--model DIR is required');
@@ -85,7 +90,7 @@ async function main(): Promise<void> {
     for (const family of args.families) {
       for (const mode of modes) {
         const samples = family === 'code' && mode.temperature > 0 ? args.codeSamples : 1;
-        const r = await evaluateFamily(m, family, args.n, mode, args.seed, args.batch, { samples });
+        const r = await evaluateFamily(m, family, args.n, mode, args.seed, args.batch, { samples, split: args.split });
         results.push(r);
         const pass = r.passAt
           ? `  ${Object.entries(r.passAt)

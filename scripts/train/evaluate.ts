@@ -82,10 +82,11 @@ export async function evaluateFamily(
   mode: Mode,
   seed = 0,
   batchSize = 64,
-  opts: { samples?: number; limits?: SandboxLimits } = {},
+  opts: { samples?: number; limits?: SandboxLimits; split?: 'eval' | 'calib' } = {},
 ): Promise<ModeResult> {
-  if (family === 'code') return evaluateCode(m, n, mode, seed, batchSize, opts.samples ?? 1, opts.limits ?? DEFAULT_CODE_LIMITS);
-  const problems = generateSplit('eval', family, n, seed);
+  const split = opts.split ?? 'eval';
+  if (family === 'code') return evaluateCode(m, n, mode, seed, batchSize, opts.samples ?? 1, opts.limits ?? DEFAULT_CODE_LIMITS, split);
+  const problems = generateSplit(split, family, n, seed);
   const prompts = encodePrompts(m, problems);
   const t0 = Date.now();
   const outs = await generateAll(
@@ -135,8 +136,9 @@ async function evaluateCode(
   batchSize: number,
   samples: number,
   limits: SandboxLimits,
+  split: 'eval' | 'calib',
 ): Promise<ModeResult> {
-  const problems = generateSplit('eval', 'code', n, seed, { format: 'v2' });
+  const problems = generateSplit(split, 'code', n, seed, { format: 'v2' });
   const prompts = encodePrompts(m, problems);
   const t0 = Date.now();
   const reqs = problems.flatMap((_, i) => Array.from({ length: samples }, (_s, j) => ({ prompt: prompts[i]!, stream: i * samples + j })));
