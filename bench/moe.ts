@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { exportGguf } from '../src/export/gguf.ts';
 import { Engine } from '../src/models/engine.ts';
 import { Model } from '../src/models/model.ts';
+import { Session } from '../src/runtime/session.ts';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../src/models/random.ts';
 import { emit } from './common.ts';
 import { bestOf, llamaDecode, racDecode, withLlamaModel } from './decode.ts';
@@ -93,6 +94,7 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
       rac.set(streams, best);
       emit({ name: 'decode_moe', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), load_seconds: +loadSeconds.toFixed(1), ...dims });
     }
+    for (const streams of STREAMS) emit({ name: 'decode_moe_profile', streams, ...(await profiledDecode(engine, streams, opts)) });
   } finally {
     await engine.release();
     model.close();
@@ -104,6 +106,46 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
       emit({ name: 'decode_moe_ratio', streams, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
     }
   });
+}
+
+/**
+ * One more decode pass (prefill included) with every session call timed: the share of the wall
+ * time spent inside onnxruntime sessions, and per routed-expert call its time and the rate at
+ * which it streams the expert's F32 weights (3·I·D·4 bytes) — where a decode step's time goes.
+ */
+async function profiledDecode(engine: Engine, streams: number, o: RandomCheckpointOptions): Promise<Record<string, number>> {
+  const expertBytes = 3 * o.moe!.expertIntermediate! * o.hidden! * 4;
+  let inSessions = 0;
+  let expertMs = 0;
+  let expertCalls = 0;
+  const run = Session.prototype.run;
+  Session.prototype.run = async function (this: Session, ...args: Parameters<Session['run']>) {
+    const t0 = performance.now();
+    try {
+      return await run.apply(this, args);
+    } finally {
+      const dt = performance.now() - t0;
+      inSessions += dt;
+      if (/ expert \d+$/.test(this.name)) {
+        expertMs += dt;
+        expertCalls++;
+      }
+    }
+  };
+  const t0 = performance.now();
+  try {
+    await racDecode(engine, streams);
+  } finally {
+    Session.prototype.run = run;
+  }
+  const wall = performance.now() - t0;
+  return {
+    in_sessions_share: +(inSessions / wall).toFixed(3),
+    expert_calls: expertCalls,
+    expert_share: +(expertMs / wall).toFixed(3),
+    expert_us_per_call: +((1000 * expertMs) / expertCalls).toFixed(0),
+    expert_weight_gb_per_s: +(expertBytes / (expertMs / expertCalls / 1000) / 1e9).toFixed(1),
+  };
 }
 
 export function benchPruneMoe(dir: string, tokens = 4096): void {
