@@ -1129,13 +1129,17 @@ export function unpackCodes(t: GgmlQuantType, y: Uint8Array, yo: number, L: Int3
   }
 }
 
-/** dequantize_row_*: `n` weights (a multiple of the block) of `t` blocks → f32 (zeros as +0). */
-export function dequantizeRows(t: GgmlQuantType, bytes: Uint8Array, n: number): Float32Array {
+/**
+ * dequantize_row_*: `n` weights (a multiple of the block) of `t` blocks → f32 (zeros as +0), into
+ * the start of `into` when given (a buffer reused across calls; returned as its subarray).
+ */
+export function dequantizeRows(t: GgmlQuantType, bytes: Uint8Array, n: number, into?: Float32Array): Float32Array {
   const { block, bytes: bb } = GGML_QUANT_TRAITS[t];
   if (n % block !== 0) throw new RangeError(`dequantizeRows: ${n} values is not a multiple of the ${t} block (${block})`);
   if (bytes.length !== (n / block) * bb)
     throw new RangeError(`dequantizeRows: ${bytes.length} bytes, expected ${(n / block) * bb} for ${n} ${t} values`);
-  const out = new Float32Array(n);
+  if (into && into.length < n) throw new RangeError(`dequantizeRows: ${n} values into a ${into.length}-value buffer`);
+  const out = into ? into.subarray(0, n) : new Float32Array(n);
   const g: BlockGrid = { dl: new Float32Array(block), bl: new Float32Array(block), ...GRID_SHAPE[t] };
   const L = new Int32Array(block);
   for (let b = 0; b < n / block; b++) {

@@ -490,39 +490,34 @@ export class CompressedTensors {
     const rb = rowBytes('Q8_0', cols);
     const s = bf.info(name);
     if (s.dtype !== 'U8' || s.shape.length !== 2 || s.shape[0] !== rows || s.shape[1] !== rb) return null; // another type: run it as F32
-    // Rows in chunks of ~4 MiB through two reused buffers: neither the F32 table nor the block
-    // bytes are ever whole in memory (the engine's load peak), only the codes and scales kept.
+    // Rows in chunks of ~4 MiB through reused buffers: neither the F32 table nor the block bytes
+    // are ever whole in memory (the engine's load peak), only the codes and scales kept.
     const u = new Uint8Array(rows * cols);
     const scales = new Float32Array((rows * cols) / 32);
     const chunk = Math.max(1, Math.floor((4 << 20) / (cols * 4)));
     const fBuf = new Uint8Array(chunk * cols * 4);
     const bBuf = new Uint8Array(chunk * rb);
+    const want = new Float32Array(chunk * cols);
     const d16 = new Uint16Array((chunk * cols) / 32);
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
       const nb = (n * cols) / 32;
       const blocks = bf.readRange(name, r0 * rb, n * rb, bBuf);
-      const fb = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4, fBuf);
-      const w = new Float32Array(fb.buffer, fb.byteOffset, n * cols);
-      for (let b = 0; b < nb; b++) d16[b] = blocks[b * 34]! | (blocks[b * 34 + 1]! << 8);
-      scales.set(f16ToF32(d16.subarray(0, nb)), (r0 * cols) / 32);
       for (let b = 0; b < nb; b++) {
         const p = b * 34;
-        const g = (r0 * cols) / 32 + b;
-        const d = scales[g]!;
-        for (let i = 0; i < 32; i++) {
-          const q = blocks[p + 2 + i]!;
-          u[g * 32 + i] = q ^ 0x80;
-          const want = d * ((q << 24) >> 24) + 0;
-          const at = b * 32 + i;
-          if (w[at] !== want) {
-            fail(
-              t.file,
-              `"${name}" [${r0 + Math.floor(at / cols)}, ${at % cols}] is ${w[at]}, but its Q8_0 blocks in ${BLOCKS_FILE} give ${want}`,
-            );
-          }
-        }
+        d16[b] = blocks[p]! | (blocks[p + 1]! << 8);
+        for (let i = 0; i < 32; i++) u[r0 * cols + b * 32 + i] = blocks[p + 2 + i]! ^ 0x80;
       }
+      scales.set(f16ToF32(d16.subarray(0, nb)), (r0 * cols) / 32);
+      const fb = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4, fBuf);
+      const w = new Float32Array(fb.buffer, fb.byteOffset, n * cols);
+      const q = dequantizeRows('Q8_0', blocks, n * cols, want);
+      const bad = w.findIndex((x, i) => x !== q[i]);
+      if (bad >= 0)
+        fail(
+          t.file,
+          `"${name}" [${r0 + Math.floor(bad / cols)}, ${bad % cols}] is ${w[bad]}, but its Q8_0 blocks in ${BLOCKS_FILE} give ${q[bad]}`,
+        );
     }
     return { rows, cols, u, scales };
   }
@@ -546,7 +541,7 @@ export class CompressedTensors {
         for (let i = 0; i < ids.length; i++) {
           const id = ids[i]!;
           if (!Number.isInteger(id) || id < 0 || id >= rows) throw new RangeError(`token id ${id} out of range [0, ${rows})`);
-          out.set(dequantizeRows('Q8_0', bf.readRange(name, id * rb, rb, row), cols), i * cols);
+          dequantizeRows('Q8_0', bf.readRange(name, id * rb, rb, row), cols, out.subarray(i * cols));
         }
         return out;
       },
