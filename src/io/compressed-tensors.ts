@@ -481,6 +481,22 @@ export class CompressedTensors {
    * values, which must be the blocks' exactly — or null when the sidecar has no Q8_0 blocks for it.
    */
   gridTable(name: string): GridTable | null {
+    return this.readGrid(name, true);
+  }
+
+  /**
+   * gridTable's check alone, keeping nothing: the table's shape when its F32 values are its Q8_0
+   * blocks exactly (refused as gridTable refuses), or null where gridTable is null. For an
+   * embedding whose rows gridRowSource reads from disk and no session holds (an untied head).
+   */
+  gridShape(name: string): { rows: number; cols: number } | null {
+    const g = this.readGrid(name, false);
+    return g && { rows: g.rows, cols: g.cols };
+  }
+
+  private readGrid(name: string, keep: true): GridTable | null;
+  private readGrid(name: string, keep: false): Pick<GridTable, 'rows' | 'cols'> | null;
+  private readGrid(name: string, keep: boolean): GridTable | Pick<GridTable, 'rows' | 'cols'> | null {
     const bf = this.blocksFile;
     if (!bf?.tensors.has(name)) return null;
     if (!this.tensors.has(name)) fail(bf.path, `holds blocks for "${name}", which the checkpoint lacks`);
@@ -491,9 +507,9 @@ export class CompressedTensors {
     const s = bf.info(name);
     if (s.dtype !== 'U8' || s.shape.length !== 2 || s.shape[0] !== rows || s.shape[1] !== rb) return null; // another type: run it as F32
     // Rows in chunks of ~4 MiB through reused buffers: neither the F32 table nor the block bytes
-    // are ever whole in memory (the engine's load peak), only the codes and scales kept.
-    const u = new Uint8Array(rows * cols);
-    const scales = new Float32Array((rows * cols) / 32);
+    // are ever whole in memory (the engine's load peak), only the codes and scales kept (if asked).
+    const u = keep ? new Uint8Array(rows * cols) : null;
+    const scales = keep ? new Float32Array((rows * cols) / 32) : null;
     const chunk = Math.max(1, Math.floor((4 << 20) / (cols * 4)));
     const fBuf = new Uint8Array(chunk * cols * 4);
     const bBuf = new Uint8Array(chunk * rb);
@@ -503,12 +519,14 @@ export class CompressedTensors {
       const n = Math.min(chunk, rows - r0);
       const nb = (n * cols) / 32;
       const blocks = bf.readRange(name, r0 * rb, n * rb, bBuf);
-      for (let b = 0; b < nb; b++) {
-        const p = b * 34;
-        d16[b] = blocks[p]! | (blocks[p + 1]! << 8);
-        for (let i = 0; i < 32; i++) u[r0 * cols + b * 32 + i] = blocks[p + 2 + i]! ^ 0x80;
+      if (u && scales) {
+        for (let b = 0; b < nb; b++) {
+          const p = b * 34;
+          d16[b] = blocks[p]! | (blocks[p + 1]! << 8);
+          for (let i = 0; i < 32; i++) u[r0 * cols + b * 32 + i] = blocks[p + 2 + i]! ^ 0x80;
+        }
+        scales.set(f16ToF32(d16.subarray(0, nb)), (r0 * cols) / 32);
       }
-      scales.set(f16ToF32(d16.subarray(0, nb)), (r0 * cols) / 32);
       const fb = this.tensors.readRange(name, r0 * cols * 4, n * cols * 4, fBuf);
       const w = new Float32Array(fb.buffer, fb.byteOffset, n * cols);
       const q = dequantizeRows('Q8_0', blocks, n * cols, want);
@@ -519,7 +537,7 @@ export class CompressedTensors {
           `"${name}" [${r0 + Math.floor(bad / cols)}, ${bad % cols}] is ${w[bad]}, but its Q8_0 blocks in ${BLOCKS_FILE} give ${q[bad]}`,
         );
     }
-    return { rows, cols, u, scales };
+    return u && scales ? { rows, cols, u, scales } : { rows, cols };
   }
 
   /**

@@ -336,14 +336,16 @@ export class Engine {
     } = opts;
     const o = { ...runtimeDefaults(), ...runtime };
     const native = packedWeights === 'native';
-    // The table itself only while the head session is built; lookups read rows from disk.
-    let embedTable = native ? model.gridTable(spec.embedName) : null;
-    const embedSource = embedTable ? model.gridRowSource(spec.embedName, embedTable) : null;
+    // Lookups read rows from disk; the table itself is built only for a tied head's session (and
+    // only while it is built); an untied head's embedding is checked against its blocks alone.
+    let embedTable = native && model.tiedHead ? model.gridTable(spec.embedName) : null;
+    const embedShape = native ? (embedTable ?? model.gridShape(spec.embedName)) : null;
+    const embedSource = embedShape ? model.gridRowSource(spec.embedName, embedShape) : null;
     const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
     let moeGraphs: { layer: Uint8Array; expert: Uint8Array } | null = null;
     const sessions: Session[] = [];
     // Packed weights: no per-session arena holding each session's largest activations (Session.create).
-    const memArena = !(native && (model.compressed || embedTable));
+    const memArena = !(native && (model.compressed || embedShape));
     const open = async (name: string, bytes: Uint8Array) => {
       const s = await Session.create(name, bytes, { ...o, memArena });
       sessions.push(s);

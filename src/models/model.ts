@@ -224,6 +224,11 @@ export class Model {
     return this.ct?.gridTable(name) ?? null;
   }
 
+  /** gridTable's check alone (compressed-tensors.ts gridShape): the shape, no codes kept. */
+  gridShape(name: string): { rows: number; cols: number } | null {
+    return this.ct?.gridShape(name) ?? null;
+  }
+
   /** The rows of a grid table gridTable accepted, read from disk when asked. */
   gridRowSource(name: string, table: Pick<GridTable, 'rows' | 'cols'>): GridRowSource {
     if (!this.ct) throw new Error(`${this.dir}: not a compressed-tensors checkpoint`);

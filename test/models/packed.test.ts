@@ -130,39 +130,45 @@ test('loading the packed model reads no packed Linear, embedding or head as f32'
   }
 });
 
-test('the Q8_0 embedding is read from its blocks on disk per token: rows equal the f32 table exactly; a table off its blocks is refused', async () => {
-  const dir = await quantized(CASES[0]![1](), 'q4_0');
-  const m = Model.open(dir);
-  try {
-    const e = await Engine.load(m, RT);
+for (const [label, make, tied] of [
+  ['tied head: the head session holds the table', CASES[0]![1], true],
+  ['untied head: the table is only checked', CASES[1]![1], false],
+] as const)
+  test(`the Q8_0 embedding is read from its blocks on disk per token (${label}): rows equal the f32 table exactly; a table off its blocks is refused`, async () => {
+    const dir = await quantized(make(), 'q4_0');
+    const m = Model.open(dir);
     try {
-      const ids = [0, 5, m.config.vocabSize - 1, 5];
-      const rows = e.embed(ids);
-      const table = m.embedding();
-      const D = m.config.hiddenSize;
-      ids.forEach((id, i) => assert.deepEqual(rows.subarray(i * D, (i + 1) * D), table.subarray(id * D, (id + 1) * D), `row ${id}`));
-      assert.throws(() => e.embed([m.config.vocabSize]), /token id \d+ out of range/);
+      assert.equal(m.tiedHead, tied);
+      assert.ok(m.gridShape(m.spec.embedName), 'the embedding has Q8_0 blocks');
+      const e = await Engine.load(m, RT);
+      try {
+        const ids = [0, 5, m.config.vocabSize - 1, 5];
+        const rows = e.embed(ids);
+        const table = m.embedding();
+        const D = m.config.hiddenSize;
+        ids.forEach((id, i) => assert.deepEqual(rows.subarray(i * D, (i + 1) * D), table.subarray(id * D, (id + 1) * D), `row ${id}`));
+        assert.throws(() => e.embed([m.config.vocabSize]), /token id \d+ out of range/);
+      } finally {
+        await e.release();
+      }
     } finally {
-      await e.release();
+      m.close();
     }
-  } finally {
-    m.close();
-  }
-  // One F32 value nudged off the grid: the loader names the tensor, the element and the blocks file.
-  const st = join(dir, 'model.safetensors');
-  const bytes = readFileSync(st);
-  const n = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
-  const at = 8 + n + header['model.embed_tokens.weight']!.data_offsets[0] + 4 * 7;
-  bytes.writeFloatLE(bytes.readFloatLE(at) + 0.5, at);
-  writeFileSync(st, bytes);
-  const bad = Model.open(dir);
-  try {
-    await assert.rejects(
-      Engine.load(bad, RT),
-      /"model\.embed_tokens\.weight" \[0, 7\] is .*, but its Q8_0 blocks in quant_blocks\.safetensors give/,
-    );
-  } finally {
-    bad.close();
-  }
-});
+    // One F32 value nudged off the grid: the loader names the tensor, the element and the blocks file.
+    const st = join(dir, 'model.safetensors');
+    const bytes = readFileSync(st);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+    const at = 8 + n + header['model.embed_tokens.weight']!.data_offsets[0] + 4 * 7;
+    bytes.writeFloatLE(bytes.readFloatLE(at) + 0.5, at);
+    writeFileSync(st, bytes);
+    const bad = Model.open(dir);
+    try {
+      await assert.rejects(
+        Engine.load(bad, RT),
+        /"model\.embed_tokens\.weight" \[0, 7\] is .*, but its Q8_0 blocks in quant_blocks\.safetensors give/,
+      );
+    } finally {
+      bad.close();
+    }
+  });
