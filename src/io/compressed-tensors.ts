@@ -541,8 +541,8 @@ export class CompressedTensors {
   }
 
   /**
-   * The rows of a grid table (gridTable, which checks the blocks against the F32 values, must have
-   * accepted `name`) read from quant_blocks.safetensors on demand: the engine's embedding lookup
+   * The rows of a grid table (gridTable or gridShape, which check the blocks against the F32 values,
+   * must have accepted `name`) read from quant_blocks.safetensors on demand: the engine's embedding lookup
    * reads a row's 34-byte blocks per token instead of holding the whole table in memory.
    */
   gridRowSource(name: string, table: Pick<GridTable, 'rows' | 'cols'>): GridRowSource {

@@ -339,7 +339,7 @@ export class Engine {
     // Lookups read rows from disk; the table itself is built only for a tied head's session (and
     // only while it is built); an untied head's embedding is checked against its blocks alone.
     let embedTable = native && model.tiedHead ? model.gridTable(spec.embedName) : null;
-    const embedShape = native ? (embedTable ?? model.gridShape(spec.embedName)) : null;
+    const embedShape = !native ? null : model.tiedHead ? embedTable : model.gridShape(spec.embedName);
     const embedSource = embedShape ? model.gridRowSource(spec.embedName, embedShape) : null;
     const layerGraph = buildLayerGraph(spec, c, { past: true, present: true, capture: false });
     let moeGraphs: { layer: Uint8Array; expert: Uint8Array } | null = null;

@@ -229,7 +229,7 @@ export class Model {
     return this.ct?.gridShape(name) ?? null;
   }
 
-  /** The rows of a grid table gridTable accepted, read from disk when asked. */
+  /** The rows of a grid table gridTable or gridShape accepted, read from disk when asked. */
   gridRowSource(name: string, table: Pick<GridTable, 'rows' | 'cols'>): GridRowSource {
     if (!this.ct) throw new Error(`${this.dir}: not a compressed-tensors checkpoint`);
     return this.ct.gridRowSource(name, table);
