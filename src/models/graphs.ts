@@ -21,7 +21,9 @@
  * their rows through the expert graph (buildExpertGraph), one call per expert with tokens: decode
  * touches only the routed experts' weights. Its capture returns XᵀX of attn_in, attn_out and
  * mlp_in (every token: the shared input of every expert's gate/up); the experts' own statistics
- * come from the expert graph's capture.
+ * come from the expert graph's capture. Asymmetric calibration's two-stream variants
+ * (`captureCross`) exist for both: the layer graph routes the reference stream by itself, and the
+ * expert graph takes a routed row's reference-stream input beside its pruned-stream one.
  *
  * Shapes (B batch, T new tokens, C cached slots, D hidden, H heads, Hkv kv heads, G = H/Hkv):
  *   hidden (B, T, D) · cos/sin (B, T, hd) · mask (B, 1, 1, T, S) additive (0 or -1e9), S = C + T
@@ -52,7 +54,10 @@ export interface LayerGraphVariant {
    * weighted as XᵀX (asymmetric calibration: the dense model's stream against the pruned one's).
    */
   captureCross?: boolean;
-  /** The layer's MoE block: the graph ends at the routing (see the header); never with captureCross. */
+  /**
+   * The layer's MoE block: the graph ends at the routing (see the header). With captureCross the
+   * reference stream ends there too: `h1_ref`, `moe_in_ref`, `route_idx_ref`, `route_w_ref`.
+   */
   experts?: ExpertSpec | null;
   /** Linears baked in as block-quantized MatMulNBits weights (models/packed.ts) instead of weight inputs. */
   packed?: Partial<Record<LinearName, PackedMatMul>>;
@@ -105,7 +110,6 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
   if (v.captureCross && (!v.capture || v.captureDiagonal || v.past))
     throw new Error('buildLayerGraph: captureCross needs a full capture without a past');
   const ex = v.experts ?? null;
-  if (ex && v.captureCross) throw new Error('buildLayerGraph: captureCross is not built for MoE layers');
   const packed = v.packed ?? {};
   if (v.captureCross && Object.keys(packed).length > 0) throw new Error('buildLayerGraph: captureCross takes float weights');
   const g = new GraphBuilder(
@@ -243,12 +247,16 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
     if (ref) crossed[grp] = g.gemm(refActs[grp]!, xw, null, { transA: true }); // XᵀX̃ (width, width)
   }
 
-  if (moe && ex) {
-    g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'h1', 'float32', ['B', 'T', D]);
-    g.output(moe.hn, 'moe_in', 'float32', ['N', D]);
-    g.output(moe.idx, 'route_idx', 'int64', ['N', ex.topK]);
-    g.output(moe.routeW, 'route_w', 'float32', ['N', ex.topK]);
-  } else g.output(g.reshape(h2, g.shapeFrom(hidden, 2, [D])), 'out', 'float32', ['B', 'T', D]);
+  /** The layer's outputs on one stream (`suffix` '' or '_ref'). */
+  const outputs = (o: ReturnType<typeof layer>, suffix: string) => {
+    if (o.moe && ex) {
+      g.output(g.reshape(o.h2, g.shapeFrom(hidden, 2, [D])), `h1${suffix}`, 'float32', ['B', 'T', D]);
+      g.output(o.moe.hn, `moe_in${suffix}`, 'float32', ['N', D]);
+      g.output(o.moe.idx, `route_idx${suffix}`, 'int64', ['N', ex.topK]);
+      g.output(o.moe.routeW, `route_w${suffix}`, 'float32', ['N', ex.topK]);
+    } else g.output(g.reshape(o.h2, g.shapeFrom(hidden, 2, [D])), `out${suffix}`, 'float32', ['B', 'T', D]);
+  };
+  outputs({ h2, k, vh, moe }, '');
   if (v.present) {
     // the new tokens' keys and values (B, Hkv, T, hd); the engine appends them to its cache
     g.output(k, 'new_key', 'float32', ['B', Hkv, 'T', hd]);
@@ -261,7 +269,7 @@ export function buildLayerGraph(spec: ArchSpec, cfg: ModelConfig, v: LayerGraphV
       if (ref) g.output(crossed[grp]!, crossOutputName(grp), 'float32', [width, width]);
     }
   }
-  if (ref) g.output(g.reshape(ref.h2, g.shapeFrom(hidden, 2, [D])), 'out_ref', 'float32', ['B', 'T', D]);
+  if (ref) outputs(ref, '_ref');
   return g.build();
 }
 
@@ -272,6 +280,12 @@ export interface ExpertGraphVariant {
   /** Also return XᵀX (or, with captureDiagonal, its diagonal) of the expert's two input groups over rows weighted by token_weight. */
   capture: boolean;
   captureDiagonal?: boolean;
+  /**
+   * With `capture` (full): also run the expert on the reference stream's rows `x_ref` (n, D)
+   * through reference weights (REFERENCE_PREFIX inputs) and return, per group, the cross term
+   * `xcross_<group>` = X_refᵀ·X, rows weighted as XᵀX (asymmetric calibration).
+   */
+  captureCross?: boolean;
   /** The expert's Linears baked in as MatMulNBits weights instead of inputs. */
   packed?: Partial<Record<ExpertLinearName, PackedMatMul>>;
   accuracyLevel?: number;
@@ -285,24 +299,45 @@ export interface ExpertGraphVariant {
  * `w_up_proj` (I, D), `w_down_proj` (D, I). The capture variant takes token_weight (n, 1) and
  * returns xtx_mlp_in (D, D) of x and xtx_mlp_out (I, I) of the activation (diagonals with
  * captureDiagonal); the routing weight does not enter them (an expert's statistics are its inputs).
+ * With captureCross also x_ref (n, D) and the reference weights `ref_w_*`, and xcross_mlp_in /
+ * xcross_mlp_out: the reference activations' cross terms against the pruned stream's.
  */
 export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGraphVariant): Uint8Array {
   const D = cfg.hiddenSize;
-  const g = new GraphBuilder(`moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : '_capture') : ''}`, v.constants);
+  const packed = v.packed ?? {};
+  if (v.captureCross && (!v.capture || v.captureDiagonal || Object.keys(packed).length > 0))
+    throw new Error('buildExpertGraph: captureCross needs a full capture with float weights');
+  const g = new GraphBuilder(
+    `moe_expert${v.capture ? (v.captureDiagonal ? '_capture_diag' : v.captureCross ? '_capture_cross' : '_capture') : ''}`,
+    v.constants,
+  );
   const x = g.input('x', 'float32', ['n', D]);
   const gw = g.input('gate_w', 'float32', ['n', 1]);
-  const W = {} as Record<ExpertLinearName, Value>;
-  const packed = v.packed ?? {};
-  for (const l of ex.linears) if (!packed[l.name]) W[l.name] = g.input(weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
-  const lin = (a: Value, n: ExpertLinearName) =>
-    packed[n] ? packedLinearOp(g, a, packed[n], v.accuracyLevel) : g.gemm(a, W[n], null, { transB: true });
-  const act = g.mul(g.silu(lin(x, 'gate_proj')), lin(x, 'up_proj')); // (n, I)
-  g.output(g.mul(lin(act, 'down_proj'), gw), 'y', 'float32', ['n', D]);
+  const weights = (prefix: string) => {
+    const W = {} as Record<ExpertLinearName, Value>;
+    for (const l of ex.linears)
+      if (!packed[l.name]) W[l.name] = g.input(prefix + weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
+    return W;
+  };
+  /** silu(gate a)·up a (n, I) through weights W. */
+  const activation = (a: Value, W: Record<ExpertLinearName, Value>) => {
+    const lin = (n: ExpertLinearName) =>
+      packed[n] ? packedLinearOp(g, a, packed[n], v.accuracyLevel) : g.gemm(a, W[n], null, { transB: true });
+    return g.mul(g.silu(lin('gate_proj')), lin('up_proj'));
+  };
+  const W = weights('');
+  const act = activation(x, W);
+  const down = packed.down_proj
+    ? packedLinearOp(g, act, packed.down_proj, v.accuracyLevel)
+    : g.gemm(act, W.down_proj, null, { transB: true });
+  g.output(g.mul(down, gw), 'y', 'float32', ['n', D]);
   if (v.capture) {
     const tw = g.input('token_weight', 'float32', ['n', 1]);
-    for (const [grp, a] of [
-      ['mlp_in', x],
-      ['mlp_out', act],
+    const xRef = v.captureCross ? g.input('x_ref', 'float32', ['n', D]) : null;
+    const actRef = xRef ? activation(xRef, weights(REFERENCE_PREFIX)) : null;
+    for (const [grp, a, aRef] of [
+      ['mlp_in', x, xRef],
+      ['mlp_out', act, actRef],
     ] as const) {
       const xw = g.mul(a, tw);
       const width = expertGroupWidth(cfg, grp);
@@ -312,6 +347,7 @@ export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGrap
         'float32',
         v.captureDiagonal ? [width] : [width, width],
       );
+      if (aRef) g.output(g.gemm(g.mul(aRef, tw), xw, null, { transA: true }), crossOutputName(grp), 'float32', [width, width]); // X_refᵀX̃
     }
   }
   return g.build();

@@ -7,7 +7,8 @@
  * Linear input group, XᵀX over the batch's real tokens (rows scaled by √weight; padding rows 0).
  * A third, created on first use, returns only diag(XᵀX) (Wanda's statistics, OWL's ‖X_j‖²); a
  * fourth, also on first use, runs a dense reference stream beside the pruned one (asymmetric
- * calibration's cross terms).
+ * calibration's cross terms); MoE layers have two-stream variants of their layer and expert
+ * captures for the same purpose.
  */
 import { runtimeDefaults, Session, type HostTensor, type RuntimeOptions } from '../runtime/session.ts';
 import { attentionMask, ropeFeeds, weightFeeds, type Feeds, type PaddedBatch } from './batch.ts';
@@ -149,8 +150,9 @@ export class LayerRunner {
   private readonly moeSessions = new Map<string, Session>();
 
   /**
-   * A lazily created MoE session: 'layer' / 'layer_capture' / 'layer_capture_diag' / 'expert' /
-   * 'expert_capture' / 'expert_capture_diag', per expert count (expert removal runs a layer with
+   * A lazily created MoE session: 'layer' / 'layer_capture' / 'layer_capture_diag' /
+   * 'layer_capture_cross' / 'expert' / 'expert_capture' / 'expert_capture_diag' /
+   * 'expert_capture_cross', per expert count (expert removal runs a layer with
    * fewer experts: the router input's shape differs).
    */
   private async moeSession(ex: ExpertSpec, kind: string): Promise<Session> {
@@ -158,10 +160,18 @@ export class LayerRunner {
     let s = this.moeSessions.get(key);
     if (!s) {
       const diag = kind.endsWith('_diag');
+      const cross = kind.endsWith('_cross');
       const capture = kind.includes('capture');
       const graph = kind.startsWith('expert')
-        ? buildExpertGraph(this.config, ex, { capture, captureDiagonal: diag })
-        : buildLayerGraph(this.spec, this.config, { past: false, present: false, capture, captureDiagonal: diag, experts: ex });
+        ? buildExpertGraph(this.config, ex, { capture, captureDiagonal: diag, captureCross: cross })
+        : buildLayerGraph(this.spec, this.config, {
+            past: false,
+            present: false,
+            capture,
+            captureDiagonal: diag,
+            captureCross: cross,
+            experts: ex,
+          });
       s = await Session.create(`MoE ${kind.replace(/_/g, ' ')}`, graph, this.runtime);
       this.moeSessions.set(key, s);
     }
@@ -184,18 +194,45 @@ export class LayerRunner {
     const feeds = rowWeight ? this.captureFeeds(w, hidden, b, rowWeight) : this.feeds(w, hidden, b);
     const session = await this.moeSession(ex, rowWeight ? (diagonal ? 'layer_capture_diag' : 'layer_capture') : 'layer');
     const res = await session.run(feeds);
-    const N = b.B * b.T;
     const xtx: Partial<Record<InputGroup, Float32Array>> = {};
     if (rowWeight) for (const g of layerCaptureGroups(true)) xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
-    const groups = groupByExpert(
-      res['route_idx']!.data as BigInt64Array,
-      res['route_w']!.data as Float32Array,
-      N,
-      ex.topK,
-      ex.count,
-      (n) => !b.valid[Math.floor(n / b.T)]![n % b.T],
-    );
-    return { h1: res['h1']!.data as Float32Array, moeIn: res['moe_in']!.data as Float32Array, groups, xtx };
+    return { ...routed(res, '', ex, b), xtx };
+  }
+
+  /**
+   * Asymmetric calibration's MoE capture: the layer up to the routing on the pruned model's stream
+   * `hidden` with weights `w` and on the dense model's stream `hiddenRef` with the dense weights
+   * `ref`, in one call, each stream routed by its own router. Returns both streams' residuals,
+   * expert inputs and routing, XᵀX of the pruned stream and X_refᵀ·X for attn_in, attn_out and
+   * mlp_in, rows weighted by `rowWeight` (B·T).
+   */
+  async moeRouteCross(
+    ex: ExpertSpec,
+    w: Feeds,
+    ref: Feeds,
+    hidden: Float32Array,
+    hiddenRef: Float32Array,
+    b: BatchLayout,
+    rowWeight: Float32Array,
+  ): Promise<{
+    own: MoeRouting;
+    ref: MoeRouting;
+    xtx: Partial<Record<InputGroup, Float32Array>>;
+    cross: Partial<Record<InputGroup, Float32Array>>;
+  }> {
+    if (hiddenRef.length !== hidden.length)
+      throw new RangeError(`reference hidden has ${hiddenRef.length} values, expected ${hidden.length}`);
+    const feeds = this.captureFeeds(w, hidden, b, rowWeight);
+    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
+    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
+    const res = await (await this.moeSession(ex, 'layer_capture_cross')).run(feeds);
+    const xtx: Partial<Record<InputGroup, Float32Array>> = {};
+    const cross: Partial<Record<InputGroup, Float32Array>> = {};
+    for (const g of layerCaptureGroups(true)) {
+      xtx[g] = res[captureOutputName(g)]!.data as Float32Array;
+      cross[g] = res[crossOutputName(g)]!.data as Float32Array;
+    }
+    return { own: routed(res, '', ex, b), ref: routed(res, '_ref', ex, b), xtx, cross };
   }
 
   /** Expert j's weighted output on its rows: x (n, D), gateW (n) → (n, D). */
@@ -231,6 +268,40 @@ export class LayerRunner {
         mlp_in: res[captureOutputName('mlp_in')]!.data as Float32Array,
         mlp_out: res[captureOutputName('mlp_out')]!.data as Float32Array,
       },
+    };
+  }
+
+  /**
+   * Asymmetric calibration's expert capture: expert j on its routed rows of the pruned stream `x`
+   * (n, D) with weights `w` and on the same rows of the reference stream `xRef` with the reference
+   * weights `ref`; XᵀX of the pruned stream's mlp_in and mlp_out and the cross terms X_refᵀ·X,
+   * rows weighted by rowWeight (n).
+   */
+  async expertCaptureCross(
+    ex: ExpertSpec,
+    w: Feeds,
+    ref: Feeds,
+    x: Float32Array,
+    xRef: Float32Array,
+    rowWeight: Float32Array,
+  ): Promise<{ xtx: Record<'mlp_in' | 'mlp_out', Float32Array>; cross: Record<'mlp_in' | 'mlp_out', Float32Array> }> {
+    const D = this.config.hiddenSize;
+    const n = rowWeight.length;
+    if (x.length !== n * D || xRef.length !== n * D)
+      throw new RangeError(`expert rows: ${x.length} / ${xRef.length} values for ${n}·${D} (pruned / reference)`);
+    const feeds: Feeds = {
+      ...w,
+      x: { data: x, dims: [n, D] },
+      x_ref: { data: xRef, dims: [n, D] },
+      gate_w: { data: new Float32Array(n), dims: [n, 1] },
+      token_weight: { data: rowWeight, dims: [n, 1] },
+    };
+    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
+    const res = await (await this.moeSession(ex, 'expert_capture_cross')).run(feeds);
+    const get = (name: string) => res[name]!.data as Float32Array;
+    return {
+      xtx: { mlp_in: get(captureOutputName('mlp_in')), mlp_out: get(captureOutputName('mlp_out')) },
+      cross: { mlp_in: get(crossOutputName('mlp_in')), mlp_out: get(crossOutputName('mlp_out')) },
     };
   }
 
@@ -275,6 +346,29 @@ export class LayerRunner {
       ...[...this.moeSessions.values()].map((s) => s.release()),
     ]);
   }
+}
+
+/** One stream's residual after attention, experts' input and routing in an MoE layer. */
+export interface MoeRouting {
+  /** The residual after attention (N, D): the layer's output once the routed experts are added. */
+  h1: Float32Array;
+  /** The experts' input (N, D). */
+  moeIn: Float32Array;
+  /** The routing grouped by expert, padding left out. */
+  groups: ExpertRows[];
+}
+
+/** An MoE layer session's routing outputs of one stream (`suffix` '' or '_ref'). */
+function routed(res: Record<string, HostTensor>, suffix: string, ex: ExpertSpec, b: BatchLayout): MoeRouting {
+  const groups = groupByExpert(
+    res[`route_idx${suffix}`]!.data as BigInt64Array,
+    res[`route_w${suffix}`]!.data as Float32Array,
+    b.B * b.T,
+    ex.topK,
+    ex.count,
+    (n) => !b.valid[Math.floor(n / b.T)]![n % b.T],
+  );
+  return { h1: res[`h1${suffix}`]!.data as Float32Array, moeIn: res[`moe_in${suffix}`]!.data as Float32Array, groups };
 }
 
 /** A capture session's per-group outputs, by output name. */

@@ -128,11 +128,19 @@ export const denseLayerStep: LayerStep = {
   },
 };
 
-/** The reference stream's weights for this layer: the reference model's, or the layer's own before pruning. */
-function referenceFeeds(run: PruneRun, job: LayerJob): Feeds | null {
+/**
+ * The reference stream's weights for this layer (null without asymmetric calibration): the
+ * reference model's, or the layer's own before pruning — a copy while the layer is still to be
+ * solved (an MoE layer's experts shared, see copyLayerWeights).
+ */
+export function referenceWeights(run: PruneRun, job: LayerJob): LayerWeights | null {
   if (!job.refIn || !run.runner) return null;
-  const w = run.reference ? run.reference.layerWeights(job.l) : job.rep.pruned && job.pruned.size === 0 ? copyLayerWeights(job.w) : job.w;
-  return run.runner.weightFeeds(w);
+  return run.reference ? run.reference.layerWeights(job.l) : job.rep.pruned && job.pruned.size === 0 ? copyLayerWeights(job.w) : job.w;
+}
+
+function referenceFeeds(run: PruneRun, job: LayerJob): Feeds | null {
+  const w = referenceWeights(run, job);
+  return w && run.runner!.weightFeeds(w);
 }
 
 /** Σ over batches of XᵀX (or its diagonal) for the requested groups; the forward + XᵀX graph is `capture`, the sums `hessian`. */
@@ -202,11 +210,15 @@ async function captureCrossStats(
   return { stats, cross };
 }
 
-/** A copy of a layer's Linear weights (biases and norms shared: pruning never touches them). */
+/**
+ * A copy of a layer's Linear weights (biases and norms shared: pruning never touches them). An MoE
+ * block is shared, not copied (a layer's experts are gigabytes at Qwen3-30B-A3B's shapes): the MoE
+ * step solves its experts after its last capture, so every use of the copy sees them unpruned.
+ */
 export function copyLayerWeights(w: LayerWeights): LayerWeights {
   const linears: LayerWeights['linears'] = {};
   for (const [k, v] of Object.entries(w.linears) as [LinearName, Float32Array][]) linears[k] = v.slice();
-  return { linears, biases: w.biases, norms: w.norms };
+  return { linears, biases: w.biases, norms: w.norms, ...(w.moe ? { moe: w.moe } : {}) };
 }
 
 /** A layer's unstructured target for OWL, threaded into its job's options. */

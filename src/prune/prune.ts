@@ -522,11 +522,9 @@ function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions
     owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
     if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
   }
-  if (hasMoeLayers(model.config)) {
-    // Not built for expert layers yet: each would need its statistics per expert.
-    if (opts.asymmetric) throw new Error(`${model.dir}: --asymmetric is not supported for Mixture-of-Experts models yet`);
-    if (owl) throw new Error(`${model.dir}: --sparsity-profile owl is not supported for Mixture-of-Experts models yet`);
-  }
+  // Not built for expert layers yet: each expert would need its own outlier ratio and target.
+  if (hasMoeLayers(model.config) && owl)
+    throw new Error(`${model.dir}: --sparsity-profile owl is not supported for Mixture-of-Experts models yet`);
   const min = opts.minExpertTokens;
   if (min !== undefined && !(Number.isInteger(min) && min >= 0)) throw new Error(`--min-expert-tokens must be an integer ≥ 0, got ${min}`);
 }
