@@ -22,17 +22,17 @@ import type { Gemm } from '../compress/gemm.ts';
 import { rowBytes } from '../compress/ggml-quants.ts';
 import { classCounts, isUniform, UNIFORM_TOKEN_WEIGHTS, validateTokenWeights, XtxSum, type TokenWeights } from '../compress/hessian.ts';
 import { describeTarget, type SparsityTarget } from '../compress/masks.ts';
-import { outlierRatio, owlTargets } from '../compress/owl.ts';
+import { owlTargets } from '../compress/owl.ts';
 import { SCHEME_INFO, type QuantScheme } from '../compress/quant-schemes.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { CheckpointWriter } from '../io/checkpoint-writer.ts';
 import { hubSourceOf } from '../io/hub.ts';
 import { ModelFileError, readModelText } from '../io/model-file.ts';
 import { SafetensorsWriter } from '../io/safetensors-writer.ts';
-import { embedRows, type PaddedBatch } from '../models/batch.ts';
+import { embedRows } from '../models/batch.ts';
 import { LayerRunner } from '../models/layer-runner.ts';
 import { Model } from '../models/model.ts';
-import { groupWidth, hasMoeLayers, layerLinears, linearWeight, type InputGroup, type LinearSpec } from '../models/spec.ts';
+import { hasMoeLayers, layerLinears, type LinearSpec } from '../models/spec.ts';
 import { createOrtGemm, type OrtGemm } from '../runtime/gemm.ts';
 import { calibBatches, type CalibSet } from './calib.ts';
 import { compressedConfigText, packedReplacements, writePackedFromBlocks } from './ct-output.ts';
@@ -43,6 +43,7 @@ import { HiddenStore } from './hidden-store.ts';
 import { denseLayerStep, layerOptions, type LayerJob, type PruneRun } from './layer-step.ts';
 import { PhaseTimer, pruneLinear, roundToNearest, type LinearQuant } from './linear.ts';
 import { prunedModelCard } from './model-card.ts';
+import { owlLayerStats } from './owl-stats.ts';
 import {
   EXPERT_METHODS,
   isPackedScheme,
@@ -265,12 +266,12 @@ export async function pruneCheckpoint(
     if (owl && opts.target.kind === 'unstructured') {
       // The dense model's statistics: every layer forward on the dense outputs of the one before.
       const t = performance.now();
-      const ratios = await owlOutlierRatios(model, runner!, [input, output], padded, rowWeights, selected, linearSpecs, owl.m);
+      const stats = await owlLayerStats(model, runner!, [input, output], padded, rowWeights, selected, linearSpecs, owl.m);
       padded.forEach((pb, i) => input.put(i, embedRows(E, cfg, pb.ids)));
       const layers = [...selected].sort((a, b) => a - b);
-      const params = layers.map(() => linearSpecs.reduce((a, ls) => a + ls.rows * ls.cols, 0));
+      const params = layers.map((l) => stats.get(l)!.params);
       const targets = owlTargets(
-        layers.map((l) => ratios.get(l)!),
+        layers.map((l) => stats.get(l)!.ratio),
         params,
         opts.target.sparsity,
         owl.lambda,
@@ -284,7 +285,13 @@ export async function pruneCheckpoint(
           'pre-pass of the dense model over the calibration set (‖X_j‖ of each layer from the unpruned layers before it; token weights applied)',
         seconds: (performance.now() - t) / 1000,
         mean_target: targets.reduce((a, x, i) => a + x * params[i]!, 0) / params.reduce((a, p) => a + p, 0),
-        layers: layers.map((l, i) => ({ layer: l, outlier_ratio: ratios.get(l)!, target: targets[i]!, sparsity: 0, weights: params[i]! })),
+        layers: layers.map((l, i) => ({
+          layer: l,
+          outlier_ratio: stats.get(l)!.ratio,
+          target: targets[i]!,
+          sparsity: 0,
+          weights: params[i]!,
+        })),
       };
     }
 
@@ -522,56 +529,8 @@ function checkOptions(model: Model, calibIn: CalibSet | null, opts: PruneOptions
     owlTargets([0], [1], opts.target.sparsity, owl.lambda); // validates sparsity ± lambda
     if (!(owl.m > 0) || !Number.isFinite(owl.m)) throw new Error(`--owl-m must be a number > 0, got ${owl.m}`);
   }
-  // Not built for expert layers yet: each expert would need its own outlier ratio and target.
-  if (hasMoeLayers(model.config) && owl)
-    throw new Error(`${model.dir}: --sparsity-profile owl is not supported for Mixture-of-Experts models yet`);
   const min = opts.minExpertTokens;
   if (min !== undefined && !(Number.isInteger(min) && min >= 0)) throw new Error(`--min-expert-tokens must be an integer ≥ 0, got ${min}`);
-}
-
-/**
- * OWL's statistics: the outlier ratio of every selected layer, from a forward of the DENSE model
- * over the calibration batches (diagonal capture: ‖X_j‖² per input group). Leaves the stores
- * holding the last layer's dense outputs; the caller re-embeds.
- */
-async function owlOutlierRatios(
-  model: Model,
-  runner: LayerRunner,
-  stores: [HiddenStore, HiddenStore],
-  padded: PaddedBatch[],
-  rowWeights: Float32Array[],
-  selected: Set<number>,
-  linearSpecs: LinearSpec[],
-  m: number,
-): Promise<Map<number, number>> {
-  const ratios = new Map<number, number>();
-  let [input, output] = stores;
-  const last = Math.max(...selected);
-  for (let l = 0; l <= last; l++) {
-    const w = model.layerWeights(l);
-    const feeds = runner.weightFeeds(w);
-    const sums = new Map<InputGroup, XtxSum>();
-    for (const ls of linearSpecs) if (!sums.has(ls.group)) sums.set(ls.group, new XtxSum(groupWidth(model.config, ls.group), true));
-    for (let b = 0; b < padded.length; b++) {
-      if (selected.has(l)) {
-        const { out, xtx } = await runner.captureDiagonal(feeds, input.get(b), padded[b]!, rowWeights[b]!);
-        for (const [g, s] of sums) s.add(xtx[g]);
-        if (l < last) output.put(b, out);
-      } else output.put(b, await runner.forward(feeds, input.get(b), padded[b]!));
-    }
-    if (selected.has(l)) {
-      const colNorm = (g: InputGroup) => sums.get(g)!.diag().map(Math.sqrt);
-      ratios.set(
-        l,
-        outlierRatio(
-          linearSpecs.map((ls) => ({ W: linearWeight(w, ls.name), rows: ls.rows, cols: ls.cols, colNorm: colNorm(ls.group) })),
-          m,
-        ),
-      );
-    }
-    [input, output] = [output, input];
-  }
-  return ratios;
 }
 
 /** lm_head, calibrated on the final-normed hidden states of the pruned model; written to the checkpoint. */

@@ -9,10 +9,12 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { SparsityTarget } from '../../src/compress/masks.ts';
+import { outlierRatio, type ScoredLinear } from '../../src/compress/owl.ts';
+import { leftPad } from '../../src/models/batch.ts';
 import { Engine } from '../../src/models/engine.ts';
 import { Model } from '../../src/models/model.ts';
-import { referenceForward } from '../../src/models/reference.ts';
-import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
+import { makeLayerBatch, referenceForward, referenceLayerInputs } from '../../src/models/reference.ts';
+import { pruneCheckpoint, scopeLinears, type PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneMethod } from '../../src/prune/rac-json.ts';
 import { checkpoint, maxAbsDiff, tempDir, weightSource } from '../helpers/checkpoints.ts';
 import { calibSet, randomSequences, readAll, readSummary, tensorHashes, zerosIn } from '../helpers/prune.ts';
@@ -131,10 +133,77 @@ describe('pruning a Qwen3-MoE checkpoint', () => {
     assert.equal(tensorHashes(q.out).get('model.layers.0.mlp.gate.weight'), tensorHashes(model.dir).get('model.layers.0.mlp.gate.weight'));
   });
 
-  it('OWL is refused for MoE models in one line', async () => {
-    await assert.rejects(
-      run({ method: 'sparsegpt', target: HALF, sparsityProfile: { owl: { m: 5, lambda: 0.08 } } }),
-      /--sparsity-profile owl is not supported for Mixture-of-Experts models yet/,
+  it("OWL: each layer's outlier ratio over its attention and every expert (routed column norms), targets averaging to the sparsity", async () => {
+    const owl = { m: 3, lambda: 0.08 };
+    const { out, summary } = await run({ method: 'sparsegpt', target: HALF, sparsityProfile: { owl } });
+    const rec = summary.sparsity_profile!;
+    // The oracle: the reference forward of the dense model over the calibration set, one batch.
+    const cfg = model.config;
+    const D = cfg.hiddenSize;
+    const pb = leftPad(calib.sequences.map((s) => s.ids));
+    const layout = makeLayerBatch(
+      pb.B,
+      pb.T,
+      pb.valid.map((v) => Array.from(v)),
     );
+    const real = (r: number) => pb.valid[Math.floor(r / pb.T)]![r % pb.T] === 1;
+    const colNorm = (X: Float32Array, rows: readonly number[], width: number) => {
+      const s = new Float64Array(width);
+      for (const r of rows) for (let j = 0; j < width; j++) s[j]! += X[r * width + j]! ** 2;
+      return s.map(Math.sqrt);
+    };
+    const E = model.embedding();
+    let h: Float32Array = new Float32Array(pb.B * pb.T * D);
+    for (let i = 0; i < pb.ids.length; i++) h.set(E.subarray(pb.ids[i]! * D, (pb.ids[i]! + 1) * D), i * D);
+    const allRows = Array.from({ length: pb.B * pb.T }, (_, r) => r).filter(real);
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const w = model.layerWeights(l);
+      const ex = model.experts(l);
+      const ref = referenceLayerInputs(cfg, w, h, layout, ex);
+      const scored: ScoredLinear[] = [];
+      for (const ls of scopeLinears(model.spec, cfg, 'all')) {
+        if (ex && (ls.group === 'mlp_in' || ls.group === 'mlp_out')) continue;
+        const width = ls.cols;
+        scored.push({ W: w.linears[ls.name]!, rows: ls.rows, cols: ls.cols, colNorm: colNorm(ref.inputs[ls.group]!, allRows, width) });
+      }
+      if (ex) {
+        ref.inputs.experts!.forEach((e, j) => {
+          const routed = e.rows.map((r, i) => [r, i] as const).filter(([r]) => real(r));
+          const x = colNorm(
+            ref.inputs.mlp_in!,
+            routed.map(([r]) => r),
+            D,
+          );
+          const I = ex.linears[2]!.cols;
+          const act = colNorm(
+            e.act,
+            routed.map(([, i]) => i),
+            I,
+          );
+          for (const ls of ex.linears)
+            scored.push({ W: w.moe!.experts[j]![ls.name], rows: ls.rows, cols: ls.cols, colNorm: ls.group === 'mlp_in' ? x : act });
+        });
+      }
+      const got = rec.layers[l]!;
+      const count = scored.reduce((a, s) => a + s.rows * s.cols, 0);
+      assert.equal(got.weights, count, `layer ${l}: pruned weights (every expert counted)`);
+      assert.ok(Math.abs(got.outlier_ratio - outlierRatio(scored, owl.m)) <= 3 / count, `layer ${l}: outlier ratio ${got.outlier_ratio}`);
+      h = ref.out;
+    }
+    const ratios = rec.layers.map((x) => x.outlier_ratio);
+    assert.ok(Math.max(...ratios) > Math.min(...ratios), 'the layers differ');
+    assert.ok(Math.abs(rec.mean_target - 0.5) < 1e-9, `mean target ${rec.mean_target}`);
+    // Every expert of a layer is pruned at its layer's target.
+    const tensors = readAll(out);
+    for (const x of rec.layers) {
+      assert.ok(Math.abs(x.target - 0.5) <= owl.lambda + 1e-9);
+      const W = tensors.get(`model.layers.${x.layer}.self_attn.q_proj.weight`)!.data;
+      assert.ok(Math.abs(zerosIn(W) / W.length - x.target) < 0.01, `layer ${x.layer}: q_proj at its target`);
+      if (model.experts(x.layer)) {
+        const e = tensors.get(`model.layers.${x.layer}.mlp.experts.3.down_proj.weight`)!.data;
+        assert.ok(Math.abs(zerosIn(e) / e.length - x.target) < 0.01, `layer ${x.layer}: an expert at its target`);
+      }
+    }
+    assert.ok(Math.abs(summary.totals.sparsity - 0.5) < 0.005, `overall sparsity ${summary.totals.sparsity}`);
   });
 });
