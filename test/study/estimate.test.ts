@@ -280,4 +280,19 @@ describe('estimate', () => {
     assert.ok(j.seconds > 0 && j.peak_bytes > 0);
     assert.ok(existsSync(join(tmp, 'cache', 'rac', 'speed.json')));
   });
+
+  it('rac prune --dry-run on an MoE model says it has no estimate rather than a dense one', async () => {
+    const dir = checkpoint({ family: 'qwen3_moe', seed: 5, layers: 2, hidden: 64, moe: { experts: 4, topK: 2, expertIntermediate: 64 } });
+    const tmp = tempDir('dry-moe');
+    const calib = writeCalibIds(join(tmp, 'calib.jsonl'), randomSequences(96, 4, 20, 40, 3));
+    const out = join(tmp, 'out');
+    const r = await racWith(
+      { env: { XDG_CACHE_HOME: join(tmp, 'cache') } },
+      ...argv`prune --model ${dir} --method sparsegpt --sparsity 0.5 --calib ${calib} --out ${out} --dry-run --threads 1`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!existsSync(out), 'a dry run wrote --out');
+    assert.match(r.stderr, /prune: no estimate for Mixture-of-Experts models yet/);
+    assert.ok(!/prune: estimated/.test(r.stderr), r.stderr);
+  });
 });
