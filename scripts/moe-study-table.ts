@@ -69,6 +69,10 @@ try {
         ? `${info.method} ${Math.round(100 * info.sparsity!)}%`
         : null,
       info?.quant ? `${info.method === 'gptq' ? 'GPTQ ' : ''}${info.quant.scheme}` : null,
+      // the options that change what the pruner does (rows differing only in them would collide)
+      rac?.['sparsity_profile'] ? 'OWL' : null,
+      rac?.['options']?.['asymmetric'] ? 'asymmetric' : null,
+      rac?.['options']?.['true_sequential'] ? 'true-sequential' : null,
     ]
       .filter(Boolean)
       .join(' + ');
