@@ -340,6 +340,116 @@ export class Tape {
   }
 
   /**
+   * A Mixture-of-Experts MLP computed sparsely: each expert runs only on the rows routed to it.
+   * x (N, D), wgu (E·2I, D) = [every expert's gate rows | every expert's up rows] (expert e's
+   * gate rows e·I…, up rows E·I + e·I…), wd (D, E·I) (expert e's columns e·I…), w (N, E) the routing
+   * weights from topkGate (zero outside each row's top k). Returns Σ_e w[n, e]·down_e(silu(gate_e
+   * x)·up_e x) (N, D): exactly the dense layer `linear(swiglu(linear(x, wgu)) · w, wd)` computes,
+   * at k/E of its expert flops.
+   *
+   * The N·k routing slots (each row's k experts, TopK of w) are sorted by expert (a stable sort
+   * by the key expert·S + slot through TopK), their rows gathered, cut into one segment per expert
+   * (Split by the routed counts: dynamic sizes, an expert without rows gets an empty one), run,
+   * weighted, and put back in slot order (the inverse permutation) and summed over each row's k
+   * slots. The backward walks the same segments: per expert the SwiGLU MLP's gradients on its rows,
+   * dw at the slots (no gradient through the selection, as in topkGate), dx gathered back.
+   */
+  moeExperts(x: Tensor, wgu: Tensor, wd: Tensor, w: Tensor, k: number): Tensor {
+    const g = this.g;
+    const [N, D] = x.shape as [number, number];
+    const [, E] = w.shape as [number, number];
+    const I = wd.shape[1]! / E;
+    if (!(Number.isInteger(I) && wgu.shape[0] === 2 * E * I && wgu.shape[1] === D && wd.shape[0] === D))
+      throw new Error(`moeExperts: x [${x.shape}] wgu [${wgu.shape}] wd [${wd.shape}] w [${w.shape}]`);
+    const S = N * k;
+    const i64 = (v: number) => g.constI64([v], []);
+    const arange = g.constI64(Array.from({ length: S }, (_, i) => i), [S], 'slots');
+    // The slots: each row's k experts and weights (N, k), flattened row-major (slot = n·k + r).
+    const [wk, idx] = g.node('TopK', [w.v, g.constI64([k])], { axis: -1, largest: 1, sorted: 1 }, 2, 'topk') as [Value, Value];
+    const idxFlat = g.reshape(idx, [S]);
+    const key = g.op('Cast', [g.add(g.mul(idxFlat, i64(S)), arange)], { to: 1 }); // < E·S: exact in f32
+    const [, perm] = g.node('TopK', [key, g.constI64([S])], { axis: 0, largest: 0, sorted: 1 }, 2, 'sort') as [Value, Value];
+    const inv = g.op('ScatterElements', [g.constI64(new Array<number>(S).fill(0), [S], 'zeros_i64'), perm, arange], { axis: 0 });
+    const tok = g.op('Div', [perm, i64(k)]); // sorted slot → its row
+    const wS = g.reshape(g.gather(g.reshape(wk, [S]), perm, 0), [S, 1]);
+    const counts = this.reduceSum(
+      g.op('Cast', [g.op('Equal', [g.reshape(idxFlat, [S, 1]), g.constI64(Array.from({ length: E }, (_, e) => e), [1, E])])], { to: 7 }),
+      [0],
+      false,
+    ); // (E) int64
+    const segments = (v: Value) => g.node('Split', [v, counts], { axis: 0 }, E, 'segments');
+    const xs = segments(g.gather(x.v, tok, 0)); // E × (n_e, D)
+    const wg = g.node('Split', [wgu.v, g.constI64(new Array<number>(2 * E).fill(I))], { axis: 0 }, 2 * E, 'wgu');
+    const wdE = g.node('Split', [wd.v, g.constI64(new Array<number>(E).fill(I))], { axis: 1 }, E, 'wd');
+    const fwd = xs.map((xe, e) => {
+      const ge = g.gemm(xe, wg[e]!, null, { transB: true }); // (n_e, I)
+      const ue = g.gemm(xe, wg[E + e]!, null, { transB: true });
+      const sg = g.sigmoid(ge);
+      const silu = g.mul(ge, sg);
+      const ae = g.mul(silu, ue);
+      return { ge, ue, sg, silu, ae, ye: g.gemm(ae, wdE[e]!, null, { transB: true }) }; // (n_e, D)
+    });
+    const ys = g.concat(
+      fwd.map((f) => f.ye),
+      0,
+    ); // (S, D), sorted
+    const perRow = (sorted: Value) => this.reduceSum(g.reshape(g.gather(sorted, inv, 0), [N, k, D]), [1], false); // (N, D)
+    const y = this.make(perRow(g.mul(ys, wS)), [N, D], this.any(x, wgu, wd, w));
+    if (y.needsGrad) {
+      this.record([y], [x, wgu, wd, w], ([dy]) => {
+        const out: Contribution[] = [];
+        const dys = g.gather(dy!, tok, 0); // (S, D), sorted
+        if (w.needsGrad) {
+          const dwS = this.reduceSum(g.mul(dys, ys), [1], false); // (S)
+          const dwk = g.reshape(g.gather(dwS, inv, 0), [N, k]);
+          out.push([w, g.op('ScatterElements', [this.zeros([N, E]), idx, dwk], { axis: 1 })]);
+        }
+        const dye = segments(g.mul(dys, wS));
+        const back = fwd.map((f, e) => {
+          const dae = g.gemm(dye[e]!, wdE[e]!, null); // (n_e, I)
+          const dsilu = g.mul(f.sg, g.add(g.scalar(1), g.mul(f.ge, g.sub(g.scalar(1), f.sg))));
+          const dge = g.mul(g.mul(dae, f.ue), dsilu);
+          const due = g.mul(dae, f.silu);
+          return {
+            dwd: g.gemm(dye[e]!, f.ae, null, { transA: true }), // (D, I)
+            dwg: g.gemm(dge, xs[e]!, null, { transA: true }), // (I, D)
+            dwu: g.gemm(due, xs[e]!, null, { transA: true }),
+            dx: g.add(g.gemm(dge, wg[e]!, null), g.gemm(due, wg[E + e]!, null)), // (n_e, D)
+          };
+        });
+        if (x.needsGrad)
+          out.push([
+            x,
+            perRow(
+              g.concat(
+                back.map((b) => b.dx),
+                0,
+              ),
+            ),
+          ]);
+        if (wgu.needsGrad)
+          out.push([
+            wgu,
+            g.concat(
+              [...back.map((b) => b.dwg), ...back.map((b) => b.dwu)],
+              0,
+            ),
+          ]);
+        if (wd.needsGrad)
+          out.push([
+            wd,
+            g.concat(
+              back.map((b) => b.dwd),
+              1,
+            ),
+          ]);
+        return out;
+      });
+    }
+    return y;
+  }
+
+  /**
    * Switch-Transformer load-balancing loss of one MoE layer: coef · E · Σ_j f_j · P_j, where
    * f_j = share of the real tokens' k routing slots that went to expert j (from `sel`, no
    * gradient) and P_j = mean router probability of j over the real tokens. `real` (N, 1) holds

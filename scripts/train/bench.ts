@@ -1,8 +1,45 @@
-/** Measure training-step throughput (tokens/s) for a few model sizes: tsx scripts/train/bench.ts */
+/**
+ * Measure training-step throughput (tokens/s) for a few model sizes: tsx scripts/train/bench.ts
+ * [d128l4,…] [batch] [seq]; or `tsx scripts/train/bench.ts moe [recipe-overrides as JSON]`: the
+ * `moe` recipe's step with sparse experts (each on its routed rows, the trainer's path) against
+ * the dense reference (every expert on every token), alternating, and their ratio.
+ */
 import { createRng } from '../../src/tasks/rng.ts';
 import { batchFeeds, type Example } from './data.ts';
 import { initParams, paramSpecs, type TinyConfig } from './model.ts';
+import { RECIPES } from './recipes.ts';
 import { StepRunner } from './step.ts';
+
+if (process.argv[2] === 'moe') {
+  const r = RECIPES.moe;
+  const cfg: TinyConfig = { vocab: r.tokenizerVocab, ...r.model, ...(JSON.parse(process.argv[3] ?? '{}') as Partial<TinyConfig>) };
+  const rng = createRng(1);
+  const p = initParams(paramSpecs(cfg), () => rng.next());
+  // Rows packed like the trainer's: examples of ~240 tokens.
+  const rows: Example[][] = Array.from({ length: r.batch }, () =>
+    [0, 1].map(() => ({ ids: Array.from({ length: 250 }, () => rng.int(0, 500)), promptLen: 30 })),
+  );
+  const { feeds, tokens } = batchFeeds(cfg, rows, r.seq, 0);
+  const runners = {
+    sparse: await StepRunner.create(cfg, { batch: r.batch, seq: r.seq }),
+    dense: await StepRunner.create(cfg, { batch: r.batch, seq: r.seq, denseExperts: true }),
+  };
+  const ms: Record<keyof typeof runners, number[]> = { sparse: [], dense: [] };
+  for (const k of ['sparse', 'dense'] as const) await runners[k].run(p, feeds); // warm-up
+  for (let i = 0; i < 5; i++) {
+    for (const k of ['sparse', 'dense'] as const) {
+      const t = performance.now();
+      await runners[k].run(p, feeds);
+      ms[k].push(performance.now() - t);
+    }
+  }
+  const med = (x: number[]) => x.slice().sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
+  for (const k of ['sparse', 'dense'] as const)
+    console.log(`${k}: step ${med(ms[k]).toFixed(0)} ms (median of 5) → ${((tokens / med(ms[k])) * 1000).toFixed(0)} tok/s`);
+  console.log(`moe ${JSON.stringify(cfg.moe)} layers ${cfg.layers} hidden ${cfg.hidden}: sparse ÷ dense step time ${(med(ms.sparse) / med(ms.dense)).toFixed(3)}`);
+  for (const k of ['sparse', 'dense'] as const) await runners[k].release();
+  process.exit(0);
+}
 
 const sizes: [string, Partial<TinyConfig>][] = (process.argv[2] ?? 'd128l4,d160l6,d192l5').split(',').map((s) => {
   const m = /^d(\d+)l(\d+)(?:i(\d+))?$/.exec(s)!;

@@ -11,10 +11,11 @@
  * With `moe` (Qwen3-MoE, E experts of width I, top-k): no q/k/v bias; qn (hd) / kn (hd) are the
  * per-head q_norm / k_norm applied before RoPE; the MLP is router (E, D) ·
  *   wgu (2·E·I, D) = [gate_0; …; gate_{E−1}; up_0; …; up_{E−1}] · wd (D, E·I) = [down_0 | … | down_{E−1}].
- * Every expert runs on every token as one wide GEMM (static shapes, no gather), and the routing
- * weights — softmax over all E, top-k, renormalized (norm_topk_prob) — scale each expert's
- * activation block, so an expert outside a token's top-k contributes nothing and gets no gradient
- * from it: exactly HF Qwen3-MoE's sparse forward, computed densely (E/k times the expert flops).
+ * The routing weights — softmax over all E, top-k, renormalized (norm_topk_prob) — weight each
+ * token's k experts, and each expert runs only on the tokens routed to it (Tape.moeExperts: the
+ * slots sorted by expert, one GEMM segment per expert): exactly HF Qwen3-MoE's forward. The
+ * `denseExperts` option runs every expert on every token instead (E/k times the expert flops; an
+ * expert outside a token's top k is weighted 0 and gets no gradient from it) — the reference.
  * A Switch-style load-balancing loss (coef `auxCoef`) is added per MoE layer.
  *
  * Batch layout: B rows of T tokens; each row packs whole examples. A block-diagonal causal mask
@@ -151,6 +152,12 @@ export interface StepGraphOptions {
   logits?: boolean;
   /** Emit the backward pass (default true). */
   grads?: boolean;
+  /**
+   * MoE: run every expert on every token, weighted by the (mostly zero) routing weights — the
+   * reference the sparse path (Tape.moeExperts, the default: each expert on its routed rows only)
+   * is tested against.
+   */
+  denseExperts?: boolean;
 }
 
 /** Graph input names besides the params (MoE graphs also take `real`, see batchFeeds). */
@@ -216,7 +223,6 @@ export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
     const ctx2 = tape.reshape(tape.transpose(tape.reshape(ctx, [B, Hkv, G, T, hd]), [0, 3, 1, 2, 4]), [N, Q]);
     h = tape.add(h, tape.linear(ctx2, p(`l${l}.wo`), null));
     const x2 = tape.rmsNorm(h, p(`l${l}.ln2`), c.eps);
-    let m = tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)); // (N, I) or, MoE, (N, E·I)
     if (c.moe) {
       const { experts: E, topK, expertIntermediate: Ie, auxCoef } = c.moe;
       const probs = tape.softmax(tape.linear(x2, p(`l${l}.router`), null)); // (N, E)
@@ -224,9 +230,13 @@ export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
       const lb = tape.loadBalance(probs, sel, real!, topK, auxCoef);
       aux = aux ? tape.add(aux, lb.loss) : lb.loss;
       loads.push(lb.load);
-      m = tape.reshape(tape.mul(tape.reshape(m, [N, E, Ie]), tape.reshape(w, [N, E, 1])), [N, E * Ie]);
-    }
-    h = tape.add(h, tape.linear(m, p(`l${l}.wd`), null));
+      if (o.denseExperts) {
+        // Every expert on every token, weighted (zero outside the top k): E/k times the flops.
+        const m = tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)); // (N, E·I)
+        const mw = tape.reshape(tape.mul(tape.reshape(m, [N, E, Ie]), tape.reshape(w, [N, E, 1])), [N, E * Ie]);
+        h = tape.add(h, tape.linear(mw, p(`l${l}.wd`), null));
+      } else h = tape.add(h, tape.moeExperts(x2, p(`l${l}.wgu`), p(`l${l}.wd`), w, topK));
+    } else h = tape.add(h, tape.linear(tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)), p(`l${l}.wd`), null));
   }
   const hf = tape.rmsNorm(h, p('lnf'), c.eps);
   const logits = tape.linear(hf, p('embed'), null); // tied head (N, V)
