@@ -5,6 +5,7 @@
  *
  *   npx tsx scripts/train-tiny-reasoner.ts [--recipe v1|v2] [--out DIR] [--work DIR]
  *       [--steps N] [--resume] [--seed 0] [--threads 0] [--stop-after N] [--export] [--inject-rate R]
+ *       [--hidden D] [--layers L] [--heads H] [--kv-heads K] [--intermediate I] [--experts E]
  *
  * Recipes (scripts/train/recipes.ts): `v1` (default) is the shipped models/tiny-reasoner's
  * (0.78M parameters, arith + trace, format v1; --out models/tiny-reasoner, --work
@@ -82,6 +83,7 @@ function parseArgs(argv: string[]): Args {
     heads: STRING,
     'kv-heads': STRING,
     intermediate: STRING,
+    experts: STRING,
     batch: STRING,
     seq: STRING,
     quiet: BOOLEAN,
@@ -105,6 +107,13 @@ function parseArgs(argv: string[]): Args {
   ] as const) {
     const n = numberFlag(v, flag, null);
     if (n !== null) model[key] = n;
+  }
+  const experts = numberFlag(v, 'experts', null);
+  if (experts !== null) {
+    const moe = defaults.model.moe;
+    if (!moe) throw new Error(`--experts applies to an MoE recipe (moe), not ${defaults.name}`);
+    if (!Number.isInteger(experts) || experts <= moe.topK) throw new Error(`--experts must be an integer > top-k (${moe.topK})`);
+    model.moe = { ...moe, experts };
   }
   const a: Args = {
     recipe,
