@@ -363,7 +363,11 @@ export class Tape {
       throw new Error(`moeExperts: x [${x.shape}] wgu [${wgu.shape}] wd [${wd.shape}] w [${w.shape}]`);
     const S = N * k;
     const i64 = (v: number) => g.constI64([v], []);
-    const arange = g.constI64(Array.from({ length: S }, (_, i) => i), [S], 'slots');
+    const arange = g.constI64(
+      Array.from({ length: S }, (_, i) => i),
+      [S],
+      'slots',
+    );
     // The slots: each row's k experts and weights (N, k), flattened row-major (slot = n·k + r).
     const [wk, idx] = g.node('TopK', [w.v, g.constI64([k])], { axis: -1, largest: 1, sorted: 1 }, 2, 'topk') as [Value, Value];
     const idxFlat = g.reshape(idx, [S]);
@@ -373,7 +377,19 @@ export class Tape {
     const tok = g.op('Div', [perm, i64(k)]); // sorted slot → its row
     const wS = g.reshape(g.gather(g.reshape(wk, [S]), perm, 0), [S, 1]);
     const counts = this.reduceSum(
-      g.op('Cast', [g.op('Equal', [g.reshape(idxFlat, [S, 1]), g.constI64(Array.from({ length: E }, (_, e) => e), [1, E])])], { to: 7 }),
+      g.op(
+        'Cast',
+        [
+          g.op('Equal', [
+            g.reshape(idxFlat, [S, 1]),
+            g.constI64(
+              Array.from({ length: E }, (_, e) => e),
+              [1, E],
+            ),
+          ]),
+        ],
+        { to: 7 },
+      ),
       [0],
       false,
     ); // (E) int64
@@ -427,14 +443,7 @@ export class Tape {
               ),
             ),
           ]);
-        if (wgu.needsGrad)
-          out.push([
-            wgu,
-            g.concat(
-              [...back.map((b) => b.dwg), ...back.map((b) => b.dwu)],
-              0,
-            ),
-          ]);
+        if (wgu.needsGrad) out.push([wgu, g.concat([...back.map((b) => b.dwg), ...back.map((b) => b.dwu)], 0)]);
         if (wd.needsGrad)
           out.push([
             wd,

@@ -36,7 +36,9 @@ if (process.argv[2] === 'moe') {
   const med = (x: number[]) => x.slice().sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
   for (const k of ['sparse', 'dense'] as const)
     console.log(`${k}: step ${med(ms[k]).toFixed(0)} ms (median of 5) → ${((tokens / med(ms[k])) * 1000).toFixed(0)} tok/s`);
-  console.log(`moe ${JSON.stringify(cfg.moe)} layers ${cfg.layers} hidden ${cfg.hidden}: sparse ÷ dense step time ${(med(ms.sparse) / med(ms.dense)).toFixed(3)}`);
+  console.log(
+    `moe ${JSON.stringify(cfg.moe)} layers ${cfg.layers} hidden ${cfg.hidden}: sparse ÷ dense step time ${(med(ms.sparse) / med(ms.dense)).toFixed(3)}`,
+  );
   for (const k of ['sparse', 'dense'] as const) await runners[k].release();
   process.exit(0);
 }

@@ -174,7 +174,6 @@ export const BATCH_INPUTS = ['ids', 'onehot', 'cos', 'sin', 'mask', 'targets', '
 export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
   const { batch: B, seq: T } = o;
   const N = B * T;
-  const D = c.hidden;
   const V = c.vocab;
   const H = c.heads;
   const Hkv = c.kvHeads;

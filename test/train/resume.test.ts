@@ -91,3 +91,26 @@ test('recipe v2 (masked injected errors, code family) resumes bit for bit and ke
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('recipe moe takes --experts for a fresh run (sparse experts train), and other recipes refuse it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-moe-experts-'));
+  const size = [...TINY.filter((_x, i) => TINY[i - 1] !== '--seq' && TINY[i] !== '--seq'), '--seq', '512'];
+  try {
+    train(join(dir, 'a'), join(dir, 'out-a'), ['--recipe', 'moe', '--experts', '3', '--stop-after', '2'], size);
+    const a = loadCheckpoint(join(dir, 'a', 'checkpoint.bin'));
+    assert.equal(a.meta.step, 2);
+    assert.equal(a.meta.cfg.moe?.experts, 3);
+    assert.equal(a.meta.cfg.moe?.topK, 2);
+    assert.ok(a.params.every(Number.isFinite));
+    assert.throws(
+      () => train(join(dir, 'b'), join(dir, 'out-b'), ['--recipe', 'v2', '--experts', '3'], size),
+      /--experts applies to an MoE recipe/,
+    );
+    assert.throws(
+      () => train(join(dir, 'c'), join(dir, 'out-c'), ['--recipe', 'moe', '--experts', '2'], size),
+      /--experts must be an integer > top-k/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
