@@ -46,10 +46,8 @@ export async function owlLayerStats(
   let [input, output] = stores;
   const last = Math.max(...selected);
   for (let l = 0; l <= last; l++) {
-    const w = model.layerWeights(l);
-    const scored = model.experts(l)
-      ? await moeLayer(model, runner, l, w, input, output, padded, rowWeights, selected.has(l), l < last, linearSpecs)
-      : await denseLayer(model, runner, w, input, output, padded, rowWeights, selected.has(l), l < last, linearSpecs);
+    const pass: LayerPass = { model, runner, l, w: model.layerWeights(l), input, output, padded, rowWeights, linearSpecs };
+    const scored = model.experts(l) ? await moeLayer(pass, selected.has(l), l < last) : await denseLayer(pass, selected.has(l), l < last);
     if (scored) stats.set(l, { ratio: outlierRatio(scored, m), params: scored.reduce((a, s) => a + s.rows * s.cols, 0) });
     [input, output] = [output, input];
   }
@@ -58,19 +56,22 @@ export async function owlLayerStats(
 
 const isMlp = (ls: LinearSpec) => ls.group === 'mlp_in' || ls.group === 'mlp_out';
 
-/** A dense layer forward on every batch: its scored Linears when selected (null otherwise). */
-async function denseLayer(
-  model: Model,
-  runner: LayerRunner,
-  w: LayerWeights,
-  input: HiddenStore,
-  output: HiddenStore,
-  padded: PaddedBatch[],
-  rowWeights: Float32Array[],
-  selected: boolean,
-  keepOutput: boolean,
-  linearSpecs: LinearSpec[],
-): Promise<ScoredLinear[] | null> {
+/** One layer of the pre-pass: its weights, the streams it reads and writes, the calibration batches. */
+interface LayerPass {
+  model: Model;
+  runner: LayerRunner;
+  l: number;
+  w: LayerWeights;
+  input: HiddenStore;
+  output: HiddenStore;
+  padded: PaddedBatch[];
+  rowWeights: Float32Array[];
+  linearSpecs: LinearSpec[];
+}
+
+/** A dense layer forward on every batch: its scored Linears when selected (null otherwise); its outputs kept for the next layer. */
+async function denseLayer(pass: LayerPass, selected: boolean, keepOutput: boolean): Promise<ScoredLinear[] | null> {
+  const { model, runner, w, input, output, padded, rowWeights, linearSpecs } = pass;
   const feeds = runner.weightFeeds(w);
   const sums = new Map<InputGroup, XtxSum>();
   for (const ls of linearSpecs) if (!sums.has(ls.group)) sums.set(ls.group, new XtxSum(groupWidth(model.config, ls.group), true));
@@ -86,19 +87,8 @@ async function denseLayer(
 }
 
 /** An MoE layer forward on every batch (attention, routing, the routed experts): its scored Linears when selected. */
-async function moeLayer(
-  model: Model,
-  runner: LayerRunner,
-  l: number,
-  w: LayerWeights,
-  input: HiddenStore,
-  output: HiddenStore,
-  padded: PaddedBatch[],
-  rowWeights: Float32Array[],
-  selected: boolean,
-  keepOutput: boolean,
-  linearSpecs: LinearSpec[],
-): Promise<ScoredLinear[] | null> {
+async function moeLayer(pass: LayerPass, selected: boolean, keepOutput: boolean): Promise<ScoredLinear[] | null> {
+  const { model, runner, l, w, input, output, padded, rowWeights, linearSpecs } = pass;
   const cfg = model.config;
   const ex = model.experts(l)!;
   const feeds = runner.weightFeeds(w);

@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
+import type { leftPad } from '../../src/models/batch.ts';
 import { Model } from '../../src/models/model.ts';
+import { makeLayerBatch } from '../../src/models/reference.ts';
 import { Rng } from '../../src/models/sampling.ts';
 import type { CalibSequence, CalibSet } from '../../src/prune/calib.ts';
 import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
@@ -138,4 +140,22 @@ export function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     m = Math.max(m, Math.abs(b[i]!));
   }
   return m === 0 ? d : d / m;
+}
+
+/** The embedding rows of a left-padded batch (B·T, D): a layer's input. */
+export function embedBatch(model: Model, pb: ReturnType<typeof leftPad>): Float32Array {
+  const D = model.config.hiddenSize;
+  const E = model.embedding();
+  const h = new Float32Array(pb.B * pb.T * D);
+  for (let i = 0; i < pb.ids.length; i++) h.set(E.subarray(pb.ids[i]! * D, (pb.ids[i]! + 1) * D), i * D);
+  return h;
+}
+
+/** The reference forward's layout of a left-padded batch. */
+export function layoutOf(pb: ReturnType<typeof leftPad>): ReturnType<typeof makeLayerBatch> {
+  return makeLayerBatch(
+    pb.B,
+    pb.T,
+    pb.valid.map((v) => Array.from(v)),
+  );
 }

@@ -15,12 +15,12 @@ import { expertFeeds, leftPad } from '../../src/models/batch.ts';
 import { LayerRunner } from '../../src/models/layer-runner.ts';
 import { Model } from '../../src/models/model.ts';
 import { gatherRows } from '../../src/models/moe.ts';
-import { linear, makeLayerBatch, referenceLayerInputs, silu } from '../../src/models/reference.ts';
+import { linear, referenceLayerInputs, silu } from '../../src/models/reference.ts';
 import type { LayerWeights, MoeWeights } from '../../src/models/spec.ts';
 import type { PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, pruneDir, randomSequences, readAll, zerosIn } from '../helpers/prune.ts';
+import { calibSet, embedBatch, layoutOf, pruneDir, randomSequences, readAll, relDiff, zerosIn } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const HALF: SparsityTarget = { kind: 'unstructured', sparsity: 0.5 };
@@ -33,31 +33,6 @@ const MOE = {
 };
 
 type Batch = ReturnType<typeof leftPad>;
-
-function embed(model: Model, pb: Batch): Float32Array {
-  const D = model.config.hiddenSize;
-  const E = model.embedding();
-  const h = new Float32Array(pb.B * pb.T * D);
-  for (let i = 0; i < pb.ids.length; i++) h.set(E.subarray(pb.ids[i]! * D, (pb.ids[i]! + 1) * D), i * D);
-  return h;
-}
-
-const layoutOf = (pb: Batch) =>
-  makeLayerBatch(
-    pb.B,
-    pb.T,
-    pb.valid.map((v) => Array.from(v)),
-  );
-
-function relMax(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < want.length; i++) {
-    d = Math.max(d, Math.abs(got[i]! - want[i]!));
-    m = Math.max(m, Math.abs(want[i]!));
-  }
-  return d / m;
-}
 
 /** Σ_r w_r² · a_r b_rᵀ (float64) over rows of A (n, p) and X (n, q): (p, q). */
 function weightedCross(A: ArrayLike<number>, X: ArrayLike<number>, w: ArrayLike<number>, p: number, q: number): Float64Array {
@@ -82,7 +57,7 @@ function expertAct(moe: MoeWeights, j: number, x: Float32Array, n: number, D: nu
 function lastHidden(dir: string, pb: Batch): Float32Array {
   const m = Model.open(dir);
   try {
-    let h = embed(m, pb);
+    let h = embedBatch(m, pb);
     for (let l = 0; l < m.config.numLayers; l++) h = referenceLayerInputs(m.config, m.layerWeights(l), h, layoutOf(pb), m.experts(l)).out;
     return h;
   } finally {
@@ -109,7 +84,7 @@ describe('asymmetric calibration on MoE layers', () => {
     after(() => runner.release());
     const pb = leftPad(randomSequences(cfg.vocabSize, 4, 6, 11, 9).map((s) => s.ids));
     const N = pb.B * pb.T;
-    const hRef = embed(model, pb);
+    const hRef = embedBatch(model, pb);
     const hPruned = hRef.map((x, i) => x + 0.05 * Math.sin(i)); // another stream, same layout
     const dense = model.layerWeights(0);
     const half = (w: Float32Array) => w.map((x, i) => (i % 2 ? 0 : x));
@@ -132,7 +107,7 @@ describe('asymmetric calibration on MoE layers', () => {
       ['reference', got.ref, b],
     ] as const) {
       const pick = (x: Float32Array) => x.filter((_, i) => rw[Math.floor(i / D)]! > 0); // padding rows differ
-      assert.ok(relMax(pick(stream.moeIn), pick(want.inputs.mlp_in!)) < 1e-5, `${name} stream: the experts' input`);
+      assert.ok(relDiff(pick(stream.moeIn), pick(want.inputs.mlp_in!)) < 1e-5, `${name} stream: the experts' input`);
       for (let j = 0; j < ex.count; j++)
         assert.deepEqual(Array.from(stream.groups[j]!.rows), real(want.inputs.experts![j]!.rows), `${name} stream: expert ${j}'s rows`);
     }
@@ -140,8 +115,8 @@ describe('asymmetric calibration on MoE layers', () => {
       const X = a.inputs[g]!;
       const R = b.inputs[g]!;
       const n = X.length / N;
-      assert.ok(relMax(got.xtx[g]!, weightedCross(X, X, rw, n, n)) < 1e-5, `${g}: XᵀX`);
-      assert.ok(relMax(got.cross[g]!, weightedCross(R, X, rw, n, n)) < 1e-5, `${g}: X_refᵀX`);
+      assert.ok(relDiff(got.xtx[g]!, weightedCross(X, X, rw, n, n)) < 1e-5, `${g}: XᵀX`);
+      assert.ok(relDiff(got.cross[g]!, weightedCross(R, X, rw, n, n)) < 1e-5, `${g}: X_refᵀX`);
     }
     // Each expert on the rows the pruned stream routes to it, both streams' inputs of those rows.
     for (let j = 0; j < ex.count; j++) {
@@ -160,10 +135,10 @@ describe('asymmetric calibration on MoE layers', () => {
       );
       const act = expertAct(pruned.moe!, j, x, rows.length, D, I);
       const actRef = expertAct(dense.moe!, j, xr, rows.length, D, I);
-      assert.ok(relMax(c.xtx.mlp_in, weightedCross(x, x, tw, D, D)) < 1e-5, `expert ${j}: mlp_in XᵀX`);
-      assert.ok(relMax(c.cross.mlp_in, weightedCross(xr, x, tw, D, D)) < 1e-5, `expert ${j}: mlp_in X_refᵀX`);
-      assert.ok(relMax(c.xtx.mlp_out, weightedCross(act, act, tw, I, I)) < 1e-4, `expert ${j}: mlp_out XᵀX`);
-      assert.ok(relMax(c.cross.mlp_out, weightedCross(actRef, act, tw, I, I)) < 1e-4, `expert ${j}: mlp_out X_refᵀX`);
+      assert.ok(relDiff(c.xtx.mlp_in, weightedCross(x, x, tw, D, D)) < 1e-5, `expert ${j}: mlp_in XᵀX`);
+      assert.ok(relDiff(c.cross.mlp_in, weightedCross(xr, x, tw, D, D)) < 1e-5, `expert ${j}: mlp_in X_refᵀX`);
+      assert.ok(relDiff(c.xtx.mlp_out, weightedCross(act, act, tw, I, I)) < 1e-4, `expert ${j}: mlp_out XᵀX`);
+      assert.ok(relDiff(c.cross.mlp_out, weightedCross(actRef, act, tw, I, I)) < 1e-4, `expert ${j}: mlp_out X_refᵀX`);
     }
   });
 

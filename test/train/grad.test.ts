@@ -10,6 +10,7 @@ import { createRng } from '../../src/tasks/rng.ts';
 import { batchFeeds, type Example } from '../../scripts/train/data.ts';
 import { initParams, paramSpecs, Params, type TinyConfig } from '../../scripts/train/model.ts';
 import { StepRunner } from '../../scripts/train/step.ts';
+import { relDiff } from '../helpers/prune.ts';
 
 const qwen2: TinyConfig = { vocab: 23, hidden: 16, layers: 2, heads: 4, kvHeads: 2, intermediate: 24, ropeTheta: 10000, eps: 1e-6 };
 const moe: TinyConfig = {
@@ -105,20 +106,11 @@ test('sparse experts equal the dense reference: loss, logits and every gradient 
       'some expert gets no routed token (the empty segment is tested)',
     );
     assert.ok(Math.abs(a.loss - b.loss) <= 1e-6 * Math.abs(b.loss), `loss ${a.loss} vs ${b.loss}`);
-    const rel = (x: Float32Array, y: Float32Array) => {
-      let d = 0;
-      let m = 0;
-      for (let i = 0; i < y.length; i++) {
-        d = Math.max(d, Math.abs(x[i]! - y[i]!));
-        m = Math.max(m, Math.abs(y[i]!));
-      }
-      return d / m;
-    };
-    assert.ok(rel(a.logits!, b.logits!) < 1e-5, 'logits');
+    assert.ok(relDiff(a.logits!, b.logits!) < 1e-5, 'logits');
     let off = 0;
     for (const s of specs) {
       const n = s.shape.reduce((x, y) => x * y, 1);
-      const r = rel(a.grad!.subarray(off, off + n), b.grad!.subarray(off, off + n));
+      const r = relDiff(a.grad!.subarray(off, off + n), b.grad!.subarray(off, off + n));
       assert.ok(r < 1e-5, `grad.${s.name}: relative difference ${r}`);
       off += n;
     }
