@@ -5,7 +5,7 @@
  * end — layer 0's attention keeps its own target, later experts' targets move, every expert is
  * exactly as sparse as asked, and the pruned model's last hidden states sit closer to the dense
  * model's than plain SparseGPT's; `all` calibration, the low-token rule and true-sequential run
- * with it.
+ * with it, after expert removal and against a dense reference model (staged).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -200,5 +200,34 @@ describe('asymmetric calibration on MoE layers', () => {
     const experts = q.layers[1]!.experts!.flatMap((e) => Object.values(e.linears));
     assert.ok(experts.every((r) => r!.quant === 'Q8_0'));
     assert.ok(expertShift(q, 1) > 1e-4, 'layer 1 experts move: layer 0 was quantized');
+  });
+
+  it('composes: after expert removal (the smaller model is its own reference), and against a dense reference model', async () => {
+    const dir = checkpoint({ ...MOE, layers: 2, moe: { ...MOE.moe, mlpOnlyLayers: [] } });
+    const m = Model.open(dir);
+    const V = m.config.vocabSize;
+    m.close();
+    const calib = calibSet(randomSequences(V, 8, 20, 40, 9));
+    const removed = await prune(dir, calib, join(tempDir('moe-asym-reap'), 'out'), {
+      asymmetric: true,
+      removeExperts: { scoring: 'reap', experts: 1 },
+    });
+    assert.equal(removed.layers[1]!.experts!.length, 3, 'one expert of four removed');
+    assert.ok(expertShift(removed, 1) > 1e-3, `after removal: layer 1's experts move (${expertShift(removed, 1)})`);
+    // Staged: layer 0 pruned first; then layer 1 against the dense model (its stream differs from layer 0 on).
+    const stage0 = join(tempDir('moe-asym-stage0'), 'out');
+    await prune(dir, calib, stage0, { layers: [0] });
+    const attnShift = (s: PruneSummary) =>
+      Math.max(...['q_proj', 'k_proj', 'v_proj'].map((k) => s.layers[1]!.linears[k as 'q_proj']!.target_shift!));
+    const self = await prune(stage0, calib, join(tempDir('moe-asym-self'), 'out'), { layers: [1], asymmetric: true });
+    assert.ok(attnShift(self) < 1e-4, `self reference: layer 1 q/k/v shift ${attnShift(self)}`);
+    const dense = Model.open(dir);
+    try {
+      const withRef = await prune(stage0, calib, join(tempDir('moe-asym-ref'), 'out'), { layers: [1], asymmetric: true, reference: dense });
+      assert.ok(attnShift(withRef) > 1e-3, `dense reference: layer 1 q/k/v shift ${attnShift(withRef)}`);
+      assert.ok(expertShift(withRef, 1) > 1e-3, `dense reference: layer 1's experts move (${expertShift(withRef, 1)})`);
+    } finally {
+      dense.close();
+    }
   });
 });
