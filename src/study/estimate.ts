@@ -33,7 +33,7 @@ import { LayerRunner } from '../models/layer-runner.ts';
 import { Model } from '../models/model.ts';
 import { writeRandomCheckpoint } from '../models/random.ts';
 import { Rng, sampleToken } from '../models/sampling.ts';
-import { groupWidth, type InputGroup, type LinearSpec } from '../models/spec.ts';
+import { groupWidth, isMoeLayer, type InputGroup, type LinearSpec } from '../models/spec.ts';
 import { makeBatches, type CalibSet } from '../prune/calib.ts';
 
 /** Bumped whenever the calibration measures something new: older cache entries are re-measured. */
@@ -329,6 +329,8 @@ export interface PruneWork {
    * two more hidden-state stores and a dense copy of the layer's weights.
    */
   asymmetric?: boolean;
+  /** MoE layers: each expert's statistics from its routed tokens (default) or from every token. */
+  moeCalibration?: 'routed' | 'all';
 }
 
 export interface Estimate {
@@ -436,7 +438,6 @@ export function estimatePrune(
 ): Estimate {
   const L = cfg.numLayers;
   const D = cfg.hiddenSize;
-  const selected = new Set(w.layers);
   const batches = makeBatches(calib.sequences, w.batchTokens).map((b) => ({ B: b.length, T: Math.max(1, ...b.map((s) => s.ids.length)) }));
   const padded = batches.reduce((a, b) => a + b.B * b.T, 0);
   const groups = [...new Set(w.linears.map((l) => l.group))] as InputGroup[];
@@ -463,50 +464,76 @@ export function estimatePrune(
   const factor = zeroCost();
   const sweep = zeroCost();
   const other = zeroCost();
-  for (const ls of w.linears) {
-    const r = ls.rows;
-    const c = ls.cols;
-    if (w.method === 'sparsegpt') {
-      const sg = sparsegptCost(r, c, B);
-      add(factor, sg.factor);
-      add(sweep, sg.sweep);
-      other.js += 3 * c * c; // the dead-column scan, the damped diagonal
-      if (asym) {
-        // the target W* = (W·C + λW)·Uᵀ·U: (H + λI)'s factorization and three (r, c, c) GEMMs
-        add(factor, sg.factor);
-        other.flops += 3 * 2 * r * c * c;
-        other.calls += 3;
-        other.js += 6 * r * c + 2 * c * c;
+  /** The solver on Linears of (rows, cols), `times` of each. */
+  const solve = (linears: readonly { rows: number; cols: number }[], times = 1) => {
+    for (const ls of linears) {
+      const r = ls.rows;
+      const c = ls.cols;
+      if (w.method === 'sparsegpt') {
+        const sg = sparsegptCost(r, c, B);
+        add(factor, sg.factor, times);
+        add(sweep, sg.sweep, times);
+        other.js += times * 3 * c * c; // the dead-column scan, the damped diagonal
+        if (asym) {
+          // the target W* = (W·C + λW)·Uᵀ·U: (H + λI)'s factorization and three (r, c, c) GEMMs
+          add(factor, sg.factor, times);
+          other.flops += times * 3 * 2 * r * c * c;
+          other.calls += times * 3;
+          other.js += times * (6 * r * c + 2 * c * c);
+        }
+      } else if (w.method === 'wanda') {
+        other.js += times * r * c * (4 + Math.log2(Math.max(2, c)));
+      } else {
+        other.js += times * r * c * (2 + Math.log2(Math.max(2, r * c)));
       }
-    } else if (w.method === 'wanda') {
-      other.js += r * c * (4 + Math.log2(Math.max(2, c)));
-    } else {
-      other.js += r * c * (2 + Math.log2(Math.max(2, r * c)));
+      if (needStats && errorStats) {
+        other.flops += times * 2 * 2 * r * c * c;
+        other.calls += times * 2;
+        other.js += times * 4 * r * c;
+      }
     }
-    if (needStats && errorStats) {
-      other.flops += 2 * 2 * r * c * c;
-      other.calls += 2;
-      other.js += 4 * r * c;
-    }
-  }
+  };
+  // An MoE model's layers differ: its MoE layers are priced by moeLayerWork (the dense costs above
+  // stay for its dense layers).
+  const isMoe = (l: number) => isMoeLayer(cfg, l);
+  const moe =
+    cfg.moe && Array.from({ length: L }, (_, l) => l).some(isMoe) ? moeLayerWork(cfg, w, calib, allLinears, streams, stages) : null;
+  const denseSel = w.layers.filter((l) => !isMoe(l)).length;
+  const moeSel = w.layers.length - denseSel;
+  const moeAll = Array.from({ length: L }, (_, l) => l).filter(isMoe).length;
+  solve(w.linears);
+  const denseSolve = { factor: { ...factor }, sweep: { ...sweep }, other: { ...other } };
+  for (const c of [factor, sweep, other]) Object.assign(c, zeroCost());
+  if (moe) solve(moe.linears, 1);
+  const moeSolve = { factor: { ...factor }, sweep: { ...sweep }, other: { ...other } };
+  Object.assign(factor, denseSolve.factor);
+  Object.assign(sweep, denseSolve.sweep);
+  Object.assign(other, denseSolve.other);
+  /** Σ over layers of a per-layer cost, dense and MoE layers each at their own. */
+  const over = (dense: Cost, moeCost: Cost | null, nDense: number, nMoe: number) =>
+    nDense * secondsOf(dense, speed) + (moeCost ? nMoe * secondsOf(moeCost, speed) : 0);
   const nSel = w.layers.length;
   const phases: Record<string, number> = {
     startup: (needStats ? STARTUP_SESSIONS : 2) * speed.session_s,
-    capture: needStats ? nSel * secondsOf(capture, speed) : 0,
-    hessian: needStats ? nSel * secondsOf(hessian, speed) : 0,
-    factor: nSel * secondsOf(factor, speed),
-    sweep: nSel * secondsOf(sweep, speed),
+    capture: needStats ? over(capture, moe?.capture ?? null, denseSel, moeSel) : 0,
+    hessian: needStats ? over(hessian, moe?.hessian ?? null, denseSel, moeSel) : 0,
+    factor: over(factor, moeSolve.factor, denseSel, moeSel),
+    sweep: over(sweep, moeSolve.sweep, denseSel, moeSel),
     prune: 0,
-    recompute: L * secondsOf(forward, speed),
+    recompute: over(forward, moe?.forward ?? null, L - moeAll, moeAll),
   };
   // OWL's dense pre-pass: one forward (diagonal capture) of every layer up to the last selected one.
-  if (w.owl && nSel > 0) phases['capture']! += (Math.max(...w.layers) + 1) * secondsOf(forward, speed);
+  if (w.owl && nSel > 0) {
+    const upTo = Array.from({ length: Math.max(...w.layers) + 1 }, (_, l) => l);
+    const nMoe = upTo.filter(isMoe).length;
+    phases['capture']! += over(forward, moe?.forward ?? null, upTo.length - nMoe, nMoe);
+  }
   if (nSel > 0 && w.method === 'sparsegpt') {
     phases['factor']! += WARMUP_JS.factor / speed.js_ops_per_s;
     phases['sweep']! += WARMUP_JS.sweep / speed.js_ops_per_s;
   }
   const otherWarmup = nSel > 0 ? WARMUP_JS.other / speed.js_ops_per_s : 0;
-  phases['prune'] = phases['factor']! + phases['sweep']! + nSel * secondsOf(other, speed) + otherWarmup;
+  phases['prune'] = phases['factor']! + phases['sweep']! + over(other, moeSolve.other, denseSel, moeSel) + otherWarmup;
   if (w.pruneLmHead) {
     const r = cfg.vocabSize;
     const head = zeroCost();
@@ -524,7 +551,9 @@ export function estimatePrune(
 
   // Peak memory: what lives through a layer's prune step.
   const storeBytes = Math.min(padded * D * 4, w.memoryLimitBytes ?? 4 * 2 ** 30);
-  const layerWeights = 4 * layerParams(allLinears);
+  // (an MoE model without a dense layer holds no dense MLP: its MoE layers' figures alone)
+  const anyDense = L - moeAll > 0;
+  const layerWeights = Math.max(anyDense ? 4 * layerParams(allLinears) : 0, moe?.weightBytes ?? 0);
   const embedding = 4 * cfg.vocabSize * D;
   const widest = w.linears.reduce((m, l) => (l.rows * l.cols > m.rows * m.cols ? l : m), w.linears[0] ?? { rows: 0, cols: 0 });
   const solver =
@@ -538,21 +567,21 @@ export function estimatePrune(
   const perSession =
     4 * maxBatch * (qkv + 2 * D + 3 * cfg.intermediateSize) + 2 * 4 * Math.max(0, ...batches.map((b) => b.B * b.T * b.T)) * cfg.numHeads;
   const activations = ARENA_FACTOR * (needStats ? 2 : 1) * perSession + SESSION_BYTES;
+  const statBytes = Math.max(anyDense ? hessBytes : 0, moe?.statBytes ?? 0);
   const fixed =
-    2 * streams * storeBytes + (2 + (asym ? 1 : 0)) * layerWeights + embedding + (needStats ? 2 * streams * hessBytes : 0) + solver;
+    2 * streams * storeBytes + (2 + (asym ? 1 : 0)) * layerWeights + embedding + (needStats ? 2 * streams * statBytes : 0) + solver;
   const peakBytes = baseRssBytes + fixed + activations;
 
-  const hess = groups.map((g) => `${g} ${groupWidth(cfg, g)}² (${mib(4 * groupWidth(cfg, g) ** 2)})`).join(', ');
+  // An MoE model lists its MoE layers' groups (and its dense layers' when it has any).
+  const listed = moe ? groups.filter((g) => anyDense || g !== 'mlp_out') : groups;
+  const hess =
+    listed.map((g) => `${g} ${groupWidth(cfg, g)}² (${mib(4 * groupWidth(cfg, g) ** 2)})`).join(', ') + (moe ? `; ${moe.hessianText}` : '');
+  const solverFlops = (f: Cost, sw: Cost, o: Cost) => f.panelFlops + sw.panelFlops + sw.thinFlops + o.flops;
   const gflop =
-    (nSel *
-      (stages * forward.flops +
-        capture.flops -
-        stages * forward.flops +
-        factor.panelFlops +
-        sweep.panelFlops +
-        sweep.thinFlops +
-        other.flops) +
-      L * forward.flops) /
+    (denseSel * (capture.flops + solverFlops(factor, sweep, other)) +
+      (moe ? moeSel * (moe.capture.flops + solverFlops(moeSolve.factor, moeSolve.sweep, moeSolve.other)) : 0) +
+      (L - moeAll) * forward.flops +
+      (moe ? moeAll * moe.forward.flops : 0)) /
     1e9;
   const work = [
     `${w.layers.length} of ${L} layers × ${calib.tokens.toLocaleString('en-US')} calibration tokens (${padded.toLocaleString('en-US')} padded, ${batches.length} batches of ≤ ${w.batchTokens} tokens), ${w.linears.length} Linears per layer`,
@@ -560,6 +589,97 @@ export function estimatePrune(
     `GEMM work ${gflop.toFixed(1)} GFLOP; hidden-state stores 2 × ${mib(padded * D * 4)}${padded * D * 4 > storeBytes ? ` (spilled to disk above ${mib(storeBytes)})` : ''}`,
   ];
   return { work, seconds, phases, peakBytes };
+}
+
+/**
+ * One MoE layer of `rac prune` (prune/experts.ts), per layer: the layer graph up to the routing
+ * (attention and router) on every batch, each expert with tokens on its routed rows (k slots per
+ * real token); the capture adds XᵀX of attention's groups and mlp_in, and each expert's own of
+ * mlp_in and mlp_out over its rows (under `all`: every expert on every token, mlp_out only); the
+ * Hessian sums in JS per expert and batch; the solver on E × (gate, up, down) when the scope has
+ * the MLP. Memory: the layer's weights and every expert's statistics at once.
+ */
+function moeLayerWork(
+  cfg: ModelConfig,
+  w: PruneWork,
+  calib: CalibSet,
+  allLinears: LinearSpec[],
+  streams: number,
+  stages: number,
+): {
+  forward: Cost;
+  capture: Cost;
+  hessian: Cost;
+  linears: { rows: number; cols: number }[];
+  weightBytes: number;
+  statBytes: number;
+  hessianText: string;
+} {
+  const m = cfg.moe!;
+  const D = cfg.hiddenSize;
+  const E = m.numExperts;
+  const k = m.topK;
+  const I = m.expertIntermediateSize;
+  const all = w.moeCalibration === 'all';
+  const diagonal = w.method === 'wanda' && w.errorStats === false;
+  const attn = allLinears.filter((l) => l.group === 'attn_in' || l.group === 'attn_out');
+  const batches = makeBatches(calib.sequences, w.batchTokens).map((b) => ({
+    B: b.length,
+    T: Math.max(1, ...b.map((s) => s.ids.length)),
+    tokens: b.reduce((a, s) => a + s.ids.length, 0),
+  }));
+  const expertFlops = 2 * 3 * D * I; // one row through gate, up and down
+  const forward = zeroCost();
+  for (const b of batches) {
+    const N = b.B * b.T;
+    forward.flops += 2 * N * (layerParams(attn) + E * D) + 4 * N * b.T * cfg.numHeads * cfg.headDim + k * b.tokens * expertFlops;
+    forward.scores += b.B * cfg.numHeads * b.T * b.T;
+    forward.layerCalls += 1;
+    forward.calls += Math.min(E, k * b.tokens);
+    forward.js += 2 * N * D + 2 * k * b.tokens * D; // the stores; gathering the rows and adding the outputs back
+  }
+  const groups: [string, number][] = [
+    ['attn_in', D],
+    ['attn_out', cfg.numHeads * cfg.headDim],
+    ['mlp_in', D],
+  ];
+  const sq = (x: number) => (diagonal ? x : x * x);
+  const capture = zeroCost();
+  const hessian = zeroCost();
+  for (const b of batches) {
+    const N = b.B * b.T;
+    const rows = all ? E * b.tokens : k * b.tokens; // expert rows captured
+    const calls = all ? E : Math.min(E, k * b.tokens);
+    const attnFlops = 2 * N * (layerParams(attn) + E * D) + 4 * N * b.T * cfg.numHeads * cfg.headDim;
+    // the layer graph in every stage; the experts' captures once (and the reference experts' forward with asymmetric)
+    capture.flops += streams * stages * (attnFlops + 2 * N * groups.reduce((a, [, g]) => a + sq(g), 0));
+    capture.flops += streams * rows * (expertFlops + 2 * (all ? sq(I) : sq(D) + sq(I))) + (streams - 1) * k * b.tokens * expertFlops;
+    capture.scores += streams * stages * b.B * cfg.numHeads * b.T * b.T;
+    capture.layerCalls += stages;
+    capture.calls += calls + (streams - 1) * Math.min(E, k * b.tokens);
+    capture.js += streams * (2 * N * D + 2 * rows * D);
+    hessian.js += streams * (groups.reduce((a, [, g]) => a + sq(g), 0) + calls * (all ? sq(I) : sq(D) + sq(I)));
+  }
+  const scoped = w.linears.some((l) => l.group === 'mlp_in' || l.group === 'mlp_out');
+  const expertLinears = [
+    { rows: I, cols: D },
+    { rows: I, cols: D },
+    { rows: D, cols: I },
+  ];
+  const linears = [
+    ...w.linears.filter((l) => l.group === 'attn_in' || l.group === 'attn_out'),
+    ...(scoped ? Array.from({ length: E }, () => expertLinears).flat() : []),
+  ];
+  const statFloats = groups.reduce((a, [, g]) => a + sq(g), 0) + (all ? E * sq(I) : E * (sq(D) + sq(I)));
+  return {
+    forward,
+    capture,
+    hessian,
+    linears,
+    weightBytes: 4 * (layerParams(attn) + E * D + E * 3 * D * I),
+    statBytes: 4 * statFloats,
+    hessianText: `experts ${E} × (${all ? '' : `mlp_in ${D}², `}mlp_out ${I}²) (${mib(4 * (all ? E * sq(I) : E * (sq(D) + sq(I))))})`,
+  };
 }
 
 // ---- traces

@@ -22,6 +22,7 @@ import {
   zeroCost,
   type Cost,
   type MachineSpeed,
+  type PruneWork,
 } from '../../src/study/estimate.ts';
 import { scopeLinears } from '../../src/prune/prune.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
@@ -203,6 +204,46 @@ describe('estimate', () => {
     }
   });
 
+  it('an MoE model: experts priced per routed slot, solved and held per expert; dense layers at their own cost', () => {
+    const moeCk = (experts: number, mlpOnlyLayers: number[] = []) =>
+      Model.open(
+        checkpoint({
+          family: 'qwen3_moe',
+          seed: 5,
+          layers: 2,
+          hidden: 64,
+          moe: { experts, topK: 2, expertIntermediate: 48, mlpOnlyLayers },
+        }),
+      );
+    const calib = calibSet(randomSequences(96, 8, 32, 32, 1));
+    const est = (m: Model, o: Partial<PruneWork> = {}) => {
+      const lin = scopeLinears(m.spec, m.config, 'all');
+      return estimatePrune(m.config, lin, calib, { method: 'sparsegpt', layers: [0, 1], linears: lin, batchTokens: 256, ...o }, SPEED, 0);
+    };
+    const [m4, m8, mixed] = [moeCk(4), moeCk(8), moeCk(4, [1])];
+    try {
+      const e4 = est(m4);
+      const e8 = est(m8);
+      assert.match(e4.work[1]!, /; experts 4 × \(mlp_in 64², mlp_out 48²\) \(0\.1 MiB\)$/);
+      assert.ok(!/mlp_out \d+² \(/.test(e4.work[1]!.split(';')[0]!), 'no dense mlp_out in a model without dense layers');
+      // Twice the experts at the same top-k: the same routed expert flops, twice the experts to
+      // solve and to hold statistics for (4·E·(D² + I²) bytes, twice over in the peak).
+      assert.ok(e8.phases['factor']! > 1.9 * (e4.phases['factor']! - 0.06e9 / SPEED.js_ops_per_s));
+      // Δ peak: two copies of the layer's weights (4 more experts and router rows) and two of its statistics.
+      assert.equal(e8.peakBytes - e4.peakBytes, 2 * 4 * 4 * (3 * 64 * 48 + 64) + 2 * 4 * 4 * (64 * 64 + 48 * 48));
+      // `all` calibration: every expert on every token (more capture), gate/up sharing the layer's mlp_in.
+      const all = est(m4, { moeCalibration: 'all' });
+      assert.ok(all.phases['capture']! > e4.phases['capture']!);
+      assert.match(all.work[1]!, /experts 4 × \(mlp_out 48²\)/);
+      // A dense MLP layer (mlp_only_layers) is priced as a dense layer: the mix lies between.
+      const mix = est(mixed);
+      assert.ok(mix.work[1]!.includes(`mlp_out ${mixed.config.intermediateSize}²`), mix.work[1]);
+      assert.notEqual(mix.phases['recompute'], e4.phases['recompute']);
+    } finally {
+      for (const m of [m4, m8, mixed]) m.close();
+    }
+  });
+
   it('bounds a trace by the token budget', () => {
     const e = estimateTrace(
       null,
@@ -281,8 +322,8 @@ describe('estimate', () => {
     assert.ok(existsSync(join(tmp, 'cache', 'rac', 'speed.json')));
   });
 
-  it('rac prune --dry-run on an MoE model says it has no estimate rather than a dense one', async () => {
-    const dir = checkpoint({ family: 'qwen3_moe', seed: 5, layers: 2, hidden: 64, moe: { experts: 4, topK: 2, expertIntermediate: 64 } });
+  it('rac prune --dry-run on an MoE model prices its experts', async () => {
+    const dir = checkpoint({ family: 'qwen3_moe', seed: 5, layers: 2, hidden: 64, moe: { experts: 4, topK: 2, expertIntermediate: 48 } });
     const tmp = tempDir('dry-moe');
     const calib = writeCalibIds(join(tmp, 'calib.jsonl'), randomSequences(96, 4, 20, 40, 3));
     const out = join(tmp, 'out');
@@ -292,7 +333,10 @@ describe('estimate', () => {
     );
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!existsSync(out), 'a dry run wrote --out');
-    assert.match(r.stderr, /prune: no estimate for Mixture-of-Experts models yet/);
-    assert.ok(!/prune: estimated/.test(r.stderr), r.stderr);
+    assert.match(
+      r.stderr,
+      /Hessians per layer: attn_in 64² \([\d.]+ MiB\), attn_out \d+² \([\d.]+ MiB\), mlp_in 64² \([\d.]+ MiB\); experts 4 × \(mlp_in 64², mlp_out 48²\)/,
+    );
+    assert.match(r.stderr, /prune: estimated [\d.]+s .* peak memory ≈ \d+ MiB/);
   });
 });

@@ -3,7 +3,6 @@ import { executePrune, planPrune, pruneJobProblem, type PruneJob } from '../../a
 import { targetText } from '../../compress/masks.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../../compress/quant-schemes.ts';
 import { EXPERT_METHODS, PRUNE_METHODS, QUANT_METHODS, scopeLinears, type PruneMethod } from '../../prune/prune.ts';
-import { hasMoeLayers } from '../../models/spec.ts';
 import { layerLinearReports, type PruneSummary } from '../../prune/rac-json.ts';
 import { estimateLines, estimatePrune, formatSeconds, machineSpeed } from '../../study/estimate.ts';
 import { addFieldOptions, runtimeOf, settingsFromFlags, type PruneSettings } from '../../study/job.ts';
@@ -123,14 +122,9 @@ export function register(program: Command): void {
       // Quiet runs print no estimate: nothing is measured for them.
       // (round-to-nearest quantization has no calibration pass to estimate)
       const speed = calib && (!o.quiet || o.dryRun) ? await machineSpeed({ runtime }) : null;
-      // (expert removal has no estimate yet: the figures would be the pruning stage's alone; nor has
-      // an MoE model: the cost model counts a dense MLP per layer, not E experts and their Hessians)
-      const moe = hasMoeLayers(model.config);
-      if (speed && calib && moe && (o.dryRun || !o.quiet))
-        process.stderr.write('prune: no estimate for Mixture-of-Experts models yet (the cost model counts dense MLPs)\n');
+      // (expert removal has no estimate yet: the figures would be the pruning stage's alone)
       const estimate =
         st.experts === 0 &&
-        !moe &&
         speed &&
         calib &&
         estimatePrune(
@@ -151,16 +145,18 @@ export function register(program: Command): void {
             memoryLimitBytes: st.memoryLimitMb * 2 ** 20,
             pruneLmHead: st.pruneLmHead,
             owl: st.sparsityProfile === 'owl',
+            moeCalibration: st.moeCalibration,
           },
           speed,
           rssBefore,
         );
       if (estimate) for (const line of estimateLines('prune', estimate, speed)) process.stderr.write(`${line}\n`);
       if (o.dryRun) {
-        if (!estimate) {
-          if (!moe)
-            process.stderr.write('prune: --dry-run: no calibration pass to estimate (round-to-nearest is one pass over the weights)\n');
-        } else if (o.json)
+        if (!estimate)
+          process.stderr.write(
+            `prune: --dry-run: ${st.experts > 0 ? 'no estimate for expert removal yet' : 'no calibration pass to estimate (round-to-nearest is one pass over the weights)'}\n`,
+          );
+        else if (o.json)
           printJson({ work: estimate.work, seconds: estimate.seconds, phases: estimate.phases, peak_bytes: estimate.peakBytes, speed });
         return;
       }
