@@ -461,54 +461,48 @@ export function estimatePrune(
   capture.flops += streams * batches.reduce((a, b) => a + groups.reduce((s, g) => s + 2 * b.B * b.T * statWidth(g), 0), 0);
   const hessian = zeroCost();
   hessian.js += streams * batches.length * (hessBytes / 4);
-  const factor = zeroCost();
-  const sweep = zeroCost();
-  const other = zeroCost();
-  /** The solver on Linears of (rows, cols), `times` of each. */
-  const solve = (linears: readonly { rows: number; cols: number }[], times = 1) => {
+  /** The solver on one layer's Linears of (rows, cols). */
+  const solve = (linears: readonly { rows: number; cols: number }[]) => {
+    const factor = zeroCost();
+    const sweep = zeroCost();
+    const other = zeroCost();
     for (const ls of linears) {
       const r = ls.rows;
       const c = ls.cols;
       if (w.method === 'sparsegpt') {
         const sg = sparsegptCost(r, c, B);
-        add(factor, sg.factor, times);
-        add(sweep, sg.sweep, times);
-        other.js += times * 3 * c * c; // the dead-column scan, the damped diagonal
+        add(factor, sg.factor);
+        add(sweep, sg.sweep);
+        other.js += 3 * c * c; // the dead-column scan, the damped diagonal
         if (asym) {
           // the target W* = (W·C + λW)·Uᵀ·U: (H + λI)'s factorization and three (r, c, c) GEMMs
-          add(factor, sg.factor, times);
-          other.flops += times * 3 * 2 * r * c * c;
-          other.calls += times * 3;
-          other.js += times * (6 * r * c + 2 * c * c);
+          add(factor, sg.factor);
+          other.flops += 3 * 2 * r * c * c;
+          other.calls += 3;
+          other.js += 6 * r * c + 2 * c * c;
         }
       } else if (w.method === 'wanda') {
-        other.js += times * r * c * (4 + Math.log2(Math.max(2, c)));
+        other.js += r * c * (4 + Math.log2(Math.max(2, c)));
       } else {
-        other.js += times * r * c * (2 + Math.log2(Math.max(2, r * c)));
+        other.js += r * c * (2 + Math.log2(Math.max(2, r * c)));
       }
       if (needStats && errorStats) {
-        other.flops += times * 2 * 2 * r * c * c;
-        other.calls += times * 2;
-        other.js += times * 4 * r * c;
+        other.flops += 2 * 2 * r * c * c;
+        other.calls += 2;
+        other.js += 4 * r * c;
       }
     }
+    return { factor, sweep, other };
   };
   // An MoE model's layers differ: its MoE layers are priced by moeLayerWork (the dense costs above
   // stay for its dense layers).
   const isMoe = (l: number) => isMoeLayer(cfg, l);
-  const moe =
-    cfg.moe && Array.from({ length: L }, (_, l) => l).some(isMoe) ? moeLayerWork(cfg, w, calib, allLinears, streams, stages) : null;
+  const moeAll = Array.from({ length: L }, (_, l) => l).filter(isMoe).length;
+  const moe = moeAll > 0 ? moeLayerWork(cfg, w, calib, allLinears, streams, stages) : null;
   const denseSel = w.layers.filter((l) => !isMoe(l)).length;
   const moeSel = w.layers.length - denseSel;
-  const moeAll = Array.from({ length: L }, (_, l) => l).filter(isMoe).length;
-  solve(w.linears);
-  const denseSolve = { factor: { ...factor }, sweep: { ...sweep }, other: { ...other } };
-  for (const c of [factor, sweep, other]) Object.assign(c, zeroCost());
-  if (moe) solve(moe.linears, 1);
-  const moeSolve = { factor: { ...factor }, sweep: { ...sweep }, other: { ...other } };
-  Object.assign(factor, denseSolve.factor);
-  Object.assign(sweep, denseSolve.sweep);
-  Object.assign(other, denseSolve.other);
+  const { factor, sweep, other } = solve(w.linears);
+  const moeSolve = solve(moe?.linears ?? []);
   /** Σ over layers of a per-layer cost, dense and MoE layers each at their own. */
   const over = (dense: Cost, moeCost: Cost | null, nDense: number, nMoe: number) =>
     nDense * secondsOf(dense, speed) + (moeCost ? nMoe * secondsOf(moeCost, speed) : 0);
@@ -629,10 +623,13 @@ function moeLayerWork(
     tokens: b.reduce((a, s) => a + s.ids.length, 0),
   }));
   const expertFlops = 2 * 3 * D * I; // one row through gate, up and down
+  /** The layer graph up to the routing on a batch: attention Linears, scores, the router. */
+  const attnFlops = (b: { B: number; T: number }) =>
+    2 * b.B * b.T * (layerParams(attn) + E * D) + 4 * b.B * b.T * b.T * cfg.numHeads * cfg.headDim;
   const forward = zeroCost();
   for (const b of batches) {
     const N = b.B * b.T;
-    forward.flops += 2 * N * (layerParams(attn) + E * D) + 4 * N * b.T * cfg.numHeads * cfg.headDim + k * b.tokens * expertFlops;
+    forward.flops += attnFlops(b) + k * b.tokens * expertFlops;
     forward.scores += b.B * cfg.numHeads * b.T * b.T;
     forward.layerCalls += 1;
     forward.calls += Math.min(E, k * b.tokens);
@@ -644,21 +641,22 @@ function moeLayerWork(
     ['mlp_in', D],
   ];
   const sq = (x: number) => (diagonal ? x : x * x);
+  const groupStat = groups.reduce((a, [, g]) => a + sq(g), 0); // the layer graph's XᵀX floats
+  const expertStat = all ? sq(I) : sq(D) + sq(I); // one expert's own
   const capture = zeroCost();
   const hessian = zeroCost();
   for (const b of batches) {
     const N = b.B * b.T;
     const rows = all ? E * b.tokens : k * b.tokens; // expert rows captured
     const calls = all ? E : Math.min(E, k * b.tokens);
-    const attnFlops = 2 * N * (layerParams(attn) + E * D) + 4 * N * b.T * cfg.numHeads * cfg.headDim;
     // the layer graph in every stage; the experts' captures once (and the reference experts' forward with asymmetric)
-    capture.flops += streams * stages * (attnFlops + 2 * N * groups.reduce((a, [, g]) => a + sq(g), 0));
-    capture.flops += streams * rows * (expertFlops + 2 * (all ? sq(I) : sq(D) + sq(I))) + (streams - 1) * k * b.tokens * expertFlops;
+    capture.flops += streams * stages * (attnFlops(b) + 2 * N * groupStat);
+    capture.flops += streams * rows * (expertFlops + 2 * expertStat) + (streams - 1) * k * b.tokens * expertFlops;
     capture.scores += streams * stages * b.B * cfg.numHeads * b.T * b.T;
     capture.layerCalls += stages;
     capture.calls += calls + (streams - 1) * Math.min(E, k * b.tokens);
     capture.js += streams * (2 * N * D + 2 * rows * D);
-    hessian.js += streams * (groups.reduce((a, [, g]) => a + sq(g), 0) + calls * (all ? sq(I) : sq(D) + sq(I)));
+    hessian.js += streams * (groupStat + calls * expertStat);
   }
   const scoped = w.linears.some((l) => l.group === 'mlp_in' || l.group === 'mlp_out');
   const expertLinears = [
@@ -670,15 +668,14 @@ function moeLayerWork(
     ...w.linears.filter((l) => l.group === 'attn_in' || l.group === 'attn_out'),
     ...(scoped ? Array.from({ length: E }, () => expertLinears).flat() : []),
   ];
-  const statFloats = groups.reduce((a, [, g]) => a + sq(g), 0) + (all ? E * sq(I) : E * (sq(D) + sq(I)));
   return {
     forward,
     capture,
     hessian,
     linears,
     weightBytes: 4 * (layerParams(attn) + E * D + E * 3 * D * I),
-    statBytes: 4 * statFloats,
-    hessianText: `experts ${E} × (${all ? '' : `mlp_in ${D}², `}mlp_out ${I}²) (${mib(4 * (all ? E * sq(I) : E * (sq(D) + sq(I))))})`,
+    statBytes: 4 * (groupStat + E * expertStat),
+    hessianText: `experts ${E} × (${all ? '' : `mlp_in ${D}², `}mlp_out ${I}²) (${mib(4 * E * expertStat)})`,
   };
 }
 
