@@ -319,18 +319,14 @@ export function buildExpertGraph(cfg: ModelConfig, ex: ExpertSpec, v: ExpertGrap
       if (!packed[l.name]) W[l.name] = g.input(prefix + weightInputName('w', l.name), 'float32', [l.rows, l.cols]);
     return W;
   };
+  /** a·Wᵀ for Linear n: its MatMulNBits when packed, else a Gemm on its weight in W. */
+  const lin = (a: Value, n: ExpertLinearName, W: Record<ExpertLinearName, Value>) =>
+    packed[n] ? packedLinearOp(g, a, packed[n], v.accuracyLevel) : g.gemm(a, W[n], null, { transB: true });
   /** silu(gate a)·up a (n, I) through weights W. */
-  const activation = (a: Value, W: Record<ExpertLinearName, Value>) => {
-    const lin = (n: ExpertLinearName) =>
-      packed[n] ? packedLinearOp(g, a, packed[n], v.accuracyLevel) : g.gemm(a, W[n], null, { transB: true });
-    return g.mul(g.silu(lin('gate_proj')), lin('up_proj'));
-  };
+  const activation = (a: Value, W: Record<ExpertLinearName, Value>) => g.mul(g.silu(lin(a, 'gate_proj', W)), lin(a, 'up_proj', W));
   const W = weights('');
   const act = activation(x, W);
-  const down = packed.down_proj
-    ? packedLinearOp(g, act, packed.down_proj, v.accuracyLevel)
-    : g.gemm(act, W.down_proj, null, { transB: true });
-  g.output(g.mul(down, gw), 'y', 'float32', ['n', D]);
+  g.output(g.mul(lin(act, 'down_proj', W), gw), 'y', 'float32', ['n', D]);
   if (v.capture) {
     const tw = g.input('token_weight', 'float32', ['n', 1]);
     const xRef = v.captureCross ? g.input('x_ref', 'float32', ['n', D]) : null;

@@ -113,6 +113,15 @@ export class LayerRunner {
 
   private capturingCross: Session | null = null;
 
+  /** A two-stream capture's feeds: the pruned stream's, the reference weights (REFERENCE_PREFIX) and its stream `hidden_ref`. */
+  private crossFeeds(w: Feeds, ref: Feeds, hidden: Float32Array, hiddenRef: Float32Array, b: BatchLayout, rowWeight: Float32Array): Feeds {
+    if (hiddenRef.length !== hidden.length)
+      throw new RangeError(`reference hidden has ${hiddenRef.length} values, expected ${hidden.length}`);
+    const feeds = withReference(this.captureFeeds(w, hidden, b, rowWeight), ref);
+    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
+    return feeds;
+  }
+
   /**
    * Asymmetric calibration's capture: the layer on the pruned model's stream `hidden` with weights
    * `w` and on the dense model's stream `hiddenRef` with the dense weights `ref`, in one call.
@@ -127,11 +136,7 @@ export class LayerRunner {
     b: BatchLayout,
     rowWeight: Float32Array,
   ): Promise<{ out: Float32Array; outRef: Float32Array; xtx: Record<InputGroup, Float32Array>; cross: Record<InputGroup, Float32Array> }> {
-    if (hiddenRef.length !== hidden.length)
-      throw new RangeError(`reference hidden has ${hiddenRef.length} values, expected ${hidden.length}`);
-    const feeds = this.captureFeeds(w, hidden, b, rowWeight);
-    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
-    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
+    const feeds = this.crossFeeds(w, ref, hidden, hiddenRef, b, rowWeight);
     this.capturingCross ??= await Session.create(
       'decoder layer (cross capture)',
       buildLayerGraph(this.spec, this.config, { past: false, present: false, capture: true, captureCross: true }),
@@ -220,11 +225,7 @@ export class LayerRunner {
     xtx: Partial<Record<InputGroup, Float32Array>>;
     cross: Partial<Record<InputGroup, Float32Array>>;
   }> {
-    if (hiddenRef.length !== hidden.length)
-      throw new RangeError(`reference hidden has ${hiddenRef.length} values, expected ${hidden.length}`);
-    const feeds = this.captureFeeds(w, hidden, b, rowWeight);
-    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
-    feeds['hidden_ref'] = { data: hiddenRef, dims: [b.B, b.T, this.config.hiddenSize] };
+    const feeds = this.crossFeeds(w, ref, hidden, hiddenRef, b, rowWeight);
     const res = await (await this.moeSession(ex, 'layer_capture_cross')).run(feeds);
     const xtx: Partial<Record<InputGroup, Float32Array>> = {};
     const cross: Partial<Record<InputGroup, Float32Array>> = {};
@@ -289,14 +290,16 @@ export class LayerRunner {
     const n = rowWeight.length;
     if (x.length !== n * D || xRef.length !== n * D)
       throw new RangeError(`expert rows: ${x.length} / ${xRef.length} values for ${n}·${D} (pruned / reference)`);
-    const feeds: Feeds = {
-      ...w,
-      x: { data: x, dims: [n, D] },
-      x_ref: { data: xRef, dims: [n, D] },
-      gate_w: { data: new Float32Array(n), dims: [n, 1] },
-      token_weight: { data: rowWeight, dims: [n, 1] },
-    };
-    for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
+    const feeds = withReference(
+      {
+        ...w,
+        x: { data: x, dims: [n, D] },
+        x_ref: { data: xRef, dims: [n, D] },
+        gate_w: { data: new Float32Array(n), dims: [n, 1] },
+        token_weight: { data: rowWeight, dims: [n, 1] },
+      },
+      ref,
+    );
     const res = await (await this.moeSession(ex, 'expert_capture_cross')).run(feeds);
     const get = (name: string) => res[name]!.data as Float32Array;
     return {
@@ -346,6 +349,12 @@ export class LayerRunner {
       ...[...this.moeSessions.values()].map((s) => s.release()),
     ]);
   }
+}
+
+/** `feeds` with the reference weights `ref` added under REFERENCE_PREFIX (a two-stream graph's inputs). */
+function withReference(feeds: Feeds, ref: Feeds): Feeds {
+  for (const [k, v] of Object.entries(ref)) feeds[REFERENCE_PREFIX + k] = v;
+  return feeds;
 }
 
 /** One stream's residual after attention, experts' input and routing in an MoE layer. */

@@ -115,11 +115,6 @@ function reference(run: PruneRun, job: LayerJob, ex: ExpertSpec, out: HiddenStor
   return { feeds: run.runner!.weightFeeds(w), experts: allExpertFeeds(ex, w.moe!), out };
 }
 
-/**
- * One capture pass over the calibration batches: XᵀX of the attention groups (and the layer's
- * mlp_in) and, with wantExperts, the experts' statistics — then, under the low-token rule, a second pass for the
- * experts that got too few tokens.
- */
 /** The layer up to its routing on one batch: the pruned stream's routing and statistics, and with `ref` the reference stream's and the cross terms. */
 async function route(
   run: PruneRun,
@@ -143,6 +138,12 @@ async function route(
   return job.timer.time('capture', () => runner!.moeRouteCross(ex, feeds, ref.feeds, job.input.get(b), job.refIn!.get(b), padded[b]!, rw));
 }
 
+/**
+ * One capture pass over the calibration batches: XᵀX of the attention groups (and the layer's
+ * mlp_in) and, with wantExperts, the experts' statistics — then, under the low-token rule, a second pass for the
+ * experts that got too few tokens. With `ref` (asymmetric) the cross terms too, and the reference
+ * stream moved on into `ref.out` when given.
+ */
 async function capture(
   run: PruneRun,
   job: LayerJob,
