@@ -222,20 +222,26 @@ export function buildStepGraph(c: TinyConfig, o: StepGraphOptions): Uint8Array {
     const ctx2 = tape.reshape(tape.transpose(tape.reshape(ctx, [B, Hkv, G, T, hd]), [0, 3, 1, 2, 4]), [N, Q]);
     h = tape.add(h, tape.linear(ctx2, p(`l${l}.wo`), null));
     const x2 = tape.rmsNorm(h, p(`l${l}.ln2`), c.eps);
+    let w: Tensor | null = null; // MoE routing weights (N, E)
     if (c.moe) {
-      const { experts: E, topK, expertIntermediate: Ie, auxCoef } = c.moe;
+      const { topK, auxCoef } = c.moe;
       const probs = tape.softmax(tape.linear(x2, p(`l${l}.router`), null)); // (N, E)
-      const { w, sel } = tape.topkGate(probs, topK, true);
-      const lb = tape.loadBalance(probs, sel, real!, topK, auxCoef);
+      const gate = tape.topkGate(probs, topK, true);
+      const lb = tape.loadBalance(probs, gate.sel, real!, topK, auxCoef);
       aux = aux ? tape.add(aux, lb.loss) : lb.loss;
       loads.push(lb.load);
-      if (o.denseExperts) {
-        // Every expert on every token, weighted (zero outside the top k): E/k times the flops.
-        const m = tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)); // (N, E·I)
-        const mw = tape.reshape(tape.mul(tape.reshape(m, [N, E, Ie]), tape.reshape(w, [N, E, 1])), [N, E * Ie]);
-        h = tape.add(h, tape.linear(mw, p(`l${l}.wd`), null));
-      } else h = tape.add(h, tape.moeExperts(x2, p(`l${l}.wgu`), p(`l${l}.wd`), w, topK));
-    } else h = tape.add(h, tape.linear(tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)), p(`l${l}.wd`), null));
+      w = gate.w;
+    }
+    if (c.moe && !o.denseExperts) h = tape.add(h, tape.moeExperts(x2, p(`l${l}.wgu`), p(`l${l}.wd`), w!, c.moe.topK));
+    else {
+      let m = tape.swiglu(tape.linear(x2, p(`l${l}.wgu`), null)); // (N, I) or, MoE, (N, E·I)
+      if (c.moe) {
+        // The dense reference: every expert on every token, weighted (zero outside the top k).
+        const { experts: E, expertIntermediate: Ie } = c.moe;
+        m = tape.reshape(tape.mul(tape.reshape(m, [N, E, Ie]), tape.reshape(w!, [N, E, 1])), [N, E * Ie]);
+      }
+      h = tape.add(h, tape.linear(m, p(`l${l}.wd`), null));
+    }
   }
   const hf = tape.rmsNorm(h, p('lnf'), c.eps);
   const logits = tape.linear(hf, p('embed'), null); // tied head (N, V)
