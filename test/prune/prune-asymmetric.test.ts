@@ -17,7 +17,7 @@ import type { CalibSet } from '../../src/prune/calib.ts';
 import type { PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, embedBatch, layoutOf, pruneDir, randomSequences, relDiff } from '../helpers/prune.ts';
+import { calibSet, embedBatch, layoutOf, pruneDir, randomSequences, randomSequencesFor, relDiff } from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const QWEN = { family: 'qwen2' as const, seed: 41, hidden: 64, layers: 3, intermediate: 160, anisotropy: 1 };
@@ -85,10 +85,7 @@ describe('asymmetric calibration', () => {
 
   it('reconstructs the dense model better than plain SparseGPT; layer 0 keeps its own target', async () => {
     const dir = checkpoint(QWEN);
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 24, 30, 90, 5));
+    const calib = calibSet(randomSequencesFor(dir, 24, 30, 90, 5));
     const plainOut = join(tempDir('asym-plain'), 'out');
     const asymOut = join(tempDir('asym-on'), 'out');
     await prune(dir, calib, plainOut, {});
@@ -117,10 +114,7 @@ describe('asymmetric calibration', () => {
 
   it('a reference model (staged refresh: the dense one) is what a partly pruned checkpoint reconstructs', async () => {
     const dir = checkpoint(QWEN);
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 8, 20, 40, 7));
+    const calib = calibSet(randomSequencesFor(dir, 8, 20, 40, 7));
     const stage0 = join(tempDir('asym-stage0'), 'out');
     await prune(dir, calib, stage0, { layers: [0] });
     const qkvShift = (s: PruneSummary) =>
@@ -139,10 +133,7 @@ describe('asymmetric calibration', () => {
 
   it('GPTQ takes the same target (quantization only, no pruning)', async () => {
     const dir = checkpoint({ ...QWEN, layers: 2 });
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 8, 20, 40, 8));
+    const calib = calibSet(randomSequencesFor(dir, 8, 20, 40, 8));
     const s = await prune(dir, calib, join(tempDir('asym-gptq'), 'out'), {
       method: 'gptq',
       quant: 'q8_0',
@@ -157,10 +148,7 @@ describe('asymmetric calibration', () => {
 
   it('is refused for methods without a reconstruction solver', async () => {
     const dir = checkpoint({ ...QWEN, layers: 1 });
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 4, 10, 20, 6));
+    const calib = calibSet(randomSequencesFor(dir, 4, 10, 20, 6));
     await assert.rejects(
       prune(dir, calib, join(tempDir('asym-wanda'), 'out'), { method: 'wanda', asymmetric: true }),
       /--asymmetric .* wanda/,

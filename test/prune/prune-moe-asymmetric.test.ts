@@ -20,7 +20,17 @@ import type { LayerWeights, MoeWeights } from '../../src/models/spec.ts';
 import type { PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, embedBatch, layoutOf, pruneDir, randomSequences, readAll, relDiff, zerosIn } from '../helpers/prune.ts';
+import {
+  calibSet,
+  embedBatch,
+  layoutOf,
+  pruneDir,
+  randomSequences,
+  randomSequencesFor,
+  readAll,
+  relDiff,
+  zerosIn,
+} from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const HALF: SparsityTarget = { kind: 'unstructured', sparsity: 0.5 };
@@ -144,10 +154,7 @@ describe('asymmetric calibration on MoE layers', () => {
 
   it('reconstructs the dense model better than plain SparseGPT; exact sparsity in every expert', async () => {
     const dir = checkpoint(MOE);
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 24, 30, 90, 5));
+    const calib = calibSet(randomSequencesFor(dir, 24, 30, 90, 5));
     const plainOut = join(tempDir('moe-asym-plain'), 'out');
     const asymOut = join(tempDir('moe-asym-on'), 'out');
     await prune(dir, calib, plainOut, {});
@@ -175,10 +182,7 @@ describe('asymmetric calibration on MoE layers', () => {
 
   it('runs with `all` calibration, the low-token rule, true-sequential and GPTQ', async () => {
     const dir = checkpoint({ ...MOE, layers: 2, moe: { ...MOE.moe, mlpOnlyLayers: [] } });
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 8, 20, 40, 7));
+    const calib = calibSet(randomSequencesFor(dir, 8, 20, 40, 7));
     const all = await prune(dir, calib, join(tempDir('moe-asym-all'), 'out'), {
       asymmetric: true,
       moeCalibration: 'all',
@@ -204,10 +208,7 @@ describe('asymmetric calibration on MoE layers', () => {
 
   it('composes: after expert removal (the smaller model is its own reference), and against a dense reference model', async () => {
     const dir = checkpoint({ ...MOE, layers: 2, moe: { ...MOE.moe, mlpOnlyLayers: [] } });
-    const m = Model.open(dir);
-    const V = m.config.vocabSize;
-    m.close();
-    const calib = calibSet(randomSequences(V, 8, 20, 40, 9));
+    const calib = calibSet(randomSequencesFor(dir, 8, 20, 40, 9));
     const removed = await prune(dir, calib, join(tempDir('moe-asym-reap'), 'out'), {
       asymmetric: true,
       removeExperts: { scoring: 'reap', experts: 1 },
