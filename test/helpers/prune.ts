@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SafetensorsModel } from '../../src/io/safetensors.ts';
 import type { leftPad } from '../../src/models/batch.ts';
 import { Model } from '../../src/models/model.ts';
-import { makeLayerBatch } from '../../src/models/reference.ts';
+import { makeLayerBatch, referenceLayerInputs } from '../../src/models/reference.ts';
 import { Rng } from '../../src/models/sampling.ts';
 import type { CalibSequence, CalibSet } from '../../src/prune/calib.ts';
 import { pruneCheckpoint, type PruneOptions } from '../../src/prune/prune.ts';
@@ -158,4 +158,25 @@ export function layoutOf(pb: ReturnType<typeof leftPad>): ReturnType<typeof make
     pb.T,
     pb.valid.map((v) => Array.from(v)),
   );
+}
+
+/** The last layer's outputs (B·T, D) of the checkpoint in `dir` on a batch, by the reference forward (MoE layers included). */
+export function lastHidden(dir: string, pb: ReturnType<typeof leftPad>): Float32Array {
+  const m = Model.open(dir);
+  try {
+    let h = embedBatch(m, pb);
+    for (let l = 0; l < m.config.numLayers; l++) h = referenceLayerInputs(m.config, m.layerWeights(l), h, layoutOf(pb), m.experts(l)).out;
+    return h;
+  } finally {
+    m.close();
+  }
+}
+
+/** Σ (h − want)² over the real (unpadded) rows of the batch, h the last hidden states of the checkpoint in `dir`. */
+export function lastHiddenError(dir: string, pb: ReturnType<typeof leftPad>, want: Float32Array): number {
+  const h = lastHidden(dir, pb);
+  const D = h.length / (pb.B * pb.T);
+  let e = 0;
+  for (let i = 0; i < h.length; i++) if (pb.valid[Math.floor(i / (pb.T * D))]![Math.floor(i / D) % pb.T]) e += (h[i]! - want[i]!) ** 2;
+  return e;
 }

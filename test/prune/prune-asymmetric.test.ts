@@ -17,7 +17,17 @@ import type { CalibSet } from '../../src/prune/calib.ts';
 import type { PruneOptions } from '../../src/prune/prune.ts';
 import type { PruneSummary } from '../../src/prune/rac-json.ts';
 import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
-import { calibSet, embedBatch, layoutOf, pruneDir, randomSequences, randomSequencesFor, relDiff } from '../helpers/prune.ts';
+import {
+  calibSet,
+  embedBatch,
+  layoutOf,
+  pruneDir,
+  randomSequences,
+  randomSequencesFor,
+  relDiff,
+  lastHidden,
+  lastHiddenError,
+} from '../helpers/prune.ts';
 
 const RT = { threads: 1 };
 const QWEN = { family: 'qwen2' as const, seed: 41, hidden: 64, layers: 3, intermediate: 160, anisotropy: 1 };
@@ -26,18 +36,6 @@ const HALF = { kind: 'unstructured', sparsity: 0.6 } as const;
 /** SparseGPT at HALF, unless `o` says otherwise. */
 const prune = (dir: string, calib: CalibSet, out: string, o: Partial<PruneOptions>) =>
   pruneDir(dir, calib, out, { method: 'sparsegpt', target: HALF, ...o });
-
-/** The last layer's outputs of a checkpoint on a batch, by the reference forward. */
-function lastHidden(dir: string, pb: ReturnType<typeof leftPad>): Float32Array {
-  const m = Model.open(dir);
-  try {
-    let h = embedBatch(m, pb);
-    for (let l = 0; l < m.config.numLayers; l++) h = referenceLayerInputs(m.config, m.layerWeights(l), h, layoutOf(pb)).out;
-    return h;
-  } finally {
-    m.close();
-  }
-}
 
 describe('asymmetric calibration', () => {
   it('the two-stream capture matches the reference layer on both streams', async () => {
@@ -100,15 +98,8 @@ describe('asymmetric calibration', () => {
     // The final hidden states on the calibration sequences, against the dense model's.
     const pb = leftPad(calib.sequences.map((x) => x.ids));
     const want = lastHidden(dir, pb);
-    const err = (dirX: string) => {
-      const h = lastHidden(dirX, pb);
-      let e = 0;
-      for (let i = 0; i < h.length; i++)
-        if (pb.valid[Math.floor(i / (pb.T * QWEN.hidden))]![Math.floor(i / QWEN.hidden) % pb.T]) e += (h[i]! - want[i]!) ** 2;
-      return e;
-    };
-    const ePlain = err(plainOut);
-    const eAsym = err(asymOut);
+    const ePlain = lastHiddenError(plainOut, pb, want);
+    const eAsym = lastHiddenError(asymOut, pb, want);
     assert.ok(eAsym < ePlain, `final hidden error: asymmetric ${eAsym} vs plain ${ePlain}`);
   });
 

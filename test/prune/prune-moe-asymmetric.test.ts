@@ -23,6 +23,8 @@ import { checkpoint, tempDir } from '../helpers/checkpoints.ts';
 import {
   calibSet,
   embedBatch,
+  lastHidden,
+  lastHiddenError,
   layoutOf,
   pruneDir,
   randomSequences,
@@ -42,8 +44,6 @@ const MOE = {
   moe: { experts: 4, topK: 2, expertIntermediate: 64, mlpOnlyLayers: [1] },
 };
 
-type Batch = ReturnType<typeof leftPad>;
-
 /** Σ_r w_r² · a_r b_rᵀ (float64) over rows of A (n, p) and X (n, q): (p, q). */
 function weightedCross(A: ArrayLike<number>, X: ArrayLike<number>, w: ArrayLike<number>, p: number, q: number): Float64Array {
   const out = new Float64Array(p * q);
@@ -61,18 +61,6 @@ function expertAct(moe: MoeWeights, j: number, x: Float32Array, n: number, D: nu
   const g = linear(x, e.gate_proj, null, n, D, I);
   const u = linear(x, e.up_proj, null, n, D, I);
   return g.map((v, i) => Math.fround(silu(v)) * u[i]!);
-}
-
-/** The last layer's outputs of a checkpoint on a batch, by the reference forward. */
-function lastHidden(dir: string, pb: Batch): Float32Array {
-  const m = Model.open(dir);
-  try {
-    let h = embedBatch(m, pb);
-    for (let l = 0; l < m.config.numLayers; l++) h = referenceLayerInputs(m.config, m.layerWeights(l), h, layoutOf(pb), m.experts(l)).out;
-    return h;
-  } finally {
-    m.close();
-  }
 }
 
 const prune = (dir: string, calib: ReturnType<typeof calibSet>, out: string, o: Partial<PruneOptions>) =>
@@ -168,15 +156,8 @@ describe('asymmetric calibration on MoE layers', () => {
         assert.equal(zerosIn(t.data), t.data.length / 2, `${name}: exactly half zero`);
     const pb = leftPad(calib.sequences.map((x) => x.ids));
     const want = lastHidden(dir, pb);
-    const D = MOE.hidden;
-    const err = (d: string) => {
-      const h = lastHidden(d, pb);
-      let e = 0;
-      for (let i = 0; i < h.length; i++) if (pb.valid[Math.floor(i / (pb.T * D))]![Math.floor(i / D) % pb.T]) e += (h[i]! - want[i]!) ** 2;
-      return e;
-    };
-    const ePlain = err(plainOut);
-    const eAsym = err(asymOut);
+    const ePlain = lastHiddenError(plainOut, pb, want);
+    const eAsym = lastHiddenError(asymOut, pb, want);
     assert.ok(eAsym < ePlain, `final hidden error: asymmetric ${eAsym} vs plain ${ePlain}`);
   });
 
