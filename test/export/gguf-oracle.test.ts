@@ -14,7 +14,7 @@
  * The tiny reasoner (models/tiny-reasoner) is included when that directory exists.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { RacTokenizer } from '../../src/io/tokenizer.ts';
@@ -113,7 +113,9 @@ describe('GGUF export vs llama.cpp (node-llama-cpp)', { skip: skipLlamaCpp }, ()
   const tinyMoe = join(process.cwd(), 'models', 'tiny-moe-reasoner');
   if (existsSync(join(tinyMoe, 'config.json'))) {
     cases.push(['tiny MoE reasoner (models/tiny-moe-reasoner)', () => tinyMoe]);
-    const E = (JSON.parse(readFileSync(join(tinyMoe, 'config.json'), 'utf8')) as { num_experts: number }).num_experts;
+    const m = Model.open(tinyMoe);
+    const E = m.config.moe!.numExperts;
+    m.close();
     cases.push([`tiny MoE reasoner with half its experts removed (REAP): ${E / 2} of ${E} left`, () => expertsRemoved(tinyMoe)]);
   } else it('tiny MoE reasoner (models/tiny-moe-reasoner)', { skip: `${tinyMoe} does not exist yet` }, () => {});
 
