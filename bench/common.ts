@@ -48,3 +48,24 @@ export async function gemmPeak(
   await s.release();
   return { gflops: (2 * m * k * n) / seconds / 1e9, m, k, n, seconds };
 }
+
+/**
+ * The rate at which onnxruntime streams a 512 MiB F32 input from memory on `threads` threads
+ * (ReduceSum over 64 rows, which it splits across its threads), best of 3 — the machine's read
+ * rate now, for bandwidth-bound benchmarks to divide by (on the 2-core host: within 2% of a
+ * gcc -O3 OpenMP read loop).
+ */
+export async function memoryReadRate(threads: number): Promise<{ gb_per_s: number; bytes: number; threads: number }> {
+  const rows = 64;
+  const n = 128 << 20;
+  const g = new GraphBuilder('memory_read');
+  g.output(g.reduceSum(g.input('x', 'float32', [rows, n / rows]), [1], false), 'y', 'float32', [rows]);
+  const s = await Session.create('memory read', g.build(), { threads });
+  try {
+    const x = randn(n, 1, 3);
+    const seconds = await timeBest(() => s.run({ x: { data: x, dims: [rows, n / rows] } }), 3);
+    return { gb_per_s: (n * 4) / seconds / 1e9, bytes: n * 4, threads };
+  } finally {
+    await s.release();
+  }
+}

@@ -5,7 +5,9 @@
  * - `decode_moe` / `decode_moe_ratio`: decode tokens/s of rac's engine (only the routed experts
  *   run, one baked session each) and of llama.cpp (node-llama-cpp, the same model exported to an
  *   F32 GGUF, F32 KV cache), 1, 8 and 32 streams after 32-token prompts, same threads, in one run
- *   (measured as `decode`: decode steps only, best of 2);
+ *   (measured as `decode`: decode steps only, best of 2); `memory_read`, the machine's read rate
+ *   in the same run, against which `decode_moe_profile` sets the experts' streaming rate and
+ *   `decode_moe_ratio` the ratio's ceiling were rac's expert calls to stream at that rate;
  * - `prune_moe`: SparseGPT 50% of every Linear (attention and each expert with its own routed
  *   statistics) on 4,096 calibration tokens in a child process: seconds per MoE layer (and per
  *   phase) and peak RSS.
@@ -20,7 +22,7 @@ import { Engine } from '../src/models/engine.ts';
 import { Model } from '../src/models/model.ts';
 import { Session } from '../src/runtime/session.ts';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../src/models/random.ts';
-import { emit } from './common.ts';
+import { emit, memoryReadRate } from './common.ts';
 import { bestOf, llamaDecode, racDecode, withLlamaModel } from './decode.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -84,6 +86,7 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
   exportGguf({ model: ckpt, out: gguf, dtype: 'f32', warn: () => {} });
   const dims = dimsOf(opts);
   const rac = new Map<number, number>();
+  const atMemoryRate = new Map<number, number>();
   const model = Model.open(ckpt);
   const t0 = performance.now();
   const engine = await Engine.load(model, { threads: THREADS });
@@ -94,7 +97,15 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
       rac.set(streams, best);
       emit({ name: 'decode_moe', engine: 'rac', streams, tokens_per_s: +best.toFixed(2), load_seconds: +loadSeconds.toFixed(1), ...dims });
     }
-    for (const streams of STREAMS) emit({ name: 'decode_moe_profile', streams, ...(await profiledDecode(engine, streams, opts)) });
+    const mem = await memoryReadRate(THREADS);
+    emit({ name: 'memory_read', gb_per_s: +mem.gb_per_s.toFixed(1), mib: mem.bytes / 2 ** 20, threads: THREADS });
+    for (const streams of STREAMS) {
+      const p = await profiledDecode(engine, streams, opts);
+      emit({ name: 'decode_moe_profile', streams, ...p, expert_over_memory_read: +(p.expert_weight_gb_per_s / mem.gb_per_s).toFixed(2) });
+      // The speed-up rac would get if its routed-expert calls streamed at the machine's read rate
+      // with everything else unchanged (Amdahl over the expert share).
+      atMemoryRate.set(streams, 1 / (1 - p.expert_share * (1 - Math.min(1, p.expert_weight_gb_per_s / mem.gb_per_s))));
+    }
   } finally {
     await engine.release();
     model.close();
@@ -103,7 +114,14 @@ export async function benchDecodeMoe(dir: string): Promise<void> {
     for (const streams of STREAMS) {
       const best = await bestOf(REPS, () => llamaDecode(lm, streams));
       emit({ name: 'decode_moe', engine: 'llama.cpp', streams, tokens_per_s: +best.toFixed(2), kv_cache: 'f32', ...dims });
-      emit({ name: 'decode_moe_ratio', streams, rac_over_llamacpp: +(rac.get(streams)! / best).toFixed(3) });
+      const ratio = rac.get(streams)! / best;
+      emit({
+        name: 'decode_moe_ratio',
+        streams,
+        rac_over_llamacpp: +ratio.toFixed(3),
+        // The ratio's ceiling with rac's expert calls at the memory_read rate.
+        if_experts_at_memory_read: +(ratio * atMemoryRate.get(streams)!).toFixed(3),
+      });
     }
   });
 }
