@@ -5,7 +5,7 @@
  *
  *   npx tsx scripts/train-tiny-reasoner.ts [--recipe v1|v2] [--out DIR] [--work DIR]
  *       [--steps N] [--resume] [--seed 0] [--threads 0] [--stop-after N] [--export] [--inject-rate R]
- *       [--hidden D] [--layers L] [--heads H] [--kv-heads K] [--intermediate I] [--experts E]
+ *       [--hidden D] [--layers L] [--heads H] [--kv-heads K] [--intermediate I] [--experts E] [--aux-coef A]
  *
  * Recipes (scripts/train/recipes.ts): `v1` (default) is the shipped models/tiny-reasoner's
  * (0.78M parameters, arith + trace, format v1; --out models/tiny-reasoner, --work
@@ -84,6 +84,7 @@ function parseArgs(argv: string[]): Args {
     'kv-heads': STRING,
     intermediate: STRING,
     experts: STRING,
+    'aux-coef': STRING,
     batch: STRING,
     seq: STRING,
     quiet: BOOLEAN,
@@ -109,11 +110,14 @@ function parseArgs(argv: string[]): Args {
     if (n !== null) model[key] = n;
   }
   const experts = numberFlag(v, 'experts', null);
-  if (experts !== null) {
+  const auxCoef = numberFlag(v, 'aux-coef', null);
+  if (experts !== null || auxCoef !== null) {
     const moe = defaults.model.moe;
-    if (!moe) throw new Error(`--experts applies to an MoE recipe (moe), not ${defaults.name}`);
-    if (!Number.isInteger(experts) || experts <= moe.topK) throw new Error(`--experts must be an integer > top-k (${moe.topK})`);
-    model.moe = { ...moe, experts };
+    if (!moe) throw new Error(`--experts and --aux-coef apply to an MoE recipe (moe), not ${defaults.name}`);
+    if (experts !== null && (!Number.isInteger(experts) || experts <= moe.topK))
+      throw new Error(`--experts must be an integer > top-k (${moe.topK})`);
+    if (auxCoef !== null && !(auxCoef >= 0 && auxCoef <= 1)) throw new Error(`--aux-coef must be in [0, 1] (got ${auxCoef})`);
+    model.moe = { ...moe, ...(experts !== null ? { experts } : {}), ...(auxCoef !== null ? { auxCoef } : {}) };
   }
   const a: Args = {
     recipe,

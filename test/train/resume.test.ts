@@ -92,19 +92,24 @@ test('recipe v2 (masked injected errors, code family) resumes bit for bit and ke
   }
 });
 
-test('recipe moe takes --experts for a fresh run (sparse experts train), and other recipes refuse it', () => {
+test('recipe moe takes --experts and --aux-coef for a fresh run (sparse experts train), and other recipes refuse them', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rac-tiny-moe-experts-'));
   const size = [...TINY.filter((_x, i) => TINY[i - 1] !== '--seq' && TINY[i] !== '--seq'), '--seq', '512'];
   try {
-    train(join(dir, 'a'), join(dir, 'out-a'), ['--recipe', 'moe', '--experts', '3', '--stop-after', '2'], size);
+    train(join(dir, 'a'), join(dir, 'out-a'), ['--recipe', 'moe', '--experts', '3', '--aux-coef', '0.001', '--stop-after', '2'], size);
     const a = loadCheckpoint(join(dir, 'a', 'checkpoint.bin'));
     assert.equal(a.meta.step, 2);
     assert.equal(a.meta.cfg.moe?.experts, 3);
     assert.equal(a.meta.cfg.moe?.topK, 2);
+    assert.equal(a.meta.cfg.moe?.auxCoef, 0.001);
     assert.ok(a.params.every(Number.isFinite));
     assert.throws(
       () => train(join(dir, 'b'), join(dir, 'out-b'), ['--recipe', 'v2', '--experts', '3'], size),
-      /--experts applies to an MoE recipe/,
+      /--experts and --aux-coef apply to an MoE recipe/,
+    );
+    assert.throws(
+      () => train(join(dir, 'd'), join(dir, 'out-d'), ['--recipe', 'moe', '--aux-coef', '2'], size),
+      /--aux-coef must be in \[0, 1\]/,
     );
     assert.throws(
       () => train(join(dir, 'c'), join(dir, 'out-c'), ['--recipe', 'moe', '--experts', '2'], size),
